@@ -1,0 +1,142 @@
+"""Every default in one place, and how config and flags override them.
+
+Order, lowest first: DEFAULTS < Invoke config (`invoke.yaml`, `~/.invoke.yaml`, `INVOKE_MLX_*`
+environment variables, all under the key `mlx`) < task flags. Paths may start with `~`, which
+means the HOME of the run, read when settings are resolved, never at import.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import MlxTasksError
+
+CONFIG_KEY = "mlx"
+MIN_PYTHON = (3, 11)
+INSTALLERS = ("auto", "uv", "pip")
+BACKENDS = ("auto", "metal", "cpu", "cuda12", "cuda13")
+
+DEFAULTS: dict[str, Any] = {
+    "venv": "~/venv-mlx",
+    "workspace": "~/workspace",
+    "models": "~/workspace/mlx",
+    "python": None,
+    "installer": "auto",
+    "backend": "auto",
+    "packages": ["mlx-lm", "numpy", "transformers", "huggingface-hub", "sentencepiece", "tiktoken"],
+    "min_disk_gb": 10,
+    "warn_disk_gb": 20,
+    "warn_ram_gb": 16,
+}
+
+CONFIG_FIX = "edit the `mlx:` section of invoke.yaml or ~/.invoke.yaml (or unset INVOKE_MLX_*)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    venv: Path
+    workspace: Path
+    models: Path
+    python: str | None
+    installer: str
+    backend: str
+    packages: tuple[str, ...]
+    min_disk_gb: float
+    warn_disk_gb: float
+    warn_ram_gb: float
+
+    @property
+    def venv_python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+
+def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = None, **flags: Any) -> Settings:
+    """Merge DEFAULTS, the `mlx` config section and flags (None means "not given")."""
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(DEFAULTS))
+    if unknown:
+        raise MlxTasksError(f"Unknown config key '{CONFIG_KEY}.{unknown[0]}'.", fix=CONFIG_FIX)
+    given = {key: value for key, value in flags.items() if value is not None}
+    unknown_flags = sorted(set(given) - set(DEFAULTS))
+    if unknown_flags:
+        raise ValueError(f"resolve() got unknown settings {unknown_flags}")
+    merged = {**DEFAULTS, **config, **given}
+    home = Path(home if home is not None else _home())
+
+    def value(key: str) -> tuple[str, Any]:
+        """(how to name the setting in an error, its value)."""
+        label = f"--{key.replace('_', '-')}" if key in given else f"Config key '{CONFIG_KEY}.{key}'"
+        return label, merged[key]
+
+    return Settings(
+        venv=_path(*value("venv"), home),
+        workspace=_path(*value("workspace"), home),
+        models=_path(*value("models"), home),
+        python=_optional_str(*value("python")),
+        installer=_choice(*value("installer"), INSTALLERS),
+        backend=_choice(*value("backend"), BACKENDS),
+        packages=_str_list(*value("packages")),
+        min_disk_gb=_number(*value("min_disk_gb")),
+        warn_disk_gb=_number(*value("warn_disk_gb")),
+        warn_ram_gb=_number(*value("warn_ram_gb")),
+    )
+
+
+def _home() -> str:
+    home = os.environ.get("HOME")
+    if not home:
+        raise MlxTasksError("HOME is not set, so the default folders cannot be found.", fix="export HOME=/path/to/your/home")
+    return home
+
+
+def _invalid(label: str, expected: str, value: Any) -> MlxTasksError:
+    fix = CONFIG_FIX if label.startswith("Config") else f"pass {expected} to {label}"
+    return MlxTasksError(f"{label} must be {expected}, got {value!r}.", fix=fix)
+
+
+def _path(label: str, value: Any, home: Path) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise _invalid(label, "a folder path", value)
+    text = str(value)
+    if text == "~" or text.startswith("~/"):
+        path = home / text[2:]
+    else:
+        path = Path(text).expanduser()
+    return path if path.is_absolute() else Path.cwd() / path
+
+
+def _optional_str(label: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise _invalid(label, "a path", value)
+    return str(value)
+
+
+def _choice(label: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise _invalid(label, "one of " + ", ".join(choices), value)
+    return value
+
+
+def _str_list(label: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise _invalid(label, "a list of package names", value)
+    return tuple(value)
+
+
+def _number(label: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise _invalid(label, "a number", value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _invalid(label, "a number", value) from None
+    if number < 0:
+        raise _invalid(label, "a number of 0 or more", value)
+    return number

@@ -1,0 +1,187 @@
+"""Platform facts as plain data, gathered once by `probe()`.
+
+Everything that decides a platform branch takes a `HostFacts`, so a Mac's path is tested by
+building a Mac's facts, not by pretending a Mac ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+GIB = 2**30
+GB = 10**9
+
+# Minimum NVIDIA driver for each CUDA wheel of MLX, newest first.
+CUDA_DRIVER_MINIMUM = (("cuda13", (580,)), ("cuda12", (550,)))
+
+_PYTHON_PROBE = "import json, platform, sys; print(json.dumps([list(sys.version_info[:3]), platform.machine(), sys.prefix]))"
+
+
+@dataclass(frozen=True)
+class PythonInfo:
+    path: str
+    version: tuple[int, ...]
+    arch: str
+    prefix: str = ""
+
+    @property
+    def version_text(self) -> str:
+        return ".".join(map(str, self.version))
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    os: str  # "darwin", "linux", ...
+    os_version: str
+    machine: str  # the hardware's arch: arm64 on any Apple Silicon Mac, even under Rosetta
+    chip: str
+    ram_total: int
+    ram_available: int
+    disk_free: tuple[tuple[str, int], ...] = ()
+    unwritable: tuple[str, ...] = ()  # target paths that cannot be created
+    glibc: tuple[int, ...] | None = None
+    nvidia_driver: tuple[int, ...] | None = None
+    python: PythonInfo | None = None
+
+    @property
+    def is_mac(self) -> bool:
+        return self.os == "darwin"
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """'580.65.06' -> (580, 65, 6); '2.35-0ubuntu3' -> (2, 35); () when there is no number."""
+    match = re.match(r"\s*(\d+(?:\.\d+)*)", text)
+    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
+
+
+def backend_for(facts: HostFacts, configured: str = "auto") -> str:
+    """The MLX backend this host implies: metal, cuda13, cuda12 or cpu (or what config names)."""
+    if configured != "auto":
+        return configured
+    if facts.is_mac:
+        return "metal"
+    if facts.os == "linux" and facts.nvidia_driver:
+        for backend, minimum in CUDA_DRIVER_MINIMUM:
+            if facts.nvidia_driver >= minimum:
+                return backend
+    return "cpu"
+
+
+def python_info(path: str | os.PathLike) -> PythonInfo | None:
+    """Ask an interpreter for its version and arch; None when it does not run."""
+    try:
+        done = subprocess.run([str(path), "-c", _PYTHON_PROBE], capture_output=True, text=True, timeout=30)
+        version, arch, prefix = json.loads(done.stdout)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    return PythonInfo(path=str(path), version=tuple(version), arch=arch, prefix=prefix)
+
+
+def free_disk(path: Path) -> int:
+    """Free bytes on the filesystem that would hold `path` (its nearest existing folder)."""
+    return shutil.disk_usage(nearest_existing(path)).free
+
+
+def nearest_existing(path: Path) -> Path:
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def can_create(path: Path) -> bool:
+    """Whether `path` exists as a writable folder or could be made; tried for real, as root ignores modes."""
+    base = nearest_existing(path)
+    if not base.is_dir():
+        return False
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".mlxtasks-probe-", dir=base))
+    except OSError:
+        return False
+    return True
+
+
+def probe(paths: Iterable[Path] = (), python: PythonInfo | None = None) -> HostFacts:
+    """Read this machine's facts. `paths` are the folders setup will write to."""
+    import psutil  # imported here: only probing needs it, not `invoke --list`
+
+    paths = list(paths)
+
+    system = platform.system().lower()
+    memory = psutil.virtual_memory()
+    return HostFacts(
+        os=system,
+        os_version=_os_version(system),
+        machine=_hardware_machine(system),
+        chip=_chip(system),
+        ram_total=memory.total,
+        ram_available=memory.available,
+        disk_free=tuple((str(p), free_disk(p)) for p in paths),
+        unwritable=tuple(str(p) for p in paths if not can_create(p)),
+        glibc=_glibc(system),
+        nvidia_driver=_nvidia_driver(),
+        python=python,
+    )
+
+
+def _command_output(argv: list[str]) -> str | None:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _os_version(system: str) -> str:
+    if system == "darwin":
+        return platform.mac_ver()[0]
+    if system == "linux":
+        try:
+            return platform.freedesktop_os_release().get("PRETTY_NAME", platform.release())
+        except OSError:
+            return platform.release()
+    return platform.release()
+
+
+def _hardware_machine(system: str) -> str:
+    # Under Rosetta, platform.machine() says x86_64 on an arm64 Mac; the kernel knows better.
+    if system == "darwin" and _command_output(["sysctl", "-n", "hw.optional.arm64"]) == "1":
+        return "arm64"
+    return platform.machine()
+
+
+def _chip(system: str) -> str:
+    if system == "darwin":
+        return _command_output(["sysctl", "-n", "machdep.cpu.brand_string"]) or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _glibc(system: str) -> tuple[int, ...] | None:
+    if system != "linux":
+        return None
+    name, version = platform.libc_ver()
+    return version_tuple(version) if name == "glibc" and version else None
+
+
+def _nvidia_driver() -> tuple[int, ...] | None:
+    if not shutil.which("nvidia-smi"):
+        return None
+    out = _command_output(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+    return version_tuple(out.splitlines()[0]) if out else None

@@ -1,0 +1,110 @@
+"""Pre-flight checks: can this machine, with this Python, run MLX? Pure functions of facts."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from .catalog import too_big
+from .checks import Result, Status
+from .config import MIN_PYTHON, Settings
+from .facts import GB, GIB, HostFacts, version_tuple
+from .pythons import INSTALL_PYTHON_FIX
+
+MIN_MACOS = (13, 5)
+MIN_GLIBC = (2, 35)
+LINUX_MACHINES = ("x86_64", "aarch64")
+MAC_SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def check(facts: HostFacts, settings: Settings) -> list[Result]:
+    return [check_platform(facts), check_python(facts), check_folders(facts), check_disk(facts, settings), check_ram(facts, settings)]
+
+
+def check_platform(facts: HostFacts) -> Result:
+    result = partial(Result, "platform", "Operating system")
+
+    if facts.is_mac:
+        if facts.machine != "arm64":
+            return result(Status.ERROR, f"This Mac has an Intel ({facts.machine}) processor; MLX needs Apple Silicon (M1 or later).",
+                          "run mlxtasks on an Apple Silicon Mac, or on Linux")
+        if version_tuple(facts.os_version) < MIN_MACOS:
+            return result(Status.ERROR, f"macOS {facts.os_version} is too old; MLX needs macOS 13.5 or newer.",
+                          "update macOS in System Settings > General > Software Update")
+        return result(Status.OK, f"macOS {facts.os_version} on {facts.chip}")
+    if facts.os == "linux":
+        if facts.machine not in LINUX_MACHINES:
+            return result(Status.ERROR, f"MLX has no Linux build for {facts.machine}; it needs x86_64 or aarch64.",
+                          "run mlxtasks on an x86_64 or aarch64 Linux machine")
+        if facts.glibc is None or facts.glibc < MIN_GLIBC:
+            found = ".".join(map(str, facts.glibc)) if facts.glibc else "no glibc"
+            return result(Status.ERROR, f"MLX's Linux wheels need glibc 2.35 or newer; this system has {found}.",
+                          "use a newer distribution (Ubuntu 22.04+, Debian 12+, Fedora 36+)")
+        return result(Status.OK, f"{facts.os_version} ({facts.machine}, glibc {'.'.join(map(str, facts.glibc))})")
+    return result(Status.ERROR, f"MLX runs on macOS and Linux, not on {facts.os}.", "run mlxtasks on an Apple Silicon Mac or on Linux")
+
+
+def check_python(facts: HostFacts) -> Result:
+    result = partial(Result, "python", "Python for the venv")
+
+    info = facts.python
+    needed = ".".join(map(str, MIN_PYTHON))
+    if info is None:
+        return result(Status.ERROR, f"No Python {needed} or newer was found.", INSTALL_PYTHON_FIX)
+    if info.version[:2] < MIN_PYTHON:
+        if facts.is_mac and info.path == MAC_SYSTEM_PYTHON:
+            message = f"macOS's bundled Python is {info.version_text}; mlx-lm and transformers need Python {needed} or newer."
+        else:
+            message = f"Python {info.version_text} at {info.path} is too old; mlx-lm and transformers need {needed} or newer."
+        return result(Status.ERROR, message, INSTALL_PYTHON_FIX)
+    if facts.machine == "arm64" and info.arch == "x86_64":
+        return result(Status.ERROR, f"{info.path} is an Intel (x86_64) Python running under Rosetta; MLX needs a native arm64 Python.",
+                      INSTALL_PYTHON_FIX)
+    return result(Status.OK, f"Python {info.version_text} ({info.arch}) at {info.path}")
+
+
+def check_folders(facts: HostFacts) -> Result:
+    result = partial(Result, "folders", "Target folders")
+    if facts.unwritable:
+        path = facts.unwritable[0]
+        return result(Status.ERROR, f"Cannot create or write {path}: it or a folder above it is read-only or a file.",
+                      "fix its permissions, or choose another place: invoke setup --venv PATH --workspace PATH --models PATH")
+    return result(Status.OK, "writable")
+
+
+def check_disk(facts: HostFacts, settings: Settings) -> Result:
+    result = partial(Result, "disk", "Free disk space")
+
+    if not facts.disk_free:
+        return result(Status.WARNING, "Free disk space was not measured.")
+    path, free = min(facts.disk_free, key=lambda item: item[1])
+    free_gb = free / GB
+    fix = "free some space, or put the models elsewhere: invoke setup --models /path/with/space"
+    if free_gb < settings.min_disk_gb:
+        return result(Status.ERROR, f"Only {free_gb:.1f} GB free for {path}; setup needs at least {settings.min_disk_gb:g} GB.", fix)
+    if free_gb < settings.warn_disk_gb:
+        return result(Status.WARNING, f"{free_gb:.1f} GB free for {path}; {settings.warn_disk_gb:g} GB leaves room for more than one model.", fix)
+    return result(Status.OK, f"{free_gb:.0f} GB free")
+
+
+def check_ram(facts: HostFacts, settings: Settings) -> Result:
+    result = partial(Result, "ram", "Memory")
+
+    total = facts.ram_total / GIB
+    if total < settings.warn_ram_gb:
+        missing = ", ".join(m.alias for m in too_big(facts)) or "none of the catalogue models"
+        return result(Status.WARNING, f"{total:.0f} GB of RAM; {settings.warn_ram_gb:g} GB is recommended. Too big for this machine: {missing}.")
+    return result(Status.OK, f"{total:.0f} GB of RAM")
+
+
+def gather(settings: Settings) -> HostFacts:
+    """This machine's facts, with the Python the venv is (or will be) made from."""
+    from dataclasses import replace
+
+    from . import pythons, venv
+    from .facts import probe
+    from .installer import find_uv
+
+    facts = probe([settings.venv, settings.workspace, settings.models])
+    state = venv.inspect(settings.venv)
+    python = pythons.for_venv(settings.python, state.python if state.healthy else None, facts.machine, find_uv())
+    return replace(facts, python=python)

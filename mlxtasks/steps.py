@@ -1,0 +1,53 @@
+"""What a setup step found and what it would do: inspected first, acted on by the task layer."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: tuple[str, ...]
+    tries: int = 1  # > 1 retries with backoff (network steps)
+    failure: str = ""  # the sentence shown when the last try fails
+    fix: str = ""
+
+    @property
+    def text(self) -> str:
+        return shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
+class MakeDir:
+    path: Path
+
+
+@dataclass(frozen=True)
+class RemoveVenv:
+    path: Path  # only ever a folder that inspect() found to be a venv
+
+
+Action = Union[Command, MakeDir, RemoveVenv]
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    summary: str  # what was found ("already fine: ...") or what will change
+    actions: tuple[Action, ...] = ()
+
+    @property
+    def done(self) -> bool:
+        """Nothing to do: the step is already in the state it wants."""
+        return not self.actions
+
+
+def describe(action: Action) -> str:
+    if isinstance(action, Command):
+        return f"run {action.text}"
+    if isinstance(action, MakeDir):
+        return f"create folder {action.path}"
+    return f"delete the venv {action.path}"

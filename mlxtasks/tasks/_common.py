@@ -1,0 +1,100 @@
+"""What every task module shares: settings from the context, error reporting, and acting on a Step."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import time
+from typing import Any, Callable
+
+import invoke
+from invoke import Context, Exit, Task
+
+from .. import config, ui
+from ..errors import MlxTasksError
+from ..steps import Command, MakeDir, RemoveVenv, Step, describe
+
+RETRY_DELAY = 2.0  # seconds before the second try; doubled for each later one
+
+# (kind, step name, summary) for each step run in this process, for setup's closing summary.
+JOURNAL: list[tuple[str, str, str]] = []
+
+PATH_HELP = {
+    "venv": "venv folder (default ~/venv-mlx)",
+    "workspace": "workspace folder (default ~/workspace)",
+    "models": "models folder (default ~/workspace/mlx)",
+}
+
+
+def settings(c: Context, **flags: Any) -> config.Settings:
+    section = c.config.get(config.CONFIG_KEY) or {}
+    return config.resolve({key: section[key] for key in section}, **flags)
+
+
+def is_dry(c: Context, dry_run: bool) -> bool:
+    return bool(dry_run or c.config.run.dry)
+
+
+class MlxTask(Task):
+    """A task whose expected failures print their sentence and fix on stderr and exit 1."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except MlxTasksError as err:
+            ui.error(err)
+            raise Exit(code=1) from None
+
+
+task = functools.partial(invoke.task, klass=MlxTask)
+
+
+def converge(c: Context, step: Step, recheck: Callable[[], Step], dry: bool) -> Step:
+    """Act on an inspected step if needed (or only say what would happen), then inspect again."""
+    if step.done:
+        _record("done", step)
+    elif dry:
+        _record("dry", step, [describe(action) for action in step.actions])
+    else:
+        ui.step("changed", step.name, f"{step.summary}...")
+        for action in step.actions:
+            perform(c, action)
+        after = recheck()
+        if not after.done:
+            raise MlxTasksError(f"The {step.name} step ran but is still not done: {after.summary}.", fix=f"invoke {step.name}")
+        JOURNAL.append(("changed", step.name, step.summary))
+    return step
+
+
+def _record(kind: str, step: Step, details: list[str] = ()) -> None:
+    ui.step(kind, step.name, step.summary, details)
+    JOURNAL.append((kind, step.name, step.summary))
+
+
+def perform(c: Context, action) -> None:
+    if isinstance(action, Command):
+        _run_with_retries(c, action)
+    elif isinstance(action, MakeDir):
+        try:
+            action.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MlxTasksError(f"Cannot create {action.path}: {exc.strerror}.",
+                                fix="fix its permissions, or choose another folder with --workspace/--models") from None
+    elif isinstance(action, RemoveVenv):
+        if not (action.path / "pyvenv.cfg").is_file():
+            raise MlxTasksError(f"Refusing to delete {action.path}: it is not a virtual environment.", fix="remove it by hand")
+        shutil.rmtree(action.path)
+    else:
+        raise TypeError(f"unknown action {action!r}")
+
+
+def _run_with_retries(c: Context, command: Command) -> None:
+    for attempt in range(command.tries):
+        if attempt:
+            time.sleep(RETRY_DELAY * 2 ** (attempt - 1))
+        result = c.run(command.text, warn=True, pty=False, in_stream=False)
+        if result.ok:
+            return
+    last_line = next((line for line in reversed(result.stderr.splitlines()) if line.strip()), "")
+    detail = f" Last error: {last_line.strip()}" if last_line else ""
+    raise MlxTasksError(f"{command.failure}{detail}", fix=command.fix)

@@ -1,0 +1,28 @@
+"""An Executor whose pre-tasks inherit the options they share with the task that asked for them.
+
+Invoke calls pre-tasks with no arguments, so `invoke setup --yes --python X` would not reach
+`venv.create`. Here every pre-task gets the caller's value for each parameter it also has.
+"""
+
+import inspect
+
+from invoke import Call, Executor, Task
+
+
+class SharedOptionsExecutor(Executor):
+    def expand_calls(self, calls):
+        expanded = []
+        for call in calls:
+            if isinstance(call, Task):
+                call = Call(call)
+            expanded.extend(self.expand_calls([_inherit(pre, call.kwargs) for pre in call.pre]))
+            expanded.append(call)
+            expanded.extend(self.expand_calls(call.post))
+        return expanded
+
+
+def _inherit(pre, kwargs):
+    call = pre if isinstance(pre, Call) else Call(pre)
+    accepted = inspect.signature(call.task.body).parameters
+    shared = {name: value for name, value in kwargs.items() if name in accepted}
+    return Call(call.task, called_as=call.called_as, args=call.args, kwargs={**shared, **call.kwargs})

@@ -1,0 +1,85 @@
+"""The only module that knows colours, glyphs and where output goes.
+
+Colour and glyphs only on a terminal, never with NO_COLOR set; problems go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Iterable, TextIO
+
+from .checks import Result, Status, summary_line
+from .errors import MlxTasksError
+
+
+def _styled(stream: TextIO) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def _paint(text: str, colour: str, stream: TextIO) -> str:
+    if not _styled(stream):
+        return text
+    from colorama import Fore, Style
+
+    code = {"green": Fore.GREEN, "yellow": Fore.YELLOW, "red": Fore.RED, "blue": Fore.CYAN, "dim": Style.DIM}[colour]
+    return f"{code}{text}{Style.RESET_ALL}"
+
+
+_MARKS = {
+    # status: (glyph on a terminal, plain word elsewhere, colour)
+    "ok": ("✓", "ok", "green"),
+    "warning": ("!", "warning", "yellow"),
+    "error": ("✗", "error", "red"),
+    "crashed": ("✗", "crashed", "red"),
+    "done": ("✓", "done", "green"),
+    "changed": ("+", "changed", "blue"),
+    "dry": ("~", "would", "yellow"),
+}
+
+
+def _mark(kind: str, stream: TextIO) -> str:
+    glyph, word, colour = _MARKS[kind]
+    return _paint(glyph if _styled(stream) else f"[{word}]", colour, stream)
+
+
+def out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def error(err: MlxTasksError) -> None:
+    stream = sys.stderr
+    print(f"{_mark('error', stream)} {err.message}", file=stream, flush=True)
+    if err.fix:
+        print(f"  Fix: {err.fix}", file=stream, flush=True)
+
+
+def step(kind: str, name: str, summary: str, details: Iterable[str] = ()) -> None:
+    """One line per setup step: kind is done (already fine), changed, or dry (would change)."""
+    out(f"{_mark(kind, sys.stdout)} {name}: {summary}")
+    for line in details:
+        out(f"    {line}")
+
+
+def results(items: list[Result], as_json: bool = False, verbose: bool = False) -> None:
+    if as_json:
+        print(json.dumps({"checks": [r.as_dict() for r in items], "summary": summary_line(items)}, indent=2))
+        return
+    for item in items:
+        stream = sys.stdout if item.status is Status.OK else sys.stderr
+        print(f"{_mark(item.status.value, stream)} {item.title}: {item.message}", file=stream)
+        if item.fix and item.status is not Status.OK:
+            print(f"    Fix: {item.fix}", file=stream)
+        if verbose or item.status is Status.CRASHED:
+            for line in item.details:
+                print(f"    {line.rstrip()}", file=stream)
+    print(summary_line(items), flush=True)
+
+
+def confirm(question: str, fix: str) -> bool:
+    """Ask yes/no on a terminal; with no terminal, fail with the flag that answers instead."""
+    if not sys.stdin.isatty():
+        raise MlxTasksError(f"{question} needs an answer, and there is no terminal to ask.", fix=fix)
+    answer = input(f"{question} [y/N] ").strip().lower()
+    return answer in ("y", "yes")

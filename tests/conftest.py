@@ -1,0 +1,83 @@
+"""Fixtures shared by every issue's tests: a temporary HOME, the CLI as a subprocess, and one real
+`invoke setup` (venv + MLX packages from the index) built once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment a new user has: HOME in a temporary folder, no venv active, no INVOKE_* config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INVOKE_", "VIRTUAL_ENV", "MLX_"))}
+    env.update(HOME=str(home), NO_COLOR="1", **extra)
+    return env
+
+
+def run(argv: list[str], home: Path, cwd: Path = ROOT, timeout: int = 900, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=cwd, env=clean_env(home, **env), capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=timeout)
+
+
+def invoke(*args: str, home: Path, **kwargs) -> subprocess.CompletedProcess:
+    """`invoke ARGS` in the project folder, as a user types it."""
+    return run([str(BIN / "invoke"), *args], home, **kwargs)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def set_up_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A HOME where `invoke setup --yes` has run for real: ~/venv-mlx with mlx, mlx-lm and friends."""
+    path = tmp_path_factory.mktemp("set-up") / "home"
+    path.mkdir()
+    done = invoke("setup", "--yes", home=path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return path
+
+
+@pytest.fixture
+def fake_python(tmp_path: Path):
+    """Make a stand-in interpreter that claims a version (a Mac's 3.9 cannot exist on this machine)."""
+
+    def make(version: str, arch: str = "x86_64", name: str = "python3") -> Path:
+        folder = tmp_path / f"fake-{version}-{arch}"
+        folder.mkdir(exist_ok=True)
+        path = folder / name
+        major, minor, micro = version.split(".")
+        path.write_text(
+            "#!/bin/sh\n"
+            "case \"$*\" in\n"
+            f"  *json*) echo '[[{major}, {minor}, {micro}], \"{arch}\", \"/fake\"]' ;;\n"
+            f"  *machine*) echo {arch} ;;\n"
+            f"  *) echo {version} ;;\n"
+            "esac\n"
+        )
+        path.chmod(0o755)
+        return path
+
+    return make
+
+
+def tree(path: Path) -> list[str]:
+    """Every file and folder under path, relative, sorted: to prove nothing was created."""
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def which(name: str) -> str:
+    found = shutil.which(name)
+    assert found, f"{name} is needed by this test"
+    return found

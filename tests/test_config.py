@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import pytest
+from invoke import Config, Context
+
+from mlxtasks import config
+from mlxtasks.errors import MlxTasksError
+from mlxtasks.tasks import ns
+from mlxtasks.tasks._common import settings
+
+
+def test_defaults_derive_from_the_home_given_at_resolve_time(tmp_path):
+    s = config.resolve({}, home=tmp_path)
+    assert s.venv == tmp_path / "venv-mlx"
+    assert s.workspace == tmp_path / "workspace"
+    assert s.models == tmp_path / "workspace" / "mlx"
+    assert s.installer == "auto" and s.backend == "auto"
+    assert s.min_disk_gb == 10 and s.warn_disk_gb == 20 and s.warn_ram_gb == 16
+
+
+def test_config_beats_defaults_and_flags_beat_config(tmp_path):
+    section = {"venv": "~/envs/mlx", "installer": "pip", "min_disk_gb": 5}
+    s = config.resolve(section, home=tmp_path)
+    assert (s.venv, s.installer, s.min_disk_gb) == (tmp_path / "envs" / "mlx", "pip", 5)
+    s = config.resolve(section, home=tmp_path, venv="/opt/mlx", installer="uv", python=None)
+    assert (s.venv, s.installer, s.min_disk_gb) == (Path("/opt/mlx"), "uv", 5)
+
+
+def test_home_is_read_when_resolving_not_when_importing(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert config.resolve({}).venv == tmp_path / "venv-mlx"
+
+
+@pytest.mark.parametrize(
+    "section, words",
+    [
+        ({"installer": "conda"}, "Config key 'mlx.installer' must be one of auto, uv, pip"),
+        ({"backend": "rocm"}, "Config key 'mlx.backend' must be one of"),
+        ({"min_disk_gb": "lots"}, "Config key 'mlx.min_disk_gb' must be a number, got 'lots'"),
+        ({"warn_ram_gb": -1}, "Config key 'mlx.warn_ram_gb' must be a number of 0 or more"),
+        ({"venv": 42}, "Config key 'mlx.venv' must be a folder path"),
+        ({"packages": [1, 2]}, "Config key 'mlx.packages' must be a list of package names"),
+        ({"vnev": "~/x"}, "Unknown config key 'mlx.vnev'"),
+    ],
+)
+def test_invalid_config_names_the_key(tmp_path, section, words):
+    with pytest.raises(MlxTasksError) as caught:
+        config.resolve(section, home=tmp_path)
+    assert words in caught.value.message
+    assert "invoke.yaml" in caught.value.fix
+
+
+def test_invalid_flag_names_the_flag(tmp_path):
+    with pytest.raises(MlxTasksError) as caught:
+        config.resolve({}, home=tmp_path, installer="conda")
+    assert caught.value.message.startswith("--installer must be one of auto, uv, pip")
+
+
+def _context(tmp_path, yaml_text=None, env=None, monkeypatch=None):
+    """A Config loaded as Invoke's CLI loads one: collection defaults, the project's invoke.yaml, env."""
+    cfg = Config(project_location=str(tmp_path))
+    cfg.load_collection(ns.configuration())
+    if yaml_text is not None:
+        (tmp_path / "invoke.yaml").write_text(yaml_text)
+        cfg.load_project()
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    cfg.load_shell_env()
+    return Context(config=cfg)
+
+
+def test_invoke_config_files_and_environment_reach_the_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    c = _context(tmp_path, "mlx:\n  venv: ~/from-file\n  installer: pip\n")
+    assert settings(c).venv == tmp_path / "from-file"
+    c = _context(tmp_path, "mlx:\n  venv: ~/from-file\n", {"INVOKE_MLX_VENV": "/from/env"}, monkeypatch)
+    assert settings(c).venv == Path("/from/env")  # env beats files
+    assert settings(c, venv="/from/flag").venv == Path("/from/flag")  # flags beat both
+
+
+def test_a_wrong_type_in_a_config_file_is_reported_with_its_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    c = _context(tmp_path, "mlx:\n  warn_disk_gb: [1, 2]\n")
+    with pytest.raises(MlxTasksError, match="mlx.warn_disk_gb"):
+        settings(c)

@@ -1,0 +1,116 @@
+import pytest
+
+from mlxtasks import config
+from mlxtasks.checks import Status, run_checks, summary_line
+from mlxtasks.facts import GB, HostFacts, PythonInfo
+from mlxtasks.preflight import check
+
+GIB = 2**30
+NATIVE_312 = PythonInfo("/opt/homebrew/bin/python3.12", (3, 12, 7), "arm64")
+
+
+def mac(**changes) -> HostFacts:
+    base = dict(os="darwin", os_version="14.5", machine="arm64", chip="Apple M2 Pro", ram_total=32 * GIB,
+                ram_available=20 * GIB, disk_free=(("/Users/me/venv-mlx", 200 * GB),), python=NATIVE_312)
+    return HostFacts(**{**base, **changes})
+
+
+def linux(**changes) -> HostFacts:
+    base = dict(os="linux", os_version="Ubuntu 24.04", machine="x86_64", chip="EPYC", ram_total=64 * GIB,
+                ram_available=60 * GIB, disk_free=(("/home/me/venv-mlx", 200 * GB),), glibc=(2, 39),
+                python=PythonInfo("/usr/bin/python3.12", (3, 12, 3), "x86_64"))
+    return HostFacts(**{**base, **changes})
+
+
+def results(facts):
+    return {r.id: r for r in check(facts, config.resolve({}, home="/h"))}
+
+
+def test_a_healthy_mac_passes_every_check():
+    found = results(mac())
+    assert all(r.status is Status.OK for r in found.values()), found
+    assert "Apple M2 Pro" in found["platform"].message
+
+
+def test_an_intel_mac_is_refused():
+    r = results(mac(machine="x86_64", python=PythonInfo("/usr/local/bin/python3.12", (3, 12, 1), "x86_64")))["platform"]
+    assert r.status is Status.ERROR and "Apple Silicon" in r.message
+
+
+def test_old_macos_is_refused_with_the_update_fix():
+    r = results(mac(os_version="12.7.4"))["platform"]
+    assert r.status is Status.ERROR and "13.5" in r.message and "Software Update" in r.fix
+
+
+def test_a_rosetta_python_on_an_arm64_mac_is_refused():
+    r = results(mac(python=PythonInfo("/usr/local/bin/python3.12", (3, 12, 1), "x86_64")))["python"]
+    assert r.status is Status.ERROR and "Rosetta" in r.message
+    assert "--python" in r.fix
+
+
+def test_the_macos_system_python_39_gets_its_own_sentence_and_the_fix():
+    r = results(mac(python=PythonInfo("/usr/bin/python3", (3, 9, 6), "arm64")))["python"]
+    assert r.status is Status.ERROR
+    assert r.message == "macOS's bundled Python is 3.9.6; mlx-lm and transformers need Python 3.11 or newer."
+    assert "brew install python@3.12" in r.fix and "invoke setup --python" in r.fix
+
+
+@pytest.mark.parametrize("version, status", [((3, 10, 12), Status.ERROR), ((3, 11, 0), Status.OK), ((3, 13, 1), Status.OK)])
+def test_python_version_threshold(version, status):
+    assert results(linux(python=PythonInfo("/usr/bin/python3", version, "x86_64")))["python"].status is status
+
+
+def test_no_python_at_all():
+    r = results(linux(python=None))["python"]
+    assert r.status is Status.ERROR and "No Python 3.11" in r.message
+
+
+@pytest.mark.parametrize("glibc, status", [((2, 31), Status.ERROR), ((2, 35), Status.OK), (None, Status.ERROR)])
+def test_linux_needs_glibc_235(glibc, status):
+    r = results(linux(glibc=glibc))["platform"]
+    assert r.status is status
+    if status is Status.ERROR:
+        assert "glibc 2.35" in r.message
+
+
+def test_linux_aarch64_is_fine_and_other_arches_are_not():
+    assert results(linux(machine="aarch64"))["platform"].status is Status.OK
+    assert results(linux(machine="riscv64"))["platform"].status is Status.ERROR
+    assert results(linux(os="windows"))["platform"].status is Status.ERROR
+
+
+@pytest.mark.parametrize("free_gb, status", [(9.9, Status.ERROR), (10.5, Status.WARNING), (19.9, Status.WARNING), (20.1, Status.OK)])
+def test_disk_thresholds(free_gb, status):
+    r = results(mac(disk_free=(("/big", 500 * GB), ("/small", int(free_gb * GB)))))["disk"]
+    assert r.status is status
+    if status is not Status.OK:
+        assert "/small" in r.message and r.fix
+
+
+def test_low_ram_warns_and_names_the_models_that_will_not_fit():
+    r = results(mac(ram_total=8 * GIB))["ram"]
+    assert r.status is Status.WARNING
+    assert "qwen32b" in r.message and "phi4" in r.message
+    assert "qwen7b" not in r.message.split("Too big for this machine:")[1]
+
+
+def test_a_16gb_mac_is_not_warned_about_ram_but_32b_models_do_not_fit_its_gpu():
+    from mlxtasks.catalog import too_big
+
+    assert results(mac(ram_total=16 * GIB))["ram"].status is Status.OK
+    assert [m.alias for m in too_big(mac(ram_total=16 * GIB))] == ["qwen32b"]
+    assert too_big(mac(ram_total=32 * GIB)) == []
+
+
+def test_an_unwritable_target_is_an_error():
+    r = results(linux(unwritable=("/sys/venv-mlx",)))["folders"]
+    assert r.status is Status.ERROR and "/sys/venv-mlx" in r.message
+
+
+def test_a_crashing_check_is_reported_as_crashed_not_raised():
+    def broken():
+        raise RuntimeError("boom")
+
+    found = run_checks([("x", "X", broken)])
+    assert found[0].status is Status.CRASHED and "boom" in found[0].message
+    assert summary_line(found) == "Found issues in 1 check."

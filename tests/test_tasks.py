@@ -1,0 +1,77 @@
+"""The task layer: setup's pre-task wiring, option inheritance, retries, and output style."""
+
+import pytest
+from invoke import Collection, Context, MockContext, Program, Result, task
+
+from mlxtasks.cli import program
+from mlxtasks.errors import MlxTasksError
+from mlxtasks.steps import Command
+from mlxtasks.tasks import _common, install, ns, preflight, venv, workspace
+from mlxtasks.tasks.executor import SharedOptionsExecutor
+from mlxtasks.tasks.setup import setup
+
+from .conftest import ROOT
+
+
+def test_setup_runs_the_steps_in_order_as_pre_tasks():
+    assert setup.pre == [preflight.check, venv.create, install.packages, workspace.create]
+    assert {"preflight", "venv", "install", "workspace"} <= set(ns.collections)
+
+
+def test_the_project_and_the_cli_use_the_option_sharing_executor():
+    text = (ROOT / "invoke.yaml").read_text()
+    assert "executor_class: mlxtasks.tasks.executor.SharedOptionsExecutor" in text
+    assert program.executor_class is SharedOptionsExecutor
+
+
+def test_pre_tasks_inherit_the_options_they_share_with_their_caller():
+    seen = {}
+
+    @task
+    def step(c, yes=False, python=None):
+        seen["step"] = (yes, python)
+
+    @task
+    def other(c, dry_run=False):
+        seen["other"] = dry_run
+
+    @task(pre=[step, other])
+    def top(c, yes=False, dry_run=False, python=None):
+        seen["top"] = (yes, dry_run, python)
+
+    Program(namespace=Collection(top, step, other), executor_class=SharedOptionsExecutor).run(
+        ["prog", "top", "--yes", "--dry-run", "--python", "/x/python"], exit=False)
+    assert seen == {"step": (True, "/x/python"), "other": True, "top": (True, True, "/x/python")}
+
+
+def test_a_failing_network_step_is_retried_then_reported(monkeypatch):
+    monkeypatch.setattr(_common, "RETRY_DELAY", 0)
+    failure = Result(exited=1, stderr="error: connection reset\n")
+    c = MockContext(run={"uv pip install x": [failure, failure, failure]})
+    command = Command(("uv", "pip", "install", "x"), tries=3, failure="Installing failed after 3 tries.", fix="invoke install")
+    with pytest.raises(MlxTasksError) as caught:
+        _common.perform(c, command)
+    assert caught.value.message == "Installing failed after 3 tries. Last error: error: connection reset"
+    assert c.run.call_count == 3
+
+
+def test_a_step_that_succeeds_on_a_later_try_is_fine(monkeypatch):
+    monkeypatch.setattr(_common, "RETRY_DELAY", 0)
+    c = MockContext(run={"uv pip install x": [Result(exited=1, stderr="503"), Result()]})
+    _common.perform(c, Command(("uv", "pip", "install", "x"), tries=3))
+    assert c.run.call_count == 2
+
+
+def test_a_task_failure_prints_one_sentence_and_the_fix_and_exits_1(tmp_path, monkeypatch, capsys):
+    from invoke import Exit
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    c = Context()
+    c.config.load_collection(ns.configuration())
+    with pytest.raises(Exit) as caught:
+        venv.create(c, installer="conda")
+    assert caught.value.code == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["[error] --installer must be one of auto, uv, pip, got 'conda'.",
+                                "  Fix: pass one of auto, uv, pip to --installer"]
+    assert list(tmp_path.iterdir()) == []

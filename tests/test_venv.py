@@ -1,0 +1,83 @@
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from mlxtasks import config, venv
+from mlxtasks.errors import MlxTasksError
+from mlxtasks.facts import python_info
+from mlxtasks.installer import Installer
+from mlxtasks.steps import Command, RemoveVenv
+
+PYTHON = python_info(sys.executable)
+
+
+def make_venv(path):
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    return path
+
+
+def test_a_missing_venv_is_planned_for_creation_with_uv_or_pip(tmp_path):
+    s = config.resolve({}, home=tmp_path)
+    state = venv.inspect(s.venv)
+    assert not state.exists and not state.healthy
+    uv_step = venv.plan(s, state, PYTHON, Installer("uv", "/x/uv"), False)
+    assert uv_step.actions[0].argv[:3] == ("/x/uv", "venv", "--seed")
+    pip_step = venv.plan(s, state, PYTHON, Installer("pip"), False)
+    assert [a.argv[1:3] for a in pip_step.actions] == [("-m", "venv"), ("-m", "pip")]
+
+
+def test_a_healthy_venv_is_kept(tmp_path):
+    path = make_venv(tmp_path / "venv-mlx")
+    state = venv.inspect(path)
+    assert state.healthy and state.python.version == PYTHON.version
+    step = venv.plan(config.resolve({"venv": str(path)}, home=tmp_path), state, None, Installer("pip"), False)
+    assert step.done and "healthy" in step.summary
+
+
+def test_force_recreates_a_healthy_venv(tmp_path):
+    path = make_venv(tmp_path / "venv-mlx")
+    step = venv.plan(config.resolve({"venv": str(path)}, home=tmp_path), venv.inspect(path), PYTHON, Installer("pip"), True)
+    assert isinstance(step.actions[0], RemoveVenv) and isinstance(step.actions[1], Command)
+
+
+def test_a_venv_without_its_python_is_broken(tmp_path):
+    path = make_venv(tmp_path / "venv-mlx")
+    for name in ("python", "python3"):
+        (path / "bin" / name).unlink()
+    state = venv.inspect(path)
+    assert state.problem == "its Python (bin/python) is missing"
+
+
+def test_a_venv_whose_python_no_longer_runs_is_broken(tmp_path):
+    path = make_venv(tmp_path / "venv-mlx")
+    (path / "bin" / "python").unlink()
+    (path / "bin" / "python").write_text("#!/bin/sh\nexit 127\n")
+    (path / "bin" / "python").chmod(0o755)
+    assert "no longer runs" in venv.inspect(path).problem
+
+
+def test_a_moved_venv_is_broken(tmp_path):
+    path = make_venv(tmp_path / "old-place")
+    moved = tmp_path / "venv-mlx"
+    shutil.move(path, moved)
+    assert "moved" in venv.inspect(moved).problem
+
+
+def test_a_broken_venv_is_not_replaced_without_force(tmp_path):
+    path = make_venv(tmp_path / "venv-mlx")
+    (path / "bin" / "python").unlink()
+    s = config.resolve({"venv": str(path)}, home=tmp_path)
+    with pytest.raises(MlxTasksError) as caught:
+        venv.plan(s, venv.inspect(path), PYTHON, Installer("pip"), False)
+    assert "is broken" in caught.value.message and caught.value.fix == "recreate it: invoke venv --force"
+
+
+def test_a_folder_that_is_not_a_venv_is_never_replaced(tmp_path):
+    path = tmp_path / "venv-mlx"
+    path.mkdir()
+    (path / "precious.txt").write_text("mine")
+    s = config.resolve({"venv": str(path)}, home=tmp_path)
+    with pytest.raises(MlxTasksError, match="not a virtual environment"):
+        venv.plan(s, venv.inspect(path), PYTHON, Installer("pip"), True)
