@@ -14,12 +14,16 @@ from .checks import Result, Status, summary_line
 from .errors import MlxTasksError
 
 
-def _styled(stream: TextIO) -> bool:
+def _glyphs(stream: TextIO) -> bool:
+    return stream.isatty()
+
+
+def _coloured(stream: TextIO) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ
 
 
 def _paint(text: str, colour: str, stream: TextIO) -> str:
-    if not _styled(stream):
+    if not _coloured(stream):
         return text
     from colorama import Fore, Style
 
@@ -41,7 +45,7 @@ _MARKS = {
 
 def _mark(kind: str, stream: TextIO) -> str:
     glyph, word, colour = _MARKS[kind]
-    return _paint(glyph if _styled(stream) else f"[{word}]", colour, stream)
+    return _paint(glyph if _glyphs(stream) else f"[{word}]", colour, stream)
 
 
 def out(text: str = "") -> None:
