@@ -81,9 +81,9 @@ def results(items: list[Result], as_json: bool = False, verbose: bool = False) -
     print(summary_line(items), flush=True)
 
 
-def confirm(question: str, fix: str) -> bool:
-    """Ask yes/no on a terminal; with no terminal, fail with the flag that answers instead."""
+def confirm(question: str, unanswered: MlxTasksError) -> bool:
+    """Ask yes/no on a terminal; with no terminal, raise `unanswered` (whose fix names the flag)."""
     if not sys.stdin.isatty():
-        raise MlxTasksError(f"{question} needs an answer, and there is no terminal to ask.", fix=fix)
+        raise unanswered
     answer = input(f"{question} [y/N] ").strip().lower()
     return answer in ("y", "yes")

@@ -25,8 +25,10 @@ def test_a_broken_venv_without_a_terminal_is_not_touched_and_the_flag_is_named(h
     before = tree(path)
     done = invoke("venv", home=home)
     assert done.returncode == 1
-    assert "Recreate it? needs an answer, and there is no terminal to ask." in done.stderr
-    assert "invoke venv --force" in done.stderr
+    assert done.stderr.splitlines() == [
+        f"[error] The venv {path} is broken: its Python (bin/python) is missing.",
+        "  Fix: recreate it: invoke venv --force (or invoke setup --yes)",
+    ]
     assert tree(path) == before
 
 

@@ -31,8 +31,9 @@ def create(c, python=None, venv=None, installer=None, force=False, yes=False, dr
     state = core.inspect(s.venv)
     recreate = force
     if state.exists and state.is_venv and not state.healthy and not force:
-        recreate = yes or ui.confirm(f"The venv {s.venv} is broken ({state.problem}). Recreate it?",
-                                     fix="recreate it: invoke venv --force (or invoke setup --yes)")
+        unanswered = MlxTasksError(f"The venv {s.venv} is broken: {state.problem}.",
+                                   fix="recreate it: invoke venv --force (or invoke setup --yes)")
+        recreate = yes or ui.confirm(f"The venv {s.venv} is broken ({state.problem}). Recreate it?", unanswered)
     python_info = None
     if recreate or not state.exists:  # a Python is only needed when the venv is made
         facts = probe()

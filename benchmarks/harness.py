@@ -1,0 +1,48 @@
+"""What every benchmark module shares: the result type, a new user's environment, and timing a command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+INVOKE = str(Path(sys.executable).parent / "invoke")  # the checkout's invoke, beside the Python running the suite
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    figure: str
+    target: str
+    held: bool
+    raw: dict[str, float | list[float]]  # seconds, by what was timed
+    notes: tuple[str, ...] = ()
+
+
+def new_home(work: Path, name: str) -> Path:
+    """An empty HOME under the suite's temporary folder."""
+    home = work / name / "home"
+    home.mkdir(parents=True)
+    return home
+
+
+def user_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment a new user has (PIP_* and the rest kept as they are): this HOME, no venv active, no INVOKE_* config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INVOKE_", "VIRTUAL_ENV", "MLX_"))}
+    env.update(HOME=str(home), NO_COLOR="1", **extra)
+    return env
+
+
+def timed(argv: list[str], home: Path, cwd: Path = ROOT, **env: str) -> tuple[float, str]:
+    """Run a command to its end: its wall-clock seconds and its output. A failed command stops the suite."""
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=user_env(home, **env), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"`{' '.join(argv)}` failed (exit {done.returncode}):\n{done.stdout[-4000:]}")
+    return seconds, done.stdout

@@ -1,0 +1,100 @@
+"""The project's benchmark suite. Run from the checkout's root:
+
+    .venv/bin/python benchmarks/run.py              # every benchmark; rewrites docs/performance.md
+    .venv/bin/python benchmarks/run.py --only NAME  # some of them (names: --help); the doc is left alone
+
+Each benchmark prints its figure, its target and whether the target held; the exit status is 1 when one
+missed. Every HOME and cache lives in one temporary folder, removed at the end. The setup benchmarks
+install MLX from the package index twice (uv and pip), so a full run takes a few minutes.
+
+To add a benchmark: write a function `name(work: Path) -> Result` (harness.py) in an area's module
+(setup_bench.py, invoke_bench.py, or a new one listed in MODULES), and put it in that module's BENCHMARKS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import invoke_bench
+import setup_bench
+from harness import ROOT, Result
+
+MODULES = (setup_bench, invoke_bench)
+BENCHMARKS = {bench.__name__: bench for module in MODULES for bench in module.BENCHMARKS}
+DOC = ROOT / "docs" / "performance.md"
+
+
+def machine() -> str:
+    cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+               if line.startswith("model name"))
+    kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal:"))
+    system = platform.freedesktop_os_release().get("PRETTY_NAME", platform.system())
+    return (f"{cpu}, {os.cpu_count()} cores, {kib / 2**20:.1f} GiB RAM, {system} (kernel {platform.release()}), "
+            f"Python {platform.python_version()}")
+
+
+def show(name: str, result: Result) -> None:
+    print(f"{name}: {result.name}")
+    print(f"  figure: {result.figure}")
+    print(f"  target: {result.target}")
+    print(f"  held:   {'yes' if result.held else 'NO'}")
+    for note in result.notes:
+        print(f"  note:   {note}")
+    print(flush=True)
+
+
+def raw_text(raw: dict[str, float | list[float]]) -> str:
+    def seconds(value: float | list[float]) -> str:
+        return f"[{', '.join(f'{v:.3f}' for v in value)}]" if isinstance(value, list) else f"{value:.3f}"
+
+    return ", ".join(f"{key}={seconds(value)}" for key, value in raw.items())
+
+
+def write_doc(results: dict[str, Result], when: datetime) -> None:
+    lines = [
+        "# Performance",
+        "",
+        "Written by `.venv/bin/python benchmarks/run.py` (run it again to refresh this page; do not edit it by hand).",
+        "",
+        f"- Date: {when:%Y-%m-%d %H:%M} UTC",
+        f"- Machine: {machine()}",
+        "",
+        "| Benchmark | Figure | Target | Held |",
+        "|---|---|---|---|",
+        *(f"| {r.name} | {r.figure} | {r.target} | {'yes' if r.held else 'no'} |" for r in results.values()),
+        "",
+        "## Notes and raw numbers (seconds)",
+    ]
+    for name, result in results.items():
+        lines += ["", f"### {name}", "", *(f"- {note}" for note in result.notes), f"- Raw: {raw_text(result.raw)}"]
+    DOC.write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Run the benchmark suite.")
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, metavar="NAME",
+                        help="run only these benchmarks: " + ", ".join(BENCHMARKS))
+    args = parser.parse_args()
+    when = datetime.now(timezone.utc)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="mlxtasks-bench-") as work:
+        for name in args.only or BENCHMARKS:
+            print(f"Running {name}...", flush=True)
+            results[name] = BENCHMARKS[name](Path(work))
+            show(name, results[name])
+    if args.only:
+        print(f"{DOC.relative_to(ROOT)} is rewritten only when every benchmark runs.")
+    else:
+        write_doc(results, when)
+        print(f"Wrote {DOC.relative_to(ROOT)}.")
+    return 0 if all(result.held for result in results.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
