@@ -39,14 +39,27 @@ def home(tmp_path: Path) -> Path:
     return path
 
 
+def copy_checkout(dest: Path) -> Path:
+    """What a fresh clone would hold: tracked files plus new files not yet committed."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.split()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
 @pytest.fixture(scope="session")
-def set_up_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A HOME where `invoke setup --yes` has run for real: ~/venv-mlx with mlx, mlx-lm and friends."""
-    path = tmp_path_factory.mktemp("set-up") / "home"
-    path.mkdir()
-    done = invoke("setup", "--yes", home=path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return path
+def bootstrapped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """The README's first command, `sh bootstrap.sh --yes`, run once per session in a fresh copy of
+    the checkout with an empty HOME: (checkout, HOME with ~/venv-mlx holding the real MLX packages,
+    the bootstrap's result)."""
+    base = tmp_path_factory.mktemp("bootstrap")
+    clone = copy_checkout(base / "clone")
+    home = base / "home"
+    home.mkdir()
+    return clone, home, run(["sh", "bootstrap.sh", "--yes"], home, cwd=clone)
 
 
 @pytest.fixture

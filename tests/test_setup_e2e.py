@@ -13,28 +13,6 @@ from .conftest import ROOT, invoke, run, tree
 pytestmark = pytest.mark.e2e
 
 
-def copy_checkout(dest: Path) -> Path:
-    """What a fresh clone would hold: tracked files plus new files not yet committed."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.split()
-    for name in listed:
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    return dest
-
-
-@pytest.fixture(scope="module")
-def bootstrapped(tmp_path_factory):
-    """`sh bootstrap.sh --yes` in a fresh copy of the checkout, with an empty HOME."""
-    base = tmp_path_factory.mktemp("bootstrap")
-    clone = copy_checkout(base / "clone")
-    home = base / "home"
-    home.mkdir()
-    done = run(["sh", "bootstrap.sh", "--yes"], home, cwd=clone)
-    return clone, home, done
-
-
 def test_bootstrap_sets_up_a_venv_that_runs_mlx(bootstrapped):
     clone, home, done = bootstrapped
     assert done.returncode == 0, done.stdout + done.stderr

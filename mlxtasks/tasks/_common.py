@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import sys
 import time
 from typing import Any, Callable
 
@@ -89,12 +90,15 @@ def perform(c: Context, action) -> None:
 
 
 def _run_with_retries(c: Context, command: Command) -> None:
+    # On a terminal, a pty lets the installer draw its progress bars (and merges its stderr into stdout).
+    pty = sys.stdout.isatty()
     for attempt in range(command.tries):
         if attempt:
             time.sleep(RETRY_DELAY * 2 ** (attempt - 1))
-        result = c.run(command.text, warn=True, pty=False, in_stream=False)
+        result = c.run(command.text, warn=True, pty=pty, in_stream=False)
         if result.ok:
             return
-    last_line = next((line for line in reversed(result.stderr.splitlines()) if line.strip()), "")
-    detail = f" Last error: {last_line.strip()}" if last_line else ""
+    output = (result.stderr or result.stdout).splitlines()
+    last_line = next((line.strip() for line in reversed(output) if line.strip()), "")
+    detail = f" Last error: {last_line}" if last_line else ""
     raise MlxTasksError(f"{command.failure}{detail}", fix=command.fix)
