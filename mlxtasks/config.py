@@ -17,6 +17,7 @@ from .errors import MlxTasksError
 CONFIG_KEY = "mlx"
 MIN_PYTHON = (3, 11)
 INSTALLERS = ("auto", "uv", "pip")
+SHELL_CHOICES = ("auto", "zsh", "bash", "fish", "all")
 BACKENDS = ("auto", "metal", "cpu", "cuda12", "cuda13")
 
 DEFAULTS: dict[str, Any] = {
@@ -26,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "python": None,
     "installer": "auto",
     "backend": "auto",
+    "shell": "auto",
     "packages": ["mlx-lm", "numpy", "transformers", "huggingface-hub", "sentencepiece", "tiktoken"],
     "min_disk_gb": 10,
     "warn_disk_gb": 20,
@@ -43,6 +45,7 @@ class Settings:
     python: str | None
     installer: str
     backend: str
+    shell: str
     packages: tuple[str, ...]
     min_disk_gb: float
     warn_disk_gb: float
@@ -78,6 +81,7 @@ def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = N
         python=_optional_str(*value("python")),
         installer=_choice(*value("installer"), INSTALLERS),
         backend=_choice(*value("backend"), BACKENDS),
+        shell=_choice(*value("shell"), SHELL_CHOICES),
         packages=_str_list(*value("packages")),
         min_disk_gb=_number(*value("min_disk_gb")),
         warn_disk_gb=_number(*value("warn_disk_gb")),

@@ -17,8 +17,9 @@ BIN = Path(sys.executable).parent
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment a new user has: HOME in a temporary folder, no venv active, no INVOKE_* config."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INVOKE_", "VIRTUAL_ENV", "MLX_"))}
-    env.update(HOME=str(home), NO_COLOR="1", **extra)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("INVOKE_", "VIRTUAL_ENV", "MLX_", "ZDOTDIR", "XDG_CONFIG_HOME"))}
+    env.update({"HOME": str(home), "NO_COLOR": "1", "SHELL": "/bin/bash", **extra})
     return env
 
 

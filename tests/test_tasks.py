@@ -6,7 +6,7 @@ from invoke import Collection, Context, MockContext, Program, Result, task
 from mlxtasks.cli import program
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.steps import Command
-from mlxtasks.tasks import _common, install, ns, preflight, venv, workspace
+from mlxtasks.tasks import _common, install, ns, preflight, shell, venv, workspace
 from mlxtasks.tasks.executor import SharedOptionsExecutor
 from mlxtasks.tasks.setup import setup
 
@@ -14,8 +14,8 @@ from .conftest import ROOT
 
 
 def test_setup_runs_the_steps_in_order_as_pre_tasks():
-    assert setup.pre == [preflight.check, venv.create, install.packages, workspace.create]
-    assert {"preflight", "venv", "install", "workspace"} <= set(ns.collections)
+    assert setup.pre == [preflight.check, venv.create, install.packages, workspace.create, shell.install]
+    assert {"preflight", "venv", "install", "workspace", "shell"} <= set(ns.collections)
 
 
 def test_the_project_and_the_cli_use_the_option_sharing_executor():

@@ -3,8 +3,8 @@
 from invoke import Collection
 
 from .. import config
-from . import install, preflight, venv, workspace
-from .setup import setup
+from . import install, models, preflight, shell, venv, workspace
+from .setup import setup, uninstall
 
-ns = Collection(setup, preflight.ns, venv.ns, install.ns, workspace.ns)
+ns = Collection(setup, uninstall, preflight.ns, venv.ns, install.ns, workspace.ns, shell.ns, models.ns)
 ns.configure({config.CONFIG_KEY: config.DEFAULTS})

@@ -6,7 +6,7 @@ import functools
 import shutil
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import invoke
 from invoke import Context, Exit, Task
@@ -53,9 +53,9 @@ task = functools.partial(invoke.task, klass=MlxTask)
 def converge(c: Context, step: Step, recheck: Callable[[], Step], dry: bool) -> Step:
     """Act on an inspected step if needed (or only say what would happen), then inspect again."""
     if step.done:
-        _record("done", step)
+        record("done", step.name, step.summary)
     elif dry:
-        _record("dry", step, [describe(action) for action in step.actions])
+        record("dry", step.name, step.summary, [describe(action) for action in step.actions])
     else:
         ui.step("changed", step.name, f"{step.summary}...")
         for action in step.actions:
@@ -63,13 +63,14 @@ def converge(c: Context, step: Step, recheck: Callable[[], Step], dry: bool) -> 
         after = recheck()
         if not after.done:
             raise MlxTasksError(f"The {step.name} step ran but is still not done: {after.summary}.", fix=f"invoke {step.name}")
-        JOURNAL.append(("changed", step.name, step.summary))
+        JOURNAL.append(("changed", step.name, step.summary))  # its line was printed before acting
     return step
 
 
-def _record(kind: str, step: Step, details: list[str] = ()) -> None:
-    ui.step(kind, step.name, step.summary, details)
-    JOURNAL.append((kind, step.name, step.summary))
+def record(kind: str, name: str, summary: str, details: Iterable[str] = ()) -> None:
+    """Print a step's line and keep it for setup's summary."""
+    ui.step(kind, name, summary, details)
+    JOURNAL.append((kind, name, summary))
 
 
 def perform(c: Context, action) -> None:

@@ -1,10 +1,9 @@
-"""setup: every step, in order, each also runnable alone."""
+"""setup and uninstall: every step in order (each also runnable alone), and the way back."""
 
+from . import install, preflight, shell, venv, workspace
+from ._common import JOURNAL, PATH_HELP, is_dry, perform, record, settings, task
 
-from . import install, preflight, venv, workspace
-from ._common import JOURNAL, PATH_HELP, is_dry, settings, task
-
-STEPS = [preflight.check, venv.create, install.packages, workspace.create]
+STEPS = [preflight.check, venv.create, install.packages, workspace.create, shell.install]
 
 
 @task(
@@ -17,11 +16,12 @@ STEPS = [preflight.check, venv.create, install.packages, workspace.create]
         "installer": "auto (uv if it runs, else pip), uv or pip",
         "backend": "auto (from the platform), metal, cpu, cuda12 or cuda13",
         "upgrade": "move past the shipped version pins to the newest releases",
+        "shell": shell.SHELL_HELP,
     },
 )
 def setup(c, yes=False, dry_run=False, python=None, venv=None, workspace=None, models=None,
-          installer=None, backend=None, upgrade=False):
-    """Set up MLX end to end: preflight, venv, packages, workspace. Safe to repeat."""
+          installer=None, backend=None, upgrade=False, shell=None):
+    """Set up MLX end to end: preflight, venv, packages, workspace, shell commands. Safe to repeat."""
     from .. import ui
 
     # The steps ran as pre-tasks with these same options; what is left is the summary.
@@ -34,5 +34,48 @@ def setup(c, yes=False, dry_run=False, python=None, venv=None, workspace=None, m
     ui.out("Changed: " + ("; ".join(changed) if changed else "nothing, everything was already set up."))
     if fine:
         ui.out("Already fine: " + ", ".join(fine) + ".")
-    activate = settings(c, venv=venv).venv / "bin" / "activate"
-    ui.out(f"Next: source {activate}, then: python -c 'import mlx.core as mx; print(mx.default_device())'")
+    ui.out("Next: open a new terminal (or source your rc file), then: mlx-status")
+
+
+@task(
+    help={
+        "yes": "delete without asking",
+        "models": "also delete the downloaded models",
+        "venv": PATH_HELP["venv"],
+        "dry_run": "say what would be removed, remove nothing",
+    },
+)
+def uninstall(c, yes=False, models=False, venv=None, dry_run=False):
+    """Remove the shell block, then the venv and (only with --models) the downloaded models."""
+    import shutil
+
+    from .. import ui
+    from .. import venv as venv_core
+    from ..errors import MlxTasksError
+    from ..steps import RemoveVenv
+    from ..store import installed_folders
+
+    shell.remove(c, dry_run=dry_run)
+    s = settings(c, venv=venv)
+    dry = is_dry(c, dry_run)
+
+    def confirmed(question: str, flag: str) -> bool:
+        return yes or ui.confirm(question, MlxTasksError(f"{question[:-1]} needs a yes, and there is no terminal to ask.",
+                                                         fix=f"invoke uninstall {flag}"))
+
+    state = venv_core.inspect(s.venv)
+    if state.is_venv and (dry or confirmed(f"Delete the venv {s.venv}?", "--yes")):
+        if dry:
+            record("dry", "venv", f"delete {s.venv}")
+        else:
+            perform(c, RemoveVenv(s.venv))
+            record("changed", "venv", f"deleted {s.venv}")
+    if models:
+        folders = installed_folders(s.models)
+        if folders and (dry or confirmed(f"Delete {len(folders)} models in {s.models}?", "--yes --models")):
+            for folder in folders:
+                if dry:
+                    record("dry", "models", f"delete {s.models / folder}")
+                else:
+                    shutil.rmtree(s.models / folder)
+                    record("changed", "models", f"deleted {s.models / folder}")

@@ -1,0 +1,204 @@
+"""A marked block in a user's rc file: pure text functions, and one safe way to write the file.
+
+apply_block/remove_block work on text decoded with surrogateescape, so any bytes round-trip.
+The block goes in with one blank line before it (a missing final newline is added first, with no
+blank line, so that remove_block can tell the two apart and give back the exact original bytes).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fcntl
+import os
+import re
+import stat
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .errors import MlxTasksError
+
+START = "# >>> mlxtasks >>>"
+END = "# <<< mlxtasks <<<"
+MANAGED = "# managed by mlxtasks; edit via invoke shell.install"
+BACKUPS_KEPT = 3
+
+_MARKER = re.compile(rf"^(?:{re.escape(START)}|{re.escape(END)})[ \t]*\r?$", re.M)
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int  # offset of the start marker
+    end: int  # offset just past the end marker's line ending
+    newline: str  # the block's own line ending
+
+
+def block_text(body: str, newline: str = "\n") -> str:
+    """The whole marked block, markers included, ending with a newline."""
+    lines = [START, MANAGED, *body.rstrip("\n").split("\n"), END]
+    return newline.join(lines) + newline
+
+
+def find_blocks(text: str) -> list[Span]:
+    """Every complete block; a start without an end (or an end without a start) is refused."""
+    spans, open_at = [], None
+    for match in _MARKER.finditer(text):
+        is_start = match.group().startswith(START)
+        line = text.count("\n", 0, match.start()) + 1
+        if is_start and open_at is not None:
+            raise _broken(f"a second '{START}' at line {line} before the first one was closed")
+        if not is_start and open_at is None:
+            raise _broken(f"'{END}' at line {line} has no '{START}' before it")
+        if is_start:
+            open_at = (match.start(), line)
+            continue
+        end = match.end()
+        newline = "\r\n" if match.group().endswith("\r") else "\n"
+        if text.startswith("\n", end):
+            end += 1
+        spans.append(Span(open_at[0], end, newline))
+        open_at = None
+    if open_at is not None:
+        raise _broken(f"'{START}' at line {open_at[1]} has no '{END}' after it")
+    return spans
+
+
+def _broken(where: str) -> MlxTasksError:
+    return MlxTasksError(f"The mlxtasks block in this file is damaged: {where}; it was left as it is.",
+                         fix="fix or delete the marked lines by hand, then run: invoke shell.install")
+
+
+def file_newline(text: str) -> str:
+    return "\r\n" if "\r\n" in text else "\n"
+
+
+def apply_block(text: str, body: str) -> tuple[str, list[str]]:
+    """Text with exactly one block holding `body`: replaced in place, or appended. Returns warnings."""
+    spans = find_blocks(text)
+    if not spans:
+        newline = file_newline(text)
+        return (text + newline if text else "") + block_text(body, newline), []
+    first, extra = spans[0], spans[1:]
+    text = _cut(text, extra)  # later blocks go; the first one's offsets are unchanged
+    new = text[: first.start] + block_text(body, first.newline) + text[first.end :]
+    return new, [f"found {len(spans)} mlxtasks blocks; kept one"] if extra else []
+
+
+def remove_block(text: str) -> str:
+    """Text without any block: the exact text apply_block started from, if the rest is untouched."""
+    return _cut(text, find_blocks(text))
+
+
+def _cut(text: str, spans: list[Span]) -> str:
+    for span in reversed(spans):
+        before, after = text[: span.start], text[span.end :]
+        nl = span.newline
+        # Undo the separator apply_block added: a blank line, or at the very end the added newline.
+        if before.endswith(nl + nl) or (not after and before.endswith(nl)):
+            before = before[: -len(nl)]
+        text = before + after
+    return text
+
+
+def unified_diff(old: str, new: str, path: Path) -> str:
+    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        fromfile=str(path), tofile=f"{path} (new)"))
+
+
+@dataclass(frozen=True)
+class Change:
+    path: Path  # what the user named (may be a symlink)
+    target: Path  # the file actually written
+    old: str
+    new: str
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def modified(self) -> bool:
+        return self.old != self.new
+
+
+def read(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        return ""
+
+
+def update(path: Path, transform: Callable[[str], tuple[str, list[str]]], dry: bool = False,
+           delete_when_empty: bool = False) -> Change:
+    """Read, transform and (if the text changed) write `path` safely: under a lock, after a backup,
+    atomically, keeping its mode and any symlink. Nothing is written when dry."""
+    target = Path(os.path.realpath(path))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MlxTasksError(f"Cannot create the folder for {path}: {exc.strerror}.", fix="check its permissions") from None
+    with _locked(target.parent):
+        old = read(target)
+        new, warnings = transform(old)
+        change = Change(path, target, old, new, tuple(warnings))
+        if dry or not change.modified:
+            return change
+        _refuse_read_only(path, target)
+        _back_up(path, target)
+        if delete_when_empty and not new:
+            target.unlink()
+        else:
+            _write_atomically(target, new)
+        return change
+
+
+def _refuse_read_only(path: Path, target: Path) -> None:
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return
+    # Root may write anywhere; a file with no write bit still means "leave me alone".
+    if not os.access(target, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise MlxTasksError(f"{path} is read-only, so it was left as it is.",
+                            fix=f"make it writable (chmod u+w {target}), or add the block by hand: invoke shell.show")
+
+
+def _back_up(path: Path, target: Path) -> None:
+    if not target.exists():
+        return
+    backup = path.with_name(path.name + ".mlxtasks.bak")
+    names = [backup] + [backup.with_name(f"{backup.name}.{n}") for n in range(1, BACKUPS_KEPT)]
+    for older, newer in zip(reversed(names[1:]), reversed(names[:-1])):
+        if newer.exists():
+            os.replace(newer, older)
+    backup.write_bytes(target.read_bytes())
+
+
+def _write_atomically(target: Path, text: str) -> None:
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o644
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".mlxtasks-tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8", "surrogateescape"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the folder, so concurrent runs write one block, one after another."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

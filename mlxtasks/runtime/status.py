@@ -1,0 +1,56 @@
+"""`mlx-status`: the venv, whether it is the active one, versions, backend and installed models.
+
+Fast on purpose (no mlx or mlx_lm import): versions come from package metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from ..config import resolve
+from ..install import BACKEND_DISTRIBUTION
+from ..store import installed_folders
+
+
+def _version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    return bool(a and b) and os.path.realpath(a) == os.path.realpath(b)
+
+
+def lines(venv: str, active: str | None, models_path: str) -> list[str]:
+    if _same(active, venv):
+        state = "active"
+    elif active:
+        state = f"not active; another venv is: {active}"
+    else:
+        state = "not active; run mlx-activate"
+    backends = [name for name, dist in BACKEND_DISTRIBUTION.items() if _version(dist)]
+    mlx = _version("mlx")
+    folders = installed_folders(Path(models_path))
+    return [
+        f"venv      {venv} ({state})",
+        f"python    {platform.python_version()}",
+        f"mlx       {mlx or 'not installed; run: invoke install'}" + (f" (backend {', '.join(backends)})" if mlx else ""),
+        f"mlx-lm    {_version('mlx-lm') or 'not installed; run: invoke install'}",
+        f"models    {len(folders)} in {models_path}" + (": " + ", ".join(folders) if folders else ""),
+    ]
+
+
+def main() -> None:
+    venv = os.environ.get("MLX_VENV_PATH") or sys.prefix
+    models_path = os.environ.get("MLX_MODELS_PATH") or str(resolve({}).models)
+    print("\n".join(lines(venv, os.environ.get("VIRTUAL_ENV"), models_path)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The shell block: which file each shell reads, and the block rendered from its template."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from .catalog import Model
+from .errors import MlxTasksError
+
+SHELLS = ("zsh", "bash", "fish")
+ALIAS_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+FOLDER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TOKEN = re.compile(r"@@[A-Z_]+@@")
+_MODEL_SECTION = re.compile(r"^@@BEGIN_MODEL@@\n(.*?)^@@END_MODEL@@\n", re.M | re.S)
+
+
+@dataclass(frozen=True)
+class RcTarget:
+    shell: str
+    path: Path
+    note: str = ""  # said to the user when the choice of file needs explaining
+    own_file: bool = False  # fish: the whole file is ours, deleted on remove
+
+
+def template_dir() -> Path:
+    """shell/ in a checkout; mlxtasks/shell/ inside an installed wheel."""
+    packaged = Path(__file__).parent / "shell"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "shell"
+
+
+def shells_for(choice: str, login_shell: str | None) -> list[str]:
+    """zsh, bash, fish, all, or auto: the shell named by $SHELL (choice already validated by config)."""
+    if choice == "all":
+        return list(SHELLS)
+    if choice in SHELLS:
+        return [choice]
+    name = Path(login_shell or "").name
+    if name not in SHELLS:
+        raise MlxTasksError(f"Cannot tell which shell you use from SHELL={login_shell or '(unset)'}.",
+                            fix="name it: invoke shell.install --shell zsh|bash|fish|all")
+    return [name]
+
+
+def rc_target(shell: str, os_name: str, home: Path, env: Mapping[str, str]) -> RcTarget:
+    """The file each shell reads at start-up for an interactive session."""
+    if shell == "zsh":
+        return RcTarget(shell, Path(env.get("ZDOTDIR") or home) / ".zshrc")
+    if shell == "fish":
+        config = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+        return RcTarget(shell, config / "fish" / "conf.d" / "mlxtasks.fish", own_file=True)
+    if os_name != "darwin":
+        return RcTarget(shell, home / ".bashrc")
+    # macOS terminals start bash as a login shell, which reads the first of these that exists.
+    for name in (".bash_profile", ".bash_login"):
+        if (home / name).exists():
+            return RcTarget(shell, home / name)
+    if (home / ".profile").exists():
+        return RcTarget(shell, home / ".profile",
+                        "wrote to ~/.profile: creating ~/.bash_profile would stop bash reading ~/.profile")
+    return RcTarget(shell, home / ".bash_profile")
+
+
+def quote(shell: str, text: str) -> str:
+    """A single-quoted word for the shell: nothing inside is expanded."""
+    if shell == "fish":
+        return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def check_alias(alias: str) -> str:
+    if not ALIAS_PATTERN.match(alias):
+        raise MlxTasksError(f"The model alias {alias!r} is not allowed in a shell command name; "
+                            "use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit.",
+                            fix="rename it in the models section of your config, then: invoke shell.install")
+    return alias
+
+
+def check_folder(folder: str) -> str:
+    if not FOLDER_PATTERN.match(folder) or folder in (".", ".."):
+        raise MlxTasksError(f"The model folder {folder!r} must be a plain folder name.",
+                            fix="change it in the models section of your config, then: invoke shell.install")
+    return folder
+
+
+def check_path(label: str, path: Path) -> str:
+    text = str(path)
+    if _CONTROL.search(text):
+        raise MlxTasksError(f"The {label} path {text!r} contains a control character (such as a newline).",
+                            fix=f"choose another {label} folder, then: invoke shell.install")
+    return text
+
+
+def render(shell: str, venv: Path, models_path: Path, models: Iterable[Model]) -> str:
+    """The block's body for one shell; every value checked, then quoted."""
+    models = list(models)
+    for model in models:
+        check_alias(model.alias)
+        check_folder(model.folder)
+    template = (template_dir() / f"mlxtasks.{shell}").read_text()
+
+    def model_section(match: re.Match) -> str:
+        return "".join(
+            match.group(1).replace("@@ALIAS@@", m.alias).replace("@@FOLDER@@", quote(shell, m.folder)) for m in models
+        )
+
+    text = _MODEL_SECTION.sub(model_section, template)
+    names = " ".join(f"mlx-{m.alias} mlx-chat-{m.alias}" for m in models)
+    text = (text.replace("@@VENV@@", quote(shell, check_path("venv", venv)))
+                .replace("@@MODELS@@", quote(shell, check_path("models", models_path)))
+                .replace("@@COMMAND_NAMES@@", names))
+    leftover = _TOKEN.search(text)
+    if leftover:
+        raise ValueError(f"template mlxtasks.{shell} has an unknown token {leftover.group()}")
+    return text

@@ -1,0 +1,61 @@
+# MLX commands for fish. No subprocess runs when this is read; re-reading it is harmless.
+set -gx MLX_VENV_PATH @@VENV@@
+set -gx MLX_MODELS_PATH @@MODELS@@
+
+function __mlx_require --argument-names tool
+    test -x "$MLX_VENV_PATH/bin/$tool"; and return 0
+    printf 'mlx: %s is not in %s; run: invoke setup\n' $tool "$MLX_VENV_PATH" >&2
+    return 1
+end
+
+function mlx-activate --description 'Activate the MLX venv'
+    __mlx_require python; and source "$MLX_VENV_PATH/bin/activate.fish"
+end
+
+function mlx-deactivate --description 'Deactivate the MLX venv'
+    if set -q VIRTUAL_ENV; and test "$VIRTUAL_ENV" -ef "$MLX_VENV_PATH"; and functions -q deactivate
+        deactivate
+    else
+        echo "mlx-deactivate: the MLX venv is not active" >&2
+        return 1
+    end
+end
+
+function mlx-status --description 'Show the MLX venv, versions and models'
+    __mlx_require python; and "$MLX_VENV_PATH/bin/python" -m mlxtasks.runtime.status $argv
+end
+
+function mlx-models --description 'List installed and available MLX models'
+    __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" models.list $argv
+end
+
+function mlx-validate --description 'Check the MLX environment and models'
+    __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" validate $argv
+end
+
+function mlx-pull --description 'Download an MLX model'
+    __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" models.pull $argv
+end
+
+# __mlx_model FOLDER ALIAS generate|chat [ARGS]: `mlx-qwen7b "question"` means --prompt "question".
+function __mlx_model --argument-names folder alias command
+    set -e argv[1..3]
+    if not test -d "$MLX_MODELS_PATH/$folder"
+        printf 'mlx: the model %s is not downloaded; run: mlx-pull %s\n' $alias $alias >&2
+        return 1
+    end
+    __mlx_require mlx_lm.$command; or return 1
+    if test "$command" = generate; and set -q argv[1]; and not string match -q -- '-*' $argv[1]
+        "$MLX_VENV_PATH/bin/mlx_lm.generate" --model "$MLX_MODELS_PATH/$folder" --prompt "$argv"
+    else
+        "$MLX_VENV_PATH/bin/mlx_lm.$command" --model "$MLX_MODELS_PATH/$folder" $argv
+    end
+end
+@@BEGIN_MODEL@@
+function mlx-@@ALIAS@@ --description 'One-shot answer from @@ALIAS@@'
+    __mlx_model @@FOLDER@@ @@ALIAS@@ generate $argv
+end
+function mlx-chat-@@ALIAS@@ --description 'Chat with @@ALIAS@@'
+    __mlx_model @@FOLDER@@ @@ALIAS@@ chat $argv
+end
+@@END_MODEL@@

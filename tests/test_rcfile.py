@@ -1,0 +1,150 @@
+"""Writing into a user's rc file: pure block functions (with properties over arbitrary text) and
+the safe write (backup, atomic, symlink, lock, read-only)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from mlxtasks import rcfile
+from mlxtasks.errors import MlxTasksError
+from mlxtasks.rcfile import END, START, apply_block, block_text, remove_block
+
+BODY = "export MLX_VENV_PATH='/v'\nalias mlx-x=true"
+rc_text = st.text(alphabet=st.sampled_from(list("ab #>\t\r\n") + ["é", "\udcff"]), max_size=200).filter(
+    lambda t: START not in t and END not in t)
+
+
+@given(rc_text)
+@settings(max_examples=400)
+def test_apply_twice_is_apply_once(text):
+    once, _ = apply_block(text, BODY)
+    assert apply_block(once, BODY) == (once, [])
+
+
+@given(rc_text)
+@settings(max_examples=400)
+def test_remove_after_apply_gives_back_the_original(text):
+    applied, _ = apply_block(text, BODY)
+    assert remove_block(applied) == text
+    changed, _ = apply_block(applied, BODY + "\nalias mlx-y=true")
+    assert remove_block(changed) == text
+
+
+def test_block_goes_after_one_blank_line_and_a_missing_newline_is_added():
+    assert apply_block("a\n", "x")[0] == "a\n\n" + block_text("x")
+    assert apply_block("a", "x")[0] == "a\n" + block_text("x")
+    assert apply_block("", "x")[0] == block_text("x")
+
+
+def test_the_block_is_replaced_in_place():
+    text = "a\n\n" + block_text("old") + "b\n"
+    assert apply_block(text, "new")[0] == "a\n\n" + block_text("new") + "b\n"
+
+
+def test_a_crlf_file_gets_a_crlf_block():
+    new, _ = apply_block("a\r\nb\r\n", "x")
+    assert new == "a\r\nb\r\n\r\n" + block_text("x", "\r\n")
+    assert remove_block(new) == "a\r\nb\r\n"
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        (f"a\n{START}\nx\n", "line 2 has no"),
+        (f"a\nb\n{END}\n", "line 3 has no"),
+        (f"{START}\n{START}\n{END}\n", "a second"),
+    ],
+)
+def test_a_damaged_block_is_refused_with_its_line(text, where):
+    with pytest.raises(MlxTasksError) as caught:
+        apply_block(text, "x")
+    assert where in caught.value.message and "left as it is" in caught.value.message
+
+
+def test_two_blocks_collapse_into_one_with_a_warning():
+    text = "a\n\n" + block_text("one") + "mid\n\n" + block_text("two")
+    new, warnings = apply_block(text, "x")
+    assert new == "a\n\n" + block_text("x") + "mid\n"
+    assert warnings == ["found 2 mlxtasks blocks; kept one"]
+
+
+def install(path: Path, body: str = BODY, dry: bool = False) -> rcfile.Change:
+    return rcfile.update(path, lambda text: apply_block(text, body), dry=dry)
+
+
+def test_write_only_when_the_text_changes_with_one_backup_per_change(tmp_path):
+    rc = tmp_path / ".zshrc"
+    rc.write_bytes(b"export A=1\n")
+    assert install(rc).modified
+    backup = tmp_path / ".zshrc.mlxtasks.bak"
+    assert backup.read_bytes() == b"export A=1\n"
+    assert not install(rc).modified  # no change: no write, no new backup
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".zshrc", ".zshrc.mlxtasks.bak"]
+    for n in range(5):
+        install(rc, f"echo {n}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".zshrc", ".zshrc.mlxtasks.bak", ".zshrc.mlxtasks.bak.1", ".zshrc.mlxtasks.bak.2"]
+    assert "echo 3" in backup.read_text() and "echo 2" in (tmp_path / ".zshrc.mlxtasks.bak.1").read_text()
+
+
+def test_mode_is_kept(tmp_path):
+    rc = tmp_path / ".bashrc"
+    rc.write_text("a\n")
+    rc.chmod(0o600)
+    install(rc)
+    assert rc.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_symlinked_rc_stays_a_symlink_and_its_target_is_edited(tmp_path):
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "zshrc").write_text("a\n")
+    rc = tmp_path / ".zshrc"
+    rc.symlink_to(dotfiles / "zshrc")
+    change = install(rc)
+    assert rc.is_symlink() and change.target == dotfiles / "zshrc"
+    assert START in (dotfiles / "zshrc").read_text()
+
+
+def test_a_read_only_rc_is_left_alone(tmp_path):
+    rc = tmp_path / ".zshrc"
+    rc.write_text("keep me\n")
+    rc.chmod(0o444)
+    with pytest.raises(MlxTasksError, match="is read-only"):
+        install(rc)
+    assert rc.read_text() == "keep me\n" and sorted(p.name for p in tmp_path.iterdir()) == [".zshrc"]
+
+
+def test_dry_run_writes_nothing_and_the_diff_shows_the_block(tmp_path):
+    rc = tmp_path / ".zshrc"
+    rc.write_text("a\n")
+    change = install(rc, dry=True)
+    assert rc.read_text() == "a\n" and change.modified
+    diff = rcfile.unified_diff(change.old, change.new, rc)
+    assert f"+{START}" in diff and diff.startswith(f"--- {rc}")
+
+
+def test_bytes_that_are_not_utf8_survive(tmp_path):
+    rc = tmp_path / ".bashrc"
+    original = b"export X='\xff\xfe'\r\nno final newline"
+    rc.write_bytes(original)
+    install(rc)
+    rcfile.update(rc, lambda text: (remove_block(text), []))
+    assert rc.read_bytes() == original
+
+
+def test_ten_concurrent_installs_leave_exactly_one_block(tmp_path):
+    rc = tmp_path / ".zshrc"
+    rc.write_text("a\n")
+    code = (
+        "import sys; from pathlib import Path; from mlxtasks import rcfile; "
+        "rcfile.update(Path(sys.argv[1]), lambda t: rcfile.apply_block(t, 'echo ' + sys.argv[2]))"
+    )
+    runs = [subprocess.Popen([os.sys.executable, "-c", code, str(rc), str(n)]) for n in range(10)]
+    assert [p.wait() for p in runs] == [0] * 10
+    text = rc.read_text()
+    assert text.count(START) == 1 and text.count(END) == 1
+    assert not [p for p in tmp_path.iterdir() if "mlxtasks-tmp" in p.name]

@@ -1,0 +1,145 @@
+"""The block in real shells, after a real `invoke setup`, with HOME in a temporary folder."""
+
+import shlex
+import subprocess
+
+import pexpect
+import pytest
+
+from .conftest import BIN, ROOT, clean_env, invoke, run, tree
+
+pytestmark = pytest.mark.e2e
+
+COMMANDS = ["mlx-activate", "mlx-deactivate", "mlx-status", "mlx-models", "mlx-validate", "mlx-pull",
+            "mlx-qwen7b", "mlx-chat-qwen7b", "mlx-deepseek", "mlx-chat-phi4", "mlx-mistral7b"]
+DEFINED = {
+    "bash": "for n in {names}; do type -t $n; done",
+    "zsh": "for n in {names}; do whence -w $n; done",
+    "fish": "for n in {names}; functions -q $n; and echo $n: function; end",
+}
+ROUND_TRIP = {
+    "bash": 'cd /tmp; mlx-activate; echo "VE=$VIRTUAL_ENV"; mlx-status; mlx-deactivate; echo "VE=${VIRTUAL_ENV:-none}"',
+    "zsh": 'cd /tmp; mlx-activate; echo "VE=$VIRTUAL_ENV"; mlx-status; mlx-deactivate; echo "VE=${VIRTUAL_ENV:-none}"',
+    "fish": 'cd /tmp; mlx-activate; echo "VE=$VIRTUAL_ENV"; mlx-status; mlx-deactivate; echo "VE="(set -q VIRTUAL_ENV; and echo $VIRTUAL_ENV; or echo none)',
+}
+
+
+def interactive(shell: str, script: str, home) -> str:
+    """Run `script` in an interactive shell on a terminal, as a new terminal window would."""
+    env = clean_env(home, TERM="dumb")
+    output = pexpect.run(f"{shell} -i -c {shlex.quote(script)}", env=env, encoding="utf-8", timeout=120)
+    return output.replace("\r\n", "\n")
+
+
+@pytest.fixture(scope="module")
+def shells_home(bootstrapped):
+    """The bootstrapped HOME (setup wrote the bash block) with the zsh and fish blocks added."""
+    clone, home, done = bootstrapped
+    assert done.returncode == 0, done.stderr
+    assert "[changed] shell (bash): modified" in done.stdout
+    added = run([str(clone / ".venv" / "bin" / "invoke"), "shell", "--shell", "all"], home, cwd=clone)
+    assert added.returncode == 0, added.stderr
+    return home
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_every_command_exists_in_a_new_interactive_shell(shells_home, shell):
+    output = interactive(shell, DEFINED[shell].format(names=" ".join(COMMANDS)), shells_home)
+    kinds = {"bash": "alias", "zsh": "function", "fish": "function"}
+    found = [line for line in output.splitlines() if line.strip()]
+    if shell == "bash":
+        assert found == ["alias"] * len(COMMANDS), output
+    else:
+        assert found == [f"{name}: {kinds[shell]}" for name in COMMANDS], output
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_activate_status_deactivate_from_any_folder(shells_home, shell):
+    venv = shells_home / "venv-mlx"
+    output = interactive(shell, ROUND_TRIP[shell], shells_home)
+    assert f"VE={venv}\n" in output, output
+    assert f"venv      {venv} (active)" in output
+    assert "mlx       0.32.4 (backend cpu)" in output
+    assert output.rstrip().endswith("VE=none"), output
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_model_commands_work_without_activation_and_say_what_is_missing(shells_home, shell):
+    output = interactive(shell, "cd /; mlx-qwen7b hello; mlx-models", shells_home)
+    assert "mlx: the model qwen7b is not downloaded; run: mlx-pull qwen7b" in output
+    assert "qwen7b" in output and "Models folder:" in output  # mlx-models ran the venv's mlxtasks
+
+
+def test_status_says_when_another_venv_is_active(shells_home, tmp_path):
+    other = tmp_path / "other"
+    subprocess.run(["python3", "-m", "venv", "--without-pip", str(other)], check=True)
+    output = interactive("bash", f"source {other}/bin/activate; mlx-status", shells_home)
+    assert f"(not active; another venv is: {other})" in output
+
+
+def test_remove_gives_back_the_exact_bytes(home):
+    original = b"# mine\r\nexport EDITOR=vim\r\nno final newline"
+    (home / ".zshrc").write_bytes(original)
+    assert invoke("shell", "--shell", "zsh", home=home).returncode == 0
+    assert b"# >>> mlxtasks >>>\r\n" in (home / ".zshrc").read_bytes()
+    done = invoke("shell.remove", home=home)
+    assert done.returncode == 0, done.stderr
+    assert (home / ".zshrc").read_bytes() == original
+
+
+def test_fish_gets_a_file_of_its_own_that_remove_deletes(home):
+    assert invoke("shell", "--shell", "fish", home=home).returncode == 0
+    path = home / ".config" / "fish" / "conf.d" / "mlxtasks.fish"
+    assert path.read_text().startswith("# >>> mlxtasks >>>")
+    assert invoke("shell.remove", "--shell", "fish", home=home).returncode == 0
+    assert not path.exists()
+
+
+def test_a_second_install_reports_no_change_and_writes_no_backup(home):
+    invoke("shell", home=home)
+    done = invoke("shell", home=home)
+    assert f"[done] shell (bash): no change: {home / '.bashrc'}" in done.stdout
+    assert tree(home) == [".bashrc"]
+
+
+def test_dry_run_prints_a_diff_and_writes_nothing(home):
+    done = invoke("shell", "--dry-run", "--shell", "zsh", home=home)
+    assert done.returncode == 0
+    assert "+# >>> mlxtasks >>>" in done.stdout and "+function mlx-activate" in done.stdout
+    assert tree(home) == []
+
+
+def test_a_missing_end_marker_is_refused_and_the_file_kept(home):
+    text = "a\n# >>> mlxtasks >>>\nalias x=y\n"
+    (home / ".bashrc").write_text(text)
+    done = invoke("shell", home=home)
+    assert done.returncode == 1
+    assert "'# >>> mlxtasks >>>' at line 2 has no '# <<< mlxtasks <<<' after it" in done.stderr
+    assert (home / ".bashrc").read_text() == text and tree(home) == [".bashrc"]
+
+
+def test_an_unknown_shell_is_one_sentence_and_the_flag(home):
+    done = invoke("shell", home=home, SHELL="/bin/tcsh")
+    assert done.returncode == 1
+    assert "Cannot tell which shell you use from SHELL=/bin/tcsh." in done.stderr and "--shell" in done.stderr
+
+
+def test_uninstall_removes_the_block_then_asks_before_deleting_the_venv(home):
+    assert invoke("venv", home=home).returncode == 0
+    (home / ".bashrc").write_text("export A=1\n")
+    assert invoke("shell", home=home).returncode == 0
+    models = home / "workspace" / "mlx" / "tiny"
+    models.mkdir(parents=True)
+    (models / "config.json").write_text("{}")
+
+    done = invoke("uninstall", home=home)
+    assert done.returncode == 1
+    assert (home / ".bashrc").read_text() == "export A=1\n"
+    assert "needs a yes, and there is no terminal to ask" in done.stderr and (home / "venv-mlx").exists()
+
+    done = invoke("uninstall", "--yes", home=home)
+    assert done.returncode == 0, done.stderr
+    assert not (home / "venv-mlx").exists() and models.exists()  # models only with --models
+
+    assert invoke("uninstall", "--yes", "--models", home=home).returncode == 0
+    assert not models.exists()

@@ -1,0 +1,114 @@
+"""Rendering the block: golden files per shell, quoting, validation, and which file each shell reads."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mlxtasks import catalog, rcfile, shellblock
+from mlxtasks.catalog import Model
+from mlxtasks.errors import MlxTasksError
+
+GOLDEN = Path(__file__).parent / "golden"
+VENV, MODELS = Path("/home/u/venv-mlx"), Path("/home/u/workspace/mlx")
+
+
+def rendered(shell: str) -> str:
+    return rcfile.block_text(shellblock.render(shell, VENV, MODELS, catalog.BUILTIN))
+
+
+@pytest.mark.parametrize("shell", shellblock.SHELLS)
+def test_each_shell_renders_its_golden_block(shell):
+    golden = GOLDEN / f"block.{shell}"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(rendered(shell))
+    assert rendered(shell) == golden.read_text()
+
+
+@pytest.mark.parametrize("shell, check", [("bash", ["bash", "-n"]), ("zsh", ["zsh", "-n"]), ("fish", ["fish", "-n"])])
+def test_each_rendered_block_parses_with_empty_stderr(shell, check, tmp_path):
+    path = tmp_path / f"block.{shell}"
+    path.write_text(rendered(shell))
+    done = subprocess.run([*check, str(path)], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_the_bash_block_passes_shellcheck(tmp_path):
+    path = tmp_path / "block.bash"
+    path.write_text(rendered("bash"))
+    done = subprocess.run(["shellcheck", "--shell=bash", str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+
+
+def test_every_catalogue_model_gets_a_one_shot_and_a_chat_command():
+    for shell in shellblock.SHELLS:
+        text = rendered(shell)
+        for model in catalog.BUILTIN:
+            assert f"mlx-{model.alias}" in text and f"mlx-chat-{model.alias}" in text
+            assert shellblock.quote(shell, model.folder) in text
+
+
+@pytest.mark.parametrize("alias", ["x;rm -rf ~", "$(id)", "it's", 'say"hi', "two\nlines", "Upper", "-dash", "sp ace", ""])
+def test_unsafe_aliases_are_refused(alias):
+    model = Model(alias, "org/repo", "folder", 1.0, "qwen2", "code", "d")
+    with pytest.raises(MlxTasksError, match="not allowed in a shell command name"):
+        shellblock.render("bash", VENV, MODELS, [model])
+
+
+@pytest.mark.parametrize("folder", ["../escape", "a/b", "..", "$(id)", "x;y"])
+def test_unsafe_folders_are_refused(folder):
+    with pytest.raises(MlxTasksError, match="plain folder name"):
+        shellblock.render("zsh", VENV, MODELS, [Model("ok", "org/repo", folder, 1.0, "qwen2", "code", "d")])
+
+
+def test_a_path_with_a_newline_is_refused():
+    with pytest.raises(MlxTasksError, match="control character"):
+        shellblock.render("fish", Path("/tmp/a\nb"), MODELS, [])
+
+
+@pytest.mark.parametrize("shell, command", [("bash", "bash"), ("zsh", "zsh"), ("fish", "fish")])
+def test_strange_paths_reach_the_shell_literally(shell, command, tmp_path):
+    strange = tmp_path / "it's $(touch pwned) `x` \\ {a,b} *"
+    block = tmp_path / f"block.{shell}"
+    block.write_text(shellblock.render(shell, strange, strange / "models", []))
+    script = f"source {shellblock.quote(shell, str(block))}; printf '%s' \"$MLX_VENV_PATH\""
+    done = subprocess.run([command, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert done.stdout == str(strange), done.stderr
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_shell_choice_follows_SHELL_or_the_flag():
+    assert shellblock.shells_for("auto", "/usr/bin/zsh") == ["zsh"]
+    assert shellblock.shells_for("auto", "/opt/homebrew/bin/fish") == ["fish"]
+    assert shellblock.shells_for("bash", "/bin/zsh") == ["bash"]
+    assert shellblock.shells_for("all", None) == ["zsh", "bash", "fish"]
+    with pytest.raises(MlxTasksError, match="Cannot tell which shell"):
+        shellblock.shells_for("auto", "/bin/tcsh")
+
+
+def test_rc_files_per_shell_and_platform(tmp_path):
+    home = tmp_path
+    assert shellblock.rc_target("zsh", "darwin", home, {}).path == home / ".zshrc"
+    assert shellblock.rc_target("zsh", "linux", home, {"ZDOTDIR": "/z"}).path == Path("/z/.zshrc")
+    fish = shellblock.rc_target("fish", "linux", home, {})
+    assert fish.path == home / ".config/fish/conf.d/mlxtasks.fish" and fish.own_file
+    assert shellblock.rc_target("fish", "linux", home, {"XDG_CONFIG_HOME": "/x"}).path == Path("/x/fish/conf.d/mlxtasks.fish")
+    assert shellblock.rc_target("bash", "linux", home, {}).path == home / ".bashrc"
+
+
+def test_macos_bash_writes_the_file_login_shells_read(tmp_path):
+    assert shellblock.rc_target("bash", "darwin", tmp_path, {}).path == tmp_path / ".bash_profile"
+    (tmp_path / ".profile").write_text("export A=1\n")
+    only_profile = shellblock.rc_target("bash", "darwin", tmp_path, {})
+    assert only_profile.path == tmp_path / ".profile" and "would stop bash reading ~/.profile" in only_profile.note
+    (tmp_path / ".bash_profile").write_text("")
+    assert shellblock.rc_target("bash", "darwin", tmp_path, {}).path == tmp_path / ".bash_profile"
+
+
+def test_the_bash_block_is_harmless_to_sh_reading_a_profile(tmp_path):
+    """On a Mac the bash block may live in ~/.profile, which sh reads too."""
+    path = tmp_path / "profile"
+    path.write_text(rendered("bash"))
+    done = subprocess.run(["sh", "-c", f". {path}; echo ${{MLX_VENV_PATH:-unset}}"], capture_output=True, text=True)
+    assert (done.stdout, done.stderr) == ("unset\n", "")
