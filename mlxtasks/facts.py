@@ -20,6 +20,8 @@ from typing import Iterable
 GIB = 2**30
 GB = 10**9
 
+# The wheel each backend brings (mlx's extras); checked so a cpu venv is not taken for a cuda one.
+BACKEND_DISTRIBUTION = {"metal": "mlx-metal", "cpu": "mlx-cpu", "cuda12": "mlx-cuda-12", "cuda13": "mlx-cuda-13"}
 # Minimum NVIDIA driver for each CUDA wheel of MLX, newest first.
 CUDA_DRIVER_MINIMUM = (("cuda13", (580,)), ("cuda12", (550,)))
 

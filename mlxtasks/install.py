@@ -14,6 +14,7 @@ from packaging.version import InvalidVersion, Version
 from . import __version__
 from .config import Settings
 from .errors import MlxTasksError
+from .facts import BACKEND_DISTRIBUTION
 from .installer import Installer
 from .steps import Command, Step
 
@@ -21,8 +22,6 @@ CONSTRAINTS = Path(__file__).parent / "data" / "constraints.txt"
 SOURCE_TREE = Path(__file__).resolve().parent.parent
 
 MLX_REQUIREMENT = {"metal": "mlx", "cpu": "mlx[cpu]", "cuda12": "mlx[cuda12]", "cuda13": "mlx[cuda13]"}
-# The wheel each backend's extra brings; checked so a cpu venv is not taken for a cuda one.
-BACKEND_DISTRIBUTION = {"metal": "mlx-metal", "cpu": "mlx-cpu", "cuda12": "mlx-cuda-12", "cuda13": "mlx-cuda-13"}
 
 _VERSIONS_PROBE = """
 import json, sys

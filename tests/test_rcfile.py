@@ -1,8 +1,6 @@
 """Writing into a user's rc file: pure block functions (with properties over arbitrary text) and
 the safe write (backup, atomic, symlink, lock, read-only)."""
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -134,17 +132,3 @@ def test_bytes_that_are_not_utf8_survive(tmp_path):
     install(rc)
     rcfile.update(rc, lambda text: (remove_block(text), []))
     assert rc.read_bytes() == original
-
-
-def test_ten_concurrent_installs_leave_exactly_one_block(tmp_path):
-    rc = tmp_path / ".zshrc"
-    rc.write_text("a\n")
-    code = (
-        "import sys; from pathlib import Path; from mlxtasks import rcfile; "
-        "rcfile.update(Path(sys.argv[1]), lambda t: rcfile.apply_block(t, 'echo ' + sys.argv[2]))"
-    )
-    runs = [subprocess.Popen([os.sys.executable, "-c", code, str(rc), str(n)]) for n in range(10)]
-    assert [p.wait() for p in runs] == [0] * 10
-    text = rc.read_text()
-    assert text.count(START) == 1 and text.count(END) == 1
-    assert not [p for p in tmp_path.iterdir() if "mlxtasks-tmp" in p.name]

@@ -143,3 +143,21 @@ def test_uninstall_removes_the_block_then_asks_before_deleting_the_venv(home):
 
     assert invoke("uninstall", "--yes", "--models", home=home).returncode == 0
     assert not models.exists()
+
+
+def test_ten_concurrent_installs_write_exactly_one_block(home):
+    (home / ".bashrc").write_text("export A=1\n")
+    runs = [subprocess.Popen([str(BIN / "invoke"), "shell"], cwd=ROOT, env=clean_env(home),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(10)]
+    assert [p.wait(timeout=120) for p in runs] == [0] * 10
+    text = (home / ".bashrc").read_text()
+    assert text.count("# >>> mlxtasks >>>") == 1 and text.count("# <<< mlxtasks <<<") == 1
+    assert sorted(p.name for p in home.iterdir()) == [".bashrc", ".bashrc.mlxtasks.bak"]
+
+
+@pytest.mark.parametrize("venv", ["/tmp/a\nb", "/tmp/x\rrm -rf ~"])
+def test_a_path_with_a_control_character_writes_nothing(home, venv):
+    (home / ".bashrc").write_text("export A=1\n")
+    done = invoke("shell", "--venv", venv, home=home)
+    assert done.returncode == 1 and "contains a control character" in done.stderr
+    assert (home / ".bashrc").read_text() == "export A=1\n" and tree(home) == [".bashrc"]

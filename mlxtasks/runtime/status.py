@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ..config import resolve
-from ..install import BACKEND_DISTRIBUTION
+from ..facts import BACKEND_DISTRIBUTION
 from ..store import installed_folders
 
 

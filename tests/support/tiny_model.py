@@ -1,0 +1,148 @@
+"""Make a tiny qwen2 model laid out like an mlx-community 4-bit repo, then prove it loads and generates.
+
+Run with the MLX venv's python (the tool side has no mlx): `VENV_PY tiny_model.py OUT_DIR [--shards N]`.
+Everything goes through mlx_lm's own model class, quantizer and save helpers, so a checkpoint that
+loads here is one that real mlx-community downloads resemble, only a few hundred KB instead of GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import mlx.core as mx
+from mlx_lm import load, stream_generate, utils
+from mlx_lm.models import qwen2
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import BPE
+from tokenizers.trainers import BpeTrainer
+
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # Qwen2's ids 151643-151645 become 0-2
+# Qwen2Tokenizer's own split rule: mirroring its pipeline keeps slow and fast loading identical.
+PRETOKENIZE_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+                     r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+# ChatML as Qwen2.5 renders it, without the tool-calling branches.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{%- if loop.first and message['role'] != 'system' %}"
+    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+TEXT = """\
+The quick brown fox jumps over the lazy dog. A model reads a prompt and writes an answer, one token
+at a time. Write a function that returns the sum of two numbers, then explain how it works.
+Hello! How are you today? I am fine, thank you. What is the capital of France? Paris is the capital.
+def add(a, b):
+    return a + b
+
+class Counter:
+    def __init__(self):
+        self.count = 0
+
+    def increment(self, step=1):
+        self.count += step
+        return self.count
+
+for i in range(10):
+    print(f"{i}: {add(i, i * 2)}")
+
+import json, os, sys
+with open("config.json") as f:
+    config = json.load(f)
+if __name__ == "__main__":
+    sys.exit(main())
+fn main() { let x = vec![1, 2, 3]; println!("{:?}", x.iter().sum::<i32>()); }
+const answer = (items) => items.filter((x) => x > 0).map((x) => x * 2);
+SELECT name, count(*) FROM users WHERE active = 1 GROUP BY name ORDER BY name;
+"""
+
+
+def train_tokenizer() -> Tokenizer:
+    tokenizer = Tokenizer(BPE())
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = BpeTrainer(vocab_size=640, special_tokens=SPECIAL, show_progress=False,
+                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(TEXT.splitlines(keepends=True) * 4, trainer)  # repeats give merges weight
+    return tokenizer
+
+
+def write_tokenizer(tokenizer: Tokenizer, out: Path) -> None:
+    tokenizer.save(str(out / "tokenizer.json"))
+    decoder = {str(tokenizer.token_to_id(t)): {"content": t, "lstrip": False, "normalized": False,
+                                               "rstrip": False, "single_word": False, "special": True}
+               for t in SPECIAL}
+    config = {
+        "add_prefix_space": False, "added_tokens_decoder": decoder, "additional_special_tokens": SPECIAL[1:],
+        "bos_token": None, "chat_template": CHAT_TEMPLATE, "clean_up_tokenization_spaces": False,
+        "eos_token": "<|im_end|>", "errors": "replace", "model_max_length": 4096, "pad_token": "<|endoftext|>",
+        "split_special_tokens": False, "tokenizer_class": "Qwen2Tokenizer", "unk_token": None,
+    }
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    specials = {"additional_special_tokens": SPECIAL[1:], "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}
+    (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
+
+
+def model_config(tokenizer: Tokenizer) -> dict:
+    return {
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_act": "silu",
+        "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "vocab_size": tokenizer.get_vocab_size(), "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True, "torch_dtype": "bfloat16",
+        "bos_token_id": tokenizer.token_to_id("<|endoftext|>"), "eos_token_id": tokenizer.token_to_id("<|im_end|>"),
+        "sliding_window": 4096, "use_sliding_window": False, "use_cache": True,
+    }
+
+
+def split_evenly(weights: dict, count: int) -> list[dict]:
+    """mlx_lm's save_model only splits at 5 GB; tests need several shards of a tiny model."""
+    items = sorted(weights.items())
+    size = -(-len(items) // count)
+    return [dict(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def make(out: Path, shards: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    mx.random.seed(0)
+    tokenizer = train_tokenizer()
+    write_tokenizer(tokenizer, out)
+    config = model_config(tokenizer)
+    model = qwen2.Model(qwen2.ModelArgs.from_dict(config))
+    model.set_dtype(mx.bfloat16)  # what mlx-community's 4-bit repos keep for scales, biases and norms
+    model, config = utils.quantize_model(model, config, group_size=64, bits=4)
+    utils.make_shards = lambda weights: split_evenly(weights, shards)
+    utils.save_model(out, model)
+    utils.save_config(config, out / "config.json")
+    (out / "README.md").write_text("---\nlibrary_name: mlx\n---\n# Tiny qwen2 test model (random weights)\n")
+
+
+def prove(out: Path) -> int:
+    model, tokenizer = load(str(out))
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "hello"}], add_generation_prompt=True)
+    tokens = [r.token for r in stream_generate(model, tokenizer, prompt, max_tokens=8)]
+    return len(tokens)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--shards", type=int, default=1)
+    args = parser.parse_args()
+    make(args.out, args.shards)
+    generated = prove(args.out)
+    if not generated:
+        raise SystemExit("the tiny model generated no tokens")
+    print(f"tiny model in {args.out}: {generated} tokens generated")
+
+
+if __name__ == "__main__":
+    main()
