@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -46,3 +47,11 @@ def timed(argv: list[str], home: Path, cwd: Path = ROOT, **env: str) -> tuple[fl
     if done.returncode != 0:
         raise SystemExit(f"`{' '.join(argv)}` failed (exit {done.returncode}):\n{done.stdout[-4000:]}")
     return seconds, done.stdout
+
+
+@functools.cache
+def set_up_home(work: Path) -> Path:
+    """A HOME where `invoke setup --yes` has run (uv's usual cache), shared by the benchmarks that need one."""
+    home = new_home(work, "set-up")
+    timed([INVOKE, "setup", "--yes"], home)
+    return home

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import INVOKE, Result, new_home, timed, user_env
+from harness import INVOKE, Result, new_home, set_up_home, timed, user_env
 
 RUNS = 30
 STATUS_RUNS = 10
@@ -69,8 +69,7 @@ def shell_startup(work: Path) -> Result:
 
 
 def mlx_status(work: Path) -> Result:
-    home = new_home(work, "status")
-    timed([INVOKE, "setup", "--yes"], home)
+    home = set_up_home(work)
     venv = home / "venv-mlx"
     argv = [str(venv / "bin" / "python"), "-m", "mlxtasks.runtime.status"]
     env = {"MLX_VENV_PATH": str(venv), "MLX_MODELS_PATH": str(home / "workspace" / "mlx")}

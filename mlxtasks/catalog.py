@@ -45,8 +45,16 @@ def memory_budget(facts: HostFacts) -> int:
     return facts.ram_available
 
 
+def fits_in(model: Model, budget: int) -> bool:
+    return model.size_gb * GB * FIT_HEADROOM <= budget
+
+
 def fits(model: Model, facts: HostFacts) -> bool:
-    return model.size_gb * GB * FIT_HEADROOM <= memory_budget(facts)
+    return fits_in(model, memory_budget(facts))
+
+
+def by_folder(folder: str, models: tuple[Model, ...] = BUILTIN) -> Model | None:
+    return next((m for m in models if m.folder == folder), None)
 
 
 def too_big(facts: HostFacts, models: tuple[Model, ...] = BUILTIN) -> list[Model]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Callable, Iterable
+
+from .errors import MlxTasksError
 
 
 class Status(str, Enum):
@@ -23,6 +26,7 @@ class Result:
     message: str
     fix: str = ""
     details: tuple[str, ...] = field(default_factory=tuple)
+    seconds: float = 0.0
 
     @property
     def failed(self) -> bool:
@@ -36,19 +40,33 @@ class Result:
             "message": self.message,
             "fix": self.fix,
             "details": list(self.details),
+            "seconds": round(self.seconds, 4),
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Result":
+        return cls(data["id"], data["title"], Status(data["status"]), data["message"], data["fix"],
+                   tuple(data["details"]), data["seconds"])
 
-def run_checks(checks: Iterable[tuple[str, str, Callable[[], Result]]]) -> list[Result]:
-    """Run each (id, title, check); a check that raises becomes a CRASHED result, not a traceback."""
-    results = []
-    for check_id, title, check in checks:
-        try:
-            results.append(check())
-        except Exception as exc:  # noqa: BLE001 - a crash is this check's result
-            details = tuple(traceback.format_exception_only(type(exc), exc))
-            results.append(Result(check_id, title, Status.CRASHED, f"the check itself failed: {exc}", details=details))
-    return results
+
+def run_group(check_id: str, title: str, make: Callable[[], Result | list[Result]]) -> list[Result]:
+    """Run checks that may raise: a crash becomes one CRASHED result with one line of cause.
+    Each result carries its share of the time taken."""
+    start = time.perf_counter()
+    try:
+        made = make()
+        results = made if isinstance(made, list) else [made]
+    except MlxTasksError as err:  # an expected failure: its sentence and fix, not a crash
+        results = [Result(check_id, title, Status.ERROR, err.message, err.fix)]
+    except Exception as exc:  # noqa: BLE001 - a crash is this check's result
+        cause = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        results = [Result(check_id, title, Status.CRASHED, f"the check itself failed: {cause}")]
+    seconds = (time.perf_counter() - start) / max(len(results), 1)
+    return [replace(r, seconds=seconds) for r in results]
+
+
+def run_checks(checks: Iterable[tuple[str, str, Callable[[], Result | list[Result]]]]) -> list[Result]:
+    return [result for check_id, title, make in checks for result in run_group(check_id, title, make)]
 
 
 def summary_line(results: list[Result]) -> str:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+
+def model_folders(models_path: Path) -> list[Path]:
+    """Every folder in the models folder, complete or not (hidden ones, such as downloads in progress, aside)."""
+    try:
+        return sorted(p for p in models_path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
 
 
 def installed_folders(models_path: Path) -> list[str]:
@@ -11,3 +20,52 @@ def installed_folders(models_path: Path) -> list[str]:
         return sorted(p.parent.name for p in models_path.glob("*/config.json"))
     except OSError:
         return []
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tiktoken.model", "vocab.json")
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """None if the header parses and the file is as long as the header says; else what is wrong."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if length <= 0 or 8 + length > size:
+                return f"{path.name} is truncated (its header does not fit in {size} bytes)"
+            header = json.loads(handle.read(length))
+    except (OSError, ValueError) as exc:
+        return f"{path.name} has an unreadable header ({exc.__class__.__name__})"
+    ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    expected = 8 + length + max(ends, default=0)
+    if size != expected:
+        return f"{path.name} is {size} bytes, its header says {expected}"
+    return None
+
+
+def model_problems(folder: Path) -> list[str]:
+    """Everything wrong with a model folder, as mlx_lm would meet it; [] when it is complete."""
+    problems = []
+    try:
+        json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        problems.append("config.json is missing or does not parse")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        problems.append("no tokenizer files (" + ", ".join(TOKENIZER_FILES) + ")")
+    shards = sorted(p.name for p in folder.glob("*.safetensors"))
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            named = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError):
+            named = []
+            problems.append("model.safetensors.index.json does not parse")
+        problems += [f"{name} (named by the index) is missing" for name in named if name not in shards]
+    if not shards:
+        problems.append("no .safetensors weights")
+    problems += filter(None, (safetensors_problem(folder / name) for name in shards))
+    return problems
+
+
+def size_on_disk(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

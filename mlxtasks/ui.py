@@ -87,3 +87,30 @@ def confirm(question: str, unanswered: MlxTasksError) -> bool:
         raise unanswered
     answer = input(f"{question} [y/N] ").strip().lower()
     return answer in ("y", "yes")
+
+
+def _result_lines(item: Result, stream: TextIO, verbose: bool) -> None:
+    seconds = f" ({item.seconds:.1f} s)" if verbose and item.seconds >= 0.05 else ""
+    print(f"  {_mark(item.status.value, stream)} {item.title}: {item.message}{seconds}", file=stream)
+    if item.fix and item.status is not Status.OK:
+        print(f"      Fix: {item.fix}", file=stream)
+    if verbose or item.status is Status.CRASHED:
+        for line in item.details:
+            print(f"      {line.rstrip()}", file=stream)
+
+
+def report(groups: list[tuple[str, list[Result]]], closing: list[str], quiet: bool = False, verbose: bool = False) -> None:
+    """Results under their group's name; problems on stderr; then the closing lines on stdout.
+    quiet: only the problems and the closing lines."""
+    for name, items in groups:
+        shown = [r for r in items if not (quiet and r.status is Status.OK)]
+        if not shown:
+            continue
+        stream = sys.stdout if any(r.status is Status.OK for r in shown) else sys.stderr
+        sys.stdout.flush()
+        print(_paint(name, "dim", stream), file=stream)
+        for item in shown:
+            _result_lines(item, sys.stdout if item.status is Status.OK else sys.stderr, verbose)
+    sys.stderr.flush()
+    for line in closing:
+        out(line)

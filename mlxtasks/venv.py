@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,11 +47,12 @@ def inspect(path: Path) -> VenvState:
 
 
 def _made_for(path: Path) -> bool:
-    """A venv's activate script names the folder it was created in."""
+    """A venv's activate script names the folder it was created in (compared through symlinks)."""
     try:
-        return str(path) in (path / "bin" / "activate").read_text()
+        match = re.search(r"^\s*(?:export\s+)?VIRTUAL_ENV=['\"]?([^'\"\n]+)", (path / "bin" / "activate").read_text(), re.M)
     except OSError:
         return False
+    return bool(match) and os.path.realpath(match.group(1)) == os.path.realpath(path)
 
 
 def plan(settings: Settings, state: VenvState, python: PythonInfo | None, installer: Installer, force: bool) -> Step:

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Shared by later issues: the tiny generated model, the stand-in hub, code run in the MLX venv.
+pytest_plugins = ["tests.support.fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 

@@ -11,7 +11,9 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from .. import rcfile, shellblock
 from ..config import resolve
+from ..errors import MlxTasksError
 from ..facts import BACKEND_DISTRIBUTION
 from ..store import installed_folders
 
@@ -25,6 +27,18 @@ def _version(name: str) -> str | None:
 
 def _same(a: str | None, b: str | None) -> bool:
     return bool(a and b) and os.path.realpath(a) == os.path.realpath(b)
+
+
+def shell_line(env: dict) -> str:
+    """Whether the block is in the rc file of the user's shell (a text search; validate compares it)."""
+    try:
+        [shell] = shellblock.shells_for("auto", env.get("SHELL"))
+    except MlxTasksError:
+        return "shell     unknown ($SHELL is not zsh, bash or fish)"
+    path = shellblock.rc_target(shell, platform.system().lower(), Path(env.get("HOME", "~")), env).path
+    if rcfile.START in rcfile.read(path):
+        return f"shell     block installed in {path}"
+    return f"shell     no block in {path}; run: invoke shell.install"
 
 
 def lines(venv: str, active: str | None, models_path: str) -> list[str]:
@@ -49,7 +63,7 @@ def lines(venv: str, active: str | None, models_path: str) -> list[str]:
 def main() -> None:
     venv = os.environ.get("MLX_VENV_PATH") or sys.prefix
     models_path = os.environ.get("MLX_MODELS_PATH") or str(resolve({}).models)
-    print("\n".join(lines(venv, os.environ.get("VIRTUAL_ENV"), models_path)))
+    print("\n".join([*lines(venv, os.environ.get("VIRTUAL_ENV"), models_path), shell_line(dict(os.environ))]))
 
 
 if __name__ == "__main__":

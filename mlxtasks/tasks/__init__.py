@@ -5,6 +5,7 @@ from invoke import Collection
 from .. import config
 from . import install, models, preflight, shell, venv, workspace
 from .setup import setup, uninstall
+from .validate import status, validate
 
-ns = Collection(setup, uninstall, preflight.ns, venv.ns, install.ns, workspace.ns, shell.ns, models.ns)
+ns = Collection(setup, uninstall, validate, status, preflight.ns, venv.ns, install.ns, workspace.ns, shell.ns, models.ns)
 ns.configure({config.CONFIG_KEY: config.DEFAULTS})

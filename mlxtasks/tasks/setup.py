@@ -1,9 +1,10 @@
 """setup and uninstall: every step in order (each also runnable alone), and the way back."""
 
 from . import install, preflight, shell, venv, workspace
+from .validate import validate
 from ._common import JOURNAL, PATH_HELP, is_dry, perform, record, settings, task
 
-STEPS = [preflight.check, venv.create, install.packages, workspace.create, shell.install]
+STEPS = [preflight.check, venv.create, install.packages, workspace.create, shell.install, validate]
 
 
 @task(
@@ -21,7 +22,7 @@ STEPS = [preflight.check, venv.create, install.packages, workspace.create, shell
 )
 def setup(c, yes=False, dry_run=False, python=None, venv=None, workspace=None, models=None,
           installer=None, backend=None, upgrade=False, shell=None):
-    """Set up MLX end to end: preflight, venv, packages, workspace, shell commands. Safe to repeat."""
+    """Set up MLX end to end: preflight, venv, packages, workspace, shell commands, validation. Safe to repeat."""
     from .. import ui
 
     # The steps ran as pre-tasks with these same options; what is left is the summary.

@@ -2,7 +2,7 @@
 
 Run with the MLX venv's python (the tool side has no mlx): `VENV_PY tiny_model.py OUT_DIR [--shards N]`.
 Everything goes through mlx_lm's own model class, quantizer and save helpers, so a checkpoint that
-loads here is one that real mlx-community downloads resemble, only a few hundred KB instead of GB.
+loads here is shaped like a real mlx-community download, only about 100 KB instead of GB.
 """
 
 from __future__ import annotations

@@ -1,0 +1,350 @@
+"""The validator's judgements: pure functions from facts and answers to check results.
+
+The venv's interpreter gathers what needs MLX (runtime/probe.py) and judges it with the functions
+here; the tool side judges the rest. Ids are stable: GROUP.NAME.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from functools import partial
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from . import facts, install, installer, rcfile, shellblock, store, venv
+from .catalog import BUILTIN, Model, by_folder, fits_in
+from .checks import Result, Status, run_checks
+from .config import Settings
+from .errors import MlxTasksError
+from .facts import GB, GIB, HostFacts, PythonInfo
+
+GROUPS = ("system", "mlx", "accelerator", "mlx-lm", "packages", "environment", "models")
+# Check ids known before running (models add one per installed model: models.FOLDER).
+CHECK_IDS = {
+    "system": ("system.os", "system.python", "system.ram", "system.disk"),
+    "mlx": ("mlx.import", "mlx.device", "mlx.compute"),
+    "accelerator": ("accelerator.device", "accelerator.matmul", "accelerator.memory"),
+    "mlx-lm": ("mlx-lm.import", "mlx-lm.api"),
+    "packages": ("packages.versions", "packages.requirements"),
+    "environment": ("environment.venv", "environment.shell", "environment.workspace"),
+    "models": ("models.FOLDER",),
+}
+MLX_LM_API = {"mlx_lm": ("load", "stream_generate"), "mlx_lm.sample_utils": ("make_sampler",),
+              "mlx_lm.models.cache": ("make_prompt_cache",)}
+MATMUL_TOLERANCE = 1e-3  # relative: float32 sums of 1024 products
+INSTALL_FIX = "invoke install"
+SETUP_FIX = "invoke setup"
+
+
+def group_of(result: Result) -> str:
+    return result.id.split(".", 1)[0]
+
+
+def _check(check_id: str, title: str) -> partial:
+    return partial(Result, check_id, title)
+
+
+# system ---------------------------------------------------------------------------------------
+
+def system_checks(host: HostFacts, python: PythonInfo | None, min_disk_gb: float) -> list[Result]:
+    from .preflight import check_platform
+
+    platform = check_platform(host)
+    results = [Result("system.os", "OS and chip", platform.status, f"{platform.message}; {host.chip}", platform.fix)]
+    py = _check("system.python", "Python in the venv")
+    if python is None:
+        results.append(py(Status.ERROR, "the venv has no working Python", SETUP_FIX))
+    elif host.machine == "arm64" and python.arch == "x86_64":
+        results.append(py(Status.ERROR, f"Python {python.version_text} is an x86_64 build under Rosetta",
+                          "invoke venv --force --python /path/to/arm64/python3.12"))
+    else:
+        results.append(py(Status.OK, f"Python {python.version_text} ({python.arch})"))
+    results.append(_check("system.ram", "Memory")(
+        Status.OK, f"{host.ram_total / GIB:.0f} GB total, {host.ram_available / GIB:.1f} GB available"))
+    disk = _check("system.disk", "Free disk")
+    if host.disk_free:
+        path, free = min(host.disk_free, key=lambda item: item[1])
+        status = Status.WARNING if free / GB < min_disk_gb else Status.OK
+        results.append(disk(status, f"{free / GB:.1f} GB free for {path}",
+                            "free some space before pulling models" if status is Status.WARNING else ""))
+    return results
+
+
+# mlx and accelerator (answers gathered by runtime/probe.py) ----------------------------------
+
+def mlx_checks(answers: Mapping) -> list[Result]:
+    if answers.get("import_error"):
+        return [_check("mlx.import", "mlx.core imports")(Status.ERROR, f"import mlx.core failed: {answers['import_error']}",
+                                                         INSTALL_FIX)]
+    compute = answers["compute"]
+    expected = {"sum_of_squares": 285, "matmul": [[19.0, 22.0], [43.0, 50.0]]}
+    return [
+        _check("mlx.import", "mlx.core imports")(Status.OK, f"mlx {answers['version']}"),
+        _check("mlx.device", "Default device")(Status.OK, answers["default_device"]),
+        _check("mlx.compute", "Array computation")(
+            Status.OK if compute == expected else Status.ERROR,
+            "sum of squares and a 2x2 matmul give the known answers" if compute == expected
+            else f"wrong answers from MLX: {compute} (expected {expected})",
+            "" if compute == expected else "invoke install --upgrade"),
+    ]
+
+
+def accelerator_checks(os_name: str, backend: str, answers: Mapping, models: Iterable[Model] = BUILTIN) -> list[Result]:
+    """Which device MLX uses, whether a 1024x1024 matmul on it matches numpy, and (Mac) the GPU's memory."""
+    if answers.get("import_error"):
+        return [_check("accelerator.device", "Accelerator")(Status.ERROR, "skipped: mlx.core does not import", INSTALL_FIX)]
+    info = answers.get("device_info") or {}
+    name = info.get("device_name") or info.get("architecture") or "unknown"
+    on_gpu = answers["default_device"].startswith("Device(gpu")
+    device = _check("accelerator.device", "Accelerator")
+    if backend == "metal":
+        if answers["metal_available"] and on_gpu:
+            results = [device(Status.OK, f"Metal GPU ({name}) is the default device")]
+        else:
+            results = [device(Status.ERROR, "MLX cannot use the Metal GPU; it would run on the CPU",
+                              "reinstall MLX for this Mac: invoke install --upgrade")]
+    elif backend.startswith("cuda"):
+        if answers["cuda_available"] and on_gpu:
+            memory = info.get("memory_size") or info.get("total_memory")
+            extra = f", {int(memory) / GIB:.0f} GB" if memory else ""
+            results = [device(Status.OK, f"CUDA GPU ({name}{extra}) is the default device")]
+        else:
+            results = [device(Status.ERROR, f"MLX's {backend} build cannot see an NVIDIA GPU",
+                              "check the driver (nvidia-smi), or use the CPU build: invoke install --backend cpu")]
+    elif os_name == "darwin":
+        results = [device(Status.WARNING, "MLX is using the CPU on a Mac, which is many times slower than the GPU",
+                          "invoke install --backend metal")]
+    else:
+        results = [device(Status.OK, f"CPU backend ({name}); this machine has no GPU MLX can use")]
+    results.append(_matmul_result(answers.get("matmul_error"), answers["default_device"]))
+    results.append(_memory(os_name, backend, info, models))
+    return results
+
+
+def _matmul_result(error: float | None, device: str) -> Result:
+    matmul = _check("accelerator.matmul", "1024x1024 matmul")
+    if error is None:
+        return matmul(Status.ERROR, "the matmul did not run", INSTALL_FIX)
+    if error > MATMUL_TOLERANCE:
+        return matmul(Status.ERROR, f"result differs from numpy by {error:.2e} (relative) on {device}",
+                      "invoke install --upgrade")
+    return matmul(Status.OK, f"matches numpy to {error:.1e} on {device}")
+
+
+def _memory(os_name: str, backend: str, info: Mapping, models: Iterable[Model]) -> Result:
+    """How much memory the device gives a model, and which catalogue models fit in it."""
+    memory = _check("accelerator.memory", "Memory for models")
+    if os_name == "darwin":
+        limit, what = info.get("max_recommended_working_set_size"), "the GPU may use (its working-set limit)"
+    elif backend.startswith("cuda"):
+        limit, what = info.get("memory_size") or info.get("total_memory"), "the GPU has"
+    else:
+        return memory(Status.OK, "the CPU backend uses system memory (see system.ram; models.list says what fits)")
+    if not limit:
+        return memory(Status.WARNING, "MLX did not report the GPU's memory")
+    limit = int(limit)
+    fitting = [m.alias for m in models if fits_in(m, limit)]
+    too_big = [m.alias for m in models if m.alias not in fitting]
+    message = f"{limit / GIB:.1f} GB {what}; fits: {', '.join(fitting) or 'none'}"
+    if too_big:
+        message += f"; too big: {', '.join(too_big)}"
+    fix = "raise the limit until reboot: sudo sysctl iogpu.wired_limit_mb=N" if os_name == "darwin" else ""
+    return memory(Status.OK if fitting else Status.WARNING, message, "" if fitting else fix)
+
+
+def mlx_lm_checks(answers: Mapping) -> list[Result]:
+    if answers.get("import_error"):
+        return [_check("mlx-lm.import", "mlx_lm imports")(Status.ERROR, f"import mlx_lm failed: {answers['import_error']}",
+                                                          INSTALL_FIX)]
+    missing = answers["missing_api"]
+    return [
+        _check("mlx-lm.import", "mlx_lm imports")(Status.OK, f"mlx-lm {answers['version']}"),
+        _check("mlx-lm.api", "API mlxtasks uses")(
+            Status.ERROR if missing else Status.OK,
+            f"missing: {', '.join(missing)}" if missing else "load, stream_generate, make_sampler, make_prompt_cache",
+            "install the tested version: invoke install" if missing else ""),
+    ]
+
+
+# packages --------------------------------------------------------------------------------------
+
+def package_checks(unsatisfied: list[str], installed: Mapping[str, str | None], names: list[str],
+                   requirements: tuple[bool, str]) -> list[Result]:
+    """Versions of the package set against the shipped pins, and `pip check`'s verdict."""
+    listed = ", ".join(f"{name} {installed.get(name) or 'missing'}" for name in names)
+    versions = _check("packages.versions", "Package versions")
+    if unsatisfied:
+        problems = ", ".join(f"{name} {installed.get(name) or 'missing'}" for name in unsatisfied)
+        result = versions(Status.ERROR, f"missing or older than the tested versions: {problems}", INSTALL_FIX, (listed,))
+    else:
+        result = versions(Status.OK, f"{len(names)} packages at or above the tested versions", details=(listed,))
+    ok, output = requirements
+    lines = tuple(line for line in output.splitlines() if line.strip())
+    check = _check("packages.requirements", "Requirements between packages")
+    return [result, check(Status.OK, "no broken requirements") if ok else
+            check(Status.ERROR, lines[0] if lines else "broken requirements", "invoke install --upgrade", lines)]
+
+
+# environment -----------------------------------------------------------------------------------
+
+def venv_check(path: Path, problem: str | None, exists: bool) -> Result:
+    check = _check("environment.venv", "Virtual environment")
+    if not exists:
+        return check(Status.ERROR, f"{path} does not exist", SETUP_FIX)
+    if problem:
+        return check(Status.ERROR, f"{path}: {problem}", "invoke venv --force")
+    return check(Status.OK, str(path))
+
+
+def shell_check(blocks: list[tuple[Path, str, str]]) -> Result:
+    """blocks: (rc file, the block found there or "", the block the templates render now)."""
+    check = _check("environment.shell", "Shell block")
+    if not blocks:
+        return check(Status.WARNING, "no shell to check ($SHELL is not zsh, bash or fish)")
+    missing = [str(path) for path, found, _ in blocks if not found]
+    stale = [str(path) for path, found, wanted in blocks if found and found != wanted]
+    if stale:  # its commands may point at old paths
+        return check(Status.ERROR, f"out of date in {', '.join(stale)}", "invoke shell.install")
+    if missing:  # people who manage their dotfiles may not want it
+        return check(Status.WARNING, f"not installed in {', '.join(missing)}", "invoke shell.install")
+    return check(Status.OK, "current in " + ", ".join(str(path) for path, _, _ in blocks))
+
+
+def workspace_check(folders: list[Path], unwritable: list[Path]) -> Result:
+    check = _check("environment.workspace", "Workspace folders")
+    missing = [str(p) for p in folders if not p.is_dir()]
+    if missing:
+        return check(Status.ERROR, f"missing: {', '.join(missing)}", "invoke workspace")
+    if unwritable:
+        return check(Status.ERROR, f"not writable: {', '.join(map(str, unwritable))}", "fix the folder's permissions")
+    return check(Status.OK, ", ".join(map(str, folders)))
+
+
+# models ---------------------------------------------------------------------------------------
+
+def model_check(folder: Path, problems: list[str], size: int, alias: str | None) -> Result:
+    check = _check(f"models.{folder.name}", folder.name)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        fix = f"invoke models.pull {alias} --force" if alias else f"delete {folder} and download the model again"
+        return check(Status.ERROR, problems[0] + more, fix, tuple(problems))
+    return check(Status.OK, f"complete, {size / GB:.2f} GB on disk")
+
+
+def deep_result(folder: str, answer: Mapping) -> Result:
+    check = _check(f"models.{folder}.generate", f"{folder}: load and generate")
+    if answer.get("error"):
+        return check(Status.ERROR, f"failed: {answer['error']}", f"invoke models.pull --force (or delete {folder})")
+    return check(Status.OK, f"loaded in {answer['load_seconds']:.1f} s, {answer['tokens']} tokens at "
+                            f"{answer['tokens_per_second']:.1f} tokens/s")
+
+
+def summary(results: list[Result]) -> list[str]:
+    passed = sum(r.status is Status.OK for r in results)
+    errors = sum(r.failed for r in results)
+    warnings = sum(r.status is Status.WARNING for r in results)
+    if errors:
+        verdict = "Not ready: fix the errors above."
+    elif warnings:
+        verdict = "Ready, with warnings."
+    else:
+        verdict = "Ready: no issues found."
+    return [f"Checks passed: {passed}/{len(results)}", f"Errors: {errors}", f"Warnings: {warnings}", verdict]
+
+
+# running everything ---------------------------------------------------------------------------
+
+RUNTIME_GROUPS = ("mlx", "accelerator", "mlx-lm")
+
+
+def run(settings: Settings, groups: Iterable[str] = GROUPS, deep: bool = False,
+        env: Mapping[str, str] | None = None) -> list[Result]:
+    """Every check of the chosen groups, in GROUPS order. The MLX checks run in the venv's Python
+    (started first) while this process does the rest."""
+    env = dict(os.environ if env is None else env)
+    groups = [g for g in GROUPS if g in set(groups)]
+    state = venv.inspect(settings.venv)
+    host = facts.probe([settings.venv, settings.models])
+    backend = facts.backend_for(host, settings.backend)
+    folders = store.model_folders(settings.models) if "models" in groups else []
+    in_venv = [g for g in groups if g in RUNTIME_GROUPS]
+    probe = None
+    if state.healthy and (in_venv or (deep and folders)):
+        argv = [str(settings.venv_python), "-m", "mlxtasks.runtime.probe", "--os", host.os, "--backend", backend,
+                "--groups", *in_venv, "--deep", *(map(str, folders) if deep else ())]
+        probe = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    checks = []
+    if "system" in groups:
+        checks.append(("system.os", "System", lambda: system_checks(host, state.python, settings.min_disk_gb)))
+    if "packages" in groups:
+        checks.append(("packages.versions", "Packages", lambda: _packages(settings, state, backend)))
+    if "environment" in groups:
+        workspace = [settings.workspace, settings.models]
+        checks += [
+            ("environment.venv", "Virtual environment", lambda: venv_check(settings.venv, state.problem, state.exists)),
+            ("environment.shell", "Shell block", lambda: shell_check(_shell_blocks(settings, host.os, env))),
+            ("environment.workspace", "Workspace folders",
+             lambda: workspace_check(workspace, [p for p in workspace if p.is_dir() and not facts.can_create(p)])),
+        ]
+    for folder in folders:
+        model = by_folder(folder.name)
+        checks.append((f"models.{folder.name}", folder.name,
+                       lambda folder=folder, alias=model.alias if model else None: model_check(
+                           folder, store.model_problems(folder), store.size_on_disk(folder), alias)))
+    results = run_checks(checks) + _probe_results(probe, in_venv)
+    order = {group: n for n, group in enumerate(GROUPS)}
+    return sorted(results, key=lambda r: order[group_of(r)])
+
+
+def _packages(settings: Settings, state: venv.VenvState, backend: str) -> list[Result]:
+    if not state.healthy:
+        return [_check("packages.versions", "Package versions")(Status.ERROR, "skipped: the venv is missing or broken",
+                                                                SETUP_FIX)]
+    items = install.wanted(backend, settings.packages)
+    names = [item.name for item in items]
+    installed = install.installed_versions(settings.venv_python, names)
+    chosen = installer.choose(settings.installer)
+    if chosen.name == "uv":
+        argv = [chosen.uv, "pip", "check", "--python", str(settings.venv_python)]
+    else:
+        argv = [str(settings.venv_python), "-m", "pip", "check"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    # uv reports on stderr, around the problems themselves: keep only those.
+    noise = ("Using Python", "Checked ", "Found ")
+    problems = "\n".join(line for line in (done.stdout + done.stderr).splitlines() if not line.startswith(noise))
+    return package_checks(install.unsatisfied(items, installed, install.pins()), installed, names,
+                          (done.returncode == 0, problems))
+
+
+def _shell_blocks(settings: Settings, os_name: str, env: Mapping[str, str]) -> list[tuple[Path, str, str]]:
+    """(rc file, its block or "", the block rendered now) for each shell the user has."""
+    try:
+        shells = shellblock.shells_for(settings.shell, env.get("SHELL"))
+    except MlxTasksError:
+        return []  # no known shell: nothing to compare
+    found = []
+    for shell in shells:
+        path = shellblock.rc_target(shell, os_name, Path(env["HOME"]), env).path
+        text = rcfile.read(path)
+        spans = rcfile.find_blocks(text)
+        block = text[spans[0].start : spans[0].end].replace("\r\n", "\n") if spans else ""
+        wanted = rcfile.block_text(shellblock.render(shell, settings.venv, settings.models, BUILTIN))
+        found.append((path, block, wanted))
+    return found
+
+
+def _probe_results(probe: subprocess.Popen | None, groups: list[str]) -> list[Result]:
+    """The venv's answers, or a result per group saying why there are none."""
+    if probe is None:
+        return [_check(CHECK_IDS[g][0], g)(Status.ERROR, "skipped: the venv is missing or broken", SETUP_FIX)
+                for g in groups]
+    out, err = probe.communicate()
+    try:
+        return [Result.from_dict(item) for item in json.loads(out)]
+    except ValueError:
+        cause = next((line.strip() for line in reversed(err.splitlines()) if line.strip()), f"exit {probe.returncode}")
+        first = CHECK_IDS[groups[0]][0] if groups else "models.generate"
+        return [_check(first, "Checks in the venv's Python")(Status.CRASHED, f"the venv's Python stopped: {cause}")]

@@ -1,0 +1,68 @@
+"""Fixtures for tests that need the MLX venv, a model or the hub.
+
+Register them with `pytest_plugins = ["tests.support.fixtures"]` (in conftest.py) or import them
+into a test module with `from .support.fixtures import *`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from ..conftest import clean_env
+from .fake_hub import FakeHub
+
+__all__ = ["QWEN7B_REPO", "GATED_REPO", "mlx_python", "tiny_model", "fake_hub", "mlx_run"]
+
+QWEN7B_REPO = "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit"
+GATED_REPO = "meta-llama/Llama-3.2-1B-Instruct"  # gated on the real hub too
+TINY_MODEL_SCRIPT = Path(__file__).with_name("tiny_model.py")
+
+
+@pytest.fixture(scope="session")
+def mlx_python(bootstrapped) -> Path:
+    """The interpreter of the session's real MLX venv (~/venv-mlx made by `sh bootstrap.sh --yes`)."""
+    _, home, result = bootstrapped
+    assert result.returncode == 0, result.stdout + result.stderr
+    return home / "venv-mlx" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(mlx_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder laid out like an mlx-community 4-bit qwen2 repo, with its weights in 2 shards."""
+    out = tmp_path_factory.mktemp("tiny-model") / "model"
+    done = subprocess.run([str(mlx_python), str(TINY_MODEL_SCRIPT), str(out), "--shards", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+@pytest.fixture
+def fake_hub(tiny_model: Path) -> Iterator[FakeHub]:
+    """A running FakeHub serving tiny_model as QWEN7B_REPO, and as GATED_REPO behind the gate."""
+    with FakeHub({QWEN7B_REPO: tiny_model, GATED_REPO: tiny_model}) as hub:
+        hub.faults.gated(GATED_REPO)
+        yield hub
+
+
+@pytest.fixture
+def mlx_run(mlx_python: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run `python -c CODE ARGS...` in the MLX venv: `mlx_run(code, *args, timeout=300, **env)`.
+
+    The environment is a new user's (conftest's clean_env) with every HF_* variable of this machine
+    dropped, HF_HOME in tmp_path and Xet off, so huggingface_hub downloads over plain HTTP from
+    whatever HF_ENDPOINT the caller passes (e.g. fake_hub.url).
+    """
+    home = tmp_path / "mlx-home"
+    home.mkdir(exist_ok=True)
+    base = {k: v for k, v in clean_env(home).items() if not k.startswith("HF_")}
+    base.update(HF_HOME=str(home / "hf"), HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+
+    def run(code: str, *args: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(mlx_python), "-c", code, *map(str, args)], env={**base, **env},
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+
+    return run
