@@ -25,6 +25,6 @@ else
     find_python || no_python "$rejected"
 fi
 
-ensure_tool_env "$python" "" "mlxtasks, invoke, psutil, colorama, packaging, uv"
+ensure_tool_env "$python" "" "mlxtasks, invoke, psutil, colorama, packaging, uv, huggingface_hub"
 cd "$root"
 exec "$root/.venv/bin/invoke" setup "$@"

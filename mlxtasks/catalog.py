@@ -1,11 +1,20 @@
-"""The built-in model catalogue (repo ids and sizes checked in Nov 2026) and memory fit."""
+"""The model catalogue: built-in entries (repo ids and sizes checked in Nov 2026), entries from
+config (`mlx.catalog`), lookup by alias, and whether a model fits a machine's memory."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+import re
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
 
+from .errors import MlxTasksError
 from .facts import GB, HostFacts
 
+ALIAS_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+FOLDER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+REPO_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+CATEGORIES = ("code", "reasoning", "math", "general")
 # Weights plus KV cache and activations for a few thousand tokens of context.
 FIT_HEADROOM = 1.1
 
@@ -15,25 +24,116 @@ class Model:
     alias: str
     repo: str
     folder: str
-    size_gb: float
+    size_gb: float  # the weights on disk
     arch: str
     category: str
     description: str
     also: tuple[str, ...] = ()
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_tokens: int = 2048
+
+    @property
+    def ram_gb(self) -> float:
+        """Memory the model needs to run: its weights and room for a few thousand tokens."""
+        return self.size_gb * FIT_HEADROOM
 
 
 BUILTIN = (
     Model("qwen7b", "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", "qwen25-coder-7b", 4.28, "qwen2", "code",
-          "Qwen2.5 Coder 7B: fast everyday coding help", ("qwen25-coder-7b",)),
+          "Qwen2.5 Coder 7B: fast everyday coding help", ("qwen25-coder-7b",), 0.7, 0.8, 2048),
     Model("qwen32b", "mlx-community/Qwen2.5-Coder-32B-Instruct-4bit", "qwen25-coder-32b", 18.43, "qwen2", "code",
-          "Qwen2.5 Coder 32B: stronger code, needs a 32 GB Mac", ("qwen25-coder-32b",)),
+          "Qwen2.5 Coder 32B: stronger code, needs a 32 GB Mac", ("qwen25-coder-32b",), 0.7, 0.8, 2048),
     Model("deepseek", "mlx-community/DeepSeek-R1-Distill-Llama-8B-4bit", "deepseek-r1-8b", 4.5, "llama", "reasoning",
-          "DeepSeek R1 distilled into Llama 8B: step-by-step reasoning", ("deepseek-r1-8b",)),
+          "DeepSeek R1 distilled into Llama 8B: thinks step by step before answering", ("deepseek-r1-8b",),
+          0.6, 0.95, 4096),
     Model("phi4", "mlx-community/phi-4-4bit", "phi4-14b", 8.25, "phi3", "math",
-          "Phi-4 14B: maths and code", ("phi4-14b",)),
+          "Phi-4 14B: maths and code", ("phi4-14b",), 0.6, 0.95, 2048),
     Model("mistral7b", "mlx-community/Mistral-7B-Instruct-v0.3-4bit", "mistral-7b", 4.08, "mistral", "general",
-          "Mistral 7B Instruct v0.3: general chat", ("mistral-7b",)),
+          "Mistral 7B Instruct v0.3: general chat", ("mistral-7b",), 0.7, 0.95, 2048),
 )
+
+_TYPES = {f.name: f.type for f in fields(Model)}
+
+
+def load(configured: Mapping[str, Any] | None, builtin: tuple[Model, ...] = BUILTIN) -> tuple[Model, ...]:
+    """The built-in entries with config's overrides applied and its new entries added, all validated.
+    configured: {alias: {repo, folder, size_gb, ...}} from `mlx.catalog`."""
+    models = {m.alias: m for m in builtin}
+    for alias, entry in (configured or {}).items():
+        key = f"mlx.catalog.{alias}"
+        if not isinstance(alias, str) or not ALIAS_PATTERN.match(alias):
+            raise _bad(key, "an alias of lower-case letters, digits, '.', '_' and '-'", alias)
+        if not isinstance(entry, Mapping):
+            raise _bad(key, "a mapping of fields (repo, folder, size_gb, ...)", entry)
+        unknown = sorted(set(entry) - set(_TYPES) - {"alias"})
+        if unknown:
+            raise MlxTasksError(f"Unknown config key '{key}.{unknown[0]}'.", fix=_FIX)
+        values = {name: _field(f"{key}.{name}", name, value) for name, value in entry.items() if name != "alias"}
+        if alias in models:
+            models[alias] = replace(models[alias], **values)
+        else:
+            missing = [name for name in ("repo", "size_gb") if name not in values]
+            if missing:
+                raise MlxTasksError(f"Config key '{key}' needs '{missing[0]}' for a new model.", fix=_FIX)
+            values.setdefault("folder", values["repo"].rsplit("/", 1)[-1])
+            values = {"arch": "unknown", "category": "general", "description": values["repo"], **values}
+            models[alias] = Model(alias=alias, **values)
+        _check_model(models[alias], key)
+    return tuple(models.values())
+
+
+_FIX = "edit the `mlx.catalog` section of invoke.yaml or ~/.invoke.yaml"
+
+
+def _bad(key: str, expected: str, value: Any) -> MlxTasksError:
+    return MlxTasksError(f"Config key '{key}' must be {expected}, got {value!r}.", fix=_FIX)
+
+
+def _field(key: str, name: str, value: Any) -> Any:
+    kind = _TYPES[name]
+    if kind == "str":
+        if not isinstance(value, str) or not value:
+            raise _bad(key, "text", value)
+        return value
+    if kind == "tuple[str, ...]":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise _bad(key, "a list of aliases", value)
+        return tuple(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise _bad(key, "a positive number", value)
+    return int(value) if kind == "int" else float(value)
+
+
+def _check_model(model: Model, key: str) -> None:
+    if not REPO_PATTERN.match(model.repo):
+        raise _bad(f"{key}.repo", "a hub repo id like org/name", model.repo)
+    if not FOLDER_PATTERN.match(model.folder) or model.folder in (".", ".."):
+        raise _bad(f"{key}.folder", "a plain folder name inside the models folder", model.folder)
+    for alias in model.also:
+        if not ALIAS_PATTERN.match(alias):
+            raise _bad(f"{key}.also", "aliases of lower-case letters, digits, '.', '_' and '-'", alias)
+    if model.category not in CATEGORIES:
+        raise _bad(f"{key}.category", "one of " + ", ".join(CATEGORIES), model.category)
+
+
+def find(name: str, models: tuple[Model, ...]) -> Model:
+    """A model by alias (or an `also` name); an unknown one gets close matches and the list command."""
+    for model in models:
+        if name == model.alias or name in model.also:
+            return model
+    names = [m.alias for m in models] + [a for m in models for a in m.also]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    raise MlxTasksError(f"There is no model called {name!r} in the catalogue.{hint}", fix="see the catalogue: invoke models.list")
+
+
+def from_repo(repo: str, size_gb: float) -> Model:
+    """An ad-hoc entry for `models.pull ORG/NAME`: folder named after the repo."""
+    if not REPO_PATTERN.match(repo):
+        raise MlxTasksError(f"{repo!r} is not a hub repo id (org/name).",
+                            fix="use a catalogue alias (invoke models.list) or a repo id such as mlx-community/phi-4-4bit")
+    return Model(repo.split("/")[1].lower(), repo, repo.split("/")[1], size_gb, "unknown", "general", repo)
 
 
 def memory_budget(facts: HostFacts) -> int:
@@ -46,7 +146,7 @@ def memory_budget(facts: HostFacts) -> int:
 
 
 def fits_in(model: Model, budget: int) -> bool:
-    return model.size_gb * GB * FIT_HEADROOM <= budget
+    return model.ram_gb * GB <= budget
 
 
 def fits(model: Model, facts: HostFacts) -> bool:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import catalog
+from .catalog import Model
 from .errors import MlxTasksError
 
 CONFIG_KEY = "mlx"
@@ -32,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
     "min_disk_gb": 10,
     "warn_disk_gb": 20,
     "warn_ram_gb": 16,
+    "disk_margin_gb": 1,
+    "retry_delay_s": 2.0,  # before the second try of a download; doubled for each later one  # kept free beyond a model's size when pulling it
+    "catalog": {},  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
 }
 
 CONFIG_FIX = "edit the `mlx:` section of invoke.yaml or ~/.invoke.yaml (or unset INVOKE_MLX_*)"
@@ -50,6 +55,9 @@ class Settings:
     min_disk_gb: float
     warn_disk_gb: float
     warn_ram_gb: float
+    disk_margin_gb: float
+    retry_delay_s: float
+    catalog: tuple[Model, ...]
 
     @property
     def venv_python(self) -> Path:
@@ -86,6 +94,9 @@ def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = N
         min_disk_gb=_number(*value("min_disk_gb")),
         warn_disk_gb=_number(*value("warn_disk_gb")),
         warn_ram_gb=_number(*value("warn_ram_gb")),
+        disk_margin_gb=_number(*value("disk_margin_gb")),
+        retry_delay_s=_number(*value("retry_delay_s")),
+        catalog=catalog.load(merged["catalog"]),
     )
 
 

@@ -113,6 +113,7 @@ def plan(settings: Settings, backend: str, installer: Installer, upgrade: bool =
     command = Command(
         _install_argv(settings.venv_python, installer, specs, upgrade),
         tries=3,
+        delay=settings.retry_delay_s,
         failure=f"Installing the MLX packages into {settings.venv} failed after 3 tries.",
         fix="check the network, then: invoke install",
     )

@@ -91,7 +91,7 @@ def check_ram(facts: HostFacts, settings: Settings) -> Result:
 
     total = facts.ram_total / GIB
     if total < settings.warn_ram_gb:
-        missing = ", ".join(m.alias for m in too_big(facts)) or "none of the catalogue models"
+        missing = ", ".join(m.alias for m in too_big(facts, settings.catalog)) or "none of the catalogue models"
         return result(Status.WARNING, f"{total:.0f} GB of RAM; {settings.warn_ram_gb:g} GB is recommended. Too big for this machine: {missing}.")
     return result(Status.OK, f"{total:.0f} GB of RAM")
 

@@ -7,12 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .catalog import Model
+from .catalog import ALIAS_PATTERN, FOLDER_PATTERN, Model
 from .errors import MlxTasksError
 
 SHELLS = ("zsh", "bash", "fish")
-ALIAS_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-FOLDER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TOKEN = re.compile(r"@@[A-Z_]+@@")
 _MODEL_SECTION = re.compile(r"^@@BEGIN_MODEL@@\n(.*?)^@@END_MODEL@@\n", re.M | re.S)

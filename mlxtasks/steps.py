@@ -12,6 +12,7 @@ from typing import Union
 class Command:
     argv: tuple[str, ...]
     tries: int = 1  # > 1 retries with backoff (network steps)
+    delay: float = 2.0  # seconds before the second try; doubled for each later one
     failure: str = ""  # the sentence shown when the last try fails
     fix: str = ""
 

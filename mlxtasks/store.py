@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 
@@ -16,10 +18,20 @@ def model_folders(models_path: Path) -> list[Path]:
 
 def installed_folders(models_path: Path) -> list[str]:
     """Names of the folders holding a model (a config.json), sorted."""
-    try:
-        return sorted(p.parent.name for p in models_path.glob("*/config.json"))
-    except OSError:
-        return []
+    return [p.name for p in model_folders(models_path) if (p / "config.json").is_file()]
+
+
+def remove_model(models_path: Path, folder: str) -> Path:
+    """Delete one model's folder; refuses anything that is not a real folder directly in the models folder."""
+    from .errors import MlxTasksError
+
+    path = models_path / folder
+    if path.is_symlink() or not path.is_dir() or os.path.realpath(path.parent) != os.path.realpath(models_path) \
+            or os.path.realpath(path) != os.path.join(os.path.realpath(models_path), folder):
+        raise MlxTasksError(f"{path} is not a model folder inside {models_path}, so it was not deleted.",
+                            fix="delete it by hand if you are sure")
+    shutil.rmtree(path)
+    return path
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tiktoken.model", "vocab.json")

@@ -290,7 +290,7 @@ def run(settings: Settings, groups: Iterable[str] = GROUPS, deep: bool = False,
              lambda: workspace_check(workspace, [p for p in workspace if p.is_dir() and not facts.can_create(p)])),
         ]
     for folder in folders:
-        model = by_folder(folder.name)
+        model = by_folder(folder.name, settings.catalog)
         checks.append((f"models.{folder.name}", folder.name,
                        lambda folder=folder, alias=model.alias if model else None: model_check(
                            folder, store.model_problems(folder), store.size_on_disk(folder), alias)))
@@ -331,7 +331,7 @@ def _shell_blocks(settings: Settings, os_name: str, env: Mapping[str, str]) -> l
         text = rcfile.read(path)
         spans = rcfile.find_blocks(text)
         block = text[spans[0].start : spans[0].end].replace("\r\n", "\n") if spans else ""
-        wanted = rcfile.block_text(shellblock.render(shell, settings.venv, settings.models, BUILTIN))
+        wanted = rcfile.block_text(shellblock.render(shell, settings.venv, settings.models, settings.catalog))
         found.append((path, block, wanted))
     return found
 

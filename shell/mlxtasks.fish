@@ -37,7 +37,7 @@ function mlx-pull --description 'Download an MLX model'
     __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" models.pull $argv
 end
 
-# __mlx_model FOLDER ALIAS generate|chat [ARGS]: `mlx-qwen7b "question"` means --prompt "question".
+# __mlx_model FOLDER ALIAS generate|chat [ARGS]: `mlx-qwen7b "question" [options]` means --prompt "question" [options].
 function __mlx_model --argument-names folder alias command
     set -e argv[1..3]
     if not test -d "$MLX_MODELS_PATH/$folder"
@@ -46,7 +46,9 @@ function __mlx_model --argument-names folder alias command
     end
     __mlx_require mlx_lm.$command; or return 1
     if test "$command" = generate; and set -q argv[1]; and not string match -q -- '-*' $argv[1]
-        "$MLX_VENV_PATH/bin/mlx_lm.generate" --model "$MLX_MODELS_PATH/$folder" --prompt "$argv"
+        set -l prompt $argv[1]
+        set -e argv[1]
+        "$MLX_VENV_PATH/bin/mlx_lm.generate" --model "$MLX_MODELS_PATH/$folder" --prompt "$prompt" $argv
     else
         "$MLX_VENV_PATH/bin/mlx_lm.$command" --model "$MLX_MODELS_PATH/$folder" $argv
     end

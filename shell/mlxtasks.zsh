@@ -27,7 +27,7 @@ function mlx-models { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" mod
 function mlx-validate { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 function mlx-pull { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }
 
-# _mlx_model FOLDER ALIAS generate|chat [ARGS]: `mlx-qwen7b "question"` means --prompt "question".
+# _mlx_model FOLDER ALIAS generate|chat [ARGS]: `mlx-qwen7b "question" [options]` means --prompt "question" [options].
 function _mlx_model {
     \builtin local folder=$1 alias=$2 command=$3
     \builtin shift 3
@@ -37,7 +37,9 @@ function _mlx_model {
     fi
     _mlx_require "mlx_lm.$command" || return 1
     if [[ "$command" == generate && $# -gt 0 && "$1" != -* ]]; then
-        "$MLX_VENV_PATH/bin/mlx_lm.generate" --model "$MLX_MODELS_PATH/$folder" --prompt "$*"
+        \builtin local prompt=$1
+        \builtin shift
+        "$MLX_VENV_PATH/bin/mlx_lm.generate" --model "$MLX_MODELS_PATH/$folder" --prompt "$prompt" "$@"
     else
         "$MLX_VENV_PATH/bin/mlx_lm.$command" --model "$MLX_MODELS_PATH/$folder" "$@"
     fi

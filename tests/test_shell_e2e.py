@@ -24,9 +24,9 @@ ROUND_TRIP = {
 }
 
 
-def interactive(shell: str, script: str, home) -> str:
+def interactive(shell: str, script: str, home, **extra: str) -> str:
     """Run `script` in an interactive shell on a terminal, as a new terminal window would."""
-    env = clean_env(home, TERM="dumb")
+    env = clean_env(home, TERM="dumb", **extra)
     output = pexpect.run(f"{shell} -i -c {shlex.quote(script)}", env=env, encoding="utf-8", timeout=120)
     return output.replace("\r\n", "\n")
 
@@ -67,7 +67,18 @@ def test_activate_status_deactivate_from_any_folder(shells_home, shell):
 def test_model_commands_work_without_activation_and_say_what_is_missing(shells_home, shell):
     output = interactive(shell, "cd /; mlx-qwen7b hello; mlx-models", shells_home)
     assert "mlx: the model qwen7b is not downloaded; run: mlx-pull qwen7b" in output
-    assert "qwen7b" in output and "Models folder:" in output  # mlx-models ran the venv's mlxtasks
+    assert "No models installed in" in output and "mistral7b" in output  # mlx-models ran the venv's mlxtasks
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_pull_then_ask_a_model_from_the_shell(shells_home, shell, fake_hub, tiny_model):
+    """mlx-pull fetches from the (stand-in) hub; mlx-qwen7b "..." answers with the real, tiny model."""
+    hub = {"HF_ENDPOINT": fake_hub.url, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    output = interactive(shell, 'cd /; mlx-pull qwen7b && mlx-qwen7b "hello there" --max-tokens 5', shells_home, **hub)
+    assert "qwen25-coder-7b" in output, output
+    assert "Generation: 5 tokens" in output, output  # mlx_lm.generate's own report
+    output = interactive(shell, 'mlx-qwen7b --prompt "hi" --max-tokens 3', shells_home)
+    assert "Generation: 3 tokens" in output, output
 
 
 def test_status_says_when_another_venv_is_active(shells_home, tmp_path):

@@ -45,21 +45,20 @@ def test_pre_tasks_inherit_the_options_they_share_with_their_caller():
     assert seen == {"step": (True, "/x/python"), "other": True, "top": (True, True, "/x/python")}
 
 
-def test_a_failing_network_step_is_retried_then_reported(monkeypatch):
-    monkeypatch.setattr(_common, "RETRY_DELAY", 0)
+def test_a_failing_network_step_is_retried_then_reported():
     failure = Result(exited=1, stderr="error: connection reset\n")
     c = MockContext(run={"uv pip install x": [failure, failure, failure]})
-    command = Command(("uv", "pip", "install", "x"), tries=3, failure="Installing failed after 3 tries.", fix="invoke install")
+    command = Command(("uv", "pip", "install", "x"), tries=3, delay=0, failure="Installing failed after 3 tries.",
+                      fix="invoke install")
     with pytest.raises(MlxTasksError) as caught:
         _common.perform(c, command)
     assert caught.value.message == "Installing failed after 3 tries. Last error: error: connection reset"
     assert c.run.call_count == 3
 
 
-def test_a_step_that_succeeds_on_a_later_try_is_fine(monkeypatch):
-    monkeypatch.setattr(_common, "RETRY_DELAY", 0)
+def test_a_step_that_succeeds_on_a_later_try_is_fine():
     c = MockContext(run={"uv pip install x": [Result(exited=1, stderr="503"), Result()]})
-    _common.perform(c, Command(("uv", "pip", "install", "x"), tries=3))
+    _common.perform(c, Command(("uv", "pip", "install", "x"), tries=3, delay=0))
     assert c.run.call_count == 2
 
 

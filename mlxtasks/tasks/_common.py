@@ -15,8 +15,6 @@ from .. import config, ui
 from ..errors import MlxTasksError
 from ..steps import Command, MakeDir, RemoveVenv, Step, describe
 
-RETRY_DELAY = 2.0  # seconds before the second try; doubled for each later one
-
 # (kind, step name, summary) for each step run in this process, for setup's closing summary.
 JOURNAL: list[tuple[str, str, str]] = []
 
@@ -95,7 +93,7 @@ def _run_with_retries(c: Context, command: Command) -> None:
     pty = sys.stdout.isatty()
     for attempt in range(command.tries):
         if attempt:
-            time.sleep(RETRY_DELAY * 2 ** (attempt - 1))
+            time.sleep(command.delay * 2 ** (attempt - 1))
         result = c.run(command.text, warn=True, pty=pty, in_stream=False)
         if result.ok:
             return

@@ -1,25 +1,142 @@
-"""models: the catalogue and what is installed."""
+"""models: the catalogue, pulling models from the hub, and looking after the ones installed."""
 
 from invoke import Collection
 
-from ._common import PATH_HELP, settings, task
+from ._common import PATH_HELP, record, settings, task
+
+MODEL_HELP = "a catalogue alias (invoke models.list) or a hub repo id such as mlx-community/phi-4-4bit"
 
 
-@task(name="list", default=True, help={"models": PATH_HELP["models"]})
-def list_(c, models=None):
-    """List the catalogue's models: installed or not, size, and whether they fit this machine."""
-    from .. import catalog, ui
-    from ..facts import probe
-    from ..store import installed_folders
+@task(name="list", default=True, help={"models": PATH_HELP["models"], "json": "print it as JSON"})
+def list_(c, models=None, json=False):
+    """List installed models and the catalogue: sizes, what fits this machine, what is in the HF cache."""
+    import json as json_module
+
+    from .. import catalog, hub, ui
+    from ..facts import GB, probe
+    from ..store import model_folders, size_on_disk
 
     s = settings(c, models=models)
-    installed = set(installed_folders(s.models))
     facts = probe()
-    ui.out(f"{'alias':<11}{'size':>9}  {'kind':<10}{'installed':<11}{'fits':<5} description")
-    for m in catalog.BUILTIN:
-        ui.out(f"{m.alias:<11}{m.size_gb:>7.2f}GB  {m.category:<10}{'yes' if m.folder in installed else 'no':<11}"
-               f"{'yes' if catalog.fits(m, facts) else 'no':<5} {m.description}")
-    ui.out(f"Models folder: {s.models}")
+    installed = []
+    for folder in model_folders(s.models):
+        recorded = hub.manifest(folder) or {}
+        known = catalog.by_folder(folder.name, s.catalog)
+        installed.append({"alias": known.alias if known else recorded.get("alias"), "repo": recorded.get("repo"),
+                          "folder": folder.name, "path": str(folder), "size": size_on_disk(folder),
+                          "complete": hub.is_complete(folder)})
+    cached = hub.cached_repos()
+    present = {entry["folder"] for entry in installed}
+    entries = [{"alias": m.alias, "repo": m.repo, "size_gb": m.size_gb, "category": m.category,
+                "fits": catalog.fits(m, facts), "installed": m.folder in present, "in_hf_cache": m.repo in cached,
+                "description": m.description} for m in s.catalog]
+    if json:
+        ui.out(json_module.dumps({"models_folder": str(s.models), "installed": installed, "catalogue": entries}, indent=2))
+        return
+    ui.out(f"Installed in {s.models}:" if installed else f"No models installed in {s.models} yet.")
+    for entry in installed:
+        state = "complete" if entry["complete"] else "incomplete: invoke models.verify"
+        ui.out(f"  {entry['alias'] or '-':<11}{entry['folder']:<22}{entry['size'] / GB:>7.2f} GB  {state}")
+    ui.out("")
+    ui.out(f"{'alias':<11}{'size':>9}  {'kind':<10}{'fits':<6}{'installed':<11}description")
+    for e in entries:
+        note = " (in the HF cache: models.pull --from-cache)" if e["in_hf_cache"] and not e["installed"] else ""
+        ui.out(f"{e['alias']:<11}{e['size_gb']:>7.2f}GB  {e['category']:<10}{'yes' if e['fits'] else 'no':<6}"
+               f"{'yes' if e['installed'] else 'no':<11}{e['description']}{note}")
 
 
-ns = Collection("models", list_)
+@task(
+    help={
+        "model": MODEL_HELP,
+        "force": "pull even if it looks too big for this machine, or refresh a complete copy",
+        "from_cache": "adopt the copy already in the Hugging Face cache instead of downloading",
+        "revision": "a branch, tag or commit of the repo (default: main)",
+        "models": PATH_HELP["models"],
+    },
+)
+def pull(c, model, force=False, from_cache=False, revision=None, models=None):
+    """Download a model into the models folder; never leaves a partial one at its final path."""
+    from .. import hub, ui
+    from ..facts import probe
+
+    s = settings(c, models=models)
+    s.models.mkdir(parents=True, exist_ok=True)
+    summary = hub.pull(s, probe([s.models]), model, force=force, use_cache=from_cache, revision=revision, say=ui.out)
+    record("done" if "nothing fetched" in summary else "changed", "models", summary)
+
+
+@task(help={"model": MODEL_HELP, "models": PATH_HELP["models"]})
+def info(c, model, models=None):
+    """Show a model's catalogue entry, default sampling, and where and how complete its copy is."""
+    from .. import catalog, hub, ui
+    from ..facts import GB, probe
+
+    s = settings(c, models=models)
+    entry = catalog.find(model, s.catalog)
+    folder = hub.final_path(s.models, entry)
+    recorded = hub.manifest(folder)
+    lines = [
+        ("alias", entry.alias + (f" (also {', '.join(entry.also)})" if entry.also else "")),
+        ("repo", entry.repo),
+        ("about", entry.description),
+        ("kind", f"{entry.category}, {entry.arch} architecture"),
+        ("size", f"{entry.size_gb:.2f} GB on disk, about {entry.ram_gb:.1f} GB of memory to run"),
+        ("fits", "yes" if catalog.fits(entry, probe()) else "no, too big for this machine's memory"),
+        ("sampling", f"temperature {entry.temperature}, top_p {entry.top_p}, max_tokens {entry.max_tokens}"),
+        ("folder", str(folder)),
+        ("installed", "no: invoke models.pull " + entry.alias if not folder.exists() else
+         ("complete" if hub.is_complete(folder) else "incomplete: invoke models.verify --model " + entry.alias)),
+    ]
+    if recorded:
+        lines.append(("pulled", f"{recorded['pulled']}, revision {recorded['revision']}, {recorded['size'] / GB:.2f} GB"))
+    for name, value in lines:
+        ui.out(f"{name:<10}{value}")
+
+
+@task(help={"model": "only this alias (default: every installed model)", "models": PATH_HELP["models"]})
+def verify(c, model=None, models=None):
+    """Check installed models' files: config, tokenizer, every shard, safetensors headers and sizes."""
+    from invoke import Exit
+
+    from .. import catalog, store, ui, validate
+    from ..checks import any_failed, run_checks
+    from ..errors import MlxTasksError
+
+    s = settings(c, models=models)
+    folders = store.model_folders(s.models)
+    if model:
+        wanted = catalog.find(model, s.catalog).folder
+        folders = [f for f in folders if f.name == wanted]
+        if not folders:
+            raise MlxTasksError(f"{model} is not installed.", fix=f"invoke models.pull {model}")
+    checks = []
+    for folder in folders:
+        known = catalog.by_folder(folder.name, s.catalog)
+        checks.append((f"models.{folder.name}", folder.name, lambda folder=folder, alias=known.alias if known else None:
+                       validate.model_check(folder, store.model_problems(folder), store.size_on_disk(folder), alias)))
+    results = run_checks(checks)
+    ui.results(results)
+    if any_failed(results):
+        raise Exit(code=1)
+
+
+@task(help={"model": "the alias of an installed model", "yes": "delete without asking", "models": PATH_HELP["models"]})
+def rm(c, model, yes=False, models=None):
+    """Delete an installed model's folder (only ever inside the models folder)."""
+    from .. import catalog, store, ui
+    from ..errors import MlxTasksError
+
+    s = settings(c, models=models)
+    entry = catalog.find(model, s.catalog)
+    path = s.models / entry.folder
+    if not path.exists() and not path.is_symlink():
+        raise MlxTasksError(f"{entry.alias} is not installed (no {path}).", fix="see what is: invoke models.list")
+    question = f"Delete {path}?"
+    unanswered = MlxTasksError(f"Deleting {path} needs a yes, and there is no terminal to ask.",
+                               fix=f"invoke models.rm {entry.alias} --yes")
+    if not (yes or ui.confirm(question, unanswered)):
+        raise MlxTasksError(f"{path} was not deleted.", fix=f"invoke models.rm {entry.alias} --yes")
+    record("changed", "models", f"deleted {store.remove_model(s.models, entry.folder)}")
+
+
+ns = Collection("models", list_, pull, info, verify, rm)

@@ -35,12 +35,12 @@ def _targets(c, shell, rc_file, venv=None, models=None, everywhere=False):
 )
 def install(c, shell=None, rc_file=None, venv=None, models=None, dry_run=False):
     """Write the block of MLX commands (mlx-activate, mlx-status, mlx-qwen7b...) into your shell's rc file."""
-    from .. import catalog, rcfile, shellblock, ui
+    from .. import rcfile, shellblock, ui
 
     s, targets = _targets(c, shell, rc_file, venv, models)
     dry = is_dry(c, dry_run)
     for target in targets:
-        body = shellblock.render(target.shell, s.venv, s.models, catalog.BUILTIN)
+        body = shellblock.render(target.shell, s.venv, s.models, s.catalog)
         change = rcfile.update(target.path, lambda text: rcfile.apply_block(text, body), dry=dry)
         _report(change, target, dry, "modified")
 
@@ -64,12 +64,12 @@ def remove(c, shell=None, rc_file=None, dry_run=False):
 @task(help={"shell": SHELL_HELP, "venv": PATH_HELP["venv"], "models": PATH_HELP["models"]})
 def show(c, shell=None, venv=None, models=None):
     """Print the block, for people who manage their dotfiles by hand."""
-    from .. import catalog, rcfile, shellblock, ui
+    from .. import rcfile, shellblock, ui
 
     s, targets = _targets(c, shell, None, venv, models)
     for target in targets:
         ui.out(f"# for {target.path}")
-        ui.out(rcfile.block_text(shellblock.render(target.shell, s.venv, s.models, catalog.BUILTIN)))
+        ui.out(rcfile.block_text(shellblock.render(target.shell, s.venv, s.models, s.catalog)))
 
 
 def _report(change, target, dry, verb):

@@ -32,7 +32,7 @@ _mlx_models() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.li
 _mlx_validate() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 _mlx_pull() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }
 
-# _mlx_model FOLDER ALIAS generate|chat [ARGS]: `mlx-qwen7b "question"` means --prompt "question".
+# _mlx_model FOLDER ALIAS generate|chat [ARGS]: `mlx-qwen7b "question" [options]` means --prompt "question" [options].
 _mlx_model() {
     local folder=$1 alias=$2 command=$3
     shift 3
@@ -42,7 +42,9 @@ _mlx_model() {
     fi
     _mlx_require "mlx_lm.$command" || return 1
     if [ "$command" = generate ] && [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
-        "$MLX_VENV_PATH/bin/mlx_lm.generate" --model "$MLX_MODELS_PATH/$folder" --prompt "$*"
+        local prompt=$1
+        shift
+        "$MLX_VENV_PATH/bin/mlx_lm.generate" --model "$MLX_MODELS_PATH/$folder" --prompt "$prompt" "$@"
     else
         "$MLX_VENV_PATH/bin/mlx_lm.$command" --model "$MLX_MODELS_PATH/$folder" "$@"
     fi

@@ -78,6 +78,11 @@ class Faults:
         """Files (repo-relative) that the hub does not have: absent from listings, 404 EntryNotFound."""
         self.missing.append(path_glob)
 
+    def clear(self) -> None:
+        """Back to a healthy hub (gates stay)."""
+        with self._lock:
+            self._active.clear()
+
     def is_missing(self, path: str) -> bool:
         return any(fnmatch.fnmatch(path, glob) for glob in self.missing)
 

@@ -1,0 +1,298 @@
+"""Pulling a model from the Hugging Face hub, never leaving a broken one where a complete one belongs.
+
+Plan (ask the hub what would be fetched), check memory and disk, download into a hidden staging
+folder inside the models folder (huggingface_hub skips files it already finished, so a re-run
+resumes), verify, write a manifest, then rename into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+from . import catalog, store
+from .catalog import Model
+from .errors import MlxTasksError
+from .facts import GB, HostFacts, free_disk
+
+# mlx_lm's own download patterns (mlx_lm.utils.DEFAULT_ALLOW_PATTERNS, 0.32): what it loads.
+ALLOW_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.tiktoken", "tiktoken.model", "*.txt",
+                  "*.jsonl", "*.jinja"]
+MANIFEST = "mlxtasks-manifest.json"
+TRIES = 4
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: Model
+    revision: str  # the commit everything is fetched from
+    files: tuple[tuple[str, int], ...]  # (path in the repo, size)
+
+    @property
+    def total(self) -> int:
+        return sum(size for _, size in self.files)
+
+
+def final_path(models_path: Path, model: Model) -> Path:
+    return models_path / model.folder
+
+
+def staging_path(models_path: Path, model: Model) -> Path:
+    """Hidden, so listings and the validator never take a download in progress for a model."""
+    return models_path / f".partial-{model.folder}"
+
+
+def endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+@contextlib.contextmanager
+def hub_errors(repo: str) -> Iterator[None]:
+    """The hub's failures as one sentence and a fix each."""
+    from huggingface_hub import errors
+
+    try:
+        yield
+    except errors.GatedRepoError:
+        raise MlxTasksError(f"{repo} is gated: its owners ask you to accept their terms before downloading.",
+                            fix=f"accept them at {endpoint()}/{repo}, then log in: hf auth login (or set HF_TOKEN)") from None
+    except errors.RepositoryNotFoundError:
+        raise MlxTasksError(f"The hub has no model {repo} (or it is private and you are not logged in).",
+                            fix="check the name (invoke models.list), or log in: hf auth login (or set HF_TOKEN)") from None
+    except errors.RevisionNotFoundError:
+        raise MlxTasksError(f"{repo} has no such revision on the hub.", fix="pull the default: leave out --revision") from None
+    except errors.RemoteEntryNotFoundError:
+        raise MlxTasksError(f"A file of {repo} is listed but missing on the hub.",
+                            fix="try again later; the repo may be being updated") from None
+    except errors.HfHubHTTPError as exc:
+        raise MlxTasksError(f"The hub refused the download of {repo}: {_cause(exc)}.",
+                            fix="try again later") from None
+    except Exception as exc:
+        if is_network_error(exc):
+            raise MlxTasksError(f"Cannot reach the hub at {endpoint()}: {_cause(exc)}.",
+                                fix="check the network (and HF_ENDPOINT), then run the same command") from None
+        raise
+
+
+def is_network_error(exc: BaseException) -> bool:
+    from huggingface_hub import errors
+
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return (isinstance(exc, (ConnectionError, TimeoutError, errors.LocalEntryNotFoundError))
+            or bool(names & {"TransportError", "TimeoutException"}))
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Server errors and dropped or refused connections; never 4xx answers."""
+    from huggingface_hub import errors
+
+    if isinstance(exc, errors.HfHubHTTPError):
+        status = getattr(exc.response, "status_code", 0) if exc.response is not None else 0
+        return status >= 500
+    return is_network_error(exc)
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else exc.__class__.__name__
+
+
+def resolve(name: str, models: tuple[Model, ...]) -> tuple[Model, bool]:
+    """(model, is_catalogued) for an alias or an ORG/NAME repo id."""
+    if "/" in name:
+        known = next((m for m in models if m.repo == name), None)
+        return (known, True) if known else (catalog.from_repo(name, 0.0), False)
+    return catalog.find(name, models), True
+
+
+def plan(model: Model, revision: str | None = None) -> Plan:
+    """Ask the hub which files mlx_lm would fetch, and their sizes, before fetching any."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import filter_repo_objects
+
+    with hub_errors(model.repo):
+        api = HfApi()
+        sha = api.model_info(model.repo, revision=revision).sha
+        tree = [f for f in api.list_repo_tree(model.repo, revision=sha, recursive=True) if hasattr(f, "size")]
+    chosen = filter_repo_objects(tree, allow_patterns=ALLOW_PATTERNS, key=lambda f: f.path)
+    files = tuple(sorted((f.path, f.size) for f in chosen))
+    if not any(path.endswith(".safetensors") for path, _ in files):
+        raise MlxTasksError(f"{model.repo} has no .safetensors weights, so MLX cannot load it.",
+                            fix="pick an MLX model, such as one from mlx-community: invoke models.list")
+    if not model.size_gb:  # an ad-hoc ORG/NAME: its size is what the hub says
+        model = replace(model, size_gb=sum(size for _, size in files) / GB)
+    return Plan(model, sha, files)
+
+
+def check_memory(model: Model, facts: HostFacts, models: tuple[Model, ...]) -> None:
+    budget = catalog.memory_budget(facts)
+    if catalog.fits_in(model, budget):
+        return
+    smaller = [m.alias for m in models if catalog.fits_in(m, budget)]
+    where = "the GPU can use on this Mac" if facts.is_mac else "this machine has available"
+    hint = f" Smaller models that fit: {', '.join(smaller)}." if smaller else ""
+    raise MlxTasksError(f"{model.alias} needs about {model.ram_gb:.1f} GB of memory, more than the "
+                        f"{budget / GB:.1f} GB {where}.{hint}",
+                        fix=f"pull a smaller one, or this one anyway: invoke models.pull {model.alias} --force")
+
+
+def check_disk(the_plan: Plan, models_path: Path, margin_gb: float) -> None:
+    staged = staging_path(models_path, the_plan.model)
+    have = sum(size for path, size in the_plan.files if _has(staged / path, size))
+    need = the_plan.total - have + margin_gb * GB
+    free = free_disk(models_path)
+    if free < need:
+        raise MlxTasksError(f"{the_plan.model.alias} needs {need / GB:.1f} GB free in {models_path} (its files and a "
+                            f"{margin_gb:g} GB margin), but only {free / GB:.1f} GB is free.",
+                            fix="free some space, or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)")
+
+
+def _has(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False
+
+
+def download(the_plan: Plan, staged: Path, retry_delay: float, say: Callable[[str], None] = print) -> None:
+    """Fetch into `staged`, retrying server errors and dropped connections with backoff."""
+    from huggingface_hub import snapshot_download
+
+    repo = the_plan.model.repo
+    staged.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, TRIES + 1):
+        try:
+            snapshot_download(repo, revision=the_plan.revision, local_dir=staged, allow_patterns=ALLOW_PATTERNS)
+            return
+        except Exception as exc:
+            if not is_retriable(exc):
+                with hub_errors(repo):
+                    raise
+            if attempt == TRIES:
+                raise MlxTasksError(f"Downloading {repo} failed after {TRIES} tries: {_cause(exc)}.",
+                                    fix="run the same command again: finished files are kept") from None
+            delay = retry_delay * 2 ** (attempt - 1)
+            say(f"    {_cause(exc)}; trying again in {delay:g} s (finished files are kept)")
+        time.sleep(delay)
+
+
+def from_cache(model: Model) -> tuple[Plan, Path]:
+    """A model already in the Hugging Face cache (say, fetched by mlx_lm.generate): its plan and snapshot."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot = Path(snapshot_download(model.repo, allow_patterns=ALLOW_PATTERNS, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached, in whatever way huggingface_hub says it
+        raise MlxTasksError(f"{model.repo} is not in the Hugging Face cache.",
+                            fix=f"download it instead: invoke models.pull {model.alias}") from None
+    files = tuple(sorted((str(p.relative_to(snapshot)), p.stat().st_size) for p in snapshot.rglob("*") if p.is_file()))
+    return Plan(model, snapshot.name, files), snapshot
+
+
+def copy_snapshot(snapshot: Path, the_plan: Plan, staged: Path) -> None:
+    """Copy the cache's files (its symlinks followed) into the staging folder."""
+    for path, _ in the_plan.files:
+        (staged / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(snapshot / path, staged / path)
+
+
+def cached_repos() -> set[str]:
+    """Model repos in the Hugging Face cache."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        return {repo.repo_id for repo in scan_cache_dir().repos if repo.repo_type == "model"}
+    except Exception:  # noqa: BLE001 - no cache (or an unreadable one) lists nothing
+        return set()
+
+
+def problems(the_plan: Plan, staged: Path) -> list[str]:
+    """What is missing or wrong in the staged copy: every listed file at its listed size, then the
+    same checks the validator makes."""
+    found = [f"{path} is missing or not {size} bytes" for path, size in the_plan.files if not _has(staged / path, size)]
+    return found or store.model_problems(staged)
+
+
+def commit(the_plan: Plan, staged: Path, final: Path) -> None:
+    """Manifest in, download bookkeeping out, then rename into place (replacing an older copy)."""
+    manifest = {
+        "repo": the_plan.model.repo,
+        "revision": the_plan.revision,
+        "alias": the_plan.model.alias,
+        "pulled": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": dict(the_plan.files),
+        "size": the_plan.total,
+    }
+    (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    shutil.rmtree(staged / ".cache", ignore_errors=True)  # huggingface_hub's resume notes
+    if final.exists():
+        old = final.with_name(f".old-{final.name}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(staged, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(staged, final)
+
+
+def manifest(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_complete(folder: Path) -> bool:
+    """Pulled by us, every file at the size the manifest lists, and the validator's checks pass."""
+    recorded = manifest(folder)
+    if not recorded:
+        return False
+    if any(not _has(folder / path, size) for path, size in recorded.get("files", {}).items()):
+        return False
+    return not store.model_problems(folder)
+
+
+def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cache: bool = False,
+         revision: str | None = None, say: Callable[[str], None] = print) -> str:
+    """Bring a model into the models folder, complete and verified; returns what was done."""
+    model, catalogued = resolve(name, settings.catalog)
+    final = final_path(settings.models, model)
+    if final.exists() and not force:
+        if is_complete(final):
+            return f"{model.alias} is already installed and complete in {final}; nothing fetched"
+        if manifest(final) is None:
+            raise MlxTasksError(f"{final} exists but was not pulled by mlxtasks, so it was left alone.",
+                                fix=f"replace it: invoke models.pull {name} --force")
+    if catalogued and not force:
+        check_memory(model, facts, settings.catalog)  # before asking the hub anything
+    if use_cache:
+        the_plan, snapshot = from_cache(model)
+    else:
+        the_plan = plan(model, revision)
+        if not catalogued and not force:
+            check_memory(the_plan.model, facts, settings.catalog)
+    staged = staging_path(settings.models, model)
+    if force:
+        shutil.rmtree(staged, ignore_errors=True)
+    check_disk(the_plan, settings.models, settings.disk_margin_gb)
+    say(f"Fetching {model.repo} ({the_plan.total / GB:.2f} GB, {len(the_plan.files)} files) into {final}")
+    if use_cache:
+        staged.mkdir(parents=True, exist_ok=True)
+        copy_snapshot(snapshot, the_plan, staged)
+    else:
+        download(the_plan, staged, settings.retry_delay_s, say)
+    found = problems(the_plan, staged)
+    if found:
+        raise MlxTasksError(f"The download of {model.repo} is incomplete or damaged: {found[0]}.",
+                            fix=f"run the same command again (finished files are kept), or start over: "
+                                f"invoke models.pull {name} --force")
+    commit(the_plan, staged, final)
+    source = "the Hugging Face cache" if use_cache else model.repo
+    return f"{model.alias}: {the_plan.total / GB:.2f} GB from {source} (revision {the_plan.revision[:12]}) in {final}"

@@ -1,0 +1,67 @@
+import pytest
+
+from mlxtasks import catalog, hub
+from mlxtasks.errors import MlxTasksError
+from mlxtasks.facts import GIB, HostFacts
+
+
+def test_builtin_entries_are_complete_and_valid():
+    aliases = [m.alias for m in catalog.BUILTIN]
+    assert aliases == ["qwen7b", "qwen32b", "deepseek", "phi4", "mistral7b"]
+    assert catalog.find("deepseek-r1-8b", catalog.BUILTIN).alias == "deepseek"
+    for model in catalog.BUILTIN:
+        catalog._check_model(model, model.alias)
+        assert model.temperature > 0 and model.max_tokens >= 1024  # never greedy with 100 tokens
+    assert catalog.find("deepseek", catalog.BUILTIN).repo == "mlx-community/DeepSeek-R1-Distill-Llama-8B-4bit"
+
+
+def test_config_overrides_and_adds_entries():
+    models = catalog.load({"qwen7b": {"temperature": 0.2},
+                           "tiny": {"repo": "me/tiny-mlx", "size_gb": 0.5, "category": "code"}})
+    assert catalog.find("qwen7b", models).temperature == 0.2
+    tiny = catalog.find("tiny", models)
+    assert (tiny.folder, tiny.size_gb, tiny.arch) == ("tiny-mlx", 0.5, "unknown")
+
+
+@pytest.mark.parametrize(
+    "entries, words",
+    [
+        ({"x;rm -rf ~": {"repo": "a/b", "size_gb": 1}}, "mlx.catalog.x;rm -rf ~"),
+        ({"ok": {"repo": "not-a-repo", "size_gb": 1}}, "mlx.catalog.ok.repo"),
+        ({"ok": {"repo": "a/b", "size_gb": 1, "folder": "../../etc"}}, "mlx.catalog.ok.folder"),
+        ({"ok": {"repo": "a/b", "size_gb": "big"}}, "mlx.catalog.ok.size_gb"),
+        ({"ok": {"repo": "a/b"}}, "needs 'size_gb'"),
+        ({"ok": {"repo": "a/b", "size_gb": 1, "colour": "red"}}, "mlx.catalog.ok.colour"),
+        ({"qwen7b": {"category": "poetry"}}, "mlx.catalog.qwen7b.category"),
+    ],
+)
+def test_bad_entries_name_their_key(entries, words):
+    with pytest.raises(MlxTasksError) as caught:
+        catalog.load(entries)
+    assert words in caught.value.message
+
+
+def test_unknown_alias_suggests_close_matches():
+    with pytest.raises(MlxTasksError) as caught:
+        catalog.find("qwen8b", catalog.BUILTIN)
+    assert "Did you mean qwen7b" in caught.value.message and caught.value.fix == "see the catalogue: invoke models.list"
+
+
+def mac(ram_gib: int) -> HostFacts:
+    return HostFacts(os="darwin", os_version="15.1", machine="arm64", chip="Apple M4", ram_total=ram_gib * GIB,
+                     ram_available=ram_gib * GIB // 2)
+
+
+def test_a_16gb_mac_is_refused_qwen32b_with_smaller_models_named():
+    with pytest.raises(MlxTasksError) as caught:
+        hub.check_memory(catalog.find("qwen32b", catalog.BUILTIN), mac(16), catalog.BUILTIN)
+    message = caught.value.message
+    assert "the GPU can use on this Mac" in message and "Smaller models that fit: qwen7b, deepseek, phi4, mistral7b" in message
+    assert caught.value.fix.endswith("invoke models.pull qwen32b --force")
+    hub.check_memory(catalog.find("qwen32b", catalog.BUILTIN), mac(32), catalog.BUILTIN)  # fits a 32 GB Mac
+
+
+def test_linux_uses_available_memory():
+    busy = HostFacts(os="linux", os_version="x", machine="x86_64", chip="x", ram_total=64 * GIB, ram_available=4 * GIB)
+    with pytest.raises(MlxTasksError, match="this machine has available"):
+        hub.check_memory(catalog.find("qwen7b", catalog.BUILTIN), busy, catalog.BUILTIN)
