@@ -1,0 +1,80 @@
+"""Pull benchmark: `invoke models.pull` from a loopback stand-in hub vs a plain `snapshot_download`
+of the same repo from the same server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import struct
+import sys
+import time
+from pathlib import Path
+
+from harness import INVOKE, ROOT, Result, new_home, timed
+
+sys.path.insert(0, str(ROOT))
+from tests.support.fake_hub import FakeHub  # noqa: E402 - the tests' stand-in hub, reused
+
+REPO = "bench/big-model-4bit"
+SHARD_MB = (200, 200)  # a few hundred MB, in two shards as mlx-community ships larger models
+RUNS = 3
+SNAPSHOT = """
+import sys
+from huggingface_hub import snapshot_download
+snapshot_download(sys.argv[1], local_dir=sys.argv[2], allow_patterns=sys.argv[3:])
+"""
+
+
+def _make_repo(folder: Path) -> int:
+    """Config, tokenizer and safetensors shards of random bytes with valid headers; returns total bytes."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    (folder / "tokenizer.json").write_text("{}")
+    weight_map = {}
+    for n, megabytes in enumerate(SHARD_MB, 1):
+        name = f"model-{n:05d}-of-{len(SHARD_MB):05d}.safetensors"
+        size = megabytes * 2**20
+        header = json.dumps({f"w{n}": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}}).encode()
+        with (folder / name).open("wb") as handle:
+            handle.write(struct.pack("<Q", len(header)) + header)
+            for _ in range(megabytes):
+                handle.write(os.urandom(2**20))
+        weight_map[f"w{n}"] = name
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return sum(p.stat().st_size for p in folder.iterdir())
+
+
+def pull_throughput(work: Path) -> Result:
+    from mlxtasks.hub import ALLOW_PATTERNS
+
+    total = _make_repo(work / "repo")
+    home = new_home(work, "pull")
+    models = home / "workspace" / "mlx"
+    seconds = {"models_pull": [], "snapshot_download": []}
+    with FakeHub({REPO: work / "repo"}) as hub:
+        env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+        for _ in range(RUNS):  # interleaved, so drift hits both alike
+            shutil.rmtree(models, ignore_errors=True)
+            shutil.rmtree(home / ".cache", ignore_errors=True)
+            seconds["models_pull"].append(timed([INVOKE, "models.pull", REPO], home, **env)[0])
+            target = work / "snapshot"
+            shutil.rmtree(target, ignore_errors=True)
+            seconds["snapshot_download"].append(
+                timed([sys.executable, "-c", SNAPSHOT, REPO, str(target), *ALLOW_PATTERNS], home, **env)[0])
+    pull, plain = (statistics.median(v) for v in seconds.values())
+    ratio = plain / pull
+    mb = total / 2**20
+    return Result(
+        "`models.pull` throughput vs a plain `snapshot_download` (loopback hub)",
+        f"{mb / pull:.0f} MB/s vs {mb / plain:.0f} MB/s = {ratio:.0%} ({mb:.0f} MB, medians of {RUNS})",
+        ">= 90%",
+        ratio >= 0.9,
+        seconds,
+        ("models.pull includes invoke's start-up, the hub listing, the memory and disk checks, verifying every "
+         "file and safetensors header, the manifest and the rename into place",),
+    )
+
+
+BENCHMARKS = [pull_throughput]
