@@ -36,7 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "warn_ram_gb": 16,
     "disk_margin_gb": 1,
     "retry_delay_s": 2.0,  # before the second try of a download; doubled for each later one  # kept free beyond a model's size when pulling it
-    "catalog": {},  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
+    "catalog": {},
+    "default_model": "qwen7b",  # for chat.ask without --model  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
 }
 
 CONFIG_FIX = "edit the `mlx:` section of invoke.yaml or ~/.invoke.yaml (or unset INVOKE_MLX_*)"
@@ -58,6 +59,7 @@ class Settings:
     disk_margin_gb: float
     retry_delay_s: float
     catalog: tuple[Model, ...]
+    default_model: str
 
     @property
     def venv_python(self) -> Path:
@@ -97,6 +99,7 @@ def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = N
         disk_margin_gb=_number(*value("disk_margin_gb")),
         retry_delay_s=_number(*value("retry_delay_s")),
         catalog=catalog.load(merged["catalog"]),
+        default_model=_optional_str(*value("default_model")) or "qwen7b",
     )
 
 

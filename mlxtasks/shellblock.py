@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .catalog import ALIAS_PATTERN, FOLDER_PATTERN, Model
+from .catalog import ALIAS_PATTERN, Model
 from .errors import MlxTasksError
 
 SHELLS = ("zsh", "bash", "fish")
@@ -77,13 +77,6 @@ def check_alias(alias: str) -> str:
     return alias
 
 
-def check_folder(folder: str) -> str:
-    if not FOLDER_PATTERN.match(folder) or folder in (".", ".."):
-        raise MlxTasksError(f"The model folder {folder!r} must be a plain folder name.",
-                            fix="change it in the models section of your config, then: invoke shell.install")
-    return folder
-
-
 def check_path(label: str, path: Path) -> str:
     text = str(path)
     if _CONTROL.search(text):
@@ -97,12 +90,11 @@ def render(shell: str, venv: Path, models_path: Path, models: Iterable[Model]) -
     models = list(models)
     for model in models:
         check_alias(model.alias)
-        check_folder(model.folder)
     template = (template_dir() / f"mlxtasks.{shell}").read_text()
 
     def model_section(match: re.Match) -> str:
         return "".join(
-            match.group(1).replace("@@ALIAS@@", m.alias).replace("@@FOLDER@@", quote(shell, m.folder)) for m in models
+            match.group(1).replace("@@ALIAS@@", m.alias) for m in models
         )
 
     text = _MODEL_SECTION.sub(model_section, template)

@@ -71,13 +71,7 @@ def results(items: list[Result], as_json: bool = False, verbose: bool = False) -
         print(json.dumps({"checks": [r.as_dict() for r in items], "summary": summary_line(items)}, indent=2))
         return
     for item in items:
-        stream = sys.stdout if item.status is Status.OK else sys.stderr
-        print(f"{_mark(item.status.value, stream)} {item.title}: {item.message}", file=stream)
-        if item.fix and item.status is not Status.OK:
-            print(f"    Fix: {item.fix}", file=stream)
-        if verbose or item.status is Status.CRASHED:
-            for line in item.details:
-                print(f"    {line.rstrip()}", file=stream)
+        _result_lines(item, verbose)
     print(summary_line(items), flush=True)
 
 
@@ -89,14 +83,16 @@ def confirm(question: str, unanswered: MlxTasksError) -> bool:
     return answer in ("y", "yes")
 
 
-def _result_lines(item: Result, stream: TextIO, verbose: bool) -> None:
+def _result_lines(item: Result, verbose: bool, indent: str = "") -> None:
+    """A result's line (problems on stderr), its fix, and with verbose its details and time."""
+    stream = sys.stdout if item.status is Status.OK else sys.stderr
     seconds = f" ({item.seconds:.1f} s)" if verbose and item.seconds >= 0.05 else ""
-    print(f"  {_mark(item.status.value, stream)} {item.title}: {item.message}{seconds}", file=stream)
+    print(f"{indent}{_mark(item.status.value, stream)} {item.title}: {item.message}{seconds}", file=stream)
     if item.fix and item.status is not Status.OK:
-        print(f"      Fix: {item.fix}", file=stream)
+        print(f"{indent}    Fix: {item.fix}", file=stream)
     if verbose or item.status is Status.CRASHED:
         for line in item.details:
-            print(f"      {line.rstrip()}", file=stream)
+            print(f"{indent}    {line.rstrip()}", file=stream)
 
 
 def report(groups: list[tuple[str, list[Result]]], closing: list[str], quiet: bool = False, verbose: bool = False) -> None:
@@ -110,7 +106,7 @@ def report(groups: list[tuple[str, list[Result]]], closing: list[str], quiet: bo
         sys.stdout.flush()
         print(_paint(name, "dim", stream), file=stream)
         for item in shown:
-            _result_lines(item, sys.stdout if item.status is Status.OK else sys.stderr, verbose)
+            _result_lines(item, verbose, indent="  ")
     sys.stderr.flush()
     for line in closing:
         out(line)

@@ -30,27 +30,13 @@ _mlx_models() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.li
 _mlx_validate() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 _mlx_pull() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }
 
-# _mlx_model FOLDER ALIAS generate|chat [ARGS]: `mlx-qwen7b "question" [options]` means --prompt "question" [options].
-_mlx_model() {
-    local folder=$1 alias=$2 command=$3
-    shift 3
-    if [ ! -d "$MLX_MODELS_PATH/$folder" ]; then
-        printf 'mlx: the model %s is not downloaded; run: mlx-pull %s\n' "$alias" "$alias" >&2
-        return 1
-    fi
-    _mlx_require "mlx_lm.$command" || return 1
-    if [ "$command" = generate ] && [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
-        local prompt=$1
-        shift
-        "$MLX_VENV_PATH/bin/mlx_lm.generate" --model "$MLX_MODELS_PATH/$folder" --prompt "$prompt" "$@"
-    else
-        "$MLX_VENV_PATH/bin/mlx_lm.$command" --model "$MLX_MODELS_PATH/$folder" "$@"
-    fi
-}
+# One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
+_mlx_ask() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model "$@"; }
+_mlx_chat() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"; }
 
 alias mlx-activate=_mlx_activate mlx-deactivate=_mlx_deactivate mlx-status=_mlx_status
 alias mlx-models=_mlx_models mlx-validate=_mlx_validate mlx-pull=_mlx_pull
 @@BEGIN_MODEL@@
-alias mlx-@@ALIAS@@="_mlx_model @@FOLDER@@ @@ALIAS@@ generate" mlx-chat-@@ALIAS@@="_mlx_model @@FOLDER@@ @@ALIAS@@ chat"
+alias mlx-@@ALIAS@@="_mlx_ask @@ALIAS@@" mlx-chat-@@ALIAS@@="_mlx_chat @@ALIAS@@"
 @@END_MODEL@@
 fi

@@ -37,27 +37,19 @@ function mlx-pull --description 'Download an MLX model'
     __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" models.pull $argv
 end
 
-# __mlx_model FOLDER ALIAS generate|chat [ARGS]: `mlx-qwen7b "question" [options]` means --prompt "question" [options].
-function __mlx_model --argument-names folder alias command
-    set -e argv[1..3]
-    if not test -d "$MLX_MODELS_PATH/$folder"
-        printf 'mlx: the model %s is not downloaded; run: mlx-pull %s\n' $alias $alias >&2
-        return 1
-    end
-    __mlx_require mlx_lm.$command; or return 1
-    if test "$command" = generate; and set -q argv[1]; and not string match -q -- '-*' $argv[1]
-        set -l prompt $argv[1]
-        set -e argv[1]
-        "$MLX_VENV_PATH/bin/mlx_lm.generate" --model "$MLX_MODELS_PATH/$folder" --prompt "$prompt" $argv
-    else
-        "$MLX_VENV_PATH/bin/mlx_lm.$command" --model "$MLX_MODELS_PATH/$folder" $argv
-    end
+# One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
+function __mlx_ask
+    __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model $argv
+end
+
+function __mlx_chat
+    __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" chat --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" $argv
 end
 @@BEGIN_MODEL@@
 function mlx-@@ALIAS@@ --description 'One-shot answer from @@ALIAS@@'
-    __mlx_model @@FOLDER@@ @@ALIAS@@ generate $argv
+    __mlx_ask @@ALIAS@@ $argv
 end
 function mlx-chat-@@ALIAS@@ --description 'Chat with @@ALIAS@@'
-    __mlx_model @@FOLDER@@ @@ALIAS@@ chat $argv
+    __mlx_chat @@ALIAS@@ $argv
 end
 @@END_MODEL@@

@@ -27,24 +27,10 @@ function mlx-models { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" mod
 function mlx-validate { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 function mlx-pull { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }
 
-# _mlx_model FOLDER ALIAS generate|chat [ARGS]: `mlx-qwen7b "question" [options]` means --prompt "question" [options].
-function _mlx_model {
-    \builtin local folder=$1 alias=$2 command=$3
-    \builtin shift 3
-    if [[ ! -d "$MLX_MODELS_PATH/$folder" ]]; then
-        \builtin printf 'mlx: the model %s is not downloaded; run: mlx-pull %s\n' "$alias" "$alias" >&2
-        return 1
-    fi
-    _mlx_require "mlx_lm.$command" || return 1
-    if [[ "$command" == generate && $# -gt 0 && "$1" != -* ]]; then
-        \builtin local prompt=$1
-        \builtin shift
-        "$MLX_VENV_PATH/bin/mlx_lm.generate" --model "$MLX_MODELS_PATH/$folder" --prompt "$prompt" "$@"
-    else
-        "$MLX_VENV_PATH/bin/mlx_lm.$command" --model "$MLX_MODELS_PATH/$folder" "$@"
-    fi
-}
+# One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
+function _mlx_ask { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model "$@"; }
+function _mlx_chat { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"; }
 @@BEGIN_MODEL@@
-function mlx-@@ALIAS@@ { _mlx_model @@FOLDER@@ @@ALIAS@@ generate "$@"; }
-function mlx-chat-@@ALIAS@@ { _mlx_model @@FOLDER@@ @@ALIAS@@ chat "$@"; }
+function mlx-@@ALIAS@@ { _mlx_ask @@ALIAS@@ "$@"; }
+function mlx-chat-@@ALIAS@@ { _mlx_chat @@ALIAS@@ "$@"; }
 @@END_MODEL@@

@@ -65,20 +65,31 @@ def test_activate_status_deactivate_from_any_folder(shells_home, shell):
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_model_commands_work_without_activation_and_say_what_is_missing(shells_home, shell):
-    output = interactive(shell, "cd /; mlx-qwen7b hello; mlx-models", shells_home)
-    assert "mlx: the model qwen7b is not downloaded; run: mlx-pull qwen7b" in output
-    assert "No models installed in" in output and "mistral7b" in output  # mlx-models ran the venv's mlxtasks
+    status = "$status" if shell == "fish" else "$?"
+    output = interactive(shell, f'cd /; mlx-phi4 hello; echo "rc={status}"; mlx-models', shells_home)
+    assert "phi4 is not downloaded." in output and "mlx-pull phi4" in output
+    assert "rc=1" in output
+    assert "mistral7b" in output and "Models folder" not in output  # mlx-models ran the venv's mlxtasks
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_pull_then_ask_a_model_from_the_shell(shells_home, shell, fake_hub, tiny_model):
     """mlx-pull fetches from the (stand-in) hub; mlx-qwen7b "..." answers with the real, tiny model."""
     hub = {"HF_ENDPOINT": fake_hub.url, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    output = interactive(shell, 'cd /; mlx-pull qwen7b && mlx-qwen7b "hello there" --max-tokens 5', shells_home, **hub)
+    output = interactive(shell, 'cd /; mlx-pull qwen7b && mlx-qwen7b "hello there" --max-tokens 5 > /tmp/answer', shells_home, **hub)
     assert "qwen25-coder-7b" in output, output
-    assert "Generation: 5 tokens" in output, output  # mlx_lm.generate's own report
-    output = interactive(shell, 'mlx-qwen7b --prompt "hi" --max-tokens 3', shells_home)
-    assert "Generation: 3 tokens" in output, output
+    script = 'mlx-qwen7b "hello there" --max-tokens 5 | wc -l; echo hi | mlx-qwen7b - --max-tokens 3 | wc -l'
+    assert interactive(shell, script, shells_home).split() == ["1", "1"]  # only the answer, on stdout
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_one_shot_answers_pipe_through_the_shell_command(shells_home, shell, fake_hub):
+    hub = {"HF_ENDPOINT": fake_hub.url, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    interactive(shell, "mlx-pull qwen7b", shells_home, **hub)
+    done = subprocess.run([shell, "-i", "-c", 'mlx-qwen7b --prompt "hi" --max-tokens 4 --temp 0'],
+                          env=clean_env(shells_home), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.endswith("\n")
+    assert "Generation:" not in done.stdout + done.stderr  # not mlx_lm's report: the answer alone
 
 
 def test_status_says_when_another_venv_is_active(shells_home, tmp_path):

@@ -46,7 +46,6 @@ def test_every_catalogue_model_gets_a_one_shot_and_a_chat_command():
         text = rendered(shell)
         for model in catalog.BUILTIN:
             assert f"mlx-{model.alias}" in text and f"mlx-chat-{model.alias}" in text
-            assert shellblock.quote(shell, model.folder) in text
 
 
 @pytest.mark.parametrize("alias", ["x;rm -rf ~", "$(id)", "it's", 'say"hi', "two\nlines", "Upper", "-dash", "sp ace", ""])
@@ -54,12 +53,6 @@ def test_unsafe_aliases_are_refused(alias):
     model = Model(alias, "org/repo", "folder", 1.0, "qwen2", "code", "d")
     with pytest.raises(MlxTasksError, match="not allowed in a shell command name"):
         shellblock.render("bash", VENV, MODELS, [model])
-
-
-@pytest.mark.parametrize("folder", ["../escape", "a/b", "..", "$(id)", "x;y"])
-def test_unsafe_folders_are_refused(folder):
-    with pytest.raises(MlxTasksError, match="plain folder name"):
-        shellblock.render("zsh", VENV, MODELS, [Model("ok", "org/repo", folder, 1.0, "qwen2", "code", "d")])
 
 
 def test_a_path_with_a_newline_is_refused():

@@ -32,30 +32,16 @@ _mlx_models() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.li
 _mlx_validate() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 _mlx_pull() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }
 
-# _mlx_model FOLDER ALIAS generate|chat [ARGS]: `mlx-qwen7b "question" [options]` means --prompt "question" [options].
-_mlx_model() {
-    local folder=$1 alias=$2 command=$3
-    shift 3
-    if [ ! -d "$MLX_MODELS_PATH/$folder" ]; then
-        printf 'mlx: the model %s is not downloaded; run: mlx-pull %s\n' "$alias" "$alias" >&2
-        return 1
-    fi
-    _mlx_require "mlx_lm.$command" || return 1
-    if [ "$command" = generate ] && [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
-        local prompt=$1
-        shift
-        "$MLX_VENV_PATH/bin/mlx_lm.generate" --model "$MLX_MODELS_PATH/$folder" --prompt "$prompt" "$@"
-    else
-        "$MLX_VENV_PATH/bin/mlx_lm.$command" --model "$MLX_MODELS_PATH/$folder" "$@"
-    fi
-}
+# One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
+_mlx_ask() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model "$@"; }
+_mlx_chat() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"; }
 
 alias mlx-activate=_mlx_activate mlx-deactivate=_mlx_deactivate mlx-status=_mlx_status
 alias mlx-models=_mlx_models mlx-validate=_mlx_validate mlx-pull=_mlx_pull
-alias mlx-qwen7b="_mlx_model 'qwen25-coder-7b' qwen7b generate" mlx-chat-qwen7b="_mlx_model 'qwen25-coder-7b' qwen7b chat"
-alias mlx-qwen32b="_mlx_model 'qwen25-coder-32b' qwen32b generate" mlx-chat-qwen32b="_mlx_model 'qwen25-coder-32b' qwen32b chat"
-alias mlx-deepseek="_mlx_model 'deepseek-r1-8b' deepseek generate" mlx-chat-deepseek="_mlx_model 'deepseek-r1-8b' deepseek chat"
-alias mlx-phi4="_mlx_model 'phi4-14b' phi4 generate" mlx-chat-phi4="_mlx_model 'phi4-14b' phi4 chat"
-alias mlx-mistral7b="_mlx_model 'mistral-7b' mistral7b generate" mlx-chat-mistral7b="_mlx_model 'mistral-7b' mistral7b chat"
+alias mlx-qwen7b="_mlx_ask qwen7b" mlx-chat-qwen7b="_mlx_chat qwen7b"
+alias mlx-qwen32b="_mlx_ask qwen32b" mlx-chat-qwen32b="_mlx_chat qwen32b"
+alias mlx-deepseek="_mlx_ask deepseek" mlx-chat-deepseek="_mlx_chat deepseek"
+alias mlx-phi4="_mlx_ask phi4" mlx-chat-phi4="_mlx_chat phi4"
+alias mlx-mistral7b="_mlx_ask mistral7b" mlx-chat-mistral7b="_mlx_chat mistral7b"
 fi
 # <<< mlxtasks <<<

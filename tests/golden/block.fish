@@ -39,50 +39,42 @@ function mlx-pull --description 'Download an MLX model'
     __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" models.pull $argv
 end
 
-# __mlx_model FOLDER ALIAS generate|chat [ARGS]: `mlx-qwen7b "question" [options]` means --prompt "question" [options].
-function __mlx_model --argument-names folder alias command
-    set -e argv[1..3]
-    if not test -d "$MLX_MODELS_PATH/$folder"
-        printf 'mlx: the model %s is not downloaded; run: mlx-pull %s\n' $alias $alias >&2
-        return 1
-    end
-    __mlx_require mlx_lm.$command; or return 1
-    if test "$command" = generate; and set -q argv[1]; and not string match -q -- '-*' $argv[1]
-        set -l prompt $argv[1]
-        set -e argv[1]
-        "$MLX_VENV_PATH/bin/mlx_lm.generate" --model "$MLX_MODELS_PATH/$folder" --prompt "$prompt" $argv
-    else
-        "$MLX_VENV_PATH/bin/mlx_lm.$command" --model "$MLX_MODELS_PATH/$folder" $argv
-    end
+# One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
+function __mlx_ask
+    __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model $argv
+end
+
+function __mlx_chat
+    __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" chat --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" $argv
 end
 function mlx-qwen7b --description 'One-shot answer from qwen7b'
-    __mlx_model 'qwen25-coder-7b' qwen7b generate $argv
+    __mlx_ask qwen7b $argv
 end
 function mlx-chat-qwen7b --description 'Chat with qwen7b'
-    __mlx_model 'qwen25-coder-7b' qwen7b chat $argv
+    __mlx_chat qwen7b $argv
 end
 function mlx-qwen32b --description 'One-shot answer from qwen32b'
-    __mlx_model 'qwen25-coder-32b' qwen32b generate $argv
+    __mlx_ask qwen32b $argv
 end
 function mlx-chat-qwen32b --description 'Chat with qwen32b'
-    __mlx_model 'qwen25-coder-32b' qwen32b chat $argv
+    __mlx_chat qwen32b $argv
 end
 function mlx-deepseek --description 'One-shot answer from deepseek'
-    __mlx_model 'deepseek-r1-8b' deepseek generate $argv
+    __mlx_ask deepseek $argv
 end
 function mlx-chat-deepseek --description 'Chat with deepseek'
-    __mlx_model 'deepseek-r1-8b' deepseek chat $argv
+    __mlx_chat deepseek $argv
 end
 function mlx-phi4 --description 'One-shot answer from phi4'
-    __mlx_model 'phi4-14b' phi4 generate $argv
+    __mlx_ask phi4 $argv
 end
 function mlx-chat-phi4 --description 'Chat with phi4'
-    __mlx_model 'phi4-14b' phi4 chat $argv
+    __mlx_chat phi4 $argv
 end
 function mlx-mistral7b --description 'One-shot answer from mistral7b'
-    __mlx_model 'mistral-7b' mistral7b generate $argv
+    __mlx_ask mistral7b $argv
 end
 function mlx-chat-mistral7b --description 'Chat with mistral7b'
-    __mlx_model 'mistral-7b' mistral7b chat $argv
+    __mlx_chat mistral7b $argv
 end
 # <<< mlxtasks <<<

@@ -29,31 +29,17 @@ function mlx-models { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" mod
 function mlx-validate { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 function mlx-pull { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }
 
-# _mlx_model FOLDER ALIAS generate|chat [ARGS]: `mlx-qwen7b "question" [options]` means --prompt "question" [options].
-function _mlx_model {
-    \builtin local folder=$1 alias=$2 command=$3
-    \builtin shift 3
-    if [[ ! -d "$MLX_MODELS_PATH/$folder" ]]; then
-        \builtin printf 'mlx: the model %s is not downloaded; run: mlx-pull %s\n' "$alias" "$alias" >&2
-        return 1
-    fi
-    _mlx_require "mlx_lm.$command" || return 1
-    if [[ "$command" == generate && $# -gt 0 && "$1" != -* ]]; then
-        \builtin local prompt=$1
-        \builtin shift
-        "$MLX_VENV_PATH/bin/mlx_lm.generate" --model "$MLX_MODELS_PATH/$folder" --prompt "$prompt" "$@"
-    else
-        "$MLX_VENV_PATH/bin/mlx_lm.$command" --model "$MLX_MODELS_PATH/$folder" "$@"
-    fi
-}
-function mlx-qwen7b { _mlx_model 'qwen25-coder-7b' qwen7b generate "$@"; }
-function mlx-chat-qwen7b { _mlx_model 'qwen25-coder-7b' qwen7b chat "$@"; }
-function mlx-qwen32b { _mlx_model 'qwen25-coder-32b' qwen32b generate "$@"; }
-function mlx-chat-qwen32b { _mlx_model 'qwen25-coder-32b' qwen32b chat "$@"; }
-function mlx-deepseek { _mlx_model 'deepseek-r1-8b' deepseek generate "$@"; }
-function mlx-chat-deepseek { _mlx_model 'deepseek-r1-8b' deepseek chat "$@"; }
-function mlx-phi4 { _mlx_model 'phi4-14b' phi4 generate "$@"; }
-function mlx-chat-phi4 { _mlx_model 'phi4-14b' phi4 chat "$@"; }
-function mlx-mistral7b { _mlx_model 'mistral-7b' mistral7b generate "$@"; }
-function mlx-chat-mistral7b { _mlx_model 'mistral-7b' mistral7b chat "$@"; }
+# One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
+function _mlx_ask { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model "$@"; }
+function _mlx_chat { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"; }
+function mlx-qwen7b { _mlx_ask qwen7b "$@"; }
+function mlx-chat-qwen7b { _mlx_chat qwen7b "$@"; }
+function mlx-qwen32b { _mlx_ask qwen32b "$@"; }
+function mlx-chat-qwen32b { _mlx_chat qwen32b "$@"; }
+function mlx-deepseek { _mlx_ask deepseek "$@"; }
+function mlx-chat-deepseek { _mlx_chat deepseek "$@"; }
+function mlx-phi4 { _mlx_ask phi4 "$@"; }
+function mlx-chat-phi4 { _mlx_chat phi4 "$@"; }
+function mlx-mistral7b { _mlx_ask mistral7b "$@"; }
+function mlx-chat-mistral7b { _mlx_chat mistral7b "$@"; }
 # <<< mlxtasks <<<

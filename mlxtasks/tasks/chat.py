@@ -1,0 +1,81 @@
+"""chat: talk to a model, or get one answer for a pipeline. Both run in the venv's Python."""
+
+from invoke import Collection
+
+from ._common import PATH_HELP, settings, task
+
+SAMPLING_HELP = {
+    "temp": "sampling temperature (default: the model's, from the catalogue)",
+    "top_p": "nucleus sampling (default: the model's)",
+    "max_tokens": "longest reply, in tokens (default: the model's)",
+    "system": "a system prompt",
+    "seed": "random seed, for repeatable replies",
+    "venv": PATH_HELP["venv"],
+    "models": PATH_HELP["models"],
+}
+
+
+def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models):
+    """Start the venv's chat with the chosen model and settings; its exit status is ours."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from invoke import Exit
+
+    from .. import catalog, ui
+    from ..errors import MlxTasksError
+    from ..facts import probe
+
+    s = settings(c, venv=venv, models=models)
+    model = catalog.find(alias, s.catalog)
+    installed = {m.alias: {"path": str(s.models / m.folder)} for m in s.catalog if (s.models / m.folder / "config.json").is_file()}
+    if model.alias not in installed:
+        raise MlxTasksError(f"{model.alias} is not downloaded.", fix=f"invoke models.pull {model.alias} (or mlx-pull {model.alias})")
+    if not s.venv_python.exists():
+        raise MlxTasksError(f"There is no venv at {s.venv}.", fix="invoke setup")
+    if not catalog.fits(model, probe()):
+        print(f"Warning: {model.alias} needs about {model.ram_gb:.1f} GB of memory, more than this machine can give it; "
+              "it may be slow or fail to load.", file=sys.stderr)
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "mlxtasks"
+    spec = {
+        "models": installed,
+        "alias": model.alias,
+        "sampling": {"temp": model.temperature if temp is None else float(temp),
+                     "top_p": model.top_p if top_p is None else float(top_p),
+                     "max_tokens": model.max_tokens if max_tokens is None else int(max_tokens)},
+        "system": system,
+        "seed": None if seed is None else int(seed),
+        "history": str(state / "chat_history"),
+    }
+    argv = [str(s.venv_python), "-m", "mlxtasks.runtime.chat", "--spec", json.dumps(spec)]
+    if ask is not None:
+        argv += ["--ask", ask]
+    # Ctrl-C belongs to the chat (it stops a reply); this process only waits. A handler, not
+    # SIG_IGN, so the child starts with Python's usual one.
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        code = subprocess.call(argv)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if code:
+        raise Exit(code=code)
+
+
+@task(default=True, positional=["model"], help={"model": "a catalogue alias, such as qwen7b", **SAMPLING_HELP})
+def start(c, model, temp=None, top_p=None, max_tokens=None, system=None, seed=None, venv=None, models=None):
+    """Chat with a model: streamed replies, history, /help for commands."""
+    _run(c, model, None, temp, top_p, max_tokens, system, seed, venv, models)
+
+
+@task(positional=["prompt"], help={"prompt": "the question; - reads it from stdin",
+                                   "model": "a catalogue alias (default: mlx.default_model)", **SAMPLING_HELP})
+def ask(c, prompt, model=None, temp=None, top_p=None, max_tokens=None, system=None, seed=None, venv=None, models=None):
+    """One answer on stdout and nothing else, so it pipes: invoke chat.ask "..." --model qwen7b."""
+    _run(c, model or settings(c).default_model, prompt, temp, top_p, max_tokens, system, seed, venv, models)
+
+
+ns = Collection("chat", start, ask)

@@ -1,0 +1,127 @@
+"""Chat and one-shot answers, driven in a real terminal (pexpect) against the tiny generated model."""
+
+import json
+import shutil
+import subprocess
+
+import pexpect
+import pytest
+
+from .conftest import BIN, ROOT, clean_env, invoke
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def chat_setup(bootstrapped, tiny_model, tmp_path_factory):
+    """The session's venv, and a models folder of our own with the tiny model as qwen7b and mistral7b."""
+    _, shared_home, _ = bootstrapped
+    models = tmp_path_factory.mktemp("chat") / "models"
+    for folder in ("qwen25-coder-7b", "mistral-7b"):
+        shutil.copytree(tiny_model, models / folder)
+    return shared_home / "venv-mlx", models
+
+
+def paths(chat_setup):
+    venv, models = chat_setup
+    return ["--venv", str(venv), "--models", str(models)]
+
+
+def spawn(chat_setup, home, *args):
+    mlxtasks = str(chat_setup[0] / "bin" / "mlxtasks")  # the installed CLI: chat from any folder
+    child = pexpect.spawn(mlxtasks, ["chat", "qwen7b", *paths(chat_setup), *args], cwd=str(home),
+                          env=clean_env(home, PWD=str(home)), encoding="utf-8", timeout=120, dimensions=(40, 200))
+    child.expect_exact("Chatting with qwen7b")
+    child.expect_exact(">>> ")
+    return child
+
+
+def say(child, text):
+    child.sendline(text)
+    child.expect_exact(">>> ")
+    return child.before
+
+
+def test_a_session_streams_replies_and_obeys_its_commands(chat_setup, home):
+    child = spawn(chat_setup, home, "--max-tokens", "12", "--seed", "3")
+    assert say(child, "hello there").strip()  # a reply came back, then the prompt
+    assert "(temp = 0.3)" in say(child, "/set temp 0.3")
+    assert "(max_tokens = 6)" in say(child, "/set max_tokens 6")
+    assert "first token after" in say(child, "/stats")
+    assert "(system prompt set; conversation cleared)" in say(child, "/system Answer briefly.")
+    child.sendline('"""')
+    child.sendline("line one")
+    child.sendline("line two")
+    child.sendline('"""')
+    child.expect_exact(">>> ")
+    assert "saved to" in say(child, "/save talk.md")
+    assert "saved to" in say(child, "/save talk.json --json")
+    assert "(now mistral7b; the conversation is kept)" in say(child, "/model mistral7b")
+    assert "unknown command /frob" in say(child, "/frob")
+    say(child, "/help")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    saved = json.loads((home / "talk.json").read_text())
+    assert saved["messages"][0] == {"role": "system", "content": "Answer briefly."}
+    assert saved["messages"][1] == {"role": "user", "content": "line one\nline two"}
+    assert saved["sampling"] == {"temp": 0.3, "top_p": 0.8, "max_tokens": 6}
+    markdown = (home / "talk.md").read_text()
+    assert markdown.startswith("# Chat with qwen7b") and "## You\n\nline one\nline two" in markdown
+    assert (home / ".local" / "state" / "mlxtasks" / "chat_history").exists()
+
+
+def test_ctrl_c_stops_a_long_reply_and_the_session_goes_on(chat_setup, home):
+    child = spawn(chat_setup, home, "--max-tokens", "100000", "--temp", "1.0")
+    child.sendline("tell me everything")
+    child.expect_exact("tell me everything\r\n")  # the terminal's echo
+    child.expect(r"\S")  # the reply has started
+    child.sendintr()
+    child.expect_exact("[stopped]")
+    child.expect_exact(">>> ")
+    assert "(max_tokens = 4)" in say(child, "/set max_tokens 4")
+    say(child, "still there?")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_pasted_lines_are_one_message(chat_setup, home):
+    child = spawn(chat_setup, home, "--max-tokens", "3")
+    child.send("first pasted line\nsecond pasted line\n")
+    child.expect_exact(">>> ")
+    say(child, "/save paste.json --json")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    messages = json.loads((home / "paste.json").read_text())["messages"]
+    assert messages[0]["content"] == "first pasted line\nsecond pasted line" and len(messages) == 2
+
+
+def test_the_first_greedy_reply_is_exactly_mlx_lm_generate(chat_setup, home, mlx_run):
+    _, models = chat_setup
+    done = invoke("chat.ask", "How do I sort a list?", "--model", "qwen7b", "--temp", "0", "--max-tokens", "24",
+                  *paths(chat_setup), home=home)
+    assert done.returncode == 0, done.stderr
+    code = ("import sys; from mlx_lm import load, generate; m, t = load(sys.argv[1]); "
+            "p = t.apply_chat_template([{'role': 'user', 'content': 'How do I sort a list?'}], add_generation_prompt=True); "
+            "sys.stdout.write(generate(m, t, p, max_tokens=24))")
+    expected = mlx_run(code, str(models / "qwen25-coder-7b")).stdout
+    assert done.stdout == expected + "\n"
+
+
+def test_ask_reads_stdin_and_puts_only_the_answer_on_stdout(chat_setup, home):
+    done = subprocess.run([str(BIN / "invoke"), "chat.ask", "-", "--max-tokens", "5", *paths(chat_setup)], cwd=ROOT,
+                          env=clean_env(home), input="what is 2+2?", capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("\n") and done.stderr == ""
+
+
+@pytest.mark.parametrize("args, sentence", [
+    (["--model", "phi4"], "phi4 is not downloaded."),
+    (["--model", "nope"], "There is no model called 'nope' in the catalogue."),
+])
+def test_ask_for_a_missing_or_unknown_model_is_one_sentence(chat_setup, home, args, sentence):
+    done = invoke("chat.ask", "hi", *args, *paths(chat_setup), home=home)
+    assert done.returncode == 1 and sentence in done.stderr and done.stdout == ""
