@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import catalog
+from . import catalog, router
 from .catalog import Model
 from .errors import MlxTasksError
 
@@ -37,7 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "disk_margin_gb": 1,
     "retry_delay_s": 2.0,  # before the second try of a download; doubled for each later one  # kept free beyond a model's size when pulling it
     "catalog": {},
-    "default_model": "qwen7b",  # for chat.ask without --model  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
+    "default_model": "qwen7b",  # for chat.ask without --model
+    "router": router.DEFAULT_RULES,  # categories: keywords with weights, and models best first  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
 }
 
 CONFIG_FIX = "edit the `mlx:` section of invoke.yaml or ~/.invoke.yaml (or unset INVOKE_MLX_*)"
@@ -60,6 +61,7 @@ class Settings:
     retry_delay_s: float
     catalog: tuple[Model, ...]
     default_model: str
+    router: dict
 
     @property
     def venv_python(self) -> Path:
@@ -100,6 +102,7 @@ def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = N
         retry_delay_s=_number(*value("retry_delay_s")),
         catalog=catalog.load(merged["catalog"]),
         default_model=_optional_str(*value("default_model")) or "qwen7b",
+        router=router.check_rules(merged["router"]),
     )
 
 

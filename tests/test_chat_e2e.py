@@ -125,3 +125,37 @@ def test_ask_reads_stdin_and_puts_only_the_answer_on_stdout(chat_setup, home):
 def test_ask_for_a_missing_or_unknown_model_is_one_sentence(chat_setup, home, args, sentence):
     done = invoke("chat.ask", "hi", *args, *paths(chat_setup), home=home)
     assert done.returncode == 1 and sentence in done.stderr and done.stdout == ""
+
+
+def test_route_explains_its_choice_and_ask_auto_says_it_on_stderr(chat_setup, home):
+    done = invoke("chat.route", "fix this python bug", "--explain", *paths(chat_setup)[2:], home=home)
+    assert done.returncode == 0, done.stderr
+    first, *scores = done.stdout.splitlines()
+    assert first.startswith("qwen7b: code (score 4: bug, python); the best model for it, qwen32b, is not installed")
+    assert scores[0].split() == ["code", "4", "bug,", "python"]
+    asked = invoke("chat.ask", "--auto", "write a poem", "--max-tokens", "3", *paths(chat_setup), home=home)
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stderr.startswith("Using mistral7b: general (no keywords matched)")
+
+
+def test_routing_with_nothing_installed_is_a_clear_error(home, tmp_path):
+    done = invoke("chat.route", "hello", "--models", str(tmp_path / "empty"), home=home)
+    assert done.returncode == 1 and "No model is installed" in done.stderr and "invoke models.pull" in done.stderr
+
+
+def test_a_conversation_longer_than_the_context_drops_the_oldest_turns(chat_setup, mlx_run):
+    _, models = chat_setup
+    code = """
+import sys
+from mlxtasks.runtime.chat import Session
+s = Session({"qwen7b": {"path": sys.argv[1]}}, "qwen7b", {"temp": 0.0, "top_p": 1.0, "max_tokens": 4})
+s.load("qwen7b")
+s.context = 120  # a small window, so a few turns overflow it
+for n in range(8):
+    s.reply(f"turn {n} " + "words " * 10, lambda text: None)
+print(len(s.messages), s.messages[0]["content"].split()[1], len(s.notices))
+"""
+    done = mlx_run(code, str(models / "qwen25-coder-7b"))
+    assert done.returncode == 0, done.stderr
+    kept, first_turn, notices = done.stdout.split()
+    assert int(kept) < 16 and int(first_turn) > 0 and int(notices) > 0

@@ -72,10 +72,42 @@ def start(c, model, temp=None, top_p=None, max_tokens=None, system=None, seed=No
 
 
 @task(positional=["prompt"], help={"prompt": "the question; - reads it from stdin",
-                                   "model": "a catalogue alias (default: mlx.default_model)", **SAMPLING_HELP})
-def ask(c, prompt, model=None, temp=None, top_p=None, max_tokens=None, system=None, seed=None, venv=None, models=None):
+                                   "model": "a catalogue alias (default: mlx.default_model)",
+                                   "auto": "let the router pick the model for the prompt (said on stderr)", **SAMPLING_HELP})
+def ask(c, prompt, model=None, auto=False, temp=None, top_p=None, max_tokens=None, system=None, seed=None, venv=None,
+        models=None):
     """One answer on stdout and nothing else, so it pipes: invoke chat.ask "..." --model qwen7b."""
+    import sys
+
+    if auto:
+        prompt = sys.stdin.read() if prompt == "-" else prompt
+        choice = _choose(c, prompt, models)
+        print(f"Using {choice.alias}: {choice.reason}", file=sys.stderr)
+        model = choice.alias
     _run(c, model or settings(c).default_model, prompt, temp, top_p, max_tokens, system, seed, venv, models)
 
 
-ns = Collection("chat", start, ask)
+@task(positional=["prompt"], help={"prompt": "the question to route", "explain": "show every category's score",
+                                   "models": PATH_HELP["models"]})
+def route(c, prompt, explain=False, models=None):
+    """Say which installed model the router would pick for a prompt, and why."""
+    from .. import ui
+
+    choice = _choose(c, prompt, models)
+    ui.out(f"{choice.alias}: {choice.reason}")
+    if explain:
+        for category, points in sorted(choice.scores.items(), key=lambda item: -item[1]):
+            words = ", ".join(choice.matched[category]) or "no keywords"
+            ui.out(f"  {category:<10}{points:>5g}  {words}")
+
+
+def _choose(c, prompt, models):
+    from .. import router
+    from ..store import installed_folders
+
+    s = settings(c, models=models)
+    present = set(installed_folders(s.models))
+    return router.route(prompt, {m.alias for m in s.catalog if m.folder in present}, s.router)
+
+
+ns = Collection("chat", start, ask, route)

@@ -92,11 +92,19 @@ def write_tokenizer(tokenizer: Tokenizer, out: Path) -> None:
     (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
 
 
-def model_config(tokenizer: Tokenizer) -> dict:
+# Layer sizes: "tiny" for tests; "0.5b" is Qwen2.5-0.5B's body (its 151k-token vocabulary aside), for benchmarks.
+SHAPES = {
+    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2},
+    "0.5b": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+             "num_key_value_heads": 2},
+}
+
+
+def model_config(tokenizer: Tokenizer, shape: str = "tiny") -> dict:
     return {
-        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_act": "silu",
-        "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "vocab_size": tokenizer.get_vocab_size(), "max_position_embeddings": 4096,
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_act": "silu", **SHAPES[shape],
+        "vocab_size": tokenizer.get_vocab_size(), "max_position_embeddings": 4096,
         "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True, "torch_dtype": "bfloat16",
         "bos_token_id": tokenizer.token_to_id("<|endoftext|>"), "eos_token_id": tokenizer.token_to_id("<|im_end|>"),
         "sliding_window": 4096, "use_sliding_window": False, "use_cache": True,
@@ -110,12 +118,12 @@ def split_evenly(weights: dict, count: int) -> list[dict]:
     return [dict(items[i:i + size]) for i in range(0, len(items), size)]
 
 
-def make(out: Path, shards: int) -> None:
+def make(out: Path, shards: int, shape: str = "tiny") -> None:
     out.mkdir(parents=True, exist_ok=True)
     mx.random.seed(0)
     tokenizer = train_tokenizer()
     write_tokenizer(tokenizer, out)
-    config = model_config(tokenizer)
+    config = model_config(tokenizer, shape)
     model = qwen2.Model(qwen2.ModelArgs.from_dict(config))
     model.set_dtype(mx.bfloat16)  # what mlx-community's 4-bit repos keep for scales, biases and norms
     model, config = utils.quantize_model(model, config, group_size=64, bits=4)
@@ -136,8 +144,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path)
     parser.add_argument("--shards", type=int, default=1)
+    parser.add_argument("--shape", choices=SHAPES, default="tiny")
     args = parser.parse_args()
-    make(args.out, args.shards)
+    make(args.out, args.shards, args.shape)
     generated = prove(args.out)
     if not generated:
         raise SystemExit("the tiny model generated no tokens")
