@@ -9,7 +9,6 @@ import shutil
 import statistics
 import struct
 import sys
-import time
 from pathlib import Path
 
 from harness import INVOKE, ROOT, Result, new_home, timed

@@ -260,13 +260,13 @@ def is_complete(folder: Path) -> bool:
 
 
 def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cache: bool = False,
-         revision: str | None = None, say: Callable[[str], None] = print) -> str:
-    """Bring a model into the models folder, complete and verified; returns what was done."""
+         revision: str | None = None, say: Callable[[str], None] = print) -> tuple[bool, str]:
+    """Bring a model into the models folder, complete and verified; returns (fetched anything, what was done)."""
     model, catalogued = resolve(name, settings.catalog)
     final = final_path(settings.models, model)
     if final.exists() and not force:
         if is_complete(final):
-            return f"{model.alias} is already installed and complete in {final}; nothing fetched"
+            return False, f"{model.alias} is already installed and complete in {final}; nothing fetched"
         if manifest(final) is None:
             raise MlxTasksError(f"{final} exists but was not pulled by mlxtasks, so it was left alone.",
                                 fix=f"replace it: invoke models.pull {name} --force")
@@ -295,4 +295,4 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
                                 f"invoke models.pull {name} --force")
     commit(the_plan, staged, final)
     source = "the Hugging Face cache" if use_cache else model.repo
-    return f"{model.alias}: {the_plan.total / GB:.2f} GB from {source} (revision {the_plan.revision[:12]}) in {final}"
+    return True, f"{model.alias}: {the_plan.total / GB:.2f} GB from {source} (revision {the_plan.revision[:12]}) in {final}"

@@ -12,7 +12,8 @@ class Terminal(io.StringIO):
 
 
 def session():
-    return Session({"qwen7b": {"path": "/x"}}, "qwen7b", {"temp": 0.7, "top_p": 0.8, "max_tokens": 100})
+    defaults = {"temp": 0.7, "top_p": 0.8, "max_tokens": 100}
+    return Session({"qwen7b": {"path": "/x", "sampling": defaults}}, "qwen7b", {"max_tokens": 50})
 
 
 def test_thinking_sections_are_dimmed_on_a_terminal_only(monkeypatch):
@@ -30,7 +31,8 @@ def test_commands_change_the_session_and_report(tmp_path, monkeypatch):
     said = []
     s = session()
     s.messages += [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
-    assert command(s, "/set temp 0.2", said.append) and s.sampling["temp"] == 0.2
+    assert s.sampling == {"temp": 0.7, "top_p": 0.8, "max_tokens": 50}  # flags win over the model's defaults
+    assert command(s, "/set temp 0.2", said.append) and s.sampling["temp"] == 0.2 and s.overrides["temp"] == 0.2
     command(s, "/set top_p lots", said.append)
     assert said[-1].startswith("usage: /set")
     command(s, "/save", said.append)

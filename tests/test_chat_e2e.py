@@ -56,7 +56,8 @@ def test_a_session_streams_replies_and_obeys_its_commands(chat_setup, home):
     child.expect_exact(">>> ")
     assert "saved to" in say(child, "/save talk.md")
     assert "saved to" in say(child, "/save talk.json --json")
-    assert "(now mistral7b; the conversation is kept)" in say(child, "/model mistral7b")
+    assert "(now mistral7b; the conversation is kept; sampling temp 0.3, top_p 0.95, max_tokens 6)" in say(
+        child, "/model mistral7b")
     assert "unknown command /frob" in say(child, "/frob")
     say(child, "/help")
     child.sendeof()
@@ -70,6 +71,19 @@ def test_a_session_streams_replies_and_obeys_its_commands(chat_setup, home):
     markdown = (home / "talk.md").read_text()
     assert markdown.startswith("# Chat with qwen7b") and "## You\n\nline one\nline two" in markdown
     assert (home / ".local" / "state" / "mlxtasks" / "chat_history").exists()
+
+
+def test_auto_lets_the_router_pick_on_the_first_message(chat_setup, home):
+    mlxtasks = str(chat_setup[0] / "bin" / "mlxtasks")
+    child = pexpect.spawn(mlxtasks, ["chat", "auto", *paths(chat_setup), "--max-tokens", "3"], cwd=str(home),
+                          env=clean_env(home), encoding="utf-8", timeout=120)
+    child.expect_exact("The router picks the model for your first message.")
+    child.expect_exact(">>> ")
+    child.sendline("write a short poem")
+    child.expect_exact("(using mistral7b: general (no keywords matched))")
+    child.expect_exact(">>> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
 
 
 def test_ctrl_c_stops_a_long_reply_and_the_session_goes_on(chat_setup, home):
@@ -148,7 +162,7 @@ def test_a_conversation_longer_than_the_context_drops_the_oldest_turns(chat_setu
     code = """
 import sys
 from mlxtasks.runtime.chat import Session
-s = Session({"qwen7b": {"path": sys.argv[1]}}, "qwen7b", {"temp": 0.0, "top_p": 1.0, "max_tokens": 4})
+s = Session({"qwen7b": {"path": sys.argv[1], "sampling": {"temp": 0.0, "top_p": 1.0, "max_tokens": 4}}}, "qwen7b", {})
 s.load("qwen7b")
 s.context = 120  # a small window, so a few turns overflow it
 for n in range(8):

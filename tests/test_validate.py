@@ -4,7 +4,6 @@ import json
 import struct
 from pathlib import Path
 
-import pytest
 
 from mlxtasks import store, validate
 from mlxtasks.checks import Result, Status, run_checks

@@ -54,13 +54,18 @@ class Stats:
 class Session:
     """A conversation with one loaded model; the KV cache is reused across turns."""
 
-    models: dict  # alias -> {"path", "temperature", "top_p", "max_tokens"}
-    alias: str
-    sampling: dict  # temp, top_p, max_tokens
+    models: dict  # alias -> {"path", "sampling": the model's defaults}
+    alias: str | None  # None: the router picks one for the first message
+    overrides: dict  # sampling given by flags or /set; they win over each model's defaults
     system: str | None = None
     messages: list = field(default_factory=list)
     stats: Stats | None = None
     notices: list = field(default_factory=list)
+    sampling: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.alias:
+            self.sampling = {**self.models[self.alias]["sampling"], **self.overrides}
 
     def load(self, alias: str) -> None:
         from mlx_lm import load
@@ -68,6 +73,7 @@ class Session:
 
         self.model, self.tokenizer = load(self.models[alias]["path"])
         self.alias = alias
+        self.sampling = {**self.models[alias]["sampling"], **self.overrides}
         self.cache = make_prompt_cache(self.model)
         self.cached: list[int] = []  # the tokens the cache holds
         config = json.loads((Path(self.models[alias]["path"]) / "config.json").read_text())
@@ -179,7 +185,7 @@ def command(session: Session, line: str, say) -> bool:
     elif name == "set":
         key, _, value = rest.partition(" ")
         try:
-            session.sampling[key] = SETTABLE[key](value)
+            session.sampling[key] = session.overrides[key] = SETTABLE[key](value)
             say(f"({key} = {session.sampling[key]})")
         except (KeyError, ValueError):
             say("usage: /set temp|top_p|max_tokens VALUE")
@@ -188,7 +194,7 @@ def command(session: Session, line: str, say) -> bool:
             say(f"(no installed model {rest!r}; installed: {', '.join(session.models)})")
         else:
             session.load(rest)
-            say(f"(now {rest}; the conversation is kept)")
+            say(f"(now {rest}; the conversation is kept; sampling {_sampling_text(session)})")
     elif name == "save":
         words = rest.split()
         as_json = "--json" in words
@@ -202,6 +208,11 @@ def command(session: Session, line: str, say) -> bool:
     else:
         say(f"(unknown command /{name}; /help lists them)")
     return True
+
+
+def _sampling_text(session: Session) -> str:
+    s = session.sampling
+    return f"temp {s['temp']}, top_p {s['top_p']}, max_tokens {s['max_tokens']}"
 
 
 def read_message(prompt: str) -> str:
@@ -218,7 +229,7 @@ def read_message(prompt: str) -> str:
     return "\n".join(lines)
 
 
-def interactive(session: Session, history: Path | None) -> int:
+def interactive(session: Session, history: Path | None, rules: dict | None = None) -> int:
     try:
         import readline
     except ImportError:  # no line editing on this Python; everything else works
@@ -228,8 +239,10 @@ def interactive(session: Session, history: Path | None) -> int:
         with contextlib.suppress(OSError):
             readline.read_history_file(history)
     out = Output()
-    print(f"Chatting with {session.alias} (temp {session.sampling['temp']}, top_p {session.sampling['top_p']}, "
-          f"max_tokens {session.sampling['max_tokens']}). /help for commands, Ctrl-D to leave.", flush=True)
+    if session.alias:
+        print(f"Chatting with {session.alias} ({_sampling_text(session)}). /help for commands, Ctrl-D to leave.", flush=True)
+    else:
+        print("The router picks the model for your first message. /help for commands, Ctrl-D to leave.", flush=True)
     try:
         while True:
             try:
@@ -246,6 +259,12 @@ def interactive(session: Session, history: Path | None) -> int:
                 if not command(session, text.strip(), lambda s: print(s, flush=True)):
                     return 0
                 continue
+            if not session.alias:
+                from ..router import route
+
+                choice = route(text, set(session.models), rules)
+                print(f"(using {choice.alias}: {choice.reason})", flush=True)
+                session.load(choice.alias)
             try:
                 session.reply(text, out.write)
             except KeyboardInterrupt:
@@ -269,7 +288,7 @@ def main() -> int:
     import mlx.core as mx
 
     mx.random.seed(spec.get("seed") or 0)
-    session = Session(spec["models"], spec["alias"], dict(spec["sampling"]), spec.get("system"))
+    session = Session(spec["models"], spec["alias"], spec["overrides"], spec.get("system"))
     if args.ask is not None:
         text = sys.stdin.read() if args.ask == "-" else args.ask
         session.load(spec["alias"])
@@ -277,8 +296,9 @@ def main() -> int:
         session.reply(text, out.write)
         out.end()
         return 0
-    session.load(spec["alias"])
-    return interactive(session, Path(spec["history"]) if spec.get("history") else None)
+    if spec["alias"]:
+        session.load(spec["alias"])
+    return interactive(session, Path(spec["history"]) if spec.get("history") else None, spec.get("rules"))
 
 
 if __name__ == "__main__":

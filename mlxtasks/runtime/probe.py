@@ -80,7 +80,6 @@ def main() -> None:
     parser.add_argument("--groups", nargs="*", default=["mlx", "accelerator", "mlx-lm"])
     parser.add_argument("--deep", nargs="*", default=[])
     args = parser.parse_args()
-    results: list[Result] = []
     checks = []
     if "mlx" in args.groups:
         checks.append(("mlx.import", "mlx.core imports", lambda: mlx_checks(mlx_answers())))

@@ -26,27 +26,34 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models):
 
     from invoke import Exit
 
-    from .. import catalog, ui
+    from .. import catalog
     from ..errors import MlxTasksError
     from ..facts import probe
 
     s = settings(c, venv=venv, models=models)
-    model = catalog.find(alias, s.catalog)
-    installed = {m.alias: {"path": str(s.models / m.folder)} for m in s.catalog if (s.models / m.folder / "config.json").is_file()}
-    if model.alias not in installed:
+    installed = {m.alias: {"path": str(s.models / m.folder),
+                           "sampling": {"temp": m.temperature, "top_p": m.top_p, "max_tokens": m.max_tokens}}
+                 for m in s.catalog if (s.models / m.folder / "config.json").is_file()}
+    if alias == "auto":  # the router picks, on the first message
+        if not installed:
+            raise MlxTasksError("No model is installed, so there is nothing to chat with.", fix="invoke models.pull qwen7b")
+        model = None
+    else:
+        model = catalog.find(alias, s.catalog)
+    if model and model.alias not in installed:
         raise MlxTasksError(f"{model.alias} is not downloaded.", fix=f"invoke models.pull {model.alias} (or mlx-pull {model.alias})")
     if not s.venv_python.exists():
         raise MlxTasksError(f"There is no venv at {s.venv}.", fix="invoke setup")
-    if not catalog.fits(model, probe()):
+    if model and not catalog.fits(model, probe()):
         print(f"Warning: {model.alias} needs about {model.ram_gb:.1f} GB of memory, more than this machine can give it; "
               "it may be slow or fail to load.", file=sys.stderr)
     state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "mlxtasks"
+    given = {"temp": temp, "top_p": top_p, "max_tokens": max_tokens}
     spec = {
         "models": installed,
-        "alias": model.alias,
-        "sampling": {"temp": model.temperature if temp is None else float(temp),
-                     "top_p": model.top_p if top_p is None else float(top_p),
-                     "max_tokens": model.max_tokens if max_tokens is None else int(max_tokens)},
+        "alias": model.alias if model else None,
+        "overrides": {k: (int if k == "max_tokens" else float)(v) for k, v in given.items() if v is not None},
+        "rules": s.router,
         "system": system,
         "seed": None if seed is None else int(seed),
         "history": str(state / "chat_history"),
@@ -65,7 +72,9 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models):
         raise Exit(code=code)
 
 
-@task(default=True, positional=["model"], help={"model": "a catalogue alias, such as qwen7b", **SAMPLING_HELP})
+@task(default=True, positional=["model"],
+      help={"model": "a catalogue alias, such as qwen7b, or auto: the router picks for your first message",
+            **SAMPLING_HELP})
 def start(c, model, temp=None, top_p=None, max_tokens=None, system=None, seed=None, venv=None, models=None):
     """Chat with a model: streamed replies, history, /help for commands."""
     _run(c, model, None, temp, top_p, max_tokens, system, seed, venv, models)

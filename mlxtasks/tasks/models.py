@@ -61,8 +61,9 @@ def pull(c, model, force=False, from_cache=False, revision=None, models=None):
 
     s = settings(c, models=models)
     s.models.mkdir(parents=True, exist_ok=True)
-    summary = hub.pull(s, probe([s.models]), model, force=force, use_cache=from_cache, revision=revision, say=ui.out)
-    record("done" if "nothing fetched" in summary else "changed", "models", summary)
+    fetched, summary = hub.pull(s, probe([s.models]), model, force=force, use_cache=from_cache, revision=revision,
+                                say=ui.out)
+    record("changed" if fetched else "done", "models", summary)
 
 
 @task(help={"model": MODEL_HELP, "models": PATH_HELP["models"]})

@@ -35,7 +35,7 @@ def _targets(c, shell, rc_file, venv=None, models=None, everywhere=False):
 )
 def install(c, shell=None, rc_file=None, venv=None, models=None, dry_run=False):
     """Write the block of MLX commands (mlx-activate, mlx-status, mlx-qwen7b...) into your shell's rc file."""
-    from .. import rcfile, shellblock, ui
+    from .. import rcfile, shellblock
 
     s, targets = _targets(c, shell, rc_file, venv, models)
     dry = is_dry(c, dry_run)

@@ -1,0 +1,71 @@
+"""Chat overhead: our chat's reply vs raw mlx_lm.stream_generate on the same model, prompt and
+settings, in one process of the venv's Python."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from harness import ROOT, Result, set_up_home
+
+MAKE_MODEL = ROOT / "tests" / "support" / "tiny_model.py"
+TOKENS = 32  # MLX's CPU backend here makes a few tokens a second with this model
+RUNS = 2
+MEASURE = """
+import json, sys, time
+from mlx_lm import load, stream_generate
+from mlx_lm.sample_utils import make_sampler
+from mlxtasks.runtime.chat import Session
+
+path, max_tokens, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+prompt = [{"role": "user", "content": "Write a function that sorts a list of numbers, and explain it."}]
+model, tokenizer = load(path)
+
+def raw():
+    tokens = tokenizer.apply_chat_template(prompt, add_generation_prompt=True)
+    start, first, last = time.perf_counter(), None, None
+    for last in stream_generate(model, tokenizer, tokens, max_tokens=max_tokens, sampler=make_sampler(0.0)):
+        first = first or time.perf_counter() - start
+    return last.generation_tps, first
+
+def ours():
+    session = Session({"m": {"path": path, "sampling": {"temp": 0.0, "top_p": 1.0, "max_tokens": max_tokens}}}, "m", {})
+    session.model, session.tokenizer = model, tokenizer  # the same loaded weights
+    from mlx_lm.models.cache import make_prompt_cache
+    session.cache, session.cached, session.context = make_prompt_cache(model), [], 4096
+    session.reply(prompt[0]["content"], lambda text: None)
+    return session.stats.generation_tps, session.stats.first_token_seconds
+
+raw(); ours()  # warm-up
+runs = {"raw": [], "ours": []}
+for _ in range(repeats):
+    runs["raw"].append(raw())
+    runs["ours"].append(ours())
+print(json.dumps(runs))
+"""
+
+
+def chat_overhead(work: Path) -> Result:
+    python = set_up_home(work) / "venv-mlx" / "bin" / "python"
+    model = work / "model-0.5b"
+    subprocess.run([str(python), str(MAKE_MODEL), str(model), "--shape", "0.5b"], check=True, capture_output=True)
+    out = subprocess.run([str(python), "-c", MEASURE, str(model), str(TOKENS), str(RUNS)], check=True,
+                         capture_output=True, text=True, cwd=ROOT)
+    runs = json.loads(out.stdout)
+    best = {side: (max(tps for tps, _ in values), min(ttft for _, ttft in values)) for side, values in runs.items()}
+    tps_ratio = best["ours"][0] / best["raw"][0]
+    ttft_ratio = best["ours"][1] / best["raw"][1]
+    return Result(
+        f"Chat overhead vs raw `mlx_lm.stream_generate` (0.5B-shaped qwen2, 4-bit, {TOKENS} tokens)",
+        f"generation {best['ours'][0]:.1f} vs {best['raw'][0]:.1f} tokens/s = {tps_ratio:.1%}; "
+        f"first token {best['ours'][1] * 1000:.0f} vs {best['raw'][1] * 1000:.0f} ms = {ttft_ratio - 1:+.1%}",
+        "generation >= 97% and first token within +5%",
+        tps_ratio >= 0.97 and ttft_ratio <= 1.05,
+        {side: [t for pair in values for t in pair] for side, values in runs.items()},
+        (f"best of {RUNS} interleaved runs each, after a warm-up, in one process; the model has Qwen2.5-0.5B's layers "
+         "with a small vocabulary (the tests' tokenizer)",),
+    )
+
+
+BENCHMARKS = [chat_overhead]
