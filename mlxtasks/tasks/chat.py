@@ -34,6 +34,8 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models):
     installed = {m.alias: {"path": str(s.models / m.folder),
                            "sampling": {"temp": m.temperature, "top_p": m.top_p, "max_tokens": m.max_tokens}}
                  for m in s.catalog if (s.models / m.folder / "config.json").is_file()}
+    if alias == "default":
+        alias = s.default_model
     if alias == "auto":  # the router picks, on the first message
         if not installed:
             raise MlxTasksError("No model is installed, so there is nothing to chat with.", fix="invoke models.pull qwen7b")
@@ -73,7 +75,8 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models):
 
 
 @task(default=True, positional=["model"],
-      help={"model": "a catalogue alias, such as qwen7b, or auto: the router picks for your first message",
+      help={"model": "a catalogue alias such as qwen7b; default: mlx.default_model; auto: the router picks for "
+                     "your first message",
             **SAMPLING_HELP})
 def start(c, model, temp=None, top_p=None, max_tokens=None, system=None, seed=None, venv=None, models=None):
     """Chat with a model: streamed replies, history, /help for commands."""
