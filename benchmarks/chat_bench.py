@@ -11,7 +11,7 @@ from harness import ROOT, Result, set_up_home
 
 MAKE_MODEL = ROOT / "tests" / "support" / "tiny_model.py"
 TOKENS = 128
-RUNS = 5
+RUNS = 10
 MEASURE = """
 import json, sys, time
 from mlx_lm import load, stream_generate

@@ -21,8 +21,12 @@ def _uv_setup(work: Path) -> tuple[Path, float, list[str]]:
     return home, seconds, sorted(path.name for path in (home / ".cache").glob("*"))
 
 
+SEED_VALIDATION = "import mlx.core as mx, mlx_lm; assert mx.sum(mx.array([1, 2, 3])).item() == 6"
+
+
 def _pip_setup(work: Path, python: str, packages: list[str]) -> tuple[dict[str, float], list[str]]:
-    """The seed's flow in a fresh HOME: venv, upgrade pip, install with the constraints. Seconds by step, and notes."""
+    """The seed's flow in a fresh HOME: venv, upgrade pip, install with the constraints, then its step 6
+    (import mlx.core and mlx_lm, an array op), as `invoke setup` ends with its validator. Seconds by step, and notes."""
     home = new_home(work, "pip")
     venv = home / "venv-mlx"
     pip = str(venv / "bin" / "pip")
@@ -30,6 +34,7 @@ def _pip_setup(work: Path, python: str, packages: list[str]) -> tuple[dict[str, 
         "pip_venv_s": [python, "-m", "venv", str(venv)],
         "pip_upgrade_s": [pip, "install", "--no-cache-dir", "--upgrade", "pip"],
         "pip_install_s": [pip, "install", "--no-cache-dir", "-c", str(install.CONSTRAINTS), *packages],
+        "pip_validate_s": [str(venv / "bin" / "python"), "-c", SEED_VALIDATION],
     }
     seconds, output = {}, ""
     for key, argv in steps.items():
@@ -64,7 +69,8 @@ def fresh_setup(work: Path) -> Result:
         (
             f"Both sides used {python.path} (Python {python.version_text}) and installed {' '.join(packages)} "
             f"with {install.CONSTRAINTS.name}; the uv side is the whole `invoke setup --yes` (UV_NO_CACHE=1), "
-            "which also runs preflight, builds mlxtasks from this checkout and makes the workspace.",
+            "which also runs preflight, builds mlxtasks from this checkout, makes the workspace and the shell block, "
+            "and ends with the validator; the pip side ends with the seed's step 6 (importing mlx.core and mlx_lm).",
             "uv left " + (f"a cache in its HOME: ~/.cache/{', ~/.cache/'.join(uv_cache)}" if uv_cache else "no cache in its HOME"),
             *pip_notes,
         ),

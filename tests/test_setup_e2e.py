@@ -37,6 +37,7 @@ def test_a_second_run_reports_every_step_done_and_installs_nothing(bootstrapped)
     for step in ("venv", "install", "workspace"):
         assert f"[done] {step}:" in done.stdout
     assert "Changed: nothing" in done.stdout
+    assert "the checks that import MLX were skipped" in done.stdout and "Checks passed:" in done.stdout
     assert _installed(home) == before
 
 

@@ -1,6 +1,6 @@
 """validate and status: is the environment healthy, and what does it look like right now."""
 
-from ._common import PATH_HELP, is_dry, record, settings, task
+from ._common import JOURNAL, PATH_HELP, is_dry, record, settings, task
 
 
 @task(
@@ -36,7 +36,14 @@ def validate(c, json=False, quiet=False, verbose=False, only=None, list=False, d
         return
     if only and only not in core.GROUPS:
         raise MlxTasksError(f"--only must be one of {', '.join(core.GROUPS)}, got {only!r}.", fix="invoke validate --list")
-    results = core.run(settings(c, venv=venv, models=models), [only] if only else core.GROUPS, deep=deep)
+    groups = [only] if only else [*core.GROUPS]
+    # As setup's last step after a run that changed nothing, the slow in-venv checks (importing
+    # mlx_lm takes seconds) can only repeat their last answer: skip them and say so.
+    unchanged = bool(JOURNAL) and not any(kind == "changed" for kind, _, _ in JOURNAL)
+    if unchanged and not only and not deep:
+        groups = [g for g in groups if g not in core.RUNTIME_GROUPS]
+        ui.out("(nothing changed, so the checks that import MLX were skipped; invoke validate runs them all)")
+    results = core.run(settings(c, venv=venv, models=models), groups, deep=deep)
     closing = core.summary(results)
     if json:
         ui.out(json_module.dumps({"checks": [r.as_dict() for r in results], "summary": closing}, indent=2))
