@@ -48,13 +48,11 @@ def setup(c, yes=False, dry_run=False, python=None, venv=None, workspace=None, m
 )
 def uninstall(c, yes=False, models=False, venv=None, dry_run=False):
     """Remove the shell block, then the venv and (only with --models) the downloaded models."""
-    import shutil
-
     from .. import ui
     from .. import venv as venv_core
     from ..errors import MlxTasksError
     from ..steps import RemoveVenv
-    from ..store import installed_folders
+    from ..store import installed_folders, remove_model
 
     shell.remove(c, dry_run=dry_run)
     s = settings(c, venv=venv)
@@ -78,5 +76,4 @@ def uninstall(c, yes=False, models=False, venv=None, dry_run=False):
                 if dry:
                     record("dry", "models", f"delete {s.models / folder}")
                 else:
-                    shutil.rmtree(s.models / folder)
-                    record("changed", "models", f"deleted {s.models / folder}")
+                    record("changed", "models", f"deleted {remove_model(s.models, folder)}")
