@@ -93,7 +93,7 @@ def test_hub_and_name_errors_are_one_sentence_and_leave_nothing(fake_hub, home, 
     done = pull(fake_hub, home, *args)
     assert done.returncode == 1
     assert sentence in done.stderr and fix in done.stderr and "Traceback" not in done.stderr
-    assert not any(p for p in models_dir(home).iterdir() if not p.name.startswith("."))
+    assert not any(p for p in models_dir(home).glob("*") if not p.name.startswith("."))
 
 
 def test_an_unreachable_hub_is_said_plainly(home):

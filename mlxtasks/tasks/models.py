@@ -60,7 +60,6 @@ def pull(c, model, force=False, from_cache=False, revision=None, models=None):
     from ..facts import probe
 
     s = settings(c, models=models)
-    s.models.mkdir(parents=True, exist_ok=True)
     fetched, summary = hub.pull(s, probe([s.models]), model, force=force, use_cache=from_cache, revision=revision,
                                 say=ui.out)
     record("changed" if fetched else "done", "models", summary)
