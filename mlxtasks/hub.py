@@ -117,12 +117,11 @@ def plan(model: Model, revision: str | None = None) -> Plan:
     from huggingface_hub import HfApi
     from huggingface_hub.utils import filter_repo_objects
 
-    with hub_errors(model.repo):
-        api = HfApi()
-        sha = api.model_info(model.repo, revision=revision).sha
-        tree = [f for f in api.list_repo_tree(model.repo, revision=sha, recursive=True) if hasattr(f, "size")]
-    chosen = filter_repo_objects(tree, allow_patterns=ALLOW_PATTERNS, key=lambda f: f.path)
-    files = tuple(sorted((f.path, f.size) for f in chosen))
+    with hub_errors(model.repo):  # one request: the commit and every file with its size
+        info = HfApi().model_info(model.repo, revision=revision, files_metadata=True)
+    chosen = filter_repo_objects(info.siblings or [], allow_patterns=ALLOW_PATTERNS, key=lambda f: f.rfilename)
+    files = tuple(sorted((f.rfilename, f.size) for f in chosen))
+    sha = info.sha
     if not any(path.endswith(".safetensors") for path, _ in files):
         raise MlxTasksError(f"{model.repo} has no .safetensors weights, so MLX cannot load it.",
                             fix="pick an MLX model, such as one from mlx-community: invoke models.list")

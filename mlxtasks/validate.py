@@ -257,6 +257,8 @@ def summary(results: list[Result]) -> list[str]:
 # running everything ---------------------------------------------------------------------------
 
 RUNTIME_GROUPS = ("mlx", "accelerator", "mlx-lm")
+# Side by side in two processes: importing mlx_lm (and transformers) alone takes seconds.
+PROBE_BATCHES = (("mlx", "accelerator"), ("mlx-lm",))
 
 
 def run(settings: Settings, groups: Iterable[str] = GROUPS, deep: bool = False,
@@ -270,11 +272,16 @@ def run(settings: Settings, groups: Iterable[str] = GROUPS, deep: bool = False,
     backend = facts.backend_for(host, settings.backend)
     folders = store.model_folders(settings.models) if "models" in groups else []
     in_venv = [g for g in groups if g in RUNTIME_GROUPS]
-    probe = None
-    if state.healthy and (in_venv or (deep and folders)):
-        argv = [str(settings.venv_python), "-m", "mlxtasks.runtime.probe", "--os", host.os, "--backend", backend,
-                "--groups", *in_venv, "--deep", *(map(str, folders) if deep else ())]
-        probe = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    probes = [(in_venv, None)] if in_venv and not state.healthy else []
+    if state.healthy:
+        for n, batch in enumerate(PROBE_BATCHES):
+            chosen = [g for g in in_venv if g in batch]
+            deep_here = deep and folders and n == len(PROBE_BATCHES) - 1
+            if chosen or deep_here:
+                argv = [str(settings.venv_python), "-m", "mlxtasks.runtime.probe", "--os", host.os,
+                        "--backend", backend, "--groups", *chosen, "--deep", *(map(str, folders) if deep_here else ())]
+                probes.append((chosen, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                        text=True, env=env)))
 
     checks = []
     if "system" in groups:
@@ -294,7 +301,7 @@ def run(settings: Settings, groups: Iterable[str] = GROUPS, deep: bool = False,
         checks.append((f"models.{folder.name}", folder.name,
                        lambda folder=folder, alias=model.alias if model else None: model_check(
                            folder, store.model_problems(folder), store.size_on_disk(folder), alias)))
-    results = run_checks(checks) + _probe_results(probe, in_venv)
+    results = run_checks(checks) + [r for chosen, probe in probes for r in _probe_results(probe, chosen)]
     order = {group: n for n, group in enumerate(GROUPS)}
     return sorted(results, key=lambda r: order[group_of(r)])
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .support.fake_hub import FakeHub
+from .support.fake_hub import COMMIT, LFS_SUFFIXES, FakeHub
 from .support.fixtures import GATED_REPO, QWEN7B_REPO
 
 pytestmark = pytest.mark.e2e
@@ -174,3 +174,18 @@ def test_a_hung_request_times_out_the_client_and_does_not_block_shutdown(mlx_run
     started = time.monotonic()
     fake_hub.stop()
     assert time.monotonic() - started < 2
+
+
+def test_model_info_with_file_metadata_lists_every_file_with_its_size(mlx_run, fake_hub, tiny_model):
+    code = """
+import json, sys
+from huggingface_hub import HfApi
+info = HfApi().model_info(sys.argv[1], files_metadata=True)
+print(json.dumps({"sha": info.sha, "files": {s.rfilename: [s.size, bool(s.lfs)] for s in info.siblings}}))
+"""
+    done = mlx_run(code, QWEN7B_REPO, HF_ENDPOINT=fake_hub.url)
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    assert listed["sha"] == COMMIT
+    assert listed["files"] == {p.name: [p.stat().st_size, p.name.endswith(LFS_SUFFIXES)]
+                               for p in tiny_model.iterdir() if p.is_file()}

@@ -3,7 +3,8 @@
 It speaks the part of the hub API that huggingface_hub 2.4.0's `snapshot_download` and
 `hf_hub_download` use (point HF_ENDPOINT at `FakeHub.url`):
 
-    GET  /api/models/{repo}[/revision/{rev}]      repo info: {"id", "sha", "siblings", ...}
+    GET  /api/models/{repo}[/revision/{rev}]      repo info: {"id", "sha", "siblings", ...}; ?blobs=true
+                                                  adds each file's size, blobId and lfs
     GET  /api/models/{repo}/tree/{rev}[/{path}]   file list (?recursive=; expand is ignored, one page)
     HEAD /{repo}/resolve/{rev}/{file}             ETag, X-Repo-Commit, Content-Length
     GET  /{repo}/resolve/{rev}/{file}             the bytes; `Range: bytes=N-` answers 206
@@ -226,7 +227,17 @@ class _Handler(BaseHTTPRequestHandler):
             body = {"id": repo, "modelId": repo, "sha": COMMIT, "private": False, "gated": gated,
                     "disabled": False, "library_name": "mlx", "tags": ["mlx"],
                     "lastModified": "2024-11-12T00:00:00.000Z", "siblings": [{"rfilename": f} for f in files]}
+            if query.get("blobs", ["false"])[0].lower() == "true":
+                body["siblings"] = [self._sibling(repo, f) for f in files]
         self._send_json(path, body)
+
+    def _sibling(self, repo: str, name: str) -> dict:
+        """A file as model_info(files_metadata=True) lists it."""
+        blob = self.hub.blob(self.hub.repos[repo] / name)
+        entry = {"rfilename": name, "blobId": blob.oid, "size": blob.size}
+        if name.endswith(LFS_SUFFIXES):
+            entry["lfs"] = {"sha256": blob.sha256, "size": blob.size, "pointerSize": 134}
+        return entry
 
     def _tree(self, repo: str, files: list[str], prefix: str, recursive: bool) -> list[dict]:
         entries, folders = [], set()
