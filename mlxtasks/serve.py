@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -26,7 +27,7 @@ from .facts import GB, HostFacts
 
 STOP_WAIT_S = 10.0  # after SIGTERM, before SIGKILL
 TAIL_LINES = 15  # of the log, shown when a start fails
-LOGS_FIX = "read its whole log: invoke serve.logs"
+LOGS_FIX = "read its whole log: invoke serve.logs (and check the model's files: invoke models.verify)"
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,8 @@ def run_attached(argv: list[str], state: Path, alias: str, host: str, port: int)
     import psutil
 
     _record(state, Server(os.getpid(), alias, host, port, psutil.Process().create_time()))
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()  # what was printed before exec would be lost
     os.execve(argv[0], argv, server_env())
 
 
