@@ -169,7 +169,8 @@ def start(argv: list[str], state: Path, alias: str, host: str, port: int, timeou
     import psutil
 
     state.mkdir(parents=True, exist_ok=True)
-    with log_path(state).open("wb") as log:
+    log_path(state).unlink(missing_ok=True)  # a new log, yours alone: mlx_lm logs the body of a malformed request
+    with os.fdopen(os.open(log_path(state), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    env=server_env(), start_new_session=True)
     server = Server(process.pid, alias, host, port, psutil.Process(process.pid).create_time())

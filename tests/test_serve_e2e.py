@@ -141,6 +141,7 @@ def test_status_and_logs(server):
     lines = dict(line.split(None, 1) for line in status.stdout.splitlines())
     assert lines["model"] == "qwen7b" and lines["url"] == url and lines["pid"] == str(server_pid(home))
     assert lines["health"] == "ok" and lines["uptime"][0].isdigit()
+    assert (state_of(home) / "serve.log").stat().st_mode & 0o777 == 0o600
     logs = invoke("serve.logs", "--lines", "0", home=home)
     assert "Starting httpd at 127.0.0.1" in logs.stdout and '"POST /v1/chat/completions HTTP/1.1" 200' in logs.stdout
 
