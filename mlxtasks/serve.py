@@ -98,6 +98,13 @@ def server_argv(python: Path, model: Model, folder: Path, host: str, port: int, 
             "--temp", str(model.temperature), "--top-p", str(model.top_p), "--max-tokens", str(model.max_tokens)]
 
 
+def attached_argv(settings: Settings, alias: str, host: str, force: bool) -> list[str]:
+    """What a login service runs: the venv's mlxtasks, serving attached after the same checks as `serve`."""
+    return [str(settings.venv / "bin" / "mlxtasks"), "serve", alias, "--foreground", "--venv", str(settings.venv),
+            "--models", str(settings.models), "--port", str(settings.serve_port),
+            *(["--host", host] if host != "127.0.0.1" else []), *(["--force"] if force else [])]
+
+
 def server_env() -> dict[str, str]:
     # The served model is a local folder; nothing a request says may start a download.
     return {**os.environ, "HF_HUB_OFFLINE": "1"}

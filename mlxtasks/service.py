@@ -63,10 +63,12 @@ def launchd_plist(argv: Sequence[str], log: Path) -> str:
 
 
 def systemd_unit(argv: Sequence[str], log: Path) -> str:
-    # Restart on failure only: SIGTERM from `serve.stop` counts as a clean stop.
+    # Restart on failure only: SIGTERM from `serve.stop` counts as a clean stop; three failures a minute end it.
     return "\n".join([
         "[Unit]",
         "Description=mlxtasks: OpenAI-compatible MLX server (invoke serve)",
+        "StartLimitIntervalSec=60",  # a server that cannot start (say, the port is taken) stops being retried
+        "StartLimitBurst=3",
         "",
         "[Service]",
         "Type=simple",

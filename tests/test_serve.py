@@ -188,7 +188,7 @@ def test_linux_gets_a_systemd_user_unit_with_every_word_escaped(tmp_path):
     assert ('ExecStart="/home/u/venv mlx/bin/mlxtasks" serve qwen7b --foreground --venv "/home/u/venv mlx" '
             '--models /home/u/100%%/$$models --port 8080\n') in text
     assert f"StandardOutput=append:{tmp_path}/state/serve.log\n" in text
-    assert "Restart=on-failure" in text and "WantedBy=default.target" in text
+    assert "Restart=on-failure" in text and "StartLimitBurst=3" in text and "WantedBy=default.target" in text
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
@@ -254,3 +254,13 @@ def test_a_failing_service_manager_is_one_sentence(service_home, monkeypatch, ca
         serve_tasks.install_service(c, "qwen7b", force=True)
     plist = home / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist"
     assert f"`launchctl bootstrap gui/501 {plist}` failed: Bootstrap failed: 5: Input/output error." in capsys.readouterr().err
+    assert not plist.exists()
+
+
+def test_install_service_dry_run_writes_and_runs_nothing(service_home, monkeypatch, capsys):
+    home = service_home.venv.parent
+    monkeypatch.setattr(serve_tasks, "_target", lambda: service.target("linux", home, home / ".config", 1000))
+    c = mock_context(Result())
+    serve_tasks.install_service(c, "qwen7b", force=True, dry_run=True)
+    assert not (home / ".config").exists() and c.run.call_count == 0
+    assert "systemctl --user enable mlxtasks-serve.service" in capsys.readouterr().out

@@ -105,10 +105,8 @@ def install_service(c, model, port=None, host=None, force=False, venv=None, mode
     if not mlxtasks.exists():
         raise MlxTasksError(f"mlxtasks is not installed in {s.venv}, and the service runs it from there.",
                             fix="invoke install")
-    argv = [str(mlxtasks), "serve", entry.alias, "--foreground", "--venv", str(s.venv), "--models", str(s.models),
-            "--port", str(s.serve_port), *(["--host", host] if host != "127.0.0.1" else []), *(["--force"] if force else [])]
     where = _target()
-    text = service.render(where.kind, argv, serve.log_path(s.state))
+    text = service.render(where.kind, serve.attached_argv(s, entry.alias, host, force), serve.log_path(s.state))
     if is_dry(c, dry_run):
         record("dry", "serve", f"would write {where.path} and run", _commands(where.load))
         return
@@ -117,7 +115,11 @@ def install_service(c, model, port=None, host=None, force=False, venv=None, mode
     s.state.mkdir(parents=True, exist_ok=True)
     where.path.parent.mkdir(parents=True, exist_ok=True)
     where.path.write_text(text)
-    _run_all(c, where.load, check=True)
+    try:
+        _run_all(c, where.load, check=True)
+    except MlxTasksError:
+        where.path.unlink()  # not left half-installed
+        raise
     record("changed", "serve", f"{entry.alias} starts at login ({where.kind}: {where.path})")
 
 
