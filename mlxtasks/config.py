@@ -110,7 +110,7 @@ def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = N
         catalog=catalog.load(merged["catalog"]),
         default_model=_optional_str(*value("default_model")) or "qwen7b",
         router=router.check_rules(merged["router"]),
-        serve_port=_port(*value("serve_port")),
+        serve_port=port_number(*value("serve_port")),
         serve_start_timeout_s=_number(*value("serve_start_timeout_s")),
         serve_allowed_origins=_str_list(*value("serve_allowed_origins"), expected="a list of origins such as http://localhost:3000"),
         state=Path(os.environ.get("XDG_STATE_HOME") or home / ".local" / "state") / "mlxtasks",
@@ -162,7 +162,8 @@ def _str_list(label: str, value: Any, expected: str = "a list of package names")
     return tuple(value)
 
 
-def _port(label: str, value: Any) -> int:
+def port_number(label: str, value: Any) -> int:
+    """A TCP port from config or a flag; label names it in the error."""
     number = _number(label, value)
     if number != int(number) or not 1 <= number <= 65535:
         raise _invalid(label, "a port number from 1 to 65535", value)

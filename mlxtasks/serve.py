@@ -144,22 +144,25 @@ def refuse_second(state: Path) -> None:
 
 def check_port(host: str, port: int, retry: str) -> None:
     """Fail now, in one sentence, where the server could not listen. retry: the same command, another port."""
+    not_here = MlxTasksError(f"{host!r} is not an address of this machine to listen on.",
+                             fix="leave --host out (127.0.0.1), or give one of this machine's IP addresses")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
     except socket.gaierror:
-        raise MlxTasksError(f"{host!r} is not an address of this machine to listen on.",
-                            fix="leave --host out (127.0.0.1), or give one of this machine's IP addresses") from None
+        raise not_here from None
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
         try:
             probe.bind(address)
         except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise not_here from None
             if exc.errno == errno.EADDRINUSE:
                 raise MlxTasksError(f"Port {port} on {host} is already in use by another program.",
                                     fix=f"{retry} --port {port + 1} (or set mlx.serve_port)") from None
             raise MlxTasksError(f"Cannot listen on {host} port {port}: {exc.strerror}.",
-                                fix=f"{retry} --port 8080, or leave --host out") from None
+                                fix=f"{retry} --port {max(port + 1, 1024)}") from None
 
 
 def _record(state: Path, server: Server) -> None:
@@ -182,16 +185,30 @@ def start(argv: list[str], state: Path, alias: str, host: str, port: int, timeou
                                    env=server_env(), start_new_session=True)
     server = Server(process.pid, alias, host, port, psutil.Process(process.pid).create_time())
     _record(state, server)
-    deadline = time.monotonic() + timeout
-    while not healthy(server):
-        code = process.poll()
-        if code is not None or time.monotonic() > deadline:
-            stop(state)
-            what = (f"The server exited while starting (status {code})." if code is not None else
-                    f"The server did not answer within {timeout:g} s, so it was stopped.")
-            raise MlxTasksError(f"{what} The log's last lines:\n{tail(state)}", fix=LOGS_FIX)
-        time.sleep(0.25)
+    try:
+        problem = _wait_until_ready(server, process, timeout)
+    except KeyboardInterrupt:
+        problem = "Interrupted while the server was starting, so it was stopped."
+    if problem:
+        _end(server.pid)
+        if running(state) == server:  # a server started meanwhile by someone else keeps its record
+            record_path(state).unlink(missing_ok=True)
+        raise MlxTasksError(f"{problem} The log's last lines:\n{tail(state)}", fix=LOGS_FIX)
     return server
+
+
+def _wait_until_ready(server: Server, process: subprocess.Popen, timeout: float) -> str | None:
+    """None once our process answers; else what went wrong."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code = process.poll()
+        if code is not None:
+            return f"The server exited while starting (status {code})."
+        if healthy(server):
+            return None
+        if time.monotonic() > deadline:
+            return f"The server did not answer within {timeout:g} s, so it was stopped."
+        time.sleep(0.25)
 
 
 def run_attached(argv: list[str], state: Path, alias: str, host: str, port: int) -> None:
@@ -221,17 +238,23 @@ def stop(state: Path, wait: float = STOP_WAIT_S) -> Server | None:
 
     server = running(state)
     if server:
-        try:
-            process = psutil.Process(server.pid)
-            process.terminate()
-            _, alive = psutil.wait_procs([process], timeout=wait)
-            for left in alive:
-                left.kill()
-            psutil.wait_procs(alive, timeout=wait)
-        except psutil.NoSuchProcess:
-            pass
+        _end(server.pid, wait)
     record_path(state).unlink(missing_ok=True)
     return server
+
+
+def _end(pid: int, wait: float = STOP_WAIT_S) -> None:
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        process.terminate()
+        _, alive = psutil.wait_procs([process], timeout=wait)
+        for left in alive:
+            left.kill()
+        psutil.wait_procs(alive, timeout=wait)
+    except psutil.NoSuchProcess:
+        pass
 
 
 def tail(state: Path, lines: int = TAIL_LINES) -> str:

@@ -9,7 +9,7 @@ import sys
 
 import psutil
 import pytest
-from invoke import MockContext, Result
+from invoke import Exit, MockContext, Result
 
 from mlxtasks import catalog, config, serve, service
 from mlxtasks.errors import MlxTasksError
@@ -58,11 +58,14 @@ def test_the_server_gets_the_catalogue_sampling_and_no_cors_by_default(settings)
     assert argv[argv.index("--allowed-origins") + 1] == "http://a,http://b"
 
 
-def test_port_config_and_flag_and_their_errors(tmp_path):
+def test_port_config_and_flag_and_their_errors(tmp_path, capsys):
     assert config.resolve({}, home=tmp_path).serve_port == 8080
     assert config.resolve({"serve_port": 9000}, home=tmp_path, serve_port="9100").serve_port == 9100
-    with pytest.raises(MlxTasksError, match="--serve-port must be a port number from 1 to 65535"):
-        config.resolve({}, home=tmp_path, serve_port="70000")
+    with pytest.raises(MlxTasksError, match="Config key 'mlx.serve_port' must be a port number from 1 to 65535"):
+        config.resolve({"serve_port": 70000}, home=tmp_path)
+    with pytest.raises(Exit):
+        serve_tasks.start(mock_context(Result()), "qwen7b", port="abc")
+    assert capsys.readouterr().err == "[error] --port must be a number, got 'abc'.\n  Fix: pass a number to --port\n"
     with pytest.raises(MlxTasksError, match="'mlx.serve_allowed_origins' must be a list of origins"):
         config.resolve({"serve_allowed_origins": [3]}, home=tmp_path)
 
@@ -103,8 +106,9 @@ def test_a_port_in_use_or_an_unknown_host_is_one_sentence():
             serve.check_port("127.0.0.1", port, retry="invoke serve qwen7b")
         assert caught.value.fix == f"invoke serve qwen7b --port {port + 1} (or set mlx.serve_port)"
     serve.check_port("127.0.0.1", port, retry="invoke serve qwen7b")  # free again
-    with pytest.raises(MlxTasksError, match="not an address of this machine"):
-        serve.check_port("no-such-host.invalid", 8080, retry="invoke serve qwen7b")
+    for elsewhere in ("no-such-host.invalid", "192.0.2.1"):  # a name that does not resolve; an address not ours
+        with pytest.raises(MlxTasksError, match="not an address of this machine"):
+            serve.check_port(elsewhere, 8080, retry="invoke serve qwen7b")
 
 
 def spawn(code):
@@ -245,8 +249,6 @@ def test_install_service_writes_the_unit_and_loads_it_then_uninstall_removes_it(
 
 
 def test_a_failing_service_manager_is_one_sentence(service_home, monkeypatch, capsys):
-    from invoke import Exit
-
     home = service_home.venv.parent
     monkeypatch.setattr(serve_tasks, "_target", lambda: service.target("darwin", home, home / ".config", 501))
     c = mock_context(Result(exited=5, stderr="Bootstrap failed: 5: Input/output error\n"))

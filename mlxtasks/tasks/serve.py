@@ -18,21 +18,27 @@ START_HELP = {
 
 def _prepare(c, model, port, host, force, venv, models):
     """Settings, the model, the host and the server's argv, checked as every start checks them."""
-    import sys
-
-    from .. import serve
+    from .. import config, serve
     from ..errors import MlxTasksError
     from ..facts import probe
 
+    port = None if port is None else config.port_number("--port", port)
     s = settings(c, venv=venv, models=models, serve_port=port)
     if not s.venv_python.exists():
         raise MlxTasksError(f"There is no venv at {s.venv}.", fix="invoke setup")
     entry, folder = serve.choose_model(s, model, probe(), force)
     host = host or "127.0.0.1"
+    return s, entry, host, serve.server_argv(s.venv_python, entry, folder, host, s.serve_port, s.serve_allowed_origins)
+
+
+def _warn_if_open(host):
+    import sys
+
+    from .. import serve
+
     if not serve.is_loopback(host):
         print(f"Warning: listening on {host}, so other machines can reach this server, and it has no "
               "authentication: anyone who can connect can use the model.", file=sys.stderr)
-    return s, entry, host, serve.server_argv(s.venv_python, entry, folder, host, s.serve_port, s.serve_allowed_origins)
 
 
 @task(default=True, positional=["model"], auto_shortflags=False, help={**START_HELP, "foreground": "stay attached: output here, Ctrl-C stops it"})
@@ -43,6 +49,7 @@ def start(c, model, port=None, host=None, force=False, foreground=False, venv=No
     s, entry, host, argv = _prepare(c, model, port, host, force, venv, models)
     serve.refuse_second(s.state)
     serve.check_port(host, s.serve_port, retry=f"invoke serve {entry.alias}")
+    _warn_if_open(host)
     if foreground:
         serve.run_attached(argv, s.state, entry.alias, host, s.serve_port)
     ui.out(f"Starting {entry.alias} on {host} port {s.serve_port} (log: {serve.log_path(s.state)})...")
@@ -105,6 +112,7 @@ def install_service(c, model, port=None, host=None, force=False, venv=None, mode
     if not mlxtasks.exists():
         raise MlxTasksError(f"mlxtasks is not installed in {s.venv}, and the service runs it from there.",
                             fix="invoke install")
+    _warn_if_open(host)
     where = _target()
     text = service.render(where.kind, serve.attached_argv(s, entry.alias, host, force), serve.log_path(s.state))
     if is_dry(c, dry_run):
