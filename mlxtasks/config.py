@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "catalog": {},
     "default_model": "qwen7b",  # for chat.ask without --model
     "router": router.DEFAULT_RULES,  # categories: keywords with weights, and models best first  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
+    "serve_port": 8080,  # not 11434, which Ollama owns; the host is only ever a flag (default 127.0.0.1)
+    "serve_start_timeout_s": 120,  # how long `serve` waits for the model to load and the port to answer
+    "serve_allowed_origins": [],  # web origins whose pages may read the server's answers (CORS); none by default
 }
 
 CONFIG_FIX = "edit the `mlx:` section of invoke.yaml or ~/.invoke.yaml (or unset INVOKE_MLX_*)"
@@ -62,6 +65,10 @@ class Settings:
     catalog: tuple[Model, ...]
     default_model: str
     router: dict
+    serve_port: int
+    serve_start_timeout_s: float
+    serve_allowed_origins: tuple[str, ...]
+    state: Path  # pid files, logs and history: $XDG_STATE_HOME/mlxtasks or ~/.local/state/mlxtasks
 
     @property
     def venv_python(self) -> Path:
@@ -103,6 +110,10 @@ def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = N
         catalog=catalog.load(merged["catalog"]),
         default_model=_optional_str(*value("default_model")) or "qwen7b",
         router=router.check_rules(merged["router"]),
+        serve_port=port_number(*value("serve_port")),
+        serve_start_timeout_s=_number(*value("serve_start_timeout_s")),
+        serve_allowed_origins=_str_list(*value("serve_allowed_origins"), expected="a list of origins such as http://localhost:3000"),
+        state=Path(os.environ.get("XDG_STATE_HOME") or home / ".local" / "state") / "mlxtasks",
     )
 
 
@@ -143,12 +154,20 @@ def _choice(label: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _str_list(label: str, value: Any) -> tuple[str, ...]:
+def _str_list(label: str, value: Any, expected: str = "a list of package names") -> tuple[str, ...]:
     if isinstance(value, str):
         value = value.split()
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
-        raise _invalid(label, "a list of package names", value)
+        raise _invalid(label, expected, value)
     return tuple(value)
+
+
+def port_number(label: str, value: Any) -> int:
+    """A TCP port from config or a flag; label names it in the error."""
+    number = _number(label, value)
+    if number != int(number) or not 1 <= number <= 65535:
+        raise _invalid(label, "a port number from 1 to 65535", value)
+    return int(number)
 
 
 def _number(label: str, value: Any) -> float:

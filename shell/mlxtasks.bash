@@ -29,6 +29,12 @@ _mlx_status() { _mlx_require python && "$MLX_VENV_PATH/bin/python" -m mlxtasks.r
 _mlx_models() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.list "$@"; }
 _mlx_validate() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 _mlx_pull() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }
+# The OpenAI-compatible server (`mlx-serve [MODEL] [options]`, the default model when none is named).
+_mlx_serve() {
+    case "${1:-}" in ""|-*) set -- default "$@" ;; esac
+    _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"
+}
+_mlx_serve_stop() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.stop "$@"; }
 
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
 _mlx_ask() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model "$@"; }
@@ -36,6 +42,7 @@ _mlx_chat() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat --venv
 
 alias mlx-activate=_mlx_activate mlx-deactivate=_mlx_deactivate mlx-status=_mlx_status
 alias mlx-models=_mlx_models mlx-validate=_mlx_validate mlx-pull=_mlx_pull
+alias mlx-serve=_mlx_serve mlx-serve-stop=_mlx_serve_stop
 @@BEGIN_MODEL@@
 alias mlx-@@ALIAS@@="_mlx_ask @@ALIAS@@" mlx-chat-@@ALIAS@@="_mlx_chat @@ALIAS@@"
 @@END_MODEL@@

@@ -3,7 +3,7 @@ export MLX_VENV_PATH=@@VENV@@
 export MLX_MODELS_PATH=@@MODELS@@
 
 # An alias of the same name (an older setup script made some) would break these definitions.
-\builtin unalias mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull @@COMMAND_NAMES@@ 2>/dev/null || \builtin true
+\builtin unalias mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull mlx-serve mlx-serve-stop @@COMMAND_NAMES@@ 2>/dev/null || \builtin true
 
 function _mlx_require {
     [[ -x "$MLX_VENV_PATH/bin/$1" ]] && return 0
@@ -26,6 +26,12 @@ function mlx-status { _mlx_require python && "$MLX_VENV_PATH/bin/python" -m mlxt
 function mlx-models { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.list "$@"; }
 function mlx-validate { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 function mlx-pull { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }
+# The OpenAI-compatible server (`mlx-serve [MODEL] [options]`, the default model when none is named).
+function mlx-serve {
+    case "${1:-}" in ""|-*) set -- default "$@" ;; esac
+    _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"
+}
+function mlx-serve-stop { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.stop "$@"; }
 
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
 function _mlx_ask { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model "$@"; }

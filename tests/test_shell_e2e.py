@@ -11,7 +11,7 @@ from .conftest import BIN, ROOT, clean_env, invoke, run, tree
 pytestmark = pytest.mark.e2e
 
 COMMANDS = ["mlx-activate", "mlx-deactivate", "mlx-status", "mlx-models", "mlx-validate", "mlx-pull",
-            "mlx-qwen7b", "mlx-chat-qwen7b", "mlx-deepseek", "mlx-chat-phi4", "mlx-mistral7b"]
+            "mlx-serve", "mlx-serve-stop", "mlx-qwen7b", "mlx-chat-qwen7b", "mlx-deepseek", "mlx-chat-phi4", "mlx-mistral7b"]
 DEFINED = {
     "bash": "for n in {names}; do type -t $n; done",
     "zsh": "for n in {names}; do whence -w $n; done",
@@ -90,6 +90,15 @@ def test_one_shot_answers_pipe_through_the_shell_command(shells_home, shell, fak
                           env=clean_env(shells_home), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.endswith("\n")
     assert "Generation:" not in done.stdout + done.stderr  # not mlx_lm's report: the answer alone
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_serve_takes_the_default_model_when_none_is_named(shells_home, shell):
+    """With no model, or options first, mlx-serve serves mlx.default_model (here phi4, never pulled)."""
+    script = "cd /; mlx-serve; mlx-serve --port 1; mlx-serve mistral7b --port 1; mlx-serve-stop"
+    output = interactive(shell, script, shells_home, INVOKE_MLX_DEFAULT_MODEL="phi4")
+    assert output.count("phi4 is not downloaded.") == 2 and "mistral7b is not downloaded." in output, output
+    assert output.rstrip().endswith("No server is running."), output
 
 
 def test_status_says_when_another_venv_is_active(shells_home, tmp_path):

@@ -39,6 +39,18 @@ function mlx-pull --description 'Download an MLX model'
     __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" models.pull $argv
 end
 
+# `mlx-serve [MODEL] [options]`: the default model when none is named.
+function mlx-serve --description 'Serve an MLX model at an OpenAI-compatible URL'
+    if not set -q argv[1]; or string match -q -- '-*' $argv[1]
+        set argv default $argv
+    end
+    __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" serve --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" $argv
+end
+
+function mlx-serve-stop --description 'Stop the MLX server'
+    __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" serve.stop $argv
+end
+
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
 function __mlx_ask
     __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model $argv

@@ -1,0 +1,268 @@
+"""The server's pure core (which model, URL, argv, service files) and its process handling with real processes."""
+
+import json
+import plistlib
+import shutil
+import socket
+import subprocess
+import sys
+
+import psutil
+import pytest
+from invoke import Exit, MockContext, Result
+
+from mlxtasks import catalog, config, serve, service
+from mlxtasks.errors import MlxTasksError
+from mlxtasks.facts import GIB, HostFacts
+from mlxtasks.tasks import ns
+from mlxtasks.tasks import serve as serve_tasks
+
+LINUX = HostFacts(os="linux", os_version="6", machine="x86_64", chip="x", ram_total=64 * GIB, ram_available=32 * GIB)
+SMALL_MAC = HostFacts(os="darwin", os_version="15.1", machine="arm64", chip="Apple M1", ram_total=8 * GIB,
+                      ram_available=6 * GIB)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    s = config.resolve({}, home=tmp_path)
+    (s.models / "qwen25-coder-32b").mkdir(parents=True)
+    (s.models / "qwen25-coder-32b" / "config.json").write_text("{}")
+    return s
+
+
+def test_the_model_is_found_by_alias_and_default_means_the_configured_one(settings):
+    model, folder = serve.choose_model(settings, "qwen32b", LINUX, force=False)
+    assert (model.alias, folder) == ("qwen32b", settings.models / "qwen25-coder-32b")
+    with pytest.raises(MlxTasksError, match="qwen7b is not downloaded") as caught:
+        serve.choose_model(settings, "default", LINUX, force=False)
+    assert caught.value.fix == "invoke models.pull qwen7b"
+
+
+def test_unknown_and_too_big_models_are_refused_with_a_fix(settings):
+    with pytest.raises(MlxTasksError, match="no model called 'gpt4'"):
+        serve.choose_model(settings, "gpt4", LINUX, force=False)
+    with pytest.raises(MlxTasksError, match=r"qwen32b needs about 20.3 GB of memory and this machine can give a model 5.7 GB") as caught:
+        serve.choose_model(settings, "qwen32b", SMALL_MAC, force=False)
+    assert caught.value.fix.endswith("invoke serve qwen32b --force")
+    assert serve.choose_model(settings, "qwen32b", SMALL_MAC, force=True)[0].alias == "qwen32b"
+
+
+def test_the_server_gets_the_catalogue_sampling_and_no_cors_by_default(settings):
+    model = catalog.find("qwen7b", settings.catalog)
+    argv = serve.server_argv(settings.venv_python, model, settings.models / "m", "127.0.0.1", 8080, ())
+    assert argv[:3] == [str(settings.venv_python), "-m", "mlxtasks.runtime.serve"]
+    flags = dict(zip(argv[3::2], argv[4::2]))
+    assert flags == {"--alias": "qwen7b", "--model": str(settings.models / "m"), "--host": "127.0.0.1", "--port": "8080",
+                     "--allowed-origins": "", "--temp": "0.7", "--top-p": "0.8", "--max-tokens": "2048"}
+    argv = serve.server_argv(settings.venv_python, model, settings.models / "m", "::1", 9000, ("http://a", "http://b"))
+    assert argv[argv.index("--allowed-origins") + 1] == "http://a,http://b"
+
+
+def test_port_config_and_flag_and_their_errors(tmp_path, capsys):
+    assert config.resolve({}, home=tmp_path).serve_port == 8080
+    assert config.resolve({"serve_port": 9000}, home=tmp_path, serve_port="9100").serve_port == 9100
+    with pytest.raises(MlxTasksError, match="Config key 'mlx.serve_port' must be a port number from 1 to 65535"):
+        config.resolve({"serve_port": 70000}, home=tmp_path)
+    with pytest.raises(Exit):
+        serve_tasks.start(mock_context(Result()), "qwen7b", port="abc")
+    assert capsys.readouterr().err == "[error] --port must be a number, got 'abc'.\n  Fix: pass a number to --port\n"
+    with pytest.raises(MlxTasksError, match="'mlx.serve_allowed_origins' must be a list of origins"):
+        config.resolve({"serve_allowed_origins": [3]}, home=tmp_path)
+
+
+def test_state_lives_in_xdg_state_home_or_under_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    assert config.resolve({}, home=tmp_path).state == tmp_path / ".local" / "state" / "mlxtasks"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert config.resolve({}, home=tmp_path).state == tmp_path / "xdg" / "mlxtasks"
+
+
+@pytest.mark.parametrize("host, url", [("127.0.0.1", "http://127.0.0.1:8080/v1"), ("0.0.0.0", "http://127.0.0.1:8080/v1"),
+                                       ("::1", "http://[::1]:8080/v1"), ("::", "http://[::1]:8080/v1"),
+                                       ("192.168.1.5", "http://192.168.1.5:8080/v1")])
+def test_clients_on_this_machine_get_a_reachable_url(host, url):
+    assert serve.base_url(host, 8080) == url
+
+
+def test_loopback_names_and_host_headers():
+    assert all(map(serve.is_loopback, ["127.0.0.1", "127.3.4.5", "::1", "localhost"]))
+    assert not any(map(serve.is_loopback, ["0.0.0.0", "::", "192.168.1.5", "evil.example", "localhost.evil.example"]))
+    assert [serve.host_name(h) for h in ["127.0.0.1:8080", "[::1]:8080", "LocalHost", "[::1]", "evil.example:80"]] == \
+        ["127.0.0.1", "::1", "localhost", "::1", "evil.example"]
+
+
+def test_the_client_example_is_a_working_curl_line():
+    line = serve.client_example(serve.Server(1, "qwen7b", "127.0.0.1", 8080, 0.0))
+    assert line.startswith("curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' -d '")
+    assert json.loads(line.split(" -d ")[1].strip("'"))["model"] == "qwen7b"
+
+
+def test_a_port_in_use_or_an_unknown_host_is_one_sentence():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(MlxTasksError, match=f"Port {port} on 127.0.0.1 is already in use") as caught:
+            serve.check_port("127.0.0.1", port, retry="invoke serve qwen7b")
+        assert caught.value.fix == f"invoke serve qwen7b --port {port + 1} (or set mlx.serve_port)"
+    serve.check_port("127.0.0.1", port, retry="invoke serve qwen7b")  # free again
+    for elsewhere in ("no-such-host.invalid", "192.0.2.1"):  # a name that does not resolve; an address not ours
+        with pytest.raises(MlxTasksError, match="not an address of this machine"):
+            serve.check_port(elsewhere, 8080, retry="invoke serve qwen7b")
+
+
+def spawn(code):
+    """A real process standing in for a server; it says 'ready' once its signal handling is set."""
+    process = subprocess.Popen([sys.executable, "-c", code + "; print('ready', flush=True); time.sleep(60)"],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "ready\n"
+    return process
+
+
+def record(state, process):
+    state.mkdir(parents=True, exist_ok=True)
+    server = serve.Server(process.pid, "qwen7b", "127.0.0.1", 8080, psutil.Process(process.pid).create_time())
+    serve.record_path(state).write_text(json.dumps(server.__dict__))
+    return server
+
+
+def test_a_record_is_trusted_only_while_its_own_process_lives(tmp_path):
+    process = spawn("import time")
+    server = record(tmp_path, process)
+    assert serve.running(tmp_path) == server
+    with pytest.raises(MlxTasksError, match=f"A server is already running: qwen7b at http://127.0.0.1:8080/v1 \\(pid {process.pid}\\)"):
+        serve.refuse_second(tmp_path)
+    # The same pid with another start time is a different process.
+    serve.record_path(tmp_path).write_text(json.dumps({**server.__dict__, "started": server.started - 100}))
+    assert serve.running(tmp_path) is None and not serve.record_path(tmp_path).exists()
+    record(tmp_path, process)
+    process.kill()
+    process.wait()
+    assert serve.running(tmp_path) is None and not serve.record_path(tmp_path).exists()
+    serve.record_path(tmp_path).write_text("{not json")
+    assert serve.running(tmp_path) is None and not serve.record_path(tmp_path).exists()
+
+
+def test_stop_terms_then_kills_and_removes_the_record(tmp_path):
+    polite = spawn("import time")
+    record(tmp_path, polite)
+    assert serve.stop(tmp_path).pid == polite.pid
+    assert not psutil.pid_exists(polite.pid)  # stop waited for it (and reaped our child)
+    stubborn = spawn("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN)")
+    record(tmp_path, stubborn)
+    assert serve.stop(tmp_path, wait=2).pid == stubborn.pid
+    assert not psutil.pid_exists(stubborn.pid)  # TERM was ignored, so KILL
+    assert not serve.record_path(tmp_path).exists()
+    assert serve.stop(tmp_path) is None
+
+
+def test_the_log_tail_is_indented_and_says_when_there_is_none(tmp_path):
+    assert serve.tail(tmp_path) == "  (no log)"
+    serve.log_path(tmp_path).write_text("".join(f"line {n}\n" for n in range(40)))
+    assert serve.tail(tmp_path, 3) == "  line 37\n  line 38\n  line 39"
+
+
+def test_uptime_reads_well():
+    server = serve.Server(1, "qwen7b", "127.0.0.1", 8080, 1000.0)
+    assert [serve.uptime(server, now) for now in (1000.5, 1042, 1000 + 3725, 1000 + 2 * 86400 + 7200)] == \
+        ["0 s", "42 s", "1 h 2 min", "2 d 2 h"]
+
+
+ARGV = ["/home/u/venv mlx/bin/mlxtasks", "serve", "qwen7b", "--foreground", "--venv", "/home/u/venv mlx",
+        "--models", "/home/u/100%/$models", "--port", "8080"]
+
+
+def test_a_mac_gets_a_launchd_agent_loaded_with_launchctl_bootstrap(tmp_path):
+    where = service.target("darwin", tmp_path, tmp_path / ".config", 501)
+    assert where.path == tmp_path / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist"
+    assert where.load == (("launchctl", "bootstrap", "gui/501", str(where.path)),)
+    assert where.unload == (("launchctl", "bootout", "gui/501/org.mlxtasks.serve"),)
+    plist = plistlib.loads(service.render("launchd", ARGV, tmp_path / "serve.log").encode())
+    assert plist == {"Label": "org.mlxtasks.serve", "ProgramArguments": ARGV, "RunAtLoad": True,
+                     "KeepAlive": {"Crashed": True}, "StandardOutPath": str(tmp_path / "serve.log"),
+                     "StandardErrorPath": str(tmp_path / "serve.log"), "ProcessType": "Interactive"}
+
+
+def test_linux_gets_a_systemd_user_unit_with_every_word_escaped(tmp_path):
+    where = service.target("linux", tmp_path, tmp_path / "cfg", 1000)
+    assert where.path == tmp_path / "cfg" / "systemd" / "user" / "mlxtasks-serve.service"
+    assert where.load[1:] == (("systemctl", "--user", "enable", "mlxtasks-serve.service"),
+                              ("systemctl", "--user", "restart", "mlxtasks-serve.service"))
+    text = service.render("systemd", ARGV, tmp_path / "state" / "serve.log")
+    assert ('ExecStart="/home/u/venv mlx/bin/mlxtasks" serve qwen7b --foreground --venv "/home/u/venv mlx" '
+            '--models /home/u/100%%/$$models --port 8080\n') in text
+    assert f"StandardOutput=append:{tmp_path}/state/serve.log\n" in text
+    assert "Restart=on-failure" in text and "StartLimitBurst=3" in text and "WantedBy=default.target" in text
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
+def test_systemd_itself_accepts_the_unit(tmp_path):
+    unit = tmp_path / "mlxtasks-serve.service"
+    unit.write_text(service.render("systemd", [sys.executable, "-c", "print('it works: 100% $HOME')"], tmp_path / "a log"))
+    done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_other_systems_and_control_characters_are_refused(tmp_path):
+    with pytest.raises(MlxTasksError, match="not windows"):
+        service.target("windows", tmp_path, tmp_path, 0)
+    with pytest.raises(MlxTasksError, match="control character"):
+        service.render("systemd", ["/bin/a\nb"], tmp_path / "log")
+
+
+@pytest.fixture
+def service_home(tmp_path, monkeypatch):
+    """A HOME with a venv holding python and mlxtasks, and qwen7b installed."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    s = config.resolve({}, home=home)
+    (s.venv / "bin").mkdir(parents=True)
+    for tool in ("python", "mlxtasks"):
+        (s.venv / "bin" / tool).touch()
+    (s.models / "qwen25-coder-7b").mkdir(parents=True)
+    (s.models / "qwen25-coder-7b" / "config.json").write_text("{}")
+    return s
+
+
+def mock_context(result):
+    c = MockContext(run=result, repeat=True)
+    c.config.load_collection(ns.configuration())
+    return c
+
+
+def test_install_service_writes_the_unit_and_loads_it_then_uninstall_removes_it(service_home, monkeypatch):
+    s, home = service_home, service_home.venv.parent
+    monkeypatch.setattr(serve_tasks, "_target", lambda: service.target("linux", home, home / ".config", 1000))
+    c = mock_context(Result())
+    serve_tasks.install_service(c, "qwen7b", port="9001", force=True)
+    unit = home / ".config" / "systemd" / "user" / "mlxtasks-serve.service"
+    assert f"ExecStart={s.venv}/bin/mlxtasks serve qwen7b --foreground --venv {s.venv} --models {s.models} " \
+           "--port 9001 --force\n" in unit.read_text()
+    assert [call.args[0] for call in c.run.call_args_list] == [
+        "systemctl --user daemon-reload", "systemctl --user enable mlxtasks-serve.service",
+        "systemctl --user restart mlxtasks-serve.service"]
+    serve_tasks.uninstall_service(c)
+    assert not unit.exists()
+    assert c.run.call_args_list[-1].args[0] == "systemctl --user disable --now mlxtasks-serve.service"
+
+
+def test_a_failing_service_manager_is_one_sentence(service_home, monkeypatch, capsys):
+    home = service_home.venv.parent
+    monkeypatch.setattr(serve_tasks, "_target", lambda: service.target("darwin", home, home / ".config", 501))
+    c = mock_context(Result(exited=5, stderr="Bootstrap failed: 5: Input/output error\n"))
+    with pytest.raises(Exit):
+        serve_tasks.install_service(c, "qwen7b", force=True)
+    plist = home / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist"
+    assert f"`launchctl bootstrap gui/501 {plist}` failed: Bootstrap failed: 5: Input/output error." in capsys.readouterr().err
+    assert not plist.exists()
+
+
+def test_install_service_dry_run_writes_and_runs_nothing(service_home, monkeypatch, capsys):
+    home = service_home.venv.parent
+    monkeypatch.setattr(serve_tasks, "_target", lambda: service.target("linux", home, home / ".config", 1000))
+    c = mock_context(Result())
+    serve_tasks.install_service(c, "qwen7b", force=True, dry_run=True)
+    assert not (home / ".config").exists() and c.run.call_count == 0
+    assert "systemctl --user enable mlxtasks-serve.service" in capsys.readouterr().out
