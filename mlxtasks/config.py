@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import catalog, router
+from . import bench, catalog, router
 from .catalog import Model
 from .errors import MlxTasksError
 
@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "retry_delay_s": 2.0,  # before the second try of a download; doubled for each later one  # kept free beyond a model's size when pulling it
     "catalog": {},
     "default_model": "qwen7b",  # for chat.ask without --model
+    "bench": bench.DEFAULTS,  # invoke bench: prompt lengths, tokens generated, runs, Ollama's URL, the history file
     "router": router.DEFAULT_RULES,  # categories: keywords with weights, and models best first  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
 }
 
@@ -62,6 +63,7 @@ class Settings:
     catalog: tuple[Model, ...]
     default_model: str
     router: dict
+    bench: bench.BenchSettings
 
     @property
     def venv_python(self) -> Path:
@@ -103,6 +105,7 @@ def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = N
         catalog=catalog.load(merged["catalog"]),
         default_model=_optional_str(*value("default_model")) or "qwen7b",
         router=router.check_rules(merged["router"]),
+        bench=bench.check_settings(merged["bench"], home),
     )
 
 
