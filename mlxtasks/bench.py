@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -202,6 +201,8 @@ def ollama_run(answer: dict) -> dict:
 
 def summary(runs: list[dict]) -> dict:
     """Median, min and max of each metric over the runs (a metric an engine does not report is None)."""
+    import statistics  # here, not at the top: config imports this module, and `invoke --list` stays fast
+
     result = {}
     for metric in METRICS:
         values = [run[metric] for run in runs if run.get(metric) is not None]
@@ -246,13 +247,13 @@ def title(result: dict) -> str:
 
 
 def table_lines(result: dict) -> list[str]:
-    lines = [title(result), f"  {'prompt':>6}  {'first token':<26}{'prompt tokens/s':<26}{'generation tokens/s':<26}"
+    lines = [title(result), f"  {'prompt':>6}  {'first token':<24}{'prompt tokens/s':<30}{'generation tokens/s':<30}"
                             "peak memory"]
     for entry in result["lengths"]:
         s = entry["summary"]
         memory = _memory(s["peak_memory_gb"]["max"]) if s["peak_memory_gb"] else "-"
-        lines.append(f"  {entry['prompt_tokens']:>6}  {_span(s['first_token_s'], ' ms', 1000):<26}"
-                     f"{_span(s['prompt_tps']):<26}{_span(s['generation_tps']):<26}{memory}")
+        lines.append(f"  {entry['prompt_tokens']:>6}  {_span(s['first_token_s'], ' ms', 1000):<24}"
+                     f"{_span(s['prompt_tps']):<30}{_span(s['generation_tps']):<30}{memory}")
     return lines
 
 
@@ -323,11 +324,11 @@ def history_line(row: dict) -> str:
     change = f"{row['change']:+.1%}" if row["change"] is not None else ""
     first = f"{row['first_token_s'] * 1000:,.0f} ms" if row["first_token_s"] is not None else "-"
     engine = "MLX" if row["engine"] == "mlx" else "Ollama"
-    return (f"{row['date'][:16].replace('T', ' ')}  {row['backend'] or '-':<6}{row['mlx'] or '-':<9}{row['mlx_lm'] or '-':<9}"
+    return (f"{row['date'][:16].replace('T', ' ')}  {row['backend'] or '-':<8}{row['mlx'] or '-':<9}{row['mlx_lm'] or '-':<9}"
             f"{row['alias']:<12}{engine:<8}{row['prompt_tokens']:>7}  {first:>9}  {tps:>9}  {change}")
 
 
-HISTORY_HEADER = (f"{'date (UTC)':<16}  {'backend':<6}{'mlx':<9}{'mlx-lm':<9}{'model':<12}{'engine':<8}{'prompt':>7}  "
+HISTORY_HEADER = (f"{'date (UTC)':<16}  {'backend':<8}{'mlx':<9}{'mlx-lm':<9}{'model':<12}{'engine':<8}{'prompt':>7}  "
                   f"{'1st token':>9}  {'tokens/s':>9}  change")
 
 

@@ -1,6 +1,7 @@
 """invoke bench's pure core: settings, which models, the numbers of a run, summaries, history, the
 Ollama client against the stand-in server, and the terminal bars."""
 
+import inspect
 import json
 import statistics
 from pathlib import Path
@@ -164,3 +165,11 @@ def test_the_runtime_spec_is_plain_json(tmp_path):
     spec = bench.spec(targets, config.resolve({}, home=tmp_path).bench)
     assert json.loads(json.dumps(spec)) == {"models": [{"alias": "qwen7b", "path": str(tmp_path / "q")}],
                                             "prompt_tokens": [128, 1024], "generation_tokens": 256, "runs": 3, "warmup": 1}
+
+
+def test_every_option_of_the_bench_tasks_has_help():
+    from mlxtasks.tasks import bench as tasks
+
+    for task in (tasks.run_, tasks.history):
+        assert set(inspect.signature(task.body).parameters) - {"c"} == set(task.help)
+        assert task.__doc__.splitlines()[0].endswith(".")

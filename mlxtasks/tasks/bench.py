@@ -204,8 +204,11 @@ def history(c, json=False, last=None):
     from pathlib import Path
 
     from .. import bench, ui
+    from ..errors import MlxTasksError
 
     options = settings(c).bench
+    if last is not None and not (str(last).isdigit() and int(last) >= 1):
+        raise MlxTasksError(f"--last must be a whole number of 1 or more, got {last!r}.", fix="invoke bench.history --last 5")
     records, unreadable = bench.read_history(options.history)
     if last is not None:
         records = records[-int(last):]
