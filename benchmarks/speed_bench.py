@@ -12,7 +12,7 @@ from pathlib import Path
 from harness import ROOT, Result, set_up_home
 
 MAKE_MODEL = ROOT / "tests" / "support" / "tiny_model.py"
-PROMPT, TOKENS, RUNS = 128, 256, 10
+PROMPT, TOKENS, RUNS = 128, 256, 20
 MEASURE = """
 import json, sys
 from mlx_lm import load, stream_generate

@@ -1,5 +1,6 @@
 """`invoke bench`: which models to measure, the runtime's spec, the numbers of a run, summaries, the
-report's lines and the history file. Pure: no printing, no MLX (runtime/bench.py measures)."""
+report's lines, Ollama's side and the history file. No printing and no MLX here: runtime/bench.py
+measures in the venv's Python, runtime/plot.py draws; this module starts them and reads their JSON."""
 
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ class Skip:
     alias: str
     reason: str
     fix: str = ""
+
+    def as_dict(self) -> dict:
+        return {"alias": self.alias, "reason": self.reason, "fix": self.fix}
 
 
 def check_settings(value: Any, home: Path, environ: dict[str, str] | None = None,
@@ -164,6 +168,87 @@ def spec(targets: list[Target], settings: BenchSettings) -> dict:
     return {"models": [{"alias": t.alias, "path": str(t.path)} for t in targets],
             "prompt_tokens": list(settings.prompt_tokens), "generation_tokens": settings.generation_tokens,
             "runs": settings.runs, "warmup": settings.warmup}
+
+
+def runtime_argv(venv_python: Path, targets: list[Target], settings: BenchSettings) -> list[str]:
+    return [str(venv_python), "-m", "mlxtasks.runtime.bench", "--spec", json.dumps(spec(targets, settings))]
+
+
+def measure(argv: list[str], skipped: list[Skip]) -> tuple[dict, dict]:
+    """Run the runtime (its progress on our stderr as it comes): the record, with the models skipped
+    here and those that failed there under "skipped", and the prompts' texts by alias and length."""
+    import subprocess
+
+    done = subprocess.run(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        output = json.loads(done.stdout)
+    except ValueError:
+        raise MlxTasksError(f"The benchmark in the venv's Python stopped (exit {done.returncode}); its messages are above.",
+                            fix="invoke validate --deep") from None
+    prompts = output.pop("prompts")
+    output["skipped"] = [k.as_dict() for k in skipped] + [
+        Skip(f["alias"], f"failed: {f['reason']}", f"invoke models.verify {f['alias']}").as_dict()
+        for f in output.pop("failed")]
+    return output, prompts
+
+
+def compare_ollama(output: dict, targets: list[Target], prompts: dict, settings: BenchSettings, say) -> dict:
+    """The same prompts through Ollama for each measured model whose tag Ollama has: its results are
+    added to output["results"], the models it could not run to output["skipped"]; returns how it went."""
+    from . import ollama
+
+    found = {"engine": "ollama", "url": settings.ollama_url, "reachable": True, "note": ""}
+    try:
+        pulled = ollama.tags(settings.ollama_url)
+    except ollama.Unreachable as err:
+        found.update(reachable=False, note=f"Ollama is not reachable at {settings.ollama_url} ({err}); MLX numbers only.")
+        return found
+    measured = {r["alias"] for r in output["results"]}
+    for target in (t for t in targets if t.alias in measured):
+        if not target.ollama:
+            skip = Skip(target.alias, "has no Ollama tag in the catalogue, so Ollama was not compared",
+                        f"set mlx.catalog.{target.alias}.ollama in ~/.invoke.yaml")
+        elif ollama.full_name(target.ollama) not in pulled:
+            skip = Skip(target.alias, f"Ollama has no {target.ollama}", f"ollama pull {target.ollama}")
+        else:
+            try:
+                output["results"].append(_ollama_result(target, prompts[target.alias], settings, say))
+                continue
+            except (ollama.Refused, ollama.Unreachable) as err:
+                skip = Skip(target.alias, f"Ollama's {target.ollama} failed: {err}",
+                            f"ollama run {target.ollama} (to see Ollama's own error)")
+        output["skipped"].append(skip.as_dict())
+    return found
+
+
+def _ollama_result(target: Target, prompts: dict, settings: BenchSettings, say) -> dict:
+    """A warm-up (it loads the model: its load_duration is the load time), then the MLX runs' prompts."""
+    from . import ollama
+
+    context = max(settings.prompt_tokens) + settings.generation_tokens + 64
+    say(f"{target.alias}: Ollama {target.ollama}: loading")
+    warm = ollama.generate(settings.ollama_url, target.ollama, prompt_text(0, 8), 1, context)
+    runs = {}
+    for length in settings.prompt_tokens:
+        texts = prompts[str(length)]
+        runs[length] = []
+        for number, text in enumerate(texts, 1):
+            say(f"{target.alias}: Ollama {target.ollama}: prompt of {length} tokens: run {number}/{len(texts)}")
+            answer = ollama.generate(settings.ollama_url, target.ollama, text, settings.generation_tokens, context)
+            runs[length].append(ollama_run(answer))
+    return {"alias": target.alias, "engine": "ollama", "name": target.ollama,
+            "load_s": (warm.get("load_duration") or 0) / 1e9, "lengths": by_length(runs)}
+
+
+def draw(venv_python: Path, record: dict, chart: Path) -> None:
+    """The chart, by runtime/plot.py in the venv's Python (matplotlib lives there)."""
+    import subprocess
+
+    done = subprocess.run([str(venv_python), "-m", "mlxtasks.runtime.plot", "--out", str(chart)],
+                          input=json.dumps(record), text=True, capture_output=True)
+    if done.returncode != 0:
+        cause = next((line for line in reversed(done.stderr.splitlines()) if line.strip()), f"exit {done.returncode}")
+        raise MlxTasksError(f"The chart could not be drawn: {cause}", fix="invoke bench --plot FILE.svg (or leave out --plot)")
 
 
 def prompt_text(run: int, words: int) -> str:

@@ -28,7 +28,7 @@ def run_(c, model=None, prompt_tokens=None, generation_tokens=None, runs=None, w
     """Measure models: load time, first token, prompt and generation tokens/s, peak memory."""
     import json as json_module
     import shlex
-    import subprocess
+    import sys
     from pathlib import Path
 
     from .. import bench, ui
@@ -49,10 +49,10 @@ def run_(c, model=None, prompt_tokens=None, generation_tokens=None, runs=None, w
         raise MlxTasksError(f"There is no venv at {s.venv}, so nothing can be measured.", fix="invoke setup")
     installed = {folder: size_on_disk(s.models / folder) for folder in installed_folders(s.models)}
     targets, skipped = bench.choose(model or [], s.catalog, s.models, installed, memory_budget(probe()), force)
-    argv = [str(s.venv_python), "-m", "mlxtasks.runtime.bench", "--spec", json_module.dumps(bench.spec(targets, options))]
+    argv = bench.runtime_argv(s.venv_python, targets, options)
     if is_dry(c, dry_run):
         ui.out(f"Would measure: {', '.join(t.alias for t in targets) or 'nothing'}")
-        _skipped_lines([{"alias": k.alias, "reason": k.reason, "fix": k.fix} for k in skipped])
+        _skipped_lines([k.as_dict() for k in skipped])
         ui.out(f"Would run: {shlex.join(argv)}")
         return
     if not targets:
@@ -61,76 +61,20 @@ def run_(c, model=None, prompt_tokens=None, generation_tokens=None, runs=None, w
                             fix=first.fix if first else "invoke models.pull qwen7b")
     if chart:
         _ensure_matplotlib(c, s)
-    done = subprocess.run(argv, stdout=subprocess.PIPE, text=True)  # progress (stderr) shows as it comes
-    try:
-        output = json_module.loads(done.stdout)
-    except ValueError:
-        raise MlxTasksError(f"The benchmark in the venv's Python stopped (exit {done.returncode}); its messages are above.",
-                            fix="invoke validate --deep") from None
-    prompts = output.pop("prompts")
-    output["skipped"] = [{"alias": k.alias, "reason": k.reason, "fix": k.fix} for k in skipped] + [
-        {"alias": f["alias"], "reason": f"failed: {f['reason']}", "fix": "invoke models.verify " + f["alias"]}
-        for f in output.pop("failed")]
+    output, prompts = bench.measure(argv, skipped)
     if compare:
-        output["compare"] = _compare_ollama(output, targets, prompts, options)
+        output["compare"] = bench.compare_ollama(output, targets, prompts, options,
+                                                 lambda text: print(text, file=sys.stderr, flush=True))
     if output["results"]:
         bench.append_history(options.history, output)
     if chart and output["results"]:
-        _draw(s, output, chart)
+        bench.draw(s.venv_python, output, chart)
     if json:
         print(json_module.dumps(output, indent=2))
     else:
         _report(output, chart)
     if not any(r["engine"] == "mlx" for r in output["results"]):
         raise MlxTasksError("No model could be measured.", fix=output["skipped"][0]["fix"])
-
-
-def _compare_ollama(output: dict, targets, prompts: dict, options) -> dict:
-    """The same prompts through Ollama for each measured model whose Ollama tag is pulled there."""
-    import sys
-
-    from .. import ollama
-
-    found = {"engine": "ollama", "url": options.ollama_url, "reachable": True, "note": ""}
-    try:
-        pulled = ollama.tags(options.ollama_url)
-    except ollama.Unreachable as err:
-        found.update(reachable=False, note=f"Ollama is not reachable at {options.ollama_url} ({err}); MLX numbers only.")
-        return found
-    measured = {r["alias"] for r in output["results"]}
-    for target in (t for t in targets if t.alias in measured):
-        if not target.ollama:
-            output["skipped"].append({"alias": target.alias, "reason": "has no Ollama tag in the catalogue, so Ollama "
-                                      "was not compared", "fix": f"set mlx.catalog.{target.alias}.ollama in ~/.invoke.yaml"})
-            continue
-        if ollama.full_name(target.ollama) not in pulled:
-            output["skipped"].append({"alias": target.alias, "reason": f"Ollama has no {target.ollama}",
-                                      "fix": f"ollama pull {target.ollama}"})
-            continue
-        try:
-            output["results"].append(_ollama_result(target, prompts[target.alias], options, lambda text: print(
-                text, file=sys.stderr, flush=True)))
-        except (ollama.Refused, ollama.Unreachable) as err:
-            output["skipped"].append({"alias": target.alias, "reason": f"Ollama's {target.ollama} failed: {err}",
-                                      "fix": f"ollama run {target.ollama} (to see Ollama's own error)"})
-    return found
-
-
-def _ollama_result(target, prompts: dict, options, say) -> dict:
-    from .. import bench, ollama
-
-    context = max(options.prompt_tokens) + options.generation_tokens + 64
-    say(f"{target.alias}: Ollama {target.ollama}: loading")
-    warm = ollama.generate(options.ollama_url, target.ollama, bench.prompt_text(0, 8), 1, context)
-    runs = {}
-    for length in options.prompt_tokens:
-        runs[length] = []
-        for number, text in enumerate(prompts[str(length)], 1):
-            say(f"{target.alias}: Ollama {target.ollama}: prompt of {length} tokens: run {number}/{len(prompts[str(length)])}")
-            answer = ollama.generate(options.ollama_url, target.ollama, text, options.generation_tokens, context)
-            runs[length].append(bench.ollama_run(answer))
-    return {"alias": target.alias, "engine": "ollama", "name": target.ollama, "load_s": (warm.get("load_duration") or 0) / 1e9,
-            "lengths": bench.by_length(runs)}
 
 
 def _ensure_matplotlib(c, s) -> None:
@@ -151,19 +95,6 @@ def _ensure_matplotlib(c, s) -> None:
     with contextlib.redirect_stdout(sys.stderr):
         ui.step("changed", "bench", f"installing matplotlib into {s.venv} for --plot (only once)...")
         perform(c, command)
-
-
-def _draw(s, output: dict, chart) -> None:
-    import json
-    import subprocess
-
-    from ..errors import MlxTasksError
-
-    done = subprocess.run([str(s.venv_python), "-m", "mlxtasks.runtime.plot", "--out", str(chart)],
-                          input=json.dumps(output), text=True, capture_output=True)
-    if done.returncode != 0:
-        cause = next((line for line in reversed(done.stderr.splitlines()) if line.strip()), f"exit {done.returncode}")
-        raise MlxTasksError(f"The chart could not be drawn: {cause}", fix="invoke bench --plot FILE.svg (or leave out --plot)")
 
 
 def _skipped_lines(skipped: list[dict]) -> None:
