@@ -173,3 +173,24 @@ def test_every_option_of_the_bench_tasks_has_help():
     for task in (tasks.run_, tasks.history):
         assert set(inspect.signature(task.body).parameters) - {"c"} == set(task.help)
         assert task.__doc__.splitlines()[0].endswith(".")
+
+
+def test_compare_ollama_adds_its_results_and_says_which_models_it_lacks(tmp_path):
+    settings = bench.with_flags(config.resolve({}, home=tmp_path).bench, tmp_path, prompt_tokens="4", runs="2",
+                                generation_tokens="5")
+    targets = [bench.Target("qwen7b", tmp_path / "q", "qwen2.5-coder:7b"), bench.Target("mistral7b", tmp_path / "m", "mistral:7b")]
+    measured = [{"alias": t.alias, "engine": "mlx", "name": str(t.path), "load_s": 1.0, "lengths": []} for t in targets]
+    prompts = {t.alias: {"4": ["Run 1. a b c", "Run 2. a b c"]} for t in targets}
+    said = []
+    with FakeOllama(["qwen2.5-coder:7b"]) as server:
+        output = {"results": list(measured), "skipped": []}
+        found = bench.compare_ollama(output, targets, prompts, bench.with_flags(settings, tmp_path, ollama_url=server.url),
+                                     said.append)
+    assert found == {"engine": "ollama", "url": server.url, "reachable": True, "note": ""}
+    twin = output["results"][-1]
+    assert (twin["alias"], twin["engine"], twin["name"]) == ("qwen7b", "ollama", "qwen2.5-coder:7b")
+    assert [run["prompt_tokens"] for run in twin["lengths"][0]["runs"]] == [5, 5]  # the stand-in counts words
+    assert output["skipped"] == [{"alias": "mistral7b", "reason": "Ollama has no mistral:7b", "fix": "ollama pull mistral:7b"}]
+    assert said[0] == "qwen7b: Ollama qwen2.5-coder:7b: loading"
+    timed = [body["prompt"] for path, body in server.requests if path == "/api/generate"][1:]
+    assert timed == prompts["qwen7b"]["4"]  # the very texts the MLX runs used
