@@ -8,7 +8,8 @@ missed. Every HOME and cache lives in one temporary folder, removed at the end. 
 install MLX from the package index twice (uv and pip), so a full run takes a few minutes.
 
 To add a benchmark: write a function `name(work: Path) -> Result` (harness.py) in an area's module
-(setup_bench.py, invoke_bench.py, shell_bench.py, validate_bench.py, pull_bench.py, chat_bench.py, or a new one listed in MODULES), and put it in that module's BENCHMARKS.
+(setup_bench.py, invoke_bench.py, shell_bench.py, validate_bench.py, pull_bench.py, chat_bench.py,
+speed_bench.py, or a new one listed in MODULES), and put it in that module's BENCHMARKS.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import invoke_bench
 import pull_bench
 import setup_bench
 import shell_bench
+import speed_bench
 import validate_bench
 from harness import ROOT, Result
 
-MODULES = (setup_bench, invoke_bench, shell_bench, validate_bench, pull_bench, chat_bench)
+MODULES = (setup_bench, invoke_bench, shell_bench, validate_bench, pull_bench, chat_bench, speed_bench)
 BENCHMARKS = {bench.__name__: bench for module in MODULES for bench in module.BENCHMARKS}
 DOC = ROOT / "docs" / "performance.md"
 

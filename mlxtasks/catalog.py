@@ -32,6 +32,7 @@ class Model:
     temperature: float = 0.7
     top_p: float = 0.9
     max_tokens: int = 2048
+    ollama: str = ""  # the same model's tag in Ollama's library, for `invoke bench --compare ollama`
 
     @property
     def ram_gb(self) -> float:
@@ -41,16 +42,17 @@ class Model:
 
 BUILTIN = (
     Model("qwen7b", "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", "qwen25-coder-7b", 4.28, "qwen2", "code",
-          "Qwen2.5 Coder 7B: fast everyday coding help", ("qwen25-coder-7b",), 0.7, 0.8, 2048),
+          "Qwen2.5 Coder 7B: fast everyday coding help", ("qwen25-coder-7b",), 0.7, 0.8, 2048, "qwen2.5-coder:7b"),
     Model("qwen32b", "mlx-community/Qwen2.5-Coder-32B-Instruct-4bit", "qwen25-coder-32b", 18.43, "qwen2", "code",
-          "Qwen2.5 Coder 32B: stronger code, needs a 32 GB Mac", ("qwen25-coder-32b",), 0.7, 0.8, 2048),
+          "Qwen2.5 Coder 32B: stronger code, needs a 32 GB Mac", ("qwen25-coder-32b",), 0.7, 0.8, 2048,
+          "qwen2.5-coder:32b"),
     Model("deepseek", "mlx-community/DeepSeek-R1-Distill-Llama-8B-4bit", "deepseek-r1-8b", 4.5, "llama", "reasoning",
           "DeepSeek R1 distilled into Llama 8B: thinks step by step before answering", ("deepseek-r1-8b",),
-          0.6, 0.95, 4096),
+          0.6, 0.95, 4096, "deepseek-r1:8b-llama-distill-q4_K_M"),
     Model("phi4", "mlx-community/phi-4-4bit", "phi4-14b", 8.25, "phi3", "math",
-          "Phi-4 14B: maths and code", ("phi4-14b",), 0.6, 0.95, 2048),
+          "Phi-4 14B: maths and code", ("phi4-14b",), 0.6, 0.95, 2048, "phi4:14b"),
     Model("mistral7b", "mlx-community/Mistral-7B-Instruct-v0.3-4bit", "mistral-7b", 4.08, "mistral", "general",
-          "Mistral 7B Instruct v0.3: general chat", ("mistral-7b",), 0.7, 0.95, 2048),
+          "Mistral 7B Instruct v0.3: general chat", ("mistral-7b",), 0.7, 0.95, 2048, "mistral:7b"),
 )
 
 _TYPES = {f.name: f.type for f in fields(Model)}

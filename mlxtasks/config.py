@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import catalog, router
+from . import bench, catalog, router
 from .catalog import Model
 from .errors import MlxTasksError
 
@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "retry_delay_s": 2.0,  # before the second try of a download; doubled for each later one  # kept free beyond a model's size when pulling it
     "catalog": {},
     "default_model": "qwen7b",  # for chat.ask without --model
+    "bench": bench.DEFAULTS,  # invoke bench: prompt lengths, tokens generated, runs, Ollama's URL, the history file
     "router": router.DEFAULT_RULES,  # categories: keywords with weights, and models best first  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
     "serve_port": 8080,  # not 11434, which Ollama owns; the host is only ever a flag (default 127.0.0.1)
     "serve_start_timeout_s": 120,  # how long `serve` waits for the model to load and the port to answer
@@ -69,6 +70,7 @@ class Settings:
     serve_start_timeout_s: float
     serve_allowed_origins: tuple[str, ...]
     state: Path  # pid files, logs and history: $XDG_STATE_HOME/mlxtasks or ~/.local/state/mlxtasks
+    bench: bench.BenchSettings
 
     @property
     def venv_python(self) -> Path:
@@ -114,6 +116,7 @@ def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = N
         serve_start_timeout_s=_number(*value("serve_start_timeout_s")),
         serve_allowed_origins=_str_list(*value("serve_allowed_origins"), expected="a list of origins such as http://localhost:3000"),
         state=Path(os.environ.get("XDG_STATE_HOME") or home / ".local" / "state") / "mlxtasks",
+        bench=bench.check_settings(merged["bench"], home),
     )
 
 

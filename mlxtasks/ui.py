@@ -110,3 +110,17 @@ def report(groups: list[tuple[str, list[Result]]], closing: list[str], quiet: bo
     sys.stderr.flush()
     for line in closing:
         out(line)
+
+
+def bars(title: str, rows: list[tuple[str, float, str]], width: int = 40) -> None:
+    """A bar per (label, value, colour), scaled to the largest value: blocks on a terminal, # elsewhere."""
+    if not rows:
+        return
+    stream = sys.stdout
+    top = max(value for _, value, _ in rows) or 1.0
+    label_width = max(len(label) for label, _, _ in rows)
+    glyph = "█" if _glyphs(stream) else "#"
+    out(title)
+    for label, value, colour in rows:
+        length = max(1, round(value / top * width)) if value > 0 else 0
+        out(f"  {label:<{label_width}}  {_paint(glyph * length, colour, stream)}{' ' * (width - length)}  {value:,.1f}")
