@@ -3,9 +3,10 @@
 from invoke import Collection
 
 from .. import config
-from . import chat, install, models, preflight, shell, venv, workspace
+from . import chat, cluster, install, models, preflight, shell, venv, workspace
 from .setup import setup, uninstall
 from .validate import status, validate
 
-ns = Collection(setup, uninstall, validate, status, preflight.ns, venv.ns, install.ns, workspace.ns, shell.ns, models.ns, chat.ns)
+ns = Collection(setup, uninstall, validate, status, preflight.ns, venv.ns, install.ns, workspace.ns, shell.ns, models.ns, chat.ns,
+                 cluster.ns)
 ns.configure({config.CONFIG_KEY: config.DEFAULTS})
