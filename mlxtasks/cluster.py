@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -213,14 +214,18 @@ def ssh_problem(host: str, done: subprocess.CompletedProcess) -> Result | None:
                       f"then try: ssh {host}")
 
 
-def keepalive_problem(host: str) -> Result | None:
-    """ssh's own settings for a host (`ssh -G`, nothing sent): without keepalives a host that drops
-    leaves the run waiting for ever instead of stopping it."""
+def ssh_settings(host: str) -> str:
+    """ssh's own settings for a host (`ssh -G`: reads its config, sends nothing)."""
     try:
-        shown = subprocess.run(["ssh", "-G", host], capture_output=True, text=True, timeout=30).stdout
+        return subprocess.run(["ssh", "-G", host], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired):
-        return None
-    interval = re.search(r"^serveraliveinterval (\d+)", shown, re.MULTILINE)
+        return ""
+
+
+def keepalive_problem(host: str, settings: str) -> Result | None:
+    """Without keepalives, a host that drops off the network leaves the run waiting for ever instead of
+    stopping it (mlx.launch's ssh gets no options of ours, so they must be in ~/.ssh/config)."""
+    interval = re.search(r"^serveraliveinterval (\d+)", settings, re.MULTILINE)
     if interval and int(interval[1]) > 0:
         return None
     return Result("keepalive", "dropped hosts", Status.ERROR,
@@ -288,6 +293,12 @@ def probe_host(host: str, script: str, timeout: float) -> tuple[dict | None, Res
                             fix=f"ssh {host} {shlex.quote(script)}")
 
 
+def require_ssh(cluster: Cluster) -> None:
+    if cluster.remote and not shutil.which("ssh"):
+        raise MlxTasksError("ssh is not installed on this machine, so the other hosts cannot be reached.",
+                            fix="install OpenSSH's client (macOS has it; on Linux: sudo apt install openssh-client)")
+
+
 def probe_here(venv: Path, model_folder: Path | None) -> dict:
     here, problem = probe_host(LOCAL, probe_script(venv, model_folder), 60)
     if problem or not here or not here.get("venv"):
@@ -299,6 +310,7 @@ def check_hosts(cluster: Cluster, venv: Path, timeout: float, alias: str | None 
                 model_folder: Path | None = None) -> list[tuple[str, list[Result]]]:
     """Every remote host checked at once (ssh without prompts, paths, versions, the model); this
     machine's answers are the reference."""
+    require_ssh(cluster)
     here = probe_here(venv, model_folder)
     if alias and not here.get("model"):
         raise MlxTasksError(f"{alias} is not downloaded on this machine.", fix=f"invoke models.pull {alias}")
@@ -311,7 +323,8 @@ def check_hosts(cluster: Cluster, venv: Path, timeout: float, alias: str | None 
         results = [problem] if problem else [Result("ssh", "ssh", Status.OK, "connects without a prompt")]
         if there is not None:
             results += judge(host, here, there, venv, alias, model_folder)
-        results.append(keepalive_problem(host) or Result("keepalive", "dropped hosts", Status.OK, "ssh keepalives on"))
+        kept_alive = Result("keepalive", "dropped hosts", Status.OK, "ssh keepalives on")
+        results.append(keepalive_problem(host, ssh_settings(host)) or kept_alive)
         reports[host] = results
 
     threads = [threading.Thread(target=check, args=(host,)) for host in hosts]
@@ -330,6 +343,7 @@ def share(cluster: Cluster, venv: Path, model_folder: Path, timeout: float,
           say: Callable[[str], None] = print) -> list[str]:
     """Copy a model folder to every remote host without a complete, identical copy (rsync over ssh into
     a hidden folder, renamed into place once complete); returns the hosts it copied to."""
+    require_ssh(cluster)
     here = probe_here(venv, model_folder)
     if not here.get("complete"):
         raise MlxTasksError(f"{model_folder} is not a complete model pulled by mlxtasks, so it was not shared.",
@@ -363,28 +377,26 @@ def rsync_target(host: str) -> tuple[str, list[str]]:
 
 def copy_to(host: str, folder: Path, timeout: float) -> None:
     target, port = rsync_target(host)
-    staged, old = folder.with_name(f".share-{folder.name}"), folder.with_name(f".old-{folder.name}")
-    q = lambda path: shlex.quote(str(path))  # noqa: E731 - one line of quoting, used below
-    steps = [
-        (run_on, f"mkdir -p {q(folder.parent)}"),
-        (None, ["rsync", "-a", "--partial", "-e", shlex.join(ssh_options(timeout) + port),
-                f"{folder}/", f"{target}:{staged}/"]),
-        (run_on, f"rm -rf {q(old)}; if [ -e {q(folder)} ]; then mv {q(folder)} {q(old)}; fi; "
-                 f"mv {q(staged)} {q(folder)} && rm -rf {q(old)}"),
-    ]
-    for runner, command in steps:
-        if runner:
-            done = runner(host, command, timeout)
-        else:
-            try:
-                done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-            except FileNotFoundError:
-                raise MlxTasksError("rsync is not installed on this machine.",
-                                    fix="install rsync (macOS has it; on Linux: sudo apt install rsync)") from None
-        if done.returncode:
-            said = (done.stderr.strip().splitlines() or ["no reason given"])[-1]
-            raise MlxTasksError(f"Copying {folder.name} to {host} failed: {said}.",
-                                fix="run the same command again (what arrived is kept)")
+    staged, old = (shlex.quote(str(folder.with_name(f".{kind}-{folder.name}"))) for kind in ("share", "old"))
+    final = shlex.quote(str(folder))
+    _copied(host, folder, run_on(host, f"mkdir -p {shlex.quote(str(folder.parent))}", timeout))
+    rsync = ["rsync", "-a", "--partial", "-e", shlex.join([*ssh_options(timeout), *port]), f"{folder}/",
+             f"{target}:{folder.with_name(f'.share-{folder.name}')}/"]
+    try:
+        done = subprocess.run(rsync, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+    except FileNotFoundError:
+        raise MlxTasksError("rsync is not installed on this machine.",
+                            fix="install rsync (macOS has it; on Linux: sudo apt install rsync)") from None
+    _copied(host, folder, done)
+    swap = f"rm -rf {old}; if [ -e {final} ]; then mv {final} {old}; fi; mv {staged} {final} && rm -rf {old}"
+    _copied(host, folder, run_on(host, swap, timeout))
+
+
+def _copied(host: str, folder: Path, done: subprocess.CompletedProcess) -> None:
+    if done.returncode:
+        said = (done.stderr.strip().splitlines() or ["no reason given"])[-1]
+        raise MlxTasksError(f"Copying {folder.name} to {host} failed: {said}.",
+                            fix="run the same command again (what arrived is kept)")
 
 
 def sharding_refusal(alias: str, can: dict, pipeline: bool) -> MlxTasksError | None:

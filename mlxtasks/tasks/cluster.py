@@ -94,16 +94,17 @@ def _run(c, alias, ask, pipeline, local, verbose, temp, top_p, max_tokens, syste
     from ..config import config_dir
     from ..errors import MlxTasksError
 
+    local = int(local or 0)
+    if local == 1 or local < 0:
+        raise MlxTasksError("--local needs 2 or more ranks.", fix=f"invoke cluster.ask {alias} \"...\" --local 2")
     s = settings(c, venv=venv, models=models)
     model = catalog.find(alias, s.catalog)
     folder = s.models / model.folder
     if not (folder / "config.json").is_file():
-        raise MlxTasksError(f"{model.alias} is not downloaded on this machine.", fix=f"invoke models.pull {model.alias}")
+        raise MlxTasksError(f"{model.alias} is not downloaded on this machine.",
+                            fix=f"invoke models.pull {model.alias}")
     if not (s.venv / "bin" / "mlx.launch").exists():
         raise MlxTasksError(f"There is no mlx.launch in {s.venv}.", fix="invoke setup")
-    local = int(local or 0)
-    if local == 1 or local < 0:
-        raise MlxTasksError("--local needs 2 or more ranks.", fix=f"invoke cluster.ask {model.alias} \"...\" --local 2")
     found = subprocess.run([str(s.venv_python), "-m", "mlxtasks.runtime.cluster", "--capabilities", str(folder)],
                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if found.returncode:
@@ -114,11 +115,11 @@ def _run(c, alias, ask, pipeline, local, verbose, temp, top_p, max_tokens, syste
         raise refusal
     if local:
         hosts, backend = [cluster.LOCAL] * local, "ring"
-        launch = dict(local=local, port=cluster.free_ports(local))
+        launch = {"local": local, "port": cluster.free_ports(local)}
     else:
         path = cluster.hostfile_path(config_dir())
         made = cluster.read_hostfile(path)
-        hosts, backend, launch = list(made.hosts), made.backend, dict(hostfile=path)
+        hosts, backend, launch = list(made.hosts), made.backend, {"hostfile": path}
     given = {"temp": temp, "top_p": top_p, "max_tokens": max_tokens}
     spec = {
         "alias": model.alias, "path": str(folder), "backend": cluster.INIT_BACKEND[backend], "pipeline": pipeline,
