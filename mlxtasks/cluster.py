@@ -30,7 +30,8 @@ HOSTFILE_NAME = "hostfile.json"
 LOCAL = "127.0.0.1"  # the one host name mlx.launch runs without ssh
 HOSTS_BACKENDS = ("ring", "mpi")  # what a list of host names can describe
 BACKENDS = ("ring", "jaccl", "jaccl-ring", "mpi", "nccl")  # what mlx.launch can start
-INIT_BACKEND = {"ring": "ring", "jaccl": "jaccl", "jaccl-ring": "jaccl", "mpi": "mpi", "nccl": "nccl", "": "any"}
+# mx.distributed.init's name for each of them
+INIT_BACKEND = {"ring": "ring", "jaccl": "jaccl", "jaccl-ring": "jaccl", "mpi": "mpi", "nccl": "nccl"}
 THUNDERBOLT_FIX = ("let MLX configure Thunderbolt: mlx.distributed_config --over thunderbolt --hosts H1,H2 "
                    "--output-hostfile tb.json (from the venv), then: invoke cluster.init --hostfile tb.json")
 INIT_FIX = "invoke cluster.init --hosts HOST1,HOST2 (or try it on this machine: --local 2)"
@@ -42,7 +43,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 @dataclass(frozen=True)
 class Cluster:
-    backend: str  # "" lets mlx.launch choose
+    backend: str  # ring where the hostfile names none, as mlx.launch picks without CUDA
     hosts: tuple[str, ...]  # ssh names, in rank order
     data: dict  # the hostfile as mlx.launch reads it
 
@@ -120,7 +121,7 @@ def parse_hostfile(data: object, source: str) -> Cluster:
     if backend in ("", "ring") and len(hosts) > 1 and not all(h.get("ips") for h in hosts):
         raise MlxTasksError(f"{source} lacks the IP address of a host, which the ring backend needs.", fix=INIT_FIX)
     normal = data if isinstance(data, dict) else {"backend": "", "envs": [], "hosts": hosts}
-    return Cluster(backend, tuple(h["ssh"] for h in hosts), normal)
+    return Cluster(backend or "ring", tuple(h["ssh"] for h in hosts), normal)
 
 
 def hostfile_path(config_dir: Path) -> Path:

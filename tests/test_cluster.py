@@ -78,7 +78,7 @@ def test_mlx_distributed_config_output_is_read_as_mlx_launch_reads_it():
     read = cluster.parse_hostfile(thunderbolt, "tb.json")
     assert (read.backend, read.hosts, read.data) == ("jaccl", ("m1", "m2"), thunderbolt)
     plain_list = cluster.parse_hostfile([{"ssh": "m1", "ips": ["10.0.0.1"]}, {"ssh": "m2", "ips": ["10.0.0.2"]}], "l")
-    assert plain_list.hosts == ("m1", "m2") and plain_list.backend == ""
+    assert plain_list.hosts == ("m1", "m2") and plain_list.backend == "ring"
 
 
 @pytest.mark.parametrize("data", [

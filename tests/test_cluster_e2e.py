@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 
+import pexpect
 import psutil
 import pytest
 
@@ -123,5 +124,40 @@ def test_a_rank_killed_mid_answer_stops_every_process(cluster_setup, home):
         run.kill()
     assert run.returncode == 1
     assert "Rank 1 on this machine was killed (signal 9), so the whole run was stopped." in stderr
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive, [p.cmdline() for p in alive]
+
+
+def spawn_chat(cluster_setup, home, *args):
+    """cluster.chat in a real terminal, at its first prompt."""
+    mlxtasks = str(cluster_setup[0] / "bin" / "mlxtasks")
+    child = pexpect.spawn(mlxtasks, ["cluster.chat", "qwen7b", "--local", "2", *args, *paths(cluster_setup)],
+                          cwd=str(home), env=clean_env(home), encoding="utf-8", timeout=120)
+    child.expect_exact("Chatting with qwen7b across 2 ranks")
+    child.expect_exact(">>> ")
+    return child
+
+
+def test_in_a_terminal_ctrl_d_leaves_the_chat(cluster_setup, home):
+    child = spawn_chat(cluster_setup, home, "--max-tokens", "3")
+    child.sendline("hello")
+    child.expect_exact(">>> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_in_a_terminal_ctrl_c_stops_the_whole_run_and_every_process(cluster_setup, home):
+    child = spawn_chat(cluster_setup, home, "--max-tokens", "1000000", "--temp", "1")
+    family = psutil.Process(child.pid).children(recursive=True)
+    assert {p.environ().get("MLX_RANK") for p in family} >= {"0", "1"}
+    child.sendline("tell me everything")
+    child.expect_exact("tell me everything\r\n")  # the terminal's echo
+    child.expect(r"\S")  # the reply has started
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
     _, alive = psutil.wait_procs(family, timeout=10)
     assert not alive, [p.cmdline() for p in alive]

@@ -43,7 +43,7 @@ def init(c, hosts=None, backend="ring", hostfile=None, dry_run=False):
         return
     cluster.write_hostfile(target, data)
     addresses = {h["ssh"]: ", ".join(h.get("ips", [])) for h in data["hosts"]}
-    ui.out(f"Wrote {target}: {len(made.hosts)} hosts, backend {made.backend or 'chosen by mlx.launch'}.")
+    ui.out(f"Wrote {target}: {len(made.hosts)} hosts, backend {made.backend}.")
     for rank, host in enumerate(made.hosts):
         ui.out(f"  rank {rank}: {host}" + (f" ({addresses[host]})" if addresses[host] else ""))
     ui.out("Next: invoke cluster.check --model ALIAS")
@@ -130,7 +130,7 @@ def _run(c, alias, ask, pipeline, local, verbose, temp, top_p, max_tokens, syste
     rank_argv = [str(s.venv_python), "-m", "mlxtasks.runtime.cluster", "--spec", json.dumps(spec)]
     if ask is not None:
         rank_argv += ["--ask", ask]
-    argv = cluster.launch_argv(s.venv, backend or "ring", rank_argv, **launch)
+    argv = cluster.launch_argv(s.venv, backend, rank_argv, **launch)
     try:
         cluster.supervise(argv, hosts, model.alias, chat=ask is None)
     except KeyboardInterrupt:
