@@ -69,7 +69,12 @@ def make_hostfile(hosts: str, backend: str = "ring",
     entries = []
     for item in names:
         name, _, given = item.partition("=")
-        ips = [_ip(given, item)] if given else _addresses(name, resolve or lookup) if backend == "ring" else []
+        if given:
+            ips = [_ip(given, item)]
+        elif backend == "ring":
+            ips = _addresses(name, resolve or lookup)
+        else:
+            ips = []
         entries.append({"ssh": name, "ips": ips, "rdma": []})
     loopback = [e["ssh"] for e in entries if e["ips"] and ipaddress.ip_address(e["ips"][0]).is_loopback]
     if loopback and len({e["ssh"] for e in entries}) > 1:
@@ -291,7 +296,7 @@ def probe_host(host: str, script: str, timeout: float) -> tuple[dict | None, Res
     except (ValueError, IndexError):
         said = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return None, Result("probe", "probe", Status.ERROR, f"the check on {host} failed ({said})",
-                            fix=f"ssh {host} {shlex.quote(script)}")
+                            fix=f"ssh {host}, and check that the venv's python runs there")
 
 
 def require_ssh(cluster: Cluster) -> None:
@@ -315,6 +320,9 @@ def check_hosts(cluster: Cluster, venv: Path, timeout: float, alias: str | None 
     here = probe_here(venv, model_folder)
     if alias and not here.get("model"):
         raise MlxTasksError(f"{alias} is not downloaded on this machine.", fix=f"invoke models.pull {alias}")
+    if alias and not here.get("complete"):
+        raise MlxTasksError(f"{alias} on this machine was not pulled by mlxtasks or is incomplete, so other copies "
+                            "cannot be compared with it.", fix=f"invoke models.pull {alias} --force")
     script = probe_script(venv, model_folder)
     hosts = cluster.remote
     reports: dict[str, list[Result]] = {}
@@ -340,15 +348,15 @@ def check_hosts(cluster: Cluster, venv: Path, timeout: float, alias: str | None 
 
 # --- sharing a model ------------------------------------------------------------------------------
 
-def share(cluster: Cluster, venv: Path, model_folder: Path, timeout: float,
+def share(cluster: Cluster, venv: Path, alias: str, model_folder: Path, timeout: float,
           say: Callable[[str], None] = print) -> list[str]:
     """Copy a model folder to every remote host without a complete, identical copy (rsync over ssh into
     a hidden folder, renamed into place once complete); returns the hosts it copied to."""
     require_ssh(cluster)
     here = probe_here(venv, model_folder)
     if not here.get("complete"):
-        raise MlxTasksError(f"{model_folder} is not a complete model pulled by mlxtasks, so it was not shared.",
-                            fix=f"invoke models.verify, or pull it again: invoke models.pull {model_folder.name}")
+        raise MlxTasksError(f"{alias} on this machine was not pulled by mlxtasks or is incomplete, so it was not "
+                            "shared.", fix=f"invoke models.pull {alias} --force")
     script = probe_script(venv, model_folder)
     copied = []
     for host in cluster.remote:
@@ -378,18 +386,20 @@ def rsync_target(host: str) -> tuple[str, list[str]]:
 
 def copy_to(host: str, folder: Path, timeout: float) -> None:
     target, port = rsync_target(host)
-    staged, old = (shlex.quote(str(folder.with_name(f".{kind}-{folder.name}"))) for kind in ("share", "old"))
-    final = shlex.quote(str(folder))
+    staged, old = folder.with_name(f".share-{folder.name}"), folder.with_name(f".old-{folder.name}")
+    final, staged_q, old_q = (shlex.quote(str(path)) for path in (folder, staged, old))
     _copied(host, folder, run_on(host, f"mkdir -p {shlex.quote(str(folder.parent))}", timeout))
-    rsync = ["rsync", "-a", "--partial", "-e", shlex.join([*ssh_options(timeout), *port]), f"{folder}/",
-             f"{target}:{folder.with_name(f'.share-{folder.name}')}/"]
+    # --delete only touches the staging folder: what an earlier, different copy left there.
+    rsync = ["rsync", "-a", "--partial", "--delete", "-e", shlex.join([*ssh_options(timeout), *port]),
+             f"{folder}/", f"{target}:{staged}/"]
     try:
         done = subprocess.run(rsync, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
     except FileNotFoundError:
         raise MlxTasksError("rsync is not installed on this machine.",
                             fix="install rsync (macOS has it; on Linux: sudo apt install rsync)") from None
     _copied(host, folder, done)
-    swap = f"rm -rf {old}; if [ -e {final} ]; then mv {final} {old}; fi; mv {staged} {final} && rm -rf {old}"
+    swap = (f"rm -rf {old_q}; if [ -e {final} ]; then mv {final} {old_q}; fi; "
+            f"mv {staged_q} {final} && rm -rf {old_q}")
     _copied(host, folder, run_on(host, swap, timeout))
 
 

@@ -83,10 +83,11 @@ def test_a_chat_reads_messages_and_commands_and_ends_at_end_of_input(cluster_set
     mlxtasks = str(cluster_setup[0] / "bin" / "mlxtasks")  # the installed CLI, from any folder
     done = subprocess.run([mlxtasks, "cluster.chat", "qwen7b", "--local", "2", "--max-tokens", "4",
                            *paths(cluster_setup)], cwd=home, env=clean_env(home), capture_output=True, text=True,
-                          input="hello\n/set max_tokens 2\nagain\n/save talk.json --json\n", timeout=300)
+                          input="hello\n/set max_tokens 2\n/model qwen7b\nagain\n/save talk.json --json\n",
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Chatting with qwen7b across 2 ranks")
-    assert "(max_tokens = 2)" in done.stdout
+    assert "(max_tokens = 2)" in done.stdout and "(a cluster chat holds one model;" in done.stdout
     saved = json.loads((home / "talk.json").read_text())  # written once, by rank 0, in the launcher's folder
     assert [m["content"] for m in saved["messages"] if m["role"] == "user"] == ["hello", "again"]
     assert saved["sampling"]["max_tokens"] == 2

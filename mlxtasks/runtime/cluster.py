@@ -81,6 +81,10 @@ def chat(session: ShardedSession, rank: int) -> None:
             continue
         if text.startswith("/"):
             line = text.strip()
+            if line[1:].partition(" ")[0] == "model":  # loading is collective: rank 0 alone would wait for ever
+                if rank == 0:
+                    say("(a cluster chat holds one model; leave and start another run to switch)")
+                continue
             if rank == 0:
                 keep_going = command(session, line, say)
             elif line[1:].partition(" ")[0] in SHARED_COMMANDS:

@@ -80,7 +80,7 @@ def share(c, model, timeout=5, venv=None, models=None):
     s = settings(c, venv=venv, models=models)
     entry = catalog.find(model, s.catalog)
     hosts = cluster.read_hostfile(cluster.hostfile_path(config_dir()))
-    copied = cluster.share(hosts, s.venv, s.models / entry.folder, float(timeout), ui.out)
+    copied = cluster.share(hosts, s.venv, entry.alias, s.models / entry.folder, float(timeout), ui.out)
     ui.out(f"{entry.alias} is on every host" + (f" (copied to {', '.join(copied)})." if copied else "."))
 
 
