@@ -59,6 +59,8 @@ def make_hostfile(hosts: str, backend: str = "ring",
                   resolve: Callable[[str], list[str]] | None = None) -> dict:
     """The JSON hostfile for a comma-separated list of hosts, each `NAME` or `NAME=IP`.
     The ring backend needs every host's IP address; names are looked up on this machine."""
+    if backend not in BACKENDS:
+        raise MlxTasksError(f"There is no {backend!r} backend in mlx.launch.", fix="use --backend ring (or mpi)")
     if backend not in HOSTS_BACKENDS:
         raise MlxTasksError(f"The {backend} backend needs more than host names (its network devices).",
                             fix=THUNDERBOLT_FIX if backend.startswith("jaccl") else "use --backend ring")
@@ -469,7 +471,7 @@ def failure_sentence(rank: int, status: int | None, host: str, alias: str) -> Ml
     if status is None or status < 0:
         how = "was killed" + (f" (signal {-status})" if status else "")
     elif status == 255 and host != LOCAL:
-        how = "lost its ssh connection"
+        how = "lost its ssh connection (or never got one)"
     else:
         how = f"failed (exit status {status})"
     return MlxTasksError(f"Rank {rank} on {where} {how}, so the whole run was stopped.",

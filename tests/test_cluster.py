@@ -65,6 +65,7 @@ def test_an_mpi_hostfile_needs_no_addresses():
     ("mac1.local,mac2.local=not-an-ip", "ring", "'mac2.local=not-an-ip' does not end in an IP address.", "NAME=IP"),
     ("mac1.local,here=127.0.1.1", "ring", "here resolves to a loopback address", "--hosts ...,here=192.168.1.10"),
     ("mac1.local,mac2.local", "jaccl", "The jaccl backend needs more than host names", "mlx.distributed_config"),
+    ("mac1.local,mac2.local", "tcp", "There is no 'tcp' backend in mlx.launch.", "--backend ring"),
 ])
 def test_hostfile_mistakes_are_one_sentence_with_a_fix(hosts, backend, message, fix):
     err = sentence(lambda: cluster.make_hostfile(hosts, backend, resolve=resolve))

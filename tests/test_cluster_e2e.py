@@ -79,6 +79,16 @@ def test_two_local_ranks_give_the_single_process_greedy_answer(cluster_setup, ho
     assert all(size < whole for size in sizes.values()), (sizes, whole)
 
 
+def test_a_hostfile_made_by_init_is_what_the_run_launches(cluster_setup, home):
+    # Both hosts are 127.0.0.1, which mlx.launch runs without ssh, so the hostfile path runs for real.
+    made = invoke("cluster.init", "--hosts", "127.0.0.1,127.0.0.1", home=home)
+    assert made.returncode == 0, made.stderr
+    done = invoke("cluster.ask", "qwen7b", PROMPT, "--verbose", *GREEDY, *paths(cluster_setup), home=home)
+    assert done.returncode == 0, done.stderr
+    local = invoke("cluster.ask", "qwen7b", PROMPT, "--local", "2", *GREEDY, *paths(cluster_setup), home=home)
+    assert done.stdout == local.stdout and set(rank_sizes(done.stderr, "tensor")) == {0, 1}
+
+
 def test_a_chat_reads_messages_and_commands_and_ends_at_end_of_input(cluster_setup, home):
     mlxtasks = str(cluster_setup[0] / "bin" / "mlxtasks")  # the installed CLI, from any folder
     done = subprocess.run([mlxtasks, "cluster.chat", "qwen7b", "--local", "2", "--max-tokens", "4",
