@@ -120,6 +120,15 @@ def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = N
     )
 
 
+def config_dir(home: str | Path | None = None) -> Path:
+    """Where mlxtasks keeps files of its own (the cluster's hostfile): $XDG_CONFIG_HOME/mlxtasks when that
+    is an absolute path, else ~/.config/mlxtasks."""
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    if os.path.isabs(base):
+        return Path(base) / "mlxtasks"
+    return Path(home if home is not None else _home()) / ".config" / "mlxtasks"
+
+
 def _home() -> str:
     home = os.environ.get("HOME")
     if not home:

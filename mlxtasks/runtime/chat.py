@@ -68,16 +68,21 @@ class Session:
             self.sampling = {**self.models[self.alias]["sampling"], **self.overrides}
 
     def load(self, alias: str) -> None:
-        from mlx_lm import load
         from mlx_lm.models.cache import make_prompt_cache
 
-        self.model, self.tokenizer = load(self.models[alias]["path"])
+        self.model, self.tokenizer = self.open_model(self.models[alias]["path"])
         self.alias = alias
         self.sampling = {**self.models[alias]["sampling"], **self.overrides}
         self.cache = make_prompt_cache(self.model)
         self.cached: list[int] = []  # the tokens the cache holds
         config = json.loads((Path(self.models[alias]["path"]) / "config.json").read_text())
         self.context = int(config.get("max_position_embeddings") or 4096)
+
+    def open_model(self, path: str):
+        """(model, tokenizer) from a model folder; a sharded session loads its part instead."""
+        from mlx_lm import load
+
+        return load(path)
 
     def conversation(self) -> list[dict]:
         system = [{"role": "system", "content": self.system}] if self.system else []

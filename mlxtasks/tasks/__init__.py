@@ -3,10 +3,10 @@
 from invoke import Collection
 
 from .. import config
-from . import bench, chat, install, models, preflight, serve, shell, venv, workspace
+from . import bench, chat, cluster, install, models, preflight, serve, shell, venv, workspace
 from .setup import setup, uninstall
 from .validate import status, validate
 
 ns = Collection(setup, uninstall, validate, status, preflight.ns, venv.ns, install.ns, workspace.ns, shell.ns, models.ns, chat.ns,
-                serve.ns, bench.ns)
+                serve.ns, bench.ns, cluster.ns)
 ns.configure({config.CONFIG_KEY: config.DEFAULTS})

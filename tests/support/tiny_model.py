@@ -92,10 +92,13 @@ def write_tokenizer(tokenizer: Tokenizer, out: Path) -> None:
     (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
 
 
-# Layer sizes: "tiny" for tests; "0.5b" is Qwen2.5-0.5B's body (its 151k-token vocabulary aside), for benchmarks.
+# Layer sizes: "tiny" for tests; "tiny-wide" splits in two for tensor parallelism (each half still a whole
+# 64-wide quantization group); "0.5b" is Qwen2.5-0.5B's body (its 151k-token vocabulary aside), for benchmarks.
 SHAPES = {
     "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
              "num_key_value_heads": 2},
+    "tiny-wide": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "num_key_value_heads": 2},
     "0.5b": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
              "num_key_value_heads": 2},
 }

@@ -1,0 +1,142 @@
+"""Sharded chat and one-shot answers: one process per rank, started by `mlx.launch`, over mlx_lm's sharded_load.
+
+    python -m mlxtasks.runtime.cluster --capabilities MODEL_FOLDER   # can mlx_lm shard it? JSON on stdout
+    python -m mlxtasks.runtime.cluster --spec JSON --ask TEXT       # one answer, printed by rank 0
+    python -m mlxtasks.runtime.cluster --spec JSON                  # a chat; rank 0 reads stdin
+
+Every rank runs the same computation. Chat messages reach the other ranks from rank 0 through the
+distributed group, so no rank depends on when its own copy of stdin arrives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .chat import Output, Session, _sampling_text, command, read_message
+
+# Chat commands that change what the model sees: every rank runs them. The rest only print or
+# write files, which rank 0 alone does.
+SHARED_COMMANDS = {"reset", "system", "set", "quit", "exit", "q"}
+MISSING_MODEL = 3  # exit status of a rank whose host lacks the model folder
+
+
+def capabilities(path: str) -> dict:
+    """What sharded_load will accept for this model, decided the way sharded_load decides it."""
+    from mlx_lm.utils import load_model
+
+    model, config = load_model(Path(path), lazy=True, strict=False)
+    return {"model_type": config.get("model_type"), "tensor": hasattr(model, "shard"),
+            "pipeline": hasattr(model, "model") and hasattr(model.model, "pipeline")}
+
+
+@dataclass
+class ShardedSession(Session):
+    """A chat session whose model holds only this rank's part of the weights."""
+
+    group: object = None
+    pipeline: bool = False
+
+    def open_model(self, path: str):
+        from mlx_lm.utils import sharded_load
+
+        return sharded_load(path, self.group if self.pipeline else None, None if self.pipeline else self.group)
+
+
+def share_text(group, text: str | None) -> str:
+    """Rank 0's text on every rank (the others pass None): a length, then the bytes, each summed over the group."""
+    import mlx.core as mx
+
+    data = text.encode() if group.rank() == 0 else b""
+    size = mx.distributed.all_sum(mx.array(len(data)), group=group, stream=mx.cpu).item()
+    buffer = list(data) if group.rank() == 0 else [0] * size
+    summed = mx.distributed.all_sum(mx.array(buffer or [0], dtype=mx.uint8), group=group, stream=mx.cpu)
+    return bytes(summed.tolist()[:size]).decode()
+
+
+def weights_bytes(model) -> int:
+    from mlx.utils import tree_flatten
+
+    return sum(value.nbytes for _, value in tree_flatten(model.parameters()))
+
+
+def chat(session: ShardedSession, rank: int) -> None:
+    out, say = Output(), (lambda s: print(s, flush=True))
+    if rank == 0:
+        say(f"Chatting with {session.alias} across {session.group.size()} ranks ({_sampling_text(session)}). "
+            "/help for commands, /quit or Ctrl-D to leave, Ctrl-C stops the whole run.")
+    while True:
+        text = None
+        if rank == 0:
+            try:
+                text = read_message(">>> ")
+            except EOFError:
+                text = "/quit"
+        text = share_text(session.group, text)
+        if not text.strip():
+            continue
+        if text.startswith("/"):
+            line = text.strip()
+            if line[1:].partition(" ")[0] == "model":  # loading is collective: rank 0 alone would wait for ever
+                if rank == 0:
+                    say("(a cluster chat holds one model; leave and start another run to switch)")
+                continue
+            if rank == 0:
+                keep_going = command(session, line, say)
+            elif line[1:].partition(" ")[0] in SHARED_COMMANDS:
+                keep_going = command(session, line, lambda s: None)
+            else:
+                keep_going = True
+            if not keep_going:
+                return
+            continue
+        session.reply(text, out.write if rank == 0 else (lambda chunk: None))
+        if rank == 0:
+            out.end()
+            for notice in session.notices:
+                say(notice)
+        session.notices.clear()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--capabilities", metavar="MODEL_FOLDER", help="print what sharding the model supports")
+    parser.add_argument("--spec", help="JSON: alias, path, sampling, system, seed, backend, pipeline, verbose")
+    parser.add_argument("--ask", help="answer this prompt and exit")
+    args = parser.parse_args()
+    if args.capabilities:
+        print(json.dumps(capabilities(args.capabilities)))
+        return 0
+    spec = json.loads(args.spec)
+    host = socket.gethostname()
+    if not (Path(spec["path"]) / "config.json").is_file():
+        print(f"{host} has no model in {spec['path']}.", file=sys.stderr)
+        return MISSING_MODEL
+    import mlx.core as mx
+
+    group = mx.distributed.init(strict=True, backend=spec["backend"])
+    mx.random.seed(spec.get("seed") or 0)
+    session = ShardedSession({spec["alias"]: {"path": spec["path"], "sampling": spec["sampling"]}}, spec["alias"],
+                             spec["overrides"], spec.get("system"), group=group, pipeline=spec["pipeline"])
+    session.load(spec["alias"])
+    if spec.get("verbose"):
+        print(f"rank {group.rank()} of {group.size()} on {host}: {'pipeline' if spec['pipeline'] else 'tensor'} part, "
+              f"{weights_bytes(session.model)} bytes of weights", file=sys.stderr, flush=True)
+    if args.ask is None:
+        chat(session, group.rank())
+    else:
+        session.reply(args.ask, Output().write if group.rank() == 0 else (lambda chunk: None))
+        if group.rank() == 0:
+            Output().end()
+    # generate_step computes one token ahead, collectives included: a rank that left before the
+    # others finished that step would break their connection.
+    mx.eval(mx.distributed.all_sum(mx.array(1.0), group=group, stream=mx.cpu))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

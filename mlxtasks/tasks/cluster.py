@@ -1,0 +1,157 @@
+"""cluster: one model across several machines, through MLX's own launcher (mlx.launch) and mlx_lm's sharding."""
+
+from invoke import Collection
+
+from ._common import PATH_HELP, is_dry, settings, task
+from .chat import SAMPLING_HELP
+
+TIMEOUT_HELP = "seconds to wait for each host to answer ssh (default 5)"
+RUN_HELP = {
+    "model": "a catalogue alias such as qwen32b; every host needs the same copy (invoke cluster.share)",
+    "pipeline": "pipeline parallel (each host runs some of the layers) instead of tensor parallel",
+    "local": "run N ranks on this machine through the same launcher (a loopback ring), to try it out",
+    "verbose": "each rank says on stderr where it runs and how much of the model it holds",
+    **SAMPLING_HELP,
+}
+
+
+@task(help={"hosts": "comma-separated ssh host names in rank order, each NAME or NAME=IP (the ring backend "
+                     "needs every host's address)",
+            "backend": "ring (default; Ethernet, Wi-Fi or Thunderbolt networking) or mpi",
+            "hostfile": "keep this hostfile instead, e.g. mlx.distributed_config's for Thunderbolt (jaccl)",
+            "dry_run": "print the hostfile, write nothing"})
+def init(c, hosts=None, backend="ring", hostfile=None, dry_run=False):
+    """Write the hostfile mlx.launch reads, from host names or from mlx.distributed_config's output."""
+    import json
+    from pathlib import Path
+
+    from .. import cluster, ui
+    from ..config import config_dir
+    from ..errors import MlxTasksError
+
+    if bool(hosts) == bool(hostfile):
+        raise MlxTasksError("Give either --hosts or --hostfile.", fix=cluster.INIT_FIX)
+    if hosts:
+        data = cluster.make_hostfile(hosts, backend)
+    else:
+        data = cluster.read_hostfile(Path(hostfile)).data
+    made = cluster.parse_hostfile(data, "the hostfile")
+    target = cluster.hostfile_path(config_dir())
+    if is_dry(c, dry_run):
+        ui.out(f"Would write {target}:")
+        ui.out(json.dumps(data, indent=2))
+        return
+    cluster.write_hostfile(target, data)
+    addresses = {h["ssh"]: ", ".join(h.get("ips", [])) for h in data["hosts"]}
+    ui.out(f"Wrote {target}: {len(made.hosts)} hosts, backend {made.backend}.")
+    for rank, host in enumerate(made.hosts):
+        ui.out(f"  rank {rank}: {host}" + (f" ({addresses[host]})" if addresses[host] else ""))
+    ui.out("Next: invoke cluster.check --model ALIAS")
+
+
+@task(help={"model": "also check that every host has this model, the same complete copy",
+            "timeout": TIMEOUT_HELP, "venv": PATH_HELP["venv"], "models": PATH_HELP["models"]})
+def check(c, model=None, timeout=5, venv=None, models=None):
+    """Check every host: ssh without a prompt, the same venv, versions and model; exit 1 on any problem."""
+    from invoke import Exit
+
+    from .. import catalog, cluster, ui
+    from ..checks import any_failed, summary_line
+    from ..config import config_dir
+
+    s = settings(c, venv=venv, models=models)
+    hosts = cluster.read_hostfile(cluster.hostfile_path(config_dir()))
+    entry = catalog.find(model, s.catalog) if model else None
+    groups = cluster.check_hosts(hosts, s.venv, float(timeout), entry and entry.alias,
+                                 entry and s.models / entry.folder)
+    results = [r for _, items in groups for r in items]
+    ui.report(groups, [summary_line(results)])
+    if any_failed(results):
+        raise Exit(code=1)
+
+
+@task(positional=["model"], help={"model": "a catalogue alias of a model pulled on this machine",
+                                  "timeout": TIMEOUT_HELP, "venv": PATH_HELP["venv"], "models": PATH_HELP["models"]})
+def share(c, model, timeout=5, venv=None, models=None):
+    """Copy a pulled model to the other hosts (rsync over ssh), skipping hosts with a complete copy."""
+    from .. import catalog, cluster, ui
+    from ..config import config_dir
+
+    s = settings(c, venv=venv, models=models)
+    entry = catalog.find(model, s.catalog)
+    hosts = cluster.read_hostfile(cluster.hostfile_path(config_dir()))
+    copied = cluster.share(hosts, s.venv, entry.alias, s.models / entry.folder, float(timeout), ui.out)
+    ui.out(f"{entry.alias} is on every host" + (f" (copied to {', '.join(copied)})." if copied else "."))
+
+
+def _run(c, alias, ask, pipeline, local, verbose, temp, top_p, max_tokens, system, seed, venv, models):
+    import json
+    import subprocess
+
+    from invoke import Exit
+
+    from .. import catalog, cluster
+    from ..config import config_dir
+    from ..errors import MlxTasksError
+
+    local = int(local or 0)
+    if local == 1 or local < 0:
+        raise MlxTasksError("--local needs 2 or more ranks.", fix=f"invoke cluster.ask {alias} \"...\" --local 2")
+    s = settings(c, venv=venv, models=models)
+    model = catalog.find(alias, s.catalog)
+    folder = s.models / model.folder
+    if not (folder / "config.json").is_file():
+        raise MlxTasksError(f"{model.alias} is not downloaded on this machine.",
+                            fix=f"invoke models.pull {model.alias}")
+    if not (s.venv / "bin" / "mlx.launch").exists():
+        raise MlxTasksError(f"There is no mlx.launch in {s.venv}.", fix="invoke setup")
+    found = subprocess.run([str(s.venv_python), "-m", "mlxtasks.runtime.cluster", "--capabilities", str(folder)],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if found.returncode:
+        said = (found.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MlxTasksError(f"mlx_lm cannot read {model.alias}: {said}.", fix=f"invoke models.verify {model.alias}")
+    refusal = cluster.sharding_refusal(model.alias, json.loads(found.stdout), pipeline)
+    if refusal:
+        raise refusal
+    if local:
+        hosts, backend = [cluster.LOCAL] * local, "ring"
+        launch = {"local": local, "port": cluster.free_ports(local)}
+    else:
+        path = cluster.hostfile_path(config_dir())
+        made = cluster.read_hostfile(path)
+        hosts, backend, launch = list(made.hosts), made.backend, {"hostfile": path}
+    given = {"temp": temp, "top_p": top_p, "max_tokens": max_tokens}
+    spec = {
+        "alias": model.alias, "path": str(folder), "backend": cluster.INIT_BACKEND[backend], "pipeline": pipeline,
+        "sampling": {"temp": model.temperature, "top_p": model.top_p, "max_tokens": model.max_tokens},
+        "overrides": {k: (int if k == "max_tokens" else float)(v) for k, v in given.items() if v is not None},
+        "system": system, "seed": None if seed is None else int(seed), "verbose": verbose,
+    }
+    rank_argv = [str(s.venv_python), "-m", "mlxtasks.runtime.cluster", "--spec", json.dumps(spec)]
+    if ask is not None:
+        rank_argv += ["--ask", ask]
+    argv = cluster.launch_argv(s.venv, backend, rank_argv, **launch)
+    try:
+        cluster.supervise(argv, hosts, model.alias, chat=ask is None)
+    except KeyboardInterrupt:
+        raise Exit(code=130) from None
+
+
+@task(default=True, positional=["model"], help=RUN_HELP)
+def chat(c, model, pipeline=False, local=0, verbose=False, temp=None, top_p=None, max_tokens=None, system=None,
+         seed=None, venv=None, models=None):
+    """Chat with a model split across the cluster's hosts (tensor parallel; --pipeline for pipeline)."""
+    _run(c, model, None, pipeline, local, verbose, temp, top_p, max_tokens, system, seed, venv, models)
+
+
+@task(positional=["model", "prompt"], help={"prompt": "the question; - reads it from stdin", **RUN_HELP})
+def ask(c, model, prompt, pipeline=False, local=0, verbose=False, temp=None, top_p=None, max_tokens=None, system=None,
+        seed=None, venv=None, models=None):
+    """One answer from a model split across the cluster's hosts, on stdout and nothing else."""
+    import sys
+
+    text = sys.stdin.read() if prompt == "-" else prompt
+    _run(c, model, text, pipeline, local, verbose, temp, top_p, max_tokens, system, seed, venv, models)
+
+
+ns = Collection("cluster", init, check, share, chat, ask)
