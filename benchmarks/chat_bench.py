@@ -3,14 +3,11 @@ settings, in one process of the venv's Python."""
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
 from pathlib import Path
 
-from harness import ROOT, Result, set_up_home
+from harness import Result, measure_in_venv
 
-MAKE_MODEL = ROOT / "tests" / "support" / "tiny_model.py"
 TOKENS = 512  # long enough that a run lasts about a second on the tiny model
 RUNS = 10
 MEASURE = """
@@ -48,12 +45,7 @@ print(json.dumps(runs))
 
 
 def chat_overhead(work: Path) -> Result:
-    python = set_up_home(work) / "venv-mlx" / "bin" / "python"
-    model = work / "model"
-    subprocess.run([str(python), str(MAKE_MODEL), str(model)], check=True, capture_output=True)
-    out = subprocess.run([str(python), "-c", MEASURE, str(model), str(TOKENS), str(RUNS)], check=True,
-                         capture_output=True, text=True, cwd=ROOT)
-    runs = json.loads(out.stdout)
+    runs = measure_in_venv(work, MEASURE, TOKENS, RUNS)
     best = {side: (statistics.median(tps for tps, _ in values), statistics.median(ttft for _, ttft in values))
             for side, values in runs.items()}
     tps_ratio = best["ours"][0] / best["raw"][0]

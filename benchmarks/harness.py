@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -55,3 +56,23 @@ def set_up_home(work: Path) -> Path:
     home = new_home(work, "set-up")
     timed([INVOKE, "setup", "--yes"], home)
     return home
+
+
+@functools.cache
+def tiny_model(work: Path) -> Path:
+    """The tests' generated tiny qwen2 4-bit model, made once in the set-up venv."""
+    model = work / "tiny-model"
+    subprocess.run([str(venv_python(work)), str(ROOT / "tests" / "support" / "tiny_model.py"), str(model)],
+                   check=True, capture_output=True)
+    return model
+
+
+def venv_python(work: Path) -> Path:
+    return set_up_home(work) / "venv-mlx" / "bin" / "python"
+
+
+def measure_in_venv(work: Path, code: str, *args: object) -> dict:
+    """Run CODE in the set-up venv's Python with the tiny model's folder and ARGS; its JSON output."""
+    out = subprocess.run([str(venv_python(work)), "-c", code, str(tiny_model(work)), *map(str, args)], check=True,
+                         capture_output=True, text=True, cwd=ROOT)
+    return json.loads(out.stdout)

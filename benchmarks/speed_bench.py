@@ -4,14 +4,11 @@ runs interleaved in one process of the venv's Python."""
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
 from pathlib import Path
 
-from harness import ROOT, Result, set_up_home
+from harness import Result, measure_in_venv
 
-MAKE_MODEL = ROOT / "tests" / "support" / "tiny_model.py"
 PROMPT, TOKENS, RUNS = 128, 256, 20
 MEASURE = """
 import json, sys
@@ -42,12 +39,7 @@ print(json.dumps(runs))
 
 
 def bench_vs_mlx_lm(work: Path) -> Result:
-    python = set_up_home(work) / "venv-mlx" / "bin" / "python"
-    model = work / "speed-model"
-    subprocess.run([str(python), str(MAKE_MODEL), str(model)], check=True, capture_output=True)
-    out = subprocess.run([str(python), "-c", MEASURE, str(model), str(PROMPT), str(TOKENS), str(RUNS)], check=True,
-                         capture_output=True, text=True, cwd=ROOT)
-    runs = json.loads(out.stdout)
+    runs = measure_in_venv(work, MEASURE, PROMPT, TOKENS, RUNS)
     ours, theirs = statistics.median(runs["bench"]), statistics.median(runs["mlx_lm"])
     ratio = ours / theirs
     return Result(

@@ -5,7 +5,6 @@ measures in the venv's Python, runtime/plot.py draws; this module starts them an
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -59,8 +58,7 @@ class Skip:
         return {"alias": self.alias, "reason": self.reason, "fix": self.fix}
 
 
-def check_settings(value: Any, home: Path, environ: dict[str, str] | None = None,
-                   labels: dict[str, str] | None = None) -> BenchSettings:
+def check_settings(value: Any, home: Path, state: Path, labels: dict[str, str] | None = None) -> BenchSettings:
     """`mlx.bench` (missing keys from DEFAULTS) and flags, checked. labels: how to name a key in an error."""
     if hasattr(value, "keys") and not isinstance(value, dict):  # Invoke's DataProxy
         value = {key: value[key] for key in value.keys()}
@@ -97,9 +95,7 @@ def check_settings(value: Any, home: Path, environ: dict[str, str] | None = None
         raise _invalid(label("ollama_url"), "a URL such as http://127.0.0.1:11434", url)
     history = merged["history"]
     if history is None:
-        environ = os.environ if environ is None else environ
-        state = Path(environ["XDG_STATE_HOME"]) if environ.get("XDG_STATE_HOME") else home / ".local" / "state"
-        history = state / "mlxtasks" / "bench.jsonl"
+        history = state / "bench.jsonl"
     elif isinstance(history, str) and history.strip():
         history = home / history[2:] if history.startswith("~/") else Path(history)
     else:
@@ -121,7 +117,7 @@ def with_flags(settings: BenchSettings, home: Path, **flags: Any) -> BenchSettin
     current = {key: getattr(settings, key) for key in DEFAULTS}
     current["history"] = str(current["history"])
     labels = {key: f"--{key.replace('_', '-')}" for key in given}
-    return check_settings({**current, **given}, home, labels=labels)
+    return check_settings({**current, **given}, home, settings.history.parent, labels=labels)
 
 
 # which models -----------------------------------------------------------------------------------

@@ -34,12 +34,12 @@ DEFAULTS: dict[str, Any] = {
     "min_disk_gb": 10,
     "warn_disk_gb": 20,
     "warn_ram_gb": 16,
-    "disk_margin_gb": 1,
-    "retry_delay_s": 2.0,  # before the second try of a download; doubled for each later one  # kept free beyond a model's size when pulling it
-    "catalog": {},
+    "disk_margin_gb": 1,  # kept free beyond a model's size when pulling it
+    "retry_delay_s": 2.0,  # before the second try of a download; doubled for each later one
+    "catalog": {},  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
     "default_model": "qwen7b",  # for chat.ask without --model
     "bench": bench.DEFAULTS,  # invoke bench: prompt lengths, tokens generated, runs, Ollama's URL, the history file
-    "router": router.DEFAULT_RULES,  # categories: keywords with weights, and models best first  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
+    "router": router.DEFAULT_RULES,  # categories: keywords with weights, and models best first
     "serve_port": 8080,  # not 11434, which Ollama owns; the host is only ever a flag (default 127.0.0.1)
     "serve_start_timeout_s": 120,  # how long `serve` waits for the model to load and the port to answer
     "serve_allowed_origins": [],  # web origins whose pages may read the server's answers (CORS); none by default
@@ -115,9 +115,14 @@ def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = N
         serve_port=port_number(*value("serve_port")),
         serve_start_timeout_s=_number(*value("serve_start_timeout_s")),
         serve_allowed_origins=_str_list(*value("serve_allowed_origins"), expected="a list of origins such as http://localhost:3000"),
-        state=Path(os.environ.get("XDG_STATE_HOME") or home / ".local" / "state") / "mlxtasks",
-        bench=bench.check_settings(merged["bench"], home),
+        state=state_dir(home),
+        bench=bench.check_settings(merged["bench"], home, state_dir(home)),
     )
+
+
+def state_dir(home: Path) -> Path:
+    """Pid files, logs, chat history and bench results: $XDG_STATE_HOME/mlxtasks, else ~/.local/state/mlxtasks."""
+    return Path(os.environ.get("XDG_STATE_HOME") or home / ".local" / "state") / "mlxtasks"
 
 
 def config_dir(home: str | Path | None = None) -> Path:

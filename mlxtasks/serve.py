@@ -234,8 +234,6 @@ def healthy(server: Server, timeout: float = 2.0) -> bool:
 def stop(state: Path, wait: float = STOP_WAIT_S) -> Server | None:
     """TERM the running server, KILL it if it is still there after `wait`; remove the record.
     None when there was nothing to stop."""
-    import psutil
-
     server = running(state)
     if server:
         _end(server.pid, wait)

@@ -20,8 +20,8 @@ def test_settings_default_and_follow_config_and_the_state_folder(tmp_path):
     s = config.resolve({}, home=home).bench
     assert (s.prompt_tokens, s.generation_tokens, s.runs, s.warmup) == ((128, 1024), 256, 3, 1)
     assert s.ollama_url == "http://127.0.0.1:11434"
-    assert bench.check_settings({}, home, environ={}).history == home / ".local/state/mlxtasks/bench.jsonl"
-    assert bench.check_settings({}, home, environ={"XDG_STATE_HOME": "/st"}).history == Path("/st/mlxtasks/bench.jsonl")
+    assert s.history == config.state_dir(home) / "bench.jsonl"
+    assert bench.check_settings({}, home, Path("/st/mlxtasks")).history == Path("/st/mlxtasks/bench.jsonl")
     s = config.resolve({"bench": {"runs": 5, "history": "~/b.jsonl"}}, home=home).bench
     assert (s.runs, s.history, s.generation_tokens) == (5, home / "b.jsonl", 256)
 

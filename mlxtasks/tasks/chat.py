@@ -18,11 +18,9 @@ SAMPLING_HELP = {
 def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models):
     """Start the venv's chat with the chosen model and settings; its exit status is ours."""
     import json
-    import os
     import signal
     import subprocess
     import sys
-    from pathlib import Path
 
     from invoke import Exit
 
@@ -49,7 +47,6 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models):
     if model and not catalog.fits(model, probe()):
         print(f"Warning: {model.alias} needs about {model.ram_gb:.1f} GB of memory, more than this machine can give it; "
               "it may be slow or fail to load.", file=sys.stderr)
-    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "mlxtasks"
     given = {"temp": temp, "top_p": top_p, "max_tokens": max_tokens}
     spec = {
         "models": installed,
@@ -58,7 +55,7 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models):
         "rules": s.router,
         "system": system,
         "seed": None if seed is None else int(seed),
-        "history": str(state / "chat_history"),
+        "history": str(s.state / "chat_history"),
     }
     argv = [str(s.venv_python), "-m", "mlxtasks.runtime.chat", "--spec", json.dumps(spec)]
     if ask is not None:
