@@ -52,6 +52,11 @@ def out(text: str = "") -> None:
     print(text, flush=True)
 
 
+def note(text: str) -> None:
+    """A passing remark on stderr, so stdout stays the command's answer."""
+    print(text, file=sys.stderr, flush=True)
+
+
 def error(err: MlxTasksError) -> None:
     stream = sys.stderr
     print(f"{_mark('error', stream)} {err.message}", file=stream, flush=True)

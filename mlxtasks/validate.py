@@ -11,7 +11,7 @@ import os
 import subprocess
 from functools import partial
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from . import facts, install, installer, rcfile, shellblock, store, venv
 from .catalog import BUILTIN, Model, by_folder, fits_in
@@ -262,9 +262,9 @@ PROBE_BATCHES = (("mlx", "accelerator"), ("mlx-lm",))
 
 
 def run(settings: Settings, groups: Iterable[str] = GROUPS, deep: bool = False,
-        env: Mapping[str, str] | None = None) -> list[Result]:
+        env: Mapping[str, str] | None = None, say: Callable[[str], None] = lambda text: None) -> list[Result]:
     """Every check of the chosen groups, in GROUPS order. The MLX checks run in the venv's Python
-    (started first) while this process does the rest."""
+    (started first) while this process does the rest. say() hears of CUDA's kernel compilation."""
     env = dict(os.environ if env is None else env)
     groups = [g for g in GROUPS if g in set(groups)]
     state = venv.inspect(settings.venv)
@@ -277,6 +277,8 @@ def run(settings: Settings, groups: Iterable[str] = GROUPS, deep: bool = False,
         for n, batch in enumerate(PROBE_BATCHES):
             chosen = [g for g in in_venv if g in batch]
             deep_here = deep and folders and n == len(PROBE_BATCHES) - 1
+            if deep_here and backend.startswith("cuda"):
+                say(facts.CUDA_COMPILING)
             if chosen or deep_here:
                 argv = [str(settings.venv_python), "-m", "mlxtasks.runtime.probe", "--os", host.os,
                         "--backend", backend, "--groups", *chosen, "--deep", *(map(str, folders) if deep_here else ())]

@@ -17,7 +17,7 @@ from .support.fake_ollama import EVAL_TPS, PROMPT_TPS, FakeOllama
 
 pytestmark = pytest.mark.e2e
 
-COMPILING = "compiling GPU kernels (first run only)..."
+COMPILING = "compiling GPU kernels (first run only)..."  # runtime/gpu.py's words
 SMALL = ["--prompt-tokens", "8,24", "--generation-tokens", "6", "--runs", "2", "--warmup", "1"]
 
 
@@ -158,8 +158,8 @@ def test_the_runtime_says_kernels_are_compiling_once_on_cuda(mlx_run, tiny_model
     """No NVIDIA GPU here: the backend is given as CUDA, everything else is the real run."""
     code = """
 import json, sys
-from mlxtasks.runtime import bench
-bench.backend = lambda: "cuda"
+from mlxtasks.runtime import bench, gpu
+gpu.is_cuda = lambda: True
 spec = {"models": [{"alias": "a", "path": sys.argv[1]}, {"alias": "b", "path": sys.argv[1]}],
         "prompt_tokens": [4], "generation_tokens": 3, "runs": 1, "warmup": 1}
 print(json.dumps(bench.run(spec)["machine"]))

@@ -10,12 +10,13 @@ from mlxtasks.tasks import _common, install, ns, preflight, shell, venv, workspa
 from mlxtasks.tasks.executor import SharedOptionsExecutor
 from mlxtasks.tasks.setup import setup
 from mlxtasks.tasks.validate import validate
+from mlxtasks.tasks.warmup import warmup
 
 from .conftest import ROOT
 
 
 def test_setup_runs_the_steps_in_order_as_pre_tasks():
-    assert setup.pre == [preflight.check, venv.create, install.packages, workspace.create, shell.install, validate]
+    assert setup.pre == [preflight.check, venv.create, install.packages, workspace.create, shell.install, validate, warmup]
     assert {"preflight", "venv", "install", "workspace", "shell"} <= set(ns.collections)
 
 

@@ -20,10 +20,8 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 
 from .. import bench
+from . import gpu
 from ..facts import GB, probe
-
-COMPILING = "compiling GPU kernels (first run only)..."
-
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
@@ -53,7 +51,6 @@ class Bench:
 
         self.settings = settings
         self.sampler = make_sampler(0.0)  # greedy: speed does not depend on sampling, results repeat
-        self.generated_yet = False
 
     def prompt(self, tokenizer, run: int, length: int) -> list[int]:
         ids = tokenizer.encode(bench.prompt_text(run, length), add_special_tokens=False)[:length]
@@ -65,9 +62,7 @@ class Bench:
         import mlx.core as mx
         from mlx_lm import stream_generate
 
-        if not self.generated_yet and backend() == "cuda":
-            say(COMPILING)  # the first generation on CUDA compiles kernels: a minute or more, not a hang
-        self.generated_yet = True
+        gpu.before_generation(say)
         mx.reset_peak_memory()
         count, first, last = 0, None, None
         start = time.perf_counter()

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from . import gpu
+
 HELP = """Commands:
   /help                       this list
   /reset                      forget the conversation (the system prompt stays)
@@ -115,6 +117,7 @@ class Session:
 
             self.cache, common = make_prompt_cache(self.model), 0
         sampler = make_sampler(self.sampling["temp"], self.sampling["top_p"])
+        gpu.before_generation()
         answer, generated, last, start, first = [], [], None, time.perf_counter(), None
         try:
             for last in stream_generate(self.model, self.tokenizer, tokens[common:], max_tokens=self.sampling["max_tokens"],

@@ -2,9 +2,10 @@
 
 from . import install, preflight, shell, venv, workspace
 from .validate import validate
+from .warmup import warmup
 from ._common import JOURNAL, PATH_HELP, is_dry, perform, record, settings, task
 
-STEPS = [preflight.check, venv.create, install.packages, workspace.create, shell.install, validate]
+STEPS = [preflight.check, venv.create, install.packages, workspace.create, shell.install, validate, warmup]
 
 
 @task(
@@ -18,10 +19,11 @@ STEPS = [preflight.check, venv.create, install.packages, workspace.create, shell
         "backend": "auto (from the platform), metal, cpu, cuda12 or cuda13",
         "upgrade": "move past the shipped version pins to the newest releases",
         "shell": shell.SHELL_HELP,
+        "warmup": "on CUDA, end by compiling the GPU kernels so the first chat starts fast (--no-warmup skips it)",
     },
 )
 def setup(c, yes=False, dry_run=False, python=None, venv=None, workspace=None, models=None,
-          installer=None, backend=None, upgrade=False, shell=None):
+          installer=None, backend=None, upgrade=False, shell=None, warmup=True):
     """Set up MLX end to end: preflight, venv, packages, workspace, shell commands, validation. Safe to repeat."""
     from .. import ui
 

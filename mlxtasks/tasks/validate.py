@@ -43,7 +43,7 @@ def validate(c, json=False, quiet=False, verbose=False, only=None, list=False, d
     if unchanged and not only and not deep:
         groups = [g for g in groups if g not in core.RUNTIME_GROUPS]
         ui.out("(nothing changed, so the checks that import MLX were skipped; invoke validate runs them all)")
-    results = core.run(settings(c, venv=venv, models=models), groups, deep=deep)
+    results = core.run(settings(c, venv=venv, models=models), groups, deep=deep, say=ui.note)
     closing = core.summary(results)
     if json:
         ui.out(json_module.dumps({"checks": [r.as_dict() for r in results], "summary": closing}, indent=2))

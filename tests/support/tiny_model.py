@@ -93,7 +93,8 @@ def write_tokenizer(tokenizer: Tokenizer, out: Path) -> None:
 
 
 # Layer sizes: "tiny" for tests; "tiny-wide" splits in two for tensor parallelism (each half still a whole
-# 64-wide quantization group); "0.5b" is Qwen2.5-0.5B's body (its 151k-token vocabulary aside), for benchmarks.
+# 64-wide quantization group); "0.5b" is Qwen2.5-0.5B's body (its 151k-token vocabulary aside), for benchmarks;
+# "7b" is Qwen2.5-Coder-7B's exact shape, vocabulary and untied head included (4.3 GB at 4 bits), for GPU benchmarks.
 SHAPES = {
     "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
              "num_key_value_heads": 2},
@@ -101,16 +102,18 @@ SHAPES = {
                   "num_key_value_heads": 2},
     "0.5b": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
              "num_key_value_heads": 2},
+    "7b": {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+           "num_key_value_heads": 4, "tie_word_embeddings": False, "vocab_size": 152064},
 }
 
 
 def model_config(tokenizer: Tokenizer, shape: str = "tiny") -> dict:
     return {
-        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_act": "silu", **SHAPES[shape],
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_act": "silu",
         "vocab_size": tokenizer.get_vocab_size(), "max_position_embeddings": 4096,
         "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": True, "torch_dtype": "bfloat16",
         "bos_token_id": tokenizer.token_to_id("<|endoftext|>"), "eos_token_id": tokenizer.token_to_id("<|im_end|>"),
-        "sliding_window": 4096, "use_sliding_window": False, "use_cache": True,
+        "sliding_window": 4096, "use_sliding_window": False, "use_cache": True, **SHAPES[shape],
     }
 
 
@@ -125,6 +128,9 @@ def make(out: Path, shards: int, shape: str = "tiny") -> None:
     out.mkdir(parents=True, exist_ok=True)
     mx.random.seed(0)
     tokenizer = train_tokenizer()
+    wanted = SHAPES[shape].get("vocab_size", 0)
+    # Filler tokens give a real vocabulary's size, so every id a random model samples decodes.
+    tokenizer.add_tokens([f"<|filler_{n}|>" for n in range(wanted - tokenizer.get_vocab_size())])
     write_tokenizer(tokenizer, out)
     config = model_config(tokenizer, shape)
     model = qwen2.Model(qwen2.ModelArgs.from_dict(config))

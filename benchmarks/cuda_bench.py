@@ -1,0 +1,137 @@
+"""The CUDA backend on a real NVIDIA GPU: validate, bench and the first-run kernel compile, measured.
+
+Run on a Linux machine with an NVIDIA driver, from the checkout, with the wheels it cannot download:
+    python3 benchmarks/cuda_bench.py --wheels DIR --out DIR
+DIR holds mlx, mlx-cuda-13 (or -12), mlx-lm, invoke and mlxtasks wheels; everything else (numpy,
+transformers, psutil, ...) comes from the interpreter's own site-packages through a
+--system-site-packages venv. A random-weight model of Qwen2.5-Coder-7B's exact shape, 4-bit, is
+generated as qwen7b. Results go to OUT/cuda-results.json (each command's whole output to OUT/logs.tar.gz);
+benchmarks/run.py renders the copy kept in benchmarks/results/ into docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+H100_BANDWIDTH = 3.35e12  # bytes/s, NVIDIA's datasheet figure for the H100 SXM's HBM3
+MEASURE = """
+import json, sys, time
+t0 = time.perf_counter()
+from mlx_lm import load, stream_generate
+from mlx_lm.sample_utils import make_sampler
+model, tokenizer = load(sys.argv[1])
+loaded = time.perf_counter()
+first = None
+for last in stream_generate(model, tokenizer, "def quicksort(items):", max_tokens=64, sampler=make_sampler(0.0)):
+    first = first or time.perf_counter()
+print(json.dumps({"load_s": loaded - t0, "first_token_s": first - loaded, "generation_tps": last.generation_tps,
+                  "prompt_tps": last.prompt_tps, "peak_gb": last.peak_memory}))
+"""
+BANDWIDTH = """
+import json, time
+import mlx.core as mx
+a = mx.zeros((2 * 1024**3 // 2,), dtype=mx.bfloat16)  # 2 GiB
+mx.eval(a)
+best = None
+for _ in range(10):
+    start = time.perf_counter(); b = a + 1; mx.eval(b); seconds = time.perf_counter() - start
+    best = seconds if best is None else min(best, seconds)
+    del b
+print(json.dumps({"bytes_moved": 2 * a.nbytes, "seconds": best, "bandwidth": 2 * a.nbytes / best}))
+"""
+
+
+class Device:
+    def __init__(self, out: Path, home: Path):
+        self.out, self.home = out, home
+        self.venv = home / "venv-mlx"
+        self.results: dict = {"date": date.today().isoformat()}
+
+    def env(self, cache: str | None = None) -> dict:
+        env = {**os.environ, "HOME": str(self.home), "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
+        if cache:  # each scenario its own kernel caches, MLX's and the driver's
+            env["MLX_PTX_CACHE_DIR"] = str(self.home / "caches" / cache / "mlx")
+            env["CUDA_CACHE_PATH"] = str(self.home / "caches" / cache / "driver")
+        return env
+
+    def run(self, name: str, argv: list[str], cache: str | None = None, timeout: int = 300) -> dict:
+        start = time.perf_counter()
+        done = subprocess.run(argv, env=self.env(cache), capture_output=True, text=True, timeout=timeout, cwd=self.home)
+        seconds = time.perf_counter() - start
+        (self.home / "logs" / f"{name}.log").write_text(f"$ {' '.join(argv)}\nexit {done.returncode}, {seconds:.1f} s\n"
+                                              f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
+        print(f"{name}: exit {done.returncode} in {seconds:.1f} s", flush=True)
+        return {"exit": done.returncode, "seconds": round(seconds, 2), "stdout": done.stdout, "stderr": done.stderr}
+
+    def keep(self, key: str, value) -> None:
+        self.results[key] = value
+        (self.out / "cuda-results.json").write_text(json.dumps(self.results, indent=2))
+
+    def python(self, name: str, code: str, *args: str, cache: str | None = None) -> dict:
+        done = self.run(name, [str(self.venv / "bin" / "python"), "-c", code, *args], cache)
+        return {**json.loads(done["stdout"].strip().splitlines()[-1]), "process_s": done["seconds"]}
+
+    def cli(self, name: str, *args: str, cache: str | None = "first") -> dict:
+        return self.run(name, [str(self.venv / "bin" / "mlxtasks"), *args], cache, timeout=400)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--wheels", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--home", type=Path, default=Path("/tmp/mlxtasks-cuda-home"))
+    args = parser.parse_args()
+    shutil.rmtree(args.home, ignore_errors=True)
+    args.home.mkdir(parents=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.home / "logs").mkdir()
+    d = Device(args.out, args.home)
+    if shutil.which("nvidia-smi"):
+        d.keep("gpu", subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                                      "--format=csv,noheader"], capture_output=True, text=True).stdout.strip())
+    d.keep("python", sys.version.split()[0])
+
+    d.run("venv", [sys.executable, "-m", "venv", "--system-site-packages", str(d.venv)])
+    d.run("install", [str(d.venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+                      *map(str, sorted(args.wheels.glob("*.whl")))])
+    model = d.home / "workspace" / "mlx" / "qwen25-coder-7b"
+    make = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[2]); import tiny_model; "
+            "tiny_model.make(Path(sys.argv[1]), 1, '7b'); print('{}')")
+    d.run("make-model", [str(d.venv / "bin" / "python"), "-c", make, str(model), str(ROOT / "tests" / "support")],
+          cache="making", timeout=600)
+    weights = sum(p.stat().st_size for p in model.glob("*.safetensors"))
+    d.keep("model", {"shape": "Qwen2.5-Coder-7B, 4-bit (random weights)", "weights_bytes": weights})
+
+    # The first generation in a process with an empty kernel cache, then a second process on the same cache.
+    d.keep("cold_process", d.python("cold", MEASURE, str(model), cache="first"))
+    d.keep("second_process", d.python("second", MEASURE, str(model), cache="first"))
+    # setup's warm-up step on an empty cache, then a chat's first token in a new process.
+    d.keep("warmup_step", {k: d.cli("warmup", "warmup", cache="warmed")[k] for k in ("exit", "seconds", "stdout", "stderr")})
+    d.keep("after_warmup", d.python("after-warmup", MEASURE, str(model), cache="warmed"))
+
+    bandwidth = d.python("bandwidth", BANDWIDTH)
+    d.keep("bandwidth", {**bandwidth, "datasheet": H100_BANDWIDTH,
+                         "bound_tps_measured": bandwidth["bandwidth"] / weights,
+                         "bound_tps_datasheet": H100_BANDWIDTH / weights})
+    for name, argv in [("validate", ["validate"]), ("validate-json", ["validate", "--json"]),
+                       ("validate-deep", ["validate", "--deep", "--only", "models"]),
+                       ("ask", ["chat.ask", "--model", "qwen7b", "--verbose", "--max-tokens", "32",
+                                "Write hello world in Python."]),
+                       ("bench", ["bench", "--model", "qwen7b", "--json"])]:
+        done = d.cli(name, *argv)
+        d.keep(name, {"exit": done["exit"], "seconds": done["seconds"], "stdout": done["stdout"][-6000:],
+                      "stderr": done["stderr"][-3000:]})
+    shutil.make_archive(str(args.out / "logs"), "gztar", args.home / "logs")
+
+
+if __name__ == "__main__":
+    main()
