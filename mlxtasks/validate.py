@@ -109,6 +109,8 @@ def accelerator_checks(os_name: str, backend: str, answers: Mapping, models: Ite
         if answers["cuda_available"] and on_gpu:
             memory = info.get("memory_size") or info.get("total_memory")
             extra = f", {int(memory) / GIB:.0f} GB" if memory else ""
+            if "compute_capability_major" in info:
+                extra += f", compute capability {info['compute_capability_major']}.{info.get('compute_capability_minor', 0)}"
             results = [device(Status.OK, f"CUDA GPU ({name}{extra}) is the default device")]
         else:
             results = [device(Status.ERROR, f"MLX's {backend} build cannot see an NVIDIA GPU",

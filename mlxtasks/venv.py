@@ -47,12 +47,14 @@ def inspect(path: Path) -> VenvState:
 
 
 def _made_for(path: Path) -> bool:
-    """A venv's activate script names the folder it was created in (compared through symlinks)."""
+    """A venv's activate script names the folder it was created in (compared through symlinks). Python
+    3.12+ names it twice, the first time through cygpath: `VIRTUAL_ENV=$(cygpath "/path")`."""
     try:
-        match = re.search(r"^\s*(?:export\s+)?VIRTUAL_ENV=['\"]?([^'\"\n]+)", (path / "bin" / "activate").read_text(), re.M)
+        text = (path / "bin" / "activate").read_text()
     except OSError:
         return False
-    return bool(match) and os.path.realpath(match.group(1)) == os.path.realpath(path)
+    named = re.findall(r"^\s*(?:export\s+)?VIRTUAL_ENV=[^'\"/\n]*['\"]?(/[^'\"\n)]+)", text, re.M)
+    return any(os.path.realpath(folder) == os.path.realpath(path) for folder in named)
 
 
 def plan(settings: Settings, state: VenvState, python: PythonInfo | None, installer: Installer, force: bool) -> Step:

@@ -53,12 +53,17 @@ def test_the_cpu_backend_is_a_warning_on_a_mac_and_fine_on_linux():
 
 
 def test_cuda_reports_the_gpu_and_fails_when_it_is_not_seen():
-    gpu = {**HEALTHY, "metal_available": False, "cuda_available": True,
-           "device_info": {"device_name": "NVIDIA H100 80GB HBM3", "memory_size": 80 * GIB}}
+    # mx.device_info() on the lent H100 (mlx 0.32.4, mlx-cuda-13), its strings and numbers as the probe keeps them.
+    h100 = {"total_memory": 85520809984, "free_memory": 84465090560, "compute_capability_minor": 0,
+            "compute_capability_major": 9, "pci_bus_id": "0000:00:06.0", "uuid": "GPU-de35c58e-f3ce-fb65-eef8-47bfb2f2a6b6",
+            "architecture": "sm_90", "device_name": "NVIDIA H100 80GB HBM3"}
+    gpu = {**HEALTHY, "metal_available": False, "cuda_available": True, "default_device": "Device(gpu, 0)",
+           "device_info": h100}
     device = by_id(validate.accelerator_checks("linux", "cuda13", gpu))["accelerator.device"]
-    assert device.status is Status.OK and "NVIDIA H100" in device.message and "80 GB" in device.message
+    assert device.status is Status.OK
+    assert device.message == "CUDA GPU (NVIDIA H100 80GB HBM3, 80 GB, compute capability 9.0) is the default device"
     memory = by_id(validate.accelerator_checks("linux", "cuda13", gpu))["accelerator.memory"]
-    assert memory.message.startswith("80.0 GB the GPU has; fits: qwen7b, qwen32b")
+    assert memory.message.startswith("79.6 GB the GPU has; fits: qwen7b, qwen32b")
     lost = by_id(validate.accelerator_checks("linux", "cuda12", {**gpu, "cuda_available": False}))["accelerator.device"]
     assert lost.status is Status.ERROR and "nvidia-smi" in lost.fix
 

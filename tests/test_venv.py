@@ -1,6 +1,7 @@
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,8 +14,8 @@ from mlxtasks.steps import Command, RemoveVenv
 PYTHON = python_info(sys.executable)
 
 
-def make_venv(path):
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+def make_venv(path, python=sys.executable):
+    subprocess.run([python, "-m", "venv", "--without-pip", str(path)], check=True)
     return path
 
 
@@ -63,6 +64,22 @@ def test_a_moved_venv_is_broken(tmp_path):
     moved = tmp_path / "venv-mlx"
     shutil.move(path, moved)
     assert "moved" in venv.inspect(moved).problem
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_newer_pythons_venvs_are_healthy_where_made_and_broken_when_moved(tmp_path, version):
+    """From 3.12 the activate script names the folder twice, first through cygpath."""
+    candidates = [shutil.which(f"python{version}"),
+                  *map(str, Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))]
+    python = next((c for c in candidates if c and subprocess.run([c, "-c", "pass"], capture_output=True).returncode == 0),
+                  None)
+    if not python:
+        pytest.skip(f"no Python {version} on this machine")
+    path = make_venv(tmp_path / "venv-mlx", python)
+    assert "cygpath" in (path / "bin" / "activate").read_text()
+    assert venv.inspect(path).problem is None
+    shutil.move(path, tmp_path / "elsewhere")
+    assert "moved" in venv.inspect(tmp_path / "elsewhere").problem
 
 
 def test_a_broken_venv_is_not_replaced_without_force(tmp_path):

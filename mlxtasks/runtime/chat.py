@@ -291,6 +291,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", required=True, help="JSON: models, alias, sampling, system, seed, history")
     parser.add_argument("--ask", help="answer this prompt and exit ('-' reads stdin)")
+    parser.add_argument("--verbose", action="store_true", help="with --ask: the answer's speed and memory on stderr")
     args = parser.parse_args()
     spec = json.loads(args.spec)
     import mlx.core as mx
@@ -303,6 +304,8 @@ def main() -> int:
         out = Output()
         session.reply(text, out.write)
         out.end()
+        if args.verbose:
+            print(session.stats.lines(), file=sys.stderr)
         return 0
     if spec["alias"]:
         session.load(spec["alias"])

@@ -15,7 +15,7 @@ SAMPLING_HELP = {
 }
 
 
-def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models):
+def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models, verbose=False):
     """Start the venv's chat with the chosen model and settings; its exit status is ours."""
     import json
     import signal
@@ -59,7 +59,7 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models):
     }
     argv = [str(s.venv_python), "-m", "mlxtasks.runtime.chat", "--spec", json.dumps(spec)]
     if ask is not None:
-        argv += ["--ask", ask]
+        argv += ["--ask", ask, *(["--verbose"] if verbose else [])]
     # Ctrl-C belongs to the chat (it stops a reply); this process only waits. A handler, not
     # SIG_IGN, so the child starts with Python's usual one.
     previous = signal.signal(signal.SIGINT, lambda *_: None)
@@ -82,9 +82,10 @@ def start(c, model, temp=None, top_p=None, max_tokens=None, system=None, seed=No
 
 @task(positional=["prompt"], help={"prompt": "the question; - reads it from stdin",
                                    "model": "a catalogue alias (default: mlx.default_model)",
-                                   "auto": "let the router pick the model for the prompt (said on stderr)", **SAMPLING_HELP})
+                                   "auto": "let the router pick the model for the prompt (said on stderr)",
+                                   "verbose": "after the answer, its speed and memory on stderr", **SAMPLING_HELP})
 def ask(c, prompt, model=None, auto=False, temp=None, top_p=None, max_tokens=None, system=None, seed=None, venv=None,
-        models=None):
+        models=None, verbose=False):
     """One answer on stdout and nothing else, so it pipes: invoke chat.ask "..." --model qwen7b."""
     import sys
 
@@ -93,7 +94,7 @@ def ask(c, prompt, model=None, auto=False, temp=None, top_p=None, max_tokens=Non
         choice = _choose(c, prompt, models)
         print(f"Using {choice.alias}: {choice.reason}", file=sys.stderr)
         model = choice.alias
-    _run(c, model or settings(c).default_model, prompt, temp, top_p, max_tokens, system, seed, venv, models)
+    _run(c, model or settings(c).default_model, prompt, temp, top_p, max_tokens, system, seed, venv, models, verbose)
 
 
 @task(positional=["prompt"], help={"prompt": "the question to route", "explain": "show every category's score",
