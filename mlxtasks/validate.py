@@ -324,7 +324,7 @@ def _packages(settings: Settings, state: venv.VenvState, backend: str) -> list[R
         argv = [str(settings.venv_python), "-m", "pip", "check"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     # uv reports on stderr, around the problems themselves: keep only those.
-    noise = ("Using Python", "Checked ", "Found ")
+    noise = ("Using Python", "Checked ", "Found ", "warning:")
     problems = "\n".join(line for line in (done.stdout + done.stderr).splitlines() if not line.startswith(noise))
     return package_checks(install.unsatisfied(items, installed, install.pins()), installed, names,
                           (done.returncode == 0, problems))

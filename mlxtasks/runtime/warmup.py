@@ -3,7 +3,9 @@
     python -m mlxtasks.runtime.warmup    # prints {"backend": ..., "seconds": ...} as JSON
 
 A small random qwen2 of the catalogue models' head size (128) and quantization (4 bits, groups of 64,
-bfloat16) is made in memory and generates a few tokens; MLX keeps what it compiled (runtime/gpu.py).
+bfloat16) is made in memory and generates a few tokens the ways mlxtasks does: greedy (bench, validate
+--deep) and with temperature and top-p over a prompt cache (chat), whose sampling kernels are a chat's
+first minute on a cold cache. MLX keeps what it compiled (runtime/gpu.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ def main() -> None:
     import mlx.nn as nn
     from mlx_lm.generate import generate_step
     from mlx_lm.models import qwen2
+    from mlx_lm.models.cache import make_prompt_cache
+    from mlx_lm.sample_utils import make_sampler
 
     model = qwen2.Model(qwen2.ModelArgs.from_dict(SHAPE))
     model.set_dtype(mx.bfloat16)
@@ -34,8 +38,9 @@ def main() -> None:
     gpu.before_generation()
     start = time.perf_counter()
     prompt = mx.arange(PROMPT_TOKENS) % SHAPE["vocab_size"]
-    for _ in zip(range(GENERATED), generate_step(prompt, model)):
-        pass
+    for sampler, cache in ((make_sampler(0.0), None), (make_sampler(0.7, 0.9), make_prompt_cache(model))):
+        for _ in zip(range(GENERATED), generate_step(prompt, model, sampler=sampler, prompt_cache=cache)):
+            pass
     print(json.dumps({"backend": "cuda", "seconds": round(time.perf_counter() - start, 2)}))
 
 
