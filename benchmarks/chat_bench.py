@@ -37,30 +37,38 @@ def ours():
 
 raw(); ours()  # warm-up
 runs = {"raw": [], "ours": []}
-for _ in range(repeats):
-    runs["raw"].append(raw())
-    runs["ours"].append(ours())
+for n in range(repeats):  # each pair in turn order, then the other, so drift favours neither
+    for side in (("raw", raw), ("ours", ours))[:: 1 if n % 2 == 0 else -1]:
+        runs[side[0]].append(side[1]())
 print(json.dumps(runs))
 """
 
 
-def chat_overhead(work: Path) -> Result:
-    runs = measure_in_venv(work, MEASURE, TOKENS, RUNS)
+TARGET = "generation >= 97% and first token within +5%"
+
+
+def judge(runs: dict) -> tuple[str, bool]:
+    """MEASURE's runs: the figure and whether the target held."""
     best = {side: (statistics.median(tps for tps, _ in values), statistics.median(ttft for _, ttft in values))
             for side, values in runs.items()}
     tps_ratio = best["ours"][0] / best["raw"][0]
     ttft_ratio = best["ours"][1] / best["raw"][1]
+    figure = (f"generation {best['ours'][0]:.1f} vs {best['raw'][0]:.1f} tokens/s = {tps_ratio:.1%}; "
+              f"first token {best['ours'][1] * 1000:.0f} vs {best['raw'][1] * 1000:.0f} ms = {ttft_ratio - 1:+.1%}")
+    return figure, tps_ratio >= 0.97 and ttft_ratio <= 1.05
+
+
+def chat_overhead(work: Path) -> Result:
+    runs = measure_in_venv(work, MEASURE, TOKENS, RUNS)
+    figure, held = judge(runs)
     return Result(
         f"Chat overhead vs raw `mlx_lm.stream_generate` (the tests' tiny qwen2, 4-bit, {TOKENS} tokens)",
-        f"generation {best['ours'][0]:.1f} vs {best['raw'][0]:.1f} tokens/s = {tps_ratio:.1%}; "
-        f"first token {best['ours'][1] * 1000:.0f} vs {best['raw'][1] * 1000:.0f} ms = {ttft_ratio - 1:+.1%}",
-        "generation >= 97% and first token within +5%",
-        tps_ratio >= 0.97 and ttft_ratio <= 1.05,
+        figure, TARGET, held,
         {side: [t for pair in values for t in pair] for side, values in runs.items()},
-        (f"medians of {RUNS} interleaved runs each, after a warm-up, in one process; the model is the tests' tiny 4-bit "
-         "qwen2 (hidden 64, 2 layers). MLX's CPU backend here makes about 6 tokens/s with a 10M-parameter qwen2 and "
-         "well under one with a 0.5B one, so a realistic shape could not be run; per-token overhead weighs more, "
-         "not less, on a tiny model",),
+        (f"medians of {RUNS} interleaved runs each (alternating which goes first), after a warm-up, in one process; the model is the tests' tiny 4-bit "
+         "qwen2 (hidden 64, 2 layers), where per-token overhead weighs more, not less. The realistic shape the issue "
+         "names (0.5B, 4-bit) makes under 2 tokens/s on this machine's CPU, so it ran on the lent GPU: see the CUDA "
+         "section below",),
     )
 
 

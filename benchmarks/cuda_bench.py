@@ -23,7 +23,10 @@ import time
 from datetime import date
 from pathlib import Path
 
+import chat_bench
+
 ROOT = Path(__file__).resolve().parent.parent
+KEPT = ROOT / "benchmarks" / "results" / "cuda-h100.json"  # the lent H100's run, rendered by run.py
 H100_BANDWIDTH = 3.35e12  # bytes/s, NVIDIA's datasheet figure for the H100 SXM's HBM3
 BANDWIDTH = """
 import json, time
@@ -73,37 +76,21 @@ class Device:
         return self.run(name, [str(self.venv / "bin" / "mlxtasks"), *args], cache, timeout=400)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--wheels", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--home", type=Path, default=Path("/tmp/mlxtasks-cuda-home"))
-    args = parser.parse_args()
-    shutil.rmtree(args.home, ignore_errors=True)
-    args.home.mkdir(parents=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.home / "logs").mkdir()
-    d = Device(args.out, args.home)
-    if shutil.which("nvidia-smi"):
-        d.keep("gpu", subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
-                                      "--format=csv,noheader"], capture_output=True, text=True).stdout.strip())
-    d.keep("python", sys.version.split()[0])
+MAKE = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[3]); import tiny_model; "
+        "tiny_model.make(Path(sys.argv[1]), 1, sys.argv[2])")
 
-    d.run("venv", [sys.executable, "-m", "venv", "--system-site-packages", str(d.venv)])
-    # This interpreter may itself be a venv, whose packages --system-site-packages would not reach.
-    purelib = subprocess.run([str(d.venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True).stdout.strip()
-    (Path(purelib) / "outer-site-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    d.run("install", [str(d.venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", "--no-deps",
-                      *map(str, sorted(args.wheels.glob("*.whl")))])
-    model = d.home / "workspace" / "mlx" / "qwen25-coder-7b"
-    make = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[2]); import tiny_model; "
-            "tiny_model.make(Path(sys.argv[1]), 1, '7b'); print('{}')")
-    d.run("make-model", [str(d.venv / "bin" / "python"), "-c", make, str(model), str(ROOT / "tests" / "support")],
-          cache="making", timeout=600)
-    weights = sum(p.stat().st_size for p in model.glob("*.safetensors"))
+
+def make_model(d: Device, shape: str, folder: Path, cache: str) -> int:
+    """A random-weight 4-bit qwen2 of this shape (tests/support/tiny_model.py); its weights' bytes."""
+    d.run(f"make-{shape}", [str(d.venv / "bin" / "python"), "-c", MAKE, str(folder), shape, str(ROOT / "tests" / "support")],
+          cache=cache, timeout=600)
+    return sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+
+
+def first_runs(d: Device) -> None:
+    """The 7B model: first tokens cold, warm and after warm-up; the bandwidth bound; the product's own checks."""
+    weights = make_model(d, "7b", d.home / "workspace" / "mlx" / "qwen25-coder-7b", cache="making")
     d.keep("model", {"shape": "Qwen2.5-Coder-7B, 4-bit (random weights)", "weights_bytes": weights})
-
     # A one-shot answer (the chat's code path) on an empty kernel cache, then in a second process on the
     # same cache; then setup's warm-up step on another empty cache, and the answer after it.
     ask = ["chat.ask", "--model", "qwen7b", "--verbose", "--max-tokens", "32", "Write hello world in Python."]
@@ -112,7 +99,6 @@ def main() -> None:
         done = d.cli(name, *(["warmup"] if name == "warmup" else ask), cache=cache)
         found = re.search(r"first token after ([\d.]+) s", done["stderr"])
         d.keep(name, {**done, "first_token_s": float(found[1]) if found else None})
-
     bandwidth = d.python("bandwidth", BANDWIDTH)
     d.keep("bandwidth", {**bandwidth, "datasheet": H100_BANDWIDTH,
                          "bound_tps_measured": bandwidth["bandwidth"] / weights,
@@ -123,7 +109,99 @@ def main() -> None:
         done = d.cli(name, *argv)
         d.keep(name, {"exit": done["exit"], "seconds": done["seconds"], "stdout": done["stdout"][-6000:],
                       "stderr": done["stderr"][-3000:]})
+
+
+def chat_overhead(d: Device) -> None:
+    """Issue 6's chat overhead on the realistic shape it names (0.5B), which this machine's CPU cannot run."""
+    small = d.home / "qwen2-0.5b"
+    make_model(d, "0.5b", small, cache="small")
+    runs = d.python("chat-overhead", chat_bench.MEASURE, str(small), str(chat_bench.TOKENS), str(chat_bench.RUNS),
+                    cache="small")
+    d.keep("chat_overhead", {side: runs[side] for side in ("raw", "ours")})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--wheels", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--home", type=Path, default=Path("/tmp/mlxtasks-cuda-home"))
+    parser.add_argument("--only", choices=["first-runs", "chat-overhead"], help="one part (default: both)")
+    args = parser.parse_args()
+    shutil.rmtree(args.home, ignore_errors=True)
+    args.home.mkdir(parents=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.home / "logs").mkdir()
+    d = Device(args.out, args.home)
+    if shutil.which("nvidia-smi"):
+        d.keep("gpu", subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                                      "--format=csv,noheader"], capture_output=True, text=True).stdout.strip())
+    d.keep("python", sys.version.split()[0])
+    d.run("venv", [sys.executable, "-m", "venv", "--system-site-packages", str(d.venv)])
+    # This interpreter may itself be a venv, whose packages --system-site-packages would not reach.
+    purelib = subprocess.run([str(d.venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True).stdout.strip()
+    (Path(purelib) / "outer-site-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    d.run("install", [str(d.venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+                      *map(str, sorted(args.wheels.glob("*.whl")))])
+    for name, part in (("first-runs", first_runs), ("chat-overhead", chat_overhead)):
+        if args.only in (None, name):
+            part(d)
     shutil.make_archive(str(args.out / "logs"), "gztar", args.home / "logs")
+
+
+def section(path: Path = KEPT) -> list[str]:
+    """docs/performance.md's lines for a kept run."""
+    r = json.loads(path.read_text())
+    bench = json.loads(r["bench"]["stdout"])
+    lengths = bench["results"][0]["lengths"]
+
+    def median(length: dict, key: str) -> float:
+        return length["summary"][key]["median"]
+
+    def span(length: dict, key: str, scale: float = 1, digits: int = 0) -> str:
+        s = length["summary"][key]
+        return f"{s['median'] * scale:.{digits}f} ({s['min'] * scale:.{digits}f}-{s['max'] * scale:.{digits}f})"
+
+    bw = r["bandwidth"]
+    machine = bench["machine"]
+    accelerator = next(line.strip() for line in r["validate"]["stdout"].splitlines() if "Accelerator:" in line)
+    rows = [f"| {length['prompt_tokens']} | {span(length, 'first_token_s', 1000)} | {span(length, 'prompt_tps')} | "
+            f"{span(length, 'generation_tps', digits=1)} | {median(length, 'peak_memory_gb'):.2f} |" for length in lengths]
+    return [
+        "",
+        "## CUDA: the lent NVIDIA GPU",
+        "",
+        f"Run by `python3 benchmarks/cuda_bench.py` on {r['date']}: {r['gpu']}; Python {r['python']}, "
+        f"mlx {machine['mlx']} with mlx-cuda-13, mlx-lm {machine['mlx_lm']}. The model is "
+        f"{r['model']['shape']}, {r['model']['weights_bytes'] / 1e9:.2f} GB of weights. Kept in "
+        "`benchmarks/results/cuda-h100.json` (this machine has no GPU, so the suite renders that run).",
+        "",
+        f"- validate: `{accelerator}`",
+        f"- `invoke bench` (3 runs after a warm-up, 256 tokens generated; median (min-max); load {bench['results'][0]['load_s']:.1f} s):",
+        "",
+        "| Prompt tokens | First token (ms) | Prompt tokens/s | Generation tokens/s | Peak memory (GB) |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        f"- Bandwidth bound: weights {r['model']['weights_bytes'] / 1e9:.2f} GB per token; the GPU's memory moved "
+        f"{bw['bandwidth'] / 1e12:.2f} TB/s in an MLX copy ({bw['datasheet'] / 1e12:.2f} TB/s on the datasheet), "
+        f"so at most {bw['bound_tps_measured']:.0f} tokens/s ({bw['bound_tps_datasheet']:.0f} by the datasheet); "
+        f"bench's {median(lengths[0], 'generation_tps'):.0f} tokens/s is "
+        f"{median(lengths[0], 'generation_tps') / bw['bound_tps_measured']:.0%} of it.",
+        f"- First token of a one-shot answer (`chat.ask`, the chat's code path), each a new process: "
+        f"empty kernel cache {r['ask-cold']['first_token_s']:.1f} s; a second process on the same cache "
+        f"{r['ask-second-process']['first_token_s']:.2f} s (compiled kernels persist across processes); after "
+        f"setup's warm-up step on an empty cache ({r['warmup']['stdout'].strip().split('(')[-1].rstrip(')')}) "
+        f"{r['ask-after-warmup']['first_token_s']:.2f} s.",
+        *([f"- Chat overhead vs raw `mlx_lm.stream_generate` on a random-weight qwen2 of Qwen2.5-0.5B's shape, 4-bit, "
+           f"{chat_bench.TOKENS} tokens, medians of {chat_bench.RUNS} interleaved runs (alternating which goes first) in one process: "
+           f"{chat_bench.judge(r['chat_overhead'])[0]} (target: {chat_bench.TARGET}; "
+           f"{'held' if chat_bench.judge(r['chat_overhead'])[1] else 'NOT held'}). Single runs spread from "
+           f"{min(t for t, _ in r['chat_overhead']['ours'] + r['chat_overhead']['raw']):.0f} to "
+           f"{max(t for t, _ in r['chat_overhead']['ours'] + r['chat_overhead']['raw']):.0f} tokens/s"
+           + (f"; {r['chat_overhead_earlier']}" if "chat_overhead_earlier" in r else "") + "."]
+          if "chat_overhead" in r else []),
+    ]
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import chat_bench
+import cuda_bench
 import invoke_bench
 import pull_bench
 import setup_bench
@@ -79,6 +80,7 @@ def write_doc(results: dict[str, Result], when: datetime) -> None:
     ]
     for name, result in results.items():
         lines += ["", f"### {name}", "", *(f"- {note}" for note in result.notes), f"- Raw: {raw_text(result.raw)}"]
+    lines += cuda_bench.section()
     DOC.write_text("\n".join(lines) + "\n")
 
 

@@ -1,6 +1,7 @@
 """Chat and one-shot answers, driven in a real terminal (pexpect) against the tiny generated model."""
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -130,6 +131,16 @@ def test_ask_reads_stdin_and_puts_only_the_answer_on_stdout(chat_setup, home):
                           env=clean_env(home), input="what is 2+2?", capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith("\n") and done.stderr == ""
+
+
+def test_ask_verbose_adds_the_answers_speed_on_stderr_only(chat_setup, home):
+    quiet = invoke("chat.ask", "hello", "--max-tokens", "5", "--seed", "1", *paths(chat_setup), home=home)
+    loud = invoke("chat.ask", "hello", "--max-tokens", "5", "--seed", "1", "--verbose", *paths(chat_setup), home=home)
+    assert loud.returncode == 0, loud.stderr
+    assert loud.stdout == quiet.stdout and quiet.stderr == ""
+    stats = re.fullmatch(r"prompt: (\d+) tokens at [\d.]+ tokens/s; reply: (\d+) tokens at [\d.]+ tokens/s; "
+                         r"first token after [\d.]+ s; peak memory [\d.]+ GB\n", loud.stderr)
+    assert stats and int(stats[1]) > 0 and 0 < int(stats[2]) <= 5
 
 
 @pytest.mark.parametrize("args, sentence", [

@@ -43,20 +43,21 @@ gpu.before_generation()
     assert done.stderr.splitlines().count(COMPILING) == 1
 
 
-def test_a_one_shot_answer_on_cuda_says_it_compiles_on_stderr_and_keeps_stdout_clean(mlx_run, tiny_model):
+def test_a_one_shot_answer_on_cuda_says_it_compiles_on_stderr_and_keeps_stdout_the_same(mlx_run, tiny_model):
     code = """
 import json, sys
 from mlxtasks.runtime import chat, gpu
-gpu.is_cuda = lambda: True
+cuda = sys.argv[2] == "cuda"
+gpu.is_cuda = lambda: cuda
 spec = {"models": {"qwen7b": {"path": sys.argv[1], "sampling": {"temp": 0.0, "top_p": 1.0, "max_tokens": 6}}},
         "alias": "qwen7b", "overrides": {}, "rules": {}, "system": None, "seed": 0, "history": None}
 sys.argv = ["chat", "--spec", json.dumps(spec), "--ask", "hello"]
 chat.main()
 """
-    done = mlx_run(code, tiny_model)
-    assert done.returncode == 0, done.stderr
-    assert COMPILING in done.stderr.splitlines()
-    assert COMPILING not in done.stdout and done.stdout.strip()
+    on_cuda, on_cpu = (mlx_run(code, tiny_model, backend) for backend in ("cuda", "cpu"))
+    assert on_cuda.returncode == on_cpu.returncode == 0, on_cuda.stderr
+    assert on_cuda.stderr.splitlines().count(COMPILING) == 1 and COMPILING not in on_cpu.stderr
+    assert on_cuda.stdout == on_cpu.stdout and on_cuda.stdout.endswith("\n")
 
 
 def test_warmup_is_a_step_of_setup_that_only_cuda_needs(bootstrapped, home):
