@@ -1,5 +1,7 @@
 """The task layer: setup's pre-task wiring, option inheritance, retries, and output style."""
 
+import subprocess
+
 import pytest
 from invoke import Collection, Context, MockContext, Program, Result, task
 
@@ -12,7 +14,7 @@ from mlxtasks.tasks.setup import setup
 from mlxtasks.tasks.validate import validate
 from mlxtasks.tasks.warmup import warmup
 
-from .conftest import ROOT
+from .conftest import BIN, ROOT, clean_env
 
 
 def test_setup_runs_the_steps_in_order_as_pre_tasks():
@@ -76,3 +78,12 @@ def test_a_task_failure_prints_one_sentence_and_the_fix_and_exits_1(tmp_path, mo
     assert err.splitlines() == ["[error] --installer must be one of auto, uv, pip, got 'conda'.",
                                 "  Fix: pass one of auto, uv, pip to --installer"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
+    """`invoke validate --list | head -1`: the pipe closes before the task has printed everything."""
+    child = subprocess.Popen([str(BIN / "invoke"), "validate", "--list"], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=clean_env(tmp_path))
+    child.stdout.close()  # the reader is gone before the first line is written
+    assert child.wait(timeout=60) == 0
+    assert child.stderr.read() == b""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import sys
 import time
@@ -43,6 +44,9 @@ class MlxTask(Task):
         except MlxTasksError as err:
             ui.error(err)
             raise Exit(code=1) from None
+        except BrokenPipeError:  # `invoke models.list | head -1`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush fails quietly
+            raise Exit(code=0) from None
 
 
 task = functools.partial(invoke.task, klass=MlxTask)
