@@ -27,11 +27,13 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models, ver
     from .. import catalog
     from ..errors import MlxTasksError
     from ..facts import probe
+    from ..store import installed_folders
 
     s = settings(c, venv=venv, models=models)
+    present = set(installed_folders(s.models))
     installed = {m.alias: {"path": str(s.models / m.folder),
                            "sampling": {"temp": m.temperature, "top_p": m.top_p, "max_tokens": m.max_tokens}}
-                 for m in s.catalog if (s.models / m.folder / "config.json").is_file()}
+                 for m in s.catalog if m.folder in present}
     if alias == "default":
         alias = s.default_model
     if alias == "auto":  # the router picks, on the first message
