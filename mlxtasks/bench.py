@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .catalog import FIT_HEADROOM, Model, find
+from .catalog import FIT_HEADROOM, Model, find, lookup
 from .errors import MlxTasksError
 from .facts import GB
 
@@ -133,7 +133,7 @@ def choose(names: Iterable[str], catalog: tuple[Model, ...], models_path: Path, 
         names = [m.alias for m in catalog if names or m.folder in installed] + [f for f in installed if f not in by_folder]
     targets, skipped, seen = [], [], set()
     for name in names:
-        model = next((m for m in catalog if name in (m.alias, m.folder, *m.also)), None)
+        model = lookup(name, catalog)
         if model is None and name not in installed:
             find_model(name, catalog)  # raises, with the closest names
         folder = model.folder if model else name

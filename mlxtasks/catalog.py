@@ -119,11 +119,16 @@ def _check_model(model: Model, key: str) -> None:
         raise _bad(f"{key}.category", "one of " + ", ".join(CATEGORIES), model.category)
 
 
+def lookup(name: str, models: tuple[Model, ...]) -> Model | None:
+    """A model by alias, `also` name, folder name or repo id."""
+    return next((model for model in models if name in (model.alias, *model.also, model.folder, model.repo)), None)
+
+
 def find(name: str, models: tuple[Model, ...]) -> Model:
-    """A model by alias (or an `also` name); an unknown one gets close matches and the list command."""
-    for model in models:
-        if name == model.alias or name in model.also:
-            return model
+    """Like lookup, but an unknown name gets close matches and the list command."""
+    model = lookup(name, models)
+    if model:
+        return model
     names = [m.alias for m in models] + [a for m in models for a in m.also]
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(close)}?" if close else ""

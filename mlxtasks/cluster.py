@@ -320,8 +320,6 @@ def check_hosts(cluster: Cluster, venv: Path, timeout: float, alias: str | None 
     machine's answers are the reference."""
     require_ssh(cluster)
     here = probe_here(venv, model_folder)
-    if alias and not here.get("model"):
-        raise MlxTasksError(f"{alias} is not downloaded on this machine.", fix=f"invoke models.pull {alias}")
     if alias and not here.get("complete"):
         raise MlxTasksError(f"{alias} on this machine was not pulled by mlxtasks or is incomplete, so other copies "
                             "cannot be compared with it.", fix=f"invoke models.pull {alias} --force")

@@ -25,7 +25,6 @@ from .facts import GB, HostFacts, free_disk
 # mlx_lm's own download patterns (mlx_lm.utils.DEFAULT_ALLOW_PATTERNS, 0.32): what it loads.
 ALLOW_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.tiktoken", "tiktoken.model", "*.txt",
                   "*.jsonl", "*.jinja"]
-MANIFEST = "mlxtasks-manifest.json"
 TRIES = 4
 
 
@@ -229,7 +228,7 @@ def commit(the_plan: Plan, staged: Path, final: Path) -> None:
         "files": dict(the_plan.files),
         "size": the_plan.total,
     }
-    (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (staged / store.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.rmtree(staged / ".cache", ignore_errors=True)  # huggingface_hub's resume notes
     if final.exists():
         old = final.with_name(f".old-{final.name}")
@@ -241,16 +240,9 @@ def commit(the_plan: Plan, staged: Path, final: Path) -> None:
         os.replace(staged, final)
 
 
-def manifest(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def is_complete(folder: Path) -> bool:
     """Pulled by us, every file at the size the manifest lists, and the validator's checks pass."""
-    recorded = manifest(folder)
+    recorded = store.read_manifest(folder)
     if not recorded:
         return False
     if any(not _has(folder / path, size) for path, size in recorded.get("files", {}).items()):
@@ -266,7 +258,7 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
     if final.exists() and not force:
         if is_complete(final):
             return False, f"{model.alias} is already installed and complete in {final}; nothing fetched"
-        if manifest(final) is None:
+        if store.read_manifest(final) is None:
             raise MlxTasksError(f"{final} exists but was not pulled by mlxtasks, so it was left alone.",
                                 fix=f"replace it: invoke models.pull {name} --force")
     if catalogued and not force:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import catalog
+from . import catalog, store
 from .catalog import Model
 from .config import Settings
 from .errors import MlxTasksError
@@ -79,10 +79,8 @@ def client_example(server: Server) -> str:
 
 def choose_model(settings: Settings, alias: str, facts: HostFacts, force: bool) -> tuple[Model, Path]:
     """The catalogue model to serve and its folder; refused when unknown, not downloaded or too big."""
-    model = catalog.find(settings.default_model if alias == "default" else alias, settings.catalog)
-    folder = settings.models / model.folder
-    if not (folder / "config.json").is_file():
-        raise MlxTasksError(f"{model.alias} is not downloaded.", fix=f"invoke models.pull {model.alias}")
+    model, folder = store.local_model(settings.default_model if alias == "default" else alias, settings.models,
+                                      settings.catalog)
     if not force and not catalog.fits(model, facts):
         budget = catalog.memory_budget(facts) / GB
         raise MlxTasksError(f"{model.alias} needs about {model.ram_gb:.1f} GB of memory and this machine can give a "

@@ -7,6 +7,12 @@ import os
 import shutil
 from pathlib import Path
 
+from .catalog import Model, find
+from .errors import MlxTasksError
+from .facts import GB
+
+MANIFEST = "mlxtasks-manifest.json"
+
 
 def model_folders(models_path: Path) -> list[Path]:
     """Every folder in the models folder, complete or not (hidden ones, such as downloads in progress, aside)."""
@@ -21,10 +27,49 @@ def installed_folders(models_path: Path) -> list[str]:
     return [p.name for p in model_folders(models_path) if (p / "config.json").is_file()]
 
 
+def installed_models(models_path: Path, known: tuple[Model, ...]) -> list[Model]:
+    """Every installed model: catalogue entries whose folder holds one, then the ones the catalogue does not know."""
+    present = installed_folders(models_path)
+    return [m for m in known if m.folder in present] + uncatalogued_models(models_path, known)
+
+
+def uncatalogued_models(models_path: Path, known: tuple[Model, ...]) -> list[Model]:
+    """Installed models the catalogue does not know (pulled by repo id, or put there by hand), named as
+    their manifest or their folder says."""
+    taken = {m.folder for m in known}
+    return [_uncatalogued(models_path / name) for name in installed_folders(models_path) if name not in taken]
+
+
+def _uncatalogued(folder: Path) -> Model:
+    recorded = read_manifest(folder) or {}
+    try:
+        arch = str(json.loads((folder / "config.json").read_text()).get("model_type", "unknown"))
+    except (OSError, ValueError, AttributeError):
+        arch = "unknown"
+    repo = recorded.get("repo") or folder.name
+    return Model(recorded.get("alias") or folder.name.lower(), repo, folder.name, size_on_disk(folder) / GB, arch,
+                 "general", repo)
+
+
+def local_model(name: str, models_path: Path, known: tuple[Model, ...], where: str = "") -> tuple[Model, Path]:
+    """An installed model and its folder, by alias, other name or folder name. An unknown name gets close
+    matches; a catalogue model that is not downloaded gets the command that pulls it."""
+    model = find(name, (*known, *uncatalogued_models(models_path, known)))
+    if model.folder not in installed_folders(models_path):
+        raise MlxTasksError(f"{model.alias} is not downloaded{where}.", fix=f"invoke models.pull {model.alias}")
+    return model, models_path / model.folder
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """What models.pull recorded of a model it put in place; None for a folder it did not pull."""
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def remove_model(models_path: Path, folder: str) -> Path:
     """Delete one model's folder; refuses anything that is not a real folder directly in the models folder."""
-    from .errors import MlxTasksError
-
     path = models_path / folder
     if path.is_symlink() or not path.is_dir() or os.path.realpath(path.parent) != os.path.realpath(models_path) \
             or os.path.realpath(path) != os.path.join(os.path.realpath(models_path), folder):

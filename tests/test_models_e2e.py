@@ -8,6 +8,7 @@ import time
 import pytest
 
 from .conftest import BIN, ROOT, clean_env, invoke, tree
+from .support.fake_hub import FakeHub
 from .support.fixtures import GATED_REPO, QWEN7B_REPO
 
 pytestmark = pytest.mark.e2e
@@ -201,3 +202,18 @@ def test_a_model_in_the_hf_cache_is_listed_and_adopted_without_a_download(fake_h
     assert done.returncode == 0, done.stderr
     assert len(fake_hub.requests) == before
     assert invoke("models.verify", "--model", "qwen7b", home=home).returncode == 0
+
+
+def test_a_model_pulled_by_repo_id_is_listed_chatted_with_verified_and_removed(bootstrapped, tiny_model, home):
+    _, shared_home, _ = bootstrapped
+    with FakeHub({"someone/Tiny-Chat-4bit": tiny_model}) as hub:
+        assert pull(hub, home, "someone/Tiny-Chat-4bit").returncode == 0
+    listed = json.loads(invoke("models.list", "--json", home=home).stdout)["installed"]
+    assert [(m["alias"], m["folder"], m["complete"]) for m in listed] == [("tiny-chat-4bit", "Tiny-Chat-4bit", True)]
+    assert "someone/Tiny-Chat-4bit" in invoke("models.info", "tiny-chat-4bit", home=home).stdout
+    assert invoke("models.verify", "--model", "Tiny-Chat-4bit", home=home).returncode == 0
+    answer = invoke("chat.ask", "hello", "--model", "tiny-chat-4bit", "--max-tokens", "3",
+                    "--venv", str(shared_home / "venv-mlx"), home=home)
+    assert answer.returncode == 0, answer.stderr
+    assert invoke("models.rm", "tiny-chat-4bit", "--yes", home=home).returncode == 0
+    assert tree(models_dir(home)) == []

@@ -67,7 +67,7 @@ def test_activate_status_deactivate_from_any_folder(shells_home, shell):
 def test_model_commands_work_without_activation_and_say_what_is_missing(shells_home, shell):
     status = "$status" if shell == "fish" else "$?"
     output = interactive(shell, f'cd /; mlx-phi4 hello; echo "rc={status}"; mlx-models', shells_home)
-    assert "phi4 is not downloaded." in output and "mlx-pull phi4" in output
+    assert "phi4 is not downloaded." in output and "invoke models.pull phi4" in output
     assert "rc=1" in output
     assert "mistral7b" in output and "Models folder" not in output  # mlx-models ran the venv's mlxtasks
 

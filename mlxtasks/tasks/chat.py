@@ -24,16 +24,14 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models, ver
 
     from invoke import Exit
 
-    from .. import catalog
+    from .. import catalog, store
     from ..errors import MlxTasksError
     from ..facts import probe
-    from ..store import installed_folders
 
     s = settings(c, venv=venv, models=models)
-    present = set(installed_folders(s.models))
     installed = {m.alias: {"path": str(s.models / m.folder),
                            "sampling": {"temp": m.temperature, "top_p": m.top_p, "max_tokens": m.max_tokens}}
-                 for m in s.catalog if m.folder in present}
+                 for m in store.installed_models(s.models, s.catalog)}
     if alias == "default":
         alias = s.default_model
     if alias == "auto":  # the router picks, on the first message
@@ -41,9 +39,7 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models, ver
             raise MlxTasksError("No model is installed, so there is nothing to chat with.", fix="invoke models.pull qwen7b")
         model = None
     else:
-        model = catalog.find(alias, s.catalog)
-    if model and model.alias not in installed:
-        raise MlxTasksError(f"{model.alias} is not downloaded.", fix=f"invoke models.pull {model.alias} (or mlx-pull {model.alias})")
+        model, _ = store.local_model(alias, s.models, s.catalog)
     if not s.venv_python.exists():
         raise MlxTasksError(f"There is no venv at {s.venv}.", fix="invoke setup")
     if model and not catalog.fits(model, probe()):
@@ -74,7 +70,7 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models, ver
 
 
 @task(default=True, positional=["model"],
-      help={"model": "a catalogue alias such as qwen7b; default: mlx.default_model; auto: the router picks for "
+      help={"model": "an installed model such as qwen7b (invoke models.list); default: mlx.default_model; auto: the router picks for "
                      "your first message",
             **SAMPLING_HELP})
 def start(c, model, temp=None, top_p=None, max_tokens=None, system=None, seed=None, venv=None, models=None):
@@ -83,7 +79,7 @@ def start(c, model, temp=None, top_p=None, max_tokens=None, system=None, seed=No
 
 
 @task(positional=["prompt"], help={"prompt": "the question; - reads it from stdin",
-                                   "model": "a catalogue alias (default: mlx.default_model)",
+                                   "model": "an installed model (default: mlx.default_model)",
                                    "auto": "let the router pick the model for the prompt (said on stderr)",
                                    "verbose": "after the answer, its speed and memory on stderr", **SAMPLING_HELP})
 def ask(c, prompt, model=None, auto=False, temp=None, top_p=None, max_tokens=None, system=None, seed=None, venv=None,
@@ -115,11 +111,10 @@ def route(c, prompt, explain=False, models=None):
 
 def _choose(c, prompt, models):
     from .. import router
-    from ..store import installed_folders
+    from ..store import installed_models
 
     s = settings(c, models=models)
-    present = set(installed_folders(s.models))
-    return router.route(prompt, {m.alias for m in s.catalog if m.folder in present}, s.router)
+    return router.route(prompt, {m.alias for m in installed_models(s.models, s.catalog)}, s.router)
 
 
 ns = Collection("chat", start, ask, route)

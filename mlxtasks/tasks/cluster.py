@@ -5,9 +5,10 @@ from invoke import Collection
 from ._common import PATH_HELP, is_dry, settings, task
 from .chat import SAMPLING_HELP
 
+ON_THIS_MACHINE = " on this machine"  # every host needs a copy; the error names which one lacks it
 TIMEOUT_HELP = "seconds to wait for each host to answer ssh (default 5)"
 RUN_HELP = {
-    "model": "a catalogue alias such as qwen32b; every host needs the same copy (invoke cluster.share)",
+    "model": "an installed model such as qwen32b; every host needs the same copy (invoke cluster.share)",
     "pipeline": "pipeline parallel (each host runs some of the layers) instead of tensor parallel",
     "local": "run N ranks on this machine through the same launcher (a loopback ring), to try it out",
     "verbose": "each rank says on stderr where it runs and how much of the model it holds",
@@ -55,32 +56,31 @@ def check(c, model=None, timeout=5, venv=None, models=None):
     """Check every host: ssh without a prompt, the same venv, versions and model; exit 1 on any problem."""
     from invoke import Exit
 
-    from .. import catalog, cluster, ui
+    from .. import cluster, store, ui
     from ..checks import any_failed, summary_line
     from ..config import config_dir
 
     s = settings(c, venv=venv, models=models)
     hosts = cluster.read_hostfile(cluster.hostfile_path(config_dir()))
-    entry = catalog.find(model, s.catalog) if model else None
-    groups = cluster.check_hosts(hosts, s.venv, float(timeout), entry and entry.alias,
-                                 entry and s.models / entry.folder)
+    entry, folder = store.local_model(model, s.models, s.catalog, where=ON_THIS_MACHINE) if model else (None, None)
+    groups = cluster.check_hosts(hosts, s.venv, float(timeout), entry and entry.alias, folder)
     results = [r for _, items in groups for r in items]
     ui.report(groups, [summary_line(results)])
     if any_failed(results):
         raise Exit(code=1)
 
 
-@task(positional=["model"], help={"model": "a catalogue alias of a model pulled on this machine",
+@task(positional=["model"], help={"model": "a model pulled on this machine (invoke models.list)",
                                   "timeout": TIMEOUT_HELP, "venv": PATH_HELP["venv"], "models": PATH_HELP["models"]})
 def share(c, model, timeout=5, venv=None, models=None):
     """Copy a pulled model to the other hosts (rsync over ssh), skipping hosts with a complete copy."""
-    from .. import catalog, cluster, ui
+    from .. import cluster, store, ui
     from ..config import config_dir
 
     s = settings(c, venv=venv, models=models)
-    entry = catalog.find(model, s.catalog)
+    entry, folder = store.local_model(model, s.models, s.catalog, where=ON_THIS_MACHINE)
     hosts = cluster.read_hostfile(cluster.hostfile_path(config_dir()))
-    copied = cluster.share(hosts, s.venv, entry.alias, s.models / entry.folder, float(timeout), ui.out)
+    copied = cluster.share(hosts, s.venv, entry.alias, folder, float(timeout), ui.out)
     ui.out(f"{entry.alias} is on every host" + (f" (copied to {', '.join(copied)})." if copied else "."))
 
 
@@ -90,7 +90,7 @@ def _run(c, alias, ask, pipeline, local, verbose, temp, top_p, max_tokens, syste
 
     from invoke import Exit
 
-    from .. import catalog, cluster
+    from .. import cluster, store
     from ..config import config_dir
     from ..errors import MlxTasksError
 
@@ -98,11 +98,7 @@ def _run(c, alias, ask, pipeline, local, verbose, temp, top_p, max_tokens, syste
     if local == 1 or local < 0:
         raise MlxTasksError("--local needs 2 or more ranks.", fix=f"invoke cluster.ask {alias} \"...\" --local 2")
     s = settings(c, venv=venv, models=models)
-    model = catalog.find(alias, s.catalog)
-    folder = s.models / model.folder
-    if not (folder / "config.json").is_file():
-        raise MlxTasksError(f"{model.alias} is not downloaded on this machine.",
-                            fix=f"invoke models.pull {model.alias}")
+    model, folder = store.local_model(alias, s.models, s.catalog, where=ON_THIS_MACHINE)
     if not (s.venv / "bin" / "mlx.launch").exists():
         raise MlxTasksError(f"There is no mlx.launch in {s.venv}.", fix="invoke setup")
     found = subprocess.run([str(s.venv_python), "-m", "mlxtasks.runtime.cluster", "--capabilities", str(folder)],

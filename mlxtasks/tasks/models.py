@@ -12,18 +12,18 @@ def list_(c, models=None, json=False):
     """List installed models and the catalogue: sizes, what fits this machine, what is in the HF cache."""
     import json as json_module
 
-    from .. import catalog, hub, ui
+    from .. import catalog, hub, store, ui
     from ..facts import GB, probe
-    from ..store import model_folders, size_on_disk
 
     s = settings(c, models=models)
     facts = probe()
     installed = []
-    for folder in model_folders(s.models):
-        recorded = hub.manifest(folder) or {}
-        known = catalog.by_folder(folder.name, s.catalog)
+    named = (*s.catalog, *store.uncatalogued_models(s.models, s.catalog))
+    for folder in store.model_folders(s.models):
+        recorded = store.read_manifest(folder) or {}
+        known = catalog.by_folder(folder.name, named)
         installed.append({"alias": known.alias if known else recorded.get("alias"), "repo": recorded.get("repo"),
-                          "folder": folder.name, "path": str(folder), "size": size_on_disk(folder),
+                          "folder": folder.name, "path": str(folder), "size": store.size_on_disk(folder),
                           "complete": hub.is_complete(folder)})
     cached = hub.cached_repos()
     present = {entry["folder"] for entry in installed}
@@ -68,13 +68,13 @@ def pull(c, model, force=False, from_cache=False, revision=None, models=None):
 @task(help={"model": MODEL_HELP, "models": PATH_HELP["models"]})
 def info(c, model, models=None):
     """Show a model's catalogue entry, default sampling, and where and how complete its copy is."""
-    from .. import catalog, hub, ui
+    from .. import catalog, hub, store, ui
     from ..facts import GB, probe
 
     s = settings(c, models=models)
-    entry = catalog.find(model, s.catalog)
+    entry = catalog.find(model, (*s.catalog, *store.uncatalogued_models(s.models, s.catalog)))
     folder = hub.final_path(s.models, entry)
-    recorded = hub.manifest(folder)
+    recorded = store.read_manifest(folder)
     lines = [
         ("alias", entry.alias + (f" (also {', '.join(entry.also)})" if entry.also else "")),
         ("repo", entry.repo),
@@ -100,15 +100,9 @@ def verify(c, model=None, models=None):
 
     from .. import catalog, store, ui, validate
     from ..checks import any_failed, run_checks
-    from ..errors import MlxTasksError
 
     s = settings(c, models=models)
-    folders = store.model_folders(s.models)
-    if model:
-        wanted = catalog.find(model, s.catalog).folder
-        folders = [f for f in folders if f.name == wanted]
-        if not folders:
-            raise MlxTasksError(f"{model} is not installed.", fix=f"invoke models.pull {model}")
+    folders = [store.local_model(model, s.models, s.catalog)[1]] if model else store.model_folders(s.models)
     checks = []
     for folder in folders:
         known = catalog.by_folder(folder.name, s.catalog)
@@ -127,7 +121,7 @@ def rm(c, model, yes=False, models=None):
     from ..errors import MlxTasksError
 
     s = settings(c, models=models)
-    entry = catalog.find(model, s.catalog)
+    entry = catalog.find(model, (*s.catalog, *store.uncatalogued_models(s.models, s.catalog)))
     path = s.models / entry.folder
     if not path.exists() and not path.is_symlink():
         raise MlxTasksError(f"{entry.alias} is not installed (no {path}).", fix="see what is: invoke models.list")

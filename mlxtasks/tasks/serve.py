@@ -7,7 +7,7 @@ from ._common import PATH_HELP, is_dry, record, settings, task
 HOST_HELP = ("address to listen on (default 127.0.0.1, this machine only); anything else lets other machines "
              "in, with no authentication")
 START_HELP = {
-    "model": "a catalogue alias such as qwen7b; default: mlx.default_model",
+    "model": "an installed model such as qwen7b (invoke models.list); default: mlx.default_model",
     "port": "port to listen on (default: mlx.serve_port, 8080)",
     "host": HOST_HELP,
     "force": "serve it even if it looks too big for this machine's memory",
