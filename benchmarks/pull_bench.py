@@ -18,7 +18,7 @@ from tests.support.fake_hub import FakeHub  # noqa: E402 - the tests' stand-in h
 
 REPO = "bench/big-model-4bit"
 SHARD_MB = (200, 200)  # a few hundred MB, in two shards as mlx-community ships larger models
-RUNS = 3
+RUNS = 5
 SNAPSHOT = """
 import sys
 from huggingface_hub import snapshot_download
