@@ -268,6 +268,9 @@ def run(settings: Settings, groups: Iterable[str] = GROUPS, deep: bool = False,
     """Every check of the chosen groups, in GROUPS order. The MLX checks run in the venv's Python
     (started first) while this process does the rest. say() hears of CUDA's kernel compilation."""
     env = dict(os.environ if env is None else env)
+    # The probes import what every MLX command imports; let them leave its bytecode in the venv, as pip
+    # does at install time, so later commands start fast even where PYTHONDONTWRITEBYTECODE is set.
+    probe_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
     groups = [g for g in GROUPS if g in set(groups)]
     state = venv.inspect(settings.venv)
     host = facts.probe([settings.venv, settings.models])
@@ -285,7 +288,7 @@ def run(settings: Settings, groups: Iterable[str] = GROUPS, deep: bool = False,
                 argv = [str(settings.venv_python), "-m", "mlxtasks.runtime.probe", "--os", host.os,
                         "--backend", backend, "--groups", *chosen, "--deep", *(map(str, folders) if deep_here else ())]
                 probes.append((chosen, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                                        text=True, env=env)))
+                                                        text=True, env=probe_env)))
 
     checks = []
     if "system" in groups:

@@ -52,6 +52,17 @@ def test_a_healthy_install_passes_every_check_with_the_cpu_backend(breakable):
     assert all("seconds" in c for c in found.values())
 
 
+def test_the_probes_leave_bytecode_in_the_venv_even_where_python_is_told_not_to(breakable):
+    home, _ = breakable
+    site = next((home / "venv-mlx" / "lib").glob("python3.*/site-packages"))
+    for package in ("mlx_lm", "transformers"):
+        shutil.rmtree(site / package / "__pycache__", ignore_errors=True)
+    done = invoke("validate", "--only", "mlx-lm", home=home, PYTHONDONTWRITEBYTECODE="1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for package in ("mlx_lm", "transformers"):
+        assert list((site / package / "__pycache__").glob("__init__.*.pyc")), package
+
+
 def test_quiet_prints_only_the_summary_when_all_is_well(breakable):
     home, _ = breakable
     done = invoke("validate", "--quiet", "--only", "environment", home=home)
