@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from . import bench, catalog, router
 from .catalog import Model
@@ -31,21 +31,48 @@ DEFAULTS: dict[str, Any] = {
     "backend": "auto",
     "shell": "auto",
     "packages": ["mlx-lm", "numpy", "transformers", "huggingface-hub", "sentencepiece", "tiktoken"],
-    "min_disk_gb": 10,
-    "warn_disk_gb": 20,
-    "warn_ram_gb": 16,
-    "disk_margin_gb": 1,  # kept free beyond a model's size when pulling it
+    "min_disk_gb": 10.0,  # floats, so INVOKE_MLX_* may give fractions
+    "warn_disk_gb": 20.0,
+    "warn_ram_gb": 16.0,
+    "disk_margin_gb": 1.0,  # kept free beyond a model's size when pulling it
     "retry_delay_s": 2.0,  # before the second try of a download; doubled for each later one
     "catalog": {},  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
     "default_model": "qwen7b",  # for chat.ask without --model
     "bench": bench.DEFAULTS,  # invoke bench: prompt lengths, tokens generated, runs, Ollama's URL, the history file
     "router": router.DEFAULT_RULES,  # categories: keywords with weights, and models best first
     "serve_port": 8080,  # not 11434, which Ollama owns; the host is only ever a flag (default 127.0.0.1)
-    "serve_start_timeout_s": 120,  # how long `serve` waits for the model to load and the port to answer
+    "serve_start_timeout_s": 120.0,  # how long `serve` waits for the model to load and the port to answer
     "serve_allowed_origins": [],  # web origins whose pages may read the server's answers (CORS); none by default
 }
 
 CONFIG_FIX = "edit the `mlx:` section of invoke.yaml or ~/.invoke.yaml (or unset INVOKE_MLX_*)"
+ENV_PREFIX = "INVOKE_"
+
+
+def env_problem(environ: Mapping[str, str]) -> MlxTasksError | None:
+    """The first INVOKE_MLX_* variable Invoke could not turn into its setting's type (its own error is a
+    traceback, raised before any task runs). Values of the right type are checked later, like config files."""
+    for path, default in _leaves({CONFIG_KEY: DEFAULTS}):
+        name = ENV_PREFIX + "_".join(path).upper()
+        if name not in environ or isinstance(default, (bool, str)) or default is None:
+            continue
+        key = ".".join(path)
+        if isinstance(default, (list, tuple)):
+            return MlxTasksError(f"{name} cannot set {key}, which is a list.", fix=f"unset {name}, and set {key} in ~/.invoke.yaml")
+        try:
+            type(default)(environ[name])
+        except ValueError:
+            kind = "a whole number" if isinstance(default, int) else "a number"
+            return MlxTasksError(f"{name} must be {kind}, not {environ[name]!r}.", fix=f"unset {name}, or give it {kind}")
+    return None
+
+
+def _leaves(tree: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            yield from _leaves(value, (*path, key))
+        else:
+            yield (*path, key), value
 
 
 @dataclass(frozen=True)

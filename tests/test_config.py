@@ -8,6 +8,8 @@ from mlxtasks.errors import MlxTasksError
 from mlxtasks.tasks import ns
 from mlxtasks.tasks._common import settings
 
+from .conftest import invoke
+
 
 def test_defaults_derive_from_the_home_given_at_resolve_time(tmp_path):
     s = config.resolve({}, home=tmp_path)
@@ -83,3 +85,25 @@ def test_a_wrong_type_in_a_config_file_is_reported_with_its_key(tmp_path, monkey
     c = _context(tmp_path, "mlx:\n  warn_disk_gb: [1, 2]\n")
     with pytest.raises(MlxTasksError, match="mlx.warn_disk_gb"):
         settings(c)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("INVOKE_MLX_SERVE_PORT", "9000"), ("INVOKE_MLX_SERVE_PORT", "abc"), ("INVOKE_MLX_MIN_DISK_GB", "2.5"),
+    ("INVOKE_MLX_RETRY_DELAY_S", "soon"), ("INVOKE_MLX_BENCH_RUNS", "7"), ("INVOKE_MLX_BENCH_RUNS", "2.5"),
+    ("INVOKE_MLX_PACKAGES", "mlx"), ("INVOKE_MLX_VENV", "/opt/mlx"),
+])
+def test_environment_values_are_refused_exactly_when_invoke_cannot_load_them(tmp_path, monkeypatch, name, value):
+    problem = config.env_problem({name: value})
+    try:
+        _context(tmp_path, env={name: value}, monkeypatch=monkeypatch)
+        loads = True
+    except Exception:  # noqa: BLE001 - whatever Invoke raises is what the check stands in for
+        loads = False
+    assert (problem is None) == loads
+    assert problem is None or (name in problem.message and f"unset {name}" in problem.fix)
+
+
+def test_a_task_run_with_a_bad_environment_value_says_so_without_a_traceback(tmp_path):
+    done = invoke("preflight", home=tmp_path, INVOKE_MLX_SERVE_PORT="abc")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "INVOKE_MLX_SERVE_PORT must be a whole number, not 'abc'." in done.stderr

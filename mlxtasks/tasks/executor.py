@@ -2,14 +2,25 @@
 
 Invoke calls pre-tasks with no arguments, so `invoke setup --yes --python X` would not reach
 `venv.create`. Here every pre-task gets the caller's value for each parameter it also has.
+It also refuses an INVOKE_MLX_* variable of the wrong type in a sentence, before Invoke trips on it.
 """
 
 import inspect
+import os
 
-from invoke import Call, Executor, Task
+from invoke import Call, Executor, Exit, Task
+
+from .. import config, ui
 
 
 class SharedOptionsExecutor(Executor):
+    def execute(self, *tasks):
+        problem = config.env_problem(os.environ)
+        if problem:
+            ui.error(problem)
+            raise Exit(code=1)
+        return super().execute(*tasks)
+
     def expand_calls(self, calls):
         expanded = []
         for call in calls:
