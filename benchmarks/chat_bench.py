@@ -9,7 +9,7 @@ from pathlib import Path
 from harness import Result, measure_in_venv
 
 TOKENS = 512  # long enough that a run lasts about a second on the tiny model
-RUNS = 10
+RUNS = 20
 MEASURE = """
 import json, sys, time
 from mlx_lm import load, stream_generate
