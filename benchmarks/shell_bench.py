@@ -57,7 +57,7 @@ def shell_startup(work: Path) -> Result:
                      f"with a conda-style Python hook {medians['python_hook'] * 1000:.1f} ms "
                      f"({processes['python_hook'] - processes['bare']} extra processes)")
         raw.update({f"{shell}_{name}": values for name, values in samples.items()})
-    figure = "; ".join(f"{shell} +{added[shell] * 1000:.2f} ms, {spawned[shell]} processes" for shell in RC)
+    figure = "; ".join(f"{shell} {added[shell] * 1000:+.2f} ms, {spawned[shell]} processes" for shell in RC)
     return Result(
         "Shell start-up added by the block (`SHELL -i -c exit`)",
         f"{figure} (medians of {RUNS})",
