@@ -52,7 +52,7 @@ def _uncatalogued(folder: Path) -> Model:
 
 
 def local_model(name: str, models_path: Path, known: tuple[Model, ...], where: str = "") -> tuple[Model, Path]:
-    """An installed model and its folder, by alias, other name or folder name. An unknown name gets close
+    """An installed model and its folder, by alias, other name, folder name or repo id. An unknown name gets close
     matches; a catalogue model that is not downloaded gets the command that pulls it."""
     model = find(name, (*known, *uncatalogued_models(models_path, known)))
     if model.folder not in installed_folders(models_path):
