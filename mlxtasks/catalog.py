@@ -124,7 +124,7 @@ def lookup(name: str, models: tuple[Model, ...]) -> Model | None:
     return next((model for model in models if name in (model.alias, *model.also, model.folder, model.repo)), None)
 
 
-def find(name: str, models: tuple[Model, ...]) -> Model:
+def find(name: str, models: tuple[Model, ...], place: str = "in the catalogue") -> Model:
     """Like lookup, but an unknown name gets close matches and the list command."""
     model = lookup(name, models)
     if model:
@@ -132,7 +132,7 @@ def find(name: str, models: tuple[Model, ...]) -> Model:
     names = [m.alias for m in models] + [a for m in models for a in m.also]
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(close)}?" if close else ""
-    raise MlxTasksError(f"There is no model called {name!r} in the catalogue.{hint}", fix="see the catalogue: invoke models.list")
+    raise MlxTasksError(f"There is no model called {name!r} {place}.{hint}", fix="see the catalogue: invoke models.list")
 
 
 def from_repo(repo: str, size_gb: float) -> Model:

@@ -12,6 +12,7 @@ from .errors import MlxTasksError
 from .facts import GB
 
 MANIFEST = "mlxtasks-manifest.json"
+INSTALLED_OR_KNOWN = "in the catalogue or the models folder"  # where local_model and friends look
 
 
 def model_folders(models_path: Path) -> list[Path]:
@@ -54,7 +55,7 @@ def _uncatalogued(folder: Path) -> Model:
 def local_model(name: str, models_path: Path, known: tuple[Model, ...], where: str = "") -> tuple[Model, Path]:
     """An installed model and its folder, by alias, other name, folder name or repo id. An unknown name gets close
     matches; a catalogue model that is not downloaded gets the command that pulls it."""
-    model = find(name, (*known, *uncatalogued_models(models_path, known)))
+    model = find(name, (*known, *uncatalogued_models(models_path, known)), INSTALLED_OR_KNOWN)
     if model.folder not in installed_folders(models_path):
         raise MlxTasksError(f"{model.alias} is not downloaded{where}.", fix=f"invoke models.pull {model.alias}")
     return model, models_path / model.folder

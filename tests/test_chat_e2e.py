@@ -145,7 +145,7 @@ def test_ask_verbose_adds_the_answers_speed_on_stderr_only(chat_setup, home):
 
 @pytest.mark.parametrize("args, sentence", [
     (["--model", "phi4"], "phi4 is not downloaded."),
-    (["--model", "nope"], "There is no model called 'nope' in the catalogue."),
+    (["--model", "nope"], "There is no model called 'nope' in the catalogue or the models folder."),
 ])
 def test_ask_for_a_missing_or_unknown_model_is_one_sentence(chat_setup, home, args, sentence):
     done = invoke("chat.ask", "hi", *args, *paths(chat_setup), home=home)

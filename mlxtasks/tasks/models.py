@@ -72,7 +72,7 @@ def info(c, model, models=None):
     from ..facts import GB, probe
 
     s = settings(c, models=models)
-    entry = catalog.find(model, (*s.catalog, *store.uncatalogued_models(s.models, s.catalog)))
+    entry = catalog.find(model, (*s.catalog, *store.uncatalogued_models(s.models, s.catalog)), store.INSTALLED_OR_KNOWN)
     folder = hub.final_path(s.models, entry)
     recorded = store.read_manifest(folder)
     lines = [
@@ -121,7 +121,7 @@ def rm(c, model, yes=False, models=None):
     from ..errors import MlxTasksError
 
     s = settings(c, models=models)
-    entry = catalog.find(model, (*s.catalog, *store.uncatalogued_models(s.models, s.catalog)))
+    entry = catalog.find(model, (*s.catalog, *store.uncatalogued_models(s.models, s.catalog)), store.INSTALLED_OR_KNOWN)
     path = s.models / entry.folder
     if not path.exists() and not path.is_symlink():
         raise MlxTasksError(f"{entry.alias} is not installed (no {path}).", fix="see what is: invoke models.list")
