@@ -15,6 +15,8 @@ ALIAS_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 FOLDER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 REPO_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 CATEGORIES = ("code", "reasoning", "math", "general")
+# The shell block's own commands are mlx-NAME; an alias of that name (or chat-NAME) would replace one.
+SHELL_COMMANDS = ("activate", "deactivate", "status", "models", "validate", "pull", "serve", "serve-stop", "chat", "ask")
 # Weights plus KV cache and activations for a few thousand tokens of context.
 FIT_HEADROOM = 1.1
 
@@ -66,6 +68,9 @@ def load(configured: Mapping[str, Any] | None, builtin: tuple[Model, ...] = BUIL
         key = f"mlx.catalog.{alias}"
         if not isinstance(alias, str) or not ALIAS_PATTERN.match(alias):
             raise _bad(key, "an alias of lower-case letters, digits, '.', '_' and '-'", alias)
+        if alias in SHELL_COMMANDS or alias.startswith("chat-"):
+            raise MlxTasksError(f"The alias '{alias}' in '{key}' would replace the shell command mlx-{alias}.",
+                                fix="choose another alias in the `mlx.catalog` section of ~/.invoke.yaml")
         if not isinstance(entry, Mapping):
             raise _bad(key, "a mapping of fields (repo, folder, size_gb, ...)", entry)
         unknown = sorted(set(entry) - set(_TYPES) - {"alias"})

@@ -50,18 +50,22 @@ function mlx-serve-stop --description 'Stop the MLX server'
 end
 
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
-function __mlx_ask
+# `mlx-ask MODEL "question"` and `mlx-chat [MODEL]` take any installed model (the default when none is named).
+function mlx-ask --description 'One-shot answer from an installed MLX model'
     __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model $argv
 end
 
-function __mlx_chat
+function mlx-chat --description 'Chat with an installed MLX model'
+    if not set -q argv[1]; or string match -q -- '-*' $argv[1]
+        set argv default $argv
+    end
     __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" chat --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" $argv
 end
 @@BEGIN_MODEL@@
 function mlx-@@ALIAS@@ --description 'One-shot answer from @@ALIAS@@'
-    __mlx_ask @@ALIAS@@ $argv
+    mlx-ask @@ALIAS@@ $argv
 end
 function mlx-chat-@@ALIAS@@ --description 'Chat with @@ALIAS@@'
-    __mlx_chat @@ALIAS@@ $argv
+    mlx-chat @@ALIAS@@ $argv
 end
 @@END_MODEL@@

@@ -34,9 +34,13 @@ function mlx-serve {
 function mlx-serve-stop { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.stop "$@"; }
 
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
-function _mlx_ask { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model "$@"; }
-function _mlx_chat { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"; }
+# `mlx-ask MODEL "question"` and `mlx-chat [MODEL]` take any installed model (the default when none is named).
+function mlx-ask { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model "$@"; }
+function mlx-chat {
+    case "${1:-}" in ""|-*) set -- default "$@" ;; esac
+    _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"
+}
 @@BEGIN_MODEL@@
-function mlx-@@ALIAS@@ { _mlx_ask @@ALIAS@@ "$@"; }
-function mlx-chat-@@ALIAS@@ { _mlx_chat @@ALIAS@@ "$@"; }
+function mlx-@@ALIAS@@ { mlx-ask @@ALIAS@@ "$@"; }
+function mlx-chat-@@ALIAS@@ { mlx-chat @@ALIAS@@ "$@"; }
 @@END_MODEL@@

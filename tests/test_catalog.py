@@ -33,6 +33,8 @@ def test_config_overrides_and_adds_entries():
         ({"ok": {"repo": "a/b"}}, "needs 'size_gb'"),
         ({"ok": {"repo": "a/b", "size_gb": 1, "colour": "red"}}, "mlx.catalog.ok.colour"),
         ({"qwen7b": {"category": "poetry"}}, "mlx.catalog.qwen7b.category"),
+        ({"status": {"repo": "a/b", "size_gb": 1}}, "would replace the shell command mlx-status"),
+        ({"chat-qwen7b": {"repo": "a/b", "size_gb": 1}}, "would replace the shell command mlx-chat-qwen7b"),
     ],
 )
 def test_bad_entries_name_their_key(entries, words):

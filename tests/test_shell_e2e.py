@@ -11,7 +11,7 @@ from .conftest import BIN, ROOT, clean_env, invoke, run, tree
 pytestmark = pytest.mark.e2e
 
 COMMANDS = ["mlx-activate", "mlx-deactivate", "mlx-status", "mlx-models", "mlx-validate", "mlx-pull",
-            "mlx-serve", "mlx-serve-stop", "mlx-qwen7b", "mlx-chat-qwen7b", "mlx-deepseek", "mlx-chat-phi4", "mlx-mistral7b"]
+            "mlx-serve", "mlx-serve-stop", "mlx-ask", "mlx-chat", "mlx-qwen7b", "mlx-chat-qwen7b", "mlx-deepseek", "mlx-chat-phi4", "mlx-mistral7b"]
 DEFINED = {
     "bash": "for n in {names}; do type -t $n; done",
     "zsh": "for n in {names}; do whence -w $n; done",
@@ -78,8 +78,9 @@ def test_pull_then_ask_a_model_from_the_shell(shells_home, shell, fake_hub, tiny
     hub = {"HF_ENDPOINT": fake_hub.url, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     output = interactive(shell, 'cd /; mlx-pull qwen7b && mlx-qwen7b "hello there" --max-tokens 5 > /tmp/answer', shells_home, **hub)
     assert "qwen25-coder-7b" in output, output
-    script = 'mlx-qwen7b "hello there" --max-tokens 5 | wc -l; echo hi | mlx-qwen7b - --max-tokens 3 | wc -l'
-    assert interactive(shell, script, shells_home).split() == ["1", "1"]  # only the answer, on stdout
+    script = ('mlx-qwen7b "hello there" --max-tokens 5 | wc -l; echo hi | mlx-qwen7b - --max-tokens 3 | wc -l; '
+              'mlx-ask qwen25-coder-7b "hi" --max-tokens 3 | wc -l')  # any installed model, by any of its names
+    assert interactive(shell, script, shells_home).split() == ["1", "1", "1"]  # only the answer, on stdout
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
@@ -90,6 +91,15 @@ def test_one_shot_answers_pipe_through_the_shell_command(shells_home, shell, fak
                           env=clean_env(shells_home), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.endswith("\n")
     assert "Generation:" not in done.stdout + done.stderr  # not mlx_lm's report: the answer alone
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_chat_takes_the_default_model_when_none_is_named(shells_home, shell):
+    """mlx-chat with no model, or options first, opens mlx.default_model (here phi4, never pulled)."""
+    script = "cd /; mlx-chat; mlx-chat --temp 0.2; mlx-chat mistral7b; mlx-chat-mistral7b --temp 0.2; mlx-ask nope hi"
+    output = interactive(shell, script, shells_home, INVOKE_MLX_DEFAULT_MODEL="phi4")
+    assert output.count("phi4 is not downloaded.") == 2 and output.count("mistral7b is not downloaded.") == 2, output
+    assert "There is no model called 'nope'" in output, output
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])

@@ -39,12 +39,16 @@ _mlx_serve() {
 _mlx_serve_stop() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.stop "$@"; }
 
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
+# `mlx-ask MODEL "question"` and `mlx-chat [MODEL]` take any installed model (the default when none is named).
 _mlx_ask() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model "$@"; }
-_mlx_chat() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"; }
+_mlx_chat() {
+    case "${1:-}" in ""|-*) set -- default "$@" ;; esac
+    _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"
+}
 
 alias mlx-activate=_mlx_activate mlx-deactivate=_mlx_deactivate mlx-status=_mlx_status
 alias mlx-models=_mlx_models mlx-validate=_mlx_validate mlx-pull=_mlx_pull
-alias mlx-serve=_mlx_serve mlx-serve-stop=_mlx_serve_stop
+alias mlx-serve=_mlx_serve mlx-serve-stop=_mlx_serve_stop mlx-ask=_mlx_ask mlx-chat=_mlx_chat
 alias mlx-qwen7b="_mlx_ask qwen7b" mlx-chat-qwen7b="_mlx_chat qwen7b"
 alias mlx-qwen32b="_mlx_ask qwen32b" mlx-chat-qwen32b="_mlx_chat qwen32b"
 alias mlx-deepseek="_mlx_ask deepseek" mlx-chat-deepseek="_mlx_chat deepseek"

@@ -52,41 +52,45 @@ function mlx-serve-stop --description 'Stop the MLX server'
 end
 
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
-function __mlx_ask
+# `mlx-ask MODEL "question"` and `mlx-chat [MODEL]` take any installed model (the default when none is named).
+function mlx-ask --description 'One-shot answer from an installed MLX model'
     __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model $argv
 end
 
-function __mlx_chat
+function mlx-chat --description 'Chat with an installed MLX model'
+    if not set -q argv[1]; or string match -q -- '-*' $argv[1]
+        set argv default $argv
+    end
     __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" chat --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" $argv
 end
 function mlx-qwen7b --description 'One-shot answer from qwen7b'
-    __mlx_ask qwen7b $argv
+    mlx-ask qwen7b $argv
 end
 function mlx-chat-qwen7b --description 'Chat with qwen7b'
-    __mlx_chat qwen7b $argv
+    mlx-chat qwen7b $argv
 end
 function mlx-qwen32b --description 'One-shot answer from qwen32b'
-    __mlx_ask qwen32b $argv
+    mlx-ask qwen32b $argv
 end
 function mlx-chat-qwen32b --description 'Chat with qwen32b'
-    __mlx_chat qwen32b $argv
+    mlx-chat qwen32b $argv
 end
 function mlx-deepseek --description 'One-shot answer from deepseek'
-    __mlx_ask deepseek $argv
+    mlx-ask deepseek $argv
 end
 function mlx-chat-deepseek --description 'Chat with deepseek'
-    __mlx_chat deepseek $argv
+    mlx-chat deepseek $argv
 end
 function mlx-phi4 --description 'One-shot answer from phi4'
-    __mlx_ask phi4 $argv
+    mlx-ask phi4 $argv
 end
 function mlx-chat-phi4 --description 'Chat with phi4'
-    __mlx_chat phi4 $argv
+    mlx-chat phi4 $argv
 end
 function mlx-mistral7b --description 'One-shot answer from mistral7b'
-    __mlx_ask mistral7b $argv
+    mlx-ask mistral7b $argv
 end
 function mlx-chat-mistral7b --description 'Chat with mistral7b'
-    __mlx_chat mistral7b $argv
+    mlx-chat mistral7b $argv
 end
 # <<< mlxtasks <<<

@@ -36,16 +36,20 @@ function mlx-serve {
 function mlx-serve-stop { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.stop "$@"; }
 
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
-function _mlx_ask { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model "$@"; }
-function _mlx_chat { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"; }
-function mlx-qwen7b { _mlx_ask qwen7b "$@"; }
-function mlx-chat-qwen7b { _mlx_chat qwen7b "$@"; }
-function mlx-qwen32b { _mlx_ask qwen32b "$@"; }
-function mlx-chat-qwen32b { _mlx_chat qwen32b "$@"; }
-function mlx-deepseek { _mlx_ask deepseek "$@"; }
-function mlx-chat-deepseek { _mlx_chat deepseek "$@"; }
-function mlx-phi4 { _mlx_ask phi4 "$@"; }
-function mlx-chat-phi4 { _mlx_chat phi4 "$@"; }
-function mlx-mistral7b { _mlx_ask mistral7b "$@"; }
-function mlx-chat-mistral7b { _mlx_chat mistral7b "$@"; }
+# `mlx-ask MODEL "question"` and `mlx-chat [MODEL]` take any installed model (the default when none is named).
+function mlx-ask { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model "$@"; }
+function mlx-chat {
+    case "${1:-}" in ""|-*) set -- default "$@" ;; esac
+    _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"
+}
+function mlx-qwen7b { mlx-ask qwen7b "$@"; }
+function mlx-chat-qwen7b { mlx-chat qwen7b "$@"; }
+function mlx-qwen32b { mlx-ask qwen32b "$@"; }
+function mlx-chat-qwen32b { mlx-chat qwen32b "$@"; }
+function mlx-deepseek { mlx-ask deepseek "$@"; }
+function mlx-chat-deepseek { mlx-chat deepseek "$@"; }
+function mlx-phi4 { mlx-ask phi4 "$@"; }
+function mlx-chat-phi4 { mlx-chat phi4 "$@"; }
+function mlx-mistral7b { mlx-ask mistral7b "$@"; }
+function mlx-chat-mistral7b { mlx-chat mistral7b "$@"; }
 # <<< mlxtasks <<<
