@@ -194,7 +194,7 @@ def section(path: Path = KEPT) -> list[str]:
         f"setup's warm-up step on an empty cache ({r['warmup']['stdout'].strip().split('(')[-1].rstrip(')')}) "
         f"{r['ask-after-warmup']['first_token_s']:.2f} s.",
         *([f"- Chat overhead vs raw `mlx_lm.stream_generate` on a random-weight qwen2 of Qwen2.5-0.5B's shape, 4-bit, "
-           f"{chat_bench.TOKENS} tokens, medians of {chat_bench.RUNS} interleaved runs (alternating which goes first) in one process: "
+           f"{chat_bench.TOKENS} tokens, {len(r['chat_overhead']['raw'])} pairs of runs (alternating which goes first) in one process: "
            f"{chat_bench.judge(r['chat_overhead'])[0]} (target: {chat_bench.TARGET}; "
            f"{'held' if chat_bench.judge(r['chat_overhead'])[1] else 'NOT held'}). Single runs spread from "
            f"{min(t for t, _ in r['chat_overhead']['ours'] + r['chat_overhead']['raw']):.0f} to "
