@@ -22,9 +22,9 @@ GB = 10**9
 
 # The wheel each backend brings (mlx's extras); checked so a cpu venv is not taken for a cuda one.
 BACKEND_DISTRIBUTION = {"metal": "mlx-metal", "cpu": "mlx-cpu", "cuda12": "mlx-cuda-12", "cuda13": "mlx-cuda-13"}
-# Minimum NVIDIA driver for each CUDA wheel of MLX, newest first.
 # Said before a process's first generation on CUDA, so the compile (a minute or more the first time) is no hang.
 CUDA_COMPILING = "compiling GPU kernels (first run only)..."
+# Minimum NVIDIA driver for each CUDA wheel of MLX, newest first.
 CUDA_DRIVER_MINIMUM = (("cuda13", (580,)), ("cuda12", (550,)))
 
 _PYTHON_PROBE = "import json, platform, sys; print(json.dumps([list(sys.version_info[:3]), platform.machine(), sys.prefix]))"

@@ -12,7 +12,6 @@ from .errors import MlxTasksError
 from .facts import GB
 
 MANIFEST = "mlxtasks-manifest.json"
-INSTALLED_OR_KNOWN = "in the catalogue or the models folder"  # where local_model and friends look
 
 
 def model_folders(models_path: Path) -> list[Path]:
@@ -52,10 +51,21 @@ def _uncatalogued(folder: Path) -> Model:
                  "general", repo)
 
 
+def known_models(models_path: Path, known: tuple[Model, ...]) -> tuple[Model, ...]:
+    """The catalogue, then the installed models it does not know."""
+    return (*known, *uncatalogued_models(models_path, known))
+
+
+def find_model(name: str, models_path: Path, known: tuple[Model, ...]) -> Model:
+    """A model of the catalogue or the models folder, by alias, other name, folder name or repo id; an
+    unknown name gets close matches."""
+    return find(name, known_models(models_path, known), "in the catalogue or the models folder")
+
+
 def local_model(name: str, models_path: Path, known: tuple[Model, ...], where: str = "") -> tuple[Model, Path]:
-    """An installed model and its folder, by alias, other name, folder name or repo id. An unknown name gets close
-    matches; a catalogue model that is not downloaded gets the command that pulls it."""
-    model = find(name, (*known, *uncatalogued_models(models_path, known)), INSTALLED_OR_KNOWN)
+    """An installed model and its folder (see find_model); a catalogue model that is not downloaded gets the
+    command that pulls it."""
+    model = find_model(name, models_path, known)
     if model.folder not in installed_folders(models_path):
         raise MlxTasksError(f"{model.alias} is not downloaded{where}.", fix=f"invoke models.pull {model.alias}")
     return model, models_path / model.folder

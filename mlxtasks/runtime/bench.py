@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 
 from .. import bench
-from . import gpu
 from ..facts import GB, probe
+from . import gpu
+
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)

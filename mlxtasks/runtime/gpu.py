@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from ..facts import CUDA_COMPILING as COMPILING
-_generated = False
+
+_generated = False  # whether this process has generated yet
 
 
 def kernel_cache(environ=os.environ) -> Path | None:

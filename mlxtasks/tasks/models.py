@@ -18,7 +18,7 @@ def list_(c, models=None, json=False):
     s = settings(c, models=models)
     facts = probe()
     installed = []
-    named = (*s.catalog, *store.uncatalogued_models(s.models, s.catalog))
+    named = store.known_models(s.models, s.catalog)
     for folder in store.model_folders(s.models):
         recorded = store.read_manifest(folder) or {}
         known = catalog.by_folder(folder.name, named)
@@ -72,7 +72,7 @@ def info(c, model, models=None):
     from ..facts import GB, probe
 
     s = settings(c, models=models)
-    entry = catalog.find(model, (*s.catalog, *store.uncatalogued_models(s.models, s.catalog)), store.INSTALLED_OR_KNOWN)
+    entry = store.find_model(model, s.models, s.catalog)
     folder = hub.final_path(s.models, entry)
     recorded = store.read_manifest(folder)
     lines = [
@@ -117,11 +117,11 @@ def verify(c, model=None, models=None):
 @task(help={"model": "the alias of an installed model", "yes": "delete without asking", "models": PATH_HELP["models"]})
 def rm(c, model, yes=False, models=None):
     """Delete an installed model's folder (only ever inside the models folder)."""
-    from .. import catalog, store, ui
+    from .. import store, ui
     from ..errors import MlxTasksError
 
     s = settings(c, models=models)
-    entry = catalog.find(model, (*s.catalog, *store.uncatalogued_models(s.models, s.catalog)), store.INSTALLED_OR_KNOWN)
+    entry = store.find_model(model, s.models, s.catalog)
     path = s.models / entry.folder
     if not path.exists() and not path.is_symlink():
         raise MlxTasksError(f"{entry.alias} is not installed (no {path}).", fix="see what is: invoke models.list")

@@ -19,11 +19,11 @@ def warmup(c, warmup=True, venv=None, backend=None, dry_run=False):
     from ..errors import MlxTasksError
     from ..facts import backend_for, probe
 
-    s = settings(c, venv=venv, backend=backend)
-    chosen = backend_for(probe(), s.backend)
     if not warmup:
         record("done", "warmup", "skipped (--no-warmup)")
         return
+    s = settings(c, venv=venv, backend=backend)
+    chosen = backend_for(probe(), s.backend)
     if not chosen.startswith("cuda"):
         record("done", "warmup", f"nothing to compile on the {chosen} backend")
         return
