@@ -210,6 +210,7 @@ def test_a_model_pulled_by_repo_id_is_listed_chatted_with_verified_and_removed(b
         assert pull(hub, home, "someone/Tiny-Chat-4bit").returncode == 0
     listed = json.loads(invoke("models.list", "--json", home=home).stdout)["installed"]
     assert [(m["alias"], m["folder"], m["complete"]) for m in listed] == [("tiny-chat-4bit", "Tiny-Chat-4bit", True)]
+    assert "  tiny-chat-4bit Tiny-Chat-4bit " in invoke("models.list", home=home).stdout  # a long alias keeps its column
     assert "someone/Tiny-Chat-4bit" in invoke("models.info", "tiny-chat-4bit", home=home).stdout
     assert invoke("models.verify", "--model", "Tiny-Chat-4bit", home=home).returncode == 0
     answer = invoke("chat.ask", "hello", "--model", "tiny-chat-4bit", "--max-tokens", "3",

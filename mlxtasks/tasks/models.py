@@ -33,15 +33,18 @@ def list_(c, models=None, json=False):
     if json:
         ui.out(json_module.dumps({"models_folder": str(s.models), "installed": installed, "catalogue": entries}, indent=2))
         return
+    # Columns as wide as their longest name, so a long alias (a model pulled by repo id) never runs into the next.
+    alias_width = max([11, *(len(e["alias"] or "-") + 1 for e in [*installed, *entries])])
+    folder_width = max([22, *(len(e["folder"]) + 1 for e in installed)])
     ui.out(f"Installed in {s.models}:" if installed else f"No models installed in {s.models} yet.")
     for entry in installed:
         state = "complete" if entry["complete"] else "incomplete: invoke models.verify"
-        ui.out(f"  {entry['alias'] or '-':<11}{entry['folder']:<22}{entry['size'] / GB:>7.2f} GB  {state}")
+        ui.out(f"  {entry['alias'] or '-':<{alias_width}}{entry['folder']:<{folder_width}}{entry['size'] / GB:>7.2f} GB  {state}")
     ui.out("")
-    ui.out(f"{'alias':<11}{'size':>9}  {'kind':<10}{'fits':<6}{'installed':<11}description")
+    ui.out(f"{'alias':<{alias_width}}{'size':>9}  {'kind':<10}{'fits':<6}{'installed':<11}description")
     for e in entries:
         note = " (in the HF cache: models.pull --from-cache)" if e["in_hf_cache"] and not e["installed"] else ""
-        ui.out(f"{e['alias']:<11}{e['size_gb']:>7.2f}GB  {e['category']:<10}{'yes' if e['fits'] else 'no':<6}"
+        ui.out(f"{e['alias']:<{alias_width}}{e['size_gb']:>7.2f}GB  {e['category']:<10}{'yes' if e['fits'] else 'no':<6}"
                f"{'yes' if e['installed'] else 'no':<11}{e['description']}{note}")
 
 
