@@ -52,6 +52,10 @@ end
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
 # `mlx-ask MODEL "question"` and `mlx-chat [MODEL]` take any installed model (the default when none is named).
 function mlx-ask --description 'One-shot answer from an installed MLX model'
+    if test (count $argv) -lt 2
+        echo 'usage: mlx-ask MODEL "question" [options] (- reads the question from stdin)' >&2
+        return 2
+    end
     __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model $argv
 end
 

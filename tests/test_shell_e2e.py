@@ -100,6 +100,8 @@ def test_chat_takes_the_default_model_when_none_is_named(shells_home, shell):
     output = interactive(shell, script, shells_home, INVOKE_MLX_DEFAULT_MODEL="phi4")
     assert output.count("phi4 is not downloaded.") == 2 and output.count("mistral7b is not downloaded.") == 2, output
     assert "There is no model called 'nope'" in output, output
+    usage = interactive(shell, "mlx-ask; mlx-qwen7b", shells_home)
+    assert usage.count('usage: mlx-ask MODEL "question"') == 2 and "Flag" not in usage, usage
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
