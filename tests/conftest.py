@@ -17,6 +17,42 @@ pytest_plugins = ["tests.support.fixtures"]
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
+# System tools some tests run: (Debian package, Homebrew formula). `.ci/run` installs them all, so
+# under CI=true a missing one fails its tests; elsewhere those tests skip, saying how to install it.
+SYSTEM_TOOLS = {
+    "zsh": ("zsh", "zsh"),
+    "fish": ("fish", "fish"),
+    "shellcheck": ("shellcheck", "shellcheck"),
+    "rsync": ("rsync", "rsync"),
+    "ssh": ("openssh-client", "openssh"),
+    "systemd-analyze": ("systemd", None),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "tools(*names): runs these system tools (keys of SYSTEM_TOOLS); "
+                                       "a test parametrized by `shell` needs that shell too")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    names = [name for mark in item.iter_markers("tools") for name in mark.args]
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("shell") in SYSTEM_TOOLS:
+        names.append(callspec.params["shell"])
+    for name in names:
+        require_tool(name)
+
+
+def require_tool(name: str) -> None:
+    """Skip the running test when the system tool `name` is missing, or fail it under CI."""
+    if shutil.which(name):
+        return
+    apt, brew = SYSTEM_TOOLS[name]
+    how = f"apt-get install {apt}" + (f" or brew install {brew}" if brew else "")
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{name} is not installed, and under CI it must be: .ci/run installs it ({how}).")
+    pytest.skip(f"needs {name}, which is not installed ({how})")
+
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment a new user has: HOME in a temporary folder, no venv active, no INVOKE_* config."""
@@ -92,9 +128,3 @@ def fake_python(tmp_path: Path):
 def tree(path: Path) -> list[str]:
     """Every file and folder under path, relative, sorted: to prove nothing was created."""
     return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
-
-
-def which(name: str) -> str:
-    found = shutil.which(name)
-    assert found, f"{name} is needed by this test"
-    return found

@@ -188,6 +188,7 @@ def write_hostfile(home, *hosts):
         "backend": "ring", "envs": [], "hosts": [{"ssh": h, "ips": [f"192.0.2.{n}"]} for n, h in enumerate(hosts)]})
 
 
+@pytest.mark.tools('ssh')
 def test_check_names_every_unreachable_host_with_its_fix_and_exits_1(home):
     write_hostfile(home, cluster.LOCAL, CLOSED_PORT, UNROUTABLE)
     done = invoke("cluster.check", "--timeout", "1", "--venv", str(TOOL_VENV), home=home, timeout=120)
@@ -225,6 +226,7 @@ def pulled_model(models):
     return folder
 
 
+@pytest.mark.tools('rsync')
 def test_share_copies_to_a_host_without_the_model_then_check_passes(home, tmp_path, stand_in_ssh):
     here, there = tmp_path / "models", tmp_path / "elsewhere" / "models"
     folder = pulled_model(here)
@@ -260,6 +262,7 @@ def test_check_reports_a_model_this_machine_lacks_before_asking_any_host(home, t
     assert "invoke models.pull qwen7b" in done.stderr
 
 
+@pytest.mark.tools('ssh')
 def test_share_stops_at_an_unreachable_host_with_its_fix(home, tmp_path):
     models = tmp_path / "models"
     pulled_model(models)

@@ -2,7 +2,6 @@
 
 import json
 import plistlib
-import shutil
 import socket
 import subprocess
 import sys
@@ -195,7 +194,7 @@ def test_linux_gets_a_systemd_user_unit_with_every_word_escaped(tmp_path):
     assert "Restart=on-failure" in text and "StartLimitBurst=3" in text and "WantedBy=default.target" in text
 
 
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
+@pytest.mark.tools("systemd-analyze")
 def test_systemd_itself_accepts_the_unit(tmp_path):
     unit = tmp_path / "mlxtasks-serve.service"
     unit.write_text(service.render("systemd", [sys.executable, "-c", "print('it works: 100% $HOME')"], tmp_path / "a log"))

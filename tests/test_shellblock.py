@@ -34,6 +34,7 @@ def test_each_rendered_block_parses_with_empty_stderr(shell, check, tmp_path):
     assert (done.returncode, done.stderr) == (0, "")
 
 
+@pytest.mark.tools('shellcheck')
 def test_the_bash_block_passes_shellcheck(tmp_path):
     path = tmp_path / "block.bash"
     path.write_text(rendered("bash"))

@@ -1,0 +1,64 @@
+"""The repository's own promises: CI fails when it tests nothing, installs every tool the tests run,
+and every command line in the docs pastes into a stock zsh."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, SYSTEM_TOOLS
+
+SHELL_FENCES = {"sh", "bash", "zsh", "shell", "console", "fish"}
+# Interactive zsh has interactivecomments off: `cmd  # note` passes `#`, `note` on to cmd.
+TRAILING_COMMENT = re.compile(r"\S\s+#(\s|$)")
+
+
+def shell_lines(path: Path):
+    """(line number, text) of every line inside a fenced sh/bash/zsh/... block of a Markdown file."""
+    fence = None
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fence = line.strip()[3:].strip() if fence is None else None
+        elif fence in SHELL_FENCES:
+            yield number, line
+
+
+def test_no_command_line_in_the_docs_ends_in_a_comment():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    found = [f"{page.relative_to(ROOT)}:{number}: {line.strip()}" for page in pages
+             for number, line in shell_lines(page)
+             if not line.lstrip().startswith("#") and TRAILING_COMMENT.search(line)]
+    assert found == [], "\n".join(found)
+
+
+def test_the_scan_sees_a_trailing_comment(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("```sh\ninvoke setup --dry-run   # what would change\n# own line\n```\n"
+                    "```python\nx = 1  # fine in Python\n```\n")
+    assert [n for n, line in shell_lines(page) if TRAILING_COMMENT.search(line)] == [2]
+
+
+def test_ci_installs_every_system_tool_the_tests_run():
+    script = (ROOT / ".ci" / "run").read_text()
+    assert {f"{tool}:{apt}" for tool, (apt, _) in SYSTEM_TOOLS.items()} <= set(re.findall(r"[\w-]+:[\w-]+", script))
+
+
+@pytest.fixture
+def checkout_without_tests(tmp_path: Path) -> Path:
+    """.ci/run and scripts/ in a folder whose tests/ holds no test."""
+    for name in [".ci/run", "scripts/test.sh", "scripts/lib.sh"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, tmp_path / name)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\ntestpaths = ['tests']\n")
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    return tmp_path
+
+
+def test_ci_fails_when_no_test_was_collected(checkout_without_tests):
+    done = subprocess.run(["bash", ".ci/run"], cwd=checkout_without_tests, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=300)
+    assert done.returncode == 5, done.stdout + done.stderr
+    assert "collected no tests" in done.stderr
