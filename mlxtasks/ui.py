@@ -40,6 +40,7 @@ _MARKS = {
     "done": ("✓", "done", "green"),
     "changed": ("+", "changed", "blue"),
     "dry": ("~", "would", "yellow"),
+    "skipped": ("-", "skipped", "yellow"),
 }
 
 
@@ -65,7 +66,7 @@ def error(err: MlxTasksError) -> None:
 
 
 def step(kind: str, name: str, summary: str, details: Iterable[str] = ()) -> None:
-    """One line per setup step: kind is done (already fine), changed, or dry (would change)."""
+    """One line per setup step: kind is done (already fine), changed, dry (would change) or skipped."""
     out(f"{_mark(kind, sys.stdout)} {name}: {summary}")
     for line in details:
         out(f"    {line}")

@@ -65,7 +65,7 @@ def test_warmup_is_a_step_of_setup_that_only_cuda_needs(bootstrapped, home):
     venv = str(shared_home / "venv-mlx")
     assert "[done] warmup: nothing to compile on the cpu backend" in invoke("warmup", "--venv", venv, home=home).stdout
     skipped = invoke("warmup", "--no-warmup", "--venv", venv, home=home)
-    assert "[done] warmup: skipped (--no-warmup)" in skipped.stdout
+    assert "[skipped] warmup: not run (--no-warmup)" in skipped.stdout
     forced = invoke("warmup", "--backend", "cuda13", "--venv", venv, home=home)
     assert forced.returncode == 0, forced.stderr
     assert "MLX in the venv sees no CUDA GPU, so nothing was compiled" in forced.stdout

@@ -10,15 +10,15 @@ from mlxtasks.errors import MlxTasksError
 from mlxtasks.steps import Command
 from mlxtasks.tasks import _common, install, ns, preflight, shell, venv, workspace
 from mlxtasks.tasks.executor import SharedOptionsExecutor
-from mlxtasks.tasks.setup import setup
+from mlxtasks.tasks.setup import check_options, setup
 from mlxtasks.tasks.validate import validate
 from mlxtasks.tasks.warmup import warmup
 
-from .conftest import BIN, ROOT, clean_env
+from .conftest import BIN, ROOT, clean_env, invoke
 
 
 def test_setup_runs_the_steps_in_order_as_pre_tasks():
-    assert setup.pre == [preflight.check, venv.create, install.packages, workspace.create, shell.install, validate, warmup]
+    assert setup.pre == [check_options, preflight.check, venv.create, install.packages, workspace.create, shell.install, validate, warmup]
     assert {"preflight", "venv", "install", "workspace", "shell"} <= set(ns.collections)
 
 
@@ -87,3 +87,37 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
     child.stdout.close()  # the reader is gone before the first line is written
     assert child.wait(timeout=60) == 0
     assert child.stderr.read() == b""
+
+
+def all_tasks(collection: Collection):
+    yield from collection.tasks.values()
+    for child in collection.collections.values():
+        yield from all_tasks(child)
+
+
+def test_minus_v_means_verbose_on_every_task_and_nothing_else():
+    meanings = {arg.name for t in all_tasks(ns) for arg in t.get_arguments() if "v" in arg.names}
+    assert meanings == {"verbose"}
+    assert "v" not in next(arg for arg in setup.get_arguments() if arg.name == "venv").names
+
+
+def test_setup_refuses_a_wrong_option_before_any_step_runs(home):
+    done = invoke("setup", "--installer", "conda", "--yes", home=home, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["[error] --installer must be one of auto, uv, pip, got 'conda'.",
+                                        "  Fix: pass one of auto, uv, pip to --installer"]
+    assert done.stdout == "" and list(home.iterdir()) == []
+
+
+def test_setup_lists_a_skipped_step_as_skipped_not_as_fine(capsys):
+    earlier = list(_common.JOURNAL)
+    _common.JOURNAL.clear()
+    try:
+        _common.record("done", "venv", "ready")
+        warmup.body(MockContext(), warmup=False)
+        setup.body(MockContext())
+    finally:
+        _common.JOURNAL[:] = earlier
+    out = capsys.readouterr().out
+    assert "[skipped] warmup: not run (--no-warmup)" in out
+    assert "Already fine: venv.\nSkipped: warmup (not run (--no-warmup)).\n" in out

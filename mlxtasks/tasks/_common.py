@@ -38,6 +38,10 @@ def is_dry(c: Context, dry_run: bool) -> bool:
 class MlxTask(Task):
     """A task whose expected failures print their sentence and fix on stderr and exit 1."""
 
+    def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
+        # -v means --verbose on every task that has it and nothing else anywhere (never --venv).
+        return super().arg_opts(name, default, taken_names if name == "verbose" else taken_names | {"v"})
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)

@@ -8,8 +8,15 @@ from ._common import JOURNAL, PATH_HELP, is_dry, perform, record, settings, task
 STEPS = [preflight.check, venv.create, install.packages, workspace.create, shell.install, validate, warmup]
 
 
+@task
+def check_options(c, python=None, venv=None, workspace=None, models=None, installer=None, backend=None, shell=None):
+    """Refuse a wrong option value of setup's before any step runs (it reaches them as pre-tasks)."""
+    settings(c, python=python, venv=venv, workspace=workspace, models=models, installer=installer, backend=backend,
+             shell=shell)
+
+
 @task(
-    pre=STEPS,
+    pre=[check_options, *STEPS],
     help={
         "yes": "answer yes to every question (for unattended runs)",
         "dry_run": "print every action, file writes included, and change nothing",
@@ -30,6 +37,7 @@ def setup(c, yes=False, dry_run=False, python=None, venv=None, workspace=None, m
     # The steps ran as pre-tasks with these same options; what is left is the summary.
     changed = [f"{name}: {summary}" for kind, name, summary in JOURNAL if kind == "changed"]
     fine = [name for kind, name, _ in JOURNAL if kind == "done"]
+    skipped = [f"{name} ({summary})" for kind, name, summary in JOURNAL if kind == "skipped"]
     ui.out()
     if is_dry(c, dry_run):
         ui.out("Dry run: nothing was changed.")
@@ -37,6 +45,8 @@ def setup(c, yes=False, dry_run=False, python=None, venv=None, workspace=None, m
     ui.out("Changed: " + ("; ".join(changed) if changed else "nothing, everything was already set up."))
     if fine:
         ui.out("Already fine: " + ", ".join(fine) + ".")
+    if skipped:
+        ui.out("Skipped: " + ", ".join(skipped) + ".")
     ui.out("Next: open a new terminal (or source your rc file), then: mlx-status")
 
 

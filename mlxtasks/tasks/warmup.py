@@ -20,7 +20,7 @@ def warmup(c, warmup=True, venv=None, backend=None, dry_run=False):
     from ..facts import backend_for, probe
 
     if not warmup:
-        record("done", "warmup", "skipped (--no-warmup)")
+        record("skipped", "warmup", "not run (--no-warmup)")
         return
     s = settings(c, venv=venv, backend=backend)
     chosen = backend_for(probe(), s.backend)
