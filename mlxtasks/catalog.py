@@ -11,9 +11,9 @@ from typing import Any, Mapping
 from .errors import MlxTasksError
 from .facts import GB, HostFacts
 
-ALIAS_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-FOLDER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-REPO_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+ALIAS_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
+FOLDER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+REPO_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 CATEGORIES = ("code", "reasoning", "math", "general")
 # The shell block's own commands are mlx-NAME; an alias of that name (or chat-NAME) would replace one.
 SHELL_COMMANDS = ("activate", "deactivate", "status", "models", "validate", "pull", "serve", "serve-stop", "chat", "ask")
@@ -66,7 +66,7 @@ def load(configured: Mapping[str, Any] | None, builtin: tuple[Model, ...] = BUIL
     models = {m.alias: m for m in builtin}
     for alias, entry in (configured or {}).items():
         key = f"mlx.catalog.{alias}"
-        if not isinstance(alias, str) or not ALIAS_PATTERN.match(alias):
+        if not isinstance(alias, str) or not ALIAS_PATTERN.fullmatch(alias):
             raise _bad(key, "an alias of lower-case letters, digits, '.', '_' and '-'", alias)
         if alias in SHELL_COMMANDS or alias.startswith("chat-"):
             raise MlxTasksError(f"The alias '{alias}' in '{key}' would replace the shell command mlx-{alias}.",
@@ -113,12 +113,12 @@ def _field(key: str, name: str, value: Any) -> Any:
 
 
 def _check_model(model: Model, key: str) -> None:
-    if not REPO_PATTERN.match(model.repo):
+    if not REPO_PATTERN.fullmatch(model.repo):
         raise _bad(f"{key}.repo", "a hub repo id like org/name", model.repo)
-    if not FOLDER_PATTERN.match(model.folder) or model.folder in (".", ".."):
+    if not FOLDER_PATTERN.fullmatch(model.folder) or model.folder in (".", ".."):
         raise _bad(f"{key}.folder", "a plain folder name inside the models folder", model.folder)
     for alias in model.also:
-        if not ALIAS_PATTERN.match(alias):
+        if not ALIAS_PATTERN.fullmatch(alias):
             raise _bad(f"{key}.also", "aliases of lower-case letters, digits, '.', '_' and '-'", alias)
     if model.category not in CATEGORIES:
         raise _bad(f"{key}.category", "one of " + ", ".join(CATEGORIES), model.category)
@@ -142,7 +142,7 @@ def find(name: str, models: tuple[Model, ...], place: str = "in the catalogue") 
 
 def from_repo(repo: str, size_gb: float) -> Model:
     """An ad-hoc entry for `models.pull ORG/NAME`: folder named after the repo."""
-    if not REPO_PATTERN.match(repo):
+    if not REPO_PATTERN.fullmatch(repo):
         raise MlxTasksError(f"{repo!r} is not a hub repo id (org/name).",
                             fix="use a catalogue alias (invoke models.list) or a repo id such as mlx-community/phi-4-4bit")
     return Model(repo.split("/")[1].lower(), repo, repo.split("/")[1], size_gb, "unknown", "general", repo)

@@ -70,7 +70,7 @@ def quote(shell: str, text: str) -> str:
 
 
 def check_alias(alias: str) -> str:
-    if not ALIAS_PATTERN.match(alias):
+    if not ALIAS_PATTERN.fullmatch(alias):
         raise MlxTasksError(f"The model alias {alias!r} is not allowed in a shell command name; "
                             "use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit.",
                             fix="rename it in the models section of your config, then: invoke shell.install")

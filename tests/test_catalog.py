@@ -28,6 +28,9 @@ def test_config_overrides_and_adds_entries():
     [
         ({"x;rm -rf ~": {"repo": "a/b", "size_gb": 1}}, "mlx.catalog.x;rm -rf ~"),
         ({"ok": {"repo": "not-a-repo", "size_gb": 1}}, "mlx.catalog.ok.repo"),
+        ({"ok": {"repo": "a/b\n", "size_gb": 1}}, "mlx.catalog.ok.repo"),
+        ({"ab\n": {"repo": "a/b", "size_gb": 1}}, "mlx.catalog.ab"),
+        ({"ok": {"repo": "a/b", "size_gb": 1, "folder": "x\n"}}, "mlx.catalog.ok.folder"),
         ({"ok": {"repo": "a/b", "size_gb": 1, "folder": "../../etc"}}, "mlx.catalog.ok.folder"),
         ({"ok": {"repo": "a/b", "size_gb": "big"}}, "mlx.catalog.ok.size_gb"),
         ({"ok": {"repo": "a/b"}}, "needs 'size_gb'"),
@@ -41,6 +44,11 @@ def test_bad_entries_name_their_key(entries, words):
     with pytest.raises(MlxTasksError) as caught:
         catalog.load(entries)
     assert words in caught.value.message
+
+
+def test_a_repo_id_with_a_trailing_newline_is_not_a_repo_id():
+    with pytest.raises(MlxTasksError, match="is not a hub repo id"):
+        catalog.from_repo("org/x\n", 1.0)
 
 
 def test_unknown_alias_suggests_close_matches():
