@@ -71,6 +71,7 @@ def make_hostfile(hosts: str, backend: str = "ring",
     entries = []
     for item in names:
         name, _, given = item.partition("=")
+        check_host_name(name)
         if given:
             ips = [_ip(given, item)]
         elif backend == "ring":
@@ -83,6 +84,13 @@ def make_hostfile(hosts: str, backend: str = "ring",
         raise MlxTasksError(f"{loopback[0]} resolves to a loopback address, which the other hosts cannot reach.",
                             fix=f"give its network address: --hosts ...,{loopback[0]}=192.168.1.10,...")
     return {"backend": backend, "envs": [], "hosts": entries}
+
+
+def check_host_name(name: str) -> None:
+    """Refuse what ssh would read as an option (`-oProxyCommand=...`) or split into several words."""
+    if name.startswith("-") or any(ch.isspace() or not ch.isprintable() for ch in name):
+        raise MlxTasksError(f"{name!r} is not a host name: it starts with '-' or holds a space or control character.",
+                            fix="write hosts as NAME, USER@NAME or NAME=IP: invoke cluster.init --hosts mac1.local,mac2.local")
 
 
 def lookup(name: str) -> list[str]:
@@ -125,6 +133,8 @@ def parse_hostfile(data: object, source: str) -> Cluster:
     if not all(isinstance(h, dict) and isinstance(h.get("ssh"), str) and h["ssh"]
                and isinstance(h.get("ips", []), list) for h in hosts):
         raise bad
+    for host in hosts:
+        check_host_name(host["ssh"])
     if backend in ("", "ring") and len(hosts) > 1 and not all(h.get("ips") for h in hosts):
         raise MlxTasksError(f"{source} lacks the IP address of a host, which the ring backend needs.", fix=INIT_FIX)
     normal = data if isinstance(data, dict) else {"backend": "", "envs": [], "hosts": hosts}

@@ -90,6 +90,12 @@ def test_a_file_mlx_launch_could_not_read_is_refused(data):
     assert "is not a hostfile mlx.launch can read" in sentence(lambda: cluster.parse_hostfile(data, "f")).message
 
 
+@pytest.mark.parametrize("name", ["-oProxyCommand=sh", "mac 2", "mac2\n"])
+def test_a_hostfile_host_ssh_would_misread_is_refused(name):
+    data = {"backend": "ring", "hosts": [{"ssh": "a", "ips": ["10.0.0.1"]}, {"ssh": name, "ips": ["10.0.0.2"]}]}
+    assert "is not a host name" in sentence(lambda: cluster.parse_hostfile(data, "f")).message
+
+
 def test_a_ring_hostfile_without_addresses_is_refused():
     data = {"backend": "ring", "hosts": [{"ssh": "a", "ips": ["10.0.0.1"]}, {"ssh": "b", "ips": []}]}
     assert "lacks the IP address of a host" in sentence(lambda: cluster.parse_hostfile(data, "f")).message
@@ -128,6 +134,7 @@ def test_init_keeps_a_thunderbolt_hostfile_and_dry_run_writes_nothing(home, tmp_
 @pytest.mark.parametrize("args, message", [
     ([], "Give either --hosts or --hostfile."),
     (["--hosts", "a,b", "--backend", "jaccl-ring"], "The jaccl-ring backend needs more than host names"),
+    (["--hosts", "mac1=10.0.0.1,-oProxyCommand=touch /tmp/pwned=10.0.0.2"], "'-oProxyCommand' is not a host name"),
 ])
 def test_init_mistakes_exit_1_and_write_nothing(home, args, message):
     done = invoke("cluster.init", *args, home=home)
