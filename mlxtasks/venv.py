@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +12,10 @@ from .errors import MlxTasksError
 from .facts import PythonInfo, python_info
 from .installer import Installer
 from .steps import Command, RemoveVenv, Step
+
+
+# Characters Python's venv copies unescaped into a double-quoted shell string in bin/activate.
+UNQUOTED_BY_VENV = set('"$`\\')
 
 
 @dataclass(frozen=True)
@@ -41,20 +45,27 @@ def inspect(path: Path) -> VenvState:
                          "its Python no longer runs (the Python it was made from was probably removed or upgraded)")
     if info.version[:2] < MIN_PYTHON:
         return VenvState(path, True, True, info, f"it has Python {info.version_text}, older than {'.'.join(map(str, MIN_PYTHON))}")
-    if not _made_for(path):
+    activated_as = _activated_as(path)
+    if activated_as is None:
+        return VenvState(path, True, True, info, "its activate script is missing or does not run in a shell")
+    if os.path.realpath(activated_as) != os.path.realpath(path):
         return VenvState(path, True, True, info, "it was moved here from another folder, and its scripts still point there")
     return VenvState(path, True, True, info, None)
 
 
-def _made_for(path: Path) -> bool:
-    """A venv's activate script names the folder it was created in (compared through symlinks). Python
-    3.12+ names it twice, the first time through cygpath: `VIRTUAL_ENV=$(cygpath "/path")`."""
+def _activated_as(path: Path) -> str | None:
+    """The VIRTUAL_ENV that the venv's activate script sets, as bash reads it (so any quoting its creator
+    chose is understood); None when there is no script or bash cannot run it."""
+    activate = path / "bin" / "activate"
+    if not activate.is_file():
+        return None
     try:
-        text = (path / "bin" / "activate").read_text()
-    except OSError:
-        return False
-    named = re.findall(r"^\s*(?:export\s+)?VIRTUAL_ENV=[^'\"/\n]*['\"]?(/[^'\"\n)]+)", text, re.M)
-    return any(os.path.realpath(folder) == os.path.realpath(path) for folder in named)
+        done = subprocess.run(["bash", "--norc", "--noprofile", "-c", 'source "$1" >/dev/null 2>&1; printf %s "$VIRTUAL_ENV"',
+                               "bash", str(activate)], capture_output=True, text=True, timeout=10,
+                              stdin=subprocess.DEVNULL, env={"PATH": os.defpath})
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout or None
 
 
 def plan(settings: Settings, state: VenvState, python: PythonInfo | None, installer: Installer, force: bool) -> Step:
@@ -69,6 +80,10 @@ def plan(settings: Settings, state: VenvState, python: PythonInfo | None, instal
         raise MlxTasksError(f"The venv {path} is broken: {state.problem}.", fix="recreate it: invoke venv --force")
     if python is None:
         raise MlxTasksError("No Python to create the venv with.", fix="invoke preflight")
+    if installer.name == "pip" and set(str(path)) & UNQUOTED_BY_VENV:
+        raise MlxTasksError(f"Python's venv writes an activate script that breaks on the {path} folder's name "
+                            "(it holds a \", $, ` or \\).",
+                            fix="let uv make it (invoke setup --installer uv), or choose another folder with --venv")
     create = _create_commands(path, python, installer)
     if state.exists:
         why = "healthy, recreating as asked" if state.healthy else state.problem

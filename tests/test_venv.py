@@ -8,7 +8,7 @@ import pytest
 from mlxtasks import config, venv
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.facts import python_info
-from mlxtasks.installer import Installer
+from mlxtasks.installer import Installer, find_uv
 from mlxtasks.steps import Command, RemoveVenv
 
 PYTHON = python_info(sys.executable)
@@ -98,3 +98,31 @@ def test_a_folder_that_is_not_a_venv_is_never_replaced(tmp_path):
     s = config.resolve({"venv": str(path)}, home=tmp_path)
     with pytest.raises(MlxTasksError, match="not a virtual environment"):
         venv.plan(s, venv.inspect(path), PYTHON, Installer("pip"), True)
+
+
+STRANGE = "it's \"quoted\" (really)"
+
+
+def test_a_venv_uv_made_in_a_folder_with_quotes_and_parentheses_is_healthy_and_stays_so(tmp_path):
+    path = tmp_path / STRANGE / "venv-mlx"
+    uv = Installer("uv", find_uv())
+    subprocess.run([uv.uv, "venv", "--quiet", "--python", sys.executable, str(path)], check=True)
+    assert venv.inspect(path).problem is None
+    s = config.resolve({"venv": str(path)}, home=tmp_path)
+    assert venv.plan(s, venv.inspect(path), PYTHON, uv, False).done
+    shutil.move(path, tmp_path / "elsewhere")
+    assert "moved" in venv.inspect(tmp_path / "elsewhere").problem
+
+
+def test_pip_is_not_asked_to_make_a_venv_its_activate_script_would_break(tmp_path):
+    s = config.resolve({"venv": str(tmp_path / STRANGE)}, home=tmp_path)
+    with pytest.raises(MlxTasksError) as caught:
+        venv.plan(s, venv.inspect(s.venv), PYTHON, Installer("pip"), False)
+    assert "breaks on the" in caught.value.message and "--installer uv" in caught.value.fix
+    assert not s.venv.exists()
+
+
+def test_a_venv_whose_activate_script_does_not_run_is_broken_not_moved(tmp_path):
+    path = make_venv(tmp_path / "venv-mlx")
+    (path / "bin" / "activate").write_text('VIRTUAL_ENV="unclosed\n')
+    assert venv.inspect(path).problem == "its activate script is missing or does not run in a shell"
