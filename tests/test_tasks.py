@@ -1,6 +1,7 @@
 """The task layer: setup's pre-task wiring, option inheritance, retries, and output style."""
 
 import subprocess
+import sys
 
 import pytest
 from invoke import Collection, Context, MockContext, Program, Result, task
@@ -121,3 +122,30 @@ def test_setup_lists_a_skipped_step_as_skipped_not_as_fine(capsys):
     out = capsys.readouterr().out
     assert "[skipped] warmup: not run (--no-warmup)" in out
     assert "Already fine: venv.\nSkipped: warmup (not run (--no-warmup)).\n" in out
+
+
+HOLD_SETUP_LOCK = """
+import sys, time
+from pathlib import Path
+from mlxtasks.locks import hold_until_exit
+hold_until_exit(Path(sys.argv[1]), "invoke setup")
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_second_setup_at_once_is_refused_until_the_first_ends(home):
+    lock = home / ".local" / "state" / "mlxtasks" / "setup.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_SETUP_LOCK, str(lock)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        done = invoke("setup", "--yes", home=home, timeout=120)
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.splitlines() == [f"[error] Another invoke setup is running (pid {holder.pid}).",
+                                            "  Fix: wait for it to finish, then run invoke setup again"]
+    finally:
+        holder.communicate(timeout=30)
+    after = subprocess.run([sys.executable, "-c", HOLD_SETUP_LOCK, str(lock)], input="", capture_output=True,
+                           text=True, timeout=30)
+    assert after.stdout == "held\n", after.stderr
