@@ -7,10 +7,11 @@ means the HOME of the run, read when settings are resolved, never at import.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from . import bench, catalog, router
 from .catalog import Model
@@ -47,6 +48,61 @@ DEFAULTS: dict[str, Any] = {
 
 CONFIG_FIX = "edit the `mlx:` section of invoke.yaml or ~/.invoke.yaml (or unset INVOKE_MLX_*)"
 ENV_PREFIX = "INVOKE_"
+
+
+def config_files(home: Path, environ: Mapping[str, str]) -> list[Path]:
+    """The files Invoke reads settings from, lowest first: /etc/invoke.*, ~/.invoke.*, the runtime file."""
+    files = [Path(f"{prefix}.{suffix}") for prefix in ("/etc/invoke", str(home / ".invoke"))
+             for suffix in ("yaml", "yml", "json")]
+    return files + ([Path(environ["INVOKE_RUNTIME_CONFIG"])] if environ.get("INVOKE_RUNTIME_CONFIG") else [])
+
+
+def file_problem(paths: Iterable[Path]) -> MlxTasksError | None:
+    """The first config file Invoke cannot load or merge with these defaults (its own error is a
+    traceback, raised before any task runs), named with what is wrong in it."""
+    import yaml  # PyYAML: only on this error path
+
+    for path in paths:
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            return MlxTasksError(f"{path} cannot be read: {getattr(exc, 'strerror', None) or exc}.", fix=f"fix or remove {path}")
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark else getattr(exc, "lineno", None)
+            where = f" at line {line}" if line else ""
+            return MlxTasksError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}{where}.",
+                                 fix=f"fix or remove {path}")
+        if data is None:
+            continue
+        if not isinstance(data, Mapping):
+            return MlxTasksError(f"{path} holds a {type(data).__name__}, not a mapping of settings.",
+                                 fix=f"write settings as keys, such as 'mlx: {{venv: ~/venv-mlx}}', or remove {path}")
+        if CONFIG_KEY in data:
+            found = _shape_mismatch(data[CONFIG_KEY], DEFAULTS, CONFIG_KEY)
+            if found:
+                key, value = found
+                what = (f"sets {key} to {value!r}, but {key} is a section of settings" if value is None or not
+                        isinstance(value, Mapping) else f"gives {key} a section of keys, but it takes one value")
+                return MlxTasksError(f"{path} {what}.", fix=f"correct or remove {key} in {path} (see docs/configuration.md)")
+    return None
+
+
+def _shape_mismatch(value: Any, default: Any, key: str) -> tuple[str, Any] | None:
+    """The first (key, value) where a mapping meets a non-mapping, which Invoke's merge cannot combine."""
+    if isinstance(default, Mapping) != isinstance(value, Mapping):
+        return key, value
+    if isinstance(default, Mapping):
+        for name, inner in value.items():
+            if name in default:
+                found = _shape_mismatch(inner, default[name], f"{key}.{name}")
+                if found:
+                    return found
+    return None
 
 
 def env_problem(environ: Mapping[str, str]) -> MlxTasksError | None:
@@ -135,12 +191,12 @@ def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = N
         warn_disk_gb=_number(*value("warn_disk_gb")),
         warn_ram_gb=_number(*value("warn_ram_gb")),
         disk_margin_gb=_number(*value("disk_margin_gb")),
-        retry_delay_s=_number(*value("retry_delay_s")),
+        retry_delay_s=_number(*value("retry_delay_s"), most=300),
         catalog=catalog.load(merged["catalog"]),
         default_model=_optional_str(*value("default_model")) or "qwen7b",
         router=router.check_rules(merged["router"]),
         serve_port=port_number(*value("serve_port")),
-        serve_start_timeout_s=_number(*value("serve_start_timeout_s")),
+        serve_start_timeout_s=_number(*value("serve_start_timeout_s"), most=3600),
         serve_allowed_origins=_str_list(*value("serve_allowed_origins"), expected="a list of origins such as http://localhost:3000"),
         state=state_dir(home),
         bench=bench.check_settings(merged["bench"], home, state_dir(home)),
@@ -214,13 +270,13 @@ def port_number(label: str, value: Any) -> int:
     return int(number)
 
 
-def _number(label: str, value: Any) -> float:
+def _number(label: str, value: Any, most: float = 1e6) -> float:
     if isinstance(value, bool):
         raise _invalid(label, "a number", value)
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise _invalid(label, "a number", value) from None
-    if number < 0:
-        raise _invalid(label, "a number of 0 or more", value)
+    if not 0 <= number <= most:  # also refuses nan
+        raise _invalid(label, f"a number from 0 to {most:g}", value)
     return number

@@ -8,7 +8,7 @@ from mlxtasks.errors import MlxTasksError
 from mlxtasks.tasks import ns
 from mlxtasks.tasks._common import settings
 
-from .conftest import invoke
+from .conftest import BIN, invoke, run
 
 
 def test_defaults_derive_from_the_home_given_at_resolve_time(tmp_path):
@@ -39,7 +39,10 @@ def test_home_is_read_when_resolving_not_when_importing(monkeypatch, tmp_path):
         ({"installer": "conda"}, "Config key 'mlx.installer' must be one of auto, uv, pip"),
         ({"backend": "rocm"}, "Config key 'mlx.backend' must be one of"),
         ({"min_disk_gb": "lots"}, "Config key 'mlx.min_disk_gb' must be a number, got 'lots'"),
-        ({"warn_ram_gb": -1}, "Config key 'mlx.warn_ram_gb' must be a number of 0 or more"),
+        ({"warn_ram_gb": -1}, "Config key 'mlx.warn_ram_gb' must be a number from 0 to 1e+06"),
+        ({"retry_delay_s": float("nan")}, "Config key 'mlx.retry_delay_s' must be a number from 0 to 300"),
+        ({"retry_delay_s": float("inf")}, "Config key 'mlx.retry_delay_s' must be a number from 0 to 300"),
+        ({"retry_delay_s": 1e308}, "Config key 'mlx.retry_delay_s' must be a number from 0 to 300"),
         ({"venv": 42}, "Config key 'mlx.venv' must be a folder path"),
         ({"packages": [1, 2]}, "Config key 'mlx.packages' must be a list of package names"),
         ({"vnev": "~/x"}, "Unknown config key 'mlx.vnev'"),
@@ -107,3 +110,33 @@ def test_a_task_run_with_a_bad_environment_value_says_so_without_a_traceback(tmp
     done = invoke("preflight", home=tmp_path, INVOKE_MLX_SERVE_PORT="abc")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "INVOKE_MLX_SERVE_PORT must be a whole number, not 'abc'." in done.stderr
+
+
+# Invoke itself parses ~/.invoke.yaml (and merges a top level that is no mapping) before it loads any
+# of mlxtasks' code, so only the mlxtasks program can name those two; the rest both name.
+PARSED_BEFORE_OUR_CODE = {"mlx: [1\n", "- a\n"}
+
+
+BROKEN_FILES = [
+    ("mlx: [1\n", "{file} is not valid YAML at line 2."),
+    ("- a\n", "{file} holds a list, not a mapping of settings."),
+    ("mlx:\n", "{file} sets mlx to None, but mlx is a section of settings."),
+    ("mlx: 3\n", "{file} sets mlx to 3, but mlx is a section of settings."),
+    ("mlx: {catalog: [1]}\n", "{file} sets mlx.catalog to [1], but mlx.catalog is a section of settings."),
+    ("mlx: {router: {code: 5}}\n", "{file} sets mlx.router.code to 5, but mlx.router.code is a section of settings."),
+    ("mlx: {bench: lots}\n", "{file} sets mlx.bench to 'lots', but mlx.bench is a section of settings."),
+    ("mlx: {packages: {a: 1}}\n", "{file} gives mlx.packages a section of keys, but it takes one value."),
+]
+
+
+@pytest.mark.parametrize("program, text, words", [
+    (program, text, words) for program in ("mlxtasks", "invoke") for text, words in BROKEN_FILES
+    if program == "mlxtasks" or text not in PARSED_BEFORE_OUR_CODE])
+def test_a_config_file_invoke_cannot_load_is_named_with_its_fix(home, program, text, words):
+    file = home / ".invoke.yaml"
+    file.write_text(text)
+    done = run([str(BIN / program), "models.list"], home)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[0] == "[error] " + words.format(file=file)
+    assert f"{file} (see docs/configuration.md)" in done.stderr or f"remove {file}" in done.stderr
+    assert file.read_text() == text

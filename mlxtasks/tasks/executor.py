@@ -2,15 +2,19 @@
 
 Invoke calls pre-tasks with no arguments, so `invoke setup --yes --python X` would not reach
 `venv.create`. Here every pre-task gets the caller's value for each parameter it also has.
-It also refuses an INVOKE_MLX_* variable of the wrong type in a sentence, before Invoke trips on it.
+It also refuses, in a sentence, an INVOKE_MLX_* variable of the wrong type and a config file that
+Invoke cannot merge, where Invoke itself would print a traceback before any task runs.
 """
 
 import inspect
 import os
+from pathlib import Path
+from typing import Callable
 
 from invoke import Call, Executor, Exit, Task
 
 from .. import config, ui
+from ..errors import MlxTasksError
 
 
 class SharedOptionsExecutor(Executor):
@@ -19,7 +23,7 @@ class SharedOptionsExecutor(Executor):
         if problem:
             ui.error(problem)
             raise Exit(code=1)
-        return super().execute(*tasks)
+        return config_files_checked(lambda: super(SharedOptionsExecutor, self).execute(*tasks))
 
     def expand_calls(self, calls):
         expanded = []
@@ -30,6 +34,22 @@ class SharedOptionsExecutor(Executor):
             expanded.append(call)
             expanded.extend(self.expand_calls(call.post))
         return expanded
+
+
+def config_files_checked(work: Callable):
+    """Run work; if it fails while a config file is unloadable or unmergeable, say which file and why
+    instead. Such a file fails Invoke's config loading, which comes before any task runs."""
+    try:
+        return work()
+    except Exception:
+        try:
+            problem = config.file_problem(config.config_files(Path(os.path.expanduser("~")), os.environ))
+        except MlxTasksError as err:
+            problem = err
+        if problem is None:
+            raise
+        ui.error(problem)
+        raise Exit(code=1) from None
 
 
 def _inherit(pre, kwargs):
