@@ -241,10 +241,9 @@ def commit(the_plan: Plan, staged: Path, final: Path) -> None:
 
 
 def is_complete(folder: Path) -> bool:
-    """Pulled by us, every file at the size the manifest lists, and the validator's checks pass."""
-    recorded = store.read_manifest(folder)
-    if not recorded:
-        return False
+    """Every file at the size the manifest lists (for a model models.pull put there), and the validator's
+    checks pass: the same verdict as models.verify's."""
+    recorded = store.read_manifest(folder) or {}
     if any(not _has(folder / path, size) for path, size in recorded.get("files", {}).items()):
         return False
     return not store.model_problems(folder)
@@ -256,11 +255,11 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
     model, catalogued = resolve(name, settings.catalog)
     final = final_path(settings.models, model)
     if final.exists() and not force:
+        if store.read_manifest(final) is None:
+            raise MlxTasksError(f"{final} exists but was not pulled by mlxtasks (or its manifest is damaged), so it "
+                                "was left alone.", fix=f"replace it: invoke models.pull {name} --force")
         if is_complete(final):
             return False, f"{model.alias} is already installed and complete in {final}; nothing fetched"
-        if store.read_manifest(final) is None:
-            raise MlxTasksError(f"{final} exists but was not pulled by mlxtasks, so it was left alone.",
-                                fix=f"replace it: invoke models.pull {name} --force")
     if catalogued and not force:
         check_memory(model, facts, settings.catalog)  # before asking the hub anything
     if use_cache:

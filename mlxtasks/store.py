@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .catalog import Model, find
+from .catalog import ALIAS_PATTERN, REPO_PATTERN, Model, find
 from .errors import MlxTasksError
 from .facts import GB
 
@@ -37,18 +37,23 @@ def uncatalogued_models(models_path: Path, known: tuple[Model, ...]) -> list[Mod
     """Installed models the catalogue does not know (pulled by repo id, or put there by hand), named as
     their manifest or their folder says."""
     taken = {m.folder for m in known}
-    return [_uncatalogued(models_path / name) for name in installed_folders(models_path) if name not in taken]
+    reserved = {name for m in known for name in (m.alias, *m.also, m.folder, m.repo)}
+    return [_uncatalogued(models_path / name, reserved) for name in installed_folders(models_path) if name not in taken]
 
 
-def _uncatalogued(folder: Path) -> Model:
+def _uncatalogued(folder: Path, reserved: set[str]) -> Model:
+    """A model named by the alias its manifest records, unless that is a catalogue name, which always
+    means the catalogue's own folder; else by its folder's name in lower case."""
     recorded = read_manifest(folder) or {}
     try:
         arch = str(json.loads((folder / "config.json").read_text()).get("model_type", "unknown"))
     except (OSError, ValueError, AttributeError):
         arch = "unknown"
     repo = recorded.get("repo") or folder.name
-    return Model(recorded.get("alias") or folder.name.lower(), repo, folder.name, size_on_disk(folder) / GB, arch,
-                 "general", repo)
+    alias = recorded.get("alias")
+    if not alias or alias in reserved or not ALIAS_PATTERN.fullmatch(alias):
+        alias = folder.name.lower()
+    return Model(alias, repo, folder.name, size_on_disk(folder) / GB, arch, "general", repo)
 
 
 def known_models(models_path: Path, known: tuple[Model, ...]) -> tuple[Model, ...]:
@@ -72,11 +77,20 @@ def local_model(name: str, models_path: Path, known: tuple[Model, ...], where: s
 
 
 def read_manifest(folder: Path) -> dict | None:
-    """What models.pull recorded of a model it put in place; None for a folder it did not pull."""
+    """What models.pull recorded of a model it put in place; None for a folder it did not pull, or whose
+    manifest is damaged (not a mapping, a field of the wrong type)."""
     try:
-        return json.loads((folder / MANIFEST).read_text())
+        recorded = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(recorded, dict):
+        return None
+    files = recorded.get("files", {})
+    fields_ok = (isinstance(files, dict) and all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in files.items())
+                 and all(isinstance(recorded.get(key, ""), str) for key in ("repo", "alias", "revision", "pulled"))
+                 and (not recorded.get("repo") or REPO_PATTERN.fullmatch(recorded["repo"]))
+                 and type(recorded.get("size", 0)) is int)
+    return recorded if fields_ok else None
 
 
 def remove_model(models_path: Path, folder: str) -> Path:
@@ -104,7 +118,10 @@ def safetensors_problem(path: Path) -> str | None:
             header = json.loads(handle.read(length))
     except (OSError, ValueError) as exc:
         return f"{path.name} has an unreadable header ({exc.__class__.__name__})"
-    ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    try:
+        ends = [int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"]
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+        return f"{path.name} has a damaged header (an entry without its data offsets)"
     expected = 8 + length + max(ends, default=0)
     if size != expected:
         return f"{path.name} is {size} bytes, its header says {expected}"

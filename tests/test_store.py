@@ -56,3 +56,41 @@ def test_an_unknown_name_gets_close_matches_among_installed_models(tmp_path):
     with pytest.raises(MlxTasksError, match="no model called 'mymodle'.*Did you mean mymodel") as caught:
         store.local_model("mymodle", tmp_path, BUILTIN)
     assert caught.value.fix == "see the catalogue: invoke models.list"
+
+
+def test_a_manifest_cannot_take_a_catalogue_alias_for_another_folder(tmp_path):
+    own = put(tmp_path, "qwen25-coder-7b")
+    put(tmp_path, "Evil", manifest={"repo": "someone/evil", "alias": "qwen7b"})
+    assert store.local_model("qwen7b", tmp_path, BUILTIN)[1] == own
+    assert {m.alias: m.folder for m in store.installed_models(tmp_path, BUILTIN)} == {
+        "qwen7b": "qwen25-coder-7b", "evil": "Evil"}
+
+
+@pytest.mark.parametrize("manifest", [
+    [1, 2], "text", {"files": ["a"]}, {"files": {"a": "12"}}, {"size": "big"}, {"alias": 7}, {"repo": "not a repo"},
+])
+def test_a_damaged_manifest_is_no_manifest(tmp_path, manifest):
+    folder = put(tmp_path, "Damaged")
+    (folder / store.MANIFEST).write_text(json.dumps(manifest))
+    assert store.read_manifest(folder) is None
+    assert [m.alias for m in store.installed_models(tmp_path, BUILTIN)] == ["damaged"]
+
+
+@pytest.mark.parametrize("header", [{"w": {"dtype": "F16", "shape": [1]}}, {"w": {"data_offsets": 5}}, [1, 2]])
+def test_a_safetensors_header_without_data_offsets_is_a_problem_not_a_crash(tmp_path, header):
+    data = json.dumps(header).encode()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(len(data).to_bytes(8, "little") + data)
+    assert "damaged header" in store.safetensors_problem(path)
+
+
+def test_list_and_verify_agree_on_a_complete_model_put_there_by_hand(tmp_path):
+    from mlxtasks import hub
+
+    folder = put(tmp_path, "ByHand")
+    (folder / "tokenizer.json").write_text("{}")
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    (folder / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)
+    assert store.model_problems(folder) == [] and hub.is_complete(folder)
+    (folder / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    assert store.model_problems(folder) and not hub.is_complete(folder)
