@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import MlxTasksError
+
+
+def setup_lock(venv: Path) -> Path:
+    """The lock of setups for one venv: outside HOME, so a dry or refused run leaves HOME untouched."""
+    key = hashlib.sha256(os.path.realpath(venv).encode()).hexdigest()[:16]
+    folder = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(folder) / f"mlxtasks-setup-{os.getuid()}-{key}.lock"
 
 
 def hold_until_exit(path: Path, what: str) -> None:

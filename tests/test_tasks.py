@@ -8,6 +8,7 @@ from invoke import Collection, Context, MockContext, Program, Result, task
 
 from mlxtasks.cli import program
 from mlxtasks.errors import MlxTasksError
+from mlxtasks.locks import setup_lock
 from mlxtasks.steps import Command
 from mlxtasks.tasks import _common, install, ns, preflight, shell, venv, workspace
 from mlxtasks.tasks.executor import SharedOptionsExecutor
@@ -135,13 +136,13 @@ sys.stdin.read()
 
 
 def test_a_second_setup_at_once_is_refused_until_the_first_ends(home):
-    lock = home / ".local" / "state" / "mlxtasks" / "setup.lock"
+    lock = setup_lock(home / "venv-mlx")
     holder = subprocess.Popen([sys.executable, "-c", HOLD_SETUP_LOCK, str(lock)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "held\n"
         done = invoke("setup", "--yes", home=home, timeout=120)
-        assert done.returncode == 1 and done.stdout == ""
+        assert done.returncode == 1 and done.stdout == "" and list(home.iterdir()) == []
         assert done.stderr.splitlines() == [f"[error] Another invoke setup is running (pid {holder.pid}).",
                                             "  Fix: wait for it to finish, then run invoke setup again"]
     finally:

@@ -11,11 +11,11 @@ STEPS = [preflight.check, venv.create, install.packages, workspace.create, shell
 @task
 def check_options(c, python=None, venv=None, workspace=None, models=None, installer=None, backend=None, shell=None):
     """Refuse a wrong option value of setup's, or a second setup at once, before any step runs."""
-    from ..locks import hold_until_exit
+    from ..locks import hold_until_exit, setup_lock
 
     s = settings(c, python=python, venv=venv, workspace=workspace, models=models, installer=installer, backend=backend,
                  shell=shell)
-    hold_until_exit(s.state / "setup.lock", "invoke setup")
+    hold_until_exit(setup_lock(s.venv), "invoke setup")
 
 
 @task(
