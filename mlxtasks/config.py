@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "warn_ram_gb": 16.0,
     "disk_margin_gb": 1.0,  # kept free beyond a model's size when pulling it
     "retry_delay_s": 2.0,  # before the second try of a download; doubled for each later one
+    "pull_stall_timeout_s": 60.0,  # models.pull ends when nothing has arrived from the hub for this long
     "catalog": {},  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
     "default_model": "qwen7b",  # for chat.ask without --model
     "bench": bench.DEFAULTS,  # invoke bench: prompt lengths, tokens generated, runs, Ollama's URL, the history file
@@ -146,6 +147,7 @@ class Settings:
     warn_ram_gb: float
     disk_margin_gb: float
     retry_delay_s: float
+    pull_stall_timeout_s: float
     catalog: tuple[Model, ...]
     default_model: str
     router: dict
@@ -192,6 +194,7 @@ def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = N
         warn_ram_gb=_number(*value("warn_ram_gb")),
         disk_margin_gb=_number(*value("disk_margin_gb")),
         retry_delay_s=_number(*value("retry_delay_s"), most=300),
+        pull_stall_timeout_s=_number(*value("pull_stall_timeout_s"), most=3600),
         catalog=catalog.load(merged["catalog"]),
         default_model=_optional_str(*value("default_model")) or "qwen7b",
         router=router.check_rules(merged["router"]),

@@ -2,7 +2,7 @@
 
 Plan (ask the hub what would be fetched), check memory and disk, download into a hidden staging
 folder inside the models folder (huggingface_hub skips files it already finished, so a re-run
-resumes), verify, write a manifest, then rename into place.
+goes on from the last finished file), verify, write a manifest, then rename into place.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -159,26 +161,77 @@ def _has(path: Path, size: int) -> bool:
         return False
 
 
-def download(the_plan: Plan, staged: Path, retry_delay: float, say: Callable[[str], None] = print) -> None:
-    """Fetch into `staged`, retrying server errors and dropped connections with backoff."""
-    from huggingface_hub import snapshot_download
-
+def download(the_plan: Plan, staged: Path, retry_delay: float, say: Callable[[str], None] = print,
+             stall_s: float = 60.0) -> None:
+    """Fetch into `staged`, retrying server errors and dropped connections with backoff. Files finished
+    by an earlier run are kept; a file cut off mid-way starts again (its partial copy is removed)."""
     repo = the_plan.model.repo
     staged.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, TRIES + 1):
-        try:
-            snapshot_download(repo, revision=the_plan.revision, local_dir=staged, allow_patterns=ALLOW_PATTERNS)
+        _remove_partials(staged)
+        outcome = _fetch_in_child(the_plan, staged, stall_s)
+        if outcome["ok"]:
             return
-        except Exception as exc:
-            if not is_retriable(exc):
-                with hub_errors(repo):
-                    raise
-            if attempt == TRIES:
-                raise MlxTasksError(f"Downloading {repo} failed after {TRIES} tries: {_cause(exc)}.",
-                                    fix="run the same command again: finished files are kept") from None
-            delay = retry_delay * 2 ** (attempt - 1)
-            say(f"    {_cause(exc)}; trying again in {delay:g} s (finished files are kept)")
+        if not outcome["retriable"]:
+            raise MlxTasksError(outcome["message"], fix=outcome["fix"])
+        if attempt == TRIES:
+            raise MlxTasksError(f"Downloading {repo} failed after {TRIES} tries: {outcome['cause']}.",
+                                fix="run the same command again: finished files are kept")
+        delay = retry_delay * 2 ** (attempt - 1)
+        say(f"    {outcome['cause']}; trying again in {delay:g} s (finished files are kept)")
         time.sleep(delay)
+
+
+def _fetch_in_child(the_plan: Plan, staged: Path, stall_s: float) -> dict:
+    """mlxtasks.download in a child process, killed at once on Ctrl-C (KeyboardInterrupt goes on up)
+    or when the staging folder has not grown for stall_s seconds."""
+    spec = {"repo": the_plan.model.repo, "revision": the_plan.revision, "staged": str(staged),
+            "patterns": ALLOW_PATTERNS}
+    package_root = str(Path(__file__).resolve().parent.parent)  # importable however this process found it
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    child = subprocess.Popen([sys.executable, "-m", "mlxtasks.download", json.dumps(spec)], stdout=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL, text=True, env=env)
+    try:
+        grown_at, size = time.monotonic(), -1
+        while True:
+            try:
+                out, _ = child.communicate(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                now, latest = time.monotonic(), _bytes_under(staged)
+                if latest != size:
+                    grown_at, size = now, latest
+                elif now - grown_at > stall_s:
+                    raise MlxTasksError(f"The hub stopped answering: nothing arrived for {stall_s:g} s while "
+                                        f"downloading {the_plan.model.repo}.",
+                                        fix="run the same command again to resume (finished files are kept)") from None
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+            _remove_partials(staged)
+    lines = out.strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, ValueError):
+        return {"ok": False, "retriable": False, "cause": f"exit status {child.returncode}",
+                "message": f"The download of {the_plan.model.repo} stopped with exit status {child.returncode}.",
+                "fix": "run the same command again"}
+
+
+def _bytes_under(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            total += path.stat().st_size
+    return total
+
+
+def _remove_partials(staged: Path) -> None:
+    """huggingface_hub names a file in progress uniquely per process, so a partial copy left by a run
+    that was killed can never be resumed: remove it."""
+    for partial in (staged / ".cache" / "huggingface" / "download").rglob("*.incomplete"):
+        partial.unlink(missing_ok=True)
 
 
 def from_cache(model: Model) -> tuple[Plan, Path]:
@@ -277,7 +330,7 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
         staged.mkdir(parents=True, exist_ok=True)
         copy_snapshot(snapshot, the_plan, staged)
     else:
-        download(the_plan, staged, settings.retry_delay_s, say)
+        download(the_plan, staged, settings.retry_delay_s, say, settings.pull_stall_timeout_s)
     found = problems(the_plan, staged)
     if found:
         raise MlxTasksError(f"The download of {model.repo} is incomplete or damaged: {found[0]}.",

@@ -5,6 +5,8 @@ import signal
 import subprocess
 import time
 
+import pexpect
+import psutil
 import pytest
 
 from .conftest import BIN, ROOT, clean_env, invoke, tree
@@ -19,7 +21,7 @@ FAST = {"HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2", "HF_HUB_DISA
 
 
 def pull(hub, home, *args, **env):
-    return invoke("models.pull", *args, home=home, HF_ENDPOINT=hub.url, **FAST, **env)
+    return invoke("models.pull", *args, home=home, HF_ENDPOINT=hub.url, **{**FAST, **env})
 
 
 def gets(hub, glob="*.safetensors"):
@@ -218,3 +220,47 @@ def test_a_model_pulled_by_repo_id_is_listed_chatted_with_verified_and_removed(b
     assert answer.returncode == 0, answer.stderr
     assert invoke("models.rm", "tiny-chat-4bit", "--yes", home=home).returncode == 0
     assert tree(models_dir(home)) == []
+
+
+def staging(home):
+    return models_dir(home) / f".partial-{FOLDER}"
+
+
+def orphan(home):
+    """A partial file left by a pull that was killed: huggingface_hub can never resume it."""
+    path = staging(home) / ".cache" / "huggingface" / "download" / "abc.0123abcd.incomplete"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x" * 100)
+    return path
+
+
+def test_a_hub_that_stops_mid_file_ends_the_pull_with_the_resume_command(fake_hub, home):
+    left = orphan(home)
+    fake_hub.faults.stall("*/resolve/*/model-00001-of-00002.safetensors", after_bytes=1000)
+    done = pull(fake_hub, home, "qwen7b", INVOKE_MLX_PULL_STALL_TIMEOUT_S="3", HF_HUB_DOWNLOAD_TIMEOUT="600")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"The hub stopped answering: nothing arrived for 3 s while downloading {QWEN7B_REPO}." in done.stderr
+    assert "Fix: run the same command again to resume" in done.stderr
+    assert not (models_dir(home) / FOLDER).exists() and not left.exists()
+    assert not list(staging(home).rglob("*.incomplete"))
+    fake_hub.faults.clear()
+    assert pull(fake_hub, home, "qwen7b").returncode == 0
+
+
+def test_ctrl_c_ends_a_pull_at_once_and_says_how_to_resume(fake_hub, home):
+    fake_hub.faults.stall("*/resolve/*/model-00001-of-00002.safetensors", after_bytes=1000)
+    env = clean_env(home, HF_ENDPOINT=fake_hub.url, **{**FAST, "HF_HUB_DOWNLOAD_TIMEOUT": "600"})
+    child = pexpect.spawn(str(BIN / "invoke"), ["models.pull", "qwen7b"], cwd=str(ROOT), env=env, encoding="utf-8",
+                          timeout=60)
+    deadline = time.time() + 60
+    while not fake_hub.hits("*model-00001*", method="GET"):
+        assert time.time() < deadline and child.isalive()
+        time.sleep(0.1)
+    time.sleep(0.5)
+    child.sendintr()
+    child.expect(pexpect.EOF, timeout=10)
+    child.close()
+    assert child.exitstatus == 130, child.before
+    assert "Interrupted; run the same command again to resume." in child.before and "Traceback" not in child.before
+    assert not list(staging(home).rglob("*.incomplete"))
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(staging(home)) in " ".join(p.info["cmdline"] or [])]

@@ -48,6 +48,9 @@ class MlxTask(Task):
         except MlxTasksError as err:
             ui.error(err)
             raise Exit(code=1) from None
+        except KeyboardInterrupt:  # every step is safe to repeat, and a pull keeps its finished files
+            ui.error(MlxTasksError("Interrupted; run the same command again to resume."))
+            raise Exit(code=130) from None
         except BrokenPipeError:  # `invoke models.list | head -1`: the reader has all it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush fails quietly
             raise Exit(code=0) from None

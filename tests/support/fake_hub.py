@@ -44,7 +44,7 @@ class Request(NamedTuple):
 
 @dataclass
 class Fault:
-    kind: str  # "500", "drop" or "hang"
+    kind: str  # "500", "drop", "stall" or "hang"
     glob: str
     times: int | None  # None: every matching request
     method: str | None = None
@@ -66,6 +66,11 @@ class Faults:
     def drop_connection(self, glob: str, after_bytes: int = 0, times: int | None = 1) -> None:
         """Answer a GET with the full Content-Length, send `after_bytes` of the body, then close the socket."""
         self._add(Fault("drop", glob, times, "GET", after_bytes))
+
+    def stall(self, glob: str, after_bytes: int = 0, times: int | None = None) -> None:
+        """Answer a GET with the full Content-Length, send `after_bytes` of the body, then nothing more
+        (until the hub stops or HANG_LIMIT passes), keeping the connection open."""
+        self._add(Fault("stall", glob, times, "GET", after_bytes))
 
     def hang(self, glob: str, times: int | None = None, method: str | None = None) -> None:
         """Accept the request and never answer (until the hub stops or HANG_LIMIT passes)."""
@@ -272,8 +277,9 @@ class _Handler(BaseHTTPRequestHandler):
         if start is None:
             return self._error(path, 416, None, "Range Not Satisfiable")
         dropping = fault is not None and fault.kind == "drop"
+        stalling = fault is not None and fault.kind == "stall"
         count = 0 if self.command == "HEAD" else blob.size - start
-        if dropping:
+        if dropping or stalling:
             count = min(count, fault.after_bytes)
         status = 206 if start else 200
         self.hub.log(Request(self.command, path, status, count))  # before the client can see the answer
@@ -288,6 +294,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{blob.size - 1}/{blob.size}")
         self.end_headers()
         self._copy(file, start, count)
+        if stalling:
+            self.wfile.flush()
+            self.hub._stopping.wait(HANG_LIMIT)
+            self.close_connection = True
         if dropping:
             self.connection.shutdown(socket.SHUT_RDWR)  # mid-body: the client sees a short read
             self.close_connection = True
