@@ -34,7 +34,7 @@ def check_platform(facts: HostFacts) -> Result:
                           "update macOS in System Settings > General > Software Update")
         return result(Status.OK, f"macOS {facts.os_version} on {facts.chip}")
     if facts.os == "linux":
-        glibc = ".".join(map(str, facts.glibc)) if facts.glibc else "no glibc"
+        glibc = "glibc " + ".".join(map(str, facts.glibc)) if facts.glibc else "no glibc"
         result = partial(result, details=(f"{facts.os_version}, {facts.machine}, {glibc}, {facts.chip}",))
         if facts.machine not in LINUX_MACHINES:
             return result(Status.ERROR, f"MLX has no Linux build for {facts.machine}; it needs x86_64 or aarch64.",
@@ -42,7 +42,7 @@ def check_platform(facts: HostFacts) -> Result:
         if facts.glibc is None or facts.glibc < MIN_GLIBC:
             return result(Status.ERROR, f"MLX's Linux wheels need glibc 2.35 or newer; this system has {glibc}.",
                           "use a newer distribution (Ubuntu 22.04+, Debian 12+, Fedora 36+)")
-        return result(Status.OK, f"{facts.os_version} ({facts.machine}, glibc {glibc})")
+        return result(Status.OK, f"{facts.os_version} ({facts.machine}, {glibc})")
     return result(Status.ERROR, f"MLX runs on macOS and Linux, not on {facts.os}.", "run mlxtasks on an Apple Silicon Mac or on Linux")
 
 
@@ -64,7 +64,9 @@ def check_python(facts: HostFacts) -> Result:
 
 
 def check_folders(facts: HostFacts) -> Result:
-    result = partial(Result, "folders", "Target folders")
+    result = partial(Result, "folders", "Target folders",
+                     details=tuple(f"{path}: {'cannot' if path in facts.unwritable else 'can'} be created and written"
+                                   for path, _ in facts.disk_free))
     if facts.unwritable:
         path = facts.unwritable[0]
         return result(Status.ERROR, f"Cannot create or write {path}: it or a folder above it is read-only or a file.",
