@@ -14,10 +14,11 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from . import __version__
-from .config import MAX_PYTHON, MIN_PYTHON, Settings
+from .config import Settings
 from .errors import MlxTasksError
 from .facts import BACKEND_DISTRIBUTION
 from .installer import Installer
+from .pythons import supported_range
 from .steps import Command, Step
 
 CONSTRAINTS = Path(__file__).parent / "data" / "constraints.txt"
@@ -138,13 +139,12 @@ def unresolvable(backend: str, output: str) -> MlxTasksError | None:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     cause = next((line for line in lines if line.startswith("cause:")), None) or next(
         line for line in reversed(lines) if any(marker in line for marker in RESOLUTION_FAILURES))
-    pythons = f"Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]} to {MAX_PYTHON[0]}.{MAX_PYTHON[1]}"
     if backend == "metal":
-        likely, fix = (f"MLX's Mac wheels need macOS 14 or newer and {pythons}",
+        likely, fix = (f"MLX's Mac wheels need macOS 14 or newer and Python {supported_range()}",
                        "see which with invoke preflight; then update macOS, or remake the venv with another Python: "
                        "invoke venv --force --python /path/to/python3.12")
     else:
-        likely, fix = (f"the pinned packages need {pythons} on this platform",
+        likely, fix = (f"the pinned packages need Python {supported_range()} on this platform",
                        "see which with invoke preflight; if you changed mlx.packages, check those names and versions")
     return MlxTasksError(f"No release of the MLX packages fits this machine ({likely}), so the install was not retried. "
                          f"The installer said: {cause}", fix=fix)
