@@ -52,7 +52,7 @@ python_candidates() {
 
 # Print why the interpreter $1 cannot make the venv (nothing when it can; fails when it does not run).
 python_problem() {
-    version=$(python_version "$1")
+    version=$(python_version "$1" || true)
     [ -n "$version" ] || { echo "it does not run"; return 0; }
     major=${version%%.*}; rest=${version#*.}; minor=${rest%%.*}
     if [ "$major" -ne 3 ] || [ "$minor" -lt "$min_minor" ]; then
@@ -98,7 +98,7 @@ find_python() {
 no_python() {
     needed="mlx-lm and transformers need Python $min_python to $max_python (native arm64 on a Mac)"
     if [ -n "${1:-}" ]; then
-        version=$(python_version "$1")
+        version=$(python_version "$1" || true)
         found="$1: $(python_problem "$1")"
         [ "$1" = /usr/bin/python3 ] && [ "$(host_os)" = Darwin ] && [ -n "$version" ] && found="macOS's bundled python3 is $version"
         echo "No usable Python found: $found; $needed." >&2

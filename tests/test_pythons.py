@@ -27,7 +27,8 @@ def linux() -> HostFacts:
 
 
 def lib_sh(script: str, path: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["/bin/sh", "-c", f'root="{ROOT}"; . "$root/scripts/lib.sh"; {script}'],
+    """Run script after sourcing lib.sh under set -eu, as bootstrap.sh and scripts/test.sh do."""
+    return subprocess.run(["/bin/sh", "-c", f'set -eu; root="{ROOT}"; . "$root/scripts/lib.sh"; {script}'],
                           env={"PATH": path, "HOME": "/nonexistent"}, capture_output=True, text=True, timeout=60)
 
 
@@ -74,6 +75,17 @@ def test_a_mac_without_the_command_line_tools_never_runs_its_python3_stub(monkey
     assert without.returncode == 1 and stub not in without.stderr
     with_tools = lib_sh(FAKE_MAC.format(clt="true", rosetta=0) + 'find_python || no_python "$rejected"', "/usr/bin")
     assert stub in with_tools.stderr
+
+
+def test_the_shell_passes_over_a_python_that_does_not_run(tmp_path, fake_python):
+    # As a pyenv shim does for a version that is installed but not selected: exit 127.
+    broken = tmp_path / "shims" / "python3.14"
+    broken.parent.mkdir()
+    broken.write_text("#!/bin/sh\nexit 127\n")
+    broken.chmod(0o755)
+    fine = fake_python("3.13.1", name="python3.13")
+    done = lib_sh('find_python && echo "$python"', f"{broken.parent}:{fine.parent}")
+    assert done.stdout.strip() == str(fine)
 
 
 def test_a_python3_that_does_not_run_is_never_called_bundled_with_an_empty_version():
