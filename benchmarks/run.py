@@ -31,19 +31,19 @@ import speed_bench
 import validate_bench
 from harness import ROOT, Result
 
+from mlxtasks import facts
+
 MODULES = (setup_bench, invoke_bench, shell_bench, validate_bench, pull_bench, chat_bench, speed_bench)
 BENCHMARKS = {bench.__name__: bench for module in MODULES for bench in module.BENCHMARKS}
 DOC = ROOT / "docs" / "performance.md"
 
 
 def machine() -> str:
-    cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-               if line.startswith("model name"))
-    kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-               if line.startswith("MemTotal:"))
-    system = platform.freedesktop_os_release().get("PRETTY_NAME", platform.system())
-    return (f"{cpu}, {os.cpu_count()} cores, {kib / 2**20:.1f} GiB RAM, {system} (kernel {platform.release()}), "
-            f"Python {platform.python_version()}")
+    # From mlxtasks' own probe, not /proc, so the suite runs on a Mac too.
+    host = facts.probe()
+    system = f"macOS {host.os_version}" if host.is_mac else host.os_version
+    return (f"{host.chip}, {os.cpu_count()} cores, {host.ram_total / facts.GB:.1f} GB RAM, {system} "
+            f"(kernel {platform.release()}), Python {platform.python_version()}")
 
 
 def show(name: str, result: Result) -> None:

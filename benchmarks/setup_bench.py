@@ -52,7 +52,7 @@ def _pip_setup(work: Path, python: str, packages: list[str], run: int) -> tuple[
 
 def fresh_setup(work: Path) -> Result:
     host = facts.probe()
-    python = pythons.find(host.machine, installer.find_uv())
+    python = pythons.find(host, installer.find_uv())[0]
     packages = [install.MLX_REQUIREMENT[facts.backend_for(host)], *config.DEFAULTS["packages"]]
     uv_runs, pip_runs = [], []
     for run in range(FRESH_RUNS):  # interleaved: a slow spell of the package index hits both sides

@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
 from .errors import MlxTasksError
-from .facts import GB, HostFacts
+from .facts import GB, GIB, HostFacts
 
 ALIAS_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
 FOLDER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -149,12 +149,24 @@ def from_repo(repo: str, size_gb: float) -> Model:
 
 
 def memory_budget(facts: HostFacts) -> int:
-    """Bytes a model may use: on a Mac, what the GPU may wire by default; elsewhere available RAM."""
+    """Bytes a model may use, the one budget every command judges fit by: on a Mac, what the GPU may
+    wire (iogpu.wired_limit_mb when set, else macOS's default share of RAM); elsewhere available RAM."""
     if facts.is_mac:
+        if facts.wired_limit_mb:
+            return facts.wired_limit_mb * 2**20  # MiB
         # macOS lets the GPU wire about 2/3 of RAM up to 36 GB, about 3/4 above.
-        fraction = 2 / 3 if facts.ram_total <= 36 * 2**30 else 3 / 4
+        fraction = 2 / 3 if facts.ram_total <= 36 * GIB else 3 / 4
         return int(facts.ram_total * fraction)
     return facts.ram_available
+
+
+def budget_source(facts: HostFacts) -> str:
+    """Where memory_budget's figure comes from, in words."""
+    if not facts.is_mac:
+        return "available RAM"
+    if facts.wired_limit_mb:
+        return f"iogpu.wired_limit_mb={facts.wired_limit_mb}"
+    return "macOS's default GPU share of RAM"
 
 
 def fits_in(model: Model, budget: int) -> bool:

@@ -18,7 +18,15 @@ from .catalog import Model
 from .errors import MlxTasksError
 
 CONFIG_KEY = "mlx"
-MIN_PYTHON = (3, 11)
+PYTHON_VERSIONS = Path(__file__).parent / "data" / "python-versions"
+
+
+def _python_range() -> tuple[tuple[int, int], tuple[int, int]]:
+    oldest, newest = next(line for line in PYTHON_VERSIONS.read_text().splitlines() if not line.startswith("#")).split()
+    return tuple(map(int, oldest.split("."))), tuple(map(int, newest.split(".")))
+
+
+MIN_PYTHON, MAX_PYTHON = _python_range()  # (major, minor) bounds for the venv's Python
 INSTALLERS = ("auto", "uv", "pip")
 SHELL_CHOICES = ("auto", "zsh", "bash", "fish", "all")
 BACKENDS = ("auto", "metal", "cpu", "cuda12", "cuda13")

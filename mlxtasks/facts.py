@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-GIB = 2**30
-GB = 10**9
+GB = 10**9  # the one unit printed for RAM, disk and model sizes alike, so every command shows the same figure
+GIB = 2**30  # RAM comes in powers of two: for hardware thresholds only, never for printing
+SYSCTL = "/usr/sbin/sysctl"  # by full path: cron's and launchd's PATH lack /usr/sbin
 
 # The wheel each backend brings (mlx's extras); checked so a cpu venv is not taken for a cuda one.
 BACKEND_DISTRIBUTION = {"metal": "mlx-metal", "cpu": "mlx-cpu", "cuda12": "mlx-cuda-12", "cuda13": "mlx-cuda-13"}
@@ -55,6 +56,10 @@ class HostFacts:
     glibc: tuple[int, ...] | None = None
     nvidia_driver: tuple[int, ...] | None = None
     python: PythonInfo | None = None
+    rejected_pythons: tuple[PythonInfo, ...] = ()  # found but unsuitable, in search order
+    rosetta: bool = False  # this process runs translated (sysctl.proc_translated = 1)
+    wired_limit_mb: int = 0  # iogpu.wired_limit_mb; 0: not set, macOS's default share applies
+    command_line_tools: bool = True  # on a Mac, `xcode-select -p` succeeds (else /usr/bin/python3 is a stub)
 
     @property
     def is_mac(self) -> bool:
@@ -136,6 +141,9 @@ def probe(paths: Iterable[Path] = (), python: PythonInfo | None = None) -> HostF
         glibc=_glibc(system),
         nvidia_driver=_nvidia_driver(),
         python=python,
+        rosetta=system == "darwin" and _sysctl("sysctl.proc_translated") == "1",
+        wired_limit_mb=_wired_limit_mb(system),
+        command_line_tools=system != "darwin" or _command_output(["xcode-select", "-p"]) is not None,
     )
 
 
@@ -147,9 +155,19 @@ def _command_output(argv: list[str]) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def _sysctl(name: str) -> str | None:
+    return _command_output([SYSCTL, "-n", name])
+
+
+def _wired_limit_mb(system: str) -> int:
+    value = _sysctl("iogpu.wired_limit_mb") if system == "darwin" else None
+    return int(value) if value and value.isdigit() else 0
+
+
 def _os_version(system: str) -> str:
     if system == "darwin":
-        return platform.mac_ver()[0]
+        # sw_vers, not platform.mac_ver(): a Python built with an older SDK reads macOS 26 as 16.0.
+        return _command_output(["/usr/bin/sw_vers", "-productVersion"]) or platform.mac_ver()[0]
     if system == "linux":
         try:
             return platform.freedesktop_os_release().get("PRETTY_NAME", platform.release())
@@ -160,14 +178,14 @@ def _os_version(system: str) -> str:
 
 def _hardware_machine(system: str) -> str:
     # Under Rosetta, platform.machine() says x86_64 on an arm64 Mac; the kernel knows better.
-    if system == "darwin" and _command_output(["sysctl", "-n", "hw.optional.arm64"]) == "1":
+    if system == "darwin" and _sysctl("hw.optional.arm64") == "1":
         return "arm64"
     return platform.machine()
 
 
 def _chip(system: str) -> str:
     if system == "darwin":
-        return _command_output(["sysctl", "-n", "machdep.cpu.brand_string"]) or "unknown"
+        return _sysctl("machdep.cpu.brand_string") or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -136,7 +136,7 @@ def check_memory(model: Model, facts: HostFacts, models: tuple[Model, ...]) -> N
     if catalog.fits_in(model, budget):
         return
     smaller = [m.alias for m in models if catalog.fits_in(m, budget)]
-    where = "the GPU can use on this Mac" if facts.is_mac else "this machine has available"
+    where = f"the GPU can use on this Mac ({catalog.budget_source(facts)})" if facts.is_mac else "this machine has available"
     hint = f" Smaller models that fit: {', '.join(smaller)}." if smaller else ""
     raise MlxTasksError(f"{model.alias} needs about {model.ram_gb:.1f} GB of memory, more than the "
                         f"{budget / GB:.1f} GB {where}.{hint}",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -16,12 +18,20 @@ from .config import Settings
 from .errors import MlxTasksError
 from .facts import BACKEND_DISTRIBUTION
 from .installer import Installer
+from .pythons import supported_range
 from .steps import Command, Step
 
 CONSTRAINTS = Path(__file__).parent / "data" / "constraints.txt"
 SOURCE_TREE = Path(__file__).resolve().parent.parent
 
 MLX_REQUIREMENT = {"metal": "mlx", "cpu": "mlx[cpu]", "cuda12": "mlx[cuda12]", "cuda13": "mlx[cuda13]"}
+
+# What uv and pip say when no release fits this platform or Python: the index answered, so retrying is useless.
+RESOLUTION_FAILURES = ("No solution found", "ResolutionImpossible", "No matching distribution found")
+# ...unless the index did not answer: pip then says "No matching distribution" too.
+NETWORK_TROUBLE = ("Failed to fetch", "Retrying (", "NewConnectionError", "ConnectionError", "Connection refused",
+                   "timed out", "Name or service not known", "nodename nor servname", "dns error")
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\r")
 
 _VERSIONS_PROBE = """
 import json, sys
@@ -116,8 +126,28 @@ def plan(settings: Settings, backend: str, installer: Installer, upgrade: bool =
         delay=settings.retry_delay_s,
         failure=f"Installing the MLX packages into {settings.venv} failed after 3 tries.",
         fix="check the network, then: invoke install",
+        give_up=partial(unresolvable, backend),
     )
     return Step("install", f"{'upgrade' if upgrade else 'install'} {what} ({installer.name})", (command,))
+
+
+def unresolvable(backend: str, output: str) -> MlxTasksError | None:
+    """The error for an installer's output that says no release fits this machine; None for anything else."""
+    text = _TERMINAL_CODES.sub("", output)
+    if not any(marker in text for marker in RESOLUTION_FAILURES) or any(marker in text for marker in NETWORK_TROUBLE):
+        return None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    cause = next((line for line in lines if line.startswith("cause:")), None) or next(
+        line for line in reversed(lines) if any(marker in line for marker in RESOLUTION_FAILURES))
+    if backend == "metal":
+        likely, fix = (f"MLX's Mac wheels need macOS 14 or newer and Python {supported_range()}",
+                       "see which with invoke preflight; then update macOS, or remake the venv with another Python: "
+                       "invoke venv --force --python /path/to/python3.12")
+    else:
+        likely, fix = (f"the pinned packages need Python {supported_range()} on this platform",
+                       "see which with invoke preflight; if you changed mlx.packages, check those names and versions")
+    return MlxTasksError(f"No release of the MLX packages fits this machine ({likely}), so the install was not retried. "
+                         f"The installer said: {cause}", fix=fix)
 
 
 def _install_argv(python: Path, installer: Installer, specs: list[str], upgrade: bool) -> tuple[str, ...]:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from functools import partial
 
-from .catalog import too_big
+from .catalog import budget_source, memory_budget, too_big
 from .checks import Result, Status
-from .config import MIN_PYTHON, Settings
-from .facts import GB, GIB, HostFacts, version_tuple
-from .pythons import INSTALL_PYTHON_FIX
+from .config import Settings
+from .facts import GB, HostFacts, version_tuple
+from .pythons import INSTALL_PYTHON_FIX, fix_for, problem, supported_range
 
-MIN_MACOS = (13, 5)
+MIN_MACOS = (14,)  # mlx publishes macOS wheels for 14 and later only
 MIN_GLIBC = (2, 35)
 LINUX_MACHINES = ("x86_64", "aarch64")
-MAC_SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def check(facts: HostFacts, settings: Settings) -> list[Result]:
@@ -24,46 +23,50 @@ def check_platform(facts: HostFacts) -> Result:
     result = partial(Result, "platform", "Operating system")
 
     if facts.is_mac:
+        read = (f"macOS {facts.os_version or 'unknown'} (sw_vers), hardware {facts.machine} (sysctl hw.optional.arm64), "
+                f"{facts.chip}", f"this terminal runs under Rosetta: {'yes' if facts.rosetta else 'no'} (sysctl.proc_translated)")
+        result = partial(result, details=read)
         if facts.machine != "arm64":
             return result(Status.ERROR, f"This Mac has an Intel ({facts.machine}) processor; MLX needs Apple Silicon (M1 or later).",
                           "run mlxtasks on an Apple Silicon Mac, or on Linux")
         if version_tuple(facts.os_version) < MIN_MACOS:
-            return result(Status.ERROR, f"macOS {facts.os_version} is too old; MLX needs macOS 13.5 or newer.",
+            return result(Status.ERROR, f"macOS {facts.os_version} is too old: MLX needs macOS 14 (Sonoma) or newer.",
                           "update macOS in System Settings > General > Software Update")
         return result(Status.OK, f"macOS {facts.os_version} on {facts.chip}")
     if facts.os == "linux":
+        glibc = "glibc " + ".".join(map(str, facts.glibc)) if facts.glibc else "no glibc"
+        result = partial(result, details=(f"{facts.os_version}, {facts.machine}, {glibc}, {facts.chip}",))
         if facts.machine not in LINUX_MACHINES:
             return result(Status.ERROR, f"MLX has no Linux build for {facts.machine}; it needs x86_64 or aarch64.",
                           "run mlxtasks on an x86_64 or aarch64 Linux machine")
         if facts.glibc is None or facts.glibc < MIN_GLIBC:
-            found = ".".join(map(str, facts.glibc)) if facts.glibc else "no glibc"
-            return result(Status.ERROR, f"MLX's Linux wheels need glibc 2.35 or newer; this system has {found}.",
+            return result(Status.ERROR, f"MLX's Linux wheels need glibc 2.35 or newer; this system has {glibc}.",
                           "use a newer distribution (Ubuntu 22.04+, Debian 12+, Fedora 36+)")
-        return result(Status.OK, f"{facts.os_version} ({facts.machine}, glibc {'.'.join(map(str, facts.glibc))})")
+        return result(Status.OK, f"{facts.os_version} ({facts.machine}, {glibc})")
     return result(Status.ERROR, f"MLX runs on macOS and Linux, not on {facts.os}.", "run mlxtasks on an Apple Silicon Mac or on Linux")
 
 
 def check_python(facts: HostFacts) -> Result:
-    result = partial(Result, "python", "Python for the venv")
+    rejected = tuple(f"{p.path}: Python {p.version_text} ({p.arch}), {problem(p, facts)}" for p in facts.rejected_pythons)
+    info = facts.python or next(iter(facts.rejected_pythons), None)
+    details = (*((f"chosen {info.path}: Python {info.version_text} ({info.arch})",) if facts.python else ()),
+               *(f"rejected {line}" for line in rejected))
+    result = partial(Result, "python", "Python for the venv", details=details)
 
-    info = facts.python
-    needed = ".".join(map(str, MIN_PYTHON))
     if info is None:
-        return result(Status.ERROR, f"No Python {needed} or newer was found.", INSTALL_PYTHON_FIX)
-    if info.version[:2] < MIN_PYTHON:
-        if facts.is_mac and info.path == MAC_SYSTEM_PYTHON:
-            message = f"macOS's bundled Python is {info.version_text}; mlx-lm and transformers need Python {needed} or newer."
-        else:
-            message = f"Python {info.version_text} at {info.path} is too old; mlx-lm and transformers need {needed} or newer."
-        return result(Status.ERROR, message, INSTALL_PYTHON_FIX)
-    if facts.machine == "arm64" and info.arch == "x86_64":
-        return result(Status.ERROR, f"{info.path} is an Intel (x86_64) Python running under Rosetta; MLX needs a native arm64 Python.",
-                      INSTALL_PYTHON_FIX)
+        return result(Status.ERROR, f"No Python {supported_range()} was found.", INSTALL_PYTHON_FIX)
+    why = problem(info, facts)
+    if why:
+        others = [f"{p.path} ({p.version_text}, {p.arch})" for p in facts.rejected_pythons if p != info]
+        also = f" Also rejected: {'; '.join(others)}." if others else ""
+        return result(Status.ERROR, why + also, fix_for(facts))
     return result(Status.OK, f"Python {info.version_text} ({info.arch}) at {info.path}")
 
 
 def check_folders(facts: HostFacts) -> Result:
-    result = partial(Result, "folders", "Target folders")
+    result = partial(Result, "folders", "Target folders",
+                     details=tuple(f"{path}: {'cannot' if path in facts.unwritable else 'can'} be created and written"
+                                   for path, _ in facts.disk_free))
     if facts.unwritable:
         path = facts.unwritable[0]
         return result(Status.ERROR, f"Cannot create or write {path}: it or a folder above it is read-only or a file.",
@@ -72,7 +75,8 @@ def check_folders(facts: HostFacts) -> Result:
 
 
 def check_disk(facts: HostFacts, settings: Settings) -> Result:
-    result = partial(Result, "disk", "Free disk space")
+    result = partial(Result, "disk", "Free disk space",
+                     details=tuple(f"{free / GB:.1f} GB free for {path}" for path, free in facts.disk_free))
 
     if not facts.disk_free:
         return result(Status.WARNING, "Free disk space was not measured.")
@@ -87,9 +91,11 @@ def check_disk(facts: HostFacts, settings: Settings) -> Result:
 
 
 def check_ram(facts: HostFacts, settings: Settings) -> Result:
-    result = partial(Result, "ram", "Memory")
+    result = partial(Result, "ram", "Memory", details=(
+        f"{facts.ram_total / GB:.1f} GB total, {facts.ram_available / GB:.1f} GB available",
+        f"{memory_budget(facts) / GB:.1f} GB for a model ({budget_source(facts)}), the budget every command judges fit by"))
 
-    total = facts.ram_total / GIB
+    total = facts.ram_total / GB
     if total < settings.warn_ram_gb:
         missing = ", ".join(m.alias for m in too_big(facts, settings.catalog)) or "none of the catalogue models"
         return result(Status.WARNING, f"{total:.0f} GB of RAM; {settings.warn_ram_gb:g} GB is recommended. Too big for this machine: {missing}.")
@@ -97,7 +103,7 @@ def check_ram(facts: HostFacts, settings: Settings) -> Result:
 
 
 def gather(settings: Settings) -> HostFacts:
-    """This machine's facts, with the Python the venv is (or will be) made from."""
+    """This machine's facts, with the Python the venv is (or will be) made from and those rejected."""
     from dataclasses import replace
 
     from . import pythons, venv
@@ -106,5 +112,5 @@ def gather(settings: Settings) -> HostFacts:
 
     facts = probe([settings.venv, settings.workspace, settings.models])
     state = venv.inspect(settings.venv)
-    python = pythons.for_venv(settings.python, state.python if state.healthy else None, facts.machine, find_uv())
-    return replace(facts, python=python)
+    python, rejected = pythons.for_venv(settings.python, state.python if state.healthy else None, facts, find_uv())
+    return replace(facts, python=python, rejected_pythons=rejected)

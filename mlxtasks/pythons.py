@@ -1,4 +1,5 @@
-"""Finding a Python good enough for the venv (>= 3.11, native arch)."""
+"""Finding a Python good enough for the venv (3.11 to 3.14, native arch). Searched in the same order
+as scripts/lib.sh's python_candidates; tests/test_pythons.py holds the two to one list."""
 
 from __future__ import annotations
 
@@ -7,27 +8,51 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .config import MIN_PYTHON
+from .config import MAX_PYTHON, MIN_PYTHON
 from .errors import MlxTasksError
-from .facts import PythonInfo, python_info
+from .facts import HostFacts, PythonInfo, python_info
 
-PATH_NAMES = ("python3.13", "python3.12", "python3.11", "python3")
-# Homebrew (Apple Silicon, then Intel prefix), then python.org's framework builds.
-MAC_LOCATIONS = tuple(
-    f"{prefix}/python3.{minor}" for minor in (13, 12, 11) for prefix in ("/opt/homebrew/bin", "/usr/local/bin")
-) + tuple(f"/Library/Frameworks/Python.framework/Versions/3.{minor}/bin/python3" for minor in (13, 12, 11))
+MAC_SYSTEM_PYTHON = "/usr/bin/python3"
+_MINORS = tuple(range(MAX_PYTHON[1], MIN_PYTHON[1] - 1, -1))  # newest first
+PATH_NAMES = (*(f"python3.{minor}" for minor in _MINORS), "python3")
+# Homebrew (Apple Silicon, then Intel prefix; /opt/homebrew/bin is often not yet on PATH), then python.org's.
+MAC_LOCATIONS = (
+    *(f"{prefix}/python3.{minor}" for prefix in ("/opt/homebrew/bin", "/usr/local/bin") for minor in _MINORS),
+    "/opt/homebrew/bin/python3",
+    *(f"/Library/Frameworks/Python.framework/Versions/3.{minor}/bin/python3" for minor in _MINORS),
+)
 
 INSTALL_PYTHON_FIX = (
     "install Python 3.12 (brew install python@3.12, or uv python install 3.12, or python.org), "
     "then run: invoke setup --python /path/to/python3.12"
 )
+ROSETTA_FIX = ("open a terminal that does not run under Rosetta (Finder: Applications > Utilities > Terminal, "
+               "Get Info, untick 'Open using Rosetta'), or run the command through: arch -arm64")
 
 
-def suitable(info: PythonInfo | None, machine: str) -> bool:
-    """Recent enough and, on an arm64 Mac, not an x86_64 build running under Rosetta."""
-    if info is None or info.version[:2] < MIN_PYTHON:
-        return False
-    return not (machine == "arm64" and info.arch == "x86_64")
+def supported_range() -> str:
+    return f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]} to {MAX_PYTHON[0]}.{MAX_PYTHON[1]}"
+
+
+def problem(info: PythonInfo, facts: HostFacts) -> str | None:
+    """Why this Python cannot make the venv, in one sentence; None when it can."""
+    if info.version[:2] < MIN_PYTHON:
+        if facts.is_mac and info.path == MAC_SYSTEM_PYTHON:
+            return f"macOS's bundled Python is {info.version_text}; mlx-lm and transformers need Python {supported_range()}."
+        return f"Python {info.version_text} at {info.path} is too old; mlx-lm and transformers need Python {supported_range()}."
+    if info.version[:2] > MAX_PYTHON:
+        return (f"Python {info.version_text} at {info.path} is too new: the pinned packages (numpy, mlx) have wheels "
+                f"for Python {supported_range()} only.")
+    if facts.machine == "arm64" and info.arch == "x86_64":
+        if facts.rosetta:
+            return (f"This terminal runs under Rosetta, so {info.path} runs as x86_64; "
+                    "MLX needs Python running natively as arm64.")
+        return f"{info.path} is an Intel (x86_64) Python; MLX needs a native arm64 Python."
+    return None
+
+
+def fix_for(facts: HostFacts) -> str:
+    return ROSETTA_FIX if facts.rosetta else INSTALL_PYTHON_FIX
 
 
 def explicit(path: str) -> PythonInfo:
@@ -41,29 +66,36 @@ def explicit(path: str) -> PythonInfo:
     return info
 
 
-def candidates() -> list[str]:
-    """Interpreters on PATH, then Homebrew's and python.org's; most preferred first, no duplicates."""
+def candidates(facts: HostFacts) -> list[str]:
+    """Interpreters on PATH, then Homebrew's and python.org's; most preferred first, no duplicates.
+    Without the Command Line Tools a Mac's /usr/bin/python3 only opens an install dialog: skipped."""
     found = [shutil.which(name) for name in PATH_NAMES] + list(MAC_LOCATIONS)
-    return list(dict.fromkeys(path for path in found if path and Path(path).exists()))
+    skip = MAC_SYSTEM_PYTHON if facts.is_mac and not facts.command_line_tools else None
+    return list(dict.fromkeys(path for path in found if path and path != skip and Path(path).exists()))
 
 
-def find(machine: str, uv: str | None) -> PythonInfo | None:
-    """The first suitable Python (a uv-managed one last), or the first unsuitable one to report on."""
-    infos = [info for info in map(python_info, candidates()) if info]
-    for info in infos:
-        if suitable(info, machine):
-            return info
+def find(facts: HostFacts, uv: str | None) -> tuple[PythonInfo | None, tuple[PythonInfo, ...]]:
+    """The first suitable Python (a uv-managed one last), and those rejected before it."""
+    rejected = []
+    for path in candidates(facts):
+        info = python_info(path)
+        if info is None:
+            continue
+        if problem(info, facts) is None:
+            return info, tuple(rejected)
+        rejected.append(info)
     managed_path = _uv_managed(uv) if uv else None
     managed = python_info(managed_path) if managed_path else None
-    if suitable(managed, machine):
-        return managed
-    return infos[0] if infos else None
+    if managed and problem(managed, facts) is None:
+        return managed, tuple(rejected)
+    return None, tuple(rejected + [managed] if managed else rejected)
 
 
 def _uv_managed(uv: str) -> str | None:
     try:
         # --no-cache: looking must not write uv's cache into HOME (a dry run creates nothing).
-        done = subprocess.run([uv, "--no-cache", "python", "find", "--no-project", f">={MIN_PYTHON[0]}.{MIN_PYTHON[1]}"],
+        done = subprocess.run([uv, "--no-cache", "python", "find", "--no-project",
+                               f">={MIN_PYTHON[0]}.{MIN_PYTHON[1]},<{MAX_PYTHON[0]}.{MAX_PYTHON[1] + 1}"],
                               capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
@@ -72,8 +104,9 @@ def _uv_managed(uv: str) -> str | None:
     return done.stdout.strip() or None
 
 
-def for_venv(explicit_path: str | None, venv_python: PythonInfo | None, machine: str, uv: str | None) -> PythonInfo | None:
-    """--python if given, else the healthy venv's own, else the first suitable one found."""
+def for_venv(explicit_path: str | None, venv_python: PythonInfo | None, facts: HostFacts,
+             uv: str | None) -> tuple[PythonInfo | None, tuple[PythonInfo, ...]]:
+    """--python if given, else the healthy venv's own, else the first suitable one found; and the rejected."""
     if explicit_path:
-        return explicit(explicit_path)
-    return venv_python or find(machine, uv)
+        return explicit(explicit_path), ()
+    return (venv_python, ()) if venv_python else find(facts, uv)

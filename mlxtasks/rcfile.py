@@ -153,13 +153,18 @@ def update(path: Path, transform: Callable[[str], tuple[str, list[str]]], dry: b
 
 def _refuse_read_only(path: Path, target: Path) -> None:
     try:
-        mode = target.stat().st_mode
+        status = target.stat()
     except FileNotFoundError:
         return
     # Root may write anywhere; a file with no write bit still means "leave me alone".
-    if not os.access(target, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        raise MlxTasksError(f"{path} is read-only, so it was left as it is.",
-                            fix=f"make it writable (chmod u+w {target}), or add the block by hand: invoke shell.show")
+    if not os.access(target, os.W_OK) or not status.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise MlxTasksError(f"{path} is read-only, so it was left as it is.", fix=writable_fix(target, status.st_uid, os.getuid()))
+
+
+def writable_fix(target: Path, owner: int, me: int) -> str:
+    """Another user's file (root's, left by a sudo) needs chown, as chmod would fail; one's own, the write bit."""
+    how = f'sudo chown "$USER" {target}' if owner != me else f"chmod u+w {target}"
+    return f"make it writable ({how}), or add the block by hand: invoke shell.show"
 
 
 def _back_up(path: Path, target: Path) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
+
+from .errors import MlxTasksError
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,8 @@ class Command:
     delay: float = 2.0  # seconds before the second try; doubled for each later one
     failure: str = ""  # the sentence shown when the last try fails
     fix: str = ""
+    # Reads a failed try's output; an error it returns is raised at once: no retry can help (a resolution failure).
+    give_up: Callable[[str], MlxTasksError | None] | None = None
 
     @property
     def text(self) -> str:

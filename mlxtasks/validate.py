@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from . import facts, install, installer, rcfile, shellblock, store, venv
-from .catalog import BUILTIN, Model, by_folder, fits_in
+from .catalog import BUILTIN, Model, budget_source, by_folder, fits_in, memory_budget
 from .checks import Result, Status, run_checks
 from .config import Settings
 from .errors import MlxTasksError
-from .facts import GB, GIB, HostFacts, PythonInfo
+from .facts import GB, HostFacts, PythonInfo
+from .pythons import ROSETTA_FIX
 
 GROUPS = ("system", "mlx", "accelerator", "mlx-lm", "packages", "environment", "models")
 # Check ids known before running (models add one per installed model: models.FOLDER).
@@ -56,13 +57,16 @@ def system_checks(host: HostFacts, python: PythonInfo | None, min_disk_gb: float
     py = _check("system.python", "Python in the venv")
     if python is None:
         results.append(py(Status.ERROR, "the venv has no working Python", SETUP_FIX))
+    elif host.machine == "arm64" and python.arch == "x86_64" and host.rosetta:
+        results.append(py(Status.ERROR, f"this terminal runs under Rosetta, so Python {python.version_text} runs as x86_64",
+                          ROSETTA_FIX))
     elif host.machine == "arm64" and python.arch == "x86_64":
         results.append(py(Status.ERROR, f"Python {python.version_text} is an x86_64 build under Rosetta",
                           "invoke venv --force --python /path/to/arm64/python3.12"))
     else:
         results.append(py(Status.OK, f"Python {python.version_text} ({python.arch})"))
     results.append(_check("system.ram", "Memory")(
-        Status.OK, f"{host.ram_total / GIB:.0f} GB total, {host.ram_available / GIB:.1f} GB available"))
+        Status.OK, f"{host.ram_total / GB:.0f} GB total, {host.ram_available / GB:.1f} GB available"))
     disk = _check("system.disk", "Free disk")
     if host.disk_free:
         path, free = min(host.disk_free, key=lambda item: item[1])
@@ -91,8 +95,10 @@ def mlx_checks(answers: Mapping) -> list[Result]:
     ]
 
 
-def accelerator_checks(os_name: str, backend: str, answers: Mapping, models: Iterable[Model] = BUILTIN) -> list[Result]:
-    """Which device MLX uses, whether a 1024x1024 matmul on it matches numpy, and (Mac) the GPU's memory."""
+def accelerator_checks(os_name: str, backend: str, answers: Mapping, budget: tuple[int, str] = (0, ""),
+                       models: Iterable[Model] = BUILTIN) -> list[Result]:
+    """Which device MLX uses, whether a 1024x1024 matmul on it matches numpy, and (Mac) the GPU's memory.
+    budget: catalog.memory_budget's bytes and budget_source's words, so a Mac's verdict is every command's."""
     if answers.get("import_error"):
         return [_check("accelerator.device", "Accelerator")(Status.ERROR, "skipped: mlx.core does not import", INSTALL_FIX)]
     info = answers.get("device_info") or {}
@@ -108,7 +114,7 @@ def accelerator_checks(os_name: str, backend: str, answers: Mapping, models: Ite
     elif backend.startswith("cuda"):
         if answers["cuda_available"] and on_gpu:
             memory = info.get("memory_size") or info.get("total_memory")
-            extra = f", {int(memory) / GIB:.0f} GB" if memory else ""
+            extra = f", {int(memory) / GB:.0f} GB" if memory else ""
             if "compute_capability_major" in info:
                 extra += f", compute capability {info['compute_capability_major']}.{info.get('compute_capability_minor', 0)}"
             results = [device(Status.OK, f"CUDA GPU ({name}{extra}) is the default device")]
@@ -121,7 +127,7 @@ def accelerator_checks(os_name: str, backend: str, answers: Mapping, models: Ite
     else:
         results = [device(Status.OK, f"CPU backend ({name}); this machine has no GPU MLX can use")]
     results.append(_matmul_result(answers.get("matmul_error"), answers["default_device"]))
-    results.append(_memory(os_name, backend, info, models))
+    results.append(_memory(os_name, backend, info, budget, models))
     return results
 
 
@@ -135,11 +141,15 @@ def _matmul_result(error: float | None, device: str) -> Result:
     return matmul(Status.OK, f"matches numpy to {error:.1e} on {device}")
 
 
-def _memory(os_name: str, backend: str, info: Mapping, models: Iterable[Model]) -> Result:
+def _memory(os_name: str, backend: str, info: Mapping, budget: tuple[int, str], models: Iterable[Model]) -> Result:
     """How much memory the device gives a model, and which catalogue models fit in it."""
     memory = _check("accelerator.memory", "Memory for models")
+    details: tuple[str, ...] = ()
     if os_name == "darwin":
-        limit, what = info.get("max_recommended_working_set_size"), "the GPU may use (its working-set limit)"
+        (limit, source), reported = budget, info.get("max_recommended_working_set_size")
+        what = f"the GPU may use ({source})"
+        if reported:
+            details = (f"MLX reports a working-set limit of {int(reported) / GB:.1f} GB",)
     elif backend.startswith("cuda"):
         limit, what = info.get("memory_size") or info.get("total_memory"), "the GPU has"
     else:
@@ -149,11 +159,11 @@ def _memory(os_name: str, backend: str, info: Mapping, models: Iterable[Model]) 
     limit = int(limit)
     fitting = [m.alias for m in models if fits_in(m, limit)]
     too_big = [m.alias for m in models if m.alias not in fitting]
-    message = f"{limit / GIB:.1f} GB {what}; fits: {', '.join(fitting) or 'none'}"
+    message = f"{limit / GB:.1f} GB {what}; fits: {', '.join(fitting) or 'none'}"
     if too_big:
         message += f"; too big: {', '.join(too_big)}"
     fix = "raise the limit until reboot: sudo sysctl iogpu.wired_limit_mb=N" if os_name == "darwin" else ""
-    return memory(Status.OK if fitting else Status.WARNING, message, "" if fitting else fix)
+    return memory(Status.OK if fitting else Status.WARNING, message, "" if fitting else fix, details)
 
 
 def mlx_lm_checks(answers: Mapping) -> list[Result]:
@@ -286,7 +296,8 @@ def run(settings: Settings, groups: Iterable[str] = GROUPS, deep: bool = False,
                 say(facts.CUDA_COMPILING)
             if chosen or deep_here:
                 argv = [str(settings.venv_python), "-m", "mlxtasks.runtime.probe", "--os", host.os,
-                        "--backend", backend, "--groups", *chosen, "--deep", *(map(str, folders) if deep_here else ())]
+                        "--backend", backend, "--budget", str(memory_budget(host)), "--budget-source", budget_source(host),
+                        "--groups", *chosen, "--deep", *(map(str, folders) if deep_here else ())]
                 probes.append((chosen, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                                         text=True, env=probe_env)))
 

@@ -1,49 +1,116 @@
 # Shared by bootstrap.sh and scripts/test.sh: POSIX sh, so it runs on a fresh Mac whose only
-# python3 is 3.9. Keep the search order in step with mlxtasks/pythons.py.
+# python3 is 3.9. Keep the search in step with mlxtasks/pythons.py (tests/test_pythons.py compares them).
+# Needs $root, the checkout.
+
+# The oldest and newest supported Python, from the file mlxtasks/config.py reads too (builtins only:
+# a fresh machine's PATH may hold little).
+while read -r line; do
+    case "$line" in '#'*|'') ;; *) python_range=$line ;; esac
+done < "$root/mlxtasks/data/python-versions"
+min_python=${python_range%% *}
+max_python=${python_range##* }
+min_minor=${min_python#3.}
+max_minor=${max_python#3.}
+
+# The kernel's name (Darwin, Linux); functions, so tests can stand in for a Mac.
+host_os() { uname -s; }
+# A sysctl value, by full path: cron's and launchd's PATH lack /usr/sbin.
+sysctl_value() { /usr/sbin/sysctl -n "$1" 2>/dev/null; }
+# Without the Command Line Tools, running /usr/bin/python3 opens Apple's install dialog.
+has_command_line_tools() { xcode-select -p >/dev/null 2>&1; }
+
+# Succeed on an Apple Silicon Mac (even in a terminal running under Rosetta).
+apple_silicon() {
+    [ "$(host_os)" = Darwin ] && [ "$(sysctl_value hw.optional.arm64)" = 1 ]
+}
 
 # Print "VERSION" of the interpreter $1, or nothing when it does not run.
 python_version() {
     "$1" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null
 }
 
-# Succeed when $1 is Python >= 3.11 and, on an Apple Silicon Mac, a native arm64 build.
-python_suitable() {
-    version=$(python_version "$1") || return 1
+# Print the architecture the interpreter $1 runs as (arm64, x86_64).
+python_arch() {
+    "$1" -c 'import platform; print(platform.machine())' 2>/dev/null
+}
+
+# Print the interpreters to try, most preferred first: the order of mlxtasks/pythons.py.
+python_candidates() {
+    minor=$max_minor
+    while [ "$minor" -ge "$min_minor" ]; do echo "python3.$minor"; minor=$((minor - 1)); done
+    echo python3
+    for prefix in /opt/homebrew/bin /usr/local/bin; do
+        minor=$max_minor
+        while [ "$minor" -ge "$min_minor" ]; do echo "$prefix/python3.$minor"; minor=$((minor - 1)); done
+    done
+    echo /opt/homebrew/bin/python3
+    minor=$max_minor
+    while [ "$minor" -ge "$min_minor" ]; do
+        echo "/Library/Frameworks/Python.framework/Versions/3.$minor/bin/python3"; minor=$((minor - 1))
+    done
+}
+
+# Print why the interpreter $1 cannot make the venv (nothing when it can; fails when it does not run).
+python_problem() {
+    version=$(python_version "$1" || true)
+    [ -n "$version" ] || { echo "it does not run"; return 0; }
     major=${version%%.*}; rest=${version#*.}; minor=${rest%%.*}
-    [ "$major" -eq 3 ] && [ "$minor" -ge 11 ] || return 1
-    if [ "$(uname -s)" = Darwin ] && [ "$(sysctl -n hw.optional.arm64 2>/dev/null)" = 1 ]; then
-        [ "$("$1" -c 'import platform; print(platform.machine())' 2>/dev/null)" = arm64 ] || return 1
+    if [ "$major" -ne 3 ] || [ "$minor" -lt "$min_minor" ]; then
+        echo "Python $version is too old"
+    elif [ "$minor" -gt "$max_minor" ]; then
+        echo "Python $version is too new: the pinned packages (numpy, mlx) have no wheels for it yet"
+    elif apple_silicon && [ "$(python_arch "$1")" != arm64 ]; then
+        echo "Python $version runs as $(python_arch "$1"), not arm64"
     fi
 }
 
-# Set $python to the first suitable Python, and $rejected to the first unsuitable one seen.
+# Succeed when $1 is a supported Python and, on an Apple Silicon Mac, runs as arm64.
+python_suitable() {
+    [ -z "$(python_problem "$1")" ]
+}
+
+# Set $python to the first suitable Python, $rejected to the first unsuitable one seen, and
+# $tried to a line for each one rejected (path, version, architecture, why).
 find_python() {
     python=""
     rejected=""
-    for candidate in python3.13 python3.12 python3.11 python3 \
-        /opt/homebrew/bin/python3.13 /opt/homebrew/bin/python3.12 /opt/homebrew/bin/python3.11 \
-        /usr/local/bin/python3.13 /usr/local/bin/python3.12 /usr/local/bin/python3.11 \
-        /Library/Frameworks/Python.framework/Versions/3.13/bin/python3 \
-        /Library/Frameworks/Python.framework/Versions/3.12/bin/python3 \
-        /Library/Frameworks/Python.framework/Versions/3.11/bin/python3; do
+    tried=""
+    seen=" "
+    for candidate in $(python_candidates); do
         path=$(command -v "$candidate" 2>/dev/null) || continue
+        case "$seen" in *" $path "*) continue ;; esac
+        seen="$seen$path "
+        if [ "$path" = /usr/bin/python3 ] && [ "$(host_os)" = Darwin ] && ! has_command_line_tools; then
+            continue
+        fi
         if python_suitable "$path"; then python=$path; return 0; fi
         [ -n "$rejected" ] || rejected="$path"
+        tried="$tried  $path: $(python_problem "$path") ($(python_arch "$path"))
+"
     done
     if command -v uv >/dev/null 2>&1; then
-        path=$(uv python find --no-project '>=3.11' 2>/dev/null) && python_suitable "$path" && { python=$path; return 0; }
+        path=$(uv python find --no-project ">=$min_python,<3.$((max_minor + 1))" 2>/dev/null) && python_suitable "$path" && { python=$path; return 0; }
     fi
     return 1
 }
 
 # Explain that no suitable Python exists, with the fix; exit 1.
 no_python() {
+    needed="mlx-lm and transformers need Python $min_python to $max_python (native arm64 on a Mac)"
     if [ -n "${1:-}" ]; then
-        found="$1 is Python $(python_version "$1")"
-        [ "$1" = /usr/bin/python3 ] && [ "$(uname -s)" = Darwin ] && found="macOS's bundled python3 is $(python_version "$1")"
-        echo "No usable Python found: $found; mlx-lm and transformers need Python 3.11 or newer (native arm64 on a Mac)." >&2
+        version=$(python_version "$1" || true)
+        found="$1: $(python_problem "$1")"
+        [ "$1" = /usr/bin/python3 ] && [ "$(host_os)" = Darwin ] && [ -n "$version" ] && found="macOS's bundled python3 is $version"
+        echo "No usable Python found: $found; $needed." >&2
     else
-        echo "No Python found; mlx-lm and transformers need Python 3.11 or newer." >&2
+        echo "No Python found; $needed." >&2
+    fi
+    [ -z "${tried:-}" ] || printf 'Rejected:\n%s' "$tried" >&2
+    if apple_silicon && [ "$(sysctl_value sysctl.proc_translated)" = 1 ]; then
+        echo "This terminal runs under Rosetta, so Pythons built for both architectures run as x86_64." >&2
+        echo "  Fix: open a terminal that does not run under Rosetta (Finder: Applications > Utilities > Terminal," >&2
+        echo "       Get Info, untick 'Open using Rosetta'), or run: arch -arm64 sh bootstrap.sh" >&2
+        exit 1
     fi
     echo "  Fix: install Python 3.12 (brew install python@3.12, or uv python install 3.12, or python.org)," >&2
     echo "       then run: sh bootstrap.sh --python /path/to/python3.12" >&2

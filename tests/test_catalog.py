@@ -2,7 +2,7 @@ import pytest
 
 from mlxtasks import catalog, hub
 from mlxtasks.errors import MlxTasksError
-from mlxtasks.facts import GIB, HostFacts
+from mlxtasks.facts import GB, GIB, HostFacts
 
 
 def test_builtin_entries_are_complete_and_valid():
@@ -75,3 +75,35 @@ def test_linux_uses_available_memory():
     busy = HostFacts(os="linux", os_version="x", machine="x86_64", chip="x", ram_total=64 * GIB, ram_available=4 * GIB)
     with pytest.raises(MlxTasksError, match="this machine has available"):
         hub.check_memory(catalog.find("qwen7b", catalog.BUILTIN), busy, catalog.BUILTIN)
+
+
+@pytest.mark.parametrize("wired_limit_mb, fits", [(0, False), (22000, True)])
+def test_every_command_judges_fit_by_one_budget_that_the_wired_limit_moves(tmp_path, wired_limit_mb, fits):
+    """A 24 GB Mac: qwen32b does not fit macOS's default GPU share; after sudo sysctl iogpu.wired_limit_mb=22000
+    it does, and models.list, chat, pull, serve, bench and validate all say the same."""
+    from dataclasses import replace
+
+    from mlxtasks import bench, config, serve, validate
+
+    facts = replace(mac(24), wired_limit_mb=wired_limit_mb)
+    qwen32b = catalog.find("qwen32b", catalog.BUILTIN)
+    budget = catalog.memory_budget(facts)
+    assert catalog.fits(qwen32b, facts) is fits  # models.list and chat
+    settings = config.resolve({}, home=tmp_path)
+    (settings.models / qwen32b.folder).mkdir(parents=True)
+    (settings.models / qwen32b.folder / "config.json").write_text("{}")
+    verdicts = []
+    for judge in (lambda: hub.check_memory(qwen32b, facts, catalog.BUILTIN),
+                  lambda: serve.choose_model(settings, "qwen32b", facts, force=False)):
+        try:
+            judge()
+            verdicts.append(True)
+        except MlxTasksError:
+            verdicts.append(False)
+    targets, _ = bench.choose(["qwen32b"], catalog.BUILTIN, settings.models, {qwen32b.folder: int(18.43 * GB)}, budget)
+    verdicts.append(bool(targets))
+    answers = {"default_device": "Device(gpu, 0)", "metal_available": True, "matmul_error": 0.0,
+               "device_info": {"device_name": "Apple M4", "max_recommended_working_set_size": 17 * GB}}
+    memory = {r.id: r for r in validate.accelerator_checks("darwin", "metal", answers, (budget, catalog.budget_source(facts)))}
+    verdicts.append("qwen32b" in memory["accelerator.memory"].message.split("too big")[0])
+    assert verdicts == [fits] * 4

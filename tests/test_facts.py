@@ -60,3 +60,22 @@ def test_probe_sees_a_folder_that_cannot_be_created(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert probe([blocker / "venv"]).unwritable == (str(blocker / "venv"),)
+
+
+def test_the_mac_readings_use_full_paths_and_read_the_wired_limit(monkeypatch):
+    """Only the reading is given here, as a Mac would answer; cron's and launchd's PATH lack /usr/sbin."""
+    from mlxtasks import facts as module
+
+    answers = {("/usr/sbin/sysctl", "-n", "iogpu.wired_limit_mb"): "24576", ("/usr/sbin/sysctl", "-n", "hw.optional.arm64"): "1",
+               ("/usr/bin/sw_vers", "-productVersion"): "26.1"}
+    monkeypatch.setattr(module, "_command_output", lambda argv: answers.get(tuple(argv)))
+    assert module._wired_limit_mb("darwin") == 24576
+    assert module._hardware_machine("darwin") == "arm64"
+    assert module._os_version("darwin") == "26.1"  # platform.mac_ver() says 16.0 in Pythons built with an older SDK
+    answers[("/usr/sbin/sysctl", "-n", "iogpu.wired_limit_mb")] = "0"
+    assert module._wired_limit_mb("darwin") == 0
+
+
+def test_probe_on_linux_reads_no_mac_settings():
+    found = probe()
+    assert (found.rosetta, found.wired_limit_mb, found.command_line_tools) == (False, 0, True)

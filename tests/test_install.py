@@ -66,3 +66,70 @@ def test_plan_for_a_missing_venv_installs_everything_including_mlxtasks(tmp_path
     argv = step.actions[0].argv
     assert argv[-1] == str(install.SOURCE_TREE)  # mlxtasks itself, from this checkout
     assert step.actions[0].tries == 3
+
+
+# What uv 0.13.9 and pip 26.3 printed here, run for real: uv asked for macOS wheels (--python-platform
+# aarch64-apple-darwin, whose default is macOS 13) as on a Mac too old for mlx, pip for a version that does not exist.
+UV_NO_MAC_WHEEL = """Using Python 3.11.7 environment at: rv
+error: No solution found when resolving dependencies
+  cause: Because mlx==0.32.4 has no wheels with a matching platform tag (e.g., `macosx_13_0_arm64`) and you require mlx==0.32.4, we can conclude that your requirements are unsatisfiable.
+
+hint: Wheels are available for `mlx` (v0.32.4) on the following platforms: `manylinux_2_35_aarch64`, `macosx_14_0_arm64`
+"""
+UV_ON_A_TERMINAL = ("\x1b[1m\x1b[31merror\x1b[39m\x1b[0m\x1b[1m:\x1b[0m No solution found when resolving dependencies\r\n"
+                    "  \x1b[1m\x1b[31mcause\x1b[39m\x1b[0m\x1b[1m:\x1b[0m Because mlx==0.32.4 has no wheels with a matching "
+                    "platform tag (e.g., `\x1b[36mmacosx_13_0_arm64\x1b[39m`) and you require mlx==0.32.4, we can conclude "
+                    "that your requirements are unsatisfiable.\r\n")
+PIP_NO_SUCH_VERSION = """ERROR: Could not find a version that satisfies the requirement mlx==0.0.0 (from versions: 0.30.0, 0.32.4)
+ERROR: No matching distribution found for mlx==0.0.0
+"""
+UV_OFFLINE = """error: Failed to fetch: `https://pypi.org/simple/mlx/`
+  cause: Request failed after 3 retries
+  cause: error sending request for url (https://pypi.org/simple/mlx/)
+  cause: dns error
+"""
+PIP_OFFLINE = """WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None)) after connection broken by 'NewConnectionError(...)': /simple/mlx/
+ERROR: Could not find a version that satisfies the requirement mlx==0.32.4 (from versions: none)
+ERROR: No matching distribution found for mlx==0.32.4
+"""
+
+
+@pytest.mark.parametrize("output", [UV_NO_MAC_WHEEL, UV_ON_A_TERMINAL])
+def test_a_mac_without_a_matching_wheel_is_told_the_likely_cause_not_the_network(output):
+    error = install.unresolvable("metal", output)
+    assert error.message.startswith("No release of the MLX packages fits this machine (MLX's Mac wheels need macOS 14 "
+                                    "or newer and Python 3.11 to 3.14), so the install was not retried.")
+    assert error.message.endswith("cause: Because mlx==0.32.4 has no wheels with a matching platform tag (e.g., "
+                                  "`macosx_13_0_arm64`) and you require mlx==0.32.4, we can conclude that your "
+                                  "requirements are unsatisfiable.")
+    assert "network" not in error.message + error.fix and "invoke preflight" in error.fix
+
+
+def test_pips_resolution_failure_is_named_too():
+    error = install.unresolvable("cpu", PIP_NO_SUCH_VERSION)
+    assert error.message.endswith("The installer said: ERROR: No matching distribution found for mlx==0.0.0")
+
+
+@pytest.mark.parametrize("output", [UV_OFFLINE, PIP_OFFLINE, "error: connection reset\n", ""])
+def test_network_failures_are_left_to_the_retries(output):
+    assert install.unresolvable("metal", output) is None
+
+
+def test_the_install_command_gives_up_on_a_resolution_failure(tmp_path):
+    command = install.plan(config.resolve({}, home=tmp_path), "metal", Installer("uv", "/x/uv")).actions[0]
+    assert command.give_up(UV_NO_MAC_WHEEL) is not None and command.give_up(UV_OFFLINE) is None
+
+
+@pytest.mark.e2e
+def test_uvs_real_answer_for_a_mac_too_old_for_mlx_is_a_resolution_failure(tmp_path):
+    import subprocess
+
+    from mlxtasks.installer import find_uv
+
+    uv = find_uv()
+    subprocess.run([uv, "venv", "-q", str(tmp_path / "v")], check=True)
+    done = subprocess.run([uv, "pip", "install", "--python", str(tmp_path / "v" / "bin" / "python"), "--dry-run",
+                           "--python-platform", "aarch64-apple-darwin", "--constraint", str(install.CONSTRAINTS), "mlx"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "macOS 14" in install.unresolvable("metal", done.stderr + done.stdout).message

@@ -37,25 +37,47 @@ def test_an_intel_mac_is_refused():
     assert r.status is Status.ERROR and "Apple Silicon" in r.message
 
 
-def test_old_macos_is_refused_with_the_update_fix():
-    r = results(mac(os_version="12.7.4"))["platform"]
-    assert r.status is Status.ERROR and "13.5" in r.message and "Software Update" in r.fix
+@pytest.mark.parametrize("version", ["12.7.4", "13.5", "13.7.2"])
+def test_macos_older_than_14_is_refused_with_the_update_fix(version):
+    r = results(mac(os_version=version))["platform"]
+    assert r.status is Status.ERROR
+    assert r.message == f"macOS {version} is too old: MLX needs macOS 14 (Sonoma) or newer."
+    assert "Software Update" in r.fix
 
 
-def test_a_rosetta_python_on_an_arm64_mac_is_refused():
+@pytest.mark.parametrize("version", ["14.0", "15.7", "26.1"])
+def test_macos_14_and_later_pass(version):
+    assert results(mac(os_version=version))["platform"].status is Status.OK
+
+
+def test_an_intel_python_on_an_arm64_mac_is_refused():
     r = results(mac(python=PythonInfo("/usr/local/bin/python3.12", (3, 12, 1), "x86_64")))["python"]
-    assert r.status is Status.ERROR and "Rosetta" in r.message
+    assert r.status is Status.ERROR
+    assert r.message == "/usr/local/bin/python3.12 is an Intel (x86_64) Python; MLX needs a native arm64 Python."
     assert "--python" in r.fix
+
+
+def test_under_rosetta_the_terminal_is_blamed_and_each_rejected_python_shows_its_arch():
+    universal = PythonInfo("/Library/Frameworks/Python.framework/Versions/3.13/bin/python3", (3, 13, 1), "x86_64")
+    brew = PythonInfo("/opt/homebrew/bin/python3.12", (3, 12, 7), "x86_64")
+    r = results(mac(python=None, rejected_pythons=(universal, brew), rosetta=True))["python"]
+    assert r.status is Status.ERROR
+    assert r.message.startswith(f"This terminal runs under Rosetta, so {universal.path} runs as x86_64;")
+    assert r.message.endswith(f"Also rejected: {brew.path} (3.12.7, x86_64).")
+    assert "Open using Rosetta" in r.fix and "arch -arm64" in r.fix
+    assert r.details == tuple(f"rejected {p.path}: Python {p.version_text} (x86_64), This terminal runs under Rosetta, so "
+                              f"{p.path} runs as x86_64; MLX needs Python running natively as arm64." for p in (universal, brew))
 
 
 def test_the_macos_system_python_39_gets_its_own_sentence_and_the_fix():
     r = results(mac(python=PythonInfo("/usr/bin/python3", (3, 9, 6), "arm64")))["python"]
     assert r.status is Status.ERROR
-    assert r.message == "macOS's bundled Python is 3.9.6; mlx-lm and transformers need Python 3.11 or newer."
+    assert r.message == "macOS's bundled Python is 3.9.6; mlx-lm and transformers need Python 3.11 to 3.14."
     assert "brew install python@3.12" in r.fix and "invoke setup --python" in r.fix
 
 
-@pytest.mark.parametrize("version, status", [((3, 10, 12), Status.ERROR), ((3, 11, 0), Status.OK), ((3, 13, 1), Status.OK)])
+@pytest.mark.parametrize("version, status", [((3, 10, 12), Status.ERROR), ((3, 11, 0), Status.OK), ((3, 13, 1), Status.OK),
+                                             ((3, 14, 0), Status.OK), ((3, 15, 0), Status.ERROR)])
 def test_python_version_threshold(version, status):
     assert results(linux(python=PythonInfo("/usr/bin/python3", version, "x86_64")))["python"].status is status
 
@@ -114,3 +136,26 @@ def test_a_crashing_check_is_reported_as_crashed_not_raised():
     found = run_checks([("x", "X", broken)])
     assert found[0].status is Status.CRASHED and "boom" in found[0].message
     assert summary_line(found) == "Found issues in 1 check."
+
+
+def test_verbose_shows_what_each_check_read_on_a_healthy_mac():
+    found = results(mac(wired_limit_mb=20000))
+    assert all(r.status is Status.OK and r.details for r in found.values()), found
+    assert found["folders"].details == ("/Users/me/venv-mlx: can be created and written",)
+    assert found["platform"].details == ("macOS 14.5 (sw_vers), hardware arm64 (sysctl hw.optional.arm64), Apple M2 Pro",
+                                         "this terminal runs under Rosetta: no (sysctl.proc_translated)")
+    assert found["python"].details == ("chosen /opt/homebrew/bin/python3.12: Python 3.12.7 (arm64)",)
+    assert found["ram"].details[1] == ("21.0 GB for a model (iogpu.wired_limit_mb=20000), "
+                                       "the budget every command judges fit by")
+
+
+def test_ram_is_the_same_figure_in_preflight_validate_and_bench():
+    from mlxtasks import bench, validate
+
+    facts = mac(ram_total=24 * GIB)
+    assert results(facts)["ram"].message == "26 GB of RAM"
+    system = {r.id: r for r in validate.system_checks(facts, NATIVE_312, 10)}
+    assert system["system.ram"].message.startswith("26 GB total")
+    machine = {"chip": "M4", "ram_gb": round(facts.ram_total / GB, 1), "os": "darwin", "os_version": "15.1",
+               "backend": "metal", "mlx": "0.32.4", "mlx_lm": "0.32.2"}
+    assert "26 GB RAM" in bench.machine_line(machine)

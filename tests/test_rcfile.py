@@ -1,6 +1,7 @@
 """Writing into a user's rc file: pure block functions (with properties over arbitrary text) and
 the safe write (backup, atomic, symlink, lock, read-only)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,21 @@ def test_a_read_only_rc_is_left_alone(tmp_path):
     with pytest.raises(MlxTasksError, match="is read-only"):
         install(rc)
     assert rc.read_text() == "keep me\n" and sorted(p.name for p in tmp_path.iterdir()) == [".zshrc"]
+
+
+def test_an_rc_file_of_another_users_gets_the_chown_fix_and_ones_own_the_chmod_fix(tmp_path):
+    rc = tmp_path / ".zshrc"
+    rc.write_text("keep me\n")
+    rc.chmod(0o444)
+    with pytest.raises(MlxTasksError) as own:
+        install(rc)
+    assert f"chmod u+w {rc}" in own.value.fix
+    if os.getuid() != 0:
+        pytest.skip("only root can hand a file to another user here")
+    os.chown(rc, 65534, -1)  # as a sudo leaves ~/.zshrc owned by root
+    with pytest.raises(MlxTasksError) as other:
+        install(rc)
+    assert f'sudo chown "$USER" {rc}' in other.value.fix and "chmod" not in other.value.fix
 
 
 def test_dry_run_writes_nothing_and_the_diff_shows_the_block(tmp_path):

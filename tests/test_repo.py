@@ -47,8 +47,8 @@ def test_ci_installs_every_system_tool_the_tests_run():
 
 @pytest.fixture
 def checkout_without_tests(tmp_path: Path) -> Path:
-    """.ci/run and scripts/ in a folder whose tests/ holds no test."""
-    for name in [".ci/run", "scripts/test.sh", "scripts/lib.sh"]:
+    """.ci/run, scripts/ and the Python range lib.sh reads, in a folder whose tests/ holds no test."""
+    for name in [".ci/run", "scripts/test.sh", "scripts/lib.sh", "mlxtasks/data/python-versions"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, tmp_path / name)
     (tmp_path / "tests").mkdir()

@@ -108,9 +108,11 @@ def test_bootstrap_on_a_machine_with_only_an_old_python_explains_the_fix(home, t
     (checkout / "scripts").mkdir(parents=True)
     shutil.copy(ROOT / "bootstrap.sh", checkout)
     shutil.copy(ROOT / "scripts" / "lib.sh", checkout / "scripts")
+    (checkout / "mlxtasks" / "data").mkdir(parents=True)
+    shutil.copy(ROOT / "mlxtasks" / "data" / "python-versions", checkout / "mlxtasks" / "data")
     path = _bare_path(tmp_path, fake_python("3.9.6"))
     done = run(["sh", "bootstrap.sh"], home, cwd=checkout, PATH=path)
     assert done.returncode == 1
-    assert "No usable Python found:" in done.stderr and "is Python 3.9.6" in done.stderr
+    assert "No usable Python found:" in done.stderr and "Python 3.9.6 is too old" in done.stderr
     assert "brew install python@3.12" in done.stderr and "sh bootstrap.sh --python" in done.stderr
     assert not (checkout / ".venv").exists() and tree(home) == []

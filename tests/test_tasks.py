@@ -61,6 +61,16 @@ def test_a_failing_network_step_is_retried_then_reported():
     assert c.run.call_count == 3
 
 
+def test_a_failure_that_no_retry_can_fix_is_raised_after_one_try():
+    c = MockContext(run={"uv pip install x": [Result(exited=1, stderr="error: No solution found"), Result()]})
+    hopeless = MlxTasksError("No release fits.", fix="invoke preflight")
+    command = Command(("uv", "pip", "install", "x"), tries=3, delay=0,
+                      give_up=lambda output: hopeless if "No solution" in output else None)
+    with pytest.raises(MlxTasksError) as caught:
+        _common.perform(c, command)
+    assert caught.value is hopeless and c.run.call_count == 1
+
+
 def test_a_step_that_succeeds_on_a_later_try_is_fine():
     c = MockContext(run={"uv pip install x": [Result(exited=1, stderr="503"), Result()]})
     _common.perform(c, Command(("uv", "pip", "install", "x"), tries=3, delay=0))

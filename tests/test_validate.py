@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlxtasks import store, validate
 from mlxtasks.checks import Result, Status, run_checks
-from mlxtasks.facts import GIB
+from mlxtasks.facts import GB, GIB
 
 HEALTHY = {
     "version": "0.32.4",
@@ -26,15 +26,16 @@ def by_id(results):
 
 
 def test_a_mac_with_metal_passes_and_reports_what_fits_the_gpu():
-    found = by_id(validate.accelerator_checks("darwin", "metal", HEALTHY))
+    found = by_id(validate.accelerator_checks("darwin", "metal", HEALTHY, (27 * GB, "macOS's default GPU share of RAM")))
     assert found["accelerator.device"].status is Status.OK and "Apple M3 Pro" in found["accelerator.device"].message
     memory = found["accelerator.memory"]
-    assert memory.status is Status.OK and "27.0 GB the GPU may use" in memory.message and "too big" not in memory.message
+    assert memory.status is Status.OK and "too big" not in memory.message
+    assert memory.message.startswith("27.0 GB the GPU may use (macOS's default GPU share of RAM)")
+    assert memory.details == (f"MLX reports a working-set limit of {27 * GIB / GB:.1f} GB",)
 
 
 def test_a_16gb_mac_gpu_cannot_hold_qwen32b():
-    answers = {**HEALTHY, "device_info": {**HEALTHY["device_info"], "max_recommended_working_set_size": int(10.7 * GIB)}}
-    memory = by_id(validate.accelerator_checks("darwin", "metal", answers))["accelerator.memory"]
+    memory = by_id(validate.accelerator_checks("darwin", "metal", HEALTHY, (int(10.7 * GIB), "x")))["accelerator.memory"]
     assert "too big: qwen32b" in memory.message
 
 
@@ -61,9 +62,9 @@ def test_cuda_reports_the_gpu_and_fails_when_it_is_not_seen():
            "device_info": h100}
     device = by_id(validate.accelerator_checks("linux", "cuda13", gpu))["accelerator.device"]
     assert device.status is Status.OK
-    assert device.message == "CUDA GPU (NVIDIA H100 80GB HBM3, 80 GB, compute capability 9.0) is the default device"
+    assert device.message == "CUDA GPU (NVIDIA H100 80GB HBM3, 86 GB, compute capability 9.0) is the default device"
     memory = by_id(validate.accelerator_checks("linux", "cuda13", gpu))["accelerator.memory"]
-    assert memory.message.startswith("79.6 GB the GPU has; fits: qwen7b, qwen32b")
+    assert memory.message.startswith("85.5 GB the GPU has; fits: qwen7b, qwen32b")
     lost = by_id(validate.accelerator_checks("linux", "cuda12", {**gpu, "cuda_available": False}))["accelerator.device"]
     assert lost.status is Status.ERROR and "nvidia-smi" in lost.fix
 

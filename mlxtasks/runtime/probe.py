@@ -1,6 +1,6 @@
 """The validator's checks that need MLX, run by the venv's Python; prints a JSON list of results.
 
-    python -m mlxtasks.runtime.probe --os linux --backend cpu [--deep MODEL_FOLDER ...]
+    python -m mlxtasks.runtime.probe --os linux --backend cpu [--budget BYTES --budget-source TEXT] [--deep MODEL_FOLDER ...]
 """
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--os", required=True)
     parser.add_argument("--backend", required=True)
+    parser.add_argument("--budget", type=int, default=0, help="bytes a model may use (catalog.memory_budget)")
+    parser.add_argument("--budget-source", default="", help="where that figure comes from, in words")
     parser.add_argument("--groups", nargs="*", default=["mlx", "accelerator", "mlx-lm"])
     parser.add_argument("--deep", nargs="*", default=[])
     args = parser.parse_args()
@@ -84,7 +86,8 @@ def main() -> None:
     if "mlx" in args.groups:
         checks.append(("mlx.import", "mlx.core imports", lambda: mlx_checks(mlx_answers())))
     if "accelerator" in args.groups:
-        checks.append(("accelerator.device", "Accelerator", lambda: accelerator_checks(args.os, args.backend, mlx_answers())))
+        checks.append(("accelerator.device", "Accelerator", lambda: accelerator_checks(
+            args.os, args.backend, mlx_answers(), (args.budget, args.budget_source))))
     if "mlx-lm" in args.groups:
         checks.append(("mlx-lm.import", "mlx_lm imports", lambda: mlx_lm_checks(mlx_lm_answers())))
     for folder in args.deep:

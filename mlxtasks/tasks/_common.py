@@ -108,6 +108,9 @@ def _run_with_retries(c: Context, command: Command) -> None:
         result = c.run(command.text, warn=True, pty=pty, in_stream=False)
         if result.ok:
             return
+        hopeless = command.give_up(result.stderr + result.stdout) if command.give_up else None
+        if hopeless:
+            raise hopeless
     output = (result.stderr or result.stdout).splitlines()
     last_line = next((line.strip() for line in reversed(output) if line.strip()), "")
     detail = f" Last error: {last_line}" if last_line else ""

@@ -37,8 +37,8 @@ def create(c, python=None, venv=None, installer=None, force=False, yes=False, dr
     python_info = None
     if recreate or not state.exists:  # a Python is only needed when the venv is made
         facts = probe()
-        python_info = pythons.for_venv(s.python, None, facts.machine, chosen.uv or None)
-        verdict = check_python(replace(facts, python=python_info))
+        python_info, rejected = pythons.for_venv(s.python, None, facts, chosen.uv or None)
+        verdict = check_python(replace(facts, python=python_info, rejected_pythons=rejected))
         if verdict.failed:
             raise MlxTasksError(verdict.message, verdict.fix)
     converge(
