@@ -3,6 +3,7 @@
 apply_block/remove_block work on text decoded with surrogateescape, so any bytes round-trip.
 The block goes in with one blank line before it (a missing final newline is added first, with no
 blank line, so that remove_block can tell the two apart and give back the exact original bytes).
+The block and its separator are LF whatever the file uses; the user's own lines are never touched.
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ _MARKER = re.compile(rf"^(?:{re.escape(START)}|{re.escape(END)})[ \t]*\r?$", re.
 class Span:
     start: int  # offset of the start marker
     end: int  # offset just past the end marker's line ending
-    newline: str  # the block's own line ending
+    newline: str  # the block's line ending: LF, or CRLF in a block an older version wrote
 
 
-def block_text(body: str, newline: str = "\n") -> str:
-    """The whole marked block, markers included, ending with a newline."""
-    lines = [START, MANAGED, *body.rstrip("\n").split("\n"), END]
-    return newline.join(lines) + newline
+def block_text(body: str) -> str:
+    """The whole marked block, markers included, ending with a newline (always LF: no shell parses
+    `fi` or `}` followed by a carriage return)."""
+    return "\n".join([START, MANAGED, *body.rstrip("\n").split("\n"), END]) + "\n"
 
 
 def find_blocks(text: str) -> list[Span]:
@@ -70,20 +71,21 @@ def _broken(where: str) -> MlxTasksError:
                          fix="fix or delete the marked lines by hand, then run: invoke shell.install")
 
 
-def file_newline(text: str) -> str:
-    return "\r\n" if "\r\n" in text else "\n"
-
-
-def apply_block(text: str, body: str) -> tuple[str, list[str]]:
-    """Text with exactly one block holding `body`: replaced in place, or appended. Returns warnings."""
+def apply_block(text: str, body: str, name: str = "FILE") -> tuple[str, list[str]]:
+    """Text with exactly one block holding `body`: replaced in place, or appended. Returns warnings.
+    name: the file, for the command in a warning."""
     spans = find_blocks(text)
+    own = _cut(text, spans)
+    warnings = [f"its own lines end in CRLF, which zsh and bash misread (a stray carriage return ends each); "
+                f"the block is written with LF. Convert the file: perl -pi -e 's/\\r$//' {name}"] if "\r\n" in own else []
     if not spans:
-        newline = file_newline(text)
-        return (text + newline if text else "") + block_text(body, newline), []
+        return _separated(text) + block_text(body), warnings
     first, extra = spans[0], spans[1:]
     text = _cut(text, extra)  # later blocks go; the first one's offsets are unchanged
-    new = text[: first.start] + block_text(body, first.newline) + text[first.end :]
-    return new, [f"found {len(spans)} mlxtasks blocks; kept one"] if extra else []
+    before, after = text[: first.start], text[first.end :]
+    if first.newline != "\n":  # an older version's CRLF block: its separator becomes the LF one
+        before = _separated(_unseparated(before, after, first.newline))
+    return before + block_text(body) + after, warnings + ([f"found {len(spans)} mlxtasks blocks; kept one"] if extra else [])
 
 
 def remove_block(text: str) -> str:
@@ -91,14 +93,22 @@ def remove_block(text: str) -> str:
     return _cut(text, find_blocks(text))
 
 
+def _separated(text: str) -> str:
+    """Text ready for a block: a blank line after it, or its missing final newline (nothing when empty)."""
+    return text + "\n" if text else text
+
+
+def _unseparated(before: str, after: str, newline: str) -> str:
+    """Undo _separated on the text before a block, if the user has not changed it."""
+    if before.endswith(newline + newline) or (not after and before.endswith(newline)):
+        return before[: -len(newline)]
+    return before
+
+
 def _cut(text: str, spans: list[Span]) -> str:
     for span in reversed(spans):
-        before, after = text[: span.start], text[span.end :]
-        nl = span.newline
-        # Undo the separator apply_block added: a blank line, or at the very end the added newline.
-        if before.endswith(nl + nl) or (not after and before.endswith(nl)):
-            before = before[: -len(nl)]
-        text = before + after
+        after = text[span.end :]
+        text = _unseparated(text[: span.start], after, span.newline) + after
     return text
 
 

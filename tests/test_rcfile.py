@@ -18,8 +18,8 @@ rc_text = st.text(alphabet=st.sampled_from(list("ab #>\t\r\n") + ["é", "\udcff"
 @given(rc_text)
 @settings(max_examples=400)
 def test_apply_twice_is_apply_once(text):
-    once, _ = apply_block(text, BODY)
-    assert apply_block(once, BODY) == (once, [])
+    once, warnings = apply_block(text, BODY)
+    assert apply_block(once, BODY) == (once, warnings)
 
 
 @given(rc_text)
@@ -42,10 +42,35 @@ def test_the_block_is_replaced_in_place():
     assert apply_block(text, "new")[0] == "a\n\n" + block_text("new") + "b\n"
 
 
-def test_a_crlf_file_gets_a_crlf_block():
-    new, _ = apply_block("a\r\nb\r\n", "x")
-    assert new == "a\r\nb\r\n\r\n" + block_text("x", "\r\n")
+def test_the_block_is_lf_in_a_crlf_file_which_gets_a_warning():
+    new, warnings = apply_block("a\r\nb\r\n", "x", "/h/.zshrc")
+    assert new == "a\r\nb\r\n\n" + block_text("x")
     assert remove_block(new) == "a\r\nb\r\n"
+    [warning] = warnings
+    assert "CRLF" in warning and warning.endswith("perl -pi -e 's/\\r$//' /h/.zshrc")
+    assert apply_block("a\nb\n", "x")[1] == []
+
+
+def test_a_crlf_block_an_older_version_wrote_becomes_lf_and_still_removes_to_the_original():
+    old_block = block_text("x").replace("\n", "\r\n")
+    for original in ["a\r\n", "a", ""]:
+        applied_by_old = original + ("\r\n" if original else "") + old_block
+        new, _ = apply_block(applied_by_old, "y")
+        assert new == apply_block(original, "y")[0]
+        assert remove_block(applied_by_old) == remove_block(new) == original
+
+
+crlf_lines = st.lists(st.tuples(st.sampled_from(["", "a", "echo $x", "fi", "}"]),
+                                st.sampled_from(["\n", "\r\n", ""])), max_size=8)
+
+
+@given(crlf_lines)
+@settings(max_examples=300)
+def test_lf_crlf_and_mixed_files_keep_their_bytes_and_get_an_lf_block(lines):
+    text = "".join(line + end for line, end in lines)
+    applied, _ = apply_block(text, BODY)
+    assert applied.startswith(text) and "\r" not in applied[len(text):]
+    assert remove_block(applied) == text
 
 
 @pytest.mark.parametrize(

@@ -106,3 +106,19 @@ def test_the_bash_block_is_harmless_to_sh_reading_a_profile(tmp_path):
     path.write_text(rendered("bash"))
     done = subprocess.run(["sh", "-c", f". {path}; echo ${{MLX_VENV_PATH:-unset}}"], capture_output=True, text=True)
     assert (done.stdout, done.stderr) == ("unset\n", "")
+
+
+@pytest.mark.parametrize("shell", shellblock.SHELLS)
+@pytest.mark.parametrize("original", [b"export A=1\r\necho hi\r\n", b"export A=1\r\necho hi\nexport B=2\r\n# end"],
+                         ids=["crlf", "mixed"])
+def test_a_block_added_to_a_crlf_or_mixed_file_parses_and_removal_restores_its_bytes(shell, original, tmp_path):
+    rc = tmp_path / f"rc.{shell}"
+    rc.write_bytes(original.replace(b"export A=1", b"set -gx A 1") if shell == "fish" else original)
+    before = rc.read_bytes()
+    body = shellblock.render(shell, VENV, MODELS, catalog.BUILTIN)
+    change = rcfile.update(rc, lambda text: rcfile.apply_block(text, body))
+    assert "CRLF" in change.warnings[0]
+    done = subprocess.run([shell, "-n", str(rc)], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, "")
+    rcfile.update(rc, lambda text: (rcfile.remove_block(text), []))
+    assert rc.read_bytes() == before

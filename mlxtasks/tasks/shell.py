@@ -41,7 +41,7 @@ def install(c, shell=None, rc_file=None, venv=None, models=None, dry_run=False):
     dry = is_dry(c, dry_run)
     for target in targets:
         body = shellblock.render(target.shell, s.venv, s.models, s.catalog)
-        change = rcfile.update(target.path, lambda text: rcfile.apply_block(text, body), dry=dry)
+        change = rcfile.update(target.path, lambda text: rcfile.apply_block(text, body, str(target.path)), dry=dry)
         _report(change, target, dry, "modified")
 
 
