@@ -112,9 +112,10 @@ def _cut(text: str, spans: list[Span]) -> str:
     return text
 
 
-def unified_diff(old: str, new: str, path: Path) -> str:
+def unified_diff(old: str, new: str, path: Path, after: str) -> str:
+    """The change as a diff; after: what the new side is, such as "after shell.remove"."""
     return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=str(path), tofile=f"{path} (new)"))
+                                        fromfile=f"{path} (now)", tofile=f"{path} ({after})"))
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class Change:
     old: str
     new: str
     warnings: tuple[str, ...] = ()
+    deleted: bool = False  # the file is (or, when dry, would be) deleted rather than left empty
 
     @property
     def modified(self) -> bool:
@@ -138,49 +140,97 @@ def read(path: Path) -> str:
 
 
 def update(path: Path, transform: Callable[[str], tuple[str, list[str]]], dry: bool = False,
-           delete_when_empty: bool = False) -> Change:
+           own_file: bool = False, created: Path | None = None) -> Change:
     """Read, transform and (if the text changed) write `path` safely: under a lock, after a backup,
-    atomically, keeping its mode and any symlink. Nothing is written when dry."""
+    atomically, keeping its mode and any symlink. Nothing is written when dry.
+
+    created: the record of files this function created. A file left empty is deleted, with the
+    backups that hold nothing but the block, when it is `own_file` or the record says we created it."""
     target = Path(os.path.realpath(path))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MlxTasksError(f"Cannot create the folder for {path}: {exc.strerror}.", fix="check its permissions") from None
     with _locked(target.parent):
+        existed = target.exists()
         old = read(target)
         new, warnings = transform(old)
-        change = Change(path, target, old, new, tuple(warnings))
+        ours = own_file or str(target) in _created(created)
+        change = Change(path, target, old, new, tuple(warnings), deleted=existed and ours and not new)
         if dry or not change.modified:
             return change
         _refuse_read_only(path, target)
-        _back_up(path, target)
-        if delete_when_empty and not new:
+        if change.deleted:
             target.unlink()
-        else:
-            _write_atomically(target, new)
+            for backup in _backups(path):
+                if backup.exists() and _holds_only_the_block(backup):
+                    backup.unlink()
+            _record_created(created, target, False)
+            return change
+        _back_up(path, target)
+        _write_atomically(target, new)
+        if not existed:
+            _record_created(created, target, True)
         return change
+
+
+def _created(record: Path | None) -> set[str]:
+    try:
+        return set(record.read_text().splitlines()) if record else set()
+    except FileNotFoundError:
+        return set()
+
+
+def _record_created(record: Path | None, target: Path, created: bool) -> None:
+    if record is None:
+        return
+    names = _created(record) | {str(target)} if created else _created(record) - {str(target)}
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text("".join(f"{name}\n" for name in sorted(names)))
+
+
+def _holds_only_the_block(path: Path) -> bool:
+    try:
+        return remove_block(read(path)) == ""
+    except MlxTasksError:
+        return False
+
+
+def read_only_problem(path: Path, mode: int, owner: int, uid: int, writable: bool) -> MlxTasksError | None:
+    """Why `path` must be left alone, if it must: another user owns it, or it has no write bit
+    (which means "leave me alone" even to root, who may write anywhere)."""
+    if not writable and owner != uid:
+        return MlxTasksError(f"{path} belongs to another user (uid {owner}), so it was left as it is.",
+                             fix=f'make it yours: sudo chown "$USER" {path}, then run the command again')
+    if not writable or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        return MlxTasksError(f"{path} is read-only, so it was left as it is.",
+                             fix=f"make it writable (chmod u+w {path}), or add the block by hand: invoke shell.show")
+    return None
 
 
 def _refuse_read_only(path: Path, target: Path) -> None:
     try:
-        mode = target.stat().st_mode
+        info = target.stat()
     except FileNotFoundError:
         return
-    # Root may write anywhere; a file with no write bit still means "leave me alone".
-    if not os.access(target, os.W_OK) or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        raise MlxTasksError(f"{path} is read-only, so it was left as it is.",
-                            fix=f"make it writable (chmod u+w {target}), or add the block by hand: invoke shell.show")
+    problem = read_only_problem(target, info.st_mode, info.st_uid, os.getuid(), os.access(target, os.W_OK))
+    if problem:
+        raise problem
+
+
+def _backups(path: Path) -> list[Path]:
+    backup = path.with_name(path.name + ".mlxtasks.bak")
+    return [backup] + [backup.with_name(f"{backup.name}.{n}") for n in range(1, BACKUPS_KEPT)]
 
 
 def _back_up(path: Path, target: Path) -> None:
     if not target.exists():
         return
-    backup = path.with_name(path.name + ".mlxtasks.bak")
-    names = [backup] + [backup.with_name(f"{backup.name}.{n}") for n in range(1, BACKUPS_KEPT)]
+    names = _backups(path)
     for older, newer in zip(reversed(names[1:]), reversed(names[:-1])):
         if newer.exists():
             os.replace(newer, older)
-    backup.write_bytes(target.read_bytes())
+    names[0].write_bytes(target.read_bytes())
 
 
 def _write_atomically(target: Path, text: str) -> None:

@@ -94,8 +94,12 @@ def test_two_blocks_collapse_into_one_with_a_warning():
     assert warnings == ["found 2 mlxtasks blocks; kept one"]
 
 
-def install(path: Path, body: str = BODY, dry: bool = False) -> rcfile.Change:
-    return rcfile.update(path, lambda text: apply_block(text, body), dry=dry)
+def install(path: Path, body: str = BODY, dry: bool = False, created: Path | None = None) -> rcfile.Change:
+    return rcfile.update(path, lambda text: apply_block(text, body), dry=dry, created=created)
+
+
+def remove(path: Path, dry: bool = False, created: Path | None = None, own_file: bool = False) -> rcfile.Change:
+    return rcfile.update(path, lambda text: (remove_block(text), []), dry=dry, created=created, own_file=own_file)
 
 
 def test_write_only_when_the_text_changes_with_one_backup_per_change(tmp_path):
@@ -146,8 +150,8 @@ def test_dry_run_writes_nothing_and_the_diff_shows_the_block(tmp_path):
     rc.write_text("a\n")
     change = install(rc, dry=True)
     assert rc.read_text() == "a\n" and change.modified
-    diff = rcfile.unified_diff(change.old, change.new, rc)
-    assert f"+{START}" in diff and diff.startswith(f"--- {rc}")
+    diff = rcfile.unified_diff(change.old, change.new, rc, "after shell.install")
+    assert f"+{START}" in diff and diff.startswith(f"--- {rc} (now)\n+++ {rc} (after shell.install)\n")
 
 
 def test_bytes_that_are_not_utf8_survive(tmp_path):
@@ -157,3 +161,44 @@ def test_bytes_that_are_not_utf8_survive(tmp_path):
     install(rc)
     rcfile.update(rc, lambda text: (remove_block(text), []))
     assert rc.read_bytes() == original
+
+
+def test_a_file_install_created_is_deleted_by_remove_with_its_backups(tmp_path):
+    rc, record = tmp_path / "home" / ".bashrc", tmp_path / "state" / "created-rc-files"
+    install(rc, created=record)
+    install(rc, "echo changed", created=record)  # a backup holding only the block
+    assert (tmp_path / "home" / ".bashrc.mlxtasks.bak").exists()
+    assert remove(rc, dry=True, created=record).deleted and rc.exists()
+    change = remove(rc, created=record)
+    assert change.deleted and sorted(p.name for p in rc.parent.iterdir()) == []
+    assert record.read_text() == ""
+
+
+def test_a_file_the_user_had_or_wrote_into_is_kept(tmp_path):
+    record = tmp_path / "created-rc-files"
+    theirs = tmp_path / ".bashrc"
+    theirs.write_bytes(b"")
+    install(theirs, created=record)
+    assert not remove(theirs, created=record).deleted and theirs.read_bytes() == b""
+    ours = tmp_path / ".zshrc"
+    install(ours, created=record)
+    ours.write_text(ours.read_text() + "export MINE=1\n")
+    assert not remove(ours, created=record).deleted and ours.read_text() == "export MINE=1\n"
+
+
+def test_a_file_of_our_own_goes_with_its_backups_but_not_a_backup_with_user_lines(tmp_path):
+    fish = tmp_path / "mlxtasks.fish"
+    install(fish)
+    install(fish, "echo changed")
+    (tmp_path / "mlxtasks.fish.mlxtasks.bak.1").write_text("set -g MINE 1\n")
+    assert remove(fish, own_file=True).deleted
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlxtasks.fish.mlxtasks.bak.1"]
+
+
+def test_a_file_another_user_owns_gets_chown_and_one_without_a_write_bit_chmod(tmp_path):
+    rc = tmp_path / ".zshrc"
+    problem = rcfile.read_only_problem(rc, 0o644, owner=0, uid=501, writable=False)
+    assert "belongs to another user (uid 0)" in problem.message and problem.fix.startswith(f'make it yours: sudo chown "$USER" {rc}')
+    assert "chmod u+w" in rcfile.read_only_problem(rc, 0o444, owner=501, uid=501, writable=False).fix
+    assert "chmod u+w" in rcfile.read_only_problem(rc, 0o444, owner=0, uid=0, writable=True).fix
+    assert rcfile.read_only_problem(rc, 0o644, owner=0, uid=0, writable=True) is None
