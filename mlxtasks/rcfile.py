@@ -12,6 +12,7 @@ import difflib
 import fcntl
 import os
 import re
+import shlex
 import stat
 import tempfile
 from contextlib import contextmanager
@@ -77,7 +78,7 @@ def apply_block(text: str, body: str, name: str = "FILE") -> tuple[str, list[str
     spans = find_blocks(text)
     own = _cut(text, spans)
     warnings = [f"its own lines end in CRLF, which zsh and bash misread (a stray carriage return ends each); "
-                f"the block is written with LF. Convert the file: perl -pi -e 's/\\r$//' {name}"] if "\r\n" in own else []
+                f"the block is written with LF. Convert the file: perl -pi -e 's/\\r$//' {shlex.quote(name)}"] if "\r\n" in own else []
     if not spans:
         return _separated(text) + block_text(body), warnings
     first, extra = spans[0], spans[1:]
