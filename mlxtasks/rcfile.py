@@ -3,6 +3,7 @@
 apply_block/remove_block work on text decoded with surrogateescape, so any bytes round-trip.
 The block goes in with one blank line before it (a missing final newline is added first, with no
 blank line, so that remove_block can tell the two apart and give back the exact original bytes).
+The block and its separator are LF whatever the file uses; the user's own lines are never touched.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import difflib
 import fcntl
 import os
 import re
+import shlex
 import stat
 import tempfile
 from contextlib import contextmanager
@@ -32,13 +34,13 @@ _MARKER = re.compile(rf"^(?:{re.escape(START)}|{re.escape(END)})[ \t]*\r?$", re.
 class Span:
     start: int  # offset of the start marker
     end: int  # offset just past the end marker's line ending
-    newline: str  # the block's own line ending
+    newline: str  # the block's line ending: LF, or CRLF in a block an older version wrote
 
 
-def block_text(body: str, newline: str = "\n") -> str:
-    """The whole marked block, markers included, ending with a newline."""
-    lines = [START, MANAGED, *body.rstrip("\n").split("\n"), END]
-    return newline.join(lines) + newline
+def block_text(body: str) -> str:
+    """The whole marked block, markers included, ending with a newline (always LF: no shell parses
+    `fi` or `}` followed by a carriage return)."""
+    return "\n".join([START, MANAGED, *body.rstrip("\n").split("\n"), END]) + "\n"
 
 
 def find_blocks(text: str) -> list[Span]:
@@ -70,20 +72,21 @@ def _broken(where: str) -> MlxTasksError:
                          fix="fix or delete the marked lines by hand, then run: invoke shell.install")
 
 
-def file_newline(text: str) -> str:
-    return "\r\n" if "\r\n" in text else "\n"
-
-
-def apply_block(text: str, body: str) -> tuple[str, list[str]]:
-    """Text with exactly one block holding `body`: replaced in place, or appended. Returns warnings."""
+def apply_block(text: str, body: str, name: str = "FILE") -> tuple[str, list[str]]:
+    """Text with exactly one block holding `body`: replaced in place, or appended. Returns warnings.
+    name: the file, for the command in a warning."""
     spans = find_blocks(text)
+    own = _cut(text, spans)
+    warnings = [f"its own lines end in CRLF, which zsh and bash misread (a stray carriage return ends each); "
+                f"the block is written with LF. Convert the file: perl -pi -e 's/\\r$//' {shlex.quote(name)}"] if "\r\n" in own else []
     if not spans:
-        newline = file_newline(text)
-        return (text + newline if text else "") + block_text(body, newline), []
+        return _separated(text) + block_text(body), warnings
     first, extra = spans[0], spans[1:]
     text = _cut(text, extra)  # later blocks go; the first one's offsets are unchanged
-    new = text[: first.start] + block_text(body, first.newline) + text[first.end :]
-    return new, [f"found {len(spans)} mlxtasks blocks; kept one"] if extra else []
+    before, after = text[: first.start], text[first.end :]
+    if first.newline != "\n":  # an older version's CRLF block: its separator becomes the LF one
+        before = _separated(_unseparated(before, after, first.newline))
+    return before + block_text(body) + after, warnings + ([f"found {len(spans)} mlxtasks blocks; kept one"] if extra else [])
 
 
 def remove_block(text: str) -> str:
@@ -91,20 +94,29 @@ def remove_block(text: str) -> str:
     return _cut(text, find_blocks(text))
 
 
+def _separated(text: str) -> str:
+    """Text ready for a block: a blank line after it, or its missing final newline (nothing when empty)."""
+    return text + "\n" if text else text
+
+
+def _unseparated(before: str, after: str, newline: str) -> str:
+    """Undo _separated on the text before a block, if the user has not changed it."""
+    if before.endswith(newline + newline) or (not after and before.endswith(newline)):
+        return before[: -len(newline)]
+    return before
+
+
 def _cut(text: str, spans: list[Span]) -> str:
     for span in reversed(spans):
-        before, after = text[: span.start], text[span.end :]
-        nl = span.newline
-        # Undo the separator apply_block added: a blank line, or at the very end the added newline.
-        if before.endswith(nl + nl) or (not after and before.endswith(nl)):
-            before = before[: -len(nl)]
-        text = before + after
+        after = text[span.end :]
+        text = _unseparated(text[: span.start], after, span.newline) + after
     return text
 
 
-def unified_diff(old: str, new: str, path: Path) -> str:
+def unified_diff(old: str, new: str, path: Path, after: str) -> str:
+    """The change as a diff; after: what the new side is, such as "after shell.remove"."""
     return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=str(path), tofile=f"{path} (new)"))
+                                        fromfile=f"{path} (now)", tofile=f"{path} ({after})"))
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,7 @@ class Change:
     old: str
     new: str
     warnings: tuple[str, ...] = ()
+    deleted: bool = False  # the file is (or, when dry, would be) deleted rather than left empty
 
     @property
     def modified(self) -> bool:
@@ -128,54 +141,98 @@ def read(path: Path) -> str:
 
 
 def update(path: Path, transform: Callable[[str], tuple[str, list[str]]], dry: bool = False,
-           delete_when_empty: bool = False) -> Change:
+           own_file: bool = False, created: Path | None = None) -> Change:
     """Read, transform and (if the text changed) write `path` safely: under a lock, after a backup,
-    atomically, keeping its mode and any symlink. Nothing is written when dry."""
+    atomically, keeping its mode and any symlink. Nothing is written when dry.
+
+    created: the record of files this function created. A file left empty is deleted, with the
+    backups that hold nothing but the block, when it is `own_file` or the record says we created it."""
     target = Path(os.path.realpath(path))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MlxTasksError(f"Cannot create the folder for {path}: {exc.strerror}.", fix="check its permissions") from None
     with _locked(target.parent):
+        existed = target.exists()
         old = read(target)
         new, warnings = transform(old)
-        change = Change(path, target, old, new, tuple(warnings))
+        ours = own_file or str(target) in _created(created)
+        change = Change(path, target, old, new, tuple(warnings), deleted=existed and ours and not new)
         if dry or not change.modified:
             return change
         _refuse_read_only(path, target)
-        _back_up(path, target)
-        if delete_when_empty and not new:
+        if change.deleted:
             target.unlink()
-        else:
-            _write_atomically(target, new)
+            for backup in _backups(path):
+                if backup.exists() and _holds_only_the_block(backup):
+                    backup.unlink()
+            _record_created(created, target, False)
+            return change
+        _back_up(path, target)
+        _write_atomically(target, new)
+        if not existed:
+            _record_created(created, target, True)
         return change
+
+
+def _created(record: Path | None) -> set[str]:
+    try:
+        return set(record.read_text().splitlines()) if record else set()
+    except FileNotFoundError:
+        return set()
+
+
+def _record_created(record: Path | None, target: Path, created: bool) -> None:
+    if record is None:
+        return
+    names = _created(record) | {str(target)} if created else _created(record) - {str(target)}
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text("".join(f"{name}\n" for name in sorted(names)))
+
+
+def _holds_only_the_block(path: Path) -> bool:
+    try:
+        return remove_block(read(path)) == ""
+    except MlxTasksError:
+        return False
+
+
+def read_only_problem(path: Path, mode: int, owner: int, uid: int, writable: bool) -> MlxTasksError | None:
+    """Why `path` must be left alone, if it must: another user owns it, or it has no write bit
+    (which means "leave me alone" even to root, who may write anywhere)."""
+    unwritable = not writable or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    if unwritable and owner != uid:
+        return MlxTasksError(f"{path} belongs to another user (uid {owner}), so it was left as it is.",
+                             fix=f'make it yours: sudo chown "$USER" {path}, then run the command again')
+    if unwritable:
+        return MlxTasksError(f"{path} is read-only, so it was left as it is.",
+                             fix=f"make it writable (chmod u+w {path}), or add the block by hand: invoke shell.show")
+    return None
 
 
 def _refuse_read_only(path: Path, target: Path) -> None:
     try:
-        status = target.stat()
+        info = target.stat()
     except FileNotFoundError:
         return
-    # Root may write anywhere; a file with no write bit still means "leave me alone".
-    if not os.access(target, os.W_OK) or not status.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        raise MlxTasksError(f"{path} is read-only, so it was left as it is.", fix=writable_fix(target, status.st_uid, os.getuid()))
+    problem = read_only_problem(target, info.st_mode, info.st_uid, os.getuid(), os.access(target, os.W_OK))
+    if problem:
+        raise problem
 
 
-def writable_fix(target: Path, owner: int, me: int) -> str:
-    """Another user's file (root's, left by a sudo) needs chown, as chmod would fail; one's own, the write bit."""
-    how = f'sudo chown "$USER" {target}' if owner != me else f"chmod u+w {target}"
-    return f"make it writable ({how}), or add the block by hand: invoke shell.show"
+def _backups(path: Path) -> list[Path]:
+    backup = path.with_name(path.name + ".mlxtasks.bak")
+    return [backup] + [backup.with_name(f"{backup.name}.{n}") for n in range(1, BACKUPS_KEPT)]
 
 
 def _back_up(path: Path, target: Path) -> None:
     if not target.exists():
         return
-    backup = path.with_name(path.name + ".mlxtasks.bak")
-    names = [backup] + [backup.with_name(f"{backup.name}.{n}") for n in range(1, BACKUPS_KEPT)]
+    names = _backups(path)
     for older, newer in zip(reversed(names[1:]), reversed(names[:-1])):
         if newer.exists():
             os.replace(newer, older)
-    backup.write_bytes(target.read_bytes())
+    names[0].write_bytes(target.read_bytes())
 
 
 def _write_atomically(target: Path, text: str) -> None:

@@ -103,6 +103,11 @@ def attached_argv(settings: Settings, alias: str, host: str, force: bool) -> lis
             *(["--host", host] if host != "127.0.0.1" else []), *(["--force"] if force else [])]
 
 
+def service_env(settings: Settings) -> dict[str, str]:
+    """What a login service needs from our environment: the state folder, where the record says a server runs."""
+    return {"XDG_STATE_HOME": str(settings.state.parent)}
+
+
 def server_env() -> dict[str, str]:
     # The served model is a local folder; nothing a request says may start a download.
     return {**os.environ, "HF_HUB_OFFLINE": "1"}

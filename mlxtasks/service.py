@@ -7,7 +7,7 @@ import plistlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from .errors import MlxTasksError
 
@@ -22,6 +22,9 @@ class Target:
     path: Path
     load: tuple[tuple[str, ...], ...]  # commands that start it now and at every login
     unload: tuple[tuple[str, ...], ...]  # commands that stop it and forget it (failures harmless)
+    loaded: tuple[str, ...] = ()  # succeeds while the manager still knows the service (launchd: until bootout is done)
+    session: tuple[str, ...] = ()  # fails when there is no login session to start it in
+    no_session: str = ""  # what that failure means, in a sentence
 
 
 def target(os_name: str, home: Path, config_home: Path, uid: int) -> Target:
@@ -30,7 +33,10 @@ def target(os_name: str, home: Path, config_home: Path, uid: int) -> Target:
         path = home / "Library" / "LaunchAgents" / f"{LABEL}.plist"
         domain = f"gui/{uid}"
         return Target("launchd", path, load=(("launchctl", "bootstrap", domain, str(path)),),
-                      unload=(("launchctl", "bootout", f"{domain}/{LABEL}"),))
+                      unload=(("launchctl", "bootout", f"{domain}/{LABEL}"),),
+                      loaded=("launchctl", "print", f"{domain}/{LABEL}"), session=("launchctl", "print", domain),
+                      no_session=f"launchd has no {domain} domain: nobody is logged in at this Mac's screen as this "
+                                 "user (an ssh session alone has none), and a login agent runs only in that session.")
     if os_name == "linux":
         user = ("systemctl", "--user")
         return Target("systemd", config_home / "systemd" / "user" / UNIT,
@@ -40,20 +46,22 @@ def target(os_name: str, home: Path, config_home: Path, uid: int) -> Target:
                         fix="start the server yourself: invoke serve default")
 
 
-def render(kind: str, argv: Sequence[str], log: Path) -> str:
-    """The service file's text. argv: the command that runs the server attached; log: where its output goes."""
-    for word in [*argv, str(log)]:
+def render(kind: str, argv: Sequence[str], log: Path, env: Mapping[str, str]) -> str:
+    """The service file's text. argv: the command that runs the server attached; log: where its output goes;
+    env: variables the server needs (the state folder, so `serve.status` finds what the service started)."""
+    for word in [*argv, str(log), *env.values()]:
         if _CONTROL.search(word):
             raise MlxTasksError(f"{word!r} contains a control character, which a service file cannot hold.",
                                 fix="choose folders without newlines or tabs in their names")
-    return launchd_plist(argv, log) if kind == "launchd" else systemd_unit(argv, log)
+    return launchd_plist(argv, log, env) if kind == "launchd" else systemd_unit(argv, log, env)
 
 
-def launchd_plist(argv: Sequence[str], log: Path) -> str:
+def launchd_plist(argv: Sequence[str], log: Path, env: Mapping[str, str]) -> str:
     # KeepAlive on a crash only: `serve.stop` (SIGTERM) stays stopped until the next login.
     return plistlib.dumps({
         "Label": LABEL,
         "ProgramArguments": list(argv),
+        "EnvironmentVariables": dict(env),
         "RunAtLoad": True,
         "KeepAlive": {"Crashed": True},
         "StandardOutPath": str(log),
@@ -62,7 +70,7 @@ def launchd_plist(argv: Sequence[str], log: Path) -> str:
     }).decode()
 
 
-def systemd_unit(argv: Sequence[str], log: Path) -> str:
+def systemd_unit(argv: Sequence[str], log: Path, env: Mapping[str, str]) -> str:
     # Restart on failure only: SIGTERM from `serve.stop` counts as a clean stop; three failures a minute end it.
     return "\n".join([
         "[Unit]",
@@ -72,6 +80,7 @@ def systemd_unit(argv: Sequence[str], log: Path) -> str:
         "",
         "[Service]",
         "Type=simple",
+        *(f"Environment={_systemd_quoted(f'{name}={value}')}" for name, value in env.items()),
         "ExecStart=" + " ".join(_systemd_word(word) for word in argv),
         "Restart=on-failure",
         "RestartSec=5",
@@ -86,7 +95,12 @@ def systemd_unit(argv: Sequence[str], log: Path) -> str:
 
 def _systemd_word(word: str) -> str:
     """One ExecStart argument: specifiers (%) and variables ($) escaped, quoted when it has spaces or quotes."""
-    word = word.replace("%", "%%").replace("$", "$$")
+    word = word.replace("$", "$$")
     if word and not re.search(r"[\s\"'\\;]", word):
-        return word
-    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return word.replace("%", "%%")
+    return _systemd_quoted(word)
+
+
+def _systemd_quoted(text: str) -> str:
+    """A double-quoted value: specifiers (%) escaped, as are backslashes and quotes (Environment= expands no $)."""
+    return '"' + text.replace("%", "%%").replace("\\", "\\\\").replace('"', '\\"') + '"'

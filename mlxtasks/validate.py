@@ -355,7 +355,7 @@ def _shell_blocks(settings: Settings, os_name: str, env: Mapping[str, str]) -> l
         path = shellblock.rc_target(shell, os_name, Path(env["HOME"]), env).path
         text = rcfile.read(path)
         spans = rcfile.find_blocks(text)
-        block = text[spans[0].start : spans[0].end].replace("\r\n", "\n") if spans else ""
+        block = text[spans[0].start : spans[0].end] if spans else ""  # an older CRLF block is stale: zsh cannot parse it
         wanted = rcfile.block_text(shellblock.render(shell, settings.venv, settings.models, settings.catalog))
         found.append((path, block, wanted))
     return found

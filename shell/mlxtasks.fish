@@ -21,8 +21,13 @@ function mlx-deactivate --description 'Deactivate the MLX venv'
     end
 end
 
+function mlxtasks --description 'Run an mlxtasks task (as invoke does in the checkout)'
+    __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" $argv
+end
+
+# MLX_SHELL: the status checks this shell's config, whatever $SHELL says.
 function mlx-status --description 'Show the MLX venv, versions and models'
-    __mlx_require python; and "$MLX_VENV_PATH/bin/python" -m mlxtasks.runtime.status $argv
+    __mlx_require python; and env MLX_SHELL=fish "$MLX_VENV_PATH/bin/python" -m mlxtasks.runtime.status $argv
 end
 
 function mlx-models --description 'List installed and available MLX models'

@@ -19,8 +19,8 @@ rc_text = st.text(alphabet=st.sampled_from(list("ab #>\t\r\n") + ["é", "\udcff"
 @given(rc_text)
 @settings(max_examples=400)
 def test_apply_twice_is_apply_once(text):
-    once, _ = apply_block(text, BODY)
-    assert apply_block(once, BODY) == (once, [])
+    once, warnings = apply_block(text, BODY)
+    assert apply_block(once, BODY) == (once, warnings)
 
 
 @given(rc_text)
@@ -43,10 +43,35 @@ def test_the_block_is_replaced_in_place():
     assert apply_block(text, "new")[0] == "a\n\n" + block_text("new") + "b\n"
 
 
-def test_a_crlf_file_gets_a_crlf_block():
-    new, _ = apply_block("a\r\nb\r\n", "x")
-    assert new == "a\r\nb\r\n\r\n" + block_text("x", "\r\n")
+def test_the_block_is_lf_in_a_crlf_file_which_gets_a_warning():
+    new, warnings = apply_block("a\r\nb\r\n", "x", "/h/.zshrc")
+    assert new == "a\r\nb\r\n\n" + block_text("x")
     assert remove_block(new) == "a\r\nb\r\n"
+    [warning] = warnings
+    assert "CRLF" in warning and warning.endswith("perl -pi -e 's/\\r$//' /h/.zshrc")
+    assert apply_block("a\nb\n", "x")[1] == []
+
+
+def test_a_crlf_block_an_older_version_wrote_becomes_lf_and_still_removes_to_the_original():
+    old_block = block_text("x").replace("\n", "\r\n")
+    for original in ["a\r\n", "a", ""]:
+        applied_by_old = original + ("\r\n" if original else "") + old_block
+        new, _ = apply_block(applied_by_old, "y")
+        assert new == apply_block(original, "y")[0]
+        assert remove_block(applied_by_old) == remove_block(new) == original
+
+
+crlf_lines = st.lists(st.tuples(st.sampled_from(["", "a", "echo $x", "fi", "}"]),
+                                st.sampled_from(["\n", "\r\n", ""])), max_size=8)
+
+
+@given(crlf_lines)
+@settings(max_examples=300)
+def test_lf_crlf_and_mixed_files_keep_their_bytes_and_get_an_lf_block(lines):
+    text = "".join(line + end for line, end in lines)
+    applied, _ = apply_block(text, BODY)
+    assert applied.startswith(text) and "\r" not in applied[len(text):]
+    assert remove_block(applied) == text
 
 
 @pytest.mark.parametrize(
@@ -70,8 +95,12 @@ def test_two_blocks_collapse_into_one_with_a_warning():
     assert warnings == ["found 2 mlxtasks blocks; kept one"]
 
 
-def install(path: Path, body: str = BODY, dry: bool = False) -> rcfile.Change:
-    return rcfile.update(path, lambda text: apply_block(text, body), dry=dry)
+def install(path: Path, body: str = BODY, dry: bool = False, created: Path | None = None) -> rcfile.Change:
+    return rcfile.update(path, lambda text: apply_block(text, body), dry=dry, created=created)
+
+
+def remove(path: Path, dry: bool = False, created: Path | None = None, own_file: bool = False) -> rcfile.Change:
+    return rcfile.update(path, lambda text: (remove_block(text), []), dry=dry, created=created, own_file=own_file)
 
 
 def test_write_only_when_the_text_changes_with_one_backup_per_change(tmp_path):
@@ -137,8 +166,8 @@ def test_dry_run_writes_nothing_and_the_diff_shows_the_block(tmp_path):
     rc.write_text("a\n")
     change = install(rc, dry=True)
     assert rc.read_text() == "a\n" and change.modified
-    diff = rcfile.unified_diff(change.old, change.new, rc)
-    assert f"+{START}" in diff and diff.startswith(f"--- {rc}")
+    diff = rcfile.unified_diff(change.old, change.new, rc, "after shell.install")
+    assert f"+{START}" in diff and diff.startswith(f"--- {rc} (now)\n+++ {rc} (after shell.install)\n")
 
 
 def test_bytes_that_are_not_utf8_survive(tmp_path):
@@ -148,3 +177,44 @@ def test_bytes_that_are_not_utf8_survive(tmp_path):
     install(rc)
     rcfile.update(rc, lambda text: (remove_block(text), []))
     assert rc.read_bytes() == original
+
+
+def test_a_file_install_created_is_deleted_by_remove_with_its_backups(tmp_path):
+    rc, record = tmp_path / "home" / ".bashrc", tmp_path / "state" / "created-rc-files"
+    install(rc, created=record)
+    install(rc, "echo changed", created=record)  # a backup holding only the block
+    assert (tmp_path / "home" / ".bashrc.mlxtasks.bak").exists()
+    assert remove(rc, dry=True, created=record).deleted and rc.exists()
+    change = remove(rc, created=record)
+    assert change.deleted and sorted(p.name for p in rc.parent.iterdir()) == []
+    assert record.read_text() == ""
+
+
+def test_a_file_the_user_had_or_wrote_into_is_kept(tmp_path):
+    record = tmp_path / "created-rc-files"
+    theirs = tmp_path / ".bashrc"
+    theirs.write_bytes(b"")
+    install(theirs, created=record)
+    assert not remove(theirs, created=record).deleted and theirs.read_bytes() == b""
+    ours = tmp_path / ".zshrc"
+    install(ours, created=record)
+    ours.write_text(ours.read_text() + "export MINE=1\n")
+    assert not remove(ours, created=record).deleted and ours.read_text() == "export MINE=1\n"
+
+
+def test_a_file_of_our_own_goes_with_its_backups_but_not_a_backup_with_user_lines(tmp_path):
+    fish = tmp_path / "mlxtasks.fish"
+    install(fish)
+    install(fish, "echo changed")
+    (tmp_path / "mlxtasks.fish.mlxtasks.bak.1").write_text("set -g MINE 1\n")
+    assert remove(fish, own_file=True).deleted
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlxtasks.fish.mlxtasks.bak.1"]
+
+
+def test_a_file_another_user_owns_gets_chown_and_one_without_a_write_bit_chmod(tmp_path):
+    rc = tmp_path / ".zshrc"
+    problem = rcfile.read_only_problem(rc, 0o644, owner=0, uid=501, writable=False)
+    assert "belongs to another user (uid 0)" in problem.message and problem.fix.startswith(f'make it yours: sudo chown "$USER" {rc}')
+    assert "chmod u+w" in rcfile.read_only_problem(rc, 0o444, owner=501, uid=501, writable=False).fix
+    assert "chmod u+w" in rcfile.read_only_problem(rc, 0o444, owner=0, uid=0, writable=True).fix
+    assert rcfile.read_only_problem(rc, 0o644, owner=0, uid=0, writable=True) is None

@@ -1,6 +1,7 @@
 """The server's pure core (which model, URL, argv, service files) and its process handling with real processes."""
 
 import json
+import os
 import plistlib
 import socket
 import subprocess
@@ -8,13 +9,14 @@ import sys
 
 import psutil
 import pytest
-from invoke import Exit, MockContext, Result
+from invoke import Config, Context, Exit, MockContext, Result
 
 from mlxtasks import catalog, config, serve, service
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.facts import GIB, HostFacts
 from mlxtasks.tasks import ns
 from mlxtasks.tasks import serve as serve_tasks
+from mlxtasks.tasks.setup import uninstall
 
 LINUX = HostFacts(os="linux", os_version="6", machine="x86_64", chip="x", ram_total=64 * GIB, ram_available=32 * GIB)
 SMALL_MAC = HostFacts(os="darwin", os_version="15.1", machine="arm64", chip="Apple M1", ram_total=8 * GIB,
@@ -176,8 +178,9 @@ def test_a_mac_gets_a_launchd_agent_loaded_with_launchctl_bootstrap(tmp_path):
     assert where.path == tmp_path / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist"
     assert where.load == (("launchctl", "bootstrap", "gui/501", str(where.path)),)
     assert where.unload == (("launchctl", "bootout", "gui/501/org.mlxtasks.serve"),)
-    plist = plistlib.loads(service.render("launchd", ARGV, tmp_path / "serve.log").encode())
+    plist = plistlib.loads(service.render("launchd", ARGV, tmp_path / "serve.log", {"XDG_STATE_HOME": "/s"}).encode())
     assert plist == {"Label": "org.mlxtasks.serve", "ProgramArguments": ARGV, "RunAtLoad": True,
+                     "EnvironmentVariables": {"XDG_STATE_HOME": "/s"},
                      "KeepAlive": {"Crashed": True}, "StandardOutPath": str(tmp_path / "serve.log"),
                      "StandardErrorPath": str(tmp_path / "serve.log"), "ProcessType": "Interactive"}
 
@@ -187,7 +190,8 @@ def test_linux_gets_a_systemd_user_unit_with_every_word_escaped(tmp_path):
     assert where.path == tmp_path / "cfg" / "systemd" / "user" / "mlxtasks-serve.service"
     assert where.load[1:] == (("systemctl", "--user", "enable", "mlxtasks-serve.service"),
                               ("systemctl", "--user", "restart", "mlxtasks-serve.service"))
-    text = service.render("systemd", ARGV, tmp_path / "state" / "serve.log")
+    text = service.render("systemd", ARGV, tmp_path / "state" / "serve.log", {"XDG_STATE_HOME": '/a "b" 100%'})
+    assert 'Environment="XDG_STATE_HOME=/a \\"b\\" 100%%"\n' in text
     assert ('ExecStart="/home/u/venv mlx/bin/mlxtasks" serve qwen7b --foreground --venv "/home/u/venv mlx" '
             '--models /home/u/100%%/$$models --port 8080\n') in text
     assert f"StandardOutput=append:{tmp_path}/state/serve.log\n" in text
@@ -197,7 +201,8 @@ def test_linux_gets_a_systemd_user_unit_with_every_word_escaped(tmp_path):
 @pytest.mark.tools("systemd-analyze")
 def test_systemd_itself_accepts_the_unit(tmp_path):
     unit = tmp_path / "mlxtasks-serve.service"
-    unit.write_text(service.render("systemd", [sys.executable, "-c", "print('it works: 100% $HOME')"], tmp_path / "a log"))
+    unit.write_text(service.render("systemd", [sys.executable, "-c", "print('it works: 100% $HOME')"], tmp_path / "a log",
+                                   {"XDG_STATE_HOME": str(tmp_path / "100% state")}))
     done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -206,7 +211,9 @@ def test_other_systems_and_control_characters_are_refused(tmp_path):
     with pytest.raises(MlxTasksError, match="not windows"):
         service.target("windows", tmp_path, tmp_path, 0)
     with pytest.raises(MlxTasksError, match="control character"):
-        service.render("systemd", ["/bin/a\nb"], tmp_path / "log")
+        service.render("systemd", ["/bin/a\nb"], tmp_path / "log", {})
+    with pytest.raises(MlxTasksError, match="control character"):
+        service.render("launchd", ["/bin/a"], tmp_path / "log", {"XDG_STATE_HOME": "/a\nb"})
 
 
 @pytest.fixture
@@ -242,20 +249,99 @@ def test_install_service_writes_the_unit_and_loads_it_then_uninstall_removes_it(
     assert [call.args[0] for call in c.run.call_args_list] == [
         "systemctl --user daemon-reload", "systemctl --user enable mlxtasks-serve.service",
         "systemctl --user restart mlxtasks-serve.service"]
+    assert f'Environment="XDG_STATE_HOME={home}/.local/state"\n' in unit.read_text()  # serve.status finds its server
     serve_tasks.uninstall_service(c)
     assert not unit.exists()
     assert c.run.call_args_list[-1].args[0] == "systemctl --user disable --now mlxtasks-serve.service"
 
 
-def test_a_failing_service_manager_is_one_sentence(service_home, monkeypatch, capsys):
-    home = service_home.venv.parent
+# launchctl as a Mac's behaves for these commands: bootout only starts the stop, the label stays
+# listed for a few `print`s, and bootstrap fails with 5 while it is. Every call goes to calls.log.
+LAUNCHCTL = r"""#!/bin/sh
+cd "$LAUNCHCTL_STATE" || exit 99
+echo "$*" >> calls.log
+case "$1 $2" in
+  "print gui/501") [ -e no-gui ] && { echo "Could not find domain for port identifier: gui/501" >&2; exit 113; }; exit 0 ;;
+  "print gui/501/org.mlxtasks.serve")
+    [ -e loaded ] || exit 113
+    left=$(cat stopping 2>/dev/null || echo 0)
+    [ "$left" -gt 0 ] && { echo $((left - 1)) > stopping; [ "$left" -eq 1 ] && rm loaded; }
+    exit 0 ;;
+  "bootout gui/501/org.mlxtasks.serve") [ -e loaded ] || exit 3; echo 3 > stopping; exit 0 ;;
+  "bootstrap gui/501")
+    if [ -e loaded ] || grep -q refused "$3"; then echo "Bootstrap failed: 5: Input/output error" >&2; exit 5; fi
+    cp "$3" loaded; exit 0 ;;
+esac
+exit 64
+"""
+
+
+@pytest.fixture
+def launchd(service_home, tmp_path, monkeypatch):
+    """A Mac's launchd, stood in by a launchctl script on PATH; returns its state folder."""
+    home, state = service_home.venv.parent, tmp_path / "launchd"
+    (state / "bin").mkdir(parents=True)
+    (state / "bin" / "launchctl").write_text(LAUNCHCTL)
+    (state / "bin" / "launchctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{state / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("LAUNCHCTL_STATE", str(state))
     monkeypatch.setattr(serve_tasks, "_target", lambda: service.target("darwin", home, home / ".config", 501))
-    c = mock_context(Result(exited=5, stderr="Bootstrap failed: 5: Input/output error\n"))
+    return state
+
+
+def real_context():
+    return Context(Config(overrides=ns.configuration()))
+
+
+def test_reinstalling_the_agent_waits_until_launchd_has_let_the_old_one_go(service_home, launchd):
+    plist = service_home.venv.parent / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist"
+    serve_tasks.install_service(real_context(), "qwen7b", force=True)
+    serve_tasks.install_service(real_context(), "qwen7b", port="9001", force=True)
+    loaded = plistlib.loads((launchd / "loaded").read_bytes())
+    assert loaded == plistlib.loads(plist.read_bytes()) and "9001" in loaded["ProgramArguments"]
+    assert loaded["EnvironmentVariables"] == {"XDG_STATE_HOME": str(service_home.state.parent)}
+    calls = (launchd / "calls.log").read_text().splitlines()
+    assert calls[calls.index("bootout gui/501/org.mlxtasks.serve"):] == [
+        "bootout gui/501/org.mlxtasks.serve", *["print gui/501/org.mlxtasks.serve"] * 4, f"bootstrap gui/501 {plist}"]
+
+
+def test_an_agent_launchd_refuses_gives_the_old_one_back(service_home, launchd, capsys):
+    plist = service_home.venv.parent / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist"
+    serve_tasks.install_service(real_context(), "qwen7b", force=True)
+    before = plist.read_bytes()
     with pytest.raises(Exit):
-        serve_tasks.install_service(c, "qwen7b", force=True)
-    plist = home / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist"
-    assert f"`launchctl bootstrap gui/501 {plist}` failed: Bootstrap failed: 5: Input/output error." in capsys.readouterr().err
-    assert not plist.exists()
+        serve_tasks.install_service(real_context(), "qwen7b", host="refused", force=True)
+    err = capsys.readouterr().err
+    assert f"`launchctl bootstrap gui/501 {plist}` failed: Bootstrap failed: 5: Input/output error." in err
+    assert "The service as it was before is back in place." in err
+    assert plist.read_bytes() == before == (launchd / "loaded").read_bytes()
+
+
+def test_a_first_agent_launchd_refuses_leaves_no_file(service_home, launchd, capsys):
+    with pytest.raises(Exit):
+        serve_tasks.install_service(real_context(), "qwen7b", host="refused", force=True)
+    assert "Bootstrap failed: 5" in capsys.readouterr().err
+    assert not (service_home.venv.parent / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist").exists()
+
+
+def test_without_a_gui_login_launchd_has_no_domain_and_says_so(service_home, launchd, capsys):
+    (launchd / "no-gui").touch()
+    with pytest.raises(Exit):
+        serve_tasks.install_service(real_context(), "qwen7b", force=True)
+    err = capsys.readouterr().err
+    assert "launchd has no gui/501 domain: nobody is logged in at this Mac's screen as this user" in err
+    assert "log in at the Mac (or through Screen Sharing)" in err
+    assert not (service_home.venv.parent / "Library").exists()
+
+
+def test_uninstall_stops_the_server_and_removes_the_agent(service_home, launchd):
+    plist = service_home.venv.parent / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist"
+    serve_tasks.install_service(real_context(), "qwen7b", force=True)
+    server = record(service_home.state, spawn("import time"))
+    uninstall(real_context(), yes=True)
+    assert not plist.exists() and not (launchd / "loaded").exists()
+    assert "bootout gui/501/org.mlxtasks.serve" in (launchd / "calls.log").read_text()
+    assert not psutil.pid_exists(server.pid) and serve.running(service_home.state) is None
 
 
 def test_install_service_dry_run_writes_and_runs_nothing(service_home, monkeypatch, capsys):

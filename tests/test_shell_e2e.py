@@ -124,7 +124,7 @@ def test_remove_gives_back_the_exact_bytes(home):
     original = b"# mine\r\nexport EDITOR=vim\r\nno final newline"
     (home / ".zshrc").write_bytes(original)
     assert invoke("shell", "--shell", "zsh", home=home).returncode == 0
-    assert b"# >>> mlxtasks >>>\r\n" in (home / ".zshrc").read_bytes()
+    assert b"no final newline\n# >>> mlxtasks >>>\n" in (home / ".zshrc").read_bytes()
     done = invoke("shell.remove", home=home)
     assert done.returncode == 0, done.stderr
     assert (home / ".zshrc").read_bytes() == original
@@ -134,15 +134,30 @@ def test_fish_gets_a_file_of_its_own_that_remove_deletes(home):
     assert invoke("shell", "--shell", "fish", home=home).returncode == 0
     path = home / ".config" / "fish" / "conf.d" / "mlxtasks.fish"
     assert path.read_text().startswith("# >>> mlxtasks >>>")
+    assert invoke("shell", "--shell", "fish", "--venv", str(home / "other"), home=home).returncode == 0  # a backup
     assert invoke("shell.remove", "--shell", "fish", home=home).returncode == 0
-    assert not path.exists()
+    assert list(path.parent.iterdir()) == []
+
+
+def test_remove_deletes_the_bashrc_install_created_but_keeps_one_the_user_had(home):
+    assert invoke("shell", home=home).returncode == 0
+    dry = invoke("uninstall", "--dry-run", home=home)
+    assert f"--- {home / '.bashrc'} (now)\n+++ {home / '.bashrc'} (after shell.remove)" in dry.stdout
+    assert f"[would] shell (bash): deleted {home / '.bashrc'}" in dry.stdout
+    done = invoke("shell.remove", home=home)
+    assert f"[changed] shell (bash): deleted {home / '.bashrc'}" in done.stdout
+    assert not (home / ".bashrc").exists()
+    (home / ".bashrc").write_bytes(b"")
+    invoke("shell", home=home)
+    invoke("shell.remove", home=home)
+    assert (home / ".bashrc").read_bytes() == b""
 
 
 def test_a_second_install_reports_no_change_and_writes_no_backup(home):
     invoke("shell", home=home)
     done = invoke("shell", home=home)
     assert f"[done] shell (bash): no change: {home / '.bashrc'}" in done.stdout
-    assert tree(home) == [".bashrc"]
+    assert [name for name in tree(home) if not name.startswith(".local")] == [".bashrc"]
 
 
 def test_dry_run_prints_a_diff_and_writes_nothing(home):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlxtasks import catalog, rcfile, shellblock
+from mlxtasks.runtime import status
 from mlxtasks.catalog import Model
 from mlxtasks.errors import MlxTasksError
 
@@ -106,3 +107,43 @@ def test_the_bash_block_is_harmless_to_sh_reading_a_profile(tmp_path):
     path.write_text(rendered("bash"))
     done = subprocess.run(["sh", "-c", f". {path}; echo ${{MLX_VENV_PATH:-unset}}"], capture_output=True, text=True)
     assert (done.stdout, done.stderr) == ("unset\n", "")
+
+
+@pytest.mark.parametrize("shell", shellblock.SHELLS)
+@pytest.mark.parametrize("original", [b"export A=1\r\necho hi\r\n", b"export A=1\r\necho hi\nexport B=2\r\n# end"],
+                         ids=["crlf", "mixed"])
+def test_a_block_added_to_a_crlf_or_mixed_file_parses_and_removal_restores_its_bytes(shell, original, tmp_path):
+    rc = tmp_path / f"rc.{shell}"
+    rc.write_bytes(original.replace(b"export A=1", b"set -gx A 1") if shell == "fish" else original)
+    before = rc.read_bytes()
+    body = shellblock.render(shell, VENV, MODELS, catalog.BUILTIN)
+    change = rcfile.update(rc, lambda text: rcfile.apply_block(text, body))
+    assert "CRLF" in change.warnings[0]
+    done = subprocess.run([shell, "-n", str(rc)], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, "")
+    rcfile.update(rc, lambda text: (rcfile.remove_block(text), []))
+    assert rc.read_bytes() == before
+
+
+def test_status_checks_the_rc_file_of_the_shell_the_block_runs_in(tmp_path):
+    """zsh started from bash: $SHELL says bash, but the zsh block's mlx-status asks about zsh."""
+    (tmp_path / ".zshrc").write_text(rendered("zsh"))
+    env = {"HOME": str(tmp_path), "SHELL": "/bin/bash"}
+    assert status.shell_line({**env, "MLX_SHELL": "zsh"}) == f"shell     block installed in {tmp_path / '.zshrc'}"
+    assert status.shell_line(env) == (f"shell     no block in {tmp_path / '.bashrc'}; "
+                                      "run: invoke shell.install --shell bash")
+
+
+@pytest.mark.parametrize("shell", shellblock.SHELLS)
+def test_each_block_tells_the_status_its_shell_and_runs_any_task_as_mlxtasks(shell, tmp_path):
+    block = tmp_path / f"block.{shell}"
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    for tool, says in [("python", "MLX_SHELL=$MLX_SHELL"), ("mlxtasks", "mlxtasks $*")]:
+        (venv / "bin" / tool).write_text(f'#!/bin/sh\necho "{says}"\n')
+        (venv / "bin" / tool).chmod(0o755)
+    block.write_text(shellblock.render(shell, venv, tmp_path / "models", []))
+    aliases = "shopt -s expand_aliases\n" if shell == "bash" else ""  # bash -c: aliases as in a terminal
+    done = subprocess.run([shell, "-c", f"{aliases}source {block}\nmlx-status\nmlxtasks models.pull qwen7b"],
+                          capture_output=True, text=True, env={**os.environ, "SHELL": "/bin/sh"}, cwd="/")
+    assert done.stdout == f"MLX_SHELL={shell}\nmlxtasks models.pull qwen7b\n", done.stderr

@@ -5,7 +5,7 @@ import struct
 from pathlib import Path
 
 
-from mlxtasks import store, validate
+from mlxtasks import config, rcfile, shellblock, store, validate
 from mlxtasks.checks import Result, Status, run_checks
 from mlxtasks.facts import GB, GIB
 
@@ -165,3 +165,14 @@ def test_every_group_has_ids_and_results_know_their_group():
     assert validate.group_of(Result("mlx-lm.api", "t", Status.OK, "")) == "mlx-lm"
     assert Result.from_dict(Result("a.b", "t", Status.WARNING, "m", "f", ("d",), 0.5).as_dict()) == \
         Result("a.b", "t", Status.WARNING, "m", "f", ("d",), 0.5)
+
+
+def test_a_crlf_block_an_older_version_wrote_is_stale(tmp_path):
+    """zsh cannot parse it, so shell.install must be asked to rewrite it with LF."""
+    settings = config.resolve({}, home=tmp_path)
+    env = {"HOME": str(tmp_path), "SHELL": "/bin/zsh"}
+    body = shellblock.render("zsh", settings.venv, settings.models, settings.catalog)
+    (tmp_path / ".zshrc").write_bytes(rcfile.block_text(body).replace("\n", "\r\n").encode())
+    assert validate.shell_check(validate._shell_blocks(settings, "linux", env)).status is Status.ERROR
+    (tmp_path / ".zshrc").write_text(rcfile.block_text(body))
+    assert validate.shell_check(validate._shell_blocks(settings, "linux", env)).status is Status.OK

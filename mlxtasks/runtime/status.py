@@ -30,15 +30,18 @@ def _same(a: str | None, b: str | None) -> bool:
 
 
 def shell_line(env: dict) -> str:
-    """Whether the block is in the rc file of the user's shell (a text search; validate compares it)."""
-    try:
-        [shell] = shellblock.shells_for("auto", env.get("SHELL"))
-    except MlxTasksError:
-        return "shell     unknown ($SHELL is not zsh, bash or fish)"
+    """Whether the block is in the rc file of the shell running us (MLX_SHELL, which the block sets,
+    else $SHELL; a text search, validate compares it)."""
+    shell = env.get("MLX_SHELL")
+    if shell not in shellblock.SHELLS:
+        try:
+            [shell] = shellblock.shells_for("auto", env.get("SHELL"))
+        except MlxTasksError:
+            return "shell     unknown ($SHELL is not zsh, bash or fish)"
     path = shellblock.rc_target(shell, platform.system().lower(), Path(env.get("HOME", "~")), env).path
     if rcfile.START in rcfile.read(path):
         return f"shell     block installed in {path}"
-    return f"shell     no block in {path}; run: invoke shell.install"
+    return f"shell     no block in {path}; run: invoke shell.install --shell {shell}"
 
 
 def lines(venv: str, active: str | None, models_path: str) -> list[str]:

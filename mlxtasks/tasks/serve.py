@@ -114,20 +114,27 @@ def install_service(c, model, port=None, host=None, force=False, venv=None, mode
                             fix="invoke install")
     _warn_if_open(host)
     where = _target()
-    text = service.render(where.kind, serve.attached_argv(s, entry.alias, host, force), serve.log_path(s.state))
+    text = service.render(where.kind, serve.attached_argv(s, entry.alias, host, force), serve.log_path(s.state),
+                          serve.service_env(s))
     if is_dry(c, dry_run):
         record("dry", "serve", f"would write {where.path} and run", _commands(where.load))
         return
-    if where.path.exists():
-        _run_all(c, where.unload, check=False)
+    _require_session(c, where)
+    old = where.path.read_text() if where.path.exists() else None
+    if old is not None:
+        _unload(c, where)
     s.state.mkdir(parents=True, exist_ok=True)
     where.path.parent.mkdir(parents=True, exist_ok=True)
     where.path.write_text(text)
     try:
         _run_all(c, where.load, check=True)
-    except MlxTasksError:
-        where.path.unlink()  # not left half-installed
-        raise
+    except MlxTasksError as failed:
+        if old is None:
+            where.path.unlink()  # not left half-installed
+            raise
+        where.path.write_text(old)  # never no service at all: the one that ran before comes back
+        _run_all(c, where.load, check=False)
+        raise MlxTasksError(failed.message + " The service as it was before is back in place.", failed.fix) from None
     record("changed", "serve", f"{entry.alias} starts at login ({where.kind}: {where.path})")
 
 
@@ -141,9 +148,38 @@ def uninstall_service(c, dry_run=False):
     if is_dry(c, dry_run):
         record("dry", "serve", f"would run these and delete {where.path}", _commands(where.unload))
         return
-    _run_all(c, where.unload, check=False)
+    _unload(c, where)
     where.path.unlink()
     record("changed", "serve", f"removed {where.path}")
+
+
+UNLOAD_WAIT_S = 15.0  # launchd sends SIGTERM, and the server may take a while to end
+
+
+def _require_session(c, where):
+    from ..errors import MlxTasksError
+
+    if where.session and not c.run(_commands([where.session])[0], warn=True, hide=True, in_stream=False).ok:
+        raise MlxTasksError(where.no_session, fix="log in at the Mac (or through Screen Sharing), then run "
+                                                  "invoke serve.install-service again; or serve now: invoke serve default")
+
+
+def _unload(c, where):
+    """Unload the service and wait until the manager has let it go: launchd refuses to load a label
+    it is still stopping ("Bootstrap failed: 5")."""
+    import time
+
+    from ..errors import MlxTasksError
+
+    _run_all(c, where.unload, check=False)
+    if not where.loaded:
+        return
+    deadline = time.monotonic() + UNLOAD_WAIT_S
+    while c.run(_commands([where.loaded])[0], warn=True, hide=True, in_stream=False).ok:
+        if time.monotonic() > deadline:
+            raise MlxTasksError(f"The service is still stopping after {UNLOAD_WAIT_S:g} s, so it was left as it is.",
+                                fix="run the same command again in a minute")
+        time.sleep(0.25)
 
 
 def _target():

@@ -1,6 +1,6 @@
 """setup and uninstall: every step in order (each also runnable alone), and the way back."""
 
-from . import install, preflight, shell, venv, workspace
+from . import install, preflight, serve, shell, venv, workspace
 from .validate import validate
 from .warmup import warmup
 from ._common import JOURNAL, PATH_HELP, is_dry, perform, record, settings, task
@@ -62,7 +62,8 @@ def setup(c, yes=False, dry_run=False, python=None, venv=None, workspace=None, m
     },
 )
 def uninstall(c, yes=False, models=False, venv=None, dry_run=False):
-    """Remove the shell block, then the venv and (only with --models) the downloaded models."""
+    """Remove the shell block, the login service and the server, then the venv (and models only with --models)."""
+    from .. import serve as serve_core
     from .. import ui
     from .. import venv as venv_core
     from ..errors import MlxTasksError
@@ -70,8 +71,15 @@ def uninstall(c, yes=False, models=False, venv=None, dry_run=False):
     from ..store import installed_folders, remove_model
 
     shell.remove(c, dry_run=dry_run)
+    serve.uninstall_service(c, dry_run=dry_run)  # it would start a server from the deleted venv at every login
     s = settings(c, venv=venv)
     dry = is_dry(c, dry_run)
+    server = serve_core.running(s.state)
+    if server and dry:
+        record("dry", "serve", f"stop {server.alias} (pid {server.pid})")
+    elif server:
+        serve_core.stop(s.state)
+        record("changed", "serve", f"stopped {server.alias} (pid {server.pid})")
 
     def confirmed(question: str, flag: str) -> bool:
         return yes or ui.confirm(question, MlxTasksError(f"{question[:-1]} needs a yes, and there is no terminal to ask.",

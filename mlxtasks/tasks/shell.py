@@ -41,8 +41,9 @@ def install(c, shell=None, rc_file=None, venv=None, models=None, dry_run=False):
     dry = is_dry(c, dry_run)
     for target in targets:
         body = shellblock.render(target.shell, s.venv, s.models, s.catalog)
-        change = rcfile.update(target.path, lambda text: rcfile.apply_block(text, body), dry=dry)
-        _report(change, target, dry, "modified")
+        change = rcfile.update(target.path, lambda text: rcfile.apply_block(text, body, str(target.path)), dry=dry,
+                               created=_created_record(s))
+        _report(change, target, dry, "modified", "after shell.install")
 
 
 @task(help={"shell": "only this shell's file: zsh, bash, fish or all (default: every shell's)", "rc_file": RC_HELP,
@@ -51,14 +52,14 @@ def remove(c, shell=None, rc_file=None, dry_run=False):
     """Take the block out of every shell's rc file, leaving the rest exactly as it was."""
     from .. import rcfile
 
-    _, targets = _targets(c, shell, rc_file, everywhere=True)
+    s, targets = _targets(c, shell, rc_file, everywhere=True)
     dry = is_dry(c, dry_run)
     for target in targets:
         if not target.path.exists():
             continue
         change = rcfile.update(target.path, lambda text: (rcfile.remove_block(text), []), dry=dry,
-                               delete_when_empty=target.own_file)
-        _report(change, target, dry, "removed the block from")
+                               own_file=target.own_file, created=_created_record(s))
+        _report(change, target, dry, "deleted" if change.deleted else "removed the block from", "after shell.remove")
 
 
 @task(help={"shell": SHELL_HELP, "venv": PATH_HELP["venv"], "models": PATH_HELP["models"]})
@@ -72,7 +73,12 @@ def show(c, shell=None, venv=None, models=None):
         ui.out(rcfile.block_text(shellblock.render(target.shell, s.venv, s.models, s.catalog)))
 
 
-def _report(change, target, dry, verb):
+def _created_record(s):
+    """The rc files shell.install created, so that shell.remove deletes them again once they are empty."""
+    return s.state / "created-rc-files"
+
+
+def _report(change, target, dry, verb, after):
     from .. import rcfile, ui
 
     name = f"shell ({target.shell})"
@@ -80,7 +86,7 @@ def _report(change, target, dry, verb):
         record("done", name, f"no change: {target.path}")
     elif dry:
         record("dry", name, f"{verb} {target.path}")
-        ui.out(rcfile.unified_diff(change.old, change.new, target.path))
+        ui.out(rcfile.unified_diff(change.old, change.new, target.path, after))
     else:
         record("changed", name, f"{verb} {target.path}" + (f" (a symlink to {change.target})" if change.target != target.path else ""))
     for line in (target.note, *change.warnings):

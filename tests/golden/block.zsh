@@ -5,7 +5,7 @@ export MLX_VENV_PATH='/home/u/venv-mlx'
 export MLX_MODELS_PATH='/home/u/workspace/mlx'
 
 # An alias of the same name (an older setup script made some) would break these definitions.
-\builtin unalias mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull mlx-serve mlx-serve-stop mlx-qwen7b mlx-chat-qwen7b mlx-qwen32b mlx-chat-qwen32b mlx-deepseek mlx-chat-deepseek mlx-phi4 mlx-chat-phi4 mlx-mistral7b mlx-chat-mistral7b 2>/dev/null || \builtin true
+\builtin unalias mlxtasks mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull mlx-serve mlx-serve-stop mlx-qwen7b mlx-chat-qwen7b mlx-qwen32b mlx-chat-qwen32b mlx-deepseek mlx-chat-deepseek mlx-phi4 mlx-chat-phi4 mlx-mistral7b mlx-chat-mistral7b 2>/dev/null || \builtin true
 
 function _mlx_require {
     [[ -x "$MLX_VENV_PATH/bin/$1" ]] && return 0
@@ -24,7 +24,10 @@ function mlx-deactivate {
     fi
 }
 
-function mlx-status { _mlx_require python && "$MLX_VENV_PATH/bin/python" -m mlxtasks.runtime.status "$@"; }
+# `mlxtasks TASK ...`: every task from any folder, as `invoke TASK ...` in the checkout.
+function mlxtasks { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" "$@"; }
+# MLX_SHELL: the status checks this shell's rc file, whatever $SHELL says.
+function mlx-status { _mlx_require python && MLX_SHELL=zsh "$MLX_VENV_PATH/bin/python" -m mlxtasks.runtime.status "$@"; }
 function mlx-models { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.list "$@"; }
 function mlx-validate { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 function mlx-pull { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }
