@@ -64,7 +64,7 @@ def judge(runs: dict) -> tuple[str, bool]:
     pairs = list(zip(runs["raw"], runs["ours"]))
     tps_ratio = statistics.median(ours[0] / raw[0] for raw, ours in pairs)
     ttft_ratio = statistics.median(ours[1] / raw[1] for raw, ours in pairs)
-    figure = (f"generation {medians['ours'][0]:.1f} vs {medians['raw'][0]:.1f} tokens/s, paired {tps_ratio:.1%}; "
+    figure = (f"generation {medians['ours'][0]:.1f} vs {medians['raw'][0]:.1f} tokens/s, paired {tps_ratio:.2%}; "
               f"first token {medians['ours'][1] * 1000:.0f} vs {medians['raw'][1] * 1000:.0f} ms, paired {ttft_ratio - 1:+.1%}")
     return figure, tps_ratio >= 0.97 and ttft_ratio <= 1.05
 

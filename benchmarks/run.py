@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/run.py              # every benchmark; rewrites docs/performance.md
     .venv/bin/python benchmarks/run.py --only NAME  # some of them (names: --help); the doc is left alone
+    .venv/bin/python benchmarks/run.py --cuda-section  # only re-renders the doc's CUDA section from the kept GPU run
 
 Each benchmark prints its figure, its target and whether the target held; the exit status is 1 when one
 missed. Every HOME and cache lives in one temporary folder, removed at the end. The setup benchmarks
@@ -84,11 +85,25 @@ def write_doc(results: dict[str, Result], when: datetime) -> None:
     DOC.write_text("\n".join(lines) + "\n")
 
 
+def write_cuda_section() -> None:
+    """The doc's CUDA section rendered again from the kept GPU run (benchmarks/results), the rest left as it is."""
+    head, found, _ = DOC.read_text().partition(f"\n{cuda_bench.HEADING}\n")
+    if not found:
+        raise SystemExit(f"{DOC.relative_to(ROOT)} has no '{cuda_bench.HEADING}' section to replace")
+    DOC.write_text(head + "\n".join(cuda_bench.section()) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Run the benchmark suite.")
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, metavar="NAME",
                         help="run only these benchmarks: " + ", ".join(BENCHMARKS))
+    parser.add_argument("--cuda-section", action="store_true",
+                        help="run nothing; render the doc's CUDA section again from the kept GPU run")
     args = parser.parse_args()
+    if args.cuda_section:
+        write_cuda_section()
+        print(f"Rendered the CUDA section of {DOC.relative_to(ROOT)} from {cuda_bench.KEPT.relative_to(ROOT)}.")
+        return 0
     when = datetime.now(timezone.utc)
     results = {}
     with tempfile.TemporaryDirectory(prefix="mlxtasks-bench-") as work:

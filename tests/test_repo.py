@@ -62,3 +62,28 @@ def test_ci_fails_when_no_test_was_collected(checkout_without_tests):
                           stdin=subprocess.DEVNULL, timeout=300)
     assert done.returncode == 5, done.stdout + done.stderr
     assert "collected no tests" in done.stderr
+
+
+def _cuda_bench():
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import cuda_bench
+    return cuda_bench
+
+
+def test_the_kept_gpu_run_is_committed_and_the_doc_shows_what_it_renders():
+    # Issue 15: the doc's GPU figures were once made from a file that was never committed.
+    cuda_bench = _cuda_bench()
+    kept = cuda_bench.KEPT.relative_to(ROOT).as_posix()
+    # What a clone holds: tracked files, and new ones git does not ignore (the file was once ignored).
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", kept], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert cuda_bench.KEPT.is_file() and listed == [kept], f"{kept} is missing or ignored, so a clone cannot render it"
+    doc = (ROOT / "docs" / "performance.md").read_text()
+    section = "\n".join(cuda_bench.section()) + "\n"
+    assert doc.endswith(section), "docs/performance.md's CUDA section is stale: .venv/bin/python benchmarks/run.py --cuda-section"
+
+
+def test_rendering_without_the_kept_gpu_run_fails_loudly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="kept GPU run"):
+        _cuda_bench().section(tmp_path / "cuda-gone.json")
