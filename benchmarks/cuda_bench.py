@@ -183,8 +183,9 @@ def section(path: Path = KEPT) -> list[str]:
         return f"{s['median'] * scale:.{digits}f} ({s['min'] * scale:.{digits}f}-{s['max'] * scale:.{digits}f})"
 
     bw = r["bandwidth"]
-    datasheet = (f" ({bw['datasheet'] / 1e12:.2f} TB/s on the datasheet)", f" ({bw['bound_tps_datasheet']:.0f} by the datasheet)"
-                 ) if bw.get("datasheet") else ("", "")
+    datasheet = ((f" ({bw['datasheet'] / 1e12:.2f} TB/s on the datasheet)",
+                  f" ({bw['bound_tps_datasheet']:.0f} by the datasheet)") if bw.get("datasheet") else ("", ""))
+    kept = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     machine = bench["machine"]
     accelerator = next(line.strip() for line in r["validate"]["stdout"].splitlines() if "Accelerator:" in line)
     rows = [f"| {length['prompt_tokens']} | {span(length, 'first_token_s', 1000)} | {span(length, 'prompt_tps')} | "
@@ -196,7 +197,7 @@ def section(path: Path = KEPT) -> list[str]:
         f"Run by `python3 benchmarks/cuda_bench.py` on {r['date']}: {r['gpu']}; Python {r['python']}, "
         f"mlx {machine['mlx']} with mlx-cuda-13, mlx-lm {machine['mlx_lm']}. The model is "
         f"{r['model']['shape']}, {r['model']['weights_bytes'] / 1e9:.2f} GB of weights. Kept in "
-        f"`{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}` (this machine has no GPU, so the suite renders that run)."
+        f"`{kept}` (this machine has no GPU, so the suite renders that run)."
         + (f" {KEPT_NOTE}" if path == KEPT else ""),
         "",
         f"- validate: `{accelerator}`",

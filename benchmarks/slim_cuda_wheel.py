@@ -6,8 +6,8 @@ mlx-cuda-13 0.32.4's wheel is 90 MB, more than the lent GPU machine takes (64 Mi
 the 99 fatbins in its libmlx.so holds PTX for sm_120 and cubins for sm_75, 80, 90, 100, 120 and 121. This drops
 the sm_100, sm_120 and sm_121 cubins (which no compute capability 9.0 GPU can load): the entries kept are moved
 together byte for byte, each fatbin's header gets its shorter size, the freed bytes are zeroed, and RECORD gets
-the library's new hash (its lines end in LF). The wheel's name, other files and zip entries are unchanged. The GPU run was made with
-the wheel this writes (its sha256 is in benchmarks/results/cuda-h200.json under "wheels").
+the library's new hash (its lines end in LF). The wheel's name, other files and zip entries are unchanged.
+The GPU run was made with the wheel this writes (its sha256 is in benchmarks/results/cuda-h200.json under "wheels").
 """
 
 from __future__ import annotations
@@ -76,8 +76,9 @@ def main() -> None:
             if info.filename == LIBRARY:
                 data = library
             elif info.filename.endswith(".dist-info/RECORD"):
-                data = b"".join((f"{LIBRARY},sha256={digest},{len(library)}".encode() if line.startswith(f"{LIBRARY},".encode())
-                                 else line) + b"\n" for line in data.splitlines())
+                entry = f"{LIBRARY},sha256={digest},{len(library)}".encode()
+                data = b"".join((entry if line.startswith(f"{LIBRARY},".encode()) else line) + b"\n"
+                                for line in data.splitlines())
             if info.is_dir():
                 new.writestr(info, data)
             else:

@@ -81,7 +81,7 @@ def test_the_kept_gpu_run_is_committed_and_the_doc_shows_what_it_renders():
     assert cuda_bench.KEPT.is_file() and listed == [kept], f"{kept} is missing or ignored, so a clone cannot render it"
     doc = (ROOT / "docs" / "performance.md").read_text()
     section = "\n".join(cuda_bench.section()) + "\n"
-    assert doc.endswith(section), "docs/performance.md's CUDA section is stale: .venv/bin/python benchmarks/run.py --cuda-section"
+    assert doc.endswith(section), "docs/performance.md's CUDA section is stale: run benchmarks/run.py --cuda-section"
 
 
 def test_rendering_without_the_kept_gpu_run_fails_loudly(tmp_path):
