@@ -47,6 +47,9 @@ def real_model(mlx_python: Path) -> Path:
                 raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    for stale in folder.parent.glob("smollm2-135m-*"):  # made by an older converter or package
+        if stale != folder:
+            shutil.rmtree(stale, ignore_errors=True)
     return folder
 
 
