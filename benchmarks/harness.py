@@ -67,6 +67,14 @@ def tiny_model(work: Path) -> Path:
     return model
 
 
+@functools.cache
+def real_model(work: Path) -> Path:
+    """The tests' real SmolLM2-135M-Instruct (tests/support/smollm2.py): from its cache, or made in the set-up venv."""
+    out = subprocess.run([sys.executable, "-m", "tests.support.smollm2", str(venv_python(work))], check=True,
+                         capture_output=True, text=True, cwd=ROOT)
+    return Path(out.stdout.strip())
+
+
 def venv_python(work: Path) -> Path:
     return set_up_home(work) / "venv-mlx" / "bin" / "python"
 

@@ -28,11 +28,11 @@ def paths(chat_setup):
     return ["--venv", str(venv), "--models", str(models)]
 
 
-def spawn(chat_setup, home, *args):
+def spawn(chat_setup, home, *args, model="qwen7b"):
     mlxtasks = str(chat_setup[0] / "bin" / "mlxtasks")  # the installed CLI: chat from any folder
-    child = pexpect.spawn(mlxtasks, ["chat", "qwen7b", *paths(chat_setup), *args], cwd=str(home),
+    child = pexpect.spawn(mlxtasks, ["chat", model, *paths(chat_setup), *args], cwd=str(home),
                           env=clean_env(home, PWD=str(home)), encoding="utf-8", timeout=120, dimensions=(40, 200))
-    child.expect_exact("Chatting with qwen7b")
+    child.expect_exact(f"Chatting with {model}")
     child.expect_exact(">>> ")
     return child
 

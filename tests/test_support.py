@@ -84,6 +84,23 @@ print(json.dumps({"text": text, "same": tokenizer.decode(prompt) == text, "token
     assert result["same"] and result["tokens"] and result["eos"] == [2]
 
 
+def test_real_model_tokenizer_round_trips_bytes_and_keeps_special_tokens_whole(mlx_run, real_model):
+    code = """
+import json, sys
+from mlx_lm import load
+_, tokenizer = load(sys.argv[1])
+text = "<|im_start|>user\\nUn café coûte 2,50 €: ça va?<|im_end|>\\n"
+ids = tokenizer.encode(text)
+print(json.dumps({"ids": ids, "text": tokenizer.decode(ids), "eos": sorted(tokenizer.eos_token_ids)}))
+"""
+    done = mlx_run(code, real_model)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["text"] == "<|im_start|>user\nUn café coûte 2,50 €: ça va?<|im_end|>\n"
+    assert result["ids"][0] == 1 and result["ids"][-2:] == [2, 198]  # <|im_start|>, <|im_end|>, "\n"
+    assert result["eos"] == [2]
+
+
 @pytest.mark.parametrize("to", ["cache_dir", "local_dir"])
 def test_snapshot_download_fetches_every_file_once_and_a_rerun_fetches_none(mlx_run, fake_hub, tiny_model,
                                                                              tmp_path, to):

@@ -13,9 +13,10 @@ from typing import Callable, Iterator
 import pytest
 
 from ..conftest import clean_env
+from . import smollm2
 from .fake_hub import FakeHub
 
-__all__ = ["QWEN7B_REPO", "GATED_REPO", "mlx_python", "tiny_model", "fake_hub", "mlx_run"]
+__all__ = ["QWEN7B_REPO", "GATED_REPO", "mlx_python", "tiny_model", "fake_hub", "mlx_run", "real_model"]
 
 QWEN7B_REPO = "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit"
 GATED_REPO = "meta-llama/Llama-3.2-1B-Instruct"  # gated on the real hub too
@@ -66,3 +67,9 @@ def mlx_run(mlx_python: Path, tmp_path: Path) -> Callable[..., subprocess.Comple
                               capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def real_model(mlx_python: Path) -> Path:
+    """SmolLM2-135M-Instruct (real weights, 4-bit) as an MLX model folder, cached between sessions."""
+    return smollm2.real_model(mlx_python)
