@@ -1,6 +1,6 @@
-"""snapshot_download in a child process of models.pull (`python -m mlxtasks.download SPEC`), so that
-Ctrl-C and a hub that stops answering end a download at once: huggingface_hub's worker threads
-cannot be stopped mid-file, a process can. The last line on stdout is the outcome, as JSON."""
+"""models.pull's child process (`python -m mlxtasks.download SPEC`, started by hub.Fetch): it asks the
+hub for the plan, waits for "go" on stdin, then downloads, saying each step as a JSON line on stdout.
+A process, unlike huggingface_hub's worker threads, can be stopped at once mid-file."""
 
 from __future__ import annotations
 
@@ -9,35 +9,31 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
+from . import hub
+from .catalog import Model
 from .errors import MlxTasksError
+from .facts import GB
 
 
-def fetch(repo: str, revision: str, staged: str, patterns: list[str]) -> dict:
-    from huggingface_hub import snapshot_download
+def tell(**event) -> None:
+    print(json.dumps(event), flush=True)
 
-    from . import hub
 
+def run(spec: dict) -> None:
+    model = Model(**{**spec["model"], "also": tuple(spec["model"]["also"])})
     try:
-        snapshot_download(repo, revision=revision, local_dir=staged, allow_patterns=patterns)
-        return {"ok": True}
-    except OSError as exc:
-        if exc.errno is not None and not hub.is_network_error(exc):  # the disk or the folder, not the hub
-            return {"ok": False, "retriable": False, "cause": str(exc),
-                    "message": f"Cannot write {repo}'s files into {staged}: {exc.strerror or exc}.",
-                    "fix": "free some space (or fix the folder's permissions), then run the same command again"}
-        error = exc
-    except Exception as exc:  # noqa: BLE001 - classified below, as the hub's failures are
-        error = exc
-    outcome = {"ok": False, "retriable": hub.is_retriable(error), "cause": hub._cause(error)}
-    try:
-        with hub.hub_errors(repo):
-            raise error
-    except MlxTasksError as sentence:
-        outcome.update(message=sentence.message, fix=sentence.fix)
-    except Exception:  # noqa: BLE001 - not a failure the hub explains: say what it was
-        outcome.update(message=f"Downloading {repo} failed: {outcome['cause']}.", fix="run the same command again")
-    return outcome
+        the_plan = hub.plan(model, spec["revision"])
+        tell(plan={"revision": the_plan.revision, "files": the_plan.files, "size_gb": the_plan.total / GB})
+        if sys.stdin.readline().strip() != "go":
+            return
+        hub.download(the_plan, Path(spec["staged"]), spec["retry_delay"], say=lambda text: tell(say=text))
+        tell(done=True)
+    except MlxTasksError as err:
+        tell(error={"message": err.message, "fix": err.fix})
+    except Exception as exc:  # noqa: BLE001 - anything else still ends as a sentence in models.pull
+        tell(error={"message": f"Fetching {model.repo} failed: {hub._cause(exc)}.", "fix": "run the same command again"})
 
 
 def _exit_with_parent() -> None:
@@ -51,5 +47,4 @@ def _exit_with_parent() -> None:
 
 if __name__ == "__main__":
     threading.Thread(target=_exit_with_parent, daemon=True).start()
-    spec = json.loads(sys.argv[1])
-    print(json.dumps(fetch(spec["repo"], spec["revision"], spec["staged"], spec["patterns"])), flush=True)
+    run(json.loads(sys.argv[1]))

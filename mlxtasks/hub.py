@@ -8,11 +8,14 @@ goes on from the last finished file), verify, write a manifest, then rename into
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -161,62 +164,102 @@ def _has(path: Path, size: int) -> bool:
         return False
 
 
-def download(the_plan: Plan, staged: Path, retry_delay: float, say: Callable[[str], None] = print,
-             stall_s: float = 60.0) -> None:
-    """Fetch into `staged`, retrying server errors and dropped connections with backoff. Files finished
-    by an earlier run are kept; a file cut off mid-way starts again (its partial copy is removed)."""
+def download(the_plan: Plan, staged: Path, retry_delay: float, say: Callable[[str], None] = print) -> None:
+    """Fetch into `staged` in this process, retrying server errors and dropped connections with
+    backoff (run inside mlxtasks.download's child process). Files finished by an earlier run are kept;
+    a file cut off mid-way starts again."""
+    from huggingface_hub import snapshot_download
+
     repo = the_plan.model.repo
     staged.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, TRIES + 1):
         _remove_partials(staged)
-        outcome = _fetch_in_child(the_plan, staged, stall_s)
-        if outcome["ok"]:
+        try:
+            snapshot_download(repo, revision=the_plan.revision, local_dir=staged, allow_patterns=ALLOW_PATTERNS)
             return
-        if not outcome["retriable"]:
-            raise MlxTasksError(outcome["message"], fix=outcome["fix"])
+        except OSError as exc:
+            if exc.errno is not None and not is_network_error(exc):  # the disk or the folder, not the hub
+                raise MlxTasksError(f"Cannot write {repo}'s files into {staged}: {exc.strerror or exc}.",
+                                    fix="free some space (or fix the folder's permissions), then run the same command "
+                                        "again") from None
+            error: Exception = exc
+        except Exception as exc:  # noqa: BLE001 - classified below
+            error = exc
+        if not is_retriable(error):
+            with hub_errors(repo):
+                raise error
         if attempt == TRIES:
-            raise MlxTasksError(f"Downloading {repo} failed after {TRIES} tries: {outcome['cause']}.",
+            raise MlxTasksError(f"Downloading {repo} failed after {TRIES} tries: {_cause(error)}.",
                                 fix="run the same command again: finished files are kept")
         delay = retry_delay * 2 ** (attempt - 1)
-        say(f"    {outcome['cause']}; trying again in {delay:g} s (finished files are kept)")
+        say(f"    {_cause(error)}; trying again in {delay:g} s (finished files are kept)")
         time.sleep(delay)
 
 
-def _fetch_in_child(the_plan: Plan, staged: Path, stall_s: float) -> dict:
-    """mlxtasks.download in a child process, killed at once on Ctrl-C (KeyboardInterrupt goes on up)
-    or when the staging folder has not grown for stall_s seconds."""
-    spec = {"repo": the_plan.model.repo, "revision": the_plan.revision, "staged": str(staged),
-            "patterns": ALLOW_PATTERNS}
-    package_root = str(Path(__file__).resolve().parent.parent)  # importable however this process found it
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    child = subprocess.Popen([sys.executable, "-m", "mlxtasks.download", json.dumps(spec)], stdout=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL, text=True, env=env)
-    try:
-        grown_at, size = time.monotonic(), -1
+class Fetch:
+    """mlxtasks.download in a child process: it plans, waits for go, then downloads, saying what it does
+    in JSON lines. Ctrl-C (KeyboardInterrupt goes on up) or a hub that sends nothing for stall_s seconds
+    kills it at once, where huggingface_hub's own worker threads would finish their files first."""
+
+    def __init__(self, model: Model, revision: str | None, staged: Path, retry_delay: float, stall_s: float):
+        self.model, self.staged, self.stall_s = model, staged, stall_s
+        spec = {"model": dataclasses.asdict(model), "revision": revision, "staged": str(staged),
+                "retry_delay": retry_delay}
+        package_root = str(Path(__file__).resolve().parent.parent)  # importable however this process found it
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        self.child = subprocess.Popen([sys.executable, "-m", "mlxtasks.download", json.dumps(spec)], env=env,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.child.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def __enter__(self) -> Fetch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.child.poll() is None:
+            self.child.kill()
+            self.child.wait()
+            _remove_partials(self.staged)
+
+    def plan(self) -> Plan:
+        answer = self._next()["plan"]
+        model = self.model if self.model.size_gb else replace(self.model, size_gb=answer["size_gb"])
+        return Plan(model, answer["revision"], tuple((path, size) for path, size in answer["files"]))
+
+    def download(self, say: Callable[[str], None]) -> None:
+        self.child.stdin.write("go\n")
+        self.child.stdin.flush()
+        while "done" not in (event := self._next()):
+            say(event["say"])
+
+    def _next(self) -> dict:
+        """The child's next word; its error as a sentence, or the stall as one."""
+        heard_at, size = time.monotonic(), -1
         while True:
             try:
-                out, _ = child.communicate(timeout=0.5)
+                line = self.lines.get(timeout=0.5)
                 break
-            except subprocess.TimeoutExpired:
-                now, latest = time.monotonic(), _bytes_under(staged)
+            except queue.Empty:
+                now, latest = time.monotonic(), _bytes_under(self.staged)
                 if latest != size:
-                    grown_at, size = now, latest
-                elif now - grown_at > stall_s:
-                    raise MlxTasksError(f"The hub stopped answering: nothing arrived for {stall_s:g} s while "
-                                        f"downloading {the_plan.model.repo}.",
+                    heard_at, size = now, latest
+                elif now - heard_at > self.stall_s:
+                    raise MlxTasksError(f"The hub stopped answering: nothing arrived for {self.stall_s:g} s while "
+                                        f"fetching {self.model.repo}.",
                                         fix="run the same command again to resume (finished files are kept)") from None
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-            _remove_partials(staged)
-    lines = out.strip().splitlines()
-    try:
-        return json.loads(lines[-1])
-    except (IndexError, ValueError):
-        return {"ok": False, "retriable": False, "cause": f"exit status {child.returncode}",
-                "message": f"The download of {the_plan.model.repo} stopped with exit status {child.returncode}.",
-                "fix": "run the same command again"}
+        try:
+            event = json.loads(line)
+        except (TypeError, ValueError):
+            raise MlxTasksError(f"Fetching {self.model.repo} stopped (exit status {self.child.wait()}).",
+                                fix="run the same command again") from None
+        if "error" in event:
+            raise MlxTasksError(event["error"]["message"], fix=event["error"]["fix"])
+        return event
 
 
 def _bytes_under(folder: Path) -> int:
@@ -293,6 +336,10 @@ def commit(the_plan: Plan, staged: Path, final: Path) -> None:
         os.replace(staged, final)
 
 
+def _fetching(the_plan: Plan, final: Path) -> str:
+    return f"Fetching {the_plan.model.repo} ({the_plan.total / GB:.2f} GB, {len(the_plan.files)} files) into {final}"
+
+
 def is_complete(folder: Path) -> bool:
     """Every file at the size the manifest lists (for a model models.pull put there), and the validator's
     checks pass: the same verdict as models.verify's."""
@@ -315,22 +362,23 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
             return False, f"{model.alias} is already installed and complete in {final}; nothing fetched"
     if catalogued and not force:
         check_memory(model, facts, settings.catalog)  # before asking the hub anything
-    if use_cache:
-        the_plan, snapshot = from_cache(model)
-    else:
-        the_plan = plan(model, revision)
-        if not catalogued and not force:
-            check_memory(the_plan.model, facts, settings.catalog)
     staged = staging_path(settings.models, model)
     if force:
         shutil.rmtree(staged, ignore_errors=True)
-    check_disk(the_plan, settings.models, settings.disk_margin_gb)
-    say(f"Fetching {model.repo} ({the_plan.total / GB:.2f} GB, {len(the_plan.files)} files) into {final}")
     if use_cache:
+        the_plan, snapshot = from_cache(model)
+        check_disk(the_plan, settings.models, settings.disk_margin_gb)
+        say(_fetching(the_plan, final))
         staged.mkdir(parents=True, exist_ok=True)
         copy_snapshot(snapshot, the_plan, staged)
     else:
-        download(the_plan, staged, settings.retry_delay_s, say, settings.pull_stall_timeout_s)
+        with Fetch(model, revision, staged, settings.retry_delay_s, settings.pull_stall_timeout_s) as fetch:
+            the_plan = fetch.plan()
+            if not catalogued and not force:
+                check_memory(the_plan.model, facts, settings.catalog)
+            check_disk(the_plan, settings.models, settings.disk_margin_gb)
+            say(_fetching(the_plan, final))
+            fetch.download(say)
     found = problems(the_plan, staged)
     if found:
         raise MlxTasksError(f"The download of {model.repo} is incomplete or damaged: {found[0]}.",

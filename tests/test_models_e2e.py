@@ -239,7 +239,7 @@ def test_a_hub_that_stops_mid_file_ends_the_pull_with_the_resume_command(fake_hu
     fake_hub.faults.stall("*/resolve/*/model-00001-of-00002.safetensors", after_bytes=1000)
     done = pull(fake_hub, home, "qwen7b", INVOKE_MLX_PULL_STALL_TIMEOUT_S="3", HF_HUB_DOWNLOAD_TIMEOUT="600")
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
-    assert f"The hub stopped answering: nothing arrived for 3 s while downloading {QWEN7B_REPO}." in done.stderr
+    assert f"The hub stopped answering: nothing arrived for 3 s while fetching {QWEN7B_REPO}." in done.stderr
     assert "Fix: run the same command again to resume" in done.stderr
     assert not (models_dir(home) / FOLDER).exists() and not left.exists()
     assert not list(staging(home).rglob("*.incomplete"))
@@ -264,3 +264,12 @@ def test_ctrl_c_ends_a_pull_at_once_and_says_how_to_resume(fake_hub, home):
     assert "Interrupted; run the same command again to resume." in child.before and "Traceback" not in child.before
     assert not list(staging(home).rglob("*.incomplete"))
     assert not [p for p in psutil.process_iter(["cmdline"]) if str(staging(home)) in " ".join(p.info["cmdline"] or [])]
+
+
+def test_a_hub_that_never_answers_the_listing_ends_the_pull_too(fake_hub, home):
+    fake_hub.faults.hang("/api/models/*")
+    done = pull(fake_hub, home, "qwen7b", INVOKE_MLX_PULL_STALL_TIMEOUT_S="2", HF_HUB_DOWNLOAD_TIMEOUT="600",
+                HF_HUB_ETAG_TIMEOUT="600")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"The hub stopped answering: nothing arrived for 2 s while fetching {QWEN7B_REPO}." in done.stderr
+    assert not models_dir(home).exists() or tree(models_dir(home)) == []
