@@ -57,7 +57,8 @@ def require_tool(name: str) -> None:
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment a new user has: HOME in a temporary folder, no venv active, no INVOKE_* config."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("INVOKE_", "VIRTUAL_ENV", "MLX_", "ZDOTDIR", "XDG_CONFIG_HOME"))}
+           if not k.startswith(("INVOKE_", "VIRTUAL_ENV", "MLX_", "ZDOTDIR", "HF_", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
+                                "XDG_DATA_HOME", "XDG_STATE_HOME"))}
     env.update({"HOME": str(home), "NO_COLOR": "1", "SHELL": "/bin/bash", **extra})
     return env
 
