@@ -28,6 +28,9 @@ MANAGED = "# managed by mlxtasks; edit via invoke shell.install"
 BACKUPS_KEPT = 3
 
 _MARKER = re.compile(rf"^(?:{re.escape(START)}|{re.escape(END)})[ \t]*\r?$", re.M)
+_KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+_ELSEWHERE = "or give shell.install and shell.remove a regular file with --rc-file PATH"
 
 
 @dataclass(frozen=True)
@@ -133,9 +136,28 @@ class Change:
         return self.old != self.new
 
 
-def read(path: Path) -> str:
+def checked(path: Path) -> Path:
+    """The file `path` names, through any symlinks, if it is a regular file or missing; anything else
+    is refused before it is opened (a FIFO would hang the read, a device or folder be replaced).
+    Every rc file and backup read or written is found through here."""
     try:
-        return path.read_bytes().decode("utf-8", "surrogateescape")
+        info = os.stat(path)
+    except FileNotFoundError:
+        return Path(os.path.realpath(path))
+    except OSError as exc:  # a symlink loop, a file where a folder should be, a folder we may not read
+        raise MlxTasksError(f"Cannot open {path}: {exc.strerror}, so it was left as it is.",
+                            fix=f"see what it is (ls -l {path}), {_ELSEWHERE}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a file")
+        raise MlxTasksError(f"{path} is not a regular file but {kind}, so it was left as it is.",
+                            fix=f"move it aside, {_ELSEWHERE}")
+    return Path(os.path.realpath(path))
+
+
+def read(path: Path) -> str:
+    """The text of `path` ("" when it is missing); refused unless it is a regular file."""
+    try:
+        return checked(path).read_bytes().decode("utf-8", "surrogateescape")
     except FileNotFoundError:
         return ""
 
@@ -147,7 +169,7 @@ def update(path: Path, transform: Callable[[str], tuple[str, list[str]]], dry: b
 
     created: the record of files this function created. A file left empty is deleted, with the
     backups that hold nothing but the block, when it is `own_file` or the record says we created it."""
-    target = Path(os.path.realpath(path))
+    target = checked(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

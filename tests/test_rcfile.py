@@ -2,6 +2,7 @@
 the safe write (backup, atomic, symlink, lock, read-only)."""
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from hypothesis import given, settings, strategies as st
 from mlxtasks import rcfile
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.rcfile import END, START, apply_block, block_text, remove_block
+
+from .conftest import invoke
 
 BODY = "export MLX_VENV_PATH='/v'\nalias mlx-x=true"
 rc_text = st.text(alphabet=st.sampled_from(list("ab #>\t\r\n") + ["é", "\udcff"]), max_size=200).filter(
@@ -218,3 +221,73 @@ def test_a_file_another_user_owns_gets_chown_and_one_without_a_write_bit_chmod(t
     assert "chmod u+w" in rcfile.read_only_problem(rc, 0o444, owner=501, uid=501, writable=False).fix
     assert "chmod u+w" in rcfile.read_only_problem(rc, 0o444, owner=0, uid=0, writable=True).fix
     assert rcfile.read_only_problem(rc, 0o644, owner=0, uid=0, writable=True) is None
+
+
+# Faults, through the real CLI in a temporary HOME: refused in a sentence with its fix, no traceback,
+# nothing hangs, and the user's files exactly as they were.
+
+
+def snapshot(folder: Path) -> dict[str, object]:
+    """Every entry under folder as it is: a file's bytes, a symlink's target, or its kind."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        info = path.lstat()
+        found[str(path.relative_to(folder))] = (
+            os.readlink(path) if stat.S_ISLNK(info.st_mode) else path.read_bytes() if stat.S_ISREG(info.st_mode)
+            else stat.S_IFMT(info.st_mode))
+    return found
+
+
+def refused(done, *words: str) -> None:
+    assert done.returncode != 0, done.stdout
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert "Fix: " in done.stderr and all(word in done.stderr for word in words), done.stderr
+
+
+def device(folder: Path) -> Path:
+    """A character device like /dev/null: made by the test as root, so that a bug replaces only it."""
+    if os.getuid() != 0:
+        return Path("/dev/null")
+    path = folder / "null"
+    os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    return path
+
+
+def make_rc(home: Path, kind: str) -> None:
+    rc = home / ".bashrc"
+    if kind == "fifo":
+        os.mkfifo(rc)
+    elif kind == "device":
+        rc.symlink_to(device(home.parent))
+    elif kind == "folder":
+        (rc / "inside").mkdir(parents=True)
+    else:
+        rc.symlink_to(".bashrc")
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("fifo", ["is not a regular file but a FIFO", "--rc-file"]),
+    ("device", ["is not a regular file but a character device", "--rc-file"]),
+    ("folder", ["is not a regular file but a folder", "--rc-file"]),
+    ("loop", ["Too many levels of symbolic links", "ls -l"]),
+])
+def test_an_rc_that_is_not_a_regular_file_is_refused_before_it_is_opened(home, kind, words):
+    make_rc(home, kind)
+    before = snapshot(home)
+    refused(invoke("shell", home=home, timeout=60), str(home / ".bashrc"), *words)
+    assert snapshot(home) == before
+
+
+@pytest.mark.parametrize("command", [["shell.remove"], ["uninstall", "--yes"], ["setup", "--dry-run"]])
+def test_a_fifo_rc_stops_every_command_that_writes_it_instead_of_hanging(home, command):
+    os.mkfifo(home / ".bashrc")
+    before = snapshot(home)
+    refused(invoke(*command, home=home, timeout=120), "is not a regular file but a FIFO")
+    assert snapshot(home) == before
+
+
+def test_a_device_rc_is_not_replaced_by_remove(home):
+    make_rc(home, "device")
+    before = snapshot(home)
+    refused(invoke("shell.remove", home=home, timeout=60), "is not a regular file but a character device")
+    assert snapshot(home) == before and stat.S_ISCHR(os.stat(home / ".bashrc").st_mode)
