@@ -9,6 +9,7 @@ The block and its separator are LF whatever the file uses; the user's own lines 
 from __future__ import annotations
 
 import difflib
+import errno
 import fcntl
 import os
 import re
@@ -172,29 +173,38 @@ def update(path: Path, transform: Callable[[str], tuple[str, list[str]]], dry: b
     target = checked(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(target.parent):
+            return _update(path, target, transform, dry, own_file, created)
     except OSError as exc:
-        raise MlxTasksError(f"Cannot create the folder for {path}: {exc.strerror}.", fix="check its permissions") from None
-    with _locked(target.parent):
-        existed = target.exists()
-        old = read(target)
-        new, warnings = transform(old)
-        ours = own_file or str(target) in _created(created)
-        change = Change(path, target, old, new, tuple(warnings), deleted=existed and ours and not new)
-        if dry or not change.modified:
-            return change
-        _refuse_read_only(path, target)
-        if change.deleted:
-            target.unlink()
-            for backup in _backups(path):
-                if backup.exists() and _holds_only_the_block(backup):
-                    backup.unlink()
-            _record_created(created, target, False)
-            return change
-        _back_up(path, target)
-        _write_atomically(target, new)
-        if not existed:
-            _record_created(created, target, True)
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise MlxTasksError(f"Cannot write {path}: {exc.strerror}, so it was left as it was.",
+                            fix="free some space on that disk, then run the command again" if full else
+                            f"check that you may write to {target.parent} (ls -ld {target.parent}), {_ELSEWHERE}") from None
+
+
+def _update(path: Path, target: Path, transform: Callable[[str], tuple[str, list[str]]], dry: bool,
+            own_file: bool, created: Path | None) -> Change:
+    existed = target.exists()
+    old = read(target)
+    new, warnings = transform(old)
+    ours = own_file or str(target) in _created(created)
+    deleted = existed and ours and not new
+    change = Change(path, target, old, new, tuple(warnings), deleted=deleted)
+    if dry or not change.modified:
         return change
+    _refuse_read_only(path, target)
+    if deleted:
+        for backup in _backups(path):
+            if backup.exists() and _holds_only_the_block(backup):
+                backup.unlink()
+        target.unlink()
+        _record_created(created, target, False)
+        return change
+    _back_up(path, target)
+    _write_atomically(target, new.encode("utf-8", "surrogateescape"), _mode(target))
+    if not existed:
+        _record_created(created, target, True)
+    return change
 
 
 def _created(record: Path | None) -> set[str]:
@@ -248,24 +258,35 @@ def _backups(path: Path) -> list[Path]:
 
 
 def _back_up(path: Path, target: Path) -> None:
+    """The file as it is becomes the newest backup, written in full before the older ones rotate,
+    so that a full disk costs no good backup."""
     if not target.exists():
         return
     names = _backups(path)
-    for older, newer in zip(reversed(names[1:]), reversed(names[:-1])):
-        if newer.exists():
-            os.replace(newer, older)
-    names[0].write_bytes(target.read_bytes())
+
+    def rotate() -> None:
+        for older, newer in zip(reversed(names[1:]), reversed(names[:-1])):
+            if newer.exists():
+                os.replace(newer, older)
+
+    _write_atomically(names[0], target.read_bytes(), _mode(target), before_rename=rotate)
 
 
-def _write_atomically(target: Path, text: str) -> None:
-    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o644
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
+
+
+def _write_atomically(target: Path, data: bytes, mode: int, before_rename: Callable[[], None] = lambda: None) -> None:
+    """Write a temporary file beside `target` and fsync it, then rename it over `target`: a full disk
+    fails before `target` (or what `before_rename` does) is touched."""
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".mlxtasks-tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8", "surrogateescape"))
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, mode)
+        before_rename()
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -3,6 +3,7 @@ the safe write (backup, atomic, symlink, lock, read-only)."""
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from mlxtasks import rcfile
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.rcfile import END, START, apply_block, block_text, remove_block
 
-from .conftest import invoke
+from .conftest import invoke, tree
 
 BODY = "export MLX_VENV_PATH='/v'\nalias mlx-x=true"
 rc_text = st.text(alphabet=st.sampled_from(list("ab #>\t\r\n") + ["é", "\udcff"]), max_size=200).filter(
@@ -226,6 +227,8 @@ def test_a_file_another_user_owns_gets_chown_and_one_without_a_write_bit_chmod(t
 # Faults, through the real CLI in a temporary HOME: refused in a sentence with its fix, no traceback,
 # nothing hangs, and the user's files exactly as they were.
 
+PAGE = 4096
+
 
 def snapshot(folder: Path) -> dict[str, object]:
     """Every entry under folder as it is: a file's bytes, a symlink's target, or its kind."""
@@ -251,6 +254,36 @@ def device(folder: Path) -> Path:
     path = folder / "null"
     os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
     return path
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """mount(name, options): a tmpfs at tmp_path/name, unmounted afterwards; skips where mounting is not allowed."""
+    points = []
+
+    def mount(name: str, options: str) -> Path:
+        point = tmp_path / name
+        point.mkdir(exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"needs a tmpfs mount, which is not allowed here: {done.stderr.strip()}")
+        points.append(point)
+        return point
+
+    yield mount
+    for point in reversed(points):
+        subprocess.run(["umount", str(point)], check=True)
+
+
+def fill(folder: Path, free_pages: int) -> None:
+    """Fill the file system of `folder` until only `free_pages` pages are free."""
+    with open(folder / "filler", "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * PAGE)
+        except OSError:
+            pass
+        handle.truncate(os.fstat(handle.fileno()).st_size // PAGE * PAGE - free_pages * PAGE)
 
 
 def make_rc(home: Path, kind: str) -> None:
@@ -291,3 +324,37 @@ def test_a_device_rc_is_not_replaced_by_remove(home):
     before = snapshot(home)
     refused(invoke("shell.remove", home=home, timeout=60), "is not a regular file but a character device")
     assert snapshot(home) == before and stat.S_ISCHR(os.stat(home / ".bashrc").st_mode)
+
+
+def test_an_unwritable_home_is_a_sentence_with_its_fix(home, mounted):
+    if os.getuid() == 0:  # root writes anywhere, but not on a read-only file system
+        mounted("home", "ro")
+    else:
+        home.chmod(0o555)
+    refused(invoke("shell", home=home, timeout=60), f"Cannot write {home / '.bashrc'}", f"ls -ld {home}")
+    assert tree(home) == []
+
+
+def test_a_full_disk_while_backing_up_keeps_every_older_backup(home, mounted):
+    dotfiles = mounted("dotfiles", f"size={16 * PAGE}")
+    rc = dotfiles / "bashrc"
+    rc.write_text("# mine\n" * 900)
+    assert invoke("shell", "--rc-file", str(rc), "--shell", "bash", home=home).returncode == 0
+    for n, name in enumerate(["bashrc.mlxtasks.bak", "bashrc.mlxtasks.bak.1", "bashrc.mlxtasks.bak.2"]):
+        (dotfiles / name).write_text(f"good backup {n}\n")
+    fill(dotfiles, free_pages=1)  # less than the new backup needs, even once the oldest is rotated out
+    before = snapshot(dotfiles)
+    done = invoke("shell", "--rc-file", str(rc), "--shell", "bash", "--venv", "/elsewhere", home=home)
+    refused(done, f"Cannot write {rc}: No space left on device", "free some space")
+    assert snapshot(dotfiles) == before
+
+
+def test_a_full_disk_while_writing_the_rc_leaves_it_as_it_was(home, mounted):
+    dotfiles = mounted("dotfiles", f"size={16 * PAGE}")
+    rc = dotfiles / "bashrc"
+    rc.write_text("# mine\n" * 900)  # two pages; with the block, three
+    fill(dotfiles, free_pages=2)  # room for the backup, none for the new file
+    done = invoke("shell", "--rc-file", str(rc), "--shell", "bash", home=home)
+    refused(done, f"Cannot write {rc}: No space left on device", "free some space")
+    assert rc.read_text() == "# mine\n" * 900
+    assert sorted(p.name for p in dotfiles.iterdir()) == ["bashrc", "bashrc.mlxtasks.bak", "filler"]
