@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import errno
 import fcntl
+import hashlib
 import os
 import re
 import shlex
@@ -29,6 +30,7 @@ MANAGED = "# managed by mlxtasks; edit via invoke shell.install"
 BACKUPS_KEPT = 3
 
 _MARKER = re.compile(rf"^(?:{re.escape(START)}|{re.escape(END)})[ \t]*\r?$", re.M)
+_SIGNED = re.compile(rf"{re.escape(MANAGED)}; sha256 ([0-9a-f]{{12}})")
 _KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 _ELSEWHERE = "or give shell.install and shell.remove a regular file with --rc-file PATH"
@@ -43,8 +45,25 @@ class Span:
 
 def block_text(body: str) -> str:
     """The whole marked block, markers included, ending with a newline (always LF: no shell parses
-    `fi` or `}` followed by a carriage return)."""
-    return "\n".join([START, MANAGED, *body.rstrip("\n").split("\n"), END]) + "\n"
+    `fi` or `}` followed by a carriage return). Its second line holds a checksum of the lines below
+    it, which tells a block edited by hand from one mlxtasks wrote."""
+    lines = body.rstrip("\n").split("\n")
+    return "\n".join([START, f"{MANAGED}; sha256 {_checksum(lines)}", *lines, END]) + "\n"
+
+
+def _checksum(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def edited_by_hand(text: str) -> bool:
+    """Whether a block's lines differ from those its checksum was made of (a block with no
+    checksum, written by an older version, counts as unedited)."""
+    for span in find_blocks(text):
+        lines = text[span.start : span.end].removesuffix("\n").split("\n")
+        signed = _SIGNED.fullmatch(lines[1]) if len(lines) > 2 else None
+        if signed and signed.group(1) != _checksum(lines[2:-1]):
+            return True
+    return False
 
 
 def find_blocks(text: str) -> list[Span]:
@@ -169,7 +188,8 @@ def update(path: Path, transform: Callable[[str], tuple[str, list[str]]], dry: b
     atomically, keeping its mode and any symlink. Nothing is written when dry.
 
     created: the record of files this function created. A file left empty is deleted, with the
-    backups that hold nothing but the block, when it is `own_file` or the record says we created it."""
+    backups that hold nothing but the block, when it is `own_file` or the record says we created it.
+    A block edited by hand is always kept in a backup, and the change's warnings say where."""
     target = checked(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -189,6 +209,10 @@ def _update(path: Path, target: Path, transform: Callable[[str], tuple[str, list
     new, warnings = transform(old)
     ours = own_file or str(target) in _created(created)
     deleted = existed and ours and not new
+    edited = old != new and edited_by_hand(old)
+    if edited:
+        warnings = [*warnings, f"the block had been edited by hand; the backup {'would keep' if dry else 'keeps'} "
+                               f"the edited file: {_backups(path)[0]}"]
     change = Change(path, target, old, new, tuple(warnings), deleted=deleted)
     if dry or not change.modified:
         return change
@@ -197,6 +221,8 @@ def _update(path: Path, target: Path, transform: Callable[[str], tuple[str, list
         for backup in _backups(path):
             if backup.exists() and _holds_only_the_block(backup):
                 backup.unlink()
+        if edited:
+            _back_up(path, target)
         target.unlink()
         _record_created(created, target, False)
         return change

@@ -358,3 +358,26 @@ def test_a_full_disk_while_writing_the_rc_leaves_it_as_it_was(home, mounted):
     refused(done, f"Cannot write {rc}: No space left on device", "free some space")
     assert rc.read_text() == "# mine\n" * 900
     assert sorted(p.name for p in dotfiles.iterdir()) == ["bashrc", "bashrc.mlxtasks.bak", "filler"]
+
+
+@pytest.mark.parametrize("shell, path, command", [
+    ("bash", ".bashrc", "shell"),
+    ("fish", ".config/fish/conf.d/mlxtasks.fish", "shell.remove"),  # a file of our own, deleted
+])
+def test_a_block_edited_by_hand_is_replaced_saying_where_the_backup_keeps_it(home, shell, path, command):
+    assert invoke("shell", "--shell", shell, home=home).returncode == 0
+    rc = home / path
+    edited = rc.read_text().replace(END, f"export MINE=1\n{END}")
+    rc.write_text(edited)
+    done = invoke(command, "--shell", shell, home=home)
+    assert done.returncode == 0, done.stderr
+    backup = rc.with_name(rc.name + ".mlxtasks.bak")
+    assert f"the block had been edited by hand; the backup keeps the edited file: {backup}" in done.stdout
+    assert backup.read_text() == edited
+
+
+def test_an_unedited_block_and_one_an_older_version_wrote_count_as_not_edited():
+    text = "a\n\n" + block_text(BODY)
+    assert not rcfile.edited_by_hand(text)
+    assert rcfile.edited_by_hand(text.replace("alias mlx-x=true", "alias mlx-x=false"))
+    assert not rcfile.edited_by_hand(f"{START}\n{rcfile.MANAGED}\nalias mlx-x=false\n{END}\n")
