@@ -1,11 +1,13 @@
-"""Writing into a user's rc file: pure block functions (with properties over arbitrary text) and
-the safe write (backup, atomic, symlink, lock, read-only)."""
+"""Writing into a user's rc file: pure block functions (with properties over arbitrary text), the
+safe write (backup, atomic, symlink, lock, read-only), and its faults through the real CLI, down to
+uninstall's y/N question."""
 
 import os
 import stat
 import subprocess
 from pathlib import Path
 
+import pexpect
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -13,7 +15,7 @@ from mlxtasks import rcfile
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.rcfile import END, START, apply_block, block_text, remove_block
 
-from .conftest import invoke, tree
+from .conftest import BIN, ROOT, clean_env, invoke, run, tree
 
 BODY = "export MLX_VENV_PATH='/v'\nalias mlx-x=true"
 rc_text = st.text(alphabet=st.sampled_from(list("ab #>\t\r\n") + ["é", "\udcff"]), max_size=200).filter(
@@ -381,3 +383,29 @@ def test_an_unedited_block_and_one_an_older_version_wrote_count_as_not_edited():
     assert not rcfile.edited_by_hand(text)
     assert rcfile.edited_by_hand(text.replace("alias mlx-x=true", "alias mlx-x=false"))
     assert not rcfile.edited_by_hand(f"{START}\n{rcfile.MANAGED}\nalias mlx-x=false\n{END}\n")
+
+
+def uninstall_asks(home: Path) -> None:
+    """A venv for uninstall to ask about."""
+    (home / "venv-mlx").mkdir()
+    (home / "venv-mlx" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+
+
+def test_a_question_with_stdin_closed_is_the_no_terminal_answer(home):
+    uninstall_asks(home)
+    done = run(["sh", "-c", f"exec {BIN / 'invoke'} uninstall <&-"], home)
+    refused(done, "needs a yes, and there is no terminal to ask", "invoke uninstall --yes")
+    assert (home / "venv-mlx" / "pyvenv.cfg").exists()
+
+
+def test_ctrl_d_at_a_question_stops_with_the_flag_that_answers_it(home):
+    uninstall_asks(home)
+    child = pexpect.spawn(str(BIN / "invoke"), ["uninstall"], cwd=str(ROOT), env=clean_env(home), encoding="utf-8",
+                          timeout=120)
+    child.expect(r"\[y/N\] ")
+    child.sendeof()
+    output = child.read()
+    child.close()
+    assert child.exitstatus == 1 and "Traceback" not in output, output
+    assert "The input ended before an answer to: Delete the venv" in output and "Fix: invoke uninstall --yes" in output
+    assert (home / "venv-mlx" / "pyvenv.cfg").exists()
