@@ -159,7 +159,7 @@ class Change:
 def checked(path: Path) -> Path:
     """The file `path` names, through any symlinks, if it is a regular file or missing; anything else
     is refused before it is opened (a FIFO would hang the read, a device or folder be replaced).
-    Every rc file and backup read or written is found through here."""
+    Every rc file read or written, and every backup read, is found through here."""
     try:
         info = os.stat(path)
     except FileNotFoundError:
