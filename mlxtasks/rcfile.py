@@ -9,7 +9,9 @@ The block and its separator are LF whatever the file uses; the user's own lines 
 from __future__ import annotations
 
 import difflib
+import errno
 import fcntl
+import hashlib
 import os
 import re
 import shlex
@@ -28,6 +30,10 @@ MANAGED = "# managed by mlxtasks; edit via invoke shell.install"
 BACKUPS_KEPT = 3
 
 _MARKER = re.compile(rf"^(?:{re.escape(START)}|{re.escape(END)})[ \t]*\r?$", re.M)
+_SIGNED = re.compile(rf"{re.escape(MANAGED)}; sha256 ([0-9a-f]{{12}})")
+_KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+_ELSEWHERE = "or give shell.install and shell.remove a regular file with --rc-file PATH"
 
 
 @dataclass(frozen=True)
@@ -39,8 +45,25 @@ class Span:
 
 def block_text(body: str) -> str:
     """The whole marked block, markers included, ending with a newline (always LF: no shell parses
-    `fi` or `}` followed by a carriage return)."""
-    return "\n".join([START, MANAGED, *body.rstrip("\n").split("\n"), END]) + "\n"
+    `fi` or `}` followed by a carriage return). Its second line holds a checksum of the lines below
+    it, which tells a block edited by hand from one mlxtasks wrote."""
+    lines = body.rstrip("\n").split("\n")
+    return "\n".join([START, f"{MANAGED}; sha256 {_checksum(lines)}", *lines, END]) + "\n"
+
+
+def _checksum(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def edited_by_hand(text: str) -> bool:
+    """Whether a block's lines differ from those its checksum was made of (a block with no
+    checksum, written by an older version, counts as unedited)."""
+    for span in find_blocks(text):
+        lines = text[span.start : span.end].removesuffix("\n").split("\n")
+        signed = _SIGNED.fullmatch(lines[1]) if len(lines) > 2 else None
+        if signed and signed.group(1) != _checksum(lines[2:-1]):
+            return True
+    return False
 
 
 def find_blocks(text: str) -> list[Span]:
@@ -133,9 +156,28 @@ class Change:
         return self.old != self.new
 
 
-def read(path: Path) -> str:
+def checked(path: Path) -> Path:
+    """The file `path` names, through any symlinks, if it is a regular file or missing; anything else
+    is refused before it is opened (a FIFO would hang the read, a device or folder be replaced).
+    Every rc file read or written, and every backup read, is found through here."""
     try:
-        return path.read_bytes().decode("utf-8", "surrogateescape")
+        info = os.stat(path)
+    except FileNotFoundError:
+        return Path(os.path.realpath(path))
+    except OSError as exc:  # a symlink loop, a file where a folder should be, a folder we may not read
+        raise MlxTasksError(f"Cannot open {path}: {exc.strerror}, so it was left as it is.",
+                            fix=f"see what it is (ls -l {path}), {_ELSEWHERE}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a file")
+        raise MlxTasksError(f"{path} is not a regular file but {kind}, so it was left as it is.",
+                            fix=f"move it aside, {_ELSEWHERE}")
+    return Path(os.path.realpath(path))
+
+
+def read(path: Path) -> str:
+    """The text of `path` ("" when it is missing); refused unless it is a regular file."""
+    try:
+        return checked(path).read_bytes().decode("utf-8", "surrogateescape")
     except FileNotFoundError:
         return ""
 
@@ -146,33 +188,49 @@ def update(path: Path, transform: Callable[[str], tuple[str, list[str]]], dry: b
     atomically, keeping its mode and any symlink. Nothing is written when dry.
 
     created: the record of files this function created. A file left empty is deleted, with the
-    backups that hold nothing but the block, when it is `own_file` or the record says we created it."""
-    target = Path(os.path.realpath(path))
+    backups that hold nothing but the block, when it is `own_file` or the record says we created it.
+    A block edited by hand is always kept in a backup, and the change's warnings say where."""
+    target = checked(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(target.parent):
+            return _update(path, target, transform, dry, own_file, created)
     except OSError as exc:
-        raise MlxTasksError(f"Cannot create the folder for {path}: {exc.strerror}.", fix="check its permissions") from None
-    with _locked(target.parent):
-        existed = target.exists()
-        old = read(target)
-        new, warnings = transform(old)
-        ours = own_file or str(target) in _created(created)
-        change = Change(path, target, old, new, tuple(warnings), deleted=existed and ours and not new)
-        if dry or not change.modified:
-            return change
-        _refuse_read_only(path, target)
-        if change.deleted:
-            target.unlink()
-            for backup in _backups(path):
-                if backup.exists() and _holds_only_the_block(backup):
-                    backup.unlink()
-            _record_created(created, target, False)
-            return change
-        _back_up(path, target)
-        _write_atomically(target, new)
-        if not existed:
-            _record_created(created, target, True)
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise MlxTasksError(f"Cannot write {path}: {exc.strerror}, so it was left as it was.",
+                            fix="free some space on that disk, then run the command again" if full else
+                            f"check that you may write to {target.parent} (ls -ld {target.parent}), {_ELSEWHERE}") from None
+
+
+def _update(path: Path, target: Path, transform: Callable[[str], tuple[str, list[str]]], dry: bool,
+            own_file: bool, created: Path | None) -> Change:
+    existed = target.exists()
+    old = read(target)
+    new, warnings = transform(old)
+    ours = own_file or str(target) in _created(created)
+    deleted = existed and ours and not new
+    edited = old != new and edited_by_hand(old)
+    if edited:
+        warnings = [*warnings, f"the block had been edited by hand; the backup {'would keep' if dry else 'keeps'} "
+                               f"the edited file: {_backups(path)[0]}"]
+    change = Change(path, target, old, new, tuple(warnings), deleted=deleted)
+    if dry or not change.modified:
         return change
+    _refuse_read_only(path, target)
+    if deleted:
+        for backup in _backups(path):
+            if backup.exists() and _holds_only_the_block(backup):
+                backup.unlink()
+        if edited:
+            _back_up(path, target)
+        target.unlink()
+        _record_created(created, target, False)
+        return change
+    _back_up(path, target)
+    _write_atomically(target, new.encode("utf-8", "surrogateescape"), _mode(target))
+    if not existed:
+        _record_created(created, target, True)
+    return change
 
 
 def _created(record: Path | None) -> set[str]:
@@ -226,24 +284,35 @@ def _backups(path: Path) -> list[Path]:
 
 
 def _back_up(path: Path, target: Path) -> None:
+    """The file as it is becomes the newest backup, written in full before the older ones rotate,
+    so that a full disk costs no good backup."""
     if not target.exists():
         return
     names = _backups(path)
-    for older, newer in zip(reversed(names[1:]), reversed(names[:-1])):
-        if newer.exists():
-            os.replace(newer, older)
-    names[0].write_bytes(target.read_bytes())
+
+    def rotate() -> None:
+        for older, newer in zip(reversed(names[1:]), reversed(names[:-1])):
+            if newer.exists():
+                os.replace(newer, older)
+
+    _write_atomically(names[0], target.read_bytes(), _mode(target), before_rename=rotate)
 
 
-def _write_atomically(target: Path, text: str) -> None:
-    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o644
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
+
+
+def _write_atomically(target: Path, data: bytes, mode: int, before_rename: Callable[[], None] = lambda: None) -> None:
+    """Write a temporary file beside `target` and fsync it, then rename it over `target`: a full disk
+    fails before `target` (or what `before_rename` does) is touched."""
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".mlxtasks-tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8", "surrogateescape"))
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, mode)
+        before_rename()
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

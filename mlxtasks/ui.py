@@ -82,10 +82,16 @@ def results(items: list[Result], as_json: bool = False, verbose: bool = False) -
 
 
 def confirm(question: str, unanswered: MlxTasksError) -> bool:
-    """Ask yes/no on a terminal; with no terminal, raise `unanswered` (whose fix names the flag)."""
-    if not sys.stdin.isatty():
+    """Ask yes/no on a terminal; with no terminal (or stdin closed), raise `unanswered` (whose fix
+    names the flag), and at the end of input (Ctrl-D) stop the command with that same fix."""
+    if sys.stdin is None or not sys.stdin.isatty():
         raise unanswered
-    answer = input(f"{question} [y/N] ").strip().lower()
+    try:
+        answer = input(f"{question} [y/N] ").strip().lower()
+    except EOFError:
+        out()
+        raise MlxTasksError(f"The input ended before an answer to: {question}; the command stopped there.",
+                            fix=unanswered.fix) from None
     return answer in ("y", "yes")
 
 

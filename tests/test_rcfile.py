@@ -1,15 +1,21 @@
-"""Writing into a user's rc file: pure block functions (with properties over arbitrary text) and
-the safe write (backup, atomic, symlink, lock, read-only)."""
+"""Writing into a user's rc file: pure block functions (with properties over arbitrary text), the
+safe write (backup, atomic, symlink, lock, read-only), and its faults through the real CLI, down to
+uninstall's y/N question."""
 
 import os
+import stat
+import subprocess
 from pathlib import Path
 
+import pexpect
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from mlxtasks import rcfile
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.rcfile import END, START, apply_block, block_text, remove_block
+
+from .conftest import BIN, ROOT, clean_env, invoke, run, tree
 
 BODY = "export MLX_VENV_PATH='/v'\nalias mlx-x=true"
 rc_text = st.text(alphabet=st.sampled_from(list("ab #>\t\r\n") + ["é", "\udcff"]), max_size=200).filter(
@@ -218,3 +224,188 @@ def test_a_file_another_user_owns_gets_chown_and_one_without_a_write_bit_chmod(t
     assert "chmod u+w" in rcfile.read_only_problem(rc, 0o444, owner=501, uid=501, writable=False).fix
     assert "chmod u+w" in rcfile.read_only_problem(rc, 0o444, owner=0, uid=0, writable=True).fix
     assert rcfile.read_only_problem(rc, 0o644, owner=0, uid=0, writable=True) is None
+
+
+# Faults, through the real CLI in a temporary HOME: refused in a sentence with its fix, no traceback,
+# nothing hangs, and the user's files exactly as they were.
+
+PAGE = 4096
+
+
+def snapshot(folder: Path) -> dict[str, object]:
+    """Every entry under folder as it is: a file's bytes, a symlink's target, or its kind."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        info = path.lstat()
+        found[str(path.relative_to(folder))] = (
+            os.readlink(path) if stat.S_ISLNK(info.st_mode) else path.read_bytes() if stat.S_ISREG(info.st_mode)
+            else stat.S_IFMT(info.st_mode))
+    return found
+
+
+def refused(done, *words: str) -> None:
+    assert done.returncode != 0, done.stdout
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert "Fix: " in done.stderr and all(word in done.stderr for word in words), done.stderr
+
+
+def device(folder: Path) -> Path:
+    """A character device like /dev/null: made by the test as root, so that a bug replaces only it."""
+    if os.getuid() != 0:
+        return Path("/dev/null")
+    path = folder / "null"
+    os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    return path
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """mount(name, options): a tmpfs at tmp_path/name, unmounted afterwards; skips where mounting is not allowed."""
+    points = []
+
+    def mount(name: str, options: str) -> Path:
+        point = tmp_path / name
+        point.mkdir(exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"needs a tmpfs mount, which is not allowed here: {done.stderr.strip()}")
+        points.append(point)
+        return point
+
+    yield mount
+    for point in reversed(points):
+        subprocess.run(["umount", str(point)], check=True)
+
+
+def fill(folder: Path, free_pages: int) -> None:
+    """Fill the file system of `folder` until only `free_pages` pages are free."""
+    with open(folder / "filler", "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * PAGE)
+        except OSError:
+            pass
+        handle.truncate(os.fstat(handle.fileno()).st_size // PAGE * PAGE - free_pages * PAGE)
+
+
+def make_rc(home: Path, kind: str) -> None:
+    rc = home / ".bashrc"
+    if kind == "fifo":
+        os.mkfifo(rc)
+    elif kind == "device":
+        rc.symlink_to(device(home.parent))
+    elif kind == "folder":
+        (rc / "inside").mkdir(parents=True)
+    else:
+        rc.symlink_to(".bashrc")
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("fifo", ["is not a regular file but a FIFO", "--rc-file"]),
+    ("device", ["is not a regular file but a character device", "--rc-file"]),
+    ("folder", ["is not a regular file but a folder", "--rc-file"]),
+    ("loop", ["Too many levels of symbolic links", "ls -l"]),
+])
+def test_an_rc_that_is_not_a_regular_file_is_refused_before_it_is_opened(home, kind, words):
+    make_rc(home, kind)
+    before = snapshot(home)
+    refused(invoke("shell", home=home, timeout=60), str(home / ".bashrc"), *words)
+    assert snapshot(home) == before
+
+
+@pytest.mark.parametrize("command", [["shell.remove"], ["uninstall", "--yes"], ["setup", "--dry-run"]])
+def test_a_fifo_rc_stops_every_command_that_writes_it_instead_of_hanging(home, command):
+    os.mkfifo(home / ".bashrc")
+    before = snapshot(home)
+    refused(invoke(*command, home=home, timeout=120), "is not a regular file but a FIFO")
+    assert snapshot(home) == before
+
+
+def test_a_device_rc_is_not_replaced_by_remove(home):
+    make_rc(home, "device")
+    before = snapshot(home)
+    refused(invoke("shell.remove", home=home, timeout=60), "is not a regular file but a character device")
+    assert snapshot(home) == before and stat.S_ISCHR(os.stat(home / ".bashrc").st_mode)
+
+
+def test_an_unwritable_home_is_a_sentence_with_its_fix(home, mounted):
+    if os.getuid() == 0:  # root writes anywhere, but not on a read-only file system
+        mounted("home", "ro")
+    else:
+        home.chmod(0o555)
+    refused(invoke("shell", home=home, timeout=60), f"Cannot write {home / '.bashrc'}", f"ls -ld {home}")
+    assert tree(home) == []
+
+
+def test_a_full_disk_while_backing_up_keeps_every_older_backup(home, mounted):
+    dotfiles = mounted("dotfiles", f"size={16 * PAGE}")
+    rc = dotfiles / "bashrc"
+    rc.write_text("# mine\n" * 900)
+    assert invoke("shell", "--rc-file", str(rc), "--shell", "bash", home=home).returncode == 0
+    for n, name in enumerate(["bashrc.mlxtasks.bak", "bashrc.mlxtasks.bak.1", "bashrc.mlxtasks.bak.2"]):
+        (dotfiles / name).write_text(f"good backup {n}\n")
+    fill(dotfiles, free_pages=1)  # less than the new backup needs, even once the oldest is rotated out
+    before = snapshot(dotfiles)
+    done = invoke("shell", "--rc-file", str(rc), "--shell", "bash", "--venv", "/elsewhere", home=home)
+    refused(done, f"Cannot write {rc}: No space left on device", "free some space")
+    assert snapshot(dotfiles) == before
+
+
+def test_a_full_disk_while_writing_the_rc_leaves_it_as_it_was(home, mounted):
+    dotfiles = mounted("dotfiles", f"size={16 * PAGE}")
+    rc = dotfiles / "bashrc"
+    rc.write_text("# mine\n" * 900)  # two pages; with the block, three
+    fill(dotfiles, free_pages=2)  # room for the backup, none for the new file
+    done = invoke("shell", "--rc-file", str(rc), "--shell", "bash", home=home)
+    refused(done, f"Cannot write {rc}: No space left on device", "free some space")
+    assert rc.read_text() == "# mine\n" * 900
+    assert sorted(p.name for p in dotfiles.iterdir()) == ["bashrc", "bashrc.mlxtasks.bak", "filler"]
+
+
+@pytest.mark.parametrize("shell, path, command", [
+    ("bash", ".bashrc", "shell"),
+    ("fish", ".config/fish/conf.d/mlxtasks.fish", "shell.remove"),  # a file of our own, deleted
+])
+def test_a_block_edited_by_hand_is_replaced_saying_where_the_backup_keeps_it(home, shell, path, command):
+    assert invoke("shell", "--shell", shell, home=home).returncode == 0
+    rc = home / path
+    edited = rc.read_text().replace(END, f"export MINE=1\n{END}")
+    rc.write_text(edited)
+    done = invoke(command, "--shell", shell, home=home)
+    assert done.returncode == 0, done.stderr
+    backup = rc.with_name(rc.name + ".mlxtasks.bak")
+    assert f"the block had been edited by hand; the backup keeps the edited file: {backup}" in done.stdout
+    assert backup.read_text() == edited
+
+
+def test_an_unedited_block_and_one_an_older_version_wrote_count_as_not_edited():
+    text = "a\n\n" + block_text(BODY)
+    assert not rcfile.edited_by_hand(text)
+    assert rcfile.edited_by_hand(text.replace("alias mlx-x=true", "alias mlx-x=false"))
+    assert not rcfile.edited_by_hand(f"{START}\n{rcfile.MANAGED}\nalias mlx-x=false\n{END}\n")
+
+
+def uninstall_asks(home: Path) -> None:
+    """A venv for uninstall to ask about."""
+    (home / "venv-mlx").mkdir()
+    (home / "venv-mlx" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+
+
+def test_a_question_with_stdin_closed_is_the_no_terminal_answer(home):
+    uninstall_asks(home)
+    done = run(["sh", "-c", f"exec {BIN / 'invoke'} uninstall <&-"], home)
+    refused(done, "needs a yes, and there is no terminal to ask", "invoke uninstall --yes")
+    assert (home / "venv-mlx" / "pyvenv.cfg").exists()
+
+
+def test_ctrl_d_at_a_question_stops_with_the_flag_that_answers_it(home):
+    uninstall_asks(home)
+    child = pexpect.spawn(str(BIN / "invoke"), ["uninstall"], cwd=str(ROOT), env=clean_env(home), encoding="utf-8",
+                          timeout=120)
+    child.expect(r"\[y/N\] ")
+    child.sendeof()
+    output = child.read()
+    child.close()
+    assert child.exitstatus == 1 and "Traceback" not in output, output
+    assert "The input ended before an answer to: Delete the venv" in output and "Fix: invoke uninstall --yes" in output
+    assert (home / "venv-mlx" / "pyvenv.cfg").exists()

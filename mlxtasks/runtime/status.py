@@ -39,7 +39,11 @@ def shell_line(env: dict) -> str:
         except MlxTasksError:
             return "shell     unknown ($SHELL is not zsh, bash or fish)"
     path = shellblock.rc_target(shell, platform.system().lower(), Path(env.get("HOME", "~")), env).path
-    if rcfile.START in rcfile.read(path):
+    try:
+        text = rcfile.read(path)
+    except MlxTasksError as err:
+        return f"shell     {err.message}"
+    if rcfile.START in text:
         return f"shell     block installed in {path}"
     return f"shell     no block in {path}; run: invoke shell.install --shell {shell}"
 
