@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 
 from .errors import MlxTasksError
 
@@ -22,10 +23,9 @@ def fetch(repo: str, revision: str, staged: str, patterns: list[str]) -> dict:
         snapshot_download(repo, revision=revision, local_dir=staged, allow_patterns=patterns)
         return {"ok": True}
     except OSError as exc:
-        if exc.errno is not None and not hub.is_network_error(exc):  # the disk or the folder, not the hub
-            return {"ok": False, "retriable": False, "cause": str(exc),
-                    "message": f"Cannot write {repo}'s files into {staged}: {exc.strerror or exc}.",
-                    "fix": "free some space (or fix the folder's permissions), then run the same command again"}
+        local = hub.local_error(exc, staged)  # the disk or the folder, not the hub
+        if local:
+            return {"ok": False, "retriable": False, "cause": str(exc), "message": local.message, "fix": local.fix}
         error = exc
     except Exception as exc:  # noqa: BLE001 - classified below, as the hub's failures are
         error = exc
@@ -50,6 +50,7 @@ def _exit_with_parent() -> None:
 
 
 if __name__ == "__main__":
+    warnings.filterwarnings("ignore", "Not enough free disk space")  # models.pull checked; a full disk is said once
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     spec = json.loads(sys.argv[1])
     print(json.dumps(fetch(spec["repo"], spec["revision"], spec["staged"], spec["patterns"])), flush=True)
