@@ -206,7 +206,7 @@ def venv_check(path: Path, problem: str | None, exists: bool) -> Result:
     if not exists:
         return check(Status.ERROR, f"{path} does not exist", SETUP_FIX)
     if problem:
-        return check(Status.ERROR, f"{path}: {problem}", "invoke venv --force")
+        return check(Status.ERROR, f"{path}: {problem}", venv.recreate_fix(path))
     return check(Status.OK, str(path))
 
 
