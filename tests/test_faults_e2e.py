@@ -194,7 +194,9 @@ def test_a_model_command_whose_venv_lost_its_python_says_to_run_setup(home, tmp_
     (venv / "bin" / "python").unlink()
     (venv / "bin" / "python").symlink_to(tmp_path / "removed-python3")
     status = "$status" if shell == "fish" else "$?"
-    output = pexpect.run(f"{shell} -i -c {shlex.quote(f'mlx-qwen7b hello; echo rc={status}')}",
-                         env=clean_env(home, TERM="dumb"), encoding="utf-8", timeout=60)
-    assert f"mlx: the venv {venv} has lost its Python (removed or upgraded); run: invoke setup" in output, output
+    script = f"mlx-qwen7b hello; echo rc={status}; mlx-activate"
+    output = pexpect.run(f"{shell} -i -c {shlex.quote(script)}", env=clean_env(home, TERM="dumb"), encoding="utf-8",
+                         timeout=60)
+    lost = f"mlx: the venv {venv} has lost its Python (removed or upgraded); run: invoke setup"
+    assert output.count(lost) == 2, output
     assert "rc=1" in output and "cannot execute" not in output and "bad interpreter" not in output
