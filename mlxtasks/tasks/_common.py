@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -95,7 +96,7 @@ def perform(c: Context, action) -> None:
     elif isinstance(action, RemoveVenv):
         if action.path.is_symlink():  # rmtree refuses a link; what it points to is the user's to delete
             raise MlxTasksError(f"{action.path} is a link to {os.path.realpath(action.path)}, so it was not deleted.",
-                                fix=f"delete the link (rm {action.path}) or the venv it points to by hand")
+                                fix=f"delete the link (rm {shlex.quote(str(action.path))}) or the venv it points to by hand")
         if not (action.path / "pyvenv.cfg").is_file():
             raise MlxTasksError(f"Refusing to delete {action.path}: it is not a virtual environment.", fix="remove it by hand")
         shutil.rmtree(action.path)
