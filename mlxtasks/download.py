@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from . import hub
@@ -21,14 +22,18 @@ def tell(**event) -> None:
     print(json.dumps(event), flush=True)
 
 
+def say(text: str) -> None:
+    tell(say=text)
+
+
 def run(spec: dict) -> None:
     model = Model(**{**spec["model"], "also": tuple(spec["model"]["also"])})
     try:
-        the_plan = hub.plan(model, spec["revision"])
+        the_plan = hub.plan(model, spec["revision"], spec["retry_delay"], say)
         tell(plan={"revision": the_plan.revision, "files": the_plan.files, "size_gb": the_plan.total / GB})
         if sys.stdin.readline().strip() != "go":
             return
-        hub.download(the_plan, Path(spec["staged"]), spec["retry_delay"], say=lambda text: tell(say=text))
+        hub.download(the_plan, Path(spec["staged"]), spec["retry_delay"], say)
         tell(done=True)
     except MlxTasksError as err:
         tell(error={"message": err.message, "fix": err.fix})
@@ -46,5 +51,6 @@ def _exit_with_parent() -> None:
 
 
 if __name__ == "__main__":
+    warnings.filterwarnings("ignore", "Not enough free disk space")  # models.pull checked; a full disk is said once
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     run(json.loads(sys.argv[1]))

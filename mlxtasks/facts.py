@@ -97,6 +97,11 @@ def python_info(path: str | os.PathLike) -> PythonInfo | None:
     return PythonInfo(path=str(path), version=tuple(version), arch=arch, prefix=prefix)
 
 
+def size_text(size: float) -> str:
+    """Bytes as GB, or as MB below 1 GB (so 20 MB free never shows as "0.0 GB")."""
+    return f"{size / GB:.1f} GB" if size >= GB else f"{size / 10**6:.0f} MB"
+
+
 def free_disk(path: Path) -> int:
     """Free bytes on the filesystem that would hold `path` (its nearest existing folder)."""
     return shutil.disk_usage(nearest_existing(path)).free

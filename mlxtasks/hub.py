@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import sys
@@ -25,12 +26,14 @@ from typing import Callable, Iterator
 from . import catalog, store
 from .catalog import Model
 from .errors import MlxTasksError
-from .facts import GB, HostFacts, free_disk
+from .facts import GB, HostFacts, free_disk, size_text
 
 # mlx_lm's own download patterns (mlx_lm.utils.DEFAULT_ALLOW_PATTERNS, 0.32): what it loads.
 ALLOW_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.tiktoken", "tiktoken.model", "*.txt",
                   "*.jsonl", "*.jinja"]
 TRIES = 4
+# A branch, tag or commit as git allows them in a URL: no spaces, newlines or "..".
+REVISION_PATTERN = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,24 @@ def hub_errors(repo: str) -> Iterator[None]:
         raise
 
 
+def local_error(exc: OSError, folder: Path | str) -> MlxTasksError | None:
+    """The sentence for a disk or folder failure while writing into `folder` (full, read-only, no
+    permission); None for a network failure, which is an OSError too."""
+    if exc.errno is None or is_network_error(exc):
+        return None
+    return MlxTasksError(f"Cannot write into {folder}: {exc.strerror or exc}.",
+                         fix="free some space or fix the folder's permissions, then run the same command again; "
+                             "or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)")
+
+
+@contextlib.contextmanager
+def local_errors(folder: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise (local_error(exc, folder) or exc) from None
+
+
 def is_network_error(exc: BaseException) -> bool:
     from huggingface_hub import errors
 
@@ -116,13 +137,23 @@ def resolve(name: str, models: tuple[Model, ...]) -> tuple[Model, bool]:
     return catalog.find(name, models), True
 
 
-def plan(model: Model, revision: str | None = None) -> Plan:
+def plan(model: Model, revision: str | None = None, retry_delay: float = 2.0,
+         say: Callable[[str], None] = print) -> Plan:
     """Ask the hub which files mlx_lm would fetch, and their sizes, before fetching any."""
     from huggingface_hub import HfApi
     from huggingface_hub.utils import filter_repo_objects
 
-    with hub_errors(model.repo):  # one request: the commit and every file with its size
-        info = HfApi().model_info(model.repo, revision=revision, files_metadata=True)
+    for attempt in range(1, TRIES + 1):  # one request: the commit and every file with its size
+        try:
+            info = HfApi().model_info(model.repo, revision=revision, files_metadata=True)
+            break
+        except Exception as exc:  # noqa: BLE001 - retried as downloads are, else said by hub_errors
+            if attempt == TRIES or not is_retriable(exc):
+                with hub_errors(model.repo):
+                    raise
+            delay = retry_delay * 2 ** (attempt - 1)
+            say(f"    {_cause(exc)}; asking the hub again in {delay:g} s")
+            time.sleep(delay)
     chosen = filter_repo_objects(info.siblings or [], allow_patterns=ALLOW_PATTERNS, key=lambda f: f.rfilename)
     files = tuple(sorted((f.rfilename, f.size) for f in chosen))
     sha = info.sha
@@ -152,8 +183,8 @@ def check_disk(the_plan: Plan, models_path: Path, margin_gb: float) -> None:
     need = the_plan.total - have + margin_gb * GB
     free = free_disk(models_path)
     if free < need:
-        raise MlxTasksError(f"{the_plan.model.alias} needs {need / GB:.1f} GB free in {models_path} (its files and a "
-                            f"{margin_gb:g} GB margin), but only {free / GB:.1f} GB is free.",
+        raise MlxTasksError(f"{the_plan.model.alias} needs {size_text(need)} free in {models_path} (its files "
+                            f"and a {margin_gb:g} GB margin), but only {size_text(free)} is free.",
                             fix="free some space, or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)")
 
 
@@ -178,10 +209,9 @@ def download(the_plan: Plan, staged: Path, retry_delay: float, say: Callable[[st
             snapshot_download(repo, revision=the_plan.revision, local_dir=staged, allow_patterns=ALLOW_PATTERNS)
             return
         except OSError as exc:
-            if exc.errno is not None and not is_network_error(exc):  # the disk or the folder, not the hub
-                raise MlxTasksError(f"Cannot write {repo}'s files into {staged}: {exc.strerror or exc}.",
-                                    fix="free some space (or fix the folder's permissions), then run the same command "
-                                        "again") from None
+            local = local_error(exc, staged)  # the disk or the folder, not the hub
+            if local:
+                raise local from None
             error: Exception = exc
         except Exception as exc:  # noqa: BLE001 - classified below
             error = exc
@@ -226,16 +256,21 @@ class Fetch:
             self.child.wait()
             _remove_partials(self.staged)
 
-    def plan(self) -> Plan:
-        answer = self._next()["plan"]
+    def plan(self, say: Callable[[str], None]) -> Plan:
+        answer = self._until("plan", say)
         model = self.model if self.model.size_gb else replace(self.model, size_gb=answer["size_gb"])
         return Plan(model, answer["revision"], tuple((path, size) for path, size in answer["files"]))
 
     def download(self, say: Callable[[str], None]) -> None:
         self.child.stdin.write("go\n")
         self.child.stdin.flush()
-        while "done" not in (event := self._next()):
+        self._until("done", say)
+
+    def _until(self, key: str, say: Callable[[str], None]):
+        """Pass on what the child says until it gives `key`."""
+        while key not in (event := self._next()):
             say(event["say"])
+        return event[key]
 
     def _next(self) -> dict:
         """The child's next word; its error as a sentence, or the stall as one."""
@@ -352,8 +387,16 @@ def is_complete(folder: Path) -> bool:
 def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cache: bool = False,
          revision: str | None = None, say: Callable[[str], None] = print) -> tuple[bool, str]:
     """Bring a model into the models folder, complete and verified; returns (fetched anything, what was done)."""
+    if revision is not None and not REVISION_PATTERN.fullmatch(revision):
+        raise MlxTasksError(f"{revision!r} is not a branch, tag or commit name.",
+                            fix="give one such as main or a commit's 40 hex digits, or leave out --revision")
     model, catalogued = resolve(name, settings.catalog)
     final = final_path(settings.models, model)
+    staged = staging_path(settings.models, model)
+    for folder in (settings.models, staged):
+        if folder.exists() and not folder.is_dir():
+            raise MlxTasksError(f"{folder} is a file, where models.pull needs a folder; it was left alone.",
+                                fix="move it away, or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)")
     if final.exists() and not force:
         if store.read_manifest(final) is None:
             raise MlxTasksError(f"{final} exists but was not pulled by mlxtasks (or its manifest is damaged), so it "
@@ -362,28 +405,28 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
             return False, f"{model.alias} is already installed and complete in {final}; nothing fetched"
     if catalogued and not force:
         check_memory(model, facts, settings.catalog)  # before asking the hub anything
-    staged = staging_path(settings.models, model)
-    if force:
-        shutil.rmtree(staged, ignore_errors=True)
-    if use_cache:
-        the_plan, snapshot = from_cache(model)
-        check_disk(the_plan, settings.models, settings.disk_margin_gb)
-        say(_fetching(the_plan, final))
-        staged.mkdir(parents=True, exist_ok=True)
-        copy_snapshot(snapshot, the_plan, staged)
-    else:
-        with Fetch(model, revision, staged, settings.retry_delay_s, settings.pull_stall_timeout_s) as fetch:
-            the_plan = fetch.plan()
-            if not catalogued and not force:
-                check_memory(the_plan.model, facts, settings.catalog)
+    with local_errors(settings.models):  # a full disk, a read-only or unwritable folder
+        if force:
+            shutil.rmtree(staged, ignore_errors=True)
+        if use_cache:
+            the_plan, snapshot = from_cache(model)
             check_disk(the_plan, settings.models, settings.disk_margin_gb)
             say(_fetching(the_plan, final))
-            fetch.download(say)
-    found = problems(the_plan, staged)
-    if found:
-        raise MlxTasksError(f"The download of {model.repo} is incomplete or damaged: {found[0]}.",
-                            fix=f"run the same command again (finished files are kept), or start over: "
-                                f"invoke models.pull {name} --force")
-    commit(the_plan, staged, final)
+            staged.mkdir(parents=True, exist_ok=True)
+            copy_snapshot(snapshot, the_plan, staged)
+        else:
+            with Fetch(model, revision, staged, settings.retry_delay_s, settings.pull_stall_timeout_s) as fetch:
+                the_plan = fetch.plan(say)
+                if not catalogued and not force:
+                    check_memory(the_plan.model, facts, settings.catalog)
+                check_disk(the_plan, settings.models, settings.disk_margin_gb)
+                say(_fetching(the_plan, final))
+                fetch.download(say)
+        found = problems(the_plan, staged)
+        if found:
+            raise MlxTasksError(f"The download of {model.repo} is incomplete or damaged: {found[0]}.",
+                                fix=f"run the same command again (finished files are kept), or start over: "
+                                    f"invoke models.pull {name} --force")
+        commit(the_plan, staged, final)
     source = "the Hugging Face cache" if use_cache else model.repo
     return True, f"{model.alias}: {the_plan.total / GB:.2f} GB from {source} (revision {the_plan.revision[:12]}) in {final}"

@@ -20,6 +20,7 @@ from .facts import BACKEND_DISTRIBUTION
 from .installer import Installer
 from .pythons import supported_range
 from .steps import Command, Step
+from .venv import recreate_fix
 
 CONSTRAINTS = Path(__file__).parent / "data" / "constraints.txt"
 SOURCE_TREE = Path(__file__).resolve().parent.parent
@@ -80,7 +81,8 @@ def installed_versions(python: Path, names: list[str]) -> dict[str, str | None]:
     """Installed versions in the venv, read in one subprocess (no resolver run)."""
     done = subprocess.run([str(python), "-c", _VERSIONS_PROBE, *names], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
-        raise MlxTasksError(f"Could not read the packages installed in {python}.", fix="invoke venv --force")
+        raise MlxTasksError(f"Could not read the packages installed in {python}.",
+                            fix=recreate_fix(python.parent.parent))
     return json.loads(done.stdout)
 
 

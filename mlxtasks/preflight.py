@@ -7,7 +7,7 @@ from functools import partial
 from .catalog import budget_source, memory_budget, too_big
 from .checks import Result, Status
 from .config import Settings
-from .facts import GB, HostFacts, version_tuple
+from .facts import GB, HostFacts, size_text, version_tuple
 from .pythons import INSTALL_PYTHON_FIX, fix_for, problem, supported_range
 
 MIN_MACOS = (14,)  # mlx publishes macOS wheels for 14 and later only
@@ -76,7 +76,7 @@ def check_folders(facts: HostFacts) -> Result:
 
 def check_disk(facts: HostFacts, settings: Settings) -> Result:
     result = partial(Result, "disk", "Free disk space",
-                     details=tuple(f"{free / GB:.1f} GB free for {path}" for path, free in facts.disk_free))
+                     details=tuple(f"{size_text(free)} free for {path}" for path, free in facts.disk_free))
 
     if not facts.disk_free:
         return result(Status.WARNING, "Free disk space was not measured.")
@@ -84,10 +84,10 @@ def check_disk(facts: HostFacts, settings: Settings) -> Result:
     free_gb = free / GB
     fix = "free some space, or put the models elsewhere: invoke setup --models /path/with/space"
     if free_gb < settings.min_disk_gb:
-        return result(Status.ERROR, f"Only {free_gb:.1f} GB free for {path}; setup needs at least {settings.min_disk_gb:g} GB.", fix)
+        return result(Status.ERROR, f"Only {size_text(free)} free for {path}; setup needs at least {settings.min_disk_gb:g} GB.", fix)
     if free_gb < settings.warn_disk_gb:
-        return result(Status.WARNING, f"{free_gb:.1f} GB free for {path}; {settings.warn_disk_gb:g} GB leaves room for more than one model.", fix)
-    return result(Status.OK, f"{free_gb:.0f} GB free")
+        return result(Status.WARNING, f"{size_text(free)} free for {path}; {settings.warn_disk_gb:g} GB leaves room for more than one model.", fix)
+    return result(Status.OK, f"{size_text(free)} free")
 
 
 def check_ram(facts: HostFacts, settings: Settings) -> Result:

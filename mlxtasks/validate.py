@@ -71,7 +71,7 @@ def system_checks(host: HostFacts, python: PythonInfo | None, min_disk_gb: float
     if host.disk_free:
         path, free = min(host.disk_free, key=lambda item: item[1])
         status = Status.WARNING if free / GB < min_disk_gb else Status.OK
-        results.append(disk(status, f"{free / GB:.1f} GB free for {path}",
+        results.append(disk(status, f"{facts.size_text(free)} free for {path}",
                             "free some space before pulling models" if status is Status.WARNING else ""))
     return results
 
@@ -206,7 +206,7 @@ def venv_check(path: Path, problem: str | None, exists: bool) -> Result:
     if not exists:
         return check(Status.ERROR, f"{path} does not exist", SETUP_FIX)
     if problem:
-        return check(Status.ERROR, f"{path}: {problem}", "invoke venv --force")
+        return check(Status.ERROR, f"{path}: {problem}", venv.recreate_fix(path))
     return check(Status.OK, str(path))
 
 

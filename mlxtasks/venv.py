@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import MIN_PYTHON, Settings
+from .config import MIN_PYTHON, Settings, resolve
 from .errors import MlxTasksError
 from .facts import PythonInfo, python_info
 from .installer import Installer
@@ -53,6 +54,31 @@ def inspect(path: Path) -> VenvState:
     return VenvState(path, True, True, info, None)
 
 
+def option(path: Path) -> str:
+    """` --venv PATH` for a fix's command, so it acts on the venv the user named; "" for the default one."""
+    return "" if path == resolve().venv else f" --venv {shlex.quote(str(path))}"
+
+
+def recreate_fix(path: Path) -> str:
+    """A new venv is empty: the fix that recreates one also installs MLX into it."""
+    given = option(path)
+    return f"recreate it: invoke venv --force{given}, then invoke install{given} (or both: invoke setup --yes{given})"
+
+
+def require(settings: Settings) -> None:
+    """Refuse to run MLX from a venv that is missing, not a venv, or without its Python; no subprocess,
+    so chat and serve start as fast as before."""
+    path, given = settings.venv, option(settings.venv)
+    if not path.exists():
+        raise MlxTasksError(f"There is no venv at {path}.", fix=f"invoke setup{given}")
+    if not (path / "pyvenv.cfg").is_file():
+        raise MlxTasksError(f"{path} is not a virtual environment, so MLX cannot run from it.",
+                            fix="name the MLX venv: --venv PATH (or mlx.venv in ~/.invoke.yaml), or make one: invoke setup")
+    if not settings.venv_python.exists():
+        raise MlxTasksError(f"The venv {path} is broken: its Python (bin/python) is missing or was removed.",
+                            fix=recreate_fix(path))
+
+
 def _activated_as(path: Path) -> str | None:
     """The VIRTUAL_ENV that the venv's activate script sets, as bash reads it (so any quoting its creator
     chose is understood); None when there is no script or bash cannot run it."""
@@ -77,7 +103,7 @@ def plan(settings: Settings, state: VenvState, python: PythonInfo | None, instal
         raise MlxTasksError(f"{path} {state.problem}, so it will not be touched.",
                             fix="move it away, or choose another venv folder: invoke setup --venv PATH")
     if state.exists and not force:
-        raise MlxTasksError(f"The venv {path} is broken: {state.problem}.", fix="recreate it: invoke venv --force")
+        raise MlxTasksError(f"The venv {path} is broken: {state.problem}.", fix=recreate_fix(path))
     if python is None:
         raise MlxTasksError("No Python to create the venv with.", fix="invoke preflight")
     if installer.name == "pip" and set(str(path)) & UNQUOTED_BY_VENV:
@@ -85,14 +111,15 @@ def plan(settings: Settings, state: VenvState, python: PythonInfo | None, instal
                             "(it holds a \", $, ` or \\).",
                             fix="let uv make it (invoke setup --installer uv), or choose another folder with --venv")
     create = _create_commands(path, python, installer)
+    empty = f"; it starts empty: invoke install{option(path)} fills it"
     if state.exists:
         why = "healthy, recreating as asked" if state.healthy else state.problem
-        return Step("venv", f"recreate {path} ({why}) with Python {python.version_text}", (RemoveVenv(path), *create))
-    return Step("venv", f"create {path} with Python {python.version_text} ({installer.name})", create)
+        return Step("venv", f"recreate {path} ({why}) with Python {python.version_text}{empty}", (RemoveVenv(path), *create))
+    return Step("venv", f"create {path} with Python {python.version_text} ({installer.name}){empty}", create)
 
 
 def _create_commands(path: Path, python: PythonInfo, installer: Installer) -> tuple[Command, ...]:
-    fix = "invoke venv"
+    fix = f"invoke venv{option(path)}"
     if installer.name == "uv":
         # --seed puts pip in the venv too, for users who `mlx-activate` and pip install.
         return (Command((installer.uv, "venv", "--seed", "--quiet", "--python", python.path, str(path)),

@@ -227,6 +227,7 @@ def service_home(tmp_path, monkeypatch):
     (s.venv / "bin").mkdir(parents=True)
     for tool in ("python", "mlxtasks"):
         (s.venv / "bin" / tool).touch()
+    (s.venv / "pyvenv.cfg").touch()
     (s.models / "qwen25-coder-7b").mkdir(parents=True)
     (s.models / "qwen25-coder-7b" / "config.json").write_text("{}")
     return s

@@ -27,7 +27,7 @@ def test_a_broken_venv_without_a_terminal_is_not_touched_and_the_flag_is_named(h
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"[error] The venv {path} is broken: its Python (bin/python) is missing.",
-        "  Fix: recreate it: invoke venv --force (or invoke setup --yes)",
+        "  Fix: recreate it: invoke venv --force, then invoke install (or both: invoke setup --yes)",
     ]
     assert tree(path) == before
 

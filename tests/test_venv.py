@@ -88,7 +88,9 @@ def test_a_broken_venv_is_not_replaced_without_force(tmp_path):
     s = config.resolve({"venv": str(path)}, home=tmp_path)
     with pytest.raises(MlxTasksError) as caught:
         venv.plan(s, venv.inspect(path), PYTHON, Installer("pip"), False)
-    assert "is broken" in caught.value.message and caught.value.fix == "recreate it: invoke venv --force"
+    assert "is broken" in caught.value.message
+    assert caught.value.fix == (f"recreate it: invoke venv --force --venv {path}, then invoke install --venv {path} "
+                                f"(or both: invoke setup --yes --venv {path})")  # the folder given, not ~/venv-mlx
 
 
 def test_a_folder_that_is_not_a_venv_is_never_replaced(tmp_path):

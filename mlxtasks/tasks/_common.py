@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -15,6 +16,7 @@ from invoke import Context, Exit, Task
 from .. import config, ui
 from ..errors import MlxTasksError
 from ..steps import Command, MakeDir, RemoveVenv, Step, describe
+from ..venv import require as require_venv  # noqa: F401 - for the tasks that run MLX
 
 # (kind, step name, summary) for each step run in this process, for setup's closing summary.
 JOURNAL: list[tuple[str, str, str]] = []
@@ -92,6 +94,9 @@ def perform(c: Context, action) -> None:
             raise MlxTasksError(f"Cannot create {action.path}: {exc.strerror}.",
                                 fix="fix its permissions, or choose another folder with --workspace/--models") from None
     elif isinstance(action, RemoveVenv):
+        if action.path.is_symlink():  # rmtree refuses a link; what it points to is the user's to delete
+            raise MlxTasksError(f"{action.path} is a link to {os.path.realpath(action.path)}, so it was not deleted.",
+                                fix=f"delete the link (rm {shlex.quote(str(action.path))}) or the venv it points to by hand")
         if not (action.path / "pyvenv.cfg").is_file():
             raise MlxTasksError(f"Refusing to delete {action.path}: it is not a virtual environment.", fix="remove it by hand")
         shutil.rmtree(action.path)

@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from ._common import PATH_HELP, is_dry, settings, task
+from ._common import PATH_HELP, is_dry, require_venv, settings, task
 
 RUN_HELP = {
     "model": "a model to measure (repeat for more); default: every installed model; all: the whole catalogue, "
@@ -45,8 +45,7 @@ def run_(c, model=None, prompt_tokens=None, generation_tokens=None, runs=None, w
     chart = Path(plot).absolute() if plot else None
     if chart and bench.plot_problem(chart):
         raise MlxTasksError(bench.plot_problem(chart), fix="invoke bench --plot bench.png (or .svg)")
-    if not s.venv_python.exists():
-        raise MlxTasksError(f"There is no venv at {s.venv}, so nothing can be measured.", fix="invoke setup")
+    require_venv(s)
     installed = {folder: size_on_disk(s.models / folder) for folder in installed_folders(s.models)}
     targets, skipped = bench.choose(model or [], s.catalog, s.models, installed, memory_budget(probe()), force)
     argv = bench.runtime_argv(s.venv_python, targets, options)

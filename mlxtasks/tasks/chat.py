@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from ._common import PATH_HELP, settings, task
+from ._common import PATH_HELP, require_venv, settings, task
 
 SAMPLING_HELP = {
     "temp": "sampling temperature (default: the model's, from the catalogue)",
@@ -40,8 +40,7 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models, ver
         model = None
     else:
         model, _ = store.local_model(alias, s.models, s.catalog)
-    if not s.venv_python.exists():
-        raise MlxTasksError(f"There is no venv at {s.venv}.", fix="invoke setup")
+    require_venv(s)
     if model and not catalog.fits(model, probe()):
         print(f"Warning: {model.alias} needs about {model.ram_gb:.1f} GB of memory, more than this machine can give it; "
               "it may be slow or fail to load.", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from ._common import PATH_HELP, converge, is_dry, settings, task
+from ._common import PATH_HELP, converge, is_dry, require_venv, settings, task
 
 
 @task(
@@ -22,13 +22,16 @@ def packages(c, venv=None, installer=None, backend=None, upgrade=False, dry_run=
     from ..installer import choose
 
     s = settings(c, venv=venv, installer=installer, backend=backend)
+    dry = is_dry(c, dry_run)
+    if not dry or s.venv.exists():  # a dry setup says what it would install into the venv it would make
+        require_venv(s)
     chosen_backend = backend_for(probe(), s.backend)
     chosen = choose(s.installer)
     converge(
         c,
         core.plan(s, chosen_backend, chosen, upgrade),
         lambda: core.plan(s, chosen_backend, chosen),
-        is_dry(c, dry_run),
+        dry,
     )
 
 

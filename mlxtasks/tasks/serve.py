@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from ._common import PATH_HELP, is_dry, record, settings, task
+from ._common import PATH_HELP, is_dry, record, require_venv, settings, task
 
 HOST_HELP = ("address to listen on (default 127.0.0.1, this machine only); anything else lets other machines "
              "in, with no authentication")
@@ -24,8 +24,7 @@ def _prepare(c, model, port, host, force, venv, models):
 
     port = None if port is None else config.port_number("--port", port)
     s = settings(c, venv=venv, models=models, serve_port=port)
-    if not s.venv_python.exists():
-        raise MlxTasksError(f"There is no venv at {s.venv}.", fix="invoke setup")
+    require_venv(s)
     entry, folder = serve.choose_model(s, model, probe(), force)
     host = host or "127.0.0.1"
     return s, entry, host, serve.server_argv(s.venv_python, entry, folder, host, s.serve_port, s.serve_allowed_origins)

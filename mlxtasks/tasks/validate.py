@@ -1,6 +1,6 @@
 """validate and status: is the environment healthy, and what does it look like right now."""
 
-from ._common import JOURNAL, PATH_HELP, is_dry, record, settings, task
+from ._common import JOURNAL, PATH_HELP, is_dry, record, require_venv, settings, task
 
 
 @task(
@@ -60,10 +60,7 @@ def status(c, venv=None, models=None):
     import os
     import subprocess
 
-    from ..errors import MlxTasksError
-
     s = settings(c, venv=venv, models=models)
-    if not s.venv_python.exists():
-        raise MlxTasksError(f"There is no venv at {s.venv}.", fix="invoke setup")
+    require_venv(s)
     env = {**os.environ, "MLX_VENV_PATH": str(s.venv), "MLX_MODELS_PATH": str(s.models)}
     subprocess.run([str(s.venv_python), "-m", "mlxtasks.runtime.status"], env=env, check=False)

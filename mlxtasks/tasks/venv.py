@@ -32,7 +32,7 @@ def create(c, python=None, venv=None, installer=None, force=False, yes=False, dr
     recreate = force
     if state.exists and state.is_venv and not state.healthy and not force:
         unanswered = MlxTasksError(f"The venv {s.venv} is broken: {state.problem}.",
-                                   fix="recreate it: invoke venv --force (or invoke setup --yes)")
+                                   fix=core.recreate_fix(s.venv))
         recreate = yes or ui.confirm(f"The venv {s.venv} is broken ({state.problem}). Recreate it?", unanswered)
     python_info = None
     if recreate or not state.exists:  # a Python is only needed when the venv is made

@@ -1,6 +1,6 @@
 """warmup: on CUDA, compile the GPU kernels once so the first chat starts at once (setup's last step)."""
 
-from ._common import PATH_HELP, is_dry, record, settings, task
+from ._common import PATH_HELP, is_dry, record, require_venv, settings, task
 
 
 @task(
@@ -30,8 +30,7 @@ def warmup(c, warmup=True, venv=None, backend=None, dry_run=False):
     if is_dry(c, dry_run):
         record("dry", "warmup", "compile the CUDA kernels a chat uses")
         return
-    if not s.venv_python.exists():
-        raise MlxTasksError(f"There is no venv at {s.venv}.", fix="invoke setup")
+    require_venv(s)
     done = subprocess.run([str(s.venv_python), "-m", "mlxtasks.runtime.warmup"], stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise MlxTasksError("Compiling the GPU kernels failed (the error is above).",

@@ -7,9 +7,14 @@ if [ -n "${BASH_VERSION:-}" ]; then
 export MLX_VENV_PATH='/home/u/venv-mlx'
 export MLX_MODELS_PATH='/home/u/workspace/mlx'
 
+# bin/python links to the Python the venv was made from: with that one gone, every tool in it fails.
 _mlx_require() {
-    [ -x "$MLX_VENV_PATH/bin/$1" ] && return 0
-    printf 'mlx: %s is not in %s; run: invoke setup\n' "$1" "$MLX_VENV_PATH" >&2
+    [ -x "$MLX_VENV_PATH/bin/$1" ] && [ -x "$MLX_VENV_PATH/bin/python" ] && return 0
+    if [ -e "$MLX_VENV_PATH/bin/$1" ] || [ -L "$MLX_VENV_PATH/bin/$1" ]; then
+        printf 'mlx: the venv %s has lost its Python (removed or upgraded); run: invoke setup\n' "$MLX_VENV_PATH" >&2
+    else
+        printf 'mlx: %s is not in %s; run: invoke setup\n' "$1" "$MLX_VENV_PATH" >&2
+    fi
     return 1
 }
 

@@ -4,9 +4,14 @@
 set -gx MLX_VENV_PATH '/home/u/venv-mlx'
 set -gx MLX_MODELS_PATH '/home/u/workspace/mlx'
 
+# bin/python links to the Python the venv was made from: with that one gone, every tool in it fails.
 function __mlx_require --argument-names tool
-    test -x "$MLX_VENV_PATH/bin/$tool"; and return 0
-    printf 'mlx: %s is not in %s; run: invoke setup\n' $tool "$MLX_VENV_PATH" >&2
+    test -x "$MLX_VENV_PATH/bin/$tool"; and test -x "$MLX_VENV_PATH/bin/python"; and return 0
+    if test -e "$MLX_VENV_PATH/bin/$tool"; or test -L "$MLX_VENV_PATH/bin/$tool"
+        printf 'mlx: the venv %s has lost its Python (removed or upgraded); run: invoke setup\n' "$MLX_VENV_PATH" >&2
+    else
+        printf 'mlx: %s is not in %s; run: invoke setup\n' $tool "$MLX_VENV_PATH" >&2
+    end
     return 1
 end
 

@@ -7,9 +7,14 @@ export MLX_MODELS_PATH='/home/u/workspace/mlx'
 # An alias of the same name (an older setup script made some) would break these definitions.
 \builtin unalias mlxtasks mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull mlx-serve mlx-serve-stop mlx-qwen7b mlx-chat-qwen7b mlx-qwen32b mlx-chat-qwen32b mlx-deepseek mlx-chat-deepseek mlx-phi4 mlx-chat-phi4 mlx-mistral7b mlx-chat-mistral7b 2>/dev/null || \builtin true
 
+# bin/python links to the Python the venv was made from: with that one gone, every tool in it fails.
 function _mlx_require {
-    [[ -x "$MLX_VENV_PATH/bin/$1" ]] && return 0
-    \builtin printf 'mlx: %s is not in %s; run: invoke setup\n' "$1" "$MLX_VENV_PATH" >&2
+    [[ -x "$MLX_VENV_PATH/bin/$1" && -x "$MLX_VENV_PATH/bin/python" ]] && return 0
+    if [[ -e "$MLX_VENV_PATH/bin/$1" || -L "$MLX_VENV_PATH/bin/$1" ]]; then
+        \builtin printf 'mlx: the venv %s has lost its Python (removed or upgraded); run: invoke setup\n' "$MLX_VENV_PATH" >&2
+    else
+        \builtin printf 'mlx: %s is not in %s; run: invoke setup\n' "$1" "$MLX_VENV_PATH" >&2
+    fi
     return 1
 }
 
