@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 ba8575964670
+# managed by mlxtasks; edit via invoke shell.install; sha256 8afb5d6fd12b
 # MLX commands for bash. No subprocess runs when this is read; re-reading it is harmless.
 # Dashed names are aliases of _mlx_* functions: bash takes dashes in aliases in every mode,
 # and the guard skips the lot in shells that are not bash (a ~/.profile is read by sh too).

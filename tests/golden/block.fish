@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 1ebacb7fc71d
+# managed by mlxtasks; edit via invoke shell.install; sha256 30e42c75fcc3
 # MLX commands for fish. No subprocess runs when this is read; re-reading it is harmless.
 set -gx MLX_VENV_PATH '/home/u/venv-mlx'
 set -gx MLX_MODELS_PATH '/home/u/workspace/mlx'

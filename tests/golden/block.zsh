@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 476ed1b85b8f
+# managed by mlxtasks; edit via invoke shell.install; sha256 47d6ea208078
 # MLX commands for zsh. No subprocess runs when this is read; re-reading it is harmless.
 export MLX_VENV_PATH='/home/u/venv-mlx'
 export MLX_MODELS_PATH='/home/u/workspace/mlx'
