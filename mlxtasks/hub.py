@@ -202,14 +202,15 @@ def download(the_plan: Plan, staged: Path, retry_delay: float, say: Callable[[st
     from huggingface_hub import snapshot_download
 
     repo = the_plan.model.repo
-    staged.mkdir(parents=True, exist_ok=True)
+    with local_errors(staged.parent):
+        staged.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, TRIES + 1):
         _remove_partials(staged)
         try:
             snapshot_download(repo, revision=the_plan.revision, local_dir=staged, allow_patterns=ALLOW_PATTERNS)
             return
         except OSError as exc:
-            local = local_error(exc, staged)  # the disk or the folder, not the hub
+            local = local_error(exc, staged.parent)  # the disk or the folder, not the hub
             if local:
                 raise local from None
             error: Exception = exc

@@ -200,3 +200,76 @@ def test_a_model_command_whose_venv_lost_its_python_says_to_run_setup(home, tmp_
     lost = f"mlx: the venv {venv} has lost its Python (removed or upgraded); run: invoke setup"
     assert output.count(lost) == 2, output
     assert "rc=1" in output and "cannot execute" not in output and "bad interpreter" not in output
+
+
+def a_model(models: Path, folder: str, manifest: dict | None = None, header: dict | None = None) -> Path:
+    """A model folder as the store sees one: config, tokenizer, one shard (and a manifest if given)."""
+    path = models / folder
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    (path / "tokenizer.json").write_text("{}")
+    data = json.dumps(header or {"w": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}}).encode()
+    (path / "model.safetensors").write_bytes(struct.pack("<Q", len(data)) + data + bytes(4))
+    if manifest is not None:
+        (path / "mlxtasks-manifest.json").write_text(json.dumps(manifest))
+    return path
+
+
+@pytest.mark.parametrize("task", [["models.list"], ["models.info", "damaged"], ["models.verify"],
+                                  ["chat.route", "write a python function"]])
+@pytest.mark.parametrize("manifest, header", [
+    ([1, 2], None), ({"files": ["a"]}, None), ({"size": "big", "pulled": "monday"}, None),
+    (None, {"w": {"dtype": "U8", "shape": [4]}}),
+])
+def test_a_damaged_manifest_or_safetensors_header_is_no_traceback(home, task, manifest, header):
+    models = home / "workspace" / "mlx"
+    a_model(models, "damaged", manifest, header)
+    before = files(home)
+    done = invoke(*task, home=home)
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert done.returncode == (1 if task == ["models.verify"] and header else 0), done.stdout + done.stderr
+    assert files(home) == before
+
+
+def test_a_manifest_naming_a_catalogue_alias_does_not_take_it(home):
+    models = home / "workspace" / "mlx"
+    a_model(models, "Evil", {"repo": "someone/evil", "alias": "qwen7b"})
+    done = invoke("models.info", "qwen7b", home=home)
+    assert done.returncode == 0 and f"folder    {models / 'qwen25-coder-7b'}" in done.stdout
+    assert "installed no: invoke models.pull qwen7b" in done.stdout
+    routed = invoke("chat.route", "write a python function", home=home)
+    assert routed.stdout.startswith("evil: code") and "so evil, the next installed one" in routed.stdout
+    refused(invoke("models.rm", "qwen7b", "--yes", home=home), "qwen7b is not installed", "invoke models.list")
+    assert (models / "Evil" / "config.json").exists()
+
+
+@pytest.mark.parametrize("config, sentence", [
+    ("mlx:\n  catalog:\n    \"ab\\n\": {repo: a/b, size_gb: 1}\n", "mlx.catalog.ab"),
+    ("mlx: {retry_delay_s: .nan}\n", "Config key 'mlx.retry_delay_s' must be a number from 0 to 300"),
+    ("mlx: {retry_delay_s: 1e308}\n", "Config key 'mlx.retry_delay_s' must be a number from 0 to 300"),
+])
+def test_a_bad_value_in_the_config_file_is_refused_by_shell_and_pull(home, config, sentence):
+    (home / ".invoke.yaml").write_text(config)
+    before = files(home)
+    for task in (["shell"], ["models.pull", "qwen7b"]):
+        refused(invoke(*task, home=home), sentence, "invoke.yaml")
+    assert files(home) == before
+
+
+def test_a_repo_id_with_a_newline_is_not_a_repo_id(home):
+    refused(invoke("models.pull", "org/x\n", home=home), "is not a hub repo id", "invoke models.list")
+    assert files(home) == {}
+
+
+def test_a_cluster_host_that_ssh_would_read_as_an_option_is_refused(home):
+    refused(invoke("cluster.init", "--hosts", "mac1=10.0.0.1,-oProxyCommand=touch /tmp/x=10.0.0.2", home=home),
+            "'-oProxyCommand' is not a host name", "cluster.init --hosts")
+    assert files(home) == {}
+
+
+def test_a_venv_in_a_folder_named_with_quotes_and_parentheses_is_made_and_then_healthy(home):
+    path = home / "it's \"my\" (venv)"
+    made = invoke("venv", "--venv", str(path), "--installer", "uv", home=home, timeout=300)
+    assert made.returncode == 0 and "Traceback" not in made.stderr, made.stdout + made.stderr
+    again = invoke("venv", "--venv", str(path), home=home, timeout=300)
+    assert again.returncode == 0 and f"{path} is healthy" in again.stdout, again.stdout + again.stderr
