@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .chat import Output, Session, _sampling_text, command, read_message
+from .chat import Output, Reader, Session, _sampling_text, command
 
 # Chat commands that change what the model sees: every rank runs them. The rest only print or
 # write files, which rank 0 alone does.
@@ -65,7 +65,7 @@ def weights_bytes(model) -> int:
 
 
 def chat(session: ShardedSession, rank: int) -> None:
-    out, say = Output(), (lambda s: print(s, flush=True))
+    out, say, reader = Output(), (lambda s: print(s, flush=True)), Reader()
     if rank == 0:
         say(f"Chatting with {session.alias} across {session.group.size()} ranks ({_sampling_text(session)}). "
             "/help for commands, /quit or Ctrl-D to leave, Ctrl-C stops the whole run.")
@@ -73,7 +73,7 @@ def chat(session: ShardedSession, rank: int) -> None:
         text = None
         if rank == 0:
             try:
-                text = read_message(">>> ")
+                text = reader.read(">>> ")
             except EOFError:
                 text = "/quit"
         text = share_text(session.group, text)
