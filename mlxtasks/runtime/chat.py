@@ -239,7 +239,8 @@ def command(session: Session, line: str, say) -> bool:
                 session.load(alias)
                 say(f"(now {alias}; the conversation is kept; sampling {_sampling_text(session)})")
             except Refused as refusal:
-                say(f"({refusal.message} Still {session.alias}. Fix: {refusal.fix})")
+                kept = f"Still {session.alias}." if session.alias else "No model is loaded yet."
+                say(f"({refusal.message} {kept} Fix: {refusal.fix})")
     elif name == "save":
         words = rest.split()
         as_json = "--json" in words
