@@ -235,11 +235,14 @@ def test_model_takes_any_name_and_a_command_typed_ahead_stays_a_line_of_its_own(
 
 @pytest.fixture
 def broken_models(chat_setup, tmp_path):
-    """qwen7b whole; phi4 with a truncated shard; mistral7b of a model type mlx_lm does not know."""
+    """qwen7b whole; phi4 with a truncated shard; mistral7b of a model type mlx_lm does not know; qwen32b whole
+    but with a context of 64 tokens."""
     _, good = chat_setup
     models = tmp_path / "models"
-    for folder in ("qwen25-coder-7b", "phi4-14b", "mistral-7b"):
+    for folder in ("qwen25-coder-7b", "phi4-14b", "mistral-7b", "qwen25-coder-32b"):
         shutil.copytree(good / "qwen25-coder-7b", models / folder)
+    small = models / "qwen25-coder-32b" / "config.json"
+    small.write_text(json.dumps({**json.loads(small.read_text()), "max_position_embeddings": 64}))
     shard = sorted((models / "phi4-14b").glob("*.safetensors"))[0]
     shard.write_bytes(shard.read_bytes()[:-100])
     config = models / "mistral-7b" / "config.json"
@@ -271,3 +274,18 @@ def test_a_chat_keeps_its_model_when_another_fails_to_load(broken_models, home):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0 and json.loads((home / "kept.json").read_text())["model"] == "qwen7b"
+
+
+def test_a_message_longer_than_the_context_is_refused_and_the_chat_goes_on(broken_models, home):
+    child = pexpect.spawn(broken_models[1] + "/bin/mlxtasks", ["chat", "qwen32b", *broken_models, "--max-tokens", "3"],
+                          cwd=str(home), env=clean_env(home), encoding="utf-8", timeout=120, dimensions=(40, 200))
+    child.expect_exact(">>> ")
+    assert say(child, "hi").strip()
+    refused = say(child, "word " * 100)
+    counted = re.search(r"The prompt is (\d+) tokens long, but qwen32b's context holds 64 tokens", refused)
+    assert counted and int(counted[1]) >= 64, refused
+    say(child, "/save short.json --json")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    messages = json.loads((home / "short.json").read_text())["messages"]
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["hi"]
