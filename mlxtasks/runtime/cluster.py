@@ -65,6 +65,9 @@ def weights_bytes(model) -> int:
 
 
 def chat(session: ShardedSession, rank: int) -> None:
+    import mlx.core as mx
+    from mlx_lm.generate import generation_stream
+
     out, say, reader = Output(), (lambda s: print(s, flush=True)), Reader()
     if rank == 0:
         say(f"Chatting with {session.alias} across {session.group.size()} ranks ({_sampling_text(session)}). "
@@ -95,6 +98,9 @@ def chat(session: ShardedSession, rank: int) -> None:
                 return
             continue
         session.reply(text, out.write if rank == 0 else (lambda chunk: None))
+        # generate_step computes one token ahead, collectives included: let them finish before the next
+        # share_text, or a rank that reads its next message at once (typed ahead) interleaves the two.
+        mx.synchronize(generation_stream)
         if rank == 0:
             out.end()
             for notice in session.notices:
