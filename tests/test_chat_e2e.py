@@ -184,3 +184,108 @@ print(len(s.messages), s.messages[0]["content"].split()[1], len(s.notices))
     assert done.returncode == 0, done.stderr
     kept, first_turn, notices = done.stdout.split()
     assert int(kept) < 16 and int(first_turn) > 0 and int(notices) > 0
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_any_of_it_is_read(chat_setup, home):
+    """1 MB on stdin, far over the tiny model's 4096 tokens: refused with both counts, --auto too (no argv limit)."""
+    for auto in ([], ["--auto"]):
+        done = subprocess.run([str(BIN / "invoke"), "chat.ask", "-", *auto, *paths(chat_setup)], cwd=ROOT,
+                              env=clean_env(home), input="word " * 200_000, capture_output=True, text=True, timeout=600)
+        counted = re.search(r"The prompt is (\d+) tokens long, but (\w+)'s context holds 4096 tokens", done.stderr)
+        assert done.returncode == 1 and counted and int(counted[1]) > 4096, done.stderr
+        assert done.stdout == "" and "Traceback" not in done.stderr and "shorten the prompt" in done.stderr
+
+
+def test_a_prompt_that_looks_like_an_option_is_still_a_prompt(chat_setup, home):
+    done = invoke("chat.ask", "--prompt=--help", "--max-tokens", "3", *paths(chat_setup), home=home)
+    assert done.returncode == 0 and done.stdout.strip() and done.stderr == "", done.stderr
+
+
+def test_ctrl_c_ends_an_answer_at_once_with_130_and_no_traceback(chat_setup, home):
+    mlxtasks = str(chat_setup[0] / "bin" / "mlxtasks")
+    child = pexpect.spawn(mlxtasks, ["chat.ask", "tell me everything", "--max-tokens", "100000", "--temp", "1.0",
+                                     *paths(chat_setup)], cwd=str(home), env=clean_env(home), encoding="utf-8", timeout=120)
+    child.expect(r"\S")  # the answer has started
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130 and "Traceback" not in child.before and "Interrupted" not in child.before
+
+
+def test_a_chat_fed_from_a_pipe_says_it_needs_a_terminal(chat_setup, home):
+    done = subprocess.run([str(BIN / "invoke"), "chat", "qwen7b", *paths(chat_setup)], cwd=ROOT, env=clean_env(home),
+                          input="hi\n", capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Chatting" not in done.stdout
+    assert "A chat needs a terminal" in done.stderr and "invoke chat.ask - --model qwen7b" in done.stderr
+
+
+def test_model_takes_any_name_and_a_command_typed_ahead_stays_a_line_of_its_own(chat_setup, home):
+    child = spawn(chat_setup, home, "--max-tokens", "3")
+    assert "(now qwen7b;" in say(child, "/model mlx-community/Qwen2.5-Coder-7B-Instruct-4bit")
+    child.send("/model mistral-7b\nhello again\n")  # both waiting at once, as when typed during a reply
+    child.expect_exact("(now mistral7b;")
+    child.expect_exact(">>> ")  # after the reply to "hello again"
+    child.expect_exact(">>> ")
+    say(child, "/save ahead.json --json")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    saved = json.loads((home / "ahead.json").read_text())
+    assert saved["model"] == "mistral7b" and saved["messages"][0] == {"role": "user", "content": "hello again"}
+
+
+@pytest.fixture
+def broken_models(chat_setup, tmp_path):
+    """qwen7b whole; phi4 with a truncated shard; mistral7b of a model type mlx_lm does not know; qwen32b whole
+    but with a context of 64 tokens."""
+    _, good = chat_setup
+    models = tmp_path / "models"
+    for folder in ("qwen25-coder-7b", "phi4-14b", "mistral-7b", "qwen25-coder-32b"):
+        shutil.copytree(good / "qwen25-coder-7b", models / folder)
+    small = models / "qwen25-coder-32b" / "config.json"
+    small.write_text(json.dumps({**json.loads(small.read_text()), "max_position_embeddings": 64}))
+    shard = sorted((models / "phi4-14b").glob("*.safetensors"))[0]
+    shard.write_bytes(shard.read_bytes()[:-100])
+    config = models / "mistral-7b" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "model_type": "frobnicator"}))
+    return ["--venv", str(chat_setup[0]), "--models", str(models)]
+
+
+def test_a_model_that_fails_to_load_is_a_sentence_with_the_fix(broken_models, home):
+    for args in (["chat", "phi4"], ["chat.ask", "hi", "--model", "phi4"]):
+        done = invoke(*args, *broken_models, home=home)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert "phi4 cannot be loaded: model-00001-of-00002.safetensors is" in done.stderr
+        assert "invoke models.pull phi4 --force" in done.stderr and "invoke models.verify phi4" in done.stderr
+    done = invoke("chat.ask", "hi", "--model", "mistral7b", *broken_models, home=home)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "mistral7b could not be loaded: Model type frobnicator not supported" in done.stderr
+    assert "invoke models.verify mistral7b" in done.stderr
+
+
+def test_a_chat_keeps_its_model_when_another_fails_to_load(broken_models, home):
+    child = pexpect.spawn(broken_models[1] + "/bin/mlxtasks", ["chat", "qwen7b", *broken_models, "--max-tokens", "3"],
+                          cwd=str(home), env=clean_env(home), encoding="utf-8", timeout=120)
+    child.expect_exact(">>> ")
+    said = say(child, "/model mistral7b")
+    assert "mistral7b could not be loaded: Model type frobnicator not supported. Still qwen7b." in said
+    assert say(child, "hello").strip()
+    say(child, "/save kept.json --json")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and json.loads((home / "kept.json").read_text())["model"] == "qwen7b"
+
+
+def test_a_message_longer_than_the_context_is_refused_and_the_chat_goes_on(broken_models, home):
+    child = pexpect.spawn(broken_models[1] + "/bin/mlxtasks", ["chat", "qwen32b", *broken_models, "--max-tokens", "3"],
+                          cwd=str(home), env=clean_env(home), encoding="utf-8", timeout=120, dimensions=(40, 200))
+    child.expect_exact(">>> ")
+    assert say(child, "hi").strip()
+    refused = say(child, "word " * 100)
+    counted = re.search(r"The prompt is (\d+) tokens long, but qwen32b's context holds 64 tokens", refused)
+    assert counted and int(counted[1]) >= 64, refused
+    say(child, "/save short.json --json")
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    messages = json.loads((home / "short.json").read_text())["messages"]
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["hi"]

@@ -45,14 +45,16 @@ gpu.before_generation()
 
 def test_a_one_shot_answer_on_cuda_says_it_compiles_on_stderr_and_keeps_stdout_the_same(mlx_run, tiny_model):
     code = """
-import json, sys
+import json, sys, tempfile
 from mlxtasks.runtime import chat, gpu
 cuda = sys.argv[2] == "cuda"
 gpu.is_cuda = lambda: cuda
 spec = {"models": {"qwen7b": {"path": sys.argv[1], "sampling": {"temp": 0.0, "top_p": 1.0, "max_tokens": 6}}},
-        "alias": "qwen7b", "overrides": {}, "rules": {}, "system": None, "seed": 0, "history": None}
-sys.argv = ["chat", "--spec", json.dumps(spec), "--ask", "hello"]
-chat.main()
+        "alias": "qwen7b", "overrides": {}, "rules": {}, "system": None, "seed": 0, "history": None, "ask": "hello"}
+with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
+    json.dump(spec, handle)
+    handle.flush()
+    chat.main(["--spec", handle.name])
 """
     on_cuda, on_cpu = (mlx_run(code, tiny_model, backend) for backend in ("cuda", "cpu"))
     assert on_cuda.returncode == on_cpu.returncode == 0, on_cuda.stderr

@@ -1,9 +1,10 @@
 """Chat and one-shot answers over mlx_lm's API, run by the venv's Python.
 
-    python -m mlxtasks.runtime.chat --spec JSON             # interactive session
-    python -m mlxtasks.runtime.chat --spec JSON --ask TEXT  # one answer on stdout ("-": read stdin)
+    python -m mlxtasks.runtime.chat --spec FILE
 
-The tool side passes the models (alias -> folder and default sampling) and the settings as JSON.
+The tool side writes the models (alias -> folder, names and default sampling), the settings and, for
+one answer on stdout, the prompt ("ask") to a JSON file: prompts never travel in argv, where a long
+one does not fit and one starting with "-" would read as an option.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ HELP = """Commands:
   /reset                      forget the conversation (the system prompt stays)
   /system TEXT                set the system prompt (and start over)
   /set temp|top_p|max_tokens VALUE
-  /model ALIAS                switch model; the conversation is kept and re-read by the new model
+  /model NAME                 switch model (alias, folder or repo id); the new model re-reads the conversation
   /save [FILE] [--json]       write the transcript as Markdown (or JSON)
   /stats                      speed and memory of the last reply
   /quit                       leave (Ctrl-D too)
@@ -35,6 +36,17 @@ Pasted text with several lines is sent as one message."""
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 SETTABLE = {"temp": float, "top_p": float, "max_tokens": int}
+
+
+class Refused(Exception):
+    """An expected failure: one sentence, and the command that fixes it."""
+
+    def __init__(self, message: str, fix: str = ""):
+        super().__init__(message)
+        self.message, self.fix = message, fix
+
+    def show(self) -> None:
+        print(self.message + (f"\n  Fix: {self.fix}" if self.fix else ""), file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -56,7 +68,7 @@ class Stats:
 class Session:
     """A conversation with one loaded model; the KV cache is reused across turns."""
 
-    models: dict  # alias -> {"path", "sampling": the model's defaults}
+    models: dict  # alias -> {"path", "sampling": the model's defaults, "names": others it answers to}
     alias: str | None  # None: the router picks one for the first message
     overrides: dict  # sampling given by flags or /set; they win over each model's defaults
     system: str | None = None
@@ -72,7 +84,12 @@ class Session:
     def load(self, alias: str) -> None:
         from mlx_lm.models.cache import make_prompt_cache
 
-        self.model, self.tokenizer = self.open_model(self.models[alias]["path"])
+        try:
+            self.model, self.tokenizer = self.open_model(self.models[alias]["path"])
+        except Exception as exc:  # mlx_lm fails in many ways (RuntimeError, ValueError, OSError...) on bad files
+            said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise Refused(f"{alias} could not be loaded: {said.rstrip('.')}.", f"invoke models.verify {alias}; "
+                          f"if it finds damaged files: invoke models.pull {alias} --force") from None
         self.alias = alias
         self.sampling = {**self.models[alias]["sampling"], **self.overrides}
         self.cache = make_prompt_cache(self.model)
@@ -86,18 +103,30 @@ class Session:
 
         return load(path)
 
-    def conversation(self) -> list[dict]:
+    def conversation(self, messages: list | None = None) -> list[dict]:
         system = [{"role": "system", "content": self.system}] if self.system else []
-        return system + self.messages
+        return system + (self.messages if messages is None else messages)
+
+    def find(self, name: str) -> str | None:
+        """The alias of the installed model called `name` (alias, folder, repo id or another of its names)."""
+        return next((alias for alias, entry in self.models.items() if name in (alias, *entry.get("names", ()))), None)
 
     def prompt_tokens(self) -> list[int]:
-        """The whole conversation as the chat template renders it; oldest turns dropped to fit."""
+        """The whole conversation as the chat template renders it; oldest turns dropped to fit. A last
+        message that leaves no room for a reply on its own is refused before any of it is processed."""
+        kept = self.messages
         while True:
-            tokens = list(self.tokenizer.apply_chat_template(self.conversation(), add_generation_prompt=True))
-            if len(tokens) + self.sampling["max_tokens"] <= self.context or len(self.messages) <= 1:
-                return tokens
-            del self.messages[:2]
+            tokens = list(self.tokenizer.apply_chat_template(self.conversation(kept), add_generation_prompt=True))
+            if len(tokens) + self.sampling["max_tokens"] <= self.context or len(kept) <= 1:
+                break
+            kept = kept[2:]
+        if len(tokens) >= self.context:
+            raise Refused(f"The prompt is {len(tokens)} tokens long, but {self.alias}'s context holds {self.context} "
+                          "tokens, prompt and reply together.", "shorten the prompt, or send it in parts")
+        if len(kept) < len(self.messages):
+            self.messages[:] = kept
             self.notices.append("(the oldest turn was dropped to fit the model's context)")
+        return tokens
 
     def reply(self, text: str, write) -> str:
         """Add the user's message, stream the answer through write(chunk), keep it in the conversation."""
@@ -106,7 +135,11 @@ class Session:
         from mlx_lm.sample_utils import make_sampler
 
         self.messages.append({"role": "user", "content": text})
-        tokens = self.prompt_tokens()
+        try:
+            tokens = self.prompt_tokens()
+        except Refused:
+            self.messages.pop()
+            raise
         common = _common_prefix(self.cached, tokens)
         if common == len(tokens):  # always feed at least one token
             common -= 1
@@ -198,11 +231,16 @@ def command(session: Session, line: str, say) -> bool:
         except (KeyError, ValueError):
             say("usage: /set temp|top_p|max_tokens VALUE")
     elif name == "model":
-        if rest not in session.models:
+        alias = session.find(rest)
+        if alias is None:
             say(f"(no installed model {rest!r}; installed: {', '.join(session.models)})")
         else:
-            session.load(rest)
-            say(f"(now {rest}; the conversation is kept; sampling {_sampling_text(session)})")
+            try:
+                session.load(alias)
+                say(f"(now {alias}; the conversation is kept; sampling {_sampling_text(session)})")
+            except Refused as refusal:
+                kept = f"Still {session.alias}." if session.alias else "No model is loaded yet."
+                say(f"({refusal.message} {kept} Fix: {refusal.fix})")
     elif name == "save":
         words = rest.split()
         as_json = "--json" in words
@@ -223,18 +261,28 @@ def _sampling_text(session: Session) -> str:
     return f"temp {s['temp']}, top_p {s['top_p']}, max_tokens {s['max_tokens']}"
 
 
-def read_message(prompt: str) -> str:
-    """One message: a line, a \"\"\" block, or a paste of several lines (sent together)."""
-    line = input(prompt)
-    if line.strip() == '"""':
-        lines = []
-        while (more := input("... ")).strip() != '"""':
-            lines.append(more)
+class Reader:
+    """Reads messages: a line, a \"\"\" block, or a paste of several lines (sent together). A /command
+    is always a line of its own, so one typed ahead during a reply is not merged with the next line."""
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []  # a /command line read while gathering a paste
+
+    def read(self, prompt: str) -> str:
+        line = self.pending.pop() if self.pending else input(prompt)
+        if line.strip() == '"""':
+            lines = []
+            while (more := input("... ")).strip() != '"""':
+                lines.append(more)
+            return "\n".join(lines)
+        lines = [line]
+        while not line.startswith("/") and select.select([sys.stdin], [], [], 0.05)[0]:  # the rest of a paste waits
+            more = sys.stdin.readline()
+            if not more or more.startswith("/"):
+                self.pending += [more.rstrip("\n")] if more else []
+                break
+            lines.append(more.rstrip("\n"))
         return "\n".join(lines)
-    lines = [line]
-    while select.select([sys.stdin], [], [], 0.05)[0]:  # the rest of a paste is already waiting
-        lines.append(sys.stdin.readline().rstrip("\n"))
-    return "\n".join(lines)
 
 
 def interactive(session: Session, history: Path | None, rules: dict | None = None) -> int:
@@ -246,7 +294,7 @@ def interactive(session: Session, history: Path | None, rules: dict | None = Non
         history.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             readline.read_history_file(history)
-    out = Output()
+    out, reader = Output(), Reader()
     if session.alias:
         print(f"Chatting with {session.alias} ({_sampling_text(session)}). /help for commands, Ctrl-D to leave.", flush=True)
     else:
@@ -254,7 +302,7 @@ def interactive(session: Session, history: Path | None, rules: dict | None = Non
     try:
         while True:
             try:
-                text = read_message(">>> ")
+                text = reader.read(">>> ")
             except KeyboardInterrupt:
                 print()
                 continue
@@ -267,14 +315,17 @@ def interactive(session: Session, history: Path | None, rules: dict | None = Non
                 if not command(session, text.strip(), lambda s: print(s, flush=True)):
                     return 0
                 continue
-            if not session.alias:
-                from ..router import route
-
-                choice = route(text, set(session.models), rules)
-                print(f"(using {choice.alias}: {choice.reason})", flush=True)
-                session.load(choice.alias)
             try:
+                if not session.alias:
+                    from ..router import route
+
+                    choice = route(text, set(session.models), rules)
+                    print(f"(using {choice.alias}: {choice.reason})", flush=True)
+                    session.load(choice.alias)
                 session.reply(text, out.write)
+            except Refused as refusal:
+                refusal.show()
+                continue
             except KeyboardInterrupt:
                 out.write(" [stopped]")
             out.end()
@@ -287,29 +338,33 @@ def interactive(session: Session, history: Path | None, rules: dict | None = Non
                 readline.write_history_file(history)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--spec", required=True, help="JSON: models, alias, sampling, system, seed, history")
-    parser.add_argument("--ask", help="answer this prompt and exit ('-' reads stdin)")
-    parser.add_argument("--verbose", action="store_true", help="with --ask: the answer's speed and memory on stderr")
-    args = parser.parse_args()
-    spec = json.loads(args.spec)
-    import mlx.core as mx
-
-    mx.random.seed(spec.get("seed") or 0)
+    parser.add_argument("--spec", required=True, help="a JSON file: models, alias, sampling, system, seed, history; "
+                                                      "ask (a prompt: answer it on stdout and exit) and verbose")
+    spec = json.loads(Path(parser.parse_args(argv).spec).read_text())
     session = Session(spec["models"], spec["alias"], spec["overrides"], spec.get("system"))
-    if args.ask is not None:
-        text = sys.stdin.read() if args.ask == "-" else args.ask
-        session.load(spec["alias"])
+    # One Ctrl-C policy: it ends a one-shot answer or a load at once, quietly, with 130; in a chat it
+    # stops the reply (interactive handles that).
+    try:
+        import mlx.core as mx
+
+        mx.random.seed(spec.get("seed") or 0)
+        if spec["alias"]:
+            session.load(spec["alias"])
+        if spec.get("ask") is None:
+            return interactive(session, Path(spec["history"]) if spec.get("history") else None, spec.get("rules"))
         out = Output()
-        session.reply(text, out.write)
+        session.reply(spec["ask"], out.write)
         out.end()
-        if args.verbose:
-            print(session.stats.lines(), file=sys.stderr)
-        return 0
-    if spec["alias"]:
-        session.load(spec["alias"])
-    return interactive(session, Path(spec["history"]) if spec.get("history") else None, spec.get("rules"))
+    except Refused as refusal:
+        refusal.show()
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    if spec.get("verbose"):
+        print(session.stats.lines(), file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

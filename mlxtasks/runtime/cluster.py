@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .chat import Output, Session, _sampling_text, command, read_message
+from .chat import Output, Reader, Session, _sampling_text, command
 
 # Chat commands that change what the model sees: every rank runs them. The rest only print or
 # write files, which rank 0 alone does.
@@ -65,7 +65,10 @@ def weights_bytes(model) -> int:
 
 
 def chat(session: ShardedSession, rank: int) -> None:
-    out, say = Output(), (lambda s: print(s, flush=True))
+    import mlx.core as mx
+    from mlx_lm.generate import generation_stream
+
+    out, say, reader = Output(), (lambda s: print(s, flush=True)), Reader()
     if rank == 0:
         say(f"Chatting with {session.alias} across {session.group.size()} ranks ({_sampling_text(session)}). "
             "/help for commands, /quit or Ctrl-D to leave, Ctrl-C stops the whole run.")
@@ -73,7 +76,7 @@ def chat(session: ShardedSession, rank: int) -> None:
         text = None
         if rank == 0:
             try:
-                text = read_message(">>> ")
+                text = reader.read(">>> ")
             except EOFError:
                 text = "/quit"
         text = share_text(session.group, text)
@@ -95,6 +98,9 @@ def chat(session: ShardedSession, rank: int) -> None:
                 return
             continue
         session.reply(text, out.write if rank == 0 else (lambda chunk: None))
+        # generate_step computes one token ahead, collectives included: let them finish before the next
+        # share_text, or a rank that reads its next message at once (typed ahead) interleaves the two.
+        mx.synchronize(generation_stream)
         if rank == 0:
             out.end()
             for notice in session.notices:

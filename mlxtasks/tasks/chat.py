@@ -16,20 +16,22 @@ SAMPLING_HELP = {
 
 
 def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models, verbose=False):
-    """Start the venv's chat with the chosen model and settings; its exit status is ours."""
+    """Start the venv's chat with the chosen model and settings (a session, or one answer to `ask`); its exit
+    status is ours."""
     import json
     import signal
     import subprocess
     import sys
+    import tempfile
 
     from invoke import Exit
 
-    from .. import catalog, store
+    from .. import catalog, store, validate
     from ..errors import MlxTasksError
     from ..facts import probe
 
     s = settings(c, venv=venv, models=models)
-    installed = {m.alias: {"path": str(s.models / m.folder),
+    installed = {m.alias: {"path": str(s.models / m.folder), "names": [*m.also, m.folder, m.repo],
                            "sampling": {"temp": m.temperature, "top_p": m.top_p, "max_tokens": m.max_tokens}}
                  for m in store.installed_models(s.models, s.catalog)}
     if alias == "default":
@@ -39,7 +41,15 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models, ver
             raise MlxTasksError("No model is installed, so there is nothing to chat with.", fix="invoke models.pull qwen7b")
         model = None
     else:
-        model, _ = store.local_model(alias, s.models, s.catalog)
+        model, folder = store.local_model(alias, s.models, s.catalog)
+        problems = store.model_problems(folder)
+        if problems:  # what validate says, before mlx_lm meets the damage
+            damaged = validate.model_check(folder, problems, 0, model.alias)
+            raise MlxTasksError(f"{model.alias} cannot be loaded: {damaged.message}.",
+                                fix=f"{damaged.fix} (invoke models.verify {model.alias} lists every problem)")
+    if ask is None and not sys.stdin.isatty():
+        raise MlxTasksError("A chat needs a terminal to type in; for input from a pipe or a file, ask for one answer.",
+                            fix="echo 'your question' | invoke chat.ask - " + (f"--model {model.alias}" if model else "--auto"))
     require_venv(s)
     if model and not catalog.fits(model, probe()):
         print(f"Warning: {model.alias} needs about {model.ram_gb:.1f} GB of memory, more than this machine can give it; "
@@ -53,19 +63,23 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models, ver
         "system": system,
         "seed": None if seed is None else int(seed),
         "history": str(s.state / "chat_history"),
+        "ask": ask,
+        "verbose": verbose,
     }
-    argv = [str(s.venv_python), "-m", "mlxtasks.runtime.chat", "--spec", json.dumps(spec)]
-    if ask is not None:
-        argv += ["--ask", ask, *(["--verbose"] if verbose else [])]
-    # Ctrl-C belongs to the chat (it stops a reply); this process only waits. A handler, not
-    # SIG_IGN, so the child starts with Python's usual one.
-    previous = signal.signal(signal.SIGINT, lambda *_: None)
-    try:
-        code = subprocess.call(argv)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    # The spec, prompt included, goes in a file: argv has a size limit, and the runtime's argparse would
+    # read a prompt such as "-x" as an option.
+    with tempfile.NamedTemporaryFile("w", prefix="mlxtasks-chat-", suffix=".json") as handle:
+        json.dump(spec, handle)
+        handle.flush()
+        # Ctrl-C belongs to the runtime (it stops a reply, or ends an answer with 130); this process only
+        # waits. A handler, not SIG_IGN, so the child starts with Python's usual one.
+        previous = signal.signal(signal.SIGINT, lambda *_: None)
+        try:
+            code = subprocess.call([str(s.venv_python), "-m", "mlxtasks.runtime.chat", "--spec", handle.name])
+        finally:
+            signal.signal(signal.SIGINT, previous)
     if code:
-        raise Exit(code=code)
+        raise Exit(code=128 - code if code < 0 else code)  # killed by signal N: 128+N, as a shell says
 
 
 @task(default=True, positional=["model"],
@@ -86,8 +100,8 @@ def ask(c, prompt, model=None, auto=False, temp=None, top_p=None, max_tokens=Non
     """One answer on stdout and nothing else, so it pipes: invoke chat.ask "..." --model qwen7b."""
     import sys
 
+    prompt = sys.stdin.read() if prompt == "-" else prompt
     if auto:
-        prompt = sys.stdin.read() if prompt == "-" else prompt
         choice = _choose(c, prompt, models)
         print(f"Using {choice.alias}: {choice.reason}", file=sys.stderr)
         model = choice.alias
