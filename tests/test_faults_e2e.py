@@ -273,3 +273,12 @@ def test_a_venv_in_a_folder_named_with_quotes_and_parentheses_is_made_and_then_h
     assert made.returncode == 0 and "Traceback" not in made.stderr, made.stdout + made.stderr
     again = invoke("venv", "--venv", str(path), home=home, timeout=300)
     assert again.returncode == 0 and f"{path} is healthy" in again.stdout, again.stdout + again.stderr
+
+
+def test_models_list_and_verify_agree_on_a_model_put_there_by_hand(home):
+    a_model(home / "workspace" / "mlx", "ByHand")
+    listed = invoke("models.list", home=home)
+    assert listed.returncode == 0 and "ByHand" in listed.stdout
+    assert next(line for line in listed.stdout.splitlines() if "ByHand" in line).endswith("complete")
+    verified = invoke("models.verify", home=home)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

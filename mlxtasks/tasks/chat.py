@@ -42,15 +42,15 @@ def _run(c, alias, ask, temp, top_p, max_tokens, system, seed, venv, models, ver
         model = None
     else:
         model, folder = store.local_model(alias, s.models, s.catalog)
-        problems = store.model_problems(folder)
-        if problems:  # what validate says, before mlx_lm meets the damage
-            damaged = validate.model_check(folder, problems, 0, model.alias)
-            raise MlxTasksError(f"{model.alias} cannot be loaded: {damaged.message}.",
-                                fix=f"{damaged.fix} (invoke models.verify {model.alias} lists every problem)")
+    require_venv(s)
+    problems = store.model_problems(folder) if model else []
+    if problems:  # what validate says, before mlx_lm meets the damage
+        damaged = validate.model_check(folder, problems, 0, model.alias)
+        raise MlxTasksError(f"{model.alias} cannot be loaded: {damaged.message}.",
+                            fix=f"{damaged.fix} (invoke models.verify {model.alias} lists every problem)")
     if ask is None and not sys.stdin.isatty():
         raise MlxTasksError("A chat needs a terminal to type in; for input from a pipe or a file, ask for one answer.",
                             fix="echo 'your question' | invoke chat.ask - " + (f"--model {model.alias}" if model else "--auto"))
-    require_venv(s)
     if model and not catalog.fits(model, probe()):
         print(f"Warning: {model.alias} needs about {model.ram_gb:.1f} GB of memory, more than this machine can give it; "
               "it may be slow or fail to load.", file=sys.stderr)
