@@ -111,6 +111,13 @@ def test_an_architecture_mlx_lm_cannot_shard_is_refused_before_launching(cluster
         "  Fix: use a model that shards, such as qwen7b or qwen32b, or run it on one machine: invoke chat phi4"]
 
 
+def test_a_prompt_longer_than_the_context_is_refused_in_a_sentence_not_a_traceback(cluster_setup, home):
+    done = invoke("cluster.ask", "qwen7b", "word " * 20000, "--local", "2", *GREEDY, *paths(cluster_setup), home=home)
+    assert done.returncode == 1 and done.stdout == "" and "Traceback" not in done.stderr, done.stderr
+    assert re.search(r"The prompt is \d+ tokens long, but qwen7b's context holds 4096 tokens", done.stderr), done.stderr
+    assert "Fix: " in done.stderr
+
+
 def test_a_rank_that_fails_stops_the_run_with_its_host_named(cluster_setup, home):
     # The plain tiny model is too narrow to split in two: mlx cannot quantize half of a 64-wide group.
     done = invoke("cluster.ask", "mistral7b", "hi", "--local", "2", *paths(cluster_setup), home=home)

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .chat import Output, Reader, Session, _sampling_text, command
+from .chat import Output, Reader, Refused, Session, _sampling_text, command
 
 # Chat commands that change what the model sees: every rank runs them. The rest only print or
 # write files, which rank 0 alone does.
@@ -97,7 +97,12 @@ def chat(session: ShardedSession, rank: int) -> None:
             if not keep_going:
                 return
             continue
-        session.reply(text, out.write if rank == 0 else (lambda chunk: None))
+        try:
+            session.reply(text, out.write if rank == 0 else (lambda chunk: None))
+        except Refused as refusal:  # every rank refuses alike: same text, same tokenizer
+            if rank == 0:
+                refusal.show()
+            continue
         # generate_step computes one token ahead, collectives included: let them finish before the next
         # share_text, or a rank that reads its next message at once (typed ahead) interleaves the two.
         mx.synchronize(generation_stream)
@@ -128,14 +133,24 @@ def main() -> int:
     mx.random.seed(spec.get("seed") or 0)
     session = ShardedSession({spec["alias"]: {"path": spec["path"], "sampling": spec["sampling"]}}, spec["alias"],
                              spec["overrides"], spec.get("system"), group=group, pipeline=spec["pipeline"])
-    session.load(spec["alias"])
+    try:
+        session.load(spec["alias"])
+    except Refused as refusal:  # each rank says its own: one host may lack what another has
+        refusal.show()
+        return 1
     if spec.get("verbose"):
         print(f"rank {group.rank()} of {group.size()} on {host}: {'pipeline' if spec['pipeline'] else 'tensor'} part, "
               f"{weights_bytes(session.model)} bytes of weights", file=sys.stderr, flush=True)
     if args.ask is None:
         chat(session, group.rank())
     else:
-        session.reply(args.ask, Output().write if group.rank() == 0 else (lambda chunk: None))
+        try:
+            session.reply(args.ask, Output().write if group.rank() == 0 else (lambda chunk: None))
+        except Refused as refusal:  # before any generation, and alike on every rank: same prompt, same tokenizer
+            if group.rank() == 0:
+                refusal.show()
+            mx.eval(mx.distributed.all_sum(mx.array(1.0), group=group, stream=mx.cpu))  # rank 0 has said it
+            return 1
         if group.rank() == 0:
             Output().end()
     # generate_step computes one token ahead, collectives included: a rank that left before the
