@@ -1,7 +1,5 @@
 """The `mlxtasks` console script: the same tasks as `invoke`, from any folder."""
 
-import sys
-
 from invoke import Program
 
 from . import __version__
@@ -25,4 +23,4 @@ program = MlxTasksProgram(namespace=ns, name="mlxtasks", version=__version__, ex
 
 
 def main() -> None:
-    program.run(sys.argv)
+    program.run()

@@ -143,17 +143,8 @@ def plan(model: Model, revision: str | None = None, retry_delay: float = 2.0,
     from huggingface_hub import HfApi
     from huggingface_hub.utils import filter_repo_objects
 
-    for attempt in range(1, TRIES + 1):  # one request: the commit and every file with its size
-        try:
-            info = HfApi().model_info(model.repo, revision=revision, files_metadata=True)
-            break
-        except Exception as exc:  # noqa: BLE001 - retried as downloads are, else said by hub_errors
-            if attempt == TRIES or not is_retriable(exc):
-                with hub_errors(model.repo):
-                    raise
-            delay = retry_delay * 2 ** (attempt - 1)
-            say(f"    {_cause(exc)}; asking the hub again in {delay:g} s")
-            time.sleep(delay)
+    info = _retried(lambda: HfApi().model_info(model.repo, revision=revision, files_metadata=True),  # one request
+                    model.repo, retry_delay, say, "asking the hub again in {delay} s")
     chosen = filter_repo_objects(info.siblings or [], allow_patterns=ALLOW_PATTERNS, key=lambda f: f.rfilename)
     files = tuple(sorted((f.rfilename, f.size) for f in chosen))
     sha = info.sha
@@ -204,27 +195,36 @@ def download(the_plan: Plan, staged: Path, retry_delay: float, say: Callable[[st
     repo = the_plan.model.repo
     with local_errors(staged.parent):
         staged.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, TRIES + 1):
+
+    def fetch() -> None:
         _remove_partials(staged)
-        try:
+        with local_errors(staged.parent):  # the disk or the folder, not the hub
             snapshot_download(repo, revision=the_plan.revision, local_dir=staged, allow_patterns=ALLOW_PATTERNS)
-            return
-        except OSError as exc:
-            local = local_error(exc, staged.parent)  # the disk or the folder, not the hub
-            if local:
-                raise local from None
-            error: Exception = exc
-        except Exception as exc:  # noqa: BLE001 - classified below
-            error = exc
-        if not is_retriable(error):
-            with hub_errors(repo):
-                raise error
-        if attempt == TRIES:
-            raise MlxTasksError(f"Downloading {repo} failed after {TRIES} tries: {_cause(error)}.",
-                                fix="run the same command again: finished files are kept")
-        delay = retry_delay * 2 ** (attempt - 1)
-        say(f"    {_cause(error)}; trying again in {delay:g} s (finished files are kept)")
-        time.sleep(delay)
+
+    _retried(fetch, repo, retry_delay, say, "trying again in {delay} s (finished files are kept)", give_up=lambda error: MlxTasksError(
+        f"Downloading {repo} failed after {TRIES} tries: {_cause(error)}.",
+        fix="run the same command again: finished files are kept"))
+
+
+def _retried(action: Callable, repo: str, retry_delay: float, say: Callable[[str], None], again: str,
+             give_up: Callable[[Exception], MlxTasksError] | None = None):
+    """action(), with server errors and dropped connections tried TRIES times with backoff, each retry
+    said with `again` (its {delay} filled in); anything else, and the last failure unless give_up words
+    it, in hub_errors' sentences."""
+    for attempt in range(1, TRIES + 1):
+        try:
+            return action()
+        except MlxTasksError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified here
+            if not is_retriable(exc) or (attempt == TRIES and give_up is None):
+                with hub_errors(repo):
+                    raise
+            if attempt == TRIES:
+                raise give_up(exc) from None
+            delay = retry_delay * 2 ** (attempt - 1)
+            say(f"    {_cause(exc)}; {again.format(delay=f'{delay:g}')}")
+            time.sleep(delay)
 
 
 class Fetch:
