@@ -164,6 +164,7 @@ class Settings:
     serve_allowed_origins: tuple[str, ...]
     state: Path  # pid files, logs and history: $XDG_STATE_HOME/mlxtasks or ~/.local/state/mlxtasks
     bench: bench.BenchSettings
+    home: Path  # the HOME of this run: the one place it is read
 
     @property
     def venv_python(self) -> Path:
@@ -211,6 +212,7 @@ def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = N
         serve_allowed_origins=_str_list(*value("serve_allowed_origins"), expected="a list of origins such as http://localhost:3000"),
         state=state_dir(home),
         bench=bench.check_settings(merged["bench"], home, state_dir(home)),
+        home=home,
     )
 
 
