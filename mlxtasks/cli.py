@@ -1,10 +1,14 @@
 """The `mlxtasks` console script: the same tasks as `invoke`, from any folder."""
 
-from invoke import Program
+import os
+from pathlib import Path
+from typing import Callable
 
-from . import __version__
+from invoke import Exit, Program
+
+from . import __version__, config, ui
+from .errors import MlxTasksError
 from .tasks import ns
-from .tasks.executor import SharedOptionsExecutor, config_files_checked
 
 
 class MlxTasksProgram(Program):
@@ -13,13 +17,28 @@ class MlxTasksProgram(Program):
     our code, so there such a file is still Invoke's traceback."""
 
     def create_config(self) -> None:
-        config_files_checked(super().create_config)
+        _config_files_checked(super().create_config)
 
     def update_config(self, merge: bool = True) -> None:
-        config_files_checked(lambda: super(MlxTasksProgram, self).update_config(merge))
+        _config_files_checked(lambda: super(MlxTasksProgram, self).update_config(merge))
 
 
-program = MlxTasksProgram(namespace=ns, name="mlxtasks", version=__version__, executor_class=SharedOptionsExecutor)
+def _config_files_checked(work: Callable) -> None:
+    """Run work; if it fails while a config file is unloadable, say which file and why instead."""
+    try:
+        work()
+    except Exception:
+        try:
+            problem = config.file_problem(config.config_files(Path(os.path.expanduser("~")), os.environ))
+        except MlxTasksError as err:
+            problem = err
+        if problem is None:
+            raise
+        ui.error(problem)
+        raise Exit(code=1) from None
+
+
+program = MlxTasksProgram(namespace=ns, name="mlxtasks", version=__version__)
 
 
 def main() -> None:

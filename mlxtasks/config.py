@@ -1,21 +1,29 @@
-"""Every default in one place, and how config and flags override them.
+"""Every default in one place, and how config, environment and flags override them.
 
-Order, lowest first: DEFAULTS < Invoke config (`invoke.yaml`, `~/.invoke.yaml`, `INVOKE_MLX_*`
-environment variables, all under the key `mlx`) < task flags. Paths may start with `~`, which
-means the HOME of the run, read when settings are resolved, never at import.
+Order, lowest first: DEFAULTS < Invoke's config files (`~/.invoke.yaml`, `/etc/invoke.yaml`, a
+project's `invoke.yaml`, `-f FILE`, all under the key `mlx`) < `INVOKE_MLX_*` environment variables <
+task flags. Paths may start with `~`, which means the HOME of the run, read when settings are
+resolved, never at import.
+
+Settings come in two parts. The paths and the common settings are checked at once, for every task.
+Each feature's own section (catalog, router, bench, serve) is checked only when a task reads it, so
+a typo in `mlx.bench` breaks `invoke bench` and never `serve.stop`, `shell.remove` or `uninstall`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from . import bench, catalog, router
-from .catalog import Model
 from .errors import MlxTasksError
+
+if TYPE_CHECKING:
+    from .bench import BenchSettings
+    from .catalog import Model
 
 CONFIG_KEY = "mlx"
 PYTHON_VERSIONS = Path(__file__).parent / "data" / "python-versions"
@@ -40,23 +48,25 @@ DEFAULTS: dict[str, Any] = {
     "backend": "auto",
     "shell": "auto",
     "packages": ["mlx-lm", "numpy", "transformers", "huggingface-hub", "sentencepiece", "tiktoken"],
-    "min_disk_gb": 10.0,  # floats, so INVOKE_MLX_* may give fractions
+    "min_disk_gb": 10.0,
     "warn_disk_gb": 20.0,
     "warn_ram_gb": 16.0,
     "disk_margin_gb": 1.0,  # kept free beyond a model's size when pulling it
     "retry_delay_s": 2.0,  # before the second try of a download; doubled for each later one
     "pull_stall_timeout_s": 60.0,  # models.pull ends when nothing has arrived from the hub for this long
-    "catalog": {},  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
     "default_model": "qwen7b",  # for chat.ask without --model
-    "bench": bench.DEFAULTS,  # invoke bench: prompt lengths, tokens generated, runs, Ollama's URL, the history file
-    "router": router.DEFAULT_RULES,  # categories: keywords with weights, and models best first
+    # The feature sections, each checked by its feature: your entries go over its own defaults.
+    "catalog": {},  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
+    "bench": {},  # invoke bench: prompt lengths, tokens generated, runs, Ollama's URL, the history file
+    "router": {},  # categories: keywords with weights, and models best first
     "serve_port": 8080,  # not 11434, which Ollama owns; the host is only ever a flag (default 127.0.0.1)
     "serve_start_timeout_s": 120.0,  # how long `serve` waits for the model to load and the port to answer
     "serve_allowed_origins": [],  # web origins whose pages may read the server's answers (CORS); none by default
 }
+SECTIONS = ("catalog", "bench", "router")  # settings that hold a mapping of their own
 
-CONFIG_FIX = "edit the `mlx:` section of invoke.yaml or ~/.invoke.yaml (or unset INVOKE_MLX_*)"
-ENV_PREFIX = "INVOKE_"
+CONFIG_FIX = "edit the `mlx:` section of ~/.invoke.yaml (or unset INVOKE_MLX_*)"
+ENV_PREFIX = "INVOKE_MLX_"
 
 
 def config_files(home: Path, environ: Mapping[str, str]) -> list[Path]:
@@ -67,8 +77,8 @@ def config_files(home: Path, environ: Mapping[str, str]) -> list[Path]:
 
 
 def file_problem(paths: Iterable[Path]) -> MlxTasksError | None:
-    """The first config file Invoke cannot load or merge with these defaults (its own error is a
-    traceback, raised before any task runs), named with what is wrong in it."""
+    """The first config file Invoke cannot load (its own error is a traceback, raised before any task
+    runs), named with what is wrong in it."""
     import yaml  # PyYAML: only on this error path
 
     for path in paths:
@@ -86,62 +96,35 @@ def file_problem(paths: Iterable[Path]) -> MlxTasksError | None:
             where = f" at line {line}" if line else ""
             return MlxTasksError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}{where}.",
                                  fix=f"fix or remove {path}")
-        if data is None:
-            continue
-        if not isinstance(data, Mapping):
+        if data is not None and not isinstance(data, Mapping):
             return MlxTasksError(f"{path} holds a {type(data).__name__}, not a mapping of settings.",
                                  fix=f"write settings as keys, such as 'mlx: {{venv: ~/venv-mlx}}', or remove {path}")
-        if CONFIG_KEY in data:
-            found = _shape_mismatch(data[CONFIG_KEY], DEFAULTS, CONFIG_KEY)
-            if found:
-                key, value = found
-                what = (f"sets {key} to {value!r}, but {key} is a section of settings" if value is None or not
-                        isinstance(value, Mapping) else f"gives {key} a section of keys, but it takes one value")
-                return MlxTasksError(f"{path} {what}.", fix=f"correct or remove {key} in {path} (see docs/configuration.md)")
     return None
 
 
-def _shape_mismatch(value: Any, default: Any, key: str) -> tuple[str, Any] | None:
-    """The first (key, value) where a mapping meets a non-mapping, which Invoke's merge cannot combine."""
-    if isinstance(default, Mapping) != isinstance(value, Mapping):
-        return key, value
-    if isinstance(default, Mapping):
-        for name, inner in value.items():
-            if name in default:
-                found = _shape_mismatch(inner, default[name], f"{key}.{name}")
-                if found:
-                    return found
-    return None
-
-
-def env_problem(environ: Mapping[str, str]) -> MlxTasksError | None:
-    """The first INVOKE_MLX_* variable Invoke could not turn into its setting's type (its own error is a
-    traceback, raised before any task runs). Values of the right type are checked later, like config files."""
-    for path, default in _leaves({CONFIG_KEY: DEFAULTS}):
-        name = ENV_PREFIX + "_".join(path).upper()
-        if name not in environ or isinstance(default, (bool, str)) or default is None:
+def from_environment(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings INVOKE_MLX_* variables give, as text ({key: value}, with bench's keys under "bench"),
+    and the variable each came from, to name it in an error."""
+    values: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
             continue
-        key = ".".join(path)
-        if isinstance(default, (list, tuple)):
-            return MlxTasksError(f"{name} cannot set {key}, which is a list.", fix=f"unset {name}, and set {key} in ~/.invoke.yaml")
-        try:
-            type(default)(environ[name])
-        except ValueError:
-            kind = "a whole number" if isinstance(default, int) else "a number"
-            return MlxTasksError(f"{name} must be {kind}, not {environ[name]!r}.", fix=f"unset {name}, or give it {kind}")
-    return None
-
-
-def _leaves(tree: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            yield from _leaves(value, (*path, key))
+        key = name[len(ENV_PREFIX):].lower()
+        if key in DEFAULTS and key not in SECTIONS:
+            values[key] = value
+        elif key.startswith("bench_"):
+            values.setdefault("bench", {})[key[len("bench_"):]] = value
         else:
-            yield (*path, key), value
+            raise MlxTasksError(f"{name} names no setting of mlxtasks.", fix=f"unset {name} (docs/configuration.md lists the settings)")
+        names[key.replace("bench_", "bench.", 1) if key.startswith("bench_") else key] = name
+    return values, names
 
 
 @dataclass(frozen=True)
 class Settings:
+    """The paths and common settings, checked; the feature sections are checked on first use."""
+
     venv: Path
     workspace: Path
     models: Path
@@ -156,38 +139,82 @@ class Settings:
     disk_margin_gb: float
     retry_delay_s: float
     pull_stall_timeout_s: float
-    catalog: tuple[Model, ...]
     default_model: str
-    router: dict
-    serve_port: int
-    serve_start_timeout_s: float
-    serve_allowed_origins: tuple[str, ...]
     state: Path  # pid files, logs and history: $XDG_STATE_HOME/mlxtasks or ~/.local/state/mlxtasks
-    bench: bench.BenchSettings
     home: Path  # the HOME of this run: the one place it is read
+    merged: Mapping[str, Any] = field(repr=False, compare=False)  # defaults < config < env < flags
+    labels: Mapping[str, str] = field(repr=False, compare=False)  # how to name a setting in an error
 
     @property
     def venv_python(self) -> Path:
         return self.venv / "bin" / "python"
 
+    def _value(self, key: str) -> tuple[str, Any]:
+        return self.labels.get(key, f"Config key '{CONFIG_KEY}.{key}'"), self.merged[key]
 
-def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = None, **flags: Any) -> Settings:
-    """Merge DEFAULTS, the `mlx` config section and flags (None means "not given")."""
-    config = dict(config or {})
+    @cached_property
+    def catalog(self) -> tuple[Model, ...]:
+        from . import catalog
+
+        models = self.merged["catalog"]
+        if not isinstance(models, Mapping):
+            raise _invalid(self._value("catalog")[0], "a section of models, such as {mymodel: {repo: ...}}", models)
+        return catalog.load(models)
+
+    @cached_property
+    def router(self) -> dict:
+        from . import router
+
+        rules = self.merged["router"]
+        if not isinstance(rules, Mapping):
+            raise _invalid(self._value("router")[0], "a section of categories", rules)
+        return router.check_rules(_deep_merge(router.DEFAULT_RULES, rules))
+
+    @cached_property
+    def bench(self) -> BenchSettings:
+        from . import bench
+
+        labels = {key.split(".", 1)[1]: label for key, label in self.labels.items() if key.startswith("bench.")}
+        return bench.check_settings(self.merged["bench"], self.home, self.state, labels)
+
+    @cached_property
+    def serve_port(self) -> int:
+        return port_number(*self._value("serve_port"))
+
+    @cached_property
+    def serve_start_timeout_s(self) -> float:
+        return _number(*self._value("serve_start_timeout_s"), most=3600)
+
+    @cached_property
+    def serve_allowed_origins(self) -> tuple[str, ...]:
+        return _str_list(*self._value("serve_allowed_origins"), expected="a list of origins such as http://localhost:3000")
+
+
+def resolve(config: Any = None, home: str | Path | None = None, environ: Mapping[str, str] | None = None,
+            **flags: Any) -> Settings:
+    """Merge DEFAULTS, the `mlx` config section, INVOKE_MLX_* variables from environ, and flags (None
+    means "not given"); check the common settings now and each feature section when it is read."""
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise MlxTasksError(f"Config key '{CONFIG_KEY}' must be a section of settings, got {config!r}.", fix=CONFIG_FIX)
+    config = _plain(config)
     unknown = sorted(set(config) - set(DEFAULTS))
     if unknown:
         raise MlxTasksError(f"Unknown config key '{CONFIG_KEY}.{unknown[0]}'.", fix=CONFIG_FIX)
+    from_env, env_names = from_environment(environ or {})
     given = {key: value for key, value in flags.items() if value is not None}
     unknown_flags = sorted(set(given) - set(DEFAULTS))
     if unknown_flags:
         raise ValueError(f"resolve() got unknown settings {unknown_flags}")
-    merged = {**DEFAULTS, **config, **given}
+    bench = {**_section(config.get("bench")), **from_env.pop("bench", {})}
+    merged = {**DEFAULTS, **config, **from_env, **given, **({"bench": bench} if bench else {})}
+    labels = {**env_names, **{key: f"--{key.replace('_', '-')}" for key in given}}
     home = Path(home if home is not None else _home())
 
     def value(key: str) -> tuple[str, Any]:
         """(how to name the setting in an error, its value)."""
-        label = f"--{key.replace('_', '-')}" if key in given else f"Config key '{CONFIG_KEY}.{key}'"
-        return label, merged[key]
+        return labels.get(key, f"Config key '{CONFIG_KEY}.{key}'"), merged[key]
 
     return Settings(
         venv=_path(*value("venv"), home),
@@ -204,16 +231,35 @@ def resolve(config: Mapping[str, Any] | None = None, home: str | Path | None = N
         disk_margin_gb=_number(*value("disk_margin_gb")),
         retry_delay_s=_number(*value("retry_delay_s"), most=300),
         pull_stall_timeout_s=_number(*value("pull_stall_timeout_s"), most=3600),
-        catalog=catalog.load(merged["catalog"]),
         default_model=_optional_str(*value("default_model")) or "qwen7b",
-        router=router.check_rules(merged["router"]),
-        serve_port=port_number(*value("serve_port")),
-        serve_start_timeout_s=_number(*value("serve_start_timeout_s"), most=3600),
-        serve_allowed_origins=_str_list(*value("serve_allowed_origins"), expected="a list of origins such as http://localhost:3000"),
         state=state_dir(home),
-        bench=bench.check_settings(merged["bench"], home, state_dir(home)),
         home=home,
+        merged=merged,
+        labels=labels,
     )
+
+
+def _plain(value: Any) -> Any:
+    """Invoke's DataProxy sections as plain dicts, all the way down."""
+    if isinstance(value, Mapping) or (hasattr(value, "keys") and not isinstance(value, (str, bytes))):
+        return {key: _plain(value[key]) for key in value.keys()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """base with over's keys on top, sections merged key by key (as Invoke merges its config files)."""
+    merged = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, Mapping) and isinstance(base.get(key), Mapping)
+        merged[key] = _deep_merge(base[key], value) if both else value
+    return merged
+
+
+def _section(value: Any) -> dict:
+    """A feature section as given (its own checks run when it is read); a non-mapping stays for them to refuse."""
+    return dict(value) if isinstance(value, Mapping) else {}
 
 
 def state_dir(home: Path) -> Path:

@@ -50,6 +50,30 @@ class Step:
         return not self.actions
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a step task did, as it returns it: setup builds its closing summary from these."""
+
+    kind: str  # "done" (already fine), "changed", "dry" (would change) or "skipped"
+    name: str
+    summary: str
+
+
+def summary(outcomes: list[Outcome], dry: bool) -> list[str]:
+    """setup's closing lines, from what its steps returned."""
+    if dry:
+        return ["Dry run: nothing was changed."]
+    changed = [f"{o.name}: {o.summary}" for o in outcomes if o.kind == "changed"]
+    fine = [o.name for o in outcomes if o.kind == "done"]
+    skipped = [f"{o.name} ({o.summary})" for o in outcomes if o.kind == "skipped"]
+    return [
+        "Changed: " + ("; ".join(changed) if changed else "nothing, everything was already set up."),
+        *(["Already fine: " + ", ".join(fine) + "."] if fine else []),
+        *(["Skipped: " + ", ".join(skipped) + "."] if skipped else []),
+        "Next: open a new terminal (or source your rc file), then: mlx-status",
+    ]
+
+
 def describe(action: Action) -> str:
     if isinstance(action, Command):
         return f"run {action.text}"

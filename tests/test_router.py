@@ -40,4 +40,4 @@ def test_rules_from_config_merge_and_are_checked(tmp_path):
     s = config.resolve({"router": rules}, home=tmp_path)
     assert router.route("a haskell question", EVERYTHING, s.router).alias == "qwen7b"
     with pytest.raises(MlxTasksError, match="mlx.router.code.keywords"):
-        config.resolve({"router": {"code": {"keywords": ["x"], "models": []}}}, home=tmp_path)
+        config.resolve({"router": {"code": {"keywords": ["x"], "models": []}}}, home=tmp_path).router

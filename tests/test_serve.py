@@ -63,12 +63,12 @@ def test_port_config_and_flag_and_their_errors(tmp_path, capsys):
     assert config.resolve({}, home=tmp_path).serve_port == 8080
     assert config.resolve({"serve_port": 9000}, home=tmp_path, serve_port="9100").serve_port == 9100
     with pytest.raises(MlxTasksError, match="Config key 'mlx.serve_port' must be a port number from 1 to 65535"):
-        config.resolve({"serve_port": 70000}, home=tmp_path)
+        config.resolve({"serve_port": 70000}, home=tmp_path).serve_port
     with pytest.raises(Exit):
         serve_tasks.start(mock_context(Result()), "qwen7b", port="abc")
     assert capsys.readouterr().err == "[error] --port must be a number, got 'abc'.\n  Fix: pass a number to --port\n"
     with pytest.raises(MlxTasksError, match="'mlx.serve_allowed_origins' must be a list of origins"):
-        config.resolve({"serve_allowed_origins": [3]}, home=tmp_path)
+        config.resolve({"serve_allowed_origins": [3]}, home=tmp_path).serve_allowed_origins
 
 
 def test_state_lives_in_xdg_state_home_or_under_home(tmp_path, monkeypatch):

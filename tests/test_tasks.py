@@ -6,48 +6,45 @@ import sys
 import pytest
 from invoke import Collection, Context, MockContext, Program, Result, task
 
-from mlxtasks.cli import program
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.locks import setup_lock
-from mlxtasks.steps import Command
-from mlxtasks.tasks import _common, install, ns, preflight, shell, venv, workspace
-from mlxtasks.tasks.executor import SharedOptionsExecutor
-from mlxtasks.tasks.setup import check_options, setup
-from mlxtasks.tasks.validate import validate
-from mlxtasks.tasks.warmup import warmup
+from mlxtasks.steps import Command, Outcome, summary
+from mlxtasks.tasks import _common, ns, venv
+from mlxtasks.tasks.setup import setup
 
 from .conftest import BIN, ROOT, clean_env, invoke
 
-
-def test_setup_runs_the_steps_in_order_as_pre_tasks():
-    assert setup.pre == [check_options, preflight.check, venv.create, install.packages, workspace.create, shell.install, validate, warmup]
-    assert {"preflight", "venv", "install", "workspace", "shell"} <= set(ns.collections)
+SETUP_STEPS = {"venv", "install", "workspace", "validate", "warmup"}
 
 
-def test_the_project_and_the_cli_use_the_option_sharing_executor():
-    text = (ROOT / "invoke.yaml").read_text()
-    assert "executor_class: mlxtasks.tasks.executor.SharedOptionsExecutor" in text
-    assert program.executor_class is SharedOptionsExecutor
+def test_mounted_in_another_collection_a_dry_setup_reaches_every_step_and_runs_nothing(tmp_path, monkeypatch):
+    """A task library is mounted as Collection(mlx=ns); setup's options reach its steps as arguments, so a
+    MockContext, which fails on any command, sees none, and HOME stays empty."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("SHELL", "/bin/bash")
+    mounted = Collection(mlx=ns)["mlx.setup"]
+    outcomes = mounted(MockContext(), dry_run=True, yes=True)
+    assert {o.name for o in outcomes} == SETUP_STEPS | {"shell (bash)"}
+    assert {o.kind for o in outcomes} <= {"dry", "done"}
+    assert [o.name for o in outcomes if o.kind == "dry"][:2] == ["venv", "install"]
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_pre_tasks_inherit_the_options_they_share_with_their_caller():
-    seen = {}
+def test_a_program_that_mounts_the_collection_passes_dry_run_to_every_step(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("SHELL", "/bin/bash")
+    Program(namespace=Collection(mlx=ns)).run(["outer", "mlx.setup", "--dry-run", "--yes"], exit=False)
+    out = capsys.readouterr().out
+    for name in ("venv", "install", "shell (bash)", "validate"):
+        assert f"[would] {name}:" in out
+    assert out.endswith("Dry run: nothing was changed.\n")
+    assert list(tmp_path.iterdir()) == []
 
-    @task
-    def step(c, yes=False, python=None):
-        seen["step"] = (yes, python)
 
-    @task
-    def other(c, dry_run=False):
-        seen["other"] = dry_run
-
-    @task(pre=[step, other])
-    def top(c, yes=False, dry_run=False, python=None):
-        seen["top"] = (yes, dry_run, python)
-
-    Program(namespace=Collection(top, step, other), executor_class=SharedOptionsExecutor).run(
-        ["prog", "top", "--yes", "--dry-run", "--python", "/x/python"], exit=False)
-    assert seen == {"step": (True, "/x/python"), "other": True, "top": (True, True, "/x/python")}
+def test_setup_lists_a_skipped_step_as_skipped_not_as_fine():
+    lines = summary([Outcome("done", "venv", "ready"), Outcome("skipped", "warmup", "not run (--no-warmup)")], dry=False)
+    assert lines[1:3] == ["Already fine: venv.", "Skipped: warmup (not run (--no-warmup))."]
+    assert summary([Outcome("changed", "venv", "created")], dry=True) == ["Dry run: nothing was changed."]
 
 
 def test_a_failing_network_step_is_retried_then_reported():
@@ -82,7 +79,6 @@ def test_a_task_failure_prints_one_sentence_and_the_fix_and_exits_1(tmp_path, mo
 
     monkeypatch.setenv("HOME", str(tmp_path))
     c = Context()
-    c.config.load_collection(ns.configuration())
     with pytest.raises(Exit) as caught:
         venv.create(c, installer="conda")
     assert caught.value.code == 1
@@ -119,20 +115,6 @@ def test_setup_refuses_a_wrong_option_before_any_step_runs(home):
     assert done.stderr.splitlines() == ["[error] --installer must be one of auto, uv, pip, got 'conda'.",
                                         "  Fix: pass one of auto, uv, pip to --installer"]
     assert done.stdout == "" and list(home.iterdir()) == []
-
-
-def test_setup_lists_a_skipped_step_as_skipped_not_as_fine(capsys):
-    earlier = list(_common.JOURNAL)
-    _common.JOURNAL.clear()
-    try:
-        _common.record("done", "venv", "ready")
-        warmup.body(MockContext(), warmup=False)
-        setup.body(MockContext())
-    finally:
-        _common.JOURNAL[:] = earlier
-    out = capsys.readouterr().out
-    assert "[skipped] warmup: not run (--no-warmup)" in out
-    assert "Already fine: venv.\nSkipped: warmup (not run (--no-warmup)).\n" in out
 
 
 HOLD_SETUP_LOCK = """

@@ -2,7 +2,6 @@
 
 from invoke import Collection
 
-from .. import config
 from . import bench, chat, cluster, install, models, preflight, serve, shell, venv, workspace
 from .setup import setup, uninstall
 from .validate import status, validate
@@ -10,4 +9,3 @@ from .warmup import warmup
 
 ns = Collection(setup, uninstall, validate, status, warmup, preflight.ns, venv.ns, install.ns, workspace.ns, shell.ns, models.ns, chat.ns,
                 serve.ns, bench.ns, cluster.ns)
-ns.configure({config.CONFIG_KEY: config.DEFAULTS})

@@ -15,11 +15,8 @@ from invoke import Context, Exit, Task
 
 from .. import config, ui
 from ..errors import MlxTasksError
-from ..steps import Command, MakeDir, RemoveVenv, Step, describe
+from ..steps import Command, MakeDir, Outcome, RemoveVenv, Step, describe
 from ..venv import require as require_venv  # noqa: F401 - for the tasks that run MLX
-
-# (kind, step name, summary) for each step run in this process, for setup's closing summary.
-JOURNAL: list[tuple[str, str, str]] = []
 
 PATH_HELP = {
     "venv": "venv folder (default ~/venv-mlx)",
@@ -29,8 +26,8 @@ PATH_HELP = {
 
 
 def settings(c: Context, **flags: Any) -> config.Settings:
-    section = c.config.get(config.CONFIG_KEY) or {}
-    return config.resolve({key: section[key] for key in section}, **flags)
+    """The settings of this run: Invoke's config files (the `mlx` key), INVOKE_MLX_* and the task's flags."""
+    return config.resolve(c.config.get(config.CONFIG_KEY), environ=os.environ, **flags)
 
 
 def is_dry(c: Context, dry_run: bool) -> bool:
@@ -61,27 +58,25 @@ class MlxTask(Task):
 task = functools.partial(invoke.task, klass=MlxTask)
 
 
-def converge(c: Context, step: Step, recheck: Callable[[], Step], dry: bool) -> Step:
+def converge(c: Context, step: Step, recheck: Callable[[], Step], dry: bool) -> list[Outcome]:
     """Act on an inspected step if needed (or only say what would happen), then inspect again."""
     if step.done:
-        record("done", step.name, step.summary)
-    elif dry:
-        record("dry", step.name, step.summary, [describe(action) for action in step.actions])
-    else:
-        ui.step("changed", step.name, f"{step.summary}...")
-        for action in step.actions:
-            perform(c, action)
-        after = recheck()
-        if not after.done:
-            raise MlxTasksError(f"The {step.name} step ran but is still not done: {after.summary}.", fix=f"invoke {step.name}")
-        JOURNAL.append(("changed", step.name, step.summary))  # its line was printed before acting
-    return step
+        return [record("done", step.name, step.summary)]
+    if dry:
+        return [record("dry", step.name, step.summary, [describe(action) for action in step.actions])]
+    ui.step("changed", step.name, f"{step.summary}...")
+    for action in step.actions:
+        perform(c, action)
+    after = recheck()
+    if not after.done:
+        raise MlxTasksError(f"The {step.name} step ran but is still not done: {after.summary}.", fix=f"invoke {step.name}")
+    return [Outcome("changed", step.name, step.summary)]  # its line was printed before acting
 
 
-def record(kind: str, name: str, summary: str, details: Iterable[str] = ()) -> None:
-    """Print a step's line and keep it for setup's summary."""
+def record(kind: str, name: str, summary: str, details: Iterable[str] = ()) -> Outcome:
+    """Print a step's line; the Outcome it returns is what setup's summary is built from."""
     ui.step(kind, name, summary, details)
-    JOURNAL.append((kind, name, summary))
+    return Outcome(kind, name, summary)
 
 
 def perform(c: Context, action) -> None:

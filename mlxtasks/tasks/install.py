@@ -27,7 +27,7 @@ def packages(c, venv=None, installer=None, backend=None, upgrade=False, dry_run=
         require_venv(s)
     chosen_backend = backend_for(probe(), s.backend)
     chosen = choose(s.installer)
-    converge(
+    return converge(
         c,
         core.plan(s, chosen_backend, chosen, upgrade),
         lambda: core.plan(s, chosen_backend, chosen),

@@ -1,25 +1,16 @@
 """setup and uninstall: every step in order (each also runnable alone), and the way back."""
 
-from . import install, preflight, serve, shell, venv, workspace
+from . import install, preflight, serve
+from . import shell as shell_tasks
+from . import venv as venv_tasks
+from . import workspace as workspace_tasks
+from ..steps import summary
+from ._common import PATH_HELP, is_dry, perform, record, settings, task
 from .validate import validate
-from .warmup import warmup
-from ._common import JOURNAL, PATH_HELP, is_dry, perform, record, settings, task
-
-STEPS = [preflight.check, venv.create, install.packages, workspace.create, shell.install, validate, warmup]
-
-
-@task
-def check_options(c, python=None, venv=None, workspace=None, models=None, installer=None, backend=None, shell=None):
-    """Refuse a wrong option value of setup's, or a second setup at once, before any step runs."""
-    from ..locks import hold_until_exit, setup_lock
-
-    s = settings(c, python=python, venv=venv, workspace=workspace, models=models, installer=installer, backend=backend,
-                 shell=shell)
-    hold_until_exit(setup_lock(s.venv), "invoke setup")
+from .warmup import warmup as warmup_task
 
 
 @task(
-    pre=[check_options, *STEPS],
     help={
         "yes": "answer yes to every question (for unattended runs)",
         "dry_run": "print every action, file writes included, and change nothing",
@@ -28,7 +19,7 @@ def check_options(c, python=None, venv=None, workspace=None, models=None, instal
         "installer": "auto (uv if it runs, else pip), uv or pip",
         "backend": "auto (from the platform), metal, cpu, cuda12 or cuda13",
         "upgrade": "move past the shipped version pins to the newest releases",
-        "shell": shell.SHELL_HELP,
+        "shell": shell_tasks.SHELL_HELP,
         "warmup": "on CUDA, end by compiling the GPU kernels so the first chat starts fast (--no-warmup skips it)",
     },
 )
@@ -36,21 +27,28 @@ def setup(c, yes=False, dry_run=False, python=None, venv=None, workspace=None, m
           installer=None, backend=None, upgrade=False, shell=None, warmup=True):
     """Set up MLX end to end: preflight, venv, packages, workspace, shell commands, validation. Safe to repeat."""
     from .. import ui
+    from ..locks import hold_until_exit, setup_lock
 
-    # The steps ran as pre-tasks with these same options; what is left is the summary.
-    changed = [f"{name}: {summary}" for kind, name, summary in JOURNAL if kind == "changed"]
-    fine = [name for kind, name, _ in JOURNAL if kind == "done"]
-    skipped = [f"{name} ({summary})" for kind, name, summary in JOURNAL if kind == "skipped"]
+    dry = is_dry(c, dry_run)
+    # A wrong option value, or a second setup at once, is refused before any step runs.
+    s = settings(c, python=python, venv=venv, workspace=workspace, models=models, installer=installer, backend=backend,
+                 shell=shell)
+    hold_until_exit(setup_lock(s.venv), "invoke setup")
+    preflight.check(c, python=python, venv=venv, workspace=workspace, models=models, dry_run=dry)
+    outcomes = [
+        *venv_tasks.create(c, python=python, venv=venv, installer=installer, yes=yes, dry_run=dry),
+        *install.packages(c, venv=venv, installer=installer, backend=backend, upgrade=upgrade, dry_run=dry),
+        *workspace_tasks.create(c, workspace=workspace, models=models, dry_run=dry),
+        *shell_tasks.install(c, shell=shell, venv=venv, models=models, dry_run=dry),
+    ]
+    # After a run that changed nothing, the slow checks that import MLX could only repeat their last answer.
+    unchanged = not any(outcome.kind == "changed" for outcome in outcomes)
+    outcomes += validate(c, venv=venv, models=models, dry_run=dry, skip_mlx=unchanged)
+    outcomes += warmup_task(c, warmup=warmup, venv=venv, backend=backend, dry_run=dry)
     ui.out()
-    if is_dry(c, dry_run):
-        ui.out("Dry run: nothing was changed.")
-        return
-    ui.out("Changed: " + ("; ".join(changed) if changed else "nothing, everything was already set up."))
-    if fine:
-        ui.out("Already fine: " + ", ".join(fine) + ".")
-    if skipped:
-        ui.out("Skipped: " + ", ".join(skipped) + ".")
-    ui.out("Next: open a new terminal (or source your rc file), then: mlx-status")
+    for line in summary(outcomes, dry):
+        ui.out(line)
+    return outcomes
 
 
 @task(
@@ -70,7 +68,7 @@ def uninstall(c, yes=False, models=False, venv=None, dry_run=False):
     from ..steps import RemoveVenv
     from ..store import installed_folders, remove_model
 
-    shell.remove(c, dry_run=dry_run)
+    shell_tasks.remove(c, dry_run=dry_run)
     serve.uninstall_service(c, dry_run=dry_run)  # it would start a server from the deleted venv at every login
     s = settings(c, venv=venv)
     dry = is_dry(c, dry_run)

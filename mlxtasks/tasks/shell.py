@@ -39,11 +39,13 @@ def install(c, shell=None, rc_file=None, venv=None, models=None, dry_run=False):
 
     s, targets = _targets(c, shell, rc_file, venv, models)
     dry = is_dry(c, dry_run)
+    outcomes = []
     for target in targets:
         body = shellblock.render(target.shell, s.venv, s.models, s.catalog)
         change = rcfile.update(target.path, lambda text: rcfile.apply_block(text, body, str(target.path)), dry=dry,
                                created=_created_record(s))
-        _report(change, target, dry, "modified", "after shell.install")
+        outcomes.append(_report(change, target, dry, "modified", "after shell.install"))
+    return outcomes
 
 
 @task(help={"shell": "only this shell's file: zsh, bash, fish or all (default: every shell's)", "rc_file": RC_HELP,
@@ -83,15 +85,16 @@ def _report(change, target, dry, verb, after):
 
     name = f"shell ({target.shell})"
     if not change.modified:
-        record("done", name, f"no change: {target.path}")
+        outcome = record("done", name, f"no change: {target.path}")
     elif dry:
-        record("dry", name, f"{verb} {target.path}")
+        outcome = record("dry", name, f"{verb} {target.path}")
         ui.out(rcfile.unified_diff(change.old, change.new, target.path, after))
     else:
-        record("changed", name, f"{verb} {target.path}" + (f" (a symlink to {change.target})" if change.target != target.path else ""))
+        outcome = record("changed", name, f"{verb} {target.path}" + (f" (a symlink to {change.target})" if change.target != target.path else ""))
     for line in (target.note, *change.warnings):
         if line:
             ui.out(f"    {line}")
+    return outcome
 
 
 ns = Collection("shell", install, remove, show)

@@ -1,6 +1,6 @@
 """validate and status: is the environment healthy, and what does it look like right now."""
 
-from ._common import JOURNAL, PATH_HELP, is_dry, record, require_venv, settings, task
+from ._common import PATH_HELP, is_dry, record, require_venv, settings, task
 
 
 @task(
@@ -14,10 +14,11 @@ from ._common import JOURNAL, PATH_HELP, is_dry, record, require_venv, settings,
         "venv": PATH_HELP["venv"],
         "models": PATH_HELP["models"],
         "dry_run": "say that the checks would run, and run nothing",
+        "skip_mlx": "skip the checks that import MLX (they take seconds); setup passes it when it changed nothing",
     },
 )
 def validate(c, json=False, quiet=False, verbose=False, only=None, list=False, deep=False, venv=None, models=None,
-             dry_run=False):
+             dry_run=False, skip_mlx=False):
     """Check the environment and every installed model; say what is wrong and how to fix it."""
     import json as json_module
 
@@ -30,19 +31,15 @@ def validate(c, json=False, quiet=False, verbose=False, only=None, list=False, d
     if list:
         for group, ids in core.CHECK_IDS.items():
             ui.out(f"{group}: {', '.join(ids)}")
-        return
+        return []
     if is_dry(c, dry_run):
-        record("dry", "validate", "run the checks")
-        return
+        return [record("dry", "validate", "run the checks")]
     if only and only not in core.GROUPS:
         raise MlxTasksError(f"--only must be one of {', '.join(core.GROUPS)}, got {only!r}.", fix="invoke validate --list")
     groups = [only] if only else [*core.GROUPS]
-    # As setup's last step after a run that changed nothing, the slow in-venv checks (importing
-    # mlx_lm takes seconds) can only repeat their last answer: skip them and say so.
-    unchanged = bool(JOURNAL) and not any(kind == "changed" for kind, _, _ in JOURNAL)
-    if unchanged and not only and not deep:
+    if skip_mlx and not only and not deep:
         groups = [g for g in groups if g not in core.RUNTIME_GROUPS]
-        ui.out("(nothing changed, so the checks that import MLX were skipped; invoke validate runs them all)")
+        ui.out("(the checks that import MLX were skipped; invoke validate runs them all)")
     results = core.run(settings(c, venv=venv, models=models), groups, deep=deep, say=ui.note)
     closing = core.summary(results)
     if json:
@@ -52,6 +49,7 @@ def validate(c, json=False, quiet=False, verbose=False, only=None, list=False, d
         ui.report(grouped, closing, quiet=quiet, verbose=verbose)
     if any_failed(results):
         raise Exit(code=1)
+    return []
 
 
 @task(help={"venv": PATH_HELP["venv"], "models": PATH_HELP["models"]})

@@ -41,7 +41,7 @@ def create(c, python=None, venv=None, installer=None, force=False, yes=False, dr
         verdict = check_python(replace(facts, python=python_info, rejected_pythons=rejected))
         if verdict.failed:
             raise MlxTasksError(verdict.message, verdict.fix)
-    converge(
+    return converge(
         c,
         core.plan(s, state, python_info, chosen, recreate),
         lambda: core.plan(s, core.inspect(s.venv), python_info, chosen, False),

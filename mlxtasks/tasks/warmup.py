@@ -20,15 +20,14 @@ def warmup(c, warmup=True, venv=None, backend=None, dry_run=False):
     from ..facts import backend_for, probe
 
     if not warmup:
-        record("skipped", "warmup", "not run (--no-warmup)")
-        return
+        return [record("skipped", "warmup", "not run (--no-warmup)")]
     s = settings(c, venv=venv, backend=backend)
     chosen = backend_for(probe(), s.backend)
     if not chosen.startswith("cuda"):
-        record("done", "warmup", f"nothing to compile on the {chosen} backend")
+        return [record("done", "warmup", f"nothing to compile on the {chosen} backend")]
         return
     if is_dry(c, dry_run):
-        record("dry", "warmup", "compile the CUDA kernels a chat uses")
+        return [record("dry", "warmup", "compile the CUDA kernels a chat uses")]
         return
     require_venv(s)
     done = subprocess.run([str(s.venv_python), "-m", "mlxtasks.runtime.warmup"], stdout=subprocess.PIPE, text=True)
@@ -37,7 +36,7 @@ def warmup(c, warmup=True, venv=None, backend=None, dry_run=False):
                             fix="invoke validate --deep, or skip this step: invoke setup --no-warmup")
     answer = json.loads(done.stdout)
     if answer["backend"] != "cuda":
-        record("done", "warmup", "MLX in the venv sees no CUDA GPU, so nothing was compiled")
+        return [record("done", "warmup", "MLX in the venv sees no CUDA GPU, so nothing was compiled")]
         return
     # Kept for later processes, so a re-run finds them and takes seconds: not a change to report.
-    record("done", "warmup", f"CUDA kernels compiled and kept ({answer['seconds']:.1f} s)")
+    return [record("done", "warmup", f"CUDA kernels compiled and kept ({answer['seconds']:.1f} s)")]

@@ -14,7 +14,7 @@ def create(c, workspace=None, models=None, dry_run=False):
     from .. import workspace as core
 
     s = settings(c, workspace=workspace, models=models)
-    converge(c, core.plan(s), lambda: core.plan(s), is_dry(c, dry_run))
+    return converge(c, core.plan(s), lambda: core.plan(s), is_dry(c, dry_run))
 
 
 ns = Collection("workspace", create)
