@@ -142,3 +142,11 @@ def test_a_second_setup_at_once_is_refused_until_the_first_ends(home):
     after = subprocess.run([sys.executable, "-c", HOLD_SETUP_LOCK, str(lock)], input="", capture_output=True,
                            text=True, timeout=30)
     assert after.stdout == "held\n", after.stderr
+
+
+def test_validate_after_another_task_in_the_same_run_still_runs_every_group(home):
+    """No state passes between tasks: `invoke workspace validate` once skipped the checks that import MLX."""
+    done = invoke("workspace", "validate", home=home, timeout=120)
+    output = done.stdout + done.stderr
+    assert "were skipped" not in output
+    assert "mlx-lm: skipped: the venv is missing or broken" in output
