@@ -29,7 +29,7 @@ def _config_files_checked(work: Callable) -> None:
         work()
     except Exception:
         try:
-            problem = config.file_problem(config.config_files(Path(os.path.expanduser("~")), os.environ))
+            problem = config.file_problem(config.config_files(Path(config.home_dir()), os.environ))
         except MlxTasksError as err:
             problem = err
         if problem is None:

@@ -210,7 +210,7 @@ def resolve(config: Any = None, home: str | Path | None = None, environ: Mapping
     bench = {**_section(config.get("bench")), **from_env.pop("bench", {})}
     merged = {**DEFAULTS, **config, **from_env, **given, **({"bench": bench} if bench else {})}
     labels = {**env_names, **{key: f"--{key.replace('_', '-')}" for key in given}}
-    home = Path(home if home is not None else _home())
+    home = Path(home if home is not None else home_dir())
 
     def value(key: str) -> tuple[str, Any]:
         """(how to name the setting in an error, its value)."""
@@ -273,10 +273,11 @@ def config_dir(home: str | Path | None = None) -> Path:
     base = os.environ.get("XDG_CONFIG_HOME", "")
     if os.path.isabs(base):
         return Path(base) / "mlxtasks"
-    return Path(home if home is not None else _home()) / ".config" / "mlxtasks"
+    return Path(home if home is not None else home_dir()) / ".config" / "mlxtasks"
 
 
-def _home() -> str:
+def home_dir() -> str:
+    """$HOME, the one place it is read (Settings.home carries it to every task)."""
     home = os.environ.get("HOME")
     if not home:
         raise MlxTasksError("HOME is not set, so the default folders cannot be found.", fix="export HOME=/path/to/your/home")
