@@ -89,6 +89,22 @@ def choose_model(settings: Settings, alias: str, facts: HostFacts, force: bool) 
     return model, folder
 
 
+def prepare(settings: Settings, alias: str, host: str | None, facts: HostFacts, force: bool) -> tuple[Model, str, list[str]]:
+    """The model (see choose_model), the host (default loopback) and the server's argv, as every start checks them."""
+    model, folder = choose_model(settings, alias, facts, force)
+    host = host or "127.0.0.1"
+    return model, host, server_argv(settings.venv_python, model, folder, host, settings.serve_port,
+                                    settings.serve_allowed_origins)
+
+
+def open_warning(host: str) -> str | None:
+    """What to say before listening beyond this machine."""
+    if is_loopback(host):
+        return None
+    return (f"Warning: listening on {host}, so other machines can reach this server, and it has no "
+            "authentication: anyone who can connect can use the model.")
+
+
 def server_argv(python: Path, model: Model, folder: Path, host: str, port: int, origins: Sequence[str]) -> list[str]:
     """The server's command line: mlx_lm.server's own flags, with the catalogue's sampling as its defaults."""
     return [str(python), "-m", "mlxtasks.runtime.serve", "--alias", model.alias, "--model", str(folder),
@@ -98,6 +114,9 @@ def server_argv(python: Path, model: Model, folder: Path, host: str, port: int, 
 
 def attached_argv(settings: Settings, alias: str, host: str, force: bool) -> list[str]:
     """What a login service runs: the venv's mlxtasks, serving attached after the same checks as `serve`."""
+    if not (settings.venv / "bin" / "mlxtasks").exists():
+        raise MlxTasksError(f"mlxtasks is not installed in {settings.venv}, and the service runs it from there.",
+                            fix="invoke install")
     return [str(settings.venv / "bin" / "mlxtasks"), "serve", alias, "--foreground", "--venv", str(settings.venv),
             "--models", str(settings.models), "--port", str(settings.serve_port),
             *(["--host", host] if host != "127.0.0.1" else []), *(["--force"] if force else [])]
@@ -264,6 +283,22 @@ def tail(state: Path, lines: int = TAIL_LINES) -> str:
     except OSError:
         return "  (no log)"
     return "\n".join(f"  {line}" for line in text.splitlines()[-lines:]) or "  (the log is empty)"
+
+
+def log_text(state: Path, lines: int) -> str:
+    """The last `lines` lines of the server's log (0: all of it)."""
+    path = log_path(state)
+    if not path.is_file():
+        raise MlxTasksError(f"There is no server log yet ({path}).", fix="start a server: invoke serve default")
+    text = path.read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:] if lines else text)
+
+
+def describe(server: Server, answers: bool, now: float | None = None) -> str:
+    """serve.status's lines: model, URL, pid, uptime and health."""
+    rows = [("model", server.alias), ("url", server.url), ("pid", server.pid), ("uptime", uptime(server, now)),
+            ("health", "ok" if answers else "not answering: invoke serve.logs")]
+    return "\n".join(f"{name:<8}{value}" for name, value in rows)
 
 
 def uptime(server: Server, now: float | None = None) -> str:

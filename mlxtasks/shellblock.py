@@ -1,4 +1,5 @@
-"""The shell block: which file each shell reads, and the block rendered from its template."""
+"""The shell block: which file each shell reads, the block rendered from its template, and putting it in
+or taking it out of one file (through rcfile.update)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from . import rcfile
 from .catalog import ALIAS_PATTERN, Model
+from .config import Settings
 from .errors import MlxTasksError
+from .facts import probe
 
 SHELLS = ("zsh", "bash", "fish")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -41,6 +45,17 @@ def shells_for(choice: str, login_shell: str | None) -> list[str]:
         raise MlxTasksError(f"Cannot tell which shell you use from SHELL={login_shell or '(unset)'}.",
                             fix="name it: invoke shell.install --shell zsh|bash|fish|all")
     return [name]
+
+
+def targets(choice: str, rc_file: str | None, home: Path, env: Mapping[str, str]) -> list[RcTarget]:
+    """The file of each chosen shell (see shells_for); rc_file instead, for exactly one shell."""
+    shells = shells_for(choice, env.get("SHELL"))
+    if rc_file:
+        if len(shells) != 1:
+            raise MlxTasksError("--rc-file needs exactly one shell.", fix="add --shell zsh|bash|fish")
+        return [RcTarget(shells[0], Path(rc_file).expanduser().absolute())]
+    os_name = probe().os
+    return [rc_target(name, os_name, home, env) for name in shells]
 
 
 def rc_target(shell: str, os_name: str, home: Path, env: Mapping[str, str]) -> RcTarget:
@@ -106,3 +121,35 @@ def render(shell: str, venv: Path, models_path: Path, models: Iterable[Model]) -
     if leftover:
         raise ValueError(f"template mlxtasks.{shell} has an unknown token {leftover.group()}")
     return text
+
+
+def created_record(state: Path) -> Path:
+    """The rc files install created, so that remove deletes them again once they are empty."""
+    return state / "created-rc-files"
+
+
+def install(target: RcTarget, settings: Settings, dry: bool) -> rcfile.Change:
+    """Put the block (rendered for the settings) into the target's file, or only say what would change."""
+    body = render(target.shell, settings.venv, settings.models, settings.catalog)
+    return rcfile.update(target.path, lambda text: rcfile.apply_block(text, body, str(target.path)), dry=dry,
+                         created=created_record(settings.state))
+
+
+def remove(target: RcTarget, state: Path, dry: bool) -> rcfile.Change | None:
+    """Take the block out of the target's file; None when there is no such file."""
+    if not target.path.exists():
+        return None
+    return rcfile.update(target.path, lambda text: (rcfile.remove_block(text), []), dry=dry,
+                         own_file=target.own_file, created=created_record(state))
+
+
+def outcome(change: rcfile.Change, target: RcTarget, dry: bool, verb: str, after: str) -> tuple[str, str, str, list[str]]:
+    """(kind, step name, summary, lines to print after it) for one file; after: the diff's new side."""
+    name = f"shell ({target.shell})"
+    notes = [f"    {line}" for line in (target.note, *change.warnings) if line]
+    if not change.modified:
+        return "done", name, f"no change: {target.path}", notes
+    if dry:
+        return "dry", name, f"{verb} {target.path}", [rcfile.unified_diff(change.old, change.new, target.path, after), *notes]
+    symlink = f" (a symlink to {change.target})" if change.target != target.path else ""
+    return "changed", name, f"{verb} {target.path}{symlink}", notes

@@ -76,6 +76,15 @@ def local_model(name: str, models_path: Path, known: tuple[Model, ...], where: s
     return model, models_path / model.folder
 
 
+def removable(name: str, models_path: Path, known: tuple[Model, ...]) -> tuple[Model, Path]:
+    """A model (see find_model) and its path in the models folder, refused when nothing is there."""
+    model = find_model(name, models_path, known)
+    path = models_path / model.folder
+    if not path.exists() and not path.is_symlink():
+        raise MlxTasksError(f"{model.alias} is not installed (no {path}).", fix="see what is: invoke models.list")
+    return model, path
+
+
 def read_manifest(folder: Path) -> dict | None:
     """What models.pull recorded of a model it put in place; None for a folder it did not pull, or whose
     manifest is damaged (not a mapping, a field of the wrong type)."""

@@ -169,6 +169,35 @@ def test_uptime_reads_well():
         ["0 s", "42 s", "1 h 2 min", "2 d 2 h"]
 
 
+
+def test_status_lines_and_the_log_end(tmp_path):
+    server = serve.Server(42, "qwen7b", "0.0.0.0", 8080, 1000.0)
+    assert serve.describe(server, True, now=1042).splitlines() == [
+        "model   qwen7b", "url     http://127.0.0.1:8080/v1", "pid     42", "uptime  42 s", "health  ok"]
+    assert serve.describe(server, False, now=1042).endswith("health  not answering: invoke serve.logs")
+    with pytest.raises(MlxTasksError, match="There is no server log yet") as caught:
+        serve.log_text(tmp_path, 50)
+    assert caught.value.fix == "start a server: invoke serve default"
+    serve.log_path(tmp_path).write_text("".join(f"line {n}\n" for n in range(5)))
+    assert serve.log_text(tmp_path, 2) == "line 3\nline 4"
+    assert serve.log_text(tmp_path, 0).splitlines() == [f"line {n}" for n in range(5)]
+
+
+def test_only_a_server_beyond_loopback_gets_the_warning():
+    assert serve.open_warning("127.0.0.1") is None and serve.open_warning("localhost") is None
+    assert serve.open_warning("0.0.0.0").startswith("Warning: listening on 0.0.0.0, so other machines can reach")
+
+
+def test_a_start_gets_loopback_by_default_and_a_service_needs_the_venvs_mlxtasks(settings):
+    model, host, argv = serve.prepare(settings, "qwen32b", None, LINUX, force=False)
+    assert (model.alias, host) == ("qwen32b", "127.0.0.1")
+    assert argv == serve.server_argv(settings.venv_python, model, settings.models / "qwen25-coder-32b", "127.0.0.1",
+                                     8080, settings.serve_allowed_origins)
+    with pytest.raises(MlxTasksError, match="mlxtasks is not installed in") as caught:
+        serve.attached_argv(settings, "qwen32b", host, force=False)
+    assert caught.value.fix == "invoke install"
+
+
 ARGV = ["/home/u/venv mlx/bin/mlxtasks", "serve", "qwen7b", "--foreground", "--venv", "/home/u/venv mlx",
         "--models", "/home/u/100%/$models", "--port", "8080"]
 
@@ -241,7 +270,7 @@ def mock_context(result):
 
 def test_install_service_writes_the_unit_and_loads_it_then_uninstall_removes_it(service_home, monkeypatch):
     s, home = service_home, service_home.venv.parent
-    monkeypatch.setattr(serve_tasks, "_target", lambda: service.target("linux", home, home / ".config", 1000))
+    monkeypatch.setattr(service, "local_target", lambda _home: service.target("linux", home, home / ".config", 1000))
     c = mock_context(Result())
     serve_tasks.install_service(c, "qwen7b", port="9001", force=True)
     unit = home / ".config" / "systemd" / "user" / "mlxtasks-serve.service"
@@ -286,7 +315,7 @@ def launchd(service_home, tmp_path, monkeypatch):
     (state / "bin" / "launchctl").chmod(0o755)
     monkeypatch.setenv("PATH", f"{state / 'bin'}:{os.environ['PATH']}")
     monkeypatch.setenv("LAUNCHCTL_STATE", str(state))
-    monkeypatch.setattr(serve_tasks, "_target", lambda: service.target("darwin", home, home / ".config", 501))
+    monkeypatch.setattr(service, "local_target", lambda _home: service.target("darwin", home, home / ".config", 501))
     return state
 
 
@@ -347,7 +376,7 @@ def test_uninstall_stops_the_server_and_removes_the_agent(service_home, launchd)
 
 def test_install_service_dry_run_writes_and_runs_nothing(service_home, monkeypatch, capsys):
     home = service_home.venv.parent
-    monkeypatch.setattr(serve_tasks, "_target", lambda: service.target("linux", home, home / ".config", 1000))
+    monkeypatch.setattr(service, "local_target", lambda _home: service.target("linux", home, home / ".config", 1000))
     c = mock_context(Result())
     serve_tasks.install_service(c, "qwen7b", force=True, dry_run=True)
     assert not (home / ".config").exists() and c.run.call_count == 0

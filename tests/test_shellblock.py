@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlxtasks import catalog, rcfile, shellblock
+from mlxtasks import catalog, config, rcfile, shellblock
 from mlxtasks.runtime import status
 from mlxtasks.catalog import Model
 from mlxtasks.errors import MlxTasksError
@@ -147,3 +147,36 @@ def test_each_block_tells_the_status_its_shell_and_runs_any_task_as_mlxtasks(she
     done = subprocess.run([shell, "-c", f"{aliases}source {block}\nmlx-status\nmlxtasks models.pull qwen7b"],
                           capture_output=True, text=True, env={**os.environ, "SHELL": "/bin/sh"}, cwd="/")
     assert done.stdout == f"MLX_SHELL={shell}\nmlxtasks models.pull qwen7b\n", done.stderr
+
+
+def test_an_rc_file_flag_names_one_shells_file_and_several_shells_are_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert shellblock.targets("bash", "my.rc", tmp_path / "home", {}) == [shellblock.RcTarget("bash", tmp_path / "my.rc")]
+    assert [t.path for t in shellblock.targets("auto", None, tmp_path, {"SHELL": "/bin/zsh"})] == [tmp_path / ".zshrc"]
+    with pytest.raises(MlxTasksError, match="--rc-file needs exactly one shell") as caught:
+        shellblock.targets("all", "my.rc", tmp_path, {})
+    assert caught.value.fix == "add --shell zsh|bash|fish"
+
+
+def test_each_change_is_told_as_a_step_line_and_what_follows_it(tmp_path):
+    target = shellblock.RcTarget("bash", tmp_path / ".profile", note="wrote to ~/.profile")
+    same = rcfile.Change(target.path, target.path, "a\n", "a\n")
+    assert shellblock.outcome(same, target, False, "modified", "after x") == \
+        ("done", "shell (bash)", f"no change: {target.path}", ["    wrote to ~/.profile"])
+    change = rcfile.Change(target.path, tmp_path / "dotfiles" / "profile", "a\n", "a\nb\n", ("it was CRLF",))
+    kind, name, summary, lines = shellblock.outcome(change, target, True, "modified", "after x")
+    assert (kind, summary) == ("dry", f"modified {target.path}")
+    assert "+b\n" in lines[0] and f"{target.path} (after x)" in lines[0]
+    assert lines[1:] == ["    wrote to ~/.profile", "    it was CRLF"]
+    assert shellblock.outcome(change, target, False, "removed the block from", "after x")[:3] == \
+        ("changed", "shell (bash)", f"removed the block from {target.path} (a symlink to {change.target})")
+
+
+def test_install_writes_the_settings_block_and_remove_deletes_a_file_it_created(tmp_path):
+    s = config.resolve({}, home=tmp_path)
+    target = shellblock.RcTarget("bash", tmp_path / ".bashrc")
+    assert shellblock.install(target, s, dry=True).modified and not target.path.exists()
+    assert shellblock.install(target, s, dry=False).modified
+    assert target.path.read_text() == rcfile.block_text(shellblock.render("bash", s.venv, s.models, s.catalog))
+    assert shellblock.remove(target, s.state, dry=False).deleted and not target.path.exists()
+    assert shellblock.remove(target, s.state, dry=False) is None

@@ -94,3 +94,12 @@ def test_list_and_verify_agree_on_a_complete_model_put_there_by_hand(tmp_path):
     assert store.model_problems(folder) == [] and hub.is_complete(folder)
     (folder / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
     assert store.model_problems(folder) and not hub.is_complete(folder)
+
+
+def test_removal_finds_any_folder_or_link_a_model_names_and_refuses_a_missing_one(tmp_path):
+    with pytest.raises(MlxTasksError, match=r"qwen7b is not installed \(no .*qwen25-coder-7b\)") as caught:
+        store.removable("qwen7b", tmp_path, BUILTIN)
+    assert caught.value.fix == "see what is: invoke models.list"
+    (tmp_path / "qwen25-coder-7b").symlink_to(tmp_path / "elsewhere")  # a dangling link is still there to refuse
+    model, path = store.removable("qwen25-coder-7b", tmp_path, BUILTIN)
+    assert (model.alias, path) == ("qwen7b", tmp_path / "qwen25-coder-7b")

@@ -19,25 +19,25 @@ START_HELP = {
 def _prepare(c, model, port, host, force, venv, models):
     """Settings, the model, the host and the server's argv, checked as every start checks them."""
     from .. import config, serve
-    from ..errors import MlxTasksError
     from ..facts import probe
 
     port = None if port is None else config.port_number("--port", port)
     s = settings(c, venv=venv, models=models, serve_port=port)
     require_venv(s)
-    entry, folder = serve.choose_model(s, model, probe(), force)
-    host = host or "127.0.0.1"
-    return s, entry, host, serve.server_argv(s.venv_python, entry, folder, host, s.serve_port, s.serve_allowed_origins)
+    return (s, *serve.prepare(s, model, host, probe(), force))
 
 
 def _warn_if_open(host):
-    import sys
+    from .. import serve, ui
 
-    from .. import serve
+    warning = serve.open_warning(host)
+    if warning:
+        ui.note(warning)
 
-    if not serve.is_loopback(host):
-        print(f"Warning: listening on {host}, so other machines can reach this server, and it has no "
-              "authentication: anyone who can connect can use the model.", file=sys.stderr)
+
+def _runner(c):
+    """service's Runner: one command through c.run, quietly, its failure returned."""
+    return lambda command: c.run(command, warn=True, hide=True, in_stream=False)
 
 
 @task(default=True, positional=["model"], auto_shortflags=False, help={**START_HELP, "foreground": "stay attached: output here, Ctrl-C stops it"})
@@ -69,10 +69,7 @@ def status(c):
         ui.out("No server is running. Start one: invoke serve default")
         raise Exit(code=1)
     healthy = serve.healthy(server)
-    for name, value in [("model", server.alias), ("url", server.url), ("pid", server.pid),
-                        ("uptime", serve.uptime(server)),
-                        ("health", "ok" if healthy else "not answering: invoke serve.logs")]:
-        ui.out(f"{name:<8}{value}")
+    ui.out(serve.describe(server, healthy))
     if not healthy:
         raise Exit(code=1)
 
@@ -90,13 +87,8 @@ def stop(c):
 def logs(c, lines=50):
     """Show the end of the server's log."""
     from .. import serve, ui
-    from ..errors import MlxTasksError
 
-    path = serve.log_path(settings(c).state)
-    if not path.is_file():
-        raise MlxTasksError(f"There is no server log yet ({path}).", fix="start a server: invoke serve default")
-    text = path.read_text(errors="replace").splitlines()
-    ui.out("\n".join(text[-lines:] if lines else text))
+    ui.out(serve.log_text(settings(c).state, lines))
 
 
 @task(name="install-service", positional=["model"], auto_shortflags=False,
@@ -104,111 +96,33 @@ def logs(c, lines=50):
 def install_service(c, model, port=None, host=None, force=False, venv=None, models=None, dry_run=False):
     """Start the server at every login: a launchd agent (macOS) or a systemd user unit (Linux)."""
     from .. import serve, service
-    from ..errors import MlxTasksError
 
     s, entry, host, _ = _prepare(c, model, port, host, force, venv, models)
-    mlxtasks = s.venv / "bin" / "mlxtasks"
-    if not mlxtasks.exists():
-        raise MlxTasksError(f"mlxtasks is not installed in {s.venv}, and the service runs it from there.",
-                            fix="invoke install")
+    argv = serve.attached_argv(s, entry.alias, host, force)
     _warn_if_open(host)
-    where = _target()
-    text = service.render(where.kind, serve.attached_argv(s, entry.alias, host, force), serve.log_path(s.state),
-                          serve.service_env(s))
+    where = service.local_target(s.home)
+    text = service.render(where.kind, argv, serve.log_path(s.state), serve.service_env(s))
     if is_dry(c, dry_run):
-        record("dry", "serve", f"would write {where.path} and run", _commands(where.load))
+        record("dry", "serve", f"would write {where.path} and run", service.command_lines(where.load))
         return
-    _require_session(c, where)
-    old = where.path.read_text() if where.path.exists() else None
-    if old is not None:
-        _unload(c, where)
-    s.state.mkdir(parents=True, exist_ok=True)
-    where.path.parent.mkdir(parents=True, exist_ok=True)
-    where.path.write_text(text)
-    try:
-        _run_all(c, where.load, check=True)
-    except MlxTasksError as failed:
-        if old is None:
-            where.path.unlink()  # not left half-installed
-            raise
-        where.path.write_text(old)  # never no service at all: the one that ran before comes back
-        _run_all(c, where.load, check=False)
-        raise MlxTasksError(failed.message + " The service as it was before is back in place.", failed.fix) from None
+    service.install(where, text, s.state, _runner(c))
     record("changed", "serve", f"{entry.alias} starts at login ({where.kind}: {where.path})")
 
 
 @task(name="uninstall-service", help={"dry_run": "show what would be removed, change nothing"})
 def uninstall_service(c, dry_run=False):
     """Stop the login service and remove its file."""
-    where = _target()
+    from .. import service
+
+    where = service.local_target(settings(c).home)
     if not where.path.exists():
         record("done", "serve", f"no service file ({where.path})")
         return
     if is_dry(c, dry_run):
-        record("dry", "serve", f"would run these and delete {where.path}", _commands(where.unload))
+        record("dry", "serve", f"would run these and delete {where.path}", service.command_lines(where.unload))
         return
-    _unload(c, where)
-    where.path.unlink()
+    service.uninstall(where, _runner(c))
     record("changed", "serve", f"removed {where.path}")
-
-
-UNLOAD_WAIT_S = 15.0  # launchd sends SIGTERM, and the server may take a while to end
-
-
-def _require_session(c, where):
-    from ..errors import MlxTasksError
-
-    if where.session and not c.run(_commands([where.session])[0], warn=True, hide=True, in_stream=False).ok:
-        raise MlxTasksError(where.no_session, fix="log in at the Mac (or through Screen Sharing), then run "
-                                                  "invoke serve.install-service again; or serve now: invoke serve default")
-
-
-def _unload(c, where):
-    """Unload the service and wait until the manager has let it go: launchd refuses to load a label
-    it is still stopping ("Bootstrap failed: 5")."""
-    import time
-
-    from ..errors import MlxTasksError
-
-    _run_all(c, where.unload, check=False)
-    if not where.loaded:
-        return
-    deadline = time.monotonic() + UNLOAD_WAIT_S
-    while c.run(_commands([where.loaded])[0], warn=True, hide=True, in_stream=False).ok:
-        if time.monotonic() > deadline:
-            raise MlxTasksError(f"The service is still stopping after {UNLOAD_WAIT_S:g} s, so it was left as it is.",
-                                fix="run the same command again in a minute")
-        time.sleep(0.25)
-
-
-def _target():
-    import os
-    import platform
-    from pathlib import Path
-
-    from .. import service
-
-    home = Path.home()
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-    return service.target(platform.system().lower(), home, config_home, os.getuid())
-
-
-def _commands(commands):
-    import shlex
-
-    return [shlex.join(command) for command in commands]
-
-
-def _run_all(c, commands, check):
-    """Run each command; with check, the first failure is an error carrying its last line."""
-    from ..errors import MlxTasksError
-
-    for command in _commands(commands):
-        result = c.run(command, warn=True, hide=True, in_stream=False)
-        if check and not result.ok:
-            detail = (result.stderr or result.stdout).strip().splitlines()
-            raise MlxTasksError(f"`{command}` failed: {detail[-1] if detail else 'no output'}.",
-                                fix="fix what it says, then run invoke serve.install-service again")
 
 
 ns = Collection("serve", start, status, stop, logs, install_service, uninstall_service)

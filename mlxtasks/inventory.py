@@ -1,0 +1,84 @@
+"""What models.list, models.info and models.verify say: the installed models and the catalogue, as data and
+as the lines printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import catalog, hub, store, validate
+from .catalog import Model
+from .checks import Result, run_checks
+from .config import Settings
+from .facts import GB, HostFacts
+
+
+def listing(settings: Settings, facts: HostFacts) -> dict:
+    """models.list --json: the models folder, what is installed in it, and the catalogue."""
+    installed = []
+    named = store.known_models(settings.models, settings.catalog)
+    for folder in store.model_folders(settings.models):
+        recorded = store.read_manifest(folder) or {}
+        known = catalog.by_folder(folder.name, named)
+        installed.append({"alias": known.alias if known else recorded.get("alias"), "repo": recorded.get("repo"),
+                          "folder": folder.name, "path": str(folder), "size": store.size_on_disk(folder),
+                          "complete": hub.is_complete(folder)})
+    cached = hub.cached_repos()
+    present = {entry["folder"] for entry in installed}
+    entries = [{"alias": m.alias, "repo": m.repo, "size_gb": m.size_gb, "category": m.category,
+                "fits": catalog.fits(m, facts), "installed": m.folder in present, "in_hf_cache": m.repo in cached,
+                "description": m.description} for m in settings.catalog]
+    return {"models_folder": str(settings.models), "installed": installed, "catalogue": entries}
+
+
+def listing_lines(listing: dict) -> list[str]:
+    """models.list as a table: the installed models, then the catalogue."""
+    installed, entries, models = listing["installed"], listing["catalogue"], listing["models_folder"]
+    # Columns as wide as their longest name, so a long alias (a model pulled by repo id) never runs into the next.
+    alias_width = max([11, *(len(e["alias"] or "-") + 1 for e in [*installed, *entries])])
+    folder_width = max([22, *(len(e["folder"]) + 1 for e in installed)])
+    lines = [f"Installed in {models}:" if installed else f"No models installed in {models} yet."]
+    for entry in installed:
+        state = "complete" if entry["complete"] else "incomplete: invoke models.verify"
+        lines.append(f"  {entry['alias'] or '-':<{alias_width}}{entry['folder']:<{folder_width}}"
+                     f"{entry['size'] / GB:>7.2f} GB  {state}")
+    lines += ["", f"{'alias':<{alias_width}}{'size':>9}  {'kind':<10}{'fits':<6}{'installed':<11}description"]
+    for e in entries:
+        note = " (in the HF cache: models.pull --from-cache)" if e["in_hf_cache"] and not e["installed"] else ""
+        lines.append(f"{e['alias']:<{alias_width}}{e['size_gb']:>7.2f}GB  {e['category']:<10}"
+                     f"{'yes' if e['fits'] else 'no':<6}{'yes' if e['installed'] else 'no':<11}{e['description']}{note}")
+    return lines
+
+
+def info_lines(entry: Model, models_path: Path, facts: HostFacts) -> list[str]:
+    """models.info: the catalogue entry, its default sampling, and where and how complete its copy is."""
+    folder = hub.final_path(models_path, entry)
+    recorded = store.read_manifest(folder)
+    rows = [
+        ("alias", entry.alias + (f" (also {', '.join(entry.also)})" if entry.also else "")),
+        ("repo", entry.repo),
+        ("about", entry.description),
+        ("kind", f"{entry.category}, {entry.arch} architecture"),
+        ("size", f"{entry.size_gb:.2f} GB on disk, about {entry.ram_gb:.1f} GB of memory to run"),
+        ("fits", "yes" if catalog.fits(entry, facts) else "no, too big for this machine's memory"),
+        ("sampling", f"temperature {entry.temperature}, top_p {entry.top_p}, max_tokens {entry.max_tokens}"),
+        ("folder", str(folder)),
+        ("installed", "no: invoke models.pull " + entry.alias if not folder.exists() else
+         ("complete" if hub.is_complete(folder) else "incomplete: invoke models.verify --model " + entry.alias)),
+    ]
+    if recorded:
+        rows.append(("pulled", f"{recorded['pulled']}, revision {recorded['revision']}, {recorded['size'] / GB:.2f} GB"))
+    return [f"{name:<10}{value}" for name, value in rows]
+
+
+def verify(settings: Settings, name: str | None = None) -> list[Result]:
+    """Check one installed model's files (by any name local_model takes), or every model folder's."""
+    if name:
+        folders = [store.local_model(name, settings.models, settings.catalog)[1]]
+    else:
+        folders = store.model_folders(settings.models)
+    checks = []
+    for folder in folders:
+        known = catalog.by_folder(folder.name, settings.catalog)
+        checks.append((f"models.{folder.name}", folder.name, lambda folder=folder, alias=known.alias if known else None:
+                       validate.model_check(folder, store.model_problems(folder), store.size_on_disk(folder), alias)))
+    return run_checks(checks)
