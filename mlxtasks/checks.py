@@ -1,4 +1,4 @@
-"""Doctor-style check results, shared by preflight and the validator."""
+"""Doctor-style check results, shared by preflight and the validator (registry.py declares the checks)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,10 @@ class Result:
                    tuple(data["details"]), data["seconds"])
 
 
+class CheckCrashed(Exception):
+    """What a check judges could not be had (the venv's Python stopped): its message is the result's."""
+
+
 def run_group(check_id: str, title: str, make: Callable[[], Result | list[Result]]) -> list[Result]:
     """Run checks that may raise: a crash becomes one CRASHED result with one line of cause.
     Each result carries its share of the time taken."""
@@ -58,6 +62,8 @@ def run_group(check_id: str, title: str, make: Callable[[], Result | list[Result
         results = made if isinstance(made, list) else [made]
     except MlxTasksError as err:  # an expected failure: its sentence and fix, not a crash
         results = [Result(check_id, title, Status.ERROR, err.message, err.fix)]
+    except CheckCrashed as exc:
+        results = [Result(check_id, title, Status.CRASHED, str(exc))]
     except Exception as exc:  # noqa: BLE001 - a crash is this check's result
         cause = traceback.format_exception_only(type(exc), exc)[-1].strip()
         results = [Result(check_id, title, Status.CRASHED, f"the check itself failed: {cause}")]

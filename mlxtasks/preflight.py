@@ -1,4 +1,5 @@
-"""Pre-flight checks: can this machine, with this Python, run MLX? Pure functions of facts."""
+"""The verdicts on the host's facts (registry phase "host"): can this machine, with this Python, run MLX?
+Pure functions of facts; preflight runs them before anything is installed, and validate runs them too."""
 
 from __future__ import annotations
 
@@ -9,18 +10,15 @@ from .checks import Result, Status
 from .config import Settings
 from .facts import GB, HostFacts, size_text, version_tuple
 from .pythons import INSTALL_PYTHON_FIX, fix_for, problem, supported_range
+from .venv import VenvState
 
 MIN_MACOS = (14,)  # mlx publishes macOS wheels for 14 and later only
 MIN_GLIBC = (2, 35)
 LINUX_MACHINES = ("x86_64", "aarch64")
 
 
-def check(facts: HostFacts, settings: Settings) -> list[Result]:
-    return [check_platform(facts), check_python(facts), check_folders(facts), check_disk(facts, settings), check_ram(facts, settings)]
-
-
 def check_platform(facts: HostFacts) -> Result:
-    result = partial(Result, "platform", "Operating system")
+    result = partial(Result, "system.os", "Operating system")
 
     if facts.is_mac:
         read = (f"macOS {facts.os_version or 'unknown'} (sw_vers), hardware {facts.machine} (sysctl hw.optional.arm64), "
@@ -51,7 +49,7 @@ def check_python(facts: HostFacts) -> Result:
     info = facts.python or next(iter(facts.rejected_pythons), None)
     details = (*((f"chosen {info.path}: Python {info.version_text} ({info.arch})",) if facts.python else ()),
                *(f"rejected {line}" for line in rejected))
-    result = partial(Result, "python", "Python for the venv", details=details)
+    result = partial(Result, "system.python", "Python for the venv", details=details)
 
     if info is None:
         return result(Status.ERROR, f"No Python {supported_range()} was found.", INSTALL_PYTHON_FIX)
@@ -64,7 +62,7 @@ def check_python(facts: HostFacts) -> Result:
 
 
 def check_folders(facts: HostFacts) -> Result:
-    result = partial(Result, "folders", "Target folders",
+    result = partial(Result, "system.folders", "Target folders",
                      details=tuple(f"{path}: {'cannot' if path in facts.unwritable else 'can'} be created and written"
                                    for path, _ in facts.disk_free))
     if facts.unwritable:
@@ -75,7 +73,7 @@ def check_folders(facts: HostFacts) -> Result:
 
 
 def check_disk(facts: HostFacts, settings: Settings) -> Result:
-    result = partial(Result, "disk", "Free disk space",
+    result = partial(Result, "system.disk", "Free disk space",
                      details=tuple(f"{size_text(free)} free for {path}" for path, free in facts.disk_free))
 
     if not facts.disk_free:
@@ -91,7 +89,7 @@ def check_disk(facts: HostFacts, settings: Settings) -> Result:
 
 
 def check_ram(facts: HostFacts, settings: Settings) -> Result:
-    result = partial(Result, "ram", "Memory", details=(
+    result = partial(Result, "system.ram", "Memory", details=(
         f"{facts.ram_total / GB:.1f} GB total, {facts.ram_available / GB:.1f} GB available",
         f"{memory_budget(facts) / GB:.1f} GB for a model ({budget_source(facts)}), the budget every command judges fit by"))
 
@@ -102,15 +100,14 @@ def check_ram(facts: HostFacts, settings: Settings) -> Result:
     return result(Status.OK, f"{total:.0f} GB of RAM")
 
 
-def gather(settings: Settings) -> HostFacts:
+def gather(settings: Settings, state: VenvState) -> HostFacts:
     """This machine's facts, with the Python the venv is (or will be) made from and those rejected."""
     from dataclasses import replace
 
-    from . import pythons, venv
+    from . import pythons
     from .facts import probe
     from .installer import find_uv
 
     facts = probe([settings.venv, settings.workspace, settings.models])
-    state = venv.inspect(settings.venv)
     python, rejected = pythons.for_venv(settings.python, state.python if state.healthy else None, facts, find_uv())
     return replace(facts, python=python, rejected_pythons=rejected)

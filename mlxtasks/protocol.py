@@ -44,3 +44,23 @@ class Message:
     @classmethod
     def read(cls: type[M], path: Path) -> M:
         return cls.from_json(Path(path).read_text())
+
+
+# --- probe ---
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSpec(Message):
+    """What validate asks the venv's Python (runtime/probe.py): the answers of these check groups (of mlx,
+    accelerator, mlx-lm), and a load and a short generation with each model folder (--deep)."""
+
+    groups: list[str]
+    models: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeAnswer(Message):
+    """MLX's answers by group name or model folder ({"crashed": cause} where asking raised), judged on the
+    tool side, and the seconds each took."""
+
+    answers: dict[str, dict[str, Any]]
+    seconds: dict[str, float]

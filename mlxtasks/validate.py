@@ -1,79 +1,30 @@
-"""The validator's judgements: pure functions from facts and answers to check results.
-
-The venv's interpreter gathers what needs MLX (runtime/probe.py) and judges it with the functions
-here; the tool side judges the rest. Ids are stable: GROUP.NAME.
+"""The validator's judgements: pure functions from answers to check results, and the gathering of those
+answers. The venv's Python answers what needs MLX (runtime/probe.py); the judging is all here, on the
+tool side. registry.py declares every check with its ids (GROUP.NAME, stable) and runs them.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
-from . import facts, install, installer, rcfile, shellblock, store, venv
-from .catalog import BUILTIN, Model, budget_source, by_folder, fits_in, memory_budget
-from .checks import Result, Status, run_checks
+from . import install, installer, rcfile, shellblock, venv
+from .catalog import BUILTIN, Model, fits_in
+from .checks import CheckCrashed, Result, Status
 from .config import Settings
 from .errors import MlxTasksError
-from .facts import GB, HostFacts, PythonInfo
-from .pythons import ROSETTA_FIX
+from .facts import GB
+from .protocol import ProbeAnswer, ProbeSpec
 
-GROUPS = ("system", "mlx", "accelerator", "mlx-lm", "packages", "environment", "models")
-# Check ids known before running (models add one per installed model: models.FOLDER).
-CHECK_IDS = {
-    "system": ("system.os", "system.python", "system.ram", "system.disk"),
-    "mlx": ("mlx.import", "mlx.device", "mlx.compute"),
-    "accelerator": ("accelerator.device", "accelerator.matmul", "accelerator.memory"),
-    "mlx-lm": ("mlx-lm.import", "mlx-lm.api"),
-    "packages": ("packages.versions", "packages.requirements"),
-    "environment": ("environment.venv", "environment.shell", "environment.workspace"),
-    "models": ("models.FOLDER",),
-}
-MLX_LM_API = {"mlx_lm": ("load", "stream_generate"), "mlx_lm.sample_utils": ("make_sampler",),
-              "mlx_lm.models.cache": ("make_prompt_cache",)}
 MATMUL_TOLERANCE = 1e-3  # relative: float32 sums of 1024 products
 INSTALL_FIX = "invoke install"
 SETUP_FIX = "invoke setup"
 
 
-def group_of(result: Result) -> str:
-    return result.id.split(".", 1)[0]
-
-
 def _check(check_id: str, title: str) -> partial:
     return partial(Result, check_id, title)
-
-
-# system ---------------------------------------------------------------------------------------
-
-def system_checks(host: HostFacts, python: PythonInfo | None, min_disk_gb: float) -> list[Result]:
-    from .preflight import check_platform
-
-    platform = check_platform(host)
-    results = [Result("system.os", "OS and chip", platform.status, f"{platform.message}; {host.chip}", platform.fix)]
-    py = _check("system.python", "Python in the venv")
-    if python is None:
-        results.append(py(Status.ERROR, "the venv has no working Python", SETUP_FIX))
-    elif host.machine == "arm64" and python.arch == "x86_64" and host.rosetta:
-        results.append(py(Status.ERROR, f"this terminal runs under Rosetta, so Python {python.version_text} runs as x86_64",
-                          ROSETTA_FIX))
-    elif host.machine == "arm64" and python.arch == "x86_64":
-        results.append(py(Status.ERROR, f"Python {python.version_text} is an x86_64 build under Rosetta",
-                          "invoke venv --force --python /path/to/arm64/python3.12"))
-    else:
-        results.append(py(Status.OK, f"Python {python.version_text} ({python.arch})"))
-    results.append(_check("system.ram", "Memory")(
-        Status.OK, f"{host.ram_total / GB:.0f} GB total, {host.ram_available / GB:.1f} GB available"))
-    disk = _check("system.disk", "Free disk")
-    if host.disk_free:
-        path, free = min(host.disk_free, key=lambda item: item[1])
-        status = Status.WARNING if free / GB < min_disk_gb else Status.OK
-        results.append(disk(status, f"{facts.size_text(free)} free for {path}",
-                            "free some space before pulling models" if status is Status.WARNING else ""))
-    return results
 
 
 # mlx and accelerator (answers gathered by runtime/probe.py) ----------------------------------
@@ -266,68 +217,34 @@ def summary(results: list[Result]) -> list[str]:
     return [f"Checks passed: {passed}/{len(results)}", f"Errors: {errors}", f"Warnings: {warnings}", verdict]
 
 
-# running everything ---------------------------------------------------------------------------
+# gathering (registry.py runs the checks) -------------------------------------------------------
 
-RUNTIME_GROUPS = ("mlx", "accelerator", "mlx-lm")
-# Side by side in two processes: importing mlx_lm (and transformers) alone takes seconds.
-PROBE_BATCHES = (("mlx", "accelerator"), ("mlx-lm",))
-
-
-def run(settings: Settings, groups: Iterable[str] = GROUPS, deep: bool = False,
-        env: Mapping[str, str] | None = None, say: Callable[[str], None] = lambda text: None) -> list[Result]:
-    """Every check of the chosen groups, in GROUPS order. The MLX checks run in the venv's Python
-    (started first) while this process does the rest. say() hears of CUDA's kernel compilation."""
-    env = dict(os.environ if env is None else env)
-    # The probes import what every MLX command imports; let them leave its bytecode in the venv, as pip
-    # does at install time, so later commands start fast even where PYTHONDONTWRITEBYTECODE is set.
-    probe_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    groups = [g for g in GROUPS if g in set(groups)]
-    state = venv.inspect(settings.venv)
-    host = facts.probe([settings.venv, settings.models])
-    backend = facts.backend_for(host, settings.backend)
-    folders = store.model_folders(settings.models) if "models" in groups else []
-    in_venv = [g for g in groups if g in RUNTIME_GROUPS]
-    probes = [(in_venv, None)] if in_venv and not state.healthy else []
-    if state.healthy:
-        for n, batch in enumerate(PROBE_BATCHES):
-            chosen = [g for g in in_venv if g in batch]
-            deep_here = deep and folders and n == len(PROBE_BATCHES) - 1
-            if deep_here and backend.startswith("cuda"):
-                say(facts.CUDA_COMPILING)
-            if chosen or deep_here:
-                argv = [str(settings.venv_python), "-m", "mlxtasks.runtime.probe", "--os", host.os,
-                        "--backend", backend, "--budget", str(memory_budget(host)), "--budget-source", budget_source(host),
-                        "--groups", *chosen, "--deep", *(map(str, folders) if deep_here else ())]
-                probes.append((chosen, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                                        text=True, env=probe_env)))
-
-    checks = []
-    if "system" in groups:
-        checks.append(("system.os", "System", lambda: system_checks(host, state.python, settings.min_disk_gb)))
-    if "packages" in groups:
-        checks.append(("packages.versions", "Packages", lambda: _packages(settings, state, backend)))
-    if "environment" in groups:
-        workspace = [settings.workspace, settings.models]
-        checks += [
-            ("environment.venv", "Virtual environment", lambda: venv_check(settings.venv, state.problem, state.exists)),
-            ("environment.shell", "Shell block", lambda: shell_check(_shell_blocks(settings, host.os, env))),
-            ("environment.workspace", "Workspace folders",
-             lambda: workspace_check(workspace, [p for p in workspace if p.is_dir() and not facts.can_create(p)])),
-        ]
-    for folder in folders:
-        model = by_folder(folder.name, settings.catalog)
-        checks.append((f"models.{folder.name}", folder.name,
-                       lambda folder=folder, alias=model.alias if model else None: model_check(
-                           folder, store.model_problems(folder), store.size_on_disk(folder), alias)))
-    results = run_checks(checks) + [r for chosen, probe in probes for r in _probe_results(probe, chosen)]
-    order = {group: n for n, group in enumerate(GROUPS)}
-    return sorted(results, key=lambda r: order[group_of(r)])
+def venv_broken() -> MlxTasksError:
+    """What each check that needs the venv says when there is none to ask."""
+    return MlxTasksError("skipped: the venv is missing or broken", fix=SETUP_FIX)
 
 
-def _packages(settings: Settings, state: venv.VenvState, backend: str) -> list[Result]:
+def start_probe(settings: Settings, spec: ProbeSpec, env: Mapping[str, str]) -> subprocess.Popen:
+    """runtime/probe.py in the venv's Python, started before the tool side's checks so both work at once.
+    It imports what every MLX command imports; let it leave that bytecode in the venv, as pip does at
+    install time, so later commands start fast even where PYTHONDONTWRITEBYTECODE is set."""
+    argv = [str(settings.venv_python), "-m", "mlxtasks.runtime.probe", "--spec", spec.to_json()]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"})
+
+
+def probe_answer(probe: subprocess.Popen) -> ProbeAnswer:
+    out, err = probe.communicate()
+    try:
+        return ProbeAnswer.from_json(out)
+    except ValueError:
+        cause = next((line.strip() for line in reversed(err.splitlines()) if line.strip()), f"exit {probe.returncode}")
+        raise CheckCrashed(f"the venv's Python stopped: {cause}") from None
+
+
+def packages(settings: Settings, state: venv.VenvState, backend: str) -> list[Result]:
     if not state.healthy:
-        return [_check("packages.versions", "Package versions")(Status.ERROR, "skipped: the venv is missing or broken",
-                                                                SETUP_FIX)]
+        raise venv_broken()
     items = install.wanted(backend, settings.packages)
     names = [item.name for item in items]
     installed = install.installed_versions(settings.venv_python, names)
@@ -344,7 +261,7 @@ def _packages(settings: Settings, state: venv.VenvState, backend: str) -> list[R
                           (done.returncode == 0, problems))
 
 
-def _shell_blocks(settings: Settings, os_name: str, env: Mapping[str, str]) -> list[tuple[Path, str, str]]:
+def shell_blocks(settings: Settings, os_name: str, env: Mapping[str, str]) -> list[tuple[Path, str, str]]:
     """(rc file, its block or "", the block rendered now) for each shell the user has."""
     try:
         shells = shellblock.shells_for(settings.shell, env.get("SHELL"))
@@ -352,24 +269,10 @@ def _shell_blocks(settings: Settings, os_name: str, env: Mapping[str, str]) -> l
         return []  # no known shell: nothing to compare
     found = []
     for shell in shells:
-        path = shellblock.rc_target(shell, os_name, Path(env["HOME"]), env).path
+        path = shellblock.rc_target(shell, os_name, settings.home, env).path
         text = rcfile.read(path)
         spans = rcfile.find_blocks(text)
         block = text[spans[0].start : spans[0].end] if spans else ""  # an older CRLF block is stale: zsh cannot parse it
         wanted = rcfile.block_text(shellblock.render(shell, settings.venv, settings.models, settings.catalog))
         found.append((path, block, wanted))
     return found
-
-
-def _probe_results(probe: subprocess.Popen | None, groups: list[str]) -> list[Result]:
-    """The venv's answers, or a result per group saying why there are none."""
-    if probe is None:
-        return [_check(CHECK_IDS[g][0], g)(Status.ERROR, "skipped: the venv is missing or broken", SETUP_FIX)
-                for g in groups]
-    out, err = probe.communicate()
-    try:
-        return [Result.from_dict(item) for item in json.loads(out)]
-    except ValueError:
-        cause = next((line.strip() for line in reversed(err.splitlines()) if line.strip()), f"exit {probe.returncode}")
-        first = CHECK_IDS[groups[0]][0] if groups else "models.generate"
-        return [_check(first, "Checks in the venv's Python")(Status.CRASHED, f"the venv's Python stopped: {cause}")]

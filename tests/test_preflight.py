@@ -1,9 +1,10 @@
+from dataclasses import replace
+
 import pytest
 
-from mlxtasks import config
+from mlxtasks import config, registry
 from mlxtasks.checks import Status, run_checks, summary_line
 from mlxtasks.facts import GB, HostFacts, PythonInfo
-from mlxtasks.preflight import check
 
 GIB = 2**30
 NATIVE_312 = PythonInfo("/opt/homebrew/bin/python3.12", (3, 12, 7), "arm64")
@@ -22,24 +23,26 @@ def linux(**changes) -> HostFacts:
     return HostFacts(**{**base, **changes})
 
 
-def results(facts):
-    return {r.id: r for r in check(facts, config.resolve({}, home="/h"))}
+def results(facts, checks=None):
+    """preflight's verdicts on these facts, by their ids without the group: system.disk -> disk."""
+    found = registry.run(registry.Inputs(config.resolve({}, home="/h"), host=facts), checks or registry.for_preflight())
+    return {r.id.removeprefix("system."): r for r in found}
 
 
 def test_a_healthy_mac_passes_every_check():
     found = results(mac())
     assert all(r.status is Status.OK for r in found.values()), found
-    assert "Apple M2 Pro" in found["platform"].message
+    assert "Apple M2 Pro" in found["os"].message
 
 
 def test_an_intel_mac_is_refused():
-    r = results(mac(machine="x86_64", python=PythonInfo("/usr/local/bin/python3.12", (3, 12, 1), "x86_64")))["platform"]
+    r = results(mac(machine="x86_64", python=PythonInfo("/usr/local/bin/python3.12", (3, 12, 1), "x86_64")))["os"]
     assert r.status is Status.ERROR and "Apple Silicon" in r.message
 
 
 @pytest.mark.parametrize("version", ["12.7.4", "13.5", "13.7.2"])
 def test_macos_older_than_14_is_refused_with_the_update_fix(version):
-    r = results(mac(os_version=version))["platform"]
+    r = results(mac(os_version=version))["os"]
     assert r.status is Status.ERROR
     assert r.message == f"macOS {version} is too old: MLX needs macOS 14 (Sonoma) or newer."
     assert "Software Update" in r.fix
@@ -47,7 +50,7 @@ def test_macos_older_than_14_is_refused_with_the_update_fix(version):
 
 @pytest.mark.parametrize("version", ["14.0", "15.7", "26.1"])
 def test_macos_14_and_later_pass(version):
-    assert results(mac(os_version=version))["platform"].status is Status.OK
+    assert results(mac(os_version=version))["os"].status is Status.OK
 
 
 def test_an_intel_python_on_an_arm64_mac_is_refused():
@@ -89,16 +92,16 @@ def test_no_python_at_all():
 
 @pytest.mark.parametrize("glibc, status", [((2, 31), Status.ERROR), ((2, 35), Status.OK), (None, Status.ERROR)])
 def test_linux_needs_glibc_235(glibc, status):
-    r = results(linux(glibc=glibc))["platform"]
+    r = results(linux(glibc=glibc))["os"]
     assert r.status is status
     if status is Status.ERROR:
         assert "glibc 2.35" in r.message
 
 
 def test_linux_aarch64_is_fine_and_other_arches_are_not():
-    assert results(linux(machine="aarch64"))["platform"].status is Status.OK
-    assert results(linux(machine="riscv64"))["platform"].status is Status.ERROR
-    assert results(linux(os="windows"))["platform"].status is Status.ERROR
+    assert results(linux(machine="aarch64"))["os"].status is Status.OK
+    assert results(linux(machine="riscv64"))["os"].status is Status.ERROR
+    assert results(linux(os="windows"))["os"].status is Status.ERROR
 
 
 @pytest.mark.parametrize("free_gb, status", [(9.9, Status.ERROR), (10.5, Status.WARNING), (19.9, Status.WARNING), (20.1, Status.OK)])
@@ -142,7 +145,7 @@ def test_verbose_shows_what_each_check_read_on_a_healthy_mac():
     found = results(mac(wired_limit_mb=20000))
     assert all(r.status is Status.OK and r.details for r in found.values()), found
     assert found["folders"].details == ("/Users/me/venv-mlx: can be created and written",)
-    assert found["platform"].details == ("macOS 14.5 (sw_vers), hardware arm64 (sysctl hw.optional.arm64), Apple M2 Pro",
+    assert found["os"].details == ("macOS 14.5 (sw_vers), hardware arm64 (sysctl hw.optional.arm64), Apple M2 Pro",
                                          "this terminal runs under Rosetta: no (sysctl.proc_translated)")
     assert found["python"].details == ("chosen /opt/homebrew/bin/python3.12: Python 3.12.7 (arm64)",)
     assert found["ram"].details[1] == ("21.0 GB for a model (iogpu.wired_limit_mb=20000), "
@@ -150,12 +153,26 @@ def test_verbose_shows_what_each_check_read_on_a_healthy_mac():
 
 
 def test_ram_is_the_same_figure_in_preflight_validate_and_bench():
-    from mlxtasks import bench, validate
+    from mlxtasks import bench
 
     facts = mac(ram_total=24 * GIB)
     assert results(facts)["ram"].message == "26 GB of RAM"
-    system = {r.id: r for r in validate.system_checks(facts, NATIVE_312, 10)}
-    assert system["system.ram"].message.startswith("26 GB total")
     machine = {"chip": "M4", "ram_gb": round(facts.ram_total / GB, 1), "os": "darwin", "os_version": "15.1",
                "backend": "metal", "mlx": "0.32.4", "mlx_lm": "0.32.2"}
     assert "26 GB RAM" in bench.machine_line(machine)
+
+
+@pytest.mark.parametrize("facts", [mac(disk_free=(("/small", 5 * GB),)), mac(disk_free=(("/small", 15 * GB),)),
+                                   mac(python=PythonInfo("/usr/local/bin/python3.12", (3, 12, 1), "x86_64"), rosetta=True),
+                                   mac(ram_total=8 * GIB), linux(glibc=(2, 31))])
+def test_preflight_and_validate_give_one_verdict_per_fact(facts):
+    """Below min_disk_gb was an error in preflight and a warning in validate; an x86_64 Python under
+    Rosetta had three sentences. Now each fact has one check, which both run."""
+    validated = results(facts, registry.for_validate(only="system"))
+    verdicts = {key: replace(r, seconds=0) for key, r in results(facts).items()}
+    assert {key: replace(r, seconds=0) for key, r in validated.items()} == verdicts
+    assert list(validated) == ["os", "python", "folders", "disk", "ram"]
+
+
+def test_free_disk_below_min_disk_gb_is_an_error_in_validate_too():
+    assert results(mac(disk_free=(("/small", 5 * GB),)), registry.for_validate())["disk"].status is Status.ERROR

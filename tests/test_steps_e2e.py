@@ -63,7 +63,7 @@ def test_preflight_json_has_stable_ids_and_exits_0_here(home):
     done = invoke("preflight", "--json", home=home)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert [c["id"] for c in report["checks"]] == ["platform", "python", "folders", "disk", "ram"]
+    assert [c["id"] for c in report["checks"]] == ["system.os", "system.python", "system.folders", "system.disk", "system.ram"]
     assert {c["status"] for c in report["checks"]} <= {"ok", "warning"}
 
 

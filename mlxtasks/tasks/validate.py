@@ -8,44 +8,40 @@ from ._common import PATH_HELP, is_dry, record, require_venv, settings, task
         "json": "print the results as JSON (stable ids, status, message, fix, seconds)",
         "quiet": "print only problems and the summary",
         "verbose": "print detail lines and timings",
-        "only": "run one group: system, mlx, accelerator, mlx-lm, packages, environment or models",
+        "only": "run one group (system, mlx, accelerator, mlx-lm, packages, environment or models) or one check id",
         "list": "list the groups and check ids, and run nothing",
         "deep": "also load every model and generate 8 tokens (load time, tokens/s)",
+        "skip_mlx": "skip the checks that import MLX (mlx, accelerator, mlx-lm and --deep's generation)",
         "venv": PATH_HELP["venv"],
         "models": PATH_HELP["models"],
         "dry_run": "say that the checks would run, and run nothing",
-        "skip_mlx": "skip the checks that import MLX (they take seconds); setup passes it when it changed nothing",
     },
 )
-def validate(c, json=False, quiet=False, verbose=False, only=None, list=False, deep=False, venv=None, models=None,
-             dry_run=False, skip_mlx=False):
+def validate(c, json=False, quiet=False, verbose=False, only=None, list=False, deep=False, skip_mlx=False, venv=None,
+             models=None, dry_run=False):
     """Check the environment and every installed model; say what is wrong and how to fix it."""
     import json as json_module
 
     from invoke import Exit
 
-    from .. import ui, validate as core
+    from .. import registry, ui, validate as core
     from ..checks import any_failed
-    from ..errors import MlxTasksError
 
     if list:
-        for group, ids in core.CHECK_IDS.items():
-            ui.out(f"{group}: {', '.join(ids)}")
+        for line in registry.listing(registry.PHASES):
+            ui.out(line)
         return []
     if is_dry(c, dry_run):
         return [record("dry", "validate", "run the checks")]
-    if only and only not in core.GROUPS:
-        raise MlxTasksError(f"--only must be one of {', '.join(core.GROUPS)}, got {only!r}.", fix="invoke validate --list")
-    groups = [only] if only else [*core.GROUPS]
-    if skip_mlx and not only and not deep:
-        groups = [g for g in groups if g not in core.RUNTIME_GROUPS]
-        ui.out("(the checks that import MLX were skipped; invoke validate runs them all)")
-    results = core.run(settings(c, venv=venv, models=models), groups, deep=deep, say=ui.note)
+    checks = registry.for_validate(only, deep=deep, skip_mlx=skip_mlx)
+    if skip_mlx:
+        (ui.note if json else ui.out)("(the checks that import MLX were skipped; invoke validate runs them all)")
+    results = registry.run(registry.Inputs(settings(c, venv=venv, models=models)), checks, say=ui.note)
     closing = core.summary(results)
     if json:
         ui.out(json_module.dumps({"checks": [r.as_dict() for r in results], "summary": closing}, indent=2))
     else:
-        grouped = [(group, [r for r in results if core.group_of(r) == group]) for group in core.GROUPS]
+        grouped = [(group, [r for r in results if registry.group_of(r.id) == group]) for group in registry.groups(checks)]
         ui.report(grouped, closing, quiet=quiet, verbose=verbose)
     if any_failed(results):
         raise Exit(code=1)
