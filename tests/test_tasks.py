@@ -149,4 +149,4 @@ def test_validate_after_another_task_in_the_same_run_still_runs_every_group(home
     done = invoke("workspace", "validate", home=home, timeout=120)
     output = done.stdout + done.stderr
     assert "were skipped" not in output
-    assert "mlx-lm: skipped: the venv is missing or broken" in output
+    assert "mlx_lm imports: skipped: the venv is missing or broken" in output
