@@ -144,9 +144,6 @@ class Sampling(Message):
     max_tokens: int
 
 
-SAMPLING_KEYS = tuple(f.name for f in dataclasses.fields(Sampling))
-
-
 @dataclasses.dataclass(frozen=True)
 class ChatModel(Message):
     path: str
@@ -160,7 +157,7 @@ class ChatSpec(Message):
 
     models: dict[str, ChatModel]  # every installed model, by alias
     alias: str | None  # None: the router picks for the first message
-    overrides: dict[str, float]  # sampling given by flags (keys of Sampling); they win over each model's
+    overrides: dict[str, float]  # sampling given by flags (keys of Sampling); they win over each model's defaults
     rules: dict[str, dict[str, Any]]  # the router's table (router.check_rules)
     system: str | None = None
     seed: int | None = None
