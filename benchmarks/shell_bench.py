@@ -71,7 +71,7 @@ def shell_startup(work: Path) -> Result:
 def mlx_status(work: Path) -> Result:
     home = set_up_home(work)
     venv = home / "venv-mlx"
-    argv = [str(venv / "bin" / "python"), "-m", "mlxtasks.runtime.status"]
+    argv = [str(venv / "bin" / "python"), "-m", "mlxtasks.status"]
     env = {"MLX_VENV_PATH": str(venv), "MLX_MODELS_PATH": str(home / "workspace" / "mlx")}
     timed(argv, home, **env)  # warm-up
     samples = [timed(argv, home, **env)[0] for _ in range(STATUS_RUNS)]

@@ -5,13 +5,18 @@ measures in the venv's Python, runtime/plot.py draws; this module starts them an
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .catalog import FIT_HEADROOM, Model, find, lookup
 from .errors import MlxTasksError
-from .facts import GB
+from .facts import GB, HostFacts
+from .protocol import BenchAnswer, BenchModel, BenchSpec, prompt_text
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 DEFAULTS: dict[str, Any] = {
     "prompt_tokens": [128, 1024],
@@ -25,10 +30,6 @@ SCHEMA = 1
 METRICS = ("first_token_s", "prompt_tps", "generation_tps", "peak_memory_gb")
 PLOT_SUFFIXES = (".png", ".svg")
 CONFIG_FIX = "edit the `mlx.bench` section of invoke.yaml or ~/.invoke.yaml"
-# The text each prompt is cut from; a run's own first words keep Ollama from reusing a cached prefix.
-FILLER = ("Local language models answer questions, write code and summarise documents on the machine in front of "
-          "you. Their speed depends on memory bandwidth, on how the weights are quantised and on the length of the "
-          "prompt, which is read in one pass before the first new token appears. ")
 
 
 @dataclass(frozen=True)
@@ -159,33 +160,43 @@ def find_model(name: str, catalog: tuple[Model, ...]) -> Model:
         raise MlxTasksError(err.message, fix="invoke bench --model ALIAS with an alias from: invoke models.list") from None
 
 
-def spec(targets: list[Target], settings: BenchSettings) -> dict:
+def spec(targets: list[Target], settings: BenchSettings) -> BenchSpec:
     """What `python -m mlxtasks.runtime.bench --spec JSON` reads."""
-    return {"models": [{"alias": t.alias, "path": str(t.path)} for t in targets],
-            "prompt_tokens": list(settings.prompt_tokens), "generation_tokens": settings.generation_tokens,
-            "runs": settings.runs, "warmup": settings.warmup}
+    return BenchSpec(tuple(BenchModel(t.alias, str(t.path)) for t in targets), settings.prompt_tokens,
+                     settings.generation_tokens, settings.runs, settings.warmup)
 
 
 def runtime_argv(venv_python: Path, targets: list[Target], settings: BenchSettings) -> list[str]:
-    return [str(venv_python), "-m", "mlxtasks.runtime.bench", "--spec", json.dumps(spec(targets, settings))]
+    return [str(venv_python), "-m", "mlxtasks.runtime.bench", "--spec", spec(targets, settings).to_json()]
 
 
-def measure(argv: list[str], skipped: list[Skip]) -> tuple[dict, dict]:
+def measure(argv: list[str], skipped: list[Skip], host: HostFacts) -> tuple[dict, dict]:
     """Run the runtime (its progress on our stderr as it comes): the record, with the models skipped
     here and those that failed there under "skipped", and the prompts' texts by alias and length."""
     import subprocess
 
     done = subprocess.run(argv, stdout=subprocess.PIPE, text=True)
     try:
-        output = json.loads(done.stdout)
+        answer = BenchAnswer.from_json(done.stdout)
     except ValueError:
         raise MlxTasksError(f"The benchmark in the venv's Python stopped (exit {done.returncode}); its messages are above.",
                             fix="invoke validate --deep") from None
-    prompts = output.pop("prompts")
-    output["skipped"] = [k.as_dict() for k in skipped] + [
-        Skip(f["alias"], f"failed: {f['reason']}", f"invoke models.verify {f['alias']}").as_dict()
-        for f in output.pop("failed")]
-    return output, prompts
+    return record(answer, BenchSpec.from_json(argv[-1]), host, skipped)
+
+
+def record(answer: BenchAnswer, asked: BenchSpec, host: HostFacts, skipped: list[Skip]) -> tuple[dict, dict]:
+    """The runtime's answer as a history record (rates and summaries derived here), and the prompts' texts."""
+    machine = {"chip": host.chip, "ram_gb": round(host.ram_total / GB, 1), "os": host.os, "os_version": host.os_version,
+               "arch": host.machine, **answer.machine.to_dict()}
+    settings = {"prompt_tokens": list(asked.prompt_tokens), "generation_tokens": asked.generation_tokens,
+                "runs": asked.runs, "warmup": asked.warmup}
+    results = [{"alias": r.alias, "engine": "mlx", "name": r.path, "load_s": r.load_s,
+                "lengths": by_length({n.prompt_tokens: [mlx_run(**run.to_dict()) for run in n.runs] for n in r.lengths})}
+               for r in answer.results]
+    failed = [Skip(alias, f"failed: {reason}", f"invoke models.verify {alias}") for alias, reason in answer.failed.items()]
+    output = {"schema": SCHEMA, "date": answer.date, "machine": machine, "settings": settings, "results": results,
+              "skipped": [k.as_dict() for k in [*skipped, *failed]]}
+    return output, {r.alias: {str(n.prompt_tokens): list(n.prompts) for n in r.lengths} for r in answer.results}
 
 
 def compare_ollama(output: dict, targets: list[Target], prompts: dict, settings: BenchSettings, say) -> dict:
@@ -236,6 +247,66 @@ def _ollama_result(target: Target, prompts: dict, settings: BenchSettings, say) 
             "load_s": (warm.get("load_duration") or 0) / 1e9, "lengths": by_length(runs)}
 
 
+# the run ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Plan:
+    settings: BenchSettings
+    targets: list[Target]
+    skipped: list[Skip]
+    argv: list[str]
+    chart: Path | None
+    compare: bool
+    host: HostFacts
+
+    def dry_lines(self) -> list[str]:
+        return [f"Would measure: {', '.join(t.alias for t in self.targets) or 'nothing'}",
+                *skipped_lines([k.as_dict() for k in self.skipped]), f"Would run: {shlex.join(self.argv)}"]
+
+    def require_targets(self) -> None:
+        if not self.targets:
+            first = self.skipped[0] if self.skipped else None
+            raise MlxTasksError(f"No model to measure{f': {first.alias} is {first.reason}' if first else ''}.",
+                                fix=first.fix if first else "invoke models.pull qwen7b")
+
+
+def plan(s: Settings, names: Iterable[str], compare: str | None, plot: str | None, force: bool, **flags: Any) -> Plan:
+    """What `invoke bench` will measure and how, every flag checked; flags: the settings' (None: not given)."""
+    from .catalog import memory_budget
+    from .facts import probe
+    from .store import installed_folders, size_on_disk
+    from .venv import require
+
+    options = with_flags(s.bench, s.home, **flags)
+    if compare not in (None, "ollama"):
+        raise MlxTasksError(f"--compare knows only ollama, got {compare!r}.", fix="invoke bench --compare ollama")
+    chart = Path(plot).absolute() if plot else None
+    if chart and plot_problem(chart):
+        raise MlxTasksError(plot_problem(chart), fix="invoke bench --plot bench.png (or .svg)")
+    require(s)
+    installed = {folder: size_on_disk(s.models / folder) for folder in installed_folders(s.models)}
+    host = probe()
+    targets, skipped = choose(names, s.catalog, s.models, installed, memory_budget(host), force)
+    return Plan(options, targets, skipped, runtime_argv(s.venv_python, targets, options), chart, bool(compare), host)
+
+
+def run(plan: Plan, venv_python: Path, say: Callable[[str], None]) -> dict:
+    """Measure (and compare, keep in the history, draw); the record. Fails when no MLX model could be measured."""
+    output, prompts = measure(plan.argv, plan.skipped, plan.host)
+    if plan.compare:
+        output["compare"] = compare_ollama(output, plan.targets, prompts, plan.settings, say)
+    if output["results"]:
+        append_history(plan.settings.history, output)
+    if plan.chart and output["results"]:
+        draw(venv_python, output, plan.chart)
+    return output
+
+
+def require_measured(output: dict) -> None:
+    if not any(r["engine"] == "mlx" for r in output["results"]):
+        raise MlxTasksError("No model could be measured.", fix=output["skipped"][0]["fix"])
+
+
 def draw(venv_python: Path, record: dict, chart: Path) -> None:
     """The chart, by runtime/plot.py in the venv's Python (matplotlib lives there)."""
     import subprocess
@@ -245,12 +316,6 @@ def draw(venv_python: Path, record: dict, chart: Path) -> None:
     if done.returncode != 0:
         cause = next((line for line in reversed(done.stderr.splitlines()) if line.strip()), f"exit {done.returncode}")
         raise MlxTasksError(f"The chart could not be drawn: {cause}", fix="invoke bench --plot FILE.svg (or leave out --plot)")
-
-
-def prompt_text(run: int, words: int) -> str:
-    """The text a prompt is cut from: about `words` tokens or more, its first words naming the run."""
-    repeats = words // 30 + 2  # the filler is about 60 tokens in the catalogue's tokenizers
-    return f"Run {run}. " + FILLER * repeats
 
 
 # the numbers ------------------------------------------------------------------------------------
@@ -409,12 +474,44 @@ def history_line(row: dict) -> str:
             f"{row['alias']:<12}{engine:<8}{row['prompt_tokens']:>7}  {first:>9}  {tps:>9}  {change}")
 
 
+def skipped_lines(skipped: list[dict]) -> list[str]:
+    return [f"Skipped {k['alias']}: {k['reason']}." + (f" Fix: {k['fix']}" if k["fix"] else "") for k in skipped]
+
+
+def report_lines(output: dict) -> list[str]:
+    """The report above the bars: machine, settings, a table per result, the skipped models, Ollama's note."""
+    lines = [f"Machine: {machine_line(output['machine'])}", settings_line(output["settings"])]
+    for result in output["results"]:
+        lines += ["", *table_lines(result)]
+    if output["skipped"]:
+        lines += ["", *skipped_lines(output["skipped"])]
+    if output.get("compare", {}).get("note"):
+        lines.append(output["compare"]["note"])
+    return lines
+
+
+def history_lines(records: list[dict], unreadable: int, path: Path) -> list[str]:
+    if not records:
+        return [f"No bench results yet in {path}. Run: invoke bench"]
+    lines = [f"{len(records)} run{'s' if len(records) != 1 else ''} of invoke bench, from {path}"
+             f" (generation tokens/s: median; change: since the same model's previous run here)", HISTORY_HEADER,
+             *(history_line(row) for row in history_rows(records))]
+    if unreadable:
+        lines.append(f"({unreadable} line{'s' if unreadable != 1 else ''} of {Path(path).name} could not be read "
+                     "and were left out)")
+    return lines
+
+
+def last_records(path: Path, last: Any) -> tuple[list[dict], int]:
+    """bench.history's records (the last N when given, checked) and how many lines could not be read."""
+    if last is not None and not (str(last).isdigit() and int(last) >= 1):
+        raise MlxTasksError(f"--last must be a whole number of 1 or more, got {last!r}.", fix="invoke bench.history --last 5")
+    records, unreadable = read_history(path)
+    return (records if last is None else records[-int(last):]), unreadable
+
+
 HISTORY_HEADER = (f"{'date (UTC)':<16}  {'backend':<8}{'mlx':<9}{'mlx-lm':<9}{'model':<12}{'engine':<8}{'prompt':>7}  "
                   f"{'1st token':>9}  {'tokens/s':>9}  change")
-
-
-def strip_prompts(output: dict) -> dict:
-    return {key: value for key, value in output.items() if key != "prompts"}
 
 
 def plot_problem(path: Path) -> str | None:

@@ -21,10 +21,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .checks import Result, Status
 from .errors import MlxTasksError
+from .protocol import Capabilities, ClusterSpec
+
+if TYPE_CHECKING:
+    from .chat import Flags
+    from .config import Settings
 
 HOSTFILE_NAME = "hostfile.json"
 LOCAL = "127.0.0.1"  # the one host name mlx.launch runs without ssh
@@ -37,6 +42,7 @@ THUNDERBOLT_FIX = ("let MLX configure Thunderbolt: mlx.distributed_config --over
 INIT_FIX = "invoke cluster.init --hosts HOST1,HOST2 (or try it on this machine: --local 2)"
 KEEPALIVE = "ServerAliveInterval 5 and ServerAliveCountMax 3"
 GRACE_S = 5.0  # how long ranks get to stop after SIGTERM before SIGKILL
+ON_THIS_MACHINE = " on this machine"  # every host needs a copy; the error names which one lacks it
 RANK_LINE = re.compile(r"Node with rank (\d+) (?:exited with code (-?\d+)|was killed)")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -420,13 +426,13 @@ def _copied(host: str, folder: Path, done: subprocess.CompletedProcess) -> None:
                             fix="run the same command again (what arrived is kept)")
 
 
-def sharding_refusal(alias: str, can: dict, pipeline: bool) -> MlxTasksError | None:
+def sharding_refusal(alias: str, can: Capabilities, pipeline: bool) -> MlxTasksError | None:
     """Why mlx_lm's sharded_load would refuse this model (can: the runtime's --capabilities answer), or None."""
     kind = "pipeline" if pipeline else "tensor"
-    if can.get(kind):
+    if getattr(can, kind):
         return None
-    arch = can.get("model_type") or "unknown"
-    if not can.get("tensor") and not can.get("pipeline"):
+    arch = can.model_type or "unknown"
+    if not can.tensor and not can.pipeline:
         return MlxTasksError(f"{alias} ({arch}) cannot be split across machines: mlx_lm has no sharded version of "
                              "that architecture.",
                              fix=f"use a model that shards, such as qwen7b or qwen32b, or run it on one machine: "
@@ -436,6 +442,49 @@ def sharding_refusal(alias: str, can: dict, pipeline: bool) -> MlxTasksError | N
 
 
 # --- launching ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Launch:
+    argv: list[str]  # mlx.launch's
+    hosts: list[str]  # by rank
+    alias: str
+
+
+def prepare(s: Settings, name: str, ask: str | None, pipeline: bool, local: Any, verbose: bool, flags: Flags) -> Launch:
+    """cluster.chat/ask's launch, after every check that can fail on this machine: the model is here and
+    mlx_lm can shard it that way. local: N ranks on this machine instead of the hostfile's hosts."""
+    from .chat import sampling
+    from .config import config_dir
+    from .store import local_model
+    from .venv import require
+
+    local = int(local or 0)
+    if local == 1 or local < 0:
+        raise MlxTasksError("--local needs 2 or more ranks.", fix=f"invoke cluster.ask {name} \"...\" --local 2")
+    model, folder = local_model(name, s.models, s.catalog, where=ON_THIS_MACHINE)
+    require(s)
+    if not (s.venv / "bin" / "mlx.launch").exists():
+        raise MlxTasksError(f"There is no mlx.launch in {s.venv}.", fix="invoke setup")
+    found = subprocess.run([str(s.venv_python), "-m", "mlxtasks.runtime.cluster", "--capabilities", str(folder)],
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if found.returncode:
+        said = (found.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MlxTasksError(f"mlx_lm cannot read {model.alias}: {said}.", fix=f"invoke models.verify {model.alias}")
+    refusal = sharding_refusal(model.alias, Capabilities.from_json(found.stdout), pipeline)
+    if refusal:
+        raise refusal
+    if local:
+        hosts, backend = [LOCAL] * local, "ring"
+        where: dict[str, Any] = {"local": local, "port": free_ports(local)}
+    else:
+        path = hostfile_path(config_dir())
+        made = read_hostfile(path)
+        hosts, backend, where = list(made.hosts), made.backend, {"hostfile": path}
+    spec = ClusterSpec(model.alias, str(folder), INIT_BACKEND[backend], pipeline, sampling(model), flags.overrides(),
+                       flags.system, flags.seed_value, verbose, ask)
+    rank_argv = [str(s.venv_python), "-m", "mlxtasks.runtime.cluster", "--spec", spec.to_json()]
+    return Launch(launch_argv(s.venv, backend, rank_argv, **where), hosts, model.alias)
+
 
 def free_ports(count: int) -> int:
     """A first port with `count` free ports from it, for ranks on this machine."""

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+
 GB = 10**9  # the one unit printed for RAM, disk and model sizes alike, so every command shows the same figure
 GIB = 2**30  # RAM comes in powers of two: for hardware thresholds only, never for printing
 SYSCTL = "/usr/sbin/sysctl"  # by full path: cron's and launchd's PATH lack /usr/sbin
 
 # The wheel each backend brings (mlx's extras); checked so a cpu venv is not taken for a cuda one.
 BACKEND_DISTRIBUTION = {"metal": "mlx-metal", "cpu": "mlx-cpu", "cuda12": "mlx-cuda-12", "cuda13": "mlx-cuda-13"}
-# Said before a process's first generation on CUDA, so the compile (a minute or more the first time) is no hang.
-CUDA_COMPILING = "compiling GPU kernels (first run only)..."
 # Minimum NVIDIA driver for each CUDA wheel of MLX, newest first.
 CUDA_DRIVER_MINIMUM = (("cuda13", (580,)), ("cuda12", (550,)))
 

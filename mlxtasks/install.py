@@ -18,6 +18,7 @@ from .config import Settings
 from .errors import MlxTasksError
 from .facts import BACKEND_DISTRIBUTION
 from .installer import Installer
+from .installer import choose as choose_installer
 from .pythons import supported_range
 from .steps import Command, Step
 from .venv import recreate_fix
@@ -131,6 +132,19 @@ def plan(settings: Settings, backend: str, installer: Installer, upgrade: bool =
         give_up=partial(unresolvable, backend),
     )
     return Step("install", f"{'upgrade' if upgrade else 'install'} {what} ({installer.name})", (command,))
+
+
+def extras(settings: Settings, names: list[str], name: str, purpose: str, fix: str) -> Step:
+    """Install these extra packages into the venv (with the installer setup uses), unless they are there.
+    purpose: why, as in "for --plot"; fix: what to do when the install fails for good."""
+    missing = [item for item, found in installed_versions(settings.venv_python, names).items() if not found]
+    if not missing:
+        return Step(name, f"{', '.join(names)} installed in {settings.venv}")
+    what = ", ".join(missing)
+    command = Command(_install_argv(settings.venv_python, choose_installer(settings.installer), missing, upgrade=False),
+                      tries=3, delay=settings.retry_delay_s,
+                      failure=f"Installing {what} into {settings.venv} {purpose} failed after 3 tries.", fix=fix)
+    return Step(name, f"installing {what} into {settings.venv} {purpose} (only once)", (command,))
 
 
 def unresolvable(backend: str, output: str) -> MlxTasksError | None:

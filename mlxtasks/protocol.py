@@ -7,9 +7,13 @@ Each message is a frozen dataclass that goes over the boundary as JSON (a file o
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
+import re
+import types
+import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Mapping, TypeVar
 
 M = TypeVar("M", bound="Message")
 
@@ -32,7 +36,8 @@ class Message:
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
         if not isinstance(data, dict) or not required <= set(data) or not set(data) <= names:
             raise ValueError(f"not a {cls.__name__}: {data!r:.200}")
-        return cls(**data)
+        hints = typing.get_type_hints(cls)
+        return cls(**{name: _decode(hints[name], value) for name, value in data.items()})
 
     @classmethod
     def from_json(cls: type[M], text: str) -> M:
@@ -44,6 +49,211 @@ class Message:
     @classmethod
     def read(cls: type[M], path: Path) -> M:
         return cls.from_json(Path(path).read_text())
+
+
+def _decode(kind: Any, value: Any) -> Any:
+    """A JSON value as the field's type: nested messages built, lists made tuples where the type says so."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if isinstance(kind, type) and issubclass(kind, Message):
+        return kind.from_dict(value)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _decode(next(arg for arg in args if arg is not type(None)), value)
+    if origin is tuple and isinstance(value, list):
+        return tuple(_decode(args[0], item) for item in value)
+    if origin is dict and isinstance(value, dict):
+        return {key: _decode(args[1], item) for key, item in value.items()}
+    return value
+
+
+# --- shared constants and pure helpers -------------------------------------------------------------
+
+# Said before a process's first generation on CUDA, so the compile (a minute or more the first time) is no hang.
+CUDA_COMPILING = "compiling GPU kernels (first run only)..."
+# The text each bench prompt is cut from; a run's own first words keep Ollama from reusing a cached prefix.
+FILLER = ("Local language models answer questions, write code and summarise documents on the machine in front of "
+          "you. Their speed depends on memory bandwidth, on how the weights are quantised and on the length of the "
+          "prompt, which is read in one pass before the first new token appears. ")
+
+
+def prompt_text(run: int, words: int) -> str:
+    """The text a bench prompt is cut from: about `words` tokens or more, its first words naming the run."""
+    repeats = words // 30 + 2  # the filler is about 60 tokens in the catalogue's tokenizers
+    return f"Run {run}. " + FILLER * repeats
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header: '127.0.0.1:8080' -> '127.0.0.1', '[::1]:8080' -> '::1', 'LocalHost' -> 'localhost'."""
+    if header.startswith("["):
+        return header[1:header.find("]")]
+    return (header.rsplit(":", 1)[0] if header.count(":") == 1 else header).lower()
+
+
+# --- the router's choice (pure; chat routes in the runtime when the model is "auto") --------------
+
+FALLBACK_CATEGORY = "general"
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    alias: str
+    category: str
+    scores: dict[str, float]
+    matched: dict[str, list[str]]
+    reason: str
+
+
+def score(prompt: str, rules: Mapping[str, Mapping]) -> tuple[dict[str, float], dict[str, list[str]]]:
+    scores, matched = {}, {}
+    for category, rule in rules.items():
+        found = [word for word in rule.get("keywords", {})
+                 if re.search(rf"\b{re.escape(word)}\b", prompt, re.IGNORECASE)]
+        matched[category] = found
+        scores[category] = float(sum(rule["keywords"][word] for word in found))
+    return scores, matched
+
+
+def route(prompt: str, installed: set[str], rules: Mapping[str, Mapping]) -> Choice:
+    """The best installed model for the prompt, and why; never one that is not installed (installed: not empty)."""
+    scores, matched = score(prompt, rules)
+    best = max(scores.values(), default=0)
+    category = next((c for c, s in scores.items() if s == best), FALLBACK_CATEGORY) if best > 0 else FALLBACK_CATEGORY
+    wanted = list(rules.get(category, {}).get("models", []))
+    candidates = wanted + sorted(installed - set(wanted))  # any installed model rather than none
+    alias = next(a for a in candidates if a in installed)
+    why = f"{category} (score {best:g}: {', '.join(matched[category])})" if best > 0 else "general (no keywords matched)"
+    if wanted and alias != wanted[0]:
+        why += f"; the best model for it, {wanted[0]}, is not installed, so {alias}, the next installed one"
+    return Choice(alias, category, scores, matched, why)
+
+
+# --- chat: python -m mlxtasks.runtime.chat --spec FILE --------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Sampling(Message):
+    temp: float
+    top_p: float
+    max_tokens: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatModel(Message):
+    path: str
+    sampling: Sampling
+    names: tuple[str, ...] = ()  # the other names it answers to in /model: folder, repo id...
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatSpec(Message):
+    """A chat session (ask None) or one answer on stdout; prompts travel in this file, never in argv."""
+
+    models: dict[str, ChatModel]  # every installed model, by alias
+    alias: str | None  # None: the router picks for the first message
+    overrides: dict[str, float]  # sampling given by flags (keys of Sampling); they win over each model's defaults
+    rules: dict[str, dict[str, Any]]  # the router's table (router.check_rules)
+    system: str | None = None
+    seed: int | None = None
+    history: str | None = None  # readline's history file
+    ask: str | None = None
+    verbose: bool = False
+
+
+# --- bench: python -m mlxtasks.runtime.bench --spec JSON ------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class BenchModel(Message):
+    alias: str
+    path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchSpec(Message):
+    models: tuple[BenchModel, ...]
+    prompt_tokens: tuple[int, ...]
+    generation_tokens: int
+    runs: int
+    warmup: int
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchRun(Message):
+    """One timed run's raw numbers; the tool side derives the rates (bench.mlx_run)."""
+
+    prompt_tokens: int
+    generation_tokens: int
+    first_token_s: float
+    generation_s: float
+    peak_memory_gb: float
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchLength(Message):
+    prompt_tokens: int
+    runs: tuple[BenchRun, ...]
+    prompts: tuple[str, ...]  # each run's prompt as text, for Ollama's side of --compare
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchResult(Message):
+    alias: str
+    path: str
+    load_s: float
+    lengths: tuple[BenchLength, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchMachine(Message):
+    """What only the venv's Python knows; the tool side adds the host's facts."""
+
+    backend: str
+    device: str
+    device_name: str | None
+    mlx: str
+    mlx_lm: str
+    python: str
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchAnswer(Message):
+    date: str
+    machine: BenchMachine
+    results: tuple[BenchResult, ...]
+    failed: dict[str, str]  # alias -> the exception that stopped it there
+
+
+# --- cluster: python -m mlxtasks.runtime.cluster --spec JSON | --capabilities FOLDER --------------
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSpec(Message):
+    """One rank's work; the same on every rank, passed in argv by mlx.launch."""
+
+    alias: str
+    path: str
+    backend: str  # mlx.distributed.init's name for it
+    pipeline: bool
+    sampling: Sampling
+    overrides: dict[str, float]
+    system: str | None = None
+    seed: int | None = None
+    verbose: bool = False
+    ask: str | None = None  # None: a chat, rank 0 reading stdin
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities(Message):
+    """What mlx_lm's sharded_load accepts for a model."""
+
+    model_type: str | None
+    tensor: bool
+    pipeline: bool
 
 
 # --- probe ---

@@ -16,7 +16,8 @@ from .catalog import budget_source, by_folder, memory_budget
 from .checks import CheckCrashed, Result, run_group
 from .config import Settings
 from .errors import MlxTasksError
-from .facts import CUDA_COMPILING, HostFacts, backend_for, can_create
+from .facts import HostFacts, backend_for, can_create
+from .protocol import CUDA_COMPILING
 from .protocol import ProbeAnswer, ProbeSpec
 
 HOST = "host"  # the machine and the Python for the venv: known before anything is installed

@@ -1,13 +1,14 @@
 """The model router: a transparent rule table scores a prompt per category; the category's best
-installed model answers. Pure: the table and the installed aliases come in as data."""
+installed model answers. Pure: the table and the installed aliases come in as data. The scoring
+itself is protocol.score/route, since the runtime's chat routes its first message with it."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any, Mapping
 
+from . import protocol
 from .errors import MlxTasksError
+from .protocol import Choice
 
 # category: word-boundary keywords with weights, and the models for it, best first.
 DEFAULT_RULES: dict[str, dict[str, Any]] = {
@@ -29,42 +30,13 @@ DEFAULT_RULES: dict[str, dict[str, Any]] = {
     },
     "general": {"keywords": {}, "models": ["mistral7b", "qwen7b", "phi4", "deepseek", "qwen32b"]},
 }
-FALLBACK_CATEGORY = "general"
-
-
-@dataclass(frozen=True)
-class Choice:
-    alias: str
-    category: str
-    scores: dict[str, float]
-    matched: dict[str, list[str]]
-    reason: str
-
-
-def score(prompt: str, rules: Mapping[str, Mapping]) -> tuple[dict[str, float], dict[str, list[str]]]:
-    scores, matched = {}, {}
-    for category, rule in rules.items():
-        found = [word for word in rule.get("keywords", {})
-                 if re.search(rf"\b{re.escape(word)}\b", prompt, re.IGNORECASE)]
-        matched[category] = found
-        scores[category] = float(sum(rule["keywords"][word] for word in found))
-    return scores, matched
 
 
 def route(prompt: str, installed: set[str], rules: Mapping[str, Mapping] = DEFAULT_RULES) -> Choice:
-    """The best installed model for the prompt, and why; never one that is not installed."""
+    """The best installed model for the prompt, and why (protocol.route, which the runtime's chat uses too)."""
     if not installed:
         raise MlxTasksError("No model is installed, so there is nothing to route to.", fix="invoke models.pull qwen7b")
-    scores, matched = score(prompt, rules)
-    best = max(scores.values(), default=0)
-    category = next((c for c, s in scores.items() if s == best), FALLBACK_CATEGORY) if best > 0 else FALLBACK_CATEGORY
-    wanted = list(rules.get(category, {}).get("models", []))
-    candidates = wanted + sorted(installed - set(wanted))  # any installed model rather than none
-    alias = next(a for a in candidates if a in installed)
-    why = f"{category} (score {best:g}: {', '.join(matched[category])})" if best > 0 else "general (no keywords matched)"
-    if wanted and alias != wanted[0]:
-        why += f"; the best model for it, {wanted[0]}, is not installed, so {alias}, the next installed one"
-    return Choice(alias, category, scores, matched, why)
+    return protocol.route(prompt, installed, rules)
 
 
 def check_rules(rules: Any) -> dict[str, dict[str, Any]]:

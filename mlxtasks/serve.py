@@ -7,7 +7,6 @@ Pure where it can be (which model, which argv, which URL); the rest starts, prob
 from __future__ import annotations
 
 import errno
-import ipaddress
 import json
 import os
 import socket
@@ -24,6 +23,7 @@ from .catalog import Model
 from .config import Settings
 from .errors import MlxTasksError
 from .facts import GB, HostFacts
+from .protocol import is_loopback
 
 STOP_WAIT_S = 10.0  # after SIGTERM, before SIGKILL
 TAIL_LINES = 15  # of the log, shown when a start fails
@@ -50,20 +50,6 @@ def record_path(state: Path) -> Path:
 
 def log_path(state: Path) -> Path:
     return state / "serve.log"
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def host_name(header: str) -> str:
-    """The name in a Host header: '127.0.0.1:8080' -> '127.0.0.1', '[::1]:8080' -> '::1', 'LocalHost' -> 'localhost'."""
-    if header.startswith("["):
-        return header[1:header.find("]")]
-    return (header.rsplit(":", 1)[0] if header.count(":") == 1 else header).lower()
 
 
 def base_url(host: str, port: int) -> str:

@@ -33,7 +33,7 @@ _mlx_deactivate() {
 # `mlxtasks TASK ...`: every task from any folder, as `invoke TASK ...` in the checkout.
 mlxtasks() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" "$@"; }
 # MLX_SHELL: the status checks this shell's rc file, whatever $SHELL says.
-_mlx_status() { _mlx_require python && MLX_SHELL=bash "$MLX_VENV_PATH/bin/python" -m mlxtasks.runtime.status "$@"; }
+_mlx_status() { _mlx_require python && MLX_SHELL=bash "$MLX_VENV_PATH/bin/python" -m mlxtasks.status "$@"; }
 _mlx_models() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.list "$@"; }
 _mlx_validate() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 _mlx_pull() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }

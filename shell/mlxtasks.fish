@@ -32,7 +32,7 @@ end
 
 # MLX_SHELL: the status checks this shell's config, whatever $SHELL says.
 function mlx-status --description 'Show the MLX venv, versions and models'
-    __mlx_require python; and env MLX_SHELL=fish "$MLX_VENV_PATH/bin/python" -m mlxtasks.runtime.status $argv
+    __mlx_require python; and env MLX_SHELL=fish "$MLX_VENV_PATH/bin/python" -m mlxtasks.status $argv
 end
 
 function mlx-models --description 'List installed and available MLX models'

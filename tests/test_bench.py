@@ -163,7 +163,7 @@ def test_the_ollama_client_speaks_tags_and_generate_to_a_real_server():
 def test_the_runtime_spec_is_plain_json(tmp_path):
     targets = [bench.Target("qwen7b", tmp_path / "q", "qwen2.5-coder:7b")]
     spec = bench.spec(targets, config.resolve({}, home=tmp_path).bench)
-    assert json.loads(json.dumps(spec)) == {"models": [{"alias": "qwen7b", "path": str(tmp_path / "q")}],
+    assert json.loads(spec.to_json()) == {"models": [{"alias": "qwen7b", "path": str(tmp_path / "q")}],
                                             "prompt_tokens": [128, 1024], "generation_tokens": 256, "runs": 3, "warmup": 1}
 
 

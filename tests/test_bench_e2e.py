@@ -158,11 +158,12 @@ def test_the_runtime_says_kernels_are_compiling_once_on_cuda(mlx_run, tiny_model
     """No NVIDIA GPU here: the backend is given as CUDA, everything else is the real run."""
     code = """
 import json, sys
+from mlxtasks.protocol import BenchSpec
 from mlxtasks.runtime import bench, gpu
 gpu.is_cuda = lambda: True
 spec = {"models": [{"alias": "a", "path": sys.argv[1]}, {"alias": "b", "path": sys.argv[1]}],
         "prompt_tokens": [4], "generation_tokens": 3, "runs": 1, "warmup": 1}
-print(json.dumps(bench.run(spec)["machine"]))
+print(json.dumps(bench.run(BenchSpec.from_dict(spec)).machine.to_dict()))
 """
     done = mlx_run(code, tiny_model)
     assert done.returncode == 0, done.stderr

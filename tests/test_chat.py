@@ -3,6 +3,7 @@
 import io
 import json
 
+from mlxtasks.protocol import ChatModel, Sampling
 from mlxtasks.runtime.chat import DIM, RESET, Output, Session, command
 
 
@@ -12,8 +13,7 @@ class Terminal(io.StringIO):
 
 
 def session():
-    defaults = {"temp": 0.7, "top_p": 0.8, "max_tokens": 100}
-    return Session({"qwen7b": {"path": "/x", "sampling": defaults}}, "qwen7b", {"max_tokens": 50})
+    return Session({"qwen7b": ChatModel("/x", Sampling(0.7, 0.8, 100))}, "qwen7b", {"max_tokens": 50})
 
 
 def test_thinking_sections_are_dimmed_on_a_terminal_only(monkeypatch):

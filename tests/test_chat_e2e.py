@@ -172,8 +172,9 @@ def test_a_conversation_longer_than_the_context_drops_the_oldest_turns(chat_setu
     _, models = chat_setup
     code = """
 import sys
+from mlxtasks.protocol import ChatModel, Sampling
 from mlxtasks.runtime.chat import Session
-s = Session({"qwen7b": {"path": sys.argv[1], "sampling": {"temp": 0.0, "top_p": 1.0, "max_tokens": 4}}}, "qwen7b", {})
+s = Session({"qwen7b": ChatModel(sys.argv[1], Sampling(0.0, 1.0, 4))}, "qwen7b", {})
 s.load("qwen7b")
 s.context = 120  # a small window, so a few turns overflow it
 for n in range(8):

@@ -12,6 +12,7 @@ from mlxtasks import cluster
 from mlxtasks.checks import Status
 from mlxtasks.config import config_dir
 from mlxtasks.errors import MlxTasksError
+from mlxtasks.protocol import Capabilities
 
 from .conftest import ROOT, invoke
 
@@ -326,7 +327,7 @@ def test_a_failed_rank_is_named_with_its_host(status, host, words):
      "deepseek (phi3) cannot be split across machines", "invoke chat deepseek"),
 ])
 def test_a_model_is_refused_unless_mlx_lm_can_shard_it_that_way(can, pipeline, message, fix):
-    refusal = cluster.sharding_refusal("deepseek", can, pipeline)
+    refusal = cluster.sharding_refusal("deepseek", Capabilities(**can), pipeline)
     assert refusal is None if message is None else (refusal.message.startswith(message) and fix in refusal.fix)
 
 
@@ -342,3 +343,14 @@ def test_rsync_reaches_ssh_addresses_through_their_port():
 def test_a_run_that_cannot_start_says_why_before_launching(home, tmp_path, args, message, fix):
     done = invoke("cluster.ask", "qwen7b", "hi", *args, "--venv", str(TOOL_VENV), "--models", str(tmp_path), home=home)
     assert done.returncode == 1 and message in done.stderr and fix in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize("task", [["cluster.ask", "qwen7b", "hi"], ["cluster.chat", "qwen7b"], ["cluster.check"],
+                                  ["cluster.share", "qwen7b"]])
+def test_every_task_that_runs_the_venvs_python_says_a_missing_venv_as_the_others_do(home, tmp_path, task):
+    pulled_model(tmp_path / "models")
+    write_hostfile(home, cluster.LOCAL)
+    missing = tmp_path / "no venv"
+    done = invoke(*task, "--venv", str(missing), "--models", str(tmp_path / "models"), home=home)
+    assert done.returncode == 1 and f"There is no venv at {missing}." in done.stderr, done.stderr
+    assert "invoke setup --venv" in done.stderr

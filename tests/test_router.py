@@ -1,6 +1,6 @@
 import pytest
 
-from mlxtasks import config, router
+from mlxtasks import config, protocol, router
 from mlxtasks.errors import MlxTasksError
 
 EVERYTHING = {"qwen7b", "qwen32b", "deepseek", "phi4", "mistral7b"}
@@ -18,7 +18,7 @@ def test_rule_table_picks_the_category_and_its_best_model(prompt, category, alia
 
 
 def test_keywords_match_whole_words_only():
-    scores, matched = router.score("debugging the classroom", router.DEFAULT_RULES)
+    scores, matched = protocol.score("debugging the classroom", router.DEFAULT_RULES)
     assert matched["code"] == [] and scores["code"] == 0
 
 

@@ -11,7 +11,7 @@ import psutil
 import pytest
 from invoke import Config, Context, Exit, MockContext, Result
 
-from mlxtasks import catalog, config, serve, service
+from mlxtasks import catalog, config, protocol, serve, service
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.facts import GIB, HostFacts
 from mlxtasks.tasks import ns
@@ -86,9 +86,9 @@ def test_clients_on_this_machine_get_a_reachable_url(host, url):
 
 
 def test_loopback_names_and_host_headers():
-    assert all(map(serve.is_loopback, ["127.0.0.1", "127.3.4.5", "::1", "localhost"]))
-    assert not any(map(serve.is_loopback, ["0.0.0.0", "::", "192.168.1.5", "evil.example", "localhost.evil.example"]))
-    assert [serve.host_name(h) for h in ["127.0.0.1:8080", "[::1]:8080", "LocalHost", "[::1]", "evil.example:80"]] == \
+    assert all(map(protocol.is_loopback, ["127.0.0.1", "127.3.4.5", "::1", "localhost"]))
+    assert not any(map(protocol.is_loopback, ["0.0.0.0", "::", "192.168.1.5", "evil.example", "localhost.evil.example"]))
+    assert [protocol.host_name(h) for h in ["127.0.0.1:8080", "[::1]:8080", "LocalHost", "[::1]", "evil.example:80"]] == \
         ["127.0.0.1", "::1", "localhost", "::1", "evil.example"]
 
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlxtasks import catalog, config, rcfile, shellblock
-from mlxtasks.runtime import status
+from mlxtasks import catalog, config, rcfile, shellblock, status
 from mlxtasks.catalog import Model
 from mlxtasks.errors import MlxTasksError
 

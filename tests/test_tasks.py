@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from invoke import Collection, Context, MockContext, Program, Result, task
+from invoke import Collection, Context, MockContext, Program, Result
 
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.locks import setup_lock

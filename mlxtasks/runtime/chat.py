@@ -2,15 +2,16 @@
 
     python -m mlxtasks.runtime.chat --spec FILE
 
-The tool side writes the models (alias -> folder, names and default sampling), the settings and, for
-one answer on stdout, the prompt ("ask") to a JSON file: prompts never travel in argv, where a long
-one does not fit and one starting with "-" would read as an option.
+The tool side writes a protocol.ChatSpec (the models with their folders, names and default sampling,
+the settings and, for one answer on stdout, the prompt) to a JSON file: prompts never travel in argv,
+where a long one does not fit and one starting with "-" would read as an option.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import select
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from ..protocol import ChatModel, ChatSpec, route
 from . import gpu
 
 HELP = """Commands:
@@ -68,7 +70,7 @@ class Stats:
 class Session:
     """A conversation with one loaded model; the KV cache is reused across turns."""
 
-    models: dict  # alias -> {"path", "sampling": the model's defaults, "names": others it answers to}
+    models: dict[str, ChatModel]  # by alias
     alias: str | None  # None: the router picks one for the first message
     overrides: dict  # sampling given by flags or /set; they win over each model's defaults
     system: str | None = None
@@ -79,22 +81,25 @@ class Session:
 
     def __post_init__(self) -> None:
         if self.alias:
-            self.sampling = {**self.models[self.alias]["sampling"], **self.overrides}
+            self.sampling = self.model_sampling(self.alias)
+
+    def model_sampling(self, alias: str) -> dict:
+        return {**dataclasses.asdict(self.models[alias].sampling), **self.overrides}
 
     def load(self, alias: str) -> None:
         from mlx_lm.models.cache import make_prompt_cache
 
         try:
-            self.model, self.tokenizer = self.open_model(self.models[alias]["path"])
+            self.model, self.tokenizer = self.open_model(self.models[alias].path)
         except Exception as exc:  # mlx_lm fails in many ways (RuntimeError, ValueError, OSError...) on bad files
             said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise Refused(f"{alias} could not be loaded: {said.rstrip('.')}.", f"invoke models.verify {alias}; "
                           f"if it finds damaged files: invoke models.pull {alias} --force") from None
         self.alias = alias
-        self.sampling = {**self.models[alias]["sampling"], **self.overrides}
+        self.sampling = self.model_sampling(alias)
         self.cache = make_prompt_cache(self.model)
         self.cached: list[int] = []  # the tokens the cache holds
-        config = json.loads((Path(self.models[alias]["path"]) / "config.json").read_text())
+        config = json.loads((Path(self.models[alias].path) / "config.json").read_text())
         self.context = int(config.get("max_position_embeddings") or 4096)
 
     def open_model(self, path: str):
@@ -109,7 +114,7 @@ class Session:
 
     def find(self, name: str) -> str | None:
         """The alias of the installed model called `name` (alias, folder, repo id or another of its names)."""
-        return next((alias for alias, entry in self.models.items() if name in (alias, *entry.get("names", ()))), None)
+        return next((alias for alias, entry in self.models.items() if name in (alias, *entry.names)), None)
 
     def prompt_tokens(self) -> list[int]:
         """The whole conversation as the chat template renders it; oldest turns dropped to fit. A last
@@ -285,7 +290,7 @@ class Reader:
         return "\n".join(lines)
 
 
-def interactive(session: Session, history: Path | None, rules: dict | None = None) -> int:
+def interactive(session: Session, history: Path | None, rules: dict) -> int:
     try:
         import readline
     except ImportError:  # no line editing on this Python; everything else works
@@ -317,8 +322,6 @@ def interactive(session: Session, history: Path | None, rules: dict | None = Non
                 continue
             try:
                 if not session.alias:
-                    from ..router import route
-
                     choice = route(text, set(session.models), rules)
                     print(f"(using {choice.alias}: {choice.reason})", flush=True)
                     session.load(choice.alias)
@@ -340,29 +343,28 @@ def interactive(session: Session, history: Path | None, rules: dict | None = Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--spec", required=True, help="a JSON file: models, alias, sampling, system, seed, history; "
-                                                      "ask (a prompt: answer it on stdout and exit) and verbose")
-    spec = json.loads(Path(parser.parse_args(argv).spec).read_text())
-    session = Session(spec["models"], spec["alias"], spec["overrides"], spec.get("system"))
+    parser.add_argument("--spec", required=True, help="a JSON file: a protocol.ChatSpec")
+    spec = ChatSpec.read(Path(parser.parse_args(argv).spec))
+    session = Session(dict(spec.models), spec.alias, dict(spec.overrides), spec.system)
     # One Ctrl-C policy: it ends a one-shot answer or a load at once, quietly, with 130; in a chat it
     # stops the reply (interactive handles that).
     try:
         import mlx.core as mx
 
-        mx.random.seed(spec.get("seed") or 0)
-        if spec["alias"]:
-            session.load(spec["alias"])
-        if spec.get("ask") is None:
-            return interactive(session, Path(spec["history"]) if spec.get("history") else None, spec.get("rules"))
+        mx.random.seed(spec.seed or 0)
+        if spec.alias:
+            session.load(spec.alias)
+        if spec.ask is None:
+            return interactive(session, Path(spec.history) if spec.history else None, spec.rules)
         out = Output()
-        session.reply(spec["ask"], out.write)
+        session.reply(spec.ask, out.write)
         out.end()
     except Refused as refusal:
         refusal.show()
         return 1
     except KeyboardInterrupt:
         return 130
-    if spec.get("verbose"):
+    if spec.verbose:
         print(session.stats.lines(), file=sys.stderr)
     return 0
 

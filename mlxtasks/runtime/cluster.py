@@ -1,8 +1,8 @@
 """Sharded chat and one-shot answers: one process per rank, started by `mlx.launch`, over mlx_lm's sharded_load.
 
-    python -m mlxtasks.runtime.cluster --capabilities MODEL_FOLDER   # can mlx_lm shard it? JSON on stdout
-    python -m mlxtasks.runtime.cluster --spec JSON --ask TEXT       # one answer, printed by rank 0
-    python -m mlxtasks.runtime.cluster --spec JSON                  # a chat; rank 0 reads stdin
+    python -m mlxtasks.runtime.cluster --capabilities MODEL_FOLDER   # can mlx_lm shard it? protocol.Capabilities
+    python -m mlxtasks.runtime.cluster --spec JSON                  # a protocol.ClusterSpec: a chat (rank 0
+                                                                    # reads stdin), or one answer if it has `ask`
 
 Every rank runs the same computation. Chat messages reach the other ranks from rank 0 through the
 distributed group, so no rank depends on when its own copy of stdin arrives.
@@ -11,12 +11,12 @@ distributed group, so no rank depends on when its own copy of stdin arrives.
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..protocol import Capabilities, ChatModel, ClusterSpec
 from .chat import Output, Reader, Refused, Session, _sampling_text, command
 
 # Chat commands that change what the model sees: every rank runs them. The rest only print or
@@ -25,13 +25,13 @@ SHARED_COMMANDS = {"reset", "system", "set", "quit", "exit", "q"}
 MISSING_MODEL = 3  # exit status of a rank whose host lacks the model folder
 
 
-def capabilities(path: str) -> dict:
+def capabilities(path: str) -> Capabilities:
     """What sharded_load will accept for this model, decided the way sharded_load decides it."""
     from mlx_lm.utils import load_model
 
     model, config = load_model(Path(path), lazy=True, strict=False)
-    return {"model_type": config.get("model_type"), "tensor": hasattr(model, "shard"),
-            "pipeline": hasattr(model, "model") and hasattr(model.model, "pipeline")}
+    return Capabilities(config.get("model_type"), hasattr(model, "shard"),
+                        hasattr(model, "model") and hasattr(model.model, "pipeline"))
 
 
 @dataclass
@@ -116,36 +116,35 @@ def chat(session: ShardedSession, rank: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--capabilities", metavar="MODEL_FOLDER", help="print what sharding the model supports")
-    parser.add_argument("--spec", help="JSON: alias, path, sampling, system, seed, backend, pipeline, verbose")
-    parser.add_argument("--ask", help="answer this prompt and exit")
+    parser.add_argument("--spec", help="JSON: a protocol.ClusterSpec")
     args = parser.parse_args()
     if args.capabilities:
-        print(json.dumps(capabilities(args.capabilities)))
+        print(capabilities(args.capabilities).to_json())
         return 0
-    spec = json.loads(args.spec)
+    spec = ClusterSpec.from_json(args.spec)
     host = socket.gethostname()
-    if not (Path(spec["path"]) / "config.json").is_file():
-        print(f"{host} has no model in {spec['path']}.", file=sys.stderr)
+    if not (Path(spec.path) / "config.json").is_file():
+        print(f"{host} has no model in {spec.path}.", file=sys.stderr)
         return MISSING_MODEL
     import mlx.core as mx
 
-    group = mx.distributed.init(strict=True, backend=spec["backend"])
-    mx.random.seed(spec.get("seed") or 0)
-    session = ShardedSession({spec["alias"]: {"path": spec["path"], "sampling": spec["sampling"]}}, spec["alias"],
-                             spec["overrides"], spec.get("system"), group=group, pipeline=spec["pipeline"])
+    group = mx.distributed.init(strict=True, backend=spec.backend)
+    mx.random.seed(spec.seed or 0)
+    session = ShardedSession({spec.alias: ChatModel(spec.path, spec.sampling)}, spec.alias, dict(spec.overrides),
+                             spec.system, group=group, pipeline=spec.pipeline)
     try:
-        session.load(spec["alias"])
+        session.load(spec.alias)
     except Refused as refusal:  # each rank says its own: one host may lack what another has
         refusal.show()
         return 1
-    if spec.get("verbose"):
-        print(f"rank {group.rank()} of {group.size()} on {host}: {'pipeline' if spec['pipeline'] else 'tensor'} part, "
+    if spec.verbose:
+        print(f"rank {group.rank()} of {group.size()} on {host}: {'pipeline' if spec.pipeline else 'tensor'} part, "
               f"{weights_bytes(session.model)} bytes of weights", file=sys.stderr, flush=True)
-    if args.ask is None:
+    if spec.ask is None:
         chat(session, group.rank())
     else:
         try:
-            session.reply(args.ask, Output().write if group.rank() == 0 else (lambda chunk: None))
+            session.reply(spec.ask, Output().write if group.rank() == 0 else (lambda chunk: None))
         except Refused as refusal:  # before any generation, and alike on every rank: same prompt, same tokenizer
             if group.rank() == 0:
                 refusal.show()

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..facts import CUDA_COMPILING as COMPILING
+from ..protocol import CUDA_COMPILING as COMPILING
 
 _generated = False  # whether this process has generated yet
 

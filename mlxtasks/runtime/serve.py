@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mlx_lm import server
 
-from ..serve import host_name, is_loopback
+from ..protocol import host_name, is_loopback
 
 
 def main(argv: list[str] | None = None) -> None:

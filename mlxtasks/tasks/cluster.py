@@ -2,10 +2,9 @@
 
 from invoke import Collection
 
-from ._common import PATH_HELP, is_dry, settings, task
+from ._common import PATH_HELP, is_dry, require_venv, settings, task
 from .chat import SAMPLING_HELP
 
-ON_THIS_MACHINE = " on this machine"  # every host needs a copy; the error names which one lacks it
 TIMEOUT_HELP = "seconds to wait for each host to answer ssh (default 5)"
 RUN_HELP = {
     "model": "an installed model such as qwen32b; every host needs the same copy (invoke cluster.share)",
@@ -62,7 +61,8 @@ def check(c, model=None, timeout=5, venv=None, models=None):
 
     s = settings(c, venv=venv, models=models)
     hosts = cluster.read_hostfile(cluster.hostfile_path(config_dir()))
-    entry, folder = store.local_model(model, s.models, s.catalog, where=ON_THIS_MACHINE) if model else (None, None)
+    entry, folder = store.local_model(model, s.models, s.catalog, where=cluster.ON_THIS_MACHINE) if model else (None, None)
+    require_venv(s)
     groups = cluster.check_hosts(hosts, s.venv, float(timeout), entry and entry.alias, folder)
     results = [r for _, items in groups for r in items]
     ui.report(groups, [summary_line(results)])
@@ -78,57 +78,21 @@ def share(c, model, timeout=5, venv=None, models=None):
     from ..config import config_dir
 
     s = settings(c, venv=venv, models=models)
-    entry, folder = store.local_model(model, s.models, s.catalog, where=ON_THIS_MACHINE)
+    entry, folder = store.local_model(model, s.models, s.catalog, where=cluster.ON_THIS_MACHINE)
     hosts = cluster.read_hostfile(cluster.hostfile_path(config_dir()))
+    require_venv(s)
     copied = cluster.share(hosts, s.venv, entry.alias, folder, float(timeout), ui.out)
     ui.out(f"{entry.alias} is on every host" + (f" (copied to {', '.join(copied)})." if copied else "."))
 
 
-def _run(c, alias, ask, pipeline, local, verbose, temp, top_p, max_tokens, system, seed, venv, models):
-    import json
-    import subprocess
-
+def _run(c, alias, ask, pipeline, local, verbose, flags, venv, models):
     from invoke import Exit
 
-    from .. import cluster, store
-    from ..config import config_dir
-    from ..errors import MlxTasksError
+    from .. import cluster
 
-    local = int(local or 0)
-    if local == 1 or local < 0:
-        raise MlxTasksError("--local needs 2 or more ranks.", fix=f"invoke cluster.ask {alias} \"...\" --local 2")
-    s = settings(c, venv=venv, models=models)
-    model, folder = store.local_model(alias, s.models, s.catalog, where=ON_THIS_MACHINE)
-    if not (s.venv / "bin" / "mlx.launch").exists():
-        raise MlxTasksError(f"There is no mlx.launch in {s.venv}.", fix="invoke setup")
-    found = subprocess.run([str(s.venv_python), "-m", "mlxtasks.runtime.cluster", "--capabilities", str(folder)],
-                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if found.returncode:
-        said = (found.stderr.strip().splitlines() or ["no output"])[-1]
-        raise MlxTasksError(f"mlx_lm cannot read {model.alias}: {said}.", fix=f"invoke models.verify {model.alias}")
-    refusal = cluster.sharding_refusal(model.alias, json.loads(found.stdout), pipeline)
-    if refusal:
-        raise refusal
-    if local:
-        hosts, backend = [cluster.LOCAL] * local, "ring"
-        launch = {"local": local, "port": cluster.free_ports(local)}
-    else:
-        path = cluster.hostfile_path(config_dir())
-        made = cluster.read_hostfile(path)
-        hosts, backend, launch = list(made.hosts), made.backend, {"hostfile": path}
-    given = {"temp": temp, "top_p": top_p, "max_tokens": max_tokens}
-    spec = {
-        "alias": model.alias, "path": str(folder), "backend": cluster.INIT_BACKEND[backend], "pipeline": pipeline,
-        "sampling": {"temp": model.temperature, "top_p": model.top_p, "max_tokens": model.max_tokens},
-        "overrides": {k: (int if k == "max_tokens" else float)(v) for k, v in given.items() if v is not None},
-        "system": system, "seed": None if seed is None else int(seed), "verbose": verbose,
-    }
-    rank_argv = [str(s.venv_python), "-m", "mlxtasks.runtime.cluster", "--spec", json.dumps(spec)]
-    if ask is not None:
-        rank_argv += ["--ask", ask]
-    argv = cluster.launch_argv(s.venv, backend, rank_argv, **launch)
+    launch = cluster.prepare(settings(c, venv=venv, models=models), alias, ask, pipeline, local, verbose, flags)
     try:
-        cluster.supervise(argv, hosts, model.alias, chat=ask is None)
+        cluster.supervise(launch.argv, launch.hosts, launch.alias, chat=ask is None)
     except KeyboardInterrupt:
         raise Exit(code=130) from None
 
@@ -137,7 +101,9 @@ def _run(c, alias, ask, pipeline, local, verbose, temp, top_p, max_tokens, syste
 def chat(c, model, pipeline=False, local=0, verbose=False, temp=None, top_p=None, max_tokens=None, system=None,
          seed=None, venv=None, models=None):
     """Chat with a model split across the cluster's hosts (tensor parallel; --pipeline for pipeline)."""
-    _run(c, model, None, pipeline, local, verbose, temp, top_p, max_tokens, system, seed, venv, models)
+    from ..chat import Flags
+
+    _run(c, model, None, pipeline, local, verbose, Flags(temp, top_p, max_tokens, system, seed), venv, models)
 
 
 @task(positional=["model", "prompt"], help={"prompt": "the question; - reads it from stdin", **RUN_HELP})
@@ -146,8 +112,10 @@ def ask(c, model, prompt, pipeline=False, local=0, verbose=False, temp=None, top
     """One answer from a model split across the cluster's hosts, on stdout and nothing else."""
     import sys
 
+    from ..chat import Flags
+
     text = sys.stdin.read() if prompt == "-" else prompt
-    _run(c, model, text, pipeline, local, verbose, temp, top_p, max_tokens, system, seed, venv, models)
+    _run(c, model, text, pipeline, local, verbose, Flags(temp, top_p, max_tokens, system, seed), venv, models)
 
 
 ns = Collection("cluster", init, check, share, chat, ask)

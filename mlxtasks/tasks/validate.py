@@ -57,4 +57,4 @@ def status(c, venv=None, models=None):
     s = settings(c, venv=venv, models=models)
     require_venv(s)
     env = {**os.environ, "MLX_VENV_PATH": str(s.venv), "MLX_MODELS_PATH": str(s.models)}
-    subprocess.run([str(s.venv_python), "-m", "mlxtasks.runtime.status"], env=env, check=False)
+    subprocess.run([str(s.venv_python), "-m", "mlxtasks.status"], env=env, check=False)

@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 8afb5d6fd12b
+# managed by mlxtasks; edit via invoke shell.install; sha256 206f769b4c02
 # MLX commands for bash. No subprocess runs when this is read; re-reading it is harmless.
 # Dashed names are aliases of _mlx_* functions: bash takes dashes in aliases in every mode,
 # and the guard skips the lot in shells that are not bash (a ~/.profile is read by sh too).
@@ -35,7 +35,7 @@ _mlx_deactivate() {
 # `mlxtasks TASK ...`: every task from any folder, as `invoke TASK ...` in the checkout.
 mlxtasks() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" "$@"; }
 # MLX_SHELL: the status checks this shell's rc file, whatever $SHELL says.
-_mlx_status() { _mlx_require python && MLX_SHELL=bash "$MLX_VENV_PATH/bin/python" -m mlxtasks.runtime.status "$@"; }
+_mlx_status() { _mlx_require python && MLX_SHELL=bash "$MLX_VENV_PATH/bin/python" -m mlxtasks.status "$@"; }
 _mlx_models() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.list "$@"; }
 _mlx_validate() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 _mlx_pull() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }

@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 30e42c75fcc3
+# managed by mlxtasks; edit via invoke shell.install; sha256 ffb6c2725f27
 # MLX commands for fish. No subprocess runs when this is read; re-reading it is harmless.
 set -gx MLX_VENV_PATH '/home/u/venv-mlx'
 set -gx MLX_MODELS_PATH '/home/u/workspace/mlx'
@@ -34,7 +34,7 @@ end
 
 # MLX_SHELL: the status checks this shell's config, whatever $SHELL says.
 function mlx-status --description 'Show the MLX venv, versions and models'
-    __mlx_require python; and env MLX_SHELL=fish "$MLX_VENV_PATH/bin/python" -m mlxtasks.runtime.status $argv
+    __mlx_require python; and env MLX_SHELL=fish "$MLX_VENV_PATH/bin/python" -m mlxtasks.status $argv
 end
 
 function mlx-models --description 'List installed and available MLX models'

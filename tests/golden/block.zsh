@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 47d6ea208078
+# managed by mlxtasks; edit via invoke shell.install; sha256 2716316a1857
 # MLX commands for zsh. No subprocess runs when this is read; re-reading it is harmless.
 export MLX_VENV_PATH='/home/u/venv-mlx'
 export MLX_MODELS_PATH='/home/u/workspace/mlx'
@@ -32,7 +32,7 @@ function mlx-deactivate {
 # `mlxtasks TASK ...`: every task from any folder, as `invoke TASK ...` in the checkout.
 function mlxtasks { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" "$@"; }
 # MLX_SHELL: the status checks this shell's rc file, whatever $SHELL says.
-function mlx-status { _mlx_require python && MLX_SHELL=zsh "$MLX_VENV_PATH/bin/python" -m mlxtasks.runtime.status "$@"; }
+function mlx-status { _mlx_require python && MLX_SHELL=zsh "$MLX_VENV_PATH/bin/python" -m mlxtasks.status "$@"; }
 function mlx-models { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.list "$@"; }
 function mlx-validate { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 function mlx-pull { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }

@@ -11,11 +11,11 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .. import rcfile, shellblock
-from ..config import resolve
-from ..errors import MlxTasksError
-from ..facts import BACKEND_DISTRIBUTION
-from ..store import installed_folders
+from . import rcfile, shellblock
+from .config import resolve
+from .errors import MlxTasksError
+from .facts import BACKEND_DISTRIBUTION
+from .store import installed_folders
 
 
 def _version(name: str) -> str | None:

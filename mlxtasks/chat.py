@@ -1,0 +1,109 @@
+"""chat and chat.ask: the checks before a chat, the runtime's spec, and starting it in the venv's Python.
+
+No MLX here: runtime/chat.py talks to the model. The sampling flags are shared with cluster.chat/ask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .catalog import Model
+from .config import Settings
+from .errors import MlxTasksError
+from .protocol import ChatModel, ChatSpec, Sampling
+
+
+@dataclass(frozen=True)
+class Flags:
+    """The sampling flags of chat, chat.ask and cluster.chat/ask, as given (None: not given)."""
+
+    temp: Any = None
+    top_p: Any = None
+    max_tokens: Any = None
+    system: str | None = None
+    seed: Any = None
+
+    def overrides(self) -> dict[str, float]:
+        """The sampling flags given; they win over each model's defaults."""
+        given = {"temp": self.temp, "top_p": self.top_p, "max_tokens": self.max_tokens}
+        return {k: (int if k == "max_tokens" else float)(v) for k, v in given.items() if v is not None}
+
+    @property
+    def seed_value(self) -> int | None:
+        return None if self.seed is None else int(self.seed)
+
+
+def sampling(model: Model) -> Sampling:
+    return Sampling(model.temperature, model.top_p, model.max_tokens)
+
+
+def installed(s: Settings) -> dict[str, ChatModel]:
+    from .store import installed_models
+
+    return {m.alias: ChatModel(str(s.models / m.folder), sampling(m), (*m.also, m.folder, m.repo))
+            for m in installed_models(s.models, s.catalog)}
+
+
+def choose(s: Settings, prompt: str):
+    """The router's pick among the installed models (protocol.Choice)."""
+    from . import router
+    from .store import installed_models
+
+    return router.route(prompt, {m.alias for m in installed_models(s.models, s.catalog)}, s.router)
+
+
+def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: bool, terminal: bool) -> tuple[ChatSpec, str]:
+    """The spec for a chat (ask None) or one answer, after every check that can fail before MLX starts;
+    and a warning to show ("" for none). alias: "default", "auto" (the router picks) or a model's name."""
+    from . import catalog, store, validate
+    from .facts import probe
+    from .venv import require
+
+    models = installed(s)
+    if alias == "default":
+        alias = s.default_model
+    if alias == "auto":  # the router picks, on the first message
+        if not models:
+            raise MlxTasksError("No model is installed, so there is nothing to chat with.", fix="invoke models.pull qwen7b")
+        model = None
+    else:
+        model, folder = store.local_model(alias, s.models, s.catalog)
+    require(s)
+    problems = store.model_problems(folder) if model else []
+    if problems:  # what validate says, before mlx_lm meets the damage
+        damaged = validate.model_check(folder, problems, 0, model.alias)
+        raise MlxTasksError(f"{model.alias} cannot be loaded: {damaged.message}.",
+                            fix=f"{damaged.fix} (invoke models.verify {model.alias} lists every problem)")
+    if ask is None and not terminal:
+        raise MlxTasksError("A chat needs a terminal to type in; for input from a pipe or a file, ask for one answer.",
+                            fix="echo 'your question' | invoke chat.ask - " + (f"--model {model.alias}" if model else "--auto"))
+    warning = ""
+    if model and not catalog.fits(model, probe()):
+        warning = (f"Warning: {model.alias} needs about {model.ram_gb:.1f} GB of memory, more than this machine can give "
+                   "it; it may be slow or fail to load.")
+    spec = ChatSpec(models, model.alias if model else None, flags.overrides(), s.router, flags.system, flags.seed_value,
+                    str(s.state / "chat_history"), ask, verbose)
+    return spec, warning
+
+
+def run(venv_python: Path, spec: ChatSpec) -> int:
+    """The runtime's chat, in this terminal; its exit status, as a shell would give it (killed by signal N: 128+N)."""
+    import signal
+    import subprocess
+    import tempfile
+
+    # The spec, prompt included, goes in a file: argv has a size limit, and the runtime's argparse would
+    # read a prompt such as "-x" as an option.
+    with tempfile.NamedTemporaryFile("w", prefix="mlxtasks-chat-", suffix=".json") as handle:
+        handle.write(spec.to_json())
+        handle.flush()
+        # Ctrl-C belongs to the runtime (it stops a reply, or ends an answer with 130); this process only
+        # waits. A handler, not SIG_IGN, so the child starts with Python's usual one.
+        previous = signal.signal(signal.SIGINT, lambda *_: None)
+        try:
+            code = subprocess.call([str(venv_python), "-m", "mlxtasks.runtime.chat", "--spec", handle.name])
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    return 128 - code if code < 0 else code
