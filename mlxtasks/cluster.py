@@ -454,7 +454,6 @@ def prepare(s: Settings, name: str, ask: str | None, pipeline: bool, local: Any,
     """cluster.chat/ask's launch, after every check that can fail on this machine: the model is here and
     mlx_lm can shard it that way. local: N ranks on this machine instead of the hostfile's hosts."""
     from .chat import sampling
-    from .config import config_dir
     from .store import local_model
     from .venv import require
 
@@ -477,7 +476,7 @@ def prepare(s: Settings, name: str, ask: str | None, pipeline: bool, local: Any,
         hosts, backend = [LOCAL] * local, "ring"
         where: dict[str, Any] = {"local": local, "port": free_ports(local)}
     else:
-        path = hostfile_path(config_dir())
+        path = hostfile_path(s.config_dir)
         made = read_hostfile(path)
         hosts, backend, where = list(made.hosts), made.backend, {"hostfile": path}
     spec = ClusterSpec(model.alias, str(folder), INIT_BACKEND[backend], pipeline, sampling(model), flags.overrides(),

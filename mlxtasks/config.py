@@ -149,6 +149,10 @@ class Settings:
     def venv_python(self) -> Path:
         return self.venv / "bin" / "python"
 
+    @property
+    def config_dir(self) -> Path:
+        return config_dir(self.home)
+
     def _value(self, key: str) -> tuple[str, Any]:
         return self.labels.get(key, f"Config key '{CONFIG_KEY}.{key}'"), self.merged[key]
 
@@ -217,9 +221,9 @@ def resolve(config: Any = None, home: str | Path | None = None, environ: Mapping
         return labels.get(key, f"Config key '{CONFIG_KEY}.{key}'"), merged[key]
 
     return Settings(
-        venv=_path(*value("venv"), home),
-        workspace=_path(*value("workspace"), home),
-        models=_path(*value("models"), home),
+        venv=user_path(*value("venv"), home),
+        workspace=user_path(*value("workspace"), home),
+        models=user_path(*value("models"), home),
         python=_optional_str(*value("python")),
         installer=_choice(*value("installer"), INSTALLERS),
         backend=_choice(*value("backend"), BACKENDS),
@@ -267,13 +271,13 @@ def state_dir(home: Path) -> Path:
     return Path(os.environ.get("XDG_STATE_HOME") or home / ".local" / "state") / "mlxtasks"
 
 
-def config_dir(home: str | Path | None = None) -> Path:
+def config_dir(home: Path) -> Path:
     """Where mlxtasks keeps files of its own (the cluster's hostfile): $XDG_CONFIG_HOME/mlxtasks when that
     is an absolute path, else ~/.config/mlxtasks."""
     base = os.environ.get("XDG_CONFIG_HOME", "")
     if os.path.isabs(base):
         return Path(base) / "mlxtasks"
-    return Path(home if home is not None else home_dir()) / ".config" / "mlxtasks"
+    return home / ".config" / "mlxtasks"
 
 
 def home_dir() -> str:
@@ -289,7 +293,8 @@ def _invalid(label: str, expected: str, value: Any) -> MlxTasksError:
     return MlxTasksError(f"{label} must be {expected}, got {value!r}.", fix=fix)
 
 
-def _path(label: str, value: Any, home: Path) -> Path:
+def user_path(label: str, value: Any, home: Path) -> Path:
+    """A folder or file path as given in config or a flag: `~` is the run's HOME, relative paths start here."""
     if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
         raise _invalid(label, "a folder path", value)
     text = str(value)

@@ -10,7 +10,7 @@ from typing import Iterable, Mapping
 
 from . import rcfile
 from .catalog import ALIAS_PATTERN, Model
-from .config import Settings
+from .config import Settings, user_path
 from .errors import MlxTasksError
 from .facts import probe
 
@@ -53,7 +53,7 @@ def targets(choice: str, rc_file: str | None, home: Path, env: Mapping[str, str]
     if rc_file:
         if len(shells) != 1:
             raise MlxTasksError("--rc-file needs exactly one shell.", fix="add --shell zsh|bash|fish")
-        return [RcTarget(shells[0], Path(rc_file).expanduser().absolute())]
+        return [RcTarget(shells[0], user_path("--rc-file", rc_file, home))]
     os_name = probe().os
     return [rc_target(name, os_name, home, env) for name in shells]
 

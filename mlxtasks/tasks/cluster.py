@@ -23,20 +23,20 @@ RUN_HELP = {
 def init(c, hosts=None, backend="ring", hostfile=None, dry_run=False):
     """Write the hostfile mlx.launch reads, from host names or from mlx.distributed_config's output."""
     import json
-    from pathlib import Path
 
     from .. import cluster, ui
-    from ..config import config_dir
+    from ..config import user_path
     from ..errors import MlxTasksError
 
     if bool(hosts) == bool(hostfile):
         raise MlxTasksError("Give either --hosts or --hostfile.", fix=cluster.INIT_FIX)
+    s = settings(c)
     if hosts:
         data = cluster.make_hostfile(hosts, backend)
     else:
-        data = cluster.read_hostfile(Path(hostfile)).data
+        data = cluster.read_hostfile(user_path("--hostfile", hostfile, s.home)).data
     made = cluster.parse_hostfile(data, "the hostfile")
-    target = cluster.hostfile_path(config_dir())
+    target = cluster.hostfile_path(s.config_dir)
     if is_dry(c, dry_run):
         ui.out(f"Would write {target}:")
         ui.out(json.dumps(data, indent=2))
@@ -57,10 +57,9 @@ def check(c, model=None, timeout=5, venv=None, models=None):
 
     from .. import cluster, store, ui
     from ..checks import any_failed, summary_line
-    from ..config import config_dir
 
     s = settings(c, venv=venv, models=models)
-    hosts = cluster.read_hostfile(cluster.hostfile_path(config_dir()))
+    hosts = cluster.read_hostfile(cluster.hostfile_path(s.config_dir))
     entry, folder = store.local_model(model, s.models, s.catalog, where=cluster.ON_THIS_MACHINE) if model else (None, None)
     require_venv(s)
     groups = cluster.check_hosts(hosts, s.venv, float(timeout), entry and entry.alias, folder)
@@ -75,11 +74,10 @@ def check(c, model=None, timeout=5, venv=None, models=None):
 def share(c, model, timeout=5, venv=None, models=None):
     """Copy a pulled model to the other hosts (rsync over ssh), skipping hosts with a complete copy."""
     from .. import cluster, store, ui
-    from ..config import config_dir
 
     s = settings(c, venv=venv, models=models)
     entry, folder = store.local_model(model, s.models, s.catalog, where=cluster.ON_THIS_MACHINE)
-    hosts = cluster.read_hostfile(cluster.hostfile_path(config_dir()))
+    hosts = cluster.read_hostfile(cluster.hostfile_path(s.config_dir))
     require_venv(s)
     copied = cluster.share(hosts, s.venv, entry.alias, folder, float(timeout), ui.out)
     ui.out(f"{entry.alias} is on every host" + (f" (copied to {', '.join(copied)})." if copied else "."))
