@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Union
@@ -72,6 +74,25 @@ def summary(outcomes: list[Outcome], dry: bool) -> list[str]:
         *(["Skipped: " + ", ".join(skipped) + "."] if skipped else []),
         "Next: open a new terminal (or source your rc file), then: mlx-status",
     ]
+
+
+def perform_locally(action: MakeDir | RemoveVenv) -> None:
+    """Create a folder, or delete a venv (only a real folder with pyvenv.cfg, never through a link)."""
+    if isinstance(action, MakeDir):
+        try:
+            action.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MlxTasksError(f"Cannot create {action.path}: {exc.strerror}.",
+                                fix="fix its permissions, or choose another folder with --workspace/--models") from None
+    elif isinstance(action, RemoveVenv):
+        if action.path.is_symlink():  # rmtree refuses a link; what it points to is the user's to delete
+            raise MlxTasksError(f"{action.path} is a link to {os.path.realpath(action.path)}, so it was not deleted.",
+                                fix=f"delete the link (rm {shlex.quote(str(action.path))}) or the venv it points to by hand")
+        if not (action.path / "pyvenv.cfg").is_file():
+            raise MlxTasksError(f"Refusing to delete {action.path}: it is not a virtual environment.", fix="remove it by hand")
+        shutil.rmtree(action.path)
+    else:
+        raise TypeError(f"unknown action {action!r}")
 
 
 def describe(action: Action) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shlex
-import shutil
 import sys
 import time
 from typing import Any, Callable, Iterable
@@ -15,7 +13,7 @@ from invoke import Context, Exit, Task
 
 from .. import config, ui
 from ..errors import MlxTasksError
-from ..steps import Command, MakeDir, Outcome, RemoveVenv, Step, describe
+from ..steps import Action, Command, Outcome, Step, describe, perform_locally
 from ..venv import require as require_venv  # noqa: F401 - for the tasks that run MLX
 
 PATH_HELP = {
@@ -79,24 +77,12 @@ def record(kind: str, name: str, summary: str, details: Iterable[str] = ()) -> O
     return Outcome(kind, name, summary)
 
 
-def perform(c: Context, action) -> None:
+def perform(c: Context, action: Action) -> None:
+    """A command through Invoke's c.run (so MockContext sees it); folder actions in the core."""
     if isinstance(action, Command):
         _run_with_retries(c, action)
-    elif isinstance(action, MakeDir):
-        try:
-            action.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise MlxTasksError(f"Cannot create {action.path}: {exc.strerror}.",
-                                fix="fix its permissions, or choose another folder with --workspace/--models") from None
-    elif isinstance(action, RemoveVenv):
-        if action.path.is_symlink():  # rmtree refuses a link; what it points to is the user's to delete
-            raise MlxTasksError(f"{action.path} is a link to {os.path.realpath(action.path)}, so it was not deleted.",
-                                fix=f"delete the link (rm {shlex.quote(str(action.path))}) or the venv it points to by hand")
-        if not (action.path / "pyvenv.cfg").is_file():
-            raise MlxTasksError(f"Refusing to delete {action.path}: it is not a virtual environment.", fix="remove it by hand")
-        shutil.rmtree(action.path)
     else:
-        raise TypeError(f"unknown action {action!r}")
+        perform_locally(action)
 
 
 def _run_with_retries(c: Context, command: Command) -> None:
