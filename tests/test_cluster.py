@@ -13,9 +13,8 @@ from mlxtasks.checks import Status
 from mlxtasks.config import config_dir
 from mlxtasks.errors import MlxTasksError
 
-from .conftest import ROOT, invoke
+from .support.helpers import TOOL_VENV, invoke
 
-TOOL_VENV = ROOT / ".venv"  # a venv with a Python: enough for the checks that need no MLX
 ADDRESSES = {"mac1.local": ["192.168.1.11"], "mac2.local": ["192.168.1.12", "192.168.1.99"]}
 CLOSED_PORT = "ssh://127.0.0.1:1"  # refused at once
 UNROUTABLE = "10.255.255.1"  # never answers: ConnectTimeout ends the wait

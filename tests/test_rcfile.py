@@ -15,7 +15,7 @@ from mlxtasks import rcfile
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.rcfile import END, START, apply_block, block_text, remove_block
 
-from .conftest import BIN, ROOT, clean_env, invoke, run, tree
+from .support.helpers import BIN, ROOT, clean_env, invoke, run, tree
 
 BODY = "export MLX_VENV_PATH='/v'\nalias mlx-x=true"
 rc_text = st.text(alphabet=st.sampled_from(list("ab #>\t\r\n") + ["é", "\udcff"]), max_size=200).filter(

@@ -16,7 +16,7 @@ from mlxtasks.tasks.setup import check_options, setup
 from mlxtasks.tasks.validate import validate
 from mlxtasks.tasks.warmup import warmup
 
-from .conftest import BIN, ROOT, clean_env, invoke
+from .support.helpers import BIN, ROOT, clean_env, invoke
 
 
 def test_setup_runs_the_steps_in_order_as_pre_tasks():

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from .conftest import invoke
+from .support.helpers import invoke
 from .test_validate import make_model
 
 pytestmark = pytest.mark.e2e
