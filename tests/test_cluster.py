@@ -194,6 +194,7 @@ def write_hostfile(home, *hosts):
         "backend": "ring", "envs": [], "hosts": [{"ssh": h, "ips": [f"192.0.2.{n}"]} for n, h in enumerate(hosts)]})
 
 
+@pytest.mark.slow
 @pytest.mark.tools('ssh')
 def test_check_names_every_unreachable_host_with_its_fix_and_exits_1(home):
     write_hostfile(home, cluster.LOCAL, CLOSED_PORT, UNROUTABLE)
@@ -232,6 +233,7 @@ def pulled_model(models):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.tools('rsync')
 def test_share_copies_to_a_host_without_the_model_then_check_passes(home, tmp_path, stand_in_ssh):
     here, there = tmp_path / "models", tmp_path / "elsewhere" / "models"

@@ -313,6 +313,7 @@ def test_an_rc_that_is_not_a_regular_file_is_refused_before_it_is_opened(home, k
     assert snapshot(home) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["shell.remove"], ["uninstall", "--yes"], ["setup", "--dry-run"]])
 def test_a_fifo_rc_stops_every_command_that_writes_it_instead_of_hanging(home, command):
     os.mkfifo(home / ".bashrc")

@@ -57,6 +57,7 @@ def checkout_without_tests(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_ci_fails_when_no_test_was_collected(checkout_without_tests):
     done = subprocess.run(["bash", ".ci/run"], cwd=checkout_without_tests, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=300)
