@@ -49,3 +49,30 @@ def test_a_venv_whose_checkout_is_gone_is_set_up_from_this_one_once(bootstrapped
     assert where.stdout.strip() == str(ROOT / "mlxtasks" / "runtime" / "status.py"), where.stderr
     again = invoke("install", "--venv", str(venv), home=home, **cache)
     assert again.returncode == 0 and "[done] install:" in again.stdout, again.stdout + again.stderr
+
+
+def test_a_tool_side_installed_from_a_wheel_wants_the_same_files_in_the_venv(bootstrapped, tmp_path):
+    _, shared_home, _ = bootstrapped
+    env = clean_env(shared_home)  # its uv cache is warm from the session's setup
+    source = copy_checkout(tmp_path / "source")
+
+    def install_source_into(name: str, *flags: str) -> str:
+        python = tmp_path / name / "bin" / "python"
+        if not python.exists():
+            subprocess.run([find_uv(), "venv", "--quiet", str(python.parent.parent)], env=env, check=True)
+        subprocess.run([find_uv(), "pip", "install", "--quiet", "--python", str(python), *flags, str(source)], env=env,
+                       check=True)
+        return str(python)
+
+    tool, venv = install_source_into("tool"), install_source_into("venv", "--no-deps")
+    judge = ("import sys; from pathlib import Path; from mlxtasks import install; own = install.own_origin(); "
+             "versions, found = install.inspect(Path(sys.argv[1]), ['mlxtasks']); "
+             "print(own.source, install.self_problem(versions['mlxtasks'], found, own))")
+    same = subprocess.run([tool, "-c", judge, venv], cwd=tmp_path, capture_output=True, text=True)
+    assert same.stdout.split() == ["None", "None"], same.stderr  # a wheel install, holding the same files
+
+    status = source / "mlxtasks" / "runtime" / "status.py"
+    status.write_text(status.read_text() + "\n# built again\n")
+    install_source_into("venv", "--no-deps", "--reinstall-package", "mlxtasks")
+    differ = subprocess.run([tool, "-c", judge, venv], cwd=tmp_path, capture_output=True, text=True)
+    assert differ.stdout.strip() == "None its files differ from this mlxtasks's", differ.stderr
