@@ -182,7 +182,9 @@ def plan(settings: Settings, backend: str, installer: Installer, upgrade: bool =
     specs = [str(item.requirement) for item in items if item.requirement is not None] + self_requirement(own)
     what = ", ".join(missing + ([f"mlxtasks ({stale})"] if stale else [])) or "everything"
     # Installers keep a same-version copy (a moved checkout, a wheel built again): the stale one goes first.
-    removal = (Command(_uninstall_argv(settings.venv_python, installer)),) if stale and found else ()
+    removal = (Command(_uninstall_argv(settings.venv_python, installer),
+                       failure=f"Removing the stale mlxtasks from {settings.venv} failed.",
+                       fix=recreate_fix(settings.venv)),) if stale and found else ()
     command = Command(
         _install_argv(settings.venv_python, installer, specs, upgrade),
         tries=3,

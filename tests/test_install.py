@@ -59,6 +59,8 @@ def test_install_commands_pin_unless_upgrading(tmp_path):
     assert ("--constraint", str(install.CONSTRAINTS)) == uv[5:7]
     pip = install._install_argv(python, Installer("pip"), ["mlx[cpu]"], upgrade=True)
     assert pip[:4] == (str(python), "-m", "pip", "install") and "--upgrade" in pip and "--constraint" not in pip
+    # Without a terminal to answer it, pip's uninstall must not ask.
+    assert install._uninstall_argv(python, Installer("pip"))[-3:] == ("uninstall", "--yes", "mlxtasks")
 
 
 def test_plan_for_a_missing_venv_installs_everything_including_mlxtasks(tmp_path):
