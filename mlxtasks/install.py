@@ -7,7 +7,10 @@ import re
 import subprocess
 from dataclasses import dataclass
 from functools import partial
+from importlib.metadata import distribution
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -35,16 +38,21 @@ NETWORK_TROUBLE = ("Failed to fetch", "Retrying (", "NewConnectionError", "Conne
                    "timed out", "Name or service not known", "nodename nor servname", "dns error")
 _TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\r")
 
+# Versions, and for mlxtasks where its code comes from (direct_url.json, RECORD), in one run of the venv's Python.
 _VERSIONS_PROBE = """
 import json, sys
-from importlib.metadata import version, PackageNotFoundError
-found = {}
+from importlib.metadata import distribution, PackageNotFoundError
+found, origin = {}, None
 for name in sys.argv[1:]:
     try:
-        found[name] = version(name)
+        dist = distribution(name)
     except PackageNotFoundError:
         found[name] = None
-print(json.dumps(found))
+        continue
+    found[name] = dist.version
+    if name == "mlxtasks":
+        origin = [dist.read_text("direct_url.json"), dist.read_text("RECORD")]
+print(json.dumps({"versions": found, "mlxtasks": origin}))
 """
 
 
@@ -78,13 +86,62 @@ def wanted(backend: str, packages: tuple[str, ...]) -> list[Wanted]:
     return result
 
 
-def installed_versions(python: Path, names: list[str]) -> dict[str, str | None]:
-    """Installed versions in the venv, read in one subprocess (no resolver run)."""
+@dataclass(frozen=True)
+class Origin:
+    """Where an installed mlxtasks's code comes from."""
+    source: Path | None  # the checkout an editable install runs; None when installed from a wheel
+    files: frozenset[str] = frozenset()  # a wheel install's "path,hash" lines from RECORD for mlxtasks/
+    url: str | None = None  # what it was installed from (direct_url.json); None: the index
+
+
+def origin(direct_url: str | None, record: str | None) -> Origin:
+    info = json.loads(direct_url) if direct_url else {}
+    url = info.get("url")
+    if info.get("dir_info", {}).get("editable") and str(url).startswith("file:"):
+        return Origin(Path(url2pathname(urlparse(url).path)))
+    files = frozenset(line.rsplit(",", 1)[0] for line in (record or "").splitlines()
+                      if line.startswith("mlxtasks/") and "__pycache__" not in line)
+    return Origin(None, files, url)
+
+
+def own_origin() -> Origin:
+    """This process's mlxtasks: its source tree when run from a checkout, else its installed files."""
+    if (SOURCE_TREE / "pyproject.toml").is_file():
+        return Origin(SOURCE_TREE)
+    dist = distribution("mlxtasks")
+    return origin(dist.read_text("direct_url.json"), dist.read_text("RECORD"))
+
+
+def inspect(python: Path, names: list[str]) -> tuple[dict[str, str | None], Origin | None]:
+    """Installed versions in the venv and, when mlxtasks is among them and installed, its origin: one
+    subprocess, no resolver run."""
     done = subprocess.run([str(python), "-c", _VERSIONS_PROBE, *names], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise MlxTasksError(f"Could not read the packages installed in {python}.",
                             fix=recreate_fix(python.parent.parent))
-    return json.loads(done.stdout)
+    answer = json.loads(done.stdout)
+    return answer["versions"], origin(*answer["mlxtasks"]) if answer["mlxtasks"] else None
+
+
+def installed_versions(python: Path, names: list[str]) -> dict[str, str | None]:
+    return inspect(python, names)[0]
+
+
+def self_problem(version: str | None, found: Origin | None, wanted: Origin) -> str | None:
+    """Why the venv's mlxtasks does not run this mlxtasks's code; None when it does."""
+    if version is None or found is None:
+        return "missing"
+    if found.source is None and wanted.source is None:
+        if found.files != wanted.files:
+            return "its files differ from this mlxtasks's"
+    elif found.source is None:
+        return f"installed from a wheel, not from the checkout {wanted.source}"
+    elif wanted.source is None or found.source.resolve() != wanted.source.resolve():
+        gone = "" if (found.source / "mlxtasks").is_dir() else ", which is gone"
+        return f"runs the checkout {found.source}{gone}, not {wanted.source or 'this installed mlxtasks'}"
+    if version != __version__:
+        return f"version {version}, not {__version__}"
+    return None
 
 
 def unsatisfied(items: list[Wanted], installed: dict[str, str | None], pinned: dict[str, Version]) -> list[str]:
@@ -105,24 +162,30 @@ def unsatisfied(items: list[Wanted], installed: dict[str, str | None], pinned: d
     return result
 
 
-def self_requirement() -> str:
-    """Where the venv gets mlxtasks from: this source tree when run from one, else the index."""
-    if (SOURCE_TREE / "pyproject.toml").is_file():
-        return str(SOURCE_TREE)
-    return f"mlxtasks=={__version__}"
+def self_requirement(wanted: Origin) -> list[str]:
+    """How the venv gets this mlxtasks: editable from this checkout, else from where this copy came from."""
+    if wanted.source is not None:
+        return ["--editable", str(wanted.source)]
+    return [f"mlxtasks @ {wanted.url}" if wanted.url else f"mlxtasks=={__version__}"]
 
 
 def plan(settings: Settings, backend: str, installer: Installer, upgrade: bool = False) -> Step:
     items = wanted(backend, settings.packages)
     names = [item.name for item in items]
     # No venv yet (a dry run before the venv step): everything is to be installed.
-    installed = installed_versions(settings.venv_python, [*names, "mlxtasks"]) if settings.venv_python.exists() else {}
-    missing = unsatisfied(items, installed, pins())
-    stale_self = installed.get("mlxtasks") != __version__
-    if not (missing or stale_self or upgrade):
-        return Step("install", f"all {len(names)} packages for the {backend} backend and mlxtasks {__version__} are installed")
-    specs = [str(item.requirement) for item in items if item.requirement is not None] + [self_requirement()]
-    what = ", ".join(missing + (["mlxtasks"] if stale_self else [])) or "everything"
+    versions, found = inspect(settings.venv_python, [*names, "mlxtasks"]) if settings.venv_python.exists() else ({}, None)
+    missing = unsatisfied(items, versions, pins())
+    own = own_origin()
+    stale = self_problem(versions.get("mlxtasks"), found, own)
+    if not (missing or stale or upgrade):
+        return Step("install", f"all {len(names)} packages for the {backend} backend and mlxtasks {__version__} "
+                               f"({own.source or 'from a wheel'}) are installed")
+    specs = [str(item.requirement) for item in items if item.requirement is not None] + self_requirement(own)
+    what = ", ".join(missing + ([f"mlxtasks ({stale})"] if stale else [])) or "everything"
+    # Installers keep a same-version copy (a moved checkout, a wheel built again): the stale one goes first.
+    removal = (Command(_uninstall_argv(settings.venv_python, installer),
+                       failure=f"Removing the stale mlxtasks from {settings.venv} failed.",
+                       fix=recreate_fix(settings.venv)),) if stale and found else ()
     command = Command(
         _install_argv(settings.venv_python, installer, specs, upgrade),
         tries=3,
@@ -131,7 +194,7 @@ def plan(settings: Settings, backend: str, installer: Installer, upgrade: bool =
         fix="check the network, then: invoke install",
         give_up=partial(unresolvable, backend),
     )
-    return Step("install", f"{'upgrade' if upgrade else 'install'} {what} ({installer.name})", (command,))
+    return Step("install", f"{'upgrade' if upgrade else 'install'} {what} ({installer.name})", (*removal, command))
 
 
 def extras(settings: Settings, names: list[str], name: str, purpose: str, fix: str) -> Step:
@@ -173,3 +236,9 @@ def _install_argv(python: Path, installer: Installer, specs: list[str], upgrade:
         base = [str(python), "-m", "pip", "install", "--progress-bar", "on"]
     pinning = ["--upgrade"] if upgrade else ["--constraint", str(CONSTRAINTS)]
     return tuple(base + pinning + specs)
+
+
+def _uninstall_argv(python: Path, installer: Installer) -> tuple[str, ...]:
+    if installer.name == "uv":
+        return (installer.uv, "pip", "uninstall", "--python", str(python), "mlxtasks")
+    return (str(python), "-m", "pip", "uninstall", "--yes", "mlxtasks")

@@ -1,32 +1,18 @@
-"""Fixtures shared by every issue's tests: a temporary HOME, the CLI as a subprocess, and one real
-`invoke setup` (venv + MLX packages from the index) built once per test session."""
+"""Fixtures and hooks only (helpers that test modules import are in tests/support/helpers.py): a temporary
+HOME, one real `sh bootstrap.sh --yes` (venv + MLX packages from the index) per test session, and the
+`tools` marker."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from .support.helpers import SYSTEM_TOOLS, copy_checkout, require_tool, run
+
 # Shared by later issues: the tiny generated model, the stand-in hub, code run in the MLX venv.
 pytest_plugins = ["tests.support.fixtures"]
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-
-# System tools some tests run: (Debian package, Homebrew formula). `.ci/run` installs them all, so
-# under CI=true a missing one fails its tests; elsewhere those tests skip, saying how to install it.
-SYSTEM_TOOLS = {
-    "zsh": ("zsh", "zsh"),
-    "fish": ("fish", "fish"),
-    "shellcheck": ("shellcheck", "shellcheck"),
-    "rsync": ("rsync", "rsync"),
-    "ssh": ("openssh-client", "openssh"),
-    "systemd-analyze": ("systemd", None),
-}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,52 +29,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         require_tool(name)
 
 
-def require_tool(name: str) -> None:
-    """Skip the running test when the system tool `name` is missing, or fail it under CI."""
-    if shutil.which(name):
-        return
-    apt, brew = SYSTEM_TOOLS[name]
-    how = f"apt-get install {apt}" + (f" or brew install {brew}" if brew else "")
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{name} is not installed, and under CI it must be: .ci/run installs it ({how}).")
-    pytest.skip(f"needs {name}, which is not installed ({how})")
-
-
-def clean_env(home: Path, **extra: str) -> dict[str, str]:
-    """The environment a new user has: HOME in a temporary folder, no venv active, no INVOKE_* config."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("INVOKE_", "VIRTUAL_ENV", "MLX_", "ZDOTDIR", "HF_", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
-                                "XDG_DATA_HOME", "XDG_STATE_HOME"))}
-    env.update({"HOME": str(home), "NO_COLOR": "1", "SHELL": "/bin/bash", **extra})
-    return env
-
-
-def run(argv: list[str], home: Path, cwd: Path = ROOT, timeout: int = 900, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, cwd=cwd, env=clean_env(home, **env), capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=timeout)
-
-
-def invoke(*args: str, home: Path, **kwargs) -> subprocess.CompletedProcess:
-    """`invoke ARGS` in the project folder, as a user types it."""
-    return run([str(BIN / "invoke"), *args], home, **kwargs)
-
-
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     path = tmp_path / "home"
     path.mkdir()
     return path
-
-
-def copy_checkout(dest: Path) -> Path:
-    """What a fresh clone would hold: tracked files plus new files not yet committed."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.split()
-    for name in listed:
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    return dest
 
 
 @pytest.fixture(scope="session")
@@ -124,8 +69,3 @@ def fake_python(tmp_path: Path):
         return path
 
     return make
-
-
-def tree(path: Path) -> list[str]:
-    """Every file and folder under path, relative, sorted: to prove nothing was created."""
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))

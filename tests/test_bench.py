@@ -143,6 +143,7 @@ def test_plot_file_must_be_png_or_svg_in_an_existing_folder(tmp_path):
     assert "does not exist" in bench.plot_problem(tmp_path / "no" / "chart.png")
 
 
+@pytest.mark.slow
 def test_the_ollama_client_speaks_tags_and_generate_to_a_real_server():
     with FakeOllama(["qwen2.5-coder:7b", "phi4"]) as server:
         assert ollama.tags(server.url) == {"qwen2.5-coder:7b", "phi4:latest"}
@@ -175,6 +176,7 @@ def test_every_option_of_the_bench_tasks_has_help():
         assert task.__doc__.splitlines()[0].endswith(".")
 
 
+@pytest.mark.slow
 def test_compare_ollama_adds_its_results_and_says_which_models_it_lacks(tmp_path):
     settings = bench.with_flags(config.resolve({}, home=tmp_path).bench, tmp_path, prompt_tokens="4", runs="2",
                                 generation_tokens="5")

@@ -12,7 +12,7 @@ import pytest
 
 from mlxtasks import bench
 
-from .conftest import invoke
+from .support.helpers import invoke
 from .support.fake_ollama import EVAL_TPS, PROMPT_TPS, FakeOllama
 
 pytestmark = pytest.mark.e2e

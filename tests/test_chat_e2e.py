@@ -8,7 +8,7 @@ import subprocess
 import pexpect
 import pytest
 
-from .conftest import BIN, ROOT, clean_env, invoke
+from .support.helpers import BIN, ROOT, clean_env, invoke
 
 pytestmark = pytest.mark.e2e
 

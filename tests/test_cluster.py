@@ -14,9 +14,8 @@ from mlxtasks.config import config_dir
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.protocol import Capabilities
 
-from .conftest import ROOT, invoke
+from .support.helpers import TOOL_VENV, invoke
 
-TOOL_VENV = ROOT / ".venv"  # a venv with a Python: enough for the checks that need no MLX
 ADDRESSES = {"mac1.local": ["192.168.1.11"], "mac2.local": ["192.168.1.12", "192.168.1.99"]}
 CLOSED_PORT = "ssh://127.0.0.1:1"  # refused at once
 UNROUTABLE = "10.255.255.1"  # never answers: ConnectTimeout ends the wait
@@ -196,6 +195,7 @@ def write_hostfile(home, *hosts):
         "backend": "ring", "envs": [], "hosts": [{"ssh": h, "ips": [f"192.0.2.{n}"]} for n, h in enumerate(hosts)]})
 
 
+@pytest.mark.slow
 @pytest.mark.tools('ssh')
 def test_check_names_every_unreachable_host_with_its_fix_and_exits_1(home):
     write_hostfile(home, cluster.LOCAL, CLOSED_PORT, UNROUTABLE)
@@ -234,6 +234,7 @@ def pulled_model(models):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.tools('rsync')
 def test_share_copies_to_a_host_without_the_model_then_check_passes(home, tmp_path, stand_in_ssh):
     here, there = tmp_path / "models", tmp_path / "elsewhere" / "models"

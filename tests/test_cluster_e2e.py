@@ -10,7 +10,7 @@ import pexpect
 import psutil
 import pytest
 
-from .conftest import BIN, ROOT, clean_env, invoke
+from .support.helpers import BIN, ROOT, clean_env, invoke
 from .support.fixtures import TINY_MODEL_SCRIPT
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,7 @@ from mlxtasks.errors import MlxTasksError
 from mlxtasks.tasks import ns
 from mlxtasks.tasks._common import settings
 
-from .conftest import BIN, invoke, run
+from .support.helpers import BIN, invoke, run
 
 
 def test_defaults_derive_from_the_home_given_at_resolve_time(tmp_path):

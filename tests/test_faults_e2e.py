@@ -12,7 +12,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from .conftest import clean_env, invoke
+from .support.helpers import clean_env, invoke
 from .support.fake_hub import FakeHub
 from .support.fixtures import QWEN7B_REPO
 

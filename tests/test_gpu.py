@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from .conftest import invoke
+from .support.helpers import invoke
 
 pytestmark = pytest.mark.e2e
 COMPILING = "compiling GPU kernels (first run only)..."

@@ -1,7 +1,9 @@
+from pathlib import Path
+
 import pytest
 from packaging.version import Version
 
-from mlxtasks import config, install
+from mlxtasks import __version__, config, install
 from mlxtasks.installer import Installer
 
 DEFAULT_PACKAGES = config.resolve({}, home="/h").packages
@@ -57,15 +59,46 @@ def test_install_commands_pin_unless_upgrading(tmp_path):
     assert ("--constraint", str(install.CONSTRAINTS)) == uv[5:7]
     pip = install._install_argv(python, Installer("pip"), ["mlx[cpu]"], upgrade=True)
     assert pip[:4] == (str(python), "-m", "pip", "install") and "--upgrade" in pip and "--constraint" not in pip
+    # Without a terminal to answer it, pip's uninstall must not ask.
+    assert install._uninstall_argv(python, Installer("pip"))[-3:] == ("uninstall", "--yes", "mlxtasks")
 
 
 def test_plan_for_a_missing_venv_installs_everything_including_mlxtasks(tmp_path):
     s = config.resolve({}, home=tmp_path)
     step = install.plan(s, "cpu", Installer("pip"))
     assert not step.done
-    argv = step.actions[0].argv
-    assert argv[-1] == str(install.SOURCE_TREE)  # mlxtasks itself, from this checkout
-    assert step.actions[0].tries == 3
+    [command] = step.actions  # nothing to uninstall first
+    assert command.argv[-2:] == ("--editable", str(install.SOURCE_TREE))  # mlxtasks itself, from this checkout
+    assert command.tries == 3
+
+
+CHECKOUT = install.Origin(install.SOURCE_TREE)
+WHEEL = install.origin(None, "mlxtasks/__init__.py,sha256=a,10\nmlxtasks/__pycache__/x.pyc,,\n"
+                             "mlxtasks-0.1.0.dist-info/RECORD,,\n../../../bin/mlxtasks,sha256=b,1\n")
+
+
+def test_an_installs_origin_is_its_checkout_when_editable_else_its_own_files():
+    editable = '{"url": "file:///home/u/my%20checkout", "dir_info": {"editable": true}}'
+    assert install.origin(editable, "mlxtasks/x.py,sha256=c,1\n") == install.Origin(Path("/home/u/my checkout"))
+    assert WHEEL == install.Origin(None, frozenset({"mlxtasks/__init__.py,sha256=a"}))
+    built = install.origin('{"url": "file:///w/mlxtasks-0.1.0-py3-none-any.whl", "archive_info": {}}', "")
+    assert built.source is None and install.self_requirement(built) == ["mlxtasks @ file:///w/mlxtasks-0.1.0-py3-none-any.whl"]
+    assert install.self_requirement(WHEEL) == [f"mlxtasks=={__version__}"]
+    assert install.self_requirement(CHECKOUT) == ["--editable", str(install.SOURCE_TREE)]
+
+
+def test_the_venvs_mlxtasks_must_run_this_checkout_or_these_files(tmp_path):
+    gone = install.Origin(tmp_path / "moved")
+    assert install.self_problem(__version__, CHECKOUT, CHECKOUT) is None
+    assert install.self_problem(None, None, CHECKOUT) == "missing"
+    assert install.self_problem(__version__, gone, CHECKOUT) == \
+        f"runs the checkout {tmp_path / 'moved'}, which is gone, not {install.SOURCE_TREE}"
+    assert "from a wheel, not from the checkout" in install.self_problem(__version__, WHEEL, CHECKOUT)
+    assert install.self_problem("0.0.9", CHECKOUT, CHECKOUT) == f"version 0.0.9, not {__version__}"
+    assert install.self_problem(__version__, WHEEL, WHEEL) is None
+    edited = install.Origin(None, frozenset({"mlxtasks/__init__.py,sha256=z"}))
+    assert install.self_problem(__version__, edited, WHEEL) == "its files differ from this mlxtasks's"
+    assert install.self_problem(__version__, CHECKOUT, WHEEL).endswith("not this installed mlxtasks")
 
 
 # What uv 0.13.9 and pip 26.3 printed here, run for real: uv asked for macOS wheels (--python-platform

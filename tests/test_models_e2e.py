@@ -9,7 +9,7 @@ import pexpect
 import psutil
 import pytest
 
-from .conftest import BIN, ROOT, clean_env, invoke, tree
+from .support.helpers import BIN, ROOT, clean_env, invoke, tree
 from .support.fake_hub import FakeHub
 from .support.fixtures import GATED_REPO, QWEN7B_REPO
 

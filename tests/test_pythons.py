@@ -9,7 +9,7 @@ import pytest
 from mlxtasks import config, pythons
 from mlxtasks.facts import HostFacts, PythonInfo
 
-from .conftest import ROOT
+from .support.helpers import ROOT
 
 GIB = 2**30
 # A Mac as lib.sh sees it, through the functions it asks: Apple Silicon, Rosetta as given, Command Line Tools as given.

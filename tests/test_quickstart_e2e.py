@@ -4,7 +4,7 @@ fresh HOME, each in a new terminal's shell (interactive bash, as a Linux termina
 import pexpect
 import pytest
 
-from .conftest import ROOT, clean_env
+from .support.helpers import ROOT, clean_env
 
 pytestmark = pytest.mark.e2e
 

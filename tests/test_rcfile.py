@@ -15,7 +15,7 @@ from mlxtasks import rcfile
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.rcfile import END, START, apply_block, block_text, remove_block
 
-from .conftest import BIN, ROOT, clean_env, invoke, run, tree
+from .support.helpers import BIN, ROOT, clean_env, invoke, run, tree
 
 BODY = "export MLX_VENV_PATH='/v'\nalias mlx-x=true"
 rc_text = st.text(alphabet=st.sampled_from(list("ab #>\t\r\n") + ["é", "\udcff"]), max_size=200).filter(
@@ -313,6 +313,7 @@ def test_an_rc_that_is_not_a_regular_file_is_refused_before_it_is_opened(home, k
     assert snapshot(home) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["shell.remove"], ["uninstall", "--yes"], ["setup", "--dry-run"]])
 def test_a_fifo_rc_stops_every_command_that_writes_it_instead_of_hanging(home, command):
     os.mkfifo(home / ".bashrc")

@@ -9,7 +9,7 @@ import shutil
 import pexpect
 import pytest
 
-from .conftest import invoke
+from .support.helpers import invoke
 from .support.smollm2 import ALIAS
 from .test_chat_e2e import say, spawn
 from .test_serve_e2e import client, free_port, gone, server_pid

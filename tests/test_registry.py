@@ -13,7 +13,7 @@ from mlxtasks.checks import Status
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.protocol import ProbeAnswer, ProbeSpec
 
-from .conftest import invoke
+from .support.helpers import invoke
 from .test_preflight import mac
 from .test_validate import HEALTHY, make_model
 

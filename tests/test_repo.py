@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, SYSTEM_TOOLS
+from .support.helpers import ROOT, SYSTEM_TOOLS, TOOL_VENV
 
 SHELL_FENCES = {"sh", "bash", "zsh", "shell", "console", "fish"}
 # Interactive zsh has interactivecomments off: `cmd  # note` passes `#`, `note` on to cmd.
@@ -53,10 +53,11 @@ def checkout_without_tests(tmp_path: Path) -> Path:
         shutil.copy2(ROOT / name, tmp_path / name)
     (tmp_path / "tests").mkdir()
     (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\ntestpaths = ['tests']\n")
-    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    (tmp_path / ".venv").symlink_to(TOOL_VENV)
     return tmp_path
 
 
+@pytest.mark.slow
 def test_ci_fails_when_no_test_was_collected(checkout_without_tests):
     done = subprocess.run(["bash", ".ci/run"], cwd=checkout_without_tests, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=300)
@@ -87,3 +88,11 @@ def test_the_kept_gpu_run_is_committed_and_the_doc_shows_what_it_renders():
 def test_rendering_without_the_kept_gpu_run_fails_loudly(tmp_path):
     with pytest.raises(FileNotFoundError, match="kept GPU run"):
         _cuda_bench().section(tmp_path / "cuda-gone.json")
+
+
+def test_test_modules_import_helpers_from_support_never_from_conftest():
+    # conftest.py holds fixtures and hooks; importing it as a module ties a test to how pytest loads it.
+    found = [f"{path.relative_to(ROOT)}: {line.strip()}" for path in sorted((ROOT / "tests").rglob("*.py"))
+             if path.name != "conftest.py" for line in path.read_text().splitlines()
+             if re.match(r"\s*(from\s+\S*conftest\s+import|import\s+\S*conftest)", line)]
+    assert found == [], "\n".join(found)

@@ -144,6 +144,7 @@ def test_a_record_is_trusted_only_while_its_own_process_lives(tmp_path):
     assert serve.running(tmp_path) is None and not serve.record_path(tmp_path).exists()
 
 
+@pytest.mark.slow
 def test_stop_terms_then_kills_and_removes_the_record(tmp_path):
     polite = spawn("import time")
     record(tmp_path, polite)
@@ -323,6 +324,7 @@ def real_context():
     return Context(Config(overrides=ns.configuration()))
 
 
+@pytest.mark.slow
 def test_reinstalling_the_agent_waits_until_launchd_has_let_the_old_one_go(service_home, launchd):
     plist = service_home.venv.parent / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist"
     serve_tasks.install_service(real_context(), "qwen7b", force=True)
@@ -335,6 +337,7 @@ def test_reinstalling_the_agent_waits_until_launchd_has_let_the_old_one_go(servi
         "bootout gui/501/org.mlxtasks.serve", *["print gui/501/org.mlxtasks.serve"] * 4, f"bootstrap gui/501 {plist}"]
 
 
+@pytest.mark.slow
 def test_an_agent_launchd_refuses_gives_the_old_one_back(service_home, launchd, capsys):
     plist = service_home.venv.parent / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist"
     serve_tasks.install_service(real_context(), "qwen7b", force=True)
@@ -364,6 +367,7 @@ def test_without_a_gui_login_launchd_has_no_domain_and_says_so(service_home, lau
     assert not (service_home.venv.parent / "Library").exists()
 
 
+@pytest.mark.slow
 def test_uninstall_stops_the_server_and_removes_the_agent(service_home, launchd):
     plist = service_home.venv.parent / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist"
     serve_tasks.install_service(real_context(), "qwen7b", force=True)

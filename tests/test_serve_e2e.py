@@ -13,7 +13,7 @@ import openai
 import psutil
 import pytest
 
-from .conftest import BIN, ROOT, clean_env, invoke
+from .support.helpers import BIN, ROOT, clean_env, invoke
 
 pytestmark = pytest.mark.e2e
 

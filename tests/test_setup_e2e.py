@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, invoke, run, tree
+from .support.helpers import ROOT, invoke, run, tree
 
 pytestmark = pytest.mark.e2e
 

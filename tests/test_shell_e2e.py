@@ -6,7 +6,7 @@ import subprocess
 import pexpect
 import pytest
 
-from .conftest import BIN, ROOT, clean_env, invoke, run, tree
+from .support.helpers import BIN, ROOT, clean_env, invoke, run, tree
 
 pytestmark = pytest.mark.e2e
 

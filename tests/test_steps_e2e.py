@@ -8,7 +8,7 @@ import sys
 import pexpect
 import pytest
 
-from .conftest import BIN, ROOT, clean_env, invoke, tree
+from .support.helpers import BIN, ROOT, clean_env, invoke, tree
 
 pytestmark = pytest.mark.e2e
 

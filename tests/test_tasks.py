@@ -12,7 +12,7 @@ from mlxtasks.steps import Command, Outcome, summary
 from mlxtasks.tasks import _common, ns, venv
 from mlxtasks.tasks.setup import setup
 
-from .conftest import BIN, ROOT, clean_env, invoke
+from .support.helpers import BIN, ROOT, clean_env, invoke
 
 SETUP_STEPS = {"venv", "install", "workspace", "validate", "warmup"}
 

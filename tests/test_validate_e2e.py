@@ -9,7 +9,7 @@ import pytest
 
 from mlxtasks import registry
 
-from .conftest import invoke
+from .support.helpers import invoke
 from .test_validate import make_model
 
 pytestmark = pytest.mark.e2e

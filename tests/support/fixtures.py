@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from ..conftest import clean_env
+from .helpers import clean_env
 from . import smollm2
 from .fake_hub import FakeHub
 
@@ -53,7 +53,7 @@ def fake_hub(tiny_model: Path) -> Iterator[FakeHub]:
 def mlx_run(mlx_python: Path, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     """Run `python -c CODE ARGS...` in the MLX venv: `mlx_run(code, *args, timeout=300, **env)`.
 
-    The environment is a new user's (conftest's clean_env) with every HF_* variable of this machine
+    The environment is a new user's (helpers.clean_env) with every HF_* variable of this machine
     dropped, HF_HOME in tmp_path and Xet off, so huggingface_hub downloads over plain HTTP from
     whatever HF_ENDPOINT the caller passes (e.g. fake_hub.url).
     """
