@@ -134,12 +134,14 @@ def mlx_lm_checks(answers: Mapping) -> list[Result]:
 # packages --------------------------------------------------------------------------------------
 
 def package_checks(unsatisfied: list[str], installed: Mapping[str, str | None], names: list[str],
-                   requirements: tuple[bool, str]) -> list[Result]:
-    """Versions of the package set against the shipped pins, and `pip check`'s verdict."""
+                   requirements: tuple[bool, str], stale: str | None = None) -> list[Result]:
+    """Versions of the package set against the shipped pins, whether the venv's mlxtasks runs this code
+    (stale: why not), and `pip check`'s verdict."""
     listed = ", ".join(f"{name} {installed.get(name) or 'missing'}" for name in names)
     versions = _check("packages.versions", "Package versions")
-    if unsatisfied:
-        problems = ", ".join(f"{name} {installed.get(name) or 'missing'}" for name in unsatisfied)
+    if unsatisfied or stale:
+        problems = ", ".join([f"{name} {installed.get(name) or 'missing'}" for name in unsatisfied]
+                             + ([f"mlxtasks ({stale})"] if stale else []))
         result = versions(Status.ERROR, f"missing or older than the tested versions: {problems}", INSTALL_FIX, (listed,))
     else:
         result = versions(Status.OK, f"{len(names)} packages at or above the tested versions", details=(listed,))
@@ -247,7 +249,8 @@ def packages(settings: Settings, state: venv.VenvState, backend: str) -> list[Re
         raise venv_broken()
     items = install.wanted(backend, settings.packages)
     names = [item.name for item in items]
-    installed = install.installed_versions(settings.venv_python, names)
+    installed, found = install.inspect(settings.venv_python, [*names, "mlxtasks"])
+    stale = install.self_problem(installed.get("mlxtasks"), found, install.own_origin())
     chosen = installer.choose(settings.installer)
     if chosen.name == "uv":
         argv = [chosen.uv, "pip", "check", "--python", str(settings.venv_python)]
@@ -258,7 +261,7 @@ def packages(settings: Settings, state: venv.VenvState, backend: str) -> list[Re
     noise = ("Using Python", "Checked ", "Found ", "warning:")
     problems = "\n".join(line for line in (done.stdout + done.stderr).splitlines() if not line.startswith(noise))
     return package_checks(install.unsatisfied(items, installed, install.pins()), installed, names,
-                          (done.returncode == 0, problems))
+                          (done.returncode == 0, problems), stale)
 
 
 def shell_blocks(settings: Settings, os_name: str, env: Mapping[str, str]) -> list[tuple[Path, str, str]]:

@@ -15,14 +15,14 @@ pytestmark = pytest.mark.e2e
 
 def test_an_edit_in_the_checkout_runs_in_the_venv_without_a_version_bump(bootstrapped):
     clone, home, _ = bootstrapped
-    status = clone / "mlxtasks" / "runtime" / "status.py"
+    status = clone / "mlxtasks" / "status.py"
     original = status.read_text()
     edited = original.replace('f"python    {platform.python_version()}"',
                               'f"python    {platform.python_version()} (edited)"')
     assert edited != original
     try:
         status.write_text(edited)
-        shown = run([str(home / "venv-mlx" / "bin" / "python"), "-m", "mlxtasks.runtime.status"], home, cwd=home)
+        shown = run([str(home / "venv-mlx" / "bin" / "python"), "-m", "mlxtasks.status"], home, cwd=home)
         assert "(edited)" in shown.stdout, shown.stdout + shown.stderr
         again = run([str(clone / ".venv" / "bin" / "invoke"), "install"], home, cwd=clone)
         assert again.returncode == 0 and "[done] install:" in again.stdout, again.stdout + again.stderr
@@ -42,11 +42,15 @@ def test_a_venv_whose_checkout_is_gone_is_set_up_from_this_one_once(bootstrapped
     shutil.rmtree(old)
     assert run([str(python), "-c", "import mlxtasks.runtime"], home, cwd=home).returncode != 0
 
+    judged = invoke("validate", "--only", "packages", "--venv", str(venv), home=home, **cache)
+    assert f"mlxtasks (runs the checkout {old}, which is gone, not {ROOT})" in judged.stdout + judged.stderr
+    assert judged.returncode == 1 and "Fix: invoke install" in judged.stdout + judged.stderr
+
     done = invoke("install", "--venv", str(venv), home=home, **cache)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"mlxtasks (runs the checkout {old}, which is gone, not {ROOT})" in done.stdout
-    where = run([str(python), "-c", "import mlxtasks.runtime.status as m; print(m.__file__)"], home, cwd=home)
-    assert where.stdout.strip() == str(ROOT / "mlxtasks" / "runtime" / "status.py"), where.stderr
+    where = run([str(python), "-c", "import mlxtasks.status as m; print(m.__file__)"], home, cwd=home)
+    assert where.stdout.strip() == str(ROOT / "mlxtasks" / "status.py"), where.stderr
     again = invoke("install", "--venv", str(venv), home=home, **cache)
     assert again.returncode == 0 and "[done] install:" in again.stdout, again.stdout + again.stderr
 
@@ -71,7 +75,7 @@ def test_a_tool_side_installed_from_a_wheel_wants_the_same_files_in_the_venv(boo
     same = subprocess.run([tool, "-c", judge, venv], cwd=tmp_path, capture_output=True, text=True)
     assert same.stdout.split() == ["None", "None"], same.stderr  # a wheel install, holding the same files
 
-    status = source / "mlxtasks" / "runtime" / "status.py"
+    status = source / "mlxtasks" / "status.py"
     status.write_text(status.read_text() + "\n# built again\n")
     install_source_into("venv", "--no-deps", "--reinstall-package", "mlxtasks")
     differ = subprocess.run([tool, "-c", judge, venv], cwd=tmp_path, capture_output=True, text=True)

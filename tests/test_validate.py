@@ -93,6 +93,14 @@ def test_packages_outside_the_pins_and_broken_requirements_fail():
     assert results["packages.requirements"].message == "mlx-lm 0.32.2 requires transformers, which is not installed."
 
 
+def test_a_venv_running_other_mlxtasks_code_is_an_error_with_install_as_the_fix():
+    results = by_id(validate.package_checks([], {"mlx": "0.32.4"}, ["mlx"], (True, ""),
+                                            stale="runs the checkout /old, which is gone, not /new"))
+    versions = results["packages.versions"]
+    assert versions.status is Status.ERROR and versions.fix == "invoke install"
+    assert "mlxtasks (runs the checkout /old, which is gone, not /new)" in versions.message
+
+
 def test_a_stale_shell_block_is_an_error_and_a_missing_one_a_warning(tmp_path):
     rc = tmp_path / ".zshrc"
     assert validate.shell_check([(rc, "old", "new")]).status is Status.ERROR
