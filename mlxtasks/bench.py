@@ -110,6 +110,12 @@ def _invalid(label: str, expected: str, value: Any) -> MlxTasksError:
     return MlxTasksError(f"{label} must be {expected}, got {value!r}.", fix=fix)
 
 
+def configured(s: Settings) -> BenchSettings:
+    """`mlx.bench` and INVOKE_MLX_BENCH_*, checked here, so only bench's tasks ever read them."""
+    labels = {key.split(".", 1)[1]: label for key, label in s.labels.items() if key.startswith("bench.")}
+    return check_settings(s.merged["bench"], s.home, s.state, labels)
+
+
 def with_flags(settings: BenchSettings, home: Path, **flags: Any) -> BenchSettings:
     """The settings with the task's flags (None: not given) applied and checked."""
     given = {key: value for key, value in flags.items() if value is not None}
@@ -277,7 +283,7 @@ def plan(s: Settings, names: Iterable[str], compare: str | None, plot: str | Non
     from .store import installed_folders, size_on_disk
     from .venv import require
 
-    options = with_flags(s.bench, s.home, **flags)
+    options = with_flags(configured(s), s.home, **flags)
     if compare not in (None, "ollama"):
         raise MlxTasksError(f"--compare knows only ollama, got {compare!r}.", fix="invoke bench --compare ollama")
     chart = Path(plot).absolute() if plot else None

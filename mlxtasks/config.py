@@ -8,6 +8,8 @@ resolved, never at import.
 Settings come in two parts. The paths and the common settings are checked at once, for every task.
 Each feature's own section (catalog, router, bench, serve) is checked only when a task reads it, so
 a typo in `mlx.bench` breaks `invoke bench` and never `serve.stop`, `shell.remove` or `uninstall`.
+catalog and router are read through lazy properties here; bench, which builds on Settings, parses its
+own section (bench.configured), so no import runs in a circle.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from .errors import MlxTasksError
 
 if TYPE_CHECKING:
-    from .bench import BenchSettings
     from .catalog import Model
 
 CONFIG_KEY = "mlx"
@@ -173,13 +174,6 @@ class Settings:
         if not isinstance(rules, Mapping):
             raise _invalid(self._value("router")[0], "a section of categories", rules)
         return router.check_rules(_deep_merge(router.DEFAULT_RULES, rules))
-
-    @cached_property
-    def bench(self) -> BenchSettings:
-        from . import bench
-
-        labels = {key.split(".", 1)[1]: label for key, label in self.labels.items() if key.startswith("bench.")}
-        return bench.check_settings(self.merged["bench"], self.home, self.state, labels)
 
     @cached_property
     def serve_port(self) -> int:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from invoke import Config, Context
 
-from mlxtasks import config
+from mlxtasks import bench, config
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.tasks import ns
 from mlxtasks.tasks._common import settings
@@ -101,18 +101,20 @@ def test_environment_variables_set_settings(tmp_path, name, value, read, expecte
 
 
 def test_environment_variables_set_bench_keys(tmp_path):
-    assert config.resolve({"bench": {"runs": 5, "warmup": 2}}, home=tmp_path, environ={"INVOKE_MLX_BENCH_RUNS": "7"}).bench.runs == 7
+    s = config.resolve({"bench": {"runs": 5, "warmup": 2}}, home=tmp_path, environ={"INVOKE_MLX_BENCH_RUNS": "7"})
+    assert bench.configured(s).runs == 7
 
 
 @pytest.mark.parametrize("name, value, read, words", [
     ("INVOKE_MLX_SERVE_PORT", "abc", "serve_port", "INVOKE_MLX_SERVE_PORT must be a number, got 'abc'."),
     ("INVOKE_MLX_RETRY_DELAY_S", "soon", "retry_delay_s", "INVOKE_MLX_RETRY_DELAY_S must be a number, got 'soon'."),
-    ("INVOKE_MLX_BENCH_RUNS", "2.5", "bench", "INVOKE_MLX_BENCH_RUNS must be a whole number of 1 or more, got '2.5'."),
+    ("INVOKE_MLX_BENCH_RUNS", "2.5", bench.configured, "INVOKE_MLX_BENCH_RUNS must be a whole number of 1 or more, got '2.5'."),
     ("INVOKE_MLX_VNEV", "/x", "venv", "INVOKE_MLX_VNEV names no setting of mlxtasks."),
 ])
 def test_a_bad_environment_value_is_a_sentence_naming_the_variable(tmp_path, name, value, read, words):
     with pytest.raises(MlxTasksError) as caught:
-        getattr(config.resolve({}, home=tmp_path, environ={name: value}), read)
+        s = config.resolve({}, home=tmp_path, environ={name: value})
+        read(s) if callable(read) else getattr(s, read)
     assert caught.value.message == words
 
 

@@ -78,7 +78,7 @@ def history(c, json=False, last=None):
 
     from .. import bench, ui
 
-    path = settings(c).bench.history
+    path = bench.configured(settings(c)).history
     records, unreadable = bench.last_records(path, last)
     if json:
         print(json_module.dumps(records, indent=2))
