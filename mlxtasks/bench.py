@@ -8,15 +8,14 @@ import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from .catalog import FIT_HEADROOM, Model, find, lookup
+from .config import Settings, fix_for
 from .errors import MlxTasksError
 from .facts import GB, HostFacts
 from .protocol import BenchAnswer, BenchModel, BenchSpec, prompt_text
 
-if TYPE_CHECKING:
-    from .config import Settings
 
 DEFAULTS: dict[str, Any] = {
     "prompt_tokens": [128, 1024],
@@ -65,11 +64,13 @@ def check_settings(value: Any, home: Path, state: Path, labels: dict[str, str] |
         value = {key: value[key] for key in value.keys()}
     if not isinstance(value, dict):
         raise MlxTasksError(f"Config key 'mlx.bench' must be a mapping, got {value!r}.", fix=CONFIG_FIX)
+    labels = labels or {}
     unknown = sorted(set(value) - set(DEFAULTS))
+    if unknown and unknown[0] in labels:
+        raise MlxTasksError(f"{labels[unknown[0]]} names no setting of bench.", fix=f"unset {labels[unknown[0]]} (see docs/bench.md)")
     if unknown:
         raise MlxTasksError(f"Unknown config key 'mlx.bench.{unknown[0]}'.", fix=CONFIG_FIX)
     merged = {**DEFAULTS, **value}
-    labels = labels or {}
 
     def label(key: str) -> str:
         return labels.get(key, f"Config key 'mlx.bench.{key}'")
@@ -106,8 +107,7 @@ def check_settings(value: Any, home: Path, state: Path, labels: dict[str, str] |
 
 
 def _invalid(label: str, expected: str, value: Any) -> MlxTasksError:
-    fix = CONFIG_FIX if label.startswith("Config") else f"pass {expected} to {label}"
-    return MlxTasksError(f"{label} must be {expected}, got {value!r}.", fix=fix)
+    return MlxTasksError(f"{label} must be {expected}, got {value!r}.", fix=fix_for(label, expected, CONFIG_FIX))
 
 
 def configured(s: Settings) -> BenchSettings:

@@ -4,11 +4,24 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from invoke import Exit, Program
+from invoke import Config, Exit, Program
+from invoke.env import Environment
 
 from . import __version__, config, ui
 from .errors import MlxTasksError
 from .tasks import ns
+
+
+class MlxTasksConfig(Config):
+    """Invoke's Config, except that INVOKE_MLX_* is left to mlxtasks (config.from_environment), which
+    names a bad value in a sentence; Invoke would cast it to the type a config file gave the key and
+    stop every task with a traceback (a list such as mlx.packages cannot come from a variable there)."""
+
+    def load_shell_env(self) -> None:
+        self.merge()
+        ours_left_out = {key: value for key, value in self._config.items() if key != config.CONFIG_KEY}
+        self._set(_env=Environment(config=ours_left_out, prefix=self._env_prefix).load())
+        self.merge()
 
 
 class MlxTasksProgram(Program):
@@ -38,7 +51,7 @@ def _config_files_checked(work: Callable) -> None:
         raise Exit(code=1) from None
 
 
-program = MlxTasksProgram(namespace=ns, name="mlxtasks", version=__version__)
+program = MlxTasksProgram(namespace=ns, name="mlxtasks", version=__version__, config_class=MlxTasksConfig)
 
 
 def main() -> None:

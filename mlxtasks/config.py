@@ -116,6 +116,9 @@ def from_environment(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[s
             values[key] = value
         elif key.startswith("bench_"):
             values.setdefault("bench", {})[key[len("bench_"):]] = value
+        elif key in SECTIONS:
+            raise MlxTasksError(f"{name} cannot set {key}, a section that only a config file can hold.",
+                                fix=f"unset {name}, and set {CONFIG_KEY}.{key} in ~/.invoke.yaml")
         else:
             raise MlxTasksError(f"{name} names no setting of mlxtasks.", fix=f"unset {name} (docs/configuration.md lists the settings)")
         names[key.replace("bench_", "bench.", 1) if key.startswith("bench_") else key] = name
@@ -205,8 +208,9 @@ def resolve(config: Any = None, home: str | Path | None = None, environ: Mapping
     unknown_flags = sorted(set(given) - set(DEFAULTS))
     if unknown_flags:
         raise ValueError(f"resolve() got unknown settings {unknown_flags}")
-    bench = {**_section(config.get("bench")), **from_env.pop("bench", {})}
-    merged = {**DEFAULTS, **config, **from_env, **given, **({"bench": bench} if bench else {})}
+    bench = config.get("bench", {})  # INVOKE_MLX_BENCH_* go over its keys; a broken section stays for bench to name
+    bench = {**bench, **from_env.pop("bench", {})} if isinstance(bench, Mapping) else bench
+    merged = {**DEFAULTS, **config, **from_env, **given, "bench": bench}
     labels = {**env_names, **{key: f"--{key.replace('_', '-')}" for key in given}}
     home = Path(home if home is not None else home_dir())
 
@@ -222,7 +226,7 @@ def resolve(config: Any = None, home: str | Path | None = None, environ: Mapping
         installer=_choice(*value("installer"), INSTALLERS),
         backend=_choice(*value("backend"), BACKENDS),
         shell=_choice(*value("shell"), SHELL_CHOICES),
-        packages=_str_list(*value("packages")),
+        packages=_requirements(*value("packages")),
         min_disk_gb=_number(*value("min_disk_gb")),
         warn_disk_gb=_number(*value("warn_disk_gb")),
         warn_ram_gb=_number(*value("warn_ram_gb")),
@@ -255,11 +259,6 @@ def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
-def _section(value: Any) -> dict:
-    """A feature section as given (its own checks run when it is read); a non-mapping stays for them to refuse."""
-    return dict(value) if isinstance(value, Mapping) else {}
-
-
 def state_dir(home: Path) -> Path:
     """Pid files, logs, chat history and bench results: $XDG_STATE_HOME/mlxtasks, else ~/.local/state/mlxtasks."""
     return Path(os.environ.get("XDG_STATE_HOME") or home / ".local" / "state") / "mlxtasks"
@@ -282,9 +281,30 @@ def home_dir() -> str:
     return home
 
 
+def fix_for(label: str, expected: str, config_fix: str = None) -> str:
+    """How to correct a setting, by where it came from: a config key, an INVOKE_MLX_* variable or a flag."""
+    if label.startswith("Config"):
+        return config_fix or CONFIG_FIX
+    if label.startswith(ENV_PREFIX):
+        return f"unset {label}, or set it to {expected}"
+    return f"pass {expected} to {label}"
+
+
 def _invalid(label: str, expected: str, value: Any) -> MlxTasksError:
-    fix = CONFIG_FIX if label.startswith("Config") else f"pass {expected} to {label}"
-    return MlxTasksError(f"{label} must be {expected}, got {value!r}.", fix=fix)
+    return MlxTasksError(f"{label} must be {expected}, got {value!r}.", fix=fix_for(label, expected))
+
+
+def _requirements(label: str, value: Any) -> tuple[str, ...]:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    entries = _str_list(label, value)
+    for entry in entries:
+        try:
+            Requirement(entry)
+        except InvalidRequirement:
+            raise MlxTasksError(f"{label} has an entry that is not a package requirement: {entry!r}.",
+                                fix=fix_for(label, "package requirements such as numpy<3")) from None
+    return entries
 
 
 def user_path(label: str, value: Any, home: Path) -> Path:

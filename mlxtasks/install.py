@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -75,12 +75,8 @@ def pins(path: Path = CONSTRAINTS) -> dict[str, Version]:
 def wanted(backend: str, packages: tuple[str, ...]) -> list[Wanted]:
     specs = [MLX_REQUIREMENT[backend], *packages]
     result = []
-    for spec in specs:
-        try:
-            requirement = Requirement(spec)
-        except InvalidRequirement:
-            raise MlxTasksError(f"Config key 'mlx.packages' has an entry that is not a package requirement: {spec!r}.",
-                                fix="edit the `mlx:` section of invoke.yaml or ~/.invoke.yaml") from None
+    for spec in specs:  # config.resolve checked each entry
+        requirement = Requirement(spec)
         result.append(Wanted(canonicalize_name(requirement.name), requirement))
     result.append(Wanted(BACKEND_DISTRIBUTION[backend], None))
     return result

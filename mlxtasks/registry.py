@@ -58,8 +58,9 @@ class Inputs:
     answers as data."""
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None, host: HostFacts | None = None,
-                 answers: ProbeAnswer | None = None):
+                 answers: ProbeAnswer | None = None, folder: str | None = None):
         self.settings = settings
+        self.folder = folder  # only this model folder (validate --only models.FOLDER)
         self.env = dict(os.environ if env is None else env)
         self.state = venv.inspect(settings.venv)
         self.host = host or preflight.gather(settings, self.state)
@@ -72,7 +73,7 @@ class Inputs:
 
     @cached_property
     def folders(self) -> list[Path]:
-        return store.model_folders(self.settings.models)
+        return [f for f in store.model_folders(self.settings.models) if self.folder in (None, f.name)]
 
     def ask(self, checks: Iterable[Check], say: Callable[[str], None]) -> None:
         """Start the venv's Python on what these checks judge, if they need it and it was not given."""
@@ -158,12 +159,28 @@ def listing(phases: Iterable[str]) -> list[str]:
     return [f"{group}: {', '.join(i for c in chosen if c.group == group for i in c.ids)}" for group in groups(chosen)]
 
 
+def named_folder(only: str | None) -> str | None:
+    """The model folder an id such as models.qwen7b or models.qwen7b.generate names (the shortest reading)."""
+    found = [_folder_in(only, pattern) for c in CHECKS for pattern in c.ids] if only else []
+    return min((folder for folder in found if folder), key=len, default=None)
+
+
+def _folder_in(only: str, pattern: str) -> str | None:
+    head, marker, tail = pattern.partition(FOLDER)
+    if marker and only.startswith(head) and only.endswith(tail) and len(only) > len(head) + len(tail):
+        return only[len(head):len(only) - len(tail)]
+    return None
+
+
 def select(only: str | None, phases: Iterable[str], task: str) -> list[Check]:
-    """The checks of these phases, or of them those of one group or the one that reports the id `only`."""
+    """The checks of these phases, or of them those of one group or the one that reports the id `only`
+    (for a model's id, the one whose pattern names the folder named_folder reads)."""
     chosen = [c for c in CHECKS if c.phase in set(phases)]
-    picked = [c for c in chosen if only in (c.group, *c.ids)] if only else chosen
+    folder = named_folder(only)
+    picked = [c for c in chosen if only in (c.group, *c.ids)
+              or (folder and any(_folder_in(only, pattern) == folder for pattern in c.ids))] if only else chosen
     if not picked:
-        raise MlxTasksError(f"--only must be one of {', '.join(groups(chosen))} or a check id, got {only!r}.",
+        raise MlxTasksError(f"--only must be one of {', '.join(groups(chosen))} or one of {task}'s check ids, got {only!r}.",
                             fix=f"invoke {task} --list")
     return picked
 
@@ -173,8 +190,9 @@ def for_preflight(only: str | None = None) -> list[Check]:
 
 
 def for_validate(only: str | None = None, deep: bool = False, skip_mlx: bool = False) -> list[Check]:
+    """--only naming a --deep check by its id runs it without --deep."""
     return [c for c in select(only, PHASES, "validate")
-            if (deep or c.phase != DEEP) and not (skip_mlx and c.phase in MLX_PHASES)]
+            if (deep or c.phase != DEEP or (only and only != c.group)) and not (skip_mlx and c.phase in MLX_PHASES)]
 
 
 def run(inputs: Inputs, checks: Iterable[Check], say: Callable[[str], None] = lambda text: None) -> list[Result]:

@@ -122,6 +122,13 @@ no_python() {
 # $3: modules that must import for the environment to count as ready.
 ensure_tool_env() {
     env_dir="$root/.venv"
+    # Imported from outside the checkout, mlxtasks must be this checkout's: after the checkout moved,
+    # .venv's scripts and its editable install still name the old folder, so .venv is made again.
+    if [ -d "$env_dir" ] && ! (cd / && "$env_dir/bin/python" -c 'import os, sys, mlxtasks
+sys.exit(not os.path.samefile(mlxtasks.__file__, sys.argv[1]))' "$root/mlxtasks/__init__.py") >/dev/null 2>&1; then
+        echo "The tool environment $env_dir belongs to another checkout or is incomplete; making it again" >&2
+        rm -rf "$env_dir"
+    fi
     "$env_dir/bin/python" -c "import $3" >/dev/null 2>&1 && return 0
     if ! "$env_dir/bin/python" -c 'import sys' >/dev/null 2>&1; then
         echo "Making the tool environment $env_dir with $1" >&2

@@ -110,12 +110,35 @@ def test_environment_variables_set_bench_keys(tmp_path):
     ("INVOKE_MLX_RETRY_DELAY_S", "soon", "retry_delay_s", "INVOKE_MLX_RETRY_DELAY_S must be a number, got 'soon'."),
     ("INVOKE_MLX_BENCH_RUNS", "2.5", bench.configured, "INVOKE_MLX_BENCH_RUNS must be a whole number of 1 or more, got '2.5'."),
     ("INVOKE_MLX_VNEV", "/x", "venv", "INVOKE_MLX_VNEV names no setting of mlxtasks."),
+    ("INVOKE_MLX_BENCH_FOO", "1", bench.configured, "INVOKE_MLX_BENCH_FOO names no setting of bench."),
+    ("INVOKE_MLX_PACKAGES", "numpy;", "packages",
+     "INVOKE_MLX_PACKAGES has an entry that is not a package requirement: 'numpy;'."),
+    ("INVOKE_MLX_CATALOG", "x", "catalog", "INVOKE_MLX_CATALOG cannot set catalog, a section that only a config file can hold."),
 ])
 def test_a_bad_environment_value_is_a_sentence_naming_the_variable(tmp_path, name, value, read, words):
     with pytest.raises(MlxTasksError) as caught:
         s = config.resolve({}, home=tmp_path, environ={name: value})
         read(s) if callable(read) else getattr(s, read)
     assert caught.value.message == words
+
+
+def test_a_bad_environment_value_gets_a_fix_about_the_variable(tmp_path):
+    with pytest.raises(MlxTasksError) as caught:
+        config.resolve({}, home=tmp_path, environ={"INVOKE_MLX_MIN_DISK_GB": "lots"})
+    assert caught.value.fix == "unset INVOKE_MLX_MIN_DISK_GB, or set it to a number"
+
+
+def test_a_variable_never_hides_a_broken_section_of_a_file(tmp_path):
+    s = config.resolve({"bench": "lots"}, home=tmp_path, environ={"INVOKE_MLX_BENCH_RUNS": "3"})
+    with pytest.raises(MlxTasksError, match="Config key 'mlx.bench' must be a mapping, got 'lots'."):
+        bench.configured(s)
+
+
+def test_the_mlxtasks_program_reads_a_variable_for_a_key_a_file_also_sets(home):
+    """Invoke would cast INVOKE_MLX_PACKAGES to the file's list type and stop every task with a traceback."""
+    (home / ".invoke.yaml").write_text("mlx:\n  packages: [mlx-lm]\n  serve_port: 8080\n")
+    done = run([str(BIN / "mlxtasks"), "serve.stop"], home, INVOKE_MLX_PACKAGES="mlx-lm numpy")
+    assert done.returncode == 0 and done.stdout == "No server is running.\n", done.stderr
 
 
 def test_a_task_run_with_a_bad_environment_value_says_so_without_a_traceback(tmp_path):

@@ -86,8 +86,22 @@ def test_only_takes_a_group_or_a_check_id_and_names_the_list_otherwise():
     assert [c.ids[0] for c in registry.for_validate("mlx.compute")] == ["mlx.import"]
     with pytest.raises(MlxTasksError) as raised:
         registry.for_preflight("mlx")
-    assert raised.value.message == "--only must be one of system or a check id, got 'mlx'."
+    assert raised.value.message == "--only must be one of system or one of preflight's check ids, got 'mlx'."
     assert raised.value.fix == "invoke preflight --list"
+
+
+def test_only_takes_the_id_of_one_model_folder_as_validate_reports_it(tmp_path):
+    settings = config.resolve({}, home=tmp_path)
+    folders = [make_model(settings.models / name) for name in ("a", "b.v2")]
+    assert registry.named_folder("models.b.v2.generate") == "b.v2" and registry.named_folder("system.disk") is None
+
+    def ids(only: str) -> list[str]:
+        inputs = registry.Inputs(settings, host=mac(), answers=healthy_answers(*folders), folder=registry.named_folder(only))
+        return [r.id for r in registry.run(inputs, registry.for_validate(only))]
+
+    assert ids("models.b.v2") == ["models.b.v2"]
+    assert ids("models.a.generate") == ["models.a.generate"]  # naming a --deep check runs it
+    assert ids("models") == ["models.a", "models.b.v2"]
 
 
 def test_skip_mlx_leaves_out_every_check_that_imports_mlx():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .support.helpers import ROOT, invoke, run, tree
+from .support.helpers import ROOT, copy_checkout, invoke, run, tree
 
 pytestmark = pytest.mark.e2e
 
@@ -116,3 +116,17 @@ def test_bootstrap_on_a_machine_with_only_an_old_python_explains_the_fix(home, t
     assert "No usable Python found:" in done.stderr and "Python 3.9.6 is too old" in done.stderr
     assert "brew install python@3.12" in done.stderr and "sh bootstrap.sh --python" in done.stderr
     assert not (checkout / ".venv").exists() and tree(home) == []
+
+
+def test_a_moved_checkout_gets_its_tool_environment_made_again(tmp_path):
+    """.venv's scripts name the folder it was made in: after a move, bootstrap.sh makes it again."""
+    home = tmp_path / "home"
+    home.mkdir()
+    first = copy_checkout(tmp_path / "first")
+    assert run(["sh", "bootstrap.sh", "--dry-run"], home, cwd=first).returncode == 0
+    moved = first.rename(tmp_path / "moved")
+    done = run(["sh", "bootstrap.sh", "--dry-run"], home, cwd=moved)
+    assert done.returncode == 0, done.stderr
+    assert "belongs to another checkout or is incomplete; making it again" in done.stderr
+    assert "Dry run: nothing was changed." in done.stdout
+    assert (moved / ".venv" / "bin" / "invoke").read_text().startswith(f"#!{moved}/.venv/bin/python")

@@ -41,6 +41,16 @@ def test_a_program_that_mounts_the_collection_passes_dry_run_to_every_step(tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_broken_catalogue_stops_setup_before_its_first_step(tmp_path, monkeypatch, capsys):
+    from invoke import Config, Exit
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(Exit):
+        setup(MockContext(config=Config(overrides={"mlx": {"catalog": ["qwen7b"]}})), dry_run=True)
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("[error] Config key 'mlx.catalog' must be a section of models")
+
+
 def test_setup_lists_a_skipped_step_as_skipped_not_as_fine():
     lines = summary([Outcome("done", "venv", "ready"), Outcome("skipped", "warmup", "not run (--no-warmup)")], dry=False)
     assert lines[1:3] == ["Already fine: venv.", "Skipped: warmup (not run (--no-warmup))."]

@@ -36,7 +36,8 @@ def validate(c, json=False, quiet=False, verbose=False, only=None, list=False, d
     checks = registry.for_validate(only, deep=deep, skip_mlx=skip_mlx)
     if skip_mlx:
         (ui.note if json else ui.out)("(the checks that import MLX were skipped; invoke validate runs them all)")
-    results = registry.run(registry.Inputs(settings(c, venv=venv, models=models)), checks, say=ui.note)
+    inputs = registry.Inputs(settings(c, venv=venv, models=models), folder=registry.named_folder(only))
+    results = registry.run(inputs, checks, say=ui.note)
     closing = core.summary(results)
     if json:
         ui.out(json_module.dumps({"checks": [r.as_dict() for r in results], "summary": closing}, indent=2))
