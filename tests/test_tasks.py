@@ -12,7 +12,7 @@ from mlxtasks.steps import Command, Outcome, summary
 from mlxtasks.tasks import _common, ns, venv
 from mlxtasks.tasks.setup import setup
 
-from .support.helpers import BIN, ROOT, clean_env, invoke
+from .support.helpers import BIN, ROOT, clean_env, invoke, run
 
 SETUP_STEPS = {"venv", "install", "workspace", "validate", "warmup"}
 
@@ -49,6 +49,19 @@ def test_a_broken_catalogue_stops_setup_before_its_first_step(tmp_path, monkeypa
         setup(MockContext(config=Config(overrides={"mlx": {"catalog": ["qwen7b"]}})), dry_run=True)
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("[error] Config key 'mlx.catalog' must be a section of models")
+
+
+def test_the_documented_tasks_py_of_another_project_mounts_a_dry_setup_that_changes_nothing(tmp_path):
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    home.mkdir()
+    code = (ROOT / "docs" / "configuration.md").read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    (project / "tasks.py").write_text(code)
+    listed = run([str(BIN / "invoke"), "--list"], home, cwd=project)
+    assert "mlx.setup" in listed.stdout and "mlx.models.pull" in listed.stdout, listed.stderr
+    done = run([str(BIN / "invoke"), "mlx.setup", "--dry-run", "--yes"], home, cwd=project, SHELL="/bin/bash")
+    assert done.returncode == 0 and done.stdout.endswith("Dry run: nothing was changed.\n"), done.stderr
+    assert list(home.iterdir()) == []
 
 
 def test_setup_lists_a_skipped_step_as_skipped_not_as_fine():
