@@ -45,11 +45,12 @@ def test_a_configured_range_is_respected():
     assert install.unsatisfied(items, {"mlx": "0.32.4", "mlx-cpu": "0.32.4", "numpy": "2.4.6"}, {}) == ["numpy"]
 
 
-def test_a_bad_package_entry_is_a_clear_error():
+def test_a_bad_package_entry_is_a_clear_error_when_the_settings_are_read(tmp_path):
     from mlxtasks.errors import MlxTasksError
 
-    with pytest.raises(MlxTasksError, match="mlx.packages"):
-        install.wanted("cpu", ("not a requirement!",))
+    with pytest.raises(MlxTasksError) as caught:
+        config.resolve({"packages": ["not a requirement!"]}, home=tmp_path)
+    assert caught.value.message == "Config key 'mlx.packages' has an entry that is not a package requirement: 'not a requirement!'."
 
 
 def test_install_commands_pin_unless_upgrading(tmp_path):
