@@ -122,11 +122,10 @@ no_python() {
 # $3: modules that must import for the environment to count as ready.
 ensure_tool_env() {
     env_dir="$root/.venv"
-    # Imported from outside the checkout, mlxtasks must be this checkout's: after the checkout moved,
-    # .venv's scripts and its editable install still name the old folder, so .venv is made again.
-    if [ -d "$env_dir" ] && ! (cd / && "$env_dir/bin/python" -c 'import os, sys, mlxtasks
-sys.exit(not os.path.samefile(mlxtasks.__file__, sys.argv[1]))' "$root/mlxtasks/__init__.py") >/dev/null 2>&1; then
-        echo "The tool environment $env_dir belongs to another checkout or is incomplete; making it again" >&2
+    # After the checkout moved, .venv's scripts and its editable install name the old folder: mlxtasks
+    # no longer imports from outside the checkout, and .venv is made again.
+    if [ -x "$env_dir/bin/python" ] && ! (cd / && "$env_dir/bin/python" -c 'import mlxtasks.cli') >/dev/null 2>&1; then
+        echo "The tool environment $env_dir was made for a checkout that is gone (moved?); making it again" >&2
         rm -rf "$env_dir"
     fi
     "$env_dir/bin/python" -c "import $3" >/dev/null 2>&1 && return 0

@@ -127,6 +127,6 @@ def test_a_moved_checkout_gets_its_tool_environment_made_again(tmp_path):
     moved = first.rename(tmp_path / "moved")
     done = run(["sh", "bootstrap.sh", "--dry-run"], home, cwd=moved)
     assert done.returncode == 0, done.stderr
-    assert "belongs to another checkout or is incomplete; making it again" in done.stderr
+    assert "was made for a checkout that is gone (moved?); making it again" in done.stderr
     assert "Dry run: nothing was changed." in done.stdout
     assert (moved / ".venv" / "bin" / "invoke").read_text().startswith(f"#!{moved}/.venv/bin/python")
