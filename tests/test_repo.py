@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from .support.helpers import ROOT, SYSTEM_TOOLS, TOOL_VENV
+from .support.logic_lines import logic_lines
 
 SHELL_FENCES = {"sh", "bash", "zsh", "shell", "console", "fish"}
 # Interactive zsh has interactivecomments off: `cmd  # note` passes `#`, `note` on to cmd.
@@ -96,3 +97,19 @@ def test_test_modules_import_helpers_from_support_never_from_conftest():
              if path.name != "conftest.py" for line in path.read_text().splitlines()
              if re.match(r"\s*(from\s+\S*conftest\s+import|import\s+\S*conftest)", line)]
     assert found == [], "\n".join(found)
+
+
+TASK_LOGIC_BUDGET = 60
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "mlxtasks" / "tasks").glob("*.py")), ids=lambda p: p.name)
+def test_task_modules_stay_thin(path):
+    """Tasks parse arguments, call the core and print; what grows past this belongs in a core module."""
+    assert logic_lines(path) <= TASK_LOGIC_BUDGET
+
+
+def test_the_logic_count_leaves_out_imports_docstrings_decorators_and_help(tmp_path):
+    code = tmp_path / "x.py"
+    code.write_text('"""Doc."""\nimport os\nX_HELP = {\n  "a": 1,\n}\n\n\n@task(help=X_HELP)\ndef f(c):\n'
+                    '    """Doc."""\n    # a comment\n    return os.sep\n')
+    assert logic_lines(code) == 2
