@@ -7,6 +7,7 @@ Each message is a frozen dataclass that goes over the boundary as JSON (a file o
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,3 +45,41 @@ class Message:
     @classmethod
     def read(cls: type[M], path: Path) -> M:
         return cls.from_json(Path(path).read_text())
+
+
+# --- serve ---
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeSpec(Message):
+    """What `invoke serve` tells the server (mlxtasks.runtime.server): one model, where to listen, its limits."""
+
+    alias: str
+    model: str  # the model's folder
+    names: list[str]  # what a request may call the model besides the alias: its folder name, its repo id
+    host: str = "127.0.0.1"
+    port: int = 8080
+    allowed_origins: list[str] = dataclasses.field(default_factory=list)  # CORS; none: no page reads answers
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 2048  # a request's default
+    max_body_bytes: int = 4 * 1024 * 1024
+    queue_limit: int = 32  # requests waiting or generating; more get 429
+    batch_size: int = 8  # streams generated together
+    prefill_chunk: int = 512  # prompt tokens processed between two steps of the other streams
+    log_file: str = ""  # the log its output goes to, rotated when it grows
+    exit_file: str = ""  # where the server writes why it ended on a fault, for serve.status
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header: '127.0.0.1:8080' -> '127.0.0.1', '[::1]:8080' -> '::1', 'LocalHost' -> 'localhost'."""
+    if header.startswith("["):
+        return header[1:header.find("]")]
+    return (header.rsplit(":", 1)[0] if header.count(":") == 1 else header).lower()

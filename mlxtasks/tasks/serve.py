@@ -1,4 +1,4 @@
-"""serve: a local OpenAI-compatible endpoint (mlx_lm's server) for editors and tools, on loopback by default."""
+"""serve: a local OpenAI-compatible endpoint (our server over mlx_lm) for editors and tools, on loopback by default."""
 
 from invoke import Collection
 
@@ -27,15 +27,16 @@ def _prepare(c, model, port, host, force, venv, models):
     require_venv(s)
     entry, folder = serve.choose_model(s, model, probe(), force)
     host = host or "127.0.0.1"
-    return s, entry, host, serve.server_argv(s.venv_python, entry, folder, host, s.serve_port, s.serve_allowed_origins)
+    return s, entry, host, serve.server_argv(s.venv_python, entry, folder, host, s.serve_port, s.serve_allowed_origins,
+                                             s.state)
 
 
 def _warn_if_open(host):
     import sys
 
-    from .. import serve
+    from ..protocol import is_loopback
 
-    if not serve.is_loopback(host):
+    if not is_loopback(host):
         print(f"Warning: listening on {host}, so other machines can reach this server, and it has no "
               "authentication: anyone who can connect can use the model.", file=sys.stderr)
 
@@ -64,7 +65,13 @@ def status(c):
 
     from .. import serve, ui
 
-    server = serve.running(settings(c).state)
+    state = settings(c).state
+    crash = serve.crashed(state)
+    if crash:
+        ui.out(crash)
+        serve.running(state)  # removes the record: the next status says no server runs
+        raise Exit(code=1)
+    server = serve.running(state)
     if not server:
         ui.out("No server is running. Start one: invoke serve default")
         raise Exit(code=1)
