@@ -67,7 +67,8 @@ class ServeSpec(Message):
     queue_limit: int = 32  # requests waiting or generating; more get 429
     batch_size: int = 8  # streams generated together
     prefill_chunk: int = 512  # prompt tokens processed between two steps of the other streams
-    log_file: str = ""  # the log its output goes to, rotated when it grows
+    log_file: str = ""  # the log its output goes to: moved to .1 past log_max_bytes, and a new one started
+    log_max_bytes: int = 10 * 1024 * 1024
     exit_file: str = ""  # where the server writes why it ended on a fault, for serve.status
 
 

@@ -143,22 +143,37 @@ def wait_for(condition, what, limit=120):
         time.sleep(0.05)
 
 
+def start_and_hold(url, stream):
+    """Send 8 long generations (n=8) on a raw socket and return it once they run; closing it leaves."""
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    body = json.dumps({"prompt": "a", "max_tokens": 4000, "n": 8, "stream": stream}).encode()
+    raw = socket.create_connection(("127.0.0.1", port))
+    raw.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    if stream:
+        seen = b""
+        while b"data: " not in seen:
+            seen += raw.recv(4096)
+    else:
+        wait_for(lambda: requests(url) == 8, "the request never started")
+    return raw
+
+
+def requests(url):
+    """Generations waiting or running, as /health says."""
+    return call(url, "GET", "/health")[2]["requests"]
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_client_that_leaves_stops_its_generation(server, stream):
     home, url, _ = server
-    port = int(url.split(":")[2].split("/")[0])
-    body = json.dumps({"model": "qwen7b", "prompt": "a", "max_tokens": 4000, "stream": stream}).encode()
-    requests = lambda: call(url, "GET", "/health")[2]["requests"]  # noqa: E731
     log = state_of(home) / "serve.log"
     before = log.read_text().count("cancelled after")
-    with socket.create_connection(("127.0.0.1", port)) as raw:
-        raw.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        wait_for(lambda: requests() == 1, "the request never started")
-    wait_for(lambda: requests() == 0, "the generation went on after its client left")
+    start_and_hold(url, stream).close()
+    wait_for(lambda: requests(url) == 0, "the generation went on after its client left")
     cancelled = [line for line in log.read_text().splitlines() if "cancelled after" in line]
-    assert len(cancelled) == before + 1
-    assert int(cancelled[-1].split("cancelled after ")[1].split()[0]) < 4000
+    assert len(cancelled) == before + 8
+    assert all(int(line.split("cancelled after ")[1].split()[0]) < 4000 for line in cancelled[before:])
     normal_request_works(url, home)
 
 
@@ -181,16 +196,12 @@ def direct_server(mlx_python, tiny_model, tmp_path):
 
 
 def test_a_full_queue_answers_429_with_retry_after(direct_server):
-    url, state = direct_server(queue_limit=1)
-    port = int(url.rsplit(":", 1)[1])
-    body = json.dumps({"prompt": "a", "max_tokens": 4000, "stream": True}).encode()
-    with socket.create_connection(("127.0.0.1", port)) as busy:
-        busy.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        wait_for(lambda: call(url, "GET", "/health")[2]["requests"] == 1, "the first request never started")
-        status, headers, reply = call(url, "POST", CHAT, {"messages": HI, "max_tokens": 1})
-        assert status == 429 and headers["Retry-After"] == "1" and reply["error"]["code"] == "queue_full"
-    wait_for(lambda: call(url, "GET", "/health")[2]["requests"] == 0, "the first request was not cancelled")
+    url, state = direct_server(queue_limit=8)
+    busy = start_and_hold(url, stream=True)
+    status, headers, reply = call(url, "POST", CHAT, {"messages": HI, "max_tokens": 1})
+    busy.close()
+    assert status == 429 and headers["Retry-After"] == "1" and reply["error"]["code"] == "queue_full"
+    wait_for(lambda: requests(url) == 0, "the first request was not cancelled")
     assert call(url, "POST", CHAT, {"messages": HI, "max_tokens": 1})[0] == 200
 
 
@@ -219,3 +230,18 @@ def test_an_engine_fault_ends_the_process_and_status_reports_the_crash(direct_se
         in status.stdout
     assert "the engine failed, so the server ends" in status.stdout  # the log's last lines
     assert "No server is running." in invoke("serve.status", home=home, XDG_STATE_HOME=str(state.parent)).stdout
+
+
+def test_the_log_is_rotated_and_holds_no_bodies(direct_server):
+    url, state = direct_server(log_max_bytes=2000)
+    secret = "my-secret-prompt"
+    for _ in range(20):
+        assert call(url, "POST", "/v1/completions", {"prompt": secret, "max_tokens": 1})[0] == 200
+    assert call(url, "POST", CHAT, b"not json " + secret.encode())[0] == 400
+    assert call(url, "GET", "/health")[0] == 200
+    log, older = serve.log_path(state), serve.log_path(state).with_name("serve.log.1")
+    both = lambda: (older.read_text() if older.exists() else "") + log.read_text()  # noqa: E731
+    wait_for(lambda: "GET /health 200" in both(), "the access line went nowhere")  # written after the answer
+    assert older.exists() and log.stat().st_size < 2000 + 500  # one line past the limit at most
+    text = both()
+    assert "POST /v1/completions 200" in text and "POST /v1/chat/completions 400" in text and secret not in text

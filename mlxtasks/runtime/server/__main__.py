@@ -16,16 +16,15 @@ import sys
 from ...protocol import ServeSpec
 
 EXIT_ENGINE_FAULT = 70
-LOG_MAX_BYTES = 10 * 1024 * 1024  # then serve.log becomes serve.log.1 and a new one starts
 
 
 class RotatingOutput(logging.StreamHandler):
-    """Log lines to stdout; when stdout is the log file and it has grown past LOG_MAX_BYTES, the file is
+    """Log lines to stdout; when stdout is the log file and it has grown past max_bytes, the file is
     moved to .1 and stdout and stderr are pointed at a new one (so tracebacks and faults rotate too)."""
 
-    def __init__(self, log_file: str):
+    def __init__(self, log_file: str, max_bytes: int):
         super().__init__(sys.stdout)
-        self.log_file = log_file
+        self.log_file, self.max_bytes = log_file, max_bytes
 
     def emit(self, record):
         super().emit(record)
@@ -33,7 +32,7 @@ class RotatingOutput(logging.StreamHandler):
             here, there = os.fstat(1), os.stat(self.log_file)
         except OSError:
             return
-        if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino) or here.st_size < LOG_MAX_BYTES:
+        if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino) or here.st_size < self.max_bytes:
             return
         os.replace(self.log_file, self.log_file + ".1")
         fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = ServeSpec.from_json((argv or sys.argv[1:])[0])
     faulthandler.enable()  # a crash in native code leaves its stack in the log
     log = logging.getLogger("mlxtasks.server")
-    handler = RotatingOutput(spec.log_file)
+    handler = RotatingOutput(spec.log_file, spec.log_max_bytes)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)

@@ -177,7 +177,8 @@ class Server:
         longer than the longest one in the vocabulary)."""
         self.check_context(characters // self.engine.longest_token, max_tokens, at_least=True)
 
-    def jobs(self, options: Options, prompts: list[list[int]], max_tokens: int) -> tuple[list[Job], asyncio.Queue]:
+    def jobs(self, options: Options, prompts: list[list[int]], max_tokens: int,
+             continues: bool) -> tuple[list[Job], asyncio.Queue]:
         engine = self.engine
         if options.logit_bias:
             self.check_ids(list(options.logit_bias), "logit_bias")
@@ -199,7 +200,7 @@ class Server:
                     processors=engine.processors({int(k): v for k, v in (options.logit_bias or {}).items()},
                                                  options.presence_penalty, options.frequency_penalty,
                                                  options.repetition_penalty),
-                    stops=stops, events=events, loop=loop)
+                    stops=stops, events=events, loop=loop, continues=continues)
                 for i, prompt in enumerate(prompts) for k in range(n)], events
 
     def submit(self, jobs: list[Job]) -> None:
@@ -241,7 +242,7 @@ class Server:
             raise ApiError(400, f"messages: the model's chat template refused them: {exc}", param="messages",
                            code="invalid_messages") from None
         max_tokens = self.budget(asked, len(prompt))
-        jobs, events = self.jobs(body, [prompt], max_tokens)
+        jobs, events = self.jobs(body, [prompt], max_tokens, continues=False)
         return await self.answer(request, "chat", body, jobs, events, len(prompt), echoes=None)
 
     async def completions(self, request: Request) -> Response:
@@ -271,7 +272,7 @@ class Server:
         if body.echo:
             decode = self.engine.tokenizer.decode
             echoes = texts if texts is not None else [decode(ids) for ids in prompts]
-        jobs, events = self.jobs(body, prompts, max_tokens)
+        jobs, events = self.jobs(body, prompts, max_tokens, continues=True)
         return await self.answer(request, "text", body, jobs, events, sum(map(len, prompts)), echoes)
 
     async def answer(self, request: Request, kind: str, body: Options, jobs: list[Job], events: asyncio.Queue,

@@ -38,6 +38,7 @@ class Job:
     stops: list[str]
     events: asyncio.Queue
     loop: asyncio.AbstractEventLoop
+    continues: bool = False  # a text completion: the answer goes on the prompt's text, a leading space and all
     cancelled: bool = False
     tokens: int = 0
     pending: str = ""  # decoded text held back: it may be the start of a stop string
@@ -96,6 +97,17 @@ class Engine:
         return make_logits_processors(logit_bias or None, repetition_penalty=repetition, presence_penalty=presence,
                                       frequency_penalty=frequency)
 
+    def detokenizer(self, continues: bool):
+        """mlx_lm's streaming detokenizer drops a leading space at the start of a text; a completion's text
+        does not start there, so it gets a text already begun (a placeholder its segments leave out)."""
+        detokenizer = self.tokenizer.detokenizer
+        if continues:
+            try:
+                detokenizer.text, detokenizer.offset = "\0", 1
+            except AttributeError:  # the naive one: its text is the tokenizer's own decoding, spaces kept
+                pass
+        return detokenizer
+
     def submit(self, jobs: list[Job]) -> None:
         with self._lock:
             if self.fault is not None:
@@ -112,12 +124,12 @@ class Engine:
         self._inbox.put(None)  # wakes the thread, which drops them between two steps
 
     def _finish(self, job: Job, reason: str) -> None:
-        with self._lock:
-            self._count -= 1
         if job.cancelled:
             log.info("a request was cancelled after %d tokens: its client has gone", job.tokens)
         else:
             job.send("done", {"finish_reason": reason, "completion_tokens": job.tokens})
+        with self._lock:
+            self._count -= 1
 
     def _run(self) -> None:
         generator = BatchGenerator(self.model, completion_batch_size=self.spec.batch_size,
@@ -135,7 +147,7 @@ class Engine:
                 if job.cancelled:
                     self._finish(job, "cancelled")
                     continue
-                job.detokenizer = self.tokenizer.detokenizer
+                job.detokenizer = self.detokenizer(job.continues)
                 [job.uid] = generator.insert([job.prompt], max_tokens=[job.max_tokens], samplers=[job.sampler],
                                              logits_processors=[job.processors], stop_sequences=[eos])
                 active[job.uid] = job
