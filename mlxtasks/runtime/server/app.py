@@ -44,6 +44,10 @@ class ApiError(Exception):
 # --- request bodies: None (or JSON null) always means "the default" ---
 
 
+class StreamOptions(BaseModel):
+    include_usage: bool | None = None
+
+
 class Options(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str | None = None
@@ -62,10 +66,6 @@ class Options(BaseModel):
     logit_bias: dict[int, float] | None = None
     seed: int | None = None
     user: str | None = None
-
-
-class StreamOptions(BaseModel):
-    include_usage: bool | None = None
 
 
 class TextPart(BaseModel):
@@ -94,9 +94,6 @@ class CompletionRequest(Options):
     echo: bool | None = None
     logprobs: int | None = None
     best_of: int | None = Field(None, ge=1, le=1)
-
-
-Options.model_rebuild()
 
 
 def parse(kind: type[BaseModel], data: Any) -> Any:
