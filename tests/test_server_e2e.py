@@ -78,7 +78,7 @@ def test_a_bad_request_gets_its_openai_error_and_the_next_one_works(server, what
 
 def test_bodies_that_are_not_json_or_too_big_are_refused_before_any_work(server):
     home, url, _ = server
-    for body, headers, status in [(b'{"messages": [', {}, 400), (b"[1, 2]", {}, 400),
+    for body, headers, status in [(b'{"messages": [', {}, 400), (b"[1, 2]", {}, 400), (b"[" * 100_000, {}, 400),
                                   (b'{"messages": []}', {"Content-Type": "text/plain"}, 415),
                                   (b"x" * (5 * 1024 * 1024), {}, 413)]:
         got, _, reply = call(url, "POST", CHAT, body, **headers)

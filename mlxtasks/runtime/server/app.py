@@ -62,7 +62,7 @@ class Options(BaseModel):
     stop: str | list[str] | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    repetition_penalty: float | None = Field(None, gt=0)
+    repetition_penalty: float | None = Field(None, gt=0, le=10)
     logit_bias: dict[int, float] | None = None
     seed: int | None = None
     user: str | None = None
@@ -140,7 +140,7 @@ class Server:
                 raise too_big
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
             raise ApiError(400, "The body is not valid JSON.", code="invalid_json") from None
         if not isinstance(data, dict):
             raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
