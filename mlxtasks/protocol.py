@@ -67,6 +67,7 @@ class ServeSpec(Message):
     queue_limit: int = 32  # requests waiting or generating; more get 429
     batch_size: int = 8  # streams generated together
     prefill_chunk: int = 512  # prompt tokens processed between two steps of the other streams
+    prompt_caches: int = 10  # finished conversations whose cache a next request starting the same way reuses
     log_file: str = ""  # the log its output goes to: moved to .1 past log_max_bytes, and a new one started
     log_max_bytes: int = 10 * 1024 * 1024
     exit_file: str = ""  # where the server writes why it ended on a fault, for serve.status

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from mlx_lm import load
 from mlx_lm.generate import BatchGenerator, StopSequences
+from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from ...protocol import ServeSpec
@@ -73,6 +74,7 @@ class Engine:
         self._count = 0  # jobs submitted and not finished
         self._lock = threading.Lock()
         self.fault: BaseException | None = None
+        self._prompts = LRUPromptCache(max_size=spec.prompt_caches)  # used by the engine thread alone
 
     @property
     def requests(self) -> int:
@@ -96,6 +98,17 @@ class Engine:
                    repetition: float | None) -> list:
         return make_logits_processors(logit_bias or None, repetition_penalty=repetition, presence_penalty=presence,
                                       frequency_penalty=frequency)
+
+    def _cached(self, prompt: list[int]) -> tuple[list | None, list[int]]:
+        """The cache of the longest prompt seen that this one starts with, and the tokens it still needs
+        (at least one)."""
+        cache, rest = self._prompts.fetch_nearest_cache("model", prompt)
+        if cache is not None and not rest:
+            if not can_trim_prompt_cache(cache):
+                return None, prompt
+            trim_prompt_cache(cache, 1)
+            rest = prompt[-1:]
+        return cache, rest
 
     def detokenizer(self, continues: bool):
         """mlx_lm's streaming detokenizer drops a leading space at the start of a text; a completion's text
@@ -148,8 +161,11 @@ class Engine:
                     self._finish(job, "cancelled")
                     continue
                 job.detokenizer = self.detokenizer(job.continues)
-                [job.uid] = generator.insert([job.prompt], max_tokens=[job.max_tokens], samplers=[job.sampler],
-                                             logits_processors=[job.processors], stop_sequences=[eos])
+                cache, rest = self._cached(job.prompt)
+                [job.uid] = generator.insert([rest], max_tokens=[job.max_tokens], caches=[cache],
+                                             all_tokens=[job.prompt[:len(job.prompt) - len(rest)]],
+                                             samplers=[job.sampler], logits_processors=[job.processors],
+                                             stop_sequences=[eos])
                 active[job.uid] = job
             gone = [uid for uid, job in active.items() if job.cancelled]
             if gone:
@@ -161,6 +177,8 @@ class Engine:
             _, responses = generator.next()
             for response in responses:
                 job = active[response.uid]
+                if response.prompt_cache is not None:  # a finished one: the next turn of its chat starts here
+                    self._prompts.insert_cache("model", response.all_tokens, response.prompt_cache)
                 if self._step(job, response.token, response.finish_reason):
                     del active[response.uid]
                     if response.finish_reason is None:
