@@ -34,8 +34,12 @@ class RotatingOutput(logging.StreamHandler):
             return
         if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino) or here.st_size < self.max_bytes:
             return
-        os.replace(self.log_file, self.log_file + ".1")
-        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fresh = self.log_file + ".new"
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        if os.path.exists(self.log_file + ".1"):
+            os.unlink(self.log_file + ".1")
+        os.link(self.log_file, self.log_file + ".1")
+        os.replace(fresh, self.log_file)  # the log's name always names a file, for serve.logs
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
