@@ -10,7 +10,7 @@ install MLX from the package index twice (uv and pip), so a full run takes a few
 
 To add a benchmark: write a function `name(work: Path) -> Result` (harness.py) in an area's module
 (setup_bench.py, invoke_bench.py, shell_bench.py, validate_bench.py, pull_bench.py, chat_bench.py,
-speed_bench.py, real_model_bench.py, or a new one listed in MODULES), and put it in that module's BENCHMARKS.
+speed_bench.py, real_model_bench.py, serve_bench.py, or a new one listed in MODULES), and put it in that module's BENCHMARKS.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import cuda_bench
 import invoke_bench
 import pull_bench
 import real_model_bench
+import serve_bench
 import setup_bench
 import shell_bench
 import speed_bench
@@ -36,7 +37,7 @@ from harness import ROOT, Result
 from mlxtasks import facts
 
 MODULES = (setup_bench, invoke_bench, shell_bench, validate_bench, pull_bench, chat_bench, speed_bench,
-           real_model_bench)
+           real_model_bench, serve_bench)
 BENCHMARKS = {bench.__name__: bench for module in MODULES for bench in module.BENCHMARKS}
 DOC = ROOT / "docs" / "performance.md"
 

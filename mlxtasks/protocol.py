@@ -256,6 +256,32 @@ class Capabilities(Message):
     pipeline: bool
 
 
+# --- serve ---
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeSpec(Message):
+    """What `invoke serve` tells the server (mlxtasks.runtime.server): one model, where to listen, its limits."""
+
+    alias: str
+    model: str  # the model's folder
+    names: list[str]  # what a request may call the model besides the alias: its folder name, its repo id
+    host: str = "127.0.0.1"
+    port: int = 8080
+    allowed_origins: list[str] = dataclasses.field(default_factory=list)  # CORS; none: no page reads answers
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 2048  # a request's default
+    max_body_bytes: int = 4 * 1024 * 1024
+    queue_limit: int = 32  # requests waiting or generating; more get 429
+    batch_size: int = 8  # streams generated together
+    prefill_chunk: int = 512  # prompt tokens processed between two steps of the other streams
+    prompt_caches: int = 10  # finished conversations whose cache a next request starting the same way reuses
+    log_file: str = ""  # the log its output goes to: moved to .1 past log_max_bytes, and a new one started
+    log_max_bytes: int = 10 * 1024 * 1024
+    exit_file: str = ""  # where the server writes why it ended on a fault, for serve.status
+
+
 # --- probe ---
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`invoke serve`: mlx_lm's OpenAI-compatible server for one installed model, started from the venv and
+"""`invoke serve`: our OpenAI-compatible server (mlxtasks.runtime.server) for one installed model, started from the venv and
 looked after through a record in the state folder (pid, model, address), with its output in a log there.
 
 Pure where it can be (which model, which argv, which URL); the rest starts, probes and stops processes.
@@ -23,7 +23,7 @@ from .catalog import Model
 from .config import Settings
 from .errors import MlxTasksError
 from .facts import GB, HostFacts
-from .protocol import is_loopback
+from .protocol import ServeSpec, is_loopback
 
 STOP_WAIT_S = 10.0  # after SIGTERM, before SIGKILL
 TAIL_LINES = 15  # of the log, shown when a start fails
@@ -50,6 +50,11 @@ def record_path(state: Path) -> Path:
 
 def log_path(state: Path) -> Path:
     return state / "serve.log"
+
+
+def exit_path(state: Path) -> Path:
+    """Where the server says why it ended after a fault (its exit status and the error)."""
+    return state / "serve.exit"
 
 
 def base_url(host: str, port: int) -> str:
@@ -80,7 +85,7 @@ def prepare(settings: Settings, alias: str, host: str | None, facts: HostFacts, 
     model, folder = choose_model(settings, alias, facts, force)
     host = host or "127.0.0.1"
     return model, host, server_argv(settings.venv_python, model, folder, host, settings.serve_port,
-                                    settings.serve_allowed_origins)
+                                    settings.serve_allowed_origins, settings.state)
 
 
 def open_warning(host: str) -> str | None:
@@ -91,11 +96,15 @@ def open_warning(host: str) -> str | None:
             "authentication: anyone who can connect can use the model.")
 
 
-def server_argv(python: Path, model: Model, folder: Path, host: str, port: int, origins: Sequence[str]) -> list[str]:
-    """The server's command line: mlx_lm.server's own flags, with the catalogue's sampling as its defaults."""
-    return [str(python), "-m", "mlxtasks.runtime.serve", "--alias", model.alias, "--model", str(folder),
-            "--host", host, "--port", str(port), "--allowed-origins", ",".join(origins),
-            "--temp", str(model.temperature), "--top-p", str(model.top_p), "--max-tokens", str(model.max_tokens)]
+def server_argv(python: Path, model: Model, folder: Path, host: str, port: int, origins: Sequence[str],
+                state: Path) -> list[str]:
+    """The server's command line: our server (mlxtasks.runtime.server) with its spec, the catalogue's sampling
+    as its defaults, and the names a request may use for the model."""
+    spec = ServeSpec(alias=model.alias, model=str(folder), names=sorted({folder.name, model.repo, str(folder)}),
+                     host=host, port=port, allowed_origins=list(origins), temperature=model.temperature,
+                     top_p=model.top_p, max_tokens=model.max_tokens, log_file=str(log_path(state)),
+                     exit_file=str(exit_path(state)))
+    return [str(python), "-m", "mlxtasks.runtime.server", spec.to_json()]
 
 
 def attached_argv(settings: Settings, alias: str, host: str, force: bool) -> list[str]:
@@ -143,6 +152,25 @@ def _alive(server: Server) -> bool:
         return False
 
 
+def crashed(state: Path) -> str | None:
+    """What to say when the record names a server that has gone without serve.stop (which removes the
+    record) and without saying it was stopped: its exit status when it wrote one, and the log's last lines."""
+    try:
+        server = Server(**json.loads(record_path(state).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if _alive(server):
+        return None
+    try:
+        ended = json.loads(exit_path(state).read_text())
+        if ended["status"] == 0:
+            return None  # it was stopped (Ctrl-C, a service manager's stop)
+        how = f"exit status {ended['status']}: {ended['reason']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        how = "exit status unknown: killed, or a crash in native code"
+    return f"The server for {server.alias} (pid {server.pid}) crashed ({how}). The log's last lines:\n{tail(state)}"
+
+
 def refuse_second(state: Path) -> None:
     server = running(state)
     if server:
@@ -187,7 +215,8 @@ def start(argv: list[str], state: Path, alias: str, host: str, port: int, timeou
     import psutil
 
     state.mkdir(parents=True, exist_ok=True)
-    log_path(state).unlink(missing_ok=True)  # a new log, yours alone: mlx_lm logs the body of a malformed request
+    exit_path(state).unlink(missing_ok=True)
+    log_path(state).unlink(missing_ok=True)  # a new log, yours alone: readable by you alone
     with os.fdopen(os.open(log_path(state), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    env=server_env(), start_new_session=True)
@@ -224,13 +253,14 @@ def run_attached(argv: list[str], state: Path, alias: str, host: str, port: int)
     import psutil
 
     _record(state, Server(os.getpid(), alias, host, port, psutil.Process().create_time()))
+    exit_path(state).unlink(missing_ok=True)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # what was printed before exec would be lost
     os.execve(argv[0], argv, server_env())
 
 
 def healthy(server: Server, timeout: float = 2.0) -> bool:
-    """The server's /health answers 200 (mlx_lm: its generation thread is alive)."""
+    """The server's /health answers 200 (its engine works)."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
     try:
         with opener.open(server.url.removesuffix("/v1") + "/health", timeout=timeout) as answer:

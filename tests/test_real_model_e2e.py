@@ -98,3 +98,27 @@ def test_bench_reports_its_numbers_for_the_real_model(real_setup, home):
     [run] = entry["runs"]
     assert (result["alias"], entry["prompt_tokens"], run["generation_tokens"]) == (ALIAS, 32, 8)
     assert run["prompt_tps"] > 0 and run["generation_tps"] > 0 and run["peak_memory_gb"] > 0
+
+
+def test_a_stop_string_across_token_boundaries_stops_the_real_model(real_server):
+    asked = dict(model=ALIAS, messages=[{"role": "user", "content": "What is the capital of France?"}],
+                 max_tokens=MAX_TOKENS, temperature=0)
+    answer = client(real_server).chat.completions.create(**asked).choices[0].message.content
+    stop = "ital of"  # the end of one token and the start of the next (" capital", " of")
+    assert stop in answer
+    reply = client(real_server).chat.completions.create(**asked, stop=[stop])
+    assert reply.choices[0].message.content == answer[:answer.index(stop)]
+    assert reply.choices[0].finish_reason == "stop"
+    chunks = list(client(real_server).chat.completions.create(**asked, stop=stop, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == answer[:answer.index(stop)]
+    first = client(real_server).chat.completions.create(**asked, stop=answer[:3])  # matched at once
+    assert first.choices[0].message.content == "" and first.choices[0].finish_reason == "stop"
+
+
+def test_a_text_completion_goes_on_from_the_prompt_with_its_leading_space(real_server):
+    done = client(real_server).completions.create(model=ALIAS, prompt="The capital of France is", max_tokens=5,
+                                                  temperature=0)
+    assert done.choices[0].text.startswith(" Paris")  # mlx_lm's detokenizer alone would say "Paris", glued on
+    streamed = client(real_server).completions.create(model=ALIAS, prompt="The capital of France is", max_tokens=5,
+                                                      temperature=0, stream=True)
+    assert "".join(c.choices[0].text for c in streamed) == done.choices[0].text

@@ -11,9 +11,10 @@ import psutil
 import pytest
 from invoke import Config, Context, Exit, MockContext, Result
 
-from mlxtasks import catalog, config, protocol, serve, service
+from mlxtasks import catalog, config, serve, service
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.facts import GIB, HostFacts
+from mlxtasks.protocol import ServeSpec, host_name, is_loopback
 from mlxtasks.tasks import ns
 from mlxtasks.tasks import serve as serve_tasks
 from mlxtasks.tasks.setup import uninstall
@@ -48,15 +49,19 @@ def test_unknown_and_too_big_models_are_refused_with_a_fix(settings):
     assert serve.choose_model(settings, "qwen32b", SMALL_MAC, force=True)[0].alias == "qwen32b"
 
 
-def test_the_server_gets_the_catalogue_sampling_and_no_cors_by_default(settings):
+def test_the_server_gets_its_spec_with_the_catalogue_sampling_the_models_names_and_no_cors_by_default(settings):
     model = catalog.find("qwen7b", settings.catalog)
-    argv = serve.server_argv(settings.venv_python, model, settings.models / "m", "127.0.0.1", 8080, ())
-    assert argv[:3] == [str(settings.venv_python), "-m", "mlxtasks.runtime.serve"]
-    flags = dict(zip(argv[3::2], argv[4::2]))
-    assert flags == {"--alias": "qwen7b", "--model": str(settings.models / "m"), "--host": "127.0.0.1", "--port": "8080",
-                     "--allowed-origins": "", "--temp": "0.7", "--top-p": "0.8", "--max-tokens": "2048"}
-    argv = serve.server_argv(settings.venv_python, model, settings.models / "m", "::1", 9000, ("http://a", "http://b"))
-    assert argv[argv.index("--allowed-origins") + 1] == "http://a,http://b"
+    folder = settings.models / "qwen25-coder-7b"
+    argv = serve.server_argv(settings.venv_python, model, folder, "127.0.0.1", 8080, (), settings.state)
+    assert argv[:3] == [str(settings.venv_python), "-m", "mlxtasks.runtime.server"]
+    spec = ServeSpec.from_json(argv[3])
+    assert (spec.alias, spec.model, spec.host, spec.port, spec.allowed_origins) == \
+        ("qwen7b", str(folder), "127.0.0.1", 8080, [])
+    assert (spec.temperature, spec.top_p, spec.max_tokens) == (0.7, 0.8, 2048)
+    assert set(spec.names) == {"qwen25-coder-7b", "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", str(folder)}
+    assert spec.log_file == str(serve.log_path(settings.state)) and spec.exit_file == str(serve.exit_path(settings.state))
+    argv = serve.server_argv(settings.venv_python, model, folder, "::1", 9000, ("http://a", "http://b"), settings.state)
+    assert ServeSpec.from_json(argv[3]).allowed_origins == ["http://a", "http://b"]
 
 
 def test_port_config_and_flag_and_their_errors(tmp_path, capsys):
@@ -86,9 +91,9 @@ def test_clients_on_this_machine_get_a_reachable_url(host, url):
 
 
 def test_loopback_names_and_host_headers():
-    assert all(map(protocol.is_loopback, ["127.0.0.1", "127.3.4.5", "::1", "localhost"]))
-    assert not any(map(protocol.is_loopback, ["0.0.0.0", "::", "192.168.1.5", "evil.example", "localhost.evil.example"]))
-    assert [protocol.host_name(h) for h in ["127.0.0.1:8080", "[::1]:8080", "LocalHost", "[::1]", "evil.example:80"]] == \
+    assert all(map(is_loopback, ["127.0.0.1", "127.3.4.5", "::1", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.5", "evil.example", "localhost.evil.example"]))
+    assert [host_name(h) for h in ["127.0.0.1:8080", "[::1]:8080", "LocalHost", "[::1]", "evil.example:80"]] == \
         ["127.0.0.1", "::1", "localhost", "::1", "evil.example"]
 
 
@@ -142,6 +147,22 @@ def test_a_record_is_trusted_only_while_its_own_process_lives(tmp_path):
     assert serve.running(tmp_path) is None and not serve.record_path(tmp_path).exists()
     serve.record_path(tmp_path).write_text("{not json")
     assert serve.running(tmp_path) is None and not serve.record_path(tmp_path).exists()
+
+
+def test_a_server_gone_without_stop_is_reported_as_crashed_with_its_exit_status_and_log(tmp_path):
+    process = spawn("import time")
+    record(tmp_path, process)
+    assert serve.crashed(tmp_path) is None  # it runs
+    process.kill()
+    process.wait()
+    serve.log_path(tmp_path).write_text("loading\nTraceback: boom\n")
+    assert serve.crashed(tmp_path) == (f"The server for qwen7b (pid {process.pid}) crashed (exit status unknown: "
+                                       "killed, or a crash in native code). The log's last lines:\n  loading\n  Traceback: boom")
+    serve.exit_path(tmp_path).write_text('{"status": 70, "reason": "RuntimeError: boom"}')
+    assert f"(pid {process.pid}) crashed (exit status 70: RuntimeError: boom)." in serve.crashed(tmp_path)
+    serve.exit_path(tmp_path).write_text('{"status": 0, "reason": "stopped"}')
+    assert serve.crashed(tmp_path) is None  # a stop by a signal (Ctrl-C, systemctl stop) is no crash
+    assert serve.running(tmp_path) is None and serve.crashed(tmp_path) is None  # reported once, then cleaned up
 
 
 @pytest.mark.slow

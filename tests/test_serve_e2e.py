@@ -1,8 +1,9 @@
-"""`invoke serve` for real: mlx_lm's server from the session's venv with the tiny model, on a free port of
+"""`invoke serve` for real: our server (mlxtasks.runtime.server) from the session's venv with the tiny model, on a free port of
 127.0.0.1, driven by the `openai` client and raw HTTP, then stopped."""
 
 import http.client
 import json
+import re
 import shutil
 import signal
 import socket
@@ -115,10 +116,12 @@ def test_eight_concurrent_requests_are_all_answered(server):
 def test_bad_requests_get_4xx_and_the_server_stays_up(server):
     home, url, _ = server
     status, body = post(url, b'{"model": "qwen7b", "messages": [')
-    assert status == 400 and b"Invalid JSON" in body
+    assert status == 400 and json.loads(body)["error"]["message"] == "The body is not valid JSON."
     with pytest.raises(openai.NotFoundError) as unknown:
         client(url).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-    assert unknown.value.response.json() == {"error": "The model 'gpt-4o' is not served here; this server serves 'qwen7b'."}
+    assert unknown.value.response.json() == {"error": {
+        "message": "The model 'gpt-4o' is not served here; this server serves 'qwen7b'.", "type": "not_found_error",
+        "param": "model", "code": "model_not_found"}}
     with pytest.raises(openai.BadRequestError):
         client(url).chat.completions.create(model="qwen7b", messages=[{"role": "user", "content": "hi"}], max_tokens=-1)
     assert client(url).chat.completions.create(model="qwen7b", messages=[{"role": "user", "content": "hi"}],
@@ -142,7 +145,8 @@ def test_status_and_logs(server):
     assert lines["health"] == "ok" and lines["uptime"][0].isdigit()
     assert (state_of(home) / "serve.log").stat().st_mode & 0o777 == 0o600
     logs = invoke("serve.logs", "--lines", "0", home=home)
-    assert "Starting httpd at 127.0.0.1" in logs.stdout and '"POST /v1/chat/completions HTTP/1.1" 200' in logs.stdout
+    assert "Uvicorn running on http://127.0.0.1:" in logs.stdout
+    assert re.search(r"POST /v1/chat/completions 200 in=\d+B out=\d+B \d+\.\d+s", logs.stdout)
 
 
 def test_a_second_serve_while_one_runs_says_so(server, paths):
@@ -191,7 +195,7 @@ def test_a_server_that_does_not_answer_in_time_is_stopped(paths, home):
     done = invoke("serve", "qwen7b", "--port", str(free_port()), *paths, home=home, INVOKE_MLX_SERVE_START_TIMEOUT_S="0")
     assert done.returncode == 1 and "The server did not answer within 0 s, so it was stopped." in done.stderr
     assert not (state_of(home) / "serve.json").exists()
-    assert not any("mlxtasks.runtime.serve" in " ".join(p.info["cmdline"] or []) and
+    assert not any("mlxtasks.runtime.server" in " ".join(p.info["cmdline"] or []) and
                    p.info["environ"] and p.info["environ"].get("HOME") == str(home)
                    for p in psutil.process_iter(["cmdline", "environ"]))
 
@@ -215,7 +219,7 @@ def test_foreground_is_the_server_itself_and_ctrl_c_stops_it(paths, home):
                                 cwd=ROOT, env=clean_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         for line in attached.stdout:
-            if "Starting httpd" in line:
+            if "Uvicorn running on" in line:
                 break
         assert server_pid(home) == attached.pid  # exec kept the pid, so the record names the server
         status = invoke("serve.status", home=home)

@@ -1,4 +1,4 @@
-"""serve: a local OpenAI-compatible endpoint (mlx_lm's server) for editors and tools, on loopback by default."""
+"""serve: a local OpenAI-compatible endpoint (our server over mlx_lm) for editors and tools, on loopback by default."""
 
 from invoke import Collection
 
@@ -64,7 +64,13 @@ def status(c):
 
     from .. import serve, ui
 
-    server = serve.running(settings(c).state)
+    state = settings(c).state
+    crash = serve.crashed(state)
+    if crash:
+        ui.out(crash)
+        serve.running(state)  # removes the record: the next status says no server runs
+        raise Exit(code=1)
+    server = serve.running(state)
     if not server:
         ui.out("No server is running. Start one: invoke serve default")
         raise Exit(code=1)

@@ -1,0 +1,173 @@
+"""`invoke serve`'s server (issue 18) on the tests' SmolLM2-135M-Instruct, with mlx_lm.server beside it on the
+same model and requests: one stream against raw stream_generate, 8 parallel streams against one, and how
+much a 4,000-token prompt delays another client's first token."""
+
+from __future__ import annotations
+
+import functools
+import http.client
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from harness import INVOKE, Result, real_model, set_up_home, timed, user_env, venv_python
+
+ALIAS = "smollm2-135m"
+TOKENS, STREAMS, RUNS = 48, 8, 3
+LONG_PROMPT, CHUNK = 4000, 512  # CHUNK: the server's prefill chunk (ServeSpec.prefill_chunk)
+PROMPT = "Once upon a time, in a small village by the sea,"
+
+RAW = """
+import json, sys
+from mlx_lm import load, stream_generate
+from mlx_lm.sample_utils import make_logits_processors
+model, tokenizer = load(sys.argv[1])
+bias = make_logits_processors({int(i): -100.0 for i in sys.argv[4].split(",")})
+rates = []
+for _ in range(int(sys.argv[3]) + 1):
+    for last in stream_generate(model, tokenizer, sys.argv[2], max_tokens=int(sys.argv[5]), logits_processors=bias):
+        pass
+    rates.append(last.generation_tps)
+print(json.dumps(rates[1:]))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def special_ids(folder: Path) -> list[int]:
+    """The model's special tokens (end of turn, end of text): biased away so every run makes TOKENS tokens."""
+    return [t["id"] for t in json.loads((folder / "tokenizer.json").read_text())["added_tokens"]]
+
+
+def stream(port: int, prompt: str, tokens: int, bias: dict[str, float]) -> dict[str, float]:
+    """One streamed completion (no model named: each server's own): seconds to the first text, seconds to the
+    end, text chunks received."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1800)
+    body = {"prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True,
+            "logit_bias": bias}
+    start = time.perf_counter()
+    connection.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+    answer = connection.getresponse()
+    first, chunks = None, 0
+    for line in answer:
+        if not line.startswith(b"data: {"):
+            continue
+        choices = json.loads(line[6:])["choices"]
+        if choices and choices[0].get("text"):
+            first = first or time.perf_counter() - start
+            chunks += 1
+    end = time.perf_counter() - start
+    assert answer.status == 200 and first is not None, answer.status
+    return {"first": first, "end": end, "chunks": chunks}
+
+
+def decode_rate(run: dict[str, float]) -> float:
+    return (run["chunks"] - 1) / (run["end"] - run["first"])
+
+
+def measure(port: int, bias: dict[str, float]) -> dict:
+    stream(port, PROMPT, 4, bias)  # warm up
+    one = [stream(port, PROMPT, TOKENS, bias) for _ in range(RUNS)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(STREAMS) as pool:
+        many = list(pool.map(lambda n: stream(port, f"{PROMPT} ({n})", TOKENS, bias), range(STREAMS)))
+    wall = time.perf_counter() - start
+    alone = statistics.median(stream(port, PROMPT, 1, bias)["first"] for _ in range(RUNS))
+    chunk = statistics.median(stream(port, "word " * CHUNK, 1, bias)["first"] for _ in range(RUNS))
+    with ThreadPoolExecutor(2) as pool:
+        long = pool.submit(stream, port, "word " * LONG_PROMPT, 1, bias)
+        time.sleep(1.0)  # the long prompt's prefill is under way
+        short = pool.submit(stream, port, PROMPT, 1, bias).result()
+        long.result()
+    return {"one_tps": statistics.median(map(decode_rate, one)),
+            "many_tps": sum(run["chunks"] for run in many) / wall, "many_first": max(run["first"] for run in many),
+            "alone_first": alone, "chunk_s": chunk, "behind_long_first": short["first"]}
+
+
+def wait_until_up(port: int, process: subprocess.Popen) -> None:
+    for _ in range(1200):
+        assert process.poll() is None, "mlx_lm.server exited"
+        try:
+            http.client.HTTPConnection("127.0.0.1", port, timeout=5).request("GET", "/v1/models")
+            return
+        except OSError:
+            time.sleep(0.25)
+    raise SystemExit("mlx_lm.server did not start")
+
+
+@functools.cache
+def numbers(work: Path) -> dict:
+    home = set_up_home(work)
+    models = work / "serve-bench" / "models"
+    shutil.copytree(real_model(work), models / ALIAS)
+    bias = {str(i): -100.0 for i in special_ids(models / ALIAS)}
+    raw = subprocess.run([str(venv_python(work)), "-c", RAW, str(models / ALIAS), PROMPT, str(RUNS),
+                          ",".join(bias), str(TOKENS)], check=True, capture_output=True, text=True)
+    port = free_port()
+    timed([INVOKE, "serve", ALIAS, "--port", str(port), "--models", str(models)], home)
+    try:
+        ours = measure(port, bias)
+    finally:
+        timed([INVOKE, "serve.stop"], home)
+    port = free_port()
+    theirs_process = subprocess.Popen([str(venv_python(work)), "-m", "mlx_lm.server", "--model", str(models / ALIAS),
+                                       "--port", str(port)], env=user_env(home, HF_HUB_OFFLINE="1"),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_up(port, theirs_process)
+        theirs = measure(port, bias)
+    finally:
+        theirs_process.terminate()
+        theirs_process.wait(timeout=60)
+    return {"raw_tps": statistics.median(json.loads(raw.stdout)), "ours": ours, "mlx_lm": theirs}
+
+
+def serve_one_stream(work: Path) -> Result:
+    found = numbers(work)
+    ours, raw = found["ours"]["one_tps"], found["raw_tps"]
+    return Result(
+        f"The server, one stream: decode rate against raw stream_generate (SmolLM2-135M, {TOKENS} tokens)",
+        f"{ours:.1f} tokens/s, raw stream_generate {raw:.1f} tokens/s ({ours / raw:.0%})",
+        ">= 97% of raw stream_generate", ours >= 0.97 * raw,
+        {"ours_tps": ours, "raw_tps": raw, "mlx_lm_server_tps": found["mlx_lm"]["one_tps"]},
+        (f"mlx_lm.server on the same requests: {found['mlx_lm']['one_tps']:.1f} tokens/s",))
+
+
+def serve_parallel_streams(work: Path) -> Result:
+    found = numbers(work)
+    ours = found["ours"]
+    ratio = ours["many_tps"] / ours["one_tps"]
+    return Result(
+        f"The server, {STREAMS} parallel streams: aggregate rate and the slowest first token",
+        f"{ours['many_tps']:.1f} tokens/s ({ratio:.1f}x one stream), slowest first token {ours['many_first']:.2f} s",
+        ">= 2x one stream, every first token within 2 s", ratio >= 2 and ours["many_first"] <= 2,
+        {"ours_tps": ours["many_tps"], "ours_first_s": ours["many_first"],
+         "mlx_lm_server_tps": found["mlx_lm"]["many_tps"], "mlx_lm_server_first_s": found["mlx_lm"]["many_first"]},
+        (f"mlx_lm.server: {found['mlx_lm']['many_tps']:.1f} tokens/s "
+         f"({found['mlx_lm']['many_tps'] / found['mlx_lm']['one_tps']:.1f}x its one stream), slowest first token "
+         f"{found['mlx_lm']['many_first']:.2f} s",))
+
+
+def serve_long_prompt(work: Path) -> Result:
+    found = numbers(work)
+    ours = found["ours"]
+    delay = ours["behind_long_first"] - ours["alone_first"]
+    return Result(
+        f"The server: a short request's first token while a {LONG_PROMPT}-token prompt is prefilled",
+        f"delayed {delay:.2f} s (alone {ours['alone_first']:.2f} s); one {CHUNK}-token chunk takes {ours['chunk_s']:.2f} s",
+        f"delay <= one prefill chunk ({CHUNK} tokens)", delay <= ours["chunk_s"],
+        {"ours_delay_s": delay, "ours_chunk_s": ours["chunk_s"],
+         "mlx_lm_server_delay_s": found["mlx_lm"]["behind_long_first"] - found["mlx_lm"]["alone_first"]},
+        (f"mlx_lm.server: delayed {found['mlx_lm']['behind_long_first'] - found['mlx_lm']['alone_first']:.2f} s",))
+
+
+BENCHMARKS = [serve_one_stream, serve_parallel_streams, serve_long_prompt]

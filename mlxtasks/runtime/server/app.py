@@ -1,0 +1,421 @@
+"""The HTTP side: OpenAI's endpoints on Starlette. Every request is checked before any work (Host, content
+type, size, JSON, types, model, token ids, context), and every error has OpenAI's shape
+{"error": {"message", "type", "param", "code"}}."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ...protocol import ServeSpec, host_name, is_loopback
+from .engine import Busy, Engine, Job
+
+MAX_CHOICES = 8  # n times the number of prompts
+
+
+class ApiError(Exception):
+    KINDS = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+             413: "invalid_request_error", 415: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
+             503: "server_error"}
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.headers = status, message, param, code, headers
+
+    def response(self) -> JSONResponse:
+        body = {"message": self.message, "type": self.KINDS.get(self.status, "invalid_request_error"),
+                "param": self.param, "code": self.code}
+        return JSONResponse({"error": body}, status_code=self.status, headers=self.headers)
+
+
+# --- request bodies: None (or JSON null) always means "the default" ---
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool | None = None
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+    min_p: float | None = Field(None, ge=0, le=1)
+    n: int | None = Field(None, ge=1, le=MAX_CHOICES)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    repetition_penalty: float | None = Field(None, gt=0, le=10)
+    logit_bias: dict[int, float] | None = None
+    seed: int | None = None
+    user: str | None = None
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+
+class ChatRequest(Options):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool | None = None
+    tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None
+
+
+class CompletionRequest(Options):
+    prompt: Union[str, list[str], list[int], list[list[int]]] = ""
+    suffix: str | None = None
+    echo: bool | None = None
+    logprobs: int | None = None
+    best_of: int | None = Field(None, ge=1, le=1)
+
+
+def parse(kind: type[BaseModel], data: Any) -> Any:
+    try:
+        return kind.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"] if not str(part).startswith(("str", "list[", "function")))
+        raise ApiError(400, f"{where or 'body'}: {first['msg']}", param=where or None, code="invalid_value") from None
+
+
+def refuse(param: str, why: str) -> ApiError:
+    return ApiError(400, f"{param}: {why}", param=param, code="unsupported_parameter")
+
+
+# --- the app ---
+
+
+class Server:
+    def __init__(self, spec: ServeSpec, engine: Engine):
+        self.spec, self.engine = spec, engine
+        self.names = {spec.alias, *spec.names}
+        self.created = int(time.time())
+
+    def check_model(self, name: str | None) -> None:
+        if name is not None and name not in self.names:
+            raise ApiError(404, f"The model {name!r} is not served here; this server serves {self.spec.alias!r}.",
+                           param="model", code="model_not_found")
+
+    async def read_json(self, request: Request) -> Any:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            raise ApiError(415, f"Send the body as JSON with the header Content-Type: application/json "
+                                f"(got {kind or 'none'!r}).", code="unsupported_media_type")
+        limit = self.spec.max_body_bytes
+        too_big = ApiError(413, f"The body is larger than this server's limit of {limit} bytes.",
+                           code="body_too_large")
+        if int(request.headers.get("content-length") or 0) > limit:
+            raise too_big
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_big
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):  # RecursionError: nested past Python's limit
+            raise ApiError(400, "The body is not valid JSON.", code="invalid_json") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "The body must be a JSON object.", code="invalid_json")
+        return data
+
+    def check_ids(self, ids: list[int], param: str) -> None:
+        bad = [i for i in ids if not 0 <= i < self.engine.vocab_size]
+        if bad:
+            raise ApiError(400, f"{param}: token id {bad[0]} is outside this model's vocabulary (0 to "
+                                f"{self.engine.vocab_size - 1}).", param=param, code="invalid_token_id")
+
+    def check_context(self, prompt_tokens: int, max_tokens: int, at_least: bool = False) -> None:
+        context = self.engine.context
+        if context and prompt_tokens + max_tokens > context:
+            raise ApiError(400, f"This model's context is {context} tokens, and the prompt has "
+                                f"{'at least ' if at_least else ''}{prompt_tokens} tokens plus max_tokens "
+                                f"{max_tokens}: shorten the prompt or lower max_tokens.",
+                           param="messages", code="context_length_exceeded")
+
+    def budget(self, asked: int | None, prompt_tokens: int) -> int:
+        """max_tokens: as asked, if prompt and answer fit the context; by default as much as fits, up to the
+        server's default."""
+        self.check_context(prompt_tokens, asked or 1)
+        if asked:
+            return asked
+        return min(self.spec.max_tokens, self.engine.context - prompt_tokens) if self.engine.context \
+            else self.spec.max_tokens
+
+    def precheck(self, characters: int, max_tokens: int) -> None:
+        """Before tokenizing: a text longer than the context could hold is refused at once (no token is
+        longer than the longest one in the vocabulary)."""
+        self.check_context(characters // self.engine.longest_token, max_tokens, at_least=True)
+
+    def jobs(self, options: Options, prompts: list[list[int]], max_tokens: int,
+             continues: bool) -> tuple[list[Job], asyncio.Queue]:
+        engine = self.engine
+        if options.logit_bias:
+            self.check_ids(list(options.logit_bias), "logit_bias")
+            if any(not -100 <= v <= 100 for v in options.logit_bias.values()):
+                raise refuse("logit_bias", "each bias must be from -100 to 100")
+        stops = [options.stop] if isinstance(options.stop, str) else list(options.stop or [])
+        if len(stops) > 4 or not all(stops):
+            raise ApiError(400, "stop: up to 4 strings, none of them empty.", param="stop", code="invalid_value")
+        n = options.n or 1
+        if n * len(prompts) > MAX_CHOICES:
+            raise ApiError(400, f"n times the number of prompts is {n * len(prompts)}; at most {MAX_CHOICES}.",
+                           param="n", code="invalid_value")
+        temperature = self.spec.temperature if options.temperature is None else options.temperature
+        top_p = self.spec.top_p if options.top_p is None else options.top_p
+        events: asyncio.Queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        return [Job(index=i * n + k, prompt=prompt, max_tokens=max_tokens,
+                    sampler=engine.sampler(temperature, top_p, options.top_k or 0, options.min_p or 0.0),
+                    processors=engine.processors({int(k): v for k, v in (options.logit_bias or {}).items()},
+                                                 options.presence_penalty, options.frequency_penalty,
+                                                 options.repetition_penalty),
+                    stops=stops, events=events, loop=loop, continues=continues)
+                for i, prompt in enumerate(prompts) for k in range(n)], events
+
+    def submit(self, jobs: list[Job]) -> None:
+        try:
+            self.engine.submit(jobs)
+        except Busy:
+            raise ApiError(429, f"The server is busy ({self.spec.queue_limit} requests at once); try again shortly.",
+                           code="queue_full", headers={"Retry-After": "1"}) from None
+
+    # --- endpoints ---
+
+    async def health(self, request: Request) -> Response:
+        if self.engine.fault is not None:
+            raise ApiError(503, "The engine has failed; the server is ending.", code="engine_failed")
+        return JSONResponse({"status": "ok", "requests": self.engine.requests})
+
+    async def models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [
+            {"id": self.spec.alias, "object": "model", "created": self.created, "owned_by": "mlxtasks"}]})
+
+    async def chat(self, request: Request) -> Response:
+        body = parse(ChatRequest, await self.read_json(request))
+        self.check_model(body.model)
+        if body.tools:
+            raise refuse("tools", "tool calls are not supported by this server yet")
+        if body.logprobs:
+            raise refuse("logprobs", "log probabilities are not supported by this server")
+        if body.response_format and body.response_format.get("type") not in (None, "text"):
+            raise refuse("response_format", "only text responses are supported")
+        asked = body.max_completion_tokens or body.max_tokens
+        messages = [{"role": "system" if m.role == "developer" else m.role,
+                     "content": m.content if isinstance(m.content, str) or m.content is None
+                     else "".join(part.text for part in m.content)} for m in body.messages]
+        self.precheck(sum(len(m["content"] or "") for m in messages), asked or 1)
+        try:
+            prompt = await run_in_threadpool(self.engine.tokenizer.apply_chat_template, messages,
+                                             add_generation_prompt=True)
+        except Exception as exc:  # the model's template refused these messages (say, roles out of order)
+            raise ApiError(400, f"messages: the model's chat template refused them: {exc}", param="messages",
+                           code="invalid_messages") from None
+        max_tokens = self.budget(asked, len(prompt))
+        jobs, events = self.jobs(body, [prompt], max_tokens, continues=False)
+        return await self.answer(request, "chat", body, jobs, events, len(prompt), echoes=None)
+
+    async def completions(self, request: Request) -> Response:
+        body = parse(CompletionRequest, await self.read_json(request))
+        self.check_model(body.model)
+        if body.suffix:
+            raise refuse("suffix", "fill-in-the-middle is not supported for this model")
+        if body.logprobs is not None:
+            raise refuse("logprobs", "log probabilities are not supported by this server")
+        prompt = body.prompt
+        if prompt == []:
+            raise ApiError(400, "prompt: an empty list.", param="prompt", code="invalid_value")
+        texts = prompt if isinstance(prompt, list) and isinstance(prompt[0], str) else \
+            [prompt] if isinstance(prompt, str) else None
+        if texts is not None:
+            self.precheck(max(map(len, texts)), body.max_tokens or 1)
+            prompts = await run_in_threadpool(lambda: [self.engine.tokenizer.encode(t) for t in texts])
+        else:
+            prompts = [prompt] if isinstance(prompt[0], int) else prompt
+            for ids in prompts:
+                self.check_ids(ids, "prompt")
+        start = [self.engine.tokenizer.bos_token_id if self.engine.tokenizer.bos_token_id is not None
+                 else self.engine.eos[0]]
+        prompts = [ids or start for ids in prompts]  # an empty prompt: generation starts at a document's start
+        max_tokens = self.budget(body.max_tokens, max(map(len, prompts)))
+        echoes = None
+        if body.echo:
+            decode = self.engine.tokenizer.decode
+            echoes = texts if texts is not None else [decode(ids) for ids in prompts]
+        jobs, events = self.jobs(body, prompts, max_tokens, continues=True)
+        return await self.answer(request, "text", body, jobs, events, sum(map(len, prompts)), echoes)
+
+    async def answer(self, request: Request, kind: str, body: Options, jobs: list[Job], events: asyncio.Queue,
+                     prompt_tokens: int, echoes: list[str] | None) -> Response:
+        n = body.n or 1
+        name = body.model or self.spec.alias
+        ident = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
+        self.submit(jobs)
+
+        def usage(done: dict[int, dict]) -> dict:
+            completion = sum(d["completion_tokens"] for d in done.values())
+            return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                    "total_tokens": prompt_tokens + completion}
+
+        def choice(index: int, text: str | None, finish: str | None, first: bool = False) -> dict:
+            if kind == "chat":
+                delta = {"role": "assistant", "content": text or ""} if first else \
+                    ({} if text is None else {"content": text})
+                return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
+
+        def head() -> dict:
+            return {"id": ident, "object": "chat.completion.chunk" if kind == "chat" else "text_completion",
+                    "created": int(time.time()), "model": name}
+
+        if body.stream:
+            async def stream():
+                done: dict[int, dict] = {}
+                try:
+                    for job in jobs:
+                        echo = echoes[job.index // n] if echoes else ""
+                        if kind == "chat" or echo:
+                            yield sse({**head(), "choices": [choice(job.index, echo, None, first=True)]})
+                    while len(done) < len(jobs):
+                        index, what, value = await events.get()
+                        if what == "text":
+                            yield sse({**head(), "choices": [choice(index, value, None)]})
+                        else:
+                            done[index] = value
+                            yield sse({**head(), "choices": [choice(index, None, value["finish_reason"])]})
+                    if body.stream_options and body.stream_options.include_usage:
+                        yield sse({**head(), "choices": [], "usage": usage(done)})
+                    yield "data: [DONE]\n\n"
+                finally:
+                    self.engine.cancel(jobs)  # a client gone mid-stream: its jobs leave the batch
+
+            return StreamingResponse(stream(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+        texts = {job.index: (echoes[job.index // n] if echoes else "") for job in jobs}
+        done = {}
+        gone = asyncio.ensure_future(disconnected(request))
+        try:
+            while len(done) < len(jobs):
+                got = asyncio.ensure_future(events.get())
+                await asyncio.wait({got, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not got.done():
+                    got.cancel()
+                    return Response(status_code=499)  # nobody reads it; the jobs are cancelled below
+                index, what, value = got.result()
+                if what == "text":
+                    texts[index] += value
+                else:
+                    done[index] = value
+        finally:
+            gone.cancel()
+            self.engine.cancel(jobs)
+        if kind == "chat":
+            choices = [{"index": i, "message": {"role": "assistant", "content": texts[i]}, "logprobs": None,
+                        "finish_reason": done[i]["finish_reason"]} for i in sorted(texts)]
+        else:
+            choices = [{"index": i, "text": texts[i], "logprobs": None, "finish_reason": done[i]["finish_reason"]}
+                       for i in sorted(texts)]
+        return JSONResponse({**head(), "object": "chat.completion" if kind == "chat" else "text_completion",
+                             "choices": choices, "usage": usage(done)})
+
+
+async def disconnected(request: Request) -> None:
+    """Returns once the client has gone (the body was read already, so the next message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def sse(data: dict) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+def build(spec: ServeSpec, engine: Engine, log) -> Any:
+    server = Server(spec, engine)
+    routes = []
+    for path, endpoint, methods in [("/v1/models", server.models, ["GET"]), ("/v1/chat/completions", server.chat, ["POST"]),
+                                    ("/v1/completions", server.completions, ["POST"])]:
+        for variant in {path, path + "/", path.removeprefix("/v1"), path.removeprefix("/v1") + "/"}:
+            routes.append(Route(variant, endpoint, methods=methods))
+    routes += [Route("/health", server.health, methods=["GET"]), Route("/health/", server.health, methods=["GET"])]
+
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return exc.response()
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        message = "No such path." if exc.status_code == 404 else exc.detail
+        return ApiError(exc.status_code, message, code="not_found" if exc.status_code == 404 else None).response()
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        log.exception("request failed")
+        return ApiError(500, f"The server failed on this request: {type(exc).__name__}.", code="internal_error").response()
+
+    app = Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: crash})
+    app.router.redirect_slashes = False
+    if spec.allowed_origins:
+        app = CORSMiddleware(app, allow_origins=spec.allowed_origins, allow_methods=["GET", "POST"],
+                             allow_headers=["*"])
+    return Guard(app, is_loopback(spec.host), log)
+
+
+class Guard:
+    """Outermost: the Host check while bound to loopback (a DNS-rebinding page is refused), and one access
+    line per request (method, path, status, sizes, time), never a body."""
+
+    def __init__(self, app, loopback: bool, log):
+        self.app, self.loopback, self.log = app, loopback, log
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.monotonic()
+        seen = {"in": 0, "out": 0, "status": 0}
+
+        async def counted_receive():
+            message = await receive()
+            seen["in"] += len(message.get("body", b""))
+            return message
+
+        async def counted_send(message):
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            seen["out"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            host = host_name(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
+            if self.loopback and host and not is_loopback(host):
+                await ApiError(403, "This server answers only requests addressed to localhost.",
+                               code="host_not_allowed").response()(scope, receive, counted_send)
+            else:
+                await self.app(scope, counted_receive, counted_send)
+        finally:
+            self.log.info("%s %s %s in=%dB out=%dB %.3fs", scope["method"], scope["path"], seen["status"] or "-",
+                          seen["in"], seen["out"], time.monotonic() - started)

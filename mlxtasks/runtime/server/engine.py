@@ -1,0 +1,203 @@
+"""The engine: one thread that owns the model and runs mlx_lm's BatchGenerator (continuous batching), fed
+by a queue. Requests (Jobs) join and leave the batch between steps; a long prompt is prefilled in chunks,
+so the other streams advance meanwhile. Text is decoded per job, and stop strings are matched on that text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from mlx_lm import load
+from mlx_lm.generate import BatchGenerator, StopSequences
+from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
+from mlx_lm.sample_utils import make_logits_processors, make_sampler
+
+from ...protocol import ServeSpec
+
+
+log = logging.getLogger("mlxtasks.server")
+
+
+class Busy(Exception):
+    """The queue is full: the request is refused (429), nothing started."""
+
+
+@dataclass
+class Job:
+    """One generated text (a choice). Events go to `events` on the event loop as (index, kind, value)."""
+
+    index: int
+    prompt: list[int]
+    max_tokens: int
+    sampler: Callable
+    processors: list
+    stops: list[str]
+    events: asyncio.Queue
+    loop: asyncio.AbstractEventLoop
+    continues: bool = False  # a text completion: the answer goes on the prompt's text, a leading space and all
+    cancelled: bool = False
+    tokens: int = 0
+    pending: str = ""  # decoded text held back: it may be the start of a stop string
+    detokenizer: Any = None
+    uid: int = -1
+
+    def send(self, kind: str, value: Any) -> None:
+        self.loop.call_soon_threadsafe(self.events.put_nowait, (self.index, kind, value))
+
+
+def split_at_stop(text: str, stops: list[str]) -> tuple[str, str, bool]:
+    """(text to send now, text held back, whether a stop string was found). Held back: the longest end of
+    `text` that could begin a stop string, since the next token may complete it."""
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    if found:
+        return text[:min(found)], "", True
+    keep = max((n for s in stops for n in range(min(len(s) - 1, len(text)), 0, -1) if s.startswith(text[-n:])),
+               default=0)
+    return text[:len(text) - keep], text[len(text) - keep:], False
+
+
+class Engine:
+    def __init__(self, spec: ServeSpec):
+        self.spec = spec
+        self.model, self.tokenizer, config = load(spec.model, return_config=True)
+        text_config = config.get("text_config", config)
+        self.vocab_size = int(text_config.get("vocab_size") or len(self.tokenizer.get_vocab()))
+        self.context = int(text_config.get("max_position_embeddings") or 0)  # 0: unknown
+        self.eos = sorted(self.tokenizer.eos_token_ids)
+        self.longest_token = max((len(t) for t in self.tokenizer.get_vocab()), default=1)
+        self._inbox: queue.Queue = queue.Queue()
+        self._count = 0  # jobs submitted and not finished
+        self._lock = threading.Lock()
+        self.fault: BaseException | None = None
+        self._prompts = LRUPromptCache(max_size=spec.prompt_caches)  # used by the engine thread alone
+
+    @property
+    def requests(self) -> int:
+        """Jobs waiting or generating."""
+        return self._count
+
+    def start(self, on_fault: Callable[[BaseException], None]) -> None:
+        def run():
+            try:
+                self._run()
+            except BaseException as exc:  # the batch's state is unknown now: every job fails, the server ends
+                self.fault = exc
+                on_fault(exc)
+
+        threading.Thread(target=run, name="engine", daemon=True).start()
+
+    def sampler(self, temperature: float, top_p: float, top_k: int, min_p: float) -> Callable:
+        return make_sampler(temp=temperature, top_p=top_p, top_k=top_k, min_p=min_p)
+
+    def processors(self, logit_bias: dict[int, float] | None, presence: float | None, frequency: float | None,
+                   repetition: float | None) -> list:
+        return make_logits_processors(logit_bias or None, repetition_penalty=repetition, presence_penalty=presence,
+                                      frequency_penalty=frequency)
+
+    def _cached(self, prompt: list[int]) -> tuple[list | None, list[int]]:
+        """The cache of the longest prompt seen that this one starts with, and the tokens it still needs
+        (at least one)."""
+        cache, rest = self._prompts.fetch_nearest_cache("model", prompt)
+        if cache is not None and not rest:
+            if not can_trim_prompt_cache(cache):
+                return None, prompt
+            trim_prompt_cache(cache, 1)
+            rest = prompt[-1:]
+        return cache, rest
+
+    def detokenizer(self, continues: bool):
+        """mlx_lm's streaming detokenizer drops a leading space at the start of a text; a completion's text
+        does not start there, so it gets a text already begun (a placeholder its segments leave out)."""
+        detokenizer = self.tokenizer.detokenizer
+        if continues:
+            try:
+                detokenizer.text, detokenizer.offset = "\0", 1
+            except AttributeError:  # the naive one: its text is the tokenizer's own decoding, spaces kept
+                pass
+        return detokenizer
+
+    def submit(self, jobs: list[Job]) -> None:
+        with self._lock:
+            if self.fault is not None:
+                raise RuntimeError("the engine has failed")
+            if self._count + len(jobs) > self.spec.queue_limit:
+                raise Busy()
+            self._count += len(jobs)
+        for job in jobs:
+            self._inbox.put(job)
+
+    def cancel(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            job.cancelled = True
+        self._inbox.put(None)  # wakes the thread, which drops them between two steps
+
+    def _finish(self, job: Job, reason: str) -> None:
+        if job.cancelled:
+            log.info("a request was cancelled after %d tokens: its client has gone", job.tokens)
+        else:
+            job.send("done", {"finish_reason": reason, "completion_tokens": job.tokens})
+        with self._lock:
+            self._count -= 1
+
+    def _run(self) -> None:
+        generator = BatchGenerator(self.model, completion_batch_size=self.spec.batch_size,
+                                   prefill_batch_size=self.spec.batch_size, prefill_step_size=self.spec.prefill_chunk)
+        eos = StopSequences([(t,) for t in self.eos])
+        active: dict[int, Job] = {}
+        while True:
+            arrived = [self._inbox.get()] if not active else []
+            while True:
+                try:
+                    arrived.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            for job in filter(None, arrived):
+                if job.cancelled:
+                    self._finish(job, "cancelled")
+                    continue
+                job.detokenizer = self.detokenizer(job.continues)
+                cache, rest = self._cached(job.prompt)
+                [job.uid] = generator.insert([rest], max_tokens=[job.max_tokens], caches=[cache],
+                                             all_tokens=[job.prompt[:len(job.prompt) - len(rest)]],
+                                             samplers=[job.sampler], logits_processors=[job.processors],
+                                             stop_sequences=[eos])
+                active[job.uid] = job
+            gone = [uid for uid, job in active.items() if job.cancelled]
+            if gone:
+                generator.remove(gone)
+                for uid in gone:
+                    self._finish(active.pop(uid), "cancelled")
+            if not active:
+                continue
+            _, responses = generator.next()
+            for response in responses:
+                job = active[response.uid]
+                if response.prompt_cache is not None:  # a finished one: the next turn of its chat starts here
+                    self._prompts.insert_cache("model", response.all_tokens, response.prompt_cache)
+                if self._step(job, response.token, response.finish_reason):
+                    del active[response.uid]
+                    if response.finish_reason is None:
+                        generator.remove([response.uid])
+
+    def _step(self, job: Job, token: int, reason: str | None) -> bool:
+        """Take one token; True when the job has ended."""
+        job.tokens += 1
+        end_of_turn = reason == "stop"  # an end-of-sequence token: not part of the text
+        if not end_of_turn:
+            job.detokenizer.add_token(token)
+        if reason is not None:
+            job.detokenizer.finalize()
+        text, job.pending, stopped = split_at_stop(job.pending + job.detokenizer.last_segment, job.stops)
+        if reason is not None and not stopped:
+            text, job.pending = text + job.pending, ""
+        if text and not job.cancelled:
+            job.send("text", text)
+        if stopped or reason is not None:
+            self._finish(job, "stop" if stopped or end_of_turn else "length")
+            return True
+        return False
