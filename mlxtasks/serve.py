@@ -310,6 +310,19 @@ def log_text(state: Path, lines: int) -> str:
     return "\n".join(text[-lines:] if lines else text)
 
 
+def status_report(state: Path) -> tuple[str, bool]:
+    """serve.status's text, and whether a server runs and answers. A crash is said once: its record goes."""
+    crash = crashed(state)
+    if crash:
+        running(state)  # removes the record: the next status says no server runs
+        return crash, False
+    server = running(state)
+    if not server:
+        return "No server is running. Start one: invoke serve default", False
+    answers = healthy(server)
+    return describe(server, answers), answers
+
+
 def describe(server: Server, answers: bool, now: float | None = None) -> str:
     """serve.status's lines: model, URL, pid, uptime and health."""
     rows = [("model", server.alias), ("url", server.url), ("pid", server.pid), ("uptime", uptime(server, now)),

@@ -64,18 +64,8 @@ def status(c):
 
     from .. import serve, ui
 
-    state = settings(c).state
-    crash = serve.crashed(state)
-    if crash:
-        ui.out(crash)
-        serve.running(state)  # removes the record: the next status says no server runs
-        raise Exit(code=1)
-    server = serve.running(state)
-    if not server:
-        ui.out("No server is running. Start one: invoke serve default")
-        raise Exit(code=1)
-    healthy = serve.healthy(server)
-    ui.out(serve.describe(server, healthy))
+    text, healthy = serve.status_report(settings(c).state)
+    ui.out(text)
     if not healthy:
         raise Exit(code=1)
 
