@@ -97,9 +97,10 @@ def test_a_no_cors_page_from_another_origin_gets_415_and_nothing_is_generated(se
     normal_request_works(url, home)
 
 
-def test_requests_mlx_lm_got_wrong_are_answered(server):
+def test_requests_mlx_lm_got_wrong_are_answered(server, tiny_model):
     home, url, _ = server
-    empty = call(url, "POST", "/v1/completions", {"model": "qwen7b", "prompt": "", "max_tokens": 3})[2]
+    empty = call(url, "POST", "/v1/completions", {"model": "qwen7b", "prompt": "", "max_tokens": 3,
+                                                  "logit_bias": no_special_tokens(tiny_model)})[2]
     assert empty["usage"]["completion_tokens"] == 3 and empty["choices"][0]["finish_reason"] == "length"
     two = call(url, "POST", "/v1/completions", {"model": "qwen7b", "prompt": ["a", "b"], "max_tokens": 2})[2]
     assert [c["index"] for c in two["choices"]] == [0, 1] and two["usage"]["completion_tokens"] == 4
@@ -123,10 +124,11 @@ def test_requests_mlx_lm_got_wrong_are_answered(server):
     normal_request_works(url, home)
 
 
-def test_a_stream_ends_with_usage_and_done(server):
+def test_a_stream_ends_with_usage_and_done(server, tiny_model):
     _, url, _ = server
     status, _, raw = call(url, "POST", CHAT, {"model": "qwen7b", "messages": HI, "max_tokens": 3, "stream": True,
-                                              "stream_options": {"include_usage": True}})
+                                              "stream_options": {"include_usage": True},
+                                              "logit_bias": no_special_tokens(tiny_model)})
     events = [line.removeprefix(b"data: ") for line in raw.split(b"\n\n") if line]
     assert status == 200 and events[-1] == b"[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
@@ -143,13 +145,18 @@ def wait_for(condition, what, limit=120):
         time.sleep(0.05)
 
 
+def no_special_tokens(model) -> dict[str, int]:
+    """A logit_bias that keeps the random-weight model from its special tokens, so no answer ends early."""
+    special = [t["id"] for t in json.loads((model / "tokenizer.json").read_text())["added_tokens"]]
+    return {str(i): -100 for i in special}
+
+
 def start_and_hold(url, stream, model):
     """Send 8 long generations (n=8) on a raw socket and return it once they run; closing it leaves. The
     model's special tokens are biased away, so none of them ends early."""
     port = int(url.rsplit(":", 1)[1].split("/")[0])
-    special = [t["id"] for t in json.loads((model / "tokenizer.json").read_text())["added_tokens"]]
     body = json.dumps({"prompt": "a", "max_tokens": 4000, "n": 8, "stream": stream,
-                       "logit_bias": {str(i): -100 for i in special}}).encode()
+                       "logit_bias": no_special_tokens(model)}).encode()
     raw = socket.create_connection(("127.0.0.1", port))
     raw.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
