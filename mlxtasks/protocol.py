@@ -43,9 +43,6 @@ class Message:
     def from_json(cls: type[M], text: str) -> M:
         return cls.from_dict(json.loads(text))
 
-    def write(self, path: Path) -> None:
-        path.write_text(self.to_json())
-
     @classmethod
     def read(cls: type[M], path: Path) -> M:
         return cls.from_json(Path(path).read_text())
