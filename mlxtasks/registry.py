@@ -73,7 +73,11 @@ class Inputs:
 
     @cached_property
     def folders(self) -> list[Path]:
-        return [f for f in store.model_folders(self.settings.models) if self.folder in (None, f.name)]
+        found = [f for f in store.model_folders(self.settings.models) if self.folder in (None, f.name)]
+        if self.folder and not found:
+            raise MlxTasksError(f"There is no model folder {self.folder!r} in {self.settings.models}.",
+                                fix="invoke models.list")
+        return found
 
     def ask(self, checks: Iterable[Check], say: Callable[[str], None]) -> None:
         """Start the venv's Python on what these checks judge, if they need it and it was not given."""

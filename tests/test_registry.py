@@ -102,6 +102,8 @@ def test_only_takes_the_id_of_one_model_folder_as_validate_reports_it(tmp_path):
     assert ids("models.b.v2") == ["models.b.v2"]
     assert ids("models.a.generate") == ["models.a.generate"]  # naming a --deep check runs it
     assert ids("models") == ["models.a", "models.b.v2"]
+    with pytest.raises(MlxTasksError, match=r"^There is no model folder 'nope' in "):
+        ids("models.nope")
 
 
 def test_skip_mlx_leaves_out_every_check_that_imports_mlx():
