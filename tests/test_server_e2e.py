@@ -39,7 +39,7 @@ def call(url, method, path, body=None, **headers):
 
 
 def normal_request_works(url, home):
-    status, _, reply = call(url, "POST", CHAT, {"model": "qwen7b", "messages": HI, "max_tokens": 2})
+    status, _, reply = call(url, "POST", CHAT, {"model": "qwen7b", "messages": HI, "max_tokens": 2, "temperature": 0})
     assert status == 200 and reply["usage"]["completion_tokens"] == 2
     assert psutil.pid_exists(server_pid(home))
 
@@ -102,7 +102,8 @@ def test_requests_mlx_lm_got_wrong_are_answered(server, tiny_model):
     empty = call(url, "POST", "/v1/completions", {"model": "qwen7b", "prompt": "", "max_tokens": 3,
                                                   "logit_bias": no_special_tokens(tiny_model)})[2]
     assert empty["usage"]["completion_tokens"] == 3 and empty["choices"][0]["finish_reason"] == "length"
-    two = call(url, "POST", "/v1/completions", {"model": "qwen7b", "prompt": ["a", "b"], "max_tokens": 2})[2]
+    two = call(url, "POST", "/v1/completions", {"model": "qwen7b", "prompt": ["a", "b"], "max_tokens": 2,
+                                                "temperature": 0})[2]
     assert [c["index"] for c in two["choices"]] == [0, 1] and two["usage"]["completion_tokens"] == 4
     three = call(url, "POST", CHAT, {"model": "qwen7b", "messages": HI, "n": 3, "max_tokens": 2})[2]
     assert [c["index"] for c in three["choices"]] == [0, 1, 2]
