@@ -50,7 +50,8 @@ def test_unknown_config_key_is_named(tmp_path):
 
 
 def test_every_builtin_model_names_its_ollama_twin_and_config_can_set_one():
-    assert {m.alias: m.ollama for m in catalog.BUILTIN} == {
+    assert all(m.ollama for m in catalog.BUILTIN)
+    assert {m.alias: m.ollama for m in catalog.BUILTIN[:5]} == {
         "qwen7b": "qwen2.5-coder:7b", "qwen32b": "qwen2.5-coder:32b", "deepseek": "deepseek-r1:8b-llama-distill-q4_K_M",
         "phi4": "phi4:14b", "mistral7b": "mistral:7b"}
     models = catalog.load({"mine": {"repo": "me/mine", "size_gb": 1, "ollama": "mine:3b"}})
@@ -74,7 +75,8 @@ def test_all_names_every_catalogue_model_and_missing_ones_say_how_to_get_them(tm
     targets, skipped = bench.choose(["all"], catalog.BUILTIN, tmp_path, INSTALLED, budget=int(64 * GB))
     assert [t.alias for t in targets] == ["qwen7b", "phi4", "my-own"]
     assert [(k.alias, k.reason, k.fix) for k in skipped] == [
-        (alias, "not downloaded", f"invoke models.pull {alias}") for alias in ("qwen32b", "deepseek", "mistral7b")]
+        (m.alias, "not downloaded", f"invoke models.pull {m.alias}") for m in catalog.BUILTIN
+        if m.alias not in ("qwen7b", "phi4")]
 
 
 def test_names_may_be_aliases_seed_names_or_folders_and_typos_are_refused(tmp_path):

@@ -5,9 +5,46 @@ from mlxtasks.errors import MlxTasksError
 from mlxtasks.facts import GB, GIB, HostFacts
 
 
+SEED = {  # the seed's entries as the seed had them: (repo, folder, size, arch, category, also, sampling)
+    "qwen7b": ("mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", "qwen25-coder-7b", 4.28, "qwen2", "code", ("qwen25-coder-7b",), 0.7, 0.8),
+    "qwen32b": ("mlx-community/Qwen2.5-Coder-32B-Instruct-4bit", "qwen25-coder-32b", 18.43, "qwen2", "code", ("qwen25-coder-32b",), 0.7, 0.8),
+    "deepseek": ("mlx-community/DeepSeek-R1-Distill-Llama-8B-4bit", "deepseek-r1-8b", 4.5, "llama", "reasoning", ("deepseek-r1-8b",), 0.6, 0.95),
+    "phi4": ("mlx-community/phi-4-4bit", "phi4-14b", 8.25, "phi3", "math", ("phi4-14b",), 0.6, 0.95),
+    "mistral7b": ("mlx-community/Mistral-7B-Instruct-v0.3-4bit", "mistral-7b", 4.08, "mistral", "general", ("mistral-7b",), 0.7, 0.95),
+}
+# The model types of the pinned mlx-lm (0.32.2: mlx_lm/models/*.py, and "mistral" through its remapping).
+PINNED_MODEL_TYPES = {"qwen2", "llama", "phi3", "mistral", "qwen3", "qwen3_moe", "gemma3", "gpt_oss"}
+
+
+def test_the_seed_aliases_are_kept_exactly():
+    assert [m.alias for m in catalog.BUILTIN][:5] == list(SEED)
+    for alias, fields in SEED.items():
+        m = catalog.find(alias, catalog.BUILTIN)
+        assert (m.repo, m.folder, m.size_gb, m.arch, m.category, m.also, m.temperature, m.top_p) == fields
+
+
+def test_every_entry_is_checked_sourced_and_runnable_by_the_pinned_mlx_lm():
+    names = [n for m in catalog.BUILTIN for n in (m.alias, *m.also)]
+    assert len(names) == len(set(names)) and len({m.folder for m in catalog.BUILTIN}) == len(catalog.BUILTIN)
+    for model in catalog.BUILTIN[5:]:
+        assert model.source.startswith("https://huggingface.co/") and model.arch in model.source, model.alias
+        assert " GB" in model.source, model.alias  # the size it was checked against
+    for model in catalog.BUILTIN:
+        assert model.arch in PINNED_MODEL_TYPES and model.source, model.alias
+        assert model.shape.known and model.context >= 16384, model.alias  # fit needs the KV cache's shape
+        assert 0 < model.active <= 1 and model.max_tokens <= model.context
+
+
+@pytest.mark.parametrize("tier, ram_gib", list(catalog.TIERS.items()))
+def test_every_memory_tier_has_a_model_for_code_reasoning_and_general_chat(tier, ram_gib):
+    fitting = [m for m in catalog.BUILTIN if catalog.fits(m, mac(ram_gib))]
+    assert {"code", "reasoning", "general"} <= {m.category for m in fitting}, tier
+    smaller = [t for t in catalog.TIERS.values() if t < ram_gib]
+    if smaller:  # each bigger tier gains a model the one below cannot run
+        assert any(not catalog.fits(m, mac(max(smaller))) for m in fitting), tier
+
+
 def test_builtin_entries_are_complete_and_valid():
-    aliases = [m.alias for m in catalog.BUILTIN]
-    assert aliases == ["qwen7b", "qwen32b", "deepseek", "phi4", "mistral7b"]
     assert catalog.find("deepseek-r1-8b", catalog.BUILTIN).alias == "deepseek"
     for model in catalog.BUILTIN:
         catalog._check_model(model, model.alias)
@@ -53,7 +90,7 @@ def test_a_repo_id_with_a_trailing_newline_is_not_a_repo_id():
 
 def test_unknown_alias_suggests_close_matches():
     with pytest.raises(MlxTasksError) as caught:
-        catalog.find("qwen8b", catalog.BUILTIN)
+        catalog.find("qwen7", catalog.BUILTIN)
     assert "Did you mean qwen7b" in caught.value.message and caught.value.fix == "see the catalogue: invoke models.list"
 
 
@@ -66,7 +103,8 @@ def test_a_16gb_mac_is_refused_qwen32b_with_smaller_models_named():
     with pytest.raises(MlxTasksError) as caught:
         hub.check_memory(catalog.find("qwen32b", catalog.BUILTIN), mac(16), catalog.BUILTIN)
     message = caught.value.message
-    assert "the GPU can use on this Mac" in message and "Smaller models that fit: qwen7b, deepseek, phi4, mistral7b" in message
+    assert "the GPU can use on this Mac" in message
+    assert "Smaller models that fit: qwen7b, deepseek, phi4, mistral7b, qwen3-8b, llama3.1-8b." in message
     assert caught.value.fix.endswith("invoke models.pull qwen32b --force")
     hub.check_memory(catalog.find("qwen32b", catalog.BUILTIN), mac(32), catalog.BUILTIN)  # fits a 32 GB Mac
 

@@ -1,0 +1,103 @@
+"""Whether a model fits: its weights, its KV cache at the context it will run with, and an overhead.
+Pure: the numbers come from a catalogue entry or a model's config.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+# MLX's buffers and activations beyond the weights and the cache: an estimate, a share of the weights plus a floor.
+OVERHEAD_FRACTION = 0.05
+OVERHEAD_BYTES = 300 * 10**6
+# A model whose shape is unknown: its weights and room for a few thousand tokens (the seed's rule).
+UNKNOWN_HEADROOM = 1.1
+# The least context worth running: what "fits" is judged at when no context is given.
+MIN_CONTEXT = 4096
+KV_BYTES = 2  # float16 / bfloat16 keys and values
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the KV cache and the speed depend on. layers 0: unknown."""
+
+    layers: int = 0
+    kv_heads: int = 0
+    head_dim: int = 0
+    context: int = 0  # the model's own limit; 0: unknown
+    window: int = 0  # sliding-window layers keep this many tokens; 0: none
+    full_layers: int = 0  # layers whose cache grows with the context (0: all of them)
+    active: float = 1.0  # share of the weights read per token (below 1 for mixture-of-experts)
+
+    @property
+    def known(self) -> bool:
+        return bool(self.layers and self.kv_heads and self.head_dim)
+
+
+def from_config(config: Mapping[str, Any]) -> Shape:
+    """The shape from a config.json (a multimodal one's text_config when it has one)."""
+    text = config.get("text_config") or config
+    get = lambda *keys: next((text[k] for k in keys if isinstance(text.get(k), (int, float))), 0)  # noqa: E731
+    layers, heads, hidden = int(get("num_hidden_layers", "n_layer")), int(get("num_attention_heads", "n_head")), int(get("hidden_size"))
+    kv_heads = int(get("num_key_value_heads") or heads)
+    head_dim = int(get("head_dim") or (hidden // heads if heads else 0))
+    window = int(get("sliding_window") or 0)
+    full = layers
+    if window:
+        types = text.get("layer_types")
+        pattern = int(get("sliding_window_pattern"))
+        if isinstance(types, list) and types:
+            full = sum(1 for kind in types if kind == "full_attention")
+        elif pattern:
+            full = layers // pattern
+        else:
+            window = 0  # one window for every layer (Mistral's old configs): treat as full attention
+    return Shape(layers, kv_heads, head_dim, int(get("max_position_embeddings")), window, full if window else 0,
+                 _active(text, layers, heads, kv_heads, head_dim, hidden))
+
+
+def _active(text: Mapping[str, Any], layers: int, heads: int, kv_heads: int, head_dim: int, hidden: int) -> float:
+    """For a mixture of experts, the share of the parameters one token uses (experts chosen of experts there)."""
+    experts = next((text[k] for k in ("num_experts", "num_local_experts", "n_routed_experts") if text.get(k)), 0)
+    chosen = text.get("num_experts_per_tok") or text.get("experts_per_token") or 0
+    if not (experts and chosen and layers and hidden):
+        return 1.0
+    expert_size = text.get("moe_intermediate_size") or text.get("intermediate_size") or 0
+    attention = layers * hidden * head_dim * (2 * heads + 2 * kv_heads)
+    expert_params = layers * experts * 3 * hidden * expert_size
+    embeddings = 2 * (text.get("vocab_size") or 0) * hidden
+    total = attention + expert_params + embeddings
+    return round((total - expert_params * (1 - chosen / experts)) / total, 3) if total else 1.0
+
+
+def kv_bytes(shape: Shape, context: int) -> int:
+    """The KV cache's size at `context` tokens: keys and values for every layer, a window's worth for sliding ones."""
+    per_token_layer = 2 * shape.kv_heads * shape.head_dim * KV_BYTES
+    full = shape.full_layers or shape.layers
+    sliding = shape.layers - full
+    return per_token_layer * (full * context + sliding * min(context, shape.window or context))
+
+
+def context_for(shape: Shape, wanted: int = 0) -> int:
+    """The context fit is judged at: the one asked for, else MIN_CONTEXT, never past the model's own limit."""
+    context = wanted or MIN_CONTEXT
+    return min(context, shape.context) if shape.context else context
+
+
+def need(weights: int, shape: Shape, context: int = 0) -> int:
+    """Bytes of memory to run: weights + KV cache at the context + overhead (weights x 1.1 for an unknown shape)."""
+    if not shape.known:
+        return int(weights * UNKNOWN_HEADROOM)
+    return int(weights * (1 + OVERHEAD_FRACTION)) + OVERHEAD_BYTES + kv_bytes(shape, context_for(shape, context))
+
+
+def largest_context(weights: int, shape: Shape, budget: int) -> int:
+    """The longest context that fits the budget, up to the model's own limit (0: not even MIN_CONTEXT fits,
+    or the shape is unknown)."""
+    if not shape.known:
+        return 0
+    room = budget - int(weights * (1 + OVERHEAD_FRACTION)) - OVERHEAD_BYTES
+    low, high = 0, shape.context or 1 << 20
+    while low < high:  # kv_bytes only grows with the context
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if kv_bytes(shape, middle) <= room else (low, middle - 1)
+    return low if low >= min(MIN_CONTEXT, shape.context or MIN_CONTEXT) else 0
