@@ -29,8 +29,9 @@ def say(text: str) -> None:
 def run(spec: dict) -> None:
     model = Model(**{**spec["model"], "also": tuple(spec["model"]["also"])})
     try:
-        the_plan = hub.plan(model, spec["revision"], spec["retry_delay"], say)
-        tell(plan={"revision": the_plan.revision, "files": the_plan.files, "size_gb": the_plan.total / GB})
+        the_plan = hub.plan(model, spec["revision"], spec["retry_delay"], say, Path(spec["staged"]))
+        tell(plan={"revision": the_plan.revision, "files": the_plan.files, "size_gb": the_plan.total / GB,
+                   "config": the_plan.config, "pipeline": the_plan.pipeline})
         if sys.stdin.readline().strip() != "go":
             return
         hub.download(the_plan, Path(spec["staged"]), spec["retry_delay"], say)

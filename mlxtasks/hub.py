@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -41,6 +41,8 @@ class Plan:
     model: Model
     revision: str  # the commit everything is fetched from
     files: tuple[tuple[str, int], ...]  # (path in the repo, size)
+    config: dict = field(default_factory=dict)  # the repo's config.json, read before any weight
+    pipeline: str = ""  # the hub's pipeline tag ("text-generation", ...)
 
     @property
     def total(self) -> int:
@@ -138,9 +140,10 @@ def resolve(name: str, models: tuple[Model, ...]) -> tuple[Model, bool]:
 
 
 def plan(model: Model, revision: str | None = None, retry_delay: float = 2.0,
-         say: Callable[[str], None] = print) -> Plan:
-    """Ask the hub which files mlx_lm would fetch, and their sizes, before fetching any."""
-    from huggingface_hub import HfApi
+         say: Callable[[str], None] = print, staged: Path | None = None) -> Plan:
+    """Ask the hub which files mlx_lm would fetch, and their sizes, before fetching any; with `staged`,
+    fetch config.json into it, so the model can be judged before its weights come."""
+    from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.utils import filter_repo_objects
 
     info = _retried(lambda: HfApi().model_info(model.repo, revision=revision, files_metadata=True),  # one request
@@ -153,7 +156,32 @@ def plan(model: Model, revision: str | None = None, retry_delay: float = 2.0,
                             fix="pick an MLX model, such as one from mlx-community: invoke models.list")
     if not model.size_gb:  # an ad-hoc ORG/NAME: its size is what the hub says
         model = replace(model, size_gb=sum(size for _, size in files) / GB)
-    return Plan(model, sha, files)
+    config = {}
+    if staged is not None and "config.json" in dict(files):
+        with local_errors(staged.parent):
+            staged.mkdir(parents=True, exist_ok=True)
+        path = _retried(lambda: hf_hub_download(model.repo, "config.json", revision=sha, local_dir=staged), model.repo,
+                        retry_delay, say, "asking the hub again in {delay} s")
+        config = read_config(Path(path))
+    return Plan(model, sha, files, config, info.pipeline_tag or "")
+
+
+def read_config(path: Path) -> dict:
+    """A config.json as a dict ({} when it is missing or not a JSON object)."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def check_runnable(the_plan: Plan, known) -> None:
+    """Refuse a model the venv's mlx-lm cannot run (known: protocol.Support, None when the venv cannot say)."""
+    from . import compat
+
+    found = compat.problem(the_plan.model.repo, the_plan.config, known, the_plan.pipeline) if known else None
+    if found:
+        raise MlxTasksError(f"Not downloading: {found.message}", fix=found.fix)
 
 
 def check_memory(model: Model, facts: HostFacts, models: tuple[Model, ...]) -> None:
@@ -260,7 +288,8 @@ class Fetch:
     def plan(self, say: Callable[[str], None]) -> Plan:
         answer = self._until("plan", say)
         model = self.model if self.model.size_gb else replace(self.model, size_gb=answer["size_gb"])
-        return Plan(model, answer["revision"], tuple((path, size) for path, size in answer["files"]))
+        return Plan(model, answer["revision"], tuple((path, size) for path, size in answer["files"]), answer["config"],
+                    answer["pipeline"])
 
     def download(self, say: Callable[[str], None]) -> None:
         self.child.stdin.write("go\n")
@@ -406,11 +435,15 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
             return False, f"{model.alias} is already installed and complete in {final}; nothing fetched"
     if catalogued and not force:
         check_memory(model, facts, settings.catalog)  # before asking the hub anything
+    from . import compat
+
+    known = compat.support(settings)
     with local_errors(settings.models):  # a full disk, a read-only or unwritable folder
         if force:
             shutil.rmtree(staged, ignore_errors=True)
         if use_cache:
             the_plan, snapshot = from_cache(model)
+            check_runnable(replace(the_plan, config=read_config(snapshot / "config.json")), known)
             check_disk(the_plan, settings.models, settings.disk_margin_gb)
             say(_fetching(the_plan, final))
             staged.mkdir(parents=True, exist_ok=True)
@@ -418,6 +451,11 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
         else:
             with Fetch(model, revision, staged, settings.retry_delay_s, settings.pull_stall_timeout_s) as fetch:
                 the_plan = fetch.plan(say)
+                try:
+                    check_runnable(the_plan, known)
+                except MlxTasksError:  # nothing but config.json came: leave no staging folder behind
+                    shutil.rmtree(staged, ignore_errors=True)
+                    raise
                 if not catalogued and not force:
                     check_memory(the_plan.model, facts, settings.catalog)
                 check_disk(the_plan, settings.models, settings.disk_margin_gb)

@@ -297,3 +297,15 @@ class ProbeAnswer(Message):
 
     answers: dict[str, dict[str, Any]]
     seconds: dict[str, float]
+
+
+# --- support: python -m mlxtasks.runtime.support ---
+
+@dataclasses.dataclass(frozen=True)
+class Support(Message):
+    """What the venv's mlx-lm and mlx can run: asked once per pair of versions, cached by the tool side."""
+
+    mlx_lm: str
+    mlx: str
+    model_types: tuple[str, ...]  # mlx_lm.models' modules, and the names mlx-lm maps onto them
+    quant_modes: tuple[str, ...]  # the quantization modes mlx.core.quantize accepts

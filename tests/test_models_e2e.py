@@ -1,6 +1,7 @@
 """`invoke models.pull` against the stand-in hub on 127.0.0.1, with faults, and the other models tasks."""
 
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -99,6 +100,26 @@ def test_hub_and_name_errors_are_one_sentence_and_leave_nothing(fake_hub, home, 
     assert not any(p for p in models_dir(home).glob("*") if not p.name.startswith("."))
 
 
+@pytest.mark.parametrize("change, sentence, fix", [
+    ({"model_type": "brand_new"}, "is a brand_new model, and the venv's mlx-lm 0.32.2 has no module", "invoke install --upgrade"),
+    ({"model_type": "idefics3", "vision_config": {"hidden_size": 8}}, "is a vision model (idefics3): mlx-lm cannot run it",
+     "mlx-vlm"),
+    ({"quantization": {"group_size": 32, "bits": 4, "mode": "qfp3"}}, "is quantized in the qfp3 mode, which needs a newer mlx",
+     "invoke install --upgrade"),
+])
+def test_a_model_mlx_lm_cannot_run_is_refused_before_any_weight(bootstrapped, fake_hub, tiny_model, home, tmp_path,
+                                                                 change, sentence, fix):
+    _, shared_home, _ = bootstrapped
+    folder = shutil.copytree(tiny_model, tmp_path / "repo")
+    (folder / "config.json").write_text(json.dumps({**json.loads((folder / "config.json").read_text()), **change}))
+    fake_hub.repos["someone/Cannot-Run"] = folder
+    done = pull(fake_hub, home, "someone/Cannot-Run", INVOKE_MLX_VENV=str(shared_home / "venv-mlx"))
+    assert done.returncode == 1 and f"Not downloading: someone/Cannot-Run {sentence}" in done.stderr, done.stderr
+    assert fix in done.stderr and "Traceback" not in done.stderr
+    assert gets(fake_hub, "config.json") and gets(fake_hub) == []  # config.json read, no weight file requested
+    assert tree(models_dir(home)) == []
+
+
 def test_an_unreachable_hub_is_said_plainly(home):
     done = invoke("models.pull", "qwen7b", home=home, HF_ENDPOINT="http://127.0.0.1:9", **FAST)
     assert done.returncode == 1 and "Cannot reach the hub at http://127.0.0.1:9" in done.stderr
@@ -140,7 +161,7 @@ def test_too_big_for_memory_names_smaller_models_and_force_goes_ahead(fake_hub, 
     (home / ".invoke.yaml").write_text(big)
     done = pull(fake_hub, home, "qwen7b")
     assert done.returncode == 1
-    assert "qwen7b needs about 110000.0 GB of memory" in done.stderr
+    assert "qwen7b needs about 105000.5 GB of memory" in done.stderr
     assert "Smaller models that fit: " in done.stderr and "mistral7b" in done.stderr  # 4.5 GB: fits anywhere here
     assert "--force" in done.stderr and fake_hub.requests == []
     assert pull(fake_hub, home, "qwen7b", "--force").returncode == 0
