@@ -12,6 +12,7 @@ from typing import Any
 from .catalog import Model
 from .config import Settings
 from .errors import MlxTasksError
+from .facts import GB
 from .protocol import ChatModel, ChatSpec, Sampling
 
 
@@ -39,11 +40,18 @@ def sampling(model: Model) -> Sampling:
     return Sampling(model.temperature, model.top_p, model.max_tokens)
 
 
-def installed(s: Settings) -> dict[str, ChatModel]:
-    from .store import installed_models
+def installed(s: Settings, budget: int = 0) -> tuple[dict[str, ChatModel], dict[str, str]]:
+    """Every installed model as the runtime sees it, with the context it gets (capped to what fits `budget`;
+    0: not judged), and the notes of the ones capped, by alias."""
+    from .fit import installed_context
+    from .store import installed_models, size_on_disk
 
-    return {m.alias: ChatModel(str(s.models / m.folder), sampling(m), (*m.also, m.folder, m.repo))
-            for m in installed_models(s.models, s.catalog)}
+    models, notes = {}, {}
+    for m in installed_models(s.models, s.catalog):
+        folder = s.models / m.folder
+        context, notes[m.alias] = installed_context(folder, size_on_disk(folder), budget, s.context) if budget else (s.context, "")
+        models[m.alias] = ChatModel(str(folder), sampling(m), (*m.also, m.folder, m.repo), context)
+    return models, notes
 
 
 def choose(s: Settings, prompt: str):
@@ -61,7 +69,8 @@ def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: boo
     from .facts import probe
     from .venv import require
 
-    models = installed(s)
+    facts = probe()
+    models, notes = installed(s, catalog.memory_budget(facts))
     if alias == "default":
         alias = s.default_model
     if alias == "auto":  # the router picks, on the first message
@@ -79,10 +88,11 @@ def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: boo
     if ask is None and not terminal:
         raise MlxTasksError("A chat needs a terminal to type in; for input from a pipe or a file, ask for one answer.",
                             fix="echo 'your question' | invoke chat.ask - " + (f"--model {model.alias}" if model else "--auto"))
-    warning = ""
-    if model and not catalog.fits(model, probe()):
-        warning = (f"Warning: {model.alias} needs about {model.ram_gb:.1f} GB of memory, more than this machine can give "
-                   "it; it may be slow or fail to load.")
+    warning = notes.get(model.alias, "") if model else ""
+    context = models[model.alias].context if model else 0
+    if model and not catalog.fits(model, facts, context):
+        warning = (f"Warning: {model.alias} needs about {model.ram_bytes(context) / GB:.1f} GB of memory, more than "
+                   "this machine can give it; it may be slow or fail to load.")
     spec = ChatSpec(models, model.alias if model else None, flags.overrides(), s.router, flags.system, flags.seed_value,
                     str(s.state / "chat_history"), ask, verbose)
     return spec, warning

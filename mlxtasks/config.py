@@ -56,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "retry_delay_s": 2.0,  # before the second try of a download; doubled for each later one
     "pull_stall_timeout_s": 60.0,  # models.pull ends when nothing has arrived from the hub for this long
     "default_model": "qwen7b",  # for chat.ask without --model
+    "context": 0,  # tokens a chat or server keeps (prompt and reply); 0: the largest that fits, up to the model's own
     # The feature sections, each checked by its feature: your entries go over its own defaults.
     "catalog": {},  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
     "bench": {},  # invoke bench: prompt lengths, tokens generated, runs, Ollama's URL, the history file
@@ -144,6 +145,7 @@ class Settings:
     retry_delay_s: float
     pull_stall_timeout_s: float
     default_model: str
+    context: int
     state: Path  # pid files, logs and history: $XDG_STATE_HOME/mlxtasks or ~/.local/state/mlxtasks
     home: Path  # the HOME of this run: the one place it is read
     merged: Mapping[str, Any] = field(repr=False, compare=False)  # defaults < config < env < flags
@@ -234,6 +236,7 @@ def resolve(config: Any = None, home: str | Path | None = None, environ: Mapping
         retry_delay_s=_number(*value("retry_delay_s"), most=300),
         pull_stall_timeout_s=_number(*value("pull_stall_timeout_s"), most=3600),
         default_model=_optional_str(*value("default_model")) or "qwen7b",
+        context=int(_number(*value("context"), most=10**7)),
         state=state_dir(home),
         home=home,
         merged=merged,

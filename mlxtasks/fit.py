@@ -3,7 +3,9 @@ Pure: the numbers come from a catalogue entry or a model's config.json."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 # MLX's buffers and activations beyond the weights and the cache: an estimate, a share of the weights plus a floor.
@@ -101,3 +103,20 @@ def largest_context(weights: int, shape: Shape, budget: int) -> int:
         middle = (low + high + 1) // 2
         low, high = (middle, high) if kv_bytes(shape, middle) <= room else (low, middle - 1)
     return low if low >= min(MIN_CONTEXT, shape.context or MIN_CONTEXT) else 0
+
+
+def installed_context(folder: Path, weights: int, budget: int, wanted: int = 0) -> tuple[int, str]:
+    """The context an installed model runs with (0: its own limit) and a note when `wanted` had to be cut:
+    the largest that fits when none is wanted, else the one wanted, capped to what fits."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return wanted, ""
+    shape = from_config(config if isinstance(config, dict) else {})
+    largest = largest_context(weights, shape, budget)
+    if not largest:  # unknown shape, or even the least context does not fit: the memory warning says so
+        return wanted, ""
+    if wanted and wanted > largest:
+        return largest, (f"(the context is capped at {largest} tokens: {wanted} would not fit in this machine's "
+                         "memory with the model's weights)")
+    return wanted or largest, ""

@@ -146,6 +146,7 @@ class ChatModel(Message):
     path: str
     sampling: Sampling
     names: tuple[str, ...] = ()  # the other names it answers to in /model: folder, repo id...
+    context: int = 0  # tokens kept, prompt and reply together (0: the model's own limit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +278,7 @@ class ServeSpec(Message):
     log_file: str = ""  # the log its output goes to: moved to .1 past log_max_bytes, and a new one started
     log_max_bytes: int = 10 * 1024 * 1024
     exit_file: str = ""  # where the server writes why it ended on a fault, for serve.status
+    context: int = 0  # tokens a request may use, prompt and reply (0: the model's own limit)
 
 
 # --- probe ---

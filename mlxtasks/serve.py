@@ -82,10 +82,13 @@ def choose_model(settings: Settings, alias: str, facts: HostFacts, force: bool) 
 
 def prepare(settings: Settings, alias: str, host: str | None, facts: HostFacts, force: bool) -> tuple[Model, str, list[str]]:
     """The model (see choose_model), the host (default loopback) and the server's argv, as every start checks them."""
+    from .fit import installed_context
+
     model, folder = choose_model(settings, alias, facts, force)
     host = host or "127.0.0.1"
+    context, _ = installed_context(folder, store.size_on_disk(folder), catalog.memory_budget(facts), settings.context)
     return model, host, server_argv(settings.venv_python, model, folder, host, settings.serve_port,
-                                    settings.serve_allowed_origins, settings.state)
+                                    settings.serve_allowed_origins, settings.state, context)
 
 
 def open_warning(host: str) -> str | None:
@@ -97,13 +100,13 @@ def open_warning(host: str) -> str | None:
 
 
 def server_argv(python: Path, model: Model, folder: Path, host: str, port: int, origins: Sequence[str],
-                state: Path) -> list[str]:
+                state: Path, context: int = 0) -> list[str]:
     """The server's command line: our server (mlxtasks.runtime.server) with its spec, the catalogue's sampling
     as its defaults, and the names a request may use for the model."""
     spec = ServeSpec(alias=model.alias, model=str(folder), names=sorted({folder.name, model.repo, str(folder)}),
                      host=host, port=port, allowed_origins=list(origins), temperature=model.temperature,
                      top_p=model.top_p, max_tokens=model.max_tokens, log_file=str(log_path(state)),
-                     exit_file=str(exit_path(state)))
+                     exit_file=str(exit_path(state)), context=context)
     return [str(python), "-m", "mlxtasks.runtime.server", spec.to_json()]
 
 

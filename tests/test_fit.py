@@ -66,3 +66,25 @@ def test_the_context_decides_the_fit_and_the_largest_context_that_fits():
 
 def test_an_unknown_shape_keeps_the_old_headroom():
     assert fit.need(10 * GB, fit.Shape()) == 11 * GB and fit.largest_context(GB, fit.Shape(), 100 * GB) == 0
+
+
+def test_a_chat_asking_for_more_context_than_fits_is_capped_and_told_so(tmp_path):
+    import json
+
+    from mlxtasks import chat, config, store
+
+    s = config.resolve({}, home=tmp_path, context=32768)
+    folder = s.models / "qwen25-coder-7b"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(QWEN25_7B))
+    (folder / "model.safetensors").write_bytes(b"\0" * 1000)
+    shape = fit.from_config(QWEN25_7B)
+    budget = fit.need(store.size_on_disk(folder), shape, 8192)
+    models, notes = chat.installed(s, budget)
+    assert models["qwen7b"].context == 8192
+    assert notes["qwen7b"] == ("(the context is capped at 8192 tokens: 32768 would not fit in this machine's memory "
+                               "with the model's weights)")
+    models, notes = chat.installed(config.resolve({}, home=tmp_path), budget)  # none asked: the largest that fits
+    assert models["qwen7b"].context == 8192 and notes["qwen7b"] == ""
+    models, _ = chat.installed(config.resolve({}, home=tmp_path, context=2000), budget)
+    assert models["qwen7b"].context == 2000  # what fits is given as asked

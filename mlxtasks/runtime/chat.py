@@ -100,7 +100,8 @@ class Session:
         self.cache = make_prompt_cache(self.model)
         self.cached: list[int] = []  # the tokens the cache holds
         config = json.loads((Path(self.models[alias].path) / "config.json").read_text())
-        self.context = int(config.get("max_position_embeddings") or 4096)
+        own = int(config.get("max_position_embeddings") or (config.get("text_config") or {}).get("max_position_embeddings") or 4096)
+        self.context = min(own, self.models[alias].context or own)
 
     def open_model(self, path: str):
         """(model, tokenizer) from a model folder; a sharded session loads its part instead."""

@@ -16,13 +16,13 @@ START_HELP = {
 }
 
 
-def _prepare(c, model, port, host, force, venv, models):
+def _prepare(c, model, port, host, force, venv, models, context=None):
     """Settings, the model, the host and the server's argv, checked as every start checks them."""
     from .. import config, serve
     from ..facts import probe
 
     port = None if port is None else config.port_number("--port", port)
-    s = settings(c, venv=venv, models=models, serve_port=port)
+    s = settings(c, venv=venv, models=models, serve_port=port, context=context)
     require_venv(s)
     return (s, *serve.prepare(s, model, host, probe(), force))
 
@@ -40,12 +40,14 @@ def _runner(c):
     return lambda command: c.run(command, warn=True, hide=True, in_stream=False)
 
 
-@task(default=True, positional=["model"], auto_shortflags=False, help={**START_HELP, "foreground": "stay attached: output here, Ctrl-C stops it"})
-def start(c, model, port=None, host=None, force=False, foreground=False, venv=None, models=None):
+@task(default=True, positional=["model"], auto_shortflags=False,
+      help={**START_HELP, "foreground": "stay attached: output here, Ctrl-C stops it",
+            "context": "tokens a request may use, prompt and reply (default: the largest that fits, up to the model's own)"})
+def start(c, model, port=None, host=None, force=False, foreground=False, venv=None, models=None, context=None):
     """Serve a model at an OpenAI-compatible URL (background; `default` = mlx.default_model)."""
     from .. import serve, ui
 
-    s, entry, host, argv = _prepare(c, model, port, host, force, venv, models)
+    s, entry, host, argv = _prepare(c, model, port, host, force, venv, models, context)
     serve.refuse_second(s.state)
     serve.check_port(host, s.serve_port, retry=f"invoke serve {entry.alias}")
     _warn_if_open(host)

@@ -67,7 +67,8 @@ class Engine:
         self.model, self.tokenizer, config = load(spec.model, return_config=True)
         text_config = config.get("text_config", config)
         self.vocab_size = int(text_config.get("vocab_size") or len(self.tokenizer.get_vocab()))
-        self.context = int(text_config.get("max_position_embeddings") or 0)  # 0: unknown
+        own = int(text_config.get("max_position_embeddings") or 0)  # 0: unknown
+        self.context = min(own or spec.context, spec.context or own)  # `serve --context` caps it
         self.eos = sorted(self.tokenizer.eos_token_ids)
         self.longest_token = max((len(t) for t in self.tokenizer.get_vocab()), default=1)
         self._inbox: queue.Queue = queue.Queue()
