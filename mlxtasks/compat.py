@@ -15,7 +15,7 @@ from .protocol import Support
 # Hub pipeline tags of models that generate text (image-text-to-text: multimodal ones mlx-lm runs as text).
 GENERATIVE = ("text-generation", "image-text-to-text", "conversational")
 UPGRADE = "invoke install --upgrade"
-PICK_ANOTHER = "pick a text model: invoke models.search NAME"
+PICK_ANOTHER = "pick a text model from the catalogue: invoke models.list"
 
 
 def versions(venv: Path) -> tuple[str, str] | None:

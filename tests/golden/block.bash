@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 206f769b4c02
+# managed by mlxtasks; edit via invoke shell.install; sha256 f24d1390edbc
 # MLX commands for bash. No subprocess runs when this is read; re-reading it is harmless.
 # Dashed names are aliases of _mlx_* functions: bash takes dashes in aliases in every mode,
 # and the guard skips the lot in shells that are not bash (a ~/.profile is read by sh too).
@@ -65,5 +65,12 @@ alias mlx-qwen32b="_mlx_ask qwen32b" mlx-chat-qwen32b="_mlx_chat qwen32b"
 alias mlx-deepseek="_mlx_ask deepseek" mlx-chat-deepseek="_mlx_chat deepseek"
 alias mlx-phi4="_mlx_ask phi4" mlx-chat-phi4="_mlx_chat phi4"
 alias mlx-mistral7b="_mlx_ask mistral7b" mlx-chat-mistral7b="_mlx_chat mistral7b"
+alias mlx-qwen3-8b="_mlx_ask qwen3-8b" mlx-chat-qwen3-8b="_mlx_chat qwen3-8b"
+alias mlx-llama3.1-8b="_mlx_ask llama3.1-8b" mlx-chat-llama3.1-8b="_mlx_chat llama3.1-8b"
+alias mlx-qwen3-coder-30b="_mlx_ask qwen3-coder-30b" mlx-chat-qwen3-coder-30b="_mlx_chat qwen3-coder-30b"
+alias mlx-qwen3-30b="_mlx_ask qwen3-30b" mlx-chat-qwen3-30b="_mlx_chat qwen3-30b"
+alias mlx-gemma3-27b="_mlx_ask gemma3-27b" mlx-chat-gemma3-27b="_mlx_chat gemma3-27b"
+alias mlx-gpt-oss-20b="_mlx_ask gpt-oss-20b" mlx-chat-gpt-oss-20b="_mlx_chat gpt-oss-20b"
+alias mlx-llama3.3-70b="_mlx_ask llama3.3-70b" mlx-chat-llama3.3-70b="_mlx_chat llama3.3-70b"
 fi
 # <<< mlxtasks <<<

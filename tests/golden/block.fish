@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 ffb6c2725f27
+# managed by mlxtasks; edit via invoke shell.install; sha256 60d77109dcfc
 # MLX commands for fish. No subprocess runs when this is read; re-reading it is harmless.
 set -gx MLX_VENV_PATH '/home/u/venv-mlx'
 set -gx MLX_MODELS_PATH '/home/u/workspace/mlx'
@@ -106,5 +106,47 @@ function mlx-mistral7b --description 'One-shot answer from mistral7b'
 end
 function mlx-chat-mistral7b --description 'Chat with mistral7b'
     mlx-chat mistral7b $argv
+end
+function mlx-qwen3-8b --description 'One-shot answer from qwen3-8b'
+    mlx-ask qwen3-8b $argv
+end
+function mlx-chat-qwen3-8b --description 'Chat with qwen3-8b'
+    mlx-chat qwen3-8b $argv
+end
+function mlx-llama3.1-8b --description 'One-shot answer from llama3.1-8b'
+    mlx-ask llama3.1-8b $argv
+end
+function mlx-chat-llama3.1-8b --description 'Chat with llama3.1-8b'
+    mlx-chat llama3.1-8b $argv
+end
+function mlx-qwen3-coder-30b --description 'One-shot answer from qwen3-coder-30b'
+    mlx-ask qwen3-coder-30b $argv
+end
+function mlx-chat-qwen3-coder-30b --description 'Chat with qwen3-coder-30b'
+    mlx-chat qwen3-coder-30b $argv
+end
+function mlx-qwen3-30b --description 'One-shot answer from qwen3-30b'
+    mlx-ask qwen3-30b $argv
+end
+function mlx-chat-qwen3-30b --description 'Chat with qwen3-30b'
+    mlx-chat qwen3-30b $argv
+end
+function mlx-gemma3-27b --description 'One-shot answer from gemma3-27b'
+    mlx-ask gemma3-27b $argv
+end
+function mlx-chat-gemma3-27b --description 'Chat with gemma3-27b'
+    mlx-chat gemma3-27b $argv
+end
+function mlx-gpt-oss-20b --description 'One-shot answer from gpt-oss-20b'
+    mlx-ask gpt-oss-20b $argv
+end
+function mlx-chat-gpt-oss-20b --description 'Chat with gpt-oss-20b'
+    mlx-chat gpt-oss-20b $argv
+end
+function mlx-llama3.3-70b --description 'One-shot answer from llama3.3-70b'
+    mlx-ask llama3.3-70b $argv
+end
+function mlx-chat-llama3.3-70b --description 'Chat with llama3.3-70b'
+    mlx-chat llama3.3-70b $argv
 end
 # <<< mlxtasks <<<
