@@ -1,6 +1,10 @@
 """The engine: one thread that owns the model and runs mlx_lm's BatchGenerator (continuous batching), fed
-by a queue. Requests (Jobs) join and leave the batch between steps; a long prompt is prefilled in chunks,
-so the other streams advance meanwhile. Text is decoded per job, and stop strings are matched on that text.
+by a queue. Requests (Jobs) join and leave the batch between steps. A prompt of one prefill chunk or less
+goes straight into the generator, which prefills such prompts together; a longer one is prefilled here, one
+chunk between two steps of the other streams, and only while no short one waits for its first token: it
+joins the generator when all but its last token are in its cache. So a short request never waits behind a
+long prompt for more than the chunk under way. Text is decoded per job, and stop strings are matched on
+that text.
 """
 
 from __future__ import annotations
@@ -9,12 +13,13 @@ import asyncio
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import mlx.core as mx
 from mlx_lm import load
 from mlx_lm.generate import BatchGenerator, StopSequences
-from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, trim_prompt_cache
+from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from ...protocol import ServeSpec
@@ -45,6 +50,8 @@ class Job:
     pending: str = ""  # decoded text held back: it may be the start of a stop string
     detokenizer: Any = None
     uid: int = -1
+    cache: list | None = None  # its KV cache (None: a new one)
+    todo: list[int] = field(default_factory=list)  # prompt tokens not in that cache yet
 
     def send(self, kind: str, value: Any) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, (self.index, kind, value))
@@ -149,30 +156,43 @@ class Engine:
         generator = BatchGenerator(self.model, completion_batch_size=self.spec.batch_size,
                                    prefill_batch_size=self.spec.batch_size, prefill_step_size=self.spec.prefill_chunk)
         eos = StopSequences([(t,) for t in self.eos])
+        waiting: list[Job] = []  # long prompts, prefilled here in arrival order
         active: dict[int, Job] = {}
+
+        def join(job: Job) -> None:
+            done = len(job.prompt) - len(job.todo)
+            [job.uid] = generator.insert([job.todo], max_tokens=[job.max_tokens], caches=[job.cache],
+                                         all_tokens=[job.prompt[:done]], samplers=[job.sampler],
+                                         logits_processors=[job.processors], stop_sequences=[eos])
+            job.cache, job.todo, active[job.uid] = None, [], job
+
         while True:
-            arrived = [self._inbox.get()] if not active else []
+            arrived = [self._inbox.get()] if not active and not waiting else []
             while True:
                 try:
                     arrived.append(self._inbox.get_nowait())
                 except queue.Empty:
                     break
             for job in filter(None, arrived):
-                if job.cancelled:
-                    self._finish(job, "cancelled")
-                    continue
                 job.detokenizer = self.detokenizer(job.continues)
-                cache, rest = self._cached(job.prompt)
-                [job.uid] = generator.insert([rest], max_tokens=[job.max_tokens], caches=[cache],
-                                             all_tokens=[job.prompt[:len(job.prompt) - len(rest)]],
-                                             samplers=[job.sampler], logits_processors=[job.processors],
-                                             stop_sequences=[eos])
-                active[job.uid] = job
+                job.cache, job.todo = self._cached(job.prompt)
+                if len(job.todo) > self.spec.prefill_chunk:
+                    job.cache = job.cache or make_prompt_cache(self.model)
+                    waiting.append(job)
+                else:
+                    join(job)
+            for job in [job for job in waiting if job.cancelled]:
+                waiting.remove(job)
+                self._finish(job, "cancelled")
             gone = [uid for uid, job in active.items() if job.cancelled]
             if gone:
                 generator.remove(gone)
                 for uid in gone:
                     self._finish(active.pop(uid), "cancelled")
+            if waiting and not any(not job.tokens for job in active.values()):
+                self._prefill(waiting[0], generator.stream)
+                if len(waiting[0].todo) == 1:
+                    join(waiting.pop(0))
             if not active:
                 continue
             _, responses = generator.next()
@@ -184,6 +204,15 @@ class Engine:
                     del active[response.uid]
                     if response.finish_reason is None:
                         generator.remove([response.uid])
+
+    def _prefill(self, job: Job, stream) -> None:
+        """One chunk of a long prompt into its cache; its last token is left for the generator."""
+        size = min(self.spec.prefill_chunk, len(job.todo) - 1)
+        part, job.todo = job.todo[:size], job.todo[size:]
+        with mx.stream(stream):
+            self.model(mx.array(part)[None], cache=job.cache)
+            mx.eval([c.state for c in job.cache])
+        mx.clear_cache()
 
     def _step(self, job: Job, token: int, reason: str | None) -> bool:
         """Take one token; True when the job has ended."""
