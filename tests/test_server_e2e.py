@@ -1,7 +1,8 @@
 """Our server against the requests that broke mlx_lm.server (issue 18's list), on a real running server with
 the tiny model: each gets its OpenAI-shaped 4xx or a correct answer, the next normal request succeeds, and
 the process lives throughout. Also: a client that leaves stops its generation, a full queue answers 429,
-and an engine fault ends the process, which serve.status reports as a crash."""
+an engine fault ends the process, which serve.status reports as a crash, a seed repeats its answer, and on
+a model with Qwen2.5-Coder's tokens, suffix fills in the middle and tool calls come back in OpenAI's shape."""
 
 import http.client
 import json
