@@ -1,6 +1,6 @@
 """Real clients against the server on the real model (SmolLM2), which answers for real: LangChain's ChatOpenAI
-and completions OpenAI, litellm, and the `llm` CLI through its extra-openai-models.yaml. The openai client's
-own tests are in test_serve_e2e.py and test_real_model_e2e.py. Each client is in the test extra; a test whose
+and completions OpenAI, litellm, the `llm` CLI through its extra-openai-models.yaml, and the openai client on
+suffix, tools and seed. The openai client's other tests are in test_serve_e2e.py and test_real_model_e2e.py. Each client is in the test extra; a test whose
 client is missing skips, except under CI=true, where it fails."""
 
 import importlib
@@ -68,3 +68,19 @@ def test_the_llm_cli_through_extra_openai_models(real_server, tmp_path):
     assert "Paris" in run("-m", "local", QUESTION, "-o", "temperature", "0", "-o", "max_tokens", str(MAX_TOKENS))
     assert run("-m", "local-completion", "The capital of France is", "-o", "temperature", "0",
                "-o", "max_tokens", "5").strip().startswith("Paris")
+
+
+def test_the_openai_client_on_suffix_tools_and_seed(real_server):
+    """SmolLM2's tokenizer has no fill-in-the-middle tokens and its template no tools: each is a 422 that says so,
+    and a seed at temperature 1 repeats its answer."""
+    openai = need("openai")
+    client = openai.OpenAI(base_url=real_server, api_key="local", max_retries=0)
+    with pytest.raises(openai.UnprocessableEntityError, match="no fill-in-the-middle tokens"):
+        client.completions.create(model=ALIAS, prompt="def add(a, b):\n    return ", suffix="\n", max_tokens=5)
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    with pytest.raises(openai.UnprocessableEntityError, match="no tool calling"):
+        client.chat.completions.create(model=ALIAS, messages=[{"role": "user", "content": QUESTION}], tools=[tool])
+    asked = dict(model=ALIAS, messages=[{"role": "user", "content": "Tell me a story."}], max_tokens=20,
+                 temperature=1, seed=42)
+    first, again = (client.chat.completions.create(**asked).choices[0].message.content for _ in range(2))
+    assert first == again

@@ -1,12 +1,15 @@
 """Our server against the requests that broke mlx_lm.server (issue 18's list), on a real running server with
 the tiny model: each gets its OpenAI-shaped 4xx or a correct answer, the next normal request succeeds, and
 the process lives throughout. Also: a client that leaves stops its generation, a full queue answers 429,
-and an engine fault ends the process, which serve.status reports as a crash."""
+an engine fault ends the process, which serve.status reports as a crash, a seed repeats its answer, and on
+a model with Qwen2.5-Coder's tokens, suffix fills in the middle and tool calls come back in OpenAI's shape."""
 
 import http.client
 import json
 import socket
+import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
@@ -14,6 +17,7 @@ import pytest
 from mlxtasks import serve
 from mlxtasks.protocol import ServeSpec
 
+from .support.fixtures import TINY_MODEL_SCRIPT
 from .support.helpers import invoke
 from .test_serve_e2e import client, free_port, paths, server, server_pid, state_of  # noqa: F401 (fixtures)
 
@@ -57,12 +61,18 @@ REFUSED = [
      "context_length_exceeded", "context is 4096 tokens"),
     ("a prompt far past the context", "/v1/completions", {"prompt": TOO_LONG, "max_tokens": 5}, 400,
      "context_length_exceeded", "context is 4096 tokens"),
-    ("suffix (fill-in-the-middle)", "/v1/completions", {"prompt": "def f(", "suffix": "):"}, 400,
-     "unsupported_parameter", "suffix"),
+    ("suffix on a model without fill-in-the-middle tokens", "/v1/completions", {"prompt": "def f(", "suffix": "):"},
+     422, "unsupported_by_model", "no fill-in-the-middle tokens"),
     ("n past the limit", CHAT, {"messages": HI, "n": 9}, 400, "invalid_value", "n"),
     ("an unknown model", CHAT, {"model": "gpt-4o", "messages": HI}, 404, "model_not_found", "gpt-4o"),
-    ("tools, not supported yet", CHAT, {"messages": HI, "tools": [{"type": "function"}]}, 400,
-     "unsupported_parameter", "tools"),
+    ("tools on a model whose template has none", CHAT, {"messages": HI, "tools": [{"type": "function", "function": {
+        "name": "f"}}]}, 422, "unsupported_by_model", "no tool calling"),
+    ("a tool without its function", CHAT, {"messages": HI, "tools": [{"type": "function"}]}, 400, "invalid_value",
+     "tools.0.function: Field required"),
+    ("a tool call that cannot be forced", CHAT, {"messages": HI, "tools": [{"type": "function", "function": {
+        "name": "f"}}], "tool_choice": "required"}, 400, "unsupported_parameter", "tool_choice"),
+    ("a wrong type in a field whose name starts like a type's", CHAT, {"messages": HI, "stream": "maybe"}, 400,
+     "invalid_value", "stream: Input should be a valid boolean"),
 ]
 
 
@@ -192,11 +202,11 @@ def test_a_client_that_leaves_stops_its_generation(server, stream, tiny_model):
 def direct_server(mlx_python, tiny_model, tmp_path):
     """Start the runtime server itself with a spec (queue limit 1) through serve.start: (url, state)."""
 
-    def start(code="from mlxtasks.runtime.server.__main__ import main; main()", **limits):
+    def start(code="from mlxtasks.runtime.server.__main__ import main; main()", model=None, **limits):
         port = free_port()
         state = tmp_path / "mlxtasks"  # as XDG_STATE_HOME=tmp_path makes it
-        spec = ServeSpec(alias="tiny", model=str(tiny_model), names=[], port=port, log_file=str(serve.log_path(state)),
-                         exit_file=str(serve.exit_path(state)), **limits)
+        spec = ServeSpec(alias="tiny", model=str(model or tiny_model), names=[], port=port,
+                         log_file=str(serve.log_path(state)), exit_file=str(serve.exit_path(state)), **limits)
         serve.start([str(mlx_python), "-c", code, spec.to_json()], state, "tiny", "127.0.0.1", port, timeout=300)
         return f"http://127.0.0.1:{port}", state
 
@@ -256,3 +266,113 @@ def test_the_log_is_rotated_and_holds_no_bodies(direct_server):
     assert older.exists() and log.stat().st_size < 1000 + 500  # one line past the limit at most
     text = both()
     assert "POST /v1/completions 200" in text and "POST /v1/chat/completions 400" in text and secret not in text
+
+
+def test_a_seed_repeats_its_answer_even_in_a_shared_batch(server, tiny_model):
+    _, url, _ = server
+    asked = {"model": "qwen7b", "prompt": "def", "max_tokens": 8, "temperature": 1,
+             "logit_bias": no_special_tokens(tiny_model)}
+
+    def texts(seed, **more):
+        return [c["text"] for c in call(url, "POST", "/v1/completions", {**asked, "seed": seed, **more})[2]["choices"]]
+
+    [alone] = texts(1)
+    assert texts(1) == [alone]
+    with ThreadPoolExecutor(4) as pool:  # choice 0 of seed 1 again, sharing the batch with 11 other streams
+        shared = [pool.submit(texts, seed, n=3, prompt=prompt) for seed, prompt in
+                  [(1, "def"), (2, "x"), (3, "def"), (None, "a")]]
+        first, *others = [f.result() for f in shared]
+    assert first[0] == alone and len(set(first)) == 3  # each choice draws from a key of its own
+    assert texts(2) != [alone] and others[1][0] != alone
+
+
+@pytest.fixture(scope="module")
+def coder_model(mlx_python, tmp_path_factory):
+    """The tiny model with Qwen2.5-Coder's fill-in-the-middle and tool-call tokens, and its template with tools."""
+    out = tmp_path_factory.mktemp("coder-model") / "model"
+    done = subprocess.run([str(mlx_python), str(TINY_MODEL_SCRIPT), str(out), "--coder"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def test_suffix_fills_in_the_middle_with_the_models_own_tokens(direct_server, coder_model, mlx_run):
+    url, _ = direct_server(model=coder_model)
+    prefix, suffix = "def add(a, b):\n    return ", "\n\nprint(add(1, 2))"
+    fim = "<|fim_prefix|>" + prefix + "<|fim_suffix|>" + suffix + "<|fim_middle|>"  # Qwen2.5-Coder's format
+    encoded = mlx_run("import sys; from mlx_lm import load; print(load(sys.argv[1])[1].encode(sys.argv[2]))",
+                      coder_model, fim)
+    assert encoded.returncode == 0, encoded.stderr
+    asked = {"max_tokens": 6, "temperature": 0}
+    filled = call(url, "POST", "/v1/completions", {"prompt": prefix, "suffix": suffix, **asked})[2]
+    by_hand = call(url, "POST", "/v1/completions", {"prompt": json.loads(encoded.stdout), **asked})[2]
+    assert filled["usage"] == by_hand["usage"] and filled["choices"][0]["text"] == by_hand["choices"][0]["text"]
+    ids = call(url, "POST", "/v1/completions", {"prompt": [1, 2], "suffix": suffix})
+    assert ids[0] == 400 and "needs a text prompt" in ids[2]["error"]["message"]
+
+
+WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city.",
+                                              "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                             "required": ["city"]}}}]
+CALLS = ('Let me look.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n'
+         '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>')
+# The random-weight model never writes a tool call, so its tokens are forced (a logits processor after the
+# request's own): every answer is CALLS, then the end of its turn. The rest is the server as it runs.
+SCRIPTED = f"""
+import mlx.core as mx
+from mlxtasks.runtime.server.engine import Engine
+made = Engine.processors
+def scripted(self, *args):
+    tokens = iter(self.tokenizer.encode({CALLS!r}, add_special_tokens=False))
+    def force(_, logits):
+        wanted = next(tokens, self.eos[0])
+        return mx.where(mx.arange(logits.shape[-1]) == wanted, 0.0, -1e9)[None].astype(logits.dtype)
+    return made(self, *args) + [force]
+Engine.processors = scripted
+from mlxtasks.runtime.server.__main__ import main
+main()
+"""
+
+
+def test_tool_calls_come_back_in_openai_shape_streamed_or_not(direct_server, coder_model):
+    url, _ = direct_server(SCRIPTED, model=coder_model)
+    openai_client = client(url + "/v1")
+    asked = dict(model="tiny", messages=[{"role": "user", "content": "Weather in Paris and Rome?"}], tools=WEATHER)
+    reply = openai_client.chat.completions.create(**asked).choices[0]
+    assert reply.finish_reason == "tool_calls" and reply.message.content == "Let me look.\n"
+    calls = reply.message.tool_calls
+    assert [(c.type, c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("function", "get_weather", {"city": "Paris"}), ("function", "get_weather", {"city": "Rome"})]
+    assert len({c.id for c in calls}) == 2
+    chunks = list(openai_client.chat.completions.create(stream=True, **asked))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Let me look.\n"
+    streamed = [t for c in chunks for t in c.choices[0].delta.tool_calls or []]
+    assert [(t.index, t.function.name, json.loads(t.function.arguments)) for t in streamed] == [
+        (0, "get_weather", {"city": "Paris"}), (1, "get_weather", {"city": "Rome"})]
+    assert all(t.id and t.type == "function" for t in streamed) and chunks[-1].choices[0].finish_reason == "tool_calls"
+    cut = openai_client.chat.completions.create(max_tokens=12, **asked).choices[0]  # inside the first call
+    assert cut.finish_reason == "length" and cut.message.tool_calls is None
+    assert cut.message.content.startswith("Let me look.<tool_call>\n{")
+    plain = openai_client.chat.completions.create(tool_choice="none", **asked)
+    assert plain.choices[0].message.content == CALLS and plain.choices[0].finish_reason == "stop"
+    assert plain.choices[0].message.tool_calls is None
+
+
+def test_tool_calls_and_results_go_back_into_the_chat_template(direct_server, coder_model, mlx_run):
+    url, _ = direct_server(SCRIPTED, model=coder_model)
+    history = [{"role": "user", "content": "Weather in Paris?"},
+               {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
+                   "name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+               {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 C"}]
+    reply = client(url + "/v1").chat.completions.create(model="tiny", messages=history, tools=WEATHER)
+    as_template_takes_it = json.loads(json.dumps(history))
+    as_template_takes_it[1]["content"] = ""
+    as_template_takes_it[1]["tool_calls"][0]["function"]["arguments"] = {"city": "Paris"}
+    counted = mlx_run("import json, sys; from mlx_lm import load; t = load(sys.argv[1])[1]; "
+                      "print(len(t.apply_chat_template(json.loads(sys.argv[2]), tools=json.loads(sys.argv[3]), "
+                      "add_generation_prompt=True)))", coder_model, json.dumps(as_template_takes_it), json.dumps(WEATHER))
+    assert counted.returncode == 0, counted.stderr
+    assert reply.usage.prompt_tokens == int(counted.stdout)
+    bad = call(url, "POST", CHAT, {"messages": [history[0], {**history[1], "tool_calls": [{"function": {
+        "name": "get_weather", "arguments": "[1]"}}]}], "tools": WEATHER})
+    assert bad[0] == 400 and "function.arguments must be a JSON object" in bad[2]["error"]["message"]

@@ -19,6 +19,8 @@ from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # Qwen2's ids 151643-151645 become 0-2
+# --coder adds Qwen2.5-Coder's fill-in-the-middle and tool-call tokens, and its chat template with tools.
+CODER_SPECIAL = ["<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<tool_call>", "</tool_call>"]
 # Qwen2Tokenizer's own split rule: mirroring its pipeline keeps slow and fast loading identical.
 PRETOKENIZE_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
                      r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
@@ -30,6 +32,38 @@ CHAT_TEMPLATE = (
     "{%- endif %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
     "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+# Qwen2.5's template as its tokenizer_config.json has it, tool branches and all.
+TOOLS_TEMPLATE = (
+    "{%- if tools %}{{- '<|im_start|>system\\n' }}"
+    "{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}"
+    "{%- else %}{{- 'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' }}{%- endif %}"
+    "{{- '\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are "
+    "provided with function signatures within <tools></tools> XML tags:\\n<tools>' }}"
+    "{%- for tool in tools %}{{- '\\n' }}{{- tool | tojson }}{%- endfor %}"
+    "{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within "
+    "<tool_call></tool_call> XML tags:\\n<tool_call>\\n{\"name\": <function-name>, \"arguments\": "
+    "<args-json-object>}\\n</tool_call><|im_end|>\\n' }}"
+    "{%- else %}{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+    "assistant.<|im_end|>\\n' }}{%- endif %}{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if (message.role == 'user') or (message.role == 'system' and not loop.first) or "
+    "(message.role == 'assistant' and not message.tool_calls) %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
+    "{%- elif message.role == 'assistant' %}{{- '<|im_start|>' + message.role }}"
+    "{%- if message.content %}{{- '\\n' + message.content }}{%- endif %}"
+    "{%- for tool_call in message.tool_calls %}"
+    "{%- if tool_call.function is defined %}{%- set tool_call = tool_call.function %}{%- endif %}"
+    "{{- '\\n<tool_call>\\n{\"name\": \"' }}{{- tool_call.name }}{{- '\", \"arguments\": ' }}"
+    "{{- tool_call.arguments | tojson }}{{- '}\\n</tool_call>' }}{%- endfor %}{{- '<|im_end|>\\n' }}"
+    "{%- elif message.role == 'tool' %}"
+    "{%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != 'tool') %}{{- '<|im_start|>user' }}{%- endif %}"
+    "{{- '\\n<tool_response>\\n' }}{{- message.content }}{{- '\\n</tool_response>' }}"
+    "{%- if loop.last or (messages[loop.index0 + 1].role != 'tool') %}{{- '<|im_end|>\\n' }}{%- endif %}"
+    "{%- endif %}{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 TEXT = """\
@@ -61,7 +95,7 @@ SELECT name, count(*) FROM users WHERE active = 1 GROUP BY name ORDER BY name;
 """
 
 
-def train_tokenizer() -> Tokenizer:
+def train_tokenizer(special: list[str]) -> Tokenizer:
     tokenizer = Tokenizer(BPE())
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
@@ -70,25 +104,25 @@ def train_tokenizer() -> Tokenizer:
     ])
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = BpeTrainer(vocab_size=640, special_tokens=SPECIAL, show_progress=False,
+    trainer = BpeTrainer(vocab_size=640, special_tokens=special, show_progress=False,
                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(TEXT.splitlines(keepends=True) * 4, trainer)  # repeats give merges weight
     return tokenizer
 
 
-def write_tokenizer(tokenizer: Tokenizer, out: Path) -> None:
+def write_tokenizer(tokenizer: Tokenizer, out: Path, special: list[str], template: str) -> None:
     tokenizer.save(str(out / "tokenizer.json"))
     decoder = {str(tokenizer.token_to_id(t)): {"content": t, "lstrip": False, "normalized": False,
                                                "rstrip": False, "single_word": False, "special": True}
-               for t in SPECIAL}
+               for t in special}
     config = {
-        "add_prefix_space": False, "added_tokens_decoder": decoder, "additional_special_tokens": SPECIAL[1:],
-        "bos_token": None, "chat_template": CHAT_TEMPLATE, "clean_up_tokenization_spaces": False,
+        "add_prefix_space": False, "added_tokens_decoder": decoder, "additional_special_tokens": special[1:],
+        "bos_token": None, "chat_template": template, "clean_up_tokenization_spaces": False,
         "eos_token": "<|im_end|>", "errors": "replace", "model_max_length": 4096, "pad_token": "<|endoftext|>",
         "split_special_tokens": False, "tokenizer_class": "Qwen2Tokenizer", "unk_token": None,
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-    specials = {"additional_special_tokens": SPECIAL[1:], "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}
+    specials = {"additional_special_tokens": special[1:], "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}
     (out / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
 
 
@@ -124,14 +158,15 @@ def split_evenly(weights: dict, count: int) -> list[dict]:
     return [dict(items[i:i + size]) for i in range(0, len(items), size)]
 
 
-def make(out: Path, shards: int, shape: str = "tiny") -> None:
+def make(out: Path, shards: int, shape: str = "tiny", coder: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     mx.random.seed(0)
-    tokenizer = train_tokenizer()
+    special = SPECIAL + CODER_SPECIAL if coder else SPECIAL
+    tokenizer = train_tokenizer(special)
     wanted = SHAPES[shape].get("vocab_size", 0)
     # Filler tokens give a real vocabulary's size, so every id a random model samples decodes.
     tokenizer.add_tokens([f"<|filler_{n}|>" for n in range(wanted - tokenizer.get_vocab_size())])
-    write_tokenizer(tokenizer, out)
+    write_tokenizer(tokenizer, out, special, TOOLS_TEMPLATE if coder else CHAT_TEMPLATE)
     config = model_config(tokenizer, shape)
     model = qwen2.Model(qwen2.ModelArgs.from_dict(config))
     model.set_dtype(mx.bfloat16)  # what mlx-community's 4-bit repos keep for scales, biases and norms
@@ -154,8 +189,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--shape", choices=SHAPES, default="tiny")
+    parser.add_argument("--coder", action="store_true", help="Qwen2.5-Coder's tokens and chat template with tools")
     args = parser.parse_args()
-    make(args.out, args.shards, args.shape)
+    make(args.out, args.shards, args.shape, args.coder)
     generated = prove(args.out)
     if not generated:
         raise SystemExit("the tiny model generated no tokens")

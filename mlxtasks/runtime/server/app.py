@@ -20,15 +20,21 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ...protocol import ServeSpec, host_name, is_loopback
-from .engine import Busy, Engine, Job
+from .engine import Busy, Engine, Job, split_at_stop
 
 MAX_CHOICES = 8  # n times the number of prompts
+# Fill-in-the-middle: the tokens a prompt is built from (prefix, suffix, middle), and the text that ends the
+# middle where it is not the end-of-sequence token.
+FIM = [("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", None),  # Qwen2.5-Coder, CodeGemma
+       ("<fim_prefix>", "<fim_suffix>", "<fim_middle>", None),  # StarCoder, SantaCoder, Granite code
+       ("\u2581<PRE>", "\u2581<SUF>", "\u2581<MID>", "<EOT>"),  # CodeLlama
+       ("<\uff5cfim\u2581begin\uff5c>", "<\uff5cfim\u2581hole\uff5c>", "<\uff5cfim\u2581end\uff5c>", None)]  # DeepSeek-Coder
 
 
 class ApiError(Exception):
     KINDS = {400: "invalid_request_error", 403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
-             413: "invalid_request_error", 415: "invalid_request_error", 429: "rate_limit_error", 500: "server_error",
-             503: "server_error"}
+             413: "invalid_request_error", 415: "invalid_request_error", 422: "invalid_request_error",
+             429: "rate_limit_error", 500: "server_error", 503: "server_error"}
 
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
                  headers: dict[str, str] | None = None):
@@ -73,18 +79,45 @@ class TextPart(BaseModel):
     text: str
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str | dict[str, Any] = "{}"  # a JSON object, as a string (OpenAI) or not
+
+
+class ToolCall(BaseModel):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+
+
+class Function(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    function: Function
 
 
 class ChatRequest(Options):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
 
 
@@ -101,12 +134,98 @@ def parse(kind: type[BaseModel], data: Any) -> Any:
         return kind.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"] if not str(part).startswith(("str", "list[", "function")))
+        where = ".".join(str(part) for part in first["loc"] if not type_tag(str(part)))
         raise ApiError(400, f"{where or 'body'}: {first['msg']}", param=where or None, code="invalid_value") from None
+
+
+def type_tag(part: str) -> bool:
+    """A part of pydantic's error location that names one of a union's types (str, list[int], ...), not a field."""
+    return part in ("str", "int", "float", "bool") or "[" in part or part.startswith("function-")
 
 
 def refuse(param: str, why: str) -> ApiError:
     return ApiError(400, f"{param}: {why}", param=param, code="unsupported_parameter")
+
+
+def cannot(param: str, why: str) -> ApiError:
+    """A well-formed request that this server supports and the served model cannot do."""
+    return ApiError(422, f"{param}: {why}", param=param, code="unsupported_by_model")
+
+
+def template_message(message: ChatMessage) -> dict:
+    """A message as chat templates take it: text content ("" for none), and tool calls' arguments as objects."""
+    content = message.content
+    out = {"role": "system" if message.role == "developer" else message.role,
+           "content": content if isinstance(content, str) else "".join(part.text for part in content or [])}
+    if message.name is not None:
+        out["name"] = message.name
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    if message.tool_calls:
+        out["tool_calls"] = [{"id": call.id, "type": "function", "function": {
+            "name": call.function.name, "arguments": arguments_object(call.function.arguments)}}
+            for call in message.tool_calls]
+    return out
+
+
+def arguments_object(arguments: str | dict) -> dict:
+    if isinstance(arguments, dict):
+        return arguments
+    try:
+        parsed = json.loads(arguments or "{}")
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise ApiError(400, "messages: a tool call's function.arguments must be a JSON object.",
+                       param="messages", code="invalid_value")
+    return parsed
+
+
+class ToolCalls:
+    """One choice's text split into content and tool calls at the model's markers (mlx_lm's tool_call_start
+    and tool_call_end), each call read by mlx_lm's parser for the model. A call that does not parse (say, one
+    cut off by max_tokens) stays in the content, markers and all."""
+
+    def __init__(self, tokenizer, tools: list[dict]):
+        self.start, self.end, self.parser, self.tools = (tokenizer.tool_call_start, tokenizer.tool_call_end,
+                                                         tokenizer.tool_parser, tools)
+        self.held, self.inside, self.count = "", False, 0
+
+    def feed(self, text: str) -> tuple[str, list[dict]]:
+        """(content to send now, the calls this text completed)."""
+        self.held += text
+        content, calls = "", []
+        while True:
+            if not self.inside:
+                at = self.held.find(self.start)
+                if at < 0:
+                    now, self.held, _ = split_at_stop(self.held, [self.start])  # it may end in a marker's start
+                    return content + now, calls
+                content, self.held, self.inside = content + self.held[:at], self.held[at + len(self.start):], True
+            at = self.held.find(self.end) if self.end else -1  # no end marker: a call runs to the answer's end
+            if at < 0:
+                return content, calls
+            unparsed, found = self.parse(self.held[:at])
+            content, calls = content + (unparsed + self.end if unparsed else ""), calls + found
+            self.held, self.inside = self.held[at + len(self.end):], False
+
+    def finish(self) -> tuple[str, list[dict]]:
+        """At the answer's end: the text held back, and a call still open."""
+        held, inside, self.held, self.inside = self.held, self.inside, "", False
+        return self.parse(held) if inside else (held, [])
+
+    def parse(self, text: str) -> tuple[str, list[dict]]:
+        """("", the calls in one call's text) or, if it does not parse, (the text with its start marker, [])."""
+        try:
+            parsed = self.parser(text, self.tools)
+            calls = [{"id": one.get("id") or f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                      "function": {"name": one["name"], "arguments": one["arguments"] if isinstance(
+                          one["arguments"], str) else json.dumps(one["arguments"], ensure_ascii=False)}}
+                     for one in (parsed if isinstance(parsed, list) else [parsed])]
+        except Exception:  # the model wrote something its parser cannot read: it stays text
+            return self.start + text, []
+        self.count += len(calls)
+        return "", calls
 
 
 # --- the app ---
@@ -117,6 +236,9 @@ class Server:
         self.spec, self.engine = spec, engine
         self.names = {spec.alias, *spec.names}
         self.created = int(time.time())
+        vocab = engine.tokenizer.get_vocab()
+        self.fim = next(([vocab[p], vocab[s], vocab[m], end] for p, s, m, end in FIM if {p, s, m} <= vocab.keys()),
+                        None)  # this model's fill-in-the-middle tokens, if it has them
 
     def check_model(self, name: str | None) -> None:
         if name is not None and name not in self.names:
@@ -174,8 +296,9 @@ class Server:
         longer than the longest one in the vocabulary)."""
         self.check_context(characters // self.engine.longest_token, max_tokens, at_least=True)
 
-    def jobs(self, options: Options, prompts: list[list[int]], max_tokens: int,
-             continues: bool) -> tuple[list[Job], asyncio.Queue]:
+    def jobs(self, options: Options, prompts: list[list[int]], max_tokens: int, continues: bool,
+             ends: list[str]) -> tuple[list[Job], asyncio.Queue]:
+        """ends: stop strings of the server's own, past the request's."""
         engine = self.engine
         if options.logit_bias:
             self.check_ids(list(options.logit_bias), "logit_bias")
@@ -184,6 +307,7 @@ class Server:
         stops = [options.stop] if isinstance(options.stop, str) else list(options.stop or [])
         if len(stops) > 4 or not all(stops):
             raise ApiError(400, "stop: up to 4 strings, none of them empty.", param="stop", code="invalid_value")
+        stops += ends
         n = options.n or 1
         if n * len(prompts) > MAX_CHOICES:
             raise ApiError(400, f"n times the number of prompts is {n * len(prompts)}; at most {MAX_CHOICES}.",
@@ -193,7 +317,8 @@ class Server:
         events: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
         return [Job(index=i * n + k, prompt=prompt, max_tokens=max_tokens,
-                    sampler=engine.sampler(temperature, top_p, options.top_k or 0, options.min_p or 0.0),
+                    sampler=engine.sampler(temperature, top_p, options.top_k or 0, options.min_p or 0.0,
+                                           None if options.seed is None else (options.seed, i * n + k)),
                     processors=engine.processors({int(k): v for k, v in (options.logit_bias or {}).items()},
                                                  options.presence_penalty, options.frequency_penalty,
                                                  options.repetition_penalty),
@@ -221,32 +346,35 @@ class Server:
     async def chat(self, request: Request) -> Response:
         body = parse(ChatRequest, await self.read_json(request))
         self.check_model(body.model)
-        if body.tools:
-            raise refuse("tools", "tool calls are not supported by this server yet")
+        tools = None
+        if body.tools and body.tool_choice != "none":
+            if body.tool_choice not in (None, "auto"):
+                raise refuse("tool_choice", 'only "auto" and "none": this server cannot force a tool call')
+            if not self.engine.tokenizer.has_tool_calling:
+                raise cannot("tools", "this model's chat template has no tool calling that mlx-lm can read")
+            tools = [tool.model_dump(exclude_none=True) for tool in body.tools]
         if body.logprobs:
             raise refuse("logprobs", "log probabilities are not supported by this server")
         if body.response_format and body.response_format.get("type") not in (None, "text"):
             raise refuse("response_format", "only text responses are supported")
         asked = body.max_completion_tokens or body.max_tokens
-        messages = [{"role": "system" if m.role == "developer" else m.role,
-                     "content": m.content if isinstance(m.content, str) or m.content is None
-                     else "".join(part.text for part in m.content)} for m in body.messages]
-        self.precheck(sum(len(m["content"] or "") for m in messages), asked or 1)
+        messages = [template_message(m) for m in body.messages]
+        self.precheck(sum(len(m["content"]) for m in messages), asked or 1)
         try:
-            prompt = await run_in_threadpool(self.engine.tokenizer.apply_chat_template, messages,
+            prompt = await run_in_threadpool(self.engine.tokenizer.apply_chat_template, messages, tools=tools,
                                              add_generation_prompt=True)
         except Exception as exc:  # the model's template refused these messages (say, roles out of order)
             raise ApiError(400, f"messages: the model's chat template refused them: {exc}", param="messages",
                            code="invalid_messages") from None
         max_tokens = self.budget(asked, len(prompt))
-        jobs, events = self.jobs(body, [prompt], max_tokens, continues=False)
-        return await self.answer(request, "chat", body, jobs, events, len(prompt), echoes=None)
+        jobs, events = self.jobs(body, [prompt], max_tokens, continues=False, ends=[])
+        return await self.answer(request, "chat", body, jobs, events, len(prompt), echoes=None, tools=tools)
 
     async def completions(self, request: Request) -> Response:
         body = parse(CompletionRequest, await self.read_json(request))
         self.check_model(body.model)
-        if body.suffix:
-            raise refuse("suffix", "fill-in-the-middle is not supported for this model")
+        if body.suffix and self.fim is None:
+            raise cannot("suffix", "this model has no fill-in-the-middle tokens (such as <|fim_prefix|>)")
         if body.logprobs is not None:
             raise refuse("logprobs", "log probabilities are not supported by this server")
         prompt = body.prompt
@@ -254,9 +382,12 @@ class Server:
             raise ApiError(400, "prompt: an empty list.", param="prompt", code="invalid_value")
         texts = prompt if isinstance(prompt, list) and isinstance(prompt[0], str) else \
             [prompt] if isinstance(prompt, str) else None
+        if body.suffix and texts is None:
+            raise refuse("suffix", "fill-in-the-middle needs a text prompt, not token ids")
         if texts is not None:
-            self.precheck(max(map(len, texts)), body.max_tokens or 1)
-            prompts = await run_in_threadpool(lambda: [self.engine.tokenizer.encode(t) for t in texts])
+            self.precheck(max(map(len, texts)) + len(body.suffix or ""), body.max_tokens or 1)
+            prompts = await run_in_threadpool(lambda: [self.fim_prompt(t, body.suffix) if body.suffix
+                                                       else self.engine.tokenizer.encode(t) for t in texts])
         else:
             prompts = [prompt] if isinstance(prompt[0], int) else prompt
             for ids in prompts:
@@ -269,15 +400,28 @@ class Server:
         if body.echo:
             decode = self.engine.tokenizer.decode
             echoes = texts if texts is not None else [decode(ids) for ids in prompts]
-        jobs, events = self.jobs(body, prompts, max_tokens, continues=True)
+        ends = [self.fim[3]] if body.suffix and self.fim[3] else []
+        jobs, events = self.jobs(body, prompts, max_tokens, continues=True, ends=ends)
         return await self.answer(request, "text", body, jobs, events, sum(map(len, prompts)), echoes)
 
+    def fim_prompt(self, prefix: str, suffix: str) -> list[int]:
+        """The model's fill-in-the-middle prompt: prefix, suffix, then the middle it writes (after a start of
+        text, for tokenizers that begin with one)."""
+        before, after, middle, _ = self.fim
+        encode = self.engine.tokenizer.encode
+        return encode("") + [before] + encode(prefix, add_special_tokens=False) + [after] + \
+            encode(suffix, add_special_tokens=False) + [middle]
+
     async def answer(self, request: Request, kind: str, body: Options, jobs: list[Job], events: asyncio.Queue,
-                     prompt_tokens: int, echoes: list[str] | None) -> Response:
+                     prompt_tokens: int, echoes: list[str] | None, tools: list[dict] | None = None) -> Response:
         n = body.n or 1
         name = body.model or self.spec.alias
         ident = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
+        calls = {job.index: ToolCalls(self.engine.tokenizer, tools) for job in jobs} if tools else {}
         self.submit(jobs)
+
+        def finish_reason(index: int, reason: str) -> str:
+            return "tool_calls" if calls and calls[index].count and reason == "stop" else reason
 
         def usage(done: dict[int, dict]) -> dict:
             completion = sum(d["completion_tokens"] for d in done.values())
@@ -305,11 +449,22 @@ class Server:
                             yield sse({**head(), "choices": [choice(job.index, echo, None, first=True)]})
                     while len(done) < len(jobs):
                         index, what, value = await events.get()
+                        finish = None
                         if what == "text":
-                            yield sse({**head(), "choices": [choice(index, value, None)]})
+                            text, found = calls[index].feed(value) if calls else (value, [])
                         else:
                             done[index] = value
-                            yield sse({**head(), "choices": [choice(index, None, value["finish_reason"])]})
+                            text, found = calls[index].finish() if calls else ("", [])
+                            finish = finish_reason(index, value["finish_reason"])
+                        if text:
+                            yield sse({**head(), "choices": [choice(index, text, None)]})
+                        if found:
+                            first = calls[index].count - len(found)
+                            delta = {"tool_calls": [{"index": first + k, **call} for k, call in enumerate(found)]}
+                            yield sse({**head(), "choices": [{"index": index, "delta": delta, "logprobs": None,
+                                                              "finish_reason": None}]})
+                        if finish:
+                            yield sse({**head(), "choices": [choice(index, None, finish)]})
                     if body.stream_options and body.stream_options.include_usage:
                         yield sse({**head(), "choices": [], "usage": usage(done)})
                     yield "data: [DONE]\n\n"
@@ -338,8 +493,16 @@ class Server:
             gone.cancel()
             self.engine.cancel(jobs)
         if kind == "chat":
-            choices = [{"index": i, "message": {"role": "assistant", "content": texts[i]}, "logprobs": None,
-                        "finish_reason": done[i]["finish_reason"]} for i in sorted(texts)]
+            choices = []
+            for i in sorted(texts):
+                message = {"role": "assistant", "content": texts[i]}
+                if calls:
+                    (text, found), (rest, more) = calls[i].feed(texts[i]), calls[i].finish()
+                    message["content"] = None if (found or more) and not (text + rest).strip() else text + rest
+                    if found or more:
+                        message["tool_calls"] = found + more
+                choices.append({"index": i, "message": message, "logprobs": None,
+                                "finish_reason": finish_reason(i, done[i]["finish_reason"])})
         else:
             choices = [{"index": i, "text": texts[i], "logprobs": None, "finish_reason": done[i]["finish_reason"]}
                        for i in sorted(texts)]

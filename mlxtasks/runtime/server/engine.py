@@ -10,6 +10,7 @@ that text.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
 import threading
@@ -20,7 +21,7 @@ import mlx.core as mx
 from mlx_lm import load
 from mlx_lm.generate import BatchGenerator, StopSequences
 from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
-from mlx_lm.sample_utils import make_logits_processors, make_sampler
+from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_logits_processors, make_sampler
 
 from ...protocol import ServeSpec
 
@@ -68,6 +69,23 @@ def split_at_stop(text: str, stops: list[str]) -> tuple[str, str, bool]:
     return text[:len(text) - keep], text[len(text) - keep:], False
 
 
+class SeededSampler:
+    """make_sampler's filters (in its order), then a draw with this choice's own key, split at each step. The
+    key is made on the engine thread, at the first step."""
+
+    def __init__(self, filters: list[Callable], temperature: float, seed: tuple[int, int]):
+        self.filters, self.temperature, self.seed, self.key = filters, temperature, seed, None
+
+    def __call__(self, logprobs: mx.array) -> mx.array:
+        if self.key is None:
+            number, choice = self.seed
+            self.key = mx.random.split(mx.random.key(number % 2**64), choice + 1)[choice]
+        for keep in self.filters:
+            logprobs = keep(logprobs)
+        self.key, now = mx.random.split(self.key)
+        return mx.random.categorical(logprobs * (1 / self.temperature), key=now)
+
+
 class Engine:
     def __init__(self, spec: ServeSpec):
         self.spec = spec
@@ -99,8 +117,16 @@ class Engine:
 
         threading.Thread(target=run, name="engine", daemon=True).start()
 
-    def sampler(self, temperature: float, top_p: float, top_k: int, min_p: float) -> Callable:
-        return make_sampler(temp=temperature, top_p=top_p, top_k=top_k, min_p=min_p)
+    def sampler(self, temperature: float, top_p: float, top_k: int, min_p: float,
+                seed: tuple[int, int] | None = None) -> Callable:
+        """seed: (a request's seed, the choice's number): the choice draws from a random key of its own, so
+        its answer repeats whatever else shares the batch."""
+        if seed is None or temperature == 0:
+            return make_sampler(temp=temperature, top_p=top_p, top_k=top_k, min_p=min_p)
+        filters = [f for f, on in [(functools.partial(apply_top_p, top_p=top_p), 0 < top_p < 1),
+                                   (functools.partial(apply_min_p, min_p=min_p), min_p != 0),
+                                   (functools.partial(apply_top_k, top_k=top_k), top_k > 0)] if on]
+        return SeededSampler(filters, temperature, seed)
 
     def processors(self, logit_bias: dict[int, float] | None, presence: float | None, frequency: float | None,
                    repetition: float | None) -> list:
