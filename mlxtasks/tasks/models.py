@@ -20,6 +20,26 @@ def list_(c, models=None, json=False):
     ui.out(json_module.dumps(listing, indent=2) if json else "\n".join(inventory.listing_lines(listing)))
 
 
+@task(positional=["query"], help={
+    "query": "words the repo id contains, such as qwen3 or coder",
+    "author": "whose models (default: mlx-community; any: everyone's)",
+    "sort": "downloads (default), likes or recent",
+    "limit": "how many rows (default 20)",
+    "fits": "only models that fit this machine's memory",
+    "json": "print the rows as JSON",
+    "models": PATH_HELP["models"],
+})
+def search(c, query, author=None, sort="downloads", limit=20, fits=False, json=False, models=None):
+    """Search the hub: size, whether it fits this machine and the venv's mlx-lm runs it, downloads, last change."""
+    import json as json_module
+
+    from .. import search as core, ui
+    from ..facts import probe
+
+    rows = core.search(settings(c, models=models), probe(), query, sort, limit, author, fits)
+    ui.out(json_module.dumps(rows, indent=2) if json else "\n".join(core.lines(rows, query)))
+
+
 @task(
     help={
         "model": MODEL_HELP,
@@ -80,4 +100,4 @@ def rm(c, model, yes=False, models=None):
     record("changed", "models", f"deleted {store.remove_model(s.models, entry.folder)}")
 
 
-ns = Collection("models", list_, pull, info, verify, rm)
+ns = Collection("models", list_, search, pull, info, verify, rm)
