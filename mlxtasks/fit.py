@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from .facts import GB
+
 # MLX's buffers and activations beyond the weights and the cache: an estimate, a share of the weights plus a floor.
 OVERHEAD_FRACTION = 0.05
 OVERHEAD_BYTES = 300 * 10**6
@@ -120,3 +122,17 @@ def installed_context(folder: Path, weights: int, budget: int, wanted: int = 0) 
         return largest, (f"(the context is capped at {largest} tokens: {wanted} would not fit in this machine's "
                          "memory with the model's weights)")
     return wanted or largest, ""
+
+
+def verdict(weights: int, shape: Shape, budget: int) -> str:
+    """Whether a model fits `budget`, in words: with the largest context that fits when its shape is known."""
+    if not shape.known:
+        if need(weights, shape) <= budget:
+            return "yes (its shape is unknown: weights with room for a few thousand tokens)"
+        return f"no: needs about {need(weights, shape) / GB:.1f} GB, more than the {budget / GB:.1f} GB this machine can give"
+    largest = largest_context(weights, shape, budget)
+    if not largest:
+        return (f"no: needs about {need(weights, shape) / GB:.1f} GB even at {context_for(shape):,} tokens of context, "
+                f"more than the {budget / GB:.1f} GB this machine can give")
+    limit = " (its own limit)" if largest == shape.context else f" of its {shape.context:,}" if shape.context else ""
+    return f"yes, with up to {largest:,} tokens of context{limit}"

@@ -70,6 +70,39 @@ def info_lines(entry: Model, models_path: Path, facts: HostFacts) -> list[str]:
     return [f"{name:<10}{value}" for name, value in rows]
 
 
+def quantization_text(config: dict) -> str:
+    """A config.json's quantization in words: MLX's own `quantization` or a transformers `quantization_config`."""
+    found = config.get("quantization") or config.get("quantization_config")
+    if not isinstance(found, dict):
+        return "none (full precision)"
+    bits = found.get("bits") or found.get("quant_method", "")
+    group = f", group size {found['group_size']}" if found.get("group_size") else ""
+    return f"{bits}{'-bit' if isinstance(bits, int) else ''}{group}, {found.get('mode', 'affine')} mode"
+
+
+def remote_info_lines(s: Settings, facts: HostFacts, repo: str) -> list[str]:
+    """models.info for a hub repo that is not installed: what mlx-lm would fetch, its model type and
+    quantization (from its config.json, fetched alone), whether it fits and whether the venv runs it."""
+    import tempfile
+
+    from . import compat, fit
+
+    with tempfile.TemporaryDirectory(prefix="mlxtasks-info-") as scratch:
+        the_plan = hub.plan(catalog.from_repo(repo, 0.0), say=lambda _: None, staged=Path(scratch) / "config")
+    known, config, weights = compat.support(s), the_plan.config, the_plan.total
+    problem = compat.problem(repo, config, known, the_plan.pipeline) if known else None
+    runs = "cannot tell: no venv with mlx-lm to ask (invoke setup)" if known is None else \
+        f"no: {problem.message} Fix: {problem.fix}" if problem else f"yes, with the venv's mlx-lm {known.mlx_lm}"
+    rows = [("repo", f"{repo} (not installed: invoke models.pull {repo})"),
+            ("files", ", ".join(path for path, _ in the_plan.files)),
+            ("size", f"{weights / GB:.2f} GB to download, revision {the_plan.revision[:12]}"),
+            ("type", f"{config.get('model_type', 'unknown')} ({the_plan.pipeline or 'no pipeline tag'})"),
+            ("quantized", quantization_text(config)),
+            ("fits", fit.verdict(weights, fit.from_config(config), catalog.memory_budget(facts))),
+            ("runs", runs)]
+    return [f"{name:<10}{value}" for name, value in rows]
+
+
 def verify(settings: Settings, name: str | None = None) -> list[Result]:
     """Check one installed model's files (by any name local_model takes), or every model folder's."""
     if name:

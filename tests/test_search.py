@@ -1,5 +1,5 @@
 """`invoke models.search` against the stand-in hub's listing: rows, sorting, --fits, --json, what the venv
-runs, pulled models, and an unreachable hub."""
+runs, pulled models, and an unreachable hub; `models.info` of a repo that is not installed."""
 
 import json
 
@@ -7,6 +7,7 @@ import pytest
 
 from mlxtasks.protocol import Support
 
+from .support.fake_hub import FakeHub
 from .support.helpers import invoke
 
 TINY, HUGE, NEXT, VL = (f"mlx-community/Qwen3-{name}-4bit" for name in ("Tiny", "Huge", "Next", "VL"))
@@ -42,13 +43,18 @@ def test_a_row_says_size_fit_downloads_and_date_and_fits_keeps_what_fits(listing
     assert repos(search(listing_hub, home, "qwen3", "--fits")) == [TINY, NEXT, VL]
 
 
-def test_json_rows_say_what_the_venv_runs_and_mark_a_pulled_model(listing_hub, home):
+def venv_that_runs(home, *model_types):
+    """A venv's package metadata and the cached answer of what its mlx-lm runs (compat.support reads both)."""
     venv_packages = home / "venv-mlx" / "lib" / "python3.11" / "site-packages"
     for name in ("mlx_lm-0.32.2.dist-info", "mlx-0.32.4.dist-info"):
         (venv_packages / name).mkdir(parents=True)
     cache = home / ".local" / "state" / "mlxtasks" / "support" / "mlx_lm-0.32.2-mlx-0.32.4.json"
     cache.parent.mkdir(parents=True)
-    cache.write_text(Support("0.32.2", "0.32.4", ("qwen3", "qwen3_moe"), ("affine",)).to_json())
+    cache.write_text(Support("0.32.2", "0.32.4", model_types, ("affine",)).to_json())
+
+
+def test_json_rows_say_what_the_venv_runs_and_mark_a_pulled_model(listing_hub, home):
+    venv_that_runs(home, "qwen3", "qwen3_moe")
     pulled = home / "workspace" / "mlx" / "Qwen3-Tiny-4bit"
     pulled.mkdir(parents=True)
     (pulled / "mlxtasks-manifest.json").write_text(json.dumps({"repo": TINY, "files": {}}))
@@ -75,3 +81,28 @@ def test_an_unreachable_hub_is_one_sentence_and_exit_1(home):
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("[error] Cannot reach the hub at http://127.0.0.1:9, so there is nothing to search")
     assert "Retrying" not in done.stderr and "Traceback" not in done.stderr
+
+
+SMALL = {"model_type": "qwen2", "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+         "hidden_size": 64, "max_position_embeddings": 8192, "quantization": {"group_size": 64, "bits": 4}}
+
+
+def test_info_of_a_repo_not_installed_reads_only_its_listing_and_config(home, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "config.json").write_text(json.dumps(SMALL))
+    (repo / "tokenizer.json").write_text("{}")
+    (repo / "model.safetensors").write_bytes(b"\0" * 5000)
+    venv_that_runs(home, "qwen2")
+    with FakeHub({"someone/Small-4bit": repo}) as hub:
+        done = invoke("models.info", "someone/Small-4bit", home=home, HF_ENDPOINT=hub.url)
+        assert done.returncode == 0, done.stderr
+        assert not hub.hits("*.safetensors", method="GET")
+    rows = dict(line.split(None, 1) for line in done.stdout.splitlines())
+    assert rows["repo"] == "someone/Small-4bit (not installed: invoke models.pull someone/Small-4bit)"
+    assert rows["files"] == "config.json, model.safetensors, tokenizer.json"
+    assert rows["size"].startswith("0.00 GB to download, revision ")
+    assert (rows["type"], rows["quantized"]) == ("qwen2 (no pipeline tag)", "4-bit, group size 64, affine mode")
+    assert rows["fits"] == "yes, with up to 8,192 tokens of context (its own limit)"
+    assert rows["runs"] == "yes, with the venv's mlx-lm 0.32.2"
+    assert not (home / "workspace").exists()
