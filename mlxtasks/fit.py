@@ -107,15 +107,19 @@ def largest_context(weights: int, shape: Shape, budget: int) -> int:
     return low if low >= min(MIN_CONTEXT, shape.context or MIN_CONTEXT) else 0
 
 
-def installed_context(folder: Path, weights: int, budget: int, wanted: int = 0) -> tuple[int, str]:
-    """The context an installed model runs with (0: its own limit) and a note when `wanted` had to be cut:
-    the largest that fits when none is wanted, else the one wanted, capped to what fits."""
+def folder_shape(folder: Path) -> Shape:
+    """An installed model's shape from its config.json (unknown when there is none to read)."""
     try:
         config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
-        return wanted, ""
-    shape = from_config(config if isinstance(config, dict) else {})
-    largest = largest_context(weights, shape, budget)
+        return Shape()
+    return from_config(config if isinstance(config, dict) else {})
+
+
+def installed_context(folder: Path, weights: int, budget: int, wanted: int = 0) -> tuple[int, str]:
+    """The context an installed model runs with (0: its own limit) and a note when `wanted` had to be cut:
+    the largest that fits when none is wanted, else the one wanted, capped to what fits."""
+    largest = largest_context(weights, folder_shape(folder), budget)
     if not largest:  # unknown shape, or even the least context does not fit: the memory warning says so
         return wanted, ""
     if wanted and wanted > largest:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import catalog, hub, store, validate
+from . import catalog, fit, hub, store, validate
 from .catalog import Model
 from .checks import Result, run_checks
 from .config import Settings
@@ -14,18 +14,20 @@ from .facts import GB, HostFacts
 
 def listing(settings: Settings, facts: HostFacts) -> dict:
     """models.list --json: the models folder, what is installed in it, and the catalogue."""
-    installed = []
+    installed, budget = [], catalog.memory_budget(facts)
     named = store.known_models(settings.models, settings.catalog)
     for folder in store.model_folders(settings.models):
         recorded = store.read_manifest(folder) or {}
         known = catalog.by_folder(folder.name, named)
+        size = store.size_on_disk(folder)
         installed.append({"alias": known.alias if known else recorded.get("alias"), "repo": recorded.get("repo"),
-                          "folder": folder.name, "path": str(folder), "size": store.size_on_disk(folder),
-                          "complete": hub.is_complete(folder)})
+                          "folder": folder.name, "path": str(folder), "size": size, "complete": hub.is_complete(folder),
+                          "fits": fit.verdict(size, fit.folder_shape(folder), budget)})
     cached = hub.cached_repos()
     present = {entry["folder"] for entry in installed}
     entries = [{"alias": m.alias, "repo": m.repo, "size_gb": m.size_gb, "category": m.category,
-                "fits": catalog.fits(m, facts), "installed": m.folder in present, "in_hf_cache": m.repo in cached,
+                "fits": catalog.fits_in(m, budget), "context": fit.largest_context(int(m.size_gb * GB), m.shape, budget),
+                "installed": m.folder in present, "in_hf_cache": m.repo in cached,
                 "description": m.description} for m in settings.catalog]
     return {"models_folder": str(settings.models), "installed": installed, "catalogue": entries}
 
@@ -40,12 +42,15 @@ def listing_lines(listing: dict) -> list[str]:
     for entry in installed:
         state = "complete" if entry["complete"] else "incomplete: invoke models.verify"
         lines.append(f"  {entry['alias'] or '-':<{alias_width}}{entry['folder']:<{folder_width}}"
-                     f"{entry['size'] / GB:>7.2f} GB  {state}")
+                     f"{entry['size'] / GB:>7.2f} GB  {state}; fits: {entry['fits']}")
     lines += ["", f"{'alias':<{alias_width}}{'size':>9}  {'kind':<10}{'fits':<6}{'installed':<11}description"]
     for e in entries:
         note = " (in the HF cache: models.pull --from-cache)" if e["in_hf_cache"] and not e["installed"] else ""
+        fits = ("no" if not e["fits"] else f"{e['context'] // 1000}k" if e["context"] else "yes")
         lines.append(f"{e['alias']:<{alias_width}}{e['size_gb']:>7.2f}GB  {e['category']:<10}"
-                     f"{'yes' if e['fits'] else 'no':<6}{'yes' if e['installed'] else 'no':<11}{e['description']}{note}")
+                     f"{fits:<6}{'yes' if e['installed'] else 'no':<11}{e['description']}{note}")
+    if any(e["context"] for e in entries):
+        lines.append("fits: Nk = it fits with up to N thousand tokens of context (weights + KV cache + overhead)")
     return lines
 
 
