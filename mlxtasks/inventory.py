@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import catalog, fit, hub, store, validate
+from . import catalog, fit, hub, speed, store, validate
 from .catalog import Model
 from .checks import Result, run_checks
 from .config import Settings
@@ -14,7 +14,7 @@ from .facts import GB, HostFacts
 
 def listing(settings: Settings, facts: HostFacts) -> dict:
     """models.list --json: the models folder, what is installed in it, and the catalogue."""
-    installed, budget = [], catalog.memory_budget(facts)
+    installed, budget, records = [], catalog.memory_budget(facts), speed.history(settings)
     named = store.known_models(settings.models, settings.catalog)
     for folder in store.model_folders(settings.models):
         recorded = store.read_manifest(folder) or {}
@@ -27,9 +27,15 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
     present = {entry["folder"] for entry in installed}
     entries = [{"alias": m.alias, "repo": m.repo, "size_gb": m.size_gb, "category": m.category,
                 "fits": catalog.fits_in(m, budget), "context": fit.largest_context(int(m.size_gb * GB), m.shape, budget),
-                "installed": m.folder in present, "in_hf_cache": m.repo in cached,
+                **_speed(m, facts, records), "installed": m.folder in present, "in_hf_cache": m.repo in cached,
                 "description": m.description} for m in settings.catalog]
     return {"models_folder": str(settings.models), "installed": installed, "catalogue": entries}
+
+
+def _speed(model: Model, facts: HostFacts, records: list[dict]) -> dict:
+    rate = speed.expected(facts, int(model.size_gb * GB), model.active, {model.alias, model.folder}, records)
+    return {"tokens_per_s": round(rate.tokens_per_s, 1), "speed": rate.how, "speed_short": rate.short,
+            "speed_text": rate.text}
 
 
 def listing_lines(listing: dict) -> list[str]:
@@ -43,18 +49,18 @@ def listing_lines(listing: dict) -> list[str]:
         state = "complete" if entry["complete"] else "incomplete: invoke models.verify"
         lines.append(f"  {entry['alias'] or '-':<{alias_width}}{entry['folder']:<{folder_width}}"
                      f"{entry['size'] / GB:>7.2f} GB  {state}; fits: {entry['fits']}")
-    lines += ["", f"{'alias':<{alias_width}}{'size':>9}  {'kind':<10}{'fits':<6}{'installed':<11}description"]
+    lines += ["", f"{'alias':<{alias_width}}{'size':>9}  {'kind':<10}{'fits':<6}{'speed':<11}{'installed':<11}description"]
     for e in entries:
         note = " (in the HF cache: models.pull --from-cache)" if e["in_hf_cache"] and not e["installed"] else ""
         fits = ("no" if not e["fits"] else f"{e['context'] // 1000}k" if e["context"] else "yes")
         lines.append(f"{e['alias']:<{alias_width}}{e['size_gb']:>7.2f}GB  {e['category']:<10}"
-                     f"{fits:<6}{'yes' if e['installed'] else 'no':<11}{e['description']}{note}")
+                     f"{fits:<6}{e['speed_short']:<11}{'yes' if e['installed'] else 'no':<11}{e['description']}{note}")
     if any(e["context"] for e in entries):
         lines.append("fits: Nk = it fits with up to N thousand tokens of context (weights + KV cache + overhead)")
-    return lines
+    return lines + speed.legend([e["speed"] for e in entries])
 
 
-def info_lines(entry: Model, models_path: Path, facts: HostFacts) -> list[str]:
+def info_lines(entry: Model, models_path: Path, facts: HostFacts, records: list[dict] | None = None) -> list[str]:
     """models.info: the catalogue entry, its default sampling, and where and how complete its copy is."""
     folder = hub.final_path(models_path, entry)
     recorded = store.read_manifest(folder)
@@ -64,7 +70,8 @@ def info_lines(entry: Model, models_path: Path, facts: HostFacts) -> list[str]:
         ("about", entry.description),
         ("kind", f"{entry.category}, {entry.arch} architecture"),
         ("size", f"{entry.size_gb:.2f} GB on disk, about {entry.ram_gb:.1f} GB of memory to run"),
-        ("fits", "yes" if catalog.fits(entry, facts) else "no, too big for this machine's memory"),
+        ("fits", fit.verdict(int(entry.size_gb * GB), entry.shape, catalog.memory_budget(facts))),
+        ("speed", _speed(entry, facts, records or [])["speed_text"]),
         ("sampling", f"temperature {entry.temperature}, top_p {entry.top_p}, max_tokens {entry.max_tokens}"),
         ("folder", str(folder)),
         ("installed", "no: invoke models.pull " + entry.alias if not folder.exists() else
@@ -95,6 +102,7 @@ def remote_info_lines(s: Settings, facts: HostFacts, repo: str) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="mlxtasks-info-") as scratch:
         the_plan = hub.plan(catalog.from_repo(repo, 0.0), say=lambda _: None, staged=Path(scratch) / "config")
     known, config, weights = compat.support(s), the_plan.config, the_plan.total
+    shape = fit.from_config(config)
     problem = compat.problem(repo, config, known, the_plan.pipeline) if known else None
     runs = "cannot tell: no venv with mlx-lm to ask (invoke setup)" if known is None else \
         f"no: {problem.message} Fix: {problem.fix}" if problem else f"yes, with the venv's mlx-lm {known.mlx_lm}"
@@ -103,7 +111,8 @@ def remote_info_lines(s: Settings, facts: HostFacts, repo: str) -> list[str]:
             ("size", f"{weights / GB:.2f} GB to download, revision {the_plan.revision[:12]}"),
             ("type", f"{config.get('model_type', 'unknown')} ({the_plan.pipeline or 'no pipeline tag'})"),
             ("quantized", quantization_text(config)),
-            ("fits", fit.verdict(weights, fit.from_config(config), catalog.memory_budget(facts))),
+            ("fits", fit.verdict(weights, shape, catalog.memory_budget(facts))),
+            ("speed", speed.expected(facts, weights, shape.active, {repo.split("/")[-1]}, speed.history(s)).text),
             ("runs", runs)]
     return [f"{name:<10}{value}" for name, value in rows]
 

@@ -8,7 +8,7 @@ import contextlib
 import logging
 from typing import Any, Iterator
 
-from . import catalog, compat, fit, store
+from . import catalog, compat, fit, speed, store
 from .config import Settings
 from .errors import MlxTasksError
 from .facts import GB, HostFacts
@@ -84,24 +84,29 @@ def pulled_repos(s: Settings) -> set[str]:
     return repos - {""}
 
 
-def row(info, budget: int, known, pulled: set[str]) -> dict:
-    """One listed model judged: fits (weights with room for the context) and runs (None: cannot tell)."""
+def row(info, budget: int, known, pulled: set[str], facts: HostFacts, records: list[dict], models: tuple) -> dict:
+    """One listed model judged: fits (weights with room for the context), runs (None: cannot tell), and its
+    expected speed (a bench run of it here, else the estimate)."""
     size = weights_bytes(info)
+    entry = catalog.lookup(info.id, models)
+    names = {info.id.split("/")[-1], info.id.split("/")[-1].lower(), *((entry.alias, entry.folder) if entry else ())}
+    rate = speed.expected(facts, size, names=names, records=records)
     config = info.config if isinstance(info.config, dict) else {}
     problem = compat.problem(info.id, config, known, info.pipeline_tag or "") if known and config else None
     return {"repo": info.id, "size": size, "fits": fit.need(size, fit.Shape()) <= budget if size else None,
             "runs": (problem is None) if known and config else None, "why_not": problem.message if problem else "",
             "model_type": config.get("model_type", ""), "downloads": info.downloads, "likes": info.likes,
             "updated": info.last_modified.date().isoformat() if info.last_modified else "",
-            "pulled": info.id in pulled}
+            "pulled": info.id in pulled, "tokens_per_s": round(rate.tokens_per_s, 1), "speed": rate.how,
+            "speed_short": rate.short}
 
 
 def search(s: Settings, facts: HostFacts, query: str, sort: str = "downloads", limit: Any = 20,
            author: str | None = None, only_fits: bool = False) -> list[dict]:
     sort_key, count, owner = options(sort, limit, author)
     infos = listing(query, sort_key, count, owner)
-    budget, known, pulled = catalog.memory_budget(facts), compat.support(s), pulled_repos(s)
-    rows = [row(info, budget, known, pulled) for info in infos]
+    budget, known, pulled, records = catalog.memory_budget(facts), compat.support(s), pulled_repos(s), speed.history(s)
+    rows = [row(info, budget, known, pulled, facts, records, s.catalog) for info in infos]
     return [r for r in rows if r["fits"]] if only_fits else rows
 
 
@@ -114,11 +119,12 @@ def lines(rows: list[dict], query: str) -> list[str]:
     if not rows:
         return [f"The hub lists no model matching {query!r} (try --author any, or another word)."]
     width = max(len(r["repo"]) for r in rows) + 2
-    out = [f"{'repo':<{width}}{'size':>9}  {'fits':<6}{'runs':<6}{'downloads':>10}  updated"]
+    out = [f"{'repo':<{width}}{'size':>9}  {'fits':<6}{'speed':<11}{'runs':<6}{'downloads':>10}  updated"]
     for r in rows:
         size = f"{r['size'] / GB:.1f} GB" if r["size"] else "-"
-        out.append(f"{r['repo']:<{width}}{size:>9}  {_mark(r['fits']):<6}{_mark(r['runs']):<6}"
+        out.append(f"{r['repo']:<{width}}{size:>9}  {_mark(r['fits']):<6}{r['speed_short']:<11}{_mark(r['runs']):<6}"
                    f"{r['downloads'] or 0:>10,}  {r['updated']:<12}{'pulled' if r['pulled'] else ''}".rstrip())
+    out += speed.legend([r["speed"] for r in rows])
     if any(r["runs"] is None for r in rows):
         out.append("runs ?: no venv with mlx-lm to ask (invoke setup), or the hub gave no model type")
     return out

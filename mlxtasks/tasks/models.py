@@ -63,14 +63,14 @@ def pull(c, model, force=False, from_cache=False, revision=None, models=None):
 @task(help={"model": MODEL_HELP + ", installed or not", "models": PATH_HELP["models"]})
 def info(c, model, models=None):
     """A model's catalogue entry and copy; for a hub repo not installed: its files, type, quantization, fit, whether it runs."""
-    from .. import catalog, inventory, store, ui
+    from .. import catalog, inventory, speed, store, ui
     from ..facts import probe
 
     s = settings(c, models=models)
     if "/" in model and not catalog.lookup(model, store.known_models(s.models, s.catalog)):
         return ui.out("\n".join(inventory.remote_info_lines(s, probe(), model)))
     entry = store.find_model(model, s.models, s.catalog)
-    ui.out("\n".join(inventory.info_lines(entry, s.models, probe())))
+    ui.out("\n".join(inventory.info_lines(entry, s.models, probe(), speed.history(s))))
 
 
 @task(help={"model": "only this alias (default: every installed model)", "models": PATH_HELP["models"]})
