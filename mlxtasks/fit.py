@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from .facts import GB
+
 # MLX's buffers and activations beyond the weights and the cache: an estimate, a share of the weights plus a floor.
 OVERHEAD_FRACTION = 0.05
 OVERHEAD_BYTES = 300 * 10**6
@@ -105,18 +107,36 @@ def largest_context(weights: int, shape: Shape, budget: int) -> int:
     return low if low >= min(MIN_CONTEXT, shape.context or MIN_CONTEXT) else 0
 
 
-def installed_context(folder: Path, weights: int, budget: int, wanted: int = 0) -> tuple[int, str]:
-    """The context an installed model runs with (0: its own limit) and a note when `wanted` had to be cut:
-    the largest that fits when none is wanted, else the one wanted, capped to what fits."""
+def folder_shape(folder: Path) -> Shape:
+    """An installed model's shape from its config.json (unknown when there is none to read)."""
     try:
         config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
-        return wanted, ""
-    shape = from_config(config if isinstance(config, dict) else {})
-    largest = largest_context(weights, shape, budget)
+        return Shape()
+    return from_config(config if isinstance(config, dict) else {})
+
+
+def installed_context(folder: Path, weights: int, budget: int, wanted: int = 0) -> tuple[int, str]:
+    """The context an installed model runs with (0: its own limit) and a note when `wanted` had to be cut:
+    the largest that fits when none is wanted, else the one wanted, capped to what fits."""
+    largest = largest_context(weights, folder_shape(folder), budget)
     if not largest:  # unknown shape, or even the least context does not fit: the memory warning says so
         return wanted, ""
     if wanted and wanted > largest:
         return largest, (f"(the context is capped at {largest} tokens: {wanted} would not fit in this machine's "
                          "memory with the model's weights)")
     return wanted or largest, ""
+
+
+def verdict(weights: int, shape: Shape, budget: int) -> str:
+    """Whether a model fits `budget`, in words: with the largest context that fits when its shape is known."""
+    if not shape.known:
+        if need(weights, shape) <= budget:
+            return "yes (its shape is unknown: weights with room for a few thousand tokens)"
+        return f"no: needs about {need(weights, shape) / GB:.1f} GB, more than the {budget / GB:.1f} GB this machine can give"
+    largest = largest_context(weights, shape, budget)
+    if not largest:
+        return (f"no: needs about {need(weights, shape) / GB:.1f} GB even at {context_for(shape):,} tokens of context, "
+                f"more than the {budget / GB:.1f} GB this machine can give")
+    limit = " (its own limit)" if largest == shape.context else f" of its {shape.context:,}" if shape.context else ""
+    return f"yes, with up to {largest:,} tokens of context{limit}"

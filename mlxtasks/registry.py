@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from . import preflight, store, validate, venv
+from . import fit, preflight, store, validate, venv
 from .catalog import budget_source, by_folder, memory_budget
 from .checks import CheckCrashed, Result, run_group
 from .config import Settings
@@ -123,9 +123,9 @@ def _workspace(inputs: Inputs) -> Result:
 
 
 def _model_files(inputs: Inputs, folder: Path) -> Result:
-    model = by_folder(folder.name, inputs.settings.catalog)
-    return validate.model_check(folder, store.model_problems(folder), store.size_on_disk(folder),
-                                model.alias if model else None)
+    model, size = by_folder(folder.name, inputs.settings.catalog), store.size_on_disk(folder)
+    fits = fit.verdict(size, fit.folder_shape(folder), memory_budget(inputs.host))
+    return validate.model_check(folder, store.model_problems(folder), size, model.alias if model else None, fits)
 
 
 CHECKS = (

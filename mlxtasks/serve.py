@@ -80,15 +80,18 @@ def choose_model(settings: Settings, alias: str, facts: HostFacts, force: bool) 
     return model, folder
 
 
-def prepare(settings: Settings, alias: str, host: str | None, facts: HostFacts, force: bool) -> tuple[Model, str, list[str]]:
-    """The model (see choose_model), the host (default loopback) and the server's argv, as every start checks them."""
+def prepare(settings: Settings, alias: str, host: str | None, facts: HostFacts,
+            force: bool) -> tuple[Model, str, list[str], str]:
+    """The model (see choose_model), the host (default loopback), the server's argv, as every start checks them,
+    and the note to say once when --context had to be capped to what fits."""
     from .fit import installed_context
 
     model, folder = choose_model(settings, alias, facts, force)
     host = host or "127.0.0.1"
-    context, _ = installed_context(folder, store.size_on_disk(folder), catalog.memory_budget(facts), settings.context)
-    return model, host, server_argv(settings.venv_python, model, folder, host, settings.serve_port,
-                                    settings.serve_allowed_origins, settings.state, context)
+    context, note = installed_context(folder, store.size_on_disk(folder), catalog.memory_budget(facts), settings.context)
+    argv = server_argv(settings.venv_python, model, folder, host, settings.serve_port, settings.serve_allowed_origins,
+                       settings.state, context)
+    return model, host, argv, note
 
 
 def open_warning(host: str) -> str | None:

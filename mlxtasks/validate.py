@@ -189,13 +189,17 @@ def workspace_check(folders: list[Path], unwritable: list[Path]) -> Result:
 
 # models ---------------------------------------------------------------------------------------
 
-def model_check(folder: Path, problems: list[str], size: int, alias: str | None) -> Result:
+def model_check(folder: Path, problems: list[str], size: int, alias: str | None, fits: str = "") -> Result:
+    """A model folder's files; `fits`: fit.verdict's words on its memory, added to a complete one's line."""
     check = _check(f"models.{folder.name}", folder.name)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         fix = f"invoke models.pull {alias} --force" if alias else f"delete {folder} and download the model again"
         return check(Status.ERROR, problems[0] + more, fix, tuple(problems))
-    return check(Status.OK, f"complete, {size / GB:.2f} GB on disk")
+    line = f"complete, {size / GB:.2f} GB on disk" + (f"; fits: {fits}" if fits else "")
+    if fits.startswith("no"):
+        return check(Status.WARNING, line, "a smaller model: invoke models.search QUERY --fits")
+    return check(Status.OK, line)
 
 
 def deep_result(folder: str, answer: Mapping) -> Result:

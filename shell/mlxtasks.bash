@@ -37,6 +37,7 @@ _mlx_status() { _mlx_require python && MLX_SHELL=bash "$MLX_VENV_PATH/bin/python
 _mlx_models() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.list "$@"; }
 _mlx_validate() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 _mlx_pull() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }
+_mlx_search() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.search "$@"; }
 # The OpenAI-compatible server (`mlx-serve [MODEL] [options]`, the default model when none is named).
 _mlx_serve() {
     case "${1:-}" in ""|-*) set -- default "$@" ;; esac
@@ -56,7 +57,7 @@ _mlx_chat() {
 }
 
 alias mlx-activate=_mlx_activate mlx-deactivate=_mlx_deactivate mlx-status=_mlx_status
-alias mlx-models=_mlx_models mlx-validate=_mlx_validate mlx-pull=_mlx_pull
+alias mlx-models=_mlx_models mlx-validate=_mlx_validate mlx-pull=_mlx_pull mlx-search=_mlx_search
 alias mlx-serve=_mlx_serve mlx-serve-stop=_mlx_serve_stop mlx-ask=_mlx_ask mlx-chat=_mlx_chat
 @@BEGIN_MODEL@@
 alias mlx-@@ALIAS@@="_mlx_ask @@ALIAS@@" mlx-chat-@@ALIAS@@="_mlx_chat @@ALIAS@@"

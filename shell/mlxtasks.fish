@@ -47,6 +47,10 @@ function mlx-pull --description 'Download an MLX model'
     __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" models.pull $argv
 end
 
+function mlx-search --description 'Search the hub for MLX models that fit this machine'
+    __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" models.search $argv
+end
+
 # `mlx-serve [MODEL] [options]`: the default model when none is named.
 function mlx-serve --description 'Serve an MLX model at an OpenAI-compatible URL'
     if not set -q argv[1]; or string match -q -- '-*' $argv[1]

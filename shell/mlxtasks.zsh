@@ -3,7 +3,7 @@ export MLX_VENV_PATH=@@VENV@@
 export MLX_MODELS_PATH=@@MODELS@@
 
 # An alias of the same name (an older setup script made some) would break these definitions.
-\builtin unalias mlxtasks mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull mlx-serve mlx-serve-stop @@COMMAND_NAMES@@ 2>/dev/null || \builtin true
+\builtin unalias mlxtasks mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull mlx-search mlx-serve mlx-serve-stop @@COMMAND_NAMES@@ 2>/dev/null || \builtin true
 
 # bin/python links to the Python the venv was made from: with that one gone, every tool in it fails.
 function _mlx_require {
@@ -34,6 +34,7 @@ function mlx-status { _mlx_require python && MLX_SHELL=zsh "$MLX_VENV_PATH/bin/p
 function mlx-models { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.list "$@"; }
 function mlx-validate { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 function mlx-pull { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }
+function mlx-search { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.search "$@"; }
 # The OpenAI-compatible server (`mlx-serve [MODEL] [options]`, the default model when none is named).
 function mlx-serve {
     case "${1:-}" in ""|-*) set -- default "$@" ;; esac

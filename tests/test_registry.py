@@ -141,3 +141,16 @@ def test_the_probe_answers_a_spec_here_without_mlx_and_validate_judges_it():
     assert set(answer.answers) == set(answer.seconds) == {"mlx", "mlx-lm"}
     [result] = validate.mlx_checks(answer.answers["mlx"])
     assert result.status is Status.ERROR and "No module named 'mlx'" in result.message and result.fix == "invoke install"
+
+
+def test_a_model_folder_s_check_says_the_largest_context_that_fits_and_warns_when_none_does(tmp_path):
+    settings = config.resolve({}, home=tmp_path)
+    folder = make_model(settings.models / "qwen25-coder-7b")
+    (folder / "config.json").write_text('{"model_type": "qwen2", "num_hidden_layers": 28, "num_attention_heads": 28, '
+                                        '"hidden_size": 3584, "num_key_value_heads": 4, "max_position_embeddings": 32768}')
+    check = registry.for_validate("models")
+    [fits] = registry.run(registry.Inputs(settings, host=mac()), check)
+    assert fits.status is Status.OK and fits.message.endswith("; fits: yes, with up to 32,768 tokens of context (its own limit)")
+    [tight] = registry.run(registry.Inputs(settings, host=mac(wired_limit_mb=400)), check)  # 0.42 GB: the overhead alone is 0.3
+    assert tight.status is Status.WARNING and "; fits: no: needs about 0.5 GB even at 4,096 tokens" in tight.message
+    assert tight.fix == "a smaller model: invoke models.search QUERY --fits"

@@ -211,13 +211,27 @@ def test_only_a_server_beyond_loopback_gets_the_warning():
 
 
 def test_a_start_gets_loopback_by_default_and_a_service_needs_the_venvs_mlxtasks(settings):
-    model, host, argv = serve.prepare(settings, "qwen32b", None, LINUX, force=False)
-    assert (model.alias, host) == ("qwen32b", "127.0.0.1")
+    model, host, argv, capped = serve.prepare(settings, "qwen32b", None, LINUX, force=False)
+    assert (model.alias, host, capped) == ("qwen32b", "127.0.0.1", "")
     assert argv == serve.server_argv(settings.venv_python, model, settings.models / "qwen25-coder-32b", "127.0.0.1",
                                      8080, settings.serve_allowed_origins, settings.state)
     with pytest.raises(MlxTasksError, match="mlxtasks is not installed in") as caught:
         serve.attached_argv(settings, "qwen32b", host, force=False)
     assert caught.value.fix == "invoke install"
+
+
+def test_a_context_that_does_not_fit_is_capped_and_the_note_says_so(tmp_path):
+    s = config.resolve({}, home=tmp_path, context=1_000_000)
+    folder = s.models / "qwen25-coder-32b"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"num_hidden_layers": 64, "num_attention_heads": 40, "hidden_size": 5120,
+                                                    "num_key_value_heads": 8, "max_position_embeddings": 2_000_000}))
+    (folder / "model.safetensors").write_bytes(b"\0" * 1000)
+    *_, argv, capped = serve.prepare(s, "qwen32b", None, LINUX, force=True)
+    context = ServeSpec.from_json(argv[-1]).context
+    assert 4096 < context < 1_000_000
+    assert capped == (f"(the context is capped at {context} tokens: 1000000 would not fit in this machine's memory with "
+                      "the model's weights)")
 
 
 ARGV = ["/home/u/venv mlx/bin/mlxtasks", "serve", "qwen7b", "--foreground", "--venv", "/home/u/venv mlx",

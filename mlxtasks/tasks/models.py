@@ -20,6 +20,26 @@ def list_(c, models=None, json=False):
     ui.out(json_module.dumps(listing, indent=2) if json else "\n".join(inventory.listing_lines(listing)))
 
 
+@task(positional=["query"], help={
+    "query": "words the repo id contains, such as qwen3 or coder",
+    "author": "whose models (default: mlx-community; any: everyone's)",
+    "sort": "downloads (default), likes or recent",
+    "limit": "how many rows (default 20)",
+    "fits": "only models that fit this machine's memory",
+    "json": "print the rows as JSON",
+    "models": PATH_HELP["models"],
+})
+def search(c, query, author=None, sort="downloads", limit=20, fits=False, json=False, models=None):
+    """Search the hub: size, whether it fits this machine and the venv's mlx-lm runs it, downloads, last change."""
+    import json as json_module
+
+    from .. import search as core, ui
+    from ..facts import probe
+
+    rows = core.search(settings(c, models=models), probe(), query, sort, limit, author, fits)
+    ui.out(json_module.dumps(rows, indent=2) if json else "\n".join(core.lines(rows, query)))
+
+
 @task(
     help={
         "model": MODEL_HELP,
@@ -40,15 +60,17 @@ def pull(c, model, force=False, from_cache=False, revision=None, models=None):
     record("changed" if fetched else "done", "models", summary)
 
 
-@task(help={"model": MODEL_HELP, "models": PATH_HELP["models"]})
+@task(help={"model": MODEL_HELP + ", installed or not", "models": PATH_HELP["models"]})
 def info(c, model, models=None):
-    """Show a model's catalogue entry, default sampling, and where and how complete its copy is."""
-    from .. import inventory, store, ui
+    """A model's catalogue entry and copy; for a hub repo not installed: its files, type, quantization, fit, whether it runs."""
+    from .. import catalog, inventory, speed, store, ui
     from ..facts import probe
 
     s = settings(c, models=models)
+    if "/" in model and not catalog.lookup(model, store.known_models(s.models, s.catalog)):
+        return ui.out("\n".join(inventory.remote_info_lines(s, probe(), model)))
     entry = store.find_model(model, s.models, s.catalog)
-    ui.out("\n".join(inventory.info_lines(entry, s.models, probe())))
+    ui.out("\n".join(inventory.info_lines(entry, s.models, probe(), speed.history(s))))
 
 
 @task(help={"model": "only this alias (default: every installed model)", "models": PATH_HELP["models"]})
@@ -80,4 +102,4 @@ def rm(c, model, yes=False, models=None):
     record("changed", "models", f"deleted {store.remove_model(s.models, entry.folder)}")
 
 
-ns = Collection("models", list_, pull, info, verify, rm)
+ns = Collection("models", list_, search, pull, info, verify, rm)

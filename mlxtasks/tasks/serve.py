@@ -47,10 +47,12 @@ def start(c, model, port=None, host=None, force=False, foreground=False, venv=No
     """Serve a model at an OpenAI-compatible URL (background; `default` = mlx.default_model)."""
     from .. import serve, ui
 
-    s, entry, host, argv = _prepare(c, model, port, host, force, venv, models, context)
+    s, entry, host, argv, capped = _prepare(c, model, port, host, force, venv, models, context)
     serve.refuse_second(s.state)
     serve.check_port(host, s.serve_port, retry=f"invoke serve {entry.alias}")
     _warn_if_open(host)
+    if capped:
+        ui.note(capped)
     if foreground:
         serve.run_attached(argv, s.state, entry.alias, host, s.serve_port)
     ui.out(f"Starting {entry.alias} on {host} port {s.serve_port} (log: {serve.log_path(s.state)})...")
@@ -95,7 +97,7 @@ def install_service(c, model, port=None, host=None, force=False, venv=None, mode
     """Start the server at every login: a launchd agent (macOS) or a systemd user unit (Linux)."""
     from .. import serve, service
 
-    s, entry, host, _ = _prepare(c, model, port, host, force, venv, models)
+    s, entry, host, _, _ = _prepare(c, model, port, host, force, venv, models)
     argv = serve.attached_argv(s, entry.alias, host, force)
     _warn_if_open(host)
     where = service.local_target(s.home)

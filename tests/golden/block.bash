@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 f24d1390edbc
+# managed by mlxtasks; edit via invoke shell.install; sha256 00e423f37eb5
 # MLX commands for bash. No subprocess runs when this is read; re-reading it is harmless.
 # Dashed names are aliases of _mlx_* functions: bash takes dashes in aliases in every mode,
 # and the guard skips the lot in shells that are not bash (a ~/.profile is read by sh too).
@@ -39,6 +39,7 @@ _mlx_status() { _mlx_require python && MLX_SHELL=bash "$MLX_VENV_PATH/bin/python
 _mlx_models() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.list "$@"; }
 _mlx_validate() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" validate "$@"; }
 _mlx_pull() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.pull "$@"; }
+_mlx_search() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" models.search "$@"; }
 # The OpenAI-compatible server (`mlx-serve [MODEL] [options]`, the default model when none is named).
 _mlx_serve() {
     case "${1:-}" in ""|-*) set -- default "$@" ;; esac
@@ -58,7 +59,7 @@ _mlx_chat() {
 }
 
 alias mlx-activate=_mlx_activate mlx-deactivate=_mlx_deactivate mlx-status=_mlx_status
-alias mlx-models=_mlx_models mlx-validate=_mlx_validate mlx-pull=_mlx_pull
+alias mlx-models=_mlx_models mlx-validate=_mlx_validate mlx-pull=_mlx_pull mlx-search=_mlx_search
 alias mlx-serve=_mlx_serve mlx-serve-stop=_mlx_serve_stop mlx-ask=_mlx_ask mlx-chat=_mlx_chat
 alias mlx-qwen7b="_mlx_ask qwen7b" mlx-chat-qwen7b="_mlx_chat qwen7b"
 alias mlx-qwen32b="_mlx_ask qwen32b" mlx-chat-qwen32b="_mlx_chat qwen32b"

@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 60d77109dcfc
+# managed by mlxtasks; edit via invoke shell.install; sha256 a2bf44c25761
 # MLX commands for fish. No subprocess runs when this is read; re-reading it is harmless.
 set -gx MLX_VENV_PATH '/home/u/venv-mlx'
 set -gx MLX_MODELS_PATH '/home/u/workspace/mlx'
@@ -47,6 +47,10 @@ end
 
 function mlx-pull --description 'Download an MLX model'
     __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" models.pull $argv
+end
+
+function mlx-search --description 'Search the hub for MLX models that fit this machine'
+    __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" models.search $argv
 end
 
 # `mlx-serve [MODEL] [options]`: the default model when none is named.

@@ -8,6 +8,11 @@ It speaks the part of the hub API that huggingface_hub 2.4.0's `snapshot_downloa
     GET  /api/models/{repo}/tree/{rev}[/{path}]   file list (?recursive=; expand is ignored, one page)
     HEAD /{repo}/resolve/{rev}/{file}             ETag, X-Repo-Commit, Content-Length
     GET  /{repo}/resolve/{rev}/{file}             the bytes; `Range: bytes=N-` answers 206
+    GET  /api/models?search=&author=&sort=&direction=&limit=&expand=...
+                                                  the listing `HfApi.list_models` asks for: `FakeHub.listing`'s
+                                                  entries whose id contains search (any case) and whose owner is
+                                                  author, sorted by that key (descending; direction=1: ascending),
+                                                  each with only its id and the expanded keys; one page
 
 Errors carry the `X-Error-Code` header huggingface_hub turns into exceptions (RepoNotFound,
 RevisionNotFound, EntryNotFound: 404; GatedRepo: 401). No Xet headers are ever sent, so clients
@@ -116,8 +121,10 @@ class _Blob(NamedTuple):
 
 
 class FakeHub:
-    def __init__(self, repos: dict[str, Path]) -> None:
+    def __init__(self, repos: dict[str, Path], listing: list[dict] | None = None) -> None:
         self.repos = {repo: Path(folder) for repo, folder in repos.items()}
+        self.listing = list(listing or [])  # the hub's model entries, as the API spells their keys
+        self.listing_queries: list[dict[str, list[str]]] = []  # each /api/models request's query, parsed
         self.faults = Faults()
         self.requests: list[Request] = []
         self._blobs: dict[Path, _Blob] = {}
@@ -205,6 +212,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(path, 500, None, "Internal Error")
         if path == "/api/agent-harnesses":  # huggingface_hub's agent-detection registry, fetched once a day
             return self._send_json(path, {"standardEnvVars": [], "harnesses": {}})
+        if path == "/api/models":
+            return self._listing(path, parse_qs(url.query))
         if match := API.fullmatch(path):
             return self._api(path, match, parse_qs(url.query))
         if match := RESOLVE.fullmatch(path):
@@ -238,6 +247,18 @@ class _Handler(BaseHTTPRequestHandler):
             if query.get("blobs", ["false"])[0].lower() == "true":
                 body["siblings"] = [self._sibling(repo, f) for f in files]
         self._send_json(path, body)
+
+    def _listing(self, path: str, query: dict[str, list[str]]) -> None:
+        self.hub.listing_queries.append(query)
+        one = lambda key, default="": query.get(key, [default])[0]  # noqa: E731
+        search, author, sort = one("search").lower(), one("author"), one("sort")
+        found = [e for e in self.hub.listing if search in e["id"].lower()
+                 and (not author or e["id"].split("/")[0] == author)]
+        if sort:
+            found.sort(key=lambda e: e.get(sort) or 0, reverse=one("direction", "-1") != "1")
+        expand = query.get("expand")
+        body = [{"_id": e["id"], "id": e["id"], **{k: e[k] for k in (expand or e) if k in e}} for e in found]
+        self._send_json(path, body[:int(one("limit", "1000"))])
 
     def _sibling(self, repo: str, name: str) -> dict:
         """A file as model_info(files_metadata=True) lists it."""

@@ -16,11 +16,31 @@ from .helpers import clean_env
 from . import smollm2
 from .fake_hub import FakeHub
 
-__all__ = ["QWEN7B_REPO", "GATED_REPO", "mlx_python", "tiny_model", "fake_hub", "mlx_run", "real_model"]
+__all__ = ["QWEN7B_REPO", "GATED_REPO", "LISTING", "mlx_python", "tiny_model", "fake_hub", "listing_hub", "mlx_run",
+           "real_model"]
 
 QWEN7B_REPO = "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit"
 GATED_REPO = "meta-llama/Llama-3.2-1B-Instruct"  # gated on the real hub too
 TINY_MODEL_SCRIPT = Path(__file__).with_name("tiny_model.py")
+
+
+def _listed(repo: str, downloads: int, likes: int, day: str, model_type: str, **more) -> dict:
+    """A model as the hub's listing gives it with every expand key mlxtasks asks for."""
+    return {"id": repo, "downloads": downloads, "likes": likes, "lastModified": f"{day}T10:00:00.000Z",
+            "config": {"model_type": model_type, "architectures": ["X"]}, "pipeline_tag": "text-generation", **more}
+
+
+# The hub's listing: one tiny model that fits anywhere, one too big for any machine, one the venv cannot
+# run, one vision model, and one of another author. Sizes from safetensors counts or usedStorage.
+LISTING = [
+    _listed("mlx-community/Qwen3-Tiny-4bit", 900, 5, "2025-05-01", "qwen3",
+            safetensors={"parameters": {"BF16": 10_000_000, "U32": 20_000_000}, "total": 30_000_000}),
+    _listed("mlx-community/Qwen3-Huge-4bit", 300, 40, "2025-07-01", "qwen3_moe", usedStorage=10**13),
+    _listed("mlx-community/Qwen3-Next-4bit", 600, 20, "2025-09-01", "brand_new", usedStorage=10**8),
+    _listed("mlx-community/Qwen3-VL-4bit", 100, 1, "2025-08-01", "qwen3_vl", usedStorage=10**8,
+            pipeline_tag="image-text-to-text"),
+    _listed("someone/qwen3-own-4bit", 50, 2, "2025-01-01", "qwen3", usedStorage=10**8),
+]
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +66,13 @@ def fake_hub(tiny_model: Path) -> Iterator[FakeHub]:
     """A running FakeHub serving tiny_model as QWEN7B_REPO, and as GATED_REPO behind the gate."""
     with FakeHub({QWEN7B_REPO: tiny_model, GATED_REPO: tiny_model}) as hub:
         hub.faults.gated(GATED_REPO)
+        yield hub
+
+
+@pytest.fixture
+def listing_hub() -> Iterator[FakeHub]:
+    """A running FakeHub whose model listing (GET /api/models) holds LISTING; no repo files."""
+    with FakeHub({}, LISTING) as hub:
         yield hub
 
 
