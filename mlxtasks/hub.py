@@ -453,12 +453,13 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
                 the_plan = fetch.plan(say)
                 try:
                     check_runnable(the_plan, known)
-                except MlxTasksError:  # nothing but config.json came: leave no staging folder behind
-                    shutil.rmtree(staged, ignore_errors=True)
+                    if not catalogued and not force:
+                        check_memory(the_plan.model, facts, settings.catalog)
+                    check_disk(the_plan, settings.models, settings.disk_margin_gb)
+                except MlxTasksError:  # refused before any weight: config.json alone leaves no staging folder
+                    if not staged.exists() or {p.name for p in staged.iterdir()} <= {"config.json", ".cache"}:
+                        shutil.rmtree(staged, ignore_errors=True)
                     raise
-                if not catalogued and not force:
-                    check_memory(the_plan.model, facts, settings.catalog)
-                check_disk(the_plan, settings.models, settings.disk_margin_gb)
                 say(_fetching(the_plan, final))
                 fetch.download(say)
         found = problems(the_plan, staged)

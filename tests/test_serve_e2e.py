@@ -175,7 +175,8 @@ def test_a_model_not_downloaded_or_too_big_is_refused(paths, home, tmp_path):
     huge = tmp_path / "huge.yaml"
     huge.write_text("mlx:\n  catalog:\n    qwen7b:\n      size_gb: 100000\n")
     big = invoke("-f", str(huge), "serve", "qwen7b", *paths, home=home)
-    assert big.returncode == 1 and "qwen7b needs about 110000.0 GB of memory" in big.stderr
+    needs = re.search(r"qwen7b needs about ([\d.]+) GB of memory", big.stderr)
+    assert big.returncode == 1 and needs and float(needs[1]) > 100000
     assert "invoke serve qwen7b --force" in big.stderr
     assert not state_of(home).exists()
 
