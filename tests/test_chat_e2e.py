@@ -38,17 +38,16 @@ READ = "\x1b[?2004l"  # the editor turns bracketed paste off once it has the mes
 ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
-def start(venv, args, home, **env):
-    """The installed CLI (chat from any folder) in a terminal of 40x200. pexpect answers no cursor
-    position request as a terminal does, so prompt_toolkit is told not to wait for one."""
-    child = pexpect.spawn(str(venv / "bin" / "mlxtasks"), args, cwd=str(home),
-                          env=clean_env(home, PWD=str(home), PROMPT_TOOLKIT_NO_CPR="1", **env), encoding="utf-8",
-                          timeout=120, dimensions=(40, 200))
-    return child
+def start(program, args, home, **env):
+    """A program of the venv (its mlxtasks: chat from any folder) in a terminal of 40x200. pexpect answers
+    no cursor position request as a terminal does, so prompt_toolkit is told not to wait for one."""
+    return pexpect.spawn(str(program), args, cwd=str(home),
+                         env=clean_env(home, PWD=str(home), PROMPT_TOOLKIT_NO_CPR="1", **env), encoding="utf-8",
+                         timeout=120, dimensions=(40, 200))
 
 
 def spawn(chat_setup, home, *args, model="qwen7b"):
-    child = start(chat_setup[0], ["chat", model, *paths(chat_setup), *args], home)
+    child = start(chat_setup[0] / "bin" / "mlxtasks", ["chat", model, *paths(chat_setup), *args], home)
     child.expect_exact(f"Chatting with {model}")
     child.expect_exact(PROMPT)
     return child
@@ -110,7 +109,7 @@ def test_a_session_streams_replies_and_obeys_its_commands(chat_setup, home):
 
 
 def test_auto_lets_the_router_pick_on_the_first_message(chat_setup, home):
-    child = start(chat_setup[0], ["chat", "auto", *paths(chat_setup), "--max-tokens", "3"], home)
+    child = start(chat_setup[0] / "bin" / "mlxtasks", ["chat", "auto", *paths(chat_setup), "--max-tokens", "3"], home)
     child.expect_exact("The router picks the model for your first message.")
     child.expect_exact(PROMPT)
     assert "(using mistral7b: general (no keywords matched))" in say(child, "write a short poem")
@@ -168,8 +167,28 @@ def test_tab_completes_commands_and_model_names(chat_setup, home):
     assert leave(child) == 0
 
 
-def test_a_dumb_terminal_reads_plain_lines_with_no_escape_codes(chat_setup, home):
-    child = start(chat_setup[0], ["chat", "qwen7b", *paths(chat_setup), "--max-tokens", "3"], home, TERM="dumb")
+def runtime_spec(chat_setup, tmp_path):
+    """A ChatSpec file for the runtime's chat on its own: qwen7b, 3 tokens a reply."""
+    path = tmp_path / "spec.json"
+    path.write_text(ChatSpec({"qwen7b": ChatModel(str(chat_setup[1] / "qwen25-coder-7b"), Sampling(0.7, 0.8, 3))},
+                             "qwen7b", {}, {}, history=str(tmp_path / "history")).to_json())
+    return str(path)
+
+
+# The runtime as in a venv made before the chat needed prompt_toolkit: importing it fails.
+WITHOUT_PROMPT_TOOLKIT = ("import sys; sys.modules['prompt_toolkit'] = None; "
+                          "from mlxtasks.runtime.chat import main; sys.exit(main(sys.argv[1:]))")
+
+
+@pytest.mark.parametrize("terminal", ["TERM=dumb", "no prompt_toolkit"])
+def test_a_terminal_without_the_editor_reads_plain_lines_with_no_escape_codes(chat_setup, home, tmp_path, terminal):
+    if terminal == "TERM=dumb":
+        child = start(chat_setup[0] / "bin" / "mlxtasks", ["chat", "qwen7b", *paths(chat_setup), "--max-tokens", "3"],
+                      home, TERM="dumb")
+    else:
+        child = start(chat_setup[0] / "bin" / "python", ["-c", WITHOUT_PROMPT_TOOLKIT, "--spec",
+                                                          runtime_spec(chat_setup, tmp_path)], home)
+        child.expect_exact("(plain line input: prompt_toolkit is not installed; invoke install adds it)")
     child.logfile_read = shown = io.StringIO()
     child.expect_exact(">>> ")
     child.sendline("hello")
@@ -179,20 +198,17 @@ def test_a_dumb_terminal_reads_plain_lines_with_no_escape_codes(chat_setup, home
         child.expect_exact("... ")
     child.sendline('"""')
     child.expect_exact(">>> ")
-    child.sendline("/save dumb.json --json")
+    child.sendline("/save plain.json --json")
     child.expect_exact(">>> ")
     assert leave(child) == 0 and "\x1b" not in shown.getvalue()
-    messages = json.loads((home / "dumb.json").read_text())["messages"]
+    messages = json.loads((home / "plain.json").read_text())["messages"]
     assert [m["content"] for m in messages if m["role"] == "user"] == ["hello", "line one\nline two"]
 
 
 def test_the_chat_reads_piped_stdin_line_by_line(chat_setup, home, tmp_path):
-    venv, models = chat_setup
-    spec = tmp_path / "spec.json"
-    spec.write_text(ChatSpec({"qwen7b": ChatModel(str(models / "qwen25-coder-7b"), Sampling(0.7, 0.8, 3))}, "qwen7b", {},
-                             {}, history=str(tmp_path / "history")).to_json())
-    done = subprocess.run([str(venv / "bin" / "python"), "-m", "mlxtasks.runtime.chat", "--spec", str(spec)], cwd=home,
-                          env=clean_env(home), input='hello\nagain\n"""\nline one\nline two\n"""\n/save piped.json --json\n',
+    done = subprocess.run([str(chat_setup[0] / "bin" / "python"), "-m", "mlxtasks.runtime.chat", "--spec",
+                           runtime_spec(chat_setup, tmp_path)], cwd=home, env=clean_env(home),
+                          input='hello\nagain\n"""\nline one\nline two\n"""\n/save piped.json --json\n',
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert done.stdout.startswith("Chatting with qwen7b") and "\x1b" not in done.stdout
@@ -349,7 +365,7 @@ def test_a_model_that_fails_to_load_is_a_sentence_with_the_fix(broken_models, ho
 
 
 def test_a_chat_keeps_its_model_when_another_fails_to_load(broken_models, home):
-    child = start(Path(broken_models[1]), ["chat", "qwen7b", *broken_models, "--max-tokens", "3"], home)
+    child = start(Path(broken_models[1]) / "bin" / "mlxtasks", ["chat", "qwen7b", *broken_models, "--max-tokens", "3"], home)
     child.expect_exact(PROMPT)
     said = say(child, "/model mistral7b")
     assert "mistral7b could not be loaded: Model type frobnicator not supported. Still qwen7b." in said
@@ -362,7 +378,7 @@ def test_a_chat_keeps_its_model_when_another_fails_to_load(broken_models, home):
 
 
 def test_a_message_longer_than_the_context_is_refused_and_the_chat_goes_on(broken_models, home):
-    child = start(Path(broken_models[1]), ["chat", "qwen32b", *broken_models, "--max-tokens", "3"], home)
+    child = start(Path(broken_models[1]) / "bin" / "mlxtasks", ["chat", "qwen32b", *broken_models, "--max-tokens", "3"], home)
     child.expect_exact(PROMPT)
     assert say(child, "hi").strip()
     refused = say(child, "word " * 100)
