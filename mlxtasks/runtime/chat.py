@@ -309,7 +309,7 @@ def _read_lines(prompt: str) -> str:
 
 
 def reader(session: Session, history: Path | None = None):
-    """read(prompt) -> the raw text of one message (EOFError: Ctrl-D, KeyboardInterrupt: Ctrl-C). In a
+    """read(prompt) -> the text of one message (EOFError: Ctrl-D, KeyboardInterrupt: Ctrl-C). In a
     terminal, prompt_toolkit's editor; otherwise, or without prompt_toolkit, lines from stdin."""
     read = _read_lines
     if sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM") not in ("dumb", "unknown"):
