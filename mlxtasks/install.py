@@ -31,6 +31,7 @@ SOURCE_TREE = Path(__file__).resolve().parent.parent
 
 MLX_REQUIREMENT = {"metal": "mlx", "cpu": "mlx[cpu]", "cuda12": "mlx[cuda12]", "cuda13": "mlx[cuda13]"}
 SERVER_PACKAGES = ("starlette", "uvicorn", "pydantic")  # what mlxtasks.runtime.server runs on, besides mlx-lm
+CHAT_PACKAGES = ("prompt-toolkit",)  # the chat's line editor (mlxtasks.runtime.editor)
 
 # What uv and pip say when no release fits this platform or Python: the index answered, so retrying is useless.
 RESOLUTION_FAILURES = ("No solution found", "ResolutionImpossible", "No matching distribution found")
@@ -74,7 +75,7 @@ def pins(path: Path = CONSTRAINTS) -> dict[str, Version]:
 
 
 def wanted(backend: str, packages: tuple[str, ...]) -> list[Wanted]:
-    specs = [MLX_REQUIREMENT[backend], *packages, *SERVER_PACKAGES]
+    specs = [MLX_REQUIREMENT[backend], *packages, *SERVER_PACKAGES, *CHAT_PACKAGES]
     result = []
     for spec in specs:  # config.resolve checked each entry
         requirement = Requirement(spec)

@@ -159,7 +159,7 @@ class ChatSpec(Message):
     rules: dict[str, dict[str, Any]]  # the router's table (router.check_rules)
     system: str | None = None
     seed: int | None = None
-    history: str | None = None  # readline's history file
+    history: str | None = None  # the chat's history file (prompt_toolkit's format)
     ask: str | None = None
     verbose: bool = False
 

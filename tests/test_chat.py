@@ -4,7 +4,7 @@ import io
 import json
 
 from mlxtasks.protocol import ChatModel, Sampling
-from mlxtasks.runtime.chat import DIM, RESET, Output, Session, command
+from mlxtasks.runtime.chat import COMMANDS, DIM, RESET, Output, Session, command, completions, open_block, unfence
 
 
 class Terminal(io.StringIO):
@@ -13,7 +13,8 @@ class Terminal(io.StringIO):
 
 
 def session():
-    return Session({"qwen7b": ChatModel("/x", Sampling(0.7, 0.8, 100))}, "qwen7b", {"max_tokens": 50})
+    return Session({"qwen7b": ChatModel("/x", Sampling(0.7, 0.8, 100), ("qwen25-coder-7b", "mlx-community/Qwen2.5"))},
+                   "qwen7b", {"max_tokens": 50})
 
 
 def test_thinking_sections_are_dimmed_on_a_terminal_only(monkeypatch):
@@ -47,3 +48,21 @@ def test_commands_change_the_session_and_report(tmp_path, monkeypatch):
     command(s, "/stats", said.append)
     assert said[-1] == "(no reply yet)"
     assert command(s, "/quit", said.append) is False
+
+
+def test_tab_offers_the_commands_of_help_and_then_model_names_or_settings():
+    s = session()
+    assert COMMANDS == ("/help", "/reset", "/system", "/set", "/model", "/save", "/stats", "/quit")
+    assert completions(s, "/mo") == ("/mo", ["/model"])
+    assert completions(s, "/s") == ("/s", ["/system", "/set", "/save", "/stats"])
+    assert completions(s, "/model q") == ("q", ["qwen25-coder-7b", "qwen7b"])
+    assert completions(s, "/model mlx") == ("mlx", ["mlx-community/Qwen2.5"])
+    assert completions(s, "/set t") == ("t", ["temp", "top_p"])
+    assert completions(s, "hello /mo")[1] == completions(s, "/save x")[1] == completions(s, "/mo\nx")[1] == []
+
+
+def test_a_block_of_three_double_quotes_stays_open_until_its_closing_line():
+    assert open_block('"""') and open_block('"""\none') and not open_block('"""\none\n"""')
+    assert not open_block("one") and not open_block('say """')
+    assert unfence('"""\none\ntwo\n"""') == "one\ntwo" and unfence('"""\n"""') == ""
+    assert unfence("one\ntwo") == "one\ntwo" and unfence('"""') == '"""'

@@ -1,12 +1,16 @@
 """Chat and one-shot answers, driven in a real terminal (pexpect) against the tiny generated model."""
 
+import io
 import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pexpect
 import pytest
+
+from mlxtasks.protocol import ChatModel, ChatSpec, Sampling
 
 from .support.helpers import BIN, ROOT, clean_env, invoke
 
@@ -28,19 +32,52 @@ def paths(chat_setup):
     return ["--venv", str(venv), "--models", str(models)]
 
 
+# prompt_toolkit draws the prompt's trailing space as a cursor move, and redraws the line being typed.
+PROMPT = ">>>"
+READ = "\x1b[?2004l"  # the editor turns bracketed paste off once it has the message: what follows is the chat's
+ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def start(program, args, home, **env):
+    """A program of the venv (its mlxtasks: chat from any folder) in a terminal of 40x200. pexpect answers
+    no cursor position request as a terminal does, so prompt_toolkit is told not to wait for one."""
+    return pexpect.spawn(str(program), args, cwd=str(home),
+                         env=clean_env(home, PWD=str(home), PROMPT_TOOLKIT_NO_CPR="1", **env), encoding="utf-8",
+                         timeout=120, dimensions=(40, 200))
+
+
 def spawn(chat_setup, home, *args, model="qwen7b"):
-    mlxtasks = str(chat_setup[0] / "bin" / "mlxtasks")  # the installed CLI: chat from any folder
-    child = pexpect.spawn(mlxtasks, ["chat", model, *paths(chat_setup), *args], cwd=str(home),
-                          env=clean_env(home, PWD=str(home)), encoding="utf-8", timeout=120, dimensions=(40, 200))
+    child = start(chat_setup[0] / "bin" / "mlxtasks", ["chat", model, *paths(chat_setup), *args], home)
     child.expect_exact(f"Chatting with {model}")
-    child.expect_exact(">>> ")
+    child.expect_exact(PROMPT)
     return child
+
+
+def answer(child):
+    """What the chat printed between the message being sent and its next prompt."""
+    child.expect_exact(READ)
+    child.expect_exact(PROMPT)
+    return ESCAPES.sub("", child.before)
 
 
 def say(child, text):
     child.sendline(text)
-    child.expect_exact(">>> ")
-    return child.before
+    return answer(child)
+
+
+def leave(child):
+    """Ctrl-D at the prompt; the session's exit status."""
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    return child.exitstatus
+
+
+def sent(child, home):
+    """The user's messages, as /save --json writes them; then Ctrl-D, which leaves with status 0."""
+    say(child, "/save sent.json --json")
+    assert leave(child) == 0
+    return [m["content"] for m in json.loads((home / "sent.json").read_text())["messages"] if m["role"] == "user"]
 
 
 def test_a_session_streams_replies_and_obeys_its_commands(chat_setup, home):
@@ -54,17 +91,14 @@ def test_a_session_streams_replies_and_obeys_its_commands(chat_setup, home):
     child.sendline("line one")
     child.sendline("line two")
     child.sendline('"""')
-    child.expect_exact(">>> ")
+    answer(child)
     assert "saved to" in say(child, "/save talk.md")
     assert "saved to" in say(child, "/save talk.json --json")
     assert "(now mistral7b; the conversation is kept; sampling temp 0.3, top_p 0.95, max_tokens 6)" in say(
         child, "/model mistral7b")
     assert "unknown command /frob" in say(child, "/frob")
-    say(child, "/help")
-    child.sendeof()
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    assert "Tab completes commands" in say(child, "/help")
+    assert leave(child) == 0
     saved = json.loads((home / "talk.json").read_text())
     assert saved["messages"][0] == {"role": "system", "content": "Answer briefly."}
     assert saved["messages"][1] == {"role": "user", "content": "line one\nline two"}
@@ -75,43 +109,111 @@ def test_a_session_streams_replies_and_obeys_its_commands(chat_setup, home):
 
 
 def test_auto_lets_the_router_pick_on_the_first_message(chat_setup, home):
-    mlxtasks = str(chat_setup[0] / "bin" / "mlxtasks")
-    child = pexpect.spawn(mlxtasks, ["chat", "auto", *paths(chat_setup), "--max-tokens", "3"], cwd=str(home),
-                          env=clean_env(home), encoding="utf-8", timeout=120)
+    child = start(chat_setup[0] / "bin" / "mlxtasks", ["chat", "auto", *paths(chat_setup), "--max-tokens", "3"], home)
     child.expect_exact("The router picks the model for your first message.")
-    child.expect_exact(">>> ")
-    child.sendline("write a short poem")
-    child.expect_exact("(using mistral7b: general (no keywords matched))")
-    child.expect_exact(">>> ")
-    child.sendeof()
-    child.expect(pexpect.EOF)
+    child.expect_exact(PROMPT)
+    assert "(using mistral7b: general (no keywords matched))" in say(child, "write a short poem")
+    assert leave(child) == 0
 
 
-def test_ctrl_c_stops_a_long_reply_and_the_session_goes_on(chat_setup, home):
+def test_ctrl_c_stops_a_long_reply_or_clears_the_prompt_and_the_session_goes_on(chat_setup, home):
     child = spawn(chat_setup, home, "--max-tokens", "100000", "--temp", "1.0")
     child.sendline("tell me everything")
-    child.expect_exact("tell me everything\r\n")  # the terminal's echo
+    child.expect_exact(READ)
     child.expect(r"\S")  # the reply has started
     child.sendintr()
     child.expect_exact("[stopped]")
-    child.expect_exact(">>> ")
+    child.expect_exact(PROMPT)
     assert "(max_tokens = 4)" in say(child, "/set max_tokens 4")
+    child.send("never sent")
+    child.expect_exact("never sent")
+    child.sendintr()
+    answer(child)
     say(child, "still there?")
-    child.sendline("/quit")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0
+    assert sent(child, home) == ["tell me everything", "still there?"]
 
 
-def test_pasted_lines_are_one_message(chat_setup, home):
+def test_a_bracketed_paste_of_several_lines_is_one_message_and_so_is_alt_enter(chat_setup, home):
     child = spawn(chat_setup, home, "--max-tokens", "3")
-    child.send("first pasted line\nsecond pasted line\n")
+    child.send("\x1b[200~line1\nline2\nline3\x1b[201~")  # as a terminal sends a paste
+    child.expect_exact("... line3")  # on screen, still being edited
+    child.send("\r")
+    answer(child)
+    child.send("first\x1b\rsecond\r")  # Alt-Enter between the two lines
+    answer(child)
+    assert sent(child, home) == ["line1\nline2\nline3", "first\nsecond"]
+
+
+def test_up_recalls_a_message_of_an_earlier_session(chat_setup, home):
+    first = spawn(chat_setup, home, "--max-tokens", "3")
+    say(first, "remember this line")
+    assert leave(first) == 0
+    second = spawn(chat_setup, home, "--max-tokens", "3")
+    second.send("\x1b[A")  # Up
+    second.expect_exact("remember this line")
+    second.send("\r")
+    answer(second)
+    assert sent(second, home) == ["remember this line"]
+
+
+def test_tab_completes_commands_and_model_names(chat_setup, home):
+    child = spawn(chat_setup, home, "--max-tokens", "3")
+    child.send("/mo\t")
+    child.expect_exact("del")  # /mo became /model on screen
+    child.send(" mistral-\t")
+    child.expect_exact("7b")
+    child.send("\r")
+    assert "(now mistral7b;" in answer(child)
+    assert leave(child) == 0
+
+
+def runtime_spec(chat_setup, tmp_path):
+    """A ChatSpec file for the runtime's chat on its own: qwen7b, 3 tokens a reply."""
+    path = tmp_path / "spec.json"
+    path.write_text(ChatSpec({"qwen7b": ChatModel(str(chat_setup[1] / "qwen25-coder-7b"), Sampling(0.7, 0.8, 3))},
+                             "qwen7b", {}, {}, history=str(tmp_path / "history")).to_json())
+    return str(path)
+
+
+# The runtime as in a venv made before the chat needed prompt_toolkit: importing it fails.
+WITHOUT_PROMPT_TOOLKIT = ("import sys; sys.modules['prompt_toolkit'] = None; "
+                          "from mlxtasks.runtime.chat import main; sys.exit(main(sys.argv[1:]))")
+
+
+@pytest.mark.parametrize("terminal", ["TERM=dumb", "no prompt_toolkit"])
+def test_a_terminal_without_the_editor_reads_plain_lines_with_no_escape_codes(chat_setup, home, tmp_path, terminal):
+    if terminal == "TERM=dumb":
+        child = start(chat_setup[0] / "bin" / "mlxtasks", ["chat", "qwen7b", *paths(chat_setup), "--max-tokens", "3"],
+                      home, TERM="dumb")
+    else:
+        child = start(chat_setup[0] / "bin" / "python", ["-c", WITHOUT_PROMPT_TOOLKIT, "--spec",
+                                                          runtime_spec(chat_setup, tmp_path)], home)
+        child.expect_exact("(plain line input: prompt_toolkit is not installed; invoke install adds it)")
+    child.logfile_read = shown = io.StringIO()
     child.expect_exact(">>> ")
-    say(child, "/save paste.json --json")
-    child.sendline("/quit")
-    child.expect(pexpect.EOF)
-    messages = json.loads((home / "paste.json").read_text())["messages"]
-    assert messages[0]["content"] == "first pasted line\nsecond pasted line" and len(messages) == 2
+    child.sendline("hello")
+    child.expect_exact(">>> ")
+    for line in ('"""', "line one", "line two"):
+        child.sendline(line)
+        child.expect_exact("... ")
+    child.sendline('"""')
+    child.expect_exact(">>> ")
+    child.sendline("/save plain.json --json")
+    child.expect_exact(">>> ")
+    assert leave(child) == 0 and "\x1b" not in shown.getvalue()
+    messages = json.loads((home / "plain.json").read_text())["messages"]
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["hello", "line one\nline two"]
+
+
+def test_the_chat_reads_piped_stdin_line_by_line(chat_setup, home, tmp_path):
+    done = subprocess.run([str(chat_setup[0] / "bin" / "python"), "-m", "mlxtasks.runtime.chat", "--spec",
+                           runtime_spec(chat_setup, tmp_path)], cwd=home, env=clean_env(home),
+                          input='hello\nagain\n"""\nline one\nline two\n"""\n/save piped.json --json\n',
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.startswith("Chatting with qwen7b") and "\x1b" not in done.stdout
+    messages = json.loads((home / "piped.json").read_text())["messages"]
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["hello", "again", "line one\nline two"]
 
 
 def test_the_first_greedy_reply_is_exactly_mlx_lm_generate(chat_setup, home, mlx_run):
@@ -225,8 +327,7 @@ def test_model_takes_any_name_and_a_command_typed_ahead_stays_a_line_of_its_own(
     assert "(now qwen7b;" in say(child, "/model mlx-community/Qwen2.5-Coder-7B-Instruct-4bit")
     child.send("/model mistral-7b\nhello again\n")  # both waiting at once, as when typed during a reply
     child.expect_exact("(now mistral7b;")
-    child.expect_exact(">>> ")  # after the reply to "hello again"
-    child.expect_exact(">>> ")
+    answer(child)  # the reply to "hello again"
     say(child, "/save ahead.json --json")
     child.sendline("/quit")
     child.expect(pexpect.EOF)
@@ -264,9 +365,8 @@ def test_a_model_that_fails_to_load_is_a_sentence_with_the_fix(broken_models, ho
 
 
 def test_a_chat_keeps_its_model_when_another_fails_to_load(broken_models, home):
-    child = pexpect.spawn(broken_models[1] + "/bin/mlxtasks", ["chat", "qwen7b", *broken_models, "--max-tokens", "3"],
-                          cwd=str(home), env=clean_env(home), encoding="utf-8", timeout=120)
-    child.expect_exact(">>> ")
+    child = start(Path(broken_models[1]) / "bin" / "mlxtasks", ["chat", "qwen7b", *broken_models, "--max-tokens", "3"], home)
+    child.expect_exact(PROMPT)
     said = say(child, "/model mistral7b")
     assert "mistral7b could not be loaded: Model type frobnicator not supported. Still qwen7b." in said
     assert say(child, "hello").strip()
@@ -278,9 +378,8 @@ def test_a_chat_keeps_its_model_when_another_fails_to_load(broken_models, home):
 
 
 def test_a_message_longer_than_the_context_is_refused_and_the_chat_goes_on(broken_models, home):
-    child = pexpect.spawn(broken_models[1] + "/bin/mlxtasks", ["chat", "qwen32b", *broken_models, "--max-tokens", "3"],
-                          cwd=str(home), env=clean_env(home), encoding="utf-8", timeout=120, dimensions=(40, 200))
-    child.expect_exact(">>> ")
+    child = start(Path(broken_models[1]) / "bin" / "mlxtasks", ["chat", "qwen32b", *broken_models, "--max-tokens", "3"], home)
+    child.expect_exact(PROMPT)
     assert say(child, "hi").strip()
     refused = say(child, "word " * 100)
     counted = re.search(r"The prompt is (\d+) tokens long, but qwen32b's context holds 64 tokens", refused)

@@ -19,7 +19,7 @@ def test_package_set_per_backend(backend, spec, wheel):
     specs = [str(i.requirement) for i in items if i.requirement]
     assert specs[0] == spec
     assert specs[1:] == ["mlx-lm", "numpy", "transformers", "huggingface-hub", "sentencepiece", "tiktoken",
-                         "starlette", "uvicorn", "pydantic"]  # the last three: the server's
+                         "starlette", "uvicorn", "pydantic", "prompt-toolkit"]  # then the server's and the chat's
     assert wheel in [i.name for i in items if i.requirement is None]
 
 
@@ -31,13 +31,13 @@ def test_every_default_package_and_backend_wheel_is_pinned():
     assert pinned["mlx"] == pinned["mlx-cpu"] == pinned["mlx-metal"] == pinned["mlx-cuda-13"]
 
 
-SERVER = {"starlette": "1.10.0", "uvicorn": "0.54.0", "pydantic": "2.14.4"}
+SERVER_AND_CHAT = {"starlette": "1.10.0", "uvicorn": "0.54.0", "pydantic": "2.14.4", "prompt-toolkit": "3.0.53"}
 
 
 def test_satisfied_means_present_and_not_older_than_the_pin():
     items = install.wanted("cpu", ("numpy",))
     pins = {"mlx": Version("0.32.4"), "mlx-cpu": Version("0.32.4"), "numpy": Version("2.4.6")}
-    installed = {"mlx": "0.32.4", "mlx-cpu": "0.32.4", "numpy": "2.4.6", **SERVER}
+    installed = {"mlx": "0.32.4", "mlx-cpu": "0.32.4", "numpy": "2.4.6", **SERVER_AND_CHAT}
     assert install.unsatisfied(items, installed, pins) == []
     assert install.unsatisfied(items, {**installed, "numpy": "2.5.0"}, pins) == []  # an --upgrade sticks
     assert install.unsatisfied(items, {**installed, "numpy": "1.26.4"}, pins) == ["numpy"]
@@ -46,9 +46,9 @@ def test_satisfied_means_present_and_not_older_than_the_pin():
 
 def test_a_configured_range_is_respected():
     items = install.wanted("cpu", ("numpy<2",))
-    assert install.unsatisfied(items, {"mlx": "0.32.4", "mlx-cpu": "0.32.4", "numpy": "2.4.6", **SERVER}, {}) == ["numpy"]
+    assert install.unsatisfied(items, {"mlx": "0.32.4", "mlx-cpu": "0.32.4", "numpy": "2.4.6", **SERVER_AND_CHAT}, {}) == ["numpy"]
     assert install.unsatisfied(items, {"mlx": "0.32.4", "mlx-cpu": "0.32.4", "numpy": "1.26.4"}, {}) == \
-        ["starlette", "uvicorn", "pydantic"]  # the server's packages are wanted too
+        ["starlette", "uvicorn", "pydantic", "prompt-toolkit"]  # the server's and the chat's packages are wanted too
 
 
 def test_a_bad_package_entry_is_a_clear_error_when_the_settings_are_read(tmp_path):

@@ -35,11 +35,13 @@ def commands(page):
 
 
 def in_new_terminal(command, home, **env):
-    """Run one command as typed into a new terminal window; a chat is left with Ctrl-D at its prompt."""
-    child = pexpect.spawn("bash", ["-i", "-c", command], cwd=str(home), env=clean_env(home, PWD=str(home), **env),
+    """Run one command as typed into a new terminal window; a chat is left with Ctrl-D at its prompt (drawn by
+    prompt_toolkit, its trailing space a cursor move; pexpect answers no cursor position request, so none is made)."""
+    child = pexpect.spawn("bash", ["-i", "-c", command], cwd=str(home),
+                          env=clean_env(home, PWD=str(home), PROMPT_TOOLKIT_NO_CPR="1", **env),
                           encoding="utf-8", timeout=600, dimensions=(40, 200))
     if command.startswith("mlx-chat"):
-        child.expect_exact(">>> ")
+        child.expect_exact(">>>")
         child.sendeof()
     child.expect(pexpect.EOF)
     child.close()

@@ -10,11 +10,10 @@ where a long one does not fit and one starting with "-" would read as an option.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
-import select
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,8 +32,11 @@ HELP = """Commands:
   /save [FILE] [--json]       write the transcript as Markdown (or JSON)
   /stats                      speed and memory of the last reply
   /quit                       leave (Ctrl-D too)
-Ctrl-C stops a reply. Multi-line input: start and end it with a line of three double quotes.
-Pasted text with several lines is sent as one message."""
+Ctrl-C stops a reply. Enter sends; Alt-Enter (Esc, Enter) starts a new line, and so does Enter after a
+line of three double quotes until the next such line. A paste of several lines is one message.
+Tab completes commands and model names; Up and Down recall earlier messages, from earlier chats too."""
+COMMANDS = tuple(re.findall(r"^  (/\w+)", HELP, re.MULTILINE))
+FENCE = '"""'  # a line of its own that starts and ends a multi-line message
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 SETTABLE = {"temp": float, "top_p": float, "max_tokens": int}
@@ -267,79 +269,94 @@ def _sampling_text(session: Session) -> str:
     return f"temp {s['temp']}, top_p {s['top_p']}, max_tokens {s['max_tokens']}"
 
 
-class Reader:
-    """Reads messages: a line, a \"\"\" block, or a paste of several lines (sent together). A /command
-    is always a line of its own, so one typed ahead during a reply is not merged with the next line."""
+def open_block(text: str) -> bool:
+    """Whether the text starts a \"\"\" block that no later line has closed yet."""
+    lines = text.split("\n")
+    return lines[0].strip() == FENCE and (len(lines) == 1 or lines[-1].strip() != FENCE)
 
-    def __init__(self) -> None:
-        self.pending: list[str] = []  # a /command line read while gathering a paste
 
-    def read(self, prompt: str) -> str:
-        line = self.pending.pop() if self.pending else input(prompt)
-        if line.strip() == '"""':
-            lines = []
-            while (more := input("... ")).strip() != '"""':
-                lines.append(more)
-            return "\n".join(lines)
-        lines = [line]
-        while not line.startswith("/") and select.select([sys.stdin], [], [], 0.05)[0]:  # the rest of a paste waits
-            more = sys.stdin.readline()
-            if not more or more.startswith("/"):
-                self.pending += [more.rstrip("\n")] if more else []
-                break
-            lines.append(more.rstrip("\n"))
-        return "\n".join(lines)
+def unfence(text: str) -> str:
+    """The message a \"\"\" block holds; any other text as it is."""
+    lines = text.split("\n")
+    return "\n".join(lines[1:-1]) if len(lines) > 1 and lines[0].strip() == lines[-1].strip() == FENCE else text
+
+
+def completions(session: Session, text: str) -> tuple[str, list[str]]:
+    """Tab's choices for the line typed so far: the part they replace, and the choices."""
+    name, space, rest = text.partition(" ")
+    if not text.startswith("/") or "\n" in text:
+        return "", []
+    if not space:
+        typed, choices = name, COMMANDS
+    elif name == "/model":
+        typed, choices = rest, sorted({n for alias, entry in session.models.items() for n in (alias, *entry.names)})
+    elif name == "/set":
+        typed, choices = rest, SETTABLE
+    else:
+        return "", []
+    return typed, [choice for choice in choices if choice.startswith(typed)]
+
+
+def _read_lines(prompt: str) -> str:
+    """One message from stdin line by line (a pipe, a dumb terminal, a venv without prompt_toolkit)."""
+    try:
+        text = input(prompt)
+        while open_block(text):
+            text += "\n" + input("... ")
+    except (EOFError, KeyboardInterrupt):
+        print()
+        raise
+    return text
+
+
+def reader(session: Session, history: Path | None = None):
+    """read(prompt) -> the text of one message (EOFError: Ctrl-D, KeyboardInterrupt: Ctrl-C). In a
+    terminal, prompt_toolkit's editor; otherwise, or without prompt_toolkit, lines from stdin."""
+    read = _read_lines
+    if sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM") not in ("dumb", "unknown"):
+        try:
+            from .editor import editor
+        except ImportError:  # a venv made before the chat needed it
+            print("(plain line input: prompt_toolkit is not installed; invoke install adds it)", flush=True)
+        else:
+            read = editor(history, lambda text: completions(session, text), open_block)
+    return lambda prompt: unfence(read(prompt))
 
 
 def interactive(session: Session, history: Path | None, rules: dict) -> int:
-    try:
-        import readline
-    except ImportError:  # no line editing on this Python; everything else works
-        readline = None
-    if readline and history:
-        history.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            readline.read_history_file(history)
-    out, reader = Output(), Reader()
+    out, read = Output(), reader(session, history)
     if session.alias:
         print(f"Chatting with {session.alias} ({_sampling_text(session)}). /help for commands, Ctrl-D to leave.", flush=True)
     else:
         print("The router picks the model for your first message. /help for commands, Ctrl-D to leave.", flush=True)
-    try:
-        while True:
-            try:
-                text = reader.read(">>> ")
-            except KeyboardInterrupt:
-                print()
-                continue
-            except EOFError:
-                print()
+    while True:
+        try:
+            text = read(">>> ")
+        except KeyboardInterrupt:
+            continue
+        except EOFError:
+            return 0
+        if not text.strip():
+            continue
+        if text.startswith("/"):
+            if not command(session, text.strip(), lambda s: print(s, flush=True)):
                 return 0
-            if not text.strip():
-                continue
-            if text.startswith("/"):
-                if not command(session, text.strip(), lambda s: print(s, flush=True)):
-                    return 0
-                continue
-            try:
-                if not session.alias:
-                    choice = route(text, set(session.models), rules)
-                    print(f"(using {choice.alias}: {choice.reason})", flush=True)
-                    session.load(choice.alias)
-                session.reply(text, out.write)
-            except Refused as refusal:
-                refusal.show()
-                continue
-            except KeyboardInterrupt:
-                out.write(" [stopped]")
-            out.end()
-            for notice in session.notices:
-                print(notice, flush=True)
-            session.notices.clear()
-    finally:
-        if readline and history:
-            with contextlib.suppress(OSError):
-                readline.write_history_file(history)
+            continue
+        try:
+            if not session.alias:
+                choice = route(text, set(session.models), rules)
+                print(f"(using {choice.alias}: {choice.reason})", flush=True)
+                session.load(choice.alias)
+            session.reply(text, out.write)
+        except Refused as refusal:
+            refusal.show()
+            continue
+        except KeyboardInterrupt:
+            out.write(" [stopped]")
+        out.end()
+        for notice in session.notices:
+            print(notice, flush=True)
+        session.notices.clear()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..protocol import Capabilities, ChatModel, ClusterSpec
-from .chat import Output, Reader, Refused, Session, _sampling_text, command
+from .chat import Output, Refused, Session, _sampling_text, command, reader
 
 # Chat commands that change what the model sees: every rank runs them. The rest only print or
 # write files, which rank 0 alone does.
@@ -68,7 +68,7 @@ def chat(session: ShardedSession, rank: int) -> None:
     import mlx.core as mx
     from mlx_lm.generate import generation_stream
 
-    out, say, reader = Output(), (lambda s: print(s, flush=True)), Reader()
+    out, say, read = Output(), (lambda s: print(s, flush=True)), reader(session)
     if rank == 0:
         say(f"Chatting with {session.alias} across {session.group.size()} ranks ({_sampling_text(session)}). "
             "/help for commands, /quit or Ctrl-D to leave, Ctrl-C stops the whole run.")
@@ -76,7 +76,7 @@ def chat(session: ShardedSession, rank: int) -> None:
         text = None
         if rank == 0:
             try:
-                text = reader.read(">>> ")
+                text = read(">>> ")
             except EOFError:
                 text = "/quit"
         text = share_text(session.group, text)
