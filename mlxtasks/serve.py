@@ -6,6 +6,7 @@ Pure where it can be (which model, which argv, which URL); the rest starts, prob
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -290,10 +291,12 @@ def _end(pid: int, wait: float = STOP_WAIT_S) -> None:
 
     try:
         process = psutil.Process(pid)
+        family = [process, *process.children(recursive=True)]  # the server runs in its supervisor's child
         process.terminate()
-        _, alive = psutil.wait_procs([process], timeout=wait)
+        _, alive = psutil.wait_procs(family, timeout=wait)
         for left in alive:
-            left.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                left.kill()
         psutil.wait_procs(alive, timeout=wait)
     except psutil.NoSuchProcess:
         pass

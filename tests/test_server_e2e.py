@@ -5,9 +5,12 @@ an engine fault ends the process, which serve.status reports as a crash, a seed 
 a model with Qwen2.5-Coder's tokens, suffix fills in the middle and tool calls come back in OpenAI's shape."""
 
 import http.client
+import http.server
 import json
+import signal
 import socket
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -253,6 +256,27 @@ def test_an_engine_fault_ends_the_process_and_status_reports_the_crash(direct_se
     assert "No server is running." in invoke("serve.status", home=home, XDG_STATE_HOME=str(state.parent)).stdout
 
 
+def test_a_crash_in_native_code_is_reported_with_its_signal_and_stop_ends_both_processes(direct_server, home):
+    url, state = direct_server()
+    server = serve.running(state)
+    [child] = psutil.Process(server.pid).children()  # the server; its parent waits to say how it ended
+    child.send_signal(signal.SIGSEGV)  # as a crash in libmlx would: faulthandler writes the stack, the signal kills
+    wait_for(lambda: not psutil.pid_exists(server.pid) or psutil.Process(server.pid).status() == psutil.STATUS_ZOMBIE,
+             "the supervisor lived on without its server")
+    status = invoke("serve.status", home=home, XDG_STATE_HOME=str(state.parent))
+    assert status.returncode == 1
+    assert f"(pid {server.pid}) crashed (exit status 139: killed by SIGSEGV, a crash in native code)." in status.stdout
+    assert "Fatal Python error: Segmentation fault" in serve.log_path(state).read_text()  # and where it was
+    assert serve.tail(state) in status.stdout
+    url, state = direct_server()
+    server = serve.running(state)
+    [child] = psutil.Process(server.pid).children()
+    assert call(url, "GET", "/health")[0] == 200
+    serve.stop(state)
+    assert not child.is_running() and not psutil.pid_exists(server.pid)
+    assert json.loads(serve.exit_path(state).read_text())["status"] == 0  # a stop, not a crash
+
+
 def test_the_log_is_rotated_and_holds_no_bodies(direct_server):
     url, state = direct_server(log_max_bytes=1000)
     secret = "my-secret-prompt"
@@ -376,3 +400,59 @@ def test_tool_calls_and_results_go_back_into_the_chat_template(direct_server, co
     bad = call(url, "POST", CHAT, {"messages": [history[0], {**history[1], "tool_calls": [{"function": {
         "name": "get_weather", "arguments": "[1]"}}]}], "tools": WEATHER})
     assert bad[0] == 400 and "function.arguments must be a JSON object" in bad[2]["error"]["message"]
+
+
+PAGE = """<!doctype html><title>any page</title><script>
+async function send(url, init) {
+  try { await fetch(url, init); return "sent"; } catch (e) { return "failed: " + e.message; }
+}
+(async () => {
+  const body = JSON.stringify({prompt: "x", max_tokens: 500, logit_bias: {"2000000000": 5}});
+  const results = [
+    await send("SERVER/v1/completions", {method: "POST", mode: "no-cors", body: body}),
+    await send("SERVER/v1/chat/completions", {method: "POST", headers: {"Content-Type": "application/json"}, body: body}),
+    await send("REBOUND/v1/completions", {method: "POST", mode: "no-cors", body: body}),
+  ];
+  document.body.id = "done";
+  document.body.textContent = results.join(" | ");
+})();
+</script>"""
+
+
+@pytest.mark.tools("chromium")
+def test_a_web_page_in_chromium_gets_nothing_generated(direct_server, tmp_path):
+    """A page the user visits, in a real browser: a no-cors text/plain POST (no preflight) gets 415, a JSON
+    POST is stopped by the CORS preflight, and a DNS-rebinding name for this machine gets 403; nothing is
+    generated and the server serves on."""
+    url, state = direct_server()
+    port = url.rsplit(":", 1)[1]
+    page = PAGE.replace("SERVER", url).replace("REBOUND", f"http://rebound.test:{port}").encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page) as site:
+        threading.Thread(target=site.serve_forever, daemon=True).start()
+        shown = subprocess.run(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chromium'}", "--host-resolver-rules=MAP rebound.test 127.0.0.1",
+             "--virtual-time-budget=20000", "--dump-dom", f"http://127.0.0.1:{site.server_address[1]}/"],
+            capture_output=True, text=True, timeout=120)
+        site.shutdown()
+    assert 'id="done"' in shown.stdout, shown.stderr[-2000:]
+    # The no-cors requests were sent (the page cannot read their answers); the JSON one failed at the preflight.
+    assert "sent | failed: Failed to fetch | sent" in shown.stdout
+    wait_for(lambda: "POST /v1/completions 403" in serve.log_path(state).read_text(), "the rebound request left no line")
+    log = serve.log_path(state).read_text()
+    assert "POST /v1/completions 415" in log and "OPTIONS /v1/chat/completions 405" in log
+    assert "POST /v1/chat/completions" not in log and "a request was" not in log
+    assert requests(url) == 0
+    assert call(url, "POST", CHAT, {"messages": HI, "max_tokens": 1})[0] == 200

@@ -25,6 +25,7 @@ SYSTEM_TOOLS = {
     "rsync": ("rsync", "rsync"),
     "ssh": ("openssh-client", "openssh"),
     "systemd-analyze": ("systemd", None),
+    "chromium": ("chromium", "--cask chromium"),
 }
 
 

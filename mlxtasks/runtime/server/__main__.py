@@ -2,20 +2,27 @@
 
 The model loads before the port opens, so a server that answers is ready. An engine fault ends the
 process with EXIT_ENGINE_FAULT so a service manager restarts it; how the server ended (a fault, or a stop)
-goes to the spec's exit_file, for `serve.status`.
+goes to the spec's exit_file, for `serve.status`. The server runs in a child process that this one waits
+for, so a death the server cannot report itself (a signal: a crash in native code, the OOM killer) is
+reported too, and the exit status tells a service manager to restart it.
 """
 
 from __future__ import annotations
 
 import faulthandler
+import ctypes
 import json
 import logging
 import os
+import signal
 import sys
 
 from ...protocol import ServeSpec
 
 EXIT_ENGINE_FAULT = 70
+NATIVE_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
+STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1  # Linux's prctl option: a signal for the child when its parent dies
 
 
 class RotatingOutput(logging.StreamHandler):
@@ -45,8 +52,38 @@ class RotatingOutput(logging.StreamHandler):
         os.close(fd)
 
 
+def supervise(spec: ServeSpec) -> None:
+    """Return in a child process, which serves; this one waits for it, passes on TERM, INT and HUP (the
+    child has a process group of its own, so a terminal's Ctrl-C reaches it once, from here), says how it
+    ended when a signal killed it, and exits as it did (0 for a stop)."""
+    if spec.exit_file:
+        try:
+            os.unlink(spec.exit_file)  # a word from an earlier run (a service restarted it) is not this run's
+        except FileNotFoundError:
+            pass
+    child = os.fork()
+    if child == 0:
+        os.setpgid(0, 0)
+        if sys.platform == "linux":  # killed with its parent (macOS has no such call; serve.stop ends both)
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        return
+    for forwarded in STOPS:
+        signal.signal(forwarded, lambda number, _: os.kill(child, number))
+    code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+    if code < 0:
+        killer = signal.Signals(-code)
+        if killer in STOPS:  # uvicorn ends by the signal that stopped it, once it has shut down
+            code, reason = 0, "stopped"
+        else:
+            code, reason = 128 + killer.value, f"killed by {killer.name}" + \
+                (", a crash in native code" if killer in NATIVE_CRASHES else "")
+        ended(spec, code, reason)
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
     spec = ServeSpec.from_json((argv or sys.argv[1:])[0])
+    supervise(spec)
     faulthandler.enable()  # a crash in native code leaves its stack in the log
     log = logging.getLogger("mlxtasks.server")
     handler = RotatingOutput(spec.log_file, spec.log_max_bytes)
