@@ -92,8 +92,9 @@ def test_an_unwritable_home_is_a_sentence(hub, home, tmpfs):
 
 
 def test_a_full_disk_during_a_pull_is_a_sentence(hub, home, tmpfs):
-    # Room for the files' bytes, so the check before the download passes, but not for tmpfs's whole pages.
-    models = tmpfs(home / "models", str(hub.total + 3 * 4096))
+    # Room for the files' bytes and config.json (read before the check), so the check passes, but not for
+    # tmpfs's whole pages.
+    models = tmpfs(home / "models", str(hub.total + 5 * 4096))
     (models / "notes.txt").write_text("mine\n")
     done = pull(hub, home, "qwen7b", "--models", str(models), INVOKE_MLX_DISK_MARGIN_GB="0")
     refused(done, "No space left on device.", "free some space")
@@ -279,6 +280,7 @@ def test_models_list_and_verify_agree_on_a_model_put_there_by_hand(home):
     a_model(home / "workspace" / "mlx", "ByHand")
     listed = invoke("models.list", home=home)
     assert listed.returncode == 0 and "ByHand" in listed.stdout
-    assert next(line for line in listed.stdout.splitlines() if "ByHand" in line).endswith("complete")
+    line = next(line for line in listed.stdout.splitlines() if "ByHand" in line)
+    assert " complete;" in line and "incomplete" not in line
     verified = invoke("models.verify", home=home)
     assert verified.returncode == 0, verified.stdout + verified.stderr
