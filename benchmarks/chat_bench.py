@@ -14,6 +14,7 @@ MEASURE = """
 import gc, json, sys, time
 from mlx_lm import load, stream_generate
 from mlx_lm.sample_utils import make_sampler
+from mlxtasks.protocol import ChatModel
 from mlxtasks.runtime.chat import Session
 
 path, max_tokens, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -28,7 +29,8 @@ def raw():
     return last.generation_tps, first
 
 def ours():
-    session = Session({"m": {"path": path, "sampling": {"temp": 0.0, "top_p": 1.0, "max_tokens": max_tokens}}}, "m", {})
+    session = Session({"m": ChatModel.from_dict({"path": path, "sampling": {"temp": 0.0, "top_p": 1.0,
+                                                                             "max_tokens": max_tokens}})}, "m", {})
     session.model, session.tokenizer = model, tokenizer  # the same loaded weights
     from mlx_lm.models.cache import make_prompt_cache
     session.cache, session.cached, session.context = make_prompt_cache(model), [], 4096

@@ -13,12 +13,13 @@ PROMPT, TOKENS, RUNS = 128, 256, 20
 MEASURE = """
 import json, sys
 from mlx_lm import load, stream_generate
+from mlxtasks.protocol import BenchSpec
 from mlxtasks.runtime.bench import Bench
 
 path, prompt, tokens, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 model, tokenizer = load(path)
 tokenizer.eos_token_ids = set()  # as bench and mlx_lm.benchmark do
-bench = Bench({"generation_tokens": tokens})
+bench = Bench(BenchSpec(models=(), prompt_tokens=(prompt,), generation_tokens=tokens, runs=1, warmup=0))
 ids = bench.prompt(tokenizer, 1, prompt)
 
 def raw():
@@ -26,8 +27,9 @@ def raw():
         pass
     return last.generation_tps
 
-def ours():
-    return bench.measure(model, tokenizer, ids)["generation_tps"]
+def ours():  # as invoke bench derives it (mlxtasks.bench.mlx_run)
+    run = bench.measure(model, tokenizer, ids)
+    return (run.generation_tokens - 1) / run.generation_s
 
 raw(); ours()  # warm-up
 runs = {"mlx_lm": [], "bench": []}
