@@ -436,7 +436,7 @@ class Server:
     async def answer(self, request: Request, kind: str, body: Options, jobs: list[Job], events: asyncio.Queue,
                      prompt_tokens: int, echoes: list[str] | None, tools: list[dict] | None = None) -> Response:
         n = body.n or 1
-        name = body.model or self.served.alias
+        name, engine = body.model or self.served.alias, self.engine  # the stream's end may run in another context
         ident = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
         calls = {job.index: ToolCalls(self.engine.tokenizer, tools) for job in jobs} if tools else {}
         self.submit(jobs)
@@ -494,7 +494,7 @@ class Server:
                         yield sse({**head(), "choices": [], "usage": usage(done)})
                     yield "data: [DONE]\n\n"
                 finally:
-                    self.engine.cancel(jobs)  # a client gone mid-stream: its jobs leave the batch
+                    engine.cancel(jobs)  # a client gone mid-stream: its jobs leave the batch
 
             return StreamingResponse(stream(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -516,7 +516,7 @@ class Server:
                     done[index] = value
         finally:
             gone.cancel()
-            self.engine.cancel(jobs)
+            engine.cancel(jobs)
         if kind == "chat":
             choices = []
             for i in sorted(texts):
