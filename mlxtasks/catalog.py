@@ -18,7 +18,7 @@ FOLDER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 REPO_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 CATEGORIES = ("code", "reasoning", "math", "general")
 # The shell block's own commands are mlx-NAME; an alias of that name (or chat-NAME) would replace one.
-SHELL_COMMANDS = ("activate", "deactivate", "status", "models", "validate", "pull", "search", "serve", "serve-stop", "chat", "ask")
+SHELL_COMMANDS = ("activate", "deactivate", "status", "models", "validate", "pull", "search", "serve", "serve-stop", "ps", "chat", "ask")
 # A model of unknown shape: weights plus room for a few thousand tokens (bench judges installed folders by it).
 FIT_HEADROOM = fit.UNKNOWN_HEADROOM
 SEED_SOURCE = "seed catalogue: shared/design/SEED-FACTS.md (checked Nov 2026)"

@@ -63,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "router": {},  # categories: keywords with weights, and models best first
     "serve_port": 8080,  # not 11434, which Ollama owns; the host is only ever a flag (default 127.0.0.1)
     "serve_start_timeout_s": 120.0,  # how long `serve` waits for the model to load and the port to answer
+    "serve_keep_alive": "5m",  # how long a model stays loaded after its last request ("1h", seconds; -1: forever)
     "serve_allowed_origins": [],  # web origins whose pages may read the server's answers (CORS); none by default
 }
 SECTIONS = ("catalog", "bench", "router")  # settings that hold a mapping of their own
@@ -187,6 +188,16 @@ class Settings:
     @cached_property
     def serve_start_timeout_s(self) -> float:
         return _number(*self._value("serve_start_timeout_s"), most=3600)
+
+    @cached_property
+    def serve_keep_alive(self) -> float:
+        from .protocol import duration
+
+        label, value = self._value("serve_keep_alive")
+        try:
+            return duration(value)
+        except ValueError:
+            raise _invalid(label, 'seconds, or a duration such as "5m" or "1h" (-1: forever)', value) from None
 
     @cached_property
     def serve_allowed_origins(self) -> tuple[str, ...]:

@@ -59,6 +59,8 @@ def _decode(kind: Any, value: Any) -> Any:
         return _decode(next(arg for arg in args if arg is not type(None)), value)
     if origin is tuple and isinstance(value, list):
         return tuple(_decode(args[0], item) for item in value)
+    if origin is list and isinstance(value, list):
+        return [_decode(args[0], item) for item in value]
     if origin is dict and isinstance(value, dict):
         return {key: _decode(args[1], item) for key, item in value.items()}
     return value
@@ -78,6 +80,23 @@ def prompt_text(run: int, words: int) -> str:
     """The text a bench prompt is cut from: about `words` tokens or more, its first words naming the run."""
     repeats = words // 30 + 2  # the filler is about 60 tokens in the catalogue's tokenizers
     return f"Run {run}. " + FILLER * repeats
+
+
+def duration(value: Any) -> float:
+    """Seconds from a number or an Ollama-style duration ("5m", "1h30m", "90s", "-1"); negative: forever.
+    A ValueError for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"not a duration: {value!r}")
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    found = re.fullmatch(r"\s*(-?)((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)\s*", value)
+    if not found:
+        raise ValueError(f"not a duration: {value!r}")
+    units = {"ms": 0.001, "h": 3600, "m": 60, "s": 1}
+    total = sum(float(n) * units[unit] for n, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", found[2]))
+    return -total if found[1] else total
 
 
 def is_loopback(host: str) -> bool:
@@ -258,8 +277,23 @@ class Capabilities(Message):
 
 
 @dataclasses.dataclass(frozen=True)
+class ServedModel(Message):
+    """An installed model the server loads when a request names it."""
+
+    alias: str
+    folder: str
+    names: list[str]  # what a request may call it besides the alias: its folder name, its repo id, its path
+    need: int = 0  # bytes it needs loaded (weights, KV cache at its context, overhead), judged against the budget
+    context: int = 0  # tokens a request may use, prompt and reply (0: the model's own limit)
+    temperature: float = 0.0  # the catalogue's sampling: a request's defaults
+    top_p: float = 1.0
+    max_tokens: int = 2048
+
+
+@dataclasses.dataclass(frozen=True)
 class ServeSpec(Message):
-    """What `invoke serve` tells the server (mlxtasks.runtime.server): one model, where to listen, its limits."""
+    """What `invoke serve` tells the server (mlxtasks.runtime.server): the model loaded at start (alias ""
+    for none) and its defaults, the installed models it may load, where to listen, its limits."""
 
     alias: str
     model: str  # the model's folder
@@ -279,6 +313,25 @@ class ServeSpec(Message):
     log_max_bytes: int = 10 * 1024 * 1024
     exit_file: str = ""  # where the server writes why it ended on a fault, for serve.status
     context: int = 0  # tokens a request may use, prompt and reply (0: the model's own limit)
+    installed: list[ServedModel] = dataclasses.field(default_factory=list)  # what a request may name
+    budget: int = 0  # bytes the loaded models may need together (0: no limit)
+    keep_alive: float = 300.0  # seconds a model stays loaded after its last request (negative: forever)
+
+    @classmethod
+    def starting(cls, first: ServedModel | None, **rest: Any) -> ServeSpec:
+        """A spec that loads `first` at start (None: no model)."""
+        if first is None:
+            return cls(alias="", model="", names=[], **rest)
+        return cls(alias=first.alias, model=first.folder, names=first.names, context=first.context,
+                   temperature=first.temperature, top_p=first.top_p, max_tokens=first.max_tokens, **rest)
+
+    def preloaded(self) -> ServedModel | None:
+        """The model loaded at start, as an entry of the installed table."""
+        if not self.alias:
+            return None
+        found = next((m for m in self.installed if m.alias == self.alias), None)
+        return found or ServedModel(self.alias, self.model, self.names, 0, self.context, self.temperature,
+                                    self.top_p, self.max_tokens)
 
 
 # --- probe ---

@@ -1,5 +1,6 @@
-"""`invoke serve`: our OpenAI-compatible server (mlxtasks.runtime.server) for one installed model, started from the venv and
-looked after through a record in the state folder (pid, model, address), with its output in a log there.
+"""`invoke serve`: our OpenAI-compatible server (mlxtasks.runtime.server) for the installed models (one loaded at start,
+or none; the others when a request names them), started from the venv and looked after through a record in the state
+folder (pid, model, address), with its output in a log there; serve.ps and serve.unload ask the running server.
 
 Pure where it can be (which model, which argv, which URL); the rest starts, probes and stops processes.
 """
@@ -15,20 +16,20 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 from . import catalog, store
 from .catalog import Model
 from .config import Settings
 from .errors import MlxTasksError
 from .facts import GB, HostFacts
-from .protocol import ServeSpec, is_loopback
+from .protocol import ServedModel, ServeSpec, is_loopback
 
 STOP_WAIT_S = 10.0  # after SIGTERM, before SIGKILL
 TAIL_LINES = 15  # of the log, shown when a start fails
 LOGS_FIX = "read its whole log: invoke serve.logs (and check the model's files: invoke models.verify)"
+NO_MODEL = "none"  # `invoke serve none`: no model loaded at start
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,17 @@ def base_url(host: str, port: int) -> str:
     return f"http://{f'[{local}]' if ':' in local else local}:{port}/v1"
 
 
-def client_example(server: Server) -> str:
-    body = json.dumps({"model": server.alias, "messages": [{"role": "user", "content": "Hello!"}]})
+def client_example(server: Server, model: str) -> str:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello!"}]})
     return f"curl {server.url}/chat/completions -H 'Content-Type: application/json' -d '{body}'"
+
+
+def started_text(server: Server, default_model: str) -> str:
+    """What `serve` says once the server answers: what it serves, where, and a request to try."""
+    what = "the installed models on demand" if server.alias == NO_MODEL else server.alias
+    example = client_example(server, default_model if server.alias == NO_MODEL else server.alias)
+    return (f"Serving {what} at {server.url} (pid {server.pid}); any API key works. Stop it: invoke serve.stop\n"
+            f"Try: {example}")
 
 
 def choose_model(settings: Settings, alias: str, facts: HostFacts, force: bool) -> tuple[Model, Path]:
@@ -82,17 +91,39 @@ def choose_model(settings: Settings, alias: str, facts: HostFacts, force: bool) 
 
 
 def prepare(settings: Settings, alias: str, host: str | None, facts: HostFacts,
-            force: bool) -> tuple[Model, str, list[str], str]:
-    """The model (see choose_model), the host (default loopback), the server's argv, as every start checks them,
-    and the note to say once when --context had to be capped to what fits."""
+            force: bool) -> tuple[str, str, list[str], str]:
+    """The alias loaded at start (see choose_model; NO_MODEL for none), the host (default loopback), the server's
+    argv, as every start checks them, and the note to say once when --context had to be capped to what fits.
+    --force lifts the server's memory budget too."""
     from .fit import installed_context
 
-    model, folder = choose_model(settings, alias, facts, force)
+    budget = catalog.memory_budget(facts)
+    table = served_models(settings, budget)
     host = host or "127.0.0.1"
-    context, note = installed_context(folder, store.size_on_disk(folder), catalog.memory_budget(facts), settings.context)
-    argv = server_argv(settings.venv_python, model, folder, host, settings.serve_port, settings.serve_allowed_origins,
-                       settings.state, context)
-    return model, host, argv, note
+    first, note = None, ""
+    if alias != NO_MODEL:
+        model, folder = choose_model(settings, alias, facts, force)
+        note = installed_context(folder, store.size_on_disk(folder), budget, settings.context)[1]
+        first = next(m for m in table if m.alias == model.alias)
+    spec = ServeSpec.starting(first, host=host, port=settings.serve_port, allowed_origins=list(settings.serve_allowed_origins),
+                              installed=table, budget=0 if force else budget, keep_alive=settings.serve_keep_alive)
+    return first.alias if first else NO_MODEL, host, server_argv(settings.venv_python, spec, settings.state), note
+
+
+def served_models(settings: Settings, budget: int) -> list[ServedModel]:
+    """Every installed model as the server may load it: its names, the memory it needs at the context it runs
+    with (the largest that fits, or --context capped), and the catalogue's sampling as its defaults."""
+    from .fit import folder_shape, installed_context, need
+
+    table = []
+    for model in store.installed_models(settings.models, settings.catalog):
+        folder = settings.models / model.folder
+        weights = store.size_on_disk(folder)
+        context = installed_context(folder, weights, budget, settings.context)[0]
+        table.append(ServedModel(model.alias, str(folder), sorted({*model.also, folder.name, model.repo, str(folder)}),
+                                 need(weights, folder_shape(folder), context), context, model.temperature, model.top_p,
+                                 model.max_tokens))
+    return table
 
 
 def open_warning(host: str) -> str | None:
@@ -103,14 +134,10 @@ def open_warning(host: str) -> str | None:
             "authentication: anyone who can connect can use the model.")
 
 
-def server_argv(python: Path, model: Model, folder: Path, host: str, port: int, origins: Sequence[str],
-                state: Path, context: int = 0) -> list[str]:
-    """The server's command line: our server (mlxtasks.runtime.server) with its spec, the catalogue's sampling
-    as its defaults, and the names a request may use for the model."""
-    spec = ServeSpec(alias=model.alias, model=str(folder), names=sorted({folder.name, model.repo, str(folder)}),
-                     host=host, port=port, allowed_origins=list(origins), temperature=model.temperature,
-                     top_p=model.top_p, max_tokens=model.max_tokens, log_file=str(log_path(state)),
-                     exit_file=str(exit_path(state)), context=context)
+def server_argv(python: Path, spec: ServeSpec, state: Path) -> list[str]:
+    """The server's command line: our server (mlxtasks.runtime.server) with its spec, its log and exit files
+    in the state folder."""
+    spec = replace(spec, log_file=str(log_path(state)), exit_file=str(exit_path(state)))
     return [str(python), "-m", "mlxtasks.runtime.server", spec.to_json()]
 
 
@@ -268,12 +295,63 @@ def run_attached(argv: list[str], state: Path, alias: str, host: str, port: int)
 
 def healthy(server: Server, timeout: float = 2.0) -> bool:
     """The server's /health answers 200 (its engine works)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
     try:
-        with opener.open(server.url.removesuffix("/v1") + "/health", timeout=timeout) as answer:
+        with _opener().open(server.url.removesuffix("/v1") + "/health", timeout=timeout) as answer:
             return answer.status == 200
     except OSError:
         return False
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
+
+
+def ask(state: Path, path: str, body: dict | None = None) -> dict:
+    """The running server's JSON answer from /v1/mlxtasks/PATH (a POST of `body` when given)."""
+    import urllib.error
+
+    server = running(state)
+    if not server:
+        raise MlxTasksError("No server is running.", fix=f"start one: invoke serve {NO_MODEL}")
+    request = urllib.request.Request(f"{server.url}/mlxtasks/{path}", headers={"Content-Type": "application/json"},
+                                     data=None if body is None else json.dumps(body).encode())
+    try:
+        with _opener().open(request, timeout=60) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            said = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            said = f"The server answered {exc.code}."
+        raise MlxTasksError(said, fix="see what is loaded: invoke serve.ps") from None
+    except (OSError, ValueError) as exc:
+        raise MlxTasksError(f"The server at {server.url} did not answer ({exc}).", fix="invoke serve.status") from None
+
+
+def ps_text(answer: dict) -> str:
+    """serve.ps's table from the server's /v1/mlxtasks/ps: each loaded model, the memory it was judged to need,
+    how long it has been idle, and when it unloads; then the budget."""
+    rows = [("MODEL", "MEMORY", "IDLE", "UNLOADS")]
+    for m in answer["models"]:
+        idle = f"answering ({m['requests']})" if m["requests"] else span(m["idle_s"])
+        unloads = "never (kept loaded)" if m["keep_alive"] < 0 else f"in {span(m['unloads_in'])}" \
+            if m["unloads_in"] is not None else f"{span(m['keep_alive'])} after its last answer"
+        rows.append((m["model"], f"{m['memory'] / GB:.1f} GB", idle, unloads))
+    waiting = [f"waiting for {alias} to load: {n} request(s)" for alias, n in answer["waiting"].items()]
+    if len(rows) == 1:
+        return "\n".join(waiting or ["No model is loaded; a request that names an installed model loads it."])
+    used = sum(m["memory"] for m in answer["models"]) / GB
+    width = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, width)) + "  " + row[3] for row in rows]
+    limit = f" of a budget of {answer['budget'] / GB:.1f} GB" if answer["budget"] else " (no budget: --force)"
+    return "\n".join(lines + [f"{used:.1f} GB in use{limit}"] + waiting)
+
+
+def unload(state: Path, name: str) -> str:
+    answer = ask(state, "unload", {"model": name})
+    if answer["unloaded"]:
+        return f"Unloaded {answer['model']}."
+    return f"{answer['model']} is answering requests; it unloads once they end."
 
 
 def stop(state: Path, wait: float = STOP_WAIT_S) -> Server | None:
@@ -340,7 +418,12 @@ def describe(server: Server, answers: bool, now: float | None = None) -> str:
 
 
 def uptime(server: Server, now: float | None = None) -> str:
-    seconds = int((time.time() if now is None else now) - server.started)
+    return span((time.time() if now is None else now) - server.started)
+
+
+def span(seconds: float) -> str:
+    """A time span in at most two units: '2 h 5 min', '40 s', '0 s'."""
+    seconds = int(seconds)
     days, seconds = divmod(seconds, 86400)
     hours, seconds = divmod(seconds, 3600)
     minutes, seconds = divmod(seconds, 60)

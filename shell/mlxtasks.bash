@@ -44,6 +44,7 @@ _mlx_serve() {
     _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"
 }
 _mlx_serve_stop() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.stop "$@"; }
+_mlx_ps() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.ps "$@"; }
 
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
 # `mlx-ask MODEL "question"` and `mlx-chat [MODEL]` take any installed model (the default when none is named).
@@ -58,7 +59,7 @@ _mlx_chat() {
 
 alias mlx-activate=_mlx_activate mlx-deactivate=_mlx_deactivate mlx-status=_mlx_status
 alias mlx-models=_mlx_models mlx-validate=_mlx_validate mlx-pull=_mlx_pull mlx-search=_mlx_search
-alias mlx-serve=_mlx_serve mlx-serve-stop=_mlx_serve_stop mlx-ask=_mlx_ask mlx-chat=_mlx_chat
+alias mlx-serve=_mlx_serve mlx-serve-stop=_mlx_serve_stop mlx-ps=_mlx_ps mlx-ask=_mlx_ask mlx-chat=_mlx_chat
 @@BEGIN_MODEL@@
 alias mlx-@@ALIAS@@="_mlx_ask @@ALIAS@@" mlx-chat-@@ALIAS@@="_mlx_chat @@ALIAS@@"
 @@END_MODEL@@

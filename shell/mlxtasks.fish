@@ -63,6 +63,10 @@ function mlx-serve-stop --description 'Stop the MLX server'
     __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" serve.stop $argv
 end
 
+function mlx-ps --description 'The models the MLX server has loaded'
+    __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" serve.ps $argv
+end
+
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
 # `mlx-ask MODEL "question"` and `mlx-chat [MODEL]` take any installed model (the default when none is named).
 function mlx-ask --description 'One-shot answer from an installed MLX model'

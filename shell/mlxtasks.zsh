@@ -3,7 +3,7 @@ export MLX_VENV_PATH=@@VENV@@
 export MLX_MODELS_PATH=@@MODELS@@
 
 # An alias of the same name (an older setup script made some) would break these definitions.
-\builtin unalias mlxtasks mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull mlx-search mlx-serve mlx-serve-stop @@COMMAND_NAMES@@ 2>/dev/null || \builtin true
+\builtin unalias mlxtasks mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull mlx-search mlx-serve mlx-serve-stop mlx-ps @@COMMAND_NAMES@@ 2>/dev/null || \builtin true
 
 # bin/python links to the Python the venv was made from: with that one gone, every tool in it fails.
 function _mlx_require {
@@ -41,6 +41,7 @@ function mlx-serve {
     _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"
 }
 function mlx-serve-stop { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.stop "$@"; }
+function mlx-ps { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.ps "$@"; }
 
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
 # `mlx-ask MODEL "question"` and `mlx-chat [MODEL]` take any installed model (the default when none is named).

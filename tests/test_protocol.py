@@ -74,6 +74,8 @@ def strategy(kind):
         return numbers
     if origin is tuple:
         return st.lists(strategy(args[0]), max_size=3).map(tuple)
+    if origin is list:
+        return st.lists(strategy(args[0]), max_size=3)
     if origin is dict:
         return st.dictionaries(text, strategy(args[1]), max_size=3)
     if args:  # X | None
@@ -81,7 +83,8 @@ def strategy(kind):
     return st.from_type(kind)
 
 
-MESSAGES = [protocol.ChatSpec, protocol.BenchSpec, protocol.BenchAnswer, protocol.ClusterSpec, protocol.Capabilities]
+MESSAGES = [protocol.ChatSpec, protocol.BenchSpec, protocol.BenchAnswer, protocol.ClusterSpec, protocol.Capabilities,
+            protocol.ServeSpec]
 
 
 @pytest.mark.parametrize("kind", MESSAGES, ids=lambda k: k.__name__)

@@ -6,15 +6,16 @@ import plistlib
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
 from invoke import Config, Context, Exit, MockContext, Result
 
-from mlxtasks import catalog, config, serve, service
+from mlxtasks import catalog, config, serve, service, store
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.facts import GIB, HostFacts
-from mlxtasks.protocol import ServeSpec, host_name, is_loopback
+from mlxtasks.protocol import ServeSpec, duration, host_name, is_loopback
 from mlxtasks.tasks import ns
 from mlxtasks.tasks import serve as serve_tasks
 from mlxtasks.tasks.setup import uninstall
@@ -50,18 +51,62 @@ def test_unknown_and_too_big_models_are_refused_with_a_fix(settings):
 
 
 def test_the_server_gets_its_spec_with_the_catalogue_sampling_the_models_names_and_no_cors_by_default(settings):
-    model = catalog.find("qwen7b", settings.catalog)
     folder = settings.models / "qwen25-coder-7b"
-    argv = serve.server_argv(settings.venv_python, model, folder, "127.0.0.1", 8080, (), settings.state)
-    assert argv[:3] == [str(settings.venv_python), "-m", "mlxtasks.runtime.server"]
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"\0" * 1000)
+    alias, _, argv, _ = serve.prepare(settings, "qwen7b", None, LINUX, force=False)
+    assert alias == "qwen7b" and argv[:3] == [str(settings.venv_python), "-m", "mlxtasks.runtime.server"]
     spec = ServeSpec.from_json(argv[3])
     assert (spec.alias, spec.model, spec.host, spec.port, spec.allowed_origins) == \
         ("qwen7b", str(folder), "127.0.0.1", 8080, [])
     assert (spec.temperature, spec.top_p, spec.max_tokens) == (0.7, 0.8, 2048)
     assert set(spec.names) == {"qwen25-coder-7b", "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", str(folder)}
     assert spec.log_file == str(serve.log_path(settings.state)) and spec.exit_file == str(serve.exit_path(settings.state))
-    argv = serve.server_argv(settings.venv_python, model, folder, "::1", 9000, ("http://a", "http://b"), settings.state)
-    assert ServeSpec.from_json(argv[3]).allowed_origins == ["http://a", "http://b"]
+    # Every installed model is in the table, with the memory it needs; the budget is the machine's.
+    sizes = {m.alias: store.size_on_disk(Path(m.folder)) for m in spec.installed}
+    assert {m.alias: m.need for m in spec.installed} == {a: int(size * 1.1) for a, size in sizes.items()}  # shape unknown
+    assert sorted(sizes) == ["qwen32b", "qwen7b"] and spec.budget == catalog.memory_budget(LINUX)
+    assert next(m for m in spec.installed if m.alias == "qwen7b") == spec.preloaded()
+    assert (spec.keep_alive, ServeSpec.from_json(serve.prepare(settings, "qwen7b", None, LINUX, force=True)[2][3]).budget) \
+        == (300, 0)
+    none = ServeSpec.from_json(serve.prepare(settings, "none", None, LINUX, force=False)[2][3])
+    assert (none.alias, none.preloaded(), len(none.installed)) == ("", None, 2)
+    origins = config.resolve({"serve_allowed_origins": ["http://a", "http://b"], "serve_keep_alive": "1h30m"},
+                             home=settings.home)
+    spec = ServeSpec.from_json(serve.prepare(origins, "none", None, LINUX, force=False)[2][3])
+    assert (spec.allowed_origins, spec.keep_alive) == (["http://a", "http://b"], 5400)
+
+
+@pytest.mark.parametrize("given, seconds", [(300, 300), ("300", 300), ("5m", 300), ("1h30m", 5400), ("90s", 90),
+                                            ("-1", -1), (-1, -1), ("0", 0), ("250ms", 0.25), ("-5m", -300)])
+def test_keep_alive_takes_seconds_or_an_ollama_duration(given, seconds):
+    assert duration(given) == seconds
+
+
+@pytest.mark.parametrize("given", ["soon", "5x", "", True, [5], "m5"])
+def test_anything_else_is_not_a_keep_alive(given, tmp_path):
+    with pytest.raises(ValueError):
+        duration(given)
+    with pytest.raises(MlxTasksError, match="mlx.serve_keep_alive' must be seconds, or a duration such as"):
+        config.resolve({"serve_keep_alive": given}, home=tmp_path).serve_keep_alive
+
+
+def test_ps_shows_each_loaded_model_its_memory_idle_time_and_when_it_unloads():
+    answer = {"budget": 8 * 10**9, "models": [
+        {"model": "qwen7b", "memory": 4_900_000_000, "requests": 0, "idle_s": 75.2, "keep_alive": 300, "unloads_in": 224.8},
+        {"model": "phi4", "memory": 2_000_000_000, "requests": 2, "idle_s": 0.0, "keep_alive": 300, "unloads_in": None},
+        {"model": "tiny", "memory": 300_000_000, "requests": 0, "idle_s": 3.0, "keep_alive": -1, "unloads_in": None}],
+        "waiting": {"mistral7b": 2}}
+    assert serve.ps_text(answer).splitlines() == [
+        "MODEL   MEMORY  IDLE           UNLOADS",
+        "qwen7b  4.9 GB  1 min 15 s     in 3 min 44 s",
+        "phi4    2.0 GB  answering (2)  5 min after its last answer",
+        "tiny    0.3 GB  3 s            never (kept loaded)",
+        "7.2 GB in use of a budget of 8.0 GB",
+        "waiting for mistral7b to load: 2 request(s)"]
+    assert serve.ps_text({"budget": 0, "models": [], "waiting": {}}) == \
+        "No model is loaded; a request that names an installed model loads it."
 
 
 def test_port_config_and_flag_and_their_errors(tmp_path, capsys):
@@ -98,7 +143,7 @@ def test_loopback_names_and_host_headers():
 
 
 def test_the_client_example_is_a_working_curl_line():
-    line = serve.client_example(serve.Server(1, "qwen7b", "127.0.0.1", 8080, 0.0))
+    line = serve.client_example(serve.Server(1, "qwen7b", "127.0.0.1", 8080, 0.0), "qwen7b")
     assert line.startswith("curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' -d '")
     assert json.loads(line.split(" -d ")[1].strip("'"))["model"] == "qwen7b"
 
@@ -211,10 +256,9 @@ def test_only_a_server_beyond_loopback_gets_the_warning():
 
 
 def test_a_start_gets_loopback_by_default_and_a_service_needs_the_venvs_mlxtasks(settings):
-    model, host, argv, capped = serve.prepare(settings, "qwen32b", None, LINUX, force=False)
-    assert (model.alias, host, capped) == ("qwen32b", "127.0.0.1", "")
-    assert argv == serve.server_argv(settings.venv_python, model, settings.models / "qwen25-coder-32b", "127.0.0.1",
-                                     8080, settings.serve_allowed_origins, settings.state)
+    alias, host, argv, capped = serve.prepare(settings, "qwen32b", None, LINUX, force=False)
+    assert (alias, host, capped) == ("qwen32b", "127.0.0.1", "")
+    assert ServeSpec.from_json(argv[3]).model == str(settings.models / "qwen25-coder-32b")
     with pytest.raises(MlxTasksError, match="mlxtasks is not installed in") as caught:
         serve.attached_argv(settings, "qwen32b", host, force=False)
     assert caught.value.fix == "invoke install"

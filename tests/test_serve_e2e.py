@@ -120,7 +120,7 @@ def test_bad_requests_get_4xx_and_the_server_stays_up(server):
     with pytest.raises(openai.NotFoundError) as unknown:
         client(url).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     assert unknown.value.response.json() == {"error": {
-        "message": "The model 'gpt-4o' is not served here; this server serves 'qwen7b'.", "type": "not_found_error",
+        "message": "The model 'gpt-4o' is not installed here; GET /v1/models lists the ones that are.", "type": "not_found_error",
         "param": "model", "code": "model_not_found"}}
     with pytest.raises(openai.BadRequestError):
         client(url).chat.completions.create(model="qwen7b", messages=[{"role": "user", "content": "hi"}], max_tokens=-1)
@@ -239,3 +239,24 @@ def test_stop_and_status_without_a_server(home):
     assert status.returncode == 1 and "No server is running." in status.stdout
     logs = invoke("serve.logs", home=home)
     assert logs.returncode == 1 and "There is no server log yet" in logs.stderr
+
+
+def test_serve_none_loads_a_model_when_named_and_ps_and_unload_show_it(paths, home):
+    port = free_port()
+    done = invoke("serve", "none", "--port", str(port), *paths, home=home)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        assert done.returncode == 0, done.stderr
+        assert f"Serving the installed models on demand at {url}" in done.stdout
+        nothing = invoke("serve.ps", home=home)
+        assert nothing.stdout == "No model is loaded; a request that names an installed model loads it.\n"
+        assert client(url).chat.completions.create(model="qwen7b", messages=[{"role": "user", "content": "hi"}],
+                                                   max_tokens=2).usage.completion_tokens == 2
+        table = invoke("serve.ps", home=home).stdout.splitlines()
+        assert table[0].split() == ["MODEL", "MEMORY", "IDLE", "UNLOADS"] and table[1].split()[0] == "qwen7b"
+        assert re.search(r" GB .* in (\d+ min )?\d+ s$| in 5 min$", table[1]) and "GB in use of a budget of" in table[2]
+        assert invoke("serve.unload", "qwen7b", home=home).stdout == "Unloaded qwen7b.\n"
+        again = invoke("serve.unload", "qwen7b", home=home)
+        assert again.returncode == 1 and "qwen7b is not loaded." in again.stderr
+    finally:
+        assert invoke("serve.stop", home=home).returncode == 0

@@ -203,13 +203,14 @@ def test_a_client_that_leaves_stops_its_generation(server, stream, tiny_model):
 
 @pytest.fixture
 def direct_server(mlx_python, tiny_model, tmp_path):
-    """Start the runtime server itself with a spec (queue limit 1) through serve.start: (url, state)."""
+    """Start the runtime server itself with a spec (the tiny model as "tiny"; `limits` and more fields replace the
+    spec's) through serve.start: (url, state)."""
 
     def start(code="from mlxtasks.runtime.server.__main__ import main; main()", model=None, **limits):
         port = free_port()
         state = tmp_path / "mlxtasks"  # as XDG_STATE_HOME=tmp_path makes it
-        spec = ServeSpec(alias="tiny", model=str(model or tiny_model), names=[], port=port,
-                         log_file=str(serve.log_path(state)), exit_file=str(serve.exit_path(state)), **limits)
+        spec = ServeSpec(**{"alias": "tiny", "model": str(model or tiny_model), "names": [], **limits}, port=port,
+                         log_file=str(serve.log_path(state)), exit_file=str(serve.exit_path(state)))
         serve.start([str(mlx_python), "-c", code, spec.to_json()], state, "tiny", "127.0.0.1", port, timeout=300)
         return f"http://127.0.0.1:{port}", state
 
@@ -330,7 +331,9 @@ def test_suffix_fills_in_the_middle_with_the_models_own_tokens(direct_server, co
     asked = {"max_tokens": 6, "temperature": 0}
     filled = call(url, "POST", "/v1/completions", {"prompt": prefix, "suffix": suffix, **asked})[2]
     by_hand = call(url, "POST", "/v1/completions", {"prompt": json.loads(encoded.stdout), **asked})[2]
-    assert filled["usage"] == by_hand["usage"] and filled["choices"][0]["text"] == by_hand["choices"][0]["text"]
+    counts = lambda reply: (reply["usage"]["prompt_tokens"], reply["usage"]["completion_tokens"])  # noqa: E731
+    assert counts(filled) == counts(by_hand) and filled["choices"][0]["text"] == by_hand["choices"][0]["text"]
+    assert by_hand["usage"]["prompt_tokens_details"]["cached_tokens"] > 0  # the same prompt again
     ids = call(url, "POST", "/v1/completions", {"prompt": [1, 2], "suffix": suffix})
     assert ids[0] == 400 and "needs a text prompt" in ids[2]["error"]["message"]
 

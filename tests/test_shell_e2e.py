@@ -11,7 +11,7 @@ from .support.helpers import BIN, ROOT, clean_env, invoke, run, tree
 pytestmark = pytest.mark.e2e
 
 COMMANDS = ["mlx-activate", "mlx-deactivate", "mlx-status", "mlx-models", "mlx-validate", "mlx-pull", "mlx-search",
-            "mlx-serve", "mlx-serve-stop", "mlx-ask", "mlx-chat", "mlx-qwen7b", "mlx-chat-qwen7b", "mlx-deepseek", "mlx-chat-phi4", "mlx-mistral7b"]
+            "mlx-serve", "mlx-serve-stop", "mlx-ps", "mlx-ask", "mlx-chat", "mlx-qwen7b", "mlx-chat-qwen7b", "mlx-deepseek", "mlx-chat-phi4", "mlx-mistral7b"]
 DEFINED = {
     "bash": "for n in {names}; do type -t $n; done",
     "zsh": "for n in {names}; do whence -w $n; done",

@@ -7,7 +7,8 @@ from ._common import PATH_HELP, is_dry, record, require_venv, settings, task
 HOST_HELP = ("address to listen on (default 127.0.0.1, this machine only); anything else lets other machines "
              "in, with no authentication")
 START_HELP = {
-    "model": "an installed model such as qwen7b (invoke models.list); default: mlx.default_model",
+    "model": "the installed model loaded at start, such as qwen7b (invoke models.list); default: mlx.default_model; "
+             "none: no model until a request names one",
     "port": "port to listen on (default: mlx.serve_port, 8080)",
     "host": HOST_HELP,
     "force": "serve it even if it looks too big for this machine's memory",
@@ -44,21 +45,20 @@ def _runner(c):
       help={**START_HELP, "foreground": "stay attached: output here, Ctrl-C stops it",
             "context": "tokens a request may use, prompt and reply (default: the largest that fits, up to the model's own)"})
 def start(c, model, port=None, host=None, force=False, foreground=False, venv=None, models=None, context=None):
-    """Serve a model at an OpenAI-compatible URL (background; `default` = mlx.default_model)."""
+    """Serve the installed models at an OpenAI-compatible URL, one loaded at start (background; `none`: none)."""
     from .. import serve, ui
 
-    s, entry, host, argv, capped = _prepare(c, model, port, host, force, venv, models, context)
+    s, alias, host, argv, capped = _prepare(c, model, port, host, force, venv, models, context)
     serve.refuse_second(s.state)
-    serve.check_port(host, s.serve_port, retry=f"invoke serve {entry.alias}")
+    serve.check_port(host, s.serve_port, retry=f"invoke serve {alias}")
     _warn_if_open(host)
     if capped:
         ui.note(capped)
     if foreground:
-        serve.run_attached(argv, s.state, entry.alias, host, s.serve_port)
-    ui.out(f"Starting {entry.alias} on {host} port {s.serve_port} (log: {serve.log_path(s.state)})...")
-    server = serve.start(argv, s.state, entry.alias, host, s.serve_port, s.serve_start_timeout_s)
-    ui.out(f"Serving {entry.alias} at {server.url} (pid {server.pid}); any API key works. Stop it: invoke serve.stop")
-    ui.out(f"Try: {serve.client_example(server)}")
+        serve.run_attached(argv, s.state, alias, host, s.serve_port)
+    ui.out(f"Starting {alias} on {host} port {s.serve_port} (log: {serve.log_path(s.state)})...")
+    server = serve.start(argv, s.state, alias, host, s.serve_port, s.serve_start_timeout_s)
+    ui.out(serve.started_text(server, s.default_model))
 
 
 @task(help={})
@@ -83,6 +83,22 @@ def stop(c):
     ui.out(f"Stopped {server.alias} (pid {server.pid})." if server else "No server is running.")
 
 
+@task(help={})
+def ps(c):
+    """List the running server's loaded models: memory, idle time, and when each unloads."""
+    from .. import serve, ui
+
+    ui.out(serve.ps_text(serve.ask(settings(c).state, "ps")))
+
+
+@task(positional=["model"], help={"model": "a loaded model (invoke serve.ps)"})
+def unload(c, model):
+    """Unload a model from the running server now, or once its requests end."""
+    from .. import serve, ui
+
+    ui.out(serve.unload(settings(c).state, model))
+
+
 @task(help={"lines": "how many of the last lines to show (default 50; 0: all)"})
 def logs(c, lines=50):
     """Show the end of the server's log."""
@@ -97,8 +113,8 @@ def install_service(c, model, port=None, host=None, force=False, venv=None, mode
     """Start the server at every login: a launchd agent (macOS) or a systemd user unit (Linux)."""
     from .. import serve, service
 
-    s, entry, host, _, _ = _prepare(c, model, port, host, force, venv, models)
-    argv = serve.attached_argv(s, entry.alias, host, force)
+    s, alias, host, _, _ = _prepare(c, model, port, host, force, venv, models)
+    argv = serve.attached_argv(s, alias, host, force)
     _warn_if_open(host)
     where = service.local_target(s.home)
     text = service.render(where.kind, argv, serve.log_path(s.state), serve.service_env(s))
@@ -106,7 +122,7 @@ def install_service(c, model, port=None, host=None, force=False, venv=None, mode
         record("dry", "serve", f"would write {where.path} and run", service.command_lines(where.load))
         return
     service.install(where, text, s.state, _runner(c))
-    record("changed", "serve", f"{entry.alias} starts at login ({where.kind}: {where.path})")
+    record("changed", "serve", f"{alias} starts at login ({where.kind}: {where.path})")
 
 
 @task(name="uninstall-service", help={"dry_run": "show what would be removed, change nothing"})
@@ -125,4 +141,4 @@ def uninstall_service(c, dry_run=False):
     record("changed", "serve", f"removed {where.path}")
 
 
-ns = Collection("serve", start, status, stop, logs, install_service, uninstall_service)
+ns = Collection("serve", start, status, stop, ps, unload, logs, install_service, uninstall_service)

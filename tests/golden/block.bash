@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 00e423f37eb5
+# managed by mlxtasks; edit via invoke shell.install; sha256 c385d7111cfd
 # MLX commands for bash. No subprocess runs when this is read; re-reading it is harmless.
 # Dashed names are aliases of _mlx_* functions: bash takes dashes in aliases in every mode,
 # and the guard skips the lot in shells that are not bash (a ~/.profile is read by sh too).
@@ -46,6 +46,7 @@ _mlx_serve() {
     _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"
 }
 _mlx_serve_stop() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.stop "$@"; }
+_mlx_ps() { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.ps "$@"; }
 
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
 # `mlx-ask MODEL "question"` and `mlx-chat [MODEL]` take any installed model (the default when none is named).
@@ -60,7 +61,7 @@ _mlx_chat() {
 
 alias mlx-activate=_mlx_activate mlx-deactivate=_mlx_deactivate mlx-status=_mlx_status
 alias mlx-models=_mlx_models mlx-validate=_mlx_validate mlx-pull=_mlx_pull mlx-search=_mlx_search
-alias mlx-serve=_mlx_serve mlx-serve-stop=_mlx_serve_stop mlx-ask=_mlx_ask mlx-chat=_mlx_chat
+alias mlx-serve=_mlx_serve mlx-serve-stop=_mlx_serve_stop mlx-ps=_mlx_ps mlx-ask=_mlx_ask mlx-chat=_mlx_chat
 alias mlx-qwen7b="_mlx_ask qwen7b" mlx-chat-qwen7b="_mlx_chat qwen7b"
 alias mlx-qwen32b="_mlx_ask qwen32b" mlx-chat-qwen32b="_mlx_chat qwen32b"
 alias mlx-deepseek="_mlx_ask deepseek" mlx-chat-deepseek="_mlx_chat deepseek"

@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 a2bf44c25761
+# managed by mlxtasks; edit via invoke shell.install; sha256 e6d23a178a79
 # MLX commands for fish. No subprocess runs when this is read; re-reading it is harmless.
 set -gx MLX_VENV_PATH '/home/u/venv-mlx'
 set -gx MLX_MODELS_PATH '/home/u/workspace/mlx'
@@ -63,6 +63,10 @@ end
 
 function mlx-serve-stop --description 'Stop the MLX server'
     __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" serve.stop $argv
+end
+
+function mlx-ps --description 'The models the MLX server has loaded'
+    __mlx_require mlxtasks; and "$MLX_VENV_PATH/bin/mlxtasks" serve.ps $argv
 end
 
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.

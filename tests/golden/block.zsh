@@ -1,11 +1,11 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 b5290ae8a602
+# managed by mlxtasks; edit via invoke shell.install; sha256 9573370099ee
 # MLX commands for zsh. No subprocess runs when this is read; re-reading it is harmless.
 export MLX_VENV_PATH='/home/u/venv-mlx'
 export MLX_MODELS_PATH='/home/u/workspace/mlx'
 
 # An alias of the same name (an older setup script made some) would break these definitions.
-\builtin unalias mlxtasks mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull mlx-search mlx-serve mlx-serve-stop mlx-qwen7b mlx-chat-qwen7b mlx-qwen32b mlx-chat-qwen32b mlx-deepseek mlx-chat-deepseek mlx-phi4 mlx-chat-phi4 mlx-mistral7b mlx-chat-mistral7b mlx-qwen3-8b mlx-chat-qwen3-8b mlx-llama3.1-8b mlx-chat-llama3.1-8b mlx-qwen3-coder-30b mlx-chat-qwen3-coder-30b mlx-qwen3-30b mlx-chat-qwen3-30b mlx-gemma3-27b mlx-chat-gemma3-27b mlx-gpt-oss-20b mlx-chat-gpt-oss-20b mlx-llama3.3-70b mlx-chat-llama3.3-70b 2>/dev/null || \builtin true
+\builtin unalias mlxtasks mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull mlx-search mlx-serve mlx-serve-stop mlx-ps mlx-qwen7b mlx-chat-qwen7b mlx-qwen32b mlx-chat-qwen32b mlx-deepseek mlx-chat-deepseek mlx-phi4 mlx-chat-phi4 mlx-mistral7b mlx-chat-mistral7b mlx-qwen3-8b mlx-chat-qwen3-8b mlx-llama3.1-8b mlx-chat-llama3.1-8b mlx-qwen3-coder-30b mlx-chat-qwen3-coder-30b mlx-qwen3-30b mlx-chat-qwen3-30b mlx-gemma3-27b mlx-chat-gemma3-27b mlx-gpt-oss-20b mlx-chat-gpt-oss-20b mlx-llama3.3-70b mlx-chat-llama3.3-70b 2>/dev/null || \builtin true
 
 # bin/python links to the Python the venv was made from: with that one gone, every tool in it fails.
 function _mlx_require {
@@ -43,6 +43,7 @@ function mlx-serve {
     _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" "$@"
 }
 function mlx-serve-stop { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.stop "$@"; }
+function mlx-ps { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.ps "$@"; }
 
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
 # `mlx-ask MODEL "question"` and `mlx-chat [MODEL]` take any installed model (the default when none is named).

@@ -1,6 +1,7 @@
 """Run by `invoke serve` in the venv: `python -m mlxtasks.runtime.server SPEC_JSON` (a ServeSpec).
 
-The model loads before the port opens, so a server that answers is ready. An engine fault ends the
+The model named at start (if any) loads before the port opens, so a server that answers is ready; the others
+load when a request names them (pool.py). An engine fault ends the
 process with EXIT_ENGINE_FAULT so a service manager restarts it; how the server ended (a fault, or a stop)
 goes to the spec's exit_file, for `serve.status`. The server runs in a child process that this one waits
 for, so a death the server cannot report itself (a signal: a crash in native code, the OOM killer) is
@@ -94,10 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from .app import build
-    from .engine import Engine
-
-    log.info("loading %s from %s", spec.alias, spec.model)
-    engine = Engine(spec)
+    from .pool import Pool
 
     def on_fault(exc: BaseException) -> None:
         log.critical("the engine failed, so the server ends (status %d)", EXIT_ENGINE_FAULT, exc_info=exc)
@@ -106,9 +104,11 @@ def main(argv: list[str] | None = None) -> None:
             handler_.flush()
         os._exit(EXIT_ENGINE_FAULT)
 
-    engine.start(on_fault)
-    log.info("serving %s on %s port %d", spec.alias, spec.host, spec.port)
-    uvicorn.run(build(spec, engine, log), host=spec.host, port=spec.port, access_log=False, log_level="info",
+    pool = Pool(spec, on_fault, log)
+    if spec.alias:  # kept loaded until unloaded by hand or for room, or a request's keep_alive says otherwise
+        pool.release(pool.acquire(spec.alias, -1))
+    log.info("serving %s on %s port %d", spec.alias or "installed models on demand", spec.host, spec.port)
+    uvicorn.run(build(spec, pool, log), host=spec.host, port=spec.port, access_log=False, log_level="info",
                 lifespan="off", timeout_graceful_shutdown=5)
     ended(spec, 0, "stopped")
 

@@ -5,6 +5,7 @@ type, size, JSON, types, model, token ids, context), and every error has OpenAI'
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import time
 import uuid
@@ -19,16 +20,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ...protocol import ServeSpec, host_name, is_loopback
+from ...protocol import ServedModel, ServeSpec, duration, host_name, is_loopback
 from .engine import Busy, Engine, Job, split_at_stop
 
 MAX_CHOICES = 8  # n times the number of prompts
-# Fill-in-the-middle: the tokens a prompt is built from (prefix, suffix, middle), and the text that ends the
-# middle where it is not the end-of-sequence token.
-FIM = [("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", None),  # Qwen2.5-Coder, CodeGemma
-       ("<fim_prefix>", "<fim_suffix>", "<fim_middle>", None),  # StarCoder, SantaCoder, Granite code
-       ("\u2581<PRE>", "\u2581<SUF>", "\u2581<MID>", "<EOT>"),  # CodeLlama
-       ("<\uff5cfim\u2581begin\uff5c>", "<\uff5cfim\u2581hole\uff5c>", "<\uff5cfim\u2581end\uff5c>", None)]  # DeepSeek-Coder
+# The loaded model a request named (a pool.Loaded), set by Server.use_model for the rest of the request.
+SERVING: contextvars.ContextVar = contextvars.ContextVar("serving")
+HELD = "mlxtasks.held"  # the scope's list of what its request holds, released when the response is sent
 
 
 class ApiError(Exception):
@@ -72,6 +70,7 @@ class Options(BaseModel):
     logit_bias: dict[int, float] | None = None
     seed: int | None = None
     user: str | None = None
+    keep_alive: float | str | None = None  # seconds or "5m" the model stays loaded after this; negative: forever
 
 
 class TextPart(BaseModel):
@@ -232,18 +231,29 @@ class ToolCalls:
 
 
 class Server:
-    def __init__(self, spec: ServeSpec, engine: Engine):
-        self.spec, self.engine = spec, engine
-        self.names = {spec.alias, *spec.names}
+    def __init__(self, spec: ServeSpec, pool):
+        self.spec, self.pool = spec, pool  # pool: a pool.Pool
         self.created = int(time.time())
-        vocab = engine.tokenizer.get_vocab()
-        self.fim = next(([vocab[p], vocab[s], vocab[m], end] for p, s, m, end in FIM if {p, s, m} <= vocab.keys()),
-                        None)  # this model's fill-in-the-middle tokens, if it has them
 
-    def check_model(self, name: str | None) -> None:
-        if name is not None and name not in self.names:
-            raise ApiError(404, f"The model {name!r} is not served here; this server serves {self.spec.alias!r}.",
-                           param="model", code="model_not_found")
+    @property
+    def engine(self) -> Engine:
+        """The engine of the model this request named (see use_model)."""
+        return SERVING.get().engine
+
+    @property
+    def served(self) -> ServedModel:
+        return SERVING.get().served
+
+    async def use_model(self, request: Request, name: str | None, keep_alive: float | str | None) -> None:
+        """Hold the named model for this request, loaded (or waited for, while another request loads it)."""
+        try:
+            seconds = None if keep_alive is None else duration(keep_alive)
+        except ValueError:
+            raise ApiError(400, 'keep_alive: seconds, or a duration such as "5m" or "1h" (negative: forever).',
+                           param="keep_alive", code="invalid_value") from None
+        held = await run_in_threadpool(self.pool.acquire, name, seconds)
+        request.scope[HELD].append(held)
+        SERVING.set(held)
 
     async def read_json(self, request: Request) -> Any:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -288,8 +298,8 @@ class Server:
         self.check_context(prompt_tokens, asked or 1)
         if asked:
             return asked
-        return min(self.spec.max_tokens, self.engine.context - prompt_tokens) if self.engine.context \
-            else self.spec.max_tokens
+        return min(self.served.max_tokens, self.engine.context - prompt_tokens) if self.engine.context \
+            else self.served.max_tokens
 
     def precheck(self, characters: int, max_tokens: int) -> None:
         """Before tokenizing: a text longer than the context could hold is refused at once (no token is
@@ -312,8 +322,8 @@ class Server:
         if n * len(prompts) > MAX_CHOICES:
             raise ApiError(400, f"n times the number of prompts is {n * len(prompts)}; at most {MAX_CHOICES}.",
                            param="n", code="invalid_value")
-        temperature = self.spec.temperature if options.temperature is None else options.temperature
-        top_p = self.spec.top_p if options.top_p is None else options.top_p
+        temperature = self.served.temperature if options.temperature is None else options.temperature
+        top_p = self.served.top_p if options.top_p is None else options.top_p
         events: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
         return [Job(index=i * n + k, prompt=prompt, max_tokens=max_tokens,
@@ -335,17 +345,28 @@ class Server:
     # --- endpoints ---
 
     async def health(self, request: Request) -> Response:
-        if self.engine.fault is not None:
+        if any(held.engine.fault is not None for held in list(self.pool.loaded.values())):
             raise ApiError(503, "The engine has failed; the server is ending.", code="engine_failed")
-        return JSONResponse({"status": "ok", "requests": self.engine.requests})
+        return JSONResponse({"status": "ok", "requests": self.pool.requests})
 
     async def models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [
-            {"id": self.spec.alias, "object": "model", "created": self.created, "owned_by": "mlxtasks"}]})
+            {"id": alias, "object": "model", "created": self.created, "owned_by": "mlxtasks"}
+            for alias in self.pool.entries]})
+
+    async def ps(self, request: Request) -> Response:
+        return JSONResponse({"budget": self.spec.budget, "models": self.pool.table(), "waiting": dict(self.pool.waiting)})
+
+    async def unload(self, request: Request) -> Response:
+        name = (await self.read_json(request)).get("model")
+        if not isinstance(name, str):
+            raise ApiError(400, "model: the name of a loaded model.", param="model", code="invalid_value")
+        now = await run_in_threadpool(self.pool.unload, name)
+        return JSONResponse({"model": self.pool.find(name).alias, "unloaded": now})
 
     async def chat(self, request: Request) -> Response:
         body = parse(ChatRequest, await self.read_json(request))
-        self.check_model(body.model)
+        await self.use_model(request, body.model, body.keep_alive)
         tools = None
         if body.tools and body.tool_choice != "none":
             if body.tool_choice not in (None, "auto"):
@@ -372,8 +393,8 @@ class Server:
 
     async def completions(self, request: Request) -> Response:
         body = parse(CompletionRequest, await self.read_json(request))
-        self.check_model(body.model)
-        if body.suffix and self.fim is None:
+        await self.use_model(request, body.model, body.keep_alive)
+        if body.suffix and self.engine.fim is None:
             raise cannot("suffix", "this model has no fill-in-the-middle tokens (such as <|fim_prefix|>)")
         if body.logprobs is not None:
             raise refuse("logprobs", "log probabilities are not supported by this server")
@@ -400,14 +421,14 @@ class Server:
         if body.echo:
             decode = self.engine.tokenizer.decode
             echoes = texts if texts is not None else [decode(ids) for ids in prompts]
-        ends = [self.fim[3]] if body.suffix and self.fim[3] else []
+        ends = [self.engine.fim[3]] if body.suffix and self.engine.fim[3] else []
         jobs, events = self.jobs(body, prompts, max_tokens, continues=True, ends=ends)
         return await self.answer(request, "text", body, jobs, events, sum(map(len, prompts)), echoes)
 
     def fim_prompt(self, prefix: str, suffix: str) -> list[int]:
         """The model's fill-in-the-middle prompt: prefix, suffix, then the middle it writes (after a start of
         text, for tokenizers that begin with one)."""
-        before, after, middle, _ = self.fim
+        before, after, middle, _ = self.engine.fim
         encode = self.engine.tokenizer.encode
         return encode("") + [before] + encode(prefix, add_special_tokens=False) + [after] + \
             encode(suffix, add_special_tokens=False) + [middle]
@@ -415,7 +436,7 @@ class Server:
     async def answer(self, request: Request, kind: str, body: Options, jobs: list[Job], events: asyncio.Queue,
                      prompt_tokens: int, echoes: list[str] | None, tools: list[dict] | None = None) -> Response:
         n = body.n or 1
-        name = body.model or self.spec.alias
+        name, engine = body.model or self.served.alias, self.engine  # the stream's end may run in another context
         ident = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
         calls = {job.index: ToolCalls(self.engine.tokenizer, tools) for job in jobs} if tools else {}
         self.submit(jobs)
@@ -425,8 +446,12 @@ class Server:
 
         def usage(done: dict[int, dict]) -> dict:
             completion = sum(d["completion_tokens"] for d in done.values())
+            cached = {}  # by prompt: its choices share it
+            for index, d in done.items():
+                cached[index // n] = max(cached.get(index // n, 0), d["cached_tokens"])
             return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-                    "total_tokens": prompt_tokens + completion}
+                    "total_tokens": prompt_tokens + completion,
+                    "prompt_tokens_details": {"cached_tokens": sum(cached.values())}}
 
         def choice(index: int, text: str | None, finish: str | None, first: bool = False) -> dict:
             if kind == "chat":
@@ -469,7 +494,7 @@ class Server:
                         yield sse({**head(), "choices": [], "usage": usage(done)})
                     yield "data: [DONE]\n\n"
                 finally:
-                    self.engine.cancel(jobs)  # a client gone mid-stream: its jobs leave the batch
+                    engine.cancel(jobs)  # a client gone mid-stream: its jobs leave the batch
 
             return StreamingResponse(stream(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -491,7 +516,7 @@ class Server:
                     done[index] = value
         finally:
             gone.cancel()
-            self.engine.cancel(jobs)
+            engine.cancel(jobs)
         if kind == "chat":
             choices = []
             for i in sorted(texts):
@@ -520,14 +545,15 @@ def sse(data: dict) -> str:
     return f"data: {json.dumps(data)}\n\n"
 
 
-def build(spec: ServeSpec, engine: Engine, log) -> Any:
-    server = Server(spec, engine)
+def build(spec: ServeSpec, pool, log) -> Any:
+    server = Server(spec, pool)
     routes = []
     for path, endpoint, methods in [("/v1/models", server.models, ["GET"]), ("/v1/chat/completions", server.chat, ["POST"]),
                                     ("/v1/completions", server.completions, ["POST"])]:
         for variant in {path, path + "/", path.removeprefix("/v1"), path.removeprefix("/v1") + "/"}:
             routes.append(Route(variant, endpoint, methods=methods))
     routes += [Route("/health", server.health, methods=["GET"]), Route("/health/", server.health, methods=["GET"])]
+    routes += model_routes(server)
 
     async def api_error(request: Request, exc: ApiError) -> Response:
         return exc.response()
@@ -545,7 +571,25 @@ def build(spec: ServeSpec, engine: Engine, log) -> Any:
     if spec.allowed_origins:
         app = CORSMiddleware(app, allow_origins=spec.allowed_origins, allow_methods=["GET", "POST"],
                              allow_headers=["*"])
-    return Guard(app, is_loopback(spec.host), log)
+    return Guard(releasing(app, pool), is_loopback(spec.host), log)
+
+
+def model_routes(server: Server) -> list[Route]:
+    """serve.ps's and serve.unload's endpoints."""
+    return [Route("/v1/mlxtasks/ps", server.ps, methods=["GET"]),
+            Route("/v1/mlxtasks/unload", server.unload, methods=["POST"])]
+
+
+def releasing(app, pool):
+    """The models a request holds (see Server.use_model) are released once its response is sent or it fails."""
+    async def held_app(scope, receive, send):
+        scope[HELD] = held = []
+        try:
+            await app(scope, receive, send)
+        finally:
+            for one in held:
+                pool.release(one)
+    return held_app
 
 
 class Guard:

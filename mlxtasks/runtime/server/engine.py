@@ -4,7 +4,7 @@ goes straight into the generator, which prefills such prompts together; a longer
 chunk between two steps of the other streams, and only while no short one waits for its first token: it
 joins the generator when all but its last token are in its cache. So a short request never waits behind a
 long prompt for more than the chunk under way. Text is decoded per job, and stop strings are matched on
-that text.
+that text. One engine per loaded model (see pool.py).
 """
 
 from __future__ import annotations
@@ -23,10 +23,16 @@ from mlx_lm.generate import BatchGenerator, StopSequences
 from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_logits_processors, make_sampler
 
-from ...protocol import ServeSpec
+from ...protocol import ServeSpec, ServedModel
 
 
 log = logging.getLogger("mlxtasks.server")
+# Fill-in-the-middle: the tokens a prompt is built from (prefix, suffix, middle), and the text that ends the
+# middle where it is not the end-of-sequence token.
+FIM = [("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", None),  # Qwen2.5-Coder, CodeGemma
+       ("<fim_prefix>", "<fim_suffix>", "<fim_middle>", None),  # StarCoder, SantaCoder, Granite code
+       ("\u2581<PRE>", "\u2581<SUF>", "\u2581<MID>", "<EOT>"),  # CodeLlama
+       ("<\uff5cfim\u2581begin\uff5c>", "<\uff5cfim\u2581hole\uff5c>", "<\uff5cfim\u2581end\uff5c>", None)]  # DeepSeek-Coder
 
 
 class Busy(Exception):
@@ -51,6 +57,7 @@ class Job:
     pending: str = ""  # decoded text held back: it may be the start of a stop string
     detokenizer: Any = None
     uid: int = -1
+    cached: int = 0  # prompt tokens found in the prompt cache
     cache: list | None = None  # its KV cache (None: a new one)
     todo: list[int] = field(default_factory=list)  # prompt tokens not in that cache yet
 
@@ -87,18 +94,23 @@ class SeededSampler:
 
 
 class Engine:
-    def __init__(self, spec: ServeSpec):
-        self.spec = spec
-        self.model, self.tokenizer, config = load(spec.model, return_config=True)
+    def __init__(self, spec: ServeSpec, served: ServedModel):
+        self.spec, self.served = spec, served
+        self.model, self.tokenizer, config = load(served.folder, return_config=True)
         text_config = config.get("text_config", config)
-        self.vocab_size = int(text_config.get("vocab_size") or len(self.tokenizer.get_vocab()))
+        vocab = self.tokenizer.get_vocab()
+        self.vocab_size = int(text_config.get("vocab_size") or len(vocab))
         own = int(text_config.get("max_position_embeddings") or 0)  # 0: unknown
-        self.context = min(own or spec.context, spec.context or own)  # `serve --context` caps it
+        self.context = min(own or served.context, served.context or own)  # `serve --context` caps it
         self.eos = sorted(self.tokenizer.eos_token_ids)
-        self.longest_token = max((len(t) for t in self.tokenizer.get_vocab()), default=1)
+        self.longest_token = max((len(t) for t in vocab), default=1)
+        self.fim = next(([vocab[p], vocab[s], vocab[m], end] for p, s, m, end in FIM if {p, s, m} <= vocab.keys()),
+                        None)  # this model's fill-in-the-middle tokens, if it has them
         self._inbox: queue.Queue = queue.Queue()
         self._count = 0  # jobs submitted and not finished
         self._lock = threading.Lock()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
         self.fault: BaseException | None = None
         self._prompts = LRUPromptCache(max_size=spec.prompt_caches)  # used by the engine thread alone
 
@@ -115,7 +127,15 @@ class Engine:
                 self.fault = exc
                 on_fault(exc)
 
-        threading.Thread(target=run, name="engine", daemon=True).start()
+        self._thread = threading.Thread(target=run, name=f"engine {self.served.alias}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the thread once nothing is queued or generating, and wait for it (the model is unloaded)."""
+        self._stopping = True
+        self._inbox.put(None)
+        if self._thread is not None:
+            self._thread.join()
 
     def sampler(self, temperature: float, top_p: float, top_k: int, min_p: float,
                 seed: tuple[int, int] | None = None) -> Callable:
@@ -174,7 +194,7 @@ class Engine:
         if job.cancelled:
             log.info("a request was cancelled after %d tokens: its client has gone", job.tokens)
         else:
-            job.send("done", {"finish_reason": reason, "completion_tokens": job.tokens})
+            job.send("done", {"finish_reason": reason, "completion_tokens": job.tokens, "cached_tokens": job.cached})
         with self._lock:
             self._count -= 1
 
@@ -193,6 +213,8 @@ class Engine:
             job.cache, job.todo, active[job.uid] = None, [], job
 
         while True:
+            if self._stopping and not active and not waiting and self._inbox.empty():
+                return
             arrived = [self._inbox.get()] if not active and not waiting else []
             while True:
                 try:
@@ -202,6 +224,7 @@ class Engine:
             for job in filter(None, arrived):
                 job.detokenizer = self.detokenizer(job.continues)
                 job.cache, job.todo = self._cached(job.prompt)
+                job.cached = len(job.prompt) - len(job.todo)
                 if len(job.todo) > self.spec.prefill_chunk:
                     job.cache = job.cache or make_prompt_cache(self.model)
                     waiting.append(job)
