@@ -1,12 +1,17 @@
 """Chat overhead: our chat's reply vs raw mlx_lm.stream_generate on the same model, prompt and
-settings, in one process of the venv's Python."""
+settings, in one process of the venv's Python. And a one-shot's first token with a warm server against
+loading the model in the answer's own process."""
 
 from __future__ import annotations
 
+import shutil
 import statistics
+import subprocess
+import time
 from pathlib import Path
 
-from harness import Result, measure_in_venv
+from harness import INVOKE, Result, measure_in_venv, real_model, set_up_home, timed, user_env
+from serve_bench import ALIAS, free_port
 
 TOKENS = 512  # long enough that a run lasts about a second on the tiny model
 RUNS = 20
@@ -86,4 +91,48 @@ def chat_overhead(work: Path) -> Result:
     )
 
 
-BENCHMARKS = [chat_overhead]
+ASK = ["What is the capital of France?", "--temp", "0", "--max-tokens", "8"]
+ASK_RUNS = 3
+
+
+def first_output(argv: list[str], home: Path, **env: str) -> float:
+    """Seconds from starting a command to the first byte of its stdout (the answer's first token); it runs to its end."""
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, cwd=home, env=user_env(home, **env), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.read(1)
+    seconds = time.perf_counter() - start
+    _, errors = process.communicate()
+    if process.returncode:
+        raise SystemExit(f"`{' '.join(argv)}` failed (exit {process.returncode}):\n{errors.decode()[-4000:]}")
+    return seconds
+
+
+def ask_first_token(work: Path) -> Result:
+    home = set_up_home(work)
+    models = work / "ask-bench" / "models"
+    shutil.copytree(real_model(work), models / ALIAS)
+    port = str(free_port())
+    # As the shell's mlx-<alias> runs it: the venv's mlxtasks, from any folder.
+    ask = [str(home / "venv-mlx" / "bin" / "mlxtasks"), "chat.ask", *ASK, "--model", ALIAS, "--models", str(models)]
+    cold = [first_output(ask, home, INVOKE_MLX_SERVE_PORT=port) for _ in range(ASK_RUNS)]  # no server: loads here
+    timed([INVOKE, "serve", ALIAS, "--port", port, "--models", str(models)], home)
+    try:
+        first_output(ask, home, INVOKE_MLX_SERVE_PORT=port)  # the server's first request warms it up
+        warm = [first_output(ask, home, INVOKE_MLX_SERVE_PORT=port) for _ in range(ASK_RUNS)]
+    finally:
+        timed([INVOKE, "serve.stop"], home)
+    ratio = statistics.median(warm) / statistics.median(cold)
+    return Result(
+        "A one-shot's first token (`mlx-<alias> \"...\"`): a warm server against loading the model in-process "
+        "(SmolLM2-135M, 4-bit)",
+        f"warm {statistics.median(warm):.2f} s, cold {statistics.median(cold):.2f} s ({ratio:.0%})",
+        "warm <= 10% of cold", ratio <= 0.10,
+        {"warm_s": warm, "cold_s": cold},
+        (f"medians of {ASK_RUNS} runs of the venv's `mlxtasks chat.ask`, from its start to the first byte of the answer "
+         "on stdout, the same prompt and greedy sampling; cold runs had no server (the model files in the page cache "
+         "after the first), warm ones a server that had answered once",),
+    )
+
+
+BENCHMARKS = [chat_overhead, ask_first_token]

@@ -62,9 +62,20 @@ def choose(s: Settings, prompt: str):
     return router.route(prompt, {m.alias for m in installed_models(s.models, s.catalog)}, s.router)
 
 
-def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: bool, terminal: bool) -> tuple[ChatSpec, str]:
+def server_url(s: Settings) -> str:
+    """The base URL of the server that runs on the configured port and answers ("": none)."""
+    from . import serve
+
+    server = serve.running(s.state)
+    return server.url if server and server.port == s.serve_port and serve.healthy(server) else ""
+
+
+def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: bool, terminal: bool,
+            local: bool = False) -> tuple[ChatSpec, str]:
     """The spec for a chat (ask None) or one answer, after every check that can fail before MLX starts;
-    and a warning to show ("" for none). alias: "default", "auto" (the router picks) or a model's name."""
+    and a warning to show ("" for none). alias: "default", "auto" (the router picks) or a model's name.
+    Unless `local`, a running server is asked first (runtime/remote.py), and the model loads in the runtime
+    only where it cannot answer."""
     from . import catalog, store, validate
     from .facts import probe
     from .venv import require
@@ -94,7 +105,7 @@ def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: boo
         warning = (f"Warning: {model.alias} needs about {model.ram_bytes(context) / GB:.1f} GB of memory, more than "
                    "this machine can give it; it may be slow or fail to load.")
     spec = ChatSpec(models, model.alias if model else None, flags.overrides(), s.router, flags.system, flags.seed_value,
-                    str(s.state / "chat_history"), ask, verbose)
+                    str(s.state / "chat_history"), ask, verbose, "" if local else server_url(s))
     return spec, warning
 
 

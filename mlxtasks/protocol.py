@@ -181,6 +181,7 @@ class ChatSpec(Message):
     history: str | None = None  # the chat's history file (prompt_toolkit's format)
     ask: str | None = None
     verbose: bool = False
+    server: str = ""  # a running server's base URL, asked first ("": load the model here)
 
 
 # --- bench: python -m mlxtasks.runtime.bench --spec JSON ------------------------------------------

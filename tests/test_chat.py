@@ -2,7 +2,13 @@
 
 import io
 import json
+import os
+import socket
+from dataclasses import asdict
 
+import psutil
+
+from mlxtasks import chat, config, serve
 from mlxtasks.protocol import ChatModel, Sampling
 from mlxtasks.runtime.chat import COMMANDS, DIM, RESET, Output, Session, command, completions, open_block, unfence
 
@@ -66,3 +72,17 @@ def test_a_block_of_three_double_quotes_stays_open_until_its_closing_line():
     assert not open_block("one") and not open_block('say """')
     assert unfence('"""\none\ntwo\n"""') == "one\ntwo" and unfence('"""\n"""') == ""
     assert unfence("one\ntwo") == "one\ntwo" and unfence('"""') == '"""'
+
+
+def test_one_shots_ask_a_server_only_where_one_runs_on_the_configured_port_and_answers(tmp_path):
+    """No record; a live record for another port; one for this port with nothing answering: no server to ask."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    s = config.resolve({}, home=tmp_path, serve_port=str(port))
+    assert chat.server_url(s) == ""
+    s.state.mkdir(parents=True)
+    for recorded in (port + 1, port):
+        record = serve.Server(os.getpid(), "qwen7b", "127.0.0.1", recorded, psutil.Process().create_time())
+        serve.record_path(s.state).write_text(json.dumps(asdict(record)))
+        assert serve.running(s.state) == record and chat.server_url(s) == ""

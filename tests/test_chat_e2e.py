@@ -1,10 +1,12 @@
 """Chat and one-shot answers, driven in a real terminal (pexpect) against the tiny generated model."""
 
+import contextlib
 import io
 import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pexpect
@@ -13,6 +15,7 @@ import pytest
 from mlxtasks.protocol import ChatModel, ChatSpec, Sampling
 
 from .support.helpers import BIN, ROOT, clean_env, invoke
+from .test_serve_e2e import free_port, state_of
 
 pytestmark = pytest.mark.e2e
 
@@ -389,3 +392,89 @@ def test_a_message_longer_than_the_context_is_refused_and_the_chat_goes_on(broke
     child.expect(pexpect.EOF)
     messages = json.loads((home / "short.json").read_text())["messages"]
     assert [m["content"] for m in messages if m["role"] == "user"] == ["hi"]
+
+# --- with a server running (invoke serve): asked first, unless --local ---
+
+
+def log_of(home) -> str:
+    return (state_of(home) / "serve.log").read_text()
+
+
+def chat_requests(home, status: int = 200) -> int:
+    return len(re.findall(rf"POST /v1/chat/completions {status} ", log_of(home)))
+
+
+def logged(home, count: int, status: int = 200) -> int:
+    """The log's chat requests with this status, once there are `count` (the server writes a request's line just
+    after its last byte)."""
+    for _ in range(600):
+        if chat_requests(home, status) >= count:
+            break
+        time.sleep(0.1)
+    return chat_requests(home, status)
+
+
+@contextlib.contextmanager
+def serving(alias: str, args: list[str], home):
+    """A real server for `alias` in `home` on a free port; yields the port and the environment that makes it the
+    configured one; stopped at the end."""
+    port = free_port()
+    started = invoke("serve", alias, "--port", str(port), *args, home=home)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield port, {"INVOKE_MLX_SERVE_PORT": str(port)}
+    finally:
+        assert invoke("serve.stop", home=home).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_server(chat_setup, tmp_path_factory):
+    """A server for qwen7b (not mistral7b): its HOME, port, and the environment that makes its port the configured one."""
+    home = tmp_path_factory.mktemp("serve-home")
+    with serving("qwen7b", paths(chat_setup), home) as (port, env):
+        yield home, port, env
+
+
+def test_a_model_the_server_does_not_serve_is_loaded_in_process(chat_setup, tiny_server):
+    server_home, port, env = tiny_server
+    missed = chat_requests(server_home, 404)
+    asked = ["chat.ask", "hello there", "--temp", "0", "--max-tokens", "20", "--verbose", *paths(chat_setup)]
+    elsewhere = invoke(*asked, "--model", "mistral7b", home=server_home, **env)
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    assert logged(server_home, missed + 1, 404) == missed + 1  # asked first, refused: model_not_found
+    assert "peak memory" in elsewhere.stderr
+    served = invoke(*asked, "--model", "qwen7b", home=server_home, **env)
+    assert "answered by the server" in served.stderr
+    assert served.stdout == elsewhere.stdout  # the same weights, greedy: the same answer either way
+
+
+def test_ctrl_c_through_the_server_ends_the_answer_with_130_and_the_server_goes_on(chat_setup, tiny_server):
+    server_home, port, env = tiny_server
+    before = chat_requests(server_home)
+    child = pexpect.spawn(str(chat_setup[0] / "bin" / "mlxtasks"),
+                          ["chat.ask", "tell me everything", "--model", "qwen7b", "--temp", "0", "--max-tokens", "4000",
+                           *paths(chat_setup)], cwd=str(server_home), env=clean_env(server_home, **env), encoding="utf-8",
+                          timeout=120)
+    child.expect(r"\S")  # the answer has started
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130 and "Traceback" not in child.before, child.before
+    assert logged(server_home, before + 1) == before + 1  # the stream ended when the client left
+    again = invoke("chat.ask", "hi", "--model", "qwen7b", "--max-tokens", "3", "--verbose", *paths(chat_setup),
+                   home=server_home, **env)
+    assert again.returncode == 0 and "answered by the server" in again.stderr, again.stderr
+
+
+def test_a_chat_session_talks_to_the_server(chat_setup, tiny_server):
+    server_home, port, env = tiny_server
+    before = chat_requests(server_home)
+    child = start(chat_setup[0] / "bin" / "mlxtasks", ["chat", "qwen7b", *paths(chat_setup), "--max-tokens", "5"],
+                  server_home, **env)
+    child.expect_exact("Chatting with qwen7b")
+    child.expect_exact(PROMPT)
+    say(child, "hello there")
+    say(child, "and again")  # the whole conversation goes to the server each turn
+    assert f"answered by the server at http://127.0.0.1:{port}/v1" in say(child, "/stats")
+    assert leave(child) == 0
+    assert logged(server_home, before + 2) == before + 2

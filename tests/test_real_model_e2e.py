@@ -11,7 +11,7 @@ import pytest
 
 from .support.helpers import invoke
 from .support.smollm2 import ALIAS
-from .test_chat_e2e import say, spawn
+from .test_chat_e2e import log_of, logged, say, serving, spawn
 from .test_serve_e2e import client, free_port, gone, server_pid
 
 pytestmark = pytest.mark.e2e
@@ -122,3 +122,24 @@ def test_a_text_completion_goes_on_from_the_prompt_with_its_leading_space(real_s
     streamed = client(real_server).completions.create(model=ALIAS, prompt="The capital of France is", max_tokens=5,
                                                       temperature=0, stream=True)
     assert "".join(c.choices[0].text for c in streamed) == done.choices[0].text
+
+
+def test_ask_gives_the_same_greedy_answer_with_the_server_and_without(real_setup, home, tmp_path):
+    """Through a running server (its log shows the request), with --local (the server untouched) and in a HOME
+    with no server: the same answer, and --verbose's figures each way."""
+    server_home, question = tmp_path / "server-home", ["chat.ask", "What is the capital of France?", "--model", ALIAS,
+                                                       "--verbose", *CHAT, *paths(real_setup)]
+    server_home.mkdir()
+    with serving(ALIAS, paths(real_setup), server_home) as (port, env):
+        served = invoke(*question, home=server_home, **env)
+        assert served.returncode == 0, served.stderr
+        assert logged(server_home, 1) == 1
+        log = log_of(server_home)
+        local = invoke(*question, "--local", home=server_home, **env)
+        assert log_of(server_home) == log  # --local did not even ask whether a server is up
+    alone = invoke(*question, home=home, **env)
+    assert local.returncode == alone.returncode == 0, local.stderr + alone.stderr
+    assert "Paris" in served.stdout and served.stdout == local.stdout == alone.stdout
+    assert f"answered by the server at http://127.0.0.1:{port}/v1" in served.stderr
+    assert "peak memory" in local.stderr and "peak memory" in alone.stderr
+    assert reply_tokens(served.stderr) == reply_tokens(local.stderr) == reply_tokens(alone.stderr) < MAX_TOKENS

@@ -7,6 +7,7 @@ import pexpect
 import pytest
 
 from .support.helpers import BIN, ROOT, clean_env, invoke, run, tree
+from .test_serve_e2e import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -91,6 +92,23 @@ def test_one_shot_answers_pipe_through_the_shell_command(shells_home, shell, fak
                           env=clean_env(shells_home), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.endswith("\n")
     assert "Generation:" not in done.stdout + done.stderr  # not mlx_lm's report: the answer alone
+
+
+def test_the_model_command_asks_the_running_server(shells_home, fake_hub):
+    """With `mlx-serve qwen7b` up on the configured port, `mlx-qwen7b "..."` is answered by it (its log shows the
+    request); --local loads the model in the shell's own process."""
+    hub = {"HF_ENDPOINT": fake_hub.url, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    interactive("bash", "mlx-pull qwen7b", shells_home, **hub)
+    port = str(free_port())
+    try:
+        output = interactive("bash", 'cd /; mlx-serve qwen7b && mlx-qwen7b "hello there" --max-tokens 3 --verbose && '
+                             'mlx-qwen7b "hello there" --max-tokens 3 --verbose --local', shells_home,
+                             INVOKE_MLX_SERVE_PORT=port)
+    finally:
+        interactive("bash", "mlx-serve-stop", shells_home)
+    assert f"answered by the server at http://127.0.0.1:{port}/v1" in output and "peak memory" in output, output
+    log = (shells_home / ".local" / "state" / "mlxtasks" / "serve.log").read_text()
+    assert log.count("POST /v1/chat/completions 200") == 1, log
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])

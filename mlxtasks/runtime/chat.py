@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -21,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..protocol import ChatModel, ChatSpec, route
-from . import gpu
+from . import gpu, remote
 
 HELP = """Commands:
   /help                       this list
@@ -61,11 +62,22 @@ class Stats:
     generation_tps: float = 0.0
     first_token_seconds: float = 0.0
     peak_memory_gb: float = 0.0
+    server: str = ""  # the server that answered ("": the model here)
 
     def lines(self) -> str:
+        where = f"answered by the server at {self.server}" if self.server else f"peak memory {self.peak_memory_gb:.2f} GB"
         return (f"prompt: {self.prompt_tokens} tokens at {self.prompt_tps:.1f} tokens/s; "
                 f"reply: {self.generation_tokens} tokens at {self.generation_tps:.1f} tokens/s; "
-                f"first token after {self.first_token_seconds:.2f} s; peak memory {self.peak_memory_gb:.2f} GB")
+                f"first token after {self.first_token_seconds:.2f} s; {where}")
+
+    @classmethod
+    def streamed(cls, done: remote.Streamed, server: str) -> Stats:
+        """A server's answer, timed here: the prompt's rate up to the first token, the reply's after it."""
+        prompt_tps = done.prompt_tokens / done.first_token_seconds if done.first_token_seconds else 0.0
+        after = done.seconds - done.first_token_seconds
+        generation_tps = (done.completion_tokens - 1) / after if done.completion_tokens > 1 and after else 0.0
+        return cls(done.prompt_tokens, prompt_tps, done.completion_tokens, generation_tps, done.first_token_seconds,
+                   server=server)
 
 
 @dataclass
@@ -80,6 +92,9 @@ class Session:
     stats: Stats | None = None
     notices: list = field(default_factory=list)
     sampling: dict = field(default_factory=dict)
+    server: str = ""  # a running server's base URL: asked first; "": every model loads here
+    seed: int = 0
+    served: bool = False  # the server answers for the model (until it cannot)
 
     def __post_init__(self) -> None:
         if self.alias:
@@ -89,6 +104,12 @@ class Session:
         return {**dataclasses.asdict(self.models[alias].sampling), **self.overrides}
 
     def load(self, alias: str) -> None:
+        if self.server:  # the server is asked first; the model loads here only if it cannot answer
+            self.alias, self.sampling, self.served = alias, self.model_sampling(alias), True
+        else:
+            self.load_here(alias)
+
+    def load_here(self, alias: str) -> None:
         from mlx_lm.models.cache import make_prompt_cache
 
         try:
@@ -97,7 +118,7 @@ class Session:
             said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise Refused(f"{alias} could not be loaded: {said.rstrip('.')}.", f"invoke models.verify {alias}; "
                           f"if it finds damaged files: invoke models.pull {alias} --force") from None
-        self.alias = alias
+        self.alias, self.served = alias, False
         self.sampling = self.model_sampling(alias)
         self.cache = make_prompt_cache(self.model)
         self.cached: list[int] = []  # the tokens the cache holds
@@ -138,6 +159,35 @@ class Session:
 
     def reply(self, text: str, write) -> str:
         """Add the user's message, stream the answer through write(chunk), keep it in the conversation."""
+        if self.served:
+            self.messages.append({"role": "user", "content": text})
+            try:
+                return self.ask_server(write)
+            except remote.Unserved:  # answered here, as with no server
+                self.messages.pop()
+                seed_once(self.seed)
+                self.load_here(self.alias)
+        return self.generate(text, write)
+
+    def ask_server(self, write) -> str:
+        """The answer to the conversation from the server, with the same template, sampling and seed."""
+        answer: list[str] = []
+        body = {"model": self.alias, "messages": self.conversation(), "temperature": self.sampling["temp"],
+                "top_p": self.sampling["top_p"], "max_tokens": self.sampling["max_tokens"], "seed": self.seed}
+        try:
+            done = remote.chat(self.server, body, lambda chunk: (answer.append(chunk), write(chunk)))
+        except remote.Failed as failed:
+            self.messages.pop()
+            raise Refused(str(failed), "try again, or answer without the server: --local") from None
+        except KeyboardInterrupt:  # the part shown stays in the conversation, as here
+            self.messages.append({"role": "assistant", "content": "".join(answer)})
+            raise
+        self.messages.append({"role": "assistant", "content": "".join(answer)})
+        self.stats = Stats.streamed(done, self.server)
+        return "".join(answer)
+
+    def generate(self, text: str, write) -> str:
+        """reply() with the model loaded here."""
         from mlx_lm import stream_generate
         from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
         from mlx_lm.sample_utils import make_sampler
@@ -359,17 +409,26 @@ def interactive(session: Session, history: Path | None, rules: dict) -> int:
         session.notices.clear()
 
 
+@functools.cache
+def seed_once(seed: int) -> None:
+    """MLX's random seed, set before the first model loads in this process (and MLX not even imported while
+    the server answers)."""
+    import mlx.core as mx
+
+    mx.random.seed(seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", required=True, help="a JSON file: a protocol.ChatSpec")
     spec = ChatSpec.read(Path(parser.parse_args(argv).spec))
-    session = Session(dict(spec.models), spec.alias, dict(spec.overrides), spec.system)
+    session = Session(dict(spec.models), spec.alias, dict(spec.overrides), spec.system, server=spec.server,
+                      seed=spec.seed or 0)
     # One Ctrl-C policy: it ends a one-shot answer or a load at once, quietly, with 130; in a chat it
     # stops the reply (interactive handles that).
     try:
-        import mlx.core as mx
-
-        mx.random.seed(spec.seed or 0)
+        if not spec.server:
+            seed_once(session.seed)
         if spec.alias:
             session.load(spec.alias)
         if spec.ask is None:

@@ -13,11 +13,13 @@ SAMPLING_HELP = {
     "venv": PATH_HELP["venv"],
     "models": PATH_HELP["models"],
 }
-CONTEXT_HELP = {"context": "tokens the model keeps, prompt and reply (default: the largest that fits, up to the model's own)"}
+RUN_HELP = {"context": "tokens the model keeps, prompt and reply (default: the largest that fits, up to the model's own)",
+                "local": "load the model in this process even when a server runs (invoke serve)"}
 
 
-def _run(c, alias, ask, flags, venv, models, context, verbose=False):
-    """Start the venv's chat (a session, or one answer to `ask`); its exit status is ours."""
+def _run(c, alias, ask, flags, venv, models, context, local, verbose=False):
+    """Start the venv's chat (a session, or one answer to `ask`); its exit status is ours. A running server
+    answers unless `local` (the model loads in the venv's Python where it cannot)."""
     import sys
 
     from invoke import Exit
@@ -25,7 +27,7 @@ def _run(c, alias, ask, flags, venv, models, context, verbose=False):
     from .. import chat
 
     s = settings(c, venv=venv, models=models, context=context)
-    spec, warning = chat.prepare(s, alias, ask, flags, verbose, sys.stdin.isatty())
+    spec, warning = chat.prepare(s, alias, ask, flags, verbose, sys.stdin.isatty(), local)
     if warning:
         print(warning, file=sys.stderr)
     code = chat.run(s.venv_python, spec)
@@ -36,22 +38,22 @@ def _run(c, alias, ask, flags, venv, models, context, verbose=False):
 @task(default=True, positional=["model"],
       help={"model": "an installed model such as qwen7b (invoke models.list); default: mlx.default_model; auto: the router picks for "
                      "your first message",
-            **SAMPLING_HELP, **CONTEXT_HELP})
+            **SAMPLING_HELP, **RUN_HELP})
 def start(c, model, temp=None, top_p=None, max_tokens=None, system=None, seed=None, venv=None, models=None,
-          context=None):
+          context=None, local=False):
     """Chat with a model: streamed replies, history, /help for commands."""
     from ..chat import Flags
 
-    _run(c, model, None, Flags(temp, top_p, max_tokens, system, seed), venv, models, context)
+    _run(c, model, None, Flags(temp, top_p, max_tokens, system, seed), venv, models, context, local)
 
 
 @task(positional=["prompt"], help={"prompt": "the question; - reads it from stdin",
                                    "model": "an installed model (default: mlx.default_model)",
                                    "auto": "let the router pick the model for the prompt (said on stderr)",
                                    "verbose": "after the answer, its speed and memory on stderr", **SAMPLING_HELP,
-                                   **CONTEXT_HELP})
+                                   **RUN_HELP})
 def ask(c, prompt, model=None, auto=False, temp=None, top_p=None, max_tokens=None, system=None, seed=None, venv=None,
-        models=None, verbose=False, context=None):
+        models=None, verbose=False, context=None, local=False):
     """One answer on stdout and nothing else, so it pipes: invoke chat.ask "..." --model qwen7b."""
     import sys
 
@@ -63,7 +65,7 @@ def ask(c, prompt, model=None, auto=False, temp=None, top_p=None, max_tokens=Non
         print(f"Using {choice.alias}: {choice.reason}", file=sys.stderr)
         model = choice.alias
     _run(c, model or settings(c).default_model, prompt, chat.Flags(temp, top_p, max_tokens, system, seed), venv, models,
-         context, verbose)
+         context, local, verbose)
 
 
 @task(positional=["prompt"], help={"prompt": "the question to route", "explain": "show every category's score",
