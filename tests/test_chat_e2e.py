@@ -429,21 +429,26 @@ def serving(alias: str, args: list[str], home):
 
 @pytest.fixture(scope="module")
 def tiny_server(chat_setup, tmp_path_factory):
-    """A server for qwen7b (not mistral7b): its HOME, port, and the environment that makes its port the configured one."""
+    """A server for the models of chat_setup, qwen7b loaded: its HOME, port, and the environment that makes its port the
+    configured one."""
     home = tmp_path_factory.mktemp("serve-home")
     with serving("qwen7b", paths(chat_setup), home) as (port, env):
         yield home, port, env
 
 
-def test_a_model_the_server_does_not_serve_is_loaded_in_process(chat_setup, tiny_server):
+def test_a_model_the_server_does_not_serve_is_loaded_in_process(chat_setup, tiny_server, tiny_model, tmp_path):
     server_home, port, env = tiny_server
+    venv, _ = chat_setup
     missed = chat_requests(server_home, 404)
-    asked = ["chat.ask", "hello there", "--temp", "0", "--max-tokens", "20", "--verbose", *paths(chat_setup)]
-    elsewhere = invoke(*asked, "--model", "mistral7b", home=server_home, **env)
+    asked = ["chat.ask", "hello there", "--temp", "0", "--max-tokens", "20", "--verbose"]
+    others = tmp_path / "models"  # not the server's models folder: deepseek is unknown to it
+    shutil.copytree(tiny_model, others / "deepseek-r1-8b")
+    elsewhere = invoke(*asked, "--model", "deepseek", "--venv", str(venv), "--models", str(others), home=server_home,
+                       **env)
     assert elsewhere.returncode == 0, elsewhere.stderr
     assert logged(server_home, missed + 1, 404) == missed + 1  # asked first, refused: model_not_found
     assert "peak memory" in elsewhere.stderr
-    served = invoke(*asked, "--model", "qwen7b", home=server_home, **env)
+    served = invoke(*asked, "--model", "qwen7b", *paths(chat_setup), home=server_home, **env)
     assert "answered by the server" in served.stderr
     assert served.stdout == elsewhere.stdout  # the same weights, greedy: the same answer either way
 
