@@ -279,6 +279,7 @@ class ServeSpec(Message):
     log_max_bytes: int = 10 * 1024 * 1024
     exit_file: str = ""  # where the server writes why it ended on a fault, for serve.status
     context: int = 0  # tokens a request may use, prompt and reply (0: the model's own limit)
+    model_map: dict[str, str] = dataclasses.field(default_factory=dict)  # glob pattern -> a name to answer as
 
 
 # --- probe ---

@@ -91,7 +91,7 @@ def prepare(settings: Settings, alias: str, host: str | None, facts: HostFacts,
     host = host or "127.0.0.1"
     context, note = installed_context(folder, store.size_on_disk(folder), catalog.memory_budget(facts), settings.context)
     argv = server_argv(settings.venv_python, model, folder, host, settings.serve_port, settings.serve_allowed_origins,
-                       settings.state, context)
+                       settings.state, context, settings.serve_model_map)
     return model, host, argv, note
 
 
@@ -104,13 +104,13 @@ def open_warning(host: str) -> str | None:
 
 
 def server_argv(python: Path, model: Model, folder: Path, host: str, port: int, origins: Sequence[str],
-                state: Path, context: int = 0) -> list[str]:
+                state: Path, context: int = 0, model_map: dict[str, str] | None = None) -> list[str]:
     """The server's command line: our server (mlxtasks.runtime.server) with its spec, the catalogue's sampling
     as its defaults, and the names a request may use for the model."""
     spec = ServeSpec(alias=model.alias, model=str(folder), names=sorted({folder.name, model.repo, str(folder)}),
                      host=host, port=port, allowed_origins=list(origins), temperature=model.temperature,
                      top_p=model.top_p, max_tokens=model.max_tokens, log_file=str(log_path(state)),
-                     exit_file=str(exit_path(state)), context=context)
+                     exit_file=str(exit_path(state)), context=context, model_map=dict(model_map or {}))
     return [str(python), "-m", "mlxtasks.runtime.server", spec.to_json()]
 
 

@@ -214,7 +214,7 @@ def test_a_start_gets_loopback_by_default_and_a_service_needs_the_venvs_mlxtasks
     model, host, argv, capped = serve.prepare(settings, "qwen32b", None, LINUX, force=False)
     assert (model.alias, host, capped) == ("qwen32b", "127.0.0.1", "")
     assert argv == serve.server_argv(settings.venv_python, model, settings.models / "qwen25-coder-32b", "127.0.0.1",
-                                     8080, settings.serve_allowed_origins, settings.state)
+                                     8080, settings.serve_allowed_origins, settings.state, 0, {"claude-*": "qwen7b"})
     with pytest.raises(MlxTasksError, match="mlxtasks is not installed in") as caught:
         serve.attached_argv(settings, "qwen32b", host, force=False)
     assert caught.value.fix == "invoke install"
