@@ -131,19 +131,18 @@ def event(name: str, data: dict) -> str:
 
 class Blocks:
     """A streamed answer's content blocks: text deltas go into an open text block, each tool call is a block.
-    Whitespace with no text block open waits for more text (between two tool calls, it is dropped)."""
+    After a tool call, whitespace waits for more text (before the next call, it is dropped)."""
 
     def __init__(self):
         self.count, self.open, self.held = 0, False, ""
 
     def add(self, text: str, calls: list[dict]) -> list[str]:
         out = []
-        if not self.open:
+        if not self.open and self.count:
             text, self.held = ("", self.held + text) if not text.strip() else (self.held + text, "")
-            if text:
-                out.append(event("content_block_start", {"index": self.count,
-                                                         "content_block": {"type": "text", "text": ""}}))
-                self.open = True
+        if text and not self.open:
+            out.append(event("content_block_start", {"index": self.count, "content_block": {"type": "text", "text": ""}}))
+            self.open = True
         if text:
             out.append(event("content_block_delta", {"index": self.count, "delta": {"type": "text_delta", "text": text}}))
         for call in calls:
@@ -220,7 +219,7 @@ class Messages:
         if done is None:
             return Response(status_code=499)  # nobody reads it
         text, calls = reply.calls.split(texts[0]) if reply.calls else (texts[0], [])
-        content = ([{"type": "text", "text": text}] if text.strip() else []) + [tool_use(call) for call in calls]
+        content = ([{"type": "text", "text": text}] if text.strip() or (text and not calls) else []) + [tool_use(call) for call in calls]
         return JSONResponse({**reply.message(content), **reply.ending(done[0], bool(calls))})
 
     async def stream(self, reply: Reply, jobs: list[Job], events: asyncio.Queue):
