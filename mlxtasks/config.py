@@ -65,8 +65,9 @@ DEFAULTS: dict[str, Any] = {
     "serve_start_timeout_s": 120.0,  # how long `serve` waits for the model to load and the port to answer
     "serve_keep_alive": "5m",  # how long a model stays loaded after its last request ("1h", seconds; -1: forever)
     "serve_allowed_origins": [],  # web origins whose pages may read the server's answers (CORS); none by default
+    "serve_model_map": {"claude-*": "default"},  # names a client sends that are not served (glob) -> a model
 }
-SECTIONS = ("catalog", "bench", "router")  # settings that hold a mapping of their own
+SECTIONS = ("catalog", "bench", "router", "serve_model_map")  # settings that hold a mapping of their own
 
 CONFIG_FIX = "edit the `mlx:` section of ~/.invoke.yaml (or unset INVOKE_MLX_*)"
 ENV_PREFIX = "INVOKE_MLX_"
@@ -202,6 +203,15 @@ class Settings:
     @cached_property
     def serve_allowed_origins(self) -> tuple[str, ...]:
         return _str_list(*self._value("serve_allowed_origins"), expected="a list of origins such as http://localhost:3000")
+
+    @cached_property
+    def serve_model_map(self) -> dict[str, str]:
+        """Glob patterns of model names a client may send that are not served -> the model that answers them
+        ("default": mlx.default_model)."""
+        label, table = self._value("serve_model_map")
+        if not isinstance(table, Mapping) or not all(isinstance(v, str) and k and v for k, v in table.items()):
+            raise _invalid(label, "a section of name patterns and models, such as {claude-*: default}", table)
+        return {str(pattern): self.default_model if name == "default" else name for pattern, name in table.items()}
 
 
 def resolve(config: Any = None, home: str | Path | None = None, environ: Mapping[str, str] | None = None,

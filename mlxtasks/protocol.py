@@ -317,6 +317,7 @@ class ServeSpec(Message):
     installed: list[ServedModel] = dataclasses.field(default_factory=list)  # what a request may name
     budget: int = 0  # bytes the loaded models may need together (0: no limit)
     keep_alive: float = 300.0  # seconds a model stays loaded after its last request (negative: forever)
+    model_map: dict[str, str] = dataclasses.field(default_factory=dict)  # glob pattern -> a name to answer as
 
     @classmethod
     def starting(cls, first: ServedModel | None, **rest: Any) -> ServeSpec:

@@ -106,7 +106,8 @@ def prepare(settings: Settings, alias: str, host: str | None, facts: HostFacts,
         note = installed_context(folder, store.size_on_disk(folder), budget, settings.context)[1]
         first = next(m for m in table if m.alias == model.alias)
     spec = ServeSpec.starting(first, host=host, port=settings.serve_port, allowed_origins=list(settings.serve_allowed_origins),
-                              installed=table, budget=0 if force else budget, keep_alive=settings.serve_keep_alive)
+                              installed=table, budget=0 if force else budget, keep_alive=settings.serve_keep_alive,
+                              model_map=settings.serve_model_map)
     return first.alias if first else NO_MODEL, host, server_argv(settings.venv_python, spec, settings.state), note
 
 

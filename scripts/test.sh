@@ -6,6 +6,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/scripts/lib.sh"
 
 find_python || no_python "$rejected"
-ensure_tool_env "$python" "[test]" "mlxtasks, invoke, psutil, colorama, packaging, uv, huggingface_hub, pytest, pexpect, hypothesis, openai, langchain_openai, litellm, llm"
+ensure_tool_env "$python" "[test]" "mlxtasks, invoke, psutil, colorama, packaging, uv, huggingface_hub, pytest, pexpect, hypothesis, openai, langchain_openai, litellm, llm, anthropic"
 cd "$root"
 exec "$root/.venv/bin/python" -m pytest "$@"

@@ -259,6 +259,7 @@ def test_a_start_gets_loopback_by_default_and_a_service_needs_the_venvs_mlxtasks
     alias, host, argv, capped = serve.prepare(settings, "qwen32b", None, LINUX, force=False)
     assert (alias, host, capped) == ("qwen32b", "127.0.0.1", "")
     assert ServeSpec.from_json(argv[3]).model == str(settings.models / "qwen25-coder-32b")
+    assert ServeSpec.from_json(argv[3]).model_map == {"claude-*": "qwen7b"}
     with pytest.raises(MlxTasksError, match="mlxtasks is not installed in") as caught:
         serve.attached_argv(settings, "qwen32b", host, force=False)
     assert caught.value.fix == "invoke install"

@@ -343,14 +343,17 @@ WEATHER = [{"type": "function", "function": {"name": "get_weather", "description
                                                              "required": ["city"]}}}]
 CALLS = ('Let me look.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n'
          '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>')
-# The random-weight model never writes a tool call, so its tokens are forced (a logits processor after the
-# request's own): every answer is CALLS, then the end of its turn. The rest is the server as it runs.
-SCRIPTED = f"""
+
+
+def scripted(answer: str) -> str:
+    """The server's code with every answer forced to `answer`'s tokens, then the end of its turn (a logits processor
+    after the request's own). The rest is the server as it runs."""
+    return f"""
 import mlx.core as mx
 from mlxtasks.runtime.server.engine import Engine
 made = Engine.processors
 def scripted(self, *args):
-    tokens = iter(self.tokenizer.encode({CALLS!r}, add_special_tokens=False))
+    tokens = iter(self.tokenizer.encode({answer!r}, add_special_tokens=False))
     def force(_, logits):
         wanted = next(tokens, self.eos[0])
         return mx.where(mx.arange(logits.shape[-1]) == wanted, 0.0, -1e9)[None].astype(logits.dtype)
@@ -359,6 +362,9 @@ Engine.processors = scripted
 from mlxtasks.runtime.server.__main__ import main
 main()
 """
+
+
+SCRIPTED = scripted(CALLS)  # the random-weight model never writes a tool call
 
 
 def test_tool_calls_come_back_in_openai_shape_streamed_or_not(direct_server, coder_model):

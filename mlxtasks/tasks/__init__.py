@@ -2,10 +2,10 @@
 
 from invoke import Collection
 
-from . import bench, chat, cluster, install, models, preflight, serve, shell, venv, workspace
+from . import agent, bench, chat, cluster, install, models, preflight, serve, shell, venv, workspace
 from .setup import setup, uninstall
 from .validate import status, validate
 from .warmup import warmup
 
 ns = Collection(setup, uninstall, validate, status, warmup, preflight.ns, venv.ns, install.ns, workspace.ns, shell.ns, models.ns, chat.ns,
-                serve.ns, bench.ns, cluster.ns)
+                serve.ns, bench.ns, cluster.ns, agent.ns)

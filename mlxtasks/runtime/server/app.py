@@ -1,6 +1,6 @@
 """The HTTP side: OpenAI's endpoints on Starlette. Every request is checked before any work (Host, content
 type, size, JSON, types, model, token ids, context), and every error has OpenAI's shape
-{"error": {"message", "type", "param", "code"}}."""
+{"error": {"message", "type", "param", "code"}}. Anthropic's Messages API builds on it (anthropic.py)."""
 
 from __future__ import annotations
 
@@ -208,6 +208,11 @@ class ToolCalls:
             content, calls = content + (unparsed + self.end if unparsed else ""), calls + found
             self.held, self.inside = self.held[at + len(self.end):], False
 
+    def split(self, text: str) -> tuple[str, list[dict]]:
+        """A whole answer's (content, calls)."""
+        (content, calls), (rest, more) = self.feed(text), self.finish()
+        return content + rest, calls + more
+
     def finish(self) -> tuple[str, list[dict]]:
         """At the answer's end: the text held back, and a call still open."""
         held, inside, self.held, self.inside = self.held, self.inside, "", False
@@ -371,15 +376,24 @@ class Server:
         if body.tools and body.tool_choice != "none":
             if body.tool_choice not in (None, "auto"):
                 raise refuse("tool_choice", 'only "auto" and "none": this server cannot force a tool call')
-            if not self.engine.tokenizer.has_tool_calling:
-                raise cannot("tools", "this model's chat template has no tool calling that mlx-lm can read")
+            self.check_tool_calling()
             tools = [tool.model_dump(exclude_none=True) for tool in body.tools]
         if body.logprobs:
             raise refuse("logprobs", "log probabilities are not supported by this server")
         if body.response_format and body.response_format.get("type") not in (None, "text"):
             raise refuse("response_format", "only text responses are supported")
         asked = body.max_completion_tokens or body.max_tokens
-        messages = [template_message(m) for m in body.messages]
+        prompt, max_tokens = await self.chat_prompt([template_message(m) for m in body.messages], tools, asked)
+        jobs, events = self.jobs(body, [prompt], max_tokens, continues=False, ends=[])
+        return await self.answer(request, "chat", body, jobs, events, len(prompt), echoes=None, tools=tools)
+
+    def check_tool_calling(self) -> None:
+        if not self.engine.tokenizer.has_tool_calling:
+            raise cannot("tools", "this model's chat template has no tool calling that mlx-lm can read")
+
+    async def chat_prompt(self, messages: list[dict], tools: list[dict] | None,
+                          asked: int | None) -> tuple[list[int], int]:
+        """Chat-template messages as the prompt's tokens, and the max_tokens it leaves (see budget)."""
         self.precheck(sum(len(m["content"]) for m in messages), asked or 1)
         try:
             prompt = await run_in_threadpool(self.engine.tokenizer.apply_chat_template, messages, tools=tools,
@@ -387,9 +401,7 @@ class Server:
         except Exception as exc:  # the model's template refused these messages (say, roles out of order)
             raise ApiError(400, f"messages: the model's chat template refused them: {exc}", param="messages",
                            code="invalid_messages") from None
-        max_tokens = self.budget(asked, len(prompt))
-        jobs, events = self.jobs(body, [prompt], max_tokens, continues=False, ends=[])
-        return await self.answer(request, "chat", body, jobs, events, len(prompt), echoes=None, tools=tools)
+        return prompt, self.budget(asked, len(prompt))
 
     async def completions(self, request: Request) -> Response:
         body = parse(CompletionRequest, await self.read_json(request))
@@ -500,32 +512,18 @@ class Server:
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
         texts = {job.index: (echoes[job.index // n] if echoes else "") for job in jobs}
-        done = {}
-        gone = asyncio.ensure_future(disconnected(request))
-        try:
-            while len(done) < len(jobs):
-                got = asyncio.ensure_future(events.get())
-                await asyncio.wait({got, gone}, return_when=asyncio.FIRST_COMPLETED)
-                if not got.done():
-                    got.cancel()
-                    return Response(status_code=499)  # nobody reads it; the jobs are cancelled below
-                index, what, value = got.result()
-                if what == "text":
-                    texts[index] += value
-                else:
-                    done[index] = value
-        finally:
-            gone.cancel()
-            engine.cancel(jobs)
+        done = await self.gather(request, jobs, events, texts)
+        if done is None:
+            return Response(status_code=499)  # nobody reads it
         if kind == "chat":
             choices = []
             for i in sorted(texts):
                 message = {"role": "assistant", "content": texts[i]}
                 if calls:
-                    (text, found), (rest, more) = calls[i].feed(texts[i]), calls[i].finish()
-                    message["content"] = None if (found or more) and not (text + rest).strip() else text + rest
-                    if found or more:
-                        message["tool_calls"] = found + more
+                    text, found = calls[i].split(texts[i])
+                    message["content"] = None if found and not text.strip() else text
+                    if found:
+                        message["tool_calls"] = found
                 choices.append({"index": i, "message": message, "logprobs": None,
                                 "finish_reason": finish_reason(i, done[i]["finish_reason"])})
         else:
@@ -533,6 +531,29 @@ class Server:
                        for i in sorted(texts)]
         return JSONResponse({**head(), "object": "chat.completion" if kind == "chat" else "text_completion",
                              "choices": choices, "usage": usage(done)})
+
+    async def gather(self, request: Request, jobs: list[Job], events: asyncio.Queue,
+                     texts: dict[int, str]) -> dict[int, dict] | None:
+        """Wait for every job, adding their text to texts: each one's "done" value by index, or None when the
+        client has gone. Either way the jobs leave the engine."""
+        done: dict[int, dict] = {}
+        gone = asyncio.ensure_future(disconnected(request))
+        try:
+            while len(done) < len(jobs):
+                got = asyncio.ensure_future(events.get())
+                await asyncio.wait({got, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not got.done():
+                    got.cancel()
+                    return None
+                index, what, value = got.result()
+                if what == "text":
+                    texts[index] += value
+                else:
+                    done[index] = value
+        finally:
+            gone.cancel()
+            self.engine.cancel(jobs)
+        return done
 
 
 async def disconnected(request: Request) -> None:
@@ -554,6 +575,9 @@ def build(spec: ServeSpec, pool, log) -> Any:
             routes.append(Route(variant, endpoint, methods=methods))
     routes += [Route("/health", server.health, methods=["GET"]), Route("/health/", server.health, methods=["GET"])]
     routes += model_routes(server)
+    from .anthropic import routes as anthropic_routes  # it builds on this module
+
+    routes += anthropic_routes(server)
 
     async def api_error(request: Request, exc: ApiError) -> Response:
         return exc.response()
