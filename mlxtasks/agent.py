@@ -47,9 +47,9 @@ def find(tool: str, path: str | None = None) -> str:
 
 def start_server(settings: Settings, model: str | None, facts: HostFacts) -> serve.Server:
     """A server for the model (default: mlx.default_model), checked and started as `invoke serve` does."""
-    entry, host, argv, _ = serve.prepare(settings, model or "default", None, facts, force=False)
-    serve.check_port(host, settings.serve_port, retry=f"invoke agent ... --model {entry.alias}")
-    return serve.start(argv, settings.state, entry.alias, host, settings.serve_port, settings.serve_start_timeout_s)
+    alias, host, argv, _ = serve.prepare(settings, model or "default", None, facts, force=False)
+    serve.check_port(host, settings.serve_port, retry=f"invoke agent ... --model {alias}")
+    return serve.start(argv, settings.state, alias, host, settings.serve_port, settings.serve_start_timeout_s)
 
 
 def model_name(settings: Settings, model: str | None, server: serve.Server) -> str:

@@ -68,7 +68,7 @@ def test_plain_streamed_stopped_and_cut_answers_and_errors_in_anthropics_shape(d
     with pytest.raises(anthropic.NotFoundError) as unknown:
         messages.create(**{**asked, "model": "gpt-4o"})
     assert unknown.value.body == {"type": "error", "error": {"type": "not_found_error", "message": unknown.value.body[
-        "error"]["message"]}} and "'gpt-4o' is not served here" in unknown.value.body["error"]["message"]
+        "error"]["message"]}} and "'gpt-4o' is not installed here" in unknown.value.body["error"]["message"]
     status, _, reply = call(url, "POST", "/v1/messages", {"model": "tiny", "messages": HI})
     assert status == 400 and reply == {"type": "error", "error": {"type": "invalid_request_error",
                                                                   "message": "max_tokens: Field required"}}
