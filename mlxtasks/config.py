@@ -64,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "serve_port": 8080,  # not 11434, which Ollama owns; the host is only ever a flag (default 127.0.0.1)
     "serve_start_timeout_s": 120.0,  # how long `serve` waits for the model to load and the port to answer
     "serve_keep_alive": "5m",  # how long a model stays loaded after its last request ("1h", seconds; -1: forever)
+    "serve_prompt_cache_gb": 2.0,  # per loaded model: KV caches of finished requests that a next one may extend
     "serve_allowed_origins": [],  # web origins whose pages may read the server's answers (CORS); none by default
     "serve_model_map": {"claude-*": "default"},  # names a client sends that are not served (glob) -> a model
 }
@@ -139,7 +140,6 @@ class Settings:
     installer: str
     backend: str
     shell: str
-    packages: tuple[str, ...]
     min_disk_gb: float
     warn_disk_gb: float
     warn_ram_gb: float
@@ -183,6 +183,10 @@ class Settings:
         return router.check_rules(_deep_merge(router.DEFAULT_RULES, rules))
 
     @cached_property
+    def packages(self) -> tuple[str, ...]:
+        return _requirements(*self._value("packages"))
+
+    @cached_property
     def serve_port(self) -> int:
         return port_number(*self._value("serve_port"))
 
@@ -199,6 +203,10 @@ class Settings:
             return duration(value)
         except ValueError:
             raise _invalid(label, 'seconds, or a duration such as "5m" or "1h" (-1: forever)', value) from None
+
+    @cached_property
+    def serve_prompt_cache_gb(self) -> float:
+        return _number(*self._value("serve_prompt_cache_gb"), most=1024)
 
     @cached_property
     def serve_allowed_origins(self) -> tuple[str, ...]:
@@ -249,7 +257,6 @@ def resolve(config: Any = None, home: str | Path | None = None, environ: Mapping
         installer=_choice(*value("installer"), INSTALLERS),
         backend=_choice(*value("backend"), BACKENDS),
         shell=_choice(*value("shell"), SHELL_CHOICES),
-        packages=_requirements(*value("packages")),
         min_disk_gb=_number(*value("min_disk_gb")),
         warn_disk_gb=_number(*value("warn_disk_gb")),
         warn_ram_gb=_number(*value("warn_ram_gb")),

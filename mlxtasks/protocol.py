@@ -310,6 +310,7 @@ class ServeSpec(Message):
     batch_size: int = 8  # streams generated together
     prefill_chunk: int = 512  # prompt tokens processed between two steps of the other streams
     prompt_caches: int = 10  # finished conversations whose cache a next request starting the same way reuses
+    prompt_cache_bytes: int = 2 << 30  # and the bytes those caches may hold together, per model
     log_file: str = ""  # the log its output goes to: moved to .1 past log_max_bytes, and a new one started
     log_max_bytes: int = 10 * 1024 * 1024
     exit_file: str = ""  # where the server writes why it ended on a fault, for serve.status

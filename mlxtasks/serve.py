@@ -107,7 +107,7 @@ def prepare(settings: Settings, alias: str, host: str | None, facts: HostFacts,
         first = next(m for m in table if m.alias == model.alias)
     spec = ServeSpec.starting(first, host=host, port=settings.serve_port, allowed_origins=list(settings.serve_allowed_origins),
                               installed=table, budget=0 if force else budget, keep_alive=settings.serve_keep_alive,
-                              model_map=settings.serve_model_map)
+                              prompt_cache_bytes=int(settings.serve_prompt_cache_gb * 2**30), model_map=settings.serve_model_map)
     return first.alias if first else NO_MODEL, host, server_argv(settings.venv_python, spec, settings.state), note
 
 

@@ -52,6 +52,8 @@ def test_plain_streamed_stopped_and_cut_answers_and_errors_in_anthropics_shape(d
         streamed = stream.get_final_message()
     assert "".join(deltas) == answer and text_of(streamed) == answer
     assert (streamed.stop_reason, streamed.usage.output_tokens) == (plain.stop_reason, plain.usage.output_tokens)
+    assert plain.usage.cache_read_input_tokens == 0 < streamed.usage.cache_read_input_tokens  # the same prompt again
+    assert streamed.usage.input_tokens + streamed.usage.cache_read_input_tokens == plain.usage.input_tokens
     raw = call(url, "POST", "/v1/messages", {**asked, "stream": True})[2].decode()  # the SDK leaves pings out
     events = [line.removeprefix("event: ") for line in raw.splitlines() if line.startswith("event: ")]
     assert events[:3] == ["message_start", "ping", "content_block_start"]
@@ -112,7 +114,7 @@ def test_a_tool_use_round_trip(direct_server, coder_model, mlx_run):
                       "print(len(t.apply_chat_template(json.loads(sys.argv[2]), tools=json.loads(sys.argv[3]), "
                       "add_generation_prompt=True)))", coder_model, json.dumps(as_template_takes_it), json.dumps(WEATHER))
     assert counted.returncode == 0, counted.stderr
-    assert answered.usage.input_tokens == int(counted.stdout)
+    assert answered.usage.input_tokens + answered.usage.cache_read_input_tokens == int(counted.stdout)
     plain = messages.create(messages=question, tool_choice={"type": "none"}, **asked)
     assert plain.stop_reason == "end_turn" and [b.type for b in plain.content] == ["text"]
     assert "<tool_call>" in plain.content[0].text

@@ -114,3 +114,24 @@ def test_a_second_turn_that_extends_the_first_reports_its_cached_prompt_tokens(d
                                    "stream_options": {"include_usage": True}})[2]
     usage = json.loads(two.decode().split("data: ")[-2])["usage"]
     assert 0 < usage["prompt_tokens_details"]["cached_tokens"] < usage["prompt_tokens"]
+
+
+
+COLOURS = ["red", "blue", "green", "small", "big", "old", "new", "hot", "cold", "soft"]
+
+
+def test_ten_turns_resent_in_full_each_prefill_only_what_the_last_turn_added(direct_server, real_model):
+    """An agent's way: every turn sends the whole conversation. What the server saw before (the last prompt and
+    its answer's tokens) comes from the cache; only the new user message is prefilled."""
+    url, _ = direct_server(model=real_model)
+    messages, seen, uncached = [{"role": "system", "content": "You are a helpful assistant. Answer briefly."}], 0, []
+    for colour in COLOURS:
+        messages.append({"role": "user", "content": f"Name one thing that is {colour}."})
+        status, _, reply = call(url, "POST", CHAT, {"messages": messages, "max_tokens": 12, "temperature": 0})
+        assert status == 200, reply
+        usage = reply["usage"]
+        assert usage["prompt_tokens_details"]["cached_tokens"] == seen
+        uncached.append(usage["prompt_tokens"] - seen)
+        seen = usage["prompt_tokens"] + usage["completion_tokens"]
+        messages.append({"role": "assistant", "content": reply["choices"][0]["message"]["content"]})
+    assert seen > 10 * 30 and max(uncached[1:]) < 20  # turn 10 prefilled its own user message, not 300 tokens

@@ -72,10 +72,11 @@ def test_the_server_gets_its_spec_with_the_catalogue_sampling_the_models_names_a
         == (300, 0)
     none = ServeSpec.from_json(serve.prepare(settings, "none", None, LINUX, force=False)[2][3])
     assert (none.alias, none.preloaded(), len(none.installed)) == ("", None, 2)
-    origins = config.resolve({"serve_allowed_origins": ["http://a", "http://b"], "serve_keep_alive": "1h30m"},
-                             home=settings.home)
+    assert none.prompt_cache_bytes == 2 << 30
+    origins = config.resolve({"serve_allowed_origins": ["http://a", "http://b"], "serve_keep_alive": "1h30m",
+                              "serve_prompt_cache_gb": 0.5}, home=settings.home)
     spec = ServeSpec.from_json(serve.prepare(origins, "none", None, LINUX, force=False)[2][3])
-    assert (spec.allowed_origins, spec.keep_alive) == (["http://a", "http://b"], 5400)
+    assert (spec.allowed_origins, spec.keep_alive, spec.prompt_cache_bytes) == (["http://a", "http://b"], 5400, 1 << 29)
 
 
 @pytest.mark.parametrize("given, seconds", [(300, 300), ("300", 300), ("5m", 300), ("1h30m", 5400), ("90s", 90),

@@ -244,7 +244,7 @@ class Messages:
                 yield line
             ending = reply.ending(value, called)
             yield event("message_delta", {"delta": {key: ending[key] for key in ("stop_reason", "stop_sequence")},
-                                          "usage": {"output_tokens": ending["usage"]["output_tokens"]}})
+                                          "usage": ending["usage"]})  # input and cache counts as known now
             yield event("message_stop", {})
         finally:
             engine.cancel(jobs)  # a client gone mid-stream: its job leaves the batch
@@ -271,8 +271,10 @@ class Reply:
             # The engine cut the text before a stop string; its detokenizer still holds all it decoded.
             stop = first_stop(self.job.detokenizer.text, self.body.stop_sequences or [])
             reason = "stop_sequence" if stop else "end_turn"
+        cached = done["cached_tokens"]  # Anthropic counts them apart from input_tokens
         return {"stop_reason": reason, "stop_sequence": stop,
-                "usage": {"input_tokens": self.prompt_tokens, "output_tokens": done["completion_tokens"]}}
+                "usage": {"input_tokens": self.prompt_tokens - cached, "cache_read_input_tokens": cached,
+                          "cache_creation_input_tokens": 0, "output_tokens": done["completion_tokens"]}}
 
 
 def routes(server: Server) -> list[Route]:

@@ -112,7 +112,8 @@ class Engine:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.fault: BaseException | None = None
-        self._prompts = LRUPromptCache(max_size=spec.prompt_caches)  # used by the engine thread alone
+        # used by the engine thread alone
+        self._prompts = LRUPromptCache(max_size=spec.prompt_caches, max_bytes=spec.prompt_cache_bytes)
 
     @property
     def requests(self) -> int:
