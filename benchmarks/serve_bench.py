@@ -1,6 +1,7 @@
 """`invoke serve`'s server (issue 18) on the tests' SmolLM2-135M-Instruct, with mlx_lm.server beside it on the
 same model and requests: one stream against raw stream_generate, 8 parallel streams against one, and how
-much a 4,000-token prompt delays another client's first token."""
+much a 4,000-token prompt delays another client's first token; and the prompt cache (issue 20) on an agent's
+conversation re-sent every turn."""
 
 from __future__ import annotations
 
@@ -77,23 +78,28 @@ def special_ids(folder: Path) -> list[int]:
 def stream(port: int, prompt: str, tokens: int, bias: dict[str, float]) -> dict[str, float]:
     """One streamed completion (no model named: each server's own): seconds to the first text, seconds to the
     end, text chunks received."""
+    return post_streamed(port, "/v1/completions", {"prompt": prompt, "max_tokens": tokens, "temperature": 0,
+                                                   "stream": True, "logit_bias": bias})
+
+
+def post_streamed(port: int, path: str, body: dict) -> dict:
+    """Seconds to the first text, seconds to the end, text chunks received, and the text."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1800)
-    body = {"prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True,
-            "logit_bias": bias}
     start = time.perf_counter()
-    connection.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+    connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
     answer = connection.getresponse()
-    first, chunks = None, 0
+    first, pieces = None, []
     for line in answer:
         if not line.startswith(b"data: {"):
             continue
         choices = json.loads(line[6:])["choices"]
-        if choices and choices[0].get("text"):
+        piece = choices and (choices[0].get("text") or choices[0].get("delta", {}).get("content"))
+        if piece:
             first = first or time.perf_counter() - start
-            chunks += 1
+            pieces.append(piece)
     end = time.perf_counter() - start
     assert answer.status == 200 and first is not None, answer.status
-    return {"first": first, "end": end, "chunks": chunks}
+    return {"first": first, "end": end, "chunks": len(pieces), "text": "".join(pieces)}
 
 
 def decode_rate(run: dict[str, float]) -> float:
@@ -203,4 +209,52 @@ def serve_long_prompt(work: Path) -> Result:
         (f"mlx_lm.server: delayed {found['mlx_lm']['behind_long_first'] - found['mlx_lm']['alone_first']:.2f} s",))
 
 
-BENCHMARKS = [serve_one_stream, serve_parallel_streams, serve_long_prompt]
+# An agent's conversation: a system prompt, then short instructions, the whole history re-sent every turn.
+AGENT_SYSTEM = ("You are a coding assistant working in the user's terminal. You read files, run commands and edit "
+                "code when asked. Keep every answer short and exact, and say what you changed.")
+AGENT_TURNS = ["List the files in this folder.", "Open main.py and say what it does.", "Rename the function run to start.",
+               "Add a docstring to start.", "Run the tests.", "One test failed: why?", "Fix the failing test.",
+               "Run the tests again.", "Write a commit message.", "Thank you, that is all."]
+AGENT_REPLY_TOKENS = 8
+
+
+def agent_conversation(port: int) -> list[float]:
+    """Each turn's seconds to its first token, the conversation re-sent in full with the model's own answers."""
+    post_streamed(port, "/v1/completions", {"prompt": "Hello", "max_tokens": 1, "stream": True})  # warm up
+    messages, firsts = [{"role": "system", "content": AGENT_SYSTEM}], []
+    for instruction in AGENT_TURNS:
+        messages.append({"role": "user", "content": instruction})
+        turn = post_streamed(port, "/v1/chat/completions", {"messages": messages, "max_tokens": AGENT_REPLY_TOKENS,
+                                                             "temperature": 0, "stream": True})
+        firsts.append(turn["first"])
+        messages.append({"role": "assistant", "content": turn["text"]})
+    return firsts
+
+
+def serve_prompt_cache(work: Path) -> Result:
+    home = set_up_home(work)
+    models = work / "cache-bench" / "models"
+    shutil.copytree(real_model(work), models / ALIAS)
+    firsts = {}
+    for label, cache_gb in (("cached", "2"), ("uncached", "0")):  # 0 GB: the server keeps no prompt cache
+        port = free_port()
+        timed([INVOKE, "serve", ALIAS, "--port", str(port), "--models", str(models)], home,
+              INVOKE_MLX_SERVE_PROMPT_CACHE_GB=cache_gb)
+        try:
+            firsts[label] = agent_conversation(port)
+        finally:
+            timed([INVOKE, "serve.stop"], home)
+    cached, uncached = firsts["cached"], firsts["uncached"]
+    ratio = cached[-1] / cached[0]
+    return Result(
+        f"The server's prompt cache: a {len(AGENT_TURNS)}-turn agent conversation re-sent in full every turn "
+        "(SmolLM2-135M)",
+        f"first tokens over all turns {sum(cached):.1f} s with the cache, {sum(uncached):.1f} s without; "
+        f"turn {len(AGENT_TURNS)} {cached[-1]:.2f} s, turn 1 {cached[0]:.2f} s ({ratio:.2f}x)",
+        f"less prefill with the cache, turn {len(AGENT_TURNS)}'s first token within 1.5x turn 1's",
+        sum(cached) < sum(uncached) and ratio <= 1.5, {"cached_s": cached, "uncached_s": uncached},
+        (f"each turn's time to first token is its prefill plus one decode step; {AGENT_REPLY_TOKENS}-token greedy "
+         f"answers; without the cache (serve_prompt_cache_gb 0) turn {len(AGENT_TURNS)} took {uncached[-1]:.2f} s",))
+
+
+BENCHMARKS = [serve_one_stream, serve_parallel_streams, serve_long_prompt, serve_prompt_cache]
