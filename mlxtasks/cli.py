@@ -1,6 +1,7 @@
 """The `mlxtasks` console script: the same tasks as `invoke`, from any folder."""
 
 import os
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +29,14 @@ class MlxTasksProgram(Program):
     """Invoke's Program, except that a config file it cannot parse (~/.invoke.yaml, the runtime file)
     is named in a sentence with its fix. `invoke` itself reads ~/.invoke.yaml before loading any of
     our code, so there such a file is still Invoke's traceback."""
+
+    def parse_core(self, argv: list[str] | None) -> None:
+        """Invoke's, except that Python's own choice about writing bytecode stands. Invoke turns it off so that a
+        project's tasks.py leaves no .pyc behind; ours is a package, whose lazily imported modules would
+        otherwise be compiled again by every command."""
+        python_chose = sys.dont_write_bytecode
+        super().parse_core(argv)
+        sys.dont_write_bytecode = python_chose
 
     def create_config(self) -> None:
         _config_files_checked(super().create_config)

@@ -120,6 +120,19 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
     assert child.stderr.read() == b""
 
 
+@pytest.mark.parametrize("dont_write", ["", "1"])
+def test_the_mlxtasks_program_leaves_the_bytecode_of_what_a_task_imports_unless_python_is_told_not_to(tmp_path, dont_write):
+    """Invoke turns bytecode off for every run; a one-shot would then compile the modules it imports each time."""
+    pycache = tmp_path / "pyc"
+    env = {k: v for k, v in clean_env(tmp_path).items() if k != "PYTHONDONTWRITEBYTECODE"}
+    done = subprocess.run([str(BIN / "mlxtasks"), "models.list", "--models", str(tmp_path / "none")], capture_output=True,
+                          env={**env, "PYTHONPYCACHEPREFIX": str(pycache), **({"PYTHONDONTWRITEBYTECODE": "1"} if dont_write else {})},
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    written = {p.name.split(".")[0] for p in pycache.rglob("*.pyc") if "mlxtasks" in p.parts}
+    assert ("inventory" in written) == (not dont_write)  # imported by the task, after Invoke's start
+
+
 def all_tasks(collection: Collection):
     yield from collection.tasks.values()
     for child in collection.collections.values():
