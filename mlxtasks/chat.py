@@ -50,8 +50,12 @@ def installed(s: Settings, budget: int = 0) -> tuple[dict[str, ChatModel], dict[
     for m in installed_models(s.models, s.catalog):
         folder = s.models / m.folder
         context, notes[m.alias] = installed_context(folder, size_on_disk(folder), budget, s.context) if budget else (s.context, "")
-        models[m.alias] = ChatModel(str(folder), sampling(m), (*m.also, m.folder, m.repo), context)
+        models[m.alias] = chat_model(m, folder, context)
     return models, notes
+
+
+def chat_model(model: Model, folder: Path, context: int) -> ChatModel:
+    return ChatModel(str(folder), sampling(model), (*model.also, model.folder, model.repo), context)
 
 
 def choose(s: Settings, prompt: str):
@@ -70,13 +74,29 @@ def server_url(s: Settings) -> str:
     return server.url if server and server.port == s.serve_port and serve.healthy(server) else ""
 
 
+def served(s: Settings, alias: str, ask: str, flags: Flags, verbose: bool) -> int | None:
+    """One answer from the server running on the configured port, asked from this process before the checks that
+    loading the model here needs (memory, the venv, its files): the exit status; None where no server answers
+    (none runs, or it refused before answering), and the caller prepares a local answer."""
+    from . import store
+    from .runtime import chat as runtime  # the server's client: no MLX
+
+    server = server_url(s)
+    if not server or alias == "auto":
+        return None
+    model, folder = store.local_model(s.default_model if alias == "default" else alias, s.models, s.catalog)
+    spec = ChatSpec({model.alias: chat_model(model, folder, s.context)}, model.alias, flags.overrides(), s.router,
+                    flags.system, flags.seed_value, "", ask, verbose, server)
+    return runtime.run(spec, here=False)
+
+
 def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: bool, terminal: bool,
             local: bool = False) -> tuple[ChatSpec, str]:
     """The spec for a chat (ask None) or one answer, after every check that can fail before MLX starts;
     and a warning to show ("" for none). alias: "default", "auto" (the router picks) or a model's name.
     Unless `local`, a running server is asked first (runtime/remote.py), and the model loads in the runtime
     only where it cannot answer."""
-    from . import catalog, store, validate
+    from . import catalog, store
     from .facts import probe
     from .venv import require
 
@@ -93,7 +113,9 @@ def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: boo
     require(s)
     problems = store.model_problems(folder) if model else []
     if problems:  # what validate says, before mlx_lm meets the damage
-        damaged = validate.model_check(folder, problems, 0, model.alias)
+        from .validate import model_check
+
+        damaged = model_check(folder, problems, 0, model.alias)
         raise MlxTasksError(f"{model.alias} cannot be loaded: {damaged.message}.",
                             fix=f"{damaged.fix} (invoke models.verify {model.alias} lists every problem)")
     if ask is None and not terminal:

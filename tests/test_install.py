@@ -51,11 +51,11 @@ def test_a_configured_range_is_respected():
         ["starlette", "uvicorn", "pydantic", "prompt-toolkit"]  # the server's and the chat's packages are wanted too
 
 
-def test_a_bad_package_entry_is_a_clear_error_when_the_settings_are_read(tmp_path):
+def test_a_bad_package_entry_is_a_clear_error_when_the_packages_are_read(tmp_path):
     from mlxtasks.errors import MlxTasksError
 
     with pytest.raises(MlxTasksError) as caught:
-        config.resolve({"packages": ["not a requirement!"]}, home=tmp_path)
+        config.resolve({"packages": ["not a requirement!"]}, home=tmp_path).packages
     assert caught.value.message == "Config key 'mlx.packages' has an entry that is not a package requirement: 'not a requirement!'."
 
 

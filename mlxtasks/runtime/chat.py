@@ -95,6 +95,7 @@ class Session:
     server: str = ""  # a running server's base URL: asked first; "": every model loads here
     seed: int = 0
     served: bool = False  # the server answers for the model (until it cannot)
+    here: bool = True  # a model may load in this process (not in the tool's, which has no MLX)
 
     def __post_init__(self) -> None:
         if self.alias:
@@ -165,6 +166,8 @@ class Session:
                 return self.ask_server(write)
             except remote.Unserved:  # answered here, as with no server
                 self.messages.pop()
+                if not self.here:
+                    raise
                 seed_once(self.seed)
                 self.load_here(self.alias)
         return self.generate(text, write)
@@ -421,9 +424,15 @@ def seed_once(seed: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", required=True, help="a JSON file: a protocol.ChatSpec")
-    spec = ChatSpec.read(Path(parser.parse_args(argv).spec))
+    return run(ChatSpec.read(Path(parser.parse_args(argv).spec)))
+
+
+def run(spec: ChatSpec, here: bool = True) -> int | None:
+    """The chat or the one answer the spec asks for; the exit status. here=False (the tool's own process, which
+    has no MLX, for a one-shot a running server answers): None, having written nothing, where the server cannot
+    answer, so that the venv's runtime answers instead."""
     session = Session(dict(spec.models), spec.alias, dict(spec.overrides), spec.system, server=spec.server,
-                      seed=spec.seed or 0)
+                      seed=spec.seed or 0, here=here)
     # One Ctrl-C policy: it ends a one-shot answer or a load at once, quietly, with 130; in a chat it
     # stops the reply (interactive handles that).
     try:
@@ -436,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Output()
         session.reply(spec.ask, out.write)
         out.end()
+    except remote.Unserved:  # only where no model may load here
+        return None
     except Refused as refusal:
         refusal.show()
         return 1

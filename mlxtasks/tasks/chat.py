@@ -19,7 +19,7 @@ RUN_HELP = {"context": "tokens the model keeps, prompt and reply (default: the l
 
 def _run(c, alias, ask, flags, venv, models, context, local, verbose=False):
     """Start the venv's chat (a session, or one answer to `ask`); its exit status is ours. A running server
-    answers unless `local` (the model loads in the venv's Python where it cannot)."""
+    answers unless `local` (a one-shot from this process; the model loads in the venv's Python where it cannot)."""
     import sys
 
     from invoke import Exit
@@ -27,10 +27,12 @@ def _run(c, alias, ask, flags, venv, models, context, local, verbose=False):
     from .. import chat
 
     s = settings(c, venv=venv, models=models, context=context)
-    spec, warning = chat.prepare(s, alias, ask, flags, verbose, sys.stdin.isatty(), local)
-    if warning:
-        print(warning, file=sys.stderr)
-    code = chat.run(s.venv_python, spec)
+    code = None if local or ask is None else chat.served(s, alias, ask, flags, verbose)
+    if code is None:
+        spec, warning = chat.prepare(s, alias, ask, flags, verbose, sys.stdin.isatty(), local or ask is not None)
+        if warning:
+            print(warning, file=sys.stderr)
+        code = chat.run(s.venv_python, spec)
     if code:
         raise Exit(code=code)
 
