@@ -70,10 +70,20 @@ def client_example(server: Server, model: str) -> str:
     return f"curl {server.url}/chat/completions -H 'Content-Type: application/json' -d '{body}'"
 
 
-def started_text(server: Server, default_model: str) -> str:
-    """What `serve` says once the server answers: what it serves, where, and a request to try."""
+def called(alias: str) -> str:
+    """The server as its messages name it: by its model, or as one that loaded none at start."""
+    return "the server (no model loaded at start)" if alias == NO_MODEL else alias
+
+
+def started_text(server: Server, settings: Settings) -> str:
+    """What `serve` says once the server answers: what it serves, where, and a request to try (with no model
+    loaded at start: the default model if installed, else another installed one)."""
     what = "the installed models on demand" if server.alias == NO_MODEL else server.alias
-    example = client_example(server, default_model if server.alias == NO_MODEL else server.alias)
+    example = server.alias
+    if server.alias == NO_MODEL:
+        installed = [m.alias for m in store.installed_models(settings.models, settings.catalog)]
+        example = settings.default_model if settings.default_model in installed or not installed else installed[0]
+    example = client_example(server, example)
     return (f"Serving {what} at {server.url} (pid {server.pid}); any API key works. Stop it: invoke serve.stop\n"
             f"Try: {example}")
 
@@ -413,7 +423,7 @@ def status_report(state: Path) -> tuple[str, bool]:
 
 def describe(server: Server, answers: bool, now: float | None = None) -> str:
     """serve.status's lines: model, URL, pid, uptime and health."""
-    rows = [("model", server.alias), ("url", server.url), ("pid", server.pid), ("uptime", uptime(server, now)),
+    rows = [("model", "none loaded at start (see invoke serve.ps)" if server.alias == NO_MODEL else server.alias), ("url", server.url), ("pid", server.pid), ("uptime", uptime(server, now)),
             ("health", "ok" if answers else "not answering: invoke serve.logs")]
     return "\n".join(f"{name:<8}{value}" for name, value in rows)
 

@@ -243,11 +243,14 @@ def test_stop_and_status_without_a_server(home):
 
 def test_serve_none_loads_a_model_when_named_and_ps_and_unload_show_it(paths, home):
     port = free_port()
-    done = invoke("serve", "none", "--port", str(port), *paths, home=home)
+    done = invoke("serve", "none", "--port", str(port), *paths, home=home, INVOKE_MLX_DEFAULT_MODEL="llama3.1-8b")
     url = f"http://127.0.0.1:{port}/v1"
     try:
         assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"Starting the server (no model loaded at start) on 127.0.0.1 port {port} ")
         assert f"Serving the installed models on demand at {url}" in done.stdout
+        assert '"model": "qwen7b"' in done.stdout  # the example names an installed model, the default being none
+        assert "model   none loaded at start (see invoke serve.ps)" in invoke("serve.status", home=home).stdout
         nothing = invoke("serve.ps", home=home)
         assert nothing.stdout == "No model is loaded; a request that names an installed model loads it.\n"
         assert client(url).chat.completions.create(model="qwen7b", messages=[{"role": "user", "content": "hi"}],
@@ -259,4 +262,5 @@ def test_serve_none_loads_a_model_when_named_and_ps_and_unload_show_it(paths, ho
         again = invoke("serve.unload", "qwen7b", home=home)
         assert again.returncode == 1 and "qwen7b is not loaded." in again.stderr
     finally:
-        assert invoke("serve.stop", home=home).returncode == 0
+        stopped = invoke("serve.stop", home=home)
+    assert stopped.returncode == 0 and stopped.stdout.startswith("Stopped the server (no model loaded at start) (pid ")

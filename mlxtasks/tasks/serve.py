@@ -56,9 +56,9 @@ def start(c, model, port=None, host=None, force=False, foreground=False, venv=No
         ui.note(capped)
     if foreground:
         serve.run_attached(argv, s.state, alias, host, s.serve_port)
-    ui.out(f"Starting {alias} on {host} port {s.serve_port} (log: {serve.log_path(s.state)})...")
+    ui.out(f"Starting {serve.called(alias)} on {host} port {s.serve_port} (log: {serve.log_path(s.state)})...")
     server = serve.start(argv, s.state, alias, host, s.serve_port, s.serve_start_timeout_s)
-    ui.out(serve.started_text(server, s.default_model))
+    ui.out(serve.started_text(server, s))
 
 
 @task(help={})
@@ -80,7 +80,7 @@ def stop(c):
     from .. import serve, ui
 
     server = serve.stop(settings(c).state)
-    ui.out(f"Stopped {server.alias} (pid {server.pid})." if server else "No server is running.")
+    ui.out(f"Stopped {serve.called(server.alias)} (pid {server.pid})." if server else "No server is running.")
 
 
 @task(help={})
