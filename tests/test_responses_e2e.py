@@ -4,11 +4,14 @@ a function-call round trip on the tiny model with Qwen2.5-Coder's tokens; SmolLM
 `codex exec` against the server when Codex is installed."""
 
 import json
+import os
 import shutil
 import subprocess
 
 import openai
 import pytest
+
+from mlxtasks import agent
 
 from . import test_real_model_e2e, test_server_e2e
 from .support.smollm2 import ALIAS
@@ -138,10 +141,14 @@ ANSWER = "All done: the local model answered."
 
 @pytest.mark.skipif(shutil.which("codex") is None, reason="needs Codex (npm install -g @openai/codex)")
 def test_codex_exec_gets_its_answer_from_the_server(direct_server, coder_model, tmp_path):
-    url, _ = direct_server(scripted(ANSWER), model=coder_model)  # Codex sends tools, so a template with tool calling
-    done = subprocess.run(["codex", "exec", "--skip-git-repo-check", "--model", "tiny", "Say hello."],
-                          env={"PATH": ..., "HOME": str(tmp_path), "OPENAI_BASE_URL": url + "/v1",
-                               "OPENAI_API_KEY": "local"},
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    model = tmp_path / "model"  # Codex's own prompt is about 19,000 tokens: the tiny model's context made larger
+    shutil.copytree(coder_model, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 32768}))
+    url, _ = direct_server(scripted(ANSWER), model=model)  # Codex sends tools, so a template with tool calling
+    command = agent.argv("codex", shutil.which("codex"), url + "/v1", "tiny") + ["exec", "--skip-git-repo-check",
+                                                                                  "Say hello."]
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **agent.environment("codex", url + "/v1", "tiny")}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert ANSWER in done.stdout
+    assert done.stdout.strip() == ANSWER  # exec prints the last message alone
