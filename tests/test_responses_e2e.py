@@ -6,18 +6,19 @@ a function-call round trip on the tiny model with Qwen2.5-Coder's tokens; SmolLM
 import json
 import os
 import shutil
+import socket
 import subprocess
 
 import openai
 import pytest
 
-from mlxtasks import agent
+from mlxtasks import agent, serve
 
 from . import test_real_model_e2e, test_server_e2e
 from .support.smollm2 import ALIAS
 from .test_real_model_e2e import MAX_TOKENS
 from .test_serve_e2e import client
-from .test_server_e2e import SCRIPTED, WEATHER, call, scripted
+from .test_server_e2e import SCRIPTED, WEATHER, call, requests, scripted, wait_for
 
 # Other modules' fixtures, used here by name.
 real_setup, real_server = test_real_model_e2e.real_setup, test_real_model_e2e.real_server
@@ -63,7 +64,8 @@ def test_plain_and_streamed_responses_input_items_and_errors(direct_server):
                         parallel_tool_calls=False, text={"format": {"type": "text"}}, tools=[{"type": "web_search"}])
     as_items = responses.create(**{**asked, "instructions": None, "input": items}, **codex_fields)
     assert as_items.output_text == plain.output_text and as_items.usage.input_tokens == usage.input_tokens
-    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": [{"type": "output_text", "text": "Hey."}]},
+    turns = [{"role": "user", "content": "hi"},
+             {"role": "assistant", "content": [{"type": "output_text", "text": "Hey."}]},
              {"role": "user", "content": "hi again"}]
     longer = responses.create(**{**asked, "input": turns})
     assert longer.usage.input_tokens > usage.input_tokens
@@ -73,9 +75,11 @@ def test_plain_and_streamed_responses_input_items_and_errors(direct_server):
     assert unknown.value.body["code"] == "model_not_found"
     status, _, reply = call(url, "POST", "/v1/responses", {"model": "tiny", "input": 5})
     assert status == 400 and reply["error"]["type"] == "invalid_request_error" and reply["error"]["param"] == "input"
-    for wrong, where in [({"store": "maybe"}, "store"), ({"include": "all"}, "include"), ({"input": [{"type": "input_image", "image_url": "x"}]}, "input"),
+    for wrong, where in [({"store": "maybe"}, "store"), ({"include": "all"}, "include"),
+                         ({"input": [{"type": "input_image", "image_url": "x"}]}, "input"),
                          ({"input": [{"role": "user", "content": [{"type": "input_image"}]}]}, "input.0.message"),
-                         ({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "[1]"}]}, "input"),
+                         ({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "[1]"}]},
+                          "input"),
                          ({"previous_response_id": "resp_1"}, "previous_response_id"),
                          ({"tool_choice": "required", "tools": WEATHER_TOOLS}, "tool_choice"),
                          ({"max_output_tokens": 0}, "max_output_tokens")]:
@@ -83,6 +87,21 @@ def test_plain_and_streamed_responses_input_items_and_errors(direct_server):
         assert status == 400 and reply["error"]["param"].startswith(where), (wrong, reply)
     with pytest.raises(openai.UnprocessableEntityError, match="no tool calling"):
         responses.create(tools=WEATHER_TOOLS, **asked)
+
+
+def test_a_client_that_leaves_a_stream_stops_its_generation(direct_server):
+    url, state = direct_server(scripted("word " * 3000))  # far more than a stream's first events
+    body = json.dumps({"model": "tiny", "input": "hi", "max_output_tokens": 3500, "stream": True}).encode()
+    raw = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+    raw.sendall(b"POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    seen = b""
+    while b"response.output_text.delta" not in seen:
+        seen += raw.recv(4096)
+    raw.close()
+    wait_for(lambda: requests(url) == 0, "the generation went on after its client left")
+    cancelled = [line for line in serve.log_path(state).read_text().splitlines() if "cancelled after" in line]
+    assert len(cancelled) == 1 and int(cancelled[0].split("cancelled after ")[1].split()[0]) < 3000
 
 
 WEATHER_TOOLS = [{"type": "function", **w["function"]} for w in WEATHER]  # the Responses API's flat shape
@@ -106,11 +125,12 @@ def test_a_function_call_round_trip(direct_server, coder_model, mlx_run):
     call_events = ["response.output_item.added", "response.function_call_arguments.delta",
                    "response.function_call_arguments.done", "response.output_item.done"]
     assert kinds[-9:] == call_events * 2 + ["response.completed"] and kinds[-12:-9] == ENDING
-    shape = lambda items: [(i.type, getattr(i, "name", None), getattr(i, "arguments", None)) for i in items]  # noqa: E731
+    shape = lambda items: [(i.type, getattr(i, "name", None), getattr(i, "arguments", None))  # noqa: E731
+                           for i in items]
     assert shape(events[-1].response.output) == shape(reply.output)
 
-    outputs = [{"type": "function_call_output", "call_id": c.call_id, "output": f"Sunny in {json.loads(c.arguments)['city']}"}
-               for c in calls]
+    outputs = [{"type": "function_call_output", "call_id": c.call_id,
+                "output": f"Sunny in {json.loads(c.arguments)['city']}"} for c in calls]
     history = question + [item.model_dump(exclude_none=True) for item in reply.output] + outputs
     answered = responses.create(input=history, **asked)
     as_template_takes_it = question + [
@@ -120,7 +140,8 @@ def test_a_function_call_round_trip(direct_server, coder_model, mlx_run):
         *[{"role": "tool", "tool_call_id": o["call_id"], "content": o["output"]} for o in outputs]]
     counted = mlx_run("import json, sys; from mlx_lm import load; t = load(sys.argv[1])[1]; "
                       "print(len(t.apply_chat_template(json.loads(sys.argv[2]), tools=json.loads(sys.argv[3]), "
-                      "add_generation_prompt=True)))", coder_model, json.dumps(as_template_takes_it), json.dumps(WEATHER))
+                      "add_generation_prompt=True)))", coder_model, json.dumps(as_template_takes_it),
+                      json.dumps(WEATHER))
     assert counted.returncode == 0, counted.stderr
     assert answered.usage.input_tokens == int(counted.stdout)
     plain = responses.create(input=question, tool_choice="none", **asked)
@@ -133,7 +154,8 @@ def test_the_real_model_answers_plain_and_streamed(real_server):
     reply = responses.create(**asked)
     assert "Paris" in reply.output_text and reply.status == "completed" and reply.usage.output_tokens < MAX_TOKENS
     with responses.stream(**asked) as stream:
-        assert "".join(event.delta for event in stream if event.type == "response.output_text.delta") == reply.output_text
+        deltas = [event.delta for event in stream if event.type == "response.output_text.delta"]
+        assert "".join(deltas) == reply.output_text and stream.get_final_response().output_text == reply.output_text
 
 
 ANSWER = "All done: the local model answered."
@@ -149,6 +171,7 @@ def test_codex_exec_gets_its_answer_from_the_server(direct_server, coder_model, 
     command = agent.argv("codex", shutil.which("codex"), url + "/v1", "tiny") + ["exec", "--skip-git-repo-check",
                                                                                   "Say hello."]
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **agent.environment("codex", url + "/v1", "tiny")}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == ANSWER  # exec prints the last message alone

@@ -70,8 +70,12 @@ class OtherTool(BaseModel):  # web_search, local_shell, custom, ...: this server
     type: str
 
 
+def tool_type(value: Any) -> str:
+    return "function" if isinstance(value, dict) and value.get("type") == "function" else "other"
+
+
 Tool = Annotated[Union[Annotated[FunctionTool, Tag("function")], Annotated[OtherTool, Tag("other")]],
-                 Discriminator(lambda v: "function" if isinstance(v, dict) and v.get("type") == "function" else "other")]
+                 Discriminator(tool_type)]
 
 
 class ResponsesRequest(BaseModel):
@@ -154,7 +158,8 @@ class Answer:
         return {"id": self.ident, "object": "response", "created_at": self.created, "status": status, "error": None,
                 "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
                 "instructions": self.body.instructions, "max_output_tokens": self.body.max_output_tokens,
-                "model": self.model, "output": self.items, "parallel_tool_calls": self.body.parallel_tool_calls is not False,
+                "model": self.model, "output": self.items,
+                "parallel_tool_calls": self.body.parallel_tool_calls is not False,
                 "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "store": False,
                 "temperature": self.temperature, "text": {"format": {"type": "text"}},
                 "tool_choice": self.body.tool_choice or "auto", "tools": self.tools, "top_p": self.top_p,
@@ -192,8 +197,8 @@ class Answer:
             return []
         out = self.begin() if self.open is None else []
         self.open["content"][0]["text"] += text
-        return out + [self.event("response.output_text.delta", item_id=self.open["id"], output_index=len(self.items) - 1,
-                                 content_index=0, delta=text, logprobs=[])]
+        return out + [self.event("response.output_text.delta", item_id=self.open["id"],
+                                 output_index=len(self.items) - 1, content_index=0, delta=text, logprobs=[])]
 
     def begin(self) -> list[str]:
         item = {"type": "message", "id": f"msg_{uuid.uuid4().hex}", "status": "in_progress", "role": "assistant",
