@@ -31,7 +31,7 @@ ENDING = ["response.output_text.done", "response.content_part.done", "response.o
 
 
 def test_plain_and_streamed_responses_input_items_and_errors(direct_server):
-    url, _ = direct_server()
+    url, _ = direct_server(model_map={"gpt-*": "tiny"})
     responses = client(url + "/v1").responses
     asked = dict(model="tiny", instructions="You are terse.", input="hi", max_output_tokens=8, temperature=0)
     plain = responses.create(**asked)
@@ -70,8 +70,10 @@ def test_plain_and_streamed_responses_input_items_and_errors(direct_server):
     longer = responses.create(**{**asked, "input": turns})
     assert longer.usage.input_tokens > usage.input_tokens
 
+    mapped = responses.create(**{**asked, "model": "gpt-5-codex"})
+    assert mapped.output_text == plain.output_text and mapped.model == "gpt-5-codex"
     with pytest.raises(openai.NotFoundError) as unknown:
-        responses.create(**{**asked, "model": "gpt-4o"})
+        responses.create(**{**asked, "model": "o3"})
     assert unknown.value.body["code"] == "model_not_found"
     status, _, reply = call(url, "POST", "/v1/responses", {"model": "tiny", "input": 5})
     assert status == 400 and reply["error"]["type"] == "invalid_request_error" and reply["error"]["param"] == "input"
