@@ -1,6 +1,6 @@
 """`invoke agent`: a coding agent (Claude Code, Codex, opencode) started with its environment pointing at this
-machine's server (Anthropic's Messages API for Claude Code, the OpenAI endpoints for the others), the server
-started first when none runs."""
+machine's server (Anthropic's Messages API for Claude Code, OpenAI's Responses API for Codex, OpenAI's chat
+endpoint for opencode), the server started first when none runs."""
 
 from __future__ import annotations
 
@@ -74,12 +74,16 @@ def environment(tool: str, url: str, model: str) -> dict[str, str]:
     return {"OPENAI_BASE_URL": url, "OPENAI_API_KEY": KEY}
 
 
-def argv(tool: str, program: str, model: str) -> list[str]:
-    return [program, "--model", model] if tool == "codex" else [program]
+def argv(tool: str, program: str, url: str, model: str) -> list[str]:
+    if tool != "codex":
+        return [program]
+    # Codex reads no base URL from the environment: a provider of its own, on the Responses API
+    provider = f'{{name="mlxtasks", base_url="{url}", wire_api="responses", env_key="OPENAI_API_KEY"}}'
+    return [program, "-c", "model_provider=mlxtasks", "-c", f"model_providers.mlxtasks={provider}", "--model", model]
 
 
 def run(tool: str, program: str, url: str, model: str) -> None:
     """Become the agent (exec: it owns the terminal), with the server's variables over ours."""
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    os.execve(program, argv(tool, program, model), {**os.environ, **environment(tool, url, model)})
+    os.execve(program, argv(tool, program, url, model), {**os.environ, **environment(tool, url, model)})

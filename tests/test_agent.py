@@ -20,12 +20,14 @@ def test_claude_code_gets_the_anthropic_variables_with_the_model_for_every_tier(
     assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:8080"  # Claude Code adds /v1/messages
     assert env["ANTHROPIC_AUTH_TOKEN"] == "local" and env["ANTHROPIC_API_KEY"] == ""
     assert {env[name] for name in env if name.endswith("MODEL")} == {"qwen7b"} and len(env) == 8
-    assert agent.argv("claude", "/bin/claude", "qwen7b") == ["/bin/claude"]
+    assert agent.argv("claude", "/bin/claude", URL, "qwen7b") == ["/bin/claude"]
 
 
 def test_codex_and_opencode_get_the_openai_base_url_and_the_model():
     assert agent.environment("codex", URL, "qwen7b") == {"OPENAI_BASE_URL": URL, "OPENAI_API_KEY": "local"}
-    assert agent.argv("codex", "/bin/codex", "qwen7b") == ["/bin/codex", "--model", "qwen7b"]
+    assert agent.argv("codex", "/bin/codex", URL, "qwen7b") == [
+        "/bin/codex", "-c", "model_provider=mlxtasks", "-c", 'model_providers.mlxtasks={name="mlxtasks", base_url='
+        '"http://127.0.0.1:8080/v1", wire_api="responses", env_key="OPENAI_API_KEY"}', "--model", "qwen7b"]
     opencode = json.loads(agent.environment("opencode", URL, "qwen7b")["OPENCODE_CONFIG_CONTENT"])
     assert opencode["model"] == "mlxtasks/qwen7b"
     assert opencode["provider"]["mlxtasks"]["options"] == {"baseURL": URL, "apiKey": "local"}

@@ -110,6 +110,13 @@ def template_messages(body: CountRequest) -> list[dict]:
     return out
 
 
+def mapped(server: Server, name: str) -> str:
+    """A name no installed model has goes through the spec's model map (glob patterns, first match)."""
+    if name in server.pool.names:
+        return name
+    return next((to for pattern, to in server.spec.model_map.items() if fnmatch.fnmatchcase(name, pattern)), name)
+
+
 def tool_use(call: dict) -> dict:
     """One of ToolCalls' calls (OpenAI's shape) as a tool_use block."""
     try:
@@ -170,11 +177,7 @@ class Messages:
         self.server = server
 
     async def use_model(self, request: Request, name: str) -> None:
-        """A name no installed model has goes through the spec's model map (glob patterns, first match)."""
-        if name not in self.server.pool.names:
-            name = next((to for pattern, to in self.server.spec.model_map.items()
-                         if fnmatch.fnmatchcase(name, pattern)), name)
-        await self.server.use_model(request, name, None)
+        await self.server.use_model(request, mapped(self.server, name), None)
 
     def tools(self, body: CountRequest) -> list[dict] | None:
         kind = (body.tool_choice or {}).get("type", "auto")

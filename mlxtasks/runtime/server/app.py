@@ -1,6 +1,7 @@
 """The HTTP side: OpenAI's endpoints on Starlette. Every request is checked before any work (Host, content
 type, size, JSON, types, model, token ids, context), and every error has OpenAI's shape
-{"error": {"message", "type", "param", "code"}}. Anthropic's Messages API builds on it (anthropic.py)."""
+{"error": {"message", "type", "param", "code"}}. Anthropic's Messages API (anthropic.py) and OpenAI's Responses API
+(responses.py) build on it."""
 
 from __future__ import annotations
 
@@ -577,7 +578,9 @@ def build(spec: ServeSpec, pool, log) -> Any:
     routes += model_routes(server)
     from .anthropic import routes as anthropic_routes  # it builds on this module
 
-    routes += anthropic_routes(server)
+    from .responses import routes as responses_routes  # so does this one
+
+    routes += anthropic_routes(server) + responses_routes(server)
 
     async def api_error(request: Request, exc: ApiError) -> Response:
         return exc.response()
