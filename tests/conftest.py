@@ -16,7 +16,7 @@ pytest_plugins = ["tests.support.fixtures"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "tools(*names): runs these system tools (keys of SYSTEM_TOOLS); "
+    config.addinivalue_line("markers", "tools(*names): runs these tools (keys of SYSTEM_TOOLS, NPM_TOOLS); "
                                        "a test parametrized by `shell` needs that shell too")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .support.helpers import ROOT, SYSTEM_TOOLS, TOOL_VENV
+from .support.helpers import NPM_TOOLS, ROOT, SYSTEM_TOOLS, TOOL_VENV
 from .support.logic_lines import logic_lines
 
 SHELL_FENCES = {"sh", "bash", "zsh", "shell", "console", "fish"}
@@ -44,6 +44,7 @@ def test_the_scan_sees_a_trailing_comment(tmp_path):
 def test_ci_installs_every_system_tool_the_tests_run():
     script = (ROOT / ".ci" / "run").read_text()
     assert {f"{tool}:{apt}" for tool, (apt, _) in SYSTEM_TOOLS.items()} <= set(re.findall(r"[\w-]+:[\w-]+", script))
+    assert {f"{tool}:{package}" for tool, package in NPM_TOOLS.items()} <= set(re.findall(r"[\w-]+:[\w@/.-]+", script))
 
 
 @pytest.fixture

@@ -163,7 +163,7 @@ def test_the_real_model_answers_plain_and_streamed(real_server):
 ANSWER = "All done: the local model answered."
 
 
-@pytest.mark.skipif(shutil.which("codex") is None, reason="needs Codex (npm install -g @openai/codex)")
+@pytest.mark.tools("codex")
 def test_codex_exec_gets_its_answer_from_the_server(direct_server, coder_model, tmp_path):
     model = tmp_path / "model"  # Codex's own prompt is about 19,000 tokens: the tiny model's context made larger
     shutil.copytree(coder_model, model)

@@ -29,12 +29,18 @@ SYSTEM_TOOLS = {
 }
 
 
+NPM_TOOLS = {"codex": "@openai/codex@0.171.0"}  # coding agents a test runs for real, pinned at the version tried
+
+
 def require_tool(name: str) -> None:
-    """Skip the running test when the system tool `name` is missing, or fail it under CI."""
+    """Skip the running test when the tool `name` (SYSTEM_TOOLS, NPM_TOOLS) is missing, or fail it under CI."""
     if shutil.which(name):
         return
-    apt, brew = SYSTEM_TOOLS[name]
-    how = f"apt-get install {apt}" + (f" or brew install {brew}" if brew else "")
+    if name in NPM_TOOLS:
+        how = f"npm install -g {NPM_TOOLS[name]}"
+    else:
+        apt, brew = SYSTEM_TOOLS[name]
+        how = f"apt-get install {apt}" + (f" or brew install {brew}" if brew else "")
     if os.environ.get("CI") == "true":
         pytest.fail(f"{name} is not installed, and under CI it must be: .ci/run installs it ({how}).")
     pytest.skip(f"needs {name}, which is not installed ({how})")
