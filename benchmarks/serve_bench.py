@@ -106,13 +106,19 @@ def decode_rate(run: dict[str, float]) -> float:
     return (run["chunks"] - 1) / (run["end"] - run["first"])
 
 
-def measure(port: int, bias: dict[str, float]) -> dict:
-    stream(port, PROMPT, 4, bias)  # warm up
-    one = [stream(port, PROMPT, TOKENS, bias) for _ in range(RUNS)]
+def parallel(port: int, tokens: int, bias: dict[str, float]) -> tuple[list[dict], float]:
+    """STREAMS streams at once: each one's figures, and the seconds until the last ended."""
     start = time.perf_counter()
     with ThreadPoolExecutor(STREAMS) as pool:
-        many = list(pool.map(lambda n: stream(port, f"{PROMPT} ({n})", TOKENS, bias), range(STREAMS)))
-    wall = time.perf_counter() - start
+        many = list(pool.map(lambda n: stream(port, f"{PROMPT} ({n})", tokens, bias), range(STREAMS)))
+    return many, time.perf_counter() - start
+
+
+def measure(port: int, bias: dict[str, float]) -> dict:
+    stream(port, PROMPT, 4, bias)  # warm up, a batch of STREAMS too (a GPU compiles kernels for each shape once)
+    parallel(port, 4, bias)
+    one = [stream(port, PROMPT, TOKENS, bias) for _ in range(RUNS)]
+    many, wall = parallel(port, TOKENS, bias)
     alone = statistics.median(stream(port, f"{n} {PROMPT}", 1, bias)["first"] for n in range(RUNS))
     chunk = statistics.median(stream(port, f"{n} " + "word " * (CHUNK - 1), 1, bias)["first"] for n in range(RUNS))
     long = http.client.HTTPConnection("127.0.0.1", port, timeout=1800)
