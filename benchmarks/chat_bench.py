@@ -136,8 +136,8 @@ def ask_first_token(work: Path) -> Result:
         (f"medians of {ASK_RUNS} runs of the venv's `mlxtasks chat.ask`, from its start to the first byte of the answer "
          "on stdout, the same prompt and greedy sampling; cold runs had no server (the model files in the page cache "
          "after the first), warm ones a server that had answered once (the whole prompt in its prompt cache)",
-         f"with PYTHONDONTWRITEBYTECODE=1 (this machine's default, unset above as in a new user's shell) every run "
-         f"compiles the modules it imports: warm {statistics.median(no_bytecode):.2f} s"),
+         f"PYTHONDONTWRITEBYTECODE=1 is this machine's default, unset above as in a new user's shell; set again once "
+         f"those runs had left their bytecode (which Python still reads): warm {statistics.median(no_bytecode):.2f} s"),
     )
 
 
