@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
+    from . import anthropic, responses
     from .app import build
     from .pool import Pool
 
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     if spec.alias:  # kept loaded until unloaded by hand or for room, or a request's keep_alive says otherwise
         pool.release(pool.acquire(spec.alias, -1))
     log.info("serving %s on %s port %d", spec.alias or "installed models on demand", spec.host, spec.port)
-    uvicorn.run(build(spec, pool, log), host=spec.host, port=spec.port, access_log=False, log_level="info",
+    uvicorn.run(build(spec, pool, log, [anthropic.routes, responses.routes]), host=spec.host, port=spec.port, access_log=False, log_level="info",
                 lifespan="off", timeout_graceful_shutdown=5)
     ended(spec, 0, "stopped")
 

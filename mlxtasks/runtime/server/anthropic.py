@@ -6,7 +6,6 @@ endpoints has Anthropic's shape {"type": "error", "error": {"type", "message"}}.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import json
 import uuid
 from typing import Annotated, Any, Literal, Union
@@ -110,13 +109,6 @@ def template_messages(body: CountRequest) -> list[dict]:
     return out
 
 
-def mapped(server: Server, name: str) -> str:
-    """A name no installed model has goes through the spec's model map (glob patterns, first match)."""
-    if name in server.pool.names:
-        return name
-    return next((to for pattern, to in server.spec.model_map.items() if fnmatch.fnmatchcase(name, pattern)), name)
-
-
 def tool_use(call: dict) -> dict:
     """One of ToolCalls' calls (OpenAI's shape) as a tool_use block."""
     try:
@@ -177,7 +169,7 @@ class Messages:
         self.server = server
 
     async def use_model(self, request: Request, name: str) -> None:
-        await self.server.use_model(request, mapped(self.server, name), None)
+        await self.server.use_model(request, self.server.mapped(name), None)
 
     def tools(self, body: CountRequest) -> list[dict] | None:
         kind = (body.tool_choice or {}).get("type", "auto")

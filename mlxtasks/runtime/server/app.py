@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import fnmatch
 import json
 import time
 import uuid
-from typing import Any, Literal, Union
+from typing import Any, Callable, Iterable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
@@ -240,6 +241,13 @@ class Server:
     def __init__(self, spec: ServeSpec, pool):
         self.spec, self.pool = spec, pool  # pool: a pool.Pool
         self.created = int(time.time())
+
+    def mapped(self, name: str) -> str:
+        """A name no installed model has goes through the spec's model map (glob patterns, first match): the
+        other protocols' clients send names of their own (claude-*, gpt-*)."""
+        if name in self.pool.names:
+            return name
+        return next((to for pattern, to in self.spec.model_map.items() if fnmatch.fnmatchcase(name, pattern)), name)
 
     @property
     def engine(self) -> Engine:
@@ -567,7 +575,9 @@ def sse(data: dict) -> str:
     return f"data: {json.dumps(data)}\n\n"
 
 
-def build(spec: ServeSpec, pool, log) -> Any:
+def build(spec: ServeSpec, pool, log, protocols: Iterable[Callable[[Server], list[Route]]] = ()) -> Any:
+    """The app: the OpenAI endpoints of this module, and the routes of the other protocols built on it
+    (anthropic.py, responses.py), which __main__ passes."""
     server = Server(spec, pool)
     routes = []
     for path, endpoint, methods in [("/v1/models", server.models, ["GET"]), ("/v1/chat/completions", server.chat, ["POST"]),
@@ -575,12 +585,7 @@ def build(spec: ServeSpec, pool, log) -> Any:
         for variant in {path, path + "/", path.removeprefix("/v1"), path.removeprefix("/v1") + "/"}:
             routes.append(Route(variant, endpoint, methods=methods))
     routes += [Route("/health", server.health, methods=["GET"]), Route("/health/", server.health, methods=["GET"])]
-    routes += model_routes(server)
-    from .anthropic import routes as anthropic_routes  # it builds on this module
-
-    from .responses import routes as responses_routes  # so does this one
-
-    routes += anthropic_routes(server) + responses_routes(server)
+    routes += model_routes(server) + [route for protocol in protocols for route in protocol(server)]
 
     async def api_error(request: Request, exc: ApiError) -> Response:
         return exc.response()

@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .anthropic import mapped
 from .app import ApiError, Options, Server, ToolCalls, arguments_object, parse, refuse
 from .engine import Engine, Job
 
@@ -252,7 +251,7 @@ class Responses:
     async def create(self, request: Request) -> Response:
         server = self.server
         body = parse(ResponsesRequest, await server.read_json(request))
-        await server.use_model(request, body.model and mapped(server, body.model), None)
+        await server.use_model(request, body.model and server.mapped(body.model), None)
         if body.previous_response_id is not None:
             raise refuse("previous_response_id", "this server stores no responses: send the whole conversation")
         if ((body.text or {}).get("format") or {}).get("type") not in (None, "text"):
