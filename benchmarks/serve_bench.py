@@ -77,33 +77,36 @@ def special_ids(folder: Path) -> list[int]:
 
 def stream(port: int, prompt: str, tokens: int, bias: dict[str, float]) -> dict[str, float]:
     """One streamed completion (no model named: each server's own): seconds to the first text, seconds to the
-    end, text chunks received."""
+    end, tokens generated (the usage the stream ends with)."""
     return post_streamed(port, "/v1/completions", {"prompt": prompt, "max_tokens": tokens, "temperature": 0,
-                                                   "stream": True, "logit_bias": bias})
+                                                   "stream": True, "stream_options": {"include_usage": True},
+                                                   "logit_bias": bias})
 
 
 def post_streamed(port: int, path: str, body: dict) -> dict:
-    """Seconds to the first text, seconds to the end, text chunks received, and the text."""
+    """Seconds to the first text, seconds to the end, tokens (the usage's, else the text chunks: a chunk holds a
+    token's text, or several tokens' once the detokenizer has a whole piece), and the text."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1800)
     start = time.perf_counter()
     connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
     answer = connection.getresponse()
-    first, pieces = None, []
+    first, pieces, usage = None, [], {}
     for line in answer:
         if not line.startswith(b"data: {"):
             continue
-        choices = json.loads(line[6:])["choices"]
+        chunk = json.loads(line[6:])
+        choices, usage = chunk["choices"], chunk.get("usage") or usage
         piece = choices and (choices[0].get("text") or choices[0].get("delta", {}).get("content"))
         if piece:
             first = first or time.perf_counter() - start
             pieces.append(piece)
     end = time.perf_counter() - start
     assert answer.status == 200 and first is not None, answer.status
-    return {"first": first, "end": end, "chunks": len(pieces), "text": "".join(pieces)}
+    return {"first": first, "end": end, "tokens": usage.get("completion_tokens", len(pieces)), "text": "".join(pieces)}
 
 
 def decode_rate(run: dict[str, float]) -> float:
-    return (run["chunks"] - 1) / (run["end"] - run["first"])
+    return (run["tokens"] - 1) / (run["end"] - run["first"])
 
 
 def parallel(port: int, tokens: int, bias: dict[str, float]) -> tuple[list[dict], float]:
@@ -128,7 +131,7 @@ def measure(port: int, bias: dict[str, float]) -> dict:
     short = stream(port, f"{RUNS} {PROMPT}", 1, bias)
     long.close()  # its answer is not measured
     return {"one_tps": statistics.median(map(decode_rate, one)),
-            "many_tps": sum(run["chunks"] for run in many) / wall, "many_first": max(run["first"] for run in many),
+            "many_tps": sum(run["tokens"] for run in many) / wall, "many_first": max(run["first"] for run in many),
             "alone_first": alone, "chunk_s": chunk, "behind_long_first": short["first"]}
 
 
