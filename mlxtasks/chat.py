@@ -28,12 +28,22 @@ class Flags:
 
     def overrides(self) -> dict[str, float]:
         """The sampling flags given; they win over each model's defaults."""
-        given = {"temp": self.temp, "top_p": self.top_p, "max_tokens": self.max_tokens}
-        return {k: (int if k == "max_tokens" else float)(v) for k, v in given.items() if v is not None}
+        given = {"temp": (self.temp, float), "top_p": (self.top_p, float), "max_tokens": (self.max_tokens, int)}
+        return {k: _flag(k, value, kind) for k, (value, kind) in given.items() if value is not None}
 
     @property
     def seed_value(self) -> int | None:
-        return None if self.seed is None else int(self.seed)
+        return None if self.seed is None else _flag("seed", self.seed, int)
+
+
+def _flag(name: str, value: Any, kind: type) -> Any:
+    """A flag's text as a number; else one sentence naming the flag."""
+    try:
+        return kind(value)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise MlxTasksError(f"--{name.replace('_', '-')} must be {what}, got {value!r}.",
+                            fix=f"pass --{name.replace('_', '-')} {'256' if kind is int else '0.7'}") from None
 
 
 def sampling(model: Model) -> Sampling:

@@ -7,8 +7,10 @@ import socket
 from dataclasses import asdict
 
 import psutil
+import pytest
 
 from mlxtasks import chat, config, serve
+from mlxtasks.errors import MlxTasksError
 from mlxtasks.protocol import ChatModel, Sampling
 from mlxtasks.runtime.chat import COMMANDS, DIM, RESET, Output, Session, command, completions, open_block, unfence
 
@@ -86,3 +88,17 @@ def test_one_shots_ask_a_server_only_where_one_runs_on_the_configured_port_and_a
         record = serve.Server(os.getpid(), "qwen7b", "127.0.0.1", recorded, psutil.Process().create_time())
         serve.record_path(s.state).write_text(json.dumps(asdict(record)))
         assert serve.running(s.state) == record and chat.server_url(s) == ""
+
+
+@pytest.mark.parametrize("flags, words", [(chat.Flags(max_tokens="abc"), "--max-tokens must be a whole number, got 'abc'."),
+                                          (chat.Flags(temp="hot"), "--temp must be a number, got 'hot'."),
+                                          (chat.Flags(top_p="x"), "--top-p must be a number, got 'x'.")])
+def test_a_sampling_flag_that_is_not_a_number_is_one_sentence(flags, words):
+    with pytest.raises(MlxTasksError) as caught:
+        flags.overrides()
+    assert caught.value.message == words
+
+
+def test_a_seed_that_is_not_a_whole_number_is_one_sentence():
+    with pytest.raises(MlxTasksError, match=r"--seed must be a whole number, got '1\.5'\."):
+        chat.Flags(seed="1.5").seed_value
