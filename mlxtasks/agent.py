@@ -56,7 +56,7 @@ def model_name(settings: Settings, model: str | None, server: serve.Server) -> s
     """The model the agent asks for: the one given, else the one the server serves."""
     if model is None:
         return server.alias
-    return settings.default_model if model == "default" else model
+    return settings.model_name(model)
 
 
 def environment(tool: str, url: str, model: str) -> dict[str, str]:

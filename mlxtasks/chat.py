@@ -94,7 +94,7 @@ def served(s: Settings, alias: str, ask: str, flags: Flags, verbose: bool) -> in
     server = server_url(s)
     if not server or alias == "auto":
         return None
-    model, folder = store.local_model(s.default_model if alias == "default" else alias, s.models, s.catalog)
+    model, folder = store.local_model(s.model_name(alias), s.models, s.catalog)
     spec = ChatSpec({model.alias: chat_model(model, folder, s.context)}, model.alias, flags.overrides(), s.router,
                     flags.system, flags.seed_value, "", ask, verbose, server)
     return runtime.run(spec, here=False)
@@ -112,8 +112,7 @@ def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: boo
 
     facts = probe()
     models, notes = installed(s, catalog.memory_budget(facts))
-    if alias == "default":
-        alias = s.default_model
+    alias = s.model_name(alias)
     if alias == "auto":  # the router picks, on the first message
         if not models:
             raise MlxTasksError("No model is installed, so there is nothing to chat with.", fix="invoke models.pull qwen7b")

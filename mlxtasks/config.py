@@ -153,6 +153,10 @@ class Settings:
     merged: Mapping[str, Any] = field(repr=False, compare=False)  # defaults < config < env < flags
     labels: Mapping[str, str] = field(repr=False, compare=False)  # how to name a setting in an error
 
+    def model_name(self, name: str) -> str:
+        """A model as a command names it: "default" is mlx.default_model."""
+        return self.default_model if name == "default" else name
+
     @property
     def venv_python(self) -> Path:
         return self.venv / "bin" / "python"
@@ -219,7 +223,7 @@ class Settings:
         label, table = self._value("serve_model_map")
         if not isinstance(table, Mapping) or not all(isinstance(v, str) and k and v for k, v in table.items()):
             raise _invalid(label, "a section of name patterns and models, such as {claude-*: default}", table)
-        return {str(pattern): self.default_model if name == "default" else name for pattern, name in table.items()}
+        return {str(pattern): self.model_name(name) for pattern, name in table.items()}
 
 
 def resolve(config: Any = None, home: str | Path | None = None, environ: Mapping[str, str] | None = None,

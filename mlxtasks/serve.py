@@ -90,8 +90,7 @@ def started_text(server: Server, settings: Settings) -> str:
 
 def choose_model(settings: Settings, alias: str, facts: HostFacts, force: bool) -> tuple[Model, Path]:
     """The catalogue model to serve and its folder; refused when unknown, not downloaded or too big."""
-    model, folder = store.local_model(settings.default_model if alias == "default" else alias, settings.models,
-                                      settings.catalog)
+    model, folder = store.local_model(settings.model_name(alias), settings.models, settings.catalog)
     if not force and not catalog.fits(model, facts):
         budget = catalog.memory_budget(facts) / GB
         raise MlxTasksError(f"{model.alias} needs about {model.ram_gb:.1f} GB of memory and this machine can give a "
@@ -423,7 +422,8 @@ def status_report(state: Path) -> tuple[str, bool]:
 
 def describe(server: Server, answers: bool, now: float | None = None) -> str:
     """serve.status's lines: model, URL, pid, uptime and health."""
-    rows = [("model", "none loaded at start (see invoke serve.ps)" if server.alias == NO_MODEL else server.alias), ("url", server.url), ("pid", server.pid), ("uptime", uptime(server, now)),
+    model = "none loaded at start (see invoke serve.ps)" if server.alias == NO_MODEL else server.alias
+    rows = [("model", model), ("url", server.url), ("pid", server.pid), ("uptime", uptime(server, now)),
             ("health", "ok" if answers else "not answering: invoke serve.logs")]
     return "\n".join(f"{name:<8}{value}" for name, value in rows)
 
