@@ -4,18 +4,26 @@ chat's and chat.ask's answers when a server is up, so nothing is imported or loa
 POST /v1/chat/completions with "stream": true and stream_options.include_usage; the text arrives as
 server-sent events, and the usage (token counts) in the last one. Closing the connection (Ctrl-C) stops the
 generation: the server cancels a request whose client has gone.
+
+Every wait is bounded: the connection (CONNECT_S), the answer's start (ANSWER_S: a model may load first), and
+each gap in the stream (STALL_S: the server says something at least every 5 s, even while a long prompt is
+read). A server that is stopped, swapping or deadlocked gives a sentence, not a hang.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import socket
 import time
 from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
 BUSY = 429  # the one refusal that is said, not answered here: loading a second copy of a model under load would not help
+CONNECT_S = 5.0  # a server on this machine takes a connection at once, or has stalled
+ANSWER_S = 180.0  # until the answer begins: the server may load the model first
+STALL_S = 30.0  # between two events of the answer (the server's keep-alive comes every 5 s)
 
 
 class Unserved(Exception):
@@ -36,30 +44,40 @@ class Streamed:
     seconds: float  # to the end of the answer
 
 
-def chat(url: str, body: dict, write: Callable[[str], None]) -> Streamed:
+def chat(url: str, body: dict, write: Callable[[str], None], connect_s: float = CONNECT_S,
+         answer_s: float = ANSWER_S, stall_s: float = STALL_S) -> Streamed:
     """Stream the answer to a chat request (OpenAI's body, without "stream") from the server at `url` (its base
     URL, ending in /v1) through write(text)."""
     where = urlsplit(url)
-    connection = http.client.HTTPConnection(where.hostname, where.port)
+    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=connect_s)
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
     try:
         try:
+            connection.connect()
+        except OSError as exc:  # it stopped since it was found
+            raise Unserved(f"the server at {url} is not answering: {exc}") from None
+        connection.sock.settimeout(answer_s)
+        try:
             connection.request("POST", where.path + "/chat/completions", json.dumps(body),
                                {"Content-Type": "application/json"})
             answer = connection.getresponse()
+        except socket.timeout:
+            raise Failed(f"The server at {url} took the request but did not begin its answer in {answer_s:.0f} s "
+                         "(see `mlxtasks serve.logs`).") from None
         except OSError as exc:  # it stopped since it was found
             raise Unserved(f"the server at {url} is not answering: {exc}") from None
         if answer.status == BUSY:
             raise Failed(_message(answer))
         if answer.status != 200:
             raise Unserved(_message(answer))
-        return _read(answer, write, start)
+        connection.sock.settimeout(stall_s)
+        return _read(answer, write, start, stall_s)
     finally:
         connection.close()
 
 
-def _read(answer: http.client.HTTPResponse, write: Callable[[str], None], start: float) -> Streamed:
+def _read(answer: http.client.HTTPResponse, write: Callable[[str], None], start: float, stall_s: float) -> Streamed:
     first, usage = None, {}
     try:
         for line in answer:
@@ -75,8 +93,11 @@ def _read(answer: http.client.HTTPResponse, write: Callable[[str], None], start:
                 if text:
                     first = first or time.perf_counter() - start
                     write(text)
-    except (OSError, http.client.HTTPException, ValueError):
-        pass
+    except socket.timeout:
+        raise Failed(f"The server stopped in the middle of the answer: nothing came for {stall_s:.0f} s "
+                     "(see `mlxtasks serve.logs`).") from None
+    except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError, AttributeError):
+        pass  # cut off, or not an answer of ours
     raise Failed("The server stopped in the middle of the answer.")
 
 

@@ -53,6 +53,16 @@ class RotatingOutput(logging.StreamHandler):
         os.close(fd)
 
 
+class Printable(logging.Formatter):
+    """Log text with every control character but newline and tab escaped (web.printable escapes those too in
+    what a client sent): nothing a request carries can colour a terminal or make the log binary."""
+
+    CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127] if chr(c) not in "\n\t"}
+
+    def format(self, record):
+        return super().format(record).translate(self.CONTROL)
+
+
 def supervise(spec: ServeSpec) -> None:
     """Return in a child process, which serves; this one waits for it, passes on TERM, INT and HUP (the
     child has a process group of its own, so a terminal's Ctrl-C reaches it once, from here), says how it
@@ -88,15 +98,16 @@ def main(argv: list[str] | None = None) -> None:
     faulthandler.enable()  # a crash in native code leaves its stack in the log
     log = logging.getLogger("mlxtasks.server")
     handler = RotatingOutput(spec.log_file, spec.log_max_bytes)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(Printable("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
 
     import uvicorn
 
-    from . import anthropic, responses
-    from .app import build
+    from . import anthropic, openai, responses
+    from .engine import Engine, wire_once
     from .pool import Pool
+    from .web import build
 
     def on_fault(exc: BaseException) -> None:
         log.critical("the engine failed, so the server ends (status %d)", EXIT_ENGINE_FAULT, exc_info=exc)
@@ -105,12 +116,13 @@ def main(argv: list[str] | None = None) -> None:
             handler_.flush()
         os._exit(EXIT_ENGINE_FAULT)
 
-    pool = Pool(spec, on_fault, log)
+    wire_once()
+    pool = Pool(spec, on_fault, log, Engine)
     if spec.alias:  # kept loaded until unloaded by hand or for room, or a request's keep_alive says otherwise
         pool.release(pool.acquire(spec.alias, -1))
     log.info("serving %s on %s port %d", spec.alias or "installed models on demand", spec.host, spec.port)
-    uvicorn.run(build(spec, pool, log, [anthropic.routes, responses.routes]), host=spec.host, port=spec.port, access_log=False, log_level="info",
-                lifespan="off", timeout_graceful_shutdown=5)
+    uvicorn.run(build(spec, pool, log, [openai, anthropic, responses]), host=spec.host, port=spec.port,
+                access_log=False, log_level="info", lifespan="off", timeout_graceful_shutdown=5)
     ended(spec, 0, "stopped")
 
 

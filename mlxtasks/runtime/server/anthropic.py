@@ -1,34 +1,37 @@
-"""Anthropic's Messages API (POST /v1/messages, for Claude Code and other agents) over the same checks and engine
-as the OpenAI endpoints in app.py: the request becomes chat-template messages (tool_result blocks as tool
-messages), tool calls come back as tool_use blocks through app.py's ToolCalls, and every error of these
-endpoints has Anthropic's shape {"type": "error", "error": {"type", "message"}}."""
+"""Anthropic's Messages API (POST /v1/messages and /v1/messages/count_tokens, for Claude Code and other
+agents): the body becomes an Ask (tool_result blocks tool messages, tool_use blocks the assistant's tool
+calls), and the Run's pieces become content blocks: text, and a tool_use block per call. Every error of these
+paths has Anthropic's shape {"type": "error", "error": {"type", "message"}}."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, AsyncIterator, Literal, Union
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .app import ApiError, Options, Server, ToolCalls, parse, refuse
-from .engine import Engine, Job
+from .calls import arguments_input
+from .core import Core, Run
+from .problems import BUSY, Problem
+from .request import Ask, Sampling, chosen_tools, joined, stops, text_only
+from .web import STATUS, disconnected, event_stream, held, parse, read_json
 
-MAX_STOPS = 4  # as the engine's stop strings
+PREFIXES = ("/v1/messages",)
+TYPES = {403: "permission_error", 404: "not_found_error", 413: "request_too_large", 529: "overloaded_error"}
+PING = 'event: ping\ndata: {"type": "ping"}\n\n'
+TOOL_CHOICES = {"auto": "auto", "none": "none", "any": "required", "tool": "required"}
 
 
-def error(exc: ApiError) -> JSONResponse:
-    """An ApiError in Anthropic's shape; a full queue is Anthropic's 529 "overloaded", which its clients retry."""
-    status, kind = {403: (403, "permission_error"), 404: (404, "not_found_error"), 413: (413, "request_too_large"),
-                    429: (529, "overloaded_error")}.get(exc.status, (exc.status, "invalid_request_error"))
-    if status >= 500:
-        kind = "api_error"
-    return JSONResponse({"type": "error", "error": {"type": kind, "message": exc.message}}, status_code=status,
-                        headers=exc.headers)
+def error(problem: Problem) -> Response:
+    """A full queue is Anthropic's 529 "overloaded", which its clients retry."""
+    status = 529 if problem.kind == BUSY else STATUS[problem.kind]
+    kind = "api_error" if status >= 500 and status != 529 else TYPES.get(status, "invalid_request_error")
+    return JSONResponse({"type": "error", "error": {"type": kind, "message": problem.message}}, status_code=status,
+                        headers=problem.headers)
 
 
 # --- request bodies ---
@@ -56,7 +59,12 @@ class Thinking(BaseModel):  # an earlier turn's reasoning: not shown to the mode
     type: Literal["thinking", "redacted_thinking"]
 
 
-Block = Annotated[Union[Text, ToolUse, ToolResult, Thinking], Field(discriminator="type")]
+class Media(BaseModel):  # refused: the models served read text only
+    model_config = ConfigDict(extra="allow")
+    type: Literal["image", "document"]
+
+
+Block = Annotated[Union[Text, ToolUse, ToolResult, Thinking, Media], Field(discriminator="type")]
 
 
 class Turn(BaseModel):
@@ -77,28 +85,38 @@ class CountRequest(BaseModel):
     tools: list[Tool] | None = None
     tool_choice: dict[str, Any] | None = None
 
+    def ask(self, **rest: Any) -> Ask:
+        choice = TOOL_CHOICES.get((self.tool_choice or {}).get("type", "auto"), "auto")
+        tools = chosen_tools([{"type": "function", "function": {
+            "name": t.name, "parameters": t.input_schema, **({"description": t.description} if t.description else {})}}
+            for t in self.tools or []], choice)
+        return Ask(model=self.model, messages=template_messages(self), tools=tools, **rest)
+
 
 class MessagesRequest(CountRequest):
-    max_tokens: int = Field(ge=1)  # required, as Anthropic requires it
+    max_tokens: StrictInt = Field(ge=1)  # required, as Anthropic requires it
     stop_sequences: list[str] | None = None
-    stream: bool | None = None
-    temperature: float | None = Field(None, ge=0, le=1)
-    top_p: float | None = Field(None, gt=0, le=1)
-    top_k: int | None = Field(None, ge=0)
+    stream: StrictBool | None = None
+    temperature: StrictFloat | StrictInt | None = Field(None, ge=0, le=1)
+    top_p: StrictFloat | StrictInt | None = Field(None, gt=0, le=1)
+    top_k: StrictInt | None = Field(None, ge=0)
 
 
 def text_of(content: str | list[Text] | None) -> str:
-    return content if isinstance(content, str) else "\n\n".join(block.text for block in content or [])
+    return content if isinstance(content, str) else joined([block.text for block in content or []])
 
 
 def template_messages(body: CountRequest) -> list[dict]:
-    """The conversation as chat templates take it (app.py's template_message): a turn's tool results become tool
-    messages before its text, and tool_use blocks the assistant's tool calls."""
+    """The conversation as chat templates take it: a turn's tool results become tool messages before its text,
+    and tool_use blocks the assistant's tool calls."""
     out = [{"role": "system", "content": text_of(body.system)}] if body.system else []
-    for turn in body.messages:
+    for number, turn in enumerate(body.messages):
         if isinstance(turn.content, str):
             out.append({"role": turn.role, "content": turn.content})
             continue
+        for at, block in enumerate(turn.content):
+            if isinstance(block, Media):
+                raise text_only(f"messages.{number}.content.{at}", block.type)
         results = [b for b in turn.content if isinstance(b, ToolResult)]
         out += [{"role": "tool", "tool_call_id": b.tool_use_id, "content": text_of(b.content)} for b in results]
         text = text_of([b for b in turn.content if isinstance(b, Text)])
@@ -110,18 +128,7 @@ def template_messages(body: CountRequest) -> list[dict]:
 
 
 def tool_use(call: dict) -> dict:
-    """One of ToolCalls' calls (OpenAI's shape) as a tool_use block."""
-    try:
-        given = json.loads(call["function"]["arguments"])
-    except ValueError:
-        given = None
-    return {"type": "tool_use", "id": call["id"], "name": call["function"]["name"],
-            "input": given if isinstance(given, dict) else {}}
-
-
-def first_stop(text: str, stops: list[str]) -> str | None:
-    """The stop sequence that ends text first (the one the engine stopped at), if any."""
-    return min(((text.find(s), s) for s in stops if s in text), default=(0, None))[1]
+    return {"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": arguments_input(call)}
 
 
 def event(name: str, data: dict) -> str:
@@ -162,118 +169,70 @@ class Blocks:
         return [event("content_block_stop", {"index": self.count - 1})]
 
 
-class Messages:
-    """The endpoints on a Server: POST /v1/messages and /v1/messages/count_tokens."""
-
-    def __init__(self, server: Server):
-        self.server = server
-
-    async def use_model(self, request: Request, name: str) -> None:
-        await self.server.use_model(request, self.server.mapped(name), None)
-
-    def tools(self, body: CountRequest) -> list[dict] | None:
-        kind = (body.tool_choice or {}).get("type", "auto")
-        if not body.tools or kind == "none":
-            return None
-        if kind != "auto":
-            raise refuse("tool_choice", 'only "auto" and "none": this server cannot force a tool call')
-        self.server.check_tool_calling()
-        return [{"type": "function", "function": {"name": t.name, "parameters": t.input_schema,
-                                                  **({"description": t.description} if t.description else {})}}
-                for t in body.tools]
-
-    async def count_tokens(self, request: Request) -> Response:
-        try:
-            body = parse(CountRequest, await self.server.read_json(request))
-            await self.use_model(request, body.model)
-            prompt, _ = await self.server.chat_prompt(template_messages(body), self.tools(body), 1)
-        except ApiError as exc:
-            return error(exc)
-        return JSONResponse({"input_tokens": len(prompt)})
-
-    async def create(self, request: Request) -> Response:
-        try:
-            body = parse(MessagesRequest, await self.server.read_json(request))
-            await self.use_model(request, body.model)
-            stops = body.stop_sequences or []
-            if len(stops) > MAX_STOPS or not all(stops):
-                raise ApiError(400, f"stop_sequences: up to {MAX_STOPS} strings, none of them empty.")
-            tools = self.tools(body)
-            prompt, max_tokens = await self.server.chat_prompt(template_messages(body), tools, body.max_tokens)
-            options = Options(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, stop=stops)
-            jobs, events = self.server.jobs(options, [prompt], max_tokens, continues=False, ends=[])
-            self.server.submit(jobs)
-        except ApiError as exc:
-            return error(exc)
-        engine = self.server.engine  # the stream's end may run in another context
-        reply = Reply(body, len(prompt), jobs[0], ToolCalls(engine.tokenizer, tools) if tools else None)
-        if body.stream:
-            return StreamingResponse(self.stream(reply, engine, jobs, events), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        texts = {0: ""}
-        done = await self.server.gather(request, jobs, events, texts)
-        if done is None:
-            return Response(status_code=499)  # nobody reads it
-        text, calls = reply.calls.split(texts[0]) if reply.calls else (texts[0], [])
-        content = ([{"type": "text", "text": text}] if text.strip() or (text and not calls) else []) + [tool_use(call) for call in calls]
-        return JSONResponse({**reply.message(content), **reply.ending(done[0], bool(calls))})
-
-    async def stream(self, reply: Reply, engine: Engine, jobs: list[Job], events: asyncio.Queue):
-        blocks, called = Blocks(), False
-        try:
-            yield event("message_start", {"message": {**reply.message([]), "stop_reason": None, "stop_sequence": None,
-                                                      "usage": {"input_tokens": reply.prompt_tokens, "output_tokens": 0}}})
-            yield event("ping", {})
-            while True:
-                _, what, value = await events.get()
-                if what == "text":
-                    text, calls = reply.calls.feed(value) if reply.calls else (value, [])
-                else:
-                    text, calls = reply.calls.finish() if reply.calls else ("", [])
-                called = called or bool(calls)
-                for line in blocks.add(text, calls):
-                    yield line
-                if what == "done":
-                    break
-            for line in blocks.close():
-                yield line
-            ending = reply.ending(value, called)
-            yield event("message_delta", {"delta": {key: ending[key] for key in ("stop_reason", "stop_sequence")},
-                                          "usage": ending["usage"]})  # input and cache counts as known now
-            yield event("message_stop", {})
-        finally:
-            engine.cancel(jobs)  # a client gone mid-stream: its job leaves the batch
-
-
 class Reply:
     """What a message's answer says besides its content."""
 
-    def __init__(self, body: MessagesRequest, prompt_tokens: int, job: Job, calls: ToolCalls | None):
-        self.body, self.prompt_tokens, self.job, self.calls = body, prompt_tokens, job, calls
+    def __init__(self, body: MessagesRequest, run: Run):
+        self.body, self.run = body, run
         self.ident = f"msg_{uuid.uuid4().hex[:24]}"
 
     def message(self, content: list[dict]) -> dict:
         return {"id": self.ident, "type": "message", "role": "assistant", "model": self.body.model, "content": content}
 
-    def ending(self, done: dict, called: bool) -> dict:
-        """stop_reason, stop_sequence and usage, from the job's "done" value."""
-        stop = None
-        if done["finish_reason"] == "length":
-            reason = "max_tokens"
-        elif called:
-            reason = "tool_use"
-        else:
-            # The engine cut the text before a stop string; its detokenizer still holds all it decoded.
-            stop = first_stop(self.job.detokenizer.text, self.body.stop_sequences or [])
-            reason = "stop_sequence" if stop else "end_turn"
-        cached = done["cached_tokens"]  # Anthropic counts them apart from input_tokens
-        return {"stop_reason": reason, "stop_sequence": stop,
-                "usage": {"input_tokens": self.prompt_tokens - cached, "cache_read_input_tokens": cached,
-                          "cache_creation_input_tokens": 0, "output_tokens": done["completion_tokens"]}}
+    def ending(self, done: dict) -> dict:
+        """stop_reason, stop_sequence and usage, from the choice's end."""
+        reason = {"length": "max_tokens", "tool_calls": "tool_use"}.get(done["finish_reason"]) or \
+            ("stop_sequence" if done["stop_sequence"] else "end_turn")
+        counts = self.run.usage()  # Anthropic counts the cached tokens apart from input_tokens
+        return {"stop_reason": reason, "stop_sequence": done["stop_sequence"] if reason == "stop_sequence" else None,
+                "usage": {"input_tokens": counts["prompt_tokens"] - counts["cached_tokens"],
+                          "cache_read_input_tokens": counts["cached_tokens"], "cache_creation_input_tokens": 0,
+                          "output_tokens": counts["completion_tokens"]}}
+
+    async def stream(self) -> AsyncIterator[str]:
+        blocks = Blocks()
+        yield event("message_start", {"message": {**self.message([]), "stop_reason": None, "stop_sequence": None,
+                                                  "usage": {"input_tokens": self.run.prompt_tokens, "output_tokens": 0}}})
+        yield event("ping", {})
+        async for piece in self.run.stream():
+            if piece is None:
+                yield PING
+                continue
+            for line in blocks.add(piece.text, piece.calls or []):
+                yield line
+            if piece.done:
+                for line in blocks.close():
+                    yield line
+                ending = self.ending(piece.done)
+                yield event("message_delta", {"delta": {key: ending[key] for key in ("stop_reason", "stop_sequence")},
+                                              "usage": ending["usage"]})  # input and cache counts as known now
+                yield event("message_stop", {})
+
+    def whole(self, piece) -> dict:
+        text, calls = piece.text, piece.calls or []
+        content = ([{"type": "text", "text": text}] if text.strip() or (text and not calls) else []) + \
+            [tool_use(call) for call in calls]
+        return {**self.message(content), **self.ending(piece.done)}
 
 
-def routes(server: Server) -> list[Route]:
-    messages = Messages(server)
-    return [Route(path, endpoint, methods=["POST"]) for path, endpoint in
-            [("/v1/messages", messages.create), ("/v1/messages/", messages.create),
-             ("/v1/messages/count_tokens", messages.count_tokens)]]
+def routes(core: Core) -> list[Route]:
+    async def create(request: Request) -> Response:
+        body = parse(MessagesRequest, await read_json(request, core.spec.max_body_bytes))
+        ask = body.ask(max_tokens=body.max_tokens, stop=stops(body.stop_sequences, "stop_sequences"),
+                       stream=bool(body.stream),
+                       sampling=Sampling(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k))
+        reply = Reply(body, await core.start(ask, held(request)))
+        if body.stream:
+            return event_stream(reply.stream())
+        pieces = await reply.run.collect(disconnected(request))
+        if pieces is None:
+            return Response(status_code=499)  # nobody reads it
+        return JSONResponse(reply.whole(reply.run.whole(pieces)[0]))
+
+    async def count_tokens(request: Request) -> Response:
+        body = parse(CountRequest, await read_json(request, core.spec.max_body_bytes))
+        run = await core.start(body.ask(count_only=True), held(request))
+        return JSONResponse({"input_tokens": run.prompt_tokens})
+
+    return [Route("/v1/messages", create, methods=["POST"]), Route("/v1/messages/", create, methods=["POST"]),
+            Route("/v1/messages/count_tokens", count_tokens, methods=["POST"])]

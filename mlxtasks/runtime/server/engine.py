@@ -1,21 +1,23 @@
 """The engine: one thread that owns the model and runs mlx_lm's BatchGenerator (continuous batching), fed
-by a queue. Requests (Jobs) join and leave the batch between steps. A prompt of one prefill chunk or less
-goes straight into the generator, which prefills such prompts together; a longer one is prefilled here, one
-chunk between two steps of the other streams, and only while no short one waits for its first token: it
-joins the generator when all but its last token are in its cache. So a short request never waits behind a
-long prompt for more than the chunk under way. Text is decoded per job, and stop strings are matched on
-that text. One engine per loaded model (see pool.py).
+by a queue. Requests (Jobs, jobs.py) join and leave the batch between steps. A prompt of one prefill chunk
+or less goes straight into the generator, which prefills such prompts together; a longer one is prefilled
+here, one chunk between two steps of the other streams, and only while no short one waits for its first
+token: it joins the generator when all but its last token are in its cache. A chunk is sized by time (about
+PREFILL_SLICE_S of work, measured as it runs), so a short request, or the noticing of a client that left,
+waits about that long behind any prompt on any machine. Each step's text goes to the event loop in one call
+(jobs.Outbox). One engine per loaded model (see pool.py); this is the one module of the server that imports
+MLX.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
+import gc
 import logging
 import queue
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import time
+from typing import Callable
 
 import mlx.core as mx
 from mlx_lm import load
@@ -24,6 +26,7 @@ from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prom
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_logits_processors, make_sampler
 
 from ...protocol import ServeSpec, ServedModel
+from .jobs import Busy, Job, Outbox
 
 
 log = logging.getLogger("mlxtasks.server")
@@ -33,47 +36,18 @@ FIM = [("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", None),  # Qwen2.5-
        ("<fim_prefix>", "<fim_suffix>", "<fim_middle>", None),  # StarCoder, SantaCoder, Granite code
        ("\u2581<PRE>", "\u2581<SUF>", "\u2581<MID>", "<EOT>"),  # CodeLlama
        ("<\uff5cfim\u2581begin\uff5c>", "<\uff5cfim\u2581hole\uff5c>", "<\uff5cfim\u2581end\uff5c>", None)]  # DeepSeek-Coder
+PREFILL_SLICE_S = 0.25  # the work one chunk of a long prompt may take before the other streams step again
+FIRST_CHUNK = 32  # tokens of the first chunk, before the engine has measured this machine
 
 
-class Busy(Exception):
-    """The queue is full: the request is refused (429), nothing started."""
+def wire_once() -> None:
+    """Wire the recommended working set once for the server's life, as mlx_lm.server does at start. Each
+    BatchGenerator sets the same limit when made and restores the one it found when closed: with this one set
+    first, unloading a model (whose generator closes) leaves the others wired. Metal only: elsewhere MLX reports
+    no recommended size, and nothing changes."""
+    from mlx_lm.utils import maybe_set_recommended_wired_limit
 
-
-@dataclass
-class Job:
-    """One generated text (a choice). Events go to `events` on the event loop as (index, kind, value)."""
-
-    index: int
-    prompt: list[int]
-    max_tokens: int
-    sampler: Callable
-    processors: list
-    stops: list[str]
-    events: asyncio.Queue
-    loop: asyncio.AbstractEventLoop
-    continues: bool = False  # a text completion: the answer goes on the prompt's text, a leading space and all
-    cancelled: bool = False
-    tokens: int = 0
-    pending: str = ""  # decoded text held back: it may be the start of a stop string
-    detokenizer: Any = None
-    uid: int = -1
-    cached: int = 0  # prompt tokens found in the prompt cache
-    cache: list | None = None  # its KV cache (None: a new one)
-    todo: list[int] = field(default_factory=list)  # prompt tokens not in that cache yet
-
-    def send(self, kind: str, value: Any) -> None:
-        self.loop.call_soon_threadsafe(self.events.put_nowait, (self.index, kind, value))
-
-
-def split_at_stop(text: str, stops: list[str]) -> tuple[str, str, bool]:
-    """(text to send now, text held back, whether a stop string was found). Held back: the longest end of
-    `text` that could begin a stop string, since the next token may complete it."""
-    found = [i for i in (text.find(s) for s in stops) if i >= 0]
-    if found:
-        return text[:min(found)], "", True
-    keep = max((n for s in stops for n in range(min(len(s) - 1, len(text)), 0, -1) if s.startswith(text[-n:])),
-               default=0)
-    return text[:len(text) - keep], text[len(text) - keep:], False
+    maybe_set_recommended_wired_limit()
 
 
 class SeededSampler:
@@ -114,6 +88,8 @@ class Engine:
         self.fault: BaseException | None = None
         # used by the engine thread alone
         self._prompts = LRUPromptCache(max_size=spec.prompt_caches, max_bytes=spec.prompt_cache_bytes)
+        self._outbox = Outbox()
+        self.chunk = min(FIRST_CHUNK, spec.prefill_chunk)  # prompt tokens prefilled between two steps
 
     @property
     def requests(self) -> int:
@@ -132,11 +108,14 @@ class Engine:
         self._thread.start()
 
     def stop(self) -> None:
-        """End the thread once nothing is queued or generating, and wait for it (the model is unloaded)."""
+        """End the thread once nothing is queued or generating, wait for it, and give the model's memory back."""
         self._stopping = True
         self._inbox.put(None)
         if self._thread is not None:
             self._thread.join()
+        self.model = self._prompts = None
+        gc.collect()
+        mx.clear_cache()
 
     def sampler(self, temperature: float, top_p: float, top_k: int, min_p: float,
                 seed: tuple[int, int] | None = None) -> Callable:
@@ -178,9 +157,7 @@ class Engine:
 
     def submit(self, jobs: list[Job]) -> None:
         with self._lock:
-            if self.fault is not None:
-                raise RuntimeError("the engine has failed")
-            if self._count + len(jobs) > self.spec.queue_limit:
+            if self.fault is not None or self._count + len(jobs) > self.spec.queue_limit:
                 raise Busy()
             self._count += len(jobs)
         for job in jobs:
@@ -194,8 +171,7 @@ class Engine:
     def _finish(self, job: Job, reason: str) -> None:
         if job.cancelled:
             log.info("a request was cancelled after %d tokens: its client has gone", job.tokens)
-        else:
-            job.send("done", {"finish_reason": reason, "completion_tokens": job.tokens, "cached_tokens": job.cached})
+        self._outbox.add(job, "done", job.done(reason))
         with self._lock:
             self._count -= 1
 
@@ -223,10 +199,13 @@ class Engine:
                 except queue.Empty:
                     break
             for job in filter(None, arrived):
+                if job.cancelled:  # its client left before it began
+                    self._finish(job, "cancelled")
+                    continue
                 job.detokenizer = self.detokenizer(job.continues)
                 job.cache, job.todo = self._cached(job.prompt)
                 job.cached = len(job.prompt) - len(job.todo)
-                if len(job.todo) > self.spec.prefill_chunk:
+                if len(job.todo) > self.chunk:
                     job.cache = job.cache or make_prompt_cache(self.model)
                     waiting.append(job)
                 else:
@@ -239,45 +218,37 @@ class Engine:
                 generator.remove(gone)
                 for uid in gone:
                     self._finish(active.pop(uid), "cancelled")
-            if waiting and not any(not job.tokens for job in active.values()):
+            if waiting and all(job.tokens for job in active.values()):
                 self._prefill(waiting[0], generator.stream)
                 if len(waiting[0].todo) == 1:
                     join(waiting.pop(0))
-            if not active:
-                continue
-            _, responses = generator.next()
-            for response in responses:
-                job = active[response.uid]
-                if response.prompt_cache is not None:  # a finished one: the next turn of its chat starts here
-                    self._prompts.insert_cache("model", response.all_tokens, response.prompt_cache)
-                if self._step(job, response.token, response.finish_reason):
-                    del active[response.uid]
-                    if response.finish_reason is None:
-                        generator.remove([response.uid])
+            if active:
+                _, responses = generator.next()
+                for response in responses:
+                    job = active[response.uid]
+                    if response.prompt_cache is not None:  # a finished one: the next turn of its chat starts here
+                        self._prompts.insert_cache("model", response.all_tokens, response.prompt_cache)
+                    text, finish = job.take(response.token, response.finish_reason)
+                    if text:
+                        self._outbox.add(job, "text", text)
+                    if finish is not None:
+                        self._finish(active.pop(response.uid), finish)
+                        if response.finish_reason is None:  # a stop string: the generator goes on without it
+                            generator.remove([response.uid])
+            self._outbox.flush()
 
     def _prefill(self, job: Job, stream) -> None:
-        """One chunk of a long prompt into its cache; its last token is left for the generator."""
-        size = min(self.spec.prefill_chunk, len(job.todo) - 1)
+        """One chunk of a long prompt into its cache (its last token is left for the generator), and the next
+        chunk's size from this one's time: the largest power of two that takes PREFILL_SLICE_S or less,
+        so that a GPU compiles its kernels for few shapes."""
+        size = min(self.chunk, len(job.todo) - 1)
         part, job.todo = job.todo[:size], job.todo[size:]
+        started = time.perf_counter()
         with mx.stream(stream):
             self.model(mx.array(part)[None], cache=job.cache)
             mx.eval([c.state for c in job.cache])
+        seconds = time.perf_counter() - started
         mx.clear_cache()
-
-    def _step(self, job: Job, token: int, reason: str | None) -> bool:
-        """Take one token; True when the job has ended."""
-        job.tokens += 1
-        end_of_turn = reason == "stop"  # an end-of-sequence token: not part of the text
-        if not end_of_turn:
-            job.detokenizer.add_token(token)
-        if reason is not None:
-            job.detokenizer.finalize()
-        text, job.pending, stopped = split_at_stop(job.pending + job.detokenizer.last_segment, job.stops)
-        if reason is not None and not stopped:
-            text, job.pending = text + job.pending, ""
-        if text and not job.cancelled:
-            job.send("text", text)
-        if stopped or reason is not None:
-            self._finish(job, "stop" if stopped or end_of_turn else "length")
-            return True
-        return False
+        if size == self.chunk:  # a full chunk measures the rate
+            fits = size * PREFILL_SLICE_S / max(seconds, 1e-6)
+            self.chunk = max(1, min(self.spec.prefill_chunk, 1 << max(0, round(fits).bit_length() - 1)))

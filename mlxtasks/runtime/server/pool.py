@@ -1,21 +1,18 @@
 """The loaded models: one Engine each, loaded when a request names an installed model, kept for its
 keep-alive time after its last request ends, and unloaded, least recently used first, when a load needs
 room under the memory budget. Loads and unloads happen one at a time; a request for a model being loaded
-waits for it."""
+waits for it. The engine is made by the function Pool is given (engine.Engine in the server, a stand-in in
+the tests), so nothing here imports MLX."""
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
-
-import mlx.core as mx
+from typing import Any, Callable
 
 from ...protocol import ServedModel, ServeSpec
-from .app import ApiError
-from .engine import Engine
+from .problems import FAILED, INVALID, MODEL_CANNOT, NOT_FOUND, UNAVAILABLE, Problem
 
 TICK_S = 0.2  # how often idle models are checked against their keep-alive time
 GB = 10**9
@@ -23,7 +20,7 @@ GB = 10**9
 
 @dataclass
 class Loaded:
-    engine: Engine
+    engine: Any  # an engine.Engine, or what make_engine gives
     keep_alive: float  # seconds it stays after its last request; negative: until unloaded or room is needed
     users: int = 0  # requests holding it, from naming it to the end of their answer
     last: float = field(default_factory=time.monotonic)  # when it was last named or last answered
@@ -37,8 +34,9 @@ class Loaded:
 
 
 class Pool:
-    def __init__(self, spec: ServeSpec, on_fault: Callable[[BaseException], None], log):
-        self.spec, self.on_fault, self.log = spec, on_fault, log
+    def __init__(self, spec: ServeSpec, on_fault: Callable[[BaseException], None], log,
+                 make_engine: Callable[[ServeSpec, ServedModel], Any]):
+        self.spec, self.on_fault, self.log, self.make_engine = spec, on_fault, log, make_engine
         first = spec.preloaded()
         self.entries = {m.alias: m for m in [*spec.installed, *([first] if first else [])]}
         self.names = {name: m for m in self.entries.values() for name in (*m.names, m.alias)}
@@ -54,12 +52,12 @@ class Pool:
 
     def find(self, name: str | None) -> ServedModel:
         if name is None and not self.spec.alias:
-            raise ApiError(400, "model: name the model to use (GET /v1/models lists them).", param="model",
-                           code="model_required")
+            raise Problem(INVALID, "model: name the model to use (GET /v1/models lists them).", param="model",
+                          code="model_required")
         found = self.names.get(name or self.spec.alias)
         if found is None:
-            raise ApiError(404, f"The model {name!r} is not installed here; GET /v1/models lists the ones that are.",
-                           param="model", code="model_not_found")
+            raise Problem(NOT_FOUND, f"The model {name!r} is not installed here; GET /v1/models lists the ones that "
+                                     "are.", param="model", code="model_not_found")
         return found
 
     def acquire(self, name: str | None, keep_alive: float | None) -> Loaded:
@@ -84,11 +82,11 @@ class Pool:
                 self._make_room(served)
                 self.log.info("loading %s from %s", served.alias, served.folder)
                 try:
-                    engine = Engine(self.spec, served)
+                    engine = self.make_engine(self.spec, served)
                 except Exception as exc:  # a damaged folder, say: this request fails, the server serves on
                     self.log.exception("loading %s failed", served.alias)
-                    raise ApiError(500, f"{served.alias} could not be loaded ({type(exc).__name__}: {exc}); see the "
-                                        "server's log.", param="model", code="model_load_failed") from None
+                    raise Problem(FAILED, f"{served.alias} could not be loaded ({type(exc).__name__}: {exc}); see "
+                                          "the server's log.", param="model", code="model_load_failed") from None
                 engine.start(self.on_fault)
                 held = self.loaded[served.alias] = Loaded(engine, self.spec.keep_alive)
             with self.counts:
@@ -109,8 +107,8 @@ class Pool:
         if not budget:
             return
         if served.need > budget:
-            raise ApiError(422, f"{served.alias} needs about {served.need / GB:.1f} GB of memory and this server may "
-                                f"use {budget / GB:.1f} GB.", param="model", code="model_too_big")
+            raise Problem(MODEL_CANNOT, f"{served.alias} needs about {served.need / GB:.1f} GB of memory and this "
+                                        f"server may use {budget / GB:.1f} GB.", param="model", code="model_too_big")
         for held in sorted(self.loaded.values(), key=lambda h: h.last):
             if self._used() + served.need <= budget:
                 break
@@ -118,8 +116,8 @@ class Pool:
                 self._unload(held, "to make room for " + served.alias)
         if self._used() + served.need > budget:
             busy = ", ".join(self.loaded)
-            raise ApiError(503, f"{served.alias} does not fit beside the models answering now ({busy}); try again "
-                                "shortly.", param="model", code="models_busy", headers={"Retry-After": "5"})
+            raise Problem(UNAVAILABLE, f"{served.alias} does not fit beside the models answering now ({busy}); try "
+                                       "again shortly.", param="model", code="models_busy", retry_after=5)
 
     def _used(self) -> int:
         return sum(held.served.need for held in self.loaded.values())
@@ -127,8 +125,6 @@ class Pool:
     def _unload(self, held: Loaded, why: str) -> None:
         del self.loaded[held.served.alias]
         held.engine.stop()
-        gc.collect()
-        mx.clear_cache()
         self.log.info("unloaded %s (%s)", held.served.alias, why)
 
     def _expire(self) -> None:
@@ -150,7 +146,7 @@ class Pool:
         with self.lock:
             held = self.loaded.get(served.alias)
             if held is None:
-                raise ApiError(404, f"{served.alias} is not loaded.", param="model", code="model_not_loaded")
+                raise Problem(NOT_FOUND, f"{served.alias} is not loaded.", param="model", code="model_not_loaded")
             if held.idle():
                 self._unload(held, "unloaded by request")
                 return True

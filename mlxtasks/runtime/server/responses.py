@@ -1,24 +1,30 @@
-"""OpenAI's Responses API (POST /v1/responses, which Codex speaks) over the same checks and engine as the chat
-endpoint in app.py: `instructions` and `input` items become chat-template messages (function_call items the
-assistant's tool calls, function_call_output items tool messages), the answer becomes output items (a message
-with output_text, and a function_call item per tool call read by app.py's ToolCalls). Nothing is stored: each
-request carries its whole conversation. Errors keep OpenAI's shape."""
+"""OpenAI's Responses API (POST /v1/responses, which Codex speaks): `instructions` and `input` items become an
+Ask's messages (function_call items the assistant's tool calls, function_call_output items tool messages), and
+the Run's pieces become output items (a message with output_text, and a function_call item per tool call), in
+the order they came, streamed or whole. Nothing is stored: each request carries its whole conversation.
+Errors have OpenAI's shape (openai.error)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, AsyncIterator, Literal, Union
 
-from pydantic import BaseModel, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, StrictFloat, StrictInt, Tag
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .app import ApiError, Options, Server, ToolCalls, arguments_object, parse, refuse
-from .engine import Engine, Job
+from . import openai
+from .calls import arguments_object
+from .core import Core, Piece, Run
+from .problems import refuse
+from .request import Ask, Sampling, chosen_tools, joined, text_only
+from .web import disconnected, event_stream, held, parse, read_json
+
+PREFIXES = ("/v1/responses", "/responses")
+error = openai.error
 
 
 # --- request bodies ---
@@ -29,9 +35,17 @@ class Part(BaseModel):
     text: str
 
 
+class MediaPart(BaseModel):  # refused: the models served read text only
+    model_config = ConfigDict(extra="allow")
+    type: Literal["input_image", "input_file", "input_audio"]
+
+
+Content = list[Annotated[Union[Part, MediaPart], Field(discriminator="type")]] | str  # a list first: its errors
+
+
 class Said(BaseModel):
     role: Literal["user", "assistant", "system", "developer"]
-    content: list[Part] | str  # a list first: its errors are the ones a bad list gets
+    content: Content
 
 
 class Called(BaseModel):
@@ -42,7 +56,7 @@ class Called(BaseModel):
 
 class Returned(BaseModel):
     call_id: str
-    output: list[Part] | str
+    output: Content
 
 
 class Thought(BaseModel):  # a reasoning item of an earlier turn: not shown to the model again
@@ -81,12 +95,12 @@ class ResponsesRequest(BaseModel):
     model: str | None = None
     instructions: str | None = None
     input: list[Item] | str = Field(min_length=1)
-    max_output_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
+    max_output_tokens: StrictInt | None = Field(None, ge=1)
+    temperature: StrictFloat | StrictInt | None = Field(None, ge=0, le=2)
+    top_p: StrictFloat | StrictInt | None = Field(None, gt=0, le=1)
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
-    stream: bool | None = None
+    stream: StrictBool | None = None
     previous_response_id: str | None = None
     text: dict[str, Any] | None = None
     # read and ignored (Codex sends them)
@@ -98,13 +112,18 @@ class ResponsesRequest(BaseModel):
     metadata: dict[str, str] | None = None
 
 
-def text_of(content: str | list[Part]) -> str:
-    return content if isinstance(content, str) else "".join(part.text for part in content)
+def text_of(content: Content, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    for number, part in enumerate(content):
+        if isinstance(part, MediaPart):
+            raise text_only(f"{where}.content.{number}", part.type)
+    return joined([part.text for part in content if isinstance(part, Part)])
 
 
 def template_messages(body: ResponsesRequest) -> list[dict]:
-    """The conversation as chat templates take it (app.py's template_message). Adjacent system (instructions,
-    developer) or user messages become one, since many templates want roles to alternate."""
+    """The conversation as chat templates take it. Adjacent system (instructions, developer) or user messages
+    become one, since many templates want roles to alternate."""
     out: list[dict] = []
 
     def add(role: str, content: str) -> None:
@@ -115,21 +134,18 @@ def template_messages(body: ResponsesRequest) -> list[dict]:
 
     if body.instructions:
         add("system", body.instructions)
-    for item in [Said(role="user", content=body.input)] if isinstance(body.input, str) else body.input:
+    items = [Said(role="user", content=body.input)] if isinstance(body.input, str) else body.input
+    for number, item in enumerate(items):
         if isinstance(item, Said):
-            add("system" if item.role == "developer" else item.role, text_of(item.content))
+            add("system" if item.role == "developer" else item.role, text_of(item.content, f"input.{number}"))
         elif isinstance(item, Called):
-            try:
-                arguments = arguments_object(item.arguments)
-            except ApiError:
-                raise ApiError(400, "input: a function_call's arguments must be a JSON object.", param="input",
-                               code="invalid_value") from None
+            arguments = arguments_object(item.arguments, f"input.{number}.arguments")
             if not out or out[-1]["role"] != "assistant":
                 out.append({"role": "assistant", "content": ""})
             out[-1].setdefault("tool_calls", []).append(
                 {"id": item.call_id, "type": "function", "function": {"name": item.name, "arguments": arguments}})
         elif isinstance(item, Returned):
-            out.append({"role": "tool", "tool_call_id": item.call_id, "content": text_of(item.output)})
+            out.append({"role": "tool", "tool_call_id": item.call_id, "content": text_of(item.output, f"input.{number}")})
     return out
 
 
@@ -138,12 +154,9 @@ class Answer:
     tool call closes it and is an item of its own; whitespace at the text's end waits, and a call drops it), and
     the stream's events, numbered in order."""
 
-    def __init__(self, body: ResponsesRequest, server: Server, prompt_tokens: int, calls: ToolCalls | None,
-                 tools: list[dict]):
-        self.body, self.prompt_tokens, self.calls, self.tools = body, prompt_tokens, calls, tools
-        self.model = body.model or server.served.alias
-        self.temperature = server.served.temperature if body.temperature is None else body.temperature
-        self.top_p = server.served.top_p if body.top_p is None else body.top_p
+    def __init__(self, body: ResponsesRequest, run: Run):
+        self.body, self.run = body, run
+        self.tools = [{"type": "function", **tool["function"]} for tool in run.ask.tools or []]
         self.ident, self.created = f"resp_{uuid.uuid4().hex}", int(time.time())
         self.items: list[dict] = []
         self.open: dict | None = None  # the message item text goes into
@@ -157,24 +170,20 @@ class Answer:
         return {"id": self.ident, "object": "response", "created_at": self.created, "status": status, "error": None,
                 "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
                 "instructions": self.body.instructions, "max_output_tokens": self.body.max_output_tokens,
-                "model": self.model, "output": self.items,
+                "model": self.run.model, "output": self.items,
                 "parallel_tool_calls": self.body.parallel_tool_calls is not False,
                 "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "store": False,
-                "temperature": self.temperature, "text": {"format": {"type": "text"}},
-                "tool_choice": self.body.tool_choice or "auto", "tools": self.tools, "top_p": self.top_p,
+                "temperature": self.run.temperature, "text": {"format": {"type": "text"}},
+                "tool_choice": self.body.tool_choice or "auto", "tools": self.tools, "top_p": self.run.top_p,
                 "truncation": "disabled", "usage": usage, "user": None, "metadata": self.body.metadata or {}}
 
     def start(self) -> list[str]:
         now = self.response("in_progress", None)
         return [self.event("response.created", response=now), self.event("response.in_progress", response=now)]
 
-    def feed(self, what: str, value: Any) -> list[str]:
-        """The events for one of the engine's events ("text", or "done" with its counts)."""
-        if self.calls:
-            text, calls = self.calls.feed(value) if what == "text" else self.calls.finish()
-        else:
-            text, calls = (value, []) if what == "text" else ("", [])
-        text = self.held + text
+    def feed(self, piece: Piece) -> list[str]:
+        """The events for one piece of the answer."""
+        text, calls = self.held + piece.text, piece.calls or []
         out, self.held = self.write(text.rstrip()), text[len(text.rstrip()):]
         for call in calls:
             out += self.close("completed")
@@ -189,7 +198,7 @@ class Answer:
                     self.event("response.function_call_arguments.done", **where, name=item["name"],
                                arguments=item["arguments"]),
                     self.event("response.output_item.done", output_index=index, item=item)]
-        return out + (self.end(value) if what == "done" else [])
+        return out + (self.end(piece.done) if piece.done else [])
 
     def write(self, text: str) -> list[str]:
         if not text:
@@ -225,70 +234,47 @@ class Answer:
         status = "incomplete" if done["finish_reason"] == "length" else "completed"
         out = self.write(self.held) if self.open or not self.items else []  # not after a call
         out += (self.begin() if not self.items else []) + self.close(status)
+        counts = self.run.usage()
         self.result = self.response(status, {
-            "input_tokens": self.prompt_tokens, "input_tokens_details": {"cached_tokens": done["cached_tokens"]},
-            "output_tokens": done["completion_tokens"], "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": self.prompt_tokens + done["completion_tokens"]})
+            "input_tokens": counts["prompt_tokens"], "input_tokens_details": {"cached_tokens": counts["cached_tokens"]},
+            "output_tokens": counts["completion_tokens"], "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": counts["prompt_tokens"] + counts["completion_tokens"]})
         return out + [self.event(f"response.{status}", response=self.result)]
 
 
-class Responses:
-    """The endpoint on a Server: POST /v1/responses."""
+def ask(body: ResponsesRequest) -> Ask:
+    if body.previous_response_id is not None:
+        raise refuse("previous_response_id", "this server stores no responses: send the whole conversation")
+    if ((body.text or {}).get("format") or {}).get("type") not in (None, "text"):
+        raise refuse("text.format", "only text responses are supported")
+    choice = body.tool_choice if isinstance(body.tool_choice, str) or body.tool_choice is None else "required"
+    functions = [{"type": "function", "function": tool.model_dump(exclude_none=True)}
+                 for tool in body.tools or [] if isinstance(tool, FunctionTool)]  # other kinds are left out
+    return Ask(model=body.model, messages=template_messages(body), tools=chosen_tools(functions, choice),
+               max_tokens=body.max_output_tokens, stream=bool(body.stream),
+               sampling=Sampling(temperature=body.temperature, top_p=body.top_p))
 
-    def __init__(self, server: Server):
-        self.server = server
 
-    def tools(self, body: ResponsesRequest) -> list[dict]:
-        """The function tools as the chat template takes them; other kinds are left out."""
-        functions = [tool for tool in body.tools or [] if isinstance(tool, FunctionTool)]
-        if not functions or body.tool_choice == "none":
-            return []
-        if body.tool_choice not in (None, "auto"):
-            raise refuse("tool_choice", 'only "auto" and "none": this server cannot force a tool call')
-        self.server.check_tool_calling()
-        return [{"type": "function", "function": tool.model_dump(exclude_none=True)} for tool in functions]
+async def events(answer: Answer) -> AsyncIterator[str]:
+    for line in answer.start():
+        yield line
+    async for piece in answer.run.stream():
+        for line in [openai.PING] if piece is None else answer.feed(piece):
+            yield line
 
-    async def create(self, request: Request) -> Response:
-        server = self.server
-        body = parse(ResponsesRequest, await server.read_json(request))
-        await server.use_model(request, body.model and server.mapped(body.model), None)
-        if body.previous_response_id is not None:
-            raise refuse("previous_response_id", "this server stores no responses: send the whole conversation")
-        if ((body.text or {}).get("format") or {}).get("type") not in (None, "text"):
-            raise refuse("text.format", "only text responses are supported")
-        tools = self.tools(body)
-        prompt, max_tokens = await server.chat_prompt(template_messages(body), tools or None, body.max_output_tokens)
-        jobs, events = server.jobs(Options(temperature=body.temperature, top_p=body.top_p), [prompt], max_tokens,
-                                   continues=False, ends=[])
-        server.submit(jobs)
-        engine = server.engine  # the stream's end may run in another context
-        answer = Answer(body, server, len(prompt), ToolCalls(engine.tokenizer, tools) if tools else None,
-                        [{"type": "function", **tool["function"]} for tool in tools])
+
+def routes(core: Core) -> list[Route]:
+    async def create(request: Request) -> Response:
+        body = parse(ResponsesRequest, await read_json(request, core.spec.max_body_bytes))
+        answer = Answer(body, await core.start(ask(body), held(request)))
         if body.stream:
-            return StreamingResponse(self.stream(answer, engine, jobs, events), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        texts = {0: ""}
-        done = await server.gather(request, jobs, events, texts)
-        if done is None:
+            return event_stream(events(answer))
+        pieces = await answer.run.collect(disconnected(request))
+        if pieces is None:
             return Response(status_code=499)  # nobody reads it
-        answer.feed("text", texts[0])
-        answer.feed("done", done[0])
+        for piece in pieces:
+            answer.feed(piece)
         return JSONResponse(answer.result)
 
-    async def stream(self, answer: Answer, engine: Engine, jobs: list[Job], events: asyncio.Queue):
-        try:
-            for line in answer.start():
-                yield line
-            what = ""
-            while what != "done":
-                _, what, value = await events.get()
-                for line in answer.feed(what, value):
-                    yield line
-        finally:
-            engine.cancel(jobs)  # a client gone mid-stream: its job leaves the batch
-
-
-def routes(server: Server) -> list[Route]:
-    create = Responses(server).create
     return [Route(path, create, methods=["POST"]) for path in
             ("/v1/responses", "/v1/responses/", "/responses", "/responses/")]

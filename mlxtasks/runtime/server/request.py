@@ -1,0 +1,80 @@
+"""The one internal request every API's body becomes, and what the APIs share in making it: how text parts
+join, which tool choice means what. No HTTP and no MLX here: web.py and the dialects (openai.py,
+anthropic.py, responses.py) fill an Ask; core.py answers it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .problems import invalid, refuse
+
+PART_SEPARATOR = "\n\n"  # between the text parts (blocks) of one message, in every API
+MAX_STOPS = 4
+MAX_CHOICES = 8  # n times the number of prompts
+TEXT_ONLY = "this model reads text only"
+
+
+@dataclass
+class Sampling:
+    """None: the served model's default (temperature, top_p) or off."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
+    logit_bias: dict[int, float] | None = None
+
+
+@dataclass
+class Ask:
+    """A chat (messages) or a text completion (prompts), from any API.
+
+    messages: as chat templates take them ({"role", "content": str, "tool_calls"?, "tool_call_id"?, "name"?}).
+    prompts: a completion's texts, or its token ids. tools: as chat templates take them ({"type": "function",
+    "function": {...}}), already dropped where tool_choice is "none"."""
+
+    model: str | None
+    messages: list[dict] | None = None
+    prompts: list[str] | list[list[int]] | None = None
+    suffix: str | None = None
+    echo: bool = False
+    max_tokens: int | None = None  # None: as much as fits, up to the served model's default
+    n: int = 1
+    sampling: Sampling = field(default_factory=Sampling)
+    stop: list[str] = field(default_factory=list)
+    tools: list[dict] | None = None
+    keep_alive: float | None = None  # seconds the model stays loaded after this; negative: forever
+    stream: bool = False
+    count_only: bool = False  # tokenize and count, generate nothing (no context limit applies)
+
+
+def joined(texts: list[str]) -> str:
+    return PART_SEPARATOR.join(texts)
+
+
+def stops(given: str | list[str] | None, param: str) -> list[str]:
+    found = [given] if isinstance(given, str) else list(given or [])
+    if len(found) > MAX_STOPS or not all(found):
+        raise invalid(param, f"up to {MAX_STOPS} strings, none of them empty.")
+    return found
+
+
+def chosen_tools(tools: list[dict], choice: str | None, param: str = "tool_choice") -> list[dict] | None:
+    """The tools the model sees for a tool choice: "auto" (or none given), "none", "required" (also a named
+    tool), normalized by each API to these words."""
+    if choice == "required" and not tools:
+        raise invalid(param, '"required" (or a named tool) needs tools to choose from.')
+    if not tools or choice == "none":
+        return None
+    if choice not in (None, "auto"):
+        raise refuse(param, 'only "auto" and "none": this server cannot force a tool call')
+    return tools
+
+
+def text_only(param: str, kind: str):
+    """The refusal of a part that is not text (an image, a document, audio)."""
+    return refuse(param, f"{TEXT_ONLY} (this request has a part of type {kind!r}).")
