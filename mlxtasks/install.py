@@ -30,7 +30,9 @@ CONSTRAINTS = Path(__file__).parent / "data" / "constraints.txt"
 SOURCE_TREE = Path(__file__).resolve().parent.parent
 
 MLX_REQUIREMENT = {"metal": "mlx", "cpu": "mlx[cpu]", "cuda12": "mlx[cuda12]", "cuda13": "mlx[cuda13]"}
-SERVER_PACKAGES = ("starlette", "uvicorn", "pydantic")  # what mlxtasks.runtime.server runs on, besides mlx-lm
+# What mlxtasks.runtime.server runs on, besides mlx-lm; uvicorn takes httptools and uvloop when they are there,
+# which cut the server's own work per streamed token (docs/performance.md).
+SERVER_PACKAGES = ("starlette", "uvicorn", "pydantic", "httptools", "uvloop")
 CHAT_PACKAGES = ("prompt-toolkit",)  # the chat's line editor (mlxtasks.runtime.editor)
 
 # What uv and pip say when no release fits this platform or Python: the index answered, so retrying is useless.

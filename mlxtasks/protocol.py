@@ -308,7 +308,8 @@ class ServeSpec(Message):
     max_body_bytes: int = 4 * 1024 * 1024
     queue_limit: int = 32  # requests waiting or generating; more get 429
     batch_size: int = 8  # streams generated together
-    prefill_chunk: int = 512  # prompt tokens processed between two steps of the other streams
+    prefill_chunk: int = 2048  # the most prompt tokens processed between two steps of the other streams (the engine
+    # sizes each chunk by time, up to this)
     prompt_caches: int = 10  # finished conversations whose cache a next request starting the same way reuses
     prompt_cache_bytes: int = 2 << 30  # and the bytes those caches may hold together, per model
     log_file: str = ""  # the log its output goes to: moved to .1 past log_max_bytes, and a new one started

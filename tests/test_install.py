@@ -19,7 +19,8 @@ def test_package_set_per_backend(backend, spec, wheel):
     specs = [str(i.requirement) for i in items if i.requirement]
     assert specs[0] == spec
     assert specs[1:] == ["mlx-lm", "numpy", "transformers", "huggingface-hub", "sentencepiece", "tiktoken",
-                         "starlette", "uvicorn", "pydantic", "prompt-toolkit"]  # then the server's and the chat's
+                         "starlette", "uvicorn", "pydantic", "httptools", "uvloop",
+                         "prompt-toolkit"]  # then the server's and the chat's
     assert wheel in [i.name for i in items if i.requirement is None]
 
 
@@ -31,7 +32,8 @@ def test_every_default_package_and_backend_wheel_is_pinned():
     assert pinned["mlx"] == pinned["mlx-cpu"] == pinned["mlx-metal"] == pinned["mlx-cuda-13"]
 
 
-SERVER_AND_CHAT = {"starlette": "1.10.0", "uvicorn": "0.54.0", "pydantic": "2.14.4", "prompt-toolkit": "3.0.53"}
+SERVER_AND_CHAT = {"starlette": "1.10.0", "uvicorn": "0.54.0", "pydantic": "2.14.4", "httptools": "0.9.0",
+                   "uvloop": "0.23.0", "prompt-toolkit": "3.0.53"}
 
 
 def test_satisfied_means_present_and_not_older_than_the_pin():
@@ -48,7 +50,7 @@ def test_a_configured_range_is_respected():
     items = install.wanted("cpu", ("numpy<2",))
     assert install.unsatisfied(items, {"mlx": "0.32.4", "mlx-cpu": "0.32.4", "numpy": "2.4.6", **SERVER_AND_CHAT}, {}) == ["numpy"]
     assert install.unsatisfied(items, {"mlx": "0.32.4", "mlx-cpu": "0.32.4", "numpy": "1.26.4"}, {}) == \
-        ["starlette", "uvicorn", "pydantic", "prompt-toolkit"]  # the server's and the chat's packages are wanted too
+        ["starlette", "uvicorn", "pydantic", "httptools", "uvloop", "prompt-toolkit"]  # the server's and chat's too
 
 
 def test_a_bad_package_entry_is_a_clear_error_when_the_packages_are_read(tmp_path):

@@ -79,7 +79,7 @@ def test_plain_and_streamed_responses_input_items_and_errors(direct_server):
     assert status == 400 and reply["error"]["type"] == "invalid_request_error" and reply["error"]["param"] == "input"
     for wrong, where in [({"store": "maybe"}, "store"), ({"include": "all"}, "include"),
                          ({"input": [{"type": "input_image", "image_url": "x"}]}, "input"),
-                         ({"input": [{"role": "user", "content": [{"type": "input_image"}]}]}, "input.0.message"),
+                         ({"input": [{"role": "user", "content": [{"type": "input_image"}]}]}, "input.0.content.0"),
                          ({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "[1]"}]},
                           "input"),
                          ({"previous_response_id": "resp_1"}, "previous_response_id"),

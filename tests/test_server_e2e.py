@@ -408,7 +408,7 @@ def test_tool_calls_and_results_go_back_into_the_chat_template(direct_server, co
     assert reply.usage.prompt_tokens == int(counted.stdout)
     bad = call(url, "POST", CHAT, {"messages": [history[0], {**history[1], "tool_calls": [{"function": {
         "name": "get_weather", "arguments": "[1]"}}]}], "tools": WEATHER})
-    assert bad[0] == 400 and "function.arguments must be a JSON object" in bad[2]["error"]["message"]
+    assert bad[0] == 400 and "tool call's arguments must be a JSON object" in bad[2]["error"]["message"]
 
 
 PAGE = """<!doctype html><title>any page</title><script>

@@ -1,10 +1,11 @@
 """The engine: one thread that owns the model and runs mlx_lm's BatchGenerator (continuous batching), fed
 by a queue. Requests (Jobs, jobs.py) join and leave the batch between steps. A prompt of one prefill chunk
 or less goes straight into the generator, which prefills such prompts together; a longer one is prefilled
-here, one chunk between two steps of the other streams, and only while no short one waits for its first
-token: it joins the generator when all but its last token are in its cache. A chunk is sized by time (about
-PREFILL_SLICE_S of work, measured as it runs), so a short request, or the noticing of a client that left,
-waits about that long behind any prompt on any machine. Each step's text goes to the event loop in one call
+here, one chunk between two steps of the other streams, the prompt with the fewest tokens left first, and
+only while no stream in the generator waits for its first token: it joins the generator when all but its
+last token are in its cache. A chunk is sized by time (about PREFILL_SLICE_S of work, measured as it runs),
+so a short request, or the noticing of a client that left, waits about that long behind any prompt on any
+machine. Each step's text goes to the event loop in one call
 (jobs.Outbox). One engine per loaded model (see pool.py); this is the one module of the server that imports
 MLX.
 """
@@ -37,7 +38,7 @@ FIM = [("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", None),  # Qwen2.5-
        ("\u2581<PRE>", "\u2581<SUF>", "\u2581<MID>", "<EOT>"),  # CodeLlama
        ("<\uff5cfim\u2581begin\uff5c>", "<\uff5cfim\u2581hole\uff5c>", "<\uff5cfim\u2581end\uff5c>", None)]  # DeepSeek-Coder
 PREFILL_SLICE_S = 0.25  # the work one chunk of a long prompt may take before the other streams step again
-FIRST_CHUNK = 32  # tokens of the first chunk, before the engine has measured this machine
+FIRST_CHUNK = 8  # tokens of the first chunk, before the engine has measured this machine
 
 
 def wire_once() -> None:
@@ -219,9 +220,11 @@ class Engine:
                 for uid in gone:
                     self._finish(active.pop(uid), "cancelled")
             if waiting and all(job.tokens for job in active.values()):
-                self._prefill(waiting[0], generator.stream)
-                if len(waiting[0].todo) == 1:
-                    join(waiting.pop(0))
+                nearest = min(waiting, key=lambda job: len(job.todo))  # a short prompt does not wait for a long one
+                self._prefill(nearest, generator.stream)
+                if len(nearest.todo) == 1:
+                    waiting.remove(nearest)
+                    join(nearest)
             if active:
                 _, responses = generator.next()
                 for response in responses:
