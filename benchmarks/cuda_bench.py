@@ -12,11 +12,13 @@ benchmarks/run.py renders the copy kept in benchmarks/results/ into docs/perform
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -29,6 +31,9 @@ import serve_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 KEPT = ROOT / "benchmarks" / "results" / "cuda-h200.json"  # the lent H200's run, rendered by run.py
+# The server against raw stream_generate and BatchGenerator (issue 26): `--only serve`'s cuda-results.json, kept
+# here once a lent GPU has run it, and rendered after the run above.
+KEPT_SERVE = ROOT / "benchmarks" / "results" / "cuda-serve.json"
 # Said in the doc under the kept run: what it replaced, and how its wheels differ from the index's.
 KEPT_NOTE = ("An earlier run on a lent NVIDIA H100 (2026-11-26) was shown here, but its raw file "
              "(`benchmarks/results/cuda-h100.json`) was never committed, so its figures could not be re-rendered "
@@ -135,39 +140,71 @@ def chat_overhead(d: Device) -> None:
     d.keep("chat_overhead", {side: runs[side] for side in ("raw", "ours")})
 
 
+GPU_TOKENS = 256  # each streamed answer's tokens on the GPU (issue 26)
+GPU_LONG_PROMPT = 1000  # words: about 3,000 tokens with Qwen's tokenizer, inside the 7B shape's 4,096
+
+
 def serve(d: Device) -> None:
-    """Issue 18's batching where the backend gains from it: serve_bench.py's requests (one stream, 8 at once, a short
-    request behind a long prompt) to `mlxtasks serve` and to mlx_lm.server on the 7B-shaped model, and mlx_lm's
-    BatchGenerator alone, 1 stream against 8 (the most a server can gain here)."""
+    """The server against what it stands on, in one run on the 7B-shaped model (issue 26): raw stream_generate and
+    mlx_lm's BatchGenerator alone, each warmed up; then serve_bench.py's requests (256 tokens each) to `mlxtasks
+    serve` and to mlx_lm.server; then a py-spy profile of one stream through our server."""
     folder = d.home / "workspace" / "mlx" / "qwen25-coder-7b"
     weights = make_model(d, "7b", folder, cache="serve")
     eos = json.loads((folder / "config.json").read_text())["eos_token_id"]  # its thousands of added tokens aside
     bias = {str(i): -100.0 for i in (eos if isinstance(eos, list) else [eos])}
-    streams, tokens = str(serve_bench.STREAMS), str(serve_bench.TOKENS)
-    ceiling = d.python("serve-ceiling", serve_bench.CEILING, str(folder), serve_bench.PROMPT, streams, ",".join(bias),
-                       tokens, cache="serve")
-    result = {"date": date.today().isoformat(), "weights_bytes": weights, "backend_gain": ceiling["8"] / ceiling["1"],
-              "ceiling_tps": {key: ceiling[key] for key in ("1", "8")}}
+    python = d.venv / "bin" / "python"
+    result = {"date": date.today().isoformat(), "weights_bytes": weights, "tokens": GPU_TOKENS,
+              **serve_bench.baselines(python, folder, bias, GPU_TOKENS,
+                                      run=functools.partial(subprocess.run, env=d.env("serve"), timeout=900))}
     d.keep("serve", result)
     port = serve_bench.free_port()
     started = d.run("serve-start", [str(d.venv / "bin" / "mlxtasks"), "serve", "qwen7b", "--port", str(port)],
                     cache="serve", timeout=400)
     try:
-        result["ours"] = serve_bench.measure(port, bias) if started["exit"] == 0 else started["stderr"][-2000:]
+        if started["exit"] == 0:
+            result["ours"] = serve_bench.measure(port, bias, GPU_TOKENS, GPU_LONG_PROMPT)
+            result["profile"] = profile(d, port, bias)
+        else:
+            result["ours"] = started["stderr"][-2000:]
     finally:
         d.run("serve-stop", [str(d.venv / "bin" / "mlxtasks"), "serve.stop"], cache="serve")
     d.keep("serve", result)
     port = serve_bench.free_port()
     with open(d.home / "logs" / "mlx-lm-server.log", "w") as log:
-        theirs = subprocess.Popen([str(d.venv / "bin" / "python"), "-m", "mlx_lm.server", "--model", str(folder),
-                                   "--port", str(port)], env=d.env("serve"), stdout=log, stderr=subprocess.STDOUT)
+        theirs = subprocess.Popen([str(python), "-m", "mlx_lm.server", "--model", str(folder), "--port", str(port)],
+                                  env=d.env("serve"), stdout=log, stderr=subprocess.STDOUT)
         try:
             serve_bench.wait_until_up(port, theirs)
-            result["mlx_lm"] = serve_bench.measure(port, bias)
+            result["mlx_lm"] = serve_bench.measure(port, bias, GPU_TOKENS, GPU_LONG_PROMPT)
         finally:
             theirs.terminate()
             theirs.wait(timeout=60)
     d.keep("serve", result)
+
+
+def profile(d: Device, port: int, bias: dict) -> dict:
+    """Where one stream's time goes in the server: py-spy (carried as a wheel) samples every thread of the serving
+    process for three 256-token streams; the samples' leaf functions, most first, per thread role."""
+    spy_program = shutil.which("py-spy") or "/tmp/site/bin/py-spy"  # where the device tool's carried wheels go
+    if not Path(spy_program).is_file():
+        return {"missing": "py-spy was not carried"}
+    pid = min(int(x) for x in subprocess.run(["pgrep", "-f", "mlxtasks.runtime.server"], text=True,
+                                             capture_output=True).stdout.split())  # the supervisor; its child serves
+    raw = d.home / "logs" / "py-spy.txt"
+    spy = subprocess.Popen([str(spy_program), "record", "-o", str(raw), "-f", "raw", "-r", "250", "--subprocesses",
+                            "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2)
+    for _ in range(3):
+        serve_bench.stream(port, serve_bench.PROMPT, GPU_TOKENS, bias)
+    spy.send_signal(signal.SIGINT)
+    spy.wait(timeout=60)
+    roles: dict[str, dict[str, int]] = {}
+    for line in raw.read_text().splitlines() if raw.is_file() else []:
+        stack, _, count = line.rpartition(" ")
+        role = "engine" if "engine.py" in stack else "event loop" if "asyncio" in stack or "uvicorn" in stack else "other"
+        leaf = stack.split(";")[-1]
+        roles.setdefault(role, {})[leaf] = roles.get(role, {}).get(leaf, 0) + int(count)
+    return {role: dict(sorted(leaves.items(), key=lambda kv: -kv[1])[:15]) for role, leaves in roles.items()}
 
 
 def main() -> None:
@@ -262,6 +299,7 @@ def section(path: Path = KEPT) -> list[str]:
            + (f"; {r['chat_overhead_earlier']}" if "chat_overhead_earlier" in r else "") + "."]
           if "chat_overhead" in r else []),
         *(serve_lines(r["serve"]) if "serve" in r else []),
+        *(against_raw(json.loads(KEPT_SERVE.read_text())["serve"]) if path == KEPT and KEPT_SERVE.is_file() else []),
     ]
 
 
@@ -286,6 +324,32 @@ def serve_lines(s: dict) -> list[str]:
         f"the model's 4,096-token context, so our server refused it and that part is not shown here.",
     ]
 
+
+
+def against_raw(s: dict) -> list[str]:
+    """KEPT_SERVE's lines: ours and mlx_lm.server beside raw stream_generate and BatchGenerator, and the profile."""
+    ours, theirs, ceiling = s["ours"], s["mlx_lm"], s["ceiling_tps"][str(serve_bench.STREAMS)]
+
+    def figures(side: dict) -> str:
+        return (f"one stream {side['one_tps']:.0f} tokens/s ({side['one_tps'] / s['raw_tps']:.0%} of raw), first token "
+                f"{side['one_first']:.3f} s ({side['one_first'] / s['raw_first'] - 1:+.0%}); "
+                f"{serve_bench.STREAMS} streams {side['many_tps']:.0f} tokens/s ({side['many_tps'] / ceiling:.0%} of "
+                f"BatchGenerator's), slowest first token {side['many_first']:.2f} s; a short request behind a "
+                f"{GPU_LONG_PROMPT}-word prompt delayed {side['behind_long_first'] - side['alone_first']:.2f} s")
+
+    held = (ours["one_tps"] >= 0.95 * s["raw_tps"] and ours["one_first"] <= 1.1 * s["raw_first"]
+            and ours["many_tps"] >= 0.95 * ceiling and ours["many_first"] < 1)
+    profile = "; ".join(f"{role}: " + ", ".join(f"{leaf} {n}" for leaf, n in list(leaves.items())[:4])
+                        for role, leaves in s.get("profile", {}).items())
+    return [
+        f"- The server against what it stands on (issue 26), run {s['date']} with `--only serve` "
+        f"(`{KEPT_SERVE.relative_to(ROOT).as_posix()}`): {s['tokens']} tokens per answer; raw stream_generate "
+        f"{s['raw_tps']:.0f} tokens/s, first token {s['raw_first']:.3f} s; BatchGenerator alone "
+        f"{s['ceiling_tps']['1']:.0f} tokens/s for one stream and {ceiling:.0f} for {serve_bench.STREAMS} (each warmed "
+        f"up, 3 runs). Ours: {figures(ours)}. mlx_lm.server: {figures(theirs)}. Targets (>= 95% of raw and of "
+        f"BatchGenerator, first token within +10%, slowest first token < 1 s): {'held' if held else 'NOT held'}."
+        + (f" py-spy's samples of one stream, by thread: {profile}." if profile else ""),
+    ]
 
 if __name__ == "__main__":
     main()
