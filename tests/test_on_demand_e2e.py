@@ -135,3 +135,37 @@ def test_ten_turns_resent_in_full_each_prefill_only_what_the_last_turn_added(dir
         seen = usage["prompt_tokens"] + usage["completion_tokens"]
         messages.append({"role": "assistant", "content": reply["choices"][0]["message"]["content"]})
     assert seen > 10 * 30 and max(uncached[1:]) < 20  # turn 10 prefilled its own user message, not 300 tokens
+
+
+# A Mac's Metal facts as data: MLX on this machine reports no recommended working set, and set_wired_limit here
+# only records the limit each caller sets.
+WIRED = """
+import sys
+import mlx.core as mx
+limits = [0]
+mx.device_info = lambda: {"max_recommended_working_set_size": 5 << 30}
+def set_wired_limit(limit):
+    limits.append(limit)
+    return limits[-2]
+mx.set_wired_limit = set_wired_limit
+mx.synchronize = lambda *streams: None
+from mlx_lm import load
+from mlx_lm.generate import BatchGenerator
+from mlxtasks.runtime.server.engine import wire_once
+if sys.argv[2] == "server":
+    wire_once()
+model, _ = load(sys.argv[1])
+first, second = BatchGenerator(model), BatchGenerator(model)  # two models' engines
+first.close()  # the first one unloaded
+print(limits[-1])
+"""
+
+
+def test_unloading_the_first_model_leaves_the_others_wired(mlx_run, tiny_model):
+    """Each BatchGenerator restores the wired limit it found: the server wires once at start (as mlx_lm.server
+    does), so a restore never unwires the models still loaded."""
+    alone = mlx_run(WIRED, str(tiny_model), "generators alone")
+    served = mlx_run(WIRED, str(tiny_model), "server")
+    assert alone.returncode == served.returncode == 0, alone.stderr + served.stderr
+    assert int(alone.stdout) == 0  # what the server did before: the remaining model unwired
+    assert int(served.stdout) == 5 << 30
