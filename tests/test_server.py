@@ -24,6 +24,7 @@ from mlxtasks.runtime.server.web import build  # noqa: E402
 from .support.fake_engine import FakeEngine  # noqa: E402
 
 HI = [{"role": "user", "content": "hi"}]
+GB = 10**9
 CALL = '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
 WEATHER = {"name": "get_weather", "description": "The weather.", "parameters": {"type": "object"}}
 MAP = {"claude-*": "tiny", "gpt-*": "tiny"}
@@ -32,9 +33,10 @@ MAP = {"claude-*": "tiny", "gpt-*": "tiny"}
 class Server:
     """The app over a Pool of fake engines: `client` (Starlette's), `log` (its lines), `engines` (made so far)."""
 
-    def __init__(self, context=4096, queue_limit=32, host="127.0.0.1", **fake):
-        served = ServedModel("tiny", "/models/tiny", ["tiny-4bit"], 0, context)
-        self.spec = ServeSpec.starting(served, installed=[served], model_map=MAP, queue_limit=queue_limit, host=host)
+    def __init__(self, context=4096, queue_limit=32, host="127.0.0.1", budget=0, need=0, others=(), **fake):
+        served = ServedModel("tiny", "/models/tiny", ["tiny-4bit"], need, context)
+        self.spec = ServeSpec.starting(served, installed=[served, *others], model_map=MAP, queue_limit=queue_limit,
+                                       host=host, budget=budget, prompt_cache_bytes=2 * GB)
         self.lines: list[str] = []
         self.log = logging.getLogger(f"test-server-{id(self)}")
         handler = logging.Handler()
@@ -44,8 +46,8 @@ class Server:
         self.log.setLevel(logging.INFO)
         self.engines: list[FakeEngine] = []
 
-        def make(spec, served):
-            self.engines.append(FakeEngine(spec, served, **fake))
+        def make(spec, served, cache_bytes):
+            self.engines.append(FakeEngine(spec, served, cache_bytes, **fake))
             return self.engines[-1]
 
         self.pool = Pool(self.spec, lambda exc: None, self.log, make)
@@ -366,3 +368,19 @@ def test_a_stream_with_nothing_to_say_sends_keep_alives(live, monkeypatch):
     gate.set()
     rest = answer.read().decode()
     assert lines[2] == b": ping\n" and '"finish_reason": "length"' in rest
+
+
+def test_the_prompt_cache_is_counted_inside_the_memory_budget():
+    """A model's prompt cache may hold what the budget leaves beside the loaded models, at most its setting; a
+    second model that does not fit beside the first and its cache has the first, idle, unloaded."""
+    other = ServedModel("other", "/models/other", [], 3 * GB, 4096)
+    roomy = Server(budget=8 * GB, need=3 * GB, others=[other])
+    for model in ("tiny", "other"):
+        roomy.post("/v1/chat/completions", {"model": model, "messages": HI})
+    rows = {row["model"]: row["prompt_cache"] for row in roomy.client.get("/v1/mlxtasks/ps").json()["models"]}
+    assert rows == {"tiny": 2 * GB, "other": 0}  # 3 + 2, then 3 + what 8 GB leaves
+    tight = Server(budget=6 * GB, need=3 * GB, others=[other])
+    for model in ("tiny", "other"):
+        tight.post("/v1/chat/completions", {"model": model, "messages": HI})
+    rows = {row["model"]: row["prompt_cache"] for row in tight.client.get("/v1/mlxtasks/ps").json()["models"]}
+    assert rows == {"other": 2 * GB} and tight.engines[0].stopped

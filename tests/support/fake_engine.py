@@ -79,10 +79,12 @@ def last_user_text(prompt: str) -> str:
 class FakeEngine:
     """make_engine for pool.Pool: FakeEngine.maker(reply=..., ...) gives one."""
 
-    def __init__(self, spec, served, reply: Callable[[str], str] = lambda prompt: "You said: " + last_user_text(prompt),
+    def __init__(self, spec, served, cache_bytes: int = 0,
+                 reply: Callable[[str], str] = lambda prompt: "You said: " + last_user_text(prompt),
                  context: int = 4096, step_s: float = 0.0, gate: threading.Event | None = None,
                  tool_calling: bool = True, fim: bool = False):
         self.spec, self.served, self.reply, self.step_s, self.gate = spec, served, reply, step_s, gate
+        self.cache_bytes = cache_bytes
         self.tokenizer = Tokenizer(tool_calling)
         self.vocab_size, self.eos, self.longest_token = FIRST_BYTE + 256, [EOS], 1
         self.context = min(context, served.context or context)
@@ -95,7 +97,7 @@ class FakeEngine:
 
     @classmethod
     def maker(cls, **options) -> Callable:
-        return lambda spec, served: cls(spec, served, **options)
+        return lambda spec, served, cache_bytes: cls(spec, served, cache_bytes, **options)
 
     @property
     def requests(self) -> int:

@@ -69,7 +69,7 @@ class SeededSampler:
 
 
 class Engine:
-    def __init__(self, spec: ServeSpec, served: ServedModel):
+    def __init__(self, spec: ServeSpec, served: ServedModel, cache_bytes: int):
         self.spec, self.served = spec, served
         self.model, self.tokenizer, config = load(served.folder, return_config=True)
         text_config = config.get("text_config", config)
@@ -88,7 +88,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self.fault: BaseException | None = None
         # used by the engine thread alone
-        self._prompts = LRUPromptCache(max_size=spec.prompt_caches, max_bytes=spec.prompt_cache_bytes)
+        self._prompts = LRUPromptCache(max_size=spec.prompt_caches, max_bytes=cache_bytes)
         self._outbox = Outbox()
         self.chunk = min(FIRST_CHUNK, spec.prefill_chunk)  # prompt tokens prefilled between two steps
 

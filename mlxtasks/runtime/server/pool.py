@@ -22,6 +22,7 @@ GB = 10**9
 class Loaded:
     engine: Any  # an engine.Engine, or what make_engine gives
     keep_alive: float  # seconds it stays after its last request; negative: until unloaded or room is needed
+    cache_bytes: int = 0  # what its prompt cache may hold, counted in the budget beside its need
     users: int = 0  # requests holding it, from naming it to the end of their answer
     last: float = field(default_factory=time.monotonic)  # when it was last named or last answered
 
@@ -35,7 +36,7 @@ class Loaded:
 
 class Pool:
     def __init__(self, spec: ServeSpec, on_fault: Callable[[BaseException], None], log,
-                 make_engine: Callable[[ServeSpec, ServedModel], Any]):
+                 make_engine: Callable[[ServeSpec, ServedModel, int], Any]):
         self.spec, self.on_fault, self.log, self.make_engine = spec, on_fault, log, make_engine
         first = spec.preloaded()
         self.entries = {m.alias: m for m in [*spec.installed, *([first] if first else [])]}
@@ -80,15 +81,16 @@ class Pool:
             held = self.loaded.get(served.alias)
             if held is None:
                 self._make_room(served)
+                cache_bytes = self._cache_room(served)
                 self.log.info("loading %s from %s", served.alias, served.folder)
                 try:
-                    engine = self.make_engine(self.spec, served)
+                    engine = self.make_engine(self.spec, served, cache_bytes)
                 except Exception as exc:  # a damaged folder, say: this request fails, the server serves on
                     self.log.exception("loading %s failed", served.alias)
                     raise Problem(FAILED, f"{served.alias} could not be loaded ({type(exc).__name__}: {exc}); see "
                                           "the server's log.", param="model", code="model_load_failed") from None
                 engine.start(self.on_fault)
-                held = self.loaded[served.alias] = Loaded(engine, self.spec.keep_alive)
+                held = self.loaded[served.alias] = Loaded(engine, self.spec.keep_alive, cache_bytes)
             with self.counts:
                 held.users += 1
                 held.last = time.monotonic()
@@ -119,8 +121,15 @@ class Pool:
             raise Problem(UNAVAILABLE, f"{served.alias} does not fit beside the models answering now ({busy}); try "
                                        "again shortly.", param="model", code="models_busy", retry_after=5)
 
+    def _cache_room(self, served: ServedModel) -> int:
+        """The bytes a model's prompt cache may hold: serve_prompt_cache_gb, or what the budget leaves beside the
+        loaded models and this one, if less."""
+        if not self.spec.budget:
+            return self.spec.prompt_cache_bytes
+        return max(0, min(self.spec.prompt_cache_bytes, self.spec.budget - self._used() - served.need))
+
     def _used(self) -> int:
-        return sum(held.served.need for held in self.loaded.values())
+        return sum(held.served.need + held.cache_bytes for held in self.loaded.values())
 
     def _unload(self, held: Loaded, why: str) -> None:
         del self.loaded[held.served.alias]
@@ -160,6 +169,7 @@ class Pool:
         for held in sorted(list(self.loaded.values()), key=lambda h: -h.last):
             idle = held.idle()
             rows.append({"model": held.served.alias, "folder": held.served.folder, "memory": held.served.need,
+                         "prompt_cache": held.cache_bytes,
                          "requests": held.engine.requests, "idle_s": round(now - held.last, 1) if idle else 0.0,
                          "keep_alive": held.keep_alive,
                          "unloads_in": round(max(0.0, held.keep_alive - (now - held.last)), 1)
