@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -28,6 +27,8 @@ from pathlib import Path
 
 import chat_bench
 import serve_bench
+
+from mlxtasks import config, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 KEPT = ROOT / "benchmarks" / "results" / "cuda-h200.json"  # the lent H200's run, rendered by run.py
@@ -163,7 +164,10 @@ def serve(d: Device) -> None:
     try:
         if started["exit"] == 0:
             result["ours"] = serve_bench.measure(port, bias, GPU_TOKENS, GPU_LONG_PROMPT)
-            result["profile"] = profile(d, port, bias)
+            spy = Path(shutil.which("py-spy") or "/tmp/site/bin/py-spy")  # where the device tool's carried wheels go
+            record = json.loads(serve.record_path(config.state_dir(d.home)).read_text())
+            result["profile"] = serve_bench.profile(spy, record["pid"], port, bias) if spy.is_file() else \
+                "py-spy was not carried"
         else:
             result["ours"] = started["stderr"][-2000:]
     finally:
@@ -180,31 +184,6 @@ def serve(d: Device) -> None:
             theirs.terminate()
             theirs.wait(timeout=60)
     d.keep("serve", result)
-
-
-def profile(d: Device, port: int, bias: dict) -> dict:
-    """Where one stream's time goes in the server: py-spy (carried as a wheel) samples every thread of the serving
-    process for three 256-token streams; the samples' leaf functions, most first, per thread role."""
-    spy_program = shutil.which("py-spy") or "/tmp/site/bin/py-spy"  # where the device tool's carried wheels go
-    if not Path(spy_program).is_file():
-        return {"missing": "py-spy was not carried"}
-    pid = min(int(x) for x in subprocess.run(["pgrep", "-f", "mlxtasks.runtime.server"], text=True,
-                                             capture_output=True).stdout.split())  # the supervisor; its child serves
-    raw = d.home / "logs" / "py-spy.txt"
-    spy = subprocess.Popen([str(spy_program), "record", "-o", str(raw), "-f", "raw", "-r", "250", "--subprocesses",
-                            "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(2)
-    for _ in range(3):
-        serve_bench.stream(port, serve_bench.PROMPT, GPU_TOKENS, bias)
-    spy.send_signal(signal.SIGINT)
-    spy.wait(timeout=60)
-    roles: dict[str, dict[str, int]] = {}
-    for line in raw.read_text().splitlines() if raw.is_file() else []:
-        stack, _, count = line.rpartition(" ")
-        role = "engine" if "engine.py" in stack else "event loop" if "asyncio" in stack or "uvicorn" in stack else "other"
-        leaf = stack.split(";")[-1]
-        roles.setdefault(role, {})[leaf] = roles.get(role, {}).get(leaf, 0) + int(count)
-    return {role: dict(sorted(leaves.items(), key=lambda kv: -kv[1])[:15]) for role, leaves in roles.items()}
 
 
 def main() -> None:
@@ -339,8 +318,8 @@ def against_raw(s: dict) -> list[str]:
 
     held = (ours["one_tps"] >= 0.95 * s["raw_tps"] and ours["one_first"] <= 1.1 * s["raw_first"]
             and ours["many_tps"] >= 0.95 * ceiling and ours["many_first"] < 1)
-    profile = "; ".join(f"{role}: " + ", ".join(f"{leaf} {n}" for leaf, n in list(leaves.items())[:4])
-                        for role, leaves in s.get("profile", {}).items())
+    found = s.get("profile") if isinstance(s.get("profile"), dict) else {}
+    profile = "; ".join(f"{role} {n} samples" for role, n in found.get("role_samples", {}).items())
     return [
         f"- The server against what it stands on (issue 26), run {s['date']} with `--only serve` "
         f"(`{KEPT_SERVE.relative_to(ROOT).as_posix()}`): {s['tokens']} tokens per answer; raw stream_generate "
@@ -348,7 +327,8 @@ def against_raw(s: dict) -> list[str]:
         f"{s['ceiling_tps']['1']:.0f} tokens/s for one stream and {ceiling:.0f} for {serve_bench.STREAMS} (each warmed "
         f"up, 3 runs). Ours: {figures(ours)}. mlx_lm.server: {figures(theirs)}. Targets (>= 95% of raw and of "
         f"BatchGenerator, first token within +10%, slowest first token < 1 s): {'held' if held else 'NOT held'}."
-        + (f" py-spy's samples of one stream, by thread: {profile}." if profile else ""),
+        + (f" py-spy's samples of three streams through our server, by thread: {profile}; its CPU time "
+           f"{found['cpu_s_per_token'] * 1000:.2f} ms per token." if profile else ""),
     ]
 
 if __name__ == "__main__":

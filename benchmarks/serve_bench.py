@@ -6,18 +6,24 @@ turn. cuda_bench.py runs the same measurements on a GPU."""
 
 from __future__ import annotations
 
+import collections
 import functools
 import http.client
 import json
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from harness import INVOKE, Result, real_model, set_up_home, timed, user_env, venv_python
+import psutil
+from harness import INVOKE, Result, real_model, set_up_home, timed, tiny_model, user_env, venv_python
+
+from mlxtasks import config, serve
 
 ALIAS = "smollm2-135m"
 TOKENS, STREAMS, RUNS = 48, 8, 3
@@ -239,6 +245,75 @@ def serve_long_prompt(work: Path) -> Result:
         ("mlx_lm.server is not measured here: it prefills the whole prompt first (797 s on 2026-11-30)",))
 
 
+PROFILED_TOKENS = 256
+
+
+def profile(spy: Path, pid: int, port: int, bias: dict[str, float], tokens: int = PROFILED_TOKENS) -> dict:
+    """Where one stream's time goes in the server (pid: `invoke serve`'s supervisor; py-spy follows its child):
+    py-spy samples the thread holding Python's GIL 250 times a second through three streams of `tokens` (a
+    thread waiting for the model, the network or a lock holds no GIL); the samples by thread role (the engine's
+    thread, the event loop, the rest) and, per role, the most sampled functions. Also the serving process's CPU
+    seconds per token."""
+    stream(port, PROMPT, 4, bias)
+    raw = spy.parent / "py-spy.txt"
+    spying = subprocess.Popen([str(spy), "record", "-o", str(raw), "-f", "raw", "-r", "250", "--gil", "--subprocesses",
+                               "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2)  # attached
+    server = psutil.Process(pid).children()[0]
+    before, start = server.cpu_times(), time.perf_counter()
+    runs = [stream(port, PROMPT, tokens, bias) for _ in range(RUNS)]
+    after, seconds = server.cpu_times(), time.perf_counter() - start
+    spying.send_signal(signal.SIGINT)
+    spying.wait(timeout=120)
+    counted = sum(run["tokens"] for run in runs)
+    roles: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        role = ("engine" if "(mlxtasks/runtime/server/engine.py" in stack else
+                "event loop" if "asyncio" in stack or "uvicorn" in stack or "uvloop" in stack else "other")
+        roles[role][stack.split(";")[-1]] += int(count)
+    cpu = (after.user + after.system - before.user - before.system) / counted
+    return {"tokens": counted, "seconds": seconds, "cpu_s_per_token": cpu, "samples_per_s": 250,
+            "roles": {role: dict(leaves.most_common(6)) for role, leaves in roles.items()},
+            "role_samples": {role: sum(leaves.values()) for role, leaves in roles.items()}}
+
+
+def py_spy(work: Path) -> Path:
+    """py-spy (a binary wheel from the package index), in the suite's temporary folder."""
+    target = work / "py-spy"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target",
+                    str(target), "py-spy"], check=True)
+    return target / "bin" / "py-spy"
+
+
+def serve_profile(work: Path) -> Result:
+    home = set_up_home(work)
+    models = work / "profile-bench" / "models"
+    shutil.copytree(tiny_model(work), models / "tiny")
+    bias = {str(i): -100.0 for i in special_ids(models / "tiny")}
+    port = free_port()
+    timed([INVOKE, "serve", "tiny", "--port", str(port), "--models", str(models)], home)
+    try:
+        record = json.loads(serve.record_path(config.state_dir(home)).read_text())
+        found = profile(py_spy(work), record["pid"], port, bias)
+    finally:
+        timed([INVOKE, "serve.stop"], home)
+    per_token_ms = 1000 * found["seconds"] / found["tokens"]
+    held = {role: n / found["samples_per_s"] / found["tokens"] * 1000 for role, n in found["role_samples"].items()}
+    top = "; ".join(f"{role}: " + ", ".join(f"{leaf} {n}" for leaf, n in leaves.items())
+                    for role, leaves in found["roles"].items())
+    return Result(
+        f"The server's own work per streamed token (the tests' tiny model, {PROFILED_TOKENS} tokens, py-spy on the "
+        "serving process)",
+        f"Python holds the GIL {sum(held.values()):.2f} ms of each token's {per_token_ms:.2f} ms (engine thread "
+        f"{held.get('engine', 0):.2f} ms, event loop {held.get('event loop', 0):.2f} ms); the process's CPU time "
+        f"{found['cpu_s_per_token'] * 1000:.2f} ms per token",
+        "recorded: where a token's time goes (no target)", True,
+        {"per_token_ms": per_token_ms, **{f"gil_ms_{role.replace(' ', '_')}": ms for role, ms in held.items()},
+         "cpu_ms_per_token": found["cpu_s_per_token"] * 1000},
+        (f"GIL samples by thread role: {found['role_samples']}", f"most sampled functions: {top}"))
+
+
 # An agent's conversation: a system prompt, then short instructions, the whole history re-sent every turn.
 AGENT_SYSTEM = ("You are a coding assistant working in the user's terminal. You read files, run commands and edit "
                 "code when asked. Keep every answer short and exact, and say what you changed.")
@@ -287,4 +362,4 @@ def serve_prompt_cache(work: Path) -> Result:
          f"answers; without the cache (serve_prompt_cache_gb 0) turn {len(AGENT_TURNS)} took {uncached[-1]:.2f} s",))
 
 
-BENCHMARKS = [serve_one_stream, serve_parallel_streams, serve_long_prompt, serve_prompt_cache]
+BENCHMARKS = [serve_one_stream, serve_parallel_streams, serve_long_prompt, serve_prompt_cache, serve_profile]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable
 
@@ -202,19 +203,36 @@ class Run:
         return Piece(index, text, found, value)
 
     async def stream(self, pings: bool = True) -> AsyncIterator[Piece | None]:
-        """Pieces as they come (those already waiting, in order); with pings, None after PING_S without one."""
+        """Pieces as they come; with pings, None after PING_S without one. One timer per stream, looked at when it
+        fires, rather than a timeout per token: the event loop's work per token is on every answer's path."""
+        if pings:
+            self.ping_when_quiet()
         try:
             while len(self.done) < len(self.jobs):
-                try:
-                    event = await asyncio.wait_for(self.events.get(), PING_S if pings else None)
-                except asyncio.TimeoutError:
+                event = await self.events.get()
+                if event is None:
                     yield None
                     continue
+                self.last_event = time.monotonic()
                 yield self.piece(*event)
-                while not self.events.empty() and len(self.done) < len(self.jobs):
-                    yield self.piece(*self.events.get_nowait())
         finally:
+            if pings:
+                self.timer.cancel()
             self.engine.cancel(self.jobs)  # a client gone mid-stream: its jobs leave the batch
+
+    def ping_when_quiet(self) -> None:
+        """Put None among the events whenever PING_S has passed since the last one (self.timer: the armed call)."""
+        loop = asyncio.get_running_loop()
+        self.last_event = time.monotonic()
+
+        def fire() -> None:
+            quiet = time.monotonic() - self.last_event
+            if quiet >= PING_S:
+                self.events.put_nowait(None)
+                self.last_event = time.monotonic()
+            self.timer = loop.call_later(max(0.0, PING_S - quiet) if quiet < PING_S else PING_S, fire)
+
+        self.timer = loop.call_later(PING_S, fire)
 
     async def collect(self, gone: Awaitable) -> list[Piece] | None:
         """Every piece in the order stream() gives them; None when `gone` (the client left) ends first."""

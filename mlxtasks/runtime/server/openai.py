@@ -192,12 +192,21 @@ class Answer:
 
     def __init__(self, run: Run, chat: bool, include_usage: bool):
         self.run, self.chat, self.include_usage = run, chat, include_usage
-        self.ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+        self.ident, self.created = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}", int(time.time())
+        self.texts: dict[int, tuple[str, str]] = {}  # a choice's text chunk around its text, made once
 
     def head(self, whole: bool = False) -> dict:
         kind = ("chat.completion" if self.chat else "text_completion") if whole else \
             ("chat.completion.chunk" if self.chat else "text_completion")
-        return {"id": self.ident, "object": kind, "created": int(time.time()), "model": self.run.model}
+        return {"id": self.ident, "object": kind, "created": self.created, "model": self.run.model}
+
+    def text(self, index: int, text: str) -> str:
+        """chunk(index, text), with only the text encoded per token: the rest of the chunk is the same each time."""
+        if index not in self.texts:
+            before, _, after = self.chunk(index, "\0").partition(json.dumps("\0"))
+            self.texts[index] = before, after
+        before, after = self.texts[index]
+        return before + json.dumps(text) + after
 
     def chunk(self, index: int, text: str | None, finish: str | None = None, **delta: Any) -> str:
         if self.chat:
@@ -217,7 +226,7 @@ class Answer:
                 yield PING
                 continue
             if piece.text:
-                yield self.chunk(piece.index, piece.text)
+                yield self.text(piece.index, piece.text)
             if piece.calls:
                 first = run.calls[piece.index].count - len(piece.calls)
                 yield self.chunk(piece.index, None, tool_calls=[{"index": first + k, **call}
