@@ -84,16 +84,21 @@ def write_doc(results: dict[str, Result], when: datetime) -> None:
     ]
     for name, result in results.items():
         lines += ["", f"### {name}", "", *(f"- {note}" for note in result.notes), f"- Raw: {raw_text(result.raw)}"]
-    lines += cuda_bench.section()
-    DOC.write_text("\n".join(lines) + "\n")
+    DOC.write_text("\n".join(lines + tail()) + "\n")
+
+
+def tail() -> list[str]:
+    """The doc's sections that no benchmark of this run writes: issue 26's profile account, and the kept GPU run."""
+    return serve_bench.FINDINGS + cuda_bench.section()
 
 
 def write_cuda_section() -> None:
-    """The doc's CUDA section rendered again from the kept GPU run (benchmarks/results), the rest left as it is."""
-    head, found, _ = DOC.read_text().partition(f"\n{cuda_bench.HEADING}\n")
-    if not found:
+    """The doc's tail (tail()) rendered again, the benchmarks' part left as it is."""
+    text = DOC.read_text()
+    starts = [text.find(f"\n{heading}\n") for heading in (serve_bench.FINDINGS_HEADING, cuda_bench.HEADING)]
+    if max(starts) < 0:
         raise SystemExit(f"{DOC.relative_to(ROOT)} has no '{cuda_bench.HEADING}' section to replace")
-    DOC.write_text(head + "\n".join(cuda_bench.section()) + "\n")
+    DOC.write_text(text[:min(at for at in starts if at >= 0)] + "\n".join(tail()) + "\n")
 
 
 def main() -> int:

@@ -362,4 +362,32 @@ def serve_prompt_cache(work: Path) -> Result:
          f"answers; without the cache (serve_prompt_cache_gb 0) turn {len(AGENT_TURNS)} took {uncached[-1]:.2f} s",))
 
 
+# docs/performance.md's account of issue 26's profile, rendered before the CUDA section (run.py's tail()).
+FINDINGS_HEADING = "## Where the server's time per token went (issue 26)"
+FINDINGS = [
+    "",
+    FINDINGS_HEADING,
+    "",
+    "Measured on this 2-core machine on 2026-12-07 (MLX on the CPU, other sessions loading it: load average 3 to 7), "
+    "the tests' tiny model, streams of 256 tokens, by `serve_profile` (py-spy `--gil`: samples only the thread "
+    "that holds Python's lock, so a thread waiting for the model, the socket or a queue is not counted).",
+    "",
+    "- Before: per token, the event loop held the GIL 0.81 ms and the engine's thread 0.22 ms (of 5.3 ms a token "
+    "on the loaded machine). The loop's largest parts: `asyncio.wait_for` around every event (a task and a timer "
+    "each, for the keep-alive), uvicorn's write of each chunk, and the JSON of each whole chunk.",
+    "- Done: one keep-alive timer per stream, which looks at the time when it fires; a choice's text chunk made once "
+    "around its text; the engine hands each step's text for every stream to the loop in one call (it was one per "
+    "token per stream). After: the loop 0.40 ms per token, the engine's thread 0.40 ms (model code of mlx_lm's: "
+    "RMSNorm, RoPE, MLP building the step's graph), same benchmark, similar load.",
+    "- httptools and uvloop under uvicorn (now installed with the server): the serving process's CPU time per "
+    "token 3.16 ms with h11 and asyncio's loop, 2.85 ms with them (medians of 6 alternating 256-token streams).",
+    "- Checked and left: the GIL's switch interval (5 ms) against 0.5 ms made no difference here beyond the "
+    "noise (6 alternating rounds); mx.eval against mx.async_eval: mlx_lm's BatchGenerator already starts step "
+    "n+1 (async_eval) before it waits for step n, and the engine adds no wait between steps; logging per token: "
+    "none (one access line per request); detokenizing per token: inside the engine thread's share above.",
+    "- Not known yet: what this costs on a GPU, where the model's step is 6 ms and the Python work must fit "
+    "beside it. `benchmarks/cuda_bench.py --only serve` measures it against raw stream_generate and BatchGenerator "
+    "in one run, with this profile; no GPU was lent while this was written.",
+]
+
 BENCHMARKS = [serve_one_stream, serve_parallel_streams, serve_long_prompt, serve_prompt_cache, serve_profile]

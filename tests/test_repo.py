@@ -85,6 +85,8 @@ def test_the_kept_gpu_run_is_committed_and_the_doc_shows_what_it_renders():
     doc = (ROOT / "docs" / "performance.md").read_text()
     section = "\n".join(cuda_bench.section()) + "\n"
     assert doc.endswith(section), "docs/performance.md's CUDA section is stale: run benchmarks/run.py --cuda-section"
+    import serve_bench
+    assert "\n".join(serve_bench.FINDINGS) + "\n" + section in doc, "the profile's account is stale: the same command"
 
 
 def test_rendering_without_the_kept_gpu_run_fails_loudly(tmp_path):
