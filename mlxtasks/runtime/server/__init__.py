@@ -1,1 +1,2 @@
-"""mlxtasks' OpenAI-compatible server: Starlette and uvicorn over mlx_lm's BatchGenerator, for one model."""
+"""mlxtasks' server: OpenAI's, Anthropic's and the Responses API over one request path (core.py), on Starlette and
+uvicorn (web.py), with one mlx_lm BatchGenerator per loaded model (engine.py, pool.py)."""
