@@ -383,4 +383,4 @@ def test_the_prompt_cache_is_counted_inside_the_memory_budget():
     for model in ("tiny", "other"):
         tight.post("/v1/chat/completions", {"model": model, "messages": HI})
     rows = {row["model"]: row["prompt_cache"] for row in tight.client.get("/v1/mlxtasks/ps").json()["models"]}
-    assert rows == {"other": 2 * GB} and tight.engines[0].stopped
+    assert rows == {"other": 2 * GB} and tight.engines[0].stopping

@@ -1,5 +1,5 @@
 """A stand-in for the server's engine (mlxtasks/runtime/server/engine.py) that needs no MLX: the same interface
-(submit, cancel, sampler, processors, tokenizer, context, ...), the same jobs and events (jobs.Job.take, Outbox),
+(sampler, processors, tokenizer, context, ...) and the same scaffolding (jobs.Worker: submit, cancel, finish, Outbox),
 a thread that steps every job once per step, and a byte-level tokenizer whose chat template is plain text. What
 it answers is scripted: `reply(prompt_text)` gives each answer's text, which ends with the end of its turn.
 
@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import codecs
 import json
-import queue
 import threading
 import time
 from typing import Callable
 
-from mlxtasks.runtime.server.jobs import Busy, Job, Outbox
+from mlxtasks.runtime.server.jobs import Worker
 
 BOS, EOS, FIRST_BYTE = 1, 2, 3  # token ids: a byte b is FIRST_BYTE + b
 
@@ -76,48 +75,25 @@ def last_user_text(prompt: str) -> str:
     return prompt.rsplit("<user>", 1)[-1].split("\n", 1)[0]
 
 
-class FakeEngine:
+class FakeEngine(Worker):
     """make_engine for pool.Pool: FakeEngine.maker(reply=..., ...) gives one."""
 
     def __init__(self, spec, served, cache_bytes: int = 0,
                  reply: Callable[[str], str] = lambda prompt: "You said: " + last_user_text(prompt),
                  context: int = 4096, step_s: float = 0.0, gate: threading.Event | None = None,
                  tool_calling: bool = True, fim: bool = False):
+        super().__init__(spec.queue_limit, f"fake engine {served.alias}")
         self.spec, self.served, self.reply, self.step_s, self.gate = spec, served, reply, step_s, gate
         self.cache_bytes = cache_bytes
         self.tokenizer = Tokenizer(tool_calling)
         self.vocab_size, self.eos, self.longest_token = FIRST_BYTE + 256, [EOS], 1
         self.context = min(context, served.context or context)
         self.fim = [FIRST_BYTE + 0xF0, FIRST_BYTE + 0xF1, FIRST_BYTE + 0xF2, None] if fim else None
-        self.fault: BaseException | None = None
         self.seen: list[list[int]] = []  # finished conversations (prompt and answer), the prompt cache's stand-in
-        self._inbox: queue.Queue = queue.Queue()
-        self._count, self._lock, self._thread = 0, threading.Lock(), None
-        self.stopped = False
 
     @classmethod
     def maker(cls, **options) -> Callable:
         return lambda spec, served, cache_bytes: cls(spec, served, cache_bytes, **options)
-
-    @property
-    def requests(self) -> int:
-        return self._count
-
-    def start(self, on_fault) -> None:
-        def run():
-            try:
-                self._run()
-            except BaseException as exc:
-                self.fault = exc
-                on_fault(exc)
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.stopped = True
-        self._inbox.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
     def sampler(self, temperature, top_p, top_k, min_p, seed=None):
         return (temperature, top_p, top_k, min_p, seed)
@@ -125,54 +101,33 @@ class FakeEngine:
     def processors(self, logit_bias, presence, frequency, repetition) -> list:
         return [("bias", logit_bias)] if logit_bias else []
 
-    def submit(self, jobs: list[Job]) -> None:
-        with self._lock:
-            if self.fault is not None or self._count + len(jobs) > self.spec.queue_limit:
-                raise Busy()
-            self._count += len(jobs)
-        for job in jobs:
-            self._inbox.put(job)
-
-    def cancel(self, jobs: list[Job]) -> None:
-        for job in jobs:
-            job.cancelled = True
-        self._inbox.put(None)
-
     def _run(self) -> None:
-        outbox, active = Outbox(), {}
+        active: dict = {}
         while True:
-            if self.stopped and not active:
+            if not active and self.idle_and_stopping():
                 return
-            arrived = [self._inbox.get()] if not active else []
-            while not self._inbox.empty():
-                arrived.append(self._inbox.get_nowait())
-            for job in filter(None, arrived):
+            for job in self.arrived(idle=not active):
                 job.detokenizer = self.tokenizer.detokenizer
-                job.cached = max((n for seen in self.seen for n in [common(seen, job.prompt)]), default=0)
+                job.cached = max((common(seen, job.prompt) for seen in self.seen), default=0)
                 answer = self.tokenizer.encode(self.reply(self.tokenizer.decode(job.prompt)), add_special_tokens=False)
                 active[id(job)] = (job, answer, iter(answer + [EOS]))
             if self.gate is not None:
                 self.gate.wait()
             for key, (job, answer, tokens) in list(active.items()):
                 if job.cancelled:
-                    self._end(outbox, active.pop(key)[0], "cancelled")
+                    self.finish(active.pop(key)[0], "cancelled")
                     continue
                 token = next(tokens)
                 reason = "stop" if token == EOS else "length" if job.tokens + 1 >= job.max_tokens else None
                 text, finish = job.take(token, reason)
                 if text:
-                    outbox.add(job, "text", text)
+                    self.outbox.add(job, "text", text)
                 if finish is not None:
                     self.seen.append(job.prompt + answer[:job.tokens])  # what it said, the end of turn left out
-                    self._end(outbox, active.pop(key)[0], finish)
-            outbox.flush()
+                    self.finish(active.pop(key)[0], finish)
+            self.outbox.flush()
             if self.step_s:
                 time.sleep(self.step_s)
-
-    def _end(self, outbox: Outbox, job: Job, reason: str) -> None:
-        outbox.add(job, "done", job.done(reason))
-        with self._lock:
-            self._count -= 1
 
 
 def common(seen: list[int], prompt: list[int]) -> int:

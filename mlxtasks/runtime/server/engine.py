@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import logging
-import queue
-import threading
 import time
 from typing import Callable
 
@@ -27,10 +24,9 @@ from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prom
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_logits_processors, make_sampler
 
 from ...protocol import ServeSpec, ServedModel
-from .jobs import Busy, Job, Outbox
+from .jobs import Job, Worker
 
 
-log = logging.getLogger("mlxtasks.server")
 # Fill-in-the-middle: the tokens a prompt is built from (prefix, suffix, middle), and the text that ends the
 # middle where it is not the end-of-sequence token.
 FIM = [("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", None),  # Qwen2.5-Coder, CodeGemma
@@ -68,8 +64,9 @@ class SeededSampler:
         return mx.random.categorical(logprobs * (1 / self.temperature), key=now)
 
 
-class Engine:
+class Engine(Worker):
     def __init__(self, spec: ServeSpec, served: ServedModel, cache_bytes: int):
+        super().__init__(spec.queue_limit, f"engine {served.alias}")
         self.spec, self.served = spec, served
         self.model, self.tokenizer, config = load(served.folder, return_config=True)
         text_config = config.get("text_config", config)
@@ -81,39 +78,13 @@ class Engine:
         self.longest_token = max((len(t) for t in vocab), default=1)
         self.fim = next(([vocab[p], vocab[s], vocab[m], end] for p, s, m, end in FIM if {p, s, m} <= vocab.keys()),
                         None)  # this model's fill-in-the-middle tokens, if it has them
-        self._inbox: queue.Queue = queue.Queue()
-        self._count = 0  # jobs submitted and not finished
-        self._lock = threading.Lock()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self.fault: BaseException | None = None
         # used by the engine thread alone
         self._prompts = LRUPromptCache(max_size=spec.prompt_caches, max_bytes=cache_bytes)
-        self._outbox = Outbox()
         self.chunk = min(FIRST_CHUNK, spec.prefill_chunk)  # prompt tokens prefilled between two steps
-
-    @property
-    def requests(self) -> int:
-        """Jobs waiting or generating."""
-        return self._count
-
-    def start(self, on_fault: Callable[[BaseException], None]) -> None:
-        def run():
-            try:
-                self._run()
-            except BaseException as exc:  # the batch's state is unknown now: every job fails, the server ends
-                self.fault = exc
-                on_fault(exc)
-
-        self._thread = threading.Thread(target=run, name=f"engine {self.served.alias}", daemon=True)
-        self._thread.start()
 
     def stop(self) -> None:
         """End the thread once nothing is queued or generating, wait for it, and give the model's memory back."""
-        self._stopping = True
-        self._inbox.put(None)
-        if self._thread is not None:
-            self._thread.join()
+        super().stop()
         self.model = self._prompts = None
         gc.collect()
         mx.clear_cache()
@@ -156,26 +127,6 @@ class Engine:
                 pass
         return detokenizer
 
-    def submit(self, jobs: list[Job]) -> None:
-        with self._lock:
-            if self.fault is not None or self._count + len(jobs) > self.spec.queue_limit:
-                raise Busy()
-            self._count += len(jobs)
-        for job in jobs:
-            self._inbox.put(job)
-
-    def cancel(self, jobs: list[Job]) -> None:
-        for job in jobs:
-            job.cancelled = True
-        self._inbox.put(None)  # wakes the thread, which drops them between two steps
-
-    def _finish(self, job: Job, reason: str) -> None:
-        if job.cancelled:
-            log.info("a request was cancelled after %d tokens: its client has gone", job.tokens)
-        self._outbox.add(job, "done", job.done(reason))
-        with self._lock:
-            self._count -= 1
-
     def _run(self) -> None:
         generator = BatchGenerator(self.model, completion_batch_size=self.spec.batch_size,
                                    prefill_batch_size=self.spec.batch_size, prefill_step_size=self.spec.prefill_chunk)
@@ -191,17 +142,11 @@ class Engine:
             job.cache, job.todo, active[job.uid] = None, [], job
 
         while True:
-            if self._stopping and not active and not waiting and self._inbox.empty():
+            if not active and not waiting and self.idle_and_stopping():
                 return
-            arrived = [self._inbox.get()] if not active and not waiting else []
-            while True:
-                try:
-                    arrived.append(self._inbox.get_nowait())
-                except queue.Empty:
-                    break
-            for job in filter(None, arrived):
+            for job in self.arrived(idle=not active and not waiting):
                 if job.cancelled:  # its client left before it began
-                    self._finish(job, "cancelled")
+                    self.finish(job, "cancelled")
                     continue
                 job.detokenizer = self.detokenizer(job.continues)
                 job.cache, job.todo = self._cached(job.prompt)
@@ -213,12 +158,12 @@ class Engine:
                     join(job)
             for job in [job for job in waiting if job.cancelled]:
                 waiting.remove(job)
-                self._finish(job, "cancelled")
+                self.finish(job, "cancelled")
             gone = [uid for uid, job in active.items() if job.cancelled]
             if gone:
                 generator.remove(gone)
                 for uid in gone:
-                    self._finish(active.pop(uid), "cancelled")
+                    self.finish(active.pop(uid), "cancelled")
             if waiting and all(job.tokens for job in active.values()):
                 nearest = min(waiting, key=lambda job: len(job.todo))  # a short prompt does not wait for a long one
                 self._prefill(nearest, generator.stream)
@@ -233,12 +178,12 @@ class Engine:
                         self._prompts.insert_cache("model", response.all_tokens, response.prompt_cache)
                     text, finish = job.take(response.token, response.finish_reason)
                     if text:
-                        self._outbox.add(job, "text", text)
+                        self.outbox.add(job, "text", text)
                     if finish is not None:
-                        self._finish(active.pop(response.uid), finish)
+                        self.finish(active.pop(response.uid), finish)
                         if response.finish_reason is None:  # a stop string: the generator goes on without it
                             generator.remove([response.uid])
-            self._outbox.flush()
+            self.outbox.flush()
 
     def _prefill(self, job: Job, stream) -> None:
         """One chunk of a long prompt into its cache (its last token is left for the generator), and the next

@@ -5,10 +5,14 @@ the events it sends to the event loop, delivered once per engine step."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import queue
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 REPLACEMENT = "\ufffd"  # what the detokenizer makes of a character whose bytes were cut off
+log = logging.getLogger("mlxtasks.server")
 
 
 class Busy(Exception):
@@ -97,3 +101,77 @@ class Outbox:
 def deliver(items: list[tuple[asyncio.Queue, tuple]]) -> None:
     for queue, event in items:
         queue.put_nowait(event)
+
+
+class Worker:
+    """What every engine does around its model: jobs submitted (refused while the queue is full or the engine has
+    failed), cancelled, taken by its thread between steps and counted until they finish; the thread's fault, which
+    ends the server. A subclass's _run() is the thread's loop."""
+
+    def __init__(self, queue_limit: int, name: str):
+        self.queue_limit, self.name = queue_limit, name
+        self.fault: BaseException | None = None
+        self.stopping = False
+        self.outbox = Outbox()  # the engine thread's
+        self._inbox: queue.Queue = queue.Queue()
+        self._count = 0  # jobs submitted and not finished
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def requests(self) -> int:
+        """Jobs waiting or generating."""
+        return self._count
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self, on_fault: Callable[[BaseException], None]) -> None:
+        def run():
+            try:
+                self._run()
+            except BaseException as exc:  # the batch's state is unknown now: every job fails, the server ends
+                self.fault = exc
+                on_fault(exc)
+
+        self._thread = threading.Thread(target=run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the thread once nothing is queued or generating, and wait for it."""
+        self.stopping = True
+        self._inbox.put(None)
+        if self._thread is not None:
+            self._thread.join()
+
+    def submit(self, jobs: list[Job]) -> None:
+        with self._lock:
+            if self.fault is not None or self._count + len(jobs) > self.queue_limit:
+                raise Busy()
+            self._count += len(jobs)
+        for job in jobs:
+            self._inbox.put(job)
+
+    def cancel(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            job.cancelled = True
+        self._inbox.put(None)  # wakes the thread, which drops them between two steps
+
+    def arrived(self, idle: bool) -> list[Job]:
+        """The jobs submitted since the last look; while idle, waits for one (or a wake-up)."""
+        jobs = [self._inbox.get()] if idle else []
+        while True:
+            try:
+                jobs.append(self._inbox.get_nowait())
+            except queue.Empty:
+                return [job for job in jobs if job is not None]
+
+    def idle_and_stopping(self) -> bool:
+        return self.stopping and self._inbox.empty()
+
+    def finish(self, job: Job, reason: str) -> None:
+        if job.cancelled:
+            log.info("a request was cancelled after %d tokens: its client has gone", job.tokens)
+        self.outbox.add(job, "done", job.done(reason))
+        with self._lock:
+            self._count -= 1
