@@ -227,7 +227,7 @@ def compare_ollama(output: dict, targets: list[Target], prompts: dict, settings:
             try:
                 output["results"].append(_ollama_result(target, prompts[target.alias], settings, say))
                 continue
-            except (ollama.Refused, ollama.Unreachable) as err:
+            except (ollama.ErrorAnswer, ollama.Unreachable) as err:
                 skip = Skip(target.alias, f"Ollama's {target.ollama} failed: {err}",
                             f"ollama run {target.ollama} (to see Ollama's own error)")
         output["skipped"].append(skip.as_dict())

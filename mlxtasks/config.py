@@ -299,13 +299,16 @@ def state_dir(home: Path) -> Path:
     return Path(os.environ.get("XDG_STATE_HOME") or home / ".local" / "state") / "mlxtasks"
 
 
+def config_home(home: Path, env: Mapping[str, str] = os.environ) -> Path:
+    """The user's config folder (fish's conf.d, systemd's user units, ours): $XDG_CONFIG_HOME when it is an
+    absolute path (the XDG spec says to ignore a relative one), else ~/.config. The one rule for it."""
+    base = env.get("XDG_CONFIG_HOME", "")
+    return Path(base) if os.path.isabs(base) else home / ".config"
+
+
 def config_dir(home: Path) -> Path:
-    """Where mlxtasks keeps files of its own (the cluster's hostfile): $XDG_CONFIG_HOME/mlxtasks when that
-    is an absolute path, else ~/.config/mlxtasks."""
-    base = os.environ.get("XDG_CONFIG_HOME", "")
-    if os.path.isabs(base):
-        return Path(base) / "mlxtasks"
-    return home / ".config" / "mlxtasks"
+    """Where mlxtasks keeps files of its own (the cluster's hostfile): config_home()/mlxtasks."""
+    return config_home(home) / "mlxtasks"
 
 
 def home_dir() -> str:

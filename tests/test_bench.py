@@ -156,7 +156,7 @@ def test_the_ollama_client_speaks_tags_and_generate_to_a_real_server():
         path, body = server.requests[-1]
         assert path == "/api/generate" and body["raw"] is True and body["stream"] is False
         assert body["options"] == {"num_predict": 10, "num_ctx": 2048, "temperature": 0, "seed": 0}
-        with pytest.raises(ollama.Refused, match="HTTP 404: model 'mistral:7b' not found"):
+        with pytest.raises(ollama.ErrorAnswer, match="HTTP 404: model 'mistral:7b' not found"):
             ollama.generate(server.url, "mistral:7b", "hi", 1, 2048)
         url = server.url
     with pytest.raises(ollama.Unreachable, match="refused"):

@@ -113,6 +113,7 @@ def run(spec: BenchSpec) -> BenchAnswer:
 
 
 def main() -> None:
+    gpu.use_kernel_cache()
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", required=True, help="JSON: a protocol.BenchSpec")
     args = parser.parse_args()

@@ -422,6 +422,7 @@ def seed_once(seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    gpu.use_kernel_cache()
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", required=True, help="a JSON file: a protocol.ChatSpec")
     return run(ChatSpec.read(Path(parser.parse_args(argv).spec)))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..protocol import Capabilities, ChatModel, ClusterSpec
+from . import gpu
 from .chat import Output, Refused, Session, _sampling_text, command, reader
 
 # Chat commands that change what the model sees: every rank runs them. The rest only print or
@@ -114,6 +115,7 @@ def chat(session: ShardedSession, rank: int) -> None:
 
 
 def main() -> int:
+    gpu.use_kernel_cache()
     parser = argparse.ArgumentParser()
     parser.add_argument("--capabilities", metavar="MODEL_FOLDER", help="print what sharding the model supports")
     parser.add_argument("--spec", help="JSON: a protocol.ClusterSpec")

@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable
 
 from ..protocol import ProbeAnswer, ProbeSpec
+from . import gpu
 
 MLX_LM_API = {"mlx_lm": ("load", "stream_generate"), "mlx_lm.sample_utils": ("make_sampler",),
               "mlx_lm.models.cache": ("make_prompt_cache",)}
@@ -105,6 +106,7 @@ def answer(spec: ProbeSpec) -> ProbeAnswer:
 
 
 def main() -> None:
+    gpu.use_kernel_cache()
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", required=True, help="a ProbeSpec as JSON")
     print(answer(ProbeSpec.from_json(parser.parse_args().spec)).to_json())
