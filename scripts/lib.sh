@@ -124,6 +124,17 @@ modules_found() {
 sys.exit(any(find_spec(name.strip()) is None for name in sys.argv[1].split(",")))' "$2" >/dev/null 2>&1
 }
 
+# What the [test] extra brings: scripts/test.sh and scripts/lint.sh need them all.
+TEST_MODULES="mlxtasks, invoke, psutil, colorama, packaging, uv, huggingface_hub, pytest, pexpect, hypothesis, openai, langchain_openai, litellm, llm, anthropic, ruff, mypy"
+
+# The tool environment with the [test] extra: a ready one is used as it is, without looking for a Python
+# (the search runs every candidate, seconds where pyenv's shims stand in for them).
+ensure_test_env() {
+    (cd / && modules_found "$root/.venv/bin/python" "mlxtasks.cli, $TEST_MODULES") && return 0
+    find_python || no_python "$rejected"
+    ensure_tool_env "$python" "[test]" "$TEST_MODULES"
+}
+
 # Make (or reuse) the checkout's tool environment .venv with mlxtasks installed editable.
 # $1: the Python to build it with; $2: extras such as "[test]" (may be empty);
 # $3: modules that must be installed for the environment to count as ready.

@@ -134,6 +134,7 @@ def test_a_variable_never_hides_a_broken_section_of_a_file(tmp_path):
         bench.configured(s)
 
 
+@pytest.mark.slow
 def test_the_mlxtasks_program_reads_a_variable_for_a_key_a_file_also_sets(home):
     """Invoke would cast INVOKE_MLX_PACKAGES to the file's list type and stop every task with a traceback."""
     (home / ".invoke.yaml").write_text("mlx:\n  packages: [mlx-lm]\n  serve_port: 8080\n")
@@ -141,6 +142,7 @@ def test_the_mlxtasks_program_reads_a_variable_for_a_key_a_file_also_sets(home):
     assert done.returncode == 0 and done.stdout == "No server is running.\n", done.stderr
 
 
+@pytest.mark.slow
 def test_a_task_run_with_a_bad_environment_value_says_so_without_a_traceback(tmp_path):
     done = invoke("preflight", home=tmp_path, INVOKE_MLX_MIN_DISK_GB="abc")
     assert done.returncode == 1 and "Traceback" not in done.stderr
@@ -173,6 +175,7 @@ def test_a_broken_feature_section_stops_only_the_tasks_that_read_it(home, monkey
         task.body(c, **arguments)
 
 
+@pytest.mark.slow
 def test_a_broken_bench_section_leaves_serve_stop_working_from_the_command_line(home):
     (home / ".invoke.yaml").write_text("mlx:\n  bench: {runs: lots}\n")
     assert invoke("serve.stop", home=home).returncode == 0
@@ -191,6 +194,7 @@ BROKEN_FILES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text, words", BROKEN_FILES)
 def test_a_config_file_invoke_cannot_load_is_named_with_its_fix(home, text, words):
     file = home / ".invoke.yaml"

@@ -104,6 +104,7 @@ def test_outside_ci_nothing_is_installed_and_the_missing_tools_are_named(stand_i
     assert "@openai/codex" in done.stderr
 
 
+@pytest.mark.slow
 def test_ci_fails_a_run_that_collected_no_test(tmp_path):
     (tmp_path / "tests").mkdir()
     (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\ntestpaths = ['tests']\n")

@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 
-import openai
 import pytest
 
 from mlxtasks import agent, serve
@@ -31,6 +30,8 @@ ENDING = ["response.output_text.done", "response.content_part.done", "response.o
 
 
 def test_plain_and_streamed_responses_input_items_and_errors(direct_server):
+    import openai  # here, not at the top: collecting the fast lane stays quick
+
     url, _ = direct_server(model_map={"gpt-*": "tiny"})
     responses = client(url + "/v1").responses
     asked = dict(model="tiny", instructions="You are terse.", input="hi", max_output_tokens=8, temperature=0)
