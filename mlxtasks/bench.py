@@ -241,7 +241,7 @@ def _ollama_result(target: Target, prompts: dict, settings: BenchSettings, say) 
     context = max(settings.prompt_tokens) + settings.generation_tokens + 64
     say(f"{target.alias}: Ollama {target.ollama}: loading")
     warm = ollama.generate(settings.ollama_url, target.ollama, prompt_text(0, 8), 1, context)
-    runs = {}
+    runs: dict[int, list] = {}
     for length in settings.prompt_tokens:
         texts = prompts[str(length)]
         runs[length] = []
@@ -287,8 +287,8 @@ def plan(s: Settings, names: Iterable[str], compare: str | None, plot: str | Non
     if compare not in (None, "ollama"):
         raise MlxTasksError(f"--compare knows only ollama, got {compare!r}.", fix="invoke bench --compare ollama")
     chart = Path(plot).absolute() if plot else None
-    if chart and plot_problem(chart):
-        raise MlxTasksError(plot_problem(chart), fix="invoke bench --plot bench.png (or .svg)")
+    if chart and (problem := plot_problem(chart)):
+        raise MlxTasksError(problem, fix="invoke bench --plot bench.png (or .svg)")
     require(s)
     installed = {folder: size_on_disk(s.models / folder) for folder in installed_folders(s.models)}
     host = probe()
@@ -452,7 +452,8 @@ def read_history(path: Path) -> tuple[list[dict], int]:
 def history_rows(records: list[dict]) -> list[dict]:
     """A row per model, engine and prompt length of each record, with the change in generation
     tokens/s since the previous record of the same on the same machine and backend."""
-    rows, previous = [], {}
+    rows: list[dict] = []
+    previous: dict[tuple, float] = {}
     for record in records:
         machine = record["machine"]
         for result in record["results"]:

@@ -32,7 +32,8 @@ PYTHON_VERSIONS = Path(__file__).parent / "data" / "python-versions"
 
 def _python_range() -> tuple[tuple[int, int], tuple[int, int]]:
     oldest, newest = next(line for line in PYTHON_VERSIONS.read_text().splitlines() if not line.startswith("#")).split()
-    return tuple(map(int, oldest.split("."))), tuple(map(int, newest.split(".")))
+    (a, b), (c, d) = (map(int, version.split(".")) for version in (oldest, newest))
+    return (a, b), (c, d)
 
 
 MIN_PYTHON, MAX_PYTHON = _python_range()  # (major, minor) bounds for the venv's Python
@@ -319,7 +320,7 @@ def home_dir() -> str:
     return home
 
 
-def fix_for(label: str, expected: str, config_fix: str = None) -> str:
+def fix_for(label: str, expected: str, config_fix: str | None = None) -> str:
     """How to correct a setting, by where it came from: a config key, an INVOKE_MLX_* variable or a flag."""
     if label.startswith("Config"):
         return config_fix or CONFIG_FIX

@@ -352,7 +352,7 @@ def ps_text(answer: dict) -> str:
         return "\n".join(waiting or ["No model is loaded; a request that names an installed model loads it."])
     used = sum(m["memory"] for m in answer["models"]) / GB
     width = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, width)) + "  " + row[3] for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=False)) + "  " + row[3] for row in rows]
     limit = f" of a budget of {answer['budget'] / GB:.1f} GB" if answer["budget"] else " (no budget: --force)"
     return "\n".join(lines + [f"{used:.1f} GB in use{limit}"] + waiting)
 

@@ -9,7 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 ensure_test_env
 cd "$root"
 status=0
-"$root/.venv/bin/ruff" check --quiet . || status=1
-"$root/.venv/bin/ruff" format --check --quiet . || status=1
+"$root/.venv/bin/ruff" check --quiet --output-format concise . || status=1
+"$root/.venv/bin/ruff" format --check --quiet --output-format concise . || status=1
 "$root/.venv/bin/mypy" || status=1
 exit "$status"

@@ -5,6 +5,7 @@ against hosts that cannot answer (there is no sshd here) or a stand-in ssh that 
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,7 +148,7 @@ def test_init_mistakes_exit_1_and_write_nothing(home, args, message):
 
 # --- checking hosts -------------------------------------------------------------------------------
 
-HERE = {"venv": True, "python": "3.11.9", "mlx": "0.32.4", "mlx-lm": "0.32.2", "mlxtasks": "0.1.0", "model": True,
+HERE: dict[str, Any] = {"venv": True, "python": "3.11.9", "mlx": "0.32.4", "mlx-lm": "0.32.2", "mlxtasks": "0.1.0", "model": True,
         "manifest": {"repo": "r", "revision": "abc", "files": {"a": 1}, "pulled": "monday"}, "complete": True}
 VENV, FOLDER = Path("/Users/me/venv-mlx"), Path("/Users/me/workspace/mlx/qwen25-coder-7b")
 

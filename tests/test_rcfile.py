@@ -234,7 +234,7 @@ PAGE = 4096
 
 def snapshot(folder: Path) -> dict[str, object]:
     """Every entry under folder as it is: a file's bytes, a symlink's target, or its kind."""
-    found = {}
+    found: dict[str, object] = {}
     for path in sorted(folder.rglob("*")):
         info = path.lstat()
         found[str(path.relative_to(folder))] = (

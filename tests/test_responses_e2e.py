@@ -128,8 +128,9 @@ def test_a_function_call_round_trip(direct_server, coder_model, mlx_run):
     call_events = ["response.output_item.added", "response.function_call_arguments.delta",
                    "response.function_call_arguments.done", "response.output_item.done"]
     assert kinds[-9:] == call_events * 2 + ["response.completed"] and kinds[-12:-9] == ENDING
-    shape = lambda items: [(i.type, getattr(i, "name", None), getattr(i, "arguments", None))  # noqa: E731
-                           for i in items]
+    def shape(items):
+        return [(i.type, getattr(i, "name", None), getattr(i, "arguments", None)) for i in items]
+
     assert shape(events[-1].response.output) == shape(reply.output)
 
     outputs = [{"type": "function_call_output", "call_id": c.call_id,

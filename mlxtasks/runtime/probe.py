@@ -81,6 +81,7 @@ def _generate(folder: str) -> dict:
         last = None
         for last in stream_generate(model, tokenizer, "Hello", max_tokens=DEEP_TOKENS):
             pass
+        assert last is not None, "mlx_lm generated nothing"
         return {"load_seconds": load_seconds, "tokens": last.generation_tokens, "tokens_per_second": last.generation_tps}
     except Exception as exc:  # noqa: BLE001 - a model that does not load is this check's answer
         return {"error": _cause(exc)}

@@ -33,7 +33,7 @@ def setup(c, yes=False, dry_run=False, python=None, venv=None, workspace=None, m
     # A wrong option value, or a second setup at once, is refused before any step runs.
     s = settings(c, python=python, venv=venv, workspace=workspace, models=models, installer=installer, backend=backend,
                  shell=shell)
-    s.catalog  # the shell step renders the catalogue: a broken mlx.catalog stops setup here, not half-way
+    s.catalog  # noqa: B018 (read for its check) the shell step renders the catalogue: a broken mlx.catalog stops setup here, not half-way
     hold_until_exit(setup_lock(s.venv), "invoke setup")
     preflight.check(c, python=python, venv=venv, workspace=workspace, models=models, dry_run=dry)
     outcomes = [

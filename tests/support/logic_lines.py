@@ -12,8 +12,8 @@ def logic_lines(path: Path) -> int:
     tree = ast.parse(source)
     skipped: set[int] = set()
 
-    def skip(node: ast.AST) -> None:
-        skipped.update(range(node.lineno, node.end_lineno + 1))
+    def skip(node: ast.stmt | ast.expr) -> None:
+        skipped.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
 
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
