@@ -188,3 +188,42 @@ def test_each_runtime_entry_point_sets_the_kernel_cache_before_anything_else(pat
     main = next(node for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef) and node.name == "main")
     first = main.body[0]
     assert isinstance(first, ast.Expr) and ast.unparse(first) == "gpu.use_kernel_cache()", ast.unparse(first)
+
+
+def module_tree(page: Path) -> set[str]:
+    """The paths the module tree of docs/architecture.md's "Layers" names, relative to mlxtasks/: the first
+    column of each entry (several names may share one), a 4-space entry inside the folder named above it."""
+    block = page.read_text().split("## Layers", 1)[1].split("```", 2)[1]
+    names, folder, inside = set(), "", False
+    for line in block.splitlines():
+        inside = inside or line == "mlxtasks/"
+        entry = re.match(r"( {2}| {4})(\S+(?: \S+)*)", line) if inside else None
+        if inside and not line.startswith(" ") and line != "mlxtasks/":
+            break
+        if entry:
+            depth, first = entry.groups()
+            for name in first.split():
+                folder = name if depth == "  " and name.endswith("/") else folder
+                names.add(name if depth == "  " else folder + name)
+    return names
+
+
+def test_the_architecture_page_names_every_module_and_no_module_that_is_gone():
+    names = module_tree(ROOT / "docs" / "architecture.md")
+    modules = {path.relative_to(ROOT / "mlxtasks").as_posix() for path in (ROOT / "mlxtasks").rglob("*.py")}
+    assert sorted(modules - names - {m for m in modules if m.endswith("__init__.py")}) == [], "missing from the tree"
+    assert sorted(name for name in names if name.endswith(".py") and name not in modules) == [], "gone from the code"
+
+
+def test_the_tree_reader_sees_names_in_folders_and_shared_lines(tmp_path):
+    page = tmp_path / "a.md"
+    page.write_text("## Layers\n\n```\ntasks.py   x\nmlxtasks/\n  a.py b.py      what\n                 more a.py\n"
+                    "  sub/           folder\n    c.py         in sub\n  d.py\nshell/   y\n  e.py\n```\n")
+    assert module_tree(page) == {"a.py", "b.py", "sub/", "sub/c.py", "d.py"}
+
+
+def test_the_docs_cite_nothing_outside_the_repository():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    found = [f"{page.relative_to(ROOT)}: {hit}" for page in pages
+             for hit in re.findall(r"(?<![\w.])(?:shared/\S+|/work/\S+)", page.read_text())]
+    assert found == [], "\n".join(found)
