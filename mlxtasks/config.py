@@ -8,8 +8,8 @@ resolved, never at import.
 Settings come in two parts. The paths and the common settings are checked at once, for every task.
 Each feature's own section (catalog, router, bench, serve) is checked only when a task reads it, so
 a typo in `mlx.bench` breaks `invoke bench` and never `serve.stop`, `shell.remove` or `uninstall`.
-catalog and router are read through lazy properties here; bench, which builds on Settings, parses its
-own section (bench.configured), so no import runs in a circle.
+catalog, router and bench are read through lazy properties here, each checked by its own module (imported
+on first read, so no import runs in a circle).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from .errors import MlxTasksError
 
 if TYPE_CHECKING:
+    from .bench import BenchSettings
     from .catalog import Model
 
 CONFIG_KEY = "mlx"
@@ -68,6 +69,21 @@ DEFAULTS: dict[str, Any] = {
     "serve_prompt_cache_gb": 2.0,  # per loaded model: KV caches of finished requests that a next one may extend
     "serve_allowed_origins": [],  # web origins whose pages may read the server's answers (CORS); none by default
     "serve_model_map": {"claude-*": "default"},  # names a client sends that are not served (glob) -> a model
+    "serve_batch_size": 8,  # streams the server generates together, per model
+    "serve_queue_limit": 32,  # requests waiting or generating; more are answered 429
+    "serve_prefill_chunk": 512,  # prompt tokens prefilled between two steps of the other streams
+    "serve_prompt_caches": 10,  # finished conversations whose KV cache a next request may extend (serve_prompt_cache_gb bounds their bytes)
+    "serve_max_body_mb": 4.0,  # the largest request body the server reads
+    "serve_log_max_mb": 10.0,  # the server's log is moved to .1 past this size
+}
+# Under your `mlx.bench` entries (Settings.bench; bench.check_settings checks the merge).
+BENCH_DEFAULTS: dict[str, Any] = {
+    "prompt_tokens": [128, 1024],
+    "generation_tokens": 256,
+    "runs": 3,
+    "warmup": 1,
+    "ollama_url": "http://127.0.0.1:11434",
+    "history": None,  # None: $XDG_STATE_HOME/mlxtasks/bench.jsonl (~/.local/state/...)
 }
 SECTIONS = ("catalog", "bench", "router", "serve_model_map")  # settings that hold a mapping of their own
 
@@ -179,6 +195,14 @@ class Settings:
         return catalog.load(models)
 
     @cached_property
+    def bench(self) -> BenchSettings:
+        """`mlx.bench` over BENCH_DEFAULTS, with INVOKE_MLX_BENCH_*, checked."""
+        from .bench import check_settings
+
+        labels = {key.split(".", 1)[1]: label for key, label in self.labels.items() if key.startswith("bench.")}
+        return check_settings(self.merged["bench"], self.home, self.state, labels)
+
+    @cached_property
     def router(self) -> dict:
         from . import router
 
@@ -212,6 +236,30 @@ class Settings:
     @cached_property
     def serve_prompt_cache_gb(self) -> float:
         return _number(*self._value("serve_prompt_cache_gb"), most=1024)
+
+    @cached_property
+    def serve_batch_size(self) -> int:
+        return _whole(*self._value("serve_batch_size"), least=1, most=256)
+
+    @cached_property
+    def serve_queue_limit(self) -> int:
+        return _whole(*self._value("serve_queue_limit"), least=1, most=10_000)
+
+    @cached_property
+    def serve_prefill_chunk(self) -> int:
+        return _whole(*self._value("serve_prefill_chunk"), least=16, most=1 << 20)
+
+    @cached_property
+    def serve_prompt_caches(self) -> int:
+        return _whole(*self._value("serve_prompt_caches"), least=0, most=10_000)
+
+    @cached_property
+    def serve_max_body_mb(self) -> float:
+        return _number(*self._value("serve_max_body_mb"), most=1024)
+
+    @cached_property
+    def serve_log_max_mb(self) -> float:
+        return _number(*self._value("serve_log_max_mb"), most=100_000)
 
     @cached_property
     def serve_allowed_origins(self) -> tuple[str, ...]:
@@ -385,6 +433,13 @@ def port_number(label: str, value: Any) -> int:
     number = _number(label, value)
     if number != int(number) or not 1 <= number <= 65535:
         raise _invalid(label, "a port number from 1 to 65535", value)
+    return int(number)
+
+
+def _whole(label: str, value: Any, least: int, most: int) -> int:
+    number = _number(label, value, most=most)
+    if number != int(number) or number < least:
+        raise _invalid(label, f"a whole number from {least} to {most}", value)
     return int(number)
 
 

@@ -227,3 +227,10 @@ def test_the_docs_cite_nothing_outside_the_repository():
     found = [f"{page.relative_to(ROOT)}: {hit}" for page in pages
              for hit in re.findall(r"(?<![\w.])(?:shared/\S+|/work/\S+)", page.read_text())]
     assert found == [], "\n".join(found)
+
+
+def test_the_logic_count_is_the_same_however_the_formatter_wraps_a_statement(tmp_path):
+    one, wrapped = tmp_path / "one.py", tmp_path / "wrapped.py"
+    one.write_text("def f(c, a=1, b=2):\n    return g(a, b, c)\n")
+    wrapped.write_text("def f(\n    c,\n    a=1,\n    b=2,\n):\n    return g(\n        a,\n        b,\n        c,\n    )\n")
+    assert logic_lines(one) == logic_lines(wrapped) == 2
