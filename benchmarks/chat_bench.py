@@ -68,7 +68,7 @@ def judge(runs: dict) -> tuple[str, bool]:
     of the machine that spans several pairs moves both sides of each pair alike."""
     medians = {side: (statistics.median(tps for tps, _ in values), statistics.median(ttft for _, ttft in values))
                for side, values in runs.items()}
-    pairs = list(zip(runs["raw"], runs["ours"]))
+    pairs = list(zip(runs["raw"], runs["ours"], strict=True))
     tps_ratio = statistics.median(ours[0] / raw[0] for raw, ours in pairs)
     ttft_ratio = statistics.median(ours[1] / raw[1] for raw, ours in pairs)
     figure = (f"generation {medians['ours'][0]:.1f} vs {medians['raw'][0]:.1f} tokens/s, paired {tps_ratio:.2%}; "
@@ -102,6 +102,7 @@ def first_output(argv: list[str], home: Path, **env: str) -> float:
     environment = {k: v for k, v in user_env(home, **env).items() if k != "PYTHONDONTWRITEBYTECODE" or k in env}
     process = subprocess.Popen(argv, cwd=home, env=environment, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None
     process.stdout.read(1)
     seconds = time.perf_counter() - start
     _, errors = process.communicate()

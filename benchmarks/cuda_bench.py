@@ -28,7 +28,8 @@ from pathlib import Path
 import chat_bench
 import serve_bench
 
-from mlxtasks import config, serve
+from mlxtasks import config
+from mlxtasks import serve as serving
 
 ROOT = Path(__file__).resolve().parent.parent
 KEPT = ROOT / "benchmarks" / "results" / "cuda-h200.json"  # the lent H200's run, rendered by run.py
@@ -165,7 +166,7 @@ def serve(d: Device) -> None:
         if started["exit"] == 0:
             result["ours"] = serve_bench.measure(port, bias, GPU_TOKENS, GPU_LONG_PROMPT)
             spy = Path(shutil.which("py-spy") or "/tmp/site/bin/py-spy")  # where the device tool's carried wheels go
-            record = json.loads(serve.record_path(config.state_dir(d.home)).read_text())
+            record = json.loads(serving.record_path(config.state_dir(d.home)).read_text())
             result["profile"] = serve_bench.profile(spy, record["pid"], port, bias) if spy.is_file() else \
                 "py-spy was not carried"
         else:
@@ -318,7 +319,7 @@ def against_raw(s: dict) -> list[str]:
 
     held = (ours["one_tps"] >= 0.95 * s["raw_tps"] and ours["one_first"] <= 1.1 * s["raw_first"]
             and ours["many_tps"] >= 0.95 * ceiling and ours["many_first"] < 1)
-    found = s.get("profile") if isinstance(s.get("profile"), dict) else {}
+    found: dict = s["profile"] if isinstance(s.get("profile"), dict) else {}
     profile = "; ".join(f"{role} {n} samples" for role, n in found.get("role_samples", {}).items())
     return [
         f"- The server against what it stands on (issue 26), run {s['date']} with `--only serve` "

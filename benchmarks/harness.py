@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,7 +22,7 @@ class Result:
     figure: str
     target: str
     held: bool
-    raw: dict[str, float | list[float]]  # seconds, by what was timed
+    raw: Mapping[str, float | list[float]]  # seconds, by what was timed
     notes: tuple[str, ...] = ()
 
 

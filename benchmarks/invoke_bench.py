@@ -24,7 +24,7 @@ def invoke_list(work: Path) -> Result:
     bare.mkdir()
     (bare / "tasks.py").write_text(ONE_TASK)
     folders = {"project_s": ROOT, "one_task_s": bare}
-    seconds = {key: [] for key in folders}
+    seconds: dict[str, list[float]] = {key: [] for key in folders}
     for run in range(RUNS + 1):  # run 0 warms up each folder and is not counted
         for key, cwd in folders.items():
             took, _ = timed([INVOKE, "--list"], home, cwd=cwd)

@@ -10,6 +10,7 @@ import statistics
 import struct
 import sys
 from pathlib import Path
+from typing import Any
 
 from harness import INVOKE, ROOT, Result, new_home, timed
 
@@ -51,11 +52,11 @@ def pull_throughput(work: Path) -> Result:
     total = _make_repo(work / "repo")
     home = new_home(work, "pull")
     models = home / "workspace" / "mlx"
-    seconds = {"models_pull": [], "snapshot_download": []}
+    seconds: dict[str, list[float]] = {"models_pull": [], "snapshot_download": []}
     with FakeHub({REPO: work / "repo"}) as hub:
         for file in (work / "repo").iterdir():  # the real hub has its hashes at hand; the stand-in computes them once
             hub.blob(file)
-        env = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+        env: dict[str, Any] = {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
         target = work / "snapshot"
         sides = {  # each side's command, and what it left last time
             "models_pull": ([INVOKE, "models.pull", REPO], [models, home / ".cache"]),

@@ -1,7 +1,7 @@
 """The project's benchmark suite. Run from the checkout's root:
 
     .venv/bin/python benchmarks/run.py              # every benchmark; rewrites docs/performance.md
-    .venv/bin/python benchmarks/run.py --only NAME  # some of them (names: --help); the doc is left alone
+    .venv/bin/python benchmarks/run.py --only NAME  # some of them (names: --help); their rows of the doc are replaced
     .venv/bin/python benchmarks/run.py --cuda-section  # only re-renders the doc's CUDA section from the kept GPU run
 
 Each benchmark prints its figure, its target and whether the target held; the exit status is 1 when one
@@ -10,7 +10,7 @@ install MLX from the package index twice (uv and pip), so a full run takes a few
 
 To add a benchmark: write a function `name(work: Path) -> Result` (harness.py) in an area's module
 (setup_bench.py, invoke_bench.py, shell_bench.py, validate_bench.py, pull_bench.py, chat_bench.py,
-speed_bench.py, real_model_bench.py, serve_bench.py, or a new one listed in MODULES), and put it in that module's BENCHMARKS.
+speed_bench.py, real_model_bench.py, serve_bench.py, devloop_bench.py, or a new one listed in MODULES), and put it in that module's BENCHMARKS.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ import argparse
 import os
 import platform
 import tempfile
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
 import chat_bench
 import cuda_bench
+import devloop_bench
 import invoke_bench
 import pull_bench
 import real_model_bench
@@ -37,7 +39,7 @@ from harness import ROOT, Result
 from mlxtasks import facts
 
 MODULES = (setup_bench, invoke_bench, shell_bench, validate_bench, pull_bench, chat_bench, speed_bench,
-           real_model_bench, serve_bench)
+           real_model_bench, serve_bench, devloop_bench)
 BENCHMARKS = {bench.__name__: bench for module in MODULES for bench in module.BENCHMARKS}
 DOC = ROOT / "docs" / "performance.md"
 
@@ -60,7 +62,7 @@ def show(name: str, result: Result) -> None:
     print(flush=True)
 
 
-def raw_text(raw: dict[str, float | list[float]]) -> str:
+def raw_text(raw: Mapping[str, float | list[float]]) -> str:
     def seconds(value: float | list[float]) -> str:
         return f"[{', '.join(f'{v:.3f}' for v in value)}]" if isinstance(value, list) else f"{value:.3f}"
 
@@ -92,6 +94,28 @@ def tail() -> list[str]:
     return serve_bench.FINDINGS + cuda_bench.section()
 
 
+def update_doc(results: dict[str, Result], when: datetime) -> None:
+    """Replace (or add) the rows and notes of these benchmarks only, each saying when and where it ran, since
+    the page's date and machine are those of the last full run."""
+    lines = DOC.read_text().split("\n")
+    for name, result in results.items():
+        row = f"| {result.name} | {result.figure} | {result.target} | {'yes' if result.held else 'no'} |"
+        at = next((i for i, line in enumerate(lines) if line.startswith(f"| {result.name} |")), None)
+        if at is None:
+            lines.insert(max(i for i, line in enumerate(lines) if line.startswith("| ")) + 1, row)
+        else:
+            lines[at] = row
+        notes = [f"### {name}", "", f"- Run alone (--only) on {when:%Y-%m-%d %H:%M} UTC: {machine()}",
+                 *(f"- {note}" for note in result.notes), f"- Raw: {raw_text(result.raw)}", ""]
+        if f"### {name}" in lines:  # its old notes run to the next heading
+            start = lines.index(f"### {name}")
+            end = next(i for i in range(start + 1, len(lines) + 1) if i == len(lines) or lines[i].startswith("#"))
+        else:  # new notes go before the CUDA section
+            start = end = lines.index(cuda_bench.HEADING) if cuda_bench.HEADING in lines else len(lines)
+        lines[start:end] = notes
+    DOC.write_text("\n".join(lines))
+
+
 def write_cuda_section() -> None:
     """The doc's tail (tail()) rendered again, the benchmarks' part left as it is."""
     text = DOC.read_text()
@@ -120,7 +144,8 @@ def main() -> int:
             results[name] = BENCHMARKS[name](Path(work))
             show(name, results[name])
     if args.only:
-        print(f"{DOC.relative_to(ROOT)} is rewritten only when every benchmark runs.")
+        update_doc(results, when)
+        print(f"Replaced the rows of {', '.join(results)} in {DOC.relative_to(ROOT)}.")
     else:
         write_doc(results, when)
         print(f"Wrote {DOC.relative_to(ROOT)}.")

@@ -103,7 +103,7 @@ def post_streamed(port: int, path: str, body: dict) -> dict:
     start = time.perf_counter()
     connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
     answer = connection.getresponse()
-    first, pieces, usage = None, [], {}
+    first, pieces, usage = None, [], {}  # type: tuple[float | None, list[str], dict]
     for line in answer:
         if not line.startswith(b"data: {"):
             continue

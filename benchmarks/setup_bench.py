@@ -53,6 +53,8 @@ def _pip_setup(work: Path, python: str, packages: list[str], run: int) -> tuple[
 def fresh_setup(work: Path) -> Result:
     host = facts.probe()
     python = pythons.find(host, installer.find_uv())[0]
+    if python is None:
+        raise SystemExit("no Python here can make the venv (see `invoke preflight`)")
     packages = [install.MLX_REQUIREMENT[facts.backend_for(host)], *config.DEFAULTS["packages"]]
     uv_runs, pip_runs = [], []
     for run in range(FRESH_RUNS):  # interleaved: a slow spell of the package index hits both sides

@@ -6,6 +6,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from harness import INVOKE, Result, new_home, set_up_home, timed, user_env
 
@@ -45,7 +46,7 @@ def shell_startup(work: Path) -> Result:
     for shell in RC:
         for name, home in homes.items():
             _startup_seconds(shell, home)  # warm-up
-        samples = {name: [] for name in homes}
+        samples: dict[str, list[float]] = {name: [] for name in homes}
         for _ in range(RUNS):  # interleaved, so drift hits every variant alike
             for name, home in homes.items():
                 samples[name].append(_startup_seconds(shell, home))
@@ -72,7 +73,7 @@ def mlx_status(work: Path) -> Result:
     home = set_up_home(work)
     venv = home / "venv-mlx"
     argv = [str(venv / "bin" / "python"), "-m", "mlxtasks.status"]
-    env = {"MLX_VENV_PATH": str(venv), "MLX_MODELS_PATH": str(home / "workspace" / "mlx")}
+    env: dict[str, Any] = {"MLX_VENV_PATH": str(venv), "MLX_MODELS_PATH": str(home / "workspace" / "mlx")}
     timed(argv, home, **env)  # warm-up
     samples = [timed(argv, home, **env)[0] for _ in range(STATUS_RUNS)]
     median = statistics.median(samples)

@@ -11,20 +11,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .catalog import FIT_HEADROOM, Model, find, lookup
-from .config import Settings, fix_for
+from .config import BENCH_DEFAULTS, Settings, fix_for
 from .errors import MlxTasksError
 from .facts import GB, HostFacts
 from .protocol import BenchAnswer, BenchModel, BenchSpec, prompt_text
 
 
-DEFAULTS: dict[str, Any] = {
-    "prompt_tokens": [128, 1024],
-    "generation_tokens": 256,
-    "runs": 3,
-    "warmup": 1,
-    "ollama_url": "http://127.0.0.1:11434",
-    "history": None,  # None: $XDG_STATE_HOME/mlxtasks/bench.jsonl (~/.local/state/...)
-}
 SCHEMA = 1
 METRICS = ("first_token_s", "prompt_tps", "generation_tps", "peak_memory_gb")
 PLOT_SUFFIXES = (".png", ".svg")
@@ -59,18 +51,19 @@ class Skip:
 
 
 def check_settings(value: Any, home: Path, state: Path, labels: dict[str, str] | None = None) -> BenchSettings:
-    """`mlx.bench` (missing keys from DEFAULTS) and flags, checked. labels: how to name a key in an error."""
+    """`mlx.bench` (missing keys from config.BENCH_DEFAULTS) and flags, checked (Settings.bench calls it).
+    labels: how to name a key in an error."""
     if hasattr(value, "keys") and not isinstance(value, dict):  # Invoke's DataProxy
         value = {key: value[key] for key in value.keys()}
     if not isinstance(value, dict):
         raise MlxTasksError(f"Config key 'mlx.bench' must be a mapping, got {value!r}.", fix=CONFIG_FIX)
     labels = labels or {}
-    unknown = sorted(set(value) - set(DEFAULTS))
+    unknown = sorted(set(value) - set(BENCH_DEFAULTS))
     if unknown and unknown[0] in labels:
         raise MlxTasksError(f"{labels[unknown[0]]} names no setting of bench.", fix=f"unset {labels[unknown[0]]} (see docs/bench.md)")
     if unknown:
         raise MlxTasksError(f"Unknown config key 'mlx.bench.{unknown[0]}'.", fix=CONFIG_FIX)
-    merged = {**DEFAULTS, **value}
+    merged = {**BENCH_DEFAULTS, **value}
 
     def label(key: str) -> str:
         return labels.get(key, f"Config key 'mlx.bench.{key}'")
@@ -110,18 +103,12 @@ def _invalid(label: str, expected: str, value: Any) -> MlxTasksError:
     return MlxTasksError(f"{label} must be {expected}, got {value!r}.", fix=fix_for(label, expected, CONFIG_FIX))
 
 
-def configured(s: Settings) -> BenchSettings:
-    """`mlx.bench` and INVOKE_MLX_BENCH_*, checked here, so only bench's tasks ever read them."""
-    labels = {key.split(".", 1)[1]: label for key, label in s.labels.items() if key.startswith("bench.")}
-    return check_settings(s.merged["bench"], s.home, s.state, labels)
-
-
 def with_flags(settings: BenchSettings, home: Path, **flags: Any) -> BenchSettings:
     """The settings with the task's flags (None: not given) applied and checked."""
     given = {key: value for key, value in flags.items() if value is not None}
     if not given:
         return settings
-    current = {key: getattr(settings, key) for key in DEFAULTS}
+    current = {key: getattr(settings, key) for key in BENCH_DEFAULTS}
     current["history"] = str(current["history"])
     labels = {key: f"--{key.replace('_', '-')}" for key in given}
     return check_settings({**current, **given}, home, settings.history.parent, labels=labels)
@@ -227,7 +214,7 @@ def compare_ollama(output: dict, targets: list[Target], prompts: dict, settings:
             try:
                 output["results"].append(_ollama_result(target, prompts[target.alias], settings, say))
                 continue
-            except (ollama.Refused, ollama.Unreachable) as err:
+            except (ollama.ErrorAnswer, ollama.Unreachable) as err:
                 skip = Skip(target.alias, f"Ollama's {target.ollama} failed: {err}",
                             f"ollama run {target.ollama} (to see Ollama's own error)")
         output["skipped"].append(skip.as_dict())
@@ -241,7 +228,7 @@ def _ollama_result(target: Target, prompts: dict, settings: BenchSettings, say) 
     context = max(settings.prompt_tokens) + settings.generation_tokens + 64
     say(f"{target.alias}: Ollama {target.ollama}: loading")
     warm = ollama.generate(settings.ollama_url, target.ollama, prompt_text(0, 8), 1, context)
-    runs = {}
+    runs: dict[int, list] = {}
     for length in settings.prompt_tokens:
         texts = prompts[str(length)]
         runs[length] = []
@@ -283,12 +270,12 @@ def plan(s: Settings, names: Iterable[str], compare: str | None, plot: str | Non
     from .store import installed_folders, size_on_disk
     from .venv import require
 
-    options = with_flags(configured(s), s.home, **flags)
+    options = with_flags(s.bench, s.home, **flags)
     if compare not in (None, "ollama"):
         raise MlxTasksError(f"--compare knows only ollama, got {compare!r}.", fix="invoke bench --compare ollama")
     chart = Path(plot).absolute() if plot else None
-    if chart and plot_problem(chart):
-        raise MlxTasksError(plot_problem(chart), fix="invoke bench --plot bench.png (or .svg)")
+    if chart and (problem := plot_problem(chart)):
+        raise MlxTasksError(problem, fix="invoke bench --plot bench.png (or .svg)")
     require(s)
     installed = {folder: size_on_disk(s.models / folder) for folder in installed_folders(s.models)}
     host = probe()
@@ -452,7 +439,8 @@ def read_history(path: Path) -> tuple[list[dict], int]:
 def history_rows(records: list[dict]) -> list[dict]:
     """A row per model, engine and prompt length of each record, with the change in generation
     tokens/s since the previous record of the same on the same machine and backend."""
-    rows, previous = [], {}
+    rows: list[dict] = []
+    previous: dict[tuple, float] = {}
     for record in records:
         machine = record["machine"]
         for result in record["results"]:

@@ -121,7 +121,7 @@ def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: boo
         model, folder = store.local_model(alias, s.models, s.catalog)
     require(s)
     problems = store.model_problems(folder) if model else []
-    if problems:  # what validate says, before mlx_lm meets the damage
+    if model and problems:  # what validate says, before mlx_lm meets the damage
         from .validate import model_check
 
         damaged = model_check(folder, problems, 0, model.alias)

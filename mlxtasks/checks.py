@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 import traceback
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Callable, Iterable
 
 from .errors import MlxTasksError
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     OK = "ok"
     WARNING = "warning"
     ERROR = "error"

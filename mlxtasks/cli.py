@@ -21,7 +21,8 @@ class MlxTasksConfig(Config):
     def load_shell_env(self) -> None:
         self.merge()
         ours_left_out = {key: value for key, value in self._config.items() if key != config.CONFIG_KEY}
-        self._set(_env=Environment(config=ours_left_out, prefix=self._env_prefix).load())
+        # Environment reads only the keys and values it is given, which a dict has as a Config does.
+        self._set(_env=Environment(config=ours_left_out, prefix=self._env_prefix).load())  # type: ignore[arg-type]
         self.merge()
 
 

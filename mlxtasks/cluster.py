@@ -102,7 +102,7 @@ def check_host_name(name: str) -> None:
 def lookup(name: str) -> list[str]:
     """IPv4 addresses of a host name, as this machine resolves it (mDNS .local names included on a Mac)."""
     infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def _addresses(name: str, resolve: Callable[[str], list[str]]) -> list[str]:
@@ -277,7 +277,7 @@ def judge(host: str, here: dict, there: dict, venv: Path, alias: str | None, mod
     else:
         found.append(Result("versions", "versions", Status.OK,
                             ", ".join(f"{name} {here.get(name)}" for name in VERSIONED) + f", Python {python}"))
-    if alias:
+    if alias and model_folder:
         found.append(judge_model(host, here, there, alias, model_folder))
     return found
 
@@ -379,6 +379,7 @@ def share(cluster: Cluster, venv: Path, alias: str, model_folder: Path, timeout:
         there, problem = probe_host(host, script, timeout)
         if problem:
             raise MlxTasksError(f"Cannot share with {host}: {problem.message}.", fix=problem.fix)
+        assert there is not None  # an answer, where there is no problem
         if there.get("complete") and same_copy(here, there):
             say(f"{host}: already has a complete copy, skipped")
             continue

@@ -8,8 +8,8 @@ resolved, never at import.
 Settings come in two parts. The paths and the common settings are checked at once, for every task.
 Each feature's own section (catalog, router, bench, serve) is checked only when a task reads it, so
 a typo in `mlx.bench` breaks `invoke bench` and never `serve.stop`, `shell.remove` or `uninstall`.
-catalog and router are read through lazy properties here; bench, which builds on Settings, parses its
-own section (bench.configured), so no import runs in a circle.
+catalog, router and bench are read through lazy properties here, each checked by its own module (imported
+on first read, so no import runs in a circle).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from .errors import MlxTasksError
 
 if TYPE_CHECKING:
+    from .bench import BenchSettings
     from .catalog import Model
 
 CONFIG_KEY = "mlx"
@@ -32,7 +33,8 @@ PYTHON_VERSIONS = Path(__file__).parent / "data" / "python-versions"
 
 def _python_range() -> tuple[tuple[int, int], tuple[int, int]]:
     oldest, newest = next(line for line in PYTHON_VERSIONS.read_text().splitlines() if not line.startswith("#")).split()
-    return tuple(map(int, oldest.split("."))), tuple(map(int, newest.split(".")))
+    (a, b), (c, d) = (map(int, version.split(".")) for version in (oldest, newest))
+    return (a, b), (c, d)
 
 
 MIN_PYTHON, MAX_PYTHON = _python_range()  # (major, minor) bounds for the venv's Python
@@ -67,6 +69,21 @@ DEFAULTS: dict[str, Any] = {
     "serve_prompt_cache_gb": 2.0,  # per loaded model: KV caches of finished requests that a next one may extend
     "serve_allowed_origins": [],  # web origins whose pages may read the server's answers (CORS); none by default
     "serve_model_map": {"claude-*": "default"},  # names a client sends that are not served (glob) -> a model
+    "serve_batch_size": 8,  # streams the server generates together, per model
+    "serve_queue_limit": 32,  # requests waiting or generating; more are answered 429
+    "serve_prefill_chunk": 2048,  # the most prompt tokens prefilled between two steps of the other streams (each chunk is sized by time, up to this)
+    "serve_prompt_caches": 10,  # finished conversations whose KV cache a next request may extend (serve_prompt_cache_gb bounds their bytes)
+    "serve_max_body_mb": 4.0,  # the largest request body the server reads
+    "serve_log_max_mb": 10.0,  # the server's log is moved to .1 past this size
+}
+# Under your `mlx.bench` entries (Settings.bench; bench.check_settings checks the merge).
+BENCH_DEFAULTS: dict[str, Any] = {
+    "prompt_tokens": [128, 1024],
+    "generation_tokens": 256,
+    "runs": 3,
+    "warmup": 1,
+    "ollama_url": "http://127.0.0.1:11434",
+    "history": None,  # None: $XDG_STATE_HOME/mlxtasks/bench.jsonl (~/.local/state/...)
 }
 SECTIONS = ("catalog", "bench", "router", "serve_model_map")  # settings that hold a mapping of their own
 
@@ -178,6 +195,14 @@ class Settings:
         return catalog.load(models)
 
     @cached_property
+    def bench(self) -> BenchSettings:
+        """`mlx.bench` over BENCH_DEFAULTS, with INVOKE_MLX_BENCH_*, checked."""
+        from .bench import check_settings
+
+        labels = {key.split(".", 1)[1]: label for key, label in self.labels.items() if key.startswith("bench.")}
+        return check_settings(self.merged["bench"], self.home, self.state, labels)
+
+    @cached_property
     def router(self) -> dict:
         from . import router
 
@@ -211,6 +236,30 @@ class Settings:
     @cached_property
     def serve_prompt_cache_gb(self) -> float:
         return _number(*self._value("serve_prompt_cache_gb"), most=1024)
+
+    @cached_property
+    def serve_batch_size(self) -> int:
+        return _whole(*self._value("serve_batch_size"), least=1, most=256)
+
+    @cached_property
+    def serve_queue_limit(self) -> int:
+        return _whole(*self._value("serve_queue_limit"), least=1, most=10_000)
+
+    @cached_property
+    def serve_prefill_chunk(self) -> int:
+        return _whole(*self._value("serve_prefill_chunk"), least=16, most=1 << 20)
+
+    @cached_property
+    def serve_prompt_caches(self) -> int:
+        return _whole(*self._value("serve_prompt_caches"), least=0, most=10_000)
+
+    @cached_property
+    def serve_max_body_mb(self) -> float:
+        return _number(*self._value("serve_max_body_mb"), most=1024)
+
+    @cached_property
+    def serve_log_max_mb(self) -> float:
+        return _number(*self._value("serve_log_max_mb"), most=100_000)
 
     @cached_property
     def serve_allowed_origins(self) -> tuple[str, ...]:
@@ -299,13 +348,16 @@ def state_dir(home: Path) -> Path:
     return Path(os.environ.get("XDG_STATE_HOME") or home / ".local" / "state") / "mlxtasks"
 
 
+def config_home(home: Path, env: Mapping[str, str] = os.environ) -> Path:
+    """The user's config folder (fish's conf.d, systemd's user units, ours): $XDG_CONFIG_HOME when it is an
+    absolute path (the XDG spec says to ignore a relative one), else ~/.config. The one rule for it."""
+    base = env.get("XDG_CONFIG_HOME", "")
+    return Path(base) if os.path.isabs(base) else home / ".config"
+
+
 def config_dir(home: Path) -> Path:
-    """Where mlxtasks keeps files of its own (the cluster's hostfile): $XDG_CONFIG_HOME/mlxtasks when that
-    is an absolute path, else ~/.config/mlxtasks."""
-    base = os.environ.get("XDG_CONFIG_HOME", "")
-    if os.path.isabs(base):
-        return Path(base) / "mlxtasks"
-    return home / ".config" / "mlxtasks"
+    """Where mlxtasks keeps files of its own (the cluster's hostfile): config_home()/mlxtasks."""
+    return config_home(home) / "mlxtasks"
 
 
 def home_dir() -> str:
@@ -316,7 +368,7 @@ def home_dir() -> str:
     return home
 
 
-def fix_for(label: str, expected: str, config_fix: str = None) -> str:
+def fix_for(label: str, expected: str, config_fix: str | None = None) -> str:
     """How to correct a setting, by where it came from: a config key, an INVOKE_MLX_* variable or a flag."""
     if label.startswith("Config"):
         return config_fix or CONFIG_FIX
@@ -381,6 +433,13 @@ def port_number(label: str, value: Any) -> int:
     number = _number(label, value)
     if number != int(number) or not 1 <= number <= 65535:
         raise _invalid(label, "a port number from 1 to 65535", value)
+    return int(number)
+
+
+def _whole(label: str, value: Any, least: int, most: int) -> int:
+    number = _number(label, value, most=most)
+    if number != int(number) or number < least:
+        raise _invalid(label, f"a whole number from {least} to {most}", value)
     return int(number)
 
 

@@ -248,7 +248,7 @@ def _retried(action: Callable, repo: str, retry_delay: float, say: Callable[[str
             if not is_retriable(exc) or (attempt == TRIES and give_up is None):
                 with hub_errors(repo):
                     raise
-            if attempt == TRIES:
+            if attempt == TRIES and give_up:
                 raise give_up(exc) from None
             delay = retry_delay * 2 ** (attempt - 1)
             say(f"    {_cause(exc)}; {again.format(delay=f'{delay:g}')}")
@@ -272,6 +272,7 @@ class Fetch:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
+        assert self.child.stdout is not None  # both pipes were asked for
         for line in self.child.stdout:
             self.lines.put(line)
         self.lines.put(None)
@@ -292,6 +293,7 @@ class Fetch:
                     answer["pipeline"])
 
     def download(self, say: Callable[[str], None]) -> None:
+        assert self.child.stdin is not None
         self.child.stdin.write("go\n")
         self.child.stdin.flush()
         self._until("done", say)
@@ -318,8 +320,8 @@ class Fetch:
                                         f"fetching {self.model.repo}.",
                                         fix="run the same command again to resume (finished files are kept)") from None
         try:
-            event = json.loads(line)
-        except (TypeError, ValueError):
+            event = json.loads(line or "")  # None: the child ended
+        except ValueError:
             raise MlxTasksError(f"Fetching {self.model.repo} stopped (exit status {self.child.wait()}).",
                                 fix="run the same command again") from None
         if "error" in event:

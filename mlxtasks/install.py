@@ -67,7 +67,7 @@ class Wanted:
 
 
 def pins(path: Path = CONSTRAINTS) -> dict[str, Version]:
-    result = {}
+    result: dict[str, Version] = {}
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
@@ -98,7 +98,7 @@ def origin(direct_url: str | None, record: str | None) -> Origin:
     info = json.loads(direct_url) if direct_url else {}
     url = info.get("url")
     if info.get("dir_info", {}).get("editable") and str(url).startswith("file:"):
-        return Origin(Path(url2pathname(urlparse(url).path)))
+        return Origin(Path(url2pathname(urlparse(str(url)).path)))
     files = frozenset(line.rsplit(",", 1)[0] for line in (record or "").splitlines()
                       if line.startswith("mlxtasks/") and "__pycache__" not in line)
     return Origin(None, files, url)

@@ -17,7 +17,7 @@ class Installer:
 
 def find_uv() -> str | None:
     """The uv binary that runs: the `uv` package's own first, then one on PATH."""
-    found = []
+    found: list[str | None] = []
     try:
         from uv import find_uv_bin
 

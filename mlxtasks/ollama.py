@@ -15,7 +15,7 @@ class Unreachable(Exception):
     """No Ollama server answered at the URL; the message says why."""
 
 
-class Refused(Exception):
+class ErrorAnswer(Exception):
     """The server answered with an error; the message is Ollama's."""
 
 
@@ -30,7 +30,7 @@ def _call(url: str, data: dict | None, timeout: float) -> dict:
             message = json.loads(err.read()).get("error") or err.reason
         except ValueError:
             message = err.reason
-        raise Refused(f"HTTP {err.code}: {message}") from None
+        raise ErrorAnswer(f"HTTP {err.code}: {message}") from None
     except (urllib.error.URLError, OSError) as err:
         raise Unreachable(str(getattr(err, "reason", err))) from None
     except ValueError:
@@ -41,7 +41,7 @@ def tags(base_url: str) -> set[str]:
     """The pulled models' names, each as name:tag (Ollama's `phi4` is `phi4:latest`)."""
     try:
         answer = _call(f"{base_url}/api/tags", None, REACH_TIMEOUT_S)
-    except Refused as err:
+    except ErrorAnswer as err:
         raise Unreachable(str(err)) from None
     return {full_name(entry.get("name") or entry.get("model", "")) for entry in answer.get("models", [])}
 

@@ -47,7 +47,7 @@ def check_platform(facts: HostFacts) -> Result:
 def check_python(facts: HostFacts) -> Result:
     rejected = tuple(f"{p.path}: Python {p.version_text} ({p.arch}), {problem(p, facts)}" for p in facts.rejected_pythons)
     info = facts.python or next(iter(facts.rejected_pythons), None)
-    details = (*((f"chosen {info.path}: Python {info.version_text} ({info.arch})",) if facts.python else ()),
+    details = (*((f"chosen {info.path}: Python {info.version_text} ({info.arch})",) if info and facts.python else ()),
                *(f"rejected {line}" for line in rejected))
     result = partial(Result, "system.python", "Python for the venv", details=details)
 

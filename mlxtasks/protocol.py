@@ -91,7 +91,7 @@ def duration(value: Any) -> float:
         return float(value)
     except ValueError:
         pass
-    found = re.fullmatch(r"\s*(-?)((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)\s*", value)
+    found = re.fullmatch(r"\s*(-?)((?:\d+(?:\.\d+)?(?:ms|h|m|s))+)\s*", str(value))
     if not found:
         raise ValueError(f"not a duration: {value!r}")
     units = {"ms": 0.001, "h": 3600, "m": 60, "s": 1}

@@ -76,7 +76,7 @@ def candidates(facts: HostFacts) -> list[str]:
 
 def find(facts: HostFacts, uv: str | None) -> tuple[PythonInfo | None, tuple[PythonInfo, ...]]:
     """The first suitable Python (a uv-managed one last), and those rejected before it."""
-    rejected = []
+    rejected: list[PythonInfo] = []
     for path in candidates(facts):
         info = python_info(path)
         if info is None:

@@ -83,6 +83,7 @@ def find_blocks(text: str) -> list[Span]:
         newline = "\r\n" if match.group().endswith("\r") else "\n"
         if text.startswith("\n", end):
             end += 1
+        assert open_at is not None  # an end without a start was refused above
         spans.append(Span(open_at[0], end, newline))
         open_at = None
     if open_at is not None:
@@ -291,7 +292,7 @@ def _back_up(path: Path, target: Path) -> None:
     names = _backups(path)
 
     def rotate() -> None:
-        for older, newer in zip(reversed(names[1:]), reversed(names[:-1])):
+        for older, newer in zip(reversed(names[1:]), reversed(names[:-1]), strict=True):
             if newer.exists():
                 os.replace(newer, older)
 

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from . import fit, preflight, store, validate, venv
 from .catalog import budget_source, by_folder, memory_budget
@@ -64,8 +64,8 @@ class Inputs:
         self.env = dict(os.environ if env is None else env)
         self.state = venv.inspect(settings.venv)
         self.host = host or preflight.gather(settings, self.state)
-        self._probes = {}  # answer key -> the process asked for it
-        self._answered = {key: answers for key in answers.answers} if answers else {}
+        self._probes: dict[str, Any] = {}  # answer key -> the process asked for it
+        self._answered: dict[str, ProbeAnswer | CheckCrashed] = {key: answers for key in answers.answers} if answers else {}
 
     @cached_property
     def backend(self) -> str:
@@ -100,6 +100,7 @@ class Inputs:
             if key not in self._probes:
                 raise validate.venv_broken()
             probe = self._probes[key]
+            got: ProbeAnswer | CheckCrashed
             try:
                 got = validate.probe_answer(probe)
             except CheckCrashed as exc:

@@ -57,7 +57,8 @@ def listing(query: str, sort: str, limit: int, author: str | None) -> list:
 
     try:
         with _quiet_retries():
-            return list(HfApi().list_models(search=query or None, author=author, sort=sort, limit=limit, expand=EXPAND))
+            asked: dict[str, Any] = dict(search=query or None, author=author, sort=sort, limit=limit, expand=EXPAND)
+            return list(HfApi().list_models(**asked))
     except Exception as exc:  # noqa: BLE001 - classified here
         cause = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
         if is_network_error(exc):

@@ -116,8 +116,16 @@ def prepare(settings: Settings, alias: str, host: str | None, facts: HostFacts,
         first = next(m for m in table if m.alias == model.alias)
     spec = ServeSpec.starting(first, host=host, port=settings.serve_port, allowed_origins=list(settings.serve_allowed_origins),
                               installed=table, budget=0 if force else budget, keep_alive=settings.serve_keep_alive,
-                              prompt_cache_bytes=int(settings.serve_prompt_cache_gb * 2**30), model_map=settings.serve_model_map)
+                              prompt_cache_bytes=int(settings.serve_prompt_cache_gb * 2**30), model_map=settings.serve_model_map,
+                              **limits(settings))
     return first.alias if first else NO_MODEL, host, server_argv(settings.venv_python, spec, settings.state), note
+
+
+def limits(settings: Settings) -> dict[str, int]:
+    """The server's limits (ServeSpec fields), each from its config key."""
+    return {"batch_size": settings.serve_batch_size, "queue_limit": settings.serve_queue_limit,
+            "prefill_chunk": settings.serve_prefill_chunk, "prompt_caches": settings.serve_prompt_caches,
+            "max_body_bytes": int(settings.serve_max_body_mb * 2**20), "log_max_bytes": int(settings.serve_log_max_mb * 2**20)}
 
 
 def served_models(settings: Settings, budget: int) -> list[ServedModel]:
@@ -352,7 +360,7 @@ def ps_text(answer: dict) -> str:
         return "\n".join(waiting or ["No model is loaded; a request that names an installed model loads it."])
     used = sum(m["memory"] for m in answer["models"]) / GB
     width = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, width)) + "  " + row[3] for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=False)) + "  " + row[3] for row in rows]
     limit = f" of a budget of {answer['budget'] / GB:.1f} GB" if answer["budget"] else " (no budget: --force)"
     return "\n".join(lines + [f"{used:.1f} GB in use{limit}"] + waiting)
 

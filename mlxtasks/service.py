@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Protocol, Sequence
 
+from .config import config_home
 from .errors import MlxTasksError
 
 LABEL = "org.mlxtasks.serve"
@@ -54,8 +55,7 @@ def target(os_name: str, home: Path, config_home: Path, uid: int) -> Target:
 
 def local_target(home: Path) -> Target:
     """target() for this machine and user."""
-    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-    return target(platform.system().lower(), home, config_home, os.getuid())
+    return target(platform.system().lower(), home, config_home(home), os.getuid())
 
 
 def render(kind: str, argv: Sequence[str], log: Path, env: Mapping[str, str]) -> str:

@@ -10,7 +10,7 @@ from typing import Iterable, Mapping
 
 from . import rcfile
 from .catalog import ALIAS_PATTERN, Model
-from .config import Settings, user_path
+from .config import Settings, config_home, user_path
 from .errors import MlxTasksError
 from .facts import probe
 
@@ -63,8 +63,7 @@ def rc_target(shell: str, os_name: str, home: Path, env: Mapping[str, str]) -> R
     if shell == "zsh":
         return RcTarget(shell, Path(env.get("ZDOTDIR") or home) / ".zshrc")
     if shell == "fish":
-        config = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
-        return RcTarget(shell, config / "fish" / "conf.d" / "mlxtasks.fish", own_file=True)
+        return RcTarget(shell, config_home(home, env) / "fish" / "conf.d" / "mlxtasks.fish", own_file=True)
     if os_name != "darwin":
         return RcTarget(shell, home / ".bashrc")
     # macOS terminals start bash as a login shell, which reads the first of these that exists.

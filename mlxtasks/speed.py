@@ -119,11 +119,11 @@ def expected(facts: HostFacts, weights: int, active: float = 1.0, names: frozens
 
 def history(s) -> list[dict]:
     """bench's history records (none when its file or its config section cannot be read)."""
-    from .bench import configured, read_history
+    from .bench import read_history
     from .errors import MlxTasksError
 
     try:
-        return read_history(configured(s).history)[0]
+        return read_history(s.bench.history)[0]
     except (MlxTasksError, OSError):
         return []
 

@@ -26,7 +26,7 @@ def _version(name: str) -> str | None:
 
 
 def _same(a: str | None, b: str | None) -> bool:
-    return bool(a and b) and os.path.realpath(a) == os.path.realpath(b)
+    return bool(a and b and os.path.realpath(a) == os.path.realpath(b))
 
 
 def shell_line(env: dict) -> str:

@@ -7,7 +7,7 @@ import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable
 
 from .errors import MlxTasksError
 
@@ -37,7 +37,7 @@ class RemoveVenv:
     path: Path  # only ever a folder that inspect() found to be a venv
 
 
-Action = Union[Command, MakeDir, RemoveVenv]
+Action = Command | MakeDir | RemoveVenv
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,7 @@ def _memory(os_name: str, backend: str, info: Mapping, budget: tuple[int, str], 
     """How much memory the device gives a model, and which catalogue models fit in it."""
     memory = _check("accelerator.memory", "Memory for models")
     details: tuple[str, ...] = ()
+    limit: int | None
     if os_name == "darwin":
         (limit, source), reported = budget, info.get("max_recommended_working_set_size")
         what = f"the GPU may use ({source})"

@@ -97,7 +97,7 @@ def _activated_as(path: Path) -> str | None:
 def plan(settings: Settings, state: VenvState, python: PythonInfo | None, installer: Installer, force: bool) -> Step:
     """Keep a healthy venv; create a missing one; replace a broken one only when `force` says so."""
     path = settings.venv
-    if state.healthy and not force:
+    if state.healthy and state.python and not force:
         return Step("venv", f"{path} is healthy (Python {state.python.version_text})")
     if state.exists and not state.is_venv:
         raise MlxTasksError(f"{path} {state.problem}, so it will not be touched.",

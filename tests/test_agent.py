@@ -42,6 +42,7 @@ def test_an_agent_is_found_on_path_and_an_unknown_one_is_refused(tmp_path):
         agent.find("aider", path=str(tmp_path))
 
 
+@pytest.mark.slow
 def test_an_agent_not_installed_is_one_sentence_with_how_to_install_it(home, tmp_path):
     done = invoke("agent", "claude", "--model", "qwen7b", home=home, PATH=str(tmp_path))
     assert done.returncode == 1

@@ -7,7 +7,6 @@ import json
 import os
 import stat
 
-import anthropic
 import pytest
 
 from . import test_real_model_e2e, test_serve_e2e, test_server_e2e
@@ -27,6 +26,8 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 def client(url):
+    import anthropic  # here, not at the top: collecting the fast lane stays quick
+
     return anthropic.Anthropic(base_url=url, api_key="local", max_retries=0, timeout=120)
 
 
@@ -38,6 +39,8 @@ ANSWER = "Hello! The sky is blue, and the grass is green."
 
 
 def test_plain_streamed_stopped_and_cut_answers_and_errors_in_anthropics_shape(direct_server):
+    import anthropic  # here, not at the top: collecting the fast lane stays quick
+
     url, _ = direct_server(scripted(ANSWER), model_map={"claude-*": "tiny"})  # every answer is ANSWER
     messages = client(url).messages
     asked = dict(model="tiny", max_tokens=40, system="You are terse.", messages=HI)

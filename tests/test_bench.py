@@ -17,12 +17,12 @@ from .support.fake_ollama import EVAL_TPS, LOAD_NS, PROMPT_TPS, FakeOllama
 
 def test_settings_default_and_follow_config_and_the_state_folder(tmp_path):
     home = tmp_path / "home"
-    s = bench.configured(config.resolve({}, home=home))
+    s = config.resolve({}, home=home).bench
     assert (s.prompt_tokens, s.generation_tokens, s.runs, s.warmup) == ((128, 1024), 256, 3, 1)
     assert s.ollama_url == "http://127.0.0.1:11434"
     assert s.history == config.state_dir(home) / "bench.jsonl"
     assert bench.check_settings({}, home, Path("/st/mlxtasks")).history == Path("/st/mlxtasks/bench.jsonl")
-    s = bench.configured(config.resolve({"bench": {"runs": 5, "history": "~/b.jsonl"}}, home=home))
+    s = config.resolve({"bench": {"runs": 5, "history": "~/b.jsonl"}}, home=home).bench
     assert (s.runs, s.history, s.generation_tokens) == (5, home / "b.jsonl", 256)
 
 
@@ -34,19 +34,19 @@ def test_settings_default_and_follow_config_and_the_state_folder(tmp_path):
 ])
 def test_bad_flags_name_the_flag(tmp_path, flags, words):
     with pytest.raises(MlxTasksError) as caught:
-        bench.with_flags(bench.configured(config.resolve({}, home=tmp_path)), tmp_path, **flags)
+        bench.with_flags(config.resolve({}, home=tmp_path).bench, tmp_path, **flags)
     assert words in caught.value.message and caught.value.fix.startswith("pass ")
 
 
 def test_flags_override_config(tmp_path):
-    s = bench.with_flags(bench.configured(config.resolve({}, home=tmp_path)), tmp_path, prompt_tokens="8, 24", runs="2",
+    s = bench.with_flags(config.resolve({}, home=tmp_path).bench, tmp_path, prompt_tokens="8, 24", runs="2",
                          generation_tokens=None)
     assert (s.prompt_tokens, s.runs, s.generation_tokens) == ((8, 24), 2, 256)
 
 
 def test_unknown_config_key_is_named(tmp_path):
     with pytest.raises(MlxTasksError, match="mlx.bench.rnus"):
-        bench.configured(config.resolve({"bench": {"rnus": 3}}, home=tmp_path))
+        config.resolve({"bench": {"rnus": 3}}, home=tmp_path).bench
 
 
 def test_every_builtin_model_names_its_ollama_twin_and_config_can_set_one():
@@ -156,7 +156,7 @@ def test_the_ollama_client_speaks_tags_and_generate_to_a_real_server():
         path, body = server.requests[-1]
         assert path == "/api/generate" and body["raw"] is True and body["stream"] is False
         assert body["options"] == {"num_predict": 10, "num_ctx": 2048, "temperature": 0, "seed": 0}
-        with pytest.raises(ollama.Refused, match="HTTP 404: model 'mistral:7b' not found"):
+        with pytest.raises(ollama.ErrorAnswer, match="HTTP 404: model 'mistral:7b' not found"):
             ollama.generate(server.url, "mistral:7b", "hi", 1, 2048)
         url = server.url
     with pytest.raises(ollama.Unreachable, match="refused"):
@@ -165,7 +165,7 @@ def test_the_ollama_client_speaks_tags_and_generate_to_a_real_server():
 
 def test_the_runtime_spec_is_plain_json(tmp_path):
     targets = [bench.Target("qwen7b", tmp_path / "q", "qwen2.5-coder:7b")]
-    spec = bench.spec(targets, bench.configured(config.resolve({}, home=tmp_path)))
+    spec = bench.spec(targets, config.resolve({}, home=tmp_path).bench)
     assert json.loads(spec.to_json()) == {"models": [{"alias": "qwen7b", "path": str(tmp_path / "q")}],
                                             "prompt_tokens": [128, 1024], "generation_tokens": 256, "runs": 3, "warmup": 1}
 
@@ -180,7 +180,7 @@ def test_every_option_of_the_bench_tasks_has_help():
 
 @pytest.mark.slow
 def test_compare_ollama_adds_its_results_and_says_which_models_it_lacks(tmp_path):
-    settings = bench.with_flags(bench.configured(config.resolve({}, home=tmp_path)), tmp_path, prompt_tokens="4", runs="2",
+    settings = bench.with_flags(config.resolve({}, home=tmp_path).bench, tmp_path, prompt_tokens="4", runs="2",
                                 generation_tokens="5")
     targets = [bench.Target("qwen7b", tmp_path / "q", "qwen2.5-coder:7b"), bench.Target("mistral7b", tmp_path / "m", "mistral:7b")]
     measured = [{"alias": t.alias, "engine": "mlx", "name": str(t.path), "load_s": 1.0, "lengths": []} for t in targets]

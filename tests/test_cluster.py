@@ -5,6 +5,7 @@ against hosts that cannot answer (there is no sshd here) or a stand-in ssh that 
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,6 +111,7 @@ def test_the_config_folder_follows_xdg_config_home(monkeypatch, tmp_path):
     assert config_dir(tmp_path) == tmp_path / "xdg" / "mlxtasks"
 
 
+@pytest.mark.slow
 def test_init_writes_the_hostfile_into_the_config_folder(home):
     done = invoke("cluster.init", "--hosts", "10.0.0.1,studio=10.0.0.2", home=home)
     assert done.returncode == 0, done.stderr
@@ -118,6 +120,7 @@ def test_init_writes_the_hostfile_into_the_config_folder(home):
     assert "rank 1: studio (10.0.0.2)" in done.stdout and "Next: invoke cluster.check" in done.stdout
 
 
+@pytest.mark.slow
 def test_init_keeps_a_thunderbolt_hostfile_and_dry_run_writes_nothing(home, tmp_path):
     given = tmp_path / "tb.json"
     given.write_text(json.dumps({"backend": "jaccl", "hosts": [{"ssh": "m1", "ips": ["192.168.0.1"],
@@ -136,6 +139,7 @@ def test_init_keeps_a_thunderbolt_hostfile_and_dry_run_writes_nothing(home, tmp_
     (["--hosts", "a,b", "--backend", "jaccl-ring"], "The jaccl-ring backend needs more than host names"),
     (["--hosts", "mac1=10.0.0.1,-oProxyCommand=touch /tmp/pwned=10.0.0.2"], "'-oProxyCommand' is not a host name"),
 ])
+@pytest.mark.slow
 def test_init_mistakes_exit_1_and_write_nothing(home, args, message):
     done = invoke("cluster.init", *args, home=home)
     assert done.returncode == 1 and message in done.stderr and "Fix:" in done.stderr
@@ -144,7 +148,7 @@ def test_init_mistakes_exit_1_and_write_nothing(home, args, message):
 
 # --- checking hosts -------------------------------------------------------------------------------
 
-HERE = {"venv": True, "python": "3.11.9", "mlx": "0.32.4", "mlx-lm": "0.32.2", "mlxtasks": "0.1.0", "model": True,
+HERE: dict[str, Any] = {"venv": True, "python": "3.11.9", "mlx": "0.32.4", "mlx-lm": "0.32.2", "mlxtasks": "0.1.0", "model": True,
         "manifest": {"repo": "r", "revision": "abc", "files": {"a": 1}, "pulled": "monday"}, "complete": True}
 VENV, FOLDER = Path("/Users/me/venv-mlx"), Path("/Users/me/workspace/mlx/qwen25-coder-7b")
 
@@ -208,6 +212,7 @@ def test_check_names_every_unreachable_host_with_its_fix_and_exits_1(home):
     assert "Found issues in" in done.stdout
 
 
+@pytest.mark.slow
 def test_check_without_a_cluster_says_how_to_make_one(home):
     done = invoke("cluster.check", "--venv", str(TOOL_VENV), home=home)
     assert done.returncode == 1 and "No cluster is set up yet." in done.stderr and "cluster.init --hosts" in done.stderr
@@ -263,6 +268,7 @@ def test_share_copies_to_a_host_without_the_model_then_check_passes(home, tmp_pa
     assert "[ok] qwen7b: the same complete copy in" in after.stdout and after.stdout.endswith("No issues found.\n")
 
 
+@pytest.mark.slow
 def test_check_reports_a_model_this_machine_lacks_before_asking_any_host(home, tmp_path):
     write_hostfile(home, cluster.LOCAL, UNROUTABLE)
     done = invoke("cluster.check", "--model", "qwen7b", "--venv", str(TOOL_VENV), "--models", str(tmp_path / "none"),
@@ -271,6 +277,7 @@ def test_check_reports_a_model_this_machine_lacks_before_asking_any_host(home, t
     assert "invoke models.pull qwen7b" in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.tools('ssh')
 def test_share_stops_at_an_unreachable_host_with_its_fix(home, tmp_path):
     models = tmp_path / "models"
@@ -341,11 +348,13 @@ def test_rsync_reaches_ssh_addresses_through_their_port():
     (["--local", "1"], "--local needs 2 or more ranks.", "--local 2"),
     ([], "qwen7b is not downloaded on this machine.", "invoke models.pull qwen7b"),
 ])
+@pytest.mark.slow
 def test_a_run_that_cannot_start_says_why_before_launching(home, tmp_path, args, message, fix):
     done = invoke("cluster.ask", "qwen7b", "hi", *args, "--venv", str(TOOL_VENV), "--models", str(tmp_path), home=home)
     assert done.returncode == 1 and message in done.stderr and fix in done.stderr and done.stdout == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", [["cluster.ask", "qwen7b", "hi"], ["cluster.chat", "qwen7b"], ["cluster.check"],
                                   ["cluster.share", "qwen7b"]])
 def test_every_task_that_runs_the_venvs_python_says_a_missing_venv_as_the_others_do(home, tmp_path, task):

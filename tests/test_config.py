@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from invoke import Config, Context
 
-from mlxtasks import bench, config
+from mlxtasks import config
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.tasks import ns
 from mlxtasks.tasks._common import settings
@@ -102,15 +102,15 @@ def test_environment_variables_set_settings(tmp_path, name, value, read, expecte
 
 def test_environment_variables_set_bench_keys(tmp_path):
     s = config.resolve({"bench": {"runs": 5, "warmup": 2}}, home=tmp_path, environ={"INVOKE_MLX_BENCH_RUNS": "7"})
-    assert bench.configured(s).runs == 7
+    assert s.bench.runs == 7
 
 
 @pytest.mark.parametrize("name, value, read, words", [
     ("INVOKE_MLX_SERVE_PORT", "abc", "serve_port", "INVOKE_MLX_SERVE_PORT must be a number, got 'abc'."),
     ("INVOKE_MLX_RETRY_DELAY_S", "soon", "retry_delay_s", "INVOKE_MLX_RETRY_DELAY_S must be a number, got 'soon'."),
-    ("INVOKE_MLX_BENCH_RUNS", "2.5", bench.configured, "INVOKE_MLX_BENCH_RUNS must be a whole number of 1 or more, got '2.5'."),
+    ("INVOKE_MLX_BENCH_RUNS", "2.5", "bench", "INVOKE_MLX_BENCH_RUNS must be a whole number of 1 or more, got '2.5'."),
     ("INVOKE_MLX_VNEV", "/x", "venv", "INVOKE_MLX_VNEV names no setting of mlxtasks."),
-    ("INVOKE_MLX_BENCH_FOO", "1", bench.configured, "INVOKE_MLX_BENCH_FOO names no setting of bench."),
+    ("INVOKE_MLX_BENCH_FOO", "1", "bench", "INVOKE_MLX_BENCH_FOO names no setting of bench."),
     ("INVOKE_MLX_PACKAGES", "numpy;", "packages",
      "INVOKE_MLX_PACKAGES has an entry that is not a package requirement: 'numpy;'."),
     ("INVOKE_MLX_CATALOG", "x", "catalog", "INVOKE_MLX_CATALOG cannot set catalog, a section that only a config file can hold."),
@@ -118,7 +118,7 @@ def test_environment_variables_set_bench_keys(tmp_path):
 def test_a_bad_environment_value_is_a_sentence_naming_the_variable(tmp_path, name, value, read, words):
     with pytest.raises(MlxTasksError) as caught:
         s = config.resolve({}, home=tmp_path, environ={name: value})
-        read(s) if callable(read) else getattr(s, read)
+        getattr(s, read)
     assert caught.value.message == words
 
 
@@ -131,9 +131,10 @@ def test_a_bad_environment_value_gets_a_fix_about_the_variable(tmp_path):
 def test_a_variable_never_hides_a_broken_section_of_a_file(tmp_path):
     s = config.resolve({"bench": "lots"}, home=tmp_path, environ={"INVOKE_MLX_BENCH_RUNS": "3"})
     with pytest.raises(MlxTasksError, match="Config key 'mlx.bench' must be a mapping, got 'lots'."):
-        bench.configured(s)
+        s.bench
 
 
+@pytest.mark.slow
 def test_the_mlxtasks_program_reads_a_variable_for_a_key_a_file_also_sets(home):
     """Invoke would cast INVOKE_MLX_PACKAGES to the file's list type and stop every task with a traceback."""
     (home / ".invoke.yaml").write_text("mlx:\n  packages: [mlx-lm]\n  serve_port: 8080\n")
@@ -141,6 +142,7 @@ def test_the_mlxtasks_program_reads_a_variable_for_a_key_a_file_also_sets(home):
     assert done.returncode == 0 and done.stdout == "No server is running.\n", done.stderr
 
 
+@pytest.mark.slow
 def test_a_task_run_with_a_bad_environment_value_says_so_without_a_traceback(tmp_path):
     done = invoke("preflight", home=tmp_path, INVOKE_MLX_MIN_DISK_GB="abc")
     assert done.returncode == 1 and "Traceback" not in done.stderr
@@ -173,6 +175,7 @@ def test_a_broken_feature_section_stops_only_the_tasks_that_read_it(home, monkey
         task.body(c, **arguments)
 
 
+@pytest.mark.slow
 def test_a_broken_bench_section_leaves_serve_stop_working_from_the_command_line(home):
     (home / ".invoke.yaml").write_text("mlx:\n  bench: {runs: lots}\n")
     assert invoke("serve.stop", home=home).returncode == 0
@@ -191,6 +194,7 @@ BROKEN_FILES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text, words", BROKEN_FILES)
 def test_a_config_file_invoke_cannot_load_is_named_with_its_fix(home, text, words):
     file = home / ".invoke.yaml"
@@ -200,3 +204,18 @@ def test_a_config_file_invoke_cannot_load_is_named_with_its_fix(home, text, word
     assert done.stderr.splitlines()[0] == "[error] " + words.format(file=file)
     assert f"remove {file}" in done.stderr
     assert file.read_text() == text
+
+
+def test_xdg_config_home_has_one_rule_for_every_file_that_follows_it(tmp_path, monkeypatch):
+    """An absolute XDG_CONFIG_HOME is the config folder of mlxtasks' own files, fish's block and the systemd unit;
+    a relative one is ignored, as the XDG spec says, by all three alike."""
+    from mlxtasks import service, shellblock
+
+    home = tmp_path / "home"
+    monkeypatch.setattr(service.platform, "system", lambda: "Linux")  # the systemd unit, on a Mac too
+    for value, base in [("", home / ".config"), ("relative/x", home / ".config"), (str(tmp_path / "xdg"), tmp_path / "xdg")]:
+        monkeypatch.setenv("XDG_CONFIG_HOME", value)
+        assert config.config_home(home) == base
+        assert config.config_dir(home) == base / "mlxtasks"
+        assert shellblock.rc_target("fish", "linux", home, {"XDG_CONFIG_HOME": value}).path == base / "fish" / "conf.d" / "mlxtasks.fish"
+        assert service.local_target(home).path == base / "systemd" / "user" / service.UNIT

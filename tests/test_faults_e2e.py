@@ -44,7 +44,7 @@ def small_hub(tmp_path_factory):
     for name in names:
         header = json.dumps({"w": {"dtype": "U8", "shape": [20000], "data_offsets": [0, 20000]}}).encode()
         (model / name).write_bytes(struct.pack("<Q", len(header)) + header + bytes(20000))
-    (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": dict(zip("ab", names))}))
+    (model / "model.safetensors.index.json").write_text(json.dumps({"weight_map": dict(zip("ab", names, strict=True))}))
     with FakeHub({QWEN7B_REPO: model}) as hub:
         hub.total = sum(len(data) for data in files(model).values())
         yield hub

@@ -17,17 +17,21 @@ def test_kernels_are_kept_under_the_cache_folder_by_mlx_version_unless_the_user_
     code = """
 import json, os
 from importlib.metadata import version
-from mlxtasks.runtime import gpu  # importing the package sets the default
-print(json.dumps({"set": os.environ.get("MLX_PTX_CACHE_DIR"), "mlx": version("mlx"),
+from mlxtasks.runtime import gpu, warmup
+imported = os.environ.get("MLX_PTX_CACHE_DIR")
+gpu.is_cuda = lambda: False
+warmup.main()  # an entry point: it sets the default first
+print(json.dumps({"imported": imported, "set": os.environ.get("MLX_PTX_CACHE_DIR"), "mlx": version("mlx"),
                   "theirs": str(gpu.kernel_cache({"MLX_PTX_CACHE_DIR": "/mine"}))}))
 """
     done = mlx_run(code, XDG_CACHE_HOME=str(tmp_path / "cache"))
     assert done.returncode == 0, done.stderr
-    answer = json.loads(done.stdout)
+    answer = json.loads(done.stdout.splitlines()[-1])
+    assert answer["imported"] is None, "importing mlxtasks.runtime changed the environment"
     assert answer["set"] == str(tmp_path / "cache" / "mlxtasks" / "mlx-kernels" / answer["mlx"])
     assert answer["theirs"] == "/mine"
     done = mlx_run(code, MLX_PTX_CACHE_DIR="/kept")
-    assert json.loads(done.stdout)["set"] == "/kept"
+    assert json.loads(done.stdout.splitlines()[-1])["set"] == "/kept"
 
 
 def test_warmup_generates_with_a_4bit_model_and_announces_the_compile_once(mlx_run):

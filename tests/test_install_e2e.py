@@ -60,11 +60,14 @@ def test_a_tool_side_installed_from_a_wheel_wants_the_same_files_in_the_venv(boo
     env = clean_env(shared_home)  # its uv cache is warm from the session's setup
     source = copy_checkout(tmp_path / "source")
 
+    uv = find_uv()
+    assert uv, "uv is a dependency of mlxtasks"
+
     def install_source_into(name: str, *flags: str) -> str:
         python = tmp_path / name / "bin" / "python"
         if not python.exists():
-            subprocess.run([find_uv(), "venv", "--quiet", str(python.parent.parent)], env=env, check=True)
-        subprocess.run([find_uv(), "pip", "install", "--quiet", "--python", str(python), *flags, str(source)], env=env,
+            subprocess.run([uv, "venv", "--quiet", str(python.parent.parent)], env=env, check=True)
+        subprocess.run([uv, "pip", "install", "--quiet", "--python", str(python), *flags, str(source)], env=env,
                        check=True)
         return str(python)
 

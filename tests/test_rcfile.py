@@ -234,7 +234,7 @@ PAGE = 4096
 
 def snapshot(folder: Path) -> dict[str, object]:
     """Every entry under folder as it is: a file's bytes, a symlink's target, or its kind."""
-    found = {}
+    found: dict[str, object] = {}
     for path in sorted(folder.rglob("*")):
         info = path.lstat()
         found[str(path.relative_to(folder))] = (
@@ -306,6 +306,7 @@ def make_rc(home: Path, kind: str) -> None:
     ("folder", ["is not a regular file but a folder", "--rc-file"]),
     ("loop", ["Too many levels of symbolic links", "ls -l"]),
 ])
+@pytest.mark.slow
 def test_an_rc_that_is_not_a_regular_file_is_refused_before_it_is_opened(home, kind, words):
     make_rc(home, kind)
     before = snapshot(home)
@@ -322,6 +323,7 @@ def test_a_fifo_rc_stops_every_command_that_writes_it_instead_of_hanging(home, c
     assert snapshot(home) == before
 
 
+@pytest.mark.slow
 def test_a_device_rc_is_not_replaced_by_remove(home):
     make_rc(home, "device")
     before = snapshot(home)
@@ -329,6 +331,7 @@ def test_a_device_rc_is_not_replaced_by_remove(home):
     assert snapshot(home) == before and stat.S_ISCHR(os.stat(home / ".bashrc").st_mode)
 
 
+@pytest.mark.slow
 def test_an_unwritable_home_is_a_sentence_with_its_fix(home, mounted):
     if os.getuid() == 0:  # root writes anywhere, but not on a read-only file system
         mounted("home", "ro")
@@ -338,6 +341,7 @@ def test_an_unwritable_home_is_a_sentence_with_its_fix(home, mounted):
     assert tree(home) == []
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_backing_up_keeps_every_older_backup(home, mounted):
     dotfiles = mounted("dotfiles", f"size={16 * PAGE}")
     rc = dotfiles / "bashrc"
@@ -352,6 +356,7 @@ def test_a_full_disk_while_backing_up_keeps_every_older_backup(home, mounted):
     assert snapshot(dotfiles) == before
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_writing_the_rc_leaves_it_as_it_was(home, mounted):
     dotfiles = mounted("dotfiles", f"size={16 * PAGE}")
     rc = dotfiles / "bashrc"
@@ -367,6 +372,7 @@ def test_a_full_disk_while_writing_the_rc_leaves_it_as_it_was(home, mounted):
     ("bash", ".bashrc", "shell"),
     ("fish", ".config/fish/conf.d/mlxtasks.fish", "shell.remove"),  # a file of our own, deleted
 ])
+@pytest.mark.slow
 def test_a_block_edited_by_hand_is_replaced_saying_where_the_backup_keeps_it(home, shell, path, command):
     assert invoke("shell", "--shell", shell, home=home).returncode == 0
     rc = home / path
@@ -392,6 +398,7 @@ def uninstall_asks(home: Path) -> None:
     (home / "venv-mlx" / "pyvenv.cfg").write_text("home = /usr/bin\n")
 
 
+@pytest.mark.slow
 def test_a_question_with_stdin_closed_is_the_no_terminal_answer(home):
     uninstall_asks(home)
     done = run(["sh", "-c", f"exec {BIN / 'invoke'} uninstall <&-"], home)
@@ -399,6 +406,7 @@ def test_a_question_with_stdin_closed_is_the_no_terminal_answer(home):
     assert (home / "venv-mlx" / "pyvenv.cfg").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_d_at_a_question_stops_with_the_flag_that_answers_it(home):
     uninstall_asks(home)
     child = pexpect.spawn(str(BIN / "invoke"), ["uninstall"], cwd=str(ROOT), env=clean_env(home), encoding="utf-8",

@@ -40,7 +40,9 @@ def paths(real_setup):
 
 
 def reply_tokens(stats: str) -> int:
-    return int(re.search(r"reply: (\d+) tokens", stats)[1])
+    found = re.search(r"reply: (\d+) tokens", stats)
+    assert found, stats
+    return int(found[1])
 
 
 def test_ask_answers_a_factual_question_and_stops_at_the_end_of_its_turn(real_setup, special_tokens, home):

@@ -113,6 +113,7 @@ def test_skip_mlx_leaves_out_every_check_that_imports_mlx():
     assert [c.ids for c in kept if c.group == "models"] == [("models.<folder>",)]
 
 
+@pytest.mark.slow
 def test_validate_skip_mlx_through_the_cli_says_so_and_runs_the_rest(tmp_path):
     done = invoke("validate", "--skip-mlx", home=tmp_path)
     assert "(the checks that import MLX were skipped; invoke validate runs them all)" in done.stdout
@@ -122,6 +123,7 @@ def test_validate_skip_mlx_through_the_cli_says_so_and_runs_the_rest(tmp_path):
     assert "Checks passed: 5/9" in done.stdout
 
 
+@pytest.mark.slow
 def test_preflight_list_and_only_come_from_the_registry(tmp_path):
     listed = invoke("preflight", "--list", home=tmp_path)
     assert listed.stdout.splitlines() == ["system: system.os, system.python, system.folders, system.disk, system.ram"]

@@ -1,14 +1,17 @@
-"""The repository's own promises: CI fails when it tests nothing, installs every tool the tests run,
-and every command line in the docs pastes into a stock zsh."""
+"""The repository's own promises: CI fails when it tests nothing, installs every tool the tests run (under
+CI=true only, tested with stand-in installers: no test installs anything), and every command line in the
+docs pastes into a stock zsh."""
 
+import ast
+import os
 import re
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from .support.helpers import NPM_TOOLS, ROOT, SYSTEM_TOOLS, TOOL_VENV
+from .support.helpers import NPM_TOOLS, ROOT, SYSTEM_TOOLS
 from .support.logic_lines import logic_lines
 
 SHELL_FENCES = {"sh", "bash", "zsh", "shell", "console", "fish"}
@@ -47,24 +50,81 @@ def test_ci_installs_every_system_tool_the_tests_run():
     assert {f"{tool}:{package}" for tool, package in NPM_TOOLS.items()} <= set(re.findall(r"[\w-]+:[\w@/.-]+", script))
 
 
+def ci_step(step: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess:
+    """One function of .ci/run (sourced, so nothing else of it runs), under bash with exactly this environment."""
+    return subprocess.run(["/bin/bash", "-c", f'source "{ROOT}/.ci/run" && {step}'], cwd=cwd, env=env,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+
+
 @pytest.fixture
-def checkout_without_tests(tmp_path: Path) -> Path:
-    """.ci/run, scripts/ and the Python range lib.sh reads, in a folder whose tests/ holds no test."""
-    for name in [".ci/run", "scripts/test.sh", "scripts/lib.sh", "mlxtasks/data/python-versions"]:
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, tmp_path / name)
-    (tmp_path / "tests").mkdir()
-    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\ntestpaths = ['tests']\n")
-    (tmp_path / ".venv").symlink_to(TOOL_VENV)
-    return tmp_path
+def stand_ins(tmp_path: Path):
+    """A PATH folder of stand-ins, each recording its command line (and DEBIAN_FRONTEND) in a log: the
+    installers CI calls, and any commands to count as installed. Returns (make, read the log)."""
+    folder, log = tmp_path / "bin", tmp_path / "calls.log"
+    folder.mkdir()
+
+    def make(*names: str, status: int = 0) -> Path:
+        for name in names:
+            (folder / name).write_text(f'#!/bin/sh\necho "${{DEBIAN_FRONTEND:-}}|{name} $*" >> "{log}"\nexit {status}\n')
+            (folder / name).chmod(0o755)
+        return folder
+
+    return make, lambda: log.read_text().splitlines() if log.exists() else []
+
+
+def test_ci_installs_each_missing_tool_with_apt_get_and_npm(stand_ins):
+    make, calls = stand_ins
+    done = ci_step("install_missing_tools", PATH=str(make("apt-get", "npm")), CI="true")
+    assert done.returncode == 0, done.stderr
+    apt = " ".join(package for package, _ in SYSTEM_TOOLS.values())
+    assert calls() == ["|apt-get update -qq", f"noninteractive|apt-get install -y -qq {apt}",
+                       *(f"|npm install -g --silent {package}" for package in NPM_TOOLS.values())]
+
+
+def test_ci_installs_nothing_that_is_there(stand_ins):
+    make, calls = stand_ins
+    make(*SYSTEM_TOOLS, *NPM_TOOLS)
+    done = ci_step("install_missing_tools", PATH=str(make("apt-get", "npm")), CI="true")
+    assert done.returncode == 0 and calls() == [], done.stderr  # no installer, and no tool, was run
+
+
+def test_ci_stops_when_an_install_fails(stand_ins):
+    make, calls = stand_ins
+    make("npm")
+    done = ci_step("install_missing_tools", PATH=str(make("apt-get", status=100)), CI="true")
+    assert done.returncode == 1
+    assert calls() == ["|apt-get update -qq"]
+
+
+def test_outside_ci_nothing_is_installed_and_the_missing_tools_are_named(stand_ins):
+    make, calls = stand_ins
+    done = ci_step("install_missing_tools", PATH=str(make("apt-get", "npm", "zsh")))
+    assert done.returncode == 0 and calls() == []
+    assert "Not installing fish shellcheck" in done.stderr and " zsh" not in done.stderr
+    assert "@openai/codex" in done.stderr
 
 
 @pytest.mark.slow
-def test_ci_fails_when_no_test_was_collected(checkout_without_tests):
-    done = subprocess.run(["bash", ".ci/run"], cwd=checkout_without_tests, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=300)
+def test_ci_fails_a_run_that_collected_no_test(tmp_path):
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\ntestpaths = ['tests']\n")
+    done = ci_step(f'tests_must_run "{sys.executable}" -m pytest -p no:cacheprovider', cwd=tmp_path, PATH=os.environ["PATH"])
     assert done.returncode == 5, done.stdout + done.stderr
-    assert "collected no tests" in done.stderr
+    assert "collected no tests (exit 5): a run that tests nothing fails." in done.stderr
+
+
+@pytest.mark.parametrize("command, status", [("true", 0), ("false", 1), ("exit 3", 3)])
+def test_ci_keeps_every_other_status_as_it_is(command, status):
+    done = ci_step(f"tests_must_run bash -c '{command}'", PATH=os.environ["PATH"])
+    assert done.returncode == status and done.stderr == ""
+
+
+def test_ci_installs_then_runs_the_readme_s_test_command_and_stops_when_an_install_fails():
+    steps = 'tests_must_run() { echo "tests $*"; }; '
+    done = ci_step(steps + 'install_missing_tools() { echo install; }; main', PATH=os.environ["PATH"])
+    assert (done.returncode, done.stdout) == (0, "install\ntests sh scripts/test.sh -p no:cacheprovider\n")
+    done = ci_step(steps + 'install_missing_tools() { return 1; }; main', PATH=os.environ["PATH"])
+    assert (done.returncode, done.stdout) == (1, "")
 
 
 def _cuda_bench():
@@ -116,3 +176,63 @@ def test_the_logic_count_leaves_out_imports_docstrings_decorators_and_help(tmp_p
     code.write_text('"""Doc."""\nimport os\nX_HELP = {\n  "a": 1,\n}\n\n\n@task(help=X_HELP)\ndef f(c):\n'
                     '    """Doc."""\n    # a comment\n    return os.sep\n')
     assert logic_lines(code) == 2
+
+
+def _loads_mlx_at_main(path: Path) -> bool:
+    source = path.read_text()
+    return 'if __name__ == "__main__":' in source and re.search(r"^\s*(import mlx|from mlx)", source, re.M) is not None
+
+
+@pytest.mark.parametrize("path", [p for p in sorted((ROOT / "mlxtasks" / "runtime").glob("*.py")) if _loads_mlx_at_main(p)],
+                         ids=lambda p: p.name)
+def test_each_runtime_entry_point_sets_the_kernel_cache_before_anything_else(path):
+    # Importing mlxtasks.runtime changes nothing (tests/test_gpu.py); the entry point makes the call.
+    main = next(node for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef) and node.name == "main")
+    first = main.body[0]
+    assert isinstance(first, ast.Expr) and ast.unparse(first) == "gpu.use_kernel_cache()", ast.unparse(first)
+
+
+def module_tree(page: Path) -> set[str]:
+    """The paths the module tree of docs/architecture.md's "Layers" names, relative to mlxtasks/: the first
+    column of each entry (several names may share one), a 4-space entry inside the folder named above it."""
+    block = page.read_text().split("## Layers", 1)[1].split("```", 2)[1]
+    names, folder, inside = set(), "", False
+    for line in block.splitlines():
+        inside = inside or line == "mlxtasks/"
+        entry = re.match(r"( {2}| {4})(\S+(?: \S+)*)", line) if inside else None
+        if inside and not line.startswith(" ") and line != "mlxtasks/":
+            break
+        if entry:
+            depth, first = entry.groups()
+            for name in first.split():
+                folder = name if depth == "  " and name.endswith("/") else folder
+                names.add(name if depth == "  " else folder + name)
+    return names
+
+
+def test_the_architecture_page_names_every_module_and_no_module_that_is_gone():
+    names = module_tree(ROOT / "docs" / "architecture.md")
+    modules = {path.relative_to(ROOT / "mlxtasks").as_posix() for path in (ROOT / "mlxtasks").rglob("*.py")}
+    assert sorted(modules - names - {m for m in modules if m.endswith("__init__.py")}) == [], "missing from the tree"
+    assert sorted(name for name in names if name.endswith(".py") and name not in modules) == [], "gone from the code"
+
+
+def test_the_tree_reader_sees_names_in_folders_and_shared_lines(tmp_path):
+    page = tmp_path / "a.md"
+    page.write_text("## Layers\n\n```\ntasks.py   x\nmlxtasks/\n  a.py b.py      what\n                 more a.py\n"
+                    "  sub/           folder\n    c.py         in sub\n  d.py\nshell/   y\n  e.py\n```\n")
+    assert module_tree(page) == {"a.py", "b.py", "sub/", "sub/c.py", "d.py"}
+
+
+def test_the_docs_cite_nothing_outside_the_repository():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    found = [f"{page.relative_to(ROOT)}: {hit}" for page in pages
+             for hit in re.findall(r"(?<![\w.])(?:shared/\S+|/work/\S+)", page.read_text())]
+    assert found == [], "\n".join(found)
+
+
+def test_the_logic_count_is_the_same_however_the_formatter_wraps_a_statement(tmp_path):
+    one, wrapped = tmp_path / "one.py", tmp_path / "wrapped.py"
+    one.write_text("def f(c, a=1, b=2):\n    return g(a, b, c)\n")
+    wrapped.write_text("def f(\n    c,\n    a=1,\n    b=2,\n):\n    return g(\n        a,\n        b,\n        c,\n    )\n")
+    assert logic_lines(one) == logic_lines(wrapped) == 2

@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 
-import openai
 import pytest
 
 from mlxtasks import agent, serve
@@ -31,6 +30,8 @@ ENDING = ["response.output_text.done", "response.content_part.done", "response.o
 
 
 def test_plain_and_streamed_responses_input_items_and_errors(direct_server):
+    import openai  # here, not at the top: collecting the fast lane stays quick
+
     url, _ = direct_server(model_map={"gpt-*": "tiny"})
     responses = client(url + "/v1").responses
     asked = dict(model="tiny", instructions="You are terse.", input="hi", max_output_tokens=8, temperature=0)
@@ -127,8 +128,9 @@ def test_a_function_call_round_trip(direct_server, coder_model, mlx_run):
     call_events = ["response.output_item.added", "response.function_call_arguments.delta",
                    "response.function_call_arguments.done", "response.output_item.done"]
     assert kinds[-9:] == call_events * 2 + ["response.completed"] and kinds[-12:-9] == ENDING
-    shape = lambda items: [(i.type, getattr(i, "name", None), getattr(i, "arguments", None))  # noqa: E731
-                           for i in items]
+    def shape(items):
+        return [(i.type, getattr(i, "name", None), getattr(i, "arguments", None)) for i in items]
+
     assert shape(events[-1].response.output) == shape(reply.output)
 
     outputs = [{"type": "function_call_output", "call_id": c.call_id,

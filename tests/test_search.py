@@ -10,6 +10,8 @@ from mlxtasks.protocol import Support
 from .support.fake_hub import FakeHub
 from .support.helpers import invoke
 
+pytestmark = pytest.mark.slow  # every test runs the CLI as a process
+
 TINY, HUGE, NEXT, VL = (f"mlx-community/Qwen3-{name}-4bit" for name in ("Tiny", "Huge", "Next", "VL"))
 
 

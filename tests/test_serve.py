@@ -79,6 +79,27 @@ def test_the_server_gets_its_spec_with_the_catalogue_sampling_the_models_names_a
     assert (spec.allowed_origins, spec.keep_alive, spec.prompt_cache_bytes) == (["http://a", "http://b"], 5400, 1 << 29)
 
 
+def test_every_limit_of_the_server_comes_from_its_config_key(settings):
+    # The spec's own field defaults are not what a started server runs with: config.DEFAULTS is.
+    def started(**keys):
+        return ServeSpec.from_json(serve.prepare(config.resolve(keys, home=settings.home), "none", None, LINUX, False)[2][3])
+
+    default = started()
+    assert (default.batch_size, default.queue_limit, default.prefill_chunk, default.prompt_caches, default.max_body_bytes,
+            default.log_max_bytes) == (8, 32, 2048, 10, 4 << 20, 10 << 20)
+    spec = started(serve_batch_size=2, serve_queue_limit="5", serve_prefill_chunk=256, serve_prompt_caches=0,
+                   serve_max_body_mb=0.5, serve_log_max_mb=1)
+    assert (spec.batch_size, spec.queue_limit, spec.prefill_chunk, spec.prompt_caches, spec.max_body_bytes,
+            spec.log_max_bytes) == (2, 5, 256, 0, 1 << 19, 1 << 20)
+
+
+@pytest.mark.parametrize("key, given", [("serve_batch_size", 0), ("serve_batch_size", 2.5), ("serve_queue_limit", "many"),
+                                        ("serve_prefill_chunk", 8), ("serve_prompt_caches", -1), ("serve_max_body_mb", "nan")])
+def test_a_bad_server_limit_is_a_sentence_naming_its_key(tmp_path, key, given):
+    with pytest.raises(MlxTasksError, match=f"Config key 'mlx.{key}' must be a"):
+        getattr(config.resolve({key: given}, home=tmp_path), key)
+
+
 @pytest.mark.parametrize("given, seconds", [(300, 300), ("300", 300), ("5m", 300), ("1h30m", 5400), ("90s", 90),
                                             ("-1", -1), (-1, -1), ("0", 0), ("250ms", 0.25), ("-5m", -300)])
 def test_keep_alive_takes_seconds_or_an_ollama_duration(given, seconds):
@@ -466,3 +487,15 @@ def test_install_service_dry_run_writes_and_runs_nothing(service_home, monkeypat
     serve_tasks.install_service(c, "qwen7b", force=True, dry_run=True)
     assert not (home / ".config").exists() and c.run.call_count == 0
     assert "systemctl --user enable mlxtasks-serve.service" in capsys.readouterr().out
+
+
+def test_uninstall_deletes_models_only_with_delete_models_and_has_no_models_flag(service_home, capsys):
+    """--models names the models folder on every other task; on uninstall the choice to delete them is
+    --delete-models (a dry run here, which touches nothing)."""
+    names = {argument.name for argument in uninstall.get_arguments()}
+    assert "delete_models" in names and "models" not in names
+    uninstall(real_context(), delete_models=True, dry_run=True)
+    assert f"delete {service_home.models / 'qwen25-coder-7b'}" in capsys.readouterr().out
+    uninstall(real_context(), dry_run=True)
+    assert "qwen25-coder-7b" not in capsys.readouterr().out
+    assert (service_home.models / "qwen25-coder-7b" / "config.json").is_file()

@@ -10,7 +10,6 @@ import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
-import openai
 import psutil
 import pytest
 
@@ -64,6 +63,8 @@ def server(paths, tmp_path_factory):
 
 
 def client(url):
+    import openai  # here, not at the top: collecting the fast lane stays quick
+
     return openai.OpenAI(base_url=url, api_key="anything", max_retries=0, timeout=120)
 
 
@@ -114,6 +115,8 @@ def test_eight_concurrent_requests_are_all_answered(server):
 
 
 def test_bad_requests_get_4xx_and_the_server_stays_up(server):
+    import openai  # here, not at the top: collecting the fast lane stays quick
+
     home, url, _ = server
     status, body = post(url, b'{"model": "qwen7b", "messages": [')
     assert status == 400 and json.loads(body)["error"]["message"] == "The body is not valid JSON."

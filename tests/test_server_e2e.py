@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import psutil
 import pytest
@@ -338,7 +339,7 @@ def test_suffix_fills_in_the_middle_with_the_models_own_tokens(direct_server, co
     assert ids[0] == 400 and "needs a text prompt" in ids[2]["error"]["message"]
 
 
-WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city.",
+WEATHER: list[dict[str, Any]] = [{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city.",
                                               "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                                              "required": ["city"]}}}]
 CALLS = ('Let me look.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n'

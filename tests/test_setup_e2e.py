@@ -98,7 +98,7 @@ def _bare_path(tmp_path: Path, python: Path) -> str:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("sh", "dirname", "uname", "rm"):
-        os.symlink(shutil.which(tool), bin_dir / tool)
+        os.symlink(shutil.which(tool) or tool, bin_dir / tool)
     os.symlink(python, bin_dir / "python3")
     return str(bin_dir)
 

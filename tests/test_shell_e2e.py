@@ -217,7 +217,7 @@ def test_uninstall_removes_the_block_then_asks_before_deleting_the_venv(home):
     assert done.returncode == 0, done.stderr
     assert not (home / "venv-mlx").exists() and models.exists()  # models only with --models
 
-    assert invoke("uninstall", "--yes", "--models", home=home).returncode == 0
+    assert invoke("uninstall", "--yes", "--delete-models", home=home).returncode == 0
     assert not models.exists()
 
 

@@ -71,7 +71,7 @@ def test_a_bench_run_on_this_chip_overrides_the_estimate_and_says_so(tmp_path):
     assert speed.expected(m4, int(4.28 * GB), names={"phi4"}, records=records).how == "estimated"
     s = config.resolve({}, home=tmp_path)
     for record in records:
-        bench.append_history(bench.configured(s).history, record)
+        bench.append_history(s.bench.history, record)
     entries = {e["alias"]: e for e in inventory.listing(s, m4)["catalogue"]}
     assert entries["qwen7b"]["speed_short"] == "35/s*" and entries["phi4"]["speed"] == "estimated"
     rows = dict(line.split(None, 1) for line in inventory.info_lines(catalog.find("qwen7b", s.catalog), s.models, m4,

@@ -17,6 +17,7 @@ from .support.helpers import BIN, ROOT, clean_env, invoke, run
 SETUP_STEPS = {"venv", "install", "workspace", "validate", "warmup"}
 
 
+@pytest.mark.slow
 def test_mounted_in_another_collection_a_dry_setup_reaches_every_step_and_runs_nothing(tmp_path, monkeypatch):
     """A task library is mounted as Collection(mlx=ns); setup's options reach its steps as arguments, so a
     MockContext, which fails on any command, sees none, and HOME stays empty."""
@@ -30,6 +31,7 @@ def test_mounted_in_another_collection_a_dry_setup_reaches_every_step_and_runs_n
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_program_that_mounts_the_collection_passes_dry_run_to_every_step(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("SHELL", "/bin/bash")
@@ -51,6 +53,7 @@ def test_a_broken_catalogue_stops_setup_before_its_first_step(tmp_path, monkeypa
     assert out == "" and err.startswith("[error] Config key 'mlx.catalog' must be a section of models")
 
 
+@pytest.mark.slow
 def test_the_documented_tasks_py_of_another_project_mounts_a_dry_setup_that_changes_nothing(tmp_path):
     project, home = tmp_path / "project", tmp_path / "home"
     project.mkdir()
@@ -111,6 +114,7 @@ def test_a_task_failure_prints_one_sentence_and_the_fix_and_exits_1(tmp_path, mo
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
     """`invoke validate --list | head -1`: the pipe closes before the task has printed everything."""
     child = subprocess.Popen([str(BIN / "invoke"), "validate", "--list"], cwd=ROOT, stdout=subprocess.PIPE,
@@ -120,6 +124,7 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
     assert child.stderr.read() == b""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dont_write", ["", "1"])
 def test_the_mlxtasks_program_leaves_the_bytecode_of_what_a_task_imports_unless_python_is_told_not_to(tmp_path, dont_write):
     """Invoke turns bytecode off for every run; a one-shot would then compile the modules it imports each time."""
@@ -145,6 +150,7 @@ def test_minus_v_means_verbose_on_every_task_and_nothing_else():
     assert "v" not in next(arg for arg in setup.get_arguments() if arg.name == "venv").names
 
 
+@pytest.mark.slow
 def test_setup_refuses_a_wrong_option_before_any_step_runs(home):
     done = invoke("setup", "--installer", "conda", "--yes", home=home, timeout=120)
     assert done.returncode == 1
@@ -163,6 +169,7 @@ sys.stdin.read()
 """
 
 
+@pytest.mark.slow
 def test_a_second_setup_at_once_is_refused_until_the_first_ends(home):
     lock = setup_lock(home / "venv-mlx")
     holder = subprocess.Popen([sys.executable, "-c", HOLD_SETUP_LOCK, str(lock)], stdin=subprocess.PIPE,
@@ -180,6 +187,7 @@ def test_a_second_setup_at_once_is_refused_until_the_first_ends(home):
     assert after.stdout == "held\n", after.stderr
 
 
+@pytest.mark.slow
 def test_validate_after_another_task_in_the_same_run_still_runs_every_group(home):
     """No state passes between tasks: `invoke workspace validate` once skipped the checks that import MLX."""
     done = invoke("workspace", "validate", home=home, timeout=120)

@@ -29,6 +29,7 @@ def test_a_missing_venv_is_planned_for_creation_with_uv_or_pip(tmp_path):
     assert [a.argv[1:3] for a in pip_step.actions] == [("-m", "venv"), ("-m", "pip")]
 
 
+@pytest.mark.slow
 def test_a_healthy_venv_is_kept(tmp_path):
     path = make_venv(tmp_path / "venv-mlx")
     state = venv.inspect(path)
@@ -59,6 +60,7 @@ def test_a_venv_whose_python_no_longer_runs_is_broken(tmp_path):
     assert "no longer runs" in venv.inspect(path).problem
 
 
+@pytest.mark.slow
 def test_a_moved_venv_is_broken(tmp_path):
     path = make_venv(tmp_path / "old-place")
     moved = tmp_path / "venv-mlx"
@@ -66,6 +68,7 @@ def test_a_moved_venv_is_broken(tmp_path):
     assert "moved" in venv.inspect(moved).problem
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", ["3.12", "3.13"])
 def test_newer_pythons_venvs_are_healthy_where_made_and_broken_when_moved(tmp_path, version):
     """From 3.12 the activate script names the folder twice, first through cygpath."""
@@ -105,6 +108,7 @@ def test_a_folder_that_is_not_a_venv_is_never_replaced(tmp_path):
 STRANGE = "it's \"quoted\" (really)"
 
 
+@pytest.mark.slow
 def test_a_venv_uv_made_in_a_folder_with_quotes_and_parentheses_is_healthy_and_stays_so(tmp_path):
     path = tmp_path / STRANGE / "venv-mlx"
     uv = Installer("uv", find_uv())

@@ -1,5 +1,4 @@
-"""Code that runs inside the MLX venv's interpreter (`$MLX_VENV_PATH/bin/python -m mlxtasks.runtime.X`)."""
+"""Code that runs inside the MLX venv's interpreter (`$MLX_VENV_PATH/bin/python -m mlxtasks.runtime.X`).
 
-from .gpu import use_kernel_cache
-
-use_kernel_cache()  # before any entry point imports mlx
+Importing it changes nothing: each entry point's main() calls gpu.use_kernel_cache() first, before mlx loads.
+"""

@@ -70,6 +70,7 @@ class Bench:
             first = first or now
         if last is None or count != last.generation_tokens:
             raise RuntimeError(f"mlx_lm said {last and last.generation_tokens} tokens but yielded {count}")
+        assert first is not None  # count > 0
         return BenchRun(last.prompt_tokens, count, first - start, now - first, last.peak_memory)
 
     def model(self, alias: str, path: str) -> BenchResult:
@@ -113,6 +114,7 @@ def run(spec: BenchSpec) -> BenchAnswer:
 
 
 def main() -> None:
+    gpu.use_kernel_cache()
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", required=True, help="JSON: a protocol.BenchSpec")
     args = parser.parse_args()

@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -169,6 +170,7 @@ class Session:
                 if not self.here:
                     raise
                 seed_once(self.seed)
+                assert self.alias is not None  # chosen when the server took it
                 self.load_here(self.alias)
         return self.generate(text, write)
 
@@ -177,8 +179,12 @@ class Session:
         answer: list[str] = []
         body = {"model": self.alias, "messages": self.conversation(), "temperature": self.sampling["temp"],
                 "top_p": self.sampling["top_p"], "max_tokens": self.sampling["max_tokens"], "seed": self.seed}
+        def heard(chunk: str) -> None:
+            answer.append(chunk)
+            write(chunk)
+
         try:
-            done = remote.chat(self.server, body, lambda chunk: (answer.append(chunk), write(chunk)))
+            done = remote.chat(self.server, body, heard)
         except remote.Failed as failed:
             self.messages.pop()
             raise Refused(str(failed), "try again, or answer without the server: --local") from None
@@ -244,7 +250,7 @@ class Session:
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):  # up to the shorter one
         if x != y:
             break
         n += 1
@@ -339,6 +345,7 @@ def completions(session: Session, text: str) -> tuple[str, list[str]]:
     name, space, rest = text.partition(" ")
     if not text.startswith("/") or "\n" in text:
         return "", []
+    choices: Iterable[str]
     if not space:
         typed, choices = name, COMMANDS
     elif name == "/model":
@@ -422,9 +429,10 @@ def seed_once(seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    gpu.use_kernel_cache()
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", required=True, help="a JSON file: a protocol.ChatSpec")
-    return run(ChatSpec.read(Path(parser.parse_args(argv).spec)))
+    return run(ChatSpec.read(Path(parser.parse_args(argv).spec))) or 0
 
 
 def run(spec: ChatSpec, here: bool = True) -> int | None:
@@ -452,7 +460,7 @@ def run(spec: ChatSpec, here: bool = True) -> int | None:
         return 1
     except KeyboardInterrupt:
         return 130
-    if spec.verbose:
+    if spec.verbose and session.stats:
         print(session.stats.lines(), file=sys.stderr)
     return 0
 

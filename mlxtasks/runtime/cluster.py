@@ -15,8 +15,10 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..protocol import Capabilities, ChatModel, ClusterSpec
+from . import gpu
 from .chat import Output, Refused, Session, _sampling_text, command, reader
 
 # Chat commands that change what the model sees: every rank runs them. The rest only print or
@@ -38,7 +40,7 @@ def capabilities(path: str) -> Capabilities:
 class ShardedSession(Session):
     """A chat session whose model holds only this rank's part of the weights."""
 
-    group: object = None
+    group: Any = None  # mlx.core.distributed.Group
     pipeline: bool = False
 
     def open_model(self, path: str):
@@ -51,7 +53,7 @@ def share_text(group, text: str | None) -> str:
     """Rank 0's text on every rank (the others pass None): a length, then the bytes, each summed over the group."""
     import mlx.core as mx
 
-    data = text.encode() if group.rank() == 0 else b""
+    data = (text or "").encode() if group.rank() == 0 else b""
     size = mx.distributed.all_sum(mx.array(len(data)), group=group, stream=mx.cpu).item()
     buffer = list(data) if group.rank() == 0 else [0] * size
     summed = mx.distributed.all_sum(mx.array(buffer or [0], dtype=mx.uint8), group=group, stream=mx.cpu)
@@ -114,6 +116,7 @@ def chat(session: ShardedSession, rank: int) -> None:
 
 
 def main() -> int:
+    gpu.use_kernel_cache()
     parser = argparse.ArgumentParser()
     parser.add_argument("--capabilities", metavar="MODEL_FOLDER", help="print what sharding the model supports")
     parser.add_argument("--spec", help="JSON: a protocol.ClusterSpec")

@@ -1,9 +1,9 @@
 """What the CUDA backend asks of every runtime entry point.
 
 MLX compiles its CUDA kernels the first time a process needs them (over a minute for a 7B model) and
-keeps them in MLX_PTX_CACHE_DIR, by default /tmp/mlx/VERSION/ptx, which a reboot empties. The package
-points it at ~/.cache/mlxtasks/mlx-kernels/VERSION instead (runtime/__init__.py), and says so before a
-process's first generation, so that minute never looks like a hang.
+keeps them in MLX_PTX_CACHE_DIR, by default /tmp/mlx/VERSION/ptx, which a reboot empties. Each runtime
+entry point first points it at ~/.cache/mlxtasks/mlx-kernels/VERSION instead (use_kernel_cache), and says
+so before a process's first generation, so that minute never looks like a hang.
 """
 
 from __future__ import annotations

@@ -49,8 +49,8 @@ def draw(record: dict, out: Path) -> None:
     height = 1.2 + 0.32 * len(bars)
     figure, axes = plt.subplots(1, len(PANELS), figsize=(15, height), sharey=True, layout="constrained")
     positions = list(range(len(bars)))[::-1]
-    for axis, (metric, heading) in zip(axes, PANELS):
-        for y, (_, engine, stats) in zip(positions, bars):
+    for axis, (metric, heading) in zip(axes, PANELS, strict=True):
+        for y, (_, engine, stats) in zip(positions, bars, strict=True):
             value = stats.get(metric)
             if not value:
                 continue

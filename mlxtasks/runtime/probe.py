@@ -12,6 +12,7 @@ import time
 from typing import Any, Callable
 
 from ..protocol import ProbeAnswer, ProbeSpec
+from . import gpu
 
 MLX_LM_API = {"mlx_lm": ("load", "stream_generate"), "mlx_lm.sample_utils": ("make_sampler",),
               "mlx_lm.models.cache": ("make_prompt_cache",)}
@@ -80,6 +81,7 @@ def _generate(folder: str) -> dict:
         last = None
         for last in stream_generate(model, tokenizer, "Hello", max_tokens=DEEP_TOKENS):
             pass
+        assert last is not None, "mlx_lm generated nothing"
         return {"load_seconds": load_seconds, "tokens": last.generation_tokens, "tokens_per_second": last.generation_tps}
     except Exception as exc:  # noqa: BLE001 - a model that does not load is this check's answer
         return {"error": _cause(exc)}
@@ -105,6 +107,7 @@ def answer(spec: ProbeSpec) -> ProbeAnswer:
 
 
 def main() -> None:
+    gpu.use_kernel_cache()
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", required=True, help="a ProbeSpec as JSON")
     print(answer(ProbeSpec.from_json(parser.parse_args().spec)).to_json())

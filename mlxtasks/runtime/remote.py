@@ -49,7 +49,7 @@ def chat(url: str, body: dict, write: Callable[[str], None], connect_s: float = 
     """Stream the answer to a chat request (OpenAI's body, without "stream") from the server at `url` (its base
     URL, ending in /v1) through write(text)."""
     where = urlsplit(url)
-    connection = http.client.HTTPConnection(where.hostname, where.port, timeout=connect_s)
+    connection = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=connect_s)
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
     try:
@@ -78,7 +78,7 @@ def chat(url: str, body: dict, write: Callable[[str], None], connect_s: float = 
 
 
 def _read(answer: http.client.HTTPResponse, write: Callable[[str], None], start: float, stall_s: float) -> Streamed:
-    first, usage = None, {}
+    first, usage = None, dict[str, int]()
     try:
         for line in answer:
             if line.startswith(b"data: [DONE]"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pkgutil
 
 from ..protocol import Support
+from . import gpu
 
 # Modes to try: a config naming any other needs a newer mlx than any of these.
 QUANT_MODES = ("affine", "mxfp4", "nvfp4", "mxfp8")
@@ -32,5 +33,10 @@ def answer() -> Support:
     return Support(mlx_lm.__version__, mx.__version__, tuple(sorted(modules | remapped)), tuple(modes))
 
 
-if __name__ == "__main__":
+def main() -> None:
+    gpu.use_kernel_cache()
     print(answer().to_json())
+
+
+if __name__ == "__main__":
+    main()

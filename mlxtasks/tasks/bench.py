@@ -78,7 +78,7 @@ def history(c, json=False, last=None):
 
     from .. import bench, ui
 
-    path = bench.configured(settings(c)).history
+    path = settings(c).bench.history
     records, unreadable = bench.last_records(path, last)
     if json:
         print(json_module.dumps(records, indent=2))

@@ -33,7 +33,7 @@ def setup(c, yes=False, dry_run=False, python=None, venv=None, workspace=None, m
     # A wrong option value, or a second setup at once, is refused before any step runs.
     s = settings(c, python=python, venv=venv, workspace=workspace, models=models, installer=installer, backend=backend,
                  shell=shell)
-    s.catalog  # the shell step renders the catalogue: a broken mlx.catalog stops setup here, not half-way
+    s.catalog  # noqa: B018 (read for its check) the shell step renders the catalogue: a broken mlx.catalog stops setup here, not half-way
     hold_until_exit(setup_lock(s.venv), "invoke setup")
     preflight.check(c, python=python, venv=venv, workspace=workspace, models=models, dry_run=dry)
     outcomes = [
@@ -55,13 +55,13 @@ def setup(c, yes=False, dry_run=False, python=None, venv=None, workspace=None, m
 @task(
     help={
         "yes": "delete without asking",
-        "models": "also delete the downloaded models",
+        "delete_models": "also delete the downloaded models (--models, on other tasks, names their folder)",
         "venv": PATH_HELP["venv"],
         "dry_run": "say what would be removed, remove nothing",
     },
 )
-def uninstall(c, yes=False, models=False, venv=None, dry_run=False):
-    """Remove the shell block, the login service and the server, then the venv (and models only with --models)."""
+def uninstall(c, yes=False, delete_models=False, venv=None, dry_run=False):
+    """Remove the shell block, the login service and the server, then the venv (and models only with --delete-models)."""
     from .. import serve as serve_core
     from .. import ui
     from .. import venv as venv_core
@@ -91,9 +91,9 @@ def uninstall(c, yes=False, models=False, venv=None, dry_run=False):
         else:
             perform(c, RemoveVenv(s.venv))
             record("changed", "venv", f"deleted {s.venv}")
-    if models:
+    if delete_models:
         folders = installed_folders(s.models)
-        if folders and (dry or confirmed(f"Delete {len(folders)} models in {s.models}?", "--yes --models")):
+        if folders and (dry or confirmed(f"Delete {len(folders)} models in {s.models}?", "--yes --delete-models")):
             for folder in folders:
                 if dry:
                     record("dry", "models", f"delete {s.models / folder}")

@@ -25,10 +25,8 @@ def warmup(c, warmup=True, venv=None, backend=None, dry_run=False):
     chosen = backend_for(probe(), s.backend)
     if not chosen.startswith("cuda"):
         return [record("done", "warmup", f"nothing to compile on the {chosen} backend")]
-        return
     if is_dry(c, dry_run):
         return [record("dry", "warmup", "compile the CUDA kernels a chat uses")]
-        return
     require_venv(s)
     done = subprocess.run([str(s.venv_python), "-m", "mlxtasks.runtime.warmup"], stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
@@ -37,6 +35,5 @@ def warmup(c, warmup=True, venv=None, backend=None, dry_run=False):
     answer = json.loads(done.stdout)
     if answer["backend"] != "cuda":
         return [record("done", "warmup", "MLX in the venv sees no CUDA GPU, so nothing was compiled")]
-        return
     # Kept for later processes, so a re-run finds them and takes seconds: not a change to report.
     return [record("done", "warmup", f"CUDA kernels compiled and kept ({answer['seconds']:.1f} s)")]

@@ -30,7 +30,7 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 COMMIT = hashlib.sha1(b"fake hub commit").hexdigest()  # one stable revision for every repo
@@ -151,6 +151,7 @@ class FakeHub:
         if self._server:
             self._server.shutdown()
             self._server.server_close()
+        if self._thread:
             self._thread.join(timeout=5)
 
     def __enter__(self) -> FakeHub:
@@ -238,7 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
         if match["kind"] == "tree":
             prefix = f"{match['path'].strip('/')}/" if match["path"] else ""
             recursive = query.get("recursive", ["false"])[0].lower() == "true"
-            body = self._tree(repo, [f for f in files if f.startswith(prefix)], prefix, recursive)
+            body: Any = self._tree(repo, [f for f in files if f.startswith(prefix)], prefix, recursive)
         else:
             gated = "manual" if repo in self.hub.faults.gated_repos else False
             body = {"id": repo, "modelId": repo, "sha": COMMIT, "private": False, "gated": gated,
@@ -300,7 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
         dropping = fault is not None and fault.kind == "drop"
         stalling = fault is not None and fault.kind == "stall"
         count = 0 if self.command == "HEAD" else blob.size - start
-        if dropping or stalling:
+        if fault and (dropping or stalling):
             count = min(count, fault.after_bytes)
         status = 206 if start else 200
         self.hub.log(Request(self.command, path, status, count))  # before the client can see the answer

@@ -1,5 +1,6 @@
-"""How many lines of a Python file are logic: every line with code except imports, decorators (with their
-help dicts), docstrings and module-level *_HELP assignments. Task modules are held to a budget of these."""
+"""How many lines of a Python file are logic: every logical line (a statement, or a compound statement's header,
+however many lines the formatter spreads it over) except imports, decorators (with their help dicts),
+docstrings and module-level *_HELP assignments. Task modules are held to a budget of these."""
 
 import ast
 import io
@@ -12,8 +13,8 @@ def logic_lines(path: Path) -> int:
     tree = ast.parse(source)
     skipped: set[int] = set()
 
-    def skip(node: ast.AST) -> None:
-        skipped.update(range(node.lineno, node.end_lineno + 1))
+    def skip(node: ast.stmt | ast.expr) -> None:
+        skipped.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
 
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -27,7 +28,6 @@ def logic_lines(path: Path) -> int:
     for node in tree.body:
         if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.endswith("_HELP") for t in node.targets):
             skip(node)
-    layout = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
-    code = {line for token in tokenize.generate_tokens(io.StringIO(source).readline) if token.type not in layout
-            for line in range(token.start[0], token.end[0] + 1)}
-    return len(code - skipped)
+    ends = [token.start[0] for token in tokenize.generate_tokens(io.StringIO(source).readline)
+            if token.type == tokenize.NEWLINE]  # where each logical line ends
+    return sum(1 for line in ends if line not in skipped)

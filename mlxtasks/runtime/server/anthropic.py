@@ -109,7 +109,7 @@ def text_of(content: str | list[Text] | None) -> str:
 def template_messages(body: CountRequest) -> list[dict]:
     """The conversation as chat templates take it: a turn's tool results become tool messages before its text,
     and tool_use blocks the assistant's tool calls."""
-    out = [{"role": "system", "content": text_of(body.system)}] if body.system else []
+    out: list[dict[str, Any]] = [{"role": "system", "content": text_of(body.system)}] if body.system else []
     for number, turn in enumerate(body.messages):
         if isinstance(turn.content, str):
             out.append({"role": turn.role, "content": turn.content})

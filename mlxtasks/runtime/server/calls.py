@@ -23,7 +23,7 @@ class ToolCalls:
     def feed(self, text: str) -> tuple[str, list[dict]]:
         """(content to send now, the calls this text completed)."""
         self.held += text
-        content, calls = "", []
+        content, calls = "", list[dict]()
         while True:
             if not self.inside:
                 at = self.held.find(self.start)

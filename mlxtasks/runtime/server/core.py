@@ -71,7 +71,8 @@ class Core:
             engine.submit(jobs)
         except Busy:
             if engine.fault is not None:
-                raise Problem(UNAVAILABLE, "The engine has failed; the server is ending.", code="engine_failed")
+                raise Problem(UNAVAILABLE, "The engine has failed; the server is ending.",
+                              code="engine_failed") from None
             raise Problem(BUSY, f"The server is busy ({self.spec.queue_limit} requests at once); try again shortly.",
                           code="queue_full", retry_after=1) from None
         return Run(ask, engine, served, jobs, events, counted, echoes, calls)
@@ -252,7 +253,8 @@ class Run:
         out = {job.index: Piece(job.index, self.echo(job.index), []) for job in self.jobs}
         for piece in pieces:
             one = out[piece.index]
-            one.text, one.calls, one.done = one.text + piece.text, one.calls + (piece.calls or []), piece.done or one.done
+            one.text, one.calls, one.done = one.text + piece.text, (one.calls or []) + (piece.calls or []), \
+                piece.done or one.done
         return [out[index] for index in sorted(out)]
 
     def usage(self) -> dict:

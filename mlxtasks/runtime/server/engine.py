@@ -95,7 +95,7 @@ class Engine(Worker):
         its answer repeats whatever else shares the batch."""
         if seed is None or temperature == 0:
             return make_sampler(temp=temperature, top_p=top_p, top_k=top_k, min_p=min_p)
-        filters = [f for f, on in [(functools.partial(apply_top_p, top_p=top_p), 0 < top_p < 1),
+        filters: list[Callable] = [f for f, on in [(functools.partial(apply_top_p, top_p=top_p), 0 < top_p < 1),
                                    (functools.partial(apply_min_p, min_p=min_p), min_p != 0),
                                    (functools.partial(apply_top_k, top_k=top_k), top_k > 0)] if on]
         return SeededSampler(filters, temperature, seed)
@@ -192,9 +192,10 @@ class Engine(Worker):
         size = min(self.chunk, len(job.todo) - 1)
         part, job.todo = job.todo[:size], job.todo[size:]
         started = time.perf_counter()
+        cache = job.cache or []  # a long prompt's cache is made when it starts waiting
         with mx.stream(stream):
-            self.model(mx.array(part)[None], cache=job.cache)
-            mx.eval([c.state for c in job.cache])
+            self.model(mx.array(part)[None], cache=cache)
+            mx.eval([c.state for c in cache])
         seconds = time.perf_counter() - started
         mx.clear_cache()
         if size == self.chunk:  # a full chunk measures the rate

@@ -99,8 +99,8 @@ class Outbox:
 
 
 def deliver(items: list[tuple[asyncio.Queue, tuple]]) -> None:
-    for queue, event in items:
-        queue.put_nowait(event)
+    for events, event in items:
+        events.put_nowait(event)
 
 
 class Worker:

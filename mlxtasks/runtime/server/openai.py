@@ -141,7 +141,8 @@ def template_message(message: ChatMessage, where: str) -> dict:
         if isinstance(part, MediaPart):
             raise text_only(f"{where}.content.{number}", part.type)
     out: dict[str, Any] = {"role": "system" if message.role == "developer" else message.role,
-                           "content": joined([p if isinstance(p, str) else p.text for p in parts])}
+                           "content": joined([p if isinstance(p, str) else p.text for p in parts
+                                              if not isinstance(p, MediaPart)])}
     if message.name is not None:
         out["name"] = message.name
     if message.tool_call_id is not None:

@@ -160,7 +160,7 @@ class Answer:
         self.ident, self.created = f"resp_{uuid.uuid4().hex}", int(time.time())
         self.items: list[dict] = []
         self.open: dict | None = None  # the message item text goes into
-        self.held, self.sequence, self.result = "", 0, {}
+        self.held, self.sequence, self.result = "", 0, dict[str, Any]()
 
     def event(self, kind: str, /, **data) -> str:
         self.sequence += 1
@@ -204,13 +204,15 @@ class Answer:
         if not text:
             return []
         out = self.begin() if self.open is None else []
-        self.open["content"][0]["text"] += text
-        return out + [self.event("response.output_text.delta", item_id=self.open["id"],
+        item = self.open
+        assert item is not None  # begun above
+        item["content"][0]["text"] += text
+        return out + [self.event("response.output_text.delta", item_id=item["id"],
                                  output_index=len(self.items) - 1, content_index=0, delta=text, logprobs=[])]
 
     def begin(self) -> list[str]:
-        item = {"type": "message", "id": f"msg_{uuid.uuid4().hex}", "status": "in_progress", "role": "assistant",
-                "content": []}
+        item: dict[str, Any] = {"type": "message", "id": f"msg_{uuid.uuid4().hex}", "status": "in_progress",
+                                "role": "assistant", "content": []}
         self.items.append(item)
         self.open, part = item, {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
         out = [self.event("response.output_item.added", output_index=len(self.items) - 1, item=item),

@@ -139,8 +139,8 @@ def build(spec: ServeSpec, pool, log, dialects: list[ModuleType]) -> Any:
         return error(request.url.path, Problem(FAILED, f"The server failed on this request: {type(exc).__name__}.",
                                                code="internal_error"))
 
-    app: Any = Starlette(routes=routes, exception_handlers={Problem: problem, HTTPException: http_error,
-                                                            Exception: crash})
+    handlers: dict[Any, Any] = {Problem: problem, HTTPException: http_error, Exception: crash}  # each its kind
+    app: Any = Starlette(routes=routes, exception_handlers=handlers)
     app.router.redirect_slashes = False
     if spec.allowed_origins:
         app = CORSMiddleware(app, allow_origins=spec.allowed_origins, allow_methods=["GET", "POST"],
