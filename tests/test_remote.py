@@ -1,12 +1,17 @@
 """A one-shot's or chat's answer from a running server (mlxtasks/runtime/remote.py) never waits without a
 bound: against real sockets that take a connection and say nothing, that stop mid-answer, or that close."""
 
+import dataclasses
+import http.server
 import json
+import os
 import socket
 import threading
 
+import psutil
 import pytest
 
+from mlxtasks import chat, config, serve
 from mlxtasks.runtime import remote
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -60,13 +65,22 @@ def peer():
         one.close()
 
 
-def ask(url, **bounds):
+@pytest.fixture
+def bounds(monkeypatch):
+    """Short bounds for the answer's start and its gaps: bounds(answer_s=..., stall_s=...)."""
+    def set_bounds(answer_s=remote.ANSWER_S, stall_s=remote.STALL_S):
+        monkeypatch.setattr(remote, "ANSWER_S", answer_s)
+        monkeypatch.setattr(remote, "STALL_S", stall_s)
+    return set_bounds
+
+
+def ask(url):
     """(what was written, the exception or the Streamed) of one chat against url, in a thread that must end."""
     written, outcome = [], []
 
     def run():
         try:
-            outcome.append(remote.chat(url, {"messages": []}, written.append, **bounds))
+            outcome.append(remote.chat(url, {"messages": []}, written.append))
         except Exception as exc:
             outcome.append(exc)
 
@@ -77,22 +91,25 @@ def ask(url, **bounds):
     return "".join(written), outcome[0]
 
 
-def test_a_server_that_takes_the_request_and_never_answers_is_given_up(peer):
-    _, outcome = ask(peer(None).url, answer_s=0.3)
+def test_a_server_that_takes_the_request_and_never_answers_is_given_up(peer, bounds):
+    bounds(answer_s=0.3)
+    _, outcome = ask(peer(None).url)
     assert isinstance(outcome, remote.Failed) and "did not begin its answer in 0 s" in str(outcome)
 
 
-def test_a_server_that_stalls_mid_answer_is_given_up_with_what_came_kept(peer):
-    written, outcome = ask(peer(HEAD, event("Hello"), None).url, stall_s=0.3)
+def test_a_server_that_stalls_mid_answer_is_given_up_with_what_came_kept(peer, bounds):
+    bounds(stall_s=0.3)
+    written, outcome = ask(peer(HEAD, event("Hello"), None).url)
     assert written == "Hello"
     assert isinstance(outcome, remote.Failed) and "nothing came for 0 s" in str(outcome)
 
 
-def test_keep_alives_hold_a_slow_answer_open(peer):
+def test_keep_alives_hold_a_slow_answer_open(peer, bounds):
+    bounds(stall_s=0.3)
     pings = [step for _ in range(4) for step in (0.1, chunk(b": ping\n\n"))]
     done = chunk(b'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}\n\n') + \
         chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
-    written, outcome = ask(peer(HEAD, *pings, event("late"), done).url, stall_s=0.3)
+    written, outcome = ask(peer(HEAD, *pings, event("late"), done).url)
     assert written == "late" and outcome.completion_tokens == 1
 
 
@@ -107,3 +124,48 @@ def test_no_server_is_unserved_so_the_model_answers_here():
         port = probe.getsockname()[1]
     _, outcome = ask(f"http://127.0.0.1:{port}/v1")
     assert isinstance(outcome, remote.Unserved)
+
+
+class Stalling(http.server.BaseHTTPRequestHandler):
+    """A server whose /health answers and whose chat answer stops after its first words."""
+
+    protocol_version = "HTTP/1.1"
+    release = threading.Event()
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.wfile.write(HEAD + event("Hello"))
+        self.wfile.flush()
+        self.release.wait(60)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_one_shot_from_a_server_that_stalls_is_one_sentence_and_status_1(tmp_path, bounds, capsys):
+    """The tool's own path (chat.served, as `mlx-ALIAS "..."` takes it while a server runs): the part that came is
+    shown, then one sentence and its fix, within the bound."""
+    bounds(stall_s=0.3)
+    listener = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    try:
+        port = listener.server_address[1]
+        s = config.resolve({}, home=tmp_path, serve_port=str(port))
+        (s.models / "tiny").mkdir(parents=True)
+        (s.models / "tiny" / "config.json").write_text("{}")
+        s.state.mkdir(parents=True)
+        record = serve.Server(os.getpid(), "tiny", "127.0.0.1", port, psutil.Process().create_time())
+        serve.record_path(s.state).write_text(json.dumps(dataclasses.asdict(record)))
+        assert chat.served(s, "tiny", "hi", chat.Flags(), False) == 1
+    finally:
+        Stalling.release.set()
+        listener.shutdown()
+    out, err = capsys.readouterr()
+    assert out.startswith("Hello")
+    assert "The server stopped in the middle of the answer: nothing came for 0 s" in err and "--local" in err

@@ -44,12 +44,11 @@ class Streamed:
     seconds: float  # to the end of the answer
 
 
-def chat(url: str, body: dict, write: Callable[[str], None], connect_s: float = CONNECT_S,
-         answer_s: float = ANSWER_S, stall_s: float = STALL_S) -> Streamed:
+def chat(url: str, body: dict, write: Callable[[str], None]) -> Streamed:
     """Stream the answer to a chat request (OpenAI's body, without "stream") from the server at `url` (its base
     URL, ending in /v1) through write(text)."""
     where = urlsplit(url)
-    connection = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=connect_s)
+    connection = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=CONNECT_S)
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
     try:
@@ -57,13 +56,13 @@ def chat(url: str, body: dict, write: Callable[[str], None], connect_s: float = 
             connection.connect()
         except OSError as exc:  # it stopped since it was found
             raise Unserved(f"the server at {url} is not answering: {exc}") from None
-        connection.sock.settimeout(answer_s)
+        connection.sock.settimeout(ANSWER_S)
         try:
             connection.request("POST", where.path + "/chat/completions", json.dumps(body),
                                {"Content-Type": "application/json"})
             answer = connection.getresponse()
         except socket.timeout:
-            raise Failed(f"The server at {url} took the request but did not begin its answer in {answer_s:.0f} s "
+            raise Failed(f"The server at {url} took the request but did not begin its answer in {ANSWER_S:.0f} s "
                          "(see `mlxtasks serve.logs`).") from None
         except OSError as exc:  # it stopped since it was found
             raise Unserved(f"the server at {url} is not answering: {exc}") from None
@@ -71,13 +70,13 @@ def chat(url: str, body: dict, write: Callable[[str], None], connect_s: float = 
             raise Failed(_message(answer))
         if answer.status != 200:
             raise Unserved(_message(answer))
-        connection.sock.settimeout(stall_s)
-        return _read(answer, write, start, stall_s)
+        connection.sock.settimeout(STALL_S)
+        return _read(answer, write, start)
     finally:
         connection.close()
 
 
-def _read(answer: http.client.HTTPResponse, write: Callable[[str], None], start: float, stall_s: float) -> Streamed:
+def _read(answer: http.client.HTTPResponse, write: Callable[[str], None], start: float) -> Streamed:
     first, usage = None, dict[str, int]()
     try:
         for line in answer:
@@ -94,7 +93,7 @@ def _read(answer: http.client.HTTPResponse, write: Callable[[str], None], start:
                     first = first or time.perf_counter() - start
                     write(text)
     except socket.timeout:
-        raise Failed(f"The server stopped in the middle of the answer: nothing came for {stall_s:.0f} s "
+        raise Failed(f"The server stopped in the middle of the answer: nothing came for {STALL_S:.0f} s "
                      "(see `mlxtasks serve.logs`).") from None
     except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError, AttributeError):
         pass  # cut off, or not an answer of ours
