@@ -69,7 +69,7 @@ def raw_text(raw: Mapping[str, float | list[float]]) -> str:
     return ", ".join(f"{key}={seconds(value)}" for key, value in raw.items())
 
 
-def write_doc(results: dict[str, Result], when: datetime) -> None:
+def write_doc(results: dict[str, Result], when: datetime, loads: tuple[float, float]) -> None:
     lines = [
         "# Performance",
         "",
@@ -77,6 +77,8 @@ def write_doc(results: dict[str, Result], when: datetime) -> None:
         "",
         f"- Date: {when:%Y-%m-%d %H:%M} UTC",
         f"- Machine: {machine()}",
+        f"- Load average (1 minute) when the run began and ended: {loads[0]:.1f}, {loads[1]:.1f} (on {os.cpu_count()} "
+        "cores; other work on the machine stretches every absolute time, not the ratios measured side by side)",
         "",
         "| Benchmark | Figure | Target | Held |",
         "|---|---|---|---|",
@@ -136,7 +138,7 @@ def main() -> int:
         write_cuda_section()
         print(f"Rendered the CUDA section of {DOC.relative_to(ROOT)} from {cuda_bench.KEPT.relative_to(ROOT)}.")
         return 0
-    when = datetime.now(timezone.utc)
+    when, began = datetime.now(timezone.utc), os.getloadavg()[0]
     results = {}
     with tempfile.TemporaryDirectory(prefix="mlxtasks-bench-") as work:
         for name in args.only or BENCHMARKS:
@@ -147,7 +149,7 @@ def main() -> int:
         update_doc(results, when)
         print(f"Replaced the rows of {', '.join(results)} in {DOC.relative_to(ROOT)}.")
     else:
-        write_doc(results, when)
+        write_doc(results, when, (began, os.getloadavg()[0]))
         print(f"Wrote {DOC.relative_to(ROOT)}.")
     return 0 if all(result.held for result in results.values()) else 1
 
