@@ -97,8 +97,9 @@ def update_doc(results: dict[str, Result], when: datetime) -> None:
     for name, result in results.items():
         row = f"| {result.name} | {result.figure} | {result.target} | {'yes' if result.held else 'no'} |"
         at = next((i for i, line in enumerate(lines) if line.startswith(f"| {result.name} |")), None)
-        if at is None:
-            lines.insert(max(i for i, line in enumerate(lines) if line.startswith("| ")) + 1, row)
+        if at is None:  # a new row goes last in the page's first table
+            head = next(i for i, line in enumerate(lines) if line.startswith("| Benchmark |"))
+            lines.insert(next(i for i in range(head, len(lines)) if not lines[i].startswith("|")), row)
         else:
             lines[at] = row
         notes = [f"### {name}", "", f"- Run alone (--only) on {when:%Y-%m-%d %H:%M} UTC: {machine()}",
