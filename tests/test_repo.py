@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .support.helpers import NPM_TOOLS, ROOT, SYSTEM_TOOLS
+from .support.helpers import NPM_TOOLS, ROOT, SYSTEM_TOOLS, TOOL_VENV
 from .support.logic_lines import logic_lines
 
 SHELL_FENCES = {"sh", "bash", "zsh", "shell", "console", "fish"}
@@ -234,3 +234,29 @@ def test_the_logic_count_is_the_same_however_the_formatter_wraps_a_statement(tmp
     one.write_text("def f(c, a=1, b=2):\n    return g(a, b, c)\n")
     wrapped.write_text("def f(\n    c,\n    a=1,\n    b=2,\n):\n    return g(\n        a,\n        b,\n        c,\n    )\n")
     assert logic_lines(one) == logic_lines(wrapped) == 2
+
+
+def tool_env_sh(script: str, root: Path, **env: str) -> subprocess.CompletedProcess:
+    """Run script after sourcing scripts/lib.sh with root as the checkout, as scripts/test.sh does."""
+    versions = root / "mlxtasks" / "data" / "python-versions"  # lib.sh reads the supported range there
+    versions.parent.mkdir(parents=True, exist_ok=True)
+    versions.write_text((ROOT / "mlxtasks" / "data" / "python-versions").read_text())
+    return subprocess.run(["/bin/sh", "-c", f'set -eu; root="{root}"; . "{ROOT}/scripts/lib.sh"; {script}'],
+                          env={"PATH": os.environ["PATH"], "HOME": str(root), **env}, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_the_tool_environment_is_ready_when_its_modules_are_found_without_importing_them(tmp_path):
+    (tmp_path / "loud.py").write_text("raise SystemExit('imported')\n")  # finding it must not run it
+    found = tool_env_sh(f'modules_found "{sys.executable}" "json, loud"; echo found', tmp_path, PYTHONPATH=str(tmp_path))
+    assert found.stdout == "found\n", found.stderr
+    missing = tool_env_sh(f'modules_found "{sys.executable}" "json, no_such_module" || echo missing', tmp_path)
+    assert missing.stdout == "missing\n"
+
+
+def test_a_ready_tool_environment_is_used_without_looking_for_a_python(tmp_path):
+    (tmp_path / ".venv").symlink_to(TOOL_VENV)  # this run's environment holds the [test] extra
+    # Looking for a Python (pyenv's shims made it take seconds) would say so and fail.
+    done = tool_env_sh('find_python() { echo looked; return 1; }; ensure_test_env; echo ready', tmp_path)
+    assert done.stdout == "ready\n", done.stdout + done.stderr
+    assert "Installing" not in done.stderr and "Making" not in done.stderr
