@@ -102,18 +102,21 @@ def update_doc(results: dict[str, Result], when: datetime) -> None:
     lines = DOC.read_text().split("\n")
     for name, result in results.items():
         row = f"| {result.name} | {result.figure} | {result.target} | {'yes' if result.held else 'no'} |"
-        at = next((i for i, line in enumerate(lines) if line.startswith(f"| {result.name} |")), None)
-        if at is None:
-            lines.insert(max(i for i, line in enumerate(lines) if line.startswith("| ")) + 1, row)
-        else:
-            lines[at] = row
+        head = next(i for i, line in enumerate(lines) if line.startswith("| Benchmark |")) + 2
+        rows = list(range(head, next(i for i in range(head, len(lines)) if not lines[i].startswith("|"))))
+        named = [line[4:] for line in lines if line.startswith("### ")]  # notes come in the rows' order
+        if name in named:  # its row is found by place, so a benchmark that was renamed replaces its old row
+            lines[rows[named.index(name)]] = row
+        else:  # a new row goes last in the page's first table
+            lines.insert(rows[-1] + 1, row)
         notes = [f"### {name}", "", f"- Run alone (--only) on {when:%Y-%m-%d %H:%M} UTC: {machine()}",
                  *(f"- {note}" for note in result.notes), f"- Raw: {raw_text(result.raw)}", ""]
         if f"### {name}" in lines:  # its old notes run to the next heading
             start = lines.index(f"### {name}")
             end = next(i for i in range(start + 1, len(lines) + 1) if i == len(lines) or lines[i].startswith("#"))
-        else:  # new notes go before the CUDA section
-            start = end = lines.index(cuda_bench.HEADING) if cuda_bench.HEADING in lines else len(lines)
+        else:  # new notes go before the tail's sections
+            start = end = next((i for i, line in enumerate(lines) if line in (serve_bench.FINDINGS_HEADING,
+                                                                                cuda_bench.HEADING)), len(lines))
         lines[start:end] = notes
     DOC.write_text("\n".join(lines))
 

@@ -5,13 +5,14 @@ docs pastes into a stock zsh."""
 import ast
 import os
 import re
+from datetime import datetime
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .support.helpers import NPM_TOOLS, ROOT, SYSTEM_TOOLS
+from .support.helpers import NPM_TOOLS, ROOT, SYSTEM_TOOLS, TOOL_VENV
 from .support.logic_lines import logic_lines
 
 SHELL_FENCES = {"sh", "bash", "zsh", "shell", "console", "fish"}
@@ -236,3 +237,47 @@ def test_the_logic_count_is_the_same_however_the_formatter_wraps_a_statement(tmp
     one.write_text("def f(c, a=1, b=2):\n    return g(a, b, c)\n")
     wrapped.write_text("def f(\n    c,\n    a=1,\n    b=2,\n):\n    return g(\n        a,\n        b,\n        c,\n    )\n")
     assert logic_lines(one) == logic_lines(wrapped) == 2
+
+
+def tool_env_sh(script: str, root: Path, **env: str) -> subprocess.CompletedProcess:
+    """Run script after sourcing scripts/lib.sh with root as the checkout, as scripts/test.sh does."""
+    versions = root / "mlxtasks" / "data" / "python-versions"  # lib.sh reads the supported range there
+    versions.parent.mkdir(parents=True, exist_ok=True)
+    versions.write_text((ROOT / "mlxtasks" / "data" / "python-versions").read_text())
+    return subprocess.run(["/bin/sh", "-c", f'set -eu; root="{root}"; . "{ROOT}/scripts/lib.sh"; {script}'],
+                          env={"PATH": os.environ["PATH"], "HOME": str(root), **env}, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_the_tool_environment_is_ready_when_its_modules_are_found_without_importing_them(tmp_path):
+    (tmp_path / "loud.py").write_text("raise SystemExit('imported')\n")  # finding it must not run it
+    found = tool_env_sh(f'modules_found "{sys.executable}" "json, loud"; echo found', tmp_path, PYTHONPATH=str(tmp_path))
+    assert found.stdout == "found\n", found.stderr
+    missing = tool_env_sh(f'modules_found "{sys.executable}" "json, no_such_module" || echo missing', tmp_path)
+    assert missing.stdout == "missing\n"
+
+
+def test_a_ready_tool_environment_is_used_without_looking_for_a_python(tmp_path):
+    (tmp_path / ".venv").symlink_to(TOOL_VENV)  # this run's environment holds the [test] extra
+    # Looking for a Python (pyenv's shims made it take seconds) would say so and fail.
+    done = tool_env_sh('find_python() { echo looked; return 1; }; ensure_test_env; echo ready', tmp_path)
+    assert done.stdout == "ready\n", done.stdout + done.stderr
+    assert "Installing" not in done.stderr and "Making" not in done.stderr
+
+
+def test_a_run_of_some_benchmarks_replaces_their_rows_by_place_and_keeps_the_rest(tmp_path, monkeypatch):
+    _cuda_bench()  # benchmarks/ on the path
+    import run
+    from harness import Result
+
+    doc = tmp_path / "performance.md"
+    doc.write_text("# Performance\n\n| Benchmark | Figure | Target | Held |\n|---|---|---|---|\n| Old A | 1 | t | yes |\n"
+                   "| B | 2 | t | yes |\n\n## Notes and raw numbers (seconds)\n\n### a\n\n- Raw: x=1.000\n\n### b\n\n"
+                   "- Raw: y=2.000\n\n## Where the server's time per token went (issue 26)\n\nkept\n")
+    monkeypatch.setattr(run, "DOC", doc)
+    run.update_doc({"a": Result("New A", "10", "t", False, {"x": 3.0}, ()),
+                    "c": Result("C", "5", "t", True, {"z": 4.0}, ())}, datetime(2026, 12, 7, 21, 0))
+    text = doc.read_text()
+    assert "| New A | 10 | t | no |\n| B | 2 | t | yes |\n| C | 5 | t | yes |\n" in text and "Old A" not in text
+    assert text.index("### a") < text.index("x=3.000") < text.index("### b") < text.index("### c") < \
+        text.index("z=4.000") < text.index("## Where the server's") and "x=1.000" not in text
