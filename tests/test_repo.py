@@ -184,8 +184,9 @@ def _loads_mlx_at_main(path: Path) -> bool:
     return 'if __name__ == "__main__":' in source and re.search(r"^\s*(import mlx|from mlx)", source, re.M) is not None
 
 
-@pytest.mark.parametrize("path", [p for p in sorted((ROOT / "mlxtasks" / "runtime").glob("*.py")) if _loads_mlx_at_main(p)],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [p for p in sorted((ROOT / "mlxtasks" / "runtime").rglob("*.py"))
+                                  if _loads_mlx_at_main(p) or p.name == "__main__.py"],  # the server's loads it later
+                         ids=lambda p: p.relative_to(ROOT / "mlxtasks" / "runtime").as_posix())
 def test_each_runtime_entry_point_sets_the_kernel_cache_before_anything_else(path):
     # Importing mlxtasks.runtime changes nothing (tests/test_gpu.py); the entry point makes the call.
     main = next(node for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef) and node.name == "main")

@@ -19,6 +19,7 @@ import signal
 import sys
 
 from ...protocol import ServeSpec
+from .. import gpu
 
 EXIT_ENGINE_FAULT = 70
 NATIVE_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
@@ -93,6 +94,7 @@ def supervise(spec: ServeSpec) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    gpu.use_kernel_cache()
     spec = ServeSpec.from_json((argv or sys.argv[1:])[0])
     supervise(spec)
     faulthandler.enable()  # a crash in native code leaves its stack in the log
