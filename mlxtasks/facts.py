@@ -58,6 +58,7 @@ class HostFacts:
     rejected_pythons: tuple[PythonInfo, ...] = ()  # found but unsuitable, in search order
     rosetta: bool = False  # this process runs translated (sysctl.proc_translated = 1)
     wired_limit_mb: int = 0  # iogpu.wired_limit_mb; 0: not set, macOS's default share applies
+    working_set: int = 0  # MLX's max_recommended_working_set_size as validate last read it on this RAM; 0: unknown
     command_line_tools: bool = True  # on a Mac, `xcode-select -p` succeeds (else /usr/bin/python3 is a stub)
 
     @property
@@ -147,8 +148,39 @@ def probe(paths: Iterable[Path] = (), python: PythonInfo | None = None) -> HostF
         python=python,
         rosetta=system == "darwin" and _sysctl("sysctl.proc_translated") == "1",
         wired_limit_mb=_wired_limit_mb(system),
+        working_set=remembered_working_set(working_set_path(), memory.total) if system == "darwin" else 0,
         command_line_tools=system != "darwin" or _command_output(["xcode-select", "-p"]) is not None,
     )
+
+
+def working_set_path(state: Path | None = None) -> Path:
+    """Where validate keeps MLX's working-set limit (in the state folder, this user's by default), so
+    commands that do not import MLX judge fit by it too."""
+    from .config import home_dir, state_dir
+
+    return (state or state_dir(Path(home_dir()))) / "working-set.json"
+
+
+def remember_working_set(path: Path, ram_total: int, working_set: int) -> None:
+    """Keep MLX's figure with the RAM it was read on (a figure from other RAM is not this Mac's)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"ram_total": ram_total, "working_set": int(working_set)}))
+        temporary.replace(path)
+    except OSError:
+        pass  # a state folder we cannot write: the next command falls back to macOS's default share
+
+
+def remembered_working_set(path: Path, ram_total: int) -> int:
+    """The figure remember_working_set kept for this RAM; 0 when there is none."""
+    try:
+        kept = json.loads(path.read_text())
+        if kept["ram_total"] == ram_total and isinstance(kept["working_set"], int) and kept["working_set"] > 0:
+            return kept["working_set"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return 0
 
 
 def _command_output(argv: list[str]) -> str | None:
