@@ -1,6 +1,7 @@
 """Finding the venv's Python, in mlxtasks/pythons.py and in scripts/lib.sh (which bootstrap.sh runs on a
 fresh Mac). Macs are given as facts, or in the shell as stand-in functions; Pythons as stand-in executables."""
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def lib_sh(script: str, path: str) -> subprocess.CompletedProcess:
 
 def test_the_shell_and_python_searches_try_the_same_interpreters_in_the_same_order():
     listed = lib_sh("python_candidates", "/usr/bin:/bin").stdout.split()
-    assert listed == [*pythons.PATH_NAMES, *pythons.MAC_LOCATIONS]
+    assert listed == [*pythons.PATH_NAMES, *pythons.home_locations("/nonexistent"), *pythons.MAC_LOCATIONS]
+    assert "/nonexistent/.local/bin/python3.12" in listed  # where `uv python install 3.12` puts it
     assert listed[0] == "python3.14" and "/opt/homebrew/bin/python3" in listed
     assert "/Library/Frameworks/Python.framework/Versions/3.14/bin/python3" in listed
 
@@ -75,6 +77,21 @@ def test_a_mac_without_the_command_line_tools_never_runs_its_python3_stub(monkey
     assert without.returncode == 1 and stub not in without.stderr
     with_tools = lib_sh(FAKE_MAC.format(clt="true", rosetta=0) + 'find_python || no_python "$rejected"', "/usr/bin")
     assert stub in with_tools.stderr
+
+
+def test_a_python_uv_installed_in_local_bin_is_found_off_path_by_both_searches(tmp_path, fake_python, monkeypatch):
+    uv_python = fake_python("3.12.7", name="python3.12")
+    (tmp_path / "home" / ".local" / "bin").mkdir(parents=True)
+    (tmp_path / "home" / ".local" / "bin" / "python3.12").symlink_to(uv_python)
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "uname").symlink_to(shutil.which("uname"))  # all lib.sh runs here, and no Python
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    found, _ = pythons.find(linux(), None)
+    assert found.path == str(tmp_path / "home" / ".local" / "bin" / "python3.12")
+    done = subprocess.run(["/bin/sh", "-c", f'set -eu; root="{ROOT}"; . "$root/scripts/lib.sh"; find_python && echo "$python"'],
+                          env={"PATH": str(tmp_path / "tools"), "HOME": str(tmp_path / "home")}, capture_output=True, text=True)
+    assert done.stdout.strip() == found.path
 
 
 def test_the_shell_passes_over_a_python_that_does_not_run(tmp_path, fake_python):
