@@ -153,7 +153,6 @@ def test_pulling_another_repo_into_a_folder_that_holds_a_model_refuses_even_with
     repo id, not the folder's existence, says whether the model asked for is there. On this Linux disk the same
     folder name shows it: someone/qwen3-8b's folder is qwen3-8b exactly."""
     import json
-    from dataclasses import replace
 
     from mlxtasks import config, store
 
