@@ -233,8 +233,8 @@ class Session:
         gpu.before_generation()
         answer, generated, last, start, first = [], [], None, time.perf_counter(), None
         try:
-            for last in stream_generate(self.model, self.tokenizer, tokens[common:], max_tokens=self.sampling["max_tokens"],
-                                        sampler=sampler, prompt_cache=self.cache):
+            for last in gpu.answer_only(stream_generate(self.model, self.tokenizer, tokens[common:], sampler=sampler,
+                                                        max_tokens=self.sampling["max_tokens"], prompt_cache=self.cache)):
                 first = first or time.perf_counter() - start
                 generated.append(last.token)
                 answer.append(last.text)
