@@ -50,11 +50,15 @@ def problem(info: PythonInfo, facts: HostFacts) -> str | None:
             return (f"This terminal runs under Rosetta, so {info.path} runs as x86_64; "
                     "MLX needs Python running natively as arm64.")
         return f"{info.path} is an Intel (x86_64) Python; MLX needs a native arm64 Python."
+    if facts.machine == "arm64" and facts.terminal_rosetta and "x86_64" in info.archs:
+        # A universal2 Python: arm64 from this process, x86_64 from the terminal that will run the venv.
+        return (f"This terminal runs under Rosetta, so {info.path} (built for both architectures) would run the venv "
+                "as x86_64; MLX needs Python running natively as arm64.")
     return None
 
 
 def fix_for(facts: HostFacts) -> str:
-    return ROSETTA_FIX if facts.rosetta else INSTALL_PYTHON_FIX
+    return ROSETTA_FIX if facts.rosetta or facts.terminal_rosetta else INSTALL_PYTHON_FIX
 
 
 def explicit(path: str) -> PythonInfo:

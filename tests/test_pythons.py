@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlxtasks import config, pythons
+from mlxtasks import facts as facts_module
 from mlxtasks.facts import HostFacts, PythonInfo
 
 from .support.helpers import ROOT
@@ -140,3 +141,52 @@ def test_python_and_shell_agree_that_rosetta_is_the_terminals_fault():
     assert pythons.fix_for(mac(rosetta=True)) == pythons.ROSETTA_FIX
     assert "Intel (x86_64) Python" in pythons.problem(universal, mac())
     assert pythons.problem(PythonInfo("/opt/homebrew/bin/python3", (3, 14, 0), "arm64"), mac()) is None
+
+
+def macho(*cpu_types: int, fat_64: bool = False) -> bytes:
+    """The first bytes of a Mach-O binary as they lie on disk: thin (one type) or universal (several)."""
+    if len(cpu_types) == 1:
+        return b"\xcf\xfa\xed\xfe" + cpu_types[0].to_bytes(4, "little") + bytes(24)
+    entry = 32 if fat_64 else 20
+    return (b"\xca\xfe\xba\xbf" if fat_64 else b"\xca\xfe\xba\xbe") + len(cpu_types).to_bytes(4, "big") + b"".join(
+        t.to_bytes(4, "big") + bytes(entry - 4) for t in cpu_types)
+
+
+ARM64, X86_64 = 0x0100000C, 0x01000007
+
+
+@pytest.mark.parametrize("head, archs", [(macho(ARM64), ("arm64",)), (macho(X86_64), ("x86_64",)),
+                                         (macho(X86_64, ARM64), ("x86_64", "arm64")),
+                                         (macho(X86_64, ARM64, fat_64=True), ("x86_64", "arm64")),
+                                         (b"\x7fELF" + bytes(60), ())])
+def test_a_binarys_architectures_are_read_from_its_mach_o_header(head, archs, tmp_path):
+    (tmp_path / "python3").write_bytes(head + b"rest of the binary")
+    assert facts_module.binary_archs(tmp_path / "python3") == archs
+
+
+def test_a_python_on_this_machine_is_asked_where_its_binary_is_and_it_is_not_mach_o():
+    import sys
+
+    info = facts_module.python_info(sys.executable)
+    assert info.archs == () and info.version == tuple(sys.version_info[:3])
+
+
+def test_rosetta_is_seen_in_the_flags_of_the_processes_this_one_came_from():
+    assert facts_module.any_translated("    4004\n 2024004\n") is True  # the terminal's shell: P_TRANSLATED set
+    assert facts_module.any_translated("    4004\n    4104\n") is False
+    assert facts_module.any_translated("") is False
+
+
+def test_a_universal2_python_is_judged_by_the_arch_the_rosetta_terminal_will_run_it_as():
+    """The tool process runs natively (a python.org universal2 Python answers arm64 to it), but the terminal that will
+    run the venv runs under Rosetta, where that same binary runs as x86_64."""
+    universal = PythonInfo("/Library/Frameworks/Python.framework/Versions/3.12/bin/python3", (3, 12, 8), "arm64",
+                           archs=("x86_64", "arm64"))
+    native_only = PythonInfo("/opt/homebrew/bin/python3.12", (3, 12, 8), "arm64", archs=("arm64",))
+    terminal = mac(terminal_rosetta=True)
+    assert pythons.problem(universal, terminal) == (
+        f"This terminal runs under Rosetta, so {universal.path} (built for both architectures) would run the venv as "
+        "x86_64; MLX needs Python running natively as arm64.")
+    assert pythons.fix_for(terminal) == pythons.ROSETTA_FIX and "untick 'Open using Rosetta'" in pythons.ROSETTA_FIX
+    assert pythons.problem(native_only, terminal) is None  # an arm64-only binary runs as arm64 from any terminal
+    assert pythons.problem(universal, mac()) is None
