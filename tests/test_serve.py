@@ -506,19 +506,26 @@ exit 64
 """
 
 
+def service_manager(command, script, where, tmp_path, monkeypatch):
+    """`command` on PATH as `script`, keeping its state in a folder of its own ($COMMAND_STATE), which it returns;
+    and `where` as this machine's service target."""
+    state = tmp_path / command
+    (state / "bin").mkdir(parents=True)
+    (state / "bin" / command).write_text(script)
+    (state / "bin" / command).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{state / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv(f"{command.upper()}_STATE", str(state))
+    monkeypatch.setattr(service, "local_target", lambda _home: where)
+    return state
+
+
 @pytest.fixture
 def systemd(service_home, tmp_path, monkeypatch):
     """A Linux user's systemd, stood in by a systemctl script on PATH; returns its state folder."""
-    home, state = service_home.venv.parent, tmp_path / "systemd"
-    (state / "bin").mkdir(parents=True)
-    (state / "bin" / "systemctl").write_text(SYSTEMCTL)
-    (state / "bin" / "systemctl").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{state / 'bin'}:{os.environ['PATH']}")
-    monkeypatch.setenv("SYSTEMCTL_STATE", str(state))
+    home = service_home.venv.parent
     where = service.target("linux", home, home / ".config", 1000)
     monkeypatch.setenv("UNIT_FILE", str(where.path))
-    monkeypatch.setattr(service, "local_target", lambda _home: where)
-    return state
+    return service_manager("systemctl", SYSTEMCTL, where, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
@@ -577,14 +584,9 @@ exit 64
 @pytest.fixture
 def launchd(service_home, tmp_path, monkeypatch):
     """A Mac's launchd, stood in by a launchctl script on PATH; returns its state folder."""
-    home, state = service_home.venv.parent, tmp_path / "launchd"
-    (state / "bin").mkdir(parents=True)
-    (state / "bin" / "launchctl").write_text(LAUNCHCTL)
-    (state / "bin" / "launchctl").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{state / 'bin'}:{os.environ['PATH']}")
-    monkeypatch.setenv("LAUNCHCTL_STATE", str(state))
-    monkeypatch.setattr(service, "local_target", lambda _home: service.target("darwin", home, home / ".config", 501))
-    return state
+    home = service_home.venv.parent
+    return service_manager("launchctl", LAUNCHCTL, service.target("darwin", home, home / ".config", 501), tmp_path,
+                           monkeypatch)
 
 
 def real_context():
