@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import catalog, store
+from . import catalog, service, store
 from .catalog import Model
 from .config import Settings
 from .errors import MlxTasksError
@@ -159,6 +159,24 @@ def attached_argv(settings: Settings, alias: str, host: str, force: bool) -> lis
     return [str(settings.venv / "bin" / "mlxtasks"), "serve", alias, "--foreground", "--venv", str(settings.venv),
             "--models", str(settings.models), "--port", str(settings.serve_port),
             *(["--host", host] if host != "127.0.0.1" else []), *(["--force"] if force else [])]
+
+
+def service_file(settings: Settings, alias: str, host: str, force: bool) -> tuple[service.Target, str, str]:
+    """Where this machine keeps the login service, the file's text, and a warning to say first ("": none):
+    on a Mac, the folders a background agent would be kept from."""
+    where = service.local_target(settings.home)
+    text = service.render(where.kind, attached_argv(settings, alias, host, force), log_path(settings.state),
+                          service_env(settings))
+    blocked = service.blocked_folders(settings.home, [settings.models, settings.venv, settings.state]) \
+        if where.kind == "launchd" else []
+    return where, text, service.blocked_text(blocked) if blocked else ""
+
+
+def install_service(settings: Settings, where: service.Target, text: str, run: service.Runner) -> None:
+    """Install and load the service, and wait until the server it starts answers (see service.install)."""
+    since = time.time()
+    service.install(where, text, settings.state, run,
+                    came_up=lambda: wait_for_service(settings.state, since, settings.serve_start_timeout_s))
 
 
 def service_env(settings: Settings) -> dict[str, str]:
