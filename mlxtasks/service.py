@@ -23,9 +23,9 @@ UNLOAD_WAIT_S = 15.0  # launchd sends SIGTERM, and the server may take a while t
 SERVICE_FILE_MODE = 0o644  # launchd refuses an agent whose file others may write; a umask of 077 must not matter
 # Once the old label is gone (we wait for that), launchd's "Input/output error" is its policy saying no.
 BOOTSTRAP_REFUSED = "Bootstrap failed: 5"
-BOOTSTRAP_REFUSED_MEANS = ("launchd refused the agent; on macOS 13 and later that is most often its switch turned off "
-                           "in System Settings > General > Login Items & Extensions > Allow in the Background "
-                           "(listed as python3 or mlxtasks)")
+BOOTSTRAP_REFUSED_MEANS = ("That is launchd refusing the agent: on macOS 13 and later most often because its switch is "
+                           "off in System Settings > General > Login Items & Extensions > Allow in the Background "
+                           "(listed as python3 or mlxtasks).")
 BOOTSTRAP_REFUSED_FIX = ("turn that switch on, then run invoke serve.install-service again (or serve without the "
                          "service: invoke serve default)")
 # Folders macOS's privacy protection (TCC) keeps from a background agent that no one granted Full Disk Access:
@@ -230,5 +230,5 @@ def _run_all(commands: Sequence[Sequence[str]], run: Runner, check: bool,
             fix = "fix what it says, then run invoke serve.install-service again"
             for words, means, refusal_fix in refusals:
                 if words in output:
-                    message, fix = f"{message} {means[0].upper()}{means[1:]}.", refusal_fix
+                    message, fix = f"{message} {means}", refusal_fix
             raise MlxTasksError(message, fix=fix)

@@ -616,8 +616,8 @@ def test_an_agent_launchd_refuses_gives_the_old_one_back(service_home, launchd, 
     with pytest.raises(Exit):
         serve_tasks.install_service(real_context(), "qwen7b", host="refused", force=True)
     err = capsys.readouterr().err
-    assert f"`launchctl bootstrap gui/501 {plist}` failed: Bootstrap failed: 5: Input/output error. Launchd refused " \
-           "the agent; on macOS 13 and later that is most often its switch turned off in System Settings > General > " \
+    assert f"`launchctl bootstrap gui/501 {plist}` failed: Bootstrap failed: 5: Input/output error. That is launchd " \
+           "refusing the agent: on macOS 13 and later most often because its switch is off in System Settings > General > " \
            "Login Items & Extensions > Allow in the Background (listed as python3 or mlxtasks)." in err
     assert "The service as it was before is back in place." in err
     assert "Fix: turn that switch on, then run invoke serve.install-service again" in err
