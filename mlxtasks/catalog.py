@@ -211,12 +211,15 @@ def from_repo(repo: str, size_gb: float) -> Model:
 
 
 def memory_budget(facts: HostFacts) -> int:
-    """Bytes a model may use, the one budget every command judges fit by: on a Mac, what the GPU may
-    wire (iogpu.wired_limit_mb when set, else macOS's default share of RAM); elsewhere available RAM."""
+    """Bytes a model may use, the one budget every command judges fit by: on a Mac, what Metal lets the GPU
+    wire (iogpu.wired_limit_mb when set, else MLX's max_recommended_working_set_size as validate read it,
+    else macOS's default share of RAM); elsewhere available RAM."""
     if facts.is_mac:
         if facts.wired_limit_mb:
             return facts.wired_limit_mb * 2**20  # MiB
-        # macOS lets the GPU wire about 2/3 of RAM up to 36 GB, about 3/4 above.
+        if facts.working_set:
+            return facts.working_set
+        # Neither read: macOS lets the GPU wire about 2/3 of RAM up to 36 GB, about 3/4 above.
         fraction = 2 / 3 if facts.ram_total <= 36 * GIB else 3 / 4
         return int(facts.ram_total * fraction)
     return facts.ram_available
@@ -228,7 +231,9 @@ def budget_source(facts: HostFacts) -> str:
         return "available RAM"
     if facts.wired_limit_mb:
         return f"iogpu.wired_limit_mb={facts.wired_limit_mb}"
-    return "macOS's default GPU share of RAM"
+    if facts.working_set:
+        return "Metal's recommended working set, as MLX reports it"
+    return "macOS's default GPU share of RAM; invoke validate reads Metal's own figure"
 
 
 def fits_in(model: Model, budget: int, context: int = 0) -> bool:

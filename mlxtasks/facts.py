@@ -27,15 +27,22 @@ BACKEND_DISTRIBUTION = {"metal": "mlx-metal", "cpu": "mlx-cpu", "cuda12": "mlx-c
 # Minimum NVIDIA driver for each CUDA wheel of MLX, newest first.
 CUDA_DRIVER_MINIMUM = (("cuda13", (580,)), ("cuda12", (550,)))
 
-_PYTHON_PROBE = "import json, platform, sys; print(json.dumps([list(sys.version_info[:3]), platform.machine(), sys.prefix]))"
+_PYTHON_PROBE = ("import json, os, platform, sys; print(json.dumps([list(sys.version_info[:3]), platform.machine(), sys.prefix, "
+                 "os.path.realpath(sys.executable)]))")
+# Mach-O: a thin binary's magic (64-bit, as the bytes lie on disk) and a universal ("fat") one's, with the CPU types.
+MACHO_64 = b"\xcf\xfa\xed\xfe"
+FAT_MAGICS = {b"\xca\xfe\xba\xbe": 20, b"\xca\xfe\xba\xbf": 32}  # fat_arch and fat_arch_64: bytes per entry
+CPU_TYPES = {0x01000007: "x86_64", 0x0100000C: "arm64"}
+P_TRANSLATED = 0x00020000  # in a process's p_flag (ps -o flags): it runs under Rosetta
 
 
 @dataclass(frozen=True)
 class PythonInfo:
     path: str
     version: tuple[int, ...]
-    arch: str
+    arch: str  # what it ran as when asked, from this process
     prefix: str = ""
+    archs: tuple[str, ...] = ()  # a Mac binary's slices: both for a universal2 build; () where not Mach-O
 
     @property
     def version_text(self) -> str:
@@ -57,7 +64,9 @@ class HostFacts:
     python: PythonInfo | None = None
     rejected_pythons: tuple[PythonInfo, ...] = ()  # found but unsuitable, in search order
     rosetta: bool = False  # this process runs translated (sysctl.proc_translated = 1)
+    terminal_rosetta: bool = False  # a process this one was started from runs translated (the terminal's shell)
     wired_limit_mb: int = 0  # iogpu.wired_limit_mb; 0: not set, macOS's default share applies
+    working_set: int = 0  # MLX's max_recommended_working_set_size as validate last read it on this RAM; 0: unknown
     command_line_tools: bool = True  # on a Mac, `xcode-select -p` succeeds (else /usr/bin/python3 is a stub)
 
     @property
@@ -88,12 +97,35 @@ def python_info(path: str | os.PathLike) -> PythonInfo | None:
     """Ask an interpreter for its version and arch; None when it does not run."""
     try:
         done = subprocess.run([str(path), "-c", _PYTHON_PROBE], capture_output=True, text=True, timeout=30)
-        version, arch, prefix = json.loads(done.stdout)
+        version, arch, prefix, *executable = json.loads(done.stdout)
     except (OSError, ValueError, subprocess.SubprocessError):
         return None
     if done.returncode != 0:
         return None
-    return PythonInfo(path=str(path), version=tuple(version), arch=arch, prefix=prefix)
+    return PythonInfo(path=str(path), version=tuple(version), arch=arch, prefix=prefix,
+                      archs=binary_archs(Path(executable[0] if executable else path)))
+
+
+def binary_archs(path: Path) -> tuple[str, ...]:
+    """The architectures a Mach-O binary holds (arm64 and x86_64 for a universal2 Python); () for anything else."""
+    try:
+        with open(path, "rb") as binary:
+            head = binary.read(8 + 32 * 4)
+    except OSError:
+        return ()
+    if head[:4] == MACHO_64:
+        return tuple(filter(None, [CPU_TYPES.get(int.from_bytes(head[4:8], "little"))]))
+    entry = FAT_MAGICS.get(head[:4])
+    if not entry:
+        return ()
+    count = min(int.from_bytes(head[4:8], "big"), 4)
+    types = (int.from_bytes(head[8 + i * entry: 12 + i * entry], "big") for i in range(count))
+    return tuple(CPU_TYPES[t] for t in types if t in CPU_TYPES)
+
+
+def any_translated(ps_flags: str) -> bool:
+    """Whether any process in `ps -o flags=`'s output (one hex p_flag a line) runs under Rosetta."""
+    return any(int(word, 16) & P_TRANSLATED for word in ps_flags.split() if re.fullmatch(r"[0-9a-fA-F]+", word))
 
 
 def size_text(size: float) -> str:
@@ -146,9 +178,41 @@ def probe(paths: Iterable[Path] = (), python: PythonInfo | None = None) -> HostF
         nvidia_driver=_nvidia_driver(),
         python=python,
         rosetta=system == "darwin" and _sysctl("sysctl.proc_translated") == "1",
+        terminal_rosetta=system == "darwin" and _terminal_translated(),
         wired_limit_mb=_wired_limit_mb(system),
+        working_set=remembered_working_set(working_set_path(), memory.total) if system == "darwin" else 0,
         command_line_tools=system != "darwin" or _command_output(["xcode-select", "-p"]) is not None,
     )
+
+
+def working_set_path(state: Path | None = None) -> Path:
+    """Where validate keeps MLX's working-set limit (in the state folder, this user's by default), so
+    commands that do not import MLX judge fit by it too."""
+    from .config import home_dir, state_dir
+
+    return (state or state_dir(Path(home_dir()))) / "working-set.json"
+
+
+def remember_working_set(path: Path, ram_total: int, working_set: int) -> None:
+    """Keep MLX's figure with the RAM it was read on (a figure from other RAM is not this Mac's)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"ram_total": ram_total, "working_set": int(working_set)}))
+        temporary.replace(path)
+    except OSError:
+        pass  # a state folder we cannot write: the next command falls back to macOS's default share
+
+
+def remembered_working_set(path: Path, ram_total: int) -> int:
+    """The figure remember_working_set kept for this RAM; 0 when there is none."""
+    try:
+        kept = json.loads(path.read_text())
+        if kept["ram_total"] == ram_total and isinstance(kept["working_set"], int) and kept["working_set"] > 0:
+            return kept["working_set"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return 0
 
 
 def _command_output(argv: list[str]) -> str | None:
@@ -161,6 +225,19 @@ def _command_output(argv: list[str]) -> str | None:
 
 def _sysctl(name: str) -> str | None:
     return _command_output([SYSCTL, "-n", name])
+
+
+def _terminal_translated() -> bool:
+    """Whether a process this one descends from (the terminal's shell) runs under Rosetta: a universal2 Python
+    started from it runs as x86_64, even where this process, started natively, sees it run as arm64."""
+    import psutil
+
+    try:
+        ancestors = [str(p.pid) for p in psutil.Process().parents() if p.pid > 1]
+    except psutil.Error:
+        return False
+    flags = _command_output(["/bin/ps", "-o", "flags=", "-p", ",".join(ancestors)]) if ancestors else None
+    return any_translated(flags or "")
 
 
 def _wired_limit_mb(system: str) -> int:

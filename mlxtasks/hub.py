@@ -429,6 +429,13 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
         if folder.exists() and not folder.is_dir():
             raise MlxTasksError(f"{folder} is a file, where models.pull needs a folder; it was left alone.",
                                 fix="move it away, or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)")
+    held = (store.read_manifest(final) or {}) if final.exists() else {}
+    if held.get("repo") and held["repo"].casefold() != model.repo.casefold():
+        # Another repo's folder by this name; on a Mac's case-insensitive disk Qwen3-8B is qwen3-8b, too.
+        raise MlxTasksError(f"{final} already holds {held['repo']}, not {model.repo} (folder names that differ only in "
+                            "case are one folder on macOS), so it was left alone.",
+                            fix=f"add {model.repo} to mlx.catalog with a folder of its own (docs/models.md), or remove "
+                                f"the other one first: invoke models.rm {held.get('alias') or final.name}")
     if final.exists() and not force:
         if store.read_manifest(final) is None:
             raise MlxTasksError(f"{final} exists but was not pulled by mlxtasks (or its manifest is damaged), so it "

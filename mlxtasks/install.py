@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import distribution
@@ -187,7 +188,7 @@ def plan(settings: Settings, backend: str, installer: Installer, upgrade: bool =
                        failure=f"Removing the stale mlxtasks from {settings.venv} failed.",
                        fix=recreate_fix(settings.venv)),) if stale and found else ()
     command = Command(
-        _install_argv(settings.venv_python, installer, specs, upgrade),
+        _install_argv(settings.venv_python, installer, specs, upgrade, mac=backend == "metal"),
         tries=3,
         delay=settings.retry_delay_s,
         failure=f"Installing the MLX packages into {settings.venv} failed after 3 tries.",
@@ -204,7 +205,8 @@ def extras(settings: Settings, names: list[str], name: str, purpose: str, fix: s
     if not missing:
         return Step(name, f"{', '.join(names)} installed in {settings.venv}")
     what = ", ".join(missing)
-    command = Command(_install_argv(settings.venv_python, choose_installer(settings.installer), missing, upgrade=False),
+    command = Command(_install_argv(settings.venv_python, choose_installer(settings.installer), missing, upgrade=False,
+                                    mac=sys.platform == "darwin"),
                       tries=3, delay=settings.retry_delay_s,
                       failure=f"Installing {what} into {settings.venv} {purpose} failed after 3 tries.", fix=fix)
     return Step(name, f"installing {what} into {settings.venv} {purpose} (only once)", (command,))
@@ -229,13 +231,16 @@ def unresolvable(backend: str, output: str) -> MlxTasksError | None:
                          f"The installer said: {cause}", fix=fix)
 
 
-def _install_argv(python: Path, installer: Installer, specs: list[str], upgrade: bool) -> tuple[str, ...]:
+def _install_argv(python: Path, installer: Installer, specs: list[str], upgrade: bool, mac: bool) -> tuple[str, ...]:
+    """On a Mac through `env SYSTEM_VERSION_COMPAT=0`: a Python built with an older SDK reads macOS 26 as 16.0, and
+    the installer, asking it, would pass over the wheels made for macOS 26 (mlx's among them)."""
+    compat = ["/usr/bin/env", "SYSTEM_VERSION_COMPAT=0"] if mac else []
     if installer.name == "uv":
         base = [installer.uv, "pip", "install", "--python", str(python)]
     else:
         base = [str(python), "-m", "pip", "install", "--progress-bar", "on"]
     pinning = ["--upgrade"] if upgrade else ["--constraint", str(CONSTRAINTS)]
-    return tuple(base + pinning + specs)
+    return tuple(compat + base + pinning + specs)
 
 
 def _uninstall_argv(python: Path, installer: Installer) -> tuple[str, ...]:

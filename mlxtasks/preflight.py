@@ -22,7 +22,8 @@ def check_platform(facts: HostFacts) -> Result:
 
     if facts.is_mac:
         read = (f"macOS {facts.os_version or 'unknown'} (sw_vers), hardware {facts.machine} (sysctl hw.optional.arm64), "
-                f"{facts.chip}", f"this terminal runs under Rosetta: {'yes' if facts.rosetta else 'no'} (sysctl.proc_translated)")
+                f"{facts.chip}", f"this terminal runs under Rosetta: {'yes' if facts.rosetta or facts.terminal_rosetta else 'no'} "
+                f"(sysctl.proc_translated, and the flags of the processes this one was started from)")
         result = partial(result, details=read)
         if facts.machine != "arm64":
             return result(Status.ERROR, f"This Mac has an Intel ({facts.machine}) processor; MLX needs Apple Silicon (M1 or later).",

@@ -15,6 +15,8 @@ from .facts import HostFacts, PythonInfo, python_info
 MAC_SYSTEM_PYTHON = "/usr/bin/python3"
 _MINORS = tuple(range(MAX_PYTHON[1], MIN_PYTHON[1] - 1, -1))  # newest first
 PATH_NAMES = (*(f"python3.{minor}" for minor in _MINORS), "python3")
+# Where `uv python install` puts its pythons (in the home folder), often not yet on PATH.
+HOME_NAMES = tuple(f".local/bin/python3.{minor}" for minor in _MINORS)
 # Homebrew (Apple Silicon, then Intel prefix; /opt/homebrew/bin is often not yet on PATH), then python.org's.
 MAC_LOCATIONS = (
     *(f"{prefix}/python3.{minor}" for prefix in ("/opt/homebrew/bin", "/usr/local/bin") for minor in _MINORS),
@@ -48,11 +50,15 @@ def problem(info: PythonInfo, facts: HostFacts) -> str | None:
             return (f"This terminal runs under Rosetta, so {info.path} runs as x86_64; "
                     "MLX needs Python running natively as arm64.")
         return f"{info.path} is an Intel (x86_64) Python; MLX needs a native arm64 Python."
+    if facts.machine == "arm64" and facts.terminal_rosetta and "x86_64" in info.archs:
+        # A universal2 Python: arm64 from this process, x86_64 from the terminal that will run the venv.
+        return (f"This terminal runs under Rosetta, so {info.path} (built for both architectures) would run the venv "
+                "as x86_64; MLX needs Python running natively as arm64.")
     return None
 
 
 def fix_for(facts: HostFacts) -> str:
-    return ROSETTA_FIX if facts.rosetta else INSTALL_PYTHON_FIX
+    return ROSETTA_FIX if facts.rosetta or facts.terminal_rosetta else INSTALL_PYTHON_FIX
 
 
 def explicit(path: str) -> PythonInfo:
@@ -66,10 +72,14 @@ def explicit(path: str) -> PythonInfo:
     return info
 
 
+def home_locations(home: str) -> list[str]:
+    return [f"{home}/{name}" for name in HOME_NAMES]
+
+
 def candidates(facts: HostFacts) -> list[str]:
-    """Interpreters on PATH, then Homebrew's and python.org's; most preferred first, no duplicates.
-    Without the Command Line Tools a Mac's /usr/bin/python3 only opens an install dialog: skipped."""
-    found = [shutil.which(name) for name in PATH_NAMES] + list(MAC_LOCATIONS)
+    """Interpreters on PATH, then uv's in ~/.local/bin, then Homebrew's and python.org's; most preferred first,
+    no duplicates. Without the Command Line Tools a Mac's /usr/bin/python3 only opens an install dialog: skipped."""
+    found = [shutil.which(name) for name in PATH_NAMES] + home_locations(os.environ.get("HOME", "")) + list(MAC_LOCATIONS)
     skip = MAC_SYSTEM_PYTHON if facts.is_mac and not facts.command_line_tools else None
     return list(dict.fromkeys(path for path in found if path and path != skip and Path(path).exists()))
 

@@ -16,7 +16,7 @@ from .catalog import budget_source, by_folder, memory_budget
 from .checks import CheckCrashed, Result, run_group
 from .config import Settings
 from .errors import MlxTasksError
-from .facts import HostFacts, backend_for, can_create
+from .facts import HostFacts, backend_for, can_create, remember_working_set, working_set_path
 from .protocol import CUDA_COMPILING
 from .protocol import ProbeAnswer, ProbeSpec
 
@@ -129,6 +129,16 @@ def _model_files(inputs: Inputs, folder: Path) -> Result:
     return validate.model_check(folder, store.model_problems(folder), size, model.alias if model else None, fits)
 
 
+def _accelerator(inputs: Inputs) -> list[Result]:
+    """The accelerator's checks; on a Mac, MLX's working-set limit is kept, and judged by, for every later command."""
+    answers, host = inputs.answer("accelerator"), inputs.host
+    reported = int((answers.get("device_info") or {}).get("max_recommended_working_set_size") or 0)
+    if host.is_mac and reported:
+        remember_working_set(working_set_path(inputs.settings.state), host.ram_total, reported)
+        host = replace(host, working_set=reported)
+    return validate.accelerator_checks(host.os, inputs.backend, answers, (memory_budget(host), budget_source(host)))
+
+
 CHECKS = (
     Check(("system.os",), "Operating system", HOST, lambda i: preflight.check_platform(i.host)),
     Check(("system.python",), "Python for the venv", HOST, lambda i: preflight.check_python(i.host)),
@@ -137,9 +147,7 @@ CHECKS = (
     Check(("system.ram",), "Memory", HOST, lambda i: preflight.check_ram(i.host, i.settings)),
     Check(("mlx.import", "mlx.device", "mlx.compute"), "mlx.core imports", RUNTIME,
           lambda i: validate.mlx_checks(i.answer("mlx"))),
-    Check(("accelerator.device", "accelerator.matmul", "accelerator.memory"), "Accelerator", RUNTIME,
-          lambda i: validate.accelerator_checks(i.host.os, i.backend, i.answer("accelerator"),
-                                                (memory_budget(i.host), budget_source(i.host)))),
+    Check(("accelerator.device", "accelerator.matmul", "accelerator.memory"), "Accelerator", RUNTIME, _accelerator),
     Check(("mlx-lm.import", "mlx-lm.api"), "mlx_lm imports", RUNTIME, lambda i: validate.mlx_lm_checks(i.answer("mlx-lm"))),
     Check(("packages.versions", "packages.requirements"), "Package versions", INSTALL,
           lambda i: validate.packages(i.settings, i.state, i.backend)),

@@ -19,7 +19,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import catalog, store
+from . import catalog, service, store
 from .catalog import Model
 from .config import Settings
 from .errors import MlxTasksError
@@ -169,6 +169,24 @@ def attached_argv(settings: Settings, alias: str, host: str, force: bool) -> lis
             *(["--host", host] if host != "127.0.0.1" else []), *(["--force"] if force else [])]
 
 
+def service_file(settings: Settings, alias: str, host: str, force: bool) -> tuple[service.Target, str, str]:
+    """Where this machine keeps the login service, the file's text, and a warning to say first ("": none):
+    on a Mac, the folders a background agent would be kept from."""
+    where = service.local_target(settings.home)
+    text = service.render(where.kind, attached_argv(settings, alias, host, force), log_path(settings.state),
+                          service_env(settings))
+    blocked = service.blocked_folders(settings.home, [settings.models, settings.venv, settings.state]) \
+        if where.kind == "launchd" else []
+    return where, text, service.blocked_text(blocked) if blocked else ""
+
+
+def install_service(settings: Settings, where: service.Target, text: str, run: service.Runner) -> None:
+    """Install and load the service, and wait until the server it starts answers (see service.install)."""
+    since = time.time()
+    service.install(where, text, settings.state, run,
+                    came_up=lambda: wait_for_service(settings.state, since, settings.serve_start_timeout_s))
+
+
 def service_env(settings: Settings) -> dict[str, str]:
     """What a login service needs from our environment: the state folder, where the record says a server runs."""
     return {"XDG_STATE_HOME": str(settings.state.parent)}
@@ -230,8 +248,21 @@ def refuse_second(state: Path) -> None:
                             fix="stop it first: invoke serve.stop")
 
 
+def answers_at(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether a program accepts connections where our clients would connect (base_url's address)."""
+    local = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    try:
+        with socket.create_connection((local, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def check_port(host: str, port: int, retry: str) -> None:
-    """Fail now, in one sentence, where the server could not listen. retry: the same command, another port."""
+    """Fail now, in one sentence, where the server could not listen. retry: the same command, another port.
+    Binding is not enough: on macOS (BSD sockets) binding 127.0.0.1 beside a program listening on every
+    interface (*:8080) succeeds, and our clients would reach one or the other; so a program that answers
+    where our clients connect is in the way too."""
     not_here = MlxTasksError(f"{host!r} is not an address of this machine to listen on.",
                              fix="leave --host out (127.0.0.1), or give one of this machine's IP addresses")
     try:
@@ -239,18 +270,22 @@ def check_port(host: str, port: int, retry: str) -> None:
                                                              flags=socket.AI_PASSIVE)[0]
     except socket.gaierror:
         raise not_here from None
+    in_use, fix = f"Port {port} on {host} is already in use by another program", f"{retry} --port {port + 1} (or set mlx.serve_port)"
+    refused = None
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
         try:
             probe.bind(address)
         except OSError as exc:
-            if exc.errno == errno.EADDRNOTAVAIL:
-                raise not_here from None
-            if exc.errno == errno.EADDRINUSE:
-                raise MlxTasksError(f"Port {port} on {host} is already in use by another program.",
-                                    fix=f"{retry} --port {port + 1} (or set mlx.serve_port)") from None
-            raise MlxTasksError(f"Cannot listen on {host} port {port}: {exc.strerror}.",
-                                fix=f"{retry} --port {max(port + 1, 1024)}") from None
+            refused = exc
+    if refused and refused.errno == errno.EADDRNOTAVAIL:
+        raise not_here
+    if answers_at(host, port):
+        raise MlxTasksError(f"{in_use}, which answers at {base_url(host, port).removesuffix('/v1')}.", fix=fix)
+    if refused and refused.errno == errno.EADDRINUSE:
+        raise MlxTasksError(f"{in_use}.", fix=fix)
+    if refused:
+        raise MlxTasksError(f"Cannot listen on {host} port {port}: {refused.strerror}.", fix=f"{retry} --port {max(port + 1, 1024)}")
 
 
 def _record(state: Path, server: Server) -> None:
@@ -298,6 +333,18 @@ def _wait_until_ready(server: Server, process: subprocess.Popen, timeout: float)
         if time.monotonic() > deadline:
             return f"The server did not answer within {timeout:g} s, so it was stopped."
         time.sleep(0.25)
+
+
+def wait_for_service(state: Path, since: float, timeout: float) -> str | None:
+    """None once a server started by a service manager (at `since` or later) answers; else what went wrong,
+    with the log's last lines."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        server = running(state)
+        if server and server.started >= since - 1 and healthy(server):
+            return None
+        time.sleep(0.25)
+    return f"The service was loaded, but its server did not answer within {timeout:g} s. The log's last lines:\n{tail(state)}"
 
 
 def run_attached(argv: list[str], state: Path, alias: str, host: str, port: int) -> None:

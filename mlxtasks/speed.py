@@ -35,6 +35,11 @@ BANDWIDTH = {
     "M4 Max": (410, NEWSROOM + "2024/10/apple-introduces-m4-pro-and-m4-max/ ('up to 546GB/s'; the 14-core CPU "
                                "bin's MacBook Pro specifications: 410 GB/s)"),
     "M5": (153, NEWSROOM + "2025/10/apple-unleashes-m5-the-next-big-leap-in-ai-performance-for-apple-silicon/"),
+    "M5 Pro": (307, "Apple's MacBook Pro announcement of 3 March 2026 ('up to 307GB/s' for M5 Pro), as reported in "
+                    "https://morningoverview.com/apples-new-m5-pro-m5-max-chips-promise-insane-pro-performance"),
+    "M5 Max": (460, "Apple's 3 March 2026 announcement gives 'up to 614GB/s' (the 40-core GPU bin, "
+                    "https://sfnews.us/apple-macbook-pro-m5-pro-max-2026-what-changes); the 32-core GPU bin is reported "
+                    "at about 460 GB/s (https://cputronic.com/cpu/apple-m5-max-32-core-gpu), the lower is used"),
 }
 # Share of the peak bandwidth token generation reaches with MLX (measured runs land around 60-75 %).
 EFFICIENCY = 0.65

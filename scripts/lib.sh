@@ -39,6 +39,9 @@ python_candidates() {
     minor=$max_minor
     while [ "$minor" -ge "$min_minor" ]; do echo "python3.$minor"; minor=$((minor - 1)); done
     echo python3
+    # Where `uv python install` puts its pythons, often not yet on PATH.
+    minor=$max_minor
+    while [ "$minor" -ge "$min_minor" ]; do echo "${HOME:-}/.local/bin/python3.$minor"; minor=$((minor - 1)); done
     for prefix in /opt/homebrew/bin /usr/local/bin; do
         minor=$max_minor
         while [ "$minor" -ge "$min_minor" ]; do echo "$prefix/python3.$minor"; minor=$((minor - 1)); done

@@ -1,6 +1,10 @@
 # MLX commands for bash. No subprocess runs when this is read; re-reading it is harmless.
 # Dashed names are aliases of _mlx_* functions: bash takes dashes in aliases in every mode,
 # and the guard skips the lot in shells that are not bash (a ~/.profile is read by sh too).
+# bash reads the whole `if` below before running any of it, expanding aliases as it reads: an alias named like
+# a function here (`alias mlxtasks=...` is a common one) goes first, out here (harmless to sh).
+\unalias mlxtasks _mlx_require _mlx_activate _mlx_deactivate _mlx_status _mlx_models _mlx_validate _mlx_pull \
+    _mlx_search _mlx_serve _mlx_serve_stop _mlx_ps _mlx_ask _mlx_chat 2>/dev/null || true
 if [ -n "${BASH_VERSION:-}" ]; then
 export MLX_VENV_PATH=@@VENV@@
 export MLX_MODELS_PATH=@@MODELS@@

@@ -2,8 +2,9 @@
 export MLX_VENV_PATH=@@VENV@@
 export MLX_MODELS_PATH=@@MODELS@@
 
-# An alias of the same name (an older setup script made some) would break these definitions.
-\builtin unalias mlxtasks mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull mlx-search mlx-serve mlx-serve-stop mlx-ps @@COMMAND_NAMES@@ 2>/dev/null || \builtin true
+# An alias of the same name (an older setup script made some, `alias mlxtasks=...` is a common one) would be
+# expanded inside these definitions as zsh reads them, at every start: each name they define or call goes first.
+\builtin unalias mlxtasks _mlx_require mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull mlx-search mlx-serve mlx-serve-stop mlx-ps mlx-ask mlx-chat @@COMMAND_NAMES@@ 2>/dev/null || \builtin true
 
 # bin/python links to the Python the venv was made from: with that one gone, every tool in it fails.
 function _mlx_require {
@@ -16,10 +17,14 @@ function _mlx_require {
     return 1
 }
 
-function mlx-activate { _mlx_require python && \builtin source "$MLX_VENV_PATH/bin/activate"; }
+# activate sets the venv's variables for the whole shell: meant, so WARN_CREATE_GLOBAL has nothing to say.
+function mlx-activate {
+    \builtin setopt local_options no_warn_create_global
+    _mlx_require python && \builtin source "$MLX_VENV_PATH/bin/activate"
+}
 
 function mlx-deactivate {
-    if [[ -n "${VIRTUAL_ENV:-}" && "$VIRTUAL_ENV" -ef "$MLX_VENV_PATH" ]] && (( $+functions[deactivate] )); then
+    if [[ -n "${VIRTUAL_ENV:-}" && "$VIRTUAL_ENV" -ef "$MLX_VENV_PATH" ]] && (( ${+functions[deactivate]} )); then
         deactivate
     else
         \builtin print -u2 "mlx-deactivate: the MLX venv is not active"
@@ -46,7 +51,7 @@ function mlx-ps { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.p
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
 # `mlx-ask MODEL "question"` and `mlx-chat [MODEL]` take any installed model (the default when none is named).
 function mlx-ask {
-    [ $# -ge 2 ] || { echo 'usage: mlx-ask MODEL "question" [options] (- reads the question from stdin)' >&2; return 2; }
+    [ $# -ge 2 ] || { \builtin print -ru2 -- 'usage: mlx-ask MODEL "question" [options] (- reads the question from stdin)'; return 2; }
     _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model "$@"
 }
 function mlx-chat {

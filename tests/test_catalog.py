@@ -145,3 +145,27 @@ def test_every_command_judges_fit_by_one_budget_that_the_wired_limit_moves(tmp_p
     memory = {r.id: r for r in validate.accelerator_checks("darwin", "metal", answers, (budget, catalog.budget_source(facts)))}
     verdicts.append("qwen32b" in memory["accelerator.memory"].message.split("too big")[0])
     assert verdicts == [fits] * 4
+
+
+@pytest.mark.parametrize("asked", ["Qwen/Qwen3-8B", "someone/qwen3-8b"])
+def test_pulling_another_repo_into_a_folder_that_holds_a_model_refuses_even_with_force(tmp_path, asked):
+    """On a Mac's case-insensitive APFS, Qwen/Qwen3-8B's folder Qwen3-8B is the catalogue's qwen3-8b; the manifest's
+    repo id, not the folder's existence, says whether the model asked for is there. On this Linux disk the same
+    folder name shows it: someone/qwen3-8b's folder is qwen3-8b exactly."""
+    import json
+
+    from mlxtasks import config, store
+
+    settings = config.resolve({}, home=tmp_path)
+    qwen3 = settings.models / "qwen3-8b"
+    qwen3.mkdir(parents=True)
+    (qwen3 / store.MANIFEST).write_text(json.dumps({"repo": "Qwen/Qwen3-8B-MLX-4bit", "alias": "qwen3-8b", "files": {}}))
+    final = hub.final_path(settings.models, hub.resolve(asked, catalog.BUILTIN)[0])
+    if final.name != qwen3.name:  # a Mac's disk: the same folder under either spelling
+        final.symlink_to(qwen3)
+    before = sorted(p.name for p in qwen3.iterdir())
+    for force in (False, True):
+        with pytest.raises(MlxTasksError, match=rf"{final} already holds Qwen/Qwen3-8B-MLX-4bit, not {asked} ") as caught:
+            hub.pull(settings, mac(64), asked, force=force)
+        assert caught.value.fix.endswith("or remove the other one first: invoke models.rm qwen3-8b")
+    assert sorted(p.name for p in qwen3.iterdir()) == before

@@ -102,3 +102,25 @@ def test_a_sampling_flag_that_is_not_a_number_is_one_sentence(flags, words):
 def test_a_seed_that_is_not_a_whole_number_is_one_sentence():
     with pytest.raises(MlxTasksError, match=r"--seed must be a whole number, got '1\.5'\."):
         chat.Flags(seed="1.5").seed_value
+
+
+def test_a_chat_caps_a_models_answer_budget_at_half_the_context_that_fits_and_says_so_once():
+    """qwen3-8b on an 8 GB Mac: about 5,700 tokens of context fit, below its max_tokens of 8,192, so every reply
+    would push out the whole conversation. A chat caps the reply at half the context, once per model; a one-shot,
+    or a max_tokens given by a flag, is left as it is."""
+    models = {"qwen3-8b": ChatModel("/x", Sampling(0.6, 0.95, 8192), (), 5700),
+              "qwen7b": ChatModel("/y", Sampling(0.7, 0.8, 2048), (), 5700)}
+    chat_ = Session(models, None, {}, server="http://127.0.0.1:9", keeps_history=True)
+    chat_.load("qwen3-8b")
+    assert chat_.sampling["max_tokens"] == 2850
+    assert chat_.notices == ["(answers are capped at 2,850 tokens, half of the 5,700 tokens of context qwen3-8b has "
+                             "here, so the conversation keeps its earlier turns; /set max_tokens N to change it)"]
+    chat_.load("qwen7b")
+    chat_.load("qwen3-8b")
+    assert chat_.sampling["max_tokens"] == 2850 and len(chat_.notices) == 1  # qwen7b's 2,048 fits beside its history
+    one_shot = Session(models, None, {}, server="http://127.0.0.1:9")
+    one_shot.load("qwen3-8b")
+    flagged = Session(models, None, {"max_tokens": 8000}, server="http://127.0.0.1:9", keeps_history=True)
+    flagged.load("qwen3-8b")
+    assert one_shot.sampling["max_tokens"] == 8192 and flagged.sampling["max_tokens"] == 8000
+    assert one_shot.notices == flagged.notices == []

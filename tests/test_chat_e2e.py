@@ -292,6 +292,32 @@ print(len(s.messages), s.messages[0]["content"].split()[1], len(s.notices))
     assert int(kept) < 16 and int(first_turn) > 0 and int(notices) > 0
 
 
+WORKING_SET_RUN = """
+import sys
+import mlx.core as mx
+if sys.argv[2] == "near-limit":  # Metal's figure on a Mac, as data: a working set this model is above 90% of
+    mx.device_info = lambda: {"max_recommended_working_set_size": 2**15}
+from mlxtasks.protocol import ChatModel, Sampling
+from mlxtasks.runtime.chat import Session
+s = Session({"qwen7b": ChatModel(sys.argv[1], Sampling(0.0, 1.0, 8))}, "qwen7b", {}, seed=1)
+s.load("qwen7b")
+for question in ("hello", "and again"):
+    s.reply(question, sys.stdout.write)
+    print("|")
+"""
+
+
+def test_mlx_lms_working_set_warning_stays_off_stdout_and_is_said_once_on_stderr(chat_setup, mlx_run):
+    """mlx_lm prints "[WARNING] Generating with a model that requires..." on stdout when the model is above 90% of
+    Metal's recommended working set: the answers on stdout are the same as without it, and stderr says it once."""
+    _, models = chat_setup
+    plain, near = (mlx_run(WORKING_SET_RUN, str(models / "qwen25-coder-7b"), how) for how in ("plain", "near-limit"))
+    assert plain.returncode == near.returncode == 0, plain.stderr + near.stderr
+    assert near.stdout == plain.stdout and near.stdout.count("|") == 2 and "WARNING" not in near.stdout
+    assert near.stderr.count("Metal recommends the GPU use at most, so answers may be slow") == 1
+    assert "[WARNING]" not in near.stderr and plain.stderr == ""
+
+
 def test_a_prompt_longer_than_the_context_is_refused_before_any_of_it_is_read(chat_setup, home):
     """1 MB on stdin, far over the tiny model's 4096 tokens: refused with both counts, --auto too (no argv limit)."""
     for auto in ([], ["--auto"]):

@@ -6,6 +6,8 @@ import pytest
 from mlxtasks import catalog, fit
 from mlxtasks.facts import GB
 
+from .support.helpers import ROOT
+
 LLAMA2_7B = {"model_type": "llama", "num_hidden_layers": 32, "num_attention_heads": 32, "hidden_size": 4096,
              "max_position_embeddings": 4096}  # every head has its own keys and values
 QWEN25_7B = {"model_type": "qwen2", "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
@@ -88,3 +90,10 @@ def test_a_chat_asking_for_more_context_than_fits_is_capped_and_told_so(tmp_path
     assert models["qwen7b"].context == 8192 and notes["qwen7b"] == ""
     models, _ = chat.installed(config.resolve({}, home=tmp_path, context=2000), budget)
     assert models["qwen7b"].context == 2000  # what fits is given as asked
+
+
+def test_setup_md_states_the_rule_fit_py_applies():
+    text = " ".join((ROOT / "docs" / "setup.md").read_text().split())
+    assert (f"its weights plus {fit.OVERHEAD_FRACTION:.0%} and {fit.OVERHEAD_BYTES / 1e9:.1f} GB of overhead, plus its KV "
+            f"cache at the context it runs with (at least {fit.MIN_CONTEXT:,} tokens") in text
+    assert f"a model whose shape is unknown needs its weights plus {fit.UNKNOWN_HEADROOM - 1:.0%}" in text

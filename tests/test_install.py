@@ -63,10 +63,10 @@ def test_a_bad_package_entry_is_a_clear_error_when_the_packages_are_read(tmp_pat
 
 def test_install_commands_pin_unless_upgrading(tmp_path):
     python = tmp_path / "bin" / "python"
-    uv = install._install_argv(python, Installer("uv", "/x/uv"), ["mlx[cpu]"], upgrade=False)
+    uv = install._install_argv(python, Installer("uv", "/x/uv"), ["mlx[cpu]"], upgrade=False, mac=False)
     assert uv[:5] == ("/x/uv", "pip", "install", "--python", str(python))
     assert ("--constraint", str(install.CONSTRAINTS)) == uv[5:7]
-    pip = install._install_argv(python, Installer("pip"), ["mlx[cpu]"], upgrade=True)
+    pip = install._install_argv(python, Installer("pip"), ["mlx[cpu]"], upgrade=True, mac=False)
     assert pip[:4] == (str(python), "-m", "pip", "install") and "--upgrade" in pip and "--constraint" not in pip
     # Without a terminal to answer it, pip's uninstall must not ask.
     assert install._uninstall_argv(python, Installer("pip"))[-3:] == ("uninstall", "--yes", "mlxtasks")
@@ -155,6 +155,20 @@ def test_pips_resolution_failure_is_named_too():
 @pytest.mark.parametrize("output", [UV_OFFLINE, PIP_OFFLINE, "error: connection reset\n", ""])
 def test_network_failures_are_left_to_the_retries(output):
     assert install.unresolvable("metal", output) is None
+
+
+def test_a_macs_installer_runs_with_system_version_compat_off_so_it_reads_macos_26_as_26(tmp_path):
+    """A Python built with an older SDK reads macOS 26 as 16.0 unless SYSTEM_VERSION_COMPAT=0 (then pip and uv
+    would pass over mlx's wheels for macOS 26). The variable reaches the installer's own process."""
+    import subprocess
+    import sys
+
+    metal = install.plan(config.resolve({}, home=tmp_path), "metal", Installer("uv", "/x/uv")).actions[-1].argv
+    assert metal[:4] == ("/usr/bin/env", "SYSTEM_VERSION_COMPAT=0", "/x/uv", "pip")
+    assert install.plan(config.resolve({}, home=tmp_path), "cpu", Installer("uv", "/x/uv")).actions[-1].argv[0] == "/x/uv"
+    seen = subprocess.run([*metal[:2], sys.executable, "-c", "import os; print(os.environ['SYSTEM_VERSION_COMPAT'])"],
+                          capture_output=True, text=True, env={"SYSTEM_VERSION_COMPAT": "1"})
+    assert seen.stdout == "0\n"
 
 
 def test_the_install_command_gives_up_on_a_resolution_failure(tmp_path):

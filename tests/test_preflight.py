@@ -147,7 +147,8 @@ def test_verbose_shows_what_each_check_read_on_a_healthy_mac():
     assert all(r.status is Status.OK and r.details for r in found.values()), found
     assert found["folders"].details == ("/Users/me/venv-mlx: can be created and written",)
     assert found["os"].details == ("macOS 14.5 (sw_vers), hardware arm64 (sysctl hw.optional.arm64), Apple M2 Pro",
-                                         "this terminal runs under Rosetta: no (sysctl.proc_translated)")
+                                         "this terminal runs under Rosetta: no (sysctl.proc_translated, and the flags of "
+                                         "the processes this one was started from)")
     assert found["python"].details == ("chosen /opt/homebrew/bin/python3.12: Python 3.12.7 (arm64)",)
     assert found["ram"].details[1] == ("21.0 GB for a model (iogpu.wired_limit_mb=20000), "
                                        "the budget every command judges fit by")

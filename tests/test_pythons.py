@@ -1,12 +1,14 @@
 """Finding the venv's Python, in mlxtasks/pythons.py and in scripts/lib.sh (which bootstrap.sh runs on a
 fresh Mac). Macs are given as facts, or in the shell as stand-in functions; Pythons as stand-in executables."""
 
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from mlxtasks import config, pythons
+from mlxtasks import facts as facts_module
 from mlxtasks.facts import HostFacts, PythonInfo
 
 from .support.helpers import ROOT
@@ -34,7 +36,8 @@ def lib_sh(script: str, path: str) -> subprocess.CompletedProcess:
 
 def test_the_shell_and_python_searches_try_the_same_interpreters_in_the_same_order():
     listed = lib_sh("python_candidates", "/usr/bin:/bin").stdout.split()
-    assert listed == [*pythons.PATH_NAMES, *pythons.MAC_LOCATIONS]
+    assert listed == [*pythons.PATH_NAMES, *pythons.home_locations("/nonexistent"), *pythons.MAC_LOCATIONS]
+    assert "/nonexistent/.local/bin/python3.12" in listed  # where `uv python install 3.12` puts it
     assert listed[0] == "python3.14" and "/opt/homebrew/bin/python3" in listed
     assert "/Library/Frameworks/Python.framework/Versions/3.14/bin/python3" in listed
 
@@ -75,6 +78,21 @@ def test_a_mac_without_the_command_line_tools_never_runs_its_python3_stub(monkey
     assert without.returncode == 1 and stub not in without.stderr
     with_tools = lib_sh(FAKE_MAC.format(clt="true", rosetta=0) + 'find_python || no_python "$rejected"', "/usr/bin")
     assert stub in with_tools.stderr
+
+
+def test_a_python_uv_installed_in_local_bin_is_found_off_path_by_both_searches(tmp_path, fake_python, monkeypatch):
+    uv_python = fake_python("3.12.7", name="python3.12")
+    (tmp_path / "home" / ".local" / "bin").mkdir(parents=True)
+    (tmp_path / "home" / ".local" / "bin" / "python3.12").symlink_to(uv_python)
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "uname").symlink_to(shutil.which("uname"))  # all lib.sh runs here, and no Python
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    found, _ = pythons.find(linux(), None)
+    assert found.path == str(tmp_path / "home" / ".local" / "bin" / "python3.12")
+    done = subprocess.run(["/bin/sh", "-c", f'set -eu; root="{ROOT}"; . "$root/scripts/lib.sh"; find_python && echo "$python"'],
+                          env={"PATH": str(tmp_path / "tools"), "HOME": str(tmp_path / "home")}, capture_output=True, text=True)
+    assert done.stdout.strip() == found.path
 
 
 def test_the_shell_passes_over_a_python_that_does_not_run(tmp_path, fake_python):
@@ -123,3 +141,52 @@ def test_python_and_shell_agree_that_rosetta_is_the_terminals_fault():
     assert pythons.fix_for(mac(rosetta=True)) == pythons.ROSETTA_FIX
     assert "Intel (x86_64) Python" in pythons.problem(universal, mac())
     assert pythons.problem(PythonInfo("/opt/homebrew/bin/python3", (3, 14, 0), "arm64"), mac()) is None
+
+
+def macho(*cpu_types: int, fat_64: bool = False) -> bytes:
+    """The first bytes of a Mach-O binary as they lie on disk: thin (one type) or universal (several)."""
+    if len(cpu_types) == 1:
+        return b"\xcf\xfa\xed\xfe" + cpu_types[0].to_bytes(4, "little") + bytes(24)
+    entry = 32 if fat_64 else 20
+    return (b"\xca\xfe\xba\xbf" if fat_64 else b"\xca\xfe\xba\xbe") + len(cpu_types).to_bytes(4, "big") + b"".join(
+        t.to_bytes(4, "big") + bytes(entry - 4) for t in cpu_types)
+
+
+ARM64, X86_64 = 0x0100000C, 0x01000007
+
+
+@pytest.mark.parametrize("head, archs", [(macho(ARM64), ("arm64",)), (macho(X86_64), ("x86_64",)),
+                                         (macho(X86_64, ARM64), ("x86_64", "arm64")),
+                                         (macho(X86_64, ARM64, fat_64=True), ("x86_64", "arm64")),
+                                         (b"\x7fELF" + bytes(60), ())])
+def test_a_binarys_architectures_are_read_from_its_mach_o_header(head, archs, tmp_path):
+    (tmp_path / "python3").write_bytes(head + b"rest of the binary")
+    assert facts_module.binary_archs(tmp_path / "python3") == archs
+
+
+def test_a_python_on_this_machine_is_asked_where_its_binary_is_and_it_is_not_mach_o():
+    import sys
+
+    info = facts_module.python_info(sys.executable)
+    assert info.archs == () and info.version == tuple(sys.version_info[:3])
+
+
+def test_rosetta_is_seen_in_the_flags_of_the_processes_this_one_came_from():
+    assert facts_module.any_translated("    4004\n 2024004\n") is True  # the terminal's shell: P_TRANSLATED set
+    assert facts_module.any_translated("    4004\n    4104\n") is False
+    assert facts_module.any_translated("") is False
+
+
+def test_a_universal2_python_is_judged_by_the_arch_the_rosetta_terminal_will_run_it_as():
+    """The tool process runs natively (a python.org universal2 Python answers arm64 to it), but the terminal that will
+    run the venv runs under Rosetta, where that same binary runs as x86_64."""
+    universal = PythonInfo("/Library/Frameworks/Python.framework/Versions/3.12/bin/python3", (3, 12, 8), "arm64",
+                           archs=("x86_64", "arm64"))
+    native_only = PythonInfo("/opt/homebrew/bin/python3.12", (3, 12, 8), "arm64", archs=("arm64",))
+    terminal = mac(terminal_rosetta=True)
+    assert pythons.problem(universal, terminal) == (
+        f"This terminal runs under Rosetta, so {universal.path} (built for both architectures) would run the venv as "
+        "x86_64; MLX needs Python running natively as arm64.")
+    assert pythons.fix_for(terminal) == pythons.ROSETTA_FIX and "untick 'Open using Rosetta'" in pythons.ROSETTA_FIX
+    assert pythons.problem(native_only, terminal) is None  # an arm64-only binary runs as arm64 from any terminal
+    assert pythons.problem(universal, mac()) is None

@@ -11,6 +11,7 @@ import pytest
 from mlxtasks import config, registry, validate
 from mlxtasks.checks import Status
 from mlxtasks.errors import MlxTasksError
+from mlxtasks.facts import GB, GIB
 from mlxtasks.protocol import ProbeAnswer, ProbeSpec
 
 from .support.helpers import invoke
@@ -156,3 +157,22 @@ def test_a_model_folder_s_check_says_the_largest_context_that_fits_and_warns_whe
     [tight] = registry.run(registry.Inputs(settings, host=mac(wired_limit_mb=400)), check)  # 0.42 GB: the overhead alone is 0.3
     assert tight.status is Status.WARNING and "; fits: no: needs about 0.5 GB even at 4,096 tokens" in tight.message
     assert tight.fix == "a smaller model: invoke models.search QUERY --fits"
+
+
+def test_validate_keeps_metals_working_set_and_every_later_command_judges_fit_by_it(tmp_path):
+    """A 36 GB Mac whose MLX reports a working set of 27 GiB (Metal's figure, not 2/3 of RAM): validate says it
+    and keeps it, and the facts a later command reads give the same budget; other RAM's figure is not this Mac's."""
+    from dataclasses import replace
+
+    from mlxtasks import catalog, facts
+
+    settings = config.resolve({}, home=tmp_path)
+    host = mac(ram_total=36 * GIB)
+    assert catalog.memory_budget(host) == int(36 * GIB * 2 / 3)  # nothing read yet: macOS's default share
+    [memory] = [r for r in registry.run(registry.Inputs(settings, host=host, answers=healthy_answers(tmp_path)),
+                                        registry.for_validate("accelerator")) if r.id == "accelerator.memory"]
+    assert memory.message.startswith(f"{27 * GIB / GB:.1f} GB the GPU may use (Metal's recommended working set")
+    kept = facts.remembered_working_set(facts.working_set_path(settings.state), 36 * GIB)
+    assert kept == 27 * GIB and catalog.memory_budget(replace(host, working_set=kept)) == 27 * GIB
+    assert facts.remembered_working_set(facts.working_set_path(settings.state), 64 * GIB) == 0
+    assert catalog.memory_budget(replace(host, working_set=kept, wired_limit_mb=30000)) == 30000 * 2**20  # set by hand: it wins

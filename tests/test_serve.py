@@ -1,5 +1,6 @@
 """The server's pure core (which model, URL, argv, service files) and its process handling with real processes."""
 
+import contextlib
 import json
 import os
 import plistlib
@@ -184,6 +185,23 @@ def test_a_port_in_use_or_an_unknown_host_is_one_sentence():
             serve.check_port(elsewhere, 8080, retry="invoke serve qwen7b")
 
 
+def test_a_program_on_every_interface_is_seen_by_a_loopback_start():
+    """On a Mac, binding 127.0.0.1 beside a program listening on *:PORT succeeds (BSD sockets), so the check
+    connects where our clients would: the program answering there is what it names."""
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(MlxTasksError, match=f"Port {port} on 127.0.0.1 is already in use by another program, "
+                                                f"which answers at http://127.0.0.1:{port}."):
+            serve.check_port("127.0.0.1", port, retry="invoke serve qwen7b")
+    with socket.socket() as bound_only:  # bound, not listening: nothing answers, the bind alone says no
+        bound_only.bind(("127.0.0.1", 0))
+        port = bound_only.getsockname()[1]
+        with pytest.raises(MlxTasksError, match=f"Port {port} on 127.0.0.1 is already in use by another program.$"):
+            serve.check_port("127.0.0.1", port, retry="invoke serve qwen7b")
+
+
 def spawn(code):
     """A real process standing in for a server; it says 'ready' once its signal handling is set."""
     process = subprocess.Popen([sys.executable, "-c", code + "; print('ready', flush=True); time.sleep(60)"],
@@ -313,8 +331,80 @@ def test_a_mac_gets_a_launchd_agent_loaded_with_launchctl_bootstrap(tmp_path):
     plist = plistlib.loads(service.render("launchd", ARGV, tmp_path / "serve.log", {"XDG_STATE_HOME": "/s"}).encode())
     assert plist == {"Label": "org.mlxtasks.serve", "ProgramArguments": ARGV, "RunAtLoad": True,
                      "EnvironmentVariables": {"XDG_STATE_HOME": "/s"},
-                     "KeepAlive": {"Crashed": True}, "StandardOutPath": str(tmp_path / "serve.log"),
+                     "KeepAlive": {"SuccessfulExit": False}, "StandardOutPath": str(tmp_path / "serve.log"),
                      "StandardErrorPath": str(tmp_path / "serve.log"), "ProcessType": "Interactive"}
+
+
+# launchd.plist(5), as its man page words them (the keys the agent uses, and the KeepAlive conditions).
+LAUNCHD_PLIST_MAN = {
+    "Label": "This required key uniquely identifies the job to launchd.",
+    "ProgramArguments": "This key maps to the second argument of execvp(3) and specifies the argument vector to be "
+                        "passed to the job when a process is spawned.",
+    "EnvironmentVariables": "This optional key is used to specify additional environmental variables to be set before "
+                            "running the job.",
+    "RunAtLoad": "This optional key is used to control whether your job is launched once at the time the job is "
+                 "loaded. The default is false.",
+    "KeepAlive": "The default is false and therefore only demand will start the job. [...] If multiple keys are "
+                 "provided, launchd ORs them [...] If launchd finds no reason to restart the job, it falls back on "
+                 "demand based invocation.",
+    "StandardOutPath": "This optional key specifies that the given path should be mapped to the job's stdout(4)",
+    "StandardErrorPath": "This optional key specifies that the given path should be mapped to the job's stderr(4)",
+    "ProcessType": "Interactive jobs run with the same resource limitations as apps, that is to say, none.",
+}
+KEEP_ALIVE_MAN = {
+    "SuccessfulExit": "If true, the job will be restarted as long as the program exits and with an exit status of "
+                      "zero. If false, the job will be restarted in the inverse condition.",
+    "Crashed": "If true, the the job will be restarted as long as it exited due to a signal which is typically "
+               "associated with a crash (SIGILL, SIGSEGV, etc.). If false, the job will be restarted in the "
+               "inverse condition.",
+}
+CRASH_SIGNALS = {"SIGILL", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGABRT", "SIGTRAP"}
+
+
+def launchd_restarts(keep_alive, status=None, signal=None) -> bool:
+    """Whether launchd starts the job again after it ended with exit `status` or by `signal`, by the man page's
+    words above: each condition as written, ORed; true alone keeps it alive unconditionally."""
+    if keep_alive is True or keep_alive is False:
+        return keep_alive
+    conditions = {"SuccessfulExit": signal is None and status == 0, "Crashed": signal in CRASH_SIGNALS}
+    assert set(keep_alive) <= set(KEEP_ALIVE_MAN), f"not a KeepAlive condition the man page gives: {set(keep_alive)}"
+    return any(conditions[key] == wanted for key, wanted in keep_alive.items())
+
+
+@pytest.mark.parametrize("ended, restarted", [
+    ({"status": 139}, True),  # the supervisor after a native crash killed the server (128 + SIGSEGV)
+    ({"status": 70}, True),  # the supervisor after an engine fault
+    ({"status": 1}, True),  # `mlxtasks serve --foreground` refused to start (the next try may find the port free)
+    ({"signal": "SIGKILL"}, True),  # the supervisor itself killed (the OOM killer)
+    ({"status": 0}, False),  # a stop: serve.stop's SIGTERM, which the supervisor turns into exit 0
+])
+def test_launchd_restarts_the_agent_after_a_crash_or_a_fault_and_not_after_a_stop(tmp_path, ended, restarted):
+    plist = plistlib.loads(service.render("launchd", ARGV, tmp_path / "serve.log", {}).encode())
+    assert set(plist) <= set(LAUNCHD_PLIST_MAN)
+    assert launchd_restarts(plist["KeepAlive"], **ended) is restarted
+    assert launchd_restarts({"Crashed": True}, status=139) is False  # the old plist: a supervisor's 139 is an exit
+
+
+def test_the_service_file_is_0644_whatever_the_umask(tmp_path):
+    before = os.umask(0o077)
+    try:
+        service.write_service_file(tmp_path / "LaunchAgents" / "org.mlxtasks.serve.plist", "text")
+        os.umask(0o002)
+        service.write_service_file(tmp_path / "LaunchAgents" / "org.mlxtasks.serve.plist", "again")
+    finally:
+        os.umask(before)
+    path = tmp_path / "LaunchAgents" / "org.mlxtasks.serve.plist"
+    assert (path.stat().st_mode & 0o777, path.read_text()) == (0o644, "again")
+    assert os.listdir(path.parent) == [path.name]
+
+
+def test_folders_a_background_agent_cannot_read_are_named(tmp_path):
+    home = Path("/Users/me")
+    folders = [home / "Documents" / "models", home / "mlx-models", home / "Library" / "Mobile Documents" / "x",
+               Path("/Volumes/T7/models"), home / "venv-mlx", home / "Desktop", home / "Documents-old"]
+    blocked = service.blocked_folders(home, folders)
+    assert blocked == [folders[0], folders[2], folders[3], folders[5]]
+    assert service.blocked_text(blocked[:1]).startswith("Warning: /Users/me/Documents/models is in a folder macOS keeps")
 
 
 def test_linux_gets_a_systemd_user_unit_with_every_word_escaped(tmp_path):
@@ -348,21 +438,74 @@ def test_other_systems_and_control_characters_are_refused(tmp_path):
         service.render("launchd", ["/bin/a"], tmp_path / "log", {"XDG_STATE_HOME": "/a\nb"})
 
 
+# What the venv's `mlxtasks serve MODEL --foreground ... --port N` is to a service manager: a process that
+# records itself in the state folder as the server, and answers /health on its port until it is stopped.
+STAND_IN = """#!{python}
+import http.server, os, sys
+from pathlib import Path
+import psutil
+from mlxtasks import serve
+args = sys.argv[1:]
+port = int(args[args.index("--port") + 1])
+state = Path(os.environ["XDG_STATE_HOME"]) / "mlxtasks"
+serve._record(state, serve.Server(os.getpid(), args[1], "127.0.0.1", port, psutil.Process().create_time()))
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
+"""
+
+# Starts a service file's program as launchd (plist) or systemd (unit) would, detached; its pid goes to ./pid.
+START_JOB = r"""
+import os, plistlib, shlex, subprocess, sys
+path = sys.argv[1]
+if path.endswith(".plist"):
+    job = plistlib.load(open(path, "rb"))
+    argv, env, log = job["ProgramArguments"], job["EnvironmentVariables"], job["StandardOutPath"]
+else:
+    lines = open(path).read().splitlines()
+    value = lambda key: next(line[len(key):] for line in lines if line.startswith(key))
+    unquote = lambda text: text.replace("%%", "%").replace("$$", "$")
+    argv = [unquote(word) for word in shlex.split(value("ExecStart="))]
+    env = dict(unquote(word).split("=", 1) for line in lines if line.startswith("Environment=")
+               for word in shlex.split(line[len("Environment="):]))
+    log = unquote(value("StandardOutput=append:"))
+with open(log, "ab") as out:
+    job = subprocess.Popen(argv, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                           start_new_session=True)
+open("pid", "w").write(str(job.pid))
+"""
+
+
 @pytest.fixture
 def service_home(tmp_path, monkeypatch):
-    """A HOME with a venv holding python and mlxtasks, and qwen7b installed."""
+    """A HOME with a venv holding python and mlxtasks (the stand-in server), and qwen7b installed."""
     home = tmp_path / "home"
     monkeypatch.setenv("HOME", str(home))
     for name in ("XDG_CONFIG_HOME", "XDG_STATE_HOME"):
         monkeypatch.delenv(name, raising=False)
     s = config.resolve({}, home=home)
     (s.venv / "bin").mkdir(parents=True)
-    for tool in ("python", "mlxtasks"):
-        (s.venv / "bin" / tool).touch()
+    (s.venv / "bin" / "python").touch()
+    (s.venv / "bin" / "mlxtasks").write_text(STAND_IN.format(python=sys.executable))
+    (s.venv / "bin" / "mlxtasks").chmod(0o755)
     (s.venv / "pyvenv.cfg").touch()
     (s.models / "qwen25-coder-7b").mkdir(parents=True)
     (s.models / "qwen25-coder-7b" / "config.json").write_text("{}")
-    return s
+    (tmp_path / "start_job.py").write_text(START_JOB)
+    monkeypatch.setenv("START_JOB", f"{sys.executable} {tmp_path / 'start_job.py'}")
+    monkeypatch.setenv("INVOKE_MLX_SERVE_START_TIMEOUT_S", "30")  # the stand-in answers in well under a second
+    yield s
+    for pid_file in tmp_path.glob("*/pid"):  # a stand-in a test left running
+        with contextlib.suppress(psutil.Error, ValueError):
+            psutil.Process(int(pid_file.read_text())).kill()
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def mock_context(result):
@@ -371,25 +514,74 @@ def mock_context(result):
     return c
 
 
-def test_install_service_writes_the_unit_and_loads_it_then_uninstall_removes_it(service_home, monkeypatch):
-    s, home = service_home, service_home.venv.parent
-    monkeypatch.setattr(service, "local_target", lambda _home: service.target("linux", home, home / ".config", 1000))
-    c = mock_context(Result())
-    serve_tasks.install_service(c, "qwen7b", port="9001", force=True)
+# systemctl --user for these commands: restart starts the unit's ExecStart, disable --now stops it.
+SYSTEMCTL = r"""#!/bin/sh
+cd "$SYSTEMCTL_STATE" || exit 99
+echo "$*" >> calls.log
+case "$2 $3" in
+  "daemon-reload "|"enable mlxtasks-serve.service") exit 0 ;;
+  "restart mlxtasks-serve.service") [ -e no-start ] || $START_JOB "$UNIT_FILE"; exit 0 ;;
+  "disable --now") [ -e pid ] && kill "$(cat pid)" && rm pid; exit 0 ;;
+esac
+exit 64
+"""
+
+
+def service_manager(command, script, where, tmp_path, monkeypatch):
+    """`command` on PATH as `script`, keeping its state in a folder of its own ($COMMAND_STATE), which it returns;
+    and `where` as this machine's service target."""
+    state = tmp_path / command
+    (state / "bin").mkdir(parents=True)
+    (state / "bin" / command).write_text(script)
+    (state / "bin" / command).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{state / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv(f"{command.upper()}_STATE", str(state))
+    monkeypatch.setattr(service, "local_target", lambda _home: where)
+    return state
+
+
+@pytest.fixture
+def systemd(service_home, tmp_path, monkeypatch):
+    """A Linux user's systemd, stood in by a systemctl script on PATH; returns its state folder."""
+    home = service_home.venv.parent
+    where = service.target("linux", home, home / ".config", 1000)
+    monkeypatch.setenv("UNIT_FILE", str(where.path))
+    return service_manager("systemctl", SYSTEMCTL, where, tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+def test_install_service_writes_the_unit_loads_it_and_sees_the_server_answer_then_uninstall_removes_it(service_home, systemd, capsys):
+    s, home, port = service_home, service_home.venv.parent, free_port()
+    serve_tasks.install_service(real_context(), "qwen7b", port=str(port), force=True)
     unit = home / ".config" / "systemd" / "user" / "mlxtasks-serve.service"
     assert f"ExecStart={s.venv}/bin/mlxtasks serve qwen7b --foreground --venv {s.venv} --models {s.models} " \
-           "--port 9001 --force\n" in unit.read_text()
-    assert [call.args[0] for call in c.run.call_args_list] == [
-        "systemctl --user daemon-reload", "systemctl --user enable mlxtasks-serve.service",
-        "systemctl --user restart mlxtasks-serve.service"]
+           f"--port {port} --force\n" in unit.read_text()
+    assert (systemd / "calls.log").read_text().splitlines() == [
+        "--user daemon-reload", "--user enable mlxtasks-serve.service", "--user restart mlxtasks-serve.service"]
     assert f'Environment="XDG_STATE_HOME={home}/.local/state"\n' in unit.read_text()  # serve.status finds its server
-    serve_tasks.uninstall_service(c)
+    assert f"serving at http://127.0.0.1:{port}/v1" in capsys.readouterr().out
+    assert serve.healthy(serve.running(s.state))
+    serve_tasks.uninstall_service(real_context())
     assert not unit.exists()
-    assert c.run.call_args_list[-1].args[0] == "systemctl --user disable --now mlxtasks-serve.service"
+    assert (systemd / "calls.log").read_text().splitlines()[-1] == "--user disable --now mlxtasks-serve.service"
 
 
-# launchctl as a Mac's behaves for these commands: bootout only starts the stop, the label stays
-# listed for a few `print`s, and bootstrap fails with 5 while it is. Every call goes to calls.log.
+@pytest.mark.slow
+def test_a_first_service_whose_server_never_answers_is_taken_out_again(service_home, systemd, capsys, monkeypatch):
+    (systemd / "no-start").touch()
+    monkeypatch.setenv("INVOKE_MLX_SERVE_START_TIMEOUT_S", "1")
+    with pytest.raises(Exit):
+        serve_tasks.install_service(real_context(), "qwen7b", port=str(free_port()), force=True)
+    err = capsys.readouterr().err
+    assert "The service was loaded, but its server did not answer within 1 s." in err
+    assert "Fix: read its log (invoke serve.logs)" in err
+    assert not (service_home.venv.parent / ".config" / "systemd" / "user" / "mlxtasks-serve.service").exists()
+    assert (systemd / "calls.log").read_text().splitlines()[-1] == "--user disable --now mlxtasks-serve.service"
+
+
+# launchctl as a Mac's behaves for these commands: bootstrap starts the agent's program (RunAtLoad), bootout
+# stops it but only starts the unloading, the label stays listed for a few `print`s, and bootstrap fails with 5
+# while it is (or, here, when the plist says "refused"). Every call goes to calls.log.
 LAUNCHCTL = r"""#!/bin/sh
 cd "$LAUNCHCTL_STATE" || exit 99
 echo "$*" >> calls.log
@@ -400,10 +592,11 @@ case "$1 $2" in
     left=$(cat stopping 2>/dev/null || echo 0)
     [ "$left" -gt 0 ] && { echo $((left - 1)) > stopping; [ "$left" -eq 1 ] && rm loaded; }
     exit 0 ;;
-  "bootout gui/501/org.mlxtasks.serve") [ -e loaded ] || exit 3; echo 3 > stopping; exit 0 ;;
+  "bootout gui/501/org.mlxtasks.serve")
+    [ -e loaded ] || exit 3; echo 3 > stopping; [ -e pid ] && kill "$(cat pid)" && rm pid; exit 0 ;;
   "bootstrap gui/501")
     if [ -e loaded ] || grep -q refused "$3"; then echo "Bootstrap failed: 5: Input/output error" >&2; exit 5; fi
-    cp "$3" loaded; exit 0 ;;
+    cp "$3" loaded; $START_JOB "$3"; exit 0 ;;
 esac
 exit 64
 """
@@ -412,14 +605,9 @@ exit 64
 @pytest.fixture
 def launchd(service_home, tmp_path, monkeypatch):
     """A Mac's launchd, stood in by a launchctl script on PATH; returns its state folder."""
-    home, state = service_home.venv.parent, tmp_path / "launchd"
-    (state / "bin").mkdir(parents=True)
-    (state / "bin" / "launchctl").write_text(LAUNCHCTL)
-    (state / "bin" / "launchctl").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{state / 'bin'}:{os.environ['PATH']}")
-    monkeypatch.setenv("LAUNCHCTL_STATE", str(state))
-    monkeypatch.setattr(service, "local_target", lambda _home: service.target("darwin", home, home / ".config", 501))
-    return state
+    home = service_home.venv.parent
+    return service_manager("launchctl", LAUNCHCTL, service.target("darwin", home, home / ".config", 501), tmp_path,
+                           monkeypatch)
 
 
 def real_context():
@@ -429,10 +617,12 @@ def real_context():
 @pytest.mark.slow
 def test_reinstalling_the_agent_waits_until_launchd_has_let_the_old_one_go(service_home, launchd):
     plist = service_home.venv.parent / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist"
-    serve_tasks.install_service(real_context(), "qwen7b", force=True)
-    serve_tasks.install_service(real_context(), "qwen7b", port="9001", force=True)
+    serve_tasks.install_service(real_context(), "qwen7b", port=str(free_port()), force=True)
+    port = free_port()
+    serve_tasks.install_service(real_context(), "qwen7b", port=str(port), force=True)
     loaded = plistlib.loads((launchd / "loaded").read_bytes())
-    assert loaded == plistlib.loads(plist.read_bytes()) and "9001" in loaded["ProgramArguments"]
+    assert loaded == plistlib.loads(plist.read_bytes()) and str(port) in loaded["ProgramArguments"]
+    assert serve.running(service_home.state).port == port and plist.stat().st_mode & 0o777 == 0o644
     assert loaded["EnvironmentVariables"] == {"XDG_STATE_HOME": str(service_home.state.parent)}
     calls = (launchd / "calls.log").read_text().splitlines()
     assert calls[calls.index("bootout gui/501/org.mlxtasks.serve"):] == [
@@ -442,13 +632,16 @@ def test_reinstalling_the_agent_waits_until_launchd_has_let_the_old_one_go(servi
 @pytest.mark.slow
 def test_an_agent_launchd_refuses_gives_the_old_one_back(service_home, launchd, capsys):
     plist = service_home.venv.parent / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist"
-    serve_tasks.install_service(real_context(), "qwen7b", force=True)
+    serve_tasks.install_service(real_context(), "qwen7b", port=str(free_port()), force=True)
     before = plist.read_bytes()
     with pytest.raises(Exit):
         serve_tasks.install_service(real_context(), "qwen7b", host="refused", force=True)
     err = capsys.readouterr().err
-    assert f"`launchctl bootstrap gui/501 {plist}` failed: Bootstrap failed: 5: Input/output error." in err
+    assert f"`launchctl bootstrap gui/501 {plist}` failed: Bootstrap failed: 5: Input/output error. That is launchd " \
+           "refusing the agent: on macOS 13 and later most often because its switch is off in System Settings > General > " \
+           "Login Items & Extensions > Allow in the Background (listed as python3 or mlxtasks)." in err
     assert "The service as it was before is back in place." in err
+    assert "Fix: turn that switch on, then run invoke serve.install-service again" in err
     assert plist.read_bytes() == before == (launchd / "loaded").read_bytes()
 
 
@@ -472,12 +665,28 @@ def test_without_a_gui_login_launchd_has_no_domain_and_says_so(service_home, lau
 @pytest.mark.slow
 def test_uninstall_stops_the_server_and_removes_the_agent(service_home, launchd):
     plist = service_home.venv.parent / "Library" / "LaunchAgents" / "org.mlxtasks.serve.plist"
-    serve_tasks.install_service(real_context(), "qwen7b", force=True)
-    server = record(service_home.state, spawn("import time"))
+    serve_tasks.install_service(real_context(), "qwen7b", port=str(free_port()), force=True)
+    server = serve.running(service_home.state)
     uninstall(real_context(), yes=True)
     assert not plist.exists() and not (launchd / "loaded").exists()
     assert "bootout gui/501/org.mlxtasks.serve" in (launchd / "calls.log").read_text()
-    assert not psutil.pid_exists(server.pid) and serve.running(service_home.state) is None
+    assert gone(server.pid) and serve.running(service_home.state) is None
+
+
+def gone(pid):
+    """The process has ended (a zombie no one has reaped yet counts: the stand-in's parent exited at once)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_an_agent_whose_models_are_in_documents_is_warned_it_will_likely_be_refused(service_home, launchd, capsys):
+    models = service_home.venv.parent / "Documents" / "models"
+    (models / "qwen25-coder-7b").mkdir(parents=True)
+    (models / "qwen25-coder-7b" / "config.json").write_text("{}")
+    serve_tasks.install_service(real_context(), "qwen7b", force=True, models=str(models), dry_run=True)
+    assert f"Warning: {models} is in a folder macOS keeps from background agents" in capsys.readouterr().err
 
 
 def test_install_service_dry_run_writes_and_runs_nothing(service_home, monkeypatch, capsys):

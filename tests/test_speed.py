@@ -18,7 +18,8 @@ LINUX_CPU = HostFacts(os="linux", os_version="6", machine="x86_64", chip="EPYC",
 @pytest.mark.parametrize("chip, name, bandwidth", [
     ("Apple M1", "M1", 68), ("Apple M1 Ultra", "M1 Ultra", 800), ("Apple M2 Pro", "M2 Pro", 200),
     ("Apple M3 Max", "M3 Max", 300), ("Apple M3 Ultra", "M3 Ultra", 819), ("Apple M4", "M4", 120),
-    ("Apple M4 Pro", "M4 Pro", 273), ("Apple M4 Max", "M4 Max", 410), ("Apple M5", "M5", 153),
+    ("Apple M4 Pro", "M4 Pro", 273), ("Apple M4 Max", "M4 Max", 410), ("Apple M5", "M5", 153), ("Apple M5 Pro", "M5 Pro", 307),
+    ("Apple M5 Max", "M5 Max", 460),
 ])
 def test_each_chip_is_read_from_its_brand_string(chip, name, bandwidth):
     assert speed.chip_bandwidth(chip) == (name, bandwidth)

@@ -92,11 +92,13 @@ class Session:
     messages: list = field(default_factory=list)
     stats: Stats | None = None
     notices: list = field(default_factory=list)
+    capped: set = field(default_factory=set)  # the models whose answer budget cap_answer has named
     sampling: dict = field(default_factory=dict)
     server: str = ""  # a running server's base URL: asked first; "": every model loads here
     seed: int = 0
     served: bool = False  # the server answers for the model (until it cannot)
     here: bool = True  # a model may load in this process (not in the tool's, which has no MLX)
+    keeps_history: bool = False  # a chat, whose earlier turns need room in the context beside each answer
 
     def __post_init__(self) -> None:
         if self.alias:
@@ -108,8 +110,24 @@ class Session:
     def load(self, alias: str) -> None:
         if self.server:  # the server is asked first; the model loads here only if it cannot answer
             self.alias, self.sampling, self.served = alias, self.model_sampling(alias), True
+            self.cap_answer(self.models[alias].context)
         else:
             self.load_here(alias)
+
+    def cap_answer(self, context: int) -> None:
+        """In a chat, a model's max_tokens is capped at half the context it runs with: a reply of max_tokens
+        must fit beside the conversation, and a model whose max_tokens is near its context (one that only just
+        fits this machine's memory) would otherwise drop every earlier turn. Said once per model; a max_tokens
+        given by a flag or /set is kept as given."""
+        half = context // 2
+        if not self.keeps_history or "max_tokens" in self.overrides or not half or self.sampling["max_tokens"] <= half:
+            return
+        if self.alias not in self.capped:
+            self.capped.add(self.alias)
+            self.notices.append(f"(answers are capped at {half:,} tokens, half of the {context:,} tokens of context "
+                                f"{self.alias} has here, so the conversation keeps its earlier turns; "
+                                "/set max_tokens N to change it)")
+        self.sampling["max_tokens"] = half
 
     def load_here(self, alias: str) -> None:
         from mlx_lm.models.cache import make_prompt_cache
@@ -127,6 +145,7 @@ class Session:
         config = json.loads((Path(self.models[alias].path) / "config.json").read_text())
         own = int(config.get("max_position_embeddings") or (config.get("text_config") or {}).get("max_position_embeddings") or 4096)
         self.context = min(own, self.models[alias].context or own)
+        self.cap_answer(self.context)
 
     def open_model(self, path: str):
         """(model, tokenizer) from a model folder; a sharded session loads its part instead."""
@@ -220,8 +239,8 @@ class Session:
         gpu.before_generation()
         answer, generated, last, start, first = [], [], None, time.perf_counter(), None
         try:
-            for last in stream_generate(self.model, self.tokenizer, tokens[common:], max_tokens=self.sampling["max_tokens"],
-                                        sampler=sampler, prompt_cache=self.cache):
+            for last in gpu.answer_only(stream_generate(self.model, self.tokenizer, tokens[common:], sampler=sampler,
+                                                        max_tokens=self.sampling["max_tokens"], prompt_cache=self.cache)):
                 first = first or time.perf_counter() - start
                 generated.append(last.token)
                 answer.append(last.text)
@@ -389,6 +408,9 @@ def interactive(session: Session, history: Path | None, rules: dict) -> int:
         print(f"Chatting with {session.alias} ({_sampling_text(session)}). /help for commands, Ctrl-D to leave.", flush=True)
     else:
         print("The router picks the model for your first message. /help for commands, Ctrl-D to leave.", flush=True)
+    for notice in session.notices:
+        print(notice, flush=True)
+    session.notices.clear()
     while True:
         try:
             text = read(">>> ")
@@ -440,7 +462,7 @@ def run(spec: ChatSpec, here: bool = True) -> int | None:
     has no MLX, for a one-shot a running server answers): None, having written nothing, where the server cannot
     answer, so that the venv's runtime answers instead."""
     session = Session(dict(spec.models), spec.alias, dict(spec.overrides), spec.system, server=spec.server,
-                      seed=spec.seed or 0, here=here)
+                      seed=spec.seed or 0, here=here, keeps_history=spec.ask is None)
     # One Ctrl-C policy: it ends a one-shot answer or a load at once, quietly, with 130; in a chat it
     # stops the reply (interactive handles that).
     try:

@@ -111,18 +111,19 @@ def logs(c, lines=50):
       help={**START_HELP, "dry_run": "show the file and commands, change nothing"})
 def install_service(c, model, port=None, host=None, force=False, venv=None, models=None, dry_run=False):
     """Start the server at every login: a launchd agent (macOS) or a systemd user unit (Linux)."""
-    from .. import serve, service
+    from .. import serve, service, ui
 
     s, alias, host, _, _ = _prepare(c, model, port, host, force, venv, models)
-    argv = serve.attached_argv(s, alias, host, force)
+    where, text, warning = serve.service_file(s, alias, host, force)
     _warn_if_open(host)
-    where = service.local_target(s.home)
-    text = service.render(where.kind, argv, serve.log_path(s.state), serve.service_env(s))
+    if warning:
+        ui.note(warning)
     if is_dry(c, dry_run):
         record("dry", "serve", f"would write {where.path} and run", service.command_lines(where.load))
         return
-    service.install(where, text, s.state, _runner(c))
-    record("changed", "serve", f"{alias} starts at login ({where.kind}: {where.path})")
+    serve.install_service(s, where, text, _runner(c))
+    record("changed", "serve", f"{alias} starts at login ({where.kind}: {where.path}); serving at "
+                               f"{serve.base_url(host, s.serve_port)}")
 
 
 @task(name="uninstall-service", help={"dry_run": "show what would be removed, change nothing"})

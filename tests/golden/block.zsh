@@ -1,11 +1,12 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 9573370099ee
+# managed by mlxtasks; edit via invoke shell.install; sha256 a1c236997886
 # MLX commands for zsh. No subprocess runs when this is read; re-reading it is harmless.
 export MLX_VENV_PATH='/home/u/venv-mlx'
 export MLX_MODELS_PATH='/home/u/workspace/mlx'
 
-# An alias of the same name (an older setup script made some) would break these definitions.
-\builtin unalias mlxtasks mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull mlx-search mlx-serve mlx-serve-stop mlx-ps mlx-qwen7b mlx-chat-qwen7b mlx-qwen32b mlx-chat-qwen32b mlx-deepseek mlx-chat-deepseek mlx-phi4 mlx-chat-phi4 mlx-mistral7b mlx-chat-mistral7b mlx-qwen3-8b mlx-chat-qwen3-8b mlx-llama3.1-8b mlx-chat-llama3.1-8b mlx-qwen3-coder-30b mlx-chat-qwen3-coder-30b mlx-qwen3-30b mlx-chat-qwen3-30b mlx-gemma3-27b mlx-chat-gemma3-27b mlx-gpt-oss-20b mlx-chat-gpt-oss-20b mlx-llama3.3-70b mlx-chat-llama3.3-70b 2>/dev/null || \builtin true
+# An alias of the same name (an older setup script made some, `alias mlxtasks=...` is a common one) would be
+# expanded inside these definitions as zsh reads them, at every start: each name they define or call goes first.
+\builtin unalias mlxtasks _mlx_require mlx-activate mlx-deactivate mlx-status mlx-models mlx-validate mlx-pull mlx-search mlx-serve mlx-serve-stop mlx-ps mlx-ask mlx-chat mlx-qwen7b mlx-chat-qwen7b mlx-qwen32b mlx-chat-qwen32b mlx-deepseek mlx-chat-deepseek mlx-phi4 mlx-chat-phi4 mlx-mistral7b mlx-chat-mistral7b mlx-qwen3-8b mlx-chat-qwen3-8b mlx-llama3.1-8b mlx-chat-llama3.1-8b mlx-qwen3-coder-30b mlx-chat-qwen3-coder-30b mlx-qwen3-30b mlx-chat-qwen3-30b mlx-gemma3-27b mlx-chat-gemma3-27b mlx-gpt-oss-20b mlx-chat-gpt-oss-20b mlx-llama3.3-70b mlx-chat-llama3.3-70b 2>/dev/null || \builtin true
 
 # bin/python links to the Python the venv was made from: with that one gone, every tool in it fails.
 function _mlx_require {
@@ -18,10 +19,14 @@ function _mlx_require {
     return 1
 }
 
-function mlx-activate { _mlx_require python && \builtin source "$MLX_VENV_PATH/bin/activate"; }
+# activate sets the venv's variables for the whole shell: meant, so WARN_CREATE_GLOBAL has nothing to say.
+function mlx-activate {
+    \builtin setopt local_options no_warn_create_global
+    _mlx_require python && \builtin source "$MLX_VENV_PATH/bin/activate"
+}
 
 function mlx-deactivate {
-    if [[ -n "${VIRTUAL_ENV:-}" && "$VIRTUAL_ENV" -ef "$MLX_VENV_PATH" ]] && (( $+functions[deactivate] )); then
+    if [[ -n "${VIRTUAL_ENV:-}" && "$VIRTUAL_ENV" -ef "$MLX_VENV_PATH" ]] && (( ${+functions[deactivate]} )); then
         deactivate
     else
         \builtin print -u2 "mlx-deactivate: the MLX venv is not active"
@@ -48,7 +53,7 @@ function mlx-ps { _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" serve.p
 # One answer on stdout (`mlx-qwen7b "question" [options]`, `-` reads stdin), or a chat session.
 # `mlx-ask MODEL "question"` and `mlx-chat [MODEL]` take any installed model (the default when none is named).
 function mlx-ask {
-    [ $# -ge 2 ] || { echo 'usage: mlx-ask MODEL "question" [options] (- reads the question from stdin)' >&2; return 2; }
+    [ $# -ge 2 ] || { \builtin print -ru2 -- 'usage: mlx-ask MODEL "question" [options] (- reads the question from stdin)'; return 2; }
     _mlx_require mlxtasks && "$MLX_VENV_PATH/bin/mlxtasks" chat.ask --venv "$MLX_VENV_PATH" --models "$MLX_MODELS_PATH" --model "$@"
 }
 function mlx-chat {

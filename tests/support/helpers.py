@@ -46,6 +46,21 @@ def require_tool(name: str) -> None:
     pytest.skip(f"needs {name}, which is not installed ({how})")
 
 
+# Apple's /bin/bash (3.2.57, which is also macOS's /bin/sh) built for Linux: in the developers' shared folder beside
+# the checkout (../shared/tools, see its README), or where APPLE_BASH points. A user's clone has none.
+APPLE_BASH = Path(os.environ.get("APPLE_BASH") or ROOT.parent / "shared" / "tools" / "apple-bash-3.2.57")
+
+
+def require_apple_bash() -> str:
+    """APPLE_BASH's path; the running test skips without it, naming what is missing, or fails under CI."""
+    if os.access(APPLE_BASH, os.X_OK):
+        return str(APPLE_BASH)
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"Apple's bash 3.2.57 is not at {APPLE_BASH}, and under CI it must be (../shared/tools).")
+    pytest.skip(f"needs Apple's bash 3.2.57 at {APPLE_BASH} (../shared/tools/apple-bash-3.2.57 beside the checkout, "
+                "or set APPLE_BASH), which a clone does not have")
+
+
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment a new user has: HOME in a temporary folder, no venv active, no INVOKE_* config."""
     env = {k: v for k, v in os.environ.items()
