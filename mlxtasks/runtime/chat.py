@@ -279,9 +279,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 class Output:
     """Writes replies, dimming reasoning models' thinking sections on a terminal."""
 
-    def __init__(self, stream=sys.stdout):
-        self.stream = stream
-        self.colour = stream.isatty() and "NO_COLOR" not in os.environ
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout  # the one when written to, not when this module was imported
+        self.colour = self.stream.isatty() and "NO_COLOR" not in os.environ
         self.thinking = False
 
     def write(self, text: str) -> None:

@@ -72,7 +72,7 @@ def answer_only(generation: Iterator[Item], say=lambda text: print(text, file=sy
         while True:
             printed = io.StringIO()
             with contextlib.redirect_stdout(printed):
-                item = next(generation, printed)
+                item: Item | io.StringIO = next(generation, printed)  # printed: the generation has ended
             text = printed.getvalue()
             near = WORKING_SET_WARNING.search(text)
             if near:
@@ -83,7 +83,7 @@ def answer_only(generation: Iterator[Item], say=lambda text: print(text, file=sy
                 _warned = True
             if text.strip():
                 say(text.rstrip("\n"))
-            if item is printed:
+            if isinstance(item, io.StringIO):
                 return
             yield item
     finally:
