@@ -1,16 +1,18 @@
 """The `mlxtasks` console script: the same tasks as `invoke`, from any folder."""
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Callable
 
-from invoke import Config, Exit, Program
+from invoke import Config, Exit, ParseError, Program
 from invoke.env import Environment
 
-from . import __version__, config, ui
+from . import __version__, config, exits, ui
 from .errors import MlxTasksError
 from .tasks import ns
+from .tasks.agent import split_command_line
 
 
 class MlxTasksConfig(Config):
@@ -30,6 +32,11 @@ class MlxTasksProgram(Program):
     is named in a sentence with its fix. `invoke` itself reads ~/.invoke.yaml before loading any of
     our code, so there such a file is still Invoke's traceback."""
 
+    def run(self, argv: list[str] | None = None, exit: bool = True) -> None:
+        """Invoke's, except that the words for a coding agent (`agent codex exec "Say hi"`) are left to the agent
+        task, which takes them from sys.argv as typed; Invoke would refuse them ("No idea what 'exec' is!")."""
+        super().run(split_command_line(sys.argv if argv is None else argv)[0], exit)
+
     def parse_core(self, argv: list[str] | None) -> None:
         """Invoke's, except that Python's own choice about writing bytecode stands. Invoke turns it off so that a
         project's tasks.py leaves no .pyc behind; ours is a package, whose lazily imported modules would
@@ -38,11 +45,40 @@ class MlxTasksProgram(Program):
         super().parse_core(argv)
         sys.dont_write_bytecode = python_chose
 
+    def parse_tasks(self) -> None:
+        """Invoke's, except that a question starting with '-' is told how to get through: Invoke reads it as
+        flags ("No idea what '- ' is!", or even the -h in "- hi" as --help)."""
+        argv = self.core.unparsed
+        contexts = self._make_parser().contexts.values()
+        prompt_task = next((task for task in contexts if task.name in argv and "prompt" in task.args), None)
+        for previous, word in zip(["", *argv], argv):
+            if prompt_task and word[:1] == "-" and " " in word.split("=")[0] and not any(
+                    previous in task.flags and task.flags[previous].takes_value for task in contexts):
+                _say_dashed_prompt(prompt_task.name, word)
+        try:
+            super().parse_tasks()
+        except ParseError as err:
+            task = err.context
+            if task is None or "prompt" not in task.args:
+                raise
+            for word in argv:
+                option = word.split("=")[0]
+                if word[:1] == "-" and word not in ("-", "--") and option not in task.flags \
+                        and option not in self.initial_context.flags:
+                    _say_dashed_prompt(task.name, word)
+            raise
+
     def create_config(self) -> None:
         _config_files_checked(super().create_config)
 
     def update_config(self, merge: bool = True) -> None:
         _config_files_checked(lambda: super(MlxTasksProgram, self).update_config(merge))
+
+
+def _say_dashed_prompt(task: str, word: str) -> None:
+    ui.error(MlxTasksError(f"{word!r} is not an option of {task}; a question that starts with '-' has to follow "
+                           "--prompt=.", fix=f"--prompt={shlex.quote(word)} in place of {shlex.quote(word)}"))
+    raise Exit(code=1)
 
 
 def _config_files_checked(work: Callable) -> None:
@@ -64,4 +100,7 @@ program = MlxTasksProgram(namespace=ns, name="mlxtasks", version=__version__, co
 
 
 def main() -> None:
-    program.run()
+    try:
+        program.run()
+    finally:
+        exits.flush_stdout()  # Invoke's own output too (--list, a task's help)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from .. import exits
 from ..protocol import ChatModel, ChatSpec, route
 from . import gpu, remote
 
@@ -422,6 +423,7 @@ def seed_once(seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    exits.ready()  # imports done: Ctrl-C now stops a reply (or ends an answer with 130), see run
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", required=True, help="a JSON file: a protocol.ChatSpec")
     return run(ChatSpec.read(Path(parser.parse_args(argv).spec)))

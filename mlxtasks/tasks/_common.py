@@ -10,8 +10,9 @@ from typing import Any, Callable, Iterable
 
 import invoke
 from invoke import Context, Exit, Task
+from invoke.parser import Argument
 
-from .. import config, ui
+from .. import config, exits, ui
 from ..errors import MlxTasksError
 from ..steps import Action, Command, Outcome, Step, describe, perform_locally
 from ..venv import require as require_venv  # noqa: F401 - for the tasks that run MLX
@@ -32,25 +33,77 @@ def is_dry(c: Context, dry_run: bool) -> bool:
     return bool(dry_run or c.config.run.dry)
 
 
+HELP_WORDS = ("--help", "-h")
+
+
+class _Positional(Argument):
+    """A positional argument that takes `--help` (or `-h`) as asking for the task's help, not as its value:
+    Invoke's parser would hand it to the task (`chat.ask --help` asked the model). It fills every positional of
+    the task with it, so that the parse succeeds, and MlxTask then shows the help."""
+
+    siblings: list[Argument] = []
+
+    def set_value(self, value: Any, cast: bool = True) -> None:
+        if value in HELP_WORDS:
+            for argument in self.siblings:
+                Argument.set_value(argument, HELP_WORDS[0], cast=False)
+        else:
+            super().set_value(value, cast)
+
+
 class MlxTask(Task):
-    """A task whose expected failures print their sentence and fix on stderr and exit 1."""
+    """The boundary of every task: expected failures print their sentence and fix on stderr and exit 1, Ctrl-C
+    exits 130, a stdout that cannot be written ends the command as exits.stdout_failure says, and `TASK --help`
+    shows the task's help even where the task takes a positional argument."""
 
     def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
         # -v means --verbose on every task that has it and nothing else anywhere (never --venv).
         return super().arg_opts(name, default, taken_names if name == "verbose" else taken_names | {"v"})
 
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        arguments = super().get_arguments(ignore_unknown_help)
+        positional = [argument for argument in arguments if argument.positional]
+        for argument in positional:
+            argument.__class__ = _Positional
+            argument.siblings = positional
+        return arguments
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return super().__call__(*args, **kwargs)
+            exits.ready()
+            if any(kwargs.get(name) == HELP_WORDS[0] for name in self.positional):
+                return print_help(self)
+            result = super().__call__(*args, **kwargs)
+            sys.stdout.flush()  # a reader that left or a full disk is met here, not in exit's flush
+            return result
         except MlxTasksError as err:
             ui.error(err)
             raise Exit(code=1) from None
         except KeyboardInterrupt:  # every step is safe to repeat, and a pull keeps its finished files
             ui.error(MlxTasksError("Interrupted; run the same command again to resume."))
             raise Exit(code=130) from None
-        except BrokenPipeError:  # `invoke models.list | head -1`: the reader has all it wanted
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush fails quietly
-            raise Exit(code=0) from None
+        except OSError as err:
+            ended = exits.stdout_failure(err)
+            if ended is None:
+                raise
+            code, sentence = ended
+            if sentence:
+                ui.error(sentence)
+            raise Exit(code=code) from None
+
+
+def print_help(task: Task) -> None:
+    """What `invoke --help TASK` prints, for this task of the whole collection."""
+    from invoke import Program
+    from invoke.parser import Parser
+
+    from . import ns
+
+    name = next(name for name in ns.task_names if ns[name].body is task.body)  # invoke copies the tasks
+    program = Program(namespace=ns, binary=os.path.basename(sys.argv[0]) or "invoke")
+    program.collection = ns
+    program.parser = Parser(contexts=ns.to_contexts())
+    program.print_task_help(name)
 
 
 task = functools.partial(invoke.task, klass=MlxTask)
