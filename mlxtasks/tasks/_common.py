@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Any, Callable, Iterable
 import invoke
 from invoke import Context, Exit, Task
 from invoke.parser import Argument
+from invoke.parser.parser import ParseMachine
 
 from .. import config, exits, ui
 from ..errors import MlxTasksError
@@ -39,9 +41,11 @@ HELP_WORDS = ("--help", "-h")
 class _Positional(Argument):
     """A positional argument that takes `--help` (or `-h`) as asking for the task's help, not as its value:
     Invoke's parser would hand it to the task (`chat.ask --help` asked the model). It fills every positional of
-    the task with it, so that the parse succeeds, and MlxTask then shows the help."""
+    the task with it, so that the parse succeeds, and MlxTask then shows the help. One whose parameter has a
+    default may be left out (`models.verify [MODEL]`), which Invoke alone does not allow."""
 
     siblings: list[Argument] = []
+    may_be_left_out = False
 
     def set_value(self, value: Any, cast: bool = True) -> None:
         if value in HELP_WORDS:
@@ -63,9 +67,11 @@ class MlxTask(Task):
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
         arguments = super().get_arguments(ignore_unknown_help)
         positional = [argument for argument in arguments if argument.positional]
+        parameters = self.argspec(self.body).parameters
         for argument in positional:
             argument.__class__ = _Positional
             argument.siblings = positional
+            argument.may_be_left_out = parameters[argument.attr_name or argument.name].default is not inspect.Parameter.empty
         return arguments
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -90,6 +96,17 @@ class MlxTask(Task):
             if sentence:
                 ui.error(sentence)
             raise Exit(code=code) from None
+
+
+def _complete_context(machine: ParseMachine, invokes=ParseMachine.complete_context) -> None:
+    """Invoke's end of a task's words, except that a positional that may be left out (see _Positional) was."""
+    if machine.context:
+        machine.context.positional_args = [argument for argument in machine.context.positional_args
+                                           if argument.value is not None or not getattr(argument, "may_be_left_out", False)]
+    invokes(machine)
+
+
+ParseMachine.complete_context = _complete_context  # the parser's own copy of the task's words: nothing else changes
 
 
 def print_help(task: Task) -> None:
