@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import sys
 import time
@@ -12,12 +11,12 @@ from typing import Any, Callable, Iterable
 import invoke
 from invoke import Context, Exit, Task
 from invoke.parser import Argument
-from invoke.parser.parser import ParseMachine
 
 from .. import config, exits, ui
 from ..errors import MlxTasksError
 from ..steps import Action, Command, Outcome, Step, describe, perform_locally
 from ..venv import require as require_venv  # noqa: F401 - for the tasks that run MLX
+from . import _positional
 
 PATH_HELP = {
     "venv": "venv folder (default ~/venv-mlx)",
@@ -35,26 +34,6 @@ def is_dry(c: Context, dry_run: bool) -> bool:
     return bool(dry_run or c.config.run.dry)
 
 
-HELP_WORDS = ("--help", "-h")
-
-
-class _Positional(Argument):
-    """A positional argument that takes `--help` (or `-h`) as asking for the task's help, not as its value:
-    Invoke's parser would hand it to the task (`chat.ask --help` asked the model). It fills every positional of
-    the task with it, so that the parse succeeds, and MlxTask then shows the help. One whose parameter has a
-    default may be left out (`models.verify [MODEL]`), which Invoke alone does not allow."""
-
-    siblings: list[Argument] = []
-    may_be_left_out = False
-
-    def set_value(self, value: Any, cast: bool = True) -> None:
-        if value in HELP_WORDS:
-            for argument in self.siblings:
-                Argument.set_value(argument, HELP_WORDS[0], cast=False)
-        else:
-            super().set_value(value, cast)
-
-
 class MlxTask(Task):
     """The boundary of every task: expected failures print their sentence and fix on stderr and exit 1, Ctrl-C
     exits 130, a stdout that cannot be written ends the command as exits.stdout_failure says, and `TASK --help`
@@ -66,19 +45,14 @@ class MlxTask(Task):
 
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
         arguments = super().get_arguments(ignore_unknown_help)
-        positional = [argument for argument in arguments if argument.positional]
-        parameters = self.argspec(self.body).parameters
-        for argument in positional:
-            argument.__class__ = _Positional
-            argument.siblings = positional
-            argument.may_be_left_out = parameters[argument.attr_name or argument.name].default is not inspect.Parameter.empty
+        _positional.mark_optional(self, arguments)
         return arguments
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             exits.ready()
-            if any(kwargs.get(name) == HELP_WORDS[0] for name in self.positional):
-                return print_help(self)
+            if _positional.asked_for_help(self, kwargs):
+                return _positional.print_help(self)
             result = super().__call__(*args, **kwargs)
             sys.stdout.flush()  # a reader that left or a full disk is met here, not in exit's flush
             return result
@@ -96,31 +70,6 @@ class MlxTask(Task):
             if sentence:
                 ui.error(sentence)
             raise Exit(code=code) from None
-
-
-def _complete_context(machine: ParseMachine, invokes=ParseMachine.complete_context) -> None:
-    """Invoke's end of a task's words, except that a positional that may be left out (see _Positional) was."""
-    if machine.context:
-        machine.context.positional_args = [argument for argument in machine.context.positional_args
-                                           if argument.value is not None or not getattr(argument, "may_be_left_out", False)]
-    invokes(machine)
-
-
-ParseMachine.complete_context = _complete_context  # the parser's own copy of the task's words: nothing else changes
-
-
-def print_help(task: Task) -> None:
-    """What `invoke --help TASK` prints, for this task of the whole collection."""
-    from invoke import Program
-    from invoke.parser import Parser
-
-    from . import ns
-
-    name = next(name for name in ns.task_names if ns[name].body is task.body)  # invoke copies the tasks
-    program = Program(namespace=ns, binary=os.path.basename(sys.argv[0]) or "invoke")
-    program.collection = ns
-    program.parser = Parser(contexts=ns.to_contexts())
-    program.print_task_help(name)
 
 
 task = functools.partial(invoke.task, klass=MlxTask)

@@ -1,0 +1,72 @@
+"""What Invoke's parser does not do for positional arguments, and every task here needs: `TASK --help` (or -h)
+is the task's help even where a positional is still to come (Invoke would hand "--help" to the task, and
+`chat.ask --help` asked the model), and a positional whose parameter has a default may be left out
+(`models.verify [MODEL]`), which Invoke does not allow. Both act on the parser's own copy of a task's words."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from typing import Any
+
+from invoke import Task
+from invoke.parser import Argument
+from invoke.parser.parser import ParseMachine
+
+HELP_WORDS = ("--help", "-h")
+
+
+class _HelpAsked(str):
+    """The value of every positional of a task whose command line asked for its help in a positional's place;
+    `--prompt=--help` stays a plain string, a question."""
+
+    def __deepcopy__(self, memo: dict) -> _HelpAsked:
+        return self  # Invoke copies the calls it runs
+
+
+HELP_ASKED = _HelpAsked(HELP_WORDS[0])
+
+
+def mark_optional(task: Task, arguments: list[Argument]) -> None:
+    """Note which positionals may be left out: those whose parameter has a default."""
+    parameters = task.argspec(task.body).parameters
+    for argument in arguments:
+        default = parameters[argument.attr_name or argument.name].default
+        argument.may_be_left_out = argument.positional and default is not inspect.Parameter.empty
+
+
+def asked_for_help(task: Task, kwargs: dict[str, Any]) -> bool:
+    return any(isinstance(kwargs.get(name), _HelpAsked) for name in task.positional)
+
+
+def _see_positional_arg(machine: ParseMachine, value: str, invokes=ParseMachine.see_positional_arg) -> None:
+    if value not in HELP_WORDS:
+        return invokes(machine, value)
+    for argument in machine.context.positional_args:  # all of them, so that the parse succeeds
+        argument.set_value(HELP_ASKED, cast=False)
+
+
+def _complete_context(machine: ParseMachine, invokes=ParseMachine.complete_context) -> None:
+    if machine.context:
+        machine.context.positional_args = [argument for argument in machine.context.positional_args
+                                           if argument.value is not None or not getattr(argument, "may_be_left_out", False)]
+    invokes(machine)
+
+
+ParseMachine.see_positional_arg = _see_positional_arg
+ParseMachine.complete_context = _complete_context
+
+
+def print_help(task: Task) -> None:
+    """What `invoke --help TASK` prints, for this task of the whole collection."""
+    from invoke import Program
+    from invoke.parser import Parser
+
+    from . import ns
+
+    name = next(name for name in ns.task_names if ns[name].body is task.body)  # invoke copies the tasks
+    program = Program(namespace=ns, binary=os.path.basename(sys.argv[0]) or "invoke")
+    program.collection = ns
+    program.parser = Parser(contexts=ns.to_contexts())
+    program.print_task_help(name)
