@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import io
 import os
 import select
 import signal
@@ -26,7 +27,8 @@ def start() -> None:
     """In our own commands only (a program that imports mlxtasks keeps its own ways), from their first import:
     until ready(), Ctrl-C ends the process at once with 130 and no traceback (Python is still importing); and
     a stdout that cannot be written, outside any task's boundary (Invoke's help, a runtime's answer, the
-    final flush), ends the command as stdout_failure says instead of in a traceback or "Exception ignored"."""
+    final flush), ends the command as stdout_failure says instead of in a traceback, an "Exception ignored",
+    or silently: at a script's end Python flushes stdout and drops the error, so stdout is line-buffered."""
     if os.path.basename(sys.argv[0] if sys.argv else "") not in _ENTRY_POINTS:
         return
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -34,6 +36,8 @@ def start() -> None:
             signal.signal(signal.SIGINT, _interrupted_while_starting)
         except ValueError:  # not the main thread
             pass
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a write that fails then fails where it is made, Invoke's too
+        sys.stdout.reconfigure(line_buffering=True)
     previous = sys.excepthook
 
     def unwritable_stdout_ends(kind, err, trace) -> None:
