@@ -26,9 +26,9 @@ def _interrupted_while_starting(*_) -> None:
 def start() -> None:
     """In our own commands only (a program that imports mlxtasks keeps its own ways), from their first import:
     until ready(), Ctrl-C ends the process at once with 130 and no traceback (Python is still importing); and
-    a stdout that cannot be written, outside any task's boundary (Invoke's help, a runtime's answer, the
-    final flush), ends the command as stdout_failure says instead of in a traceback, an "Exception ignored",
-    or silently: at a script's end Python flushes stdout and drops the error, so stdout is line-buffered."""
+    a stdout that cannot be written, wherever it is met (a task, Invoke's help, a runtime's answer, the final
+    flush), ends the command as stdout_failed says instead of in a traceback, an "Exception ignored", or
+    silently: at a script's end Python flushes stdout and drops the error, so stdout is line-buffered."""
     if os.path.basename(sys.argv[0] if sys.argv else "") not in _ENTRY_POINTS:
         return
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -49,7 +49,7 @@ def start() -> None:
 
 
 def flush_stdout() -> None:
-    """Flush stdout now, ending as stdout_failure says if it cannot be written. Where the console script ends,
+    """Flush stdout now, ending as stdout_failed says if it cannot be written. Where the console script ends,
     Python flushes it once more and drops any error, so the output is lost with status 0."""
     try:
         if sys.stdout is not None:
@@ -59,15 +59,9 @@ def flush_stdout() -> None:
 
 
 def _end_if_stdout_failed(err: BaseException) -> None:
-    ended = stdout_failure(err)
-    if ended is None:
-        return
-    code, sentence = ended
-    if sentence:
-        from .ui import error
-
-        error(sentence)
-    os._exit(code)
+    code = stdout_failed(err)
+    if code is not None:
+        os._exit(code)
 
 
 def ready() -> None:
@@ -76,21 +70,24 @@ def ready() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def stdout_failure(err: BaseException) -> tuple[int, MlxTasksError | None] | None:
-    """When err came from writing stdout: the exit status, and the sentence to show (None: end quietly, the
-    reader has all it wanted). Either way stdout then goes nowhere, so that exit's flush fails no more.
-    None when err is anything else."""
+def stdout_failed(err: BaseException) -> int | None:
+    """When err came from writing stdout: the exit status, having said why where it is not the reader that
+    left (it has all it wanted, as `| head` has); and stdout then goes nowhere, so that exit's flush fails no
+    more. None when err is anything else."""
     if not isinstance(err, OSError):
         return None
     if err.errno == errno.EPIPE and _reader_left():
-        verdict = READER_LEFT, None
+        code = READER_LEFT
     elif err.errno in _NO_ROOM and _still_unwritable():
-        verdict = 1, MlxTasksError(f"The output could not be written: {os.strerror(err.errno)}.",
-                                   fix="free some space, or send the output to another disk (> FILE)")
+        from .ui import error
+
+        error(MlxTasksError(f"The output could not be written: {os.strerror(err.errno)}.",
+                            fix="free some space, or send the output to another disk (> FILE)"))
+        code = 1
     else:
         return None
     _discard_stdout()
-    return verdict
+    return code
 
 
 def _reader_left() -> bool:

@@ -10,7 +10,6 @@ from typing import Any, Callable, Iterable
 
 import invoke
 from invoke import Context, Exit, Task
-from invoke.parser import Argument
 
 from .. import config, exits, ui
 from ..errors import MlxTasksError
@@ -36,17 +35,14 @@ def is_dry(c: Context, dry_run: bool) -> bool:
 
 class MlxTask(Task):
     """The boundary of every task: expected failures print their sentence and fix on stderr and exit 1, Ctrl-C
-    exits 130, a stdout that cannot be written ends the command as exits.stdout_failure says, and `TASK --help`
+    exits 130 (and a stdout that cannot be written ends the command as exits.start says), and `TASK --help`
     shows the task's help even where the task takes a positional argument."""
 
     def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
         # -v means --verbose on every task that has it and nothing else anywhere (never --venv).
         return super().arg_opts(name, default, taken_names if name == "verbose" else taken_names | {"v"})
 
-    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
-        arguments = super().get_arguments(ignore_unknown_help)
-        _positional.mark_optional(self, arguments)
-        return arguments
+    get_arguments = _positional.get_arguments
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -54,7 +50,7 @@ class MlxTask(Task):
             if _positional.asked_for_help(self, kwargs):
                 return _positional.print_help(self)
             result = super().__call__(*args, **kwargs)
-            sys.stdout.flush()  # a reader that left or a full disk is met here, not in exit's flush
+            sys.stdout.flush()  # a reader that left or a full disk is met now (see exits.start), not in exit's flush
             return result
         except MlxTasksError as err:
             ui.error(err)
@@ -62,14 +58,6 @@ class MlxTask(Task):
         except KeyboardInterrupt:  # every step is safe to repeat, and a pull keeps its finished files
             ui.error(MlxTasksError("Interrupted; run the same command again to resume."))
             raise Exit(code=130) from None
-        except OSError as err:
-            ended = exits.stdout_failure(err)
-            if ended is None:
-                raise
-            code, sentence = ended
-            if sentence:
-                ui.error(sentence)
-            raise Exit(code=code) from None
 
 
 task = functools.partial(invoke.task, klass=MlxTask)

@@ -28,12 +28,14 @@ class _HelpAsked(str):
 HELP_ASKED = _HelpAsked(HELP_WORDS[0])
 
 
-def mark_optional(task: Task, arguments: list[Argument]) -> None:
-    """Note which positionals may be left out: those whose parameter has a default."""
+def get_arguments(task: Task, ignore_unknown_help: bool | None = None) -> list[Argument]:
+    """Task.get_arguments, noting which positionals may be left out: those whose parameter has a default."""
+    arguments = Task.get_arguments(task, ignore_unknown_help)
     parameters = task.argspec(task.body).parameters
     for argument in arguments:
         default = parameters[argument.attr_name or argument.name].default
         argument.may_be_left_out = argument.positional and default is not inspect.Parameter.empty
+    return arguments
 
 
 def asked_for_help(task: Task, kwargs: dict[str, Any]) -> bool:
