@@ -8,6 +8,7 @@ from typing import Callable
 
 from invoke import Config, Exit, ParseError, Program
 from invoke.env import Environment
+from invoke.parser import ParserContext
 
 from . import __version__, config, exits, ui
 from .errors import MlxTasksError
@@ -49,24 +50,18 @@ class MlxTasksProgram(Program):
         """Invoke's, except that a question starting with '-' is told how to get through: Invoke reads it as
         flags ("No idea what '- ' is!", or even the -h in "- hi" as --help)."""
         argv = self.core.unparsed
-        contexts = self._make_parser().contexts.values()
-        prompt_task = next((task for task in contexts if task.name in argv and "prompt" in task.args), None)
-        for previous, word in zip(["", *argv], argv):
-            if prompt_task and word[:1] == "-" and " " in word.split("=")[0] and not any(
-                    previous in task.flags and task.flags[previous].takes_value for task in contexts):
-                _say_dashed_prompt(prompt_task.name, word)
         try:
             super().parse_tasks()
         except ParseError as err:
-            task = err.context
-            if task is None or "prompt" not in task.args:
-                raise
-            for word in argv:
-                option = word.split("=")[0]
-                if word[:1] == "-" and word not in ("-", "--") and option not in task.flags \
-                        and option not in self.initial_context.flags:
-                    _say_dashed_prompt(task.name, word)
+            if err.context and "prompt" in err.context.args:
+                _refuse_dashed_prompt(err.context, argv, lambda word: word.split("=")[0] not in err.context.flags
+                                      and word.split("=")[0] not in self.initial_context.flags)
             raise
+        for task in self.tasks:  # a word with a space is never an option, unless it is an option's value
+            if "prompt" in task.args:
+                values = {word for previous, word in zip(argv, argv[1:])
+                          if previous in task.flags and task.flags[previous].takes_value}
+                _refuse_dashed_prompt(task, argv, lambda word: " " in word.split("=")[0] and word not in values)
 
     def create_config(self) -> None:
         _config_files_checked(super().create_config)
@@ -75,10 +70,13 @@ class MlxTasksProgram(Program):
         _config_files_checked(lambda: super(MlxTasksProgram, self).update_config(merge))
 
 
-def _say_dashed_prompt(task: str, word: str) -> None:
-    ui.error(MlxTasksError(f"{word!r} is not an option of {task}; a question that starts with '-' has to follow "
-                           "--prompt=.", fix=f"--prompt={shlex.quote(word)} in place of {shlex.quote(word)}"))
-    raise Exit(code=1)
+def _refuse_dashed_prompt(task: ParserContext, argv: list[str], meant_as_question: Callable[[str], bool]) -> None:
+    """Stop with the sentence for the first word that starts with '-' and was meant as the task's question."""
+    for word in argv:
+        if word[:1] == "-" and word not in ("-", "--") and meant_as_question(word):
+            ui.error(MlxTasksError(f"{word!r} is not an option of {task.name}; a question that starts with '-' has to "
+                                   "follow --prompt=.", fix=f"--prompt={shlex.quote(word)} in place of {shlex.quote(word)}"))
+            raise Exit(code=1)
 
 
 def _config_files_checked(work: Callable) -> None:

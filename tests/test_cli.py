@@ -112,6 +112,9 @@ def test_every_task_shows_its_help_and_runs_nothing(home):
         assert done.stdout.startswith(f"Usage: {program} [--core-opts] {names[name]} "), (name, done.stdout[:200], done.stderr)
         assert (done.returncode, done.stderr) == (0, ""), name
     assert "chat.ask" in with_positional and "models.search" in with_positional and "agent" in with_positional
+    shown = {(program, name): done.stdout for (program, name, _), done in zip(calls, answers)}
+    assert "the question; - reads it from stdin" in shown["invoke", "chat.ask"]  # every help text, each time
+    assert "answer yes to every question" in shown["mlxtasks", "setup"]
     assert list(home.iterdir()) == []  # no task ran: not the model on the prompt "--help", not a hub search
 
 

@@ -29,8 +29,12 @@ HELP_ASKED = _HelpAsked(HELP_WORDS[0])
 
 
 def get_arguments(task: Task, ignore_unknown_help: bool | None = None) -> list[Argument]:
-    """Task.get_arguments, noting which positionals may be left out: those whose parameter has a default."""
+    """Task.get_arguments, noting which positionals may be left out: those whose parameter has a default; and
+    the same each time (Invoke's takes each help text out of the task as it goes, so a second parser, as a
+    task's help needs, had none)."""
+    help_texts = dict(task.help)
     arguments = Task.get_arguments(task, ignore_unknown_help)
+    task.help = help_texts
     parameters = task.argspec(task.body).parameters
     for argument in arguments:
         default = parameters[argument.attr_name or argument.name].default
