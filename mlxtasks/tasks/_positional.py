@@ -47,7 +47,8 @@ def asked_for_help(task: Task, kwargs: dict[str, Any]) -> bool:
 
 
 def _see_positional_arg(machine: ParseMachine, value: str, invokes=ParseMachine.see_positional_arg) -> None:
-    if value not in HELP_WORDS:
+    ours = all(hasattr(argument, "may_be_left_out") for argument in machine.context.positional_args)
+    if value not in HELP_WORDS or not ours:  # a task of another collection, mounted beside ours, as Invoke has it
         return invokes(machine, value)
     for argument in machine.context.positional_args:  # all of them, so that the parse succeeds
         argument.set_value(HELP_ASKED, cast=False)
