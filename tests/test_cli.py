@@ -9,8 +9,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
@@ -266,3 +268,60 @@ def test_an_agent_gets_its_own_arguments_as_typed(home, stand_in_agents, program
     for tool in ("claude", "opencode"):
         done = run([str(BIN / program), "agent", tool, *between, "-p", "Say hi"], home, PATH=path)
         assert [line for line in done.stdout.splitlines() if line.startswith("[")] == ["[-p]", "[Say hi]"], done.stderr
+
+
+class _StandInServer(BaseHTTPRequestHandler):
+    """The server's side that chat.ask meets: /health, and an answer streamed in many chunks."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        try:
+            for n in range(2000):
+                chunk = {"choices": [{"delta": {"content": f"word{n} "}}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.write(b"data: [DONE]\n\n")
+        except OSError:
+            pass
+
+    def log_message(self, *_):
+        pass
+
+
+@pytest.fixture
+def served_home(home: Path):
+    """HOME with qwen7b installed and a server running on the configured port (this process, answering)."""
+    s = config.resolve({}, home=home)
+    (s.models / "qwen25-coder-7b").mkdir(parents=True)
+    (s.models / "qwen25-coder-7b" / "config.json").write_text("{}")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StandInServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    s.state.mkdir(parents=True)
+    (s.state / "serve.json").write_text(json.dumps({"pid": os.getpid(), "alias": "qwen7b", "host": "127.0.0.1",
+                                                    "port": server.server_port,
+                                                    "started": psutil.Process().create_time()}))
+    yield home, {"INVOKE_MLX_SERVE_PORT": str(server.server_port)}
+    server.shutdown()
+
+
+def test_an_answer_from_a_running_server_into_a_closed_pipe_ends_quietly(served_home):
+    """`mlx-qwen7b "..." | head -c 20` while `mlx-serve` runs: this process writes the answer."""
+    home, env = served_home
+    argv = [str(BIN / "mlxtasks"), "chat.ask", "hello", "--model", "qwen7b"]
+    whole = run_into(argv, home, subprocess.PIPE, **env)
+    assert whole.returncode == 0 and whole.stdout.startswith("word0 word1 ") and whole.stderr == ""
+    pipe = reader_gone()
+    try:
+        done = run_into(argv, home, pipe, **env)
+    finally:
+        os.close(pipe)
+    assert (done.returncode, done.stderr) == (141, "")  # not "The server stopped in the middle of the answer."
+    with open("/dev/full", "w") as full:
+        done = run_into(argv, home, full, **env)
+    assert (done.returncode, done.stderr.splitlines()) == (1, FULL_DISK)

@@ -176,11 +176,23 @@ class Session:
     def ask_server(self, write) -> str:
         """The answer to the conversation from the server, with the same template, sampling and seed."""
         answer: list[str] = []
+        unwritten: list[OSError] = []  # our output failed (`| head` has what it wanted), not the server
+
+        def shown(chunk: str) -> None:
+            answer.append(chunk)
+            try:
+                write(chunk)
+            except OSError as err:
+                unwritten.append(err)
+                raise
+
         body = {"model": self.alias, "messages": self.conversation(), "temperature": self.sampling["temp"],
                 "top_p": self.sampling["top_p"], "max_tokens": self.sampling["max_tokens"], "seed": self.seed}
         try:
-            done = remote.chat(self.server, body, lambda chunk: (answer.append(chunk), write(chunk)))
+            done = remote.chat(self.server, body, shown)
         except remote.Failed as failed:
+            if unwritten:
+                raise unwritten[0] from None
             self.messages.pop()
             raise Refused(str(failed), "try again, or answer without the server: --local") from None
         except KeyboardInterrupt:  # the part shown stays in the conversation, as here
