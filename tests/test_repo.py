@@ -20,14 +20,20 @@ SHELL_FENCES = {"sh", "bash", "zsh", "shell", "console", "fish"}
 TRAILING_COMMENT = re.compile(r"\S\s+#(\s|$)")
 
 
-def shell_lines(path: Path):
-    """(line number, text) of every line inside a fenced sh/bash/zsh/... block of a Markdown file."""
+def lines_in_fences(path: Path):
+    """(line number, text, the language of the fenced block it is in: None outside one) of a Markdown file's
+    lines, the fences themselves left out."""
     fence = None
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if line.lstrip().startswith("```"):
             fence = line.strip()[3:].strip() if fence is None else None
-        elif fence in SHELL_FENCES:
-            yield number, line
+        else:
+            yield number, line, fence
+
+
+def shell_lines(path: Path):
+    """(line number, text) of every line inside a fenced sh/bash/zsh/... block of a Markdown file."""
+    return ((number, line) for number, line, fence in lines_in_fences(path) if fence in SHELL_FENCES)
 
 
 def test_no_command_line_in_the_docs_ends_in_a_comment():
@@ -133,11 +139,8 @@ MLX_PACKAGES = {"lm", "metal", "cpu", "cuda-12", "cuda-13"}  # mlx-lm and friend
 
 def code_texts(path: Path):
     """(line number, text) of every inline code span and every line of a fenced shell block."""
-    fence = None
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if line.lstrip().startswith("```"):
-            fence = line.strip()[3:].strip() if fence is None else None
-        elif fence in SHELL_FENCES:
+    for number, line, fence in lines_in_fences(path):
+        if fence in SHELL_FENCES:
             yield number, line
         elif fence is None:
             for span in re.findall(r"`([^`]+)`", line.replace("\\|", "|")):
