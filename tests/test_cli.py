@@ -325,3 +325,27 @@ def test_an_answer_from_a_running_server_into_a_closed_pipe_ends_quietly(served_
     with open("/dev/full", "w") as full:
         done = run_into(argv, home, full, **env)
     assert (done.returncode, done.stderr.splitlines()) == (1, FULL_DISK)
+
+
+@pytest.mark.parametrize("into_its_start", [0.05, 0.2, 0.4])
+def test_ctrl_c_while_a_pulls_download_child_starts_is_one_line_and_130(home, tmp_path, into_its_start):
+    """The child that downloads (python -m mlxtasks.download) gets the terminal's Ctrl-C too, as it imports
+    huggingface_hub: no traceback of its own before the pull's `Interrupted` (its first line got out before
+    the pull stopped it)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    (repo / "model.safetensors").write_bytes(bytes(1000))
+    with FakeHub({"mlx-community/Qwen2.5-Coder-7B-Instruct-4bit": repo}) as stand_in:
+        child = subprocess.Popen([str(BIN / "mlxtasks"), "models.pull", "qwen7b", "--force"], cwd=home,
+                                 env=user_env(home, HF_ENDPOINT=stand_in.url), stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not any("mlxtasks.download" in " ".join(p.cmdline()) for p in psutil.Process(child.pid).children()):
+            assert time.monotonic() < deadline and child.poll() is None, child.communicate()
+            time.sleep(0.01)
+        time.sleep(into_its_start)
+        os.killpg(child.pid, signal.SIGINT)
+        _, stderr = child.communicate(timeout=60)
+    assert (child.returncode, stderr.splitlines()) == (
+        130, ["[error] Interrupted; run the same command again to resume."])
