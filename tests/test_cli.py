@@ -143,12 +143,15 @@ def test_ctrl_c_in_the_first_half_second_ends_every_task_with_130_and_no_traceba
     ended = {}
     for full in ns.task_names:
         placeholders = [PLACEHOLDERS[name] for name in ns[full].positional]
-        ended[full] = interrupted_while_starting([str(BIN / "mlxtasks"), full, *placeholders], home, 0.4)
+        for after in (0.4, 0.1):  # a task done within 0.4 s (a fast machine) is tried earlier, as it imports
+            ended[full] = interrupted_while_starting([str(BIN / "mlxtasks"), full, *placeholders], home, after)
+            if ended[full][0] is not None:
+                break
     # -2: killed by the SIGINT before Python had set up any handler (a loaded machine), which a shell reports as
-    # 130 too; None: ended before the signal came.
+    # 130 too; None: ended even before 0.1 s.
     for full, (code, stderr) in ended.items():
         assert code in (130, -2, None) and "Traceback" not in stderr, (full, code, stderr)
-    assert sum(code == 130 for code, _ in ended.values()) > len(ended) / 2  # most were still starting
+    assert sum(code == 130 for code, _ in ended.values()) > len(ended) / 2
 
 
 SLOW_IMPORT = """
