@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass
+from typing import Sequence
 
 from . import serve
 from .config import Settings
@@ -74,16 +75,18 @@ def environment(tool: str, url: str, model: str) -> dict[str, str]:
     return {"OPENAI_BASE_URL": url, "OPENAI_API_KEY": KEY}
 
 
-def argv(tool: str, program: str, url: str, model: str) -> list[str]:
+def argv(tool: str, program: str, url: str, model: str, passed: Sequence[str] = ()) -> list[str]:
+    """The agent's command line: what points it at the server, then the arguments the user gave it."""
     if tool != "codex":
-        return [program]
+        return [program, *passed]
     # Codex reads no base URL from the environment: a provider of its own, on the Responses API
     provider = f'{{name="mlxtasks", base_url="{url}", wire_api="responses", env_key="OPENAI_API_KEY"}}'
-    return [program, "-c", "model_provider=mlxtasks", "-c", f"model_providers.mlxtasks={provider}", "--model", model]
+    return [program, "-c", "model_provider=mlxtasks", "-c", f"model_providers.mlxtasks={provider}", "--model", model,
+            *passed]
 
 
-def run(tool: str, program: str, url: str, model: str) -> None:
+def run(tool: str, program: str, url: str, model: str, passed: Sequence[str] = ()) -> None:
     """Become the agent (exec: it owns the terminal), with the server's variables over ours."""
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    os.execve(program, argv(tool, program, url, model), {**os.environ, **environment(tool, url, model)})
+    os.execve(program, argv(tool, program, url, model, passed), {**os.environ, **environment(tool, url, model)})

@@ -13,6 +13,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -62,6 +63,13 @@ def endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
 
 
+def login_command() -> str:
+    """How to log in to the hub: the `hf` of this Python's environment by its full path (a venv's tools are on
+    PATH only while it is active)."""
+    hf = Path(sys.executable).parent / "hf"
+    return f"{shlex.quote(str(hf)) if hf.is_file() else 'hf'} auth login"
+
+
 @contextlib.contextmanager
 def hub_errors(repo: str) -> Iterator[None]:
     """The hub's failures as one sentence and a fix each."""
@@ -71,10 +79,10 @@ def hub_errors(repo: str) -> Iterator[None]:
         yield
     except errors.GatedRepoError:
         raise MlxTasksError(f"{repo} is gated: its owners ask you to accept their terms before downloading.",
-                            fix=f"accept them at {endpoint()}/{repo}, then log in: hf auth login (or set HF_TOKEN)") from None
+                            fix=f"accept them at {endpoint()}/{repo}, then log in: {login_command()} (or set HF_TOKEN)") from None
     except errors.RepositoryNotFoundError:
         raise MlxTasksError(f"The hub has no model {repo} (or it is private and you are not logged in).",
-                            fix="check the name (invoke models.list), or log in: hf auth login (or set HF_TOKEN)") from None
+                            fix=f"check the name (invoke models.list), or log in: {login_command()} (or set HF_TOKEN)") from None
     except errors.RevisionNotFoundError:
         raise MlxTasksError(f"{repo} has no such revision on the hub.", fix="pull the default: leave out --revision") from None
     except errors.RemoteEntryNotFoundError:

@@ -75,7 +75,7 @@ def info_lines(entry: Model, models_path: Path, facts: HostFacts, records: list[
         ("sampling", f"temperature {entry.temperature}, top_p {entry.top_p}, max_tokens {entry.max_tokens}"),
         ("folder", str(folder)),
         ("installed", "no: invoke models.pull " + entry.alias if not folder.exists() else
-         ("complete" if hub.is_complete(folder) else "incomplete: invoke models.verify --model " + entry.alias)),
+         ("complete" if hub.is_complete(folder) else "incomplete: invoke models.verify " + entry.alias)),
     ]
     if recorded:
         rows.append(("pulled", f"{recorded['pulled']}, revision {recorded['revision']}, {recorded['size'] / GB:.2f} GB"))

@@ -4,6 +4,7 @@ or taking it out of one file (through rcfile.update)."""
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -99,8 +100,22 @@ def check_path(label: str, path: Path) -> str:
     return text
 
 
-def render(shell: str, venv: Path, models_path: Path, models: Iterable[Model]) -> str:
-    """The block's body for one shell; every value checked, then quoted."""
+CHECKOUT = Path(__file__).resolve().parent.parent  # this package's checkout, when it runs from one
+
+
+def setup_command(checkout: Path = CHECKOUT) -> str:
+    """What repairs the venv from a new terminal, where `invoke` is not on PATH and the venv's own tools are what
+    broke: this checkout's bootstrap, else its tool environment's invoke (else, installed from a wheel, setup)."""
+    if (checkout / "bootstrap.sh").is_file():
+        return f"sh {shlex.quote(str(checkout / 'bootstrap.sh'))}"
+    if (checkout / ".venv" / "bin" / "invoke").is_file():
+        return f"cd {shlex.quote(str(checkout))} && .venv/bin/invoke setup"
+    return "invoke setup"
+
+
+def render(shell: str, venv: Path, models_path: Path, models: Iterable[Model], setup: str | None = None) -> str:
+    """The block's body for one shell; every value checked, then quoted. setup: the command that repairs the
+    venv (default: setup_command())."""
     models = list(models)
     for model in models:
         check_alias(model.alias)
@@ -115,6 +130,7 @@ def render(shell: str, venv: Path, models_path: Path, models: Iterable[Model]) -
     names = " ".join(f"mlx-{m.alias} mlx-chat-{m.alias}" for m in models)
     text = (text.replace("@@VENV@@", quote(shell, check_path("venv", venv)))
                 .replace("@@MODELS@@", quote(shell, check_path("models", models_path)))
+                .replace("@@SETUP@@", quote(shell, setup or setup_command()))
                 .replace("@@COMMAND_NAMES@@", names))
     leftover = _TOKEN.search(text)
     if leftover:

@@ -81,10 +81,15 @@ def results(items: list[Result], as_json: bool = False, verbose: bool = False) -
     print(summary_line(items), flush=True)
 
 
+def can_ask() -> bool:
+    """Whether confirm has a terminal to ask on."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
 def confirm(question: str, unanswered: MlxTasksError) -> bool:
     """Ask yes/no on a terminal; with no terminal (or stdin closed), raise `unanswered` (whose fix
     names the flag), and at the end of input (Ctrl-D) stop the command with that same fix."""
-    if sys.stdin is None or not sys.stdin.isatty():
+    if not can_ask():
         raise unanswered
     try:
         answer = input(f"{question} [y/N] ").strip().lower()

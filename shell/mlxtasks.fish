@@ -6,9 +6,9 @@ set -gx MLX_MODELS_PATH @@MODELS@@
 function __mlx_require --argument-names tool
     test -x "$MLX_VENV_PATH/bin/$tool"; and test -x "$MLX_VENV_PATH/bin/python"; and return 0
     if test -e "$MLX_VENV_PATH/bin/$tool"; or test -L "$MLX_VENV_PATH/bin/$tool"
-        printf 'mlx: the venv %s has lost its Python (removed or upgraded); run: invoke setup\n' "$MLX_VENV_PATH" >&2
+        printf 'mlx: the venv %s has lost its Python (removed or upgraded); run: %s\n' "$MLX_VENV_PATH" @@SETUP@@ >&2
     else
-        printf 'mlx: %s is not in %s; run: invoke setup\n' $tool "$MLX_VENV_PATH" >&2
+        printf 'mlx: %s is not in %s; run: %s\n' $tool "$MLX_VENV_PATH" @@SETUP@@ >&2
     end
     return 1
 end

@@ -10,9 +10,9 @@ export MLX_MODELS_PATH=@@MODELS@@
 function _mlx_require {
     [[ -x "$MLX_VENV_PATH/bin/$1" && -x "$MLX_VENV_PATH/bin/python" ]] && return 0
     if [[ -e "$MLX_VENV_PATH/bin/$1" || -L "$MLX_VENV_PATH/bin/$1" ]]; then
-        \builtin printf 'mlx: the venv %s has lost its Python (removed or upgraded); run: invoke setup\n' "$MLX_VENV_PATH" >&2
+        \builtin printf 'mlx: the venv %s has lost its Python (removed or upgraded); run: %s\n' "$MLX_VENV_PATH" @@SETUP@@ >&2
     else
-        \builtin printf 'mlx: %s is not in %s; run: invoke setup\n' "$1" "$MLX_VENV_PATH" >&2
+        \builtin printf 'mlx: %s is not in %s; run: %s\n' "$1" "$MLX_VENV_PATH" @@SETUP@@ >&2
     fi
     return 1
 }

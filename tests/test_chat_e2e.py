@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -342,6 +343,25 @@ def test_ctrl_c_ends_an_answer_at_once_with_130_and_no_traceback(chat_setup, hom
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 130 and "Traceback" not in child.before and "Interrupted" not in child.before
+
+
+@pytest.mark.parametrize("into", ["a pipe whose reader left", "/dev/full"])
+def test_an_answer_that_cannot_be_written_ends_quietly_or_in_one_sentence(chat_setup, home, into):
+    """`mlx-qwen7b "..." | head -c 20`: the answer is written by the venv's runtime, a process of its own."""
+    read, write = os.pipe()
+    os.close(read)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([str(chat_setup[0] / "bin" / "mlxtasks"), "chat.ask", "tell me a long story",
+                               "--max-tokens", "40", *paths(chat_setup)], cwd=home, env=clean_env(home),
+                              stdin=subprocess.DEVNULL, stdout=write if into.startswith("a pipe") else full,
+                              stderr=subprocess.PIPE, text=True, timeout=300)
+    os.close(write)
+    if into.startswith("a pipe"):
+        assert (done.returncode, done.stderr) == (141, "")
+    else:
+        assert (done.returncode, done.stderr.splitlines()) == (1, [
+            "[error] The output could not be written: No space left on device.",
+            "  Fix: free some space, or send the output to another disk (> FILE)"])
 
 
 def test_a_chat_fed_from_a_pipe_says_it_needs_a_terminal(chat_setup, home):

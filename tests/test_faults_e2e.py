@@ -12,7 +12,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from .support.helpers import clean_env, invoke
+from .support.helpers import ROOT, clean_env, invoke
 from .support.fake_hub import FakeHub
 from .support.fixtures import QWEN7B_REPO
 
@@ -198,7 +198,7 @@ def test_a_model_command_whose_venv_lost_its_python_says_to_run_setup(home, tmp_
     script = f"mlx-qwen7b hello; echo rc={status}; mlx-activate"
     output = pexpect.run(f"{shell} -i -c {shlex.quote(script)}", env=clean_env(home, TERM="dumb"), encoding="utf-8",
                          timeout=60)
-    lost = f"mlx: the venv {venv} has lost its Python (removed or upgraded); run: invoke setup"
+    lost = f"mlx: the venv {venv} has lost its Python (removed or upgraded); run: sh {ROOT / 'bootstrap.sh'}"
     assert output.count(lost) == 2, output
     assert "rc=1" in output and "cannot execute" not in output and "bad interpreter" not in output
 

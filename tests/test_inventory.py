@@ -39,7 +39,7 @@ def test_info_says_where_the_copy_is_and_how_it_was_pulled(tmp_path):
     (tmp_path / entry.folder / "mlxtasks-manifest.json").write_text(json.dumps(
         {"repo": entry.repo, "alias": "qwen7b", "revision": "abc", "pulled": "2025-01-01T00:00:00+00:00", "size": GB}))
     rows = dict(line.split(None, 1) for line in inventory.info_lines(entry, tmp_path, BIG))
-    assert rows["installed"] == "incomplete: invoke models.verify --model qwen7b"
+    assert rows["installed"] == "incomplete: invoke models.verify qwen7b"
     assert rows["pulled"] == "2025-01-01T00:00:00+00:00, revision abc, 1.00 GB"
 
 

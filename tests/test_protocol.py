@@ -14,30 +14,33 @@ from hypothesis import strategies as st
 from mlxtasks import protocol
 
 RUNTIME = Path(protocol.__file__).parent / "runtime"
+# What the runtime may import of the tool side: the specs and answers, and how one of our processes ends
+# (exits.py, standard library only, which every process of ours starts from mlxtasks/__init__.py anyway).
+SHARED = ("mlxtasks.protocol", "mlxtasks.exits")
 
 
-def tool_imports(path: Path) -> list[str]:
-    """The mlxtasks modules a runtime file imports (at module level or in a function), other than
-    mlxtasks.protocol and mlxtasks.runtime.*."""
+def tool_imports(path: Path, package: list[str] | None = None) -> list[str]:
+    """The mlxtasks modules a runtime file imports (at module level or in a function), other than SHARED and
+    mlxtasks.runtime.*. package: the file's package (where it lies under mlxtasks/, by default)."""
+    package = package or ["mlxtasks", *path.parent.relative_to(RUNTIME.parent).parts]
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:  # relative to mlxtasks.runtime
-                package = ["mlxtasks", "runtime"][: 3 - node.level]
-                base = ".".join(package + ([base] if base else []))
-            names = [f"{base}.{alias.name}" if base in ("mlxtasks", "mlxtasks.runtime") else base for alias in node.names]
+            if node.level:  # relative to the file's package
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            names = [f"{base}.{alias.name}" if not node.module or base == "mlxtasks" else base for alias in node.names]
         else:
             continue
         found += [name for name in names if name.split(".")[0] == "mlxtasks"
-                  and name != "mlxtasks.protocol" and not name.startswith("mlxtasks.protocol.")
-                  and not name.startswith("mlxtasks.runtime.")]
+                  and not any(name == shared or name.startswith(shared + ".") for shared in SHARED)
+                  and not name.startswith("mlxtasks.runtime.") and name != "mlxtasks.runtime"]
     return found
 
 
-@pytest.mark.parametrize("path", sorted(RUNTIME.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(RUNTIME.rglob("*.py")), ids=lambda p: p.relative_to(RUNTIME).as_posix())
 def test_the_runtime_imports_only_the_protocol_from_the_tool_side(path):
     assert tool_imports(path) == []
 
@@ -46,7 +49,8 @@ def test_the_import_scan_sees_relative_function_level_and_absolute_imports(tmp_p
     code = tmp_path / "x.py"
     code.write_text("from .. import bench\nfrom ..protocol import ChatSpec\nfrom . import gpu\n"
                     "import mlxtasks.facts\ndef f():\n    from ..router import route\n    from ...x import y\n")
-    assert tool_imports(code) == ["mlxtasks.bench", "mlxtasks.facts", "mlxtasks.router"]
+    assert tool_imports(code, ["mlxtasks", "runtime"]) == ["mlxtasks.bench", "mlxtasks.facts", "mlxtasks.router"]
+    assert tool_imports(code, ["mlxtasks", "runtime", "server"]) == ["mlxtasks.facts", "mlxtasks.x"]
 
 
 def test_the_protocol_uses_the_standard_library_only():

@@ -6,11 +6,16 @@ import ast
 import os
 import re
 from datetime import datetime
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from mlxtasks import catalog
+from mlxtasks.tasks import ns
 
 from .support.helpers import NPM_TOOLS, ROOT, SYSTEM_TOOLS, TOOL_VENV
 from .support.logic_lines import logic_lines
@@ -20,14 +25,20 @@ SHELL_FENCES = {"sh", "bash", "zsh", "shell", "console", "fish"}
 TRAILING_COMMENT = re.compile(r"\S\s+#(\s|$)")
 
 
-def shell_lines(path: Path):
-    """(line number, text) of every line inside a fenced sh/bash/zsh/... block of a Markdown file."""
+def lines_in_fences(path: Path):
+    """(line number, text, the language of the fenced block it is in: None outside one) of a Markdown file's
+    lines, the fences themselves left out."""
     fence = None
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if line.lstrip().startswith("```"):
             fence = line.strip()[3:].strip() if fence is None else None
-        elif fence in SHELL_FENCES:
-            yield number, line
+        else:
+            yield number, line, fence
+
+
+def shell_lines(path: Path):
+    """(line number, text) of every line inside a fenced sh/bash/zsh/... block of a Markdown file."""
+    return ((number, line) for number, line, fence in lines_in_fences(path) if fence in SHELL_FENCES)
 
 
 def test_no_command_line_in_the_docs_ends_in_a_comment():
@@ -282,3 +293,146 @@ def test_a_run_of_some_benchmarks_replaces_their_rows_by_place_and_keeps_the_res
     assert "| New A | 10 | t | no |\n| B | 2 | t | yes |\n| C | 5 | t | yes |\n" in text and "Old A" not in text
     assert text.index("### a") < text.index("x=3.000") < text.index("### b") < text.index("### c") < \
         text.index("z=4.000") < text.index("## Where the server's") and "x=1.000" not in text
+
+
+# --- What the docs tell a user to type exists (issue 28's walk of every page) -----------------------------
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PROGRAMS = {"invoke", "mlxtasks", ".venv/bin/invoke", "~/venv-mlx/bin/mlxtasks"}
+PLACEHOLDER = re.compile(r"^(--?)?([A-Z][A-Z_.]*|.*\.\.\..*|.*<.*>.*|.*\*.*|\[.*\])$")  # TASK, ..., <name>, cluster.*, [options]
+ENDS = {"|", "||", "&&", ";", ">", ">>", "<", "2>&1", "2>/dev/null"}
+BLOCK_COMMANDS = {"activate", "deactivate", "status", "models", "validate", "pull", "search", "serve", "serve-stop", "ps",
+                  "ask", "chat"}
+MLX_PACKAGES = {"lm", "metal", "cpu", "cuda-12", "cuda-13"}  # mlx-lm and friends, named where packages are
+
+
+def code_texts(path: Path):
+    """(line number, text) of every inline code span and every line of a fenced shell block."""
+    for number, line, fence in lines_in_fences(path):
+        if fence in SHELL_FENCES:
+            yield number, line
+        elif fence is None:
+            for span in re.findall(r"`([^`]+)`", line.replace("\\|", "|")):
+                yield number, span
+
+
+def commands(text: str):
+    """The words of each command in a piece of code (split at |, &&, ; and redirections)."""
+    try:
+        words = shlex.split(text)
+    except ValueError:  # a span that is part of a command
+        words = text.split()
+    command: list[str] = []
+    for word in [*words, "|"]:
+        if word.rstrip(";") != word:
+            command.append(word.rstrip(";"))
+            word = ";"
+        if word in ENDS:
+            if command:
+                yield command
+            command = []
+        elif command or not re.fullmatch(r"\w+=.*", word):  # leading VAR=value assignments are not the command
+            command.append(word)
+
+
+def documented(program_words: bool):
+    """(where, words) of every command in the docs that runs a task (program_words) or a shell-block command."""
+    for page in PAGES:
+        for number, text in code_texts(page):
+            for words in commands(text):
+                if (words[0] in PROGRAMS) == program_words and (program_words or words[0].startswith("mlx-")):
+                    yield f"{page.relative_to(ROOT)}:{number}", words
+
+
+def parsed(words: list[str]):
+    """Invoke's parse of a documented command line (as `mlxtasks` parses it: an agent's own words left out),
+    the collection mounted as mlx. read as ours; None for a line with a placeholder in a task's place."""
+    from invoke import Program
+    from invoke.parser import Parser
+
+    from mlxtasks.tasks.agent import split_command_line
+
+    contexts = ns.to_contexts()
+    takes_value = {flag for context in contexts for flag in context.flags if context.flags[flag].takes_value}
+    typed = split_command_line(words)[0][1:]
+    ours = [word.removeprefix("mlx.") for before, word in zip(["", *typed], typed, strict=False)
+            if word != "..." or before in takes_value]  # `...`: more words, or an option's value
+    if not ours or PLACEHOLDER.match(ours[0]) or re.fullmatch(r"[\d.]+", ours[0]):  # `invoke 3.0.3`: a package
+        return None
+    ours = ["X" if PLACEHOLDER.match(word) and not word.startswith("-") else word for word in ours]
+    initial = Program(namespace=ns).initial_context
+    return [task for task in Parser(initial=initial, contexts=contexts).parse_argv(ours) if task.name]
+
+
+def test_every_command_in_the_docs_parses_as_the_tool_reads_it():
+    """Each task exists, with the options given, and its positional arguments are there."""
+    from invoke.exceptions import ParseError
+
+    found = []
+    for where, words in documented(program_words=True):
+        try:
+            parsed(words)
+        except ParseError as err:  # `invoke serve` in a sentence names the task: its arguments may be left out
+            if "did not receive required positional arguments" not in str(err):
+                found.append(f"{where}: {' '.join(words)}: {err}")
+    assert found == [], "\n".join(found)
+
+
+def test_every_model_the_docs_hand_a_task_or_run_as_mlx_alias_is_in_the_catalogue():
+    from invoke.exceptions import ParseError
+
+    known = {name for model in catalog.BUILTIN for name in (model.alias, *model.also, model.folder, model.repo)}
+    known |= {"default", "auto", "none", "all"}
+    known |= {repo.split("/")[1].lower() for _, words in documented(program_words=True) for repo in words
+              if re.fullmatch(r"[\w.-]+/[\w.-]+", repo)}  # a model pulled by repo id is named after its folder
+    found = []
+    for where, words in documented(program_words=True):
+        try:
+            contexts = parsed(words) or []
+        except ParseError:
+            continue  # the test above names it
+        for context in contexts:
+            model = context.args["model"].value if "model" in context.args else None
+            for name in model if isinstance(model, list) else [model]:
+                if name and name not in known and "/" not in name and not PLACEHOLDER.match(name):
+                    found.append(f"{where}: {' '.join(words)}: {name}")
+    for where, words in documented(program_words=False):
+        alias = words[0].removeprefix("mlx-").removeprefix("chat-")
+        if alias not in known | BLOCK_COMMANDS | MLX_PACKAGES and not PLACEHOLDER.match(alias) and \
+                not alias.startswith("lm."):  # mlx-lm.import: a check's name
+            found.append(f"{where}: {words[0]}")
+    for page in PAGES:  # what the model tables in the YAML examples send names to
+        for number, line in enumerate(page.read_text().splitlines(), 1):
+            target = re.match(r'\s+("[^"]+"|default_model):\s*([\w.-]+)\s*$', line)
+            if target and target[2] not in known:
+                found.append(f"{page.relative_to(ROOT)}:{number}: {target[2]}")
+    assert found == [], "\n".join(found)
+
+
+def test_no_command_in_the_docs_names_one_mac_users_home():
+    found = [f"{page.relative_to(ROOT)}:{number}: {text.strip()}" for page in PAGES
+             for number, text in code_texts(page) if "/Users/" in text]
+    assert found == [], "\n".join(found)
+
+
+def test_the_docs_scan_reads_spans_fences_and_the_words_of_each_command(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("Run `invoke models.verify qwen7b` or `X=1 mlxtasks chat.ask \"- hi\" --model phi4 | head -c 5`.\n"
+                    "```sh\ninvoke --dry setup --yes && mlx-qwen7b hi; mlx-status\n```\n```\nnot a command: invoke x\n```\n")
+    found = [words for _, text in code_texts(page) for words in commands(text)]
+    assert found == [["invoke", "models.verify", "qwen7b"], ["mlxtasks", "chat.ask", "- hi", "--model", "phi4"],
+                     ["head", "-c", "5"], ["invoke", "--dry", "setup", "--yes"], ["mlx-qwen7b", "hi"], ["mlx-status"]]
+    assert [c.name for c in parsed(["invoke", "--dry", "mlx.setup", "--yes", "models.verify", "qwen7b"])] == [
+        "setup", "models.verify"]
+
+
+def test_a_short_flag_the_docs_pair_with_a_long_one_means_it():
+    """`--venv PATH`, `-e` in an options table: -e is --venv's short form in the tasks that have it."""
+    contexts = ns.to_contexts()
+    found = []
+    for page in PAGES:
+        for number, line in enumerate(page.read_text().splitlines(), 1):
+            for long, short in re.findall(r"`(--[a-z-]+)[^`]*`, `(-[a-zA-Z])`", line):
+                if not any(long in c.flags and short in c.flags and c.flags[long] is c.flags[short] for c in contexts):
+                    found.append(f"{page.relative_to(ROOT)}:{number}: {short} is not {long}")
+    assert found == [], "\n".join(found)

@@ -12,10 +12,11 @@ from mlxtasks.errors import MlxTasksError
 
 GOLDEN = Path(__file__).parent / "golden"
 VENV, MODELS = Path("/home/u/venv-mlx"), Path("/home/u/workspace/mlx")
+SETUP = "sh '/home/u/my mlxtasks/bootstrap.sh'"
 
 
 def rendered(shell: str) -> str:
-    return rcfile.block_text(shellblock.render(shell, VENV, MODELS, catalog.BUILTIN))
+    return rcfile.block_text(shellblock.render(shell, VENV, MODELS, catalog.BUILTIN, SETUP))
 
 
 @pytest.mark.parametrize("shell", shellblock.SHELLS)

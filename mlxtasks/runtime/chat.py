@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from .. import exits
 from ..protocol import ChatModel, ChatSpec, route
 from . import gpu, remote
 
@@ -196,15 +197,24 @@ class Session:
     def ask_server(self, write) -> str:
         """The answer to the conversation from the server, with the same template, sampling and seed."""
         answer: list[str] = []
+        unwritten: list[OSError] = []  # our output failed (`| head` has what it wanted), not the server
+
+        def shown(chunk: str) -> None:
+            answer.append(chunk)
+            try:
+                write(chunk)
+            except OSError as err:
+                unwritten.append(err)
+                raise
+
         body = {"model": self.alias, "messages": self.conversation(), "temperature": self.sampling["temp"],
                 "top_p": self.sampling["top_p"], "max_tokens": self.sampling["max_tokens"], "seed": self.seed}
-        def heard(chunk: str) -> None:
-            answer.append(chunk)
-            write(chunk)
 
         try:
-            done = remote.chat(self.server, body, heard)
+            done = remote.chat(self.server, body, shown)
         except remote.Failed as failed:
+            if unwritten:
+                raise unwritten[0] from None
             self.messages.pop()
             raise Refused(str(failed), "try again, or answer without the server: --local") from None
         except KeyboardInterrupt:  # the part shown stays in the conversation, as here
@@ -452,6 +462,7 @@ def seed_once(seed: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     gpu.use_kernel_cache()
+    exits.ready()  # imports done: Ctrl-C now stops a reply (or ends an answer with 130), see run
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", required=True, help="a JSON file: a protocol.ChatSpec")
     return run(ChatSpec.read(Path(parser.parse_args(argv).spec))) or 0

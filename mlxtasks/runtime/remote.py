@@ -56,7 +56,8 @@ def chat(url: str, body: dict, write: Callable[[str], None]) -> Streamed:
             connection.connect()
         except OSError as exc:  # it stopped since it was found
             raise Unserved(f"the server at {url} is not answering: {exc}") from None
-        connection.sock.settimeout(ANSWER_S)
+        sock = connection.sock  # kept: a response that closes the connection after it takes the socket over
+        sock.settimeout(ANSWER_S)
         try:
             connection.request("POST", where.path + "/chat/completions", json.dumps(body),
                                {"Content-Type": "application/json"})
@@ -70,7 +71,7 @@ def chat(url: str, body: dict, write: Callable[[str], None]) -> Streamed:
             raise Failed(_message(answer))
         if answer.status != 200:
             raise Unserved(_message(answer))
-        connection.sock.settimeout(STALL_S)
+        sock.settimeout(STALL_S)
         return _read(answer, write, start)
     finally:
         connection.close()

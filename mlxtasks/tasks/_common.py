@@ -11,10 +11,11 @@ from typing import Any, Callable, Iterable
 import invoke
 from invoke import Context, Exit, Task
 
-from .. import config, ui
+from .. import config, exits, ui
 from ..errors import MlxTasksError
 from ..steps import Action, Command, Outcome, Step, describe, perform_locally
 from ..venv import require as require_venv  # noqa: F401 - for the tasks that run MLX
+from . import _positional
 
 PATH_HELP = {
     "venv": "venv folder (default ~/venv-mlx)",
@@ -33,24 +34,30 @@ def is_dry(c: Context, dry_run: bool) -> bool:
 
 
 class MlxTask(Task):
-    """A task whose expected failures print their sentence and fix on stderr and exit 1."""
+    """The boundary of every task: expected failures print their sentence and fix on stderr and exit 1, Ctrl-C
+    exits 130 (and a stdout that cannot be written ends the command as exits.start says), and `TASK --help`
+    shows the task's help even where the task takes a positional argument."""
 
     def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
         # -v means --verbose on every task that has it and nothing else anywhere (never --venv).
         return super().arg_opts(name, default, taken_names if name == "verbose" else taken_names | {"v"})
 
+    get_arguments = _positional.get_arguments
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return super().__call__(*args, **kwargs)
+            exits.ready()
+            if _positional.asked_for_help(self, kwargs):
+                return _positional.print_help(self)
+            result = super().__call__(*args, **kwargs)
+            sys.stdout.flush()  # a reader that left or a full disk is met now (see exits.start), not in exit's flush
+            return result
         except MlxTasksError as err:
             ui.error(err)
             raise Exit(code=1) from None
         except KeyboardInterrupt:  # every step is safe to repeat, and a pull keeps its finished files
             ui.error(MlxTasksError("Interrupted; run the same command again to resume."))
             raise Exit(code=130) from None
-        except BrokenPipeError:  # `invoke models.list | head -1`: the reader has all it wanted
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush fails quietly
-            raise Exit(code=0) from None
 
 
 task = functools.partial(invoke.task, klass=MlxTask)

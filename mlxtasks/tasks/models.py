@@ -73,7 +73,7 @@ def info(c, model, models=None):
     ui.out("\n".join(inventory.info_lines(entry, s.models, probe(), speed.history(s))))
 
 
-@task(help={"model": "only this alias (default: every installed model)", "models": PATH_HELP["models"]})
+@task(positional=["model"], help={"model": "only this alias (default: every installed model)", "models": PATH_HELP["models"]})
 def verify(c, model=None, models=None):
     """Check installed models' files: config, tokenizer, every shard, safetensors headers and sizes."""
     from invoke import Exit

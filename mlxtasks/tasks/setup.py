@@ -69,10 +69,16 @@ def uninstall(c, yes=False, delete_models=False, venv=None, dry_run=False):
     from ..steps import RemoveVenv
     from ..store import installed_folders, remove_model
 
-    shell_tasks.remove(c, dry_run=dry_run)
-    serve.uninstall_service(c, dry_run=dry_run)  # it would start a server from the deleted venv at every login
     s = settings(c, venv=venv)
     dry = is_dry(c, dry_run)
+    state = venv_core.inspect(s.venv)
+    folders = installed_folders(s.models) if delete_models else []
+    asked = ([f"the venv {s.venv}"] if state.is_venv else []) + ([f"{len(folders)} models in {s.models}"] if folders else [])
+    if asked and not (yes or dry or ui.can_ask()):  # refused before anything is touched
+        raise MlxTasksError(f"Deleting {' and '.join(asked)} needs a yes, and there is no terminal to ask; nothing was "
+                            "changed.", fix="invoke uninstall --yes" + (" --delete-models" if folders else ""))
+    shell_tasks.remove(c, dry_run=dry_run)
+    serve.uninstall_service(c, dry_run=dry_run)  # it would start a server from the deleted venv at every login
     server = serve_core.running(s.state)
     if server and dry:
         record("dry", "serve", f"stop {server.alias} (pid {server.pid})")
@@ -84,7 +90,6 @@ def uninstall(c, yes=False, delete_models=False, venv=None, dry_run=False):
         return yes or ui.confirm(question, MlxTasksError(f"{question[:-1]} needs a yes, and there is no terminal to ask.",
                                                          fix=f"invoke uninstall {flag}"))
 
-    state = venv_core.inspect(s.venv)
     if state.is_venv and (dry or confirmed(f"Delete the venv {s.venv}?", "--yes")):
         if dry:
             record("dry", "venv", f"delete {s.venv}")
@@ -92,7 +97,6 @@ def uninstall(c, yes=False, delete_models=False, venv=None, dry_run=False):
             perform(c, RemoveVenv(s.venv))
             record("changed", "venv", f"deleted {s.venv}")
     if delete_models:
-        folders = installed_folders(s.models)
         if folders and (dry or confirmed(f"Delete {len(folders)} models in {s.models}?", "--yes --delete-models")):
             for folder in folders:
                 if dry:

@@ -55,7 +55,11 @@ def status(c, venv=None, models=None):
     import os
     import subprocess
 
+    from invoke import Exit
+
     s = settings(c, venv=venv, models=models)
     require_venv(s)
     env = {**os.environ, "MLX_VENV_PATH": str(s.venv), "MLX_MODELS_PATH": str(s.models)}
-    subprocess.run([str(s.venv_python), "-m", "mlxtasks.status"], env=env, check=False)
+    code = subprocess.run([str(s.venv_python), "-m", "mlxtasks.status"], env=env, check=False).returncode
+    if code:  # the screen could not be written (a reader that left, a full disk): the child has said so
+        raise Exit(code=code)

@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 63796dea26f8
+# managed by mlxtasks; edit via invoke shell.install; sha256 d7570b083562
 # MLX commands for bash. No subprocess runs when this is read; re-reading it is harmless.
 # Dashed names are aliases of _mlx_* functions: bash takes dashes in aliases in every mode,
 # and the guard skips the lot in shells that are not bash (a ~/.profile is read by sh too).
@@ -15,9 +15,9 @@ export MLX_MODELS_PATH='/home/u/workspace/mlx'
 _mlx_require() {
     [ -x "$MLX_VENV_PATH/bin/$1" ] && [ -x "$MLX_VENV_PATH/bin/python" ] && return 0
     if [ -e "$MLX_VENV_PATH/bin/$1" ] || [ -L "$MLX_VENV_PATH/bin/$1" ]; then
-        printf 'mlx: the venv %s has lost its Python (removed or upgraded); run: invoke setup\n' "$MLX_VENV_PATH" >&2
+        printf 'mlx: the venv %s has lost its Python (removed or upgraded); run: %s\n' "$MLX_VENV_PATH" 'sh '\''/home/u/my mlxtasks/bootstrap.sh'\''' >&2
     else
-        printf 'mlx: %s is not in %s; run: invoke setup\n' "$1" "$MLX_VENV_PATH" >&2
+        printf 'mlx: %s is not in %s; run: %s\n' "$1" "$MLX_VENV_PATH" 'sh '\''/home/u/my mlxtasks/bootstrap.sh'\''' >&2
     fi
     return 1
 }

@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 e6d23a178a79
+# managed by mlxtasks; edit via invoke shell.install; sha256 b77c81a50910
 # MLX commands for fish. No subprocess runs when this is read; re-reading it is harmless.
 set -gx MLX_VENV_PATH '/home/u/venv-mlx'
 set -gx MLX_MODELS_PATH '/home/u/workspace/mlx'
@@ -8,9 +8,9 @@ set -gx MLX_MODELS_PATH '/home/u/workspace/mlx'
 function __mlx_require --argument-names tool
     test -x "$MLX_VENV_PATH/bin/$tool"; and test -x "$MLX_VENV_PATH/bin/python"; and return 0
     if test -e "$MLX_VENV_PATH/bin/$tool"; or test -L "$MLX_VENV_PATH/bin/$tool"
-        printf 'mlx: the venv %s has lost its Python (removed or upgraded); run: invoke setup\n' "$MLX_VENV_PATH" >&2
+        printf 'mlx: the venv %s has lost its Python (removed or upgraded); run: %s\n' "$MLX_VENV_PATH" 'sh \'/home/u/my mlxtasks/bootstrap.sh\'' >&2
     else
-        printf 'mlx: %s is not in %s; run: invoke setup\n' $tool "$MLX_VENV_PATH" >&2
+        printf 'mlx: %s is not in %s; run: %s\n' $tool "$MLX_VENV_PATH" 'sh \'/home/u/my mlxtasks/bootstrap.sh\'' >&2
     end
     return 1
 end

@@ -1,5 +1,5 @@
 # >>> mlxtasks >>>
-# managed by mlxtasks; edit via invoke shell.install; sha256 a1c236997886
+# managed by mlxtasks; edit via invoke shell.install; sha256 1134b53a3ff7
 # MLX commands for zsh. No subprocess runs when this is read; re-reading it is harmless.
 export MLX_VENV_PATH='/home/u/venv-mlx'
 export MLX_MODELS_PATH='/home/u/workspace/mlx'
@@ -12,9 +12,9 @@ export MLX_MODELS_PATH='/home/u/workspace/mlx'
 function _mlx_require {
     [[ -x "$MLX_VENV_PATH/bin/$1" && -x "$MLX_VENV_PATH/bin/python" ]] && return 0
     if [[ -e "$MLX_VENV_PATH/bin/$1" || -L "$MLX_VENV_PATH/bin/$1" ]]; then
-        \builtin printf 'mlx: the venv %s has lost its Python (removed or upgraded); run: invoke setup\n' "$MLX_VENV_PATH" >&2
+        \builtin printf 'mlx: the venv %s has lost its Python (removed or upgraded); run: %s\n' "$MLX_VENV_PATH" 'sh '\''/home/u/my mlxtasks/bootstrap.sh'\''' >&2
     else
-        \builtin printf 'mlx: %s is not in %s; run: invoke setup\n' "$1" "$MLX_VENV_PATH" >&2
+        \builtin printf 'mlx: %s is not in %s; run: %s\n' "$1" "$MLX_VENV_PATH" 'sh '\''/home/u/my mlxtasks/bootstrap.sh'\''' >&2
     fi
     return 1
 }
