@@ -6,9 +6,12 @@ test_server_e2e.py, test_anthropic_e2e.py and test_responses_e2e.py."""
 import json
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
 
+import psutil
 import pytest
 
 pytest.importorskip("starlette", reason="the server's tests need starlette (pip install -e '.[test]')")
@@ -384,3 +387,28 @@ def test_the_prompt_cache_is_counted_inside_the_memory_budget():
         tight.post("/v1/chat/completions", {"model": model, "messages": HI})
     rows = {row["model"]: row["prompt_cache"] for row in tight.client.get("/v1/mlxtasks/ps").json()["models"]}
     assert rows == {"other": 2 * GB} and tight.engines[0].stopping
+
+
+ORPHAN = """
+import os, sys, time
+sys.platform = "darwin"  # a Mac's fact: no parent-death signal, so only the server's own look can end it
+from mlxtasks.protocol import ServeSpec
+from mlxtasks.runtime.server.__main__ import supervise
+supervise(ServeSpec(alias="", model="", names=[]))
+print(os.getpid(), flush=True)  # the serving child from here on
+time.sleep(60)
+"""
+
+
+@pytest.mark.slow
+def test_the_server_ends_when_its_supervisor_is_killed():
+    """A launchd job's supervisor killed (SIGKILL: it cannot pass anything on) leaves no server behind."""
+    supervisor = subprocess.Popen([sys.executable, "-c", ORPHAN], stdout=subprocess.PIPE, text=True)
+    server = psutil.Process(int(supervisor.stdout.readline()))
+    supervisor.kill()
+    supervisor.wait(10)
+    try:
+        server.wait(10)  # psutil.TimeoutExpired: the server outlived its supervisor
+    finally:
+        if server.is_running():
+            server.kill()

@@ -17,6 +17,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+import time
 
 from ...protocol import ServeSpec
 from .. import gpu
@@ -25,6 +27,7 @@ EXIT_ENGINE_FAULT = 70
 NATIVE_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
 STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1  # Linux's prctl option: a signal for the child when its parent dies
+ORPHAN_CHECK_S = 0.5  # how often the server looks whether its supervisor still lives
 
 
 class RotatingOutput(logging.StreamHandler):
@@ -73,11 +76,15 @@ def supervise(spec: ServeSpec) -> None:
             os.unlink(spec.exit_file)  # a word from an earlier run (a service restarted it) is not this run's
         except FileNotFoundError:
             pass
+    supervisor = os.getpid()
     child = os.fork()
     if child == 0:
         os.setpgid(0, 0)
-        if sys.platform == "linux":  # killed with its parent (macOS has no such call; serve.stop ends both)
+        if sys.platform == "linux":  # killed with its parent at once
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        # macOS has no such call: the server looks for its parent itself (a killed supervisor, whose launchd
+        # job then restarts, must not leave a second server holding the port and the model)
+        threading.Thread(target=stop_when_orphaned, args=(supervisor,), name="supervisor", daemon=True).start()
         return
     for forwarded in STOPS:
         signal.signal(forwarded, lambda number, _: os.kill(child, number))
@@ -91,6 +98,13 @@ def supervise(spec: ServeSpec) -> None:
                 (", a crash in native code" if killer in NATIVE_CRASHES else "")
         ended(spec, code, reason)
     os._exit(code)
+
+
+def stop_when_orphaned(supervisor: int) -> None:
+    """Stop this process (as serve.stop does, with SIGTERM) once its parent is no longer the supervisor."""
+    while os.getppid() == supervisor:
+        time.sleep(ORPHAN_CHECK_S)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> None:
