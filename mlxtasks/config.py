@@ -266,7 +266,7 @@ def resolve(config: Any = None, home: str | Path | None = None, environ: Mapping
         warn_ram_gb=_number(*value("warn_ram_gb")),
         disk_margin_gb=_number(*value("disk_margin_gb")),
         retry_delay_s=_number(*value("retry_delay_s"), most=300),
-        pull_stall_timeout_s=_number(*value("pull_stall_timeout_s"), most=3600),
+        pull_stall_timeout_s=_number(*value("pull_stall_timeout_s"), most=3600, above_zero=True),
         default_model=_optional_str(*value("default_model")) or "qwen7b",
         context=int(_number(*value("context"), most=10**7)),
         state=state_dir(home),
@@ -378,19 +378,22 @@ def _str_list(label: str, value: Any, expected: str = "a list of package names")
 
 def port_number(label: str, value: Any) -> int:
     """A TCP port from config or a flag; label names it in the error."""
-    number = _number(label, value)
-    if number != int(number) or not 1 <= number <= 65535:
+    try:
+        number = _number(label, value, most=65535, above_zero=True)
+    except MlxTasksError:
+        number = 0.5
+    if number != int(number):
         raise _invalid(label, "a port number from 1 to 65535", value)
     return int(number)
 
 
-def _number(label: str, value: Any, most: float = 1e6) -> float:
+def _number(label: str, value: Any, most: float = 1e6, above_zero: bool = False) -> float:
     if isinstance(value, bool):
         raise _invalid(label, "a number", value)
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise _invalid(label, "a number", value) from None
-    if not 0 <= number <= most:  # also refuses nan
-        raise _invalid(label, f"a number from 0 to {most:g}", value)
+    if not 0 <= number <= most or (above_zero and number == 0):  # also refuses nan
+        raise _invalid(label, f"a number {'above 0, up to' if above_zero else 'from 0 to'} {most:g}", value)
     return number

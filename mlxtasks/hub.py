@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
+from urllib.parse import urlsplit
 
 from . import catalog, store
 from .catalog import Model
@@ -33,6 +34,7 @@ ALLOW_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.
                   "*.jsonl", "*.jinja"]
 TRIES = 4
 # A branch, tag or commit as git allows them in a URL: no spaces, newlines or "..".
+T = TypeVar("T")
 REVISION_PATTERN = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 
 
@@ -59,7 +61,42 @@ def staging_path(models_path: Path, model: Model) -> Path:
 
 
 def endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    """The hub's URL: HF_ENDPOINT, checked to be an http(s) URL with a host, or the public hub."""
+    value = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    try:
+        parts = urlsplit(value)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # such as 'http://[::1', an IPv6 address never closed
+        usable = False
+    if not usable:
+        raise MlxTasksError(f"HF_ENDPOINT={value!r} is not the http(s) URL of a hub.",
+                            fix="unset HF_ENDPOINT, or set it to a URL such as https://huggingface.co")
+    return value
+
+
+def answered(seconds: float, work: Callable[[], T], what: str) -> T:
+    """work() (a request to the hub) awaited at most `seconds`: huggingface_hub sets no read timeout, so a hub
+    that takes the connection and never answers would hold this process for ever. The thread left behind is a
+    daemon and ends with the process."""
+    done: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            done.append((True, work()))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            done.append((False, exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not done:
+        raise MlxTasksError(f"The hub at {endpoint()} took the connection but sent no answer in {seconds:g} s while {what}.",
+                            fix="check the network (and HF_ENDPOINT), then run the same command again "
+                                "(mlx.pull_stall_timeout_s sets how long to wait)")
+    ok, value = done[0]
+    if ok:
+        return value
+    raise value
 
 
 @contextlib.contextmanager
@@ -420,6 +457,7 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
     if revision is not None and not REVISION_PATTERN.fullmatch(revision):
         raise MlxTasksError(f"{revision!r} is not a branch, tag or commit name.",
                             fix="give one such as main or a commit's 40 hex digits, or leave out --revision")
+    endpoint()
     model, catalogued = resolve(name, settings.catalog)
     final = final_path(settings.models, model)
     staged = staging_path(settings.models, model)

@@ -99,8 +99,10 @@ def remote_info_lines(s: Settings, facts: HostFacts, repo: str) -> list[str]:
 
     from . import compat, fit
 
+    hub.endpoint()  # checked before huggingface_hub reads it
     with tempfile.TemporaryDirectory(prefix="mlxtasks-info-") as scratch:
-        the_plan = hub.plan(catalog.from_repo(repo, 0.0), say=lambda _: None, staged=Path(scratch) / "config")
+        the_plan = hub.answered(s.pull_stall_timeout_s, lambda: hub.plan(catalog.from_repo(repo, 0.0), say=lambda _: None,
+                                                                        staged=Path(scratch) / "config"), f"asking about {repo}")
     known, config, weights = compat.support(s), the_plan.config, the_plan.total
     shape = fit.from_config(config)
     problem = compat.problem(repo, config, known, the_plan.pipeline) if known else None
