@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from . import files
 from .checks import Result, Status
 from .errors import MlxTasksError
 from .protocol import Capabilities, ClusterSpec
@@ -153,7 +154,7 @@ def hostfile_path(config_dir: Path) -> Path:
 
 def read_hostfile(path: Path) -> Cluster:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(files.read_bytes(path))
     except FileNotFoundError:
         raise MlxTasksError("No cluster is set up yet.", fix=INIT_FIX) from None
     except (OSError, ValueError) as exc:

@@ -21,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from . import files
 from .errors import MlxTasksError
 
 if TYPE_CHECKING:
@@ -74,11 +75,25 @@ CONFIG_FIX = "edit the `mlx:` section of ~/.invoke.yaml (or unset INVOKE_MLX_*)"
 ENV_PREFIX = "INVOKE_MLX_"
 
 
-def config_files(home: Path, environ: Mapping[str, str]) -> list[Path]:
-    """The files Invoke reads settings from, lowest first: /etc/invoke.*, ~/.invoke.*, the runtime file."""
-    files = [Path(f"{prefix}.{suffix}") for prefix in ("/etc/invoke", str(home / ".invoke"))
-             for suffix in ("yaml", "yml", "json")]
-    return files + ([Path(environ["INVOKE_RUNTIME_CONFIG"])] if environ.get("INVOKE_RUNTIME_CONFIG") else [])
+def config_files(home: Path, environ: Mapping[str, str], with_python: bool = False) -> list[Path]:
+    """The files Invoke reads settings from, lowest first: /etc/invoke.*, ~/.invoke.*, the runtime file
+    (with_python: the .py ones too, which Invoke imports)."""
+    suffixes = ("yaml", "yml", "json", "py") if with_python else ("yaml", "yml", "json")
+    found = [Path(f"{prefix}.{suffix}") for prefix in ("/etc/invoke", str(home / ".invoke")) for suffix in suffixes]
+    return found + ([Path(environ["INVOKE_RUNTIME_CONFIG"])] if environ.get("INVOKE_RUNTIME_CONFIG") else [])
+
+
+def check_regular(paths: Iterable[Path]) -> None:
+    """Refuse a config file that is there but is not a regular file, before anything opens it."""
+    import stat
+
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if not stat.S_ISREG(mode):
+            raise files.not_regular(path, mode)
 
 
 def file_problem(paths: Iterable[Path]) -> MlxTasksError | None:
@@ -88,9 +103,11 @@ def file_problem(paths: Iterable[Path]) -> MlxTasksError | None:
 
     for path in paths:
         try:
-            text = path.read_text()
+            text = files.read_text(path)
         except FileNotFoundError:
             continue
+        except MlxTasksError as err:
+            return err
         except (OSError, UnicodeDecodeError) as exc:
             return MlxTasksError(f"{path} cannot be read: {getattr(exc, 'strerror', None) or exc}.", fix=f"fix or remove {path}")
         try:

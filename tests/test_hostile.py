@@ -1,0 +1,70 @@
+"""Hostile files where config and state are read (issue 29), through the real CLI in a temporary HOME: a FIFO
+is refused in a sentence instead of holding the command for ever, and a damaged bench history is read around."""
+
+import json
+import os
+
+import pytest
+
+from mlxtasks import bench
+
+from .support.helpers import BIN, invoke, run
+from .test_bench import record
+
+
+def refused(done, *words: str) -> None:
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "Fix: " in done.stderr and all(word in done.stderr for word in words), done.stderr
+
+
+def state(home):
+    folder = home / ".local" / "state" / "mlxtasks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_a_fifo_at_invoke_yaml_is_refused_by_the_mlxtasks_command(home):
+    os.mkfifo(home / ".invoke.yaml")
+    done = run([str(BIN / "mlxtasks"), "models.list"], home, timeout=60)  # a hang raises TimeoutExpired
+    refused(done, f"{home / '.invoke.yaml'} is not a regular file but a FIFO (named pipe), so it was not read.")
+
+
+@pytest.mark.parametrize("name, argv", [("bench.jsonl", ["bench.history"]), ("serve.json", ["serve.status"]),
+                                        ("serve.log", ["serve.logs"]), ("created-rc-files", ["shell.install"])])
+def test_a_fifo_at_a_state_file_is_refused_instead_of_waited_on(home, name, argv):
+    os.mkfifo(state(home) / name)
+    refused(invoke(*argv, home=home, timeout=60), f"{state(home) / name} is not a regular file but a FIFO")
+
+
+def test_a_fifo_at_the_bench_history_leaves_models_list_its_answer(home):
+    os.mkfifo(state(home) / "bench.jsonl")
+    done = invoke("models.list", home=home, timeout=60)
+    assert done.returncode == 0 and "qwen7b" in done.stdout, done.stderr
+
+
+def test_a_fifo_at_the_cluster_hostfile_is_refused(home):
+    folder = home / ".config" / "mlxtasks"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "hostfile.json")
+    refused(invoke("cluster.check", home=home, timeout=60), f"{folder / 'hostfile.json'} is not a regular file but a FIFO")
+
+
+def test_appending_to_a_fifo_history_is_refused_without_a_reader(tmp_path):
+    os.mkfifo(tmp_path / "bench.jsonl")
+    with pytest.raises(bench.MlxTasksError, match="not a regular file but a FIFO .*, so it was not written"):
+        bench.append_history(tmp_path / "bench.jsonl", {"schema": 1})
+
+
+DAMAGED = [b"caf\xe9 not utf-8\n", b'{"schema":1}\n', b'{"schema":1,"date":"x","machine":{},"results":[{"alias":3}]}\n',
+           b'{"schema":1,"date":"x","machine":{},"results":[{"alias":"a","engine":"mlx","lengths":[{"prompt_tokens":1,'
+           b'"summary":{"generation_tps":{"median":"fast"},"first_token_s":null}}]}]}\n']
+
+
+@pytest.mark.parametrize("argv", [["bench.history"], ["models.list"], ["models.info", "qwen7b"]])
+def test_a_damaged_bench_history_is_read_around_and_said_once(home, argv):
+    good = json.dumps(record("2026-11-01T10:00:00+00:00", 40.0)).encode() + b"\n"
+    (state(home) / "bench.jsonl").write_bytes(good + b"".join(DAMAGED) + good)
+    done = invoke(*argv, home=home, timeout=60)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    said = (done.stdout + done.stderr).count("4 lines of ")
+    assert said == 1, done.stdout + done.stderr
