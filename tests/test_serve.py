@@ -120,7 +120,7 @@ def test_port_config_and_flag_and_their_errors(tmp_path, capsys):
     assert capsys.readouterr().err == ("[error] --port must be a port number from 1 to 65535, got 'abc'.\n"
                                        "  Fix: pass a port number from 1 to 65535 to --port\n")
     for port in ("-1", "0"):
-        with pytest.raises(MlxTasksError, match=f"--port must be a port number from 1 to 65535, got '{port}'"):
+        with pytest.raises(MlxTasksError, match=f"--serve-port must be a port number from 1 to 65535, got '{port}'"):
             config.resolve({}, home=tmp_path, serve_port=port).serve_port
     with pytest.raises(MlxTasksError, match="'mlx.serve_allowed_origins' must be a list of origins"):
         config.resolve({"serve_allowed_origins": [3]}, home=tmp_path).serve_allowed_origins
