@@ -9,7 +9,7 @@ import time
 from typing import Any, Callable, Iterable
 
 import invoke
-from invoke import Context, Exit, Task
+from invoke import Argument, Context, Exit, Task
 
 from .. import config, ui
 from ..errors import MlxTasksError
@@ -39,6 +39,13 @@ class MlxTask(Task):
         # -v means --verbose on every task that has it and nothing else anywhere (never --venv).
         return super().arg_opts(name, default, taken_names if name == "verbose" else taken_names | {"v"})
 
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        arguments = super().get_arguments(ignore_unknown_help)
+        for argument in arguments:
+            if argument.kind is int:  # Invoke makes the Argument; ours differs only in the words for a bad value
+                argument.__class__ = WholeNumberFlag
+        return arguments
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
@@ -51,6 +58,20 @@ class MlxTask(Task):
         except BrokenPipeError:  # `invoke models.list | head -1`: the reader has all it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush fails quietly
             raise Exit(code=0) from None
+
+
+class WholeNumberFlag(Argument):
+    """A flag whose default is a whole number. A value that is not one is a sentence naming the flag; Invoke's
+    own int() of it is a ValueError traceback, raised while it parses the command line."""
+
+    def set_value(self, value: Any, cast: bool = True) -> None:
+        try:
+            super().set_value(value, cast)
+        except ValueError:
+            flag = f"--{self.name.replace('_', '-')}"
+            example = f"such as {flag} {self.default}" if self.default else f"to {flag}"
+            ui.error(MlxTasksError(f"{flag} must be a whole number, got {value!r}.", fix=f"pass a whole number {example}"))
+            raise Exit(code=1) from None
 
 
 task = functools.partial(invoke.task, klass=MlxTask)
