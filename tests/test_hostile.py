@@ -68,3 +68,34 @@ def test_a_damaged_bench_history_is_read_around_and_said_once(home, argv):
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     said = (done.stdout + done.stderr).count("4 lines of ")
     assert said == 1, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("argv, flag, default", [(["serve.logs", "--lines", "abc"], "--lines", "50"),
+                                                 (["models.search", "x", "--limit", "abc"], "--limit", "20"),
+                                                 (["cluster.check", "--timeout", "abc"], "--timeout", "5"),
+                                                 (["cluster.ask", "m", "p", "--local", "abc"], "--local", None)])
+def test_a_whole_number_flag_given_a_word_is_one_sentence_naming_it(home, argv, flag, default):
+    done = invoke(*argv, home=home)
+    refused(done, f"{flag} must be a whole number, got 'abc'.",
+            f"Fix: pass a whole number, such as {flag} {default}" if default else f"Fix: pass a whole number to {flag}")
+
+
+def _collections(collection):
+    yield collection
+    for child in collection.collections.values():
+        yield from _collections(child)
+
+
+def test_every_whole_number_flag_of_every_task_words_a_bad_value(capsys):
+    from invoke import Exit
+
+    from mlxtasks.tasks import ns
+    from mlxtasks.tasks._common import WholeNumberFlag
+
+    flags = [argument for collection in _collections(ns) for task in collection.tasks.values()
+             for argument in task.get_arguments() if argument.kind is int]
+    assert len(flags) >= 4 and all(isinstance(argument, WholeNumberFlag) for argument in flags)
+    for argument in flags:
+        with pytest.raises(Exit):
+            argument.set_value("abc")
+        assert f"must be a whole number, got 'abc'." in capsys.readouterr().err

@@ -69,8 +69,8 @@ class WholeNumberFlag(Argument):
             super().set_value(value, cast)
         except ValueError:
             flag = f"--{self.name.replace('_', '-')}"
-            example = f"such as {flag} {self.default}" if self.default else f"to {flag}"
-            ui.error(MlxTasksError(f"{flag} must be a whole number, got {value!r}.", fix=f"pass a whole number {example}"))
+            example = f", such as {flag} {self.default}" if self.default else f" to {flag}"
+            ui.error(MlxTasksError(f"{flag} must be a whole number, got {value!r}.", fix=f"pass a whole number{example}"))
             raise Exit(code=1) from None
 
 
