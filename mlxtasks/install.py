@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import distribution
@@ -16,7 +15,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from . import __version__
+from . import __version__, children
 from .config import Settings
 from .errors import MlxTasksError
 from .facts import BACKEND_DISTRIBUTION
@@ -113,7 +112,7 @@ def own_origin() -> Origin:
 def inspect(python: Path, names: list[str]) -> tuple[dict[str, str | None], Origin | None]:
     """Installed versions in the venv and, when mlxtasks is among them and installed, its origin: one
     subprocess, no resolver run."""
-    done = subprocess.run([str(python), "-c", _VERSIONS_PROBE, *names], capture_output=True, text=True, timeout=60)
+    done = children.run([str(python), "-c", _VERSIONS_PROBE, *names], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise MlxTasksError(f"Could not read the packages installed in {python}.",
                             fix=recreate_fix(python.parent.parent))
