@@ -270,6 +270,10 @@ def resolve(config: Any = None, home: str | Path | None = None, environ: Mapping
         """(how to name the setting in an error, its value)."""
         return labels.get(key, f"Config key '{CONFIG_KEY}.{key}'"), merged[key]
 
+    for folder, variable in ((state_dir(home), "XDG_STATE_HOME"), (config_dir(home), "XDG_CONFIG_HOME")):
+        problem = files.folder_problem(folder, variable if os.environ.get(variable) else None)
+        if problem:
+            raise problem
     return Settings(
         venv=user_path(*value("venv"), home),
         workspace=user_path(*value("workspace"), home),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import MlxTasksError
 
-KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
+KINDS = {stat.S_IFREG: "a file", stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 
 
@@ -58,3 +58,48 @@ def append(path: Path | str, data: bytes) -> None:
         os.write(fd, data)
     finally:
         os.close(fd)
+
+
+def mounted_read_only(path: Path | str) -> bool:
+    """Whether `path` (or its nearest existing folder) is on a file system mounted read-only."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+FILE_SYSTEM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EPERM, errno.EACCES, errno.ENOTDIR)
+
+
+def write_problem(path: Path | str, exc: OSError, left: Path | str | None = None, also: str = "",
+                  verb: str = "write") -> MlxTasksError:
+    """The sentence for a failed write of `path`: a full disk, a read-only mount, an immutable file, a file where a
+    folder should be, or permissions. left: what was left as it was, when that is known; also: another way out,
+    added to the fix ("or ..."); verb: what failed, when it may not have been a write ("use")."""
+    folder = Path(path).parent
+    fixes = {errno.ENOSPC: "free some space on that disk, then run the command again",
+             errno.EDQUOT: "free some space within your disk quota, then run the command again",
+             errno.EROFS: f"{folder} is on a file system mounted read-only: remount it writable "
+                          f"(mount -o remount,rw), then run the command again",
+             errno.EPERM: f"it may be immutable (lsattr -d {folder} {path}, then chattr -i; on a Mac, chflags nouchg)",
+             errno.ENOTDIR: f"a part of {folder} is a file where a folder should be: move it aside (ls -ld each part)"}
+    fix = fixes.get(exc.errno, f"check that you may write to {folder} (ls -ld {folder})")
+    kept = f", so {left} was left as it was" if left else ""
+    return MlxTasksError(f"Cannot {verb} {path}: {exc.strerror or exc}{kept}.", fix=f"{fix}, {also}" if also else fix)
+
+
+def folder_problem(path: Path, variable: str | None = None) -> MlxTasksError | None:
+    """A folder we will write into that cannot be one, because its nearest existing part is not a folder (a file,
+    say); variable: the environment variable that chose it, if one did."""
+    part = path
+    while not os.path.lexists(part) and part != part.parent:
+        part = part.parent
+    if os.path.isdir(part):
+        return None
+    what = kind(os.stat(part).st_mode) if os.path.exists(part) else "a broken symlink"
+    chosen = f" ({variable}={os.environ.get(variable)})" if variable else ""
+    return MlxTasksError(f"{path}{chosen} cannot be a folder: {part} is {what}.",
+                         fix=f"move {part} aside" + (f", or set {variable} to a folder" if variable else ""))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import errno
 import fcntl
 import hashlib
 import os
@@ -200,20 +199,7 @@ def update(path: Path, transform: Callable[[str], tuple[str, list[str]]], dry: b
         with _locked(target.parent):
             return _update(path, target, transform, dry, own_file, created)
     except OSError as exc:
-        raise write_error(path, target.parent, exc) from None
-
-
-def write_error(path: Path, folder: Path, exc: OSError, left: Path | None = None) -> MlxTasksError:
-    """The sentence for a failed write of `path` into `folder`: a full disk, a read-only file system, an immutable
-    file, or permissions; `left`: the file left as it was, when that is not `path` itself."""
-    left = left or path
-    fixes = {errno.ENOSPC: "free some space on that disk, then run the command again",
-             errno.EDQUOT: "free some space within your disk quota, then run the command again",
-             errno.EROFS: f"{folder} is on a read-only file system: remount it writable, {_ELSEWHERE}",
-             errno.EPERM: f"the file or its folder may be immutable (lsattr -d {folder} {path}; chattr -i removes "
-                          f"that), {_ELSEWHERE}"}
-    fix = fixes.get(exc.errno, f"check that you may write to {folder} (ls -ld {folder}), {_ELSEWHERE}")
-    return MlxTasksError(f"Cannot write {path}: {exc.strerror or exc}, so {left} was left as it was.", fix=fix)
+        raise files.write_problem(path, exc, left=path, also=_ELSEWHERE) from None
 
 
 def _update(path: Path, target: Path, transform: Callable[[str], tuple[str, list[str]]], dry: bool,
@@ -275,7 +261,7 @@ def _record_created(record: Path | None, target: Path, created: bool, path: Path
         record.parent.mkdir(parents=True, exist_ok=True)
         _write_atomically(record, "".join(f"{name}\n" for name in sorted(names)).encode("utf-8", "surrogateescape"))
     except OSError as exc:
-        raise write_error(record, record.parent, exc, left=path) from None
+        raise files.write_problem(record, exc, left=path) from None
 
 
 def _holds_only_the_block(path: Path) -> bool:
@@ -285,17 +271,25 @@ def _holds_only_the_block(path: Path) -> bool:
         return False
 
 
-def read_only_problem(path: Path, mode: int, owner: int, uid: int, writable: bool) -> MlxTasksError | None:
-    """Why `path` must be left alone, if it must: another user owns it, or it has no write bit
-    (which means "leave me alone" even to root, who may write anywhere)."""
-    unwritable = not writable or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
-    if unwritable and owner != uid:
+def read_only_problem(path: Path, mode: int, owner: int, uid: int, writable: bool,
+                      read_only_mount: bool = False) -> MlxTasksError | None:
+    """Why `path` must be left alone, if it must: it is on a read-only mount, another user owns it, it has no
+    write bit (which means "leave me alone" even to root, who may write anywhere), or it is immutable."""
+    bits = mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    if writable and bits:
+        return None
+    if read_only_mount:
+        return MlxTasksError(f"{path} is on a file system mounted read-only, so it was left as it is.",
+                             fix="remount it writable (mount -o remount,rw), or add the block by hand: invoke shell.show")
+    if owner != uid and (uid != 0 or not bits):
         return MlxTasksError(f"{path} belongs to another user (uid {owner}), so it was left as it is.",
                              fix=f'make it yours: sudo chown "$USER" {path}, then run the command again')
-    if unwritable:
+    if not bits:
         return MlxTasksError(f"{path} is read-only, so it was left as it is.",
                              fix=f"make it writable (chmod u+w {path}), or add the block by hand: invoke shell.show")
-    return None
+    return MlxTasksError(f"{path} is locked against changes (immutable), so it was left as it is.",
+                         fix=f"see its flags (lsattr {path}) and unlock it (sudo chattr -i {path}; on a Mac, chflags nouchg), "
+                             "or add the block by hand: invoke shell.show")
 
 
 def _refuse_read_only(path: Path, target: Path) -> None:
@@ -303,7 +297,8 @@ def _refuse_read_only(path: Path, target: Path) -> None:
         info = target.stat()
     except FileNotFoundError:
         return
-    problem = read_only_problem(target, info.st_mode, info.st_uid, os.getuid(), os.access(target, os.W_OK))
+    problem = read_only_problem(target, info.st_mode, info.st_uid, os.getuid(), os.access(target, os.W_OK),
+                                files.mounted_read_only(target))
     if problem:
         raise problem
 

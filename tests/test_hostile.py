@@ -10,6 +10,7 @@ from mlxtasks import bench
 
 from .support.helpers import BIN, invoke, run
 from .test_bench import record
+from .test_rcfile import mounted  # noqa: F401 - a fixture
 
 
 def refused(done, *words: str) -> None:
@@ -99,3 +100,26 @@ def test_every_whole_number_flag_of_every_task_words_a_bad_value(capsys):
         with pytest.raises(Exit):
             argument.set_value("abc")
         assert f"must be a whole number, got 'abc'." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variable", ["XDG_STATE_HOME", "XDG_CONFIG_HOME"])
+@pytest.mark.parametrize("argv", [["shell.install", "--shell", "bash"], ["bench.history"],
+                                  ["cluster.init", "--hosts", "a=10.0.0.1,b=10.0.0.2"]])
+def test_an_xdg_folder_that_is_a_file_is_one_sentence_and_blames_no_rc_file(home, tmp_path, variable, argv):
+    (tmp_path / "file").write_text("")
+    done = invoke(*argv, home=home, **{variable: str(tmp_path / "file")})
+    refused(done, f"({variable}={tmp_path / 'file'}) cannot be a folder: {tmp_path / 'file'} is a file.",
+            f"set {variable} to a folder")
+    assert ".bashrc" not in done.stderr and not (home / ".bashrc").exists()
+
+
+@pytest.mark.parametrize("argv, written", [
+    (["shell.install", "--shell", "bash"], "Cannot write {folder}/mlxtasks/created-rc-files: Read-only file system, "
+                                           "so {home}/.bashrc was left as it was."),
+    (["cluster.init", "--hosts", "a=10.0.0.1,b=10.0.0.2"], "Cannot use {folder}/mlxtasks: Read-only file system."),
+])
+def test_a_read_only_xdg_folder_is_one_sentence_naming_it(home, mounted, argv, written):
+    folder = mounted("xdg", "ro")
+    done = invoke(*argv, home=home, XDG_STATE_HOME=str(folder), XDG_CONFIG_HOME=str(folder))
+    refused(done, written.format(folder=folder, home=home), "mounted read-only: remount it writable")
+    assert not (home / ".bashrc").exists()

@@ -334,7 +334,7 @@ def test_an_unwritable_home_is_a_sentence_with_its_fix(home, mounted):
         mounted("home", "ro")
     else:
         home.chmod(0o555)
-    advice = "read-only file system: remount it writable" if os.getuid() == 0 else f"ls -ld {home}"
+    advice = "mounted read-only: remount it writable" if os.getuid() == 0 else f"ls -ld {home}"
     refused(invoke("shell", home=home, timeout=60), f"Cannot write {home / '.bashrc'}", advice)
     assert tree(home) == []
 
@@ -485,3 +485,25 @@ def test_a_full_state_folder_stops_install_before_the_rc_is_written(home, mounte
     refused(done, f"Cannot write {state / 'mlxtasks' / 'created-rc-files'}: No space left on device",
             f"so {home / '.bashrc'} was left as it was", "free some space")
     assert not (home / ".bashrc").exists()
+
+
+def test_an_immutable_rc_gets_the_chattr_fix_not_chmod(home):
+    rc = home / ".bashrc"
+    rc.write_text("# mine\n")
+    if subprocess.run(["chattr", "+i", str(rc)], capture_output=True).returncode != 0:
+        pytest.skip("needs chattr +i (root, on a file system with attributes)")
+    try:
+        refused(invoke("shell.install", "--shell", "bash", home=home), f"{rc} is locked against changes (immutable)",
+                f"sudo chattr -i {rc}")
+    finally:
+        subprocess.run(["chattr", "-i", str(rc)], check=True)
+    assert rc.read_text() == "# mine\n"
+
+
+def test_an_rc_on_a_read_only_mount_gets_the_remount_fix_not_chmod(home, mounted):
+    dotfiles = mounted("dotfiles", "size=64k")
+    (dotfiles / "bashrc").write_text("# mine\n")
+    subprocess.run(["mount", "-o", "remount,ro", str(dotfiles)], check=True)
+    done = invoke("shell.install", "--rc-file", str(dotfiles / "bashrc"), "--shell", "bash", home=home)
+    refused(done, f"{dotfiles / 'bashrc'} is on a file system mounted read-only", "remount it writable")
+    assert "chmod" not in done.stderr

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 import invoke
 from invoke import Argument, Context, Exit, Task
 
-from .. import config, ui
+from .. import config, files, ui
 from ..errors import MlxTasksError
 from ..steps import Action, Command, Outcome, Step, describe, perform_locally
 from ..venv import require as require_venv  # noqa: F401 - for the tasks that run MLX
@@ -58,6 +58,11 @@ class MlxTask(Task):
         except BrokenPipeError:  # `invoke models.list | head -1`: the reader has all it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush fails quietly
             raise Exit(code=0) from None
+        except OSError as exc:  # a full disk, a read-only mount or folder, a file where a folder should be
+            if exc.filename is None or exc.errno not in files.FILE_SYSTEM_ERRNOS:
+                raise
+            ui.error(files.write_problem(exc.filename, exc, verb="use"))
+            raise Exit(code=1) from None
 
 
 class WholeNumberFlag(Argument):
