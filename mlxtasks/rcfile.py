@@ -65,16 +65,16 @@ def edited_by_hand(text: str) -> bool:
     return False
 
 
-def find_blocks(text: str) -> list[Span]:
-    """Every complete block; a start without an end (or an end without a start) is refused."""
+def find_blocks(text: str, name: str = "this file") -> list[Span]:
+    """Every complete block; a start without an end (or an end without a start) is refused, naming the file."""
     spans, open_at = [], None
     for match in _MARKER.finditer(text):
         is_start = match.group().startswith(START)
         line = text.count("\n", 0, match.start()) + 1
         if is_start and open_at is not None:
-            raise _broken(f"a second '{START}' at line {line} before the first one was closed")
+            raise _broken(f"a second '{START}' at line {line} before the first one was closed", name)
         if not is_start and open_at is None:
-            raise _broken(f"'{END}' at line {line} has no '{START}' before it")
+            raise _broken(f"'{END}' at line {line} has no '{START}' before it", name)
         if is_start:
             open_at = (match.start(), line)
             continue
@@ -85,19 +85,19 @@ def find_blocks(text: str) -> list[Span]:
         spans.append(Span(open_at[0], end, newline))
         open_at = None
     if open_at is not None:
-        raise _broken(f"'{START}' at line {open_at[1]} has no '{END}' after it")
+        raise _broken(f"'{START}' at line {open_at[1]} has no '{END}' after it", name)
     return spans
 
 
-def _broken(where: str) -> MlxTasksError:
-    return MlxTasksError(f"The mlxtasks block in this file is damaged: {where}; it was left as it is.",
+def _broken(where: str, name: str) -> MlxTasksError:
+    return MlxTasksError(f"The mlxtasks block in {name} is damaged: {where}; it was left as it is.",
                          fix="fix or delete the marked lines by hand, then run: invoke shell.install")
 
 
 def apply_block(text: str, body: str, name: str = "FILE") -> tuple[str, list[str]]:
     """Text with exactly one block holding `body`: replaced in place, or appended. Returns warnings.
     name: the file, for the command in a warning."""
-    spans = find_blocks(text)
+    spans = find_blocks(text, name)
     own = _cut(text, spans)
     warnings = [f"its own lines end in CRLF, which zsh and bash misread (a stray carriage return ends each); "
                 f"the block is written with LF. Convert the file: perl -pi -e 's/\\r$//' {shlex.quote(name)}"] if "\r\n" in own else []
@@ -111,9 +111,9 @@ def apply_block(text: str, body: str, name: str = "FILE") -> tuple[str, list[str
     return before + block_text(body) + after, warnings + ([f"found {len(spans)} mlxtasks blocks; kept one"] if extra else [])
 
 
-def remove_block(text: str) -> str:
+def remove_block(text: str, name: str = "this file") -> str:
     """Text without any block: the exact text apply_block started from, if the rest is untouched."""
-    return _cut(text, find_blocks(text))
+    return _cut(text, find_blocks(text, name))
 
 
 def _separated(text: str) -> str:
@@ -163,8 +163,8 @@ def checked(path: Path) -> Path:
         info = os.stat(path)
     except FileNotFoundError:
         return Path(os.path.realpath(path))
-    except OSError as exc:  # a symlink loop, a file where a folder should be, a folder we may not read
-        raise MlxTasksError(f"Cannot open {path}: {exc.strerror}, so it was left as it is.",
+    except OSError as exc:  # a symlink loop, a file where one of its folders should be (named), a folder we may not read
+        raise files.folder_problem(Path(path).parent) or MlxTasksError(f"Cannot open {path}: {exc.strerror}, so it was left as it is.",
                             fix=f"see what it is (ls -l {path}), {_ELSEWHERE}") from None
     if not stat.S_ISREG(info.st_mode):
         raise MlxTasksError(f"{path} is not a regular file but {files.kind(info.st_mode)}, so it was left as it is.",

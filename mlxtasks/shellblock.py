@@ -139,7 +139,7 @@ def remove(target: RcTarget, state: Path, dry: bool) -> rcfile.Change | None:
     """Take the block out of the target's file; None when there is no such file."""
     if not target.path.exists():
         return None
-    return rcfile.update(target.path, lambda text: (rcfile.remove_block(text), []), dry=dry,
+    return rcfile.update(target.path, lambda text: (rcfile.remove_block(text, str(target.path)), []), dry=dry,
                          own_file=target.own_file, created=created_record(state))
 
 

@@ -278,7 +278,7 @@ def shell_blocks(settings: Settings, os_name: str, env: Mapping[str, str]) -> li
     for shell in shells:
         path = shellblock.rc_target(shell, os_name, settings.home, env).path
         text = rcfile.read(path)
-        spans = rcfile.find_blocks(text)
+        spans = rcfile.find_blocks(text, str(path))
         block = text[spans[0].start : spans[0].end] if spans else ""  # an older CRLF block is stale: zsh cannot parse it
         wanted = rcfile.block_text(shellblock.render(shell, settings.venv, settings.models, settings.catalog))
         found.append((path, block, wanted))

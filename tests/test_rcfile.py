@@ -507,3 +507,22 @@ def test_an_rc_on_a_read_only_mount_gets_the_remount_fix_not_chmod(home, mounted
     done = invoke("shell.install", "--rc-file", str(dotfiles / "bashrc"), "--shell", "bash", home=home)
     refused(done, f"{dotfiles / 'bashrc'} is on a file system mounted read-only", "remount it writable")
     assert "chmod" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["shell.install", "shell.remove"])
+def test_a_damaged_block_under_shell_all_names_its_rc_file(home, command):
+    (home / ".zshrc").write_text("# fine\n")
+    (home / ".bashrc").write_text(f"# mine\n{START}\nalias x=y\n")
+    before = snapshot(home)
+    done = invoke(command, "--shell", "all", home=home)
+    refused(done, f"The mlxtasks block in {home / '.bashrc'} is damaged: '{START}' at line 2 has no '{END}' after it")
+    assert (home / ".bashrc").read_bytes() == before[".bashrc"]
+
+
+def test_a_fish_conf_d_that_is_a_file_is_named_itself(home):
+    (home / ".config" / "fish").mkdir(parents=True)
+    (home / ".config" / "fish" / "conf.d").write_text("# not a folder\n")
+    done = invoke("shell.install", "--shell", "fish", home=home)
+    conf_d = home / ".config" / "fish" / "conf.d"
+    refused(done, f"{conf_d} cannot be a folder: {conf_d} is a file.", f"move {conf_d} aside")
+    assert "mlxtasks.fish" not in done.stderr
