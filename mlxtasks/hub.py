@@ -461,10 +461,8 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
     model, catalogued = resolve(name, settings.catalog)
     final = final_path(settings.models, model)
     staged = staging_path(settings.models, model)
-    for folder in (settings.models, staged):
-        if folder.exists() and not folder.is_dir():
-            raise MlxTasksError(f"{folder} is a file, where models.pull needs a folder; it was left alone.",
-                                fix="move it away, or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)")
+    store.check_models_path(settings.models)
+    store.check_models_path(staged)
     if final.exists() and not force:
         if store.read_manifest(final) is None:
             raise MlxTasksError(f"{final} exists but was not pulled by mlxtasks (or its manifest is damaged), so it "

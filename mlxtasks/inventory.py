@@ -16,7 +16,7 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
     """models.list --json: the models folder, what is installed in it, and the catalogue."""
     installed, budget, records = [], catalog.memory_budget(facts), speed.history(settings)
     named = store.known_models(settings.models, settings.catalog)
-    for folder in store.model_folders(settings.models):
+    for folder in store.model_folders(store.check_models_path(settings.models)):
         recorded = store.read_manifest(folder) or {}
         known = catalog.by_folder(folder.name, named)
         size = store.size_on_disk(folder)
@@ -124,7 +124,7 @@ def verify(settings: Settings, name: str | None = None) -> list[Result]:
     if name:
         folders = [store.local_model(name, settings.models, settings.catalog)[1]]
     else:
-        folders = store.model_folders(settings.models)
+        folders = store.model_folders(store.check_models_path(settings.models))
     checks = []
     for folder in folders:
         known = catalog.by_folder(folder.name, settings.catalog)

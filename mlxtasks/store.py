@@ -7,11 +7,26 @@ import os
 import shutil
 from pathlib import Path
 
+from . import files
 from .catalog import ALIAS_PATTERN, REPO_PATTERN, Model, find
 from .errors import MlxTasksError
 from .facts import GB
 
 MANIFEST = "mlxtasks-manifest.json"
+
+
+def models_path_problem(models_path: Path) -> MlxTasksError | None:
+    """Why the models folder cannot be one (a file is where it, or a folder above it, should be); None if it can."""
+    problem = files.folder_problem(models_path)
+    return problem and MlxTasksError(f"The models folder {problem.message}",
+                                     fix=f"{problem.fix}, or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)")
+
+
+def check_models_path(models_path: Path) -> Path:
+    problem = models_path_problem(models_path)
+    if problem:
+        raise problem
+    return models_path
 
 
 def model_folders(models_path: Path) -> list[Path]:
@@ -70,7 +85,7 @@ def find_model(name: str, models_path: Path, known: tuple[Model, ...]) -> Model:
 def local_model(name: str, models_path: Path, known: tuple[Model, ...], where: str = "") -> tuple[Model, Path]:
     """An installed model and its folder (see find_model); a catalogue model that is not downloaded gets the
     command that pulls it."""
-    model = find_model(name, models_path, known)
+    model = find_model(name, check_models_path(models_path), known)
     if model.folder not in installed_folders(models_path):
         raise MlxTasksError(f"{model.alias} is not downloaded{where}.", fix=f"invoke models.pull {model.alias}")
     return model, models_path / model.folder

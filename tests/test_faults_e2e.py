@@ -115,7 +115,7 @@ def test_a_file_where_the_models_folder_or_its_staging_folder_goes_is_left_alone
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("mine\n")
     before = files(home)
-    refused(pull(hub, home, "qwen7b"), f"{path} is a file, where models.pull needs a folder", "move it away")
+    refused(pull(hub, home, "qwen7b"), f"cannot be a folder: {path} is a file.", f"move {path} aside")
     assert files(home) == before
 
 

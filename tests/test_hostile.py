@@ -123,3 +123,14 @@ def test_a_read_only_xdg_folder_is_one_sentence_naming_it(home, mounted, argv, w
     done = invoke(*argv, home=home, XDG_STATE_HOME=str(folder), XDG_CONFIG_HOME=str(folder))
     refused(done, written.format(folder=folder, home=home), "mounted read-only: remount it writable")
     assert not (home / ".bashrc").exists()
+
+
+@pytest.mark.parametrize("argv", [["workspace"], ["models.verify"], ["models.list"], ["models.pull", "qwen7b"],
+                                  ["chat.ask", "hi"]])
+def test_a_models_path_that_is_a_file_is_one_verdict_everywhere(home, argv):
+    (home / "workspace").mkdir()
+    (home / "workspace" / "mlx").write_text("")
+    done = invoke(*argv, home=home, timeout=60)
+    models = home / "workspace" / "mlx"
+    refused(done, f"The models folder {models} cannot be a folder: {models} is a file.", f"move {models} aside")
+    assert "[changed]" not in done.stdout and "No issues found" not in done.stdout
