@@ -235,20 +235,13 @@ def check_memory(model: Model, facts: HostFacts, models: tuple[Model, ...]) -> N
 
 def check_disk(the_plan: Plan, models_path: Path, margin_gb: float) -> None:
     staged = staging_path(models_path, the_plan.model)
-    have = sum(size for path, size in the_plan.files if _has(staged / path, size))
+    have = sum(size for path, size in the_plan.files if store.has_size(staged / path, size))
     need = the_plan.total - have + margin_gb * GB
     free = free_disk(models_path)
     if free < need:
         raise MlxTasksError(f"{the_plan.model.alias} needs {size_text(need)} free in {models_path} (its files "
                             f"and a {margin_gb:g} GB margin), but only {size_text(free)} is free.",
                             fix="free some space, or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)")
-
-
-def _has(path: Path, size: int) -> bool:
-    try:
-        return path.stat().st_size == size
-    except OSError:
-        return False
 
 
 def download(the_plan: Plan, staged: Path, retry_delay: float, say: Callable[[str], None] = print) -> None:
@@ -412,7 +405,7 @@ def cached_repos() -> set[str]:
 def problems(the_plan: Plan, staged: Path) -> list[str]:
     """What is missing or wrong in the staged copy: every listed file at its listed size, then the
     same checks the validator makes."""
-    found = [f"{path} is missing or not {size} bytes" for path, size in the_plan.files if not _has(staged / path, size)]
+    found = [f"{path} is missing or not {size} bytes" for path, size in the_plan.files if not store.has_size(staged / path, size)]
     return found or store.model_problems(staged)
 
 
@@ -443,11 +436,7 @@ def _fetching(the_plan: Plan, final: Path) -> str:
 
 
 def is_complete(folder: Path) -> bool:
-    """Every file at the size the manifest lists (for a model models.pull put there), and the validator's
-    checks pass: the same verdict as models.verify's."""
-    recorded = store.read_manifest(folder) or {}
-    if any(not _has(folder / path, size) for path, size in recorded.get("files", {}).items()):
-        return False
+    """models.verify's verdict (store.model_problems), manifest included."""
     return not store.model_problems(folder)
 
 

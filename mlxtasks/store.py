@@ -104,13 +104,13 @@ def read_manifest(folder: Path) -> dict | None:
     """What models.pull recorded of a model it put in place; None for a folder it did not pull, or whose
     manifest is damaged (not a mapping, a field of the wrong type)."""
     try:
-        recorded = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
+        recorded = json.loads(files.read_bytes(folder / MANIFEST))
+    except (OSError, ValueError, MlxTasksError):
         return None
     if not isinstance(recorded, dict):
         return None
-    files = recorded.get("files", {})
-    fields_ok = (isinstance(files, dict) and all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in files.items())
+    listed = recorded.get("files", {})
+    fields_ok = (isinstance(listed, dict) and all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in listed.items())
                  and all(isinstance(recorded.get(key, ""), str) for key in ("repo", "alias", "revision", "pulled"))
                  and (not recorded.get("repo") or REPO_PATTERN.fullmatch(recorded["repo"]))
                  and type(recorded.get("size", 0)) is int)
@@ -153,12 +153,17 @@ def safetensors_problem(path: Path) -> str | None:
 
 
 def model_problems(folder: Path) -> list[str]:
-    """Everything wrong with a model folder, as mlx_lm would meet it; [] when it is complete."""
+    """Everything wrong with a model folder, as mlx_lm would meet it, and against the manifest of the download
+    that put it there; [] when it is complete. The one verdict of models.list, models.verify, chat and pull."""
     problems = []
     try:
-        json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
+        config = json.loads(files.read_bytes(folder / "config.json"))
+    except (OSError, ValueError, MlxTasksError):
         problems.append("config.json is missing or does not parse")
+    else:
+        if not isinstance(config, dict):
+            problems.append(f"config.json holds a JSON {type(config).__name__}, not the model's settings")
+    problems += _manifest_problems(folder)
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         problems.append("no tokenizer files (" + ", ".join(TOKENIZER_FILES) + ")")
     shards = sorted(p.name for p in folder.glob("*.safetensors"))
@@ -174,6 +179,24 @@ def model_problems(folder: Path) -> list[str]:
         problems.append("no .safetensors weights")
     problems += filter(None, (safetensors_problem(folder / name) for name in shards))
     return problems
+
+
+def _manifest_problems(folder: Path) -> list[str]:
+    """A manifest that is there but damaged, and every file it lists at another size than it was downloaded."""
+    if not os.path.lexists(folder / MANIFEST):
+        return []
+    recorded = read_manifest(folder)
+    if recorded is None:
+        return [f"{MANIFEST} (the record of its download) is damaged"]
+    return [f"{path} is not the {size} bytes that were downloaded" for path, size in recorded.get("files", {}).items()
+            if not has_size(folder / path, size)]
+
+
+def has_size(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False
 
 
 def size_on_disk(folder: Path) -> int:

@@ -134,3 +134,38 @@ def test_a_models_path_that_is_a_file_is_one_verdict_everywhere(home, argv):
     models = home / "workspace" / "mlx"
     refused(done, f"The models folder {models} cannot be a folder: {models} is a file.", f"move {models} aside")
     assert "[changed]" not in done.stdout and "No issues found" not in done.stdout
+
+
+def complete_model(models, folder="qwen25-coder-7b"):
+    """A model folder that passes every check of the files, with the manifest models.pull writes."""
+    path = models / folder
+    path.mkdir(parents=True)
+    (path / "config.json").write_text('{"model_type": "qwen2"}')
+    (path / "tokenizer.json").write_text("{}")
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    (path / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)
+    listed = {name: (path / name).stat().st_size for name in ("config.json", "tokenizer.json", "model.safetensors")}
+    (path / "mlxtasks-manifest.json").write_text(json.dumps({"repo": "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit",
+                                                            "alias": "qwen7b", "files": listed}))
+    return path
+
+
+@pytest.mark.parametrize("damage, said", [
+    (lambda path: (path / "config.json").write_text("[1,2,3]"), "config.json holds a JSON list, not the model's settings"),
+    (lambda path: (path / "mlxtasks-manifest.json").write_text('{"files": 3}'),
+     "mlxtasks-manifest.json (the record of its download) is damaged"),
+])
+def test_a_damaged_config_or_manifest_gets_one_verdict_from_list_verify_chat_and_pull(home, damage, said):
+    models = home / "workspace" / "mlx"
+    path = complete_model(models)
+    listed = invoke("models.list", "--json", home=home)
+    assert [m["complete"] for m in json.loads(listed.stdout)["installed"]] == [True], listed.stderr
+    damage(path)
+    listed = invoke("models.list", "--json", home=home)
+    assert [m["complete"] for m in json.loads(listed.stdout)["installed"]] == [False], listed.stderr
+    verified = invoke("models.verify", home=home)
+    assert verified.returncode == 1 and said in verified.stdout + verified.stderr, verified.stdout
+    asked = invoke("chat.ask", "hi", "--model", "qwen7b", home=home)
+    assert asked.returncode == 1 and said in asked.stderr, asked.stderr  # before any venv or load
+    pulled = invoke("models.pull", "qwen7b", home=home, HF_ENDPOINT="http://127.0.0.1:9", INVOKE_MLX_RETRY_DELAY_S="0")
+    assert pulled.returncode == 1 and "already installed and complete" not in pulled.stdout
