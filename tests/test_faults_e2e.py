@@ -284,3 +284,16 @@ def test_models_list_and_verify_agree_on_a_model_put_there_by_hand(home):
     assert " complete;" in line and "incomplete" not in line
     verified = invoke("models.verify", home=home)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_disk_full_before_the_first_file_is_the_full_disk_sentence(hub, home, tmpfs):
+    models = tmpfs(home / "models", "64k")
+    with open(models / "filler", "wb", buffering=0) as filler:  # nothing left, not even for config.json, fetched first
+        try:
+            while True:
+                filler.write(b"\0" * 4096)
+        except OSError:
+            pass
+    done = pull(hub, home, "qwen7b", "--models", str(models), INVOKE_MLX_DISK_MARGIN_GB="0")
+    refused(done, "No space left on device", "free some space")
+    assert "Fix: run the same command again" not in done.stderr
