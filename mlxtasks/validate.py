@@ -257,7 +257,7 @@ def packages(settings: Settings, state: venv.VenvState, backend: str) -> list[Re
     stale = install.self_problem(installed.get("mlxtasks"), found, install.own_origin())
     chosen = installer.choose(settings.installer)
     if chosen.name == "uv":
-        argv = [chosen.uv, "pip", "check", "--python", str(settings.venv_python)]
+        argv = [chosen.uv, "--no-cache", "pip", "check", "--python", str(settings.venv_python)]  # HOME may be read-only
     else:
         argv = [str(settings.venv_python), "-m", "pip", "check"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)

@@ -3,6 +3,7 @@ is refused in a sentence instead of holding the command for ever, and a damaged 
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -169,3 +170,31 @@ def test_a_damaged_config_or_manifest_gets_one_verdict_from_list_verify_chat_and
     assert asked.returncode == 1 and said in asked.stderr, asked.stderr  # before any venv or load
     pulled = invoke("models.pull", "qwen7b", home=home, HF_ENDPOINT="http://127.0.0.1:9", INVOKE_MLX_RETRY_DELAY_S="0")
     assert pulled.returncode == 1 and "already installed and complete" not in pulled.stdout
+
+
+@pytest.fixture
+def bare_venv(tmp_path):
+    """A venv with nothing installed, made by the tool environment's uv."""
+    venv = tmp_path / "venv"
+    subprocess.run([str(BIN / "uv"), "venv", "-q", str(venv)], check=True, capture_output=True)
+    return venv
+
+
+def test_validate_with_a_read_only_home_asks_uv_for_no_cache(home, mounted, bare_venv):
+    home = mounted("home", "ro")
+    done = invoke("validate", "--venv", str(bare_venv), home=home, timeout=300)
+    line = next(line for line in done.stdout.splitlines() if "Requirements between packages" in line)
+    assert "cache" not in line and "Traceback" not in done.stderr, done.stdout
+
+
+def test_uv_that_cannot_write_its_cache_is_said_so_not_blamed_on_the_network(mounted, bare_venv):
+    from mlxtasks import install
+
+    home = mounted("home", "ro")
+    env = {**{k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "UV_CACHE_DIR")}, "HOME": str(home)}
+    done = subprocess.run([str(BIN / "uv"), "pip", "install", "--python", str(bare_venv / "bin" / "python"), "numpy"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode != 0
+    err = install.hopeless("cpu", done.stderr + done.stdout)
+    assert err is not None and f"uv cannot write its cache at {home / '.cache' / 'uv'}" in err.message, done.stderr
+    assert "UV_CACHE_DIR" in err.fix
