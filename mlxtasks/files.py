@@ -3,10 +3,12 @@ folder put where a file should be is one sentence instead of a read that never r
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 from pathlib import Path
+from typing import Iterator
 
 from .errors import MlxTasksError
 
@@ -72,6 +74,18 @@ def mounted_read_only(path: Path | str) -> bool:
 
 
 FILE_SYSTEM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EPERM, errno.EACCES, errno.ENOTDIR)
+
+
+@contextlib.contextmanager
+def said() -> Iterator[None]:
+    """A file-system error that names its file (full, read-only, immutable, not ours, a file for a folder) as
+    write_problem's sentence; any other OSError (a broken pipe, a refused connection) as it is."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None or exc.errno not in FILE_SYSTEM_ERRNOS:
+            raise
+        raise write_problem(exc.filename, exc, verb="use") from None
 
 
 def write_problem(path: Path | str, exc: OSError, left: Path | str | None = None, also: str = "",

@@ -92,7 +92,7 @@ def test_every_whole_number_flag_of_every_task_words_a_bad_value(capsys):
     from invoke import Exit
 
     from mlxtasks.tasks import ns
-    from mlxtasks.tasks._common import WholeNumberFlag
+    from mlxtasks.tasks._flags import WholeNumberFlag
 
     flags = [argument for collection in _collections(ns) for task in collection.tasks.values()
              for argument in task.get_arguments() if argument.kind is int]

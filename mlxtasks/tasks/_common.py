@@ -9,12 +9,13 @@ import time
 from typing import Any, Callable, Iterable
 
 import invoke
-from invoke import Argument, Context, Exit, Task
+from invoke import Context, Exit, Task
 
 from .. import config, files, ui
 from ..errors import MlxTasksError
 from ..steps import Action, Command, Outcome, Step, describe, perform_locally
 from ..venv import require as require_venv  # noqa: F401 - for the tasks that run MLX
+from ._flags import whole_number_flags
 
 PATH_HELP = {
     "venv": "venv folder (default ~/venv-mlx)",
@@ -39,16 +40,13 @@ class MlxTask(Task):
         # -v means --verbose on every task that has it and nothing else anywhere (never --venv).
         return super().arg_opts(name, default, taken_names if name == "verbose" else taken_names | {"v"})
 
-    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
-        arguments = super().get_arguments(ignore_unknown_help)
-        for argument in arguments:
-            if argument.kind is int:  # Invoke makes the Argument; ours differs only in the words for a bad value
-                argument.__class__ = WholeNumberFlag
-        return arguments
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list:
+        return whole_number_flags(super().get_arguments(ignore_unknown_help))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return super().__call__(*args, **kwargs)
+            with files.said():  # a full disk, a read-only mount or folder, a file where a folder should be
+                return super().__call__(*args, **kwargs)
         except MlxTasksError as err:
             ui.error(err)
             raise Exit(code=1) from None
@@ -58,25 +56,6 @@ class MlxTask(Task):
         except BrokenPipeError:  # `invoke models.list | head -1`: the reader has all it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush fails quietly
             raise Exit(code=0) from None
-        except OSError as exc:  # a full disk, a read-only mount or folder, a file where a folder should be
-            if exc.filename is None or exc.errno not in files.FILE_SYSTEM_ERRNOS:
-                raise
-            ui.error(files.write_problem(exc.filename, exc, verb="use"))
-            raise Exit(code=1) from None
-
-
-class WholeNumberFlag(Argument):
-    """A flag whose default is a whole number. A value that is not one is a sentence naming the flag; Invoke's
-    own int() of it is a ValueError traceback, raised while it parses the command line."""
-
-    def set_value(self, value: Any, cast: bool = True) -> None:
-        try:
-            super().set_value(value, cast)
-        except ValueError:
-            flag = f"--{self.name.replace('_', '-')}"
-            example = f", such as {flag} {self.default}" if self.default else f" to {flag}"
-            ui.error(MlxTasksError(f"{flag} must be a whole number, got {value!r}.", fix=f"pass a whole number{example}"))
-            raise Exit(code=1) from None
 
 
 task = functools.partial(invoke.task, klass=MlxTask)
