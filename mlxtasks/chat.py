@@ -150,13 +150,10 @@ def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: boo
         model = None
     else:
         model, folder = store.local_model(alias, s.models, s.catalog)
-    problems = store.model_problems(folder) if model else []
-    if problems:  # what models.verify says, before the venv is asked for and before mlx_lm meets the damage
-        from .validate import model_check
+    if model:  # what models.verify says, before the venv is asked for and before mlx_lm meets the damage
+        from .validate import require_loadable
 
-        damaged = model_check(folder, problems, 0, model.alias)
-        raise MlxTasksError(f"{model.alias} cannot be loaded: {damaged.message}.",
-                            fix=f"{damaged.fix} (invoke models.verify {model.alias} lists every problem)")
+        require_loadable(model.alias, folder)
     require(s)
     if ask is None and not terminal:
         raise MlxTasksError("A chat needs a terminal to type in; for input from a pipe or a file, ask for one answer.",

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from . import install, installer, rcfile, shellblock, venv
+from . import install, installer, rcfile, shellblock, store, venv
 from .catalog import BUILTIN, Model, fits_in
 from .checks import CheckCrashed, Result, Status
 from .config import Settings
@@ -200,6 +200,15 @@ def model_check(folder: Path, problems: list[str], size: int, alias: str | None,
     if fits.startswith("no"):
         return check(Status.WARNING, line, "a smaller model: invoke models.search QUERY --fits")
     return check(Status.OK, line)
+
+
+def require_loadable(alias: str, folder: Path) -> None:
+    """Refuse a damaged model before anything loads it: models.verify's verdict, in chat's words."""
+    problems = store.model_problems(folder)
+    if problems:
+        damaged = model_check(folder, problems, 0, alias)
+        raise MlxTasksError(f"{alias} cannot be loaded: {damaged.message}.",
+                            fix=f"{damaged.fix} (invoke models.verify {alias} lists every problem)")
 
 
 def deep_result(folder: str, answer: Mapping) -> Result:
