@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 from urllib.parse import urlsplit
 
-from . import catalog, store
+from . import catalog, files, store
 from .catalog import Model
 from .errors import MlxTasksError
 from .facts import GB, HostFacts, free_disk, size_text
@@ -206,8 +206,8 @@ def plan(model: Model, revision: str | None = None, retry_delay: float = 2.0,
 def read_config(path: Path) -> dict:
     """A config.json as a dict ({} when it is missing or not a JSON object)."""
     try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError):
+        config = json.loads(files.read_bytes(path))
+    except (OSError, ValueError, MlxTasksError):
         return {}
     return config if isinstance(config, dict) else {}
 

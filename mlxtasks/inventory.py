@@ -78,7 +78,8 @@ def info_lines(entry: Model, models_path: Path, facts: HostFacts, records: list[
          ("complete" if hub.is_complete(folder) else "incomplete: invoke models.verify --model " + entry.alias)),
     ]
     if recorded:
-        rows.append(("pulled", f"{recorded['pulled']}, revision {recorded['revision']}, {recorded['size'] / GB:.2f} GB"))
+        rows.append(("pulled", f"{recorded.get('pulled') or 'unknown date'}, revision {recorded.get('revision') or 'unknown'}, "
+                               f"{recorded.get('size', 0) / GB:.2f} GB"))
     return [f"{name:<10}{value}" for name, value in rows]
 
 

@@ -61,8 +61,8 @@ def _uncatalogued(folder: Path, reserved: set[str]) -> Model:
     means the catalogue's own folder; else by its folder's name in lower case."""
     recorded = read_manifest(folder) or {}
     try:
-        arch = str(json.loads((folder / "config.json").read_text()).get("model_type", "unknown"))
-    except (OSError, ValueError, AttributeError):
+        arch = str(json.loads(files.read_bytes(folder / "config.json")).get("model_type", "unknown"))
+    except (OSError, ValueError, AttributeError, MlxTasksError):
         arch = "unknown"
     repo = recorded.get("repo") or folder.name
     alias = recorded.get("alias")
@@ -158,7 +158,9 @@ def model_problems(folder: Path) -> list[str]:
     problems = []
     try:
         config = json.loads(files.read_bytes(folder / "config.json"))
-    except (OSError, ValueError, MlxTasksError):
+    except MlxTasksError:  # a FIFO, say: never read
+        problems.append("config.json is not a regular file")
+    except (OSError, ValueError):
         problems.append("config.json is missing or does not parse")
     else:
         if not isinstance(config, dict):
@@ -170,8 +172,8 @@ def model_problems(folder: Path) -> list[str]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
-            named = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (OSError, ValueError, KeyError):
+            named = sorted(set(json.loads(files.read_bytes(index))["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, MlxTasksError):
             named = []
             problems.append("model.safetensors.index.json does not parse")
         problems += [f"{name} (named by the index) is missing" for name in named if name not in shards]

@@ -198,3 +198,14 @@ def test_uv_that_cannot_write_its_cache_is_said_so_not_blamed_on_the_network(mou
     err = install.hopeless("cpu", done.stderr + done.stdout)
     assert err is not None and f"uv cannot write its cache at {home / '.cache' / 'uv'}" in err.message, done.stderr
     assert "UV_CACHE_DIR" in err.fix
+
+
+def test_a_fifo_for_a_models_config_is_a_problem_not_a_hang(home):
+    path = complete_model(home / "workspace" / "mlx")
+    (path / "config.json").unlink()
+    os.mkfifo(path / "config.json")
+    for argv in (["models.list"], ["models.verify"], ["models.info", "qwen7b"], ["chat.ask", "hi"]):
+        done = invoke(*argv, home=home, timeout=60)  # a hang raises TimeoutExpired
+        assert "Traceback" not in done.stderr, done.stderr
+    verified = invoke("models.verify", home=home, timeout=60)
+    assert "config.json is not a regular file" in verified.stdout + verified.stderr
