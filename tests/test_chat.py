@@ -13,10 +13,10 @@ import psutil
 import pytest
 
 from mlxtasks import chat, config, serve
-from mlxtasks.errors import MlxTasksError
 from mlxtasks.protocol import ChatModel, ChatSpec, Sampling
-from .support.helpers import BIN, ROOT, clean_env, invoke, run
 from mlxtasks.runtime.chat import COMMANDS, DIM, RESET, Output, Session, command, completions, open_block, unfence
+
+from .support.helpers import BIN, ROOT, clean_env, invoke, run
 
 
 class Terminal(io.StringIO):
