@@ -94,8 +94,13 @@ def test_every_whole_number_flag_of_every_task_words_a_bad_value(capsys):
     from mlxtasks.tasks import ns
     from mlxtasks.tasks._flags import WholeNumberFlag
 
-    flags = [argument for collection in _collections(ns) for task in collection.tasks.values()
-             for argument in task.get_arguments() if argument.kind is int]
+    tasks = [task for collection in _collections(ns) for task in collection.tasks.values()]
+    helps = [dict(task.help) for task in tasks]  # get_arguments takes each flag's help out of task.help
+    try:
+        flags = [argument for task in tasks for argument in task.get_arguments() if argument.kind is int]
+    finally:
+        for task, kept in zip(tasks, helps):
+            task.help = kept
     assert len(flags) >= 4 and all(isinstance(argument, WholeNumberFlag) for argument in flags)
     for argument in flags:
         with pytest.raises(Exit):
