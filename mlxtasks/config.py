@@ -401,9 +401,9 @@ def port_number(label: str, value: Any) -> int:
     """A TCP port from config or a flag; label names it in the error."""
     try:
         number = _number(label, value, most=65535, above_zero=True)
-    except MlxTasksError:
-        number = 0.5
-    if number != int(number):
+    except MlxTasksError:  # said below in a port's words
+        number = None
+    if number is None or number != int(number):
         raise _invalid(label, "a port number from 1 to 65535", value)
     return int(number)
 

@@ -1,11 +1,13 @@
-"""Reading the user's config and our own state files: only regular files, so a FIFO, a device or a
-folder put where a file should be is one sentence instead of a read that never returns."""
+"""The user's config, our state files and model folders, read and appended to only as regular files (a FIFO, a
+device or a folder where a file should be is one sentence, not a read that never returns); and the sentence
+for a file-system failure (full, read-only, immutable, not ours, a file where a folder should be)."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import shlex
 import stat
 from pathlib import Path
 from typing import Iterator
@@ -17,12 +19,12 @@ KINDS = {stat.S_IFREG: "a file", stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO
 
 
 def kind(mode: int) -> str:
-    return KINDS.get(stat.S_IFMT(mode), "not a file")
+    return KINDS.get(stat.S_IFMT(mode), "something else")
 
 
 def not_regular(path: Path | str, mode: int, done: str = "read") -> MlxTasksError:
     return MlxTasksError(f"{path} is not a regular file but {kind(mode)}, so it was not {done}.",
-                         fix=f"move it aside (mv {path} {path}.aside), then run the command again")
+                         fix=f"move it aside (mv {shlex.quote(str(path))} {shlex.quote(f'{path}.aside')}), then run the command again")
 
 
 def read_bytes(path: Path | str) -> bytes:
