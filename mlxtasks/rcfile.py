@@ -163,9 +163,10 @@ def checked(path: Path) -> Path:
         info = os.stat(path)
     except FileNotFoundError:
         return Path(os.path.realpath(path))
-    except OSError as exc:  # a symlink loop, a file where one of its folders should be (named), a folder we may not read
-        raise files.folder_problem(Path(path).parent) or MlxTasksError(f"Cannot open {path}: {exc.strerror}, so it was left as it is.",
-                            fix=f"see what it is (ls -l {path}), {_ELSEWHERE}") from None
+    except OSError as exc:  # a symlink loop, a file where one of its folders should be, a folder we may not read
+        in_the_way = files.folder_problem(Path(path).parent)  # names the file that is in the way
+        raise in_the_way or MlxTasksError(f"Cannot open {path}: {exc.strerror}, so it was left as it is.",
+                                          fix=f"see what it is (ls -l {path}), {_ELSEWHERE}") from None
     if not stat.S_ISREG(info.st_mode):
         raise MlxTasksError(f"{path} is not a regular file but {files.kind(info.st_mode)}, so it was left as it is.",
                             fix=f"move it aside, {_ELSEWHERE}")
