@@ -150,11 +150,11 @@ def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: boo
         model = None
     else:
         model, folder = store.local_model(alias, s.models, s.catalog)
-    if model:  # what models.verify says, before the venv is asked for and before mlx_lm meets the damage
+    require(s)
+    if model:  # what models.verify says, before mlx_lm meets the damage
         from .validate import require_loadable
 
         require_loadable(model.alias, folder)
-    require(s)
     if ask is None and not terminal:
         raise MlxTasksError("A chat needs a terminal to type in; for input from a pipe or a file, ask for one answer.",
                             fix="echo 'your question' | invoke chat.ask - " + (f"--model {model.alias}" if model else "--auto"))

@@ -165,7 +165,6 @@ def model_problems(folder: Path) -> list[str]:
     else:
         if not isinstance(config, dict):
             problems.append(f"config.json holds a JSON {type(config).__name__}, not the model's settings")
-    problems += _manifest_problems(folder)
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         problems.append("no tokenizer files (" + ", ".join(TOKENIZER_FILES) + ")")
     shards = sorted(p.name for p in folder.glob("*.safetensors"))
@@ -180,7 +179,7 @@ def model_problems(folder: Path) -> list[str]:
     if not shards:
         problems.append("no .safetensors weights")
     problems += filter(None, (safetensors_problem(folder / name) for name in shards))
-    return problems
+    return problems + _manifest_problems(folder)
 
 
 def _manifest_problems(folder: Path) -> list[str]:

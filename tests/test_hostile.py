@@ -9,7 +9,7 @@ import pytest
 
 from mlxtasks import bench
 
-from .support.helpers import BIN, invoke, run
+from .support.helpers import BIN, TOOL_VENV, invoke, run
 from .test_bench import record
 from .test_rcfile import mounted  # noqa: F401 - a fixture
 
@@ -171,8 +171,8 @@ def test_a_damaged_config_or_manifest_gets_one_verdict_from_list_verify_chat_and
     assert [m["complete"] for m in json.loads(listed.stdout)["installed"]] == [False], listed.stderr
     verified = invoke("models.verify", home=home)
     assert verified.returncode == 1 and said in verified.stdout + verified.stderr, verified.stdout
-    asked = invoke("chat.ask", "hi", "--model", "qwen7b", home=home)
-    assert asked.returncode == 1 and said in asked.stderr, asked.stderr  # before any venv or load
+    asked = invoke("chat.ask", "hi", "--model", "qwen7b", "--venv", str(TOOL_VENV), home=home)
+    assert asked.returncode == 1 and said in asked.stderr, asked.stderr  # before mlx_lm loads anything
     pulled = invoke("models.pull", "qwen7b", home=home, HF_ENDPOINT="http://127.0.0.1:9", INVOKE_MLX_RETRY_DELAY_S="0")
     assert pulled.returncode == 1 and "already installed and complete" not in pulled.stdout
 
