@@ -13,11 +13,18 @@ class MlxTasksError(Exception):
 TRACEBACK = "Traceback (most recent call last):"
 
 
-def raised(text: str) -> str | None:
-    """The error the last Python traceback in a child's output ends in, such as "ValueError: bad shape" (None when
-    the text holds no traceback): what to say of a child's crash, whose trace belongs in a log."""
-    lines = text.splitlines()
-    starts = [n for n, line in enumerate(lines) if line.rstrip().endswith(TRACEBACK)]
-    if not starts:
-        return None
-    return next((line.strip() for line in lines[starts[-1] + 1:] if line.strip() and not line[0].isspace()), None)
+def untraced(lines: list[str], where: str) -> list[str]:
+    """A child's output with each Python traceback cut down to the error it ends in, such as "ValueError: bad
+    shape", and where the whole trace is (a log): what to quote of a child's crash."""
+    kept, tracing = [], False
+    for line in lines:
+        if line.rstrip().endswith(TRACEBACK):
+            tracing = True
+        elif tracing and (not line.strip() or line[0].isspace()):
+            continue  # a frame of the trace
+        elif tracing:
+            tracing = False
+            kept.append(f"{line.strip()} (the traceback is in {where})")
+        else:
+            kept.append(line)
+    return kept

@@ -22,7 +22,7 @@ from pathlib import Path
 from . import catalog, files, store
 from .catalog import Model
 from .config import Settings
-from .errors import MlxTasksError, raised
+from .errors import MlxTasksError, untraced
 from .facts import GB, HostFacts
 from .protocol import ServedModel, ServeSpec, is_loopback
 
@@ -212,7 +212,7 @@ def crashed(state: Path) -> str | None:
         how = f"exit status {ended['status']}: {ended['reason']}"
     except (OSError, ValueError, KeyError, TypeError):
         how = "exit status unknown: killed, or a crash in native code"
-    return f"The server for {server.alias} (pid {server.pid}) crashed ({how}). {log_said(state)}"
+    return f"The server for {server.alias} (pid {server.pid}) crashed ({how}). The log's last lines:\n{tail(state)}"
 
 
 def refuse_second(state: Path) -> None:
@@ -274,7 +274,7 @@ def start(argv: list[str], state: Path, alias: str, host: str, port: int, timeou
         _end(server.pid)
         if running(state) == server:  # a server started meanwhile by someone else keeps its record
             record_path(state).unlink(missing_ok=True)
-        raise MlxTasksError(f"{problem} {log_said(state)}", fix=LOGS_FIX)
+        raise MlxTasksError(f"{problem} The log's last lines:\n{tail(state)}", fix=LOGS_FIX)
     return server
 
 
@@ -390,21 +390,14 @@ def _end(pid: int, wait: float = STOP_WAIT_S) -> None:
         pass
 
 
-def log_said(state: Path) -> str:
-    """What the log tells of a failure: the error its traceback ends in (the trace stays in the log), or its last lines."""
-    try:
-        error = raised(files.read_text(log_path(state), errors="replace"))
-    except (OSError, MlxTasksError):
-        error = None
-    return f"It failed with {error} (the traceback is in {log_path(state)})." if error else f"The log's last lines:\n{tail(state)}"
-
-
 def tail(state: Path, lines: int = TAIL_LINES) -> str:
+    """The log's last lines, a traceback cut down to its error (the trace stays in the log)."""
     try:
         text = files.read_text(log_path(state), errors="replace")
-    except OSError:
+    except (OSError, MlxTasksError):
         return "  (no log)"
-    return "\n".join(f"  {line}" for line in text.splitlines()[-lines:]) or "  (the log is empty)"
+    return "\n".join(f"  {line}" for line in untraced(text.splitlines(), str(log_path(state)))[-lines:]) \
+        or "  (the log is empty)"
 
 
 def log_text(state: Path, lines: int) -> str:

@@ -210,9 +210,9 @@ def test_a_server_gone_without_stop_is_reported_as_crashed_with_its_exit_status_
                                        "killed, or a crash in native code). The log's last lines:\n  loading\n  Traceback: boom")
     serve.log_path(tmp_path).write_text('loading\nTraceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
                                         '    load()\nValueError: config.json is not a mapping\n')
-    assert serve.crashed(tmp_path).endswith("crashed (exit status unknown: killed, or a crash in native code). It failed "
-                                            "with ValueError: config.json is not a mapping (the traceback is in "
-                                            f"{serve.log_path(tmp_path)}).")
+    assert serve.crashed(tmp_path).endswith("crashed (exit status unknown: killed, or a crash in native code). The log's "
+                                            "last lines:\n  loading\n  ValueError: config.json is not a mapping (the "
+                                            f"traceback is in {serve.log_path(tmp_path)})")
     serve.exit_path(tmp_path).write_text('{"status": 70, "reason": "RuntimeError: boom"}')
     assert f"(pid {process.pid}) crashed (exit status 70: RuntimeError: boom)." in serve.crashed(tmp_path)
     serve.exit_path(tmp_path).write_text('{"status": 0, "reason": "stopped"}')
