@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from . import files
 from .catalog import FIT_HEADROOM, Model, find, lookup
 from .config import BENCH_DEFAULTS, Settings, fix_for
 from .errors import MlxTasksError
@@ -410,30 +411,52 @@ def bar_rows(results: list[dict], length: int, metric: str = "generation_tps") -
 # the history file -------------------------------------------------------------------------------
 
 def append_history(path: Path, record: dict) -> None:
-    """One JSON line per bench run, written with a single append."""
+    """One JSON line per bench run, written with a single append (to a regular file only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as file:
-        file.write(json.dumps(record, separators=(",", ":")) + "\n")
+    files.append(path, (json.dumps(record, separators=(",", ":")) + "\n").encode())
 
 
 def read_history(path: Path) -> tuple[list[dict], int]:
-    """The records, oldest first, and how many lines could not be read."""
+    """The records, oldest first, and how many lines could not be read: a line that is not UTF-8 or not JSON,
+    or a record of another schema or shape, is left out and counted, never an error."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = files.read_bytes(path).splitlines()
     except FileNotFoundError:
         return [], 0
     records, bad = [], 0
-    for line in filter(str.strip, lines):
+    for line in filter(bytes.strip, lines):
         try:
-            record = json.loads(line)
-        except ValueError:
+            record = json.loads(line.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError included
             bad += 1
             continue
-        if isinstance(record, dict) and record.get("schema") == SCHEMA:
+        if _well_formed(record):
             records.append(record)
         else:
             bad += 1
     return records, bad
+
+
+def _well_formed(record: Any) -> bool:
+    """Whether a history line has the shape that bench.history, models.list and models.info read."""
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    def summary(value: Any) -> bool:
+        return (isinstance(value, dict) and {"generation_tps", "first_token_s"} <= set(value)
+                and all(stats is None or (isinstance(stats, dict) and number(stats.get("median"))) for stats in value.values()))
+
+    def length(entry: Any) -> bool:
+        return isinstance(entry, dict) and number(entry.get("prompt_tokens")) and summary(entry.get("summary"))
+
+    def result(entry: Any) -> bool:
+        return (isinstance(entry, dict) and all(isinstance(entry.get(key), str) for key in ("alias", "engine"))
+                and isinstance(entry.get("name", ""), str) and isinstance(entry.get("lengths"), list)
+                and all(map(length, entry["lengths"])))
+
+    return (isinstance(record, dict) and record.get("schema") == SCHEMA and isinstance(record.get("date"), str)
+            and isinstance(record.get("machine"), dict) and isinstance(record.get("results"), list)
+            and all(map(result, record["results"])))
 
 
 def history_rows(records: list[dict]) -> list[dict]:

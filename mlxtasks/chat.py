@@ -5,6 +5,7 @@ No MLX here: runtime/chat.py talks to the model. The sampling flags are shared w
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from .catalog import Model
 from .config import Settings
 from .errors import MlxTasksError
 from .facts import GB
-from .protocol import ChatModel, ChatSpec, Sampling
+from .protocol import ChatModel, ChatSpec, Sampling, sampling_value
 
 
 @dataclass(frozen=True)
@@ -26,24 +27,55 @@ class Flags:
     system: str | None = None
     seed: Any = None
 
+    def __post_init__(self) -> None:  # each flag checked before anything else happens
+        self.overrides()
+        if self.seed is not None:
+            _flag("seed", self.seed)
+        if self.system is not None:
+            utf8(os.fsencode(self.system), "--system")
+
     def overrides(self) -> dict[str, float]:
         """The sampling flags given; they win over each model's defaults."""
-        given = {"temp": (self.temp, float), "top_p": (self.top_p, float), "max_tokens": (self.max_tokens, int)}
-        return {k: _flag(k, value, kind) for k, (value, kind) in given.items() if value is not None}
+        given = {"temp": self.temp, "top_p": self.top_p, "max_tokens": self.max_tokens}
+        return {name: _flag(name, value) for name, value in given.items() if value is not None}
 
     @property
     def seed_value(self) -> int | None:
-        return None if self.seed is None else _flag("seed", self.seed, int)
+        return None if self.seed is None else int(_flag("seed", self.seed))
 
 
-def _flag(name: str, value: Any, kind: type) -> Any:
-    """A flag's text as a number; else one sentence naming the flag."""
+def _flag(name: str, value: Any) -> float | int:
+    """A sampling flag's text as its number, within its range; else one sentence naming the flag."""
+    flag = f"--{name.replace('_', '-')}"
     try:
-        return kind(value)
-    except ValueError:
-        what = "a whole number" if kind is int else "a number"
-        raise MlxTasksError(f"--{name.replace('_', '-')} must be {what}, got {value!r}.",
-                            fix=f"pass --{name.replace('_', '-')} {'256' if kind is int else '0.7'}") from None
+        return sampling_value(name, value)
+    except ValueError as exc:
+        example = {"temp": "0.7", "top_p": "0.9", "max_tokens": "256", "seed": "42"}[name]
+        raise MlxTasksError(f"{flag} must be {exc}, got {value!r}.", fix=f"pass {flag} {example}") from None
+
+
+def utf8(data: bytes, where: str) -> str:
+    """Text that must be UTF-8 (a prompt, a system prompt); where: what gave it, for the sentence."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MlxTasksError(f"{where} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
+                            "is not a character in it.",
+                            fix="convert it to UTF-8 first, such as: iconv -f LATIN1 -t UTF-8 FILE | invoke chat.ask -") from None
+
+
+def prompt_text(prompt: str, stdin: Any) -> str:
+    """chat.ask's prompt ("-": all of stdin) as checked text: UTF-8, and not empty."""
+    if prompt == "-":
+        if stdin is None:
+            raise MlxTasksError("chat.ask - reads the prompt from stdin, which is closed.",
+                                fix="give it on stdin (echo 'your question' | invoke chat.ask -), or as the argument")
+        text = utf8(stdin.buffer.read(), "The prompt on stdin")
+    else:
+        text = utf8(os.fsencode(prompt), "The prompt")
+    if not text.strip():
+        raise MlxTasksError("The prompt is empty, so there is nothing to answer.", fix='invoke chat.ask "your question"')
+    return text
 
 
 def sampling(model: Model) -> Sampling:
@@ -120,13 +152,10 @@ def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: boo
     else:
         model, folder = store.local_model(alias, s.models, s.catalog)
     require(s)
-    problems = store.model_problems(folder) if model else []
-    if model and problems:  # what validate says, before mlx_lm meets the damage
-        from .validate import model_check
+    if model:  # what models.verify says, before mlx_lm meets the damage
+        from .validate import require_loadable
 
-        damaged = model_check(folder, problems, 0, model.alias)
-        raise MlxTasksError(f"{model.alias} cannot be loaded: {damaged.message}.",
-                            fix=f"{damaged.fix} (invoke models.verify {model.alias} lists every problem)")
+        require_loadable(model.alias, folder)
     if ask is None and not terminal:
         raise MlxTasksError("A chat needs a terminal to type in; for input from a pipe or a file, ask for one answer.",
                             fix="echo 'your question' | invoke chat.ask - " + (f"--model {model.alias}" if model else "--auto"))

@@ -88,8 +88,10 @@ def _refuse_dashed_prompt(task: ParserContext, argv: list[str], meant_as_questio
 
 
 def _config_files_checked(work: Callable) -> None:
-    """Run work; if it fails while a config file is unloadable, say which file and why instead."""
+    """Run work; if it fails while a config file is unloadable, say which file and why instead. One that is not
+    a regular file (a FIFO would hold Invoke's read for ever) is said before work starts."""
     try:
+        config.check_regular(config.config_files(Path(config.home_dir()), os.environ, with_python=True))
         work()
     except Exception:
         try:

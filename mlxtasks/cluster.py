@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from . import files
 from .checks import Result, Status
-from .errors import MlxTasksError
+from .errors import TRACEBACK, MlxTasksError
 from .protocol import Capabilities, ClusterSpec
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ BACKENDS = ("ring", "jaccl", "jaccl-ring", "mpi", "nccl")  # what mlx.launch can
 INIT_BACKEND = {"ring": "ring", "jaccl": "jaccl", "jaccl-ring": "jaccl", "mpi": "mpi", "nccl": "nccl"}
 THUNDERBOLT_FIX = ("let MLX configure Thunderbolt: mlx.distributed_config --over thunderbolt --hosts H1,H2 "
                    "--output-hostfile tb.json (from the venv), then: invoke cluster.init --hostfile tb.json")
-INIT_FIX = "invoke cluster.init --hosts HOST1,HOST2 (or try it on this machine: --local 2)"
+INIT_FIX = "invoke cluster.init --hosts HOST1,HOST2 (or, with no cluster, ranks on this machine: invoke cluster.ask MODEL \"...\" --local 2)"
 KEEPALIVE = "ServerAliveInterval 5 and ServerAliveCountMax 3"
 GRACE_S = 5.0  # how long ranks get to stop after SIGTERM before SIGKILL
 ON_THIS_MACHINE = " on this machine"  # every host needs a copy; the error names which one lacks it
@@ -153,7 +154,7 @@ def hostfile_path(config_dir: Path) -> Path:
 
 def read_hostfile(path: Path) -> Cluster:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(files.read_bytes(path))
     except FileNotFoundError:
         raise MlxTasksError("No cluster is set up yet.", fix=INIT_FIX) from None
     except (OSError, ValueError) as exc:
@@ -458,9 +459,10 @@ def prepare(s: Settings, name: str, ask: str | None, pipeline: bool, local: Any,
     from .store import local_model
     from .venv import require
 
-    local = int(local or 0)
-    if local == 1 or local < 0:
-        raise MlxTasksError("--local needs 2 or more ranks.", fix=f"invoke cluster.ask {name} \"...\" --local 2")
+    local, most = int(local or 0), max(2, os.cpu_count() or 2)
+    if local == 1 or local < 0 or local > most:  # more ranks than cores only thrash, and each loads its part
+        raise MlxTasksError(f"--local must be from 2 to {most} ranks (the CPU cores of this machine), got {local}.",
+                            fix=f"invoke cluster.ask {name} \"...\" --local 2")
     model, folder = local_model(name, s.models, s.catalog, where=ON_THIS_MACHINE)
     require(s)
     if not (s.venv / "bin" / "mlx.launch").exists():
@@ -535,21 +537,27 @@ def failure_sentence(rank: int, status: int | None, host: str, alias: str) -> Ml
                          fix=f"invoke cluster.check --model {alias} (it names what differs on each host)")
 
 
-def supervise(argv: list[str], hosts: list[str], alias: str, chat: bool) -> None:
+def supervise(argv: list[str], hosts: list[str], alias: str, chat: bool, log: Path) -> None:
     """Run mlx.launch in a process group of its own, its stdout straight to ours. Its stderr passes
-    through except the launcher's own rank notes, which become one sentence naming the failed host.
-    Whatever happens (a failed rank, Ctrl-C, an error here), the group is gone when this returns."""
+    through except the launcher's own rank notes, which become one sentence naming the failed host, and a
+    rank's Python traceback, which goes to `log` and is said as the error it ends in.
+    Whatever happens (a failed rank, Ctrl-C, SIGTERM, an error here), the group is gone when this returns."""
     process = subprocess.Popen(argv, stdin=subprocess.PIPE if chat else subprocess.DEVNULL,
                                stderr=subprocess.PIPE, start_new_session=True)
     notes: list[str] = []
-    reader = threading.Thread(target=_relay_stderr, args=(process.stderr, notes), daemon=True)
+    reader = threading.Thread(target=_relay_stderr, args=(process.stderr, notes, log), daemon=True)
     reader.start()
     if chat:
         threading.Thread(target=_forward_stdin, args=(process.stdin,), daemon=True).start()
+    # SIGTERM or SIGHUP would end this process at once, leaving mlx.launch and its ranks running: as an
+    # exception instead, they reach the finally below, as Ctrl-C does.
+    previous = {sent: signal.signal(sent, _terminated) for sent in (signal.SIGTERM, signal.SIGHUP)}
     try:
         code = process.wait()
     finally:
         stop_group(process)
+        for sent, handler in previous.items():
+            signal.signal(sent, handler)
     reader.join()
     failed = rank_failure(notes)
     if failed:
@@ -560,14 +568,39 @@ def supervise(argv: list[str], hosts: list[str], alias: str, chat: bool) -> None
                             fix=f"invoke cluster.check --model {alias}")
 
 
-def _relay_stderr(stream, notes: list[str]) -> None:
+def _terminated(signum: int, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _relay_stderr(stream, notes: list[str], log: Path) -> None:
+    trace: list[str] = []  # the lines of a traceback being read
     for raw in iter(stream.readline, b""):
         line = raw.decode(errors="replace")
-        if RANK_LINE.search(ANSI.sub("", line)):
+        plain = ANSI.sub("", line)
+        if RANK_LINE.search(plain):
             notes.append(line)
-        else:
-            sys.stderr.write(line)
-            sys.stderr.flush()
+            continue
+        if plain.rstrip().endswith(TRACEBACK) or (trace and (not plain.strip() or plain[0].isspace())):
+            trace.append(line)
+            continue
+        if trace:  # the line a traceback ends in: the error
+            said = _logged(log, [*trace, line])
+            trace = []
+            line = f"{plain.strip()} ({said})\n"
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    if trace:
+        sys.stderr.write("".join(trace))
+
+
+def _logged(log: Path, lines: list[str]) -> str:
+    """Add a rank's traceback to the log; where it is, or (where the log cannot be written) the trace itself."""
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        files.append(log, f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}\n{''.join(lines)}".encode())
+    except (OSError, MlxTasksError):
+        return "the traceback: " + " | ".join(line.strip() for line in lines[1:-1] if line.strip())
+    return f"the traceback is in {log}"
 
 
 def _forward_stdin(pipe) -> None:

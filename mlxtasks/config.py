@@ -21,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from . import files
 from .errors import MlxTasksError
 
 if TYPE_CHECKING:
@@ -91,11 +92,25 @@ CONFIG_FIX = "edit the `mlx:` section of ~/.invoke.yaml (or unset INVOKE_MLX_*)"
 ENV_PREFIX = "INVOKE_MLX_"
 
 
-def config_files(home: Path, environ: Mapping[str, str]) -> list[Path]:
-    """The files Invoke reads settings from, lowest first: /etc/invoke.*, ~/.invoke.*, the runtime file."""
-    files = [Path(f"{prefix}.{suffix}") for prefix in ("/etc/invoke", str(home / ".invoke"))
-             for suffix in ("yaml", "yml", "json")]
-    return files + ([Path(environ["INVOKE_RUNTIME_CONFIG"])] if environ.get("INVOKE_RUNTIME_CONFIG") else [])
+def config_files(home: Path, environ: Mapping[str, str], with_python: bool = False) -> list[Path]:
+    """The files Invoke reads settings from, lowest first: /etc/invoke.*, ~/.invoke.*, the runtime file
+    (with_python: the .py ones too, which Invoke imports)."""
+    suffixes = ("yaml", "yml", "json", "py") if with_python else ("yaml", "yml", "json")
+    found = [Path(f"{prefix}.{suffix}") for prefix in ("/etc/invoke", str(home / ".invoke")) for suffix in suffixes]
+    return found + ([Path(environ["INVOKE_RUNTIME_CONFIG"])] if environ.get("INVOKE_RUNTIME_CONFIG") else [])
+
+
+def check_regular(paths: Iterable[Path]) -> None:
+    """Refuse a config file that is there but is not a regular file, before anything opens it."""
+    import stat
+
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if not stat.S_ISREG(mode):
+            raise files.not_regular(path, mode)
 
 
 def file_problem(paths: Iterable[Path]) -> MlxTasksError | None:
@@ -105,9 +120,11 @@ def file_problem(paths: Iterable[Path]) -> MlxTasksError | None:
 
     for path in paths:
         try:
-            text = path.read_text()
+            text = files.read_text(path)
         except FileNotFoundError:
             continue
+        except MlxTasksError as err:
+            return err
         except (OSError, UnicodeDecodeError) as exc:
             return MlxTasksError(f"{path} cannot be read: {getattr(exc, 'strerror', None) or exc}.", fix=f"fix or remove {path}")
         try:
@@ -302,6 +319,10 @@ def resolve(config: Any = None, home: str | Path | None = None, environ: Mapping
         """(how to name the setting in an error, its value)."""
         return labels.get(key, f"Config key '{CONFIG_KEY}.{key}'"), merged[key]
 
+    for folder, variable in ((state_dir(home), "XDG_STATE_HOME"), (config_dir(home), "XDG_CONFIG_HOME")):
+        problem = files.folder_problem(folder, variable if os.environ.get(variable) else None)
+        if problem:
+            raise problem
     return Settings(
         venv=user_path(*value("venv"), home),
         workspace=user_path(*value("workspace"), home),
@@ -315,7 +336,7 @@ def resolve(config: Any = None, home: str | Path | None = None, environ: Mapping
         warn_ram_gb=_number(*value("warn_ram_gb")),
         disk_margin_gb=_number(*value("disk_margin_gb")),
         retry_delay_s=_number(*value("retry_delay_s"), most=300),
-        pull_stall_timeout_s=_number(*value("pull_stall_timeout_s"), most=3600),
+        pull_stall_timeout_s=_number(*value("pull_stall_timeout_s"), most=3600, above_zero=True),
         default_model=_optional_str(*value("default_model")) or "qwen7b",
         context=int(_number(*value("context"), most=10**7)),
         state=state_dir(home),
@@ -430,8 +451,11 @@ def _str_list(label: str, value: Any, expected: str = "a list of package names")
 
 def port_number(label: str, value: Any) -> int:
     """A TCP port from config or a flag; label names it in the error."""
-    number = _number(label, value)
-    if number != int(number) or not 1 <= number <= 65535:
+    try:
+        number = _number(label, value, most=65535, above_zero=True)
+    except MlxTasksError:  # said below in a port's words
+        number = None
+    if number is None or number != int(number):
         raise _invalid(label, "a port number from 1 to 65535", value)
     return int(number)
 
@@ -443,13 +467,13 @@ def _whole(label: str, value: Any, least: int, most: int) -> int:
     return int(number)
 
 
-def _number(label: str, value: Any, most: float = 1e6) -> float:
+def _number(label: str, value: Any, most: float = 1e6, above_zero: bool = False) -> float:
     if isinstance(value, bool):
         raise _invalid(label, "a number", value)
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise _invalid(label, "a number", value) from None
-    if not 0 <= number <= most:  # also refuses nan
-        raise _invalid(label, f"a number from 0 to {most:g}", value)
+    if not 0 <= number <= most or (above_zero and number == 0):  # also refuses nan
+        raise _invalid(label, f"a number {'above 0, up to' if above_zero else 'from 0 to'} {most:g}", value)
     return number

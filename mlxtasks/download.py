@@ -39,7 +39,20 @@ def run(spec: dict) -> None:
     except MlxTasksError as err:
         tell(error={"message": err.message, "fix": err.fix})
     except Exception as exc:  # noqa: BLE001 - anything else still ends as a sentence in models.pull
-        tell(error={"message": f"Fetching {model.repo} failed: {hub._cause(exc)}.", "fix": "run the same command again"})
+        local = _local_error(exc, Path(spec["staged"]).parent)
+        if local:  # a full disk or an unwritable folder, however deep in huggingface_hub it was met
+            tell(error={"message": local.message, "fix": local.fix})
+        else:
+            tell(error={"message": f"Fetching {model.repo} failed: {hub._cause(exc)}.", "fix": "run the same command again"})
+
+
+def _local_error(exc: BaseException | None, folder: Path) -> MlxTasksError | None:
+    """hub.local_error's sentence for the first disk or folder error in the chain of causes, if there is one."""
+    while exc is not None:
+        if isinstance(exc, OSError) and hub.local_error(exc, folder):
+            return hub.local_error(exc, folder)
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _exit_with_parent() -> None:

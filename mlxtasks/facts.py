@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from . import children
+
 
 GB = 10**9  # the one unit printed for RAM, disk and model sizes alike, so every command shows the same figure
 GIB = 2**30  # RAM comes in powers of two: for hardware thresholds only, never for printing
@@ -96,7 +98,7 @@ def backend_for(facts: HostFacts, configured: str = "auto") -> str:
 def python_info(path: str | os.PathLike) -> PythonInfo | None:
     """Ask an interpreter for its version and arch; None when it does not run."""
     try:
-        done = subprocess.run([str(path), "-c", _PYTHON_PROBE], capture_output=True, text=True, timeout=30)
+        done = children.run([str(path), "-c", _PYTHON_PROBE], capture_output=True, text=True, timeout=30)
         version, arch, prefix, *executable = json.loads(done.stdout)
     except (OSError, ValueError, subprocess.SubprocessError):
         return None
@@ -217,7 +219,7 @@ def remembered_working_set(path: Path, ram_total: int) -> int:
 
 def _command_output(argv: list[str]) -> str | None:
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=15)
+        done = children.run(argv, capture_output=True, text=True, timeout=15)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None

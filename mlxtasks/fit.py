@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import files
+from .errors import MlxTasksError
 from .facts import GB
 
 # MLX's buffers and activations beyond the weights and the cache: an estimate, a share of the weights plus a floor.
@@ -110,8 +112,8 @@ def largest_context(weights: int, shape: Shape, budget: int) -> int:
 def folder_shape(folder: Path) -> Shape:
     """An installed model's shape from its config.json (unknown when there is none to read)."""
     try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
+        config = json.loads(files.read_bytes(folder / "config.json"))
+    except (OSError, ValueError, MlxTasksError):  # a FIFO is not read
         return Shape()
     return from_config(config if isinstance(config, dict) else {})
 

@@ -22,9 +22,10 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
+from urllib.parse import urlsplit
 
-from . import catalog, store
+from . import catalog, files, store
 from .catalog import Model
 from .errors import MlxTasksError
 from .facts import GB, HostFacts, free_disk, size_text
@@ -34,6 +35,7 @@ ALLOW_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.
                   "*.jsonl", "*.jinja"]
 TRIES = 4
 # A branch, tag or commit as git allows them in a URL: no spaces, newlines or "..".
+T = TypeVar("T")
 REVISION_PATTERN = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
 
 
@@ -60,7 +62,42 @@ def staging_path(models_path: Path, model: Model) -> Path:
 
 
 def endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    """The hub's URL: HF_ENDPOINT, checked to be an http(s) URL with a host, or the public hub."""
+    value = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    try:
+        parts = urlsplit(value)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # such as 'http://[::1', an IPv6 address never closed
+        usable = False
+    if not usable:
+        raise MlxTasksError(f"HF_ENDPOINT={value!r} is not the http(s) URL of a hub.",
+                            fix="unset HF_ENDPOINT, or set it to a URL such as https://huggingface.co")
+    return value
+
+
+def answered(seconds: float, work: Callable[[], T], what: str) -> T:
+    """work() (a request to the hub) awaited at most `seconds`: huggingface_hub sets no read timeout, so a hub
+    that takes the connection and never answers would hold this process for ever. The thread left behind is a
+    daemon and ends with the process."""
+    done: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            done.append((True, work()))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            done.append((False, exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not done:
+        raise MlxTasksError(f"The hub at {endpoint()} took the connection but sent no answer in {seconds:g} s while {what}.",
+                            fix="check the network (and HF_ENDPOINT), then run the same command again "
+                                "(mlx.pull_stall_timeout_s sets how long to wait)")
+    ok, value = done[0]
+    if ok:
+        return value
+    raise value
 
 
 def login_command() -> str:
@@ -177,8 +214,8 @@ def plan(model: Model, revision: str | None = None, retry_delay: float = 2.0,
 def read_config(path: Path) -> dict:
     """A config.json as a dict ({} when it is missing or not a JSON object)."""
     try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError):
+        config = json.loads(files.read_bytes(path))
+    except (OSError, ValueError, MlxTasksError):
         return {}
     return config if isinstance(config, dict) else {}
 
@@ -206,20 +243,13 @@ def check_memory(model: Model, facts: HostFacts, models: tuple[Model, ...]) -> N
 
 def check_disk(the_plan: Plan, models_path: Path, margin_gb: float) -> None:
     staged = staging_path(models_path, the_plan.model)
-    have = sum(size for path, size in the_plan.files if _has(staged / path, size))
+    have = sum(size for path, size in the_plan.files if store.has_size(staged / path, size))
     need = the_plan.total - have + margin_gb * GB
     free = free_disk(models_path)
     if free < need:
         raise MlxTasksError(f"{the_plan.model.alias} needs {size_text(need)} free in {models_path} (its files "
                             f"and a {margin_gb:g} GB margin), but only {size_text(free)} is free.",
                             fix="free some space, or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)")
-
-
-def _has(path: Path, size: int) -> bool:
-    try:
-        return path.stat().st_size == size
-    except OSError:
-        return False
 
 
 def download(the_plan: Plan, staged: Path, retry_delay: float, say: Callable[[str], None] = print) -> None:
@@ -385,7 +415,7 @@ def cached_repos() -> set[str]:
 def problems(the_plan: Plan, staged: Path) -> list[str]:
     """What is missing or wrong in the staged copy: every listed file at its listed size, then the
     same checks the validator makes."""
-    found = [f"{path} is missing or not {size} bytes" for path, size in the_plan.files if not _has(staged / path, size)]
+    found = [f"{path} is missing or not {size} bytes" for path, size in the_plan.files if not store.has_size(staged / path, size)]
     return found or store.model_problems(staged)
 
 
@@ -416,11 +446,7 @@ def _fetching(the_plan: Plan, final: Path) -> str:
 
 
 def is_complete(folder: Path) -> bool:
-    """Every file at the size the manifest lists (for a model models.pull put there), and the validator's
-    checks pass: the same verdict as models.verify's."""
-    recorded = store.read_manifest(folder) or {}
-    if any(not _has(folder / path, size) for path, size in recorded.get("files", {}).items()):
-        return False
+    """models.verify's verdict (store.model_problems), manifest included."""
     return not store.model_problems(folder)
 
 
@@ -430,13 +456,12 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
     if revision is not None and not REVISION_PATTERN.fullmatch(revision):
         raise MlxTasksError(f"{revision!r} is not a branch, tag or commit name.",
                             fix="give one such as main or a commit's 40 hex digits, or leave out --revision")
+    endpoint()
     model, catalogued = resolve(name, settings.catalog)
     final = final_path(settings.models, model)
     staged = staging_path(settings.models, model)
-    for folder in (settings.models, staged):
-        if folder.exists() and not folder.is_dir():
-            raise MlxTasksError(f"{folder} is a file, where models.pull needs a folder; it was left alone.",
-                                fix="move it away, or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)")
+    store.check_models_path(settings.models)
+    store.check_models_path(staged)
     held = (store.read_manifest(final) or {}) if final.exists() else {}
     if held.get("repo") and held["repo"].casefold() != model.repo.casefold():
         # Another repo's folder by this name; on a Mac's case-insensitive disk Qwen3-8B is qwen3-8b, too.

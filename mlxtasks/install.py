@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from . import __version__
+from . import __version__, children
 from .config import Settings
 from .errors import MlxTasksError
 from .facts import BACKEND_DISTRIBUTION
@@ -116,7 +116,7 @@ def own_origin() -> Origin:
 def inspect(python: Path, names: list[str]) -> tuple[dict[str, str | None], Origin | None]:
     """Installed versions in the venv and, when mlxtasks is among them and installed, its origin: one
     subprocess, no resolver run."""
-    done = subprocess.run([str(python), "-c", _VERSIONS_PROBE, *names], capture_output=True, text=True, timeout=60)
+    done = children.run([str(python), "-c", _VERSIONS_PROBE, *names], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise MlxTasksError(f"Could not read the packages installed in {python}.",
                             fix=recreate_fix(python.parent.parent))
@@ -193,7 +193,7 @@ def plan(settings: Settings, backend: str, installer: Installer, upgrade: bool =
         delay=settings.retry_delay_s,
         failure=f"Installing the MLX packages into {settings.venv} failed after 3 tries.",
         fix="check the network, then: invoke install",
-        give_up=partial(unresolvable, backend),
+        give_up=partial(hopeless, backend),
     )
     return Step("install", f"{'upgrade' if upgrade else 'install'} {what} ({installer.name})", (*removal, command))
 
@@ -210,6 +210,19 @@ def extras(settings: Settings, names: list[str], name: str, purpose: str, fix: s
                       tries=3, delay=settings.retry_delay_s,
                       failure=f"Installing {what} into {settings.venv} {purpose} failed after 3 tries.", fix=fix)
     return Step(name, f"installing {what} into {settings.venv} {purpose} (only once)", (command,))
+
+
+_UV_CACHE = re.compile(r"Failed to initialize cache at `?([^`\n]+?)`?\s*$", re.M)
+
+
+def hopeless(backend: str, output: str) -> MlxTasksError | None:
+    """The error for an installer's output that no retry can change: uv cannot write its cache (a read-only
+    HOME, say), or no release fits this machine (unresolvable); None for anything else."""
+    cache = _UV_CACHE.search(_TERMINAL_CODES.sub("", output))
+    if cache:
+        return MlxTasksError(f"uv cannot write its cache at {cache.group(1)} (read-only or not yours), so nothing was installed.",
+                             fix="give it a writable one (export UV_CACHE_DIR=/tmp/uv-cache), then run the same command again")
+    return unresolvable(backend, output)
 
 
 def unresolvable(backend: str, output: str) -> MlxTasksError | None:

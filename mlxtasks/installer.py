@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from . import children
 from .errors import MlxTasksError
 
 
@@ -27,7 +28,7 @@ def find_uv() -> str | None:
     found.append(shutil.which("uv"))
     for path in filter(None, found):
         try:
-            if subprocess.run([path, "--version"], capture_output=True, timeout=30).returncode == 0:
+            if children.run([path, "--version"], capture_output=True, timeout=30).returncode == 0:
                 return path
         except (OSError, subprocess.SubprocessError):
             continue

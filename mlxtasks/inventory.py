@@ -16,7 +16,7 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
     """models.list --json: the models folder, what is installed in it, and the catalogue."""
     installed, budget, records = [], catalog.memory_budget(facts), speed.history(settings)
     named = store.known_models(settings.models, settings.catalog)
-    for folder in store.model_folders(settings.models):
+    for folder in store.model_folders(store.check_models_path(settings.models)):
         recorded = store.read_manifest(folder) or {}
         known = catalog.by_folder(folder.name, named)
         size = store.size_on_disk(folder)
@@ -78,7 +78,8 @@ def info_lines(entry: Model, models_path: Path, facts: HostFacts, records: list[
          ("complete" if hub.is_complete(folder) else "incomplete: invoke models.verify " + entry.alias)),
     ]
     if recorded:
-        rows.append(("pulled", f"{recorded['pulled']}, revision {recorded['revision']}, {recorded['size'] / GB:.2f} GB"))
+        rows.append(("pulled", f"{recorded.get('pulled') or 'unknown date'}, revision {recorded.get('revision') or 'unknown'}, "
+                               f"{recorded.get('size', 0) / GB:.2f} GB"))
     return [f"{name:<10}{value}" for name, value in rows]
 
 
@@ -99,8 +100,10 @@ def remote_info_lines(s: Settings, facts: HostFacts, repo: str) -> list[str]:
 
     from . import compat, fit
 
+    hub.endpoint()  # checked before huggingface_hub reads it
     with tempfile.TemporaryDirectory(prefix="mlxtasks-info-") as scratch:
-        the_plan = hub.plan(catalog.from_repo(repo, 0.0), say=lambda _: None, staged=Path(scratch) / "config")
+        the_plan = hub.answered(s.pull_stall_timeout_s, lambda: hub.plan(catalog.from_repo(repo, 0.0), say=lambda _: None,
+                                                                        staged=Path(scratch) / "config"), f"asking about {repo}")
     known, config, weights = compat.support(s), the_plan.config, the_plan.total
     shape = fit.from_config(config)
     problem = compat.problem(repo, config, known, the_plan.pipeline) if known else None
@@ -122,7 +125,7 @@ def verify(settings: Settings, name: str | None = None) -> list[Result]:
     if name:
         folders = [store.local_model(name, settings.models, settings.catalog)[1]]
     else:
-        folders = store.model_folders(settings.models)
+        folders = store.model_folders(store.check_models_path(settings.models))
     checks = []
     for folder in folders:
         known = catalog.by_folder(folder.name, settings.catalog)

@@ -153,6 +153,27 @@ def route(prompt: str, installed: set[str], rules: Mapping[str, Mapping]) -> Cho
 
 # --- chat: python -m mlxtasks.runtime.chat --spec FILE --------------------------------------------
 
+# Each sampling setting a flag or /set gives: (type, lowest, highest, the words for its range). temp stops at
+# OpenAI's 2; top_p must leave some token to pick; a seed is what every backend takes (32 bits).
+SAMPLING_RANGES = {"temp": (float, 0.0, 2.0, "a number from 0 to 2"),
+                   "top_p": (float, 0.0, 1.0, "a number above 0, up to 1"),
+                   "max_tokens": (int, 1, 10**6, "a whole number from 1 to 1000000"),
+                   "seed": (int, 0, 2**32 - 1, "a whole number from 0 to 4294967295")}
+
+
+def sampling_value(name: str, value: Any) -> float | int:
+    """A sampling setting (a key of SAMPLING_RANGES) as its number; ValueError, whose text is the range, when it
+    is not a number of that kind within the range (nan and inf included)."""
+    kind, lowest, highest, expected = SAMPLING_RANGES[name]
+    try:
+        number = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(expected) from None
+    if not lowest <= number <= highest or (name == "top_p" and number == 0):
+        raise ValueError(expected)
+    return number
+
+
 @dataclasses.dataclass(frozen=True)
 class Sampling(Message):
     temp: float

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from . import children
 from .config import MAX_PYTHON, MIN_PYTHON
 from .errors import MlxTasksError
 from .facts import HostFacts, PythonInfo, python_info
@@ -104,7 +105,7 @@ def find(facts: HostFacts, uv: str | None) -> tuple[PythonInfo | None, tuple[Pyt
 def _uv_managed(uv: str) -> str | None:
     try:
         # --no-cache: looking must not write uv's cache into HOME (a dry run creates nothing).
-        done = subprocess.run([uv, "--no-cache", "python", "find", "--no-project",
+        done = children.run([uv, "--no-cache", "python", "find", "--no-project",
                                f">={MIN_PYTHON[0]}.{MIN_PYTHON[1]},<{MAX_PYTHON[0]}.{MAX_PYTHON[1] + 1}"],
                               capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):

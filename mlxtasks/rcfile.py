@@ -8,8 +8,8 @@ The block and its separator are LF whatever the file uses; the user's own lines 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-import errno
 import fcntl
 import hashlib
 import os
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from . import files
 from .errors import MlxTasksError
 
 START = "# >>> mlxtasks >>>"
@@ -31,8 +32,6 @@ BACKUPS_KEPT = 3
 
 _MARKER = re.compile(rf"^(?:{re.escape(START)}|{re.escape(END)})[ \t]*\r?$", re.M)
 _SIGNED = re.compile(rf"{re.escape(MANAGED)}; sha256 ([0-9a-f]{{12}})")
-_KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
-          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
 _ELSEWHERE = "or give shell.install and shell.remove a regular file with --rc-file PATH"
 
 
@@ -66,16 +65,16 @@ def edited_by_hand(text: str) -> bool:
     return False
 
 
-def find_blocks(text: str) -> list[Span]:
-    """Every complete block; a start without an end (or an end without a start) is refused."""
+def find_blocks(text: str, name: str = "this file") -> list[Span]:
+    """Every complete block; a start without an end (or an end without a start) is refused, naming the file."""
     spans, open_at = [], None
     for match in _MARKER.finditer(text):
         is_start = match.group().startswith(START)
         line = text.count("\n", 0, match.start()) + 1
         if is_start and open_at is not None:
-            raise _broken(f"a second '{START}' at line {line} before the first one was closed")
+            raise _broken(f"a second '{START}' at line {line} before the first one was closed", name)
         if not is_start and open_at is None:
-            raise _broken(f"'{END}' at line {line} has no '{START}' before it")
+            raise _broken(f"'{END}' at line {line} has no '{START}' before it", name)
         if is_start:
             open_at = (match.start(), line)
             continue
@@ -87,19 +86,19 @@ def find_blocks(text: str) -> list[Span]:
         spans.append(Span(open_at[0], end, newline))
         open_at = None
     if open_at is not None:
-        raise _broken(f"'{START}' at line {open_at[1]} has no '{END}' after it")
+        raise _broken(f"'{START}' at line {open_at[1]} has no '{END}' after it", name)
     return spans
 
 
-def _broken(where: str) -> MlxTasksError:
-    return MlxTasksError(f"The mlxtasks block in this file is damaged: {where}; it was left as it is.",
+def _broken(where: str, name: str) -> MlxTasksError:
+    return MlxTasksError(f"The mlxtasks block in {name} is damaged: {where}; it was left as it is.",
                          fix="fix or delete the marked lines by hand, then run: invoke shell.install")
 
 
 def apply_block(text: str, body: str, name: str = "FILE") -> tuple[str, list[str]]:
     """Text with exactly one block holding `body`: replaced in place, or appended. Returns warnings.
     name: the file, for the command in a warning."""
-    spans = find_blocks(text)
+    spans = find_blocks(text, name)
     own = _cut(text, spans)
     warnings = [f"its own lines end in CRLF, which zsh and bash misread (a stray carriage return ends each); "
                 f"the block is written with LF. Convert the file: perl -pi -e 's/\\r$//' {shlex.quote(name)}"] if "\r\n" in own else []
@@ -113,9 +112,9 @@ def apply_block(text: str, body: str, name: str = "FILE") -> tuple[str, list[str
     return before + block_text(body) + after, warnings + ([f"found {len(spans)} mlxtasks blocks; kept one"] if extra else [])
 
 
-def remove_block(text: str) -> str:
+def remove_block(text: str, name: str = "this file") -> str:
     """Text without any block: the exact text apply_block started from, if the rest is untouched."""
-    return _cut(text, find_blocks(text))
+    return _cut(text, find_blocks(text, name))
 
 
 def _separated(text: str) -> str:
@@ -165,12 +164,12 @@ def checked(path: Path) -> Path:
         info = os.stat(path)
     except FileNotFoundError:
         return Path(os.path.realpath(path))
-    except OSError as exc:  # a symlink loop, a file where a folder should be, a folder we may not read
-        raise MlxTasksError(f"Cannot open {path}: {exc.strerror}, so it was left as it is.",
-                            fix=f"see what it is (ls -l {path}), {_ELSEWHERE}") from None
+    except OSError as exc:  # a symlink loop, a file where one of its folders should be, a folder we may not read
+        in_the_way = files.folder_problem(Path(path).parent)  # names the file that is in the way
+        raise in_the_way or MlxTasksError(f"Cannot open {path}: {exc.strerror}, so it was left as it is.",
+                                          fix=f"see what it is (ls -l {path}), {_ELSEWHERE}") from None
     if not stat.S_ISREG(info.st_mode):
-        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a file")
-        raise MlxTasksError(f"{path} is not a regular file but {kind}, so it was left as it is.",
+        raise MlxTasksError(f"{path} is not a regular file but {files.kind(info.st_mode)}, so it was left as it is.",
                             fix=f"move it aside, {_ELSEWHERE}")
     return Path(os.path.realpath(path))
 
@@ -186,21 +185,23 @@ def read(path: Path) -> str:
 def update(path: Path, transform: Callable[[str], tuple[str, list[str]]], dry: bool = False,
            own_file: bool = False, created: Path | None = None) -> Change:
     """Read, transform and (if the text changed) write `path` safely: under a lock, after a backup,
-    atomically, keeping its mode and any symlink. Nothing is written when dry.
+    atomically, keeping its owner, group, mode, hard links and any symlink. Nothing is written when dry.
 
     created: the record of files this function created. A file left empty is deleted, with the
     backups that hold nothing but the block, when it is `own_file` or the record says we created it.
     A block edited by hand is always kept in a backup, and the change's warnings say where."""
     target = checked(path)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not os.path.lexists(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not target.parent.is_dir():  # a dangling symlink: no folders are made along its target
+            raise MlxTasksError(f"{path} is a symlink to {target}, whose folder {target.parent} does not exist, "
+                                "so it was left as it is.",
+                                fix=f"make the folder (mkdir -p {target.parent}) or remove the symlink, then run the command again")
         with _locked(target.parent):
             return _update(path, target, transform, dry, own_file, created)
     except OSError as exc:
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        raise MlxTasksError(f"Cannot write {path}: {exc.strerror}, so it was left as it was.",
-                            fix="free some space on that disk, then run the command again" if full else
-                            f"check that you may write to {target.parent} (ls -ld {target.parent}), {_ELSEWHERE}") from None
+        raise files.write_problem(path, exc, left=path, also=_ELSEWHERE) from None
 
 
 def _update(path: Path, target: Path, transform: Callable[[str], tuple[str, list[str]]], dry: bool,
@@ -223,30 +224,46 @@ def _update(path: Path, target: Path, transform: Callable[[str], tuple[str, list
             if backup.exists() and _holds_only_the_block(backup):
                 backup.unlink()
         if edited:
-            _back_up(path, target)
+            _commit(path, target, None)
         target.unlink()
-        _record_created(created, target, False)
+        _record_created(created, target, False, path)
         return change
-    _back_up(path, target)
-    _write_atomically(target, new.encode("utf-8", "surrogateescape"), _mode(target))
-    if not existed:
-        _record_created(created, target, True)
+    # A new file is recorded once it is staged and before it is put: a full state folder stops there, with nothing written.
+    recorded = []
+
+    def record() -> None:
+        if not existed:
+            _record_created(created, target, True, path)
+            recorded.append(target)
+
+    try:
+        _commit(path, target, new.encode("utf-8", "surrogateescape"), before_put=record)
+    except OSError:
+        if recorded:
+            with contextlib.suppress(MlxTasksError):
+                _record_created(created, target, False, path)
+        raise
     return change
 
 
 def _created(record: Path | None) -> set[str]:
     try:
-        return set(record.read_text().splitlines()) if record else set()
+        return set(files.read_text(record, "surrogateescape").splitlines()) if record else set()
     except FileNotFoundError:
         return set()
 
 
-def _record_created(record: Path | None, target: Path, created: bool) -> None:
+def _record_created(record: Path | None, target: Path, created: bool, path: Path) -> None:
+    """Add `target` to (or take it off) the record of the files we created; path: the rc file, left as it was
+    when the record cannot be written."""
     if record is None:
         return
     names = _created(record) | {str(target)} if created else _created(record) - {str(target)}
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text("".join(f"{name}\n" for name in sorted(names)))
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(record, "".join(f"{name}\n" for name in sorted(names)).encode("utf-8", "surrogateescape"))
+    except OSError as exc:
+        raise files.write_problem(record, exc, left=path) from None
 
 
 def _holds_only_the_block(path: Path) -> bool:
@@ -256,17 +273,25 @@ def _holds_only_the_block(path: Path) -> bool:
         return False
 
 
-def read_only_problem(path: Path, mode: int, owner: int, uid: int, writable: bool) -> MlxTasksError | None:
-    """Why `path` must be left alone, if it must: another user owns it, or it has no write bit
-    (which means "leave me alone" even to root, who may write anywhere)."""
-    unwritable = not writable or not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
-    if unwritable and owner != uid:
+def read_only_problem(path: Path, mode: int, owner: int, uid: int, writable: bool,
+                      read_only_mount: bool = False) -> MlxTasksError | None:
+    """Why `path` must be left alone, if it must: it is on a read-only mount, another user owns it, it has no
+    write bit (which means "leave me alone" even to root, who may write anywhere), or it is immutable."""
+    bits = mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    if writable and bits:
+        return None
+    if read_only_mount:
+        return MlxTasksError(f"{path} is on a file system mounted read-only, so it was left as it is.",
+                             fix="remount it writable (mount -o remount,rw), or add the block by hand: invoke shell.show")
+    if owner != uid and (uid != 0 or not bits):
         return MlxTasksError(f"{path} belongs to another user (uid {owner}), so it was left as it is.",
                              fix=f'make it yours: sudo chown "$USER" {path}, then run the command again')
-    if unwritable:
+    if not bits:
         return MlxTasksError(f"{path} is read-only, so it was left as it is.",
                              fix=f"make it writable (chmod u+w {path}), or add the block by hand: invoke shell.show")
-    return None
+    return MlxTasksError(f"{path} is locked against changes (immutable), so it was left as it is.",
+                         fix=f"see its flags (lsattr {path}) and unlock it (sudo chattr -i {path}; on a Mac, chflags nouchg), "
+                             "or add the block by hand: invoke shell.show")
 
 
 def _refuse_read_only(path: Path, target: Path) -> None:
@@ -274,7 +299,8 @@ def _refuse_read_only(path: Path, target: Path) -> None:
         info = target.stat()
     except FileNotFoundError:
         return
-    problem = read_only_problem(target, info.st_mode, info.st_uid, os.getuid(), os.access(target, os.W_OK))
+    problem = read_only_problem(target, info.st_mode, info.st_uid, os.getuid(), os.access(target, os.W_OK),
+                                files.mounted_read_only(target))
     if problem:
         raise problem
 
@@ -284,45 +310,96 @@ def _backups(path: Path) -> list[Path]:
     return [backup] + [backup.with_name(f"{backup.name}.{n}") for n in range(1, BACKUPS_KEPT)]
 
 
-def _back_up(path: Path, target: Path) -> None:
-    """The file as it is becomes the newest backup, written in full before the older ones rotate,
-    so that a full disk costs no good backup."""
-    if not target.exists():
-        return
-    names = _backups(path)
-
-    def rotate() -> None:
-        for older, newer in zip(reversed(names[1:]), reversed(names[:-1]), strict=True):
-            if newer.exists():
-                os.replace(newer, older)
-
-    _write_atomically(names[0], target.read_bytes(), _mode(target), before_rename=rotate)
-
-
-def _mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
-
-
-def _write_atomically(target: Path, data: bytes, mode: int, before_rename: Callable[[], None] = lambda: None) -> None:
-    """Write a temporary file beside `target` and fsync it, then rename it over `target`: a full disk
-    fails before `target` (or what `before_rename` does) is touched."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".mlxtasks-tmp", dir=target.parent)
+def _commit(path: Path, target: Path, data: bytes | None, before_put: Callable[[], None] = lambda: None) -> None:
+    """The file as it is becomes the newest backup, and `data` (None: nothing) its new text. Both are written in
+    full before anything is touched, and the older backups rotate only then: a full disk costs no backup."""
+    staged: list[_Staged] = []
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        before_rename()
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    folder = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
+        if target.exists():
+            staged.append(_Staged(_backups(path)[0], target.read_bytes(), like=target))
+        if data is not None:
+            staged.append(_Staged(target, data, like=target if target.exists() else None))
+        before_put()
+        if target.exists():
+            names = _backups(path)
+            for older, newer in zip(reversed(names[1:]), reversed(names[:-1]), strict=True):
+                if newer.exists():
+                    os.replace(newer, older)
+        for item in staged:
+            item.put()
     finally:
-        os.close(folder)
+        for item in staged:
+            item.discard()
+
+
+class _Staged:
+    """`data` written in full to a temporary file beside `dest`, with the owner, group and mode of `like` (the
+    file it replaces); put() then renames it over `dest`. Where a rename would lose something (another name
+    of a hard-linked file, or an owner we may not give), put() rewrites `dest` in place instead, once the
+    temporary file has shown that the data fits."""
+
+    def __init__(self, dest: Path, data: bytes, like: Path | None):
+        self.dest, self.data = dest, data
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".mlxtasks-tmp", dir=dest.parent)
+        self.temporary: Path | None = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            info = like.stat() if like else None
+            os.chmod(name, stat.S_IMODE(info.st_mode) if info else 0o666 & ~_umask())
+            self.in_place = bool(info and like == dest and info.st_nlink > 1)
+            if info and (info.st_uid, info.st_gid) != (os.geteuid(), os.getegid()):
+                try:
+                    os.chown(name, info.st_uid, info.st_gid)
+                except PermissionError:  # not root: only a rewrite in place keeps another owner
+                    self.in_place = like == dest
+        except BaseException:
+            self.discard()
+            raise
+
+    def put(self) -> None:
+        if self.in_place:
+            self.discard()  # its space is what the rewrite needs
+            with open(self.dest, "r+b") as handle:
+                handle.write(self.data)
+                handle.truncate()
+                handle.flush()
+                os.fsync(handle.fileno())
+        else:
+            assert self.temporary is not None  # staged, not yet put
+            os.replace(self.temporary, self.dest)
+            self.temporary = None
+            _sync_folder(self.dest.parent)
+
+    def discard(self) -> None:
+        if self.temporary:
+            self.temporary.unlink(missing_ok=True)
+            self.temporary = None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """A file of our own, written whole or not at all."""
+    staged = _Staged(target, data, like=None)
+    try:
+        staged.put()
+    finally:
+        staged.discard()
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager

@@ -48,17 +48,19 @@ def _quiet_retries() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def listing(query: str, sort: str, limit: int, author: str | None) -> list:
-    """The hub's ModelInfo entries, best first. Unreachable (after huggingface_hub's own retries): one sentence."""
+def listing(query: str, sort: str, limit: int, author: str | None, wait_s: float) -> list:
+    """The hub's ModelInfo entries, best first. Unreachable (after huggingface_hub's own retries), or no answer in
+    wait_s seconds: one sentence."""
+    from .hub import answered, endpoint, is_network_error
+
+    endpoint()  # checked before huggingface_hub reads it
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
-
-    from .hub import endpoint, is_network_error
 
     try:
         with _quiet_retries():
             asked: dict[str, Any] = dict(search=query or None, author=author, sort=sort, limit=limit, expand=EXPAND)
-            return list(HfApi().list_models(**asked))
+            return answered(wait_s, lambda: list(HfApi().list_models(**asked)), "searching")
     except Exception as exc:  # noqa: BLE001 - classified here
         cause = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
         if is_network_error(exc):
@@ -105,7 +107,7 @@ def row(info, budget: int, known, pulled: set[str], facts: HostFacts, records: l
 def search(s: Settings, facts: HostFacts, query: str, sort: str = "downloads", limit: Any = 20,
            author: str | None = None, only_fits: bool = False) -> list[dict]:
     sort_key, count, owner = options(sort, limit, author)
-    infos = listing(query, sort_key, count, owner)
+    infos = listing(query, sort_key, count, owner, s.pull_stall_timeout_s)
     budget, known, pulled, records = catalog.memory_budget(facts), compat.support(s), pulled_repos(s), speed.history(s)
     rows = [row(info, budget, known, pulled, facts, records, s.catalog) for info in infos]
     return [r for r in rows if r["fits"]] if only_fits else rows

@@ -19,10 +19,10 @@ import urllib.request
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import catalog, service, store
+from . import catalog, files, service, store
 from .catalog import Model
 from .config import Settings
-from .errors import MlxTasksError
+from .errors import MlxTasksError, untraced
 from .facts import GB, HostFacts
 from .protocol import ServedModel, ServeSpec, is_loopback
 
@@ -201,7 +201,7 @@ def running(state: Path) -> Server | None:
     """The server the record names while that very process lives; a stale record is removed."""
     path = record_path(state)
     try:
-        server = Server(**json.loads(path.read_text()))
+        server = Server(**json.loads(files.read_bytes(path)))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError):
@@ -226,13 +226,13 @@ def crashed(state: Path) -> str | None:
     """What to say when the record names a server that has gone without serve.stop (which removes the
     record) and without saying it was stopped: its exit status when it wrote one, and the log's last lines."""
     try:
-        server = Server(**json.loads(record_path(state).read_text()))
+        server = Server(**json.loads(files.read_bytes(record_path(state))))
     except (OSError, ValueError, TypeError):
         return None
     if _alive(server):
         return None
     try:
-        ended = json.loads(exit_path(state).read_text())
+        ended = json.loads(files.read_bytes(exit_path(state)))
         if ended["status"] == 0:
             return None  # it was stopped (Ctrl-C, a service manager's stop)
         how = f"exit status {ended['status']}: {ended['reason']}"
@@ -446,19 +446,21 @@ def _end(pid: int, wait: float = STOP_WAIT_S) -> None:
 
 
 def tail(state: Path, lines: int = TAIL_LINES) -> str:
+    """The log's last lines, a traceback cut down to its error (the trace stays in the log)."""
     try:
-        text = log_path(state).read_text(errors="replace")
-    except OSError:
+        text = files.read_text(log_path(state), errors="replace")
+    except (OSError, MlxTasksError):
         return "  (no log)"
-    return "\n".join(f"  {line}" for line in text.splitlines()[-lines:]) or "  (the log is empty)"
+    return "\n".join(f"  {line}" for line in untraced(text.splitlines(), str(log_path(state)))[-lines:]) \
+        or "  (the log is empty)"
 
 
 def log_text(state: Path, lines: int) -> str:
     """The last `lines` lines of the server's log (0: all of it)."""
     path = log_path(state)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise MlxTasksError(f"There is no server log yet ({path}).", fix="start a server: invoke serve default")
-    text = path.read_text(errors="replace").splitlines()
+    text = files.read_text(path, errors="replace").splitlines()
     return "\n".join(text[-lines:] if lines else text)
 
 

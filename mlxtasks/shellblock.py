@@ -154,7 +154,7 @@ def remove(target: RcTarget, state: Path, dry: bool) -> rcfile.Change | None:
     """Take the block out of the target's file; None when there is no such file."""
     if not target.path.exists():
         return None
-    return rcfile.update(target.path, lambda text: (rcfile.remove_block(text), []), dry=dry,
+    return rcfile.update(target.path, lambda text: (rcfile.remove_block(text, str(target.path)), []), dry=dry,
                          own_file=target.own_file, created=created_record(state))
 
 
@@ -166,5 +166,8 @@ def outcome(change: rcfile.Change, target: RcTarget, dry: bool, verb: str, after
         return "done", name, f"no change: {target.path}", notes
     if dry:
         return "dry", name, f"{verb} {target.path}", [rcfile.unified_diff(change.old, change.new, target.path, after), *notes]
-    symlink = f" (a symlink to {change.target})" if change.target != target.path else ""
-    return "changed", name, f"{verb} {target.path}{symlink}", notes
+    if change.target == target.path:
+        return "changed", name, f"{verb} {target.path}", notes
+    if change.deleted:  # the file goes, and the symlink stays as it was before install made its target
+        return "changed", name, f"{verb} {change.target}, which the symlink {target.path} points to", notes
+    return "changed", name, f"{verb} {target.path} (a symlink to {change.target})", notes

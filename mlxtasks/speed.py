@@ -123,14 +123,25 @@ def expected(facts: HostFacts, weights: int, active: float = 1.0, names: frozens
 
 
 def history(s) -> list[dict]:
-    """bench's history records (none when its file or its config section cannot be read)."""
+    """bench's history records (none when its file or its config section cannot be read); lines that cannot be
+    read are left out, and said once on stderr."""
+    from . import ui
     from .bench import read_history
     from .errors import MlxTasksError
 
     try:
-        return read_history(s.bench.history)[0]
+        path = s.bench.history
+        records, unreadable = read_history(path)
     except (MlxTasksError, OSError):
         return []
+    if unreadable and path not in _SAID:
+        _SAID.add(path)
+        ui.note(f"({unreadable} line{'s' if unreadable != 1 else ''} of {path} could not be read and "
+                f"{'were' if unreadable != 1 else 'was'} left out of the measured speeds)")
+    return records
+
+
+_SAID: set = set()  # history files whose unreadable lines were said in this process
 
 
 def legend(kinds: list[str]) -> list[str]:

@@ -7,11 +7,26 @@ import os
 import shutil
 from pathlib import Path
 
+from . import files
 from .catalog import ALIAS_PATTERN, REPO_PATTERN, Model, find
 from .errors import MlxTasksError
 from .facts import GB
 
 MANIFEST = "mlxtasks-manifest.json"
+
+
+def models_path_problem(models_path: Path) -> MlxTasksError | None:
+    """Why the models folder cannot be one (a file is where it, or a folder above it, should be); None if it can."""
+    problem = files.folder_problem(models_path)
+    return problem and MlxTasksError(f"The models folder {problem.message}",
+                                     fix=f"{problem.fix}, or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)")
+
+
+def check_models_path(models_path: Path) -> Path:
+    problem = models_path_problem(models_path)
+    if problem:
+        raise problem
+    return models_path
 
 
 def model_folders(models_path: Path) -> list[Path]:
@@ -46,8 +61,8 @@ def _uncatalogued(folder: Path, reserved: set[str]) -> Model:
     means the catalogue's own folder; else by its folder's name in lower case."""
     recorded = read_manifest(folder) or {}
     try:
-        arch = str(json.loads((folder / "config.json").read_text()).get("model_type", "unknown"))
-    except (OSError, ValueError, AttributeError):
+        arch = str(json.loads(files.read_bytes(folder / "config.json")).get("model_type", "unknown"))
+    except (OSError, ValueError, AttributeError, MlxTasksError):
         arch = "unknown"
     repo = recorded.get("repo") or folder.name
     alias = recorded.get("alias")
@@ -70,7 +85,7 @@ def find_model(name: str, models_path: Path, known: tuple[Model, ...]) -> Model:
 def local_model(name: str, models_path: Path, known: tuple[Model, ...], where: str = "") -> tuple[Model, Path]:
     """An installed model and its folder (see find_model); a catalogue model that is not downloaded gets the
     command that pulls it."""
-    model = find_model(name, models_path, known)
+    model = find_model(name, check_models_path(models_path), known)
     if model.folder not in installed_folders(models_path):
         raise MlxTasksError(f"{model.alias} is not downloaded{where}.", fix=f"invoke models.pull {model.alias}")
     return model, models_path / model.folder
@@ -89,13 +104,13 @@ def read_manifest(folder: Path) -> dict | None:
     """What models.pull recorded of a model it put in place; None for a folder it did not pull, or whose
     manifest is damaged (not a mapping, a field of the wrong type)."""
     try:
-        recorded = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
+        recorded = json.loads(files.read_bytes(folder / MANIFEST))
+    except (OSError, ValueError, MlxTasksError):
         return None
     if not isinstance(recorded, dict):
         return None
-    files = recorded.get("files", {})
-    fields_ok = (isinstance(files, dict) and all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in files.items())
+    listed = recorded.get("files", {})
+    fields_ok = (isinstance(listed, dict) and all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in listed.items())
                  and all(isinstance(recorded.get(key, ""), str) for key in ("repo", "alias", "revision", "pulled"))
                  and (not recorded.get("repo") or REPO_PATTERN.fullmatch(recorded["repo"]))
                  and type(recorded.get("size", 0)) is int)
@@ -138,27 +153,51 @@ def safetensors_problem(path: Path) -> str | None:
 
 
 def model_problems(folder: Path) -> list[str]:
-    """Everything wrong with a model folder, as mlx_lm would meet it; [] when it is complete."""
+    """Everything wrong with a model folder, as mlx_lm would meet it, and against the manifest of the download
+    that put it there; [] when it is complete. The one verdict of models.list, models.verify, chat and pull."""
     problems = []
     try:
-        json.loads((folder / "config.json").read_text())
+        config = json.loads(files.read_bytes(folder / "config.json"))
+    except MlxTasksError:  # a FIFO, say: never read
+        problems.append("config.json is not a regular file")
     except (OSError, ValueError):
         problems.append("config.json is missing or does not parse")
+    else:
+        if not isinstance(config, dict):
+            problems.append(f"config.json holds a JSON {type(config).__name__}, not the model's settings")
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         problems.append("no tokenizer files (" + ", ".join(TOKENIZER_FILES) + ")")
     shards = sorted(p.name for p in folder.glob("*.safetensors"))
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
-            named = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (OSError, ValueError, KeyError):
+            named = sorted(set(json.loads(files.read_bytes(index))["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, MlxTasksError):
             named = []
             problems.append("model.safetensors.index.json does not parse")
         problems += [f"{name} (named by the index) is missing" for name in named if name not in shards]
     if not shards:
         problems.append("no .safetensors weights")
     problems += filter(None, (safetensors_problem(folder / name) for name in shards))
-    return problems
+    return problems + _manifest_problems(folder)
+
+
+def _manifest_problems(folder: Path) -> list[str]:
+    """A manifest that is there but damaged, and every file it lists at another size than it was downloaded."""
+    if not os.path.lexists(folder / MANIFEST):
+        return []
+    recorded = read_manifest(folder)
+    if recorded is None:
+        return [f"{MANIFEST} (the record of its download) is damaged"]
+    return [f"{path} is not the {size} bytes that were downloaded" for path, size in recorded.get("files", {}).items()
+            if not has_size(folder / path, size)]
+
+
+def has_size(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except OSError:
+        return False
 
 
 def size_on_disk(folder: Path) -> int:

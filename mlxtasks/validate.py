@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from . import install, installer, rcfile, shellblock, venv
+from . import install, installer, rcfile, shellblock, store, venv
 from .catalog import BUILTIN, Model, fits_in
 from .checks import CheckCrashed, Result, Status
 from .config import Settings
@@ -203,6 +203,15 @@ def model_check(folder: Path, problems: list[str], size: int, alias: str | None,
     return check(Status.OK, line)
 
 
+def require_loadable(alias: str, folder: Path) -> None:
+    """Refuse a damaged model before anything loads it: models.verify's verdict, in chat's words."""
+    problems = store.model_problems(folder)
+    if problems:
+        damaged = model_check(folder, problems, 0, alias)
+        raise MlxTasksError(f"{alias} cannot be loaded: {damaged.message}.",
+                            fix=f"{damaged.fix} (invoke models.verify {alias} lists every problem)")
+
+
 def deep_result(folder: str, answer: Mapping) -> Result:
     check = _check(f"models.{folder}.generate", f"{folder}: load and generate")
     if answer.get("error"):
@@ -258,7 +267,7 @@ def packages(settings: Settings, state: venv.VenvState, backend: str) -> list[Re
     stale = install.self_problem(installed.get("mlxtasks"), found, install.own_origin())
     chosen = installer.choose(settings.installer)
     if chosen.name == "uv":
-        argv = [chosen.uv, "pip", "check", "--python", str(settings.venv_python)]
+        argv = [chosen.uv, "--no-cache", "pip", "check", "--python", str(settings.venv_python)]  # HOME may be read-only
     else:
         argv = [str(settings.venv_python), "-m", "pip", "check"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
@@ -279,7 +288,7 @@ def shell_blocks(settings: Settings, os_name: str, env: Mapping[str, str]) -> li
     for shell in shells:
         path = shellblock.rc_target(shell, os_name, settings.home, env).path
         text = rcfile.read(path)
-        spans = rcfile.find_blocks(text)
+        spans = rcfile.find_blocks(text, str(path))
         block = text[spans[0].start : spans[0].end] if spans else ""  # an older CRLF block is stale: zsh cannot parse it
         wanted = rcfile.block_text(shellblock.render(shell, settings.venv, settings.models, settings.catalog))
         found.append((path, block, wanted))

@@ -4,15 +4,20 @@ import io
 import json
 import os
 import socket
+import subprocess
+import sys
 from dataclasses import asdict
 
+import pexpect
 import psutil
 import pytest
 
-from mlxtasks import chat, config, serve
 from mlxtasks.errors import MlxTasksError
-from mlxtasks.protocol import ChatModel, Sampling
+from mlxtasks import chat, config, serve
+from mlxtasks.protocol import ChatModel, ChatSpec, Sampling
 from mlxtasks.runtime.chat import COMMANDS, DIM, RESET, Output, Session, command, completions, open_block, unfence
+
+from .support.helpers import BIN, ROOT, clean_env, invoke, run
 
 
 class Terminal(io.StringIO):
@@ -43,6 +48,8 @@ def test_commands_change_the_session_and_report(tmp_path, monkeypatch):
     assert s.sampling == {"temp": 0.7, "top_p": 0.8, "max_tokens": 50}  # flags win over the model's defaults
     assert command(s, "/set temp 0.2", said.append) and s.sampling["temp"] == 0.2 and s.overrides["temp"] == 0.2
     command(s, "/set top_p lots", said.append)
+    assert said[-1] == "(top_p must be a number above 0, up to 1, got 'lots'; it stays 0.8)" and s.sampling["top_p"] == 0.8
+    command(s, "/set colour red", said.append)
     assert said[-1].startswith("usage: /set")
     command(s, "/save", said.append)
     [saved] = tmp_path.glob("chat-qwen7b-*.md")
@@ -90,17 +97,27 @@ def test_one_shots_ask_a_server_only_where_one_runs_on_the_configured_port_and_a
         assert serve.running(s.state) == record and chat.server_url(s) == ""
 
 
-@pytest.mark.parametrize("flags, words", [(chat.Flags(max_tokens="abc"), "--max-tokens must be a whole number, got 'abc'."),
-                                          (chat.Flags(temp="hot"), "--temp must be a number, got 'hot'."),
-                                          (chat.Flags(top_p="x"), "--top-p must be a number, got 'x'.")])
-def test_a_sampling_flag_that_is_not_a_number_is_one_sentence(flags, words):
-    with pytest.raises(MlxTasksError) as caught:
-        flags.overrides()
-    assert caught.value.message == words
+@pytest.mark.parametrize("flag, value, words", [
+    ("--max-tokens", "abc", "--max-tokens must be a whole number from 1 to 1000000, got 'abc'."),
+    ("--max-tokens", "0", "--max-tokens must be a whole number from 1 to 1000000, got '0'."),
+    ("--seed", "-1", "--seed must be a whole number from 0 to 4294967295, got '-1'."),
+    ("--seed", "99999999999999999999", "--seed must be a whole number from 0 to 4294967295, got '99999999999999999999'."),
+    ("--seed", "1.5", "--seed must be a whole number from 0 to 4294967295, got '1.5'."),
+    ("--temp", "nan", "--temp must be a number from 0 to 2, got 'nan'."),
+    ("--temp", "inf", "--temp must be a number from 0 to 2, got 'inf'."),
+    ("--temp", "-1", "--temp must be a number from 0 to 2, got '-1'."),
+    ("--temp", "hot", "--temp must be a number from 0 to 2, got 'hot'."),
+    ("--top-p", "7", "--top-p must be a number above 0, up to 1, got '7'."),
+    ("--top-p", "0", "--top-p must be a number above 0, up to 1, got '0'."),
+])
+def test_a_sampling_flag_out_of_range_is_one_sentence_before_anything_loads(home, flag, value, words):
+    done = invoke("chat.ask", "hi", flag, value, home=home)  # no venv, no model: the flag is named first
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert words in done.stderr and "Fix: pass " + flag in done.stderr, done.stderr
 
 
 def test_a_seed_that_is_not_a_whole_number_is_one_sentence():
-    with pytest.raises(MlxTasksError, match=r"--seed must be a whole number, got '1\.5'\."):
+    with pytest.raises(MlxTasksError, match=r"--seed must be a whole number from 0 to 4294967295, got '1\.5'\."):
         chat.Flags(seed="1.5").seed_value
 
 
@@ -124,3 +141,61 @@ def test_a_chat_caps_a_models_answer_budget_at_half_the_context_that_fits_and_sa
     flagged.load("qwen3-8b")
     assert one_shot.sampling["max_tokens"] == 8192 and flagged.sampling["max_tokens"] == 8000
     assert one_shot.notices == flagged.notices == []
+
+
+def test_a_slash_command_that_fails_is_one_line_and_the_chat_goes_on(tmp_path):
+    """The runtime's chat as a process, its input from a pipe: a failed /save or a refused /set costs nothing,
+    and /save onto an existing file keeps it where there is no terminal to ask."""
+    (tmp_path / "kept.md").write_text("mine\n")
+    spec = tmp_path / "spec.json"
+    spec.write_text(ChatSpec({}, None, {}, {}, server="http://127.0.0.1:9").to_json())  # no MLX is imported
+    lines = ["/system Be terse.", "/save /no/such/dir/x.md", "/set max_tokens 0", "/save kept.md", "/save new.md", ""]
+    done = subprocess.run([sys.executable, "-m", "mlxtasks.runtime.chat", "--spec", str(spec)], cwd=tmp_path,
+                          input="\n".join(lines), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "(could not save to /no/such/dir/x.md: No such file or directory; the conversation is kept" in done.stdout
+    assert "(max_tokens must be a whole number from 1 to 1000000, got '0'" in done.stdout
+    assert "(kept.md exists and there is no terminal to ask about replacing it; it is kept" in done.stdout
+    assert (tmp_path / "kept.md").read_text() == "mine\n"
+    assert "## System\n\nBe terse." in (tmp_path / "new.md").read_text()  # the session lived on, its prompt kept
+
+
+def test_save_onto_an_existing_file_asks_at_a_terminal(tmp_path):
+    """At a terminal (a real pty), /save onto a file asks; no keeps it, yes replaces it."""
+    (tmp_path / "kept.md").write_text("mine\n")
+    spec = tmp_path / "spec.json"
+    spec.write_text(ChatSpec({}, None, {}, {}, server="http://127.0.0.1:9").to_json())  # no MLX is imported
+    child = pexpect.spawn(sys.executable, ["-m", "mlxtasks.runtime.chat", "--spec", str(spec)], cwd=str(tmp_path),
+                          env={**os.environ, "TERM": "dumb"}, encoding="utf-8", timeout=60)
+    child.expect(">>> ")
+    child.sendline("/save kept.md")
+    child.expect(r"kept.md exists. Replace it\? \[y/N\] ")
+    child.sendline("n")
+    child.expect(r"kept.md is kept")
+    child.sendline("/save kept.md")
+    child.expect(r"Replace it\? \[y/N\] ")
+    child.sendline("y")
+    child.expect("saved to ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    assert (tmp_path / "kept.md").read_text().startswith("# Chat with None")
+
+
+@pytest.mark.parametrize("argv, stdin, words", [
+    (["chat.ask", "-"], b"caf\xe9?\n", "The prompt on stdin is not UTF-8 text: byte 0xe9 at offset 3"),
+    (["chat.ask", b"caf\xe9?"], b"", "The prompt is not UTF-8 text: byte 0xe9 at offset 3"),
+    (["chat.ask", "hi", "--system", b"\xff"], b"", "--system is not UTF-8 text: byte 0xff at offset 0"),
+    (["chat.ask", ""], b"", "The prompt is empty, so there is nothing to answer."),
+    (["chat.ask", "-"], b" \n\n", "The prompt is empty, so there is nothing to answer."),
+])
+def test_a_prompt_that_is_not_utf8_or_is_empty_is_refused_before_anything_loads(home, argv, stdin, words):
+    done = subprocess.run([str(BIN / "invoke"), *argv], cwd=ROOT, env=clean_env(home), input=stdin, capture_output=True,
+                          timeout=60)
+    err = done.stderr.decode()
+    assert done.returncode == 1 and "Traceback" not in err and words in err and "Fix: " in err, err
+
+
+def test_chat_ask_dash_with_stdin_closed_says_so(home):
+    done = run(["sh", "-c", f"exec {BIN / 'invoke'} chat.ask - <&-"], home)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "chat.ask - reads the prompt from stdin, which is closed." in done.stderr

@@ -4,9 +4,13 @@ against hosts that cannot answer (there is no sshd here) or a stand-in ssh that 
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from mlxtasks import cluster
@@ -15,7 +19,7 @@ from mlxtasks.config import config_dir
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.protocol import Capabilities
 
-from .support.helpers import TOOL_VENV, invoke
+from .support.helpers import ROOT, TOOL_VENV, invoke
 
 ADDRESSES = {"mac1.local": ["192.168.1.11"], "mac2.local": ["192.168.1.12", "192.168.1.99"]}
 CLOSED_PORT = "ssh://127.0.0.1:1"  # refused at once
@@ -345,7 +349,7 @@ def test_rsync_reaches_ssh_addresses_through_their_port():
 
 
 @pytest.mark.parametrize("args, message, fix", [
-    (["--local", "1"], "--local needs 2 or more ranks.", "--local 2"),
+    (["--local", "1"], "--local must be from 2 to", "--local 2"),
     ([], "qwen7b is not downloaded on this machine.", "invoke models.pull qwen7b"),
 ])
 @pytest.mark.slow
@@ -364,3 +368,49 @@ def test_every_task_that_runs_the_venvs_python_says_a_missing_venv_as_the_others
     done = invoke(*task, "--venv", str(missing), "--models", str(tmp_path / "models"), home=home)
     assert done.returncode == 1 and f"There is no venv at {missing}." in done.stderr, done.stderr
     assert "invoke setup --venv" in done.stderr
+
+
+def test_more_local_ranks_than_cores_is_refused_before_anything_starts(home):
+    done = invoke("cluster.ask", "qwen7b", "hi", "--local", "64", home=home)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"--local must be from 2 to {max(2, os.cpu_count())} ranks (the CPU cores of this machine), got 64." in done.stderr
+
+
+SUPERVISED = """
+import sys
+from pathlib import Path
+from mlxtasks import cluster
+# A launcher as mlx.launch is one: it starts its ranks in its own process group and waits for them.
+launcher = [sys.executable, "-c", "import subprocess, sys, time; "
+            "ranks = [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']) for _ in range(2)]; "
+            "print(' '.join(str(r.pid) for r in ranks), flush=True); time.sleep(300)"]
+cluster.supervise(launcher, ["127.0.0.1"] * 2, "qwen7b", chat=False, log=Path(sys.argv[1]))
+"""
+
+
+def test_sigterm_stops_the_launcher_and_every_rank(tmp_path):
+    run = subprocess.Popen([sys.executable, "-c", SUPERVISED, str(tmp_path / "cluster.log")], stdout=subprocess.PIPE,
+                           text=True, cwd=ROOT)
+    ranks = [psutil.Process(int(pid)) for pid in run.stdout.readline().split()]
+    launcher = ranks[0].parent()
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 128 + signal.SIGTERM
+    _, alive = psutil.wait_procs([launcher, *ranks], timeout=10)
+    assert not alive, [p.cmdline() for p in alive]
+
+
+def test_a_ranks_traceback_is_one_line_and_the_trace_goes_to_the_log(tmp_path, capfd):
+    log = tmp_path / "state" / "cluster.log"
+    failing = [sys.executable, "-c", "def shard():\n    raise ValueError('64 heads do not split in 3')\nshard()"]
+    with pytest.raises(MlxTasksError, match="mlx.launch stopped with exit status 1"):
+        cluster.supervise(failing, [cluster.LOCAL] * 2, "qwen7b", chat=False, log=log)
+    err = capfd.readouterr().err
+    assert err == f"ValueError: 64 heads do not split in 3 (the traceback is in {log})\n"
+    assert "Traceback (most recent call last):" in log.read_text() and "in shard" in log.read_text()
+
+
+def test_the_fix_for_a_missing_cluster_gives_local_to_the_command_that_takes_it(home):
+    done = invoke("cluster.check", home=home)
+    assert done.returncode == 1 and "No cluster is set up yet." in done.stderr
+    fix = done.stderr.split("Fix: ", 1)[1]
+    assert "invoke cluster.init --hosts HOST1,HOST2" in fix and 'invoke cluster.ask MODEL "..." --local 2' in fix

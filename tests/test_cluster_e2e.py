@@ -4,6 +4,7 @@ session's MLX venv, each holding its part of a tiny generated qwen2 model."""
 import json
 import re
 import shutil
+import signal
 import subprocess
 
 import pexpect
@@ -124,6 +125,7 @@ def test_a_rank_that_fails_stops_the_run_with_its_host_named(cluster_setup, home
     assert done.returncode == 1 and done.stdout == ""
     assert re.search(r"Rank [01] on this machine failed \(exit status 1\), so the whole run was stopped\.", done.stderr)
     assert "divisible by the quantization group size" in done.stderr  # the rank's own reason passes through
+    assert "Traceback" not in done.stderr  # a rank's traceback would be one line, its trace in cluster.log
 
 
 def test_a_rank_killed_mid_answer_stops_every_process(cluster_setup, home):
@@ -177,5 +179,20 @@ def test_in_a_terminal_ctrl_c_stops_the_whole_run_and_every_process(cluster_setu
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 130
+    _, alive = psutil.wait_procs(family, timeout=10)
+    assert not alive, [p.cmdline() for p in alive]
+
+
+def test_sigterm_stops_the_whole_run_and_every_process(cluster_setup, home):
+    child = spawn_chat(cluster_setup, home, "--max-tokens", "1000000", "--temp", "1")
+    family = psutil.Process(child.pid).children(recursive=True)
+    assert {p.environ().get("MLX_RANK") for p in family} >= {"0", "1"}
+    child.sendline("tell me everything")
+    child.expect_exact("tell me everything\r\n")
+    child.expect(r"\S")  # the reply has started
+    child.kill(signal.SIGTERM)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 128 + signal.SIGTERM
     _, alive = psutil.wait_procs(family, timeout=10)
     assert not alive, [p.cmdline() for p in alive]

@@ -106,7 +106,11 @@ def test_environment_variables_set_bench_keys(tmp_path):
 
 
 @pytest.mark.parametrize("name, value, read, words", [
-    ("INVOKE_MLX_SERVE_PORT", "abc", "serve_port", "INVOKE_MLX_SERVE_PORT must be a number, got 'abc'."),
+    ("INVOKE_MLX_SERVE_PORT", "abc", "serve_port", "INVOKE_MLX_SERVE_PORT must be a port number from 1 to 65535, got 'abc'."),
+    ("INVOKE_MLX_SERVE_PORT", "-1", "serve_port", "INVOKE_MLX_SERVE_PORT must be a port number from 1 to 65535, got '-1'."),
+    ("INVOKE_MLX_SERVE_PORT", "0", "serve_port", "INVOKE_MLX_SERVE_PORT must be a port number from 1 to 65535, got '0'."),
+    ("INVOKE_MLX_PULL_STALL_TIMEOUT_S", "0", "pull_stall_timeout_s",
+     "INVOKE_MLX_PULL_STALL_TIMEOUT_S must be a number above 0, up to 3600, got '0'."),
     ("INVOKE_MLX_RETRY_DELAY_S", "soon", "retry_delay_s", "INVOKE_MLX_RETRY_DELAY_S must be a number, got 'soon'."),
     ("INVOKE_MLX_BENCH_RUNS", "2.5", "bench", "INVOKE_MLX_BENCH_RUNS must be a whole number of 1 or more, got '2.5'."),
     ("INVOKE_MLX_VNEV", "/x", "venv", "INVOKE_MLX_VNEV names no setting of mlxtasks."),

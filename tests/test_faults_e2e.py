@@ -115,7 +115,7 @@ def test_a_file_where_the_models_folder_or_its_staging_folder_goes_is_left_alone
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("mine\n")
     before = files(home)
-    refused(pull(hub, home, "qwen7b"), f"{path} is a file, where models.pull needs a folder", "move it away")
+    refused(pull(hub, home, "qwen7b"), f"cannot be a folder: {path} is a file.", f"move {path} aside")
     assert files(home) == before
 
 
@@ -228,7 +228,7 @@ def test_a_damaged_manifest_or_safetensors_header_is_no_traceback(home, task, ma
     before = files(home)
     done = invoke(*task, home=home)
     assert "Traceback" not in done.stdout + done.stderr, done.stderr
-    assert done.returncode == (1 if task == ["models.verify"] and header else 0), done.stdout + done.stderr
+    assert done.returncode == (1 if task == ["models.verify"] else 0), done.stdout + done.stderr  # damaged: one verdict
     assert files(home) == before
 
 
@@ -284,3 +284,16 @@ def test_models_list_and_verify_agree_on_a_model_put_there_by_hand(home):
     assert " complete;" in line and "incomplete" not in line
     verified = invoke("models.verify", home=home)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_disk_full_before_the_first_file_is_the_full_disk_sentence(hub, home, tmpfs):
+    models = tmpfs(home / "models", "64k")
+    with open(models / "filler", "wb", buffering=0) as filler:  # nothing left, not even for config.json, fetched first
+        try:
+            while True:
+                filler.write(b"\0" * 4096)
+        except OSError:
+            pass
+    done = pull(hub, home, "qwen7b", "--models", str(models), INVOKE_MLX_DISK_MARGIN_GB="0")
+    refused(done, "No space left on device", "free some space")
+    assert "Fix: run the same command again" not in done.stderr

@@ -1,10 +1,13 @@
 from dataclasses import replace
 
+import psutil
 import pytest
 
 from mlxtasks import config, registry
 from mlxtasks.checks import Status, run_checks, summary_line
 from mlxtasks.facts import GB, HostFacts, PythonInfo
+
+from .support.helpers import invoke
 
 GIB = 2**30
 NATIVE_312 = PythonInfo("/opt/homebrew/bin/python3.12", (3, 12, 7), "arm64")
@@ -178,3 +181,16 @@ def test_preflight_and_validate_give_one_verdict_per_fact(facts):
 
 def test_free_disk_below_min_disk_gb_is_an_error_in_validate_too():
     assert results(mac(disk_free=(("/small", 5 * GB),)), registry.for_validate())["disk"].status is Status.ERROR
+
+
+@pytest.mark.slow  # the probe's own limit: 30 s
+def test_a_python_that_hangs_is_given_up_with_every_process_it_started(home, tmp_path):
+    started = tmp_path / "started"
+    hanging = tmp_path / "python3"
+    hanging.write_text(f"#!/bin/sh\nsleep 600 &\necho $! > {started}\nwait\n")
+    hanging.chmod(0o755)
+    done = invoke("preflight", "--python", str(hanging), home=home, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    sleeper = int(started.read_text())
+    _, alive = psutil.wait_procs([psutil.Process(sleeper)], timeout=10) if psutil.pid_exists(sleeper) else ([], [])
+    assert not alive

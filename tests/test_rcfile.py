@@ -337,7 +337,8 @@ def test_an_unwritable_home_is_a_sentence_with_its_fix(home, mounted):
         mounted("home", "ro")
     else:
         home.chmod(0o555)
-    refused(invoke("shell", home=home, timeout=60), f"Cannot write {home / '.bashrc'}", f"ls -ld {home}")
+    advice = "mounted read-only: remount it writable" if os.getuid() == 0 else f"ls -ld {home}"
+    refused(invoke("shell", home=home, timeout=60), f"Cannot write {home / '.bashrc'}", advice)
     assert tree(home) == []
 
 
@@ -365,7 +366,7 @@ def test_a_full_disk_while_writing_the_rc_leaves_it_as_it_was(home, mounted):
     done = invoke("shell", "--rc-file", str(rc), "--shell", "bash", home=home)
     refused(done, f"Cannot write {rc}: No space left on device", "free some space")
     assert rc.read_text() == "# mine\n" * 900
-    assert sorted(p.name for p in dotfiles.iterdir()) == ["bashrc", "bashrc.mlxtasks.bak", "filler"]
+    assert sorted(p.name for p in dotfiles.iterdir()) == ["bashrc", "filler"]
 
 
 @pytest.mark.parametrize("shell, path, command", [
@@ -418,3 +419,118 @@ def test_ctrl_d_at_a_question_stops_with_the_flag_that_answers_it(home):
     assert child.exitstatus == 1 and "Traceback" not in output, output
     assert "The input ended before an answer to: Delete the venv" in output and "Fix: invoke uninstall --yes" in output
     assert (home / "venv-mlx" / "pyvenv.cfg").exists()
+
+
+# What an atomic write must keep, and what a failed or odd write must not cost (issue 29).
+
+OTHER_UID, OTHER_GID = 4242, 4343  # a user and group that are not root's
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root (sudo keeping HOME)")
+def test_install_and_remove_as_root_keep_the_users_owner_group_and_mode(home):
+    rc = home / ".bashrc"
+    rc.write_text("# mine\n")
+    os.chown(rc, OTHER_UID, OTHER_GID)
+    rc.chmod(0o640)
+    for command in ("shell.install", "shell.remove"):
+        done = invoke(command, "--shell", "bash", home=home)
+        assert done.returncode == 0, done.stderr
+        info = rc.stat()
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (OTHER_UID, OTHER_GID, 0o640), command
+    backup = rc.with_name(".bashrc.mlxtasks.bak").stat()
+    assert (backup.st_uid, backup.st_gid, stat.S_IMODE(backup.st_mode)) == (OTHER_UID, OTHER_GID, 0o640)
+    assert rc.read_text() == "# mine\n"
+
+
+def test_a_hard_linked_rc_keeps_its_other_names(home):
+    dotfiles = home / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "bashrc").write_text("# mine\n")
+    os.link(dotfiles / "bashrc", home / ".bashrc")
+    assert invoke("shell.install", "--shell", "bash", home=home).returncode == 0
+    assert os.path.samefile(home / ".bashrc", dotfiles / "bashrc") and START in (dotfiles / "bashrc").read_text()
+    assert invoke("shell.remove", "--shell", "bash", home=home).returncode == 0
+    assert os.path.samefile(home / ".bashrc", dotfiles / "bashrc") and (dotfiles / "bashrc").read_text() == "# mine\n"
+
+
+def test_failed_writes_on_a_full_disk_rotate_no_backup_away(home, mounted):
+    dotfiles = mounted("dotfiles", f"size={16 * PAGE}")
+    rc = dotfiles / "bashrc"
+    rc.write_text("# mine\n" * 900)  # two pages; with the block, three
+    backups = ["bashrc.mlxtasks.bak", "bashrc.mlxtasks.bak.1", "bashrc.mlxtasks.bak.2"]
+    for n, name in enumerate(backups):
+        (dotfiles / name).write_text(f"good backup {n}\n")
+    fill(dotfiles, free_pages=3)  # room for the new backup, none left for the new file
+    before = snapshot(dotfiles)
+    for _ in backups:
+        refused(invoke("shell", "--rc-file", str(rc), "--shell", "bash", home=home),
+                f"Cannot write {rc}: No space left on device", "free some space")
+    assert snapshot(dotfiles) == before
+
+
+def test_a_dangling_rc_symlink_makes_no_folder_outside_home(home, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    (home / ".bashrc").symlink_to(elsewhere / "deep" / "bashrc")
+    refused(invoke("shell.install", "--shell", "bash", home=home), f"is a symlink to {elsewhere / 'deep' / 'bashrc'}",
+            f"mkdir -p {elsewhere / 'deep'}")
+    assert not elsewhere.exists()
+
+
+def test_remove_says_it_deleted_the_file_a_symlink_points_to_and_leaves_the_link(home, tmp_path):
+    (tmp_path / "dotfiles").mkdir()
+    target = tmp_path / "dotfiles" / "bashrc"
+    (home / ".bashrc").symlink_to(target)
+    assert invoke("shell.install", "--shell", "bash", home=home).returncode == 0 and target.is_file()
+    done = invoke("shell.remove", "--shell", "bash", home=home)
+    assert f"deleted {target}, which the symlink {home / '.bashrc'} points to" in done.stdout, done.stdout
+    assert (home / ".bashrc").is_symlink() and not target.exists()
+
+
+def test_a_full_state_folder_stops_install_before_the_rc_is_written(home, mounted):
+    state = mounted("state", f"size={4 * PAGE}")
+    fill(state, free_pages=0)
+    done = invoke("shell.install", "--shell", "bash", home=home, XDG_STATE_HOME=str(state))
+    refused(done, f"Cannot write {state / 'mlxtasks' / 'created-rc-files'}: No space left on device",
+            f"so {home / '.bashrc'} was left as it was", "free some space")
+    assert not (home / ".bashrc").exists()
+
+
+def test_an_immutable_rc_gets_the_chattr_fix_not_chmod(home):
+    rc = home / ".bashrc"
+    rc.write_text("# mine\n")
+    if subprocess.run(["chattr", "+i", str(rc)], capture_output=True).returncode != 0:
+        pytest.skip("needs chattr +i (root, on a file system with attributes)")
+    try:
+        refused(invoke("shell.install", "--shell", "bash", home=home), f"{rc} is locked against changes (immutable)",
+                f"sudo chattr -i {rc}")
+    finally:
+        subprocess.run(["chattr", "-i", str(rc)], check=True)
+    assert rc.read_text() == "# mine\n"
+
+
+def test_an_rc_on_a_read_only_mount_gets_the_remount_fix_not_chmod(home, mounted):
+    dotfiles = mounted("dotfiles", "size=64k")
+    (dotfiles / "bashrc").write_text("# mine\n")
+    subprocess.run(["mount", "-o", "remount,ro", str(dotfiles)], check=True)
+    done = invoke("shell.install", "--rc-file", str(dotfiles / "bashrc"), "--shell", "bash", home=home)
+    refused(done, f"{dotfiles / 'bashrc'} is on a file system mounted read-only", "remount it writable")
+    assert "chmod" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["shell.install", "shell.remove"])
+def test_a_damaged_block_under_shell_all_names_its_rc_file(home, command):
+    (home / ".zshrc").write_text("# fine\n")
+    (home / ".bashrc").write_text(f"# mine\n{START}\nalias x=y\n")
+    before = snapshot(home)
+    done = invoke(command, "--shell", "all", home=home)
+    refused(done, f"The mlxtasks block in {home / '.bashrc'} is damaged: '{START}' at line 2 has no '{END}' after it")
+    assert (home / ".bashrc").read_bytes() == before[".bashrc"]
+
+
+def test_a_fish_conf_d_that_is_a_file_is_named_itself(home):
+    (home / ".config" / "fish").mkdir(parents=True)
+    (home / ".config" / "fish" / "conf.d").write_text("# not a folder\n")
+    done = invoke("shell.install", "--shell", "fish", home=home)
+    conf_d = home / ".config" / "fish" / "conf.d"
+    refused(done, f"{conf_d} cannot be a folder: {conf_d} is a file.", f"move {conf_d} aside")
+    assert "mlxtasks.fish" not in done.stderr

@@ -2,6 +2,8 @@
 runs, pulled models, and an unreachable hub; `models.info` of a repo that is not installed."""
 
 import json
+import socket
+import threading
 
 import pytest
 
@@ -109,3 +111,40 @@ def test_info_of_a_repo_not_installed_reads_only_its_listing_and_config(home, tm
     assert rows["fits"] == "yes, with up to 8,192 tokens of context (its own limit)"
     assert rows["runs"] == "yes, with the venv's mlx-lm 0.32.2"
     assert not (home / "workspace").exists()
+
+
+@pytest.fixture
+def stalled_hub():
+    """A real listener that accepts every connection and never answers: its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+    for connection in held:
+        connection.close()
+
+
+@pytest.mark.parametrize("argv, what", [(["models.search", "qwen3"], "searching"),
+                                        (["models.info", "someone/Small-4bit"], "asking about someone/Small-4bit")])
+def test_a_hub_that_accepts_and_never_answers_is_given_up_at_the_stall_limit(home, stalled_hub, argv, what):
+    # Without the limit it waits for ever, and the test's timeout raises.
+    done = invoke(*argv, home=home, HF_ENDPOINT=stalled_hub, INVOKE_MLX_PULL_STALL_TIMEOUT_S="3", timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"The hub at {stalled_hub} took the connection but sent no answer in 3 s while {what}." in done.stderr
+
+
+@pytest.mark.parametrize("argv", [["models.search", "qwen3"], ["models.info", "someone/Small-4bit"],
+                                  ["models.pull", "someone/Small-4bit"]])
+def test_an_endpoint_that_is_no_url_is_one_sentence(home, argv):
+    done = invoke(*argv, home=home, HF_ENDPOINT="http://[::1", timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "HF_ENDPOINT='http://[::1' is not the http(s) URL of a hub." in done.stderr and "Fix: unset HF_ENDPOINT" in done.stderr

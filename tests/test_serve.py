@@ -139,7 +139,11 @@ def test_port_config_and_flag_and_their_errors(tmp_path, capsys):
         config.resolve({"serve_port": 70000}, home=tmp_path).serve_port
     with pytest.raises(Exit):
         serve_tasks.start(mock_context(Result()), "qwen7b", port="abc")
-    assert capsys.readouterr().err == "[error] --port must be a number, got 'abc'.\n  Fix: pass a number to --port\n"
+    assert capsys.readouterr().err == ("[error] --port must be a port number from 1 to 65535, got 'abc'.\n"
+                                       "  Fix: pass a port number from 1 to 65535 to --port\n")
+    for port in ("-1", "0"):
+        with pytest.raises(MlxTasksError, match=f"--serve-port must be a port number from 1 to 65535, got '{port}'"):
+            config.resolve({}, home=tmp_path, serve_port=port).serve_port
     with pytest.raises(MlxTasksError, match="'mlx.serve_allowed_origins' must be a list of origins"):
         config.resolve({"serve_allowed_origins": [3]}, home=tmp_path).serve_allowed_origins
 
@@ -243,6 +247,11 @@ def test_a_server_gone_without_stop_is_reported_as_crashed_with_its_exit_status_
     serve.log_path(tmp_path).write_text("loading\nTraceback: boom\n")
     assert serve.crashed(tmp_path) == (f"The server for qwen7b (pid {process.pid}) crashed (exit status unknown: "
                                        "killed, or a crash in native code). The log's last lines:\n  loading\n  Traceback: boom")
+    serve.log_path(tmp_path).write_text('loading\nTraceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
+                                        '    load()\nValueError: config.json is not a mapping\n')
+    assert serve.crashed(tmp_path).endswith("crashed (exit status unknown: killed, or a crash in native code). The log's "
+                                            "last lines:\n  loading\n  ValueError: config.json is not a mapping (the "
+                                            f"traceback is in {serve.log_path(tmp_path)})")
     serve.exit_path(tmp_path).write_text('{"status": 70, "reason": "RuntimeError: boom"}')
     assert f"(pid {process.pid}) crashed (exit status 70: RuntimeError: boom)." in serve.crashed(tmp_path)
     serve.exit_path(tmp_path).write_text('{"status": 0, "reason": "stopped"}')

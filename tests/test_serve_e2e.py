@@ -191,6 +191,7 @@ def test_a_model_that_cannot_load_fails_with_the_logs_last_lines_and_leaves_noth
     done = invoke("serve", "qwen7b", "--port", str(free_port()), *paths[:2], "--models", str(models), home=home)
     assert done.returncode == 1
     assert "The server exited while starting (status 1). The log's last lines:" in done.stderr
+    assert "Traceback" not in done.stderr and "(the traceback is in " in done.stderr  # the trace stays in the log
     assert "Error" in done.stderr and "Fix: read its whole log: invoke serve.logs" in done.stderr
     assert not (state_of(home) / "serve.json").exists()
 

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .. import exits
-from ..protocol import ChatModel, ChatSpec, route
+from ..protocol import ChatModel, ChatSpec, route, sampling_value
 from . import gpu, remote
 
 HELP = """Commands:
@@ -42,7 +42,7 @@ COMMANDS = tuple(re.findall(r"^  (/\w+)", HELP, re.MULTILINE))
 FENCE = '"""'  # a line of its own that starts and ends a multi-line message
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 DIM, RESET = "\x1b[2m", "\x1b[0m"
-SETTABLE = {"temp": float, "top_p": float, "max_tokens": int}
+SETTABLE = ("temp", "top_p", "max_tokens")
 
 
 class Refused(Exception):
@@ -321,11 +321,14 @@ def command(session: Session, line: str, say) -> bool:
         say(f"(system prompt {'set' if rest else 'removed'}; conversation cleared)")
     elif name == "set":
         key, _, value = rest.partition(" ")
-        try:
-            session.sampling[key] = session.overrides[key] = SETTABLE[key](value)
-            say(f"({key} = {session.sampling[key]})")
-        except (KeyError, ValueError):
+        if key not in SETTABLE:
             say("usage: /set temp|top_p|max_tokens VALUE")
+            return True
+        try:
+            session.sampling[key] = session.overrides[key] = sampling_value(key, value.strip())
+            say(f"({key} = {session.sampling[key]})")
+        except ValueError as exc:
+            say(f"({key} must be {exc}, got {value.strip()!r}; it stays {session.sampling.get(key, 'as it was')})")
     elif name == "model":
         alias = session.find(rest)
         if alias is None:
@@ -343,13 +346,34 @@ def command(session: Session, line: str, say) -> bool:
         names = [w for w in words if w != "--json"]
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         path = Path(names[0] if names else f"chat-{session.alias}-{stamp}.{'json' if as_json else 'md'}")
-        path.write_text(session.transcript(as_json))
-        say(f"(saved to {path.resolve()})")
+        say(save(path, session.transcript(as_json)))
     elif name == "stats":
         say(session.stats.lines() if session.stats else "(no reply yet)")
     else:
         say(f"(unknown command /{name}; /help lists them)")
     return True
+
+
+def save(path: Path, text: str, ask=input) -> str:
+    """Write a transcript to `path`; what to say about it. A file already there is replaced only when the user
+    says yes at a terminal; without one it is kept."""
+    if os.path.lexists(path):
+        if not path.is_file():
+            return f"({path} is there and is not a regular file; it is kept: /save another name)"
+        if not sys.stdin.isatty():
+            return f"({path} exists and there is no terminal to ask about replacing it; it is kept: /save another name)"
+        try:
+            answer = ask(f"{path} exists. Replace it? [y/N] ")
+        except (EOFError, KeyboardInterrupt):
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            return f"({path} is kept; /save another name)"
+    try:
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write(text)
+    except OSError as exc:
+        return f"(could not save to {path}: {exc.strerror or exc}; the conversation is kept: /save another path)"
+    return f"(saved to {path.resolve()})"
 
 
 def _sampling_text(session: Session) -> str:

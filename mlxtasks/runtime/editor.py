@@ -3,6 +3,7 @@ imports this module only there, for a terminal that can edit (not a pipe, not TE
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prompt_toolkit import PromptSession
@@ -24,8 +25,9 @@ class Choices(Completer):
 
 
 def saved(path: Path | None) -> History:
-    """The history file, kept across chats; in memory when there is none or it cannot be written."""
-    if path is not None:
+    """The history file, kept across chats; in memory when there is none, it cannot be written, or it is not a
+    regular file (a FIFO would hold the chat before its first prompt)."""
+    if path is not None and (path.is_file() or not os.path.lexists(path)):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a"):

@@ -11,11 +11,12 @@ from typing import Any, Callable, Iterable
 import invoke
 from invoke import Context, Exit, Task
 
-from .. import config, exits, ui
+from .. import config, exits, files, ui
 from ..errors import MlxTasksError
 from ..steps import Action, Command, Outcome, Step, describe, perform_locally
 from ..venv import require as require_venv  # noqa: F401 - for the tasks that run MLX
 from . import _positional
+from ._flags import whole_number_flags
 
 PATH_HELP = {
     "venv": "venv folder (default ~/venv-mlx)",
@@ -42,14 +43,16 @@ class MlxTask(Task):
         # -v means --verbose on every task that has it and nothing else anywhere (never --venv).
         return super().arg_opts(name, default, taken_names if name == "verbose" else taken_names | {"v"})
 
-    get_arguments = _positional.get_arguments
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list:
+        return whole_number_flags(_positional.get_arguments(self, ignore_unknown_help))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             exits.ready()
             if _positional.asked_for_help(self, kwargs):
                 return _positional.print_help(self)
-            result = super().__call__(*args, **kwargs)
+            with files.said():  # a full disk, a read-only mount or folder, a file where a folder should be
+                result = super().__call__(*args, **kwargs)
             sys.stdout.flush()  # a reader that left or a full disk is met now (see exits.start), not in exit's flush
             return result
         except MlxTasksError as err:

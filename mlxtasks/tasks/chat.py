@@ -61,7 +61,7 @@ def ask(c, prompt, model=None, auto=False, temp=None, top_p=None, max_tokens=Non
 
     from .. import chat
 
-    prompt = sys.stdin.read() if prompt == "-" else prompt
+    prompt = chat.prompt_text(prompt, sys.stdin)
     if auto:
         choice = chat.choose(settings(c, models=models), prompt)
         print(f"Using {choice.alias}: {choice.reason}", file=sys.stderr)

@@ -88,9 +88,10 @@ def _run(c, alias, ask, pipeline, local, verbose, flags, venv, models):
 
     from .. import cluster
 
-    launch = cluster.prepare(settings(c, venv=venv, models=models), alias, ask, pipeline, local, verbose, flags)
+    s = settings(c, venv=venv, models=models)
+    launch = cluster.prepare(s, alias, ask, pipeline, local, verbose, flags)
     try:
-        cluster.supervise(launch.argv, launch.hosts, launch.alias, chat=ask is None)
+        cluster.supervise(launch.argv, launch.hosts, launch.alias, chat=ask is None, log=s.state / "cluster.log")
     except KeyboardInterrupt:
         raise Exit(code=130) from None
 
@@ -112,7 +113,9 @@ def ask(c, model, prompt, pipeline=False, local=0, verbose=False, temp=None, top
 
     from ..chat import Flags
 
-    text = sys.stdin.read() if prompt == "-" else prompt
+    from .. import chat as core
+
+    text = core.prompt_text(prompt, sys.stdin)
     _run(c, model, text, pipeline, local, verbose, Flags(temp, top_p, max_tokens, system, seed), venv, models)
 
 
