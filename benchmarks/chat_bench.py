@@ -66,13 +66,17 @@ def judge(runs: dict) -> tuple[str, bool]:
     """MEASURE's runs: the figure and whether the target held. Each run of ours is compared with the raw
     run beside it (the pair ran back to back), and the median of those ratios is judged, so a slow spell
     of the machine that spans several pairs moves both sides of each pair alike."""
-    medians = {side: (statistics.median(tps for tps, _ in values), statistics.median(ttft for _, ttft in values))
-               for side, values in runs.items()}
+    medians = {
+        side: (statistics.median(tps for tps, _ in values), statistics.median(ttft for _, ttft in values))
+        for side, values in runs.items()
+    }
     pairs = list(zip(runs["raw"], runs["ours"], strict=True))
     tps_ratio = statistics.median(ours[0] / raw[0] for raw, ours in pairs)
     ttft_ratio = statistics.median(ours[1] / raw[1] for raw, ours in pairs)
-    figure = (f"generation {medians['ours'][0]:.1f} vs {medians['raw'][0]:.1f} tokens/s, paired {tps_ratio:.2%}; "
-              f"first token {medians['ours'][1] * 1000:.0f} vs {medians['raw'][1] * 1000:.0f} ms, paired {ttft_ratio - 1:+.1%}")
+    figure = (
+        f"generation {medians['ours'][0]:.1f} vs {medians['raw'][0]:.1f} tokens/s, paired {tps_ratio:.2%}; "
+        f"first token {medians['ours'][1] * 1000:.0f} vs {medians['raw'][1] * 1000:.0f} ms, paired {ttft_ratio - 1:+.1%}"
+    )
     return figure, tps_ratio >= 0.97 and ttft_ratio <= 1.05
 
 
@@ -81,13 +85,17 @@ def chat_overhead(work: Path) -> Result:
     figure, held = judge(runs)
     return Result(
         f"Chat overhead vs raw `mlx_lm.stream_generate` (the tests' tiny qwen2, 4-bit, {TOKENS} tokens)",
-        figure, TARGET, held,
+        figure,
+        TARGET,
+        held,
         {side: [t for pair in values for t in pair] for side, values in runs.items()},
-        (f"{RUNS} pairs of runs back to back (alternating which goes first, garbage collection paused during each run "
-          "as timeit does), after a warm-up, in one process; 'paired' is the median of each pair's ratio; the model is the tests' tiny 4-bit "
-         "qwen2 (hidden 64, 2 layers), where per-token overhead weighs more, not less. The realistic shape the issue "
-         "names (0.5B, 4-bit) makes under 2 tokens/s on this machine's CPU, so it ran on the lent GPU: see the CUDA "
-         "section below",),
+        (
+            f"{RUNS} pairs of runs back to back (alternating which goes first, garbage collection paused during each run "
+            "as timeit does), after a warm-up, in one process; 'paired' is the median of each pair's ratio; the model is the tests' tiny 4-bit "
+            "qwen2 (hidden 64, 2 layers), where per-token overhead weighs more, not less. The realistic shape the issue "
+            "names (0.5B, 4-bit) makes under 2 tokens/s on this machine's CPU, so it ran on the lent GPU: see the CUDA "
+            "section below",
+        ),
     )
 
 
@@ -100,8 +108,9 @@ def first_output(argv: list[str], home: Path, **env: str) -> float:
     PYTHONDONTWRITEBYTECODE is left out unless given, as in a new user's shell (this machine sets it)."""
     start = time.perf_counter()
     environment = {k: v for k, v in user_env(home, **env).items() if k != "PYTHONDONTWRITEBYTECODE" or k in env}
-    process = subprocess.Popen(argv, cwd=home, env=environment, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        argv, cwd=home, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert process.stdout is not None
     process.stdout.read(1)
     seconds = time.perf_counter() - start
@@ -123,22 +132,26 @@ def ask_first_token(work: Path) -> Result:
     try:
         first_output(ask, home, INVOKE_MLX_SERVE_PORT=port)  # the server's first request warms it up
         warm = [first_output(ask, home, INVOKE_MLX_SERVE_PORT=port) for _ in range(ASK_RUNS)]
-        no_bytecode = [first_output(ask, home, INVOKE_MLX_SERVE_PORT=port, PYTHONDONTWRITEBYTECODE="1")
-                       for _ in range(ASK_RUNS)]
+        no_bytecode = [
+            first_output(ask, home, INVOKE_MLX_SERVE_PORT=port, PYTHONDONTWRITEBYTECODE="1") for _ in range(ASK_RUNS)
+        ]
     finally:
         timed([INVOKE, "serve.stop"], home)
     ratio = statistics.median(warm) / statistics.median(cold)
     return Result(
-        "A one-shot's first token (`mlx-<alias> \"...\"`): a warm server against loading the model in-process "
+        'A one-shot\'s first token (`mlx-<alias> "..."`): a warm server against loading the model in-process '
         "(SmolLM2-135M, 4-bit)",
         f"warm {statistics.median(warm):.2f} s, cold {statistics.median(cold):.2f} s ({ratio:.0%})",
-        "warm <= 10% of cold", ratio <= 0.10,
+        "warm <= 10% of cold",
+        ratio <= 0.10,
         {"warm_s": warm, "cold_s": cold, "warm_no_bytecode_s": no_bytecode},
-        (f"medians of {ASK_RUNS} runs of the venv's `mlxtasks chat.ask`, from its start to the first byte of the answer "
-         "on stdout, the same prompt and greedy sampling; cold runs had no server (the model files in the page cache "
-         "after the first), warm ones a server that had answered once (the whole prompt in its prompt cache)",
-         f"PYTHONDONTWRITEBYTECODE=1 is this machine's default, unset above as in a new user's shell; set again once "
-         f"those runs had left their bytecode (which Python still reads): warm {statistics.median(no_bytecode):.2f} s"),
+        (
+            f"medians of {ASK_RUNS} runs of the venv's `mlxtasks chat.ask`, from its start to the first byte of the answer "
+            "on stdout, the same prompt and greedy sampling; cold runs had no server (the model files in the page cache "
+            "after the first), warm ones a server that had answered once (the whole prompt in its prompt cache)",
+            f"PYTHONDONTWRITEBYTECODE=1 is this machine's default, unset above as in a new user's shell; set again once "
+            f"those runs had left their bytecode (which Python still reads): warm {statistics.median(no_bytecode):.2f} s",
+        ),
     )
 
 

@@ -24,8 +24,15 @@ def fast_lane(work: Path) -> Result:
     for run in range(RUNS + 1):
         load_before = os.getloadavg()[0]
         start = time.perf_counter()
-        done = subprocess.run(FAST_LANE, cwd=ROOT, env=user_env(home), stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        done = subprocess.run(
+            FAST_LANE,
+            cwd=ROOT,
+            env=user_env(home),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         took = time.perf_counter() - start
         if run:
             seconds.append(took)
@@ -34,12 +41,16 @@ def fast_lane(work: Path) -> Result:
             outcomes.append((done.returncode, summary[-1] if summary else done.stdout[-300:]))
     median = statistics.median(seconds)
     passed = all(status == 0 for status, _ in outcomes)
-    notes = [f"pytest said: {outcomes[-1][1]}",
-             f"1-minute load average around the runs: {', '.join(f'{load:.1f}' for load in loads)} "
-             f"on {os.cpu_count()} cores (other work shares the machine)"]
+    notes = [
+        f"pytest said: {outcomes[-1][1]}",
+        f"1-minute load average around the runs: {', '.join(f'{load:.1f}' for load in loads)} "
+        f"on {os.cpu_count()} cores (other work shares the machine)",
+    ]
     if not passed:
-        notes.append(f"the command exited {sorted({status for status, _ in outcomes})}: tests or code checks failed, "
-                     "so the target is not held whatever the time")
+        notes.append(
+            f"the command exited {sorted({status for status, _ in outcomes})}: tests or code checks failed, "
+            "so the target is not held whatever the time"
+        )
     return Result(
         'The fast lane: `sh scripts/test.sh -m "not e2e and not slow"` (warm .venv, code checks included)',
         f"{median:.1f} s (median of {RUNS})",

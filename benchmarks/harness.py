@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,8 +43,15 @@ def user_env(home: Path, **extra: str) -> dict[str, str]:
 def timed(argv: list[str], home: Path, cwd: Path = ROOT, **env: str) -> tuple[float, str]:
     """Run a command to its end: its wall-clock seconds and its output. A failed command stops the suite."""
     start = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, env=user_env(home, **env), stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(
+        argv,
+        cwd=cwd,
+        env=user_env(home, **env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"`{' '.join(argv)}` failed (exit {done.returncode}):\n{done.stdout[-4000:]}")
@@ -63,16 +70,24 @@ def set_up_home(work: Path) -> Path:
 def tiny_model(work: Path) -> Path:
     """The tests' generated tiny qwen2 4-bit model, made once in the set-up venv."""
     model = work / "tiny-model"
-    subprocess.run([str(venv_python(work)), str(ROOT / "tests" / "support" / "tiny_model.py"), str(model)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [str(venv_python(work)), str(ROOT / "tests" / "support" / "tiny_model.py"), str(model)],
+        check=True,
+        capture_output=True,
+    )
     return model
 
 
 @functools.cache
 def real_model(work: Path) -> Path:
     """The tests' real SmolLM2-135M-Instruct (tests/support/smollm2.py): from its cache, or made in the set-up venv."""
-    out = subprocess.run([sys.executable, "-m", "tests.support.smollm2", str(venv_python(work))], check=True,
-                         capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.support.smollm2", str(venv_python(work))],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     return Path(out.stdout.strip())
 
 
@@ -82,6 +97,11 @@ def venv_python(work: Path) -> Path:
 
 def measure_in_venv(work: Path, code: str, *args: object) -> dict:
     """Run CODE in the set-up venv's Python with the tiny model's folder and ARGS; its JSON output."""
-    out = subprocess.run([str(venv_python(work)), "-c", code, str(tiny_model(work)), *map(str, args)], check=True,
-                         capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [str(venv_python(work)), "-c", code, str(tiny_model(work)), *map(str, args)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     return json.loads(out.stdout)

@@ -78,11 +78,13 @@ def pull_throughput(work: Path) -> Result:
         ">= 90%",
         ratio >= 0.9,
         seconds,
-        ("models.pull includes invoke's start-up, the hub listing, the memory and disk checks, verifying every "
-         "file and safetensors header, the manifest and the rename into place",
-         f"that fixed cost is the difference of the medians, {pull - plain:.2f} s: it weighs less on a real model "
-         "(4 to 18 GB in the catalogue) and more on a smaller one",
-         "before each timed run, the files of that side's run before are deleted and the page cache is flushed (os.sync)"),
+        (
+            "models.pull includes invoke's start-up, the hub listing, the memory and disk checks, verifying every "
+            "file and safetensors header, the manifest and the rename into place",
+            f"that fixed cost is the difference of the medians, {pull - plain:.2f} s: it weighs less on a real model "
+            "(4 to 18 GB in the catalogue) and more on a smaller one",
+            "before each timed run, the files of that side's run before are deleted and the page cache is flushed (os.sync)",
+        ),
     )
 
 

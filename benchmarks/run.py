@@ -20,7 +20,7 @@ import os
 import platform
 import tempfile
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import chat_bench
@@ -38,8 +38,18 @@ from harness import ROOT, Result
 
 from mlxtasks import facts
 
-MODULES = (setup_bench, invoke_bench, shell_bench, validate_bench, pull_bench, chat_bench, speed_bench,
-           real_model_bench, serve_bench, devloop_bench)
+MODULES = (
+    setup_bench,
+    invoke_bench,
+    shell_bench,
+    validate_bench,
+    pull_bench,
+    chat_bench,
+    speed_bench,
+    real_model_bench,
+    serve_bench,
+    devloop_bench,
+)
 BENCHMARKS = {bench.__name__: bench for module in MODULES for bench in module.BENCHMARKS}
 DOC = ROOT / "docs" / "performance.md"
 
@@ -48,8 +58,10 @@ def machine() -> str:
     # From mlxtasks' own probe, not /proc, so the suite runs on a Mac too.
     host = facts.probe()
     system = f"macOS {host.os_version}" if host.is_mac else host.os_version
-    return (f"{host.chip}, {os.cpu_count()} cores, {host.ram_total / facts.GB:.1f} GB RAM, {system} "
-            f"(kernel {platform.release()}), Python {platform.python_version()}")
+    return (
+        f"{host.chip}, {os.cpu_count()} cores, {host.ram_total / facts.GB:.1f} GB RAM, {system} "
+        f"(kernel {platform.release()}), Python {platform.python_version()}"
+    )
 
 
 def show(name: str, result: Result) -> None:
@@ -109,14 +121,22 @@ def update_doc(results: dict[str, Result], when: datetime) -> None:
             lines[rows[named.index(name)]] = row
         else:  # a new row goes last in the page's first table
             lines.insert(rows[-1] + 1, row)
-        notes = [f"### {name}", "", f"- Run alone (--only) on {when:%Y-%m-%d %H:%M} UTC: {machine()}",
-                 *(f"- {note}" for note in result.notes), f"- Raw: {raw_text(result.raw)}", ""]
+        notes = [
+            f"### {name}",
+            "",
+            f"- Run alone (--only) on {when:%Y-%m-%d %H:%M} UTC: {machine()}",
+            *(f"- {note}" for note in result.notes),
+            f"- Raw: {raw_text(result.raw)}",
+            "",
+        ]
         if f"### {name}" in lines:  # its old notes run to the next heading
             start = lines.index(f"### {name}")
             end = next(i for i in range(start + 1, len(lines) + 1) if i == len(lines) or lines[i].startswith("#"))
         else:  # new notes go before the tail's sections
-            start = end = next((i for i, line in enumerate(lines) if line in (serve_bench.FINDINGS_HEADING,
-                                                                                cuda_bench.HEADING)), len(lines))
+            start = end = next(
+                (i for i, line in enumerate(lines) if line in (serve_bench.FINDINGS_HEADING, cuda_bench.HEADING)),
+                len(lines),
+            )
         lines[start:end] = notes
     DOC.write_text("\n".join(lines))
 
@@ -127,21 +147,29 @@ def write_cuda_section() -> None:
     starts = [text.find(f"\n{heading}\n") for heading in (serve_bench.FINDINGS_HEADING, cuda_bench.HEADING)]
     if max(starts) < 0:
         raise SystemExit(f"{DOC.relative_to(ROOT)} has no '{cuda_bench.HEADING}' section to replace")
-    DOC.write_text(text[:min(at for at in starts if at >= 0)] + "\n".join(tail()) + "\n")
+    DOC.write_text(text[: min(at for at in starts if at >= 0)] + "\n".join(tail()) + "\n")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Run the benchmark suite.")
-    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, metavar="NAME",
-                        help="run only these benchmarks: " + ", ".join(BENCHMARKS))
-    parser.add_argument("--cuda-section", action="store_true",
-                        help="run nothing; render the doc's CUDA section again from the kept GPU run")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=BENCHMARKS,
+        metavar="NAME",
+        help="run only these benchmarks: " + ", ".join(BENCHMARKS),
+    )
+    parser.add_argument(
+        "--cuda-section",
+        action="store_true",
+        help="run nothing; render the doc's CUDA section again from the kept GPU run",
+    )
     args = parser.parse_args()
     if args.cuda_section:
         write_cuda_section()
         print(f"Rendered the CUDA section of {DOC.relative_to(ROOT)} from {cuda_bench.KEPT.relative_to(ROOT)}.")
         return 0
-    when, began = datetime.now(timezone.utc), os.getloadavg()[0]
+    when, began = datetime.now(UTC), os.getloadavg()[0]
     results = {}
     with tempfile.TemporaryDirectory(prefix="mlxtasks-bench-") as work:
         for name in args.only or BENCHMARKS:

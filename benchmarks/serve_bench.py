@@ -92,9 +92,18 @@ def special_ids(folder: Path) -> list[int]:
 def stream(port: int, prompt: str, tokens: int, bias: dict[str, float]) -> dict[str, float]:
     """One streamed completion (no model named: each server's own): seconds to the first text, seconds to the
     end, tokens generated (the usage the stream ends with)."""
-    return post_streamed(port, "/v1/completions", {"prompt": prompt, "max_tokens": tokens, "temperature": 0,
-                                                   "stream": True, "stream_options": {"include_usage": True},
-                                                   "logit_bias": bias})
+    return post_streamed(
+        port,
+        "/v1/completions",
+        {
+            "prompt": prompt,
+            "max_tokens": tokens,
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "logit_bias": bias,
+        },
+    )
 
 
 def post_streamed(port: int, path: str, body: dict) -> dict:
@@ -127,8 +136,9 @@ def parallel(port: int, tokens: int, bias: dict[str, float], start_with: str = "
     """STREAMS streams at once: each one's figures, and the seconds until the last ended."""
     start = time.perf_counter()
     with ThreadPoolExecutor(STREAMS) as pool:
-        many = list(pool.map(lambda n: stream(port, start_with.format(n=n) + f"{PROMPT} ({n})", tokens, bias),
-                             range(STREAMS)))
+        many = list(
+            pool.map(lambda n: stream(port, start_with.format(n=n) + f"{PROMPT} ({n})", tokens, bias), range(STREAMS))
+        )
     return many, time.perf_counter() - start
 
 
@@ -141,14 +151,22 @@ def measure(port: int, bias: dict[str, float], tokens: int = TOKENS, long_prompt
     parallel(port, 4, bias, "Warm-up {n}: ")  # each shape once)
     one = [stream(port, f"Run {n}: {PROMPT}", tokens, bias) for n in range(RUNS)]
     many, wall = parallel(port, tokens, bias)
-    found = {"one_tps": statistics.median(map(decode_rate, one)), "one_first": statistics.median(r["first"] for r in one),
-             "many_tps": sum(run["tokens"] for run in many) / wall, "many_first": max(run["first"] for run in many)}
+    found = {
+        "one_tps": statistics.median(map(decode_rate, one)),
+        "one_first": statistics.median(r["first"] for r in one),
+        "many_tps": sum(run["tokens"] for run in many) / wall,
+        "many_first": max(run["first"] for run in many),
+    }
     if long_prompt is None:
         return found
     alone = statistics.median(stream(port, f"{n} {PROMPT}", 1, bias)["first"] for n in range(RUNS))
     long = http.client.HTTPConnection("127.0.0.1", port, timeout=1800)
-    long.request("POST", "/v1/completions", json.dumps({"prompt": "word " * long_prompt, "max_tokens": 1}),
-                 {"Content-Type": "application/json"})
+    long.request(
+        "POST",
+        "/v1/completions",
+        json.dumps({"prompt": "word " * long_prompt, "max_tokens": 1}),
+        {"Content-Type": "application/json"},
+    )
     time.sleep(max(2.0, alone * 2))  # the long prompt's prefill is under way
     short = stream(port, f"{RUNS} {PROMPT}", 1, bias)
     long.close()  # its answer is not measured
@@ -158,12 +176,27 @@ def measure(port: int, bias: dict[str, float], tokens: int = TOKENS, long_prompt
 def baselines(python: Path, folder: Path, bias: dict[str, float], tokens: int, run=subprocess.run) -> dict:
     """Raw stream_generate (median decode rate and first token of RUNS warmed runs) and BatchGenerator's 1 and
     STREAMS streams, on the same model, prompt and bias as measure()."""
-    raw = json.loads(run([str(python), "-c", RAW, str(folder), PROMPT, str(RUNS), ",".join(bias), str(tokens)],
-                         check=True, capture_output=True, text=True).stdout)
-    ceiling = json.loads(run([str(python), "-c", CEILING, str(folder), PROMPT, str(STREAMS), ",".join(bias),
-                              str(tokens)], check=True, capture_output=True, text=True).stdout)
-    return {"raw_tps": statistics.median(r["tps"] for r in raw), "raw_first": statistics.median(r["first"] for r in raw),
-            "ceiling_tps": ceiling}
+    raw = json.loads(
+        run(
+            [str(python), "-c", RAW, str(folder), PROMPT, str(RUNS), ",".join(bias), str(tokens)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    ceiling = json.loads(
+        run(
+            [str(python), "-c", CEILING, str(folder), PROMPT, str(STREAMS), ",".join(bias), str(tokens)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    return {
+        "raw_tps": statistics.median(r["tps"] for r in raw),
+        "raw_first": statistics.median(r["first"] for r in raw),
+        "ceiling_tps": ceiling,
+    }
 
 
 def wait_until_up(port: int, process: subprocess.Popen) -> None:
@@ -191,9 +224,12 @@ def numbers(work: Path) -> dict:
     finally:
         timed([INVOKE, "serve.stop"], home)
     port = free_port()
-    theirs_process = subprocess.Popen([str(venv_python(work)), "-m", "mlx_lm.server", "--model", str(models / ALIAS),
-                                       "--port", str(port)], env=user_env(home, HF_HUB_OFFLINE="1"),
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    theirs_process = subprocess.Popen(
+        [str(venv_python(work)), "-m", "mlx_lm.server", "--model", str(models / ALIAS), "--port", str(port)],
+        env=user_env(home, HF_HUB_OFFLINE="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_until_up(port, theirs_process)
         theirs = measure(port, bias, long_prompt=None)  # its long-prompt wait took 797 s here on 2026-11-30
@@ -214,9 +250,18 @@ def serve_one_stream(work: Path) -> Result:
         f"first token {ours['one_first']:.2f} s, raw {found['raw_first']:.2f} s ({first - 1:+.0%})",
         ">= 97% of raw stream_generate, first token within +10% of raw",
         ours["one_tps"] >= 0.97 * raw and first <= 1.10,
-        {"ours_tps": ours["one_tps"], "raw_tps": raw, "ours_first_s": ours["one_first"], "raw_first_s": found["raw_first"],
-         "mlx_lm_server_tps": theirs["one_tps"], "mlx_lm_server_first_s": theirs["one_first"]},
-        (f"mlx_lm.server on the same requests: {theirs['one_tps']:.1f} tokens/s, first token {theirs['one_first']:.2f} s",))
+        {
+            "ours_tps": ours["one_tps"],
+            "raw_tps": raw,
+            "ours_first_s": ours["one_first"],
+            "raw_first_s": found["raw_first"],
+            "mlx_lm_server_tps": theirs["one_tps"],
+            "mlx_lm_server_first_s": theirs["one_first"],
+        },
+        (
+            f"mlx_lm.server on the same requests: {theirs['one_tps']:.1f} tokens/s, first token {theirs['one_first']:.2f} s",
+        ),
+    )
 
 
 def serve_parallel_streams(work: Path) -> Result:
@@ -229,12 +274,20 @@ def serve_parallel_streams(work: Path) -> Result:
         f"first token {ours['many_first']:.2f} s",
         ">= 95% of BatchGenerator's rate, every first token within 2 s",
         ours["many_tps"] >= 0.95 * ceiling and ours["many_first"] <= 2,
-        {"ours_tps": ours["many_tps"], "ours_first_s": ours["many_first"], "ceiling_1_tps": found["ceiling_tps"]["1"],
-         f"ceiling_{STREAMS}_tps": ceiling,
-         "mlx_lm_server_tps": theirs["many_tps"], "mlx_lm_server_first_s": theirs["many_first"]},
-        (f"mlx_lm.server: {theirs['many_tps']:.1f} tokens/s, slowest first token {theirs['many_first']:.2f} s",
-         f"BatchGenerator decodes {STREAMS} streams at {ceiling / found['ceiling_tps']['1']:.2f}x one on this "
-         "machine: the most batching can gain here"))
+        {
+            "ours_tps": ours["many_tps"],
+            "ours_first_s": ours["many_first"],
+            "ceiling_1_tps": found["ceiling_tps"]["1"],
+            f"ceiling_{STREAMS}_tps": ceiling,
+            "mlx_lm_server_tps": theirs["many_tps"],
+            "mlx_lm_server_first_s": theirs["many_first"],
+        },
+        (
+            f"mlx_lm.server: {theirs['many_tps']:.1f} tokens/s, slowest first token {theirs['many_first']:.2f} s",
+            f"BatchGenerator decodes {STREAMS} streams at {ceiling / found['ceiling_tps']['1']:.2f}x one on this "
+            "machine: the most batching can gain here",
+        ),
+    )
 
 
 def serve_long_prompt(work: Path) -> Result:
@@ -244,9 +297,11 @@ def serve_long_prompt(work: Path) -> Result:
     return Result(
         f"The server: a short request's first token while a {LONG_PROMPT}-word prompt is prefilled",
         f"delayed {delay:.2f} s (alone {ours['alone_first']:.2f} s)",
-        "delay <= 1 s (the prefill under way is cut into slices of about 0.25 s)", delay <= 1,
+        "delay <= 1 s (the prefill under way is cut into slices of about 0.25 s)",
+        delay <= 1,
         {"ours_delay_s": delay, "ours_alone_s": ours["alone_first"]},
-        ("mlx_lm.server is not measured here: it prefills the whole prompt first (797 s on 2026-11-30)",))
+        ("mlx_lm.server is not measured here: it prefills the whole prompt first (797 s on 2026-11-30)",),
+    )
 
 
 PROFILED_TOKENS = 256
@@ -260,8 +315,11 @@ def profile(spy: Path, pid: int, port: int, bias: dict[str, float], tokens: int 
     seconds per token."""
     stream(port, PROMPT, 4, bias)
     raw = spy.parent / "py-spy.txt"
-    spying = subprocess.Popen([str(spy), "record", "-o", str(raw), "-f", "raw", "-r", "250", "--gil", "--subprocesses",
-                               "-p", str(pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spying = subprocess.Popen(
+        [str(spy), "record", "-o", str(raw), "-f", "raw", "-r", "250", "--gil", "--subprocesses", "-p", str(pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(2)  # attached
     server = psutil.Process(pid).children()[0]
     before, start = server.cpu_times(), time.perf_counter()
@@ -273,20 +331,42 @@ def profile(spy: Path, pid: int, port: int, bias: dict[str, float], tokens: int 
     roles: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        role = ("engine" if "(mlxtasks/runtime/server/engine.py" in stack else
-                "event loop" if "asyncio" in stack or "uvicorn" in stack or "uvloop" in stack else "other")
+        role = (
+            "engine"
+            if "(mlxtasks/runtime/server/engine.py" in stack
+            else "event loop"
+            if "asyncio" in stack or "uvicorn" in stack or "uvloop" in stack
+            else "other"
+        )
         roles[role][stack.split(";")[-1]] += int(count)
     cpu = (after.user + after.system - before.user - before.system) / counted
-    return {"tokens": counted, "seconds": seconds, "cpu_s_per_token": cpu, "samples_per_s": 250,
-            "roles": {role: dict(leaves.most_common(6)) for role, leaves in roles.items()},
-            "role_samples": {role: sum(leaves.values()) for role, leaves in roles.items()}}
+    return {
+        "tokens": counted,
+        "seconds": seconds,
+        "cpu_s_per_token": cpu,
+        "samples_per_s": 250,
+        "roles": {role: dict(leaves.most_common(6)) for role, leaves in roles.items()},
+        "role_samples": {role: sum(leaves.values()) for role, leaves in roles.items()},
+    }
 
 
 def py_spy(work: Path) -> Path:
     """py-spy (a binary wheel from the package index), in the suite's temporary folder."""
     target = work / "py-spy"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target",
-                    str(target), "py-spy"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            "py-spy",
+        ],
+        check=True,
+    )
     return target / "bin" / "py-spy"
 
 
@@ -304,26 +384,43 @@ def serve_profile(work: Path) -> Result:
         timed([INVOKE, "serve.stop"], home)
     per_token_ms = 1000 * found["seconds"] / found["tokens"]
     held = {role: n / found["samples_per_s"] / found["tokens"] * 1000 for role, n in found["role_samples"].items()}
-    top = "; ".join(f"{role}: " + ", ".join(f"{leaf} {n}" for leaf, n in leaves.items())
-                    for role, leaves in found["roles"].items())
+    top = "; ".join(
+        f"{role}: " + ", ".join(f"{leaf} {n}" for leaf, n in leaves.items()) for role, leaves in found["roles"].items()
+    )
     return Result(
         f"The server's own work per streamed token (the tests' tiny model, {PROFILED_TOKENS} tokens, py-spy on the "
         "serving process)",
         f"Python holds the GIL {sum(held.values()):.2f} ms of each token's {per_token_ms:.2f} ms (engine thread "
         f"{held.get('engine', 0):.2f} ms, event loop {held.get('event loop', 0):.2f} ms); the process's CPU time "
         f"{found['cpu_s_per_token'] * 1000:.2f} ms per token",
-        "recorded: where a token's time goes (no target)", True,
-        {"per_token_ms": per_token_ms, **{f"gil_ms_{role.replace(' ', '_')}": ms for role, ms in held.items()},
-         "cpu_ms_per_token": found["cpu_s_per_token"] * 1000},
-        (f"GIL samples by thread role: {found['role_samples']}", f"most sampled functions: {top}"))
+        "recorded: where a token's time goes (no target)",
+        True,
+        {
+            "per_token_ms": per_token_ms,
+            **{f"gil_ms_{role.replace(' ', '_')}": ms for role, ms in held.items()},
+            "cpu_ms_per_token": found["cpu_s_per_token"] * 1000,
+        },
+        (f"GIL samples by thread role: {found['role_samples']}", f"most sampled functions: {top}"),
+    )
 
 
 # An agent's conversation: a system prompt, then short instructions, the whole history re-sent every turn.
-AGENT_SYSTEM = ("You are a coding assistant working in the user's terminal. You read files, run commands and edit "
-                "code when asked. Keep every answer short and exact, and say what you changed.")
-AGENT_TURNS = ["List the files in this folder.", "Open main.py and say what it does.", "Rename the function run to start.",
-               "Add a docstring to start.", "Run the tests.", "One test failed: why?", "Fix the failing test.",
-               "Run the tests again.", "Write a commit message.", "Thank you, that is all."]
+AGENT_SYSTEM = (
+    "You are a coding assistant working in the user's terminal. You read files, run commands and edit "
+    "code when asked. Keep every answer short and exact, and say what you changed."
+)
+AGENT_TURNS = [
+    "List the files in this folder.",
+    "Open main.py and say what it does.",
+    "Rename the function run to start.",
+    "Add a docstring to start.",
+    "Run the tests.",
+    "One test failed: why?",
+    "Fix the failing test.",
+    "Run the tests again.",
+    "Write a commit message.",
+    "Thank you, that is all.",
+]
 AGENT_REPLY_TOKENS = 8
 
 
@@ -333,8 +430,11 @@ def agent_conversation(port: int) -> list[float]:
     messages, firsts = [{"role": "system", "content": AGENT_SYSTEM}], []
     for instruction in AGENT_TURNS:
         messages.append({"role": "user", "content": instruction})
-        turn = post_streamed(port, "/v1/chat/completions", {"messages": messages, "max_tokens": AGENT_REPLY_TOKENS,
-                                                             "temperature": 0, "stream": True})
+        turn = post_streamed(
+            port,
+            "/v1/chat/completions",
+            {"messages": messages, "max_tokens": AGENT_REPLY_TOKENS, "temperature": 0, "stream": True},
+        )
         firsts.append(turn["first"])
         messages.append({"role": "assistant", "content": turn["text"]})
     return firsts
@@ -347,8 +447,11 @@ def serve_prompt_cache(work: Path) -> Result:
     firsts = {}
     for label, cache_gb in (("cached", "2"), ("uncached", "0")):  # 0 GB: the server keeps no prompt cache
         port = free_port()
-        timed([INVOKE, "serve", ALIAS, "--port", str(port), "--models", str(models)], home,
-              INVOKE_MLX_SERVE_PROMPT_CACHE_GB=cache_gb)
+        timed(
+            [INVOKE, "serve", ALIAS, "--port", str(port), "--models", str(models)],
+            home,
+            INVOKE_MLX_SERVE_PROMPT_CACHE_GB=cache_gb,
+        )
         try:
             firsts[label] = agent_conversation(port)
         finally:
@@ -361,9 +464,13 @@ def serve_prompt_cache(work: Path) -> Result:
         f"first tokens over all turns {sum(cached):.1f} s with the cache, {sum(uncached):.1f} s without; "
         f"turn {len(AGENT_TURNS)} {cached[-1]:.2f} s, turn 1 {cached[0]:.2f} s ({ratio:.2f}x)",
         f"less prefill with the cache, turn {len(AGENT_TURNS)}'s first token within 1.5x turn 1's",
-        sum(cached) < sum(uncached) and ratio <= 1.5, {"cached_s": cached, "uncached_s": uncached},
-        (f"each turn's time to first token is its prefill plus one decode step; {AGENT_REPLY_TOKENS}-token greedy "
-         f"answers; without the cache (serve_prompt_cache_gb 0) turn {len(AGENT_TURNS)} took {uncached[-1]:.2f} s",))
+        sum(cached) < sum(uncached) and ratio <= 1.5,
+        {"cached_s": cached, "uncached_s": uncached},
+        (
+            f"each turn's time to first token is its prefill plus one decode step; {AGENT_REPLY_TOKENS}-token greedy "
+            f"answers; without the cache (serve_prompt_cache_gb 0) turn {len(AGENT_TURNS)} took {uncached[-1]:.2f} s",
+        ),
+    )
 
 
 # docs/performance.md's account of issue 26's profile, rendered before the CUDA section (run.py's tail()).

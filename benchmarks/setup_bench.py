@@ -76,7 +76,8 @@ def fresh_setup(work: Path) -> Result:
             "--yes install workspace shell`, UV_NO_CACHE=1), which also runs preflight, builds mlxtasks from this "
             "checkout and makes the workspace and the shell block. The validator (about 2 s here, mostly importing "
             "mlx_lm) would cost the seed's flow the same; the re-run below is compared with the whole setup.",
-            "uv left " + (f"a cache in its HOME: ~/.cache/{', ~/.cache/'.join(uv_cache)}" if uv_cache else "no cache in its HOME"),
+            "uv left "
+            + (f"a cache in its HOME: ~/.cache/{', ~/.cache/'.join(uv_cache)}" if uv_cache else "no cache in its HOME"),
             *pip_notes,
         ),
     )

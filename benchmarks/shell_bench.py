@@ -34,9 +34,14 @@ def _startup_seconds(shell: str, home: Path) -> float:
 
 def _processes_started(shell: str, home: Path, trace: Path) -> int:
     """execve calls during `SHELL -i -c exit`, the shell's own included."""
-    subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace), shell, "-i", "-c", "exit"],
-                   env=user_env(home), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace), shell, "-i", "-c", "exit"],
+        env=user_env(home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
     return sum(1 for line in trace.read_text().splitlines() if "execve(" in line)
 
 
@@ -52,11 +57,15 @@ def shell_startup(work: Path) -> Result:
                 samples[name].append(_startup_seconds(shell, home))
         medians = {name: statistics.median(values) for name, values in samples.items()}
         added[shell] = medians["block"] - medians["bare"]
-        processes = {name: _processes_started(shell, home, work / f"{shell}-{name}.trace") for name, home in homes.items()}
+        processes = {
+            name: _processes_started(shell, home, work / f"{shell}-{name}.trace") for name, home in homes.items()
+        }
         spawned[shell] = processes["block"] - processes["bare"]
-        notes.append(f"{shell}: bare {medians['bare'] * 1000:.1f} ms, with the block {medians['block'] * 1000:.1f} ms, "
-                     f"with a conda-style Python hook {medians['python_hook'] * 1000:.1f} ms "
-                     f"({processes['python_hook'] - processes['bare']} extra processes)")
+        notes.append(
+            f"{shell}: bare {medians['bare'] * 1000:.1f} ms, with the block {medians['block'] * 1000:.1f} ms, "
+            f"with a conda-style Python hook {medians['python_hook'] * 1000:.1f} ms "
+            f"({processes['python_hook'] - processes['bare']} extra processes)"
+        )
         raw.update({f"{shell}_{name}": values for name, values in samples.items()})
     figure = "; ".join(f"{shell} {added[shell] * 1000:+.2f} ms, {spawned[shell]} processes" for shell in RC)
     return Result(
@@ -77,8 +86,13 @@ def mlx_status(work: Path) -> Result:
     timed(argv, home, **env)  # warm-up
     samples = [timed(argv, home, **env)[0] for _ in range(STATUS_RUNS)]
     median = statistics.median(samples)
-    return Result("`mlx-status` wall time", f"{median * 1000:.0f} ms (median of {STATUS_RUNS})", "< 300 ms",
-                  median < 0.3, {"mlx_status": samples})
+    return Result(
+        "`mlx-status` wall time",
+        f"{median * 1000:.0f} ms (median of {STATUS_RUNS})",
+        "< 300 ms",
+        median < 0.3,
+        {"mlx_status": samples},
+    )
 
 
 BENCHMARKS = [shell_startup, mlx_status]

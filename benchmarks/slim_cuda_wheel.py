@@ -25,14 +25,14 @@ LIBRARY = "mlx/lib/libmlx.so"
 
 def section(elf: bytes, name: bytes) -> tuple[int, int]:
     """(offset, size) of a 64-bit little-endian ELF file's section."""
-    shoff, = struct.unpack_from("<Q", elf, 0x28)
+    (shoff,) = struct.unpack_from("<Q", elf, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 0x3A)
-    names_offset, = struct.unpack_from("<Q", elf, shoff + shstrndx * shentsize + 0x18)
+    (names_offset,) = struct.unpack_from("<Q", elf, shoff + shstrndx * shentsize + 0x18)
     for i in range(shnum):
         header = shoff + i * shentsize
-        name_at, = struct.unpack_from("<I", elf, header)
+        (name_at,) = struct.unpack_from("<I", elf, header)
         offset, size = struct.unpack_from("<QQ", elf, header + 0x18)
-        if elf[names_offset + name_at:].split(b"\0", 1)[0] == name:
+        if elf[names_offset + name_at :].split(b"\0", 1)[0] == name:
             return offset, size
     raise SystemExit(f"no {name.decode()} section")
 
@@ -50,16 +50,16 @@ def slim(library: bytes, newest: int = 90) -> tuple[bytes, int]:
         entry, end, kept = pos + header_size, pos + header_size + fat_size, []
         while entry < end:
             kind, _, entry_header = struct.unpack_from("<HHI", out, entry)
-            payload, = struct.unpack_from("<Q", out, entry + 8)
-            arch, = struct.unpack_from("<I", out, entry + 28)
-            blob = bytes(out[entry:entry + entry_header + payload])
+            (payload,) = struct.unpack_from("<Q", out, entry + 8)
+            (arch,) = struct.unpack_from("<I", out, entry + 28)
+            blob = bytes(out[entry : entry + entry_header + payload])
             if kind == 2 and arch > newest:  # 2: a cubin (ELF); 1: PTX
                 dropped += len(blob)
             else:
                 kept.append(blob)
             entry += entry_header + payload
         new = b"".join(kept)
-        out[pos + header_size:end] = new + bytes(fat_size - len(new))
+        out[pos + header_size : end] = new + bytes(fat_size - len(new))
         struct.pack_into("<Q", out, pos + 8, len(new))
         pos = end
     return bytes(out), dropped
@@ -77,14 +77,17 @@ def main() -> None:
                 data = library
             elif info.filename.endswith(".dist-info/RECORD"):
                 entry = f"{LIBRARY},sha256={digest},{len(library)}".encode()
-                data = b"".join((entry if line.startswith(f"{LIBRARY},".encode()) else line) + b"\n"
-                                for line in data.splitlines())
+                data = b"".join(
+                    (entry if line.startswith(f"{LIBRARY},".encode()) else line) + b"\n" for line in data.splitlines()
+                )
             if info.is_dir():
                 new.writestr(info, data)
             else:
                 new.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
-    print(f"{outdir / wheel.name}: {dropped / 1e6:.1f} MB of cubins dropped, "
-          f"{(outdir / wheel.name).stat().st_size / 1e6:.1f} MB")
+    print(
+        f"{outdir / wheel.name}: {dropped / 1e6:.1f} MB of cubins dropped, "
+        f"{(outdir / wheel.name).stat().st_size / 1e6:.1f} MB"
+    )
 
 
 if __name__ == "__main__":

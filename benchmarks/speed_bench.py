@@ -50,9 +50,11 @@ def bench_vs_mlx_lm(work: Path) -> Result:
         "within 5% either way",
         abs(ratio - 1) <= 0.05,
         runs,
-        (f"medians of {RUNS} interleaved runs each, after a warm-up, in one process, on the same prompt ids; mlx_lm "
-         "counts the first token among the generation time's tokens, bench leaves it to the prompt's time (about 0.4% "
-         f"lower at {TOKENS} tokens); per-token overhead weighs more on the tiny model than on a real one",),
+        (
+            f"medians of {RUNS} interleaved runs each, after a warm-up, in one process, on the same prompt ids; mlx_lm "
+            "counts the first token among the generation time's tokens, bench leaves it to the prompt's time (about 0.4% "
+            f"lower at {TOKENS} tokens); per-token overhead weighs more on the tiny model than on a real one",
+        ),
     )
 
 

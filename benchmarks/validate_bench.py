@@ -21,10 +21,12 @@ def validate(work: Path) -> Result:
         "< 3 s",
         median < 3,
         {"validate": samples},
-        ("`import mlx_lm` (it imports transformers) takes about 1 s on this 2-core machine with its bytecode in the "
-         "venv, 2 s without; this machine sets PYTHONDONTWRITEBYTECODE=1, and setup's validator run writes that "
-         "bytecode anyway (docs/validate.md). The mlx and mlx_lm probes run side by side in the venv while the tool "
-         "checks files, versions and the shell block",),
+        (
+            "`import mlx_lm` (it imports transformers) takes about 1 s on this 2-core machine with its bytecode in the "
+            "venv, 2 s without; this machine sets PYTHONDONTWRITEBYTECODE=1, and setup's validator run writes that "
+            "bytecode anyway (docs/validate.md). The mlx and mlx_lm probes run side by side in the venv while the tool "
+            "checks files, versions and the shell block",
+        ),
     )
 
 

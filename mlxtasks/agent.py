@@ -8,8 +8,8 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from . import serve
 from .config import Settings
@@ -37,12 +37,16 @@ def find(tool: str, path: str | None = None) -> str:
     """The agent's executable on PATH; else one sentence, and how to install it as the fix."""
     agent = AGENTS.get(tool)
     if agent is None:
-        raise MlxTasksError(f"{tool!r} is not an agent this task starts: it starts {', '.join(AGENTS)}.",
-                            fix="invoke agent claude --model qwen7b")
+        raise MlxTasksError(
+            f"{tool!r} is not an agent this task starts: it starts {', '.join(AGENTS)}.",
+            fix="invoke agent claude --model qwen7b",
+        )
     found = shutil.which(agent.command, path=path)
     if not found:
-        raise MlxTasksError(f"{agent.name} is not installed: there is no {agent.command!r} on PATH.",
-                            fix=f"install it ({agent.install}), then run this again")
+        raise MlxTasksError(
+            f"{agent.name} is not installed: there is no {agent.command!r} on PATH.",
+            fix=f"install it ({agent.install}), then run this again",
+        )
     return found
 
 
@@ -63,14 +67,32 @@ def model_name(settings: Settings, model: str | None, server: serve.Server) -> s
 def environment(tool: str, url: str, model: str) -> dict[str, str]:
     """The variables that point the agent at the server (url: its OpenAI base URL, ending in /v1) and the model."""
     if tool == "claude":  # it adds /v1/messages itself; an API key would go over the token
-        names = ["ANTHROPIC_MODEL", "ANTHROPIC_SMALL_FAST_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL",
-                 "ANTHROPIC_DEFAULT_SONNET_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL"]
-        return {"ANTHROPIC_BASE_URL": url.removesuffix("/v1"), "ANTHROPIC_AUTH_TOKEN": KEY, "ANTHROPIC_API_KEY": "",
-                **dict.fromkeys(names, model)}
+        names = [
+            "ANTHROPIC_MODEL",
+            "ANTHROPIC_SMALL_FAST_MODEL",
+            "ANTHROPIC_DEFAULT_OPUS_MODEL",
+            "ANTHROPIC_DEFAULT_SONNET_MODEL",
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL",
+        ]
+        return {
+            "ANTHROPIC_BASE_URL": url.removesuffix("/v1"),
+            "ANTHROPIC_AUTH_TOKEN": KEY,
+            "ANTHROPIC_API_KEY": "",
+            **dict.fromkeys(names, model),
+        }
     if tool == "opencode":  # a provider of its own, through the AI SDK's OpenAI-compatible package
-        config = {"$schema": "https://opencode.ai/config.json", "model": f"mlxtasks/{model}", "provider": {"mlxtasks": {
-            "npm": "@ai-sdk/openai-compatible", "name": "mlxtasks", "options": {"baseURL": url, "apiKey": KEY},
-            "models": {model: {"name": model}}}}}
+        config = {
+            "$schema": "https://opencode.ai/config.json",
+            "model": f"mlxtasks/{model}",
+            "provider": {
+                "mlxtasks": {
+                    "npm": "@ai-sdk/openai-compatible",
+                    "name": "mlxtasks",
+                    "options": {"baseURL": url, "apiKey": KEY},
+                    "models": {model: {"name": model}},
+                }
+            },
+        }
         return {"OPENCODE_CONFIG_CONTENT": json.dumps(config)}
     return {"OPENAI_BASE_URL": url, "OPENAI_API_KEY": KEY}
 
@@ -81,8 +103,16 @@ def argv(tool: str, program: str, url: str, model: str, passed: Sequence[str] = 
         return [program, *passed]
     # Codex reads no base URL from the environment: a provider of its own, on the Responses API
     provider = f'{{name="mlxtasks", base_url="{url}", wire_api="responses", env_key="OPENAI_API_KEY"}}'
-    return [program, "-c", "model_provider=mlxtasks", "-c", f"model_providers.mlxtasks={provider}", "--model", model,
-            *passed]
+    return [
+        program,
+        "-c",
+        "model_provider=mlxtasks",
+        "-c",
+        f"model_providers.mlxtasks={provider}",
+        "--model",
+        model,
+        *passed,
+    ]
 
 
 def run(tool: str, program: str, url: str, model: str, passed: Sequence[str] = ()) -> None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from . import files
 from .catalog import FIT_HEADROOM, Model, find, lookup
@@ -16,7 +17,6 @@ from .config import BENCH_DEFAULTS, Settings, fix_for
 from .errors import MlxTasksError
 from .facts import GB, HostFacts
 from .protocol import BenchAnswer, BenchModel, BenchSpec, prompt_text
-
 
 SCHEMA = 1
 METRICS = ("first_token_s", "prompt_tps", "generation_tps", "peak_memory_gb")
@@ -61,7 +61,9 @@ def check_settings(value: Any, home: Path, state: Path, labels: dict[str, str] |
     labels = labels or {}
     unknown = sorted(set(value) - set(BENCH_DEFAULTS))
     if unknown and unknown[0] in labels:
-        raise MlxTasksError(f"{labels[unknown[0]]} names no setting of bench.", fix=f"unset {labels[unknown[0]]} (see docs/bench.md)")
+        raise MlxTasksError(
+            f"{labels[unknown[0]]} names no setting of bench.", fix=f"unset {labels[unknown[0]]} (see docs/bench.md)"
+        )
     if unknown:
         raise MlxTasksError(f"Unknown config key 'mlx.bench.{unknown[0]}'.", fix=CONFIG_FIX)
     merged = {**BENCH_DEFAULTS, **value}
@@ -96,8 +98,9 @@ def check_settings(value: Any, home: Path, state: Path, labels: dict[str, str] |
         history = home / history[2:] if history.startswith("~/") else Path(history)
     else:
         raise _invalid(label("history"), "a file path", history)
-    return BenchSettings(lengths, count("generation_tokens", 2), count("runs", 1), count("warmup", 0),
-                         url.rstrip("/"), history)
+    return BenchSettings(
+        lengths, count("generation_tokens", 2), count("runs", 1), count("warmup", 0), url.rstrip("/"), history
+    )
 
 
 def _invalid(label: str, expected: str, value: Any) -> MlxTasksError:
@@ -117,15 +120,24 @@ def with_flags(settings: BenchSettings, home: Path, **flags: Any) -> BenchSettin
 
 # which models -----------------------------------------------------------------------------------
 
-def choose(names: Iterable[str], catalog: tuple[Model, ...], models_path: Path, installed: dict[str, int],
-           budget: int, force: bool = False) -> tuple[list[Target], list[Skip]]:
+
+def choose(
+    names: Iterable[str],
+    catalog: tuple[Model, ...],
+    models_path: Path,
+    installed: dict[str, int],
+    budget: int,
+    force: bool = False,
+) -> tuple[list[Target], list[Skip]]:
     """The models to measure and the ones skipped, with why.
     names: aliases or folder names; none: every installed model; "all": the whole catalogue too.
     installed: folder -> bytes on disk; budget: bytes a model may use (catalog.memory_budget)."""
     names = list(names)
     by_folder = {m.folder: m for m in catalog}
     if not names or names == ["all"]:  # catalogue order, then folders the catalogue does not know
-        names = [m.alias for m in catalog if names or m.folder in installed] + [f for f in installed if f not in by_folder]
+        names = [m.alias for m in catalog if names or m.folder in installed] + [
+            f for f in installed if f not in by_folder
+        ]
     targets, skipped, seen = [], [], set()
     for name in names:
         model = lookup(name, catalog)
@@ -139,9 +151,14 @@ def choose(names: Iterable[str], catalog: tuple[Model, ...], models_path: Path, 
         if folder not in installed:
             skipped.append(Skip(alias, "not downloaded", f"invoke models.pull {alias}"))
         elif installed[folder] * FIT_HEADROOM > budget and not force:
-            skipped.append(Skip(alias, f"needs about {installed[folder] * FIT_HEADROOM / GB:.1f} GB of memory and this "
-                                       f"machine can give it {budget / GB:.1f} GB",
-                                f"invoke bench --model {alias} --force (it may swap or fail)"))
+            skipped.append(
+                Skip(
+                    alias,
+                    f"needs about {installed[folder] * FIT_HEADROOM / GB:.1f} GB of memory and this "
+                    f"machine can give it {budget / GB:.1f} GB",
+                    f"invoke bench --model {alias} --force (it may swap or fail)",
+                )
+            )
         else:
             targets.append(Target(alias, models_path / folder, model.ollama if model else ""))
     return targets, skipped
@@ -151,13 +168,20 @@ def find_model(name: str, catalog: tuple[Model, ...]) -> Model:
     try:
         return find(name, catalog)
     except MlxTasksError as err:
-        raise MlxTasksError(err.message, fix="invoke bench --model ALIAS with an alias from: invoke models.list") from None
+        raise MlxTasksError(
+            err.message, fix="invoke bench --model ALIAS with an alias from: invoke models.list"
+        ) from None
 
 
 def spec(targets: list[Target], settings: BenchSettings) -> BenchSpec:
     """What `python -m mlxtasks.runtime.bench --spec JSON` reads."""
-    return BenchSpec(tuple(BenchModel(t.alias, str(t.path)) for t in targets), settings.prompt_tokens,
-                     settings.generation_tokens, settings.runs, settings.warmup)
+    return BenchSpec(
+        tuple(BenchModel(t.alias, str(t.path)) for t in targets),
+        settings.prompt_tokens,
+        settings.generation_tokens,
+        settings.runs,
+        settings.warmup,
+    )
 
 
 def runtime_argv(venv_python: Path, targets: list[Target], settings: BenchSettings) -> list[str]:
@@ -173,23 +197,50 @@ def measure(argv: list[str], skipped: list[Skip], host: HostFacts) -> tuple[dict
     try:
         answer = BenchAnswer.from_json(done.stdout)
     except ValueError:
-        raise MlxTasksError(f"The benchmark in the venv's Python stopped (exit {done.returncode}); its messages are above.",
-                            fix="invoke validate --deep") from None
+        raise MlxTasksError(
+            f"The benchmark in the venv's Python stopped (exit {done.returncode}); its messages are above.",
+            fix="invoke validate --deep",
+        ) from None
     return record(answer, BenchSpec.from_json(argv[-1]), host, skipped)
 
 
 def record(answer: BenchAnswer, asked: BenchSpec, host: HostFacts, skipped: list[Skip]) -> tuple[dict, dict]:
     """The runtime's answer as a history record (rates and summaries derived here), and the prompts' texts."""
-    machine = {"chip": host.chip, "ram_gb": round(host.ram_total / GB, 1), "os": host.os, "os_version": host.os_version,
-               "arch": host.machine, **answer.machine.to_dict()}
-    settings = {"prompt_tokens": list(asked.prompt_tokens), "generation_tokens": asked.generation_tokens,
-                "runs": asked.runs, "warmup": asked.warmup}
-    results = [{"alias": r.alias, "engine": "mlx", "name": r.path, "load_s": r.load_s,
-                "lengths": by_length({n.prompt_tokens: [mlx_run(**run.to_dict()) for run in n.runs] for n in r.lengths})}
-               for r in answer.results]
-    failed = [Skip(alias, f"failed: {reason}", f"invoke models.verify {alias}") for alias, reason in answer.failed.items()]
-    output = {"schema": SCHEMA, "date": answer.date, "machine": machine, "settings": settings, "results": results,
-              "skipped": [k.as_dict() for k in [*skipped, *failed]]}
+    machine = {
+        "chip": host.chip,
+        "ram_gb": round(host.ram_total / GB, 1),
+        "os": host.os,
+        "os_version": host.os_version,
+        "arch": host.machine,
+        **answer.machine.to_dict(),
+    }
+    settings = {
+        "prompt_tokens": list(asked.prompt_tokens),
+        "generation_tokens": asked.generation_tokens,
+        "runs": asked.runs,
+        "warmup": asked.warmup,
+    }
+    results = [
+        {
+            "alias": r.alias,
+            "engine": "mlx",
+            "name": r.path,
+            "load_s": r.load_s,
+            "lengths": by_length({n.prompt_tokens: [mlx_run(**run.to_dict()) for run in n.runs] for n in r.lengths}),
+        }
+        for r in answer.results
+    ]
+    failed = [
+        Skip(alias, f"failed: {reason}", f"invoke models.verify {alias}") for alias, reason in answer.failed.items()
+    ]
+    output = {
+        "schema": SCHEMA,
+        "date": answer.date,
+        "machine": machine,
+        "settings": settings,
+        "results": results,
+        "skipped": [k.as_dict() for k in [*skipped, *failed]],
+    }
     return output, {r.alias: {str(n.prompt_tokens): list(n.prompts) for n in r.lengths} for r in answer.results}
 
 
@@ -202,13 +253,18 @@ def compare_ollama(output: dict, targets: list[Target], prompts: dict, settings:
     try:
         pulled = ollama.tags(settings.ollama_url)
     except ollama.Unreachable as err:
-        found.update(reachable=False, note=f"Ollama is not reachable at {settings.ollama_url} ({err}); MLX numbers only.")
+        found.update(
+            reachable=False, note=f"Ollama is not reachable at {settings.ollama_url} ({err}); MLX numbers only."
+        )
         return found
     measured = {r["alias"] for r in output["results"]}
     for target in (t for t in targets if t.alias in measured):
         if not target.ollama:
-            skip = Skip(target.alias, "has no Ollama tag in the catalogue, so Ollama was not compared",
-                        f"set mlx.catalog.{target.alias}.ollama in ~/.invoke.yaml")
+            skip = Skip(
+                target.alias,
+                "has no Ollama tag in the catalogue, so Ollama was not compared",
+                f"set mlx.catalog.{target.alias}.ollama in ~/.invoke.yaml",
+            )
         elif ollama.full_name(target.ollama) not in pulled:
             skip = Skip(target.alias, f"Ollama has no {target.ollama}", f"ollama pull {target.ollama}")
         else:
@@ -216,8 +272,11 @@ def compare_ollama(output: dict, targets: list[Target], prompts: dict, settings:
                 output["results"].append(_ollama_result(target, prompts[target.alias], settings, say))
                 continue
             except (ollama.ErrorAnswer, ollama.Unreachable) as err:
-                skip = Skip(target.alias, f"Ollama's {target.ollama} failed: {err}",
-                            f"ollama run {target.ollama} (to see Ollama's own error)")
+                skip = Skip(
+                    target.alias,
+                    f"Ollama's {target.ollama} failed: {err}",
+                    f"ollama run {target.ollama} (to see Ollama's own error)",
+                )
         output["skipped"].append(skip.as_dict())
     return found
 
@@ -237,11 +296,17 @@ def _ollama_result(target: Target, prompts: dict, settings: BenchSettings, say) 
             say(f"{target.alias}: Ollama {target.ollama}: prompt of {length} tokens: run {number}/{len(texts)}")
             answer = ollama.generate(settings.ollama_url, target.ollama, text, settings.generation_tokens, context)
             runs[length].append(ollama_run(answer))
-    return {"alias": target.alias, "engine": "ollama", "name": target.ollama,
-            "load_s": (warm.get("load_duration") or 0) / 1e9, "lengths": by_length(runs)}
+    return {
+        "alias": target.alias,
+        "engine": "ollama",
+        "name": target.ollama,
+        "load_s": (warm.get("load_duration") or 0) / 1e9,
+        "lengths": by_length(runs),
+    }
 
 
 # the run ----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -254,14 +319,19 @@ class Plan:
     host: HostFacts
 
     def dry_lines(self) -> list[str]:
-        return [f"Would measure: {', '.join(t.alias for t in self.targets) or 'nothing'}",
-                *skipped_lines([k.as_dict() for k in self.skipped]), f"Would run: {shlex.join(self.argv)}"]
+        return [
+            f"Would measure: {', '.join(t.alias for t in self.targets) or 'nothing'}",
+            *skipped_lines([k.as_dict() for k in self.skipped]),
+            f"Would run: {shlex.join(self.argv)}",
+        ]
 
     def require_targets(self) -> None:
         if not self.targets:
             first = self.skipped[0] if self.skipped else None
-            raise MlxTasksError(f"No model to measure{f': {first.alias} is {first.reason}' if first else ''}.",
-                                fix=first.fix if first else "invoke models.pull qwen7b")
+            raise MlxTasksError(
+                f"No model to measure{f': {first.alias} is {first.reason}' if first else ''}.",
+                fix=first.fix if first else "invoke models.pull qwen7b",
+            )
 
 
 def plan(s: Settings, names: Iterable[str], compare: str | None, plot: str | None, force: bool, **flags: Any) -> Plan:
@@ -305,24 +375,36 @@ def draw(venv_python: Path, record: dict, chart: Path) -> None:
     """The chart, by runtime/plot.py in the venv's Python (matplotlib lives there)."""
     import subprocess
 
-    done = subprocess.run([str(venv_python), "-m", "mlxtasks.runtime.plot", "--out", str(chart)],
-                          input=json.dumps(record), text=True, capture_output=True)
+    done = subprocess.run(
+        [str(venv_python), "-m", "mlxtasks.runtime.plot", "--out", str(chart)],
+        input=json.dumps(record),
+        text=True,
+        capture_output=True,
+    )
     if done.returncode != 0:
         cause = next((line for line in reversed(done.stderr.splitlines()) if line.strip()), f"exit {done.returncode}")
-        raise MlxTasksError(f"The chart could not be drawn: {cause}", fix="invoke bench --plot FILE.svg (or leave out --plot)")
+        raise MlxTasksError(
+            f"The chart could not be drawn: {cause}", fix="invoke bench --plot FILE.svg (or leave out --plot)"
+        )
 
 
 # the numbers ------------------------------------------------------------------------------------
 
-def mlx_run(prompt_tokens: int, generation_tokens: int, first_token_s: float, generation_s: float,
-            peak_memory_gb: float | None) -> dict:
+
+def mlx_run(
+    prompt_tokens: int, generation_tokens: int, first_token_s: float, generation_s: float, peak_memory_gb: float | None
+) -> dict:
     """One run's numbers: the prompt's tokens over the time to the first token; the tokens after the
     first over the time after it (the first token's time is the prompt's)."""
-    return {"prompt_tokens": prompt_tokens, "generation_tokens": generation_tokens,
-            "first_token_s": first_token_s, "generation_s": generation_s,
-            "prompt_tps": prompt_tokens / first_token_s,
-            "generation_tps": (generation_tokens - 1) / generation_s,
-            "peak_memory_gb": peak_memory_gb}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "generation_tokens": generation_tokens,
+        "first_token_s": first_token_s,
+        "generation_s": generation_s,
+        "prompt_tps": prompt_tokens / first_token_s,
+        "generation_tps": (generation_tokens - 1) / generation_s,
+        "peak_memory_gb": peak_memory_gb,
+    }
 
 
 def ollama_run(answer: dict) -> dict:
@@ -332,11 +414,15 @@ def ollama_run(answer: dict) -> dict:
     prompt_s = (answer.get("prompt_eval_duration") or 0) / 1e9
     first_token_s = prompt_s + (answer.get("load_duration") or 0) / 1e9
     generated, generation_s = int(answer.get("eval_count") or 0), (answer.get("eval_duration") or 0) / 1e9
-    return {"prompt_tokens": prompt_tokens, "generation_tokens": generated,
-            "first_token_s": first_token_s, "generation_s": generation_s,
-            "prompt_tps": prompt_tokens / prompt_s if prompt_s else None,
-            "generation_tps": generated / generation_s if generation_s else None,
-            "peak_memory_gb": None}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "generation_tokens": generated,
+        "first_token_s": first_token_s,
+        "generation_s": generation_s,
+        "prompt_tps": prompt_tokens / prompt_s if prompt_s else None,
+        "generation_tps": generated / generation_s if generation_s else None,
+        "peak_memory_gb": None,
+    }
 
 
 def summary(runs: list[dict]) -> dict:
@@ -346,26 +432,35 @@ def summary(runs: list[dict]) -> dict:
     result = {}
     for metric in METRICS:
         values = [run[metric] for run in runs if run.get(metric) is not None]
-        result[metric] = {"median": statistics.median(values), "min": min(values), "max": max(values)} if values else None
+        result[metric] = (
+            {"median": statistics.median(values), "min": min(values), "max": max(values)} if values else None
+        )
     return result
 
 
 def by_length(runs_by_length: dict[int, list[dict]]) -> list[dict]:
-    return [{"prompt_tokens": length, "runs": runs, "summary": summary(runs)} for length, runs in runs_by_length.items()]
+    return [
+        {"prompt_tokens": length, "runs": runs, "summary": summary(runs)} for length, runs in runs_by_length.items()
+    ]
 
 
 # the report -------------------------------------------------------------------------------------
 
+
 def machine_line(machine: dict) -> str:
     device = f" ({machine['device_name']})" if machine.get("device_name") and machine["backend"] != "cpu" else ""
-    return (f"{machine['chip']}, {machine['ram_gb']:.0f} GB RAM, {machine['os_version'] or machine['os']}; "
-            f"MLX backend {machine['backend']}{device}, mlx {machine['mlx']}, mlx-lm {machine['mlx_lm']}")
+    return (
+        f"{machine['chip']}, {machine['ram_gb']:.0f} GB RAM, {machine['os_version'] or machine['os']}; "
+        f"MLX backend {machine['backend']}{device}, mlx {machine['mlx']}, mlx-lm {machine['mlx_lm']}"
+    )
 
 
 def settings_line(settings: dict) -> str:
     lengths = " and ".join(str(n) for n in settings["prompt_tokens"])
-    return (f"Prompts of {lengths} tokens, {settings['generation_tokens']} generated; {settings['warmup']} warm-up, "
-            f"then {settings['runs']} run{'s' if settings['runs'] != 1 else ''}: median (min-max).")
+    return (
+        f"Prompts of {lengths} tokens, {settings['generation_tokens']} generated; {settings['warmup']} warm-up, "
+        f"then {settings['runs']} run{'s' if settings['runs'] != 1 else ''}: median (min-max)."
+    )
 
 
 def _span(stats: dict | None, unit: str = "", scale: float = 1.0) -> str:
@@ -387,13 +482,17 @@ def title(result: dict) -> str:
 
 
 def table_lines(result: dict) -> list[str]:
-    lines = [title(result), f"  {'prompt':>6}  {'first token':<24}{'prompt tokens/s':<30}{'generation tokens/s':<30}"
-                            "peak memory"]
+    lines = [
+        title(result),
+        f"  {'prompt':>6}  {'first token':<24}{'prompt tokens/s':<30}{'generation tokens/s':<30}peak memory",
+    ]
     for entry in result["lengths"]:
         s = entry["summary"]
         memory = _memory(s["peak_memory_gb"]["max"]) if s["peak_memory_gb"] else "-"
-        lines.append(f"  {entry['prompt_tokens']:>6}  {_span(s['first_token_s'], ' ms', 1000):<24}"
-                     f"{_span(s['prompt_tps']):<30}{_span(s['generation_tps']):<30}{memory}")
+        lines.append(
+            f"  {entry['prompt_tokens']:>6}  {_span(s['first_token_s'], ' ms', 1000):<24}"
+            f"{_span(s['prompt_tps']):<30}{_span(s['generation_tps']):<30}{memory}"
+        )
     return lines
 
 
@@ -409,6 +508,7 @@ def bar_rows(results: list[dict], length: int, metric: str = "generation_tps") -
 
 
 # the history file -------------------------------------------------------------------------------
+
 
 def append_history(path: Path, record: dict) -> None:
     """One JSON line per bench run, written with a single append (to a regular file only)."""
@@ -439,24 +539,39 @@ def read_history(path: Path) -> tuple[list[dict], int]:
 
 def _well_formed(record: Any) -> bool:
     """Whether a history line has the shape that bench.history, models.list and models.info read."""
+
     def number(value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
 
     def summary(value: Any) -> bool:
-        return (isinstance(value, dict) and {"generation_tps", "first_token_s"} <= set(value)
-                and all(stats is None or (isinstance(stats, dict) and number(stats.get("median"))) for stats in value.values()))
+        return (
+            isinstance(value, dict)
+            and {"generation_tps", "first_token_s"} <= set(value)
+            and all(
+                stats is None or (isinstance(stats, dict) and number(stats.get("median"))) for stats in value.values()
+            )
+        )
 
     def length(entry: Any) -> bool:
         return isinstance(entry, dict) and number(entry.get("prompt_tokens")) and summary(entry.get("summary"))
 
     def result(entry: Any) -> bool:
-        return (isinstance(entry, dict) and all(isinstance(entry.get(key), str) for key in ("alias", "engine"))
-                and isinstance(entry.get("name", ""), str) and isinstance(entry.get("lengths"), list)
-                and all(map(length, entry["lengths"])))
+        return (
+            isinstance(entry, dict)
+            and all(isinstance(entry.get(key), str) for key in ("alias", "engine"))
+            and isinstance(entry.get("name", ""), str)
+            and isinstance(entry.get("lengths"), list)
+            and all(map(length, entry["lengths"]))
+        )
 
-    return (isinstance(record, dict) and record.get("schema") == SCHEMA and isinstance(record.get("date"), str)
-            and isinstance(record.get("machine"), dict) and isinstance(record.get("results"), list)
-            and all(map(result, record["results"])))
+    return (
+        isinstance(record, dict)
+        and record.get("schema") == SCHEMA
+        and isinstance(record.get("date"), str)
+        and isinstance(record.get("machine"), dict)
+        and isinstance(record.get("results"), list)
+        and all(map(result, record["results"]))
+    )
 
 
 def history_rows(records: list[dict]) -> list[dict]:
@@ -469,14 +584,29 @@ def history_rows(records: list[dict]) -> list[dict]:
         for result in record["results"]:
             for entry in result["lengths"]:
                 stats = entry["summary"]["generation_tps"]
-                key = (machine.get("chip"), machine.get("backend"), result["alias"], result["engine"], entry["prompt_tokens"])
+                key = (
+                    machine.get("chip"),
+                    machine.get("backend"),
+                    result["alias"],
+                    result["engine"],
+                    entry["prompt_tokens"],
+                )
                 median = stats["median"] if stats else None
                 before = previous.get(key)
-                rows.append({"date": record["date"], "mlx": machine.get("mlx"), "mlx_lm": machine.get("mlx_lm"),
-                             "backend": machine.get("backend"), "alias": result["alias"], "engine": result["engine"],
-                             "prompt_tokens": entry["prompt_tokens"], "generation_tps": median,
-                             "first_token_s": (entry["summary"]["first_token_s"] or {}).get("median"),
-                             "change": median / before - 1 if median and before else None})
+                rows.append(
+                    {
+                        "date": record["date"],
+                        "mlx": machine.get("mlx"),
+                        "mlx_lm": machine.get("mlx_lm"),
+                        "backend": machine.get("backend"),
+                        "alias": result["alias"],
+                        "engine": result["engine"],
+                        "prompt_tokens": entry["prompt_tokens"],
+                        "generation_tps": median,
+                        "first_token_s": (entry["summary"]["first_token_s"] or {}).get("median"),
+                        "change": median / before - 1 if median and before else None,
+                    }
+                )
                 if median:
                     previous[key] = median
     return rows
@@ -487,8 +617,10 @@ def history_line(row: dict) -> str:
     change = f"{row['change']:+.1%}" if row["change"] is not None else ""
     first = f"{row['first_token_s'] * 1000:,.0f} ms" if row["first_token_s"] is not None else "-"
     engine = "MLX" if row["engine"] == "mlx" else "Ollama"
-    return (f"{row['date'][:16].replace('T', ' ')}  {row['backend'] or '-':<8}{row['mlx'] or '-':<9}{row['mlx_lm'] or '-':<9}"
-            f"{row['alias']:<12}{engine:<8}{row['prompt_tokens']:>7}  {first:>9}  {tps:>9}  {change}")
+    return (
+        f"{row['date'][:16].replace('T', ' ')}  {row['backend'] or '-':<8}{row['mlx'] or '-':<9}{row['mlx_lm'] or '-':<9}"
+        f"{row['alias']:<12}{engine:<8}{row['prompt_tokens']:>7}  {first:>9}  {tps:>9}  {change}"
+    )
 
 
 def skipped_lines(skipped: list[dict]) -> list[str]:
@@ -510,25 +642,34 @@ def report_lines(output: dict) -> list[str]:
 def history_lines(records: list[dict], unreadable: int, path: Path) -> list[str]:
     if not records:
         return [f"No bench results yet in {path}. Run: invoke bench"]
-    lines = [f"{len(records)} run{'s' if len(records) != 1 else ''} of invoke bench, from {path}"
-             f" (generation tokens/s: median; change: since the same model's previous run here)", HISTORY_HEADER,
-             *(history_line(row) for row in history_rows(records))]
+    lines = [
+        f"{len(records)} run{'s' if len(records) != 1 else ''} of invoke bench, from {path}"
+        f" (generation tokens/s: median; change: since the same model's previous run here)",
+        HISTORY_HEADER,
+        *(history_line(row) for row in history_rows(records)),
+    ]
     if unreadable:
-        lines.append(f"({unreadable} line{'s' if unreadable != 1 else ''} of {Path(path).name} could not be read "
-                     "and were left out)")
+        lines.append(
+            f"({unreadable} line{'s' if unreadable != 1 else ''} of {Path(path).name} could not be read "
+            "and were left out)"
+        )
     return lines
 
 
 def last_records(path: Path, last: Any) -> tuple[list[dict], int]:
     """bench.history's records (the last N when given, checked) and how many lines could not be read."""
     if last is not None and not (str(last).isdigit() and int(last) >= 1):
-        raise MlxTasksError(f"--last must be a whole number of 1 or more, got {last!r}.", fix="invoke bench.history --last 5")
+        raise MlxTasksError(
+            f"--last must be a whole number of 1 or more, got {last!r}.", fix="invoke bench.history --last 5"
+        )
     records, unreadable = read_history(path)
-    return (records if last is None else records[-int(last):]), unreadable
+    return (records if last is None else records[-int(last) :]), unreadable
 
 
-HISTORY_HEADER = (f"{'date (UTC)':<16}  {'backend':<8}{'mlx':<9}{'mlx-lm':<9}{'model':<12}{'engine':<8}{'prompt':>7}  "
-                  f"{'1st token':>9}  {'tokens/s':>9}  change")
+HISTORY_HEADER = (
+    f"{'date (UTC)':<16}  {'backend':<8}{'mlx':<9}{'mlx-lm':<9}{'model':<12}{'engine':<8}{'prompt':>7}  "
+    f"{'1st token':>9}  {'tokens/s':>9}  change"
+)
 
 
 def plot_problem(path: Path) -> str | None:
@@ -537,4 +678,3 @@ def plot_problem(path: Path) -> str | None:
     if not path.parent.is_dir():
         return f"The folder {path.parent} does not exist, so {path.name} cannot be written there."
     return None
-

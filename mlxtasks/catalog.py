@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 from . import fit
 from .errors import MlxTasksError
@@ -18,7 +19,20 @@ FOLDER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 REPO_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 CATEGORIES = ("code", "reasoning", "math", "general")
 # The shell block's own commands are mlx-NAME; an alias of that name (or chat-NAME) would replace one.
-SHELL_COMMANDS = ("activate", "deactivate", "status", "models", "validate", "pull", "search", "serve", "serve-stop", "ps", "chat", "ask")
+SHELL_COMMANDS = (
+    "activate",
+    "deactivate",
+    "status",
+    "models",
+    "validate",
+    "pull",
+    "search",
+    "serve",
+    "serve-stop",
+    "ps",
+    "chat",
+    "ask",
+)
 # A model of unknown shape: weights plus room for a few thousand tokens (bench judges installed folders by it).
 FIT_HEADROOM = fit.UNKNOWN_HEADROOM
 SEED_SOURCE = "seed catalogue: shared/design/SEED-FACTS.md (checked Nov 2026)"
@@ -52,8 +66,9 @@ class Model:
 
     @property
     def shape(self) -> fit.Shape:
-        return fit.Shape(self.layers, self.kv_heads, self.head_dim, self.context, self.window, self.full_layers,
-                         self.active)
+        return fit.Shape(
+            self.layers, self.kv_heads, self.head_dim, self.context, self.window, self.full_layers, self.active
+        )
 
     def ram_bytes(self, context: int = 0) -> int:
         """Memory to run at `context` tokens (0: fit.MIN_CONTEXT): weights, KV cache and overhead."""
@@ -67,54 +82,257 @@ class Model:
 HF = "https://huggingface.co/"
 BUILTIN = (
     # The seed's five, unchanged (sampling, folders and aliases as the seed had them).
-    Model("qwen7b", "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", "qwen25-coder-7b", 4.28, "qwen2", "code",
-          "Qwen2.5 Coder 7B: fast everyday coding help", ("qwen25-coder-7b",), 0.7, 0.8, 2048, "qwen2.5-coder:7b",
-          SEED_SOURCE, 32768, 28, 4, 128, tools="hermes"),
-    Model("qwen32b", "mlx-community/Qwen2.5-Coder-32B-Instruct-4bit", "qwen25-coder-32b", 18.43, "qwen2", "code",
-          "Qwen2.5 Coder 32B: stronger code, needs a 32 GB Mac", ("qwen25-coder-32b",), 0.7, 0.8, 2048,
-          "qwen2.5-coder:32b", SEED_SOURCE, 32768, 64, 8, 128, tools="hermes"),
-    Model("deepseek", "mlx-community/DeepSeek-R1-Distill-Llama-8B-4bit", "deepseek-r1-8b", 4.5, "llama", "reasoning",
-          "DeepSeek R1 distilled into Llama 8B: thinks step by step before answering", ("deepseek-r1-8b",),
-          0.6, 0.95, 4096, "deepseek-r1:8b-llama-distill-q4_K_M", SEED_SOURCE, 131072, 32, 8, 128, thinking="think-tags"),
-    Model("phi4", "mlx-community/phi-4-4bit", "phi4-14b", 8.25, "phi3", "math",
-          "Phi-4 14B: maths and code", ("phi4-14b",), 0.6, 0.95, 2048, "phi4:14b", SEED_SOURCE, 16384, 40, 10, 128),
-    Model("mistral7b", "mlx-community/Mistral-7B-Instruct-v0.3-4bit", "mistral-7b", 4.08, "mistral", "general",
-          "Mistral 7B Instruct v0.3: general chat", ("mistral-7b",), 0.7, 0.95, 2048, "mistral:7b", SEED_SOURCE,
-          32768, 32, 8, 128),
+    Model(
+        "qwen7b",
+        "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit",
+        "qwen25-coder-7b",
+        4.28,
+        "qwen2",
+        "code",
+        "Qwen2.5 Coder 7B: fast everyday coding help",
+        ("qwen25-coder-7b",),
+        0.7,
+        0.8,
+        2048,
+        "qwen2.5-coder:7b",
+        SEED_SOURCE,
+        32768,
+        28,
+        4,
+        128,
+        tools="hermes",
+    ),
+    Model(
+        "qwen32b",
+        "mlx-community/Qwen2.5-Coder-32B-Instruct-4bit",
+        "qwen25-coder-32b",
+        18.43,
+        "qwen2",
+        "code",
+        "Qwen2.5 Coder 32B: stronger code, needs a 32 GB Mac",
+        ("qwen25-coder-32b",),
+        0.7,
+        0.8,
+        2048,
+        "qwen2.5-coder:32b",
+        SEED_SOURCE,
+        32768,
+        64,
+        8,
+        128,
+        tools="hermes",
+    ),
+    Model(
+        "deepseek",
+        "mlx-community/DeepSeek-R1-Distill-Llama-8B-4bit",
+        "deepseek-r1-8b",
+        4.5,
+        "llama",
+        "reasoning",
+        "DeepSeek R1 distilled into Llama 8B: thinks step by step before answering",
+        ("deepseek-r1-8b",),
+        0.6,
+        0.95,
+        4096,
+        "deepseek-r1:8b-llama-distill-q4_K_M",
+        SEED_SOURCE,
+        131072,
+        32,
+        8,
+        128,
+        thinking="think-tags",
+    ),
+    Model(
+        "phi4",
+        "mlx-community/phi-4-4bit",
+        "phi4-14b",
+        8.25,
+        "phi3",
+        "math",
+        "Phi-4 14B: maths and code",
+        ("phi4-14b",),
+        0.6,
+        0.95,
+        2048,
+        "phi4:14b",
+        SEED_SOURCE,
+        16384,
+        40,
+        10,
+        128,
+    ),
+    Model(
+        "mistral7b",
+        "mlx-community/Mistral-7B-Instruct-v0.3-4bit",
+        "mistral-7b",
+        4.08,
+        "mistral",
+        "general",
+        "Mistral 7B Instruct v0.3: general chat",
+        ("mistral-7b",),
+        0.7,
+        0.95,
+        2048,
+        "mistral:7b",
+        SEED_SOURCE,
+        32768,
+        32,
+        8,
+        128,
+    ),
     # Current models (checked Nov 2026). Sampling: each model card's recommended settings.
-    Model("qwen3-8b", "Qwen/Qwen3-8B-MLX-4bit", "qwen3-8b", 4.37, "qwen3", "reasoning",
-          "Qwen3 8B: thinks before answering (hybrid thinking), a 16 GB Mac's reasoning model", (), 0.6, 0.95, 8192,
-          "qwen3:8b", HF + "Qwen/Qwen3-8B-MLX-4bit/tree/main (4.37 GB, qwen3; Qwen's own MLX 4-bit conversion)",
-          40960, 36, 8, 128, thinking="think-tags", tools="hermes"),
-    Model("llama3.1-8b", "mlx-community/Meta-Llama-3.1-8B-Instruct-4bit", "llama31-8b", 4.52, "llama", "general",
-          "Llama 3.1 8B Instruct: general chat, long context", (), 0.6, 0.9, 2048, "llama3.1:8b",
-          HF + "mlx-community/Meta-Llama-3.1-8B-Instruct-4bit/tree/main (model.safetensors 4.52 GB, llama)",
-          131072, 32, 8, 128, tools="llama3-json"),
-    Model("qwen3-coder-30b", "mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit", "qwen3-coder-30b-a3b", 17.17,
-          "qwen3_moe", "code", "Qwen3 Coder 30B-A3B: mixture of experts, fast strong coding on a 32 GB Mac", (),
-          0.7, 0.8, 4096, "qwen3-coder:30b",
-          HF + "mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit (qwen3_moe, 4-bit); size: the 4-bit mlx-lm shards "
-          "of the same Qwen3-30B-A3B architecture, " + HF + "jerryzhao173985/Qwen3-30B-A3B-python-coder-mlx/tree/main "
-          "(5.32 + 5.36 + 5.27 + 1.22 GB)", 262144, 48, 4, 128, active=0.11, tools="qwen3-coder"),
-    Model("qwen3-30b", "mlx-community/Qwen3-30B-A3B-Instruct-2507-4bit", "qwen3-30b-a3b-2507", 17.17, "qwen3_moe",
-          "general", "Qwen3 30B-A3B Instruct 2507: mixture of experts, quick general chat on a 32 GB Mac", (),
-          0.7, 0.8, 4096, "qwen3:30b",
-          HF + "models?other=base_model:quantized:Qwen/Qwen3-30B-A3B-Instruct-2507 (lists this repo, 31B, qwen3_moe); "
-          "size as qwen3-coder-30b's, 17.17 GB (same architecture and 4-bit conversion)", 262144, 48, 4, 128, active=0.11,
-          tools="hermes"),
-    Model("gemma3-27b", "mlx-community/gemma-3-text-27b-it-4bit", "gemma-3-text-27b", 15.99, "gemma3", "general",
-          "Gemma 3 27B (text only): strong general chat and writing on a 32 GB Mac", (), 1.0, 0.95, 2048, "gemma3:27b",
-          HF + "mlx-community/gemma-3-text-27b-it-4bit/tree/main (5.37 + 5.35 + 5.27 GB, gemma3)",
-          131072, 62, 16, 128, window=1024, full_layers=10),
-    Model("gpt-oss-20b", "lmstudio-community/gpt-oss-20b-MLX-8bit", "gpt-oss-20b", 22.3, "gpt_oss", "reasoning",
-          "gpt-oss 20B: OpenAI's open reasoning model, mixture of experts; a 48 GB Mac", (), 1.0, 1.0, 8192,
-          "gpt-oss:20b", HF + "lmstudio-community/gpt-oss-20b-MLX-8bit/tree/main (22.3 GB, gpt_oss)",
-          131072, 24, 8, 64, window=128, full_layers=12, active=0.17, thinking="harmony", tools="harmony"),
-    Model("llama3.3-70b", "mlx-community/Llama-3.3-70B-Instruct-4bit", "llama33-70b", 39.7, "llama", "general",
-          "Llama 3.3 70B Instruct: the strongest general chat here, a 64 GB Mac", (), 0.6, 0.9, 2048, "llama3.3:70b",
-          HF + "mlx-community/Llama-3.3-70B-Instruct-4bit/tree/3df27d412901cefff938f760352d9a248d67e345 (8 shards: "
-          "5.27 + 6 x 5.29 GB + the last; llama); total as Meta-Llama-3-70B-Instruct-4bit's, the same architecture",
-          131072, 80, 8, 128, tools="llama3-json"),
+    Model(
+        "qwen3-8b",
+        "Qwen/Qwen3-8B-MLX-4bit",
+        "qwen3-8b",
+        4.37,
+        "qwen3",
+        "reasoning",
+        "Qwen3 8B: thinks before answering (hybrid thinking), a 16 GB Mac's reasoning model",
+        (),
+        0.6,
+        0.95,
+        8192,
+        "qwen3:8b",
+        HF + "Qwen/Qwen3-8B-MLX-4bit/tree/main (4.37 GB, qwen3; Qwen's own MLX 4-bit conversion)",
+        40960,
+        36,
+        8,
+        128,
+        thinking="think-tags",
+        tools="hermes",
+    ),
+    Model(
+        "llama3.1-8b",
+        "mlx-community/Meta-Llama-3.1-8B-Instruct-4bit",
+        "llama31-8b",
+        4.52,
+        "llama",
+        "general",
+        "Llama 3.1 8B Instruct: general chat, long context",
+        (),
+        0.6,
+        0.9,
+        2048,
+        "llama3.1:8b",
+        HF + "mlx-community/Meta-Llama-3.1-8B-Instruct-4bit/tree/main (model.safetensors 4.52 GB, llama)",
+        131072,
+        32,
+        8,
+        128,
+        tools="llama3-json",
+    ),
+    Model(
+        "qwen3-coder-30b",
+        "mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit",
+        "qwen3-coder-30b-a3b",
+        17.17,
+        "qwen3_moe",
+        "code",
+        "Qwen3 Coder 30B-A3B: mixture of experts, fast strong coding on a 32 GB Mac",
+        (),
+        0.7,
+        0.8,
+        4096,
+        "qwen3-coder:30b",
+        HF + "mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit (qwen3_moe, 4-bit); size: the 4-bit mlx-lm shards "
+        "of the same Qwen3-30B-A3B architecture, " + HF + "jerryzhao173985/Qwen3-30B-A3B-python-coder-mlx/tree/main "
+        "(5.32 + 5.36 + 5.27 + 1.22 GB)",
+        262144,
+        48,
+        4,
+        128,
+        active=0.11,
+        tools="qwen3-coder",
+    ),
+    Model(
+        "qwen3-30b",
+        "mlx-community/Qwen3-30B-A3B-Instruct-2507-4bit",
+        "qwen3-30b-a3b-2507",
+        17.17,
+        "qwen3_moe",
+        "general",
+        "Qwen3 30B-A3B Instruct 2507: mixture of experts, quick general chat on a 32 GB Mac",
+        (),
+        0.7,
+        0.8,
+        4096,
+        "qwen3:30b",
+        HF + "models?other=base_model:quantized:Qwen/Qwen3-30B-A3B-Instruct-2507 (lists this repo, 31B, qwen3_moe); "
+        "size as qwen3-coder-30b's, 17.17 GB (same architecture and 4-bit conversion)",
+        262144,
+        48,
+        4,
+        128,
+        active=0.11,
+        tools="hermes",
+    ),
+    Model(
+        "gemma3-27b",
+        "mlx-community/gemma-3-text-27b-it-4bit",
+        "gemma-3-text-27b",
+        15.99,
+        "gemma3",
+        "general",
+        "Gemma 3 27B (text only): strong general chat and writing on a 32 GB Mac",
+        (),
+        1.0,
+        0.95,
+        2048,
+        "gemma3:27b",
+        HF + "mlx-community/gemma-3-text-27b-it-4bit/tree/main (5.37 + 5.35 + 5.27 GB, gemma3)",
+        131072,
+        62,
+        16,
+        128,
+        window=1024,
+        full_layers=10,
+    ),
+    Model(
+        "gpt-oss-20b",
+        "lmstudio-community/gpt-oss-20b-MLX-8bit",
+        "gpt-oss-20b",
+        22.3,
+        "gpt_oss",
+        "reasoning",
+        "gpt-oss 20B: OpenAI's open reasoning model, mixture of experts; a 48 GB Mac",
+        (),
+        1.0,
+        1.0,
+        8192,
+        "gpt-oss:20b",
+        HF + "lmstudio-community/gpt-oss-20b-MLX-8bit/tree/main (22.3 GB, gpt_oss)",
+        131072,
+        24,
+        8,
+        64,
+        window=128,
+        full_layers=12,
+        active=0.17,
+        thinking="harmony",
+        tools="harmony",
+    ),
+    Model(
+        "llama3.3-70b",
+        "mlx-community/Llama-3.3-70B-Instruct-4bit",
+        "llama33-70b",
+        39.7,
+        "llama",
+        "general",
+        "Llama 3.3 70B Instruct: the strongest general chat here, a 64 GB Mac",
+        (),
+        0.6,
+        0.9,
+        2048,
+        "llama3.3:70b",
+        HF + "mlx-community/Llama-3.3-70B-Instruct-4bit/tree/3df27d412901cefff938f760352d9a248d67e345 (8 shards: "
+        "5.27 + 6 x 5.29 GB + the last; llama); total as Meta-Llama-3-70B-Instruct-4bit's, the same architecture",
+        131072,
+        80,
+        8,
+        128,
+        tools="llama3-json",
+    ),
 )
 # The memory tiers the catalogue covers, as the Mac each one means.
 TIERS = {"16 GB": 16, "24-32 GB": 32, "48 GB and up": 64}
@@ -131,8 +349,10 @@ def load(configured: Mapping[str, Any] | None, builtin: tuple[Model, ...] = BUIL
         if not isinstance(alias, str) or not ALIAS_PATTERN.fullmatch(alias):
             raise _bad(key, "an alias of lower-case letters, digits, '.', '_' and '-'", alias)
         if alias in SHELL_COMMANDS or alias.startswith("chat-"):
-            raise MlxTasksError(f"The alias '{alias}' in '{key}' would replace the shell command mlx-{alias}.",
-                                fix="choose another alias in the `mlx.catalog` section of ~/.invoke.yaml")
+            raise MlxTasksError(
+                f"The alias '{alias}' in '{key}' would replace the shell command mlx-{alias}.",
+                fix="choose another alias in the `mlx.catalog` section of ~/.invoke.yaml",
+            )
         if not isinstance(entry, Mapping):
             raise _bad(key, "a mapping of fields (repo, folder, size_gb, ...)", entry)
         unknown = sorted(set(entry) - set(_TYPES) - {"alias"})
@@ -199,14 +419,18 @@ def find(name: str, models: tuple[Model, ...], place: str = "in the catalogue") 
     names = [m.alias for m in models] + [a for m in models for a in m.also]
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(close)}?" if close else ""
-    raise MlxTasksError(f"There is no model called {name!r} {place}.{hint}", fix="see the catalogue: invoke models.list")
+    raise MlxTasksError(
+        f"There is no model called {name!r} {place}.{hint}", fix="see the catalogue: invoke models.list"
+    )
 
 
 def from_repo(repo: str, size_gb: float) -> Model:
     """An ad-hoc entry for `models.pull ORG/NAME`: folder named after the repo."""
     if not REPO_PATTERN.fullmatch(repo):
-        raise MlxTasksError(f"{repo!r} is not a hub repo id (org/name).",
-                            fix="use a catalogue alias (invoke models.list) or a repo id such as mlx-community/phi-4-4bit")
+        raise MlxTasksError(
+            f"{repo!r} is not a hub repo id (org/name).",
+            fix="use a catalogue alias (invoke models.list) or a repo id such as mlx-community/phi-4-4bit",
+        )
     return Model(repo.split("/")[1].lower(), repo, repo.split("/")[1], size_gb, "unknown", "general", repo)
 
 

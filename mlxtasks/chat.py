@@ -59,22 +59,27 @@ def utf8(data: bytes, where: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MlxTasksError(f"{where} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
-                            "is not a character in it.",
-                            fix="convert it to UTF-8 first, such as: iconv -f LATIN1 -t UTF-8 FILE | invoke chat.ask -") from None
+        raise MlxTasksError(
+            f"{where} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} is not a character in it.",
+            fix="convert it to UTF-8 first, such as: iconv -f LATIN1 -t UTF-8 FILE | invoke chat.ask -",
+        ) from None
 
 
 def prompt_text(prompt: str, stdin: Any) -> str:
     """chat.ask's prompt ("-": all of stdin) as checked text: UTF-8, and not empty."""
     if prompt == "-":
         if stdin is None:
-            raise MlxTasksError("chat.ask - reads the prompt from stdin, which is closed.",
-                                fix="give it on stdin (echo 'your question' | invoke chat.ask -), or as the argument")
+            raise MlxTasksError(
+                "chat.ask - reads the prompt from stdin, which is closed.",
+                fix="give it on stdin (echo 'your question' | invoke chat.ask -), or as the argument",
+            )
         text = utf8(stdin.buffer.read(), "The prompt on stdin")
     else:
         text = utf8(os.fsencode(prompt), "The prompt")
     if not text.strip():
-        raise MlxTasksError("The prompt is empty, so there is nothing to answer.", fix='invoke chat.ask "your question"')
+        raise MlxTasksError(
+            "The prompt is empty, so there is nothing to answer.", fix='invoke chat.ask "your question"'
+        )
     return text
 
 
@@ -91,7 +96,9 @@ def installed(s: Settings, budget: int = 0) -> tuple[dict[str, ChatModel], dict[
     models, notes = {}, {}
     for m in installed_models(s.models, s.catalog):
         folder = s.models / m.folder
-        context, notes[m.alias] = installed_context(folder, size_on_disk(folder), budget, s.context) if budget else (s.context, "")
+        context, notes[m.alias] = (
+            installed_context(folder, size_on_disk(folder), budget, s.context) if budget else (s.context, "")
+        )
         models[m.alias] = chat_model(m, folder, context)
     return models, notes
 
@@ -127,13 +134,24 @@ def served(s: Settings, alias: str, ask: str, flags: Flags, verbose: bool) -> in
     if not server or alias == "auto":
         return None
     model, folder = store.local_model(s.model_name(alias), s.models, s.catalog)
-    spec = ChatSpec({model.alias: chat_model(model, folder, s.context)}, model.alias, flags.overrides(), s.router,
-                    flags.system, flags.seed_value, "", ask, verbose, server)
+    spec = ChatSpec(
+        {model.alias: chat_model(model, folder, s.context)},
+        model.alias,
+        flags.overrides(),
+        s.router,
+        flags.system,
+        flags.seed_value,
+        "",
+        ask,
+        verbose,
+        server,
+    )
     return runtime.run(spec, here=False)
 
 
-def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: bool, terminal: bool,
-            local: bool = False) -> tuple[ChatSpec, str]:
+def prepare(
+    s: Settings, alias: str, ask: str | None, flags: Flags, verbose: bool, terminal: bool, local: bool = False
+) -> tuple[ChatSpec, str]:
     """The spec for a chat (ask None) or one answer, after every check that can fail before MLX starts;
     and a warning to show ("" for none). alias: "default", "auto" (the router picks) or a model's name.
     Unless `local`, a running server is asked first (runtime/remote.py), and the model loads in the runtime
@@ -147,7 +165,9 @@ def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: boo
     alias = s.model_name(alias)
     if alias == "auto":  # the router picks, on the first message
         if not models:
-            raise MlxTasksError("No model is installed, so there is nothing to chat with.", fix="invoke models.pull qwen7b")
+            raise MlxTasksError(
+                "No model is installed, so there is nothing to chat with.", fix="invoke models.pull qwen7b"
+            )
         model = None
     else:
         model, folder = store.local_model(alias, s.models, s.catalog)
@@ -157,15 +177,29 @@ def prepare(s: Settings, alias: str, ask: str | None, flags: Flags, verbose: boo
 
         require_loadable(model.alias, folder)
     if ask is None and not terminal:
-        raise MlxTasksError("A chat needs a terminal to type in; for input from a pipe or a file, ask for one answer.",
-                            fix="echo 'your question' | invoke chat.ask - " + (f"--model {model.alias}" if model else "--auto"))
+        raise MlxTasksError(
+            "A chat needs a terminal to type in; for input from a pipe or a file, ask for one answer.",
+            fix="echo 'your question' | invoke chat.ask - " + (f"--model {model.alias}" if model else "--auto"),
+        )
     warning = notes.get(model.alias, "") if model else ""
     context = models[model.alias].context if model else 0
     if model and not catalog.fits(model, facts, context):
-        warning = (f"Warning: {model.alias} needs about {model.ram_bytes(context) / GB:.1f} GB of memory, more than "
-                   "this machine can give it; it may be slow or fail to load.")
-    spec = ChatSpec(models, model.alias if model else None, flags.overrides(), s.router, flags.system, flags.seed_value,
-                    str(s.state / "chat_history"), ask, verbose, "" if local else server_url(s))
+        warning = (
+            f"Warning: {model.alias} needs about {model.ram_bytes(context) / GB:.1f} GB of memory, more than "
+            "this machine can give it; it may be slow or fail to load."
+        )
+    spec = ChatSpec(
+        models,
+        model.alias if model else None,
+        flags.overrides(),
+        s.router,
+        flags.system,
+        flags.seed_value,
+        str(s.state / "chat_history"),
+        ask,
+        verbose,
+        "" if local else server_url(s),
+    )
     return spec, warning
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Callable, Iterable
 
 from .errors import MlxTasksError
 
@@ -44,9 +44,16 @@ class Result:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Result":
-        return cls(data["id"], data["title"], Status(data["status"]), data["message"], data["fix"],
-                   tuple(data["details"]), data["seconds"])
+    def from_dict(cls, data: dict) -> Result:
+        return cls(
+            data["id"],
+            data["title"],
+            Status(data["status"]),
+            data["message"],
+            data["fix"],
+            tuple(data["details"]),
+            data["seconds"],
+        )
 
 
 class CheckCrashed(Exception):

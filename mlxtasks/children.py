@@ -10,8 +10,9 @@ import subprocess
 from typing import Any
 
 
-def run(argv: list[str], timeout: float, input: str | bytes | None = None, capture_output: bool = False,
-        **popen: Any) -> subprocess.CompletedProcess:
+def run(
+    argv: list[str], timeout: float, input: str | bytes | None = None, capture_output: bool = False, **popen: Any
+) -> subprocess.CompletedProcess:
     """subprocess.run's answer, with the child in a process group of its own: on TimeoutExpired (raised as
     subprocess.run raises it) or any other exception, the whole group is killed first."""
     if capture_output:

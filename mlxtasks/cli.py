@@ -4,8 +4,8 @@ import functools
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from invoke import Config, Exit, ParseError, Program
 from invoke.env import Environment
@@ -57,13 +57,21 @@ class MlxTasksProgram(Program):
         except ParseError as err:
             failed = err.context
             if failed is not None and "prompt" in failed.args:
-                _refuse_dashed_prompt(failed, argv, lambda word: word.split("=")[0] not in failed.flags
-                                      and word.split("=")[0] not in self.initial_context.flags)
+                _refuse_dashed_prompt(
+                    failed,
+                    argv,
+                    lambda word: (
+                        word.split("=")[0] not in failed.flags and word.split("=")[0] not in self.initial_context.flags
+                    ),
+                )
             raise
         for task in self.tasks:  # a word with a space is never an option, unless it is an option's value
             if "prompt" in task.args:
-                values = {word for previous, word in zip(argv, argv[1:], strict=False)
-                          if previous in task.flags and task.flags[previous].takes_value}
+                values = {
+                    word
+                    for previous, word in zip(argv, argv[1:], strict=False)
+                    if previous in task.flags and task.flags[previous].takes_value
+                }
                 _refuse_dashed_prompt(task, argv, functools.partial(_spaced_not_a_value, values=values))
 
     def create_config(self) -> None:
@@ -82,8 +90,13 @@ def _refuse_dashed_prompt(task: ParserContext, argv: list[str], meant_as_questio
     """Stop with the sentence for the first word that starts with '-' and was meant as the task's question."""
     for word in argv:
         if word[:1] == "-" and word not in ("-", "--") and meant_as_question(word):
-            ui.error(MlxTasksError(f"{word!r} is not an option of {task.name}; a question that starts with '-' has to "
-                                   "follow --prompt=.", fix=f"--prompt={shlex.quote(word)} in place of {shlex.quote(word)}"))
+            ui.error(
+                MlxTasksError(
+                    f"{word!r} is not an option of {task.name}; a question that starts with '-' has to "
+                    "follow --prompt=.",
+                    fix=f"--prompt={shlex.quote(word)} in place of {shlex.quote(word)}",
+                )
+            )
             raise Exit(code=1)
 
 

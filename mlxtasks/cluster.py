@@ -19,9 +19,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from . import files
 from .checks import Result, Status
@@ -38,9 +39,11 @@ HOSTS_BACKENDS = ("ring", "mpi")  # what a list of host names can describe
 BACKENDS = ("ring", "jaccl", "jaccl-ring", "mpi", "nccl")  # what mlx.launch can start
 # mx.distributed.init's name for each of them
 INIT_BACKEND = {"ring": "ring", "jaccl": "jaccl", "jaccl-ring": "jaccl", "mpi": "mpi", "nccl": "nccl"}
-THUNDERBOLT_FIX = ("let MLX configure Thunderbolt: mlx.distributed_config --over thunderbolt --hosts H1,H2 "
-                   "--output-hostfile tb.json (from the venv), then: invoke cluster.init --hostfile tb.json")
-INIT_FIX = "invoke cluster.init --hosts HOST1,HOST2 (or, with no cluster, ranks on this machine: invoke cluster.ask MODEL \"...\" --local 2)"
+THUNDERBOLT_FIX = (
+    "let MLX configure Thunderbolt: mlx.distributed_config --over thunderbolt --hosts H1,H2 "
+    "--output-hostfile tb.json (from the venv), then: invoke cluster.init --hostfile tb.json"
+)
+INIT_FIX = 'invoke cluster.init --hosts HOST1,HOST2 (or, with no cluster, ranks on this machine: invoke cluster.ask MODEL "..." --local 2)'
 KEEPALIVE = "ServerAliveInterval 5 and ServerAliveCountMax 3"
 GRACE_S = 5.0  # how long ranks get to stop after SIGTERM before SIGKILL
 ON_THIS_MACHINE = " on this machine"  # every host needs a copy; the error names which one lacks it
@@ -62,19 +65,23 @@ class Cluster:
 
 # --- the hostfile ---------------------------------------------------------------------------------
 
-def make_hostfile(hosts: str, backend: str = "ring",
-                  resolve: Callable[[str], list[str]] | None = None) -> dict:
+
+def make_hostfile(hosts: str, backend: str = "ring", resolve: Callable[[str], list[str]] | None = None) -> dict:
     """The JSON hostfile for a comma-separated list of hosts, each `NAME` or `NAME=IP`.
     The ring backend needs every host's IP address; names are looked up on this machine."""
     if backend not in BACKENDS:
         raise MlxTasksError(f"There is no {backend!r} backend in mlx.launch.", fix="use --backend ring (or mpi)")
     if backend not in HOSTS_BACKENDS:
-        raise MlxTasksError(f"The {backend} backend needs more than host names (its network devices).",
-                            fix=THUNDERBOLT_FIX if backend.startswith("jaccl") else "use --backend ring")
+        raise MlxTasksError(
+            f"The {backend} backend needs more than host names (its network devices).",
+            fix=THUNDERBOLT_FIX if backend.startswith("jaccl") else "use --backend ring",
+        )
     names = [part.strip() for part in hosts.split(",")]
     if any(not name for name in names) or len(names) < 2:
-        raise MlxTasksError(f"--hosts needs two or more comma-separated host names, got {hosts!r}.",
-                            fix="invoke cluster.init --hosts mac1.local,mac2.local")
+        raise MlxTasksError(
+            f"--hosts needs two or more comma-separated host names, got {hosts!r}.",
+            fix="invoke cluster.init --hosts mac1.local,mac2.local",
+        )
     entries = []
     for item in names:
         name, _, given = item.partition("=")
@@ -88,16 +95,20 @@ def make_hostfile(hosts: str, backend: str = "ring",
         entries.append({"ssh": name, "ips": ips, "rdma": []})
     loopback = [e["ssh"] for e in entries if e["ips"] and ipaddress.ip_address(e["ips"][0]).is_loopback]
     if loopback and len({e["ssh"] for e in entries}) > 1:
-        raise MlxTasksError(f"{loopback[0]} resolves to a loopback address, which the other hosts cannot reach.",
-                            fix=f"give its network address: --hosts ...,{loopback[0]}=192.168.1.10,...")
+        raise MlxTasksError(
+            f"{loopback[0]} resolves to a loopback address, which the other hosts cannot reach.",
+            fix=f"give its network address: --hosts ...,{loopback[0]}=192.168.1.10,...",
+        )
     return {"backend": backend, "envs": [], "hosts": entries}
 
 
 def check_host_name(name: str) -> None:
     """Refuse what ssh would read as an option (`-oProxyCommand=...`) or split into several words."""
     if name.startswith("-") or any(ch.isspace() or not ch.isprintable() for ch in name):
-        raise MlxTasksError(f"{name!r} is not a host name: it starts with '-' or holds a space or control character.",
-                            fix="write hosts as NAME, USER@NAME or NAME=IP: invoke cluster.init --hosts mac1.local,mac2.local")
+        raise MlxTasksError(
+            f"{name!r} is not a host name: it starts with '-' or holds a space or control character.",
+            fix="write hosts as NAME, USER@NAME or NAME=IP: invoke cluster.init --hosts mac1.local,mac2.local",
+        )
 
 
 def lookup(name: str) -> list[str]:
@@ -117,8 +128,10 @@ def _addresses(name: str, resolve: Callable[[str], list[str]]) -> list[str]:
     except OSError:
         found = []
     if not found:
-        raise MlxTasksError(f"Cannot find the network address of {name}.",
-                            fix=f"check the name (ping {name}), or give its address: {name}=192.168.1.10")
+        raise MlxTasksError(
+            f"Cannot find the network address of {name}.",
+            fix=f"check the name (ping {name}), or give its address: {name}=192.168.1.10",
+        )
     return found[:1]
 
 
@@ -131,14 +144,18 @@ def _ip(text: str, item: str) -> str:
 
 def parse_hostfile(data: object, source: str) -> Cluster:
     """Check a hostfile's shape the way mlx.launch reads it (a dict with hosts, or a plain list)."""
-    bad = MlxTasksError(f"{source} is not a hostfile mlx.launch can read.",
-                        fix=f"make it again: {INIT_FIX}, or mlx.distributed_config ... --output-hostfile FILE")
+    bad = MlxTasksError(
+        f"{source} is not a hostfile mlx.launch can read.",
+        fix=f"make it again: {INIT_FIX}, or mlx.distributed_config ... --output-hostfile FILE",
+    )
     hosts = data.get("hosts") if isinstance(data, dict) else data
     backend = data.get("backend", "") if isinstance(data, dict) else ""
     if not isinstance(hosts, list) or not hosts or backend not in ("", *BACKENDS):
         raise bad
-    if not all(isinstance(h, dict) and isinstance(h.get("ssh"), str) and h["ssh"]
-               and isinstance(h.get("ips", []), list) for h in hosts):
+    if not all(
+        isinstance(h, dict) and isinstance(h.get("ssh"), str) and h["ssh"] and isinstance(h.get("ips", []), list)
+        for h in hosts
+    ):
         raise bad
     for host in hosts:
         check_host_name(host["ssh"])
@@ -203,8 +220,10 @@ def probe_script(venv: Path, model_folder: Path | None) -> str:
     """A POSIX sh script: JSON on stdout about the venv (and the model folder) at these paths."""
     python = shlex.quote(str(venv / "bin" / "python"))
     model = shlex.quote(str(model_folder or ""))
-    return (f"if [ ! -x {python} ]; then echo '{{\"venv\": false}}'; exit 0; fi; "
-            f"exec {python} -c {shlex.quote(PROBE_CODE)} {model}")
+    return (
+        f"if [ ! -x {python} ]; then echo '{{\"venv\": false}}'; exit 0; fi; "
+        f"exec {python} -c {shlex.quote(PROBE_CODE)} {model}"
+    )
 
 
 def ssh_options(timeout: float) -> list[str]:
@@ -232,11 +251,20 @@ def ssh_problem(host: str, done: subprocess.CompletedProcess) -> Result | None:
     said = [line.strip() for line in done.stderr.splitlines() if line.strip()]
     last = said[-1] if said else "no reason given"
     if "Permission denied" in last or "Host key verification failed" in last:
-        return Result("ssh", "ssh", Status.ERROR, f"ssh to {host} would ask for a password or a key ({last})",
-                      fix=f"ssh-copy-id {host}, then check that `ssh {host} true` asks nothing")
-    return Result("ssh", "ssh", Status.ERROR, f"{host} cannot be reached by ssh ({last})",
-                  fix=f"check {host} is on and Remote Login is on (System Settings > General > Sharing), "
-                      f"then try: ssh {host}")
+        return Result(
+            "ssh",
+            "ssh",
+            Status.ERROR,
+            f"ssh to {host} would ask for a password or a key ({last})",
+            fix=f"ssh-copy-id {host}, then check that `ssh {host} true` asks nothing",
+        )
+    return Result(
+        "ssh",
+        "ssh",
+        Status.ERROR,
+        f"{host} cannot be reached by ssh ({last})",
+        fix=f"check {host} is on and Remote Login is on (System Settings > General > Sharing), then try: ssh {host}",
+    )
 
 
 def ssh_settings(host: str) -> str:
@@ -253,31 +281,63 @@ def keepalive_problem(host: str, settings: str) -> Result | None:
     interval = re.search(r"^serveraliveinterval (\d+)", settings, re.MULTILINE)
     if interval and int(interval[1]) > 0:
         return None
-    return Result("keepalive", "dropped hosts", Status.ERROR,
-                  f"ssh sends no keepalives to {host}, so a run would hang if {host} dropped off the network",
-                  fix=f"add {KEEPALIVE} under `Host {host}` in ~/.ssh/config")
+    return Result(
+        "keepalive",
+        "dropped hosts",
+        Status.ERROR,
+        f"ssh sends no keepalives to {host}, so a run would hang if {host} dropped off the network",
+        fix=f"add {KEEPALIVE} under `Host {host}` in ~/.ssh/config",
+    )
 
 
 def judge(host: str, here: dict, there: dict, venv: Path, alias: str | None, model_folder: Path | None) -> list[Result]:
     """Compare what a host has with what this machine has (both from the probe script)."""
     if not there.get("venv"):
-        return [Result("venv", "venv", Status.ERROR, f"{host} has no venv at {venv}",
-                       fix=f"set up {host} with the same paths as here: invoke setup --venv {venv} (on {host})")]
+        return [
+            Result(
+                "venv",
+                "venv",
+                Status.ERROR,
+                f"{host} has no venv at {venv}",
+                fix=f"set up {host} with the same paths as here: invoke setup --venv {venv} (on {host})",
+            )
+        ]
     found = [Result("venv", "venv", Status.OK, f"{venv}")]
     python = _minor(here)
     if python != _minor(there):
-        found.append(Result("python", "Python", Status.ERROR,
-                            f"Python {there.get('python')} on {host}, {here.get('python')} here",
-                            fix=f"make the venv on {host} with Python {python}: "
-                                f"invoke setup --venv {venv} --python python{python} (on {host})"))
+        found.append(
+            Result(
+                "python",
+                "Python",
+                Status.ERROR,
+                f"Python {there.get('python')} on {host}, {here.get('python')} here",
+                fix=f"make the venv on {host} with Python {python}: "
+                f"invoke setup --venv {venv} --python python{python} (on {host})",
+            )
+        )
     differ = [name for name in VERSIONED if here.get(name) != there.get(name)]
     if differ:
-        found.append(Result("versions", "versions", Status.ERROR, ", ".join(
-            f"{name} {there.get(name) or 'missing'} on {host}, {here.get(name) or 'missing'} here" for name in differ),
-            fix=f"on {host}: {venv}/bin/pip install " + " ".join(f"{n}=={here[n]}" for n in differ if here.get(n))))
+        found.append(
+            Result(
+                "versions",
+                "versions",
+                Status.ERROR,
+                ", ".join(
+                    f"{name} {there.get(name) or 'missing'} on {host}, {here.get(name) or 'missing'} here"
+                    for name in differ
+                ),
+                fix=f"on {host}: {venv}/bin/pip install " + " ".join(f"{n}=={here[n]}" for n in differ if here.get(n)),
+            )
+        )
     else:
-        found.append(Result("versions", "versions", Status.OK,
-                            ", ".join(f"{name} {here.get(name)}" for name in VERSIONED) + f", Python {python}"))
+        found.append(
+            Result(
+                "versions",
+                "versions",
+                Status.OK,
+                ", ".join(f"{name} {here.get(name)}" for name in VERSIONED) + f", Python {python}",
+            )
+        )
     if alias and model_folder:
         found.append(judge_model(host, here, there, alias, model_folder))
     return found
@@ -298,8 +358,9 @@ def judge_model(host: str, here: dict, there: dict, alias: str, model_folder: Pa
     if not there.get("model"):
         return Result("model", alias, Status.ERROR, f"{host} has no {alias} in {model_folder}", fix=fix)
     if not same_copy(here, there):
-        return Result("model", alias, Status.ERROR, f"{host} has a different copy of {alias} (its manifest differs)",
-                      fix=fix)
+        return Result(
+            "model", alias, Status.ERROR, f"{host} has a different copy of {alias} (its manifest differs)", fix=fix
+        )
     if not there.get("complete"):
         return Result("model", alias, Status.ERROR, f"{host}'s copy of {alias} is incomplete", fix=fix)
     return Result("model", alias, Status.OK, f"the same complete copy in {model_folder}")
@@ -314,14 +375,21 @@ def probe_host(host: str, script: str, timeout: float) -> tuple[dict | None, Res
         return json.loads(done.stdout.strip().splitlines()[-1]), None
     except (ValueError, IndexError):
         said = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, Result("probe", "probe", Status.ERROR, f"the check on {host} failed ({said})",
-                            fix=f"ssh {host}, and check that the venv's python runs there")
+        return None, Result(
+            "probe",
+            "probe",
+            Status.ERROR,
+            f"the check on {host} failed ({said})",
+            fix=f"ssh {host}, and check that the venv's python runs there",
+        )
 
 
 def require_ssh(cluster: Cluster) -> None:
     if cluster.remote and not shutil.which("ssh"):
-        raise MlxTasksError("ssh is not installed on this machine, so the other hosts cannot be reached.",
-                            fix="install OpenSSH's client (macOS has it; on Linux: sudo apt install openssh-client)")
+        raise MlxTasksError(
+            "ssh is not installed on this machine, so the other hosts cannot be reached.",
+            fix="install OpenSSH's client (macOS has it; on Linux: sudo apt install openssh-client)",
+        )
 
 
 def probe_here(venv: Path, model_folder: Path | None) -> dict:
@@ -331,15 +399,19 @@ def probe_here(venv: Path, model_folder: Path | None) -> dict:
     return here
 
 
-def check_hosts(cluster: Cluster, venv: Path, timeout: float, alias: str | None = None,
-                model_folder: Path | None = None) -> list[tuple[str, list[Result]]]:
+def check_hosts(
+    cluster: Cluster, venv: Path, timeout: float, alias: str | None = None, model_folder: Path | None = None
+) -> list[tuple[str, list[Result]]]:
     """Every remote host checked at once (ssh without prompts, paths, versions, the model); this
     machine's answers are the reference."""
     require_ssh(cluster)
     here = probe_here(venv, model_folder)
     if alias and not here.get("complete"):
-        raise MlxTasksError(f"{alias} on this machine was not pulled by mlxtasks or is incomplete, so other copies "
-                            "cannot be compared with it.", fix=f"invoke models.pull {alias} --force")
+        raise MlxTasksError(
+            f"{alias} on this machine was not pulled by mlxtasks or is incomplete, so other copies "
+            "cannot be compared with it.",
+            fix=f"invoke models.pull {alias} --force",
+        )
     script = probe_script(venv, model_folder)
     hosts = cluster.remote
     reports: dict[str, list[Result]] = {}
@@ -365,15 +437,19 @@ def check_hosts(cluster: Cluster, venv: Path, timeout: float, alias: str | None 
 
 # --- sharing a model ------------------------------------------------------------------------------
 
-def share(cluster: Cluster, venv: Path, alias: str, model_folder: Path, timeout: float,
-          say: Callable[[str], None] = print) -> list[str]:
+
+def share(
+    cluster: Cluster, venv: Path, alias: str, model_folder: Path, timeout: float, say: Callable[[str], None] = print
+) -> list[str]:
     """Copy a model folder to every remote host without a complete, identical copy (rsync over ssh into
     a hidden folder, renamed into place once complete); returns the hosts it copied to."""
     require_ssh(cluster)
     here = probe_here(venv, model_folder)
     if not here.get("complete"):
-        raise MlxTasksError(f"{alias} on this machine was not pulled by mlxtasks or is incomplete, so it was not "
-                            "shared.", fix=f"invoke models.pull {alias} --force")
+        raise MlxTasksError(
+            f"{alias} on this machine was not pulled by mlxtasks or is incomplete, so it was not shared.",
+            fix=f"invoke models.pull {alias} --force",
+        )
     script = probe_script(venv, model_folder)
     copied = []
     for host in cluster.remote:
@@ -388,8 +464,10 @@ def share(cluster: Cluster, venv: Path, alias: str, model_folder: Path, timeout:
         copy_to(host, model_folder, timeout)
         there, _ = probe_host(host, script, timeout)
         if not (there and there.get("complete") and same_copy(here, there)):
-            raise MlxTasksError(f"The copy on {host} is still incomplete after the transfer.",
-                                fix="run the same command again (rsync keeps what arrived)")
+            raise MlxTasksError(
+                f"The copy on {host} is still incomplete after the transfer.",
+                fix="run the same command again (rsync keeps what arrived)",
+            )
         copied.append(host)
     return copied
 
@@ -408,24 +486,34 @@ def copy_to(host: str, folder: Path, timeout: float) -> None:
     final, staged_q, old_q = (shlex.quote(str(path)) for path in (folder, staged, old))
     _copied(host, folder, run_on(host, f"mkdir -p {shlex.quote(str(folder.parent))}", timeout))
     # --delete only touches the staging folder: what an earlier, different copy left there.
-    rsync = ["rsync", "-a", "--partial", "--delete", "-e", shlex.join([*ssh_options(timeout), *port]),
-             f"{folder}/", f"{target}:{staged}/"]
+    rsync = [
+        "rsync",
+        "-a",
+        "--partial",
+        "--delete",
+        "-e",
+        shlex.join([*ssh_options(timeout), *port]),
+        f"{folder}/",
+        f"{target}:{staged}/",
+    ]
     try:
         done = subprocess.run(rsync, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
     except FileNotFoundError:
-        raise MlxTasksError("rsync is not installed on this machine.",
-                            fix="install rsync (macOS has it; on Linux: sudo apt install rsync)") from None
+        raise MlxTasksError(
+            "rsync is not installed on this machine.",
+            fix="install rsync (macOS has it; on Linux: sudo apt install rsync)",
+        ) from None
     _copied(host, folder, done)
-    swap = (f"rm -rf {old_q}; if [ -e {final} ]; then mv {final} {old_q}; fi; "
-            f"mv {staged_q} {final} && rm -rf {old_q}")
+    swap = f"rm -rf {old_q}; if [ -e {final} ]; then mv {final} {old_q}; fi; mv {staged_q} {final} && rm -rf {old_q}"
     _copied(host, folder, run_on(host, swap, timeout))
 
 
 def _copied(host: str, folder: Path, done: subprocess.CompletedProcess) -> None:
     if done.returncode:
         said = (done.stderr.strip().splitlines() or ["no reason given"])[-1]
-        raise MlxTasksError(f"Copying {folder.name} to {host} failed: {said}.",
-                            fix="run the same command again (what arrived is kept)")
+        raise MlxTasksError(
+            f"Copying {folder.name} to {host} failed: {said}.", fix="run the same command again (what arrived is kept)"
+        )
 
 
 def sharding_refusal(alias: str, can: Capabilities, pipeline: bool) -> MlxTasksError | None:
@@ -435,15 +523,16 @@ def sharding_refusal(alias: str, can: Capabilities, pipeline: bool) -> MlxTasksE
         return None
     arch = can.model_type or "unknown"
     if not can.tensor and not can.pipeline:
-        return MlxTasksError(f"{alias} ({arch}) cannot be split across machines: mlx_lm has no sharded version of "
-                             "that architecture.",
-                             fix=f"use a model that shards, such as qwen7b or qwen32b, or run it on one machine: "
-                                 f"invoke chat {alias}")
+        return MlxTasksError(
+            f"{alias} ({arch}) cannot be split across machines: mlx_lm has no sharded version of that architecture.",
+            fix=f"use a model that shards, such as qwen7b or qwen32b, or run it on one machine: invoke chat {alias}",
+        )
     other = "leave out --pipeline (tensor parallel)" if pipeline else "add --pipeline"
     return MlxTasksError(f"{alias} ({arch}) cannot be split by {kind} parallelism in mlx_lm.", fix=other)
 
 
 # --- launching ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Launch:
@@ -461,14 +550,20 @@ def prepare(s: Settings, name: str, ask: str | None, pipeline: bool, local: Any,
 
     local, most = int(local or 0), max(2, os.cpu_count() or 2)
     if local == 1 or local < 0 or local > most:  # more ranks than cores only thrash, and each loads its part
-        raise MlxTasksError(f"--local must be from 2 to {most} ranks (the CPU cores of this machine), got {local}.",
-                            fix=f"invoke cluster.ask {name} \"...\" --local 2")
+        raise MlxTasksError(
+            f"--local must be from 2 to {most} ranks (the CPU cores of this machine), got {local}.",
+            fix=f'invoke cluster.ask {name} "..." --local 2',
+        )
     model, folder = local_model(name, s.models, s.catalog, where=ON_THIS_MACHINE)
     require(s)
     if not (s.venv / "bin" / "mlx.launch").exists():
         raise MlxTasksError(f"There is no mlx.launch in {s.venv}.", fix="invoke setup")
-    found = subprocess.run([str(s.venv_python), "-m", "mlxtasks.runtime.cluster", "--capabilities", str(folder)],
-                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    found = subprocess.run(
+        [str(s.venv_python), "-m", "mlxtasks.runtime.cluster", "--capabilities", str(folder)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     if found.returncode:
         said = (found.stderr.strip().splitlines() or ["no output"])[-1]
         raise MlxTasksError(f"mlx_lm cannot read {model.alias}: {said}.", fix=f"invoke models.verify {model.alias}")
@@ -482,8 +577,18 @@ def prepare(s: Settings, name: str, ask: str | None, pipeline: bool, local: Any,
         path = hostfile_path(s.config_dir)
         made = read_hostfile(path)
         hosts, backend, where = list(made.hosts), made.backend, {"hostfile": path}
-    spec = ClusterSpec(model.alias, str(folder), INIT_BACKEND[backend], pipeline, sampling(model), flags.overrides(),
-                       flags.system, flags.seed_value, verbose, ask)
+    spec = ClusterSpec(
+        model.alias,
+        str(folder),
+        INIT_BACKEND[backend],
+        pipeline,
+        sampling(model),
+        flags.overrides(),
+        flags.system,
+        flags.seed_value,
+        verbose,
+        ask,
+    )
     rank_argv = [str(s.venv_python), "-m", "mlxtasks.runtime.cluster", "--spec", spec.to_json()]
     return Launch(launch_argv(s.venv, backend, rank_argv, **where), hosts, model.alias)
 
@@ -508,11 +613,13 @@ def _free(port: int) -> bool:
             return False
 
 
-def launch_argv(venv: Path, backend: str, rank_argv: list[str], *, hostfile: Path | None = None,
-                local: int = 0, port: int = 0) -> list[str]:
+def launch_argv(
+    venv: Path, backend: str, rank_argv: list[str], *, hostfile: Path | None = None, local: int = 0, port: int = 0
+) -> list[str]:
     """mlx.launch from the venv, over the hostfile, or `local` ranks on 127.0.0.1 (a loopback ring)."""
-    where = (["--hosts", LOCAL, "-n", str(local), "--starting-port", str(port)] if local
-             else ["--hostfile", str(hostfile)])
+    where = (
+        ["--hosts", LOCAL, "-n", str(local), "--starting-port", str(port)] if local else ["--hostfile", str(hostfile)]
+    )
     return [str(venv / "bin" / "mlx.launch"), "--backend", backend, *where, "--", *rank_argv]
 
 
@@ -533,8 +640,10 @@ def failure_sentence(rank: int, status: int | None, host: str, alias: str) -> Ml
         how = "lost its ssh connection (or never got one)"
     else:
         how = f"failed (exit status {status})"
-    return MlxTasksError(f"Rank {rank} on {where} {how}, so the whole run was stopped.",
-                         fix=f"invoke cluster.check --model {alias} (it names what differs on each host)")
+    return MlxTasksError(
+        f"Rank {rank} on {where} {how}, so the whole run was stopped.",
+        fix=f"invoke cluster.check --model {alias} (it names what differs on each host)",
+    )
 
 
 def supervise(argv: list[str], hosts: list[str], alias: str, chat: bool, log: Path) -> None:
@@ -542,8 +651,9 @@ def supervise(argv: list[str], hosts: list[str], alias: str, chat: bool, log: Pa
     through except the launcher's own rank notes, which become one sentence naming the failed host, and a
     rank's Python traceback, which goes to `log` and is said as the error it ends in.
     Whatever happens (a failed rank, Ctrl-C, SIGTERM, an error here), the group is gone when this returns."""
-    process = subprocess.Popen(argv, stdin=subprocess.PIPE if chat else subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(
+        argv, stdin=subprocess.PIPE if chat else subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     notes: list[str] = []
     reader = threading.Thread(target=_relay_stderr, args=(process.stderr, notes, log), daemon=True)
     reader.start()
@@ -564,8 +674,10 @@ def supervise(argv: list[str], hosts: list[str], alias: str, chat: bool, log: Pa
         rank, status = failed
         raise failure_sentence(rank, status, hosts[rank] if rank < len(hosts) else "?", alias)
     if code:
-        raise MlxTasksError(f"mlx.launch stopped with exit status {code} before the ranks ran.",
-                            fix=f"invoke cluster.check --model {alias}")
+        raise MlxTasksError(
+            f"mlx.launch stopped with exit status {code} before the ranks ran.",
+            fix=f"invoke cluster.check --model {alias}",
+        )
 
 
 def _terminated(signum: int, _frame) -> None:

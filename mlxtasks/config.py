@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from . import files
 from .errors import MlxTasksError
@@ -126,18 +127,24 @@ def file_problem(paths: Iterable[Path]) -> MlxTasksError | None:
         except MlxTasksError as err:
             return err
         except (OSError, UnicodeDecodeError) as exc:
-            return MlxTasksError(f"{path} cannot be read: {getattr(exc, 'strerror', None) or exc}.", fix=f"fix or remove {path}")
+            return MlxTasksError(
+                f"{path} cannot be read: {getattr(exc, 'strerror', None) or exc}.", fix=f"fix or remove {path}"
+            )
         try:
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (ValueError, yaml.YAMLError) as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark else getattr(exc, "lineno", None)
             where = f" at line {line}" if line else ""
-            return MlxTasksError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}{where}.",
-                                 fix=f"fix or remove {path}")
+            return MlxTasksError(
+                f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}{where}.",
+                fix=f"fix or remove {path}",
+            )
         if data is not None and not isinstance(data, Mapping):
-            return MlxTasksError(f"{path} holds a {type(data).__name__}, not a mapping of settings.",
-                                 fix=f"write settings as keys, such as 'mlx: {{venv: ~/venv-mlx}}', or remove {path}")
+            return MlxTasksError(
+                f"{path} holds a {type(data).__name__}, not a mapping of settings.",
+                fix=f"write settings as keys, such as 'mlx: {{venv: ~/venv-mlx}}', or remove {path}",
+            )
     return None
 
 
@@ -149,16 +156,20 @@ def from_environment(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[s
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        key = name[len(ENV_PREFIX):].lower()
+        key = name[len(ENV_PREFIX) :].lower()
         if key in DEFAULTS and key not in SECTIONS:
             values[key] = value
         elif key.startswith("bench_"):
-            values.setdefault("bench", {})[key[len("bench_"):]] = value
+            values.setdefault("bench", {})[key[len("bench_") :]] = value
         elif key in SECTIONS:
-            raise MlxTasksError(f"{name} cannot set {key}, a section that only a config file can hold.",
-                                fix=f"unset {name}, and set {CONFIG_KEY}.{key} in ~/.invoke.yaml")
+            raise MlxTasksError(
+                f"{name} cannot set {key}, a section that only a config file can hold.",
+                fix=f"unset {name}, and set {CONFIG_KEY}.{key} in ~/.invoke.yaml",
+            )
         else:
-            raise MlxTasksError(f"{name} names no setting of mlxtasks.", fix=f"unset {name} (docs/configuration.md lists the settings)")
+            raise MlxTasksError(
+                f"{name} names no setting of mlxtasks.", fix=f"unset {name} (docs/configuration.md lists the settings)"
+            )
         names[key.replace("bench_", "bench.", 1) if key.startswith("bench_") else key] = name
     return values, names
 
@@ -280,7 +291,9 @@ class Settings:
 
     @cached_property
     def serve_allowed_origins(self) -> tuple[str, ...]:
-        return _str_list(*self._value("serve_allowed_origins"), expected="a list of origins such as http://localhost:3000")
+        return _str_list(
+            *self._value("serve_allowed_origins"), expected="a list of origins such as http://localhost:3000"
+        )
 
     @cached_property
     def serve_model_map(self) -> dict[str, str]:
@@ -292,8 +305,9 @@ class Settings:
         return {str(pattern): self.model_name(name) for pattern, name in table.items()}
 
 
-def resolve(config: Any = None, home: str | Path | None = None, environ: Mapping[str, str] | None = None,
-            **flags: Any) -> Settings:
+def resolve(
+    config: Any = None, home: str | Path | None = None, environ: Mapping[str, str] | None = None, **flags: Any
+) -> Settings:
     """Merge DEFAULTS, the `mlx` config section, INVOKE_MLX_* variables from environ, and flags (None
     means "not given"); check the common settings now and each feature section when it is read."""
     if config is None:
@@ -385,7 +399,9 @@ def home_dir() -> str:
     """$HOME, the one place it is read (Settings.home carries it to every task)."""
     home = os.environ.get("HOME")
     if not home:
-        raise MlxTasksError("HOME is not set, so the default folders cannot be found.", fix="export HOME=/path/to/your/home")
+        raise MlxTasksError(
+            "HOME is not set, so the default folders cannot be found.", fix="export HOME=/path/to/your/home"
+        )
     return home
 
 
@@ -410,8 +426,10 @@ def _requirements(label: str, value: Any) -> tuple[str, ...]:
         try:
             Requirement(entry)
         except InvalidRequirement:
-            raise MlxTasksError(f"{label} has an entry that is not a package requirement: {entry!r}.",
-                                fix=fix_for(label, "package requirements such as numpy<3")) from None
+            raise MlxTasksError(
+                f"{label} has an entry that is not a package requirement: {entry!r}.",
+                fix=fix_for(label, "package requirements such as numpy<3"),
+            ) from None
     return entries
 
 

@@ -30,8 +30,15 @@ def run(spec: dict) -> None:
     model = Model(**{**spec["model"], "also": tuple(spec["model"]["also"])})
     try:
         the_plan = hub.plan(model, spec["revision"], spec["retry_delay"], say, Path(spec["staged"]))
-        tell(plan={"revision": the_plan.revision, "files": the_plan.files, "size_gb": the_plan.total / GB,
-                   "config": the_plan.config, "pipeline": the_plan.pipeline})
+        tell(
+            plan={
+                "revision": the_plan.revision,
+                "files": the_plan.files,
+                "size_gb": the_plan.total / GB,
+                "config": the_plan.config,
+                "pipeline": the_plan.pipeline,
+            }
+        )
         if sys.stdin.readline().strip() != "go":
             return
         hub.download(the_plan, Path(spec["staged"]), spec["retry_delay"], say)
@@ -43,7 +50,12 @@ def run(spec: dict) -> None:
         if local:  # a full disk or an unwritable folder, however deep in huggingface_hub it was met
             tell(error={"message": local.message, "fix": local.fix})
         else:
-            tell(error={"message": f"Fetching {model.repo} failed: {hub._cause(exc)}.", "fix": "run the same command again"})
+            tell(
+                error={
+                    "message": f"Fetching {model.repo} failed: {hub._cause(exc)}.",
+                    "fix": "run the same command again",
+                }
+            )
 
 
 def _local_error(exc: BaseException | None, folder: Path) -> MlxTasksError | None:

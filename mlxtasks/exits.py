@@ -81,8 +81,12 @@ def stdout_failed(err: BaseException) -> int | None:
     elif err.errno in _NO_ROOM and _still_unwritable():
         from .ui import error
 
-        error(MlxTasksError(f"The output could not be written: {os.strerror(err.errno)}.",
-                            fix="free some space, or send the output to another disk (> FILE)"))
+        error(
+            MlxTasksError(
+                f"The output could not be written: {os.strerror(err.errno)}.",
+                fix="free some space, or send the output to another disk (> FILE)",
+            )
+        )
         code = 1
     else:
         return None

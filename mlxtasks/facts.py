@@ -13,12 +13,11 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from . import children
-
 
 GB = 10**9  # the one unit printed for RAM, disk and model sizes alike, so every command shows the same figure
 GIB = 2**30  # RAM comes in powers of two: for hardware thresholds only, never for printing
@@ -29,8 +28,10 @@ BACKEND_DISTRIBUTION = {"metal": "mlx-metal", "cpu": "mlx-cpu", "cuda12": "mlx-c
 # Minimum NVIDIA driver for each CUDA wheel of MLX, newest first.
 CUDA_DRIVER_MINIMUM = (("cuda13", (580,)), ("cuda12", (550,)))
 
-_PYTHON_PROBE = ("import json, os, platform, sys; print(json.dumps([list(sys.version_info[:3]), platform.machine(), sys.prefix, "
-                 "os.path.realpath(sys.executable)]))")
+_PYTHON_PROBE = (
+    "import json, os, platform, sys; print(json.dumps([list(sys.version_info[:3]), platform.machine(), sys.prefix, "
+    "os.path.realpath(sys.executable)]))"
+)
 # Mach-O: a thin binary's magic (64-bit, as the bytes lie on disk) and a universal ("fat") one's, with the CPU types.
 MACHO_64 = b"\xcf\xfa\xed\xfe"
 FAT_MAGICS = {b"\xca\xfe\xba\xbe": 20, b"\xca\xfe\xba\xbf": 32}  # fat_arch and fat_arch_64: bytes per entry
@@ -104,8 +105,13 @@ def python_info(path: str | os.PathLike) -> PythonInfo | None:
         return None
     if done.returncode != 0:
         return None
-    return PythonInfo(path=str(path), version=tuple(version), arch=arch, prefix=prefix,
-                      archs=binary_archs(Path(executable[0] if executable else path)))
+    return PythonInfo(
+        path=str(path),
+        version=tuple(version),
+        arch=arch,
+        prefix=prefix,
+        archs=binary_archs(Path(executable[0] if executable else path)),
+    )
 
 
 def binary_archs(path: Path) -> tuple[str, ...]:
@@ -121,7 +127,7 @@ def binary_archs(path: Path) -> tuple[str, ...]:
     if not entry:
         return ()
     count = min(int.from_bytes(head[4:8], "big"), 4)
-    types = (int.from_bytes(head[8 + i * entry: 12 + i * entry], "big") for i in range(count))
+    types = (int.from_bytes(head[8 + i * entry : 12 + i * entry], "big") for i in range(count))
     return tuple(CPU_TYPES[t] for t in types if t in CPU_TYPES)
 
 

@@ -9,13 +9,19 @@ import errno
 import os
 import shlex
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .errors import MlxTasksError
 
-KINDS = {stat.S_IFREG: "a file", stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
-         stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+KINDS = {
+    stat.S_IFREG: "a file",
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 def kind(mode: int) -> str:
@@ -23,8 +29,10 @@ def kind(mode: int) -> str:
 
 
 def not_regular(path: Path | str, mode: int, done: str = "read") -> MlxTasksError:
-    return MlxTasksError(f"{path} is not a regular file but {kind(mode)}, so it was not {done}.",
-                         fix=f"move it aside (mv {shlex.quote(str(path))} {shlex.quote(f'{path}.aside')}), then run the command again")
+    return MlxTasksError(
+        f"{path} is not a regular file but {kind(mode)}, so it was not {done}.",
+        fix=f"move it aside (mv {shlex.quote(str(path))} {shlex.quote(f'{path}.aside')}), then run the command again",
+    )
 
 
 def read_bytes(path: Path | str) -> bytes:
@@ -90,18 +98,21 @@ def said() -> Iterator[None]:
         raise write_problem(exc.filename, exc, verb="use") from None
 
 
-def write_problem(path: Path | str, exc: OSError, left: Path | str | None = None, also: str = "",
-                  verb: str = "write") -> MlxTasksError:
+def write_problem(
+    path: Path | str, exc: OSError, left: Path | str | None = None, also: str = "", verb: str = "write"
+) -> MlxTasksError:
     """The sentence for a failed write of `path`: a full disk, a read-only mount, an immutable file, a file where a
     folder should be, or permissions. left: what was left as it was, when that is known; also: another way out,
     added to the fix ("or ..."); verb: what failed, when it may not have been a write ("use")."""
     folder = Path(path).parent
-    fixes = {errno.ENOSPC: "free some space on that disk, then run the command again",
-             errno.EDQUOT: "free some space within your disk quota, then run the command again",
-             errno.EROFS: f"{folder} is on a file system mounted read-only: remount it writable "
-                          f"(mount -o remount,rw), then run the command again",
-             errno.EPERM: f"it may be immutable (lsattr -d {folder} {path}, then chattr -i; on a Mac, chflags nouchg)",
-             errno.ENOTDIR: f"a part of {folder} is a file where a folder should be: move it aside (ls -ld each part)"}
+    fixes = {
+        errno.ENOSPC: "free some space on that disk, then run the command again",
+        errno.EDQUOT: "free some space within your disk quota, then run the command again",
+        errno.EROFS: f"{folder} is on a file system mounted read-only: remount it writable "
+        f"(mount -o remount,rw), then run the command again",
+        errno.EPERM: f"it may be immutable (lsattr -d {folder} {path}, then chattr -i; on a Mac, chflags nouchg)",
+        errno.ENOTDIR: f"a part of {folder} is a file where a folder should be: move it aside (ls -ld each part)",
+    }
     fix = fixes.get(exc.errno or 0, f"check that you may write to {folder} (ls -ld {folder})")
     kept = f", so {left} was left as it was" if left else ""
     return MlxTasksError(f"Cannot {verb} {path}: {exc.strerror or exc}{kept}.", fix=f"{fix}, {also}" if also else fix)
@@ -117,5 +128,7 @@ def folder_problem(path: Path, variable: str | None = None) -> MlxTasksError | N
         return None
     what = kind(os.stat(part).st_mode) if os.path.exists(part) else "a broken symlink"
     chosen = f" ({variable}={os.environ.get(variable)})" if variable else ""
-    return MlxTasksError(f"{path}{chosen} cannot be a folder: {part} is {what}.",
-                         fix=f"move {part} aside" + (f", or set {variable} to a folder" if variable else ""))
+    return MlxTasksError(
+        f"{path}{chosen} cannot be a folder: {part} is {what}.",
+        fix=f"move {part} aside" + (f", or set {variable} to a folder" if variable else ""),
+    )

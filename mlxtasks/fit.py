@@ -4,9 +4,10 @@ Pure: the numbers come from a catalogue entry or a model's config.json."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import files
 from .errors import MlxTasksError
@@ -43,7 +44,11 @@ def from_config(config: Mapping[str, Any]) -> Shape:
     """The shape from a config.json (a multimodal one's text_config when it has one)."""
     text = config.get("text_config") or config
     get = lambda *keys: next((text[k] for k in keys if isinstance(text.get(k), (int, float))), 0)  # noqa: E731
-    layers, heads, hidden = int(get("num_hidden_layers", "n_layer")), int(get("num_attention_heads", "n_head")), int(get("hidden_size"))
+    layers, heads, hidden = (
+        int(get("num_hidden_layers", "n_layer")),
+        int(get("num_attention_heads", "n_head")),
+        int(get("hidden_size")),
+    )
     kv_heads = int(get("num_key_value_heads") or heads)
     head_dim = int(get("head_dim") or (hidden // heads if heads else 0))
     window = int(get("sliding_window") or 0)
@@ -57,8 +62,15 @@ def from_config(config: Mapping[str, Any]) -> Shape:
             full = layers // pattern
         else:
             window = 0  # one window for every layer (Mistral's old configs): treat as full attention
-    return Shape(layers, kv_heads, head_dim, int(get("max_position_embeddings")), window, full if window else 0,
-                 _active(text, layers, heads, kv_heads, head_dim, hidden))
+    return Shape(
+        layers,
+        kv_heads,
+        head_dim,
+        int(get("max_position_embeddings")),
+        window,
+        full if window else 0,
+        _active(text, layers, heads, kv_heads, head_dim, hidden),
+    )
 
 
 def _active(text: Mapping[str, Any], layers: int, heads: int, kv_heads: int, head_dim: int, hidden: int) -> float:
@@ -125,8 +137,10 @@ def installed_context(folder: Path, weights: int, budget: int, wanted: int = 0) 
     if not largest:  # unknown shape, or even the least context does not fit: the memory warning says so
         return wanted, ""
     if wanted and wanted > largest:
-        return largest, (f"(the context is capped at {largest} tokens: {wanted} would not fit in this machine's "
-                         "memory with the model's weights)")
+        return largest, (
+            f"(the context is capped at {largest} tokens: {wanted} would not fit in this machine's "
+            "memory with the model's weights)"
+        )
     return wanted or largest, ""
 
 
@@ -138,7 +152,9 @@ def verdict(weights: int, shape: Shape, budget: int) -> str:
         return f"no: needs about {need(weights, shape) / GB:.1f} GB, more than the {budget / GB:.1f} GB this machine can give"
     largest = largest_context(weights, shape, budget)
     if not largest:
-        return (f"no: needs about {need(weights, shape) / GB:.1f} GB even at {context_for(shape):,} tokens of context, "
-                f"more than the {budget / GB:.1f} GB this machine can give")
+        return (
+            f"no: needs about {need(weights, shape) / GB:.1f} GB even at {context_for(shape):,} tokens of context, "
+            f"more than the {budget / GB:.1f} GB this machine can give"
+        )
     limit = " (its own limit)" if largest == shape.context else f" of its {shape.context:,}" if shape.context else ""
     return f"yes, with up to {largest:,} tokens of context{limit}"

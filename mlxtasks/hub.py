@@ -19,10 +19,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from . import catalog, files, store
@@ -31,8 +32,17 @@ from .errors import MlxTasksError
 from .facts import GB, HostFacts, free_disk, size_text
 
 # mlx_lm's own download patterns (mlx_lm.utils.DEFAULT_ALLOW_PATTERNS, 0.32): what it loads.
-ALLOW_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.tiktoken", "tiktoken.model", "*.txt",
-                  "*.jsonl", "*.jinja"]
+ALLOW_PATTERNS = [
+    "*.json",
+    "model*.safetensors",
+    "*.py",
+    "tokenizer.model",
+    "*.tiktoken",
+    "tiktoken.model",
+    "*.txt",
+    "*.jsonl",
+    "*.jinja",
+]
 TRIES = 4
 # A branch, tag or commit as git allows them in a URL: no spaces, newlines or "..".
 T = TypeVar("T")
@@ -70,8 +80,10 @@ def endpoint() -> str:
     except ValueError:  # such as 'http://[::1', an IPv6 address never closed
         usable = False
     if not usable:
-        raise MlxTasksError(f"HF_ENDPOINT={value!r} is not the http(s) URL of a hub.",
-                            fix="unset HF_ENDPOINT, or set it to a URL such as https://huggingface.co")
+        raise MlxTasksError(
+            f"HF_ENDPOINT={value!r} is not the http(s) URL of a hub.",
+            fix="unset HF_ENDPOINT, or set it to a URL such as https://huggingface.co",
+        )
     return value
 
 
@@ -91,9 +103,11 @@ def answered(seconds: float, work: Callable[[], T], what: str) -> T:
     thread.start()
     thread.join(seconds)
     if not done:
-        raise MlxTasksError(f"The hub at {endpoint()} took the connection but sent no answer in {seconds:g} s while {what}.",
-                            fix="check the network (and HF_ENDPOINT), then run the same command again "
-                                "(mlx.pull_stall_timeout_s sets how long to wait)")
+        raise MlxTasksError(
+            f"The hub at {endpoint()} took the connection but sent no answer in {seconds:g} s while {what}.",
+            fix="check the network (and HF_ENDPOINT), then run the same command again "
+            "(mlx.pull_stall_timeout_s sets how long to wait)",
+        )
     ok, value = done[0]
     if ok:
         return value
@@ -115,23 +129,31 @@ def hub_errors(repo: str) -> Iterator[None]:
     try:
         yield
     except errors.GatedRepoError:
-        raise MlxTasksError(f"{repo} is gated: its owners ask you to accept their terms before downloading.",
-                            fix=f"accept them at {endpoint()}/{repo}, then log in: {login_command()} (or set HF_TOKEN)") from None
+        raise MlxTasksError(
+            f"{repo} is gated: its owners ask you to accept their terms before downloading.",
+            fix=f"accept them at {endpoint()}/{repo}, then log in: {login_command()} (or set HF_TOKEN)",
+        ) from None
     except errors.RepositoryNotFoundError:
-        raise MlxTasksError(f"The hub has no model {repo} (or it is private and you are not logged in).",
-                            fix=f"check the name (invoke models.list), or log in: {login_command()} (or set HF_TOKEN)") from None
+        raise MlxTasksError(
+            f"The hub has no model {repo} (or it is private and you are not logged in).",
+            fix=f"check the name (invoke models.list), or log in: {login_command()} (or set HF_TOKEN)",
+        ) from None
     except errors.RevisionNotFoundError:
-        raise MlxTasksError(f"{repo} has no such revision on the hub.", fix="pull the default: leave out --revision") from None
+        raise MlxTasksError(
+            f"{repo} has no such revision on the hub.", fix="pull the default: leave out --revision"
+        ) from None
     except errors.RemoteEntryNotFoundError:
-        raise MlxTasksError(f"A file of {repo} is listed but missing on the hub.",
-                            fix="try again later; the repo may be being updated") from None
+        raise MlxTasksError(
+            f"A file of {repo} is listed but missing on the hub.", fix="try again later; the repo may be being updated"
+        ) from None
     except errors.HfHubHTTPError as exc:
-        raise MlxTasksError(f"The hub refused the download of {repo}: {_cause(exc)}.",
-                            fix="try again later") from None
+        raise MlxTasksError(f"The hub refused the download of {repo}: {_cause(exc)}.", fix="try again later") from None
     except Exception as exc:
         if is_network_error(exc):
-            raise MlxTasksError(f"Cannot reach the hub at {endpoint()}: {_cause(exc)}.",
-                                fix="check the network (and HF_ENDPOINT), then run the same command") from None
+            raise MlxTasksError(
+                f"Cannot reach the hub at {endpoint()}: {_cause(exc)}.",
+                fix="check the network (and HF_ENDPOINT), then run the same command",
+            ) from None
         raise
 
 
@@ -140,9 +162,11 @@ def local_error(exc: OSError, folder: Path | str) -> MlxTasksError | None:
     permission); None for a network failure, which is an OSError too."""
     if exc.errno is None or is_network_error(exc):
         return None
-    return MlxTasksError(f"Cannot write into {folder}: {exc.strerror or exc}.",
-                         fix="free some space or fix the folder's permissions, then run the same command again; "
-                             "or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)")
+    return MlxTasksError(
+        f"Cannot write into {folder}: {exc.strerror or exc}.",
+        fix="free some space or fix the folder's permissions, then run the same command again; "
+        "or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)",
+    )
 
 
 @contextlib.contextmanager
@@ -157,8 +181,9 @@ def is_network_error(exc: BaseException) -> bool:
     from huggingface_hub import errors
 
     names = {cls.__name__ for cls in type(exc).__mro__}
-    return (isinstance(exc, (ConnectionError, TimeoutError, errors.LocalEntryNotFoundError))
-            or bool(names & {"TransportError", "TimeoutException"}))
+    return isinstance(exc, (ConnectionError, TimeoutError, errors.LocalEntryNotFoundError)) or bool(
+        names & {"TransportError", "TimeoutException"}
+    )
 
 
 def is_retriable(exc: BaseException) -> bool:
@@ -184,29 +209,46 @@ def resolve(name: str, models: tuple[Model, ...]) -> tuple[Model, bool]:
     return catalog.find(name, models), True
 
 
-def plan(model: Model, revision: str | None = None, retry_delay: float = 2.0,
-         say: Callable[[str], None] = print, staged: Path | None = None) -> Plan:
+def plan(
+    model: Model,
+    revision: str | None = None,
+    retry_delay: float = 2.0,
+    say: Callable[[str], None] = print,
+    staged: Path | None = None,
+) -> Plan:
     """Ask the hub which files mlx_lm would fetch, and their sizes, before fetching any; with `staged`,
     fetch config.json into it, so the model can be judged before its weights come."""
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.utils import filter_repo_objects
 
-    info = _retried(lambda: HfApi().model_info(model.repo, revision=revision, files_metadata=True),  # one request
-                    model.repo, retry_delay, say, "asking the hub again in {delay} s")
+    info = _retried(
+        lambda: HfApi().model_info(model.repo, revision=revision, files_metadata=True),  # one request
+        model.repo,
+        retry_delay,
+        say,
+        "asking the hub again in {delay} s",
+    )
     chosen = filter_repo_objects(info.siblings or [], allow_patterns=ALLOW_PATTERNS, key=lambda f: f.rfilename)
     files = tuple(sorted((f.rfilename, f.size) for f in chosen))
     sha = info.sha
     if not any(path.endswith(".safetensors") for path, _ in files):
-        raise MlxTasksError(f"{model.repo} has no .safetensors weights, so MLX cannot load it.",
-                            fix="pick an MLX model, such as one from mlx-community: invoke models.list")
+        raise MlxTasksError(
+            f"{model.repo} has no .safetensors weights, so MLX cannot load it.",
+            fix="pick an MLX model, such as one from mlx-community: invoke models.list",
+        )
     if not model.size_gb:  # an ad-hoc ORG/NAME: its size is what the hub says
         model = replace(model, size_gb=sum(size for _, size in files) / GB)
     config = {}
     if staged is not None and "config.json" in dict(files):
         with local_errors(staged.parent):
             staged.mkdir(parents=True, exist_ok=True)
-        path = _retried(lambda: hf_hub_download(model.repo, "config.json", revision=sha, local_dir=staged), model.repo,
-                        retry_delay, say, "asking the hub again in {delay} s")
+        path = _retried(
+            lambda: hf_hub_download(model.repo, "config.json", revision=sha, local_dir=staged),
+            model.repo,
+            retry_delay,
+            say,
+            "asking the hub again in {delay} s",
+        )
         config = read_config(Path(path))
     return Plan(model, sha, files, config, info.pipeline_tag or "")
 
@@ -234,11 +276,16 @@ def check_memory(model: Model, facts: HostFacts, models: tuple[Model, ...]) -> N
     if catalog.fits_in(model, budget):
         return
     smaller = [m.alias for m in models if catalog.fits_in(m, budget)]
-    where = f"the GPU can use on this Mac ({catalog.budget_source(facts)})" if facts.is_mac else "this machine has available"
+    where = (
+        f"the GPU can use on this Mac ({catalog.budget_source(facts)})"
+        if facts.is_mac
+        else "this machine has available"
+    )
     hint = f" Smaller models that fit: {', '.join(smaller)}." if smaller else ""
-    raise MlxTasksError(f"{model.alias} needs about {model.ram_gb:.1f} GB of memory, more than the "
-                        f"{budget / GB:.1f} GB {where}.{hint}",
-                        fix=f"pull a smaller one, or this one anyway: invoke models.pull {model.alias} --force")
+    raise MlxTasksError(
+        f"{model.alias} needs about {model.ram_gb:.1f} GB of memory, more than the {budget / GB:.1f} GB {where}.{hint}",
+        fix=f"pull a smaller one, or this one anyway: invoke models.pull {model.alias} --force",
+    )
 
 
 def check_disk(the_plan: Plan, models_path: Path, margin_gb: float) -> None:
@@ -247,9 +294,11 @@ def check_disk(the_plan: Plan, models_path: Path, margin_gb: float) -> None:
     need = the_plan.total - have + margin_gb * GB
     free = free_disk(models_path)
     if free < need:
-        raise MlxTasksError(f"{the_plan.model.alias} needs {size_text(need)} free in {models_path} (its files "
-                            f"and a {margin_gb:g} GB margin), but only {size_text(free)} is free.",
-                            fix="free some space, or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)")
+        raise MlxTasksError(
+            f"{the_plan.model.alias} needs {size_text(need)} free in {models_path} (its files "
+            f"and a {margin_gb:g} GB margin), but only {size_text(free)} is free.",
+            fix="free some space, or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)",
+        )
 
 
 def download(the_plan: Plan, staged: Path, retry_delay: float, say: Callable[[str], None] = print) -> None:
@@ -267,13 +316,27 @@ def download(the_plan: Plan, staged: Path, retry_delay: float, say: Callable[[st
         with local_errors(staged.parent):  # the disk or the folder, not the hub
             snapshot_download(repo, revision=the_plan.revision, local_dir=staged, allow_patterns=ALLOW_PATTERNS)
 
-    _retried(fetch, repo, retry_delay, say, "trying again in {delay} s (finished files are kept)", give_up=lambda error: MlxTasksError(
-        f"Downloading {repo} failed after {TRIES} tries: {_cause(error)}.",
-        fix="run the same command again: finished files are kept"))
+    _retried(
+        fetch,
+        repo,
+        retry_delay,
+        say,
+        "trying again in {delay} s (finished files are kept)",
+        give_up=lambda error: MlxTasksError(
+            f"Downloading {repo} failed after {TRIES} tries: {_cause(error)}.",
+            fix="run the same command again: finished files are kept",
+        ),
+    )
 
 
-def _retried(action: Callable, repo: str, retry_delay: float, say: Callable[[str], None], again: str,
-             give_up: Callable[[Exception], MlxTasksError] | None = None):
+def _retried(
+    action: Callable,
+    repo: str,
+    retry_delay: float,
+    say: Callable[[str], None],
+    again: str,
+    give_up: Callable[[Exception], MlxTasksError] | None = None,
+):
     """action(), with server errors and dropped connections tried TRIES times with backoff, each retry
     said with `again` (its {delay} filled in); anything else, and the last failure unless give_up words
     it, in hub_errors' sentences."""
@@ -300,12 +363,21 @@ class Fetch:
 
     def __init__(self, model: Model, revision: str | None, staged: Path, retry_delay: float, stall_s: float):
         self.model, self.staged, self.stall_s = model, staged, stall_s
-        spec = {"model": dataclasses.asdict(model), "revision": revision, "staged": str(staged),
-                "retry_delay": retry_delay}
+        spec = {
+            "model": dataclasses.asdict(model),
+            "revision": revision,
+            "staged": str(staged),
+            "retry_delay": retry_delay,
+        }
         package_root = str(Path(__file__).resolve().parent.parent)  # importable however this process found it
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        self.child = subprocess.Popen([sys.executable, "-m", "mlxtasks.download", json.dumps(spec)], env=env,
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "mlxtasks.download", json.dumps(spec)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -327,8 +399,13 @@ class Fetch:
     def plan(self, say: Callable[[str], None]) -> Plan:
         answer = self._until("plan", say)
         model = self.model if self.model.size_gb else replace(self.model, size_gb=answer["size_gb"])
-        return Plan(model, answer["revision"], tuple((path, size) for path, size in answer["files"]), answer["config"],
-                    answer["pipeline"])
+        return Plan(
+            model,
+            answer["revision"],
+            tuple((path, size) for path, size in answer["files"]),
+            answer["config"],
+            answer["pipeline"],
+        )
 
     def download(self, say: Callable[[str], None]) -> None:
         assert self.child.stdin is not None
@@ -354,14 +431,18 @@ class Fetch:
                 if latest != size:
                     heard_at, size = now, latest
                 elif now - heard_at > self.stall_s:
-                    raise MlxTasksError(f"The hub stopped answering: nothing arrived for {self.stall_s:g} s while "
-                                        f"fetching {self.model.repo}.",
-                                        fix="run the same command again to resume (finished files are kept)") from None
+                    raise MlxTasksError(
+                        f"The hub stopped answering: nothing arrived for {self.stall_s:g} s while "
+                        f"fetching {self.model.repo}.",
+                        fix="run the same command again to resume (finished files are kept)",
+                    ) from None
         try:
             event = json.loads(line or "")  # None: the child ended
         except ValueError:
-            raise MlxTasksError(f"Fetching {self.model.repo} stopped (exit status {self.child.wait()}).",
-                                fix="run the same command again") from None
+            raise MlxTasksError(
+                f"Fetching {self.model.repo} stopped (exit status {self.child.wait()}).",
+                fix="run the same command again",
+            ) from None
         if "error" in event:
             raise MlxTasksError(event["error"]["message"], fix=event["error"]["fix"])
         return event
@@ -389,8 +470,10 @@ def from_cache(model: Model) -> tuple[Plan, Path]:
     try:
         snapshot = Path(snapshot_download(model.repo, allow_patterns=ALLOW_PATTERNS, local_files_only=True))
     except Exception:  # noqa: BLE001 - not cached, in whatever way huggingface_hub says it
-        raise MlxTasksError(f"{model.repo} is not in the Hugging Face cache.",
-                            fix=f"download it instead: invoke models.pull {model.alias}") from None
+        raise MlxTasksError(
+            f"{model.repo} is not in the Hugging Face cache.",
+            fix=f"download it instead: invoke models.pull {model.alias}",
+        ) from None
     files = tuple(sorted((str(p.relative_to(snapshot)), p.stat().st_size) for p in snapshot.rglob("*") if p.is_file()))
     return Plan(model, snapshot.name, files), snapshot
 
@@ -415,7 +498,11 @@ def cached_repos() -> set[str]:
 def problems(the_plan: Plan, staged: Path) -> list[str]:
     """What is missing or wrong in the staged copy: every listed file at its listed size, then the
     same checks the validator makes."""
-    found = [f"{path} is missing or not {size} bytes" for path, size in the_plan.files if not store.has_size(staged / path, size)]
+    found = [
+        f"{path} is missing or not {size} bytes"
+        for path, size in the_plan.files
+        if not store.has_size(staged / path, size)
+    ]
     return found or store.model_problems(staged)
 
 
@@ -425,7 +512,7 @@ def commit(the_plan: Plan, staged: Path, final: Path) -> None:
         "repo": the_plan.model.repo,
         "revision": the_plan.revision,
         "alias": the_plan.model.alias,
-        "pulled": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "pulled": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": dict(the_plan.files),
         "size": the_plan.total,
     }
@@ -450,12 +537,22 @@ def is_complete(folder: Path) -> bool:
     return not store.model_problems(folder)
 
 
-def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cache: bool = False,
-         revision: str | None = None, say: Callable[[str], None] = print) -> tuple[bool, str]:
+def pull(
+    settings,
+    facts: HostFacts,
+    name: str,
+    *,
+    force: bool = False,
+    use_cache: bool = False,
+    revision: str | None = None,
+    say: Callable[[str], None] = print,
+) -> tuple[bool, str]:
     """Bring a model into the models folder, complete and verified; returns (fetched anything, what was done)."""
     if revision is not None and not REVISION_PATTERN.fullmatch(revision):
-        raise MlxTasksError(f"{revision!r} is not a branch, tag or commit name.",
-                            fix="give one such as main or a commit's 40 hex digits, or leave out --revision")
+        raise MlxTasksError(
+            f"{revision!r} is not a branch, tag or commit name.",
+            fix="give one such as main or a commit's 40 hex digits, or leave out --revision",
+        )
     endpoint()
     model, catalogued = resolve(name, settings.catalog)
     final = final_path(settings.models, model)
@@ -465,14 +562,18 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
     held = (store.read_manifest(final) or {}) if final.exists() else {}
     if held.get("repo") and held["repo"].casefold() != model.repo.casefold():
         # Another repo's folder by this name; on a Mac's case-insensitive disk Qwen3-8B is qwen3-8b, too.
-        raise MlxTasksError(f"{final} already holds {held['repo']}, not {model.repo} (folder names that differ only in "
-                            "case are one folder on macOS), so it was left alone.",
-                            fix=f"add {model.repo} to mlx.catalog with a folder of its own (docs/models.md), or remove "
-                                f"the other one first: invoke models.rm {held.get('alias') or final.name}")
+        raise MlxTasksError(
+            f"{final} already holds {held['repo']}, not {model.repo} (folder names that differ only in "
+            "case are one folder on macOS), so it was left alone.",
+            fix=f"add {model.repo} to mlx.catalog with a folder of its own (docs/models.md), or remove "
+            f"the other one first: invoke models.rm {held.get('alias') or final.name}",
+        )
     if final.exists() and not force:
         if store.read_manifest(final) is None:
-            raise MlxTasksError(f"{final} exists but was not pulled by mlxtasks (or its manifest is damaged), so it "
-                                "was left alone.", fix=f"replace it: invoke models.pull {name} --force")
+            raise MlxTasksError(
+                f"{final} exists but was not pulled by mlxtasks (or its manifest is damaged), so it was left alone.",
+                fix=f"replace it: invoke models.pull {name} --force",
+            )
         if is_complete(final):
             return False, f"{model.alias} is already installed and complete in {final}; nothing fetched"
     if catalogued and not force:
@@ -506,9 +607,14 @@ def pull(settings, facts: HostFacts, name: str, *, force: bool = False, use_cach
                 fetch.download(say)
         found = problems(the_plan, staged)
         if found:
-            raise MlxTasksError(f"The download of {model.repo} is incomplete or damaged: {found[0]}.",
-                                fix=f"run the same command again (finished files are kept), or start over: "
-                                    f"invoke models.pull {name} --force")
+            raise MlxTasksError(
+                f"The download of {model.repo} is incomplete or damaged: {found[0]}.",
+                fix=f"run the same command again (finished files are kept), or start over: "
+                f"invoke models.pull {name} --force",
+            )
         commit(the_plan, staged, final)
     source = "the Hugging Face cache" if use_cache else model.repo
-    return True, f"{model.alias}: {the_plan.total / GB:.2f} GB from {source} (revision {the_plan.revision[:12]}) in {final}"
+    return (
+        True,
+        f"{model.alias}: {the_plan.total / GB:.2f} GB from {source} (revision {the_plan.revision[:12]}) in {final}",
+    )

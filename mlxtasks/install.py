@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -39,8 +38,17 @@ CHAT_PACKAGES = ("prompt-toolkit",)  # the chat's line editor (mlxtasks.runtime.
 # What uv and pip say when no release fits this platform or Python: the index answered, so retrying is useless.
 RESOLUTION_FAILURES = ("No solution found", "ResolutionImpossible", "No matching distribution found")
 # ...unless the index did not answer: pip then says "No matching distribution" too.
-NETWORK_TROUBLE = ("Failed to fetch", "Retrying (", "NewConnectionError", "ConnectionError", "Connection refused",
-                   "timed out", "Name or service not known", "nodename nor servname", "dns error")
+NETWORK_TROUBLE = (
+    "Failed to fetch",
+    "Retrying (",
+    "NewConnectionError",
+    "ConnectionError",
+    "Connection refused",
+    "timed out",
+    "Name or service not known",
+    "nodename nor servname",
+    "dns error",
+)
 _TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|\r")
 
 # Versions, and for mlxtasks where its code comes from (direct_url.json, RECORD), in one run of the venv's Python.
@@ -90,6 +98,7 @@ def wanted(backend: str, packages: tuple[str, ...]) -> list[Wanted]:
 @dataclass(frozen=True)
 class Origin:
     """Where an installed mlxtasks's code comes from."""
+
     source: Path | None  # the checkout an editable install runs; None when installed from a wheel
     files: frozenset[str] = frozenset()  # a wheel install's "path,hash" lines from RECORD for mlxtasks/
     url: str | None = None  # what it was installed from (direct_url.json); None: the index
@@ -100,8 +109,11 @@ def origin(direct_url: str | None, record: str | None) -> Origin:
     url = info.get("url")
     if info.get("dir_info", {}).get("editable") and str(url).startswith("file:"):
         return Origin(Path(url2pathname(urlparse(str(url)).path)))
-    files = frozenset(line.rsplit(",", 1)[0] for line in (record or "").splitlines()
-                      if line.startswith("mlxtasks/") and "__pycache__" not in line)
+    files = frozenset(
+        line.rsplit(",", 1)[0]
+        for line in (record or "").splitlines()
+        if line.startswith("mlxtasks/") and "__pycache__" not in line
+    )
     return Origin(None, files, url)
 
 
@@ -118,8 +130,9 @@ def inspect(python: Path, names: list[str]) -> tuple[dict[str, str | None], Orig
     subprocess, no resolver run."""
     done = children.run([str(python), "-c", _VERSIONS_PROBE, *names], capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
-        raise MlxTasksError(f"Could not read the packages installed in {python}.",
-                            fix=recreate_fix(python.parent.parent))
+        raise MlxTasksError(
+            f"Could not read the packages installed in {python}.", fix=recreate_fix(python.parent.parent)
+        )
     answer = json.loads(done.stdout)
     return answer["versions"], origin(*answer["mlxtasks"]) if answer["mlxtasks"] else None
 
@@ -174,19 +187,32 @@ def plan(settings: Settings, backend: str, installer: Installer, upgrade: bool =
     items = wanted(backend, settings.packages)
     names = [item.name for item in items]
     # No venv yet (a dry run before the venv step): everything is to be installed.
-    versions, found = inspect(settings.venv_python, [*names, "mlxtasks"]) if settings.venv_python.exists() else ({}, None)
+    versions, found = (
+        inspect(settings.venv_python, [*names, "mlxtasks"]) if settings.venv_python.exists() else ({}, None)
+    )
     missing = unsatisfied(items, versions, pins())
     own = own_origin()
     stale = self_problem(versions.get("mlxtasks"), found, own)
     if not (missing or stale or upgrade):
-        return Step("install", f"all {len(names)} packages for the {backend} backend and mlxtasks {__version__} "
-                               f"({own.source or 'from a wheel'}) are installed")
+        return Step(
+            "install",
+            f"all {len(names)} packages for the {backend} backend and mlxtasks {__version__} "
+            f"({own.source or 'from a wheel'}) are installed",
+        )
     specs = [str(item.requirement) for item in items if item.requirement is not None] + self_requirement(own)
     what = ", ".join(missing + ([f"mlxtasks ({stale})"] if stale else [])) or "everything"
     # Installers keep a same-version copy (a moved checkout, a wheel built again): the stale one goes first.
-    removal = (Command(_uninstall_argv(settings.venv_python, installer),
-                       failure=f"Removing the stale mlxtasks from {settings.venv} failed.",
-                       fix=recreate_fix(settings.venv)),) if stale and found else ()
+    removal = (
+        (
+            Command(
+                _uninstall_argv(settings.venv_python, installer),
+                failure=f"Removing the stale mlxtasks from {settings.venv} failed.",
+                fix=recreate_fix(settings.venv),
+            ),
+        )
+        if stale and found
+        else ()
+    )
     command = Command(
         _install_argv(settings.venv_python, installer, specs, upgrade, mac=backend == "metal"),
         tries=3,
@@ -205,10 +231,19 @@ def extras(settings: Settings, names: list[str], name: str, purpose: str, fix: s
     if not missing:
         return Step(name, f"{', '.join(names)} installed in {settings.venv}")
     what = ", ".join(missing)
-    command = Command(_install_argv(settings.venv_python, choose_installer(settings.installer), missing, upgrade=False,
-                                    mac=sys.platform == "darwin"),
-                      tries=3, delay=settings.retry_delay_s,
-                      failure=f"Installing {what} into {settings.venv} {purpose} failed after 3 tries.", fix=fix)
+    command = Command(
+        _install_argv(
+            settings.venv_python,
+            choose_installer(settings.installer),
+            missing,
+            upgrade=False,
+            mac=sys.platform == "darwin",
+        ),
+        tries=3,
+        delay=settings.retry_delay_s,
+        failure=f"Installing {what} into {settings.venv} {purpose} failed after 3 tries.",
+        fix=fix,
+    )
     return Step(name, f"installing {what} into {settings.venv} {purpose} (only once)", (command,))
 
 
@@ -220,8 +255,10 @@ def hopeless(backend: str, output: str) -> MlxTasksError | None:
     HOME, say), or no release fits this machine (unresolvable); None for anything else."""
     cache = _UV_CACHE.search(_TERMINAL_CODES.sub("", output))
     if cache:
-        return MlxTasksError(f"uv cannot write its cache at {cache.group(1)} (read-only or not yours), so nothing was installed.",
-                             fix="give it a writable one (export UV_CACHE_DIR=/tmp/uv-cache), then run the same command again")
+        return MlxTasksError(
+            f"uv cannot write its cache at {cache.group(1)} (read-only or not yours), so nothing was installed.",
+            fix="give it a writable one (export UV_CACHE_DIR=/tmp/uv-cache), then run the same command again",
+        )
     return unresolvable(backend, output)
 
 
@@ -232,16 +269,24 @@ def unresolvable(backend: str, output: str) -> MlxTasksError | None:
         return None
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     cause = next((line for line in lines if line.startswith("cause:")), None) or next(
-        line for line in reversed(lines) if any(marker in line for marker in RESOLUTION_FAILURES))
+        line for line in reversed(lines) if any(marker in line for marker in RESOLUTION_FAILURES)
+    )
     if backend == "metal":
-        likely, fix = (f"MLX's Mac wheels need macOS 14 or newer and Python {supported_range()}",
-                       "see which with invoke preflight; then update macOS, or remake the venv with another Python: "
-                       "invoke venv --force --python /path/to/python3.12")
+        likely, fix = (
+            f"MLX's Mac wheels need macOS 14 or newer and Python {supported_range()}",
+            "see which with invoke preflight; then update macOS, or remake the venv with another Python: "
+            "invoke venv --force --python /path/to/python3.12",
+        )
     else:
-        likely, fix = (f"the pinned packages need Python {supported_range()} on this platform",
-                       "see which with invoke preflight; if you changed mlx.packages, check those names and versions")
-    return MlxTasksError(f"No release of the MLX packages fits this machine ({likely}), so the install was not retried. "
-                         f"The installer said: {cause}", fix=fix)
+        likely, fix = (
+            f"the pinned packages need Python {supported_range()} on this platform",
+            "see which with invoke preflight; if you changed mlx.packages, check those names and versions",
+        )
+    return MlxTasksError(
+        f"No release of the MLX packages fits this machine ({likely}), so the install was not retried. "
+        f"The installer said: {cause}",
+        fix=fix,
+    )
 
 
 def _install_argv(python: Path, installer: Installer, specs: list[str], upgrade: bool, mac: bool) -> tuple[str, ...]:

@@ -43,6 +43,8 @@ def choose(name: str) -> Installer:
     if uv:
         return Installer("uv", uv)
     if name == "uv":
-        raise MlxTasksError("The installer 'uv' was asked for, but uv is not installed or does not run.",
-                            fix="pip install uv, or use pip: invoke setup --installer pip")
+        raise MlxTasksError(
+            "The installer 'uv' was asked for, but uv is not installed or does not run.",
+            fix="pip install uv, or use pip: invoke setup --installer pip",
+        )
     return Installer("pip")

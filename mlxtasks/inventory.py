@@ -20,22 +20,45 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
         recorded = store.read_manifest(folder) or {}
         known = catalog.by_folder(folder.name, named)
         size = store.size_on_disk(folder)
-        installed.append({"alias": known.alias if known else recorded.get("alias"), "repo": recorded.get("repo"),
-                          "folder": folder.name, "path": str(folder), "size": size, "complete": hub.is_complete(folder),
-                          "fits": fit.verdict(size, fit.folder_shape(folder), budget)})
+        installed.append(
+            {
+                "alias": known.alias if known else recorded.get("alias"),
+                "repo": recorded.get("repo"),
+                "folder": folder.name,
+                "path": str(folder),
+                "size": size,
+                "complete": hub.is_complete(folder),
+                "fits": fit.verdict(size, fit.folder_shape(folder), budget),
+            }
+        )
     cached = hub.cached_repos()
     present = {entry["folder"] for entry in installed}
-    entries = [{"alias": m.alias, "repo": m.repo, "size_gb": m.size_gb, "category": m.category,
-                "fits": catalog.fits_in(m, budget), "context": fit.largest_context(int(m.size_gb * GB), m.shape, budget),
-                **_speed(m, facts, records), "installed": m.folder in present, "in_hf_cache": m.repo in cached,
-                "description": m.description} for m in settings.catalog]
+    entries = [
+        {
+            "alias": m.alias,
+            "repo": m.repo,
+            "size_gb": m.size_gb,
+            "category": m.category,
+            "fits": catalog.fits_in(m, budget),
+            "context": fit.largest_context(int(m.size_gb * GB), m.shape, budget),
+            **_speed(m, facts, records),
+            "installed": m.folder in present,
+            "in_hf_cache": m.repo in cached,
+            "description": m.description,
+        }
+        for m in settings.catalog
+    ]
     return {"models_folder": str(settings.models), "installed": installed, "catalogue": entries}
 
 
 def _speed(model: Model, facts: HostFacts, records: list[dict]) -> dict:
     rate = speed.expected(facts, int(model.size_gb * GB), model.active, {model.alias, model.folder}, records)
-    return {"tokens_per_s": round(rate.tokens_per_s, 1), "speed": rate.how, "speed_short": rate.short,
-            "speed_text": rate.text}
+    return {
+        "tokens_per_s": round(rate.tokens_per_s, 1),
+        "speed": rate.how,
+        "speed_short": rate.short,
+        "speed_text": rate.text,
+    }
 
 
 def listing_lines(listing: dict) -> list[str]:
@@ -47,14 +70,21 @@ def listing_lines(listing: dict) -> list[str]:
     lines = [f"Installed in {models}:" if installed else f"No models installed in {models} yet."]
     for entry in installed:
         state = "complete" if entry["complete"] else "incomplete: invoke models.verify"
-        lines.append(f"  {entry['alias'] or '-':<{alias_width}}{entry['folder']:<{folder_width}}"
-                     f"{entry['size'] / GB:>7.2f} GB  {state}; fits: {entry['fits']}")
-    lines += ["", f"{'alias':<{alias_width}}{'size':>9}  {'kind':<10}{'fits':<6}{'speed':<11}{'installed':<11}description"]
+        lines.append(
+            f"  {entry['alias'] or '-':<{alias_width}}{entry['folder']:<{folder_width}}"
+            f"{entry['size'] / GB:>7.2f} GB  {state}; fits: {entry['fits']}"
+        )
+    lines += [
+        "",
+        f"{'alias':<{alias_width}}{'size':>9}  {'kind':<10}{'fits':<6}{'speed':<11}{'installed':<11}description",
+    ]
     for e in entries:
         note = " (in the HF cache: models.pull --from-cache)" if e["in_hf_cache"] and not e["installed"] else ""
-        fits = ("no" if not e["fits"] else f"{e['context'] // 1000}k" if e["context"] else "yes")
-        lines.append(f"{e['alias']:<{alias_width}}{e['size_gb']:>7.2f}GB  {e['category']:<10}"
-                     f"{fits:<6}{e['speed_short']:<11}{'yes' if e['installed'] else 'no':<11}{e['description']}{note}")
+        fits = "no" if not e["fits"] else f"{e['context'] // 1000}k" if e["context"] else "yes"
+        lines.append(
+            f"{e['alias']:<{alias_width}}{e['size_gb']:>7.2f}GB  {e['category']:<10}"
+            f"{fits:<6}{e['speed_short']:<11}{'yes' if e['installed'] else 'no':<11}{e['description']}{note}"
+        )
     if any(e["context"] for e in entries):
         lines.append("fits: Nk = it fits with up to N thousand tokens of context (weights + KV cache + overhead)")
     return lines + speed.legend([e["speed"] for e in entries])
@@ -74,12 +104,21 @@ def info_lines(entry: Model, models_path: Path, facts: HostFacts, records: list[
         ("speed", _speed(entry, facts, records or [])["speed_text"]),
         ("sampling", f"temperature {entry.temperature}, top_p {entry.top_p}, max_tokens {entry.max_tokens}"),
         ("folder", str(folder)),
-        ("installed", "no: invoke models.pull " + entry.alias if not folder.exists() else
-         ("complete" if hub.is_complete(folder) else "incomplete: invoke models.verify " + entry.alias)),
+        (
+            "installed",
+            "no: invoke models.pull " + entry.alias
+            if not folder.exists()
+            else ("complete" if hub.is_complete(folder) else "incomplete: invoke models.verify " + entry.alias),
+        ),
     ]
     if recorded:
-        rows.append(("pulled", f"{recorded.get('pulled') or 'unknown date'}, revision {recorded.get('revision') or 'unknown'}, "
-                               f"{recorded.get('size', 0) / GB:.2f} GB"))
+        rows.append(
+            (
+                "pulled",
+                f"{recorded.get('pulled') or 'unknown date'}, revision {recorded.get('revision') or 'unknown'}, "
+                f"{recorded.get('size', 0) / GB:.2f} GB",
+            )
+        )
     return [f"{name:<10}{value}" for name, value in rows]
 
 
@@ -102,21 +141,31 @@ def remote_info_lines(s: Settings, facts: HostFacts, repo: str) -> list[str]:
 
     hub.endpoint()  # checked before huggingface_hub reads it
     with tempfile.TemporaryDirectory(prefix="mlxtasks-info-") as scratch:
-        the_plan = hub.answered(s.pull_stall_timeout_s, lambda: hub.plan(catalog.from_repo(repo, 0.0), say=lambda _: None,
-                                                                        staged=Path(scratch) / "config"), f"asking about {repo}")
+        the_plan = hub.answered(
+            s.pull_stall_timeout_s,
+            lambda: hub.plan(catalog.from_repo(repo, 0.0), say=lambda _: None, staged=Path(scratch) / "config"),
+            f"asking about {repo}",
+        )
     known, config, weights = compat.support(s), the_plan.config, the_plan.total
     shape = fit.from_config(config)
     problem = compat.problem(repo, config, known, the_plan.pipeline) if known else None
-    runs = "cannot tell: no venv with mlx-lm to ask (invoke setup)" if known is None else \
-        f"no: {problem.message} Fix: {problem.fix}" if problem else f"yes, with the venv's mlx-lm {known.mlx_lm}"
-    rows = [("repo", f"{repo} (not installed: invoke models.pull {repo})"),
-            ("files", ", ".join(path for path, _ in the_plan.files)),
-            ("size", f"{weights / GB:.2f} GB to download, revision {the_plan.revision[:12]}"),
-            ("type", f"{config.get('model_type', 'unknown')} ({the_plan.pipeline or 'no pipeline tag'})"),
-            ("quantized", quantization_text(config)),
-            ("fits", fit.verdict(weights, shape, catalog.memory_budget(facts))),
-            ("speed", speed.expected(facts, weights, shape.active, {repo.split("/")[-1]}, speed.history(s)).text),
-            ("runs", runs)]
+    runs = (
+        "cannot tell: no venv with mlx-lm to ask (invoke setup)"
+        if known is None
+        else f"no: {problem.message} Fix: {problem.fix}"
+        if problem
+        else f"yes, with the venv's mlx-lm {known.mlx_lm}"
+    )
+    rows = [
+        ("repo", f"{repo} (not installed: invoke models.pull {repo})"),
+        ("files", ", ".join(path for path, _ in the_plan.files)),
+        ("size", f"{weights / GB:.2f} GB to download, revision {the_plan.revision[:12]}"),
+        ("type", f"{config.get('model_type', 'unknown')} ({the_plan.pipeline or 'no pipeline tag'})"),
+        ("quantized", quantization_text(config)),
+        ("fits", fit.verdict(weights, shape, catalog.memory_budget(facts))),
+        ("speed", speed.expected(facts, weights, shape.active, {repo.split("/")[-1]}, speed.history(s)).text),
+        ("runs", runs),
+    ]
     return [f"{name:<10}{value}" for name, value in rows]
 
 
@@ -129,6 +178,13 @@ def verify(settings: Settings, name: str | None = None) -> list[Result]:
     checks = []
     for folder in folders:
         known = catalog.by_folder(folder.name, settings.catalog)
-        checks.append((f"models.{folder.name}", folder.name, lambda folder=folder, alias=known.alias if known else None:
-                       validate.model_check(folder, store.model_problems(folder), store.size_on_disk(folder), alias)))
+        checks.append(
+            (
+                f"models.{folder.name}",
+                folder.name,
+                lambda folder=folder, alias=known.alias if known else None: validate.model_check(
+                    folder, store.model_problems(folder), store.size_on_disk(folder), alias
+                ),
+            )
+        )
     return run_checks(checks)

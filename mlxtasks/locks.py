@@ -25,15 +25,17 @@ def hold_until_exit(path: Path, what: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
-        raise MlxTasksError(f"Cannot create the lock file {path}: {exc.strerror}.",
-                            fix=f"make {path.parent} writable by you") from None
+        raise MlxTasksError(
+            f"Cannot create the lock file {path}: {exc.strerror}.", fix=f"make {path.parent} writable by you"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise MlxTasksError(f"Another {what} is running (pid {holder}).",
-                            fix=f"wait for it to finish, then run {what} again") from None
+        raise MlxTasksError(
+            f"Another {what} is running (pid {holder}).", fix=f"wait for it to finish, then run {what} again"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     # The descriptor stays open on purpose: the lock lasts as long as this process.

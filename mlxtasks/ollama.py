@@ -52,7 +52,14 @@ def full_name(tag: str) -> str:
 
 def generate(base_url: str, model: str, prompt: str, num_predict: int, num_ctx: int) -> dict:
     """One completion of the raw prompt (no chat template, like the MLX side), greedy."""
-    return _call(f"{base_url}/api/generate", {
-        "model": model, "prompt": prompt, "raw": True, "stream": False,
-        "options": {"num_predict": num_predict, "num_ctx": num_ctx, "temperature": 0, "seed": 0},
-    }, GENERATE_TIMEOUT_S)
+    return _call(
+        f"{base_url}/api/generate",
+        {
+            "model": model,
+            "prompt": prompt,
+            "raw": True,
+            "stream": False,
+            "options": {"num_predict": num_predict, "num_ctx": num_ctx, "temperature": 0, "seed": 0},
+        },
+        GENERATE_TIMEOUT_S,
+    )

@@ -12,8 +12,9 @@ import json
 import re
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 M = TypeVar("M", bound="Message")
 
@@ -32,8 +33,11 @@ class Message:
     def from_dict(cls: type[M], data: dict[str, Any]) -> M:
         """Build from decoded JSON; a missing or unknown key is a ValueError, not a silent default."""
         names = {f.name for f in dataclasses.fields(cls)}
-        required = {f.name for f in dataclasses.fields(cls)
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
         if not isinstance(data, dict) or not required <= set(data) or not set(data) <= names:
             raise ValueError(f"not a {cls.__name__}: {data!r:.200}")
         hints = typing.get_type_hints(cls)
@@ -71,9 +75,11 @@ def _decode(kind: Any, value: Any) -> Any:
 # Said before a process's first generation on CUDA, so the compile (a minute or more the first time) is no hang.
 CUDA_COMPILING = "compiling GPU kernels (first run only)..."
 # The text each bench prompt is cut from; a run's own first words keep Ollama from reusing a cached prefix.
-FILLER = ("Local language models answer questions, write code and summarise documents on the machine in front of "
-          "you. Their speed depends on memory bandwidth, on how the weights are quantised and on the length of the "
-          "prompt, which is read in one pass before the first new token appears. ")
+FILLER = (
+    "Local language models answer questions, write code and summarise documents on the machine in front of "
+    "you. Their speed depends on memory bandwidth, on how the weights are quantised and on the length of the "
+    "prompt, which is read in one pass before the first new token appears. "
+)
 
 
 def prompt_text(run: int, words: int) -> str:
@@ -109,7 +115,7 @@ def is_loopback(host: str) -> bool:
 def host_name(header: str) -> str:
     """The name in a Host header: '127.0.0.1:8080' -> '127.0.0.1', '[::1]:8080' -> '::1', 'LocalHost' -> 'localhost'."""
     if header.startswith("["):
-        return header[1:header.find("]")]
+        return header[1 : header.find("]")]
     return (header.rsplit(":", 1)[0] if header.count(":") == 1 else header).lower()
 
 
@@ -130,8 +136,9 @@ class Choice:
 def score(prompt: str, rules: Mapping[str, Mapping]) -> tuple[dict[str, float], dict[str, list[str]]]:
     scores, matched = {}, {}
     for category, rule in rules.items():
-        found = [word for word in rule.get("keywords", {})
-                 if re.search(rf"\b{re.escape(word)}\b", prompt, re.IGNORECASE)]
+        found = [
+            word for word in rule.get("keywords", {}) if re.search(rf"\b{re.escape(word)}\b", prompt, re.IGNORECASE)
+        ]
         matched[category] = found
         scores[category] = float(sum(rule["keywords"][word] for word in found))
     return scores, matched
@@ -145,7 +152,9 @@ def route(prompt: str, installed: set[str], rules: Mapping[str, Mapping]) -> Cho
     wanted = list(rules.get(category, {}).get("models", []))
     candidates = wanted + sorted(installed - set(wanted))  # any installed model rather than none
     alias = next(a for a in candidates if a in installed)
-    why = f"{category} (score {best:g}: {', '.join(matched[category])})" if best > 0 else "general (no keywords matched)"
+    why = (
+        f"{category} (score {best:g}: {', '.join(matched[category])})" if best > 0 else "general (no keywords matched)"
+    )
     if wanted and alias != wanted[0]:
         why += f"; the best model for it, {wanted[0]}, is not installed, so {alias}, the next installed one"
     return Choice(alias, category, scores, matched, why)
@@ -155,10 +164,12 @@ def route(prompt: str, installed: set[str], rules: Mapping[str, Mapping]) -> Cho
 
 # Each sampling setting a flag or /set gives: (type, lowest, highest, the words for its range). temp stops at
 # OpenAI's 2; top_p must leave some token to pick; a seed is what every backend takes (32 bits).
-SAMPLING_RANGES = {"temp": (float, 0.0, 2.0, "a number from 0 to 2"),
-                   "top_p": (float, 0.0, 1.0, "a number above 0, up to 1"),
-                   "max_tokens": (int, 1, 10**6, "a whole number from 1 to 1000000"),
-                   "seed": (int, 0, 2**32 - 1, "a whole number from 0 to 4294967295")}
+SAMPLING_RANGES = {
+    "temp": (float, 0.0, 2.0, "a number from 0 to 2"),
+    "top_p": (float, 0.0, 1.0, "a number above 0, up to 1"),
+    "max_tokens": (int, 1, 10**6, "a whole number from 1 to 1000000"),
+    "seed": (int, 0, 2**32 - 1, "a whole number from 0 to 4294967295"),
+}
 
 
 def sampling_value(name: str, value: Any) -> float | int:
@@ -206,6 +217,7 @@ class ChatSpec(Message):
 
 
 # --- bench: python -m mlxtasks.runtime.bench --spec JSON ------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class BenchModel(Message):
@@ -269,6 +281,7 @@ class BenchAnswer(Message):
 
 
 # --- cluster: python -m mlxtasks.runtime.cluster --spec JSON | --capabilities FOLDER --------------
+
 
 @dataclasses.dataclass(frozen=True)
 class ClusterSpec(Message):
@@ -347,19 +360,29 @@ class ServeSpec(Message):
         """A spec that loads `first` at start (None: no model)."""
         if first is None:
             return cls(alias="", model="", names=[], **rest)
-        return cls(alias=first.alias, model=first.folder, names=first.names, context=first.context,
-                   temperature=first.temperature, top_p=first.top_p, max_tokens=first.max_tokens, **rest)
+        return cls(
+            alias=first.alias,
+            model=first.folder,
+            names=first.names,
+            context=first.context,
+            temperature=first.temperature,
+            top_p=first.top_p,
+            max_tokens=first.max_tokens,
+            **rest,
+        )
 
     def preloaded(self) -> ServedModel | None:
         """The model loaded at start, as an entry of the installed table."""
         if not self.alias:
             return None
         found = next((m for m in self.installed if m.alias == self.alias), None)
-        return found or ServedModel(self.alias, self.model, self.names, 0, self.context, self.temperature,
-                                    self.top_p, self.max_tokens)
+        return found or ServedModel(
+            self.alias, self.model, self.names, 0, self.context, self.temperature, self.top_p, self.max_tokens
+        )
 
 
 # --- probe ---
+
 
 @dataclasses.dataclass(frozen=True)
 class ProbeSpec(Message):
@@ -380,6 +403,7 @@ class ProbeAnswer(Message):
 
 
 # --- support: python -m mlxtasks.runtime.support ---
+
 
 @dataclasses.dataclass(frozen=True)
 class Support(Message):

@@ -29,8 +29,10 @@ INSTALL_PYTHON_FIX = (
     "install Python 3.12 (brew install python@3.12, or uv python install 3.12, or python.org), "
     "then run: invoke setup --python /path/to/python3.12"
 )
-ROSETTA_FIX = ("open a terminal that does not run under Rosetta (Finder: Applications > Utilities > Terminal, "
-               "Get Info, untick 'Open using Rosetta'), or run the command through: arch -arm64")
+ROSETTA_FIX = (
+    "open a terminal that does not run under Rosetta (Finder: Applications > Utilities > Terminal, "
+    "Get Info, untick 'Open using Rosetta'), or run the command through: arch -arm64"
+)
 
 
 def supported_range() -> str:
@@ -44,17 +46,23 @@ def problem(info: PythonInfo, facts: HostFacts) -> str | None:
             return f"macOS's bundled Python is {info.version_text}; mlx-lm and transformers need Python {supported_range()}."
         return f"Python {info.version_text} at {info.path} is too old; mlx-lm and transformers need Python {supported_range()}."
     if info.version[:2] > MAX_PYTHON:
-        return (f"Python {info.version_text} at {info.path} is too new: the pinned packages (numpy, mlx) have wheels "
-                f"for Python {supported_range()} only.")
+        return (
+            f"Python {info.version_text} at {info.path} is too new: the pinned packages (numpy, mlx) have wheels "
+            f"for Python {supported_range()} only."
+        )
     if facts.machine == "arm64" and info.arch == "x86_64":
         if facts.rosetta:
-            return (f"This terminal runs under Rosetta, so {info.path} runs as x86_64; "
-                    "MLX needs Python running natively as arm64.")
+            return (
+                f"This terminal runs under Rosetta, so {info.path} runs as x86_64; "
+                "MLX needs Python running natively as arm64."
+            )
         return f"{info.path} is an Intel (x86_64) Python; MLX needs a native arm64 Python."
     if facts.machine == "arm64" and facts.terminal_rosetta and "x86_64" in info.archs:
         # A universal2 Python: arm64 from this process, x86_64 from the terminal that will run the venv.
-        return (f"This terminal runs under Rosetta, so {info.path} (built for both architectures) would run the venv "
-                "as x86_64; MLX needs Python running natively as arm64.")
+        return (
+            f"This terminal runs under Rosetta, so {info.path} (built for both architectures) would run the venv "
+            "as x86_64; MLX needs Python running natively as arm64."
+        )
     return None
 
 
@@ -80,7 +88,9 @@ def home_locations(home: str) -> list[str]:
 def candidates(facts: HostFacts) -> list[str]:
     """Interpreters on PATH, then uv's in ~/.local/bin, then Homebrew's and python.org's; most preferred first,
     no duplicates. Without the Command Line Tools a Mac's /usr/bin/python3 only opens an install dialog: skipped."""
-    found = [shutil.which(name) for name in PATH_NAMES] + home_locations(os.environ.get("HOME", "")) + list(MAC_LOCATIONS)
+    found = (
+        [shutil.which(name) for name in PATH_NAMES] + home_locations(os.environ.get("HOME", "")) + list(MAC_LOCATIONS)
+    )
     skip = MAC_SYSTEM_PYTHON if facts.is_mac and not facts.command_line_tools else None
     return list(dict.fromkeys(path for path in found if path and path != skip and Path(path).exists()))
 
@@ -105,9 +115,19 @@ def find(facts: HostFacts, uv: str | None) -> tuple[PythonInfo | None, tuple[Pyt
 def _uv_managed(uv: str) -> str | None:
     try:
         # --no-cache: looking must not write uv's cache into HOME (a dry run creates nothing).
-        done = children.run([uv, "--no-cache", "python", "find", "--no-project",
-                               f">={MIN_PYTHON[0]}.{MIN_PYTHON[1]},<{MAX_PYTHON[0]}.{MAX_PYTHON[1] + 1}"],
-                              capture_output=True, text=True, timeout=30)
+        done = children.run(
+            [
+                uv,
+                "--no-cache",
+                "python",
+                "find",
+                "--no-project",
+                f">={MIN_PYTHON[0]}.{MIN_PYTHON[1]},<{MAX_PYTHON[0]}.{MAX_PYTHON[1] + 1}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if done.returncode != 0:
@@ -115,8 +135,9 @@ def _uv_managed(uv: str) -> str | None:
     return done.stdout.strip() or None
 
 
-def for_venv(explicit_path: str | None, venv_python: PythonInfo | None, facts: HostFacts,
-             uv: str | None) -> tuple[PythonInfo | None, tuple[PythonInfo, ...]]:
+def for_venv(
+    explicit_path: str | None, venv_python: PythonInfo | None, facts: HostFacts, uv: str | None
+) -> tuple[PythonInfo | None, tuple[PythonInfo, ...]]:
     """--python if given, else the healthy venv's own, else the first suitable one found; and the rejected."""
     if explicit_path:
         return explicit(explicit_path), ()

@@ -17,10 +17,10 @@ import re
 import shlex
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from . import files
 from .errors import MlxTasksError
@@ -91,8 +91,10 @@ def find_blocks(text: str, name: str = "this file") -> list[Span]:
 
 
 def _broken(where: str, name: str) -> MlxTasksError:
-    return MlxTasksError(f"The mlxtasks block in {name} is damaged: {where}; it was left as it is.",
-                         fix="fix or delete the marked lines by hand, then run: invoke shell.install")
+    return MlxTasksError(
+        f"The mlxtasks block in {name} is damaged: {where}; it was left as it is.",
+        fix="fix or delete the marked lines by hand, then run: invoke shell.install",
+    )
 
 
 def apply_block(text: str, body: str, name: str = "FILE") -> tuple[str, list[str]]:
@@ -100,8 +102,14 @@ def apply_block(text: str, body: str, name: str = "FILE") -> tuple[str, list[str
     name: the file, for the command in a warning."""
     spans = find_blocks(text, name)
     own = _cut(text, spans)
-    warnings = [f"its own lines end in CRLF, which zsh and bash misread (a stray carriage return ends each); "
-                f"the block is written with LF. Convert the file: perl -pi -e 's/\\r$//' {shlex.quote(name)}"] if "\r\n" in own else []
+    warnings = (
+        [
+            f"its own lines end in CRLF, which zsh and bash misread (a stray carriage return ends each); "
+            f"the block is written with LF. Convert the file: perl -pi -e 's/\\r$//' {shlex.quote(name)}"
+        ]
+        if "\r\n" in own
+        else []
+    )
     if not spans:
         return _separated(text) + block_text(body), warnings
     first, extra = spans[0], spans[1:]
@@ -109,7 +117,9 @@ def apply_block(text: str, body: str, name: str = "FILE") -> tuple[str, list[str
     before, after = text[: first.start], text[first.end :]
     if first.newline != "\n":  # an older version's CRLF block: its separator becomes the LF one
         before = _separated(_unseparated(before, after, first.newline))
-    return before + block_text(body) + after, warnings + ([f"found {len(spans)} mlxtasks blocks; kept one"] if extra else [])
+    return before + block_text(body) + after, warnings + (
+        [f"found {len(spans)} mlxtasks blocks; kept one"] if extra else []
+    )
 
 
 def remove_block(text: str, name: str = "this file") -> str:
@@ -138,8 +148,14 @@ def _cut(text: str, spans: list[Span]) -> str:
 
 def unified_diff(old: str, new: str, path: Path, after: str) -> str:
     """The change as a diff; after: what the new side is, such as "after shell.remove"."""
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        fromfile=f"{path} (now)", tofile=f"{path} ({after})"))
+    return "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"{path} (now)",
+            tofile=f"{path} ({after})",
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -166,11 +182,15 @@ def checked(path: Path) -> Path:
         return Path(os.path.realpath(path))
     except OSError as exc:  # a symlink loop, a file where one of its folders should be, a folder we may not read
         in_the_way = files.folder_problem(Path(path).parent)  # names the file that is in the way
-        raise in_the_way or MlxTasksError(f"Cannot open {path}: {exc.strerror}, so it was left as it is.",
-                                          fix=f"see what it is (ls -l {path}), {_ELSEWHERE}") from None
+        raise in_the_way or MlxTasksError(
+            f"Cannot open {path}: {exc.strerror}, so it was left as it is.",
+            fix=f"see what it is (ls -l {path}), {_ELSEWHERE}",
+        ) from None
     if not stat.S_ISREG(info.st_mode):
-        raise MlxTasksError(f"{path} is not a regular file but {files.kind(info.st_mode)}, so it was left as it is.",
-                            fix=f"move it aside, {_ELSEWHERE}")
+        raise MlxTasksError(
+            f"{path} is not a regular file but {files.kind(info.st_mode)}, so it was left as it is.",
+            fix=f"move it aside, {_ELSEWHERE}",
+        )
     return Path(os.path.realpath(path))
 
 
@@ -182,8 +202,13 @@ def read(path: Path) -> str:
         return ""
 
 
-def update(path: Path, transform: Callable[[str], tuple[str, list[str]]], dry: bool = False,
-           own_file: bool = False, created: Path | None = None) -> Change:
+def update(
+    path: Path,
+    transform: Callable[[str], tuple[str, list[str]]],
+    dry: bool = False,
+    own_file: bool = False,
+    created: Path | None = None,
+) -> Change:
     """Read, transform and (if the text changed) write `path` safely: under a lock, after a backup,
     atomically, keeping its owner, group, mode, hard links and any symlink. Nothing is written when dry.
 
@@ -195,17 +220,25 @@ def update(path: Path, transform: Callable[[str], tuple[str, list[str]]], dry: b
         if not os.path.lexists(path):
             path.parent.mkdir(parents=True, exist_ok=True)
         elif not target.parent.is_dir():  # a dangling symlink: no folders are made along its target
-            raise MlxTasksError(f"{path} is a symlink to {target}, whose folder {target.parent} does not exist, "
-                                "so it was left as it is.",
-                                fix=f"make the folder (mkdir -p {target.parent}) or remove the symlink, then run the command again")
+            raise MlxTasksError(
+                f"{path} is a symlink to {target}, whose folder {target.parent} does not exist, "
+                "so it was left as it is.",
+                fix=f"make the folder (mkdir -p {target.parent}) or remove the symlink, then run the command again",
+            )
         with _locked(target.parent):
             return _update(path, target, transform, dry, own_file, created)
     except OSError as exc:
         raise files.write_problem(path, exc, left=path, also=_ELSEWHERE) from None
 
 
-def _update(path: Path, target: Path, transform: Callable[[str], tuple[str, list[str]]], dry: bool,
-            own_file: bool, created: Path | None) -> Change:
+def _update(
+    path: Path,
+    target: Path,
+    transform: Callable[[str], tuple[str, list[str]]],
+    dry: bool,
+    own_file: bool,
+    created: Path | None,
+) -> Change:
     existed = target.exists()
     old = read(target)
     new, warnings = transform(old)
@@ -213,8 +246,11 @@ def _update(path: Path, target: Path, transform: Callable[[str], tuple[str, list
     deleted = existed and ours and not new
     edited = old != new and edited_by_hand(old)
     if edited:
-        warnings = [*warnings, f"the block had been edited by hand; the backup {'would keep' if dry else 'keeps'} "
-                               f"the edited file: {_backups(path)[0]}"]
+        warnings = [
+            *warnings,
+            f"the block had been edited by hand; the backup {'would keep' if dry else 'keeps'} "
+            f"the edited file: {_backups(path)[0]}",
+        ]
     change = Change(path, target, old, new, tuple(warnings), deleted=deleted)
     if dry or not change.modified:
         return change
@@ -273,25 +309,34 @@ def _holds_only_the_block(path: Path) -> bool:
         return False
 
 
-def read_only_problem(path: Path, mode: int, owner: int, uid: int, writable: bool,
-                      read_only_mount: bool = False) -> MlxTasksError | None:
+def read_only_problem(
+    path: Path, mode: int, owner: int, uid: int, writable: bool, read_only_mount: bool = False
+) -> MlxTasksError | None:
     """Why `path` must be left alone, if it must: it is on a read-only mount, another user owns it, it has no
     write bit (which means "leave me alone" even to root, who may write anywhere), or it is immutable."""
     bits = mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
     if writable and bits:
         return None
     if read_only_mount:
-        return MlxTasksError(f"{path} is on a file system mounted read-only, so it was left as it is.",
-                             fix="remount it writable (mount -o remount,rw), or add the block by hand: invoke shell.show")
+        return MlxTasksError(
+            f"{path} is on a file system mounted read-only, so it was left as it is.",
+            fix="remount it writable (mount -o remount,rw), or add the block by hand: invoke shell.show",
+        )
     if owner != uid and (uid != 0 or not bits):
-        return MlxTasksError(f"{path} belongs to another user (uid {owner}), so it was left as it is.",
-                             fix=f'make it yours: sudo chown "$USER" {path}, then run the command again')
+        return MlxTasksError(
+            f"{path} belongs to another user (uid {owner}), so it was left as it is.",
+            fix=f'make it yours: sudo chown "$USER" {path}, then run the command again',
+        )
     if not bits:
-        return MlxTasksError(f"{path} is read-only, so it was left as it is.",
-                             fix=f"make it writable (chmod u+w {path}), or add the block by hand: invoke shell.show")
-    return MlxTasksError(f"{path} is locked against changes (immutable), so it was left as it is.",
-                         fix=f"see its flags (lsattr {path}) and unlock it (sudo chattr -i {path}; on a Mac, chflags nouchg), "
-                             "or add the block by hand: invoke shell.show")
+        return MlxTasksError(
+            f"{path} is read-only, so it was left as it is.",
+            fix=f"make it writable (chmod u+w {path}), or add the block by hand: invoke shell.show",
+        )
+    return MlxTasksError(
+        f"{path} is locked against changes (immutable), so it was left as it is.",
+        fix=f"see its flags (lsattr {path}) and unlock it (sudo chattr -i {path}; on a Mac, chflags nouchg), "
+        "or add the block by hand: invoke shell.show",
+    )
 
 
 def _refuse_read_only(path: Path, target: Path) -> None:
@@ -299,8 +344,9 @@ def _refuse_read_only(path: Path, target: Path) -> None:
         info = target.stat()
     except FileNotFoundError:
         return
-    problem = read_only_problem(target, info.st_mode, info.st_uid, os.getuid(), os.access(target, os.W_OK),
-                                files.mounted_read_only(target))
+    problem = read_only_problem(
+        target, info.st_mode, info.st_uid, os.getuid(), os.access(target, os.W_OK), files.mounted_read_only(target)
+    )
     if problem:
         raise problem
 

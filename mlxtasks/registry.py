@@ -6,10 +6,11 @@ phase, validate all of them; their --list and --only come from here.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from . import fit, preflight, store, validate, venv
 from .catalog import budget_source, by_folder, memory_budget
@@ -17,8 +18,7 @@ from .checks import CheckCrashed, Result, run_group
 from .config import Settings
 from .errors import MlxTasksError
 from .facts import HostFacts, backend_for, can_create, remember_working_set, working_set_path
-from .protocol import CUDA_COMPILING
-from .protocol import ProbeAnswer, ProbeSpec
+from .protocol import CUDA_COMPILING, ProbeAnswer, ProbeSpec
 
 HOST = "host"  # the machine and the Python for the venv: known before anything is installed
 INSTALL = "install"  # what setup made: packages, the venv, the shell block, the workspace
@@ -57,15 +57,23 @@ class Inputs:
     does not run stops the command), the rest on first use. Tests give the host's facts and MLX's
     answers as data."""
 
-    def __init__(self, settings: Settings, env: Mapping[str, str] | None = None, host: HostFacts | None = None,
-                 answers: ProbeAnswer | None = None, folder: str | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        env: Mapping[str, str] | None = None,
+        host: HostFacts | None = None,
+        answers: ProbeAnswer | None = None,
+        folder: str | None = None,
+    ):
         self.settings = settings
         self.folder = folder  # only this model folder (validate --only models.FOLDER)
         self.env = dict(os.environ if env is None else env)
         self.state = venv.inspect(settings.venv)
         self.host = host or preflight.gather(settings, self.state)
         self._probes: dict[str, Any] = {}  # answer key -> the process asked for it
-        self._answered: dict[str, ProbeAnswer | CheckCrashed] = {key: answers for key in answers.answers} if answers else {}
+        self._answered: dict[str, ProbeAnswer | CheckCrashed] = (
+            {key: answers for key in answers.answers} if answers else {}
+        )
 
     @cached_property
     def backend(self) -> str:
@@ -75,8 +83,9 @@ class Inputs:
     def folders(self) -> list[Path]:
         found = [f for f in store.model_folders(self.settings.models) if self.folder in (None, f.name)]
         if self.folder and not found:
-            raise MlxTasksError(f"There is no model folder {self.folder!r} in {self.settings.models}.",
-                                fix="invoke models.list")
+            raise MlxTasksError(
+                f"There is no model folder {self.folder!r} in {self.settings.models}.", fix="invoke models.list"
+            )
         return found
 
     def ask(self, checks: Iterable[Check], say: Callable[[str], None]) -> None:
@@ -145,20 +154,42 @@ CHECKS = (
     Check(("system.folders",), "Target folders", HOST, lambda i: preflight.check_folders(i.host)),
     Check(("system.disk",), "Free disk space", HOST, lambda i: preflight.check_disk(i.host, i.settings)),
     Check(("system.ram",), "Memory", HOST, lambda i: preflight.check_ram(i.host, i.settings)),
-    Check(("mlx.import", "mlx.device", "mlx.compute"), "mlx.core imports", RUNTIME,
-          lambda i: validate.mlx_checks(i.answer("mlx"))),
+    Check(
+        ("mlx.import", "mlx.device", "mlx.compute"),
+        "mlx.core imports",
+        RUNTIME,
+        lambda i: validate.mlx_checks(i.answer("mlx")),
+    ),
     Check(("accelerator.device", "accelerator.matmul", "accelerator.memory"), "Accelerator", RUNTIME, _accelerator),
-    Check(("mlx-lm.import", "mlx-lm.api"), "mlx_lm imports", RUNTIME, lambda i: validate.mlx_lm_checks(i.answer("mlx-lm"))),
-    Check(("packages.versions", "packages.requirements"), "Package versions", INSTALL,
-          lambda i: validate.packages(i.settings, i.state, i.backend)),
-    Check(("environment.venv",), "Virtual environment", INSTALL,
-          lambda i: validate.venv_check(i.settings.venv, i.state.problem, i.state.exists)),
-    Check(("environment.shell",), "Shell block", INSTALL,
-          lambda i: validate.shell_check(validate.shell_blocks(i.settings, i.host.os, i.env))),
+    Check(
+        ("mlx-lm.import", "mlx-lm.api"), "mlx_lm imports", RUNTIME, lambda i: validate.mlx_lm_checks(i.answer("mlx-lm"))
+    ),
+    Check(
+        ("packages.versions", "packages.requirements"),
+        "Package versions",
+        INSTALL,
+        lambda i: validate.packages(i.settings, i.state, i.backend),
+    ),
+    Check(
+        ("environment.venv",),
+        "Virtual environment",
+        INSTALL,
+        lambda i: validate.venv_check(i.settings.venv, i.state.problem, i.state.exists),
+    ),
+    Check(
+        ("environment.shell",),
+        "Shell block",
+        INSTALL,
+        lambda i: validate.shell_check(validate.shell_blocks(i.settings, i.host.os, i.env)),
+    ),
     Check(("environment.workspace",), "Workspace folders", INSTALL, _workspace),
     Check((f"models.{FOLDER}",), FOLDER, MODELS, _model_files),
-    Check((f"models.{FOLDER}.generate",), f"{FOLDER}: load and generate", DEEP,
-          lambda i, folder: validate.deep_result(folder.name, i.answer(str(folder)))),
+    Check(
+        (f"models.{FOLDER}.generate",),
+        f"{FOLDER}: load and generate",
+        DEEP,
+        lambda i, folder: validate.deep_result(folder.name, i.answer(str(folder))),
+    ),
 )
 
 
@@ -181,7 +212,7 @@ def named_folder(only: str | None) -> str | None:
 def _folder_in(only: str, pattern: str) -> str | None:
     head, marker, tail = pattern.partition(FOLDER)
     if marker and only.startswith(head) and only.endswith(tail) and len(only) > len(head) + len(tail):
-        return only[len(head):len(only) - len(tail)]
+        return only[len(head) : len(only) - len(tail)]
     return None
 
 
@@ -190,11 +221,20 @@ def select(only: str | None, phases: Iterable[str], task: str) -> list[Check]:
     (for a model's id, the one whose pattern names the folder named_folder reads)."""
     chosen = [c for c in CHECKS if c.phase in set(phases)]
     folder = named_folder(only)
-    picked = [c for c in chosen if only in (c.group, *c.ids)
-              or (folder and any(_folder_in(only, pattern) == folder for pattern in c.ids))] if only else chosen
+    picked = (
+        [
+            c
+            for c in chosen
+            if only in (c.group, *c.ids) or (folder and any(_folder_in(only, pattern) == folder for pattern in c.ids))
+        ]
+        if only
+        else chosen
+    )
     if not picked:
-        raise MlxTasksError(f"--only must be one of {', '.join(groups(chosen))} or one of {task}'s check ids, got {only!r}.",
-                            fix=f"invoke {task} --list")
+        raise MlxTasksError(
+            f"--only must be one of {', '.join(groups(chosen))} or one of {task}'s check ids, got {only!r}.",
+            fix=f"invoke {task} --list",
+        )
     return picked
 
 
@@ -204,8 +244,11 @@ def for_preflight(only: str | None = None) -> list[Check]:
 
 def for_validate(only: str | None = None, deep: bool = False, skip_mlx: bool = False) -> list[Check]:
     """--only naming a --deep check by its id runs it without --deep."""
-    return [c for c in select(only, PHASES, "validate")
-            if (deep or c.phase != DEEP or (only and only != c.group)) and not (skip_mlx and c.phase in MLX_PHASES)]
+    return [
+        c
+        for c in select(only, PHASES, "validate")
+        if (deep or c.phase != DEEP or (only and only != c.group)) and not (skip_mlx and c.phase in MLX_PHASES)
+    ]
 
 
 def run(inputs: Inputs, checks: Iterable[Check], say: Callable[[str], None] = lambda text: None) -> list[Result]:
@@ -226,8 +269,11 @@ def _results(check: Check, inputs: Inputs) -> list[Result]:
 
 def _run(check: Check, inputs: Inputs, folder: Path | None = None) -> list[Result]:
     name = folder.name if folder else ""
-    results = run_group(check.ids[0].replace(FOLDER, name), check.title.replace(FOLDER, name),
-                        lambda: check.verdict(inputs, folder) if folder else check.verdict(inputs))
+    results = run_group(
+        check.ids[0].replace(FOLDER, name),
+        check.title.replace(FOLDER, name),
+        lambda: check.verdict(inputs, folder) if folder else check.verdict(inputs),
+    )
     if check.phase in MLX_PHASES:  # timed where the work was done, in the venv's Python
         seconds = inputs.seconds(str(folder) if folder else check.group)
         results = [replace(r, seconds=seconds / len(results)) for r in results]

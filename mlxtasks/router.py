@@ -4,7 +4,8 @@ itself is protocol.score/route, since the runtime's chat routes its first messag
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from . import protocol
 from .errors import MlxTasksError
@@ -13,19 +14,57 @@ from .protocol import Choice
 # category: word-boundary keywords with weights, and the models for it, best first.
 DEFAULT_RULES: dict[str, dict[str, Any]] = {
     "code": {
-        "keywords": {"code": 2, "function": 2, "bug": 2, "debug": 2, "python": 2, "javascript": 2, "typescript": 2,
-                     "rust": 2, "sql": 2, "regex": 2, "refactor": 2, "compile": 1, "error": 1, "class": 1, "api": 1,
-                     "script": 1, "test": 1, "git": 1},
+        "keywords": {
+            "code": 2,
+            "function": 2,
+            "bug": 2,
+            "debug": 2,
+            "python": 2,
+            "javascript": 2,
+            "typescript": 2,
+            "rust": 2,
+            "sql": 2,
+            "regex": 2,
+            "refactor": 2,
+            "compile": 1,
+            "error": 1,
+            "class": 1,
+            "api": 1,
+            "script": 1,
+            "test": 1,
+            "git": 1,
+        },
         "models": ["qwen32b", "qwen7b", "phi4", "mistral7b", "deepseek"],
     },
     "reasoning": {
-        "keywords": {"why": 1, "reason": 2, "explain": 1, "prove": 2, "think": 1, "step by step": 2, "logic": 2,
-                     "puzzle": 2, "plan": 1, "compare": 1, "trade-off": 2},
+        "keywords": {
+            "why": 1,
+            "reason": 2,
+            "explain": 1,
+            "prove": 2,
+            "think": 1,
+            "step by step": 2,
+            "logic": 2,
+            "puzzle": 2,
+            "plan": 1,
+            "compare": 1,
+            "trade-off": 2,
+        },
         "models": ["deepseek", "phi4", "qwen32b", "qwen7b", "mistral7b"],
     },
     "math": {
-        "keywords": {"math": 2, "equation": 2, "integral": 2, "derivative": 2, "solve": 1, "calculate": 2,
-                     "probability": 2, "algebra": 2, "theorem": 2, "sum": 1},
+        "keywords": {
+            "math": 2,
+            "equation": 2,
+            "integral": 2,
+            "derivative": 2,
+            "solve": 1,
+            "calculate": 2,
+            "probability": 2,
+            "algebra": 2,
+            "theorem": 2,
+            "sum": 1,
+        },
         "models": ["phi4", "deepseek", "qwen32b", "qwen7b", "mistral7b"],
     },
     "general": {"keywords": {}, "models": ["mistral7b", "qwen7b", "phi4", "deepseek", "qwen32b"]},
@@ -49,7 +88,8 @@ def check_rules(rules: Any) -> dict[str, dict[str, Any]]:
         keywords = rule.get("keywords", {}) if isinstance(rule, Mapping) else None
         models = rule.get("models") if isinstance(rule, Mapping) else None
         if not isinstance(keywords, Mapping) or not all(
-                isinstance(w, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for w, v in keywords.items()):
+            isinstance(w, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for w, v in keywords.items()
+        ):
             raise MlxTasksError(f"Config key '{key}.keywords' must map words to weights.", fix=fix)
         if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
             raise MlxTasksError(f"Config key '{key}.models' must be a list of model aliases.", fix=fix)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from . import catalog, compat, fit, speed, store
 from .config import Settings
@@ -18,20 +19,40 @@ DEFAULT_AUTHOR = "mlx-community"
 # What each listed model comes with: only these keys (the hub's trimmed config carries model_type).
 EXPAND = ["safetensors", "usedStorage", "downloads", "likes", "lastModified", "config", "pipeline_tag"]
 # Bytes per parameter of each safetensors dtype the hub counts (MLX's packed 4-bit weights count as U32).
-DTYPE_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2,
-               "U16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I8": 1, "U8": 1, "BOOL": 1}
+DTYPE_BYTES = {
+    "F64": 8,
+    "I64": 8,
+    "U64": 8,
+    "F32": 4,
+    "I32": 4,
+    "U32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I16": 2,
+    "U16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E8M0": 1,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
 
 
 def options(sort: str, limit: Any, author: str | None) -> tuple[str, int, str | None]:
     """--sort, --limit and --author checked: (list_models' sort key, limit, author or None for any)."""
     if sort not in SORTS:
-        raise MlxTasksError(f"--sort must be one of {', '.join(SORTS)}, got {sort!r}.", fix="invoke models.search QUERY --sort likes")
+        raise MlxTasksError(
+            f"--sort must be one of {', '.join(SORTS)}, got {sort!r}.", fix="invoke models.search QUERY --sort likes"
+        )
     try:
         count = int(limit)
     except (TypeError, ValueError):
         count = 0
     if count < 1:
-        raise MlxTasksError(f"--limit must be a whole number of 1 or more, got {limit!r}.", fix="invoke models.search QUERY --limit 20")
+        raise MlxTasksError(
+            f"--limit must be a whole number of 1 or more, got {limit!r}.", fix="invoke models.search QUERY --limit 20"
+        )
     author = author or DEFAULT_AUTHOR
     return SORTS[sort], count, None if author == "any" else author
 
@@ -64,8 +85,10 @@ def listing(query: str, sort: str, limit: int, author: str | None, wait_s: float
     except Exception as exc:  # noqa: BLE001 - classified here
         cause = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
         if is_network_error(exc):
-            raise MlxTasksError(f"Cannot reach the hub at {endpoint()}, so there is nothing to search: {cause}.",
-                                fix="check the network (and HF_ENDPOINT), then run the same command") from None
+            raise MlxTasksError(
+                f"Cannot reach the hub at {endpoint()}, so there is nothing to search: {cause}.",
+                fix="check the network (and HF_ENDPOINT), then run the same command",
+            ) from None
         if isinstance(exc, HfHubHTTPError):
             raise MlxTasksError(f"The hub refused the search: {cause}.", fix="try again later") from None
         raise
@@ -96,16 +119,32 @@ def row(info, budget: int, known, pulled: set[str], facts: HostFacts, records: l
     rate = speed.expected(facts, size, names=names, records=records)
     config = info.config if isinstance(info.config, dict) else {}
     problem = compat.problem(info.id, config, known, info.pipeline_tag or "") if known and config else None
-    return {"repo": info.id, "size": size, "fits": fit.need(size, fit.Shape()) <= budget if size else None,
-            "runs": (problem is None) if known and config else None, "why_not": problem.message if problem else "",
-            "model_type": config.get("model_type", ""), "downloads": info.downloads, "likes": info.likes,
-            "updated": info.last_modified.date().isoformat() if info.last_modified else "",
-            "pulled": info.id in pulled, "tokens_per_s": round(rate.tokens_per_s, 1), "speed": rate.how,
-            "speed_short": rate.short}
+    return {
+        "repo": info.id,
+        "size": size,
+        "fits": fit.need(size, fit.Shape()) <= budget if size else None,
+        "runs": (problem is None) if known and config else None,
+        "why_not": problem.message if problem else "",
+        "model_type": config.get("model_type", ""),
+        "downloads": info.downloads,
+        "likes": info.likes,
+        "updated": info.last_modified.date().isoformat() if info.last_modified else "",
+        "pulled": info.id in pulled,
+        "tokens_per_s": round(rate.tokens_per_s, 1),
+        "speed": rate.how,
+        "speed_short": rate.short,
+    }
 
 
-def search(s: Settings, facts: HostFacts, query: str, sort: str = "downloads", limit: Any = 20,
-           author: str | None = None, only_fits: bool = False) -> list[dict]:
+def search(
+    s: Settings,
+    facts: HostFacts,
+    query: str,
+    sort: str = "downloads",
+    limit: Any = 20,
+    author: str | None = None,
+    only_fits: bool = False,
+) -> list[dict]:
     sort_key, count, owner = options(sort, limit, author)
     infos = listing(query, sort_key, count, owner, s.pull_stall_timeout_s)
     budget, known, pulled, records = catalog.memory_budget(facts), compat.support(s), pulled_repos(s), speed.history(s)
@@ -125,8 +164,10 @@ def lines(rows: list[dict], query: str) -> list[str]:
     out = [f"{'repo':<{width}}{'size':>9}  {'fits':<6}{'speed':<11}{'runs':<6}{'downloads':>10}  updated"]
     for r in rows:
         size = f"{r['size'] / GB:.1f} GB" if r["size"] else "-"
-        out.append(f"{r['repo']:<{width}}{size:>9}  {_mark(r['fits']):<6}{r['speed_short']:<11}{_mark(r['runs']):<6}"
-                   f"{r['downloads'] or 0:>10,}  {r['updated']:<12}{'pulled' if r['pulled'] else ''}".rstrip())
+        out.append(
+            f"{r['repo']:<{width}}{size:>9}  {_mark(r['fits']):<6}{r['speed_short']:<11}{_mark(r['runs']):<6}"
+            f"{r['downloads'] or 0:>10,}  {r['updated']:<12}{'pulled' if r['pulled'] else ''}".rstrip()
+        )
     out += speed.legend([r["speed"] for r in rows])
     if any(r["runs"] is None for r in rows):
         out.append("runs ?: no venv with mlx-lm to ask (invoke setup), or the hub gave no model type")

@@ -84,8 +84,10 @@ def started_text(server: Server, settings: Settings) -> str:
         installed = [m.alias for m in store.installed_models(settings.models, settings.catalog)]
         example = settings.default_model if settings.default_model in installed or not installed else installed[0]
     example = client_example(server, example)
-    return (f"Serving {what} at {server.url} (pid {server.pid}); any API key works. Stop it: invoke serve.stop\n"
-            f"Try: {example}")
+    return (
+        f"Serving {what} at {server.url} (pid {server.pid}); any API key works. Stop it: invoke serve.stop\n"
+        f"Try: {example}"
+    )
 
 
 def choose_model(settings: Settings, alias: str, facts: HostFacts, force: bool) -> tuple[Model, Path]:
@@ -93,14 +95,17 @@ def choose_model(settings: Settings, alias: str, facts: HostFacts, force: bool) 
     model, folder = store.local_model(settings.model_name(alias), settings.models, settings.catalog)
     if not force and not catalog.fits(model, facts):
         budget = catalog.memory_budget(facts) / GB
-        raise MlxTasksError(f"{model.alias} needs about {model.ram_gb:.1f} GB of memory and this machine can give a "
-                            f"model {budget:.1f} GB, so it would fail to load or crawl.",
-                            fix=f"serve a model that fits (invoke models.list), or try anyway: invoke serve {model.alias} --force")
+        raise MlxTasksError(
+            f"{model.alias} needs about {model.ram_gb:.1f} GB of memory and this machine can give a "
+            f"model {budget:.1f} GB, so it would fail to load or crawl.",
+            fix=f"serve a model that fits (invoke models.list), or try anyway: invoke serve {model.alias} --force",
+        )
     return model, folder
 
 
-def prepare(settings: Settings, alias: str, host: str | None, facts: HostFacts,
-            force: bool) -> tuple[str, str, list[str], str]:
+def prepare(
+    settings: Settings, alias: str, host: str | None, facts: HostFacts, force: bool
+) -> tuple[str, str, list[str], str]:
     """The alias loaded at start (see choose_model; NO_MODEL for none), the host (default loopback), the server's
     argv, as every start checks them, and the note to say once when --context had to be capped to what fits.
     --force lifts the server's memory budget too."""
@@ -114,18 +119,31 @@ def prepare(settings: Settings, alias: str, host: str | None, facts: HostFacts,
         model, folder = choose_model(settings, alias, facts, force)
         note = installed_context(folder, store.size_on_disk(folder), budget, settings.context)[1]
         first = next(m for m in table if m.alias == model.alias)
-    spec = ServeSpec.starting(first, host=host, port=settings.serve_port, allowed_origins=list(settings.serve_allowed_origins),
-                              installed=table, budget=0 if force else budget, keep_alive=settings.serve_keep_alive,
-                              prompt_cache_bytes=int(settings.serve_prompt_cache_gb * 2**30), model_map=settings.serve_model_map,
-                              **limits(settings))
+    spec = ServeSpec.starting(
+        first,
+        host=host,
+        port=settings.serve_port,
+        allowed_origins=list(settings.serve_allowed_origins),
+        installed=table,
+        budget=0 if force else budget,
+        keep_alive=settings.serve_keep_alive,
+        prompt_cache_bytes=int(settings.serve_prompt_cache_gb * 2**30),
+        model_map=settings.serve_model_map,
+        **limits(settings),
+    )
     return first.alias if first else NO_MODEL, host, server_argv(settings.venv_python, spec, settings.state), note
 
 
 def limits(settings: Settings) -> dict[str, int]:
     """The server's limits (ServeSpec fields), each from its config key."""
-    return {"batch_size": settings.serve_batch_size, "queue_limit": settings.serve_queue_limit,
-            "prefill_chunk": settings.serve_prefill_chunk, "prompt_caches": settings.serve_prompt_caches,
-            "max_body_bytes": int(settings.serve_max_body_mb * 2**20), "log_max_bytes": int(settings.serve_log_max_mb * 2**20)}
+    return {
+        "batch_size": settings.serve_batch_size,
+        "queue_limit": settings.serve_queue_limit,
+        "prefill_chunk": settings.serve_prefill_chunk,
+        "prompt_caches": settings.serve_prompt_caches,
+        "max_body_bytes": int(settings.serve_max_body_mb * 2**20),
+        "log_max_bytes": int(settings.serve_log_max_mb * 2**20),
+    }
 
 
 def served_models(settings: Settings, budget: int) -> list[ServedModel]:
@@ -138,9 +156,18 @@ def served_models(settings: Settings, budget: int) -> list[ServedModel]:
         folder = settings.models / model.folder
         weights = store.size_on_disk(folder)
         context = installed_context(folder, weights, budget, settings.context)[0]
-        table.append(ServedModel(model.alias, str(folder), sorted({*model.also, folder.name, model.repo, str(folder)}),
-                                 need(weights, folder_shape(folder), context), context, model.temperature, model.top_p,
-                                 model.max_tokens))
+        table.append(
+            ServedModel(
+                model.alias,
+                str(folder),
+                sorted({*model.also, folder.name, model.repo, str(folder)}),
+                need(weights, folder_shape(folder), context),
+                context,
+                model.temperature,
+                model.top_p,
+                model.max_tokens,
+            )
+        )
     return table
 
 
@@ -148,8 +175,10 @@ def open_warning(host: str) -> str | None:
     """What to say before listening beyond this machine."""
     if is_loopback(host):
         return None
-    return (f"Warning: listening on {host}, so other machines can reach this server, and it has no "
-            "authentication: anyone who can connect can use the model.")
+    return (
+        f"Warning: listening on {host}, so other machines can reach this server, and it has no "
+        "authentication: anyone who can connect can use the model."
+    )
 
 
 def server_argv(python: Path, spec: ServeSpec, state: Path) -> list[str]:
@@ -162,29 +191,50 @@ def server_argv(python: Path, spec: ServeSpec, state: Path) -> list[str]:
 def attached_argv(settings: Settings, alias: str, host: str, force: bool) -> list[str]:
     """What a login service runs: the venv's mlxtasks, serving attached after the same checks as `serve`."""
     if not (settings.venv / "bin" / "mlxtasks").exists():
-        raise MlxTasksError(f"mlxtasks is not installed in {settings.venv}, and the service runs it from there.",
-                            fix="invoke install")
-    return [str(settings.venv / "bin" / "mlxtasks"), "serve", alias, "--foreground", "--venv", str(settings.venv),
-            "--models", str(settings.models), "--port", str(settings.serve_port),
-            *(["--host", host] if host != "127.0.0.1" else []), *(["--force"] if force else [])]
+        raise MlxTasksError(
+            f"mlxtasks is not installed in {settings.venv}, and the service runs it from there.", fix="invoke install"
+        )
+    return [
+        str(settings.venv / "bin" / "mlxtasks"),
+        "serve",
+        alias,
+        "--foreground",
+        "--venv",
+        str(settings.venv),
+        "--models",
+        str(settings.models),
+        "--port",
+        str(settings.serve_port),
+        *(["--host", host] if host != "127.0.0.1" else []),
+        *(["--force"] if force else []),
+    ]
 
 
 def service_file(settings: Settings, alias: str, host: str, force: bool) -> tuple[service.Target, str, str]:
     """Where this machine keeps the login service, the file's text, and a warning to say first ("": none):
     on a Mac, the folders a background agent would be kept from."""
     where = service.local_target(settings.home)
-    text = service.render(where.kind, attached_argv(settings, alias, host, force), log_path(settings.state),
-                          service_env(settings))
-    blocked = service.blocked_folders(settings.home, [settings.models, settings.venv, settings.state]) \
-        if where.kind == "launchd" else []
+    text = service.render(
+        where.kind, attached_argv(settings, alias, host, force), log_path(settings.state), service_env(settings)
+    )
+    blocked = (
+        service.blocked_folders(settings.home, [settings.models, settings.venv, settings.state])
+        if where.kind == "launchd"
+        else []
+    )
     return where, text, service.blocked_text(blocked) if blocked else ""
 
 
 def install_service(settings: Settings, where: service.Target, text: str, run: service.Runner) -> None:
     """Install and load the service, and wait until the server it starts answers (see service.install)."""
     since = time.time()
-    service.install(where, text, settings.state, run,
-                    came_up=lambda: wait_for_service(settings.state, since, settings.serve_start_timeout_s))
+    service.install(
+        where,
+        text,
+        settings.state,
+        run,
+        came_up=lambda: wait_for_service(settings.state, since, settings.serve_start_timeout_s),
+    )
 
 
 def service_env(settings: Settings) -> dict[str, str]:
@@ -244,8 +294,10 @@ def crashed(state: Path) -> str | None:
 def refuse_second(state: Path) -> None:
     server = running(state)
     if server:
-        raise MlxTasksError(f"A server is already running: {server.alias} at {server.url} (pid {server.pid}).",
-                            fix="stop it first: invoke serve.stop")
+        raise MlxTasksError(
+            f"A server is already running: {server.alias} at {server.url} (pid {server.pid}).",
+            fix="stop it first: invoke serve.stop",
+        )
 
 
 def answers_at(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -263,14 +315,20 @@ def check_port(host: str, port: int, retry: str) -> None:
     Binding is not enough: on macOS (BSD sockets) binding 127.0.0.1 beside a program listening on every
     interface (*:8080) succeeds, and our clients would reach one or the other; so a program that answers
     where our clients connect is in the way too."""
-    not_here = MlxTasksError(f"{host!r} is not an address of this machine to listen on.",
-                             fix="leave --host out (127.0.0.1), or give one of this machine's IP addresses")
+    not_here = MlxTasksError(
+        f"{host!r} is not an address of this machine to listen on.",
+        fix="leave --host out (127.0.0.1), or give one of this machine's IP addresses",
+    )
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
     except socket.gaierror:
         raise not_here from None
-    in_use, fix = f"Port {port} on {host} is already in use by another program", f"{retry} --port {port + 1} (or set mlx.serve_port)"
+    in_use, fix = (
+        f"Port {port} on {host} is already in use by another program",
+        f"{retry} --port {port + 1} (or set mlx.serve_port)",
+    )
     refused = None
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
@@ -285,7 +343,9 @@ def check_port(host: str, port: int, retry: str) -> None:
     if refused and refused.errno == errno.EADDRINUSE:
         raise MlxTasksError(f"{in_use}.", fix=fix)
     if refused:
-        raise MlxTasksError(f"Cannot listen on {host} port {port}: {refused.strerror}.", fix=f"{retry} --port {max(port + 1, 1024)}")
+        raise MlxTasksError(
+            f"Cannot listen on {host} port {port}: {refused.strerror}.", fix=f"{retry} --port {max(port + 1, 1024)}"
+        )
 
 
 def _record(state: Path, server: Server) -> None:
@@ -305,8 +365,14 @@ def start(argv: list[str], state: Path, alias: str, host: str, port: int, timeou
     exit_path(state).unlink(missing_ok=True)
     log_path(state).unlink(missing_ok=True)  # a new log, yours alone: readable by you alone
     with os.fdopen(os.open(log_path(state), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as log:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   env=server_env(), start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_env(),
+            start_new_session=True,
+        )
     server = Server(process.pid, alias, host, port, psutil.Process(process.pid).create_time())
     _record(state, server)
     try:
@@ -378,8 +444,11 @@ def ask(state: Path, path: str, body: dict | None = None) -> dict:
     server = running(state)
     if not server:
         raise MlxTasksError("No server is running.", fix=f"start one: invoke serve {NO_MODEL}")
-    request = urllib.request.Request(f"{server.url}/mlxtasks/{path}", headers={"Content-Type": "application/json"},
-                                     data=None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(
+        f"{server.url}/mlxtasks/{path}",
+        headers={"Content-Type": "application/json"},
+        data=None if body is None else json.dumps(body).encode(),
+    )
     try:
         with _opener().open(request, timeout=60) as answer:
             return json.loads(answer.read())
@@ -399,8 +468,13 @@ def ps_text(answer: dict) -> str:
     rows = [("MODEL", "MEMORY", "IDLE", "UNLOADS")]
     for m in answer["models"]:
         idle = f"answering ({m['requests']})" if m["requests"] else span(m["idle_s"])
-        unloads = "never (kept loaded)" if m["keep_alive"] < 0 else f"in {span(m['unloads_in'])}" \
-            if m["unloads_in"] is not None else f"{span(m['keep_alive'])} after its last answer"
+        unloads = (
+            "never (kept loaded)"
+            if m["keep_alive"] < 0
+            else f"in {span(m['unloads_in'])}"
+            if m["unloads_in"] is not None
+            else f"{span(m['keep_alive'])} after its last answer"
+        )
         rows.append((m["model"], f"{m['memory'] / GB:.1f} GB", idle, unloads))
     waiting = [f"waiting for {alias} to load: {n} request(s)" for alias, n in answer["waiting"].items()]
     if len(rows) == 1:
@@ -451,8 +525,10 @@ def tail(state: Path, lines: int = TAIL_LINES) -> str:
         text = files.read_text(log_path(state), errors="replace")
     except (OSError, MlxTasksError):
         return "  (no log)"
-    return "\n".join(f"  {line}" for line in untraced(text.splitlines(), str(log_path(state)))[-lines:]) \
+    return (
+        "\n".join(f"  {line}" for line in untraced(text.splitlines(), str(log_path(state)))[-lines:])
         or "  (the log is empty)"
+    )
 
 
 def log_text(state: Path, lines: int) -> str:
@@ -480,8 +556,13 @@ def status_report(state: Path) -> tuple[str, bool]:
 def describe(server: Server, answers: bool, now: float | None = None) -> str:
     """serve.status's lines: model, URL, pid, uptime and health."""
     model = "none loaded at start (see invoke serve.ps)" if server.alias == NO_MODEL else server.alias
-    rows = [("model", model), ("url", server.url), ("pid", server.pid), ("uptime", uptime(server, now)),
-            ("health", "ok" if answers else "not answering: invoke serve.logs")]
+    rows = [
+        ("model", model),
+        ("url", server.url),
+        ("pid", server.pid),
+        ("uptime", uptime(server, now)),
+        ("health", "ok" if answers else "not answering: invoke serve.logs"),
+    ]
     return "\n".join(f"{name:<8}{value}" for name, value in rows)
 
 

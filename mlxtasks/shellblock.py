@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from . import rcfile
 from .catalog import ALIAS_PATTERN, Model
@@ -43,8 +43,10 @@ def shells_for(choice: str, login_shell: str | None) -> list[str]:
         return [choice]
     name = Path(login_shell or "").name
     if name not in SHELLS:
-        raise MlxTasksError(f"Cannot tell which shell you use from SHELL={login_shell or '(unset)'}.",
-                            fix="name it: invoke shell.install --shell zsh|bash|fish|all")
+        raise MlxTasksError(
+            f"Cannot tell which shell you use from SHELL={login_shell or '(unset)'}.",
+            fix="name it: invoke shell.install --shell zsh|bash|fish|all",
+        )
     return [name]
 
 
@@ -72,8 +74,9 @@ def rc_target(shell: str, os_name: str, home: Path, env: Mapping[str, str]) -> R
         if (home / name).exists():
             return RcTarget(shell, home / name)
     if (home / ".profile").exists():
-        return RcTarget(shell, home / ".profile",
-                        "wrote to ~/.profile: creating ~/.bash_profile would stop bash reading ~/.profile")
+        return RcTarget(
+            shell, home / ".profile", "wrote to ~/.profile: creating ~/.bash_profile would stop bash reading ~/.profile"
+        )
     return RcTarget(shell, home / ".bash_profile")
 
 
@@ -86,17 +89,21 @@ def quote(shell: str, text: str) -> str:
 
 def check_alias(alias: str) -> str:
     if not ALIAS_PATTERN.fullmatch(alias):
-        raise MlxTasksError(f"The model alias {alias!r} is not allowed in a shell command name; "
-                            "use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit.",
-                            fix="rename it in the models section of your config, then: invoke shell.install")
+        raise MlxTasksError(
+            f"The model alias {alias!r} is not allowed in a shell command name; "
+            "use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit.",
+            fix="rename it in the models section of your config, then: invoke shell.install",
+        )
     return alias
 
 
 def check_path(label: str, path: Path) -> str:
     text = str(path)
     if _CONTROL.search(text):
-        raise MlxTasksError(f"The {label} path {text!r} contains a control character (such as a newline).",
-                            fix=f"choose another {label} folder, then: invoke shell.install")
+        raise MlxTasksError(
+            f"The {label} path {text!r} contains a control character (such as a newline).",
+            fix=f"choose another {label} folder, then: invoke shell.install",
+        )
     return text
 
 
@@ -122,16 +129,16 @@ def render(shell: str, venv: Path, models_path: Path, models: Iterable[Model], s
     template = (template_dir() / f"mlxtasks.{shell}").read_text()
 
     def model_section(match: re.Match) -> str:
-        return "".join(
-            match.group(1).replace("@@ALIAS@@", m.alias) for m in models
-        )
+        return "".join(match.group(1).replace("@@ALIAS@@", m.alias) for m in models)
 
     text = _MODEL_SECTION.sub(model_section, template)
     names = " ".join(f"mlx-{m.alias} mlx-chat-{m.alias}" for m in models)
-    text = (text.replace("@@VENV@@", quote(shell, check_path("venv", venv)))
-                .replace("@@MODELS@@", quote(shell, check_path("models", models_path)))
-                .replace("@@SETUP@@", quote(shell, setup or setup_command()))
-                .replace("@@COMMAND_NAMES@@", names))
+    text = (
+        text.replace("@@VENV@@", quote(shell, check_path("venv", venv)))
+        .replace("@@MODELS@@", quote(shell, check_path("models", models_path)))
+        .replace("@@SETUP@@", quote(shell, setup or setup_command()))
+        .replace("@@COMMAND_NAMES@@", names)
+    )
     leftover = _TOKEN.search(text)
     if leftover:
         raise ValueError(f"template mlxtasks.{shell} has an unknown token {leftover.group()}")
@@ -146,26 +153,42 @@ def created_record(state: Path) -> Path:
 def install(target: RcTarget, settings: Settings, dry: bool) -> rcfile.Change:
     """Put the block (rendered for the settings) into the target's file, or only say what would change."""
     body = render(target.shell, settings.venv, settings.models, settings.catalog)
-    return rcfile.update(target.path, lambda text: rcfile.apply_block(text, body, str(target.path)), dry=dry,
-                         created=created_record(settings.state))
+    return rcfile.update(
+        target.path,
+        lambda text: rcfile.apply_block(text, body, str(target.path)),
+        dry=dry,
+        created=created_record(settings.state),
+    )
 
 
 def remove(target: RcTarget, state: Path, dry: bool) -> rcfile.Change | None:
     """Take the block out of the target's file; None when there is no such file."""
     if not target.path.exists():
         return None
-    return rcfile.update(target.path, lambda text: (rcfile.remove_block(text, str(target.path)), []), dry=dry,
-                         own_file=target.own_file, created=created_record(state))
+    return rcfile.update(
+        target.path,
+        lambda text: (rcfile.remove_block(text, str(target.path)), []),
+        dry=dry,
+        own_file=target.own_file,
+        created=created_record(state),
+    )
 
 
-def outcome(change: rcfile.Change, target: RcTarget, dry: bool, verb: str, after: str) -> tuple[str, str, str, list[str]]:
+def outcome(
+    change: rcfile.Change, target: RcTarget, dry: bool, verb: str, after: str
+) -> tuple[str, str, str, list[str]]:
     """(kind, step name, summary, lines to print after it) for one file; after: the diff's new side."""
     name = f"shell ({target.shell})"
     notes = [f"    {line}" for line in (target.note, *change.warnings) if line]
     if not change.modified:
         return "done", name, f"no change: {target.path}", notes
     if dry:
-        return "dry", name, f"{verb} {target.path}", [rcfile.unified_diff(change.old, change.new, target.path, after), *notes]
+        return (
+            "dry",
+            name,
+            f"{verb} {target.path}",
+            [rcfile.unified_diff(change.old, change.new, target.path, after), *notes],
+        )
     if change.target == target.path:
         return "changed", name, f"{verb} {target.path}", notes
     if change.deleted:  # the file goes, and the symlink stays as it was before install made its target

@@ -13,33 +13,66 @@ NEWSROOM = "https://www.apple.com/newsroom/"
 # Apple's figures in GB/s. Where one name covers two bins (M3 Max, M4 Max) the lower is used: the name
 # alone does not say which, and an estimate should not promise too much.
 BANDWIDTH = {
-    "M1": (68, NEWSROOM + "2021/10/introducing-m1-pro-and-m1-max-the-most-powerful-chips-apple-has-ever-built/ "
-                          "(M1 Max's 400 GB/s is 'nearly 6x' M1's; LPDDR4X-4266 on 128 bits is 68 GB/s)"),
+    "M1": (
+        68,
+        NEWSROOM + "2021/10/introducing-m1-pro-and-m1-max-the-most-powerful-chips-apple-has-ever-built/ "
+        "(M1 Max's 400 GB/s is 'nearly 6x' M1's; LPDDR4X-4266 on 128 bits is 68 GB/s)",
+    ),
     "M1 Pro": (200, NEWSROOM + "2021/10/introducing-m1-pro-and-m1-max-the-most-powerful-chips-apple-has-ever-built/"),
     "M1 Max": (400, NEWSROOM + "2021/10/introducing-m1-pro-and-m1-max-the-most-powerful-chips-apple-has-ever-built/"),
-    "M1 Ultra": (800, NEWSROOM + "2022/03/apple-unveils-m1-ultra-the-worlds-most-powerful-chip-for-a-personal-computer/"),
+    "M1 Ultra": (
+        800,
+        NEWSROOM + "2022/03/apple-unveils-m1-ultra-the-worlds-most-powerful-chip-for-a-personal-computer/",
+    ),
     "M2": (100, NEWSROOM + "2022/06/apple-unveils-m2-with-breakthrough-performance-and-capabilities/"),
-    "M2 Pro": (200, NEWSROOM + "2023/01/apple-unveils-m2-pro-and-m2-max-next-generation-chips-for-next-level-workflows/"),
-    "M2 Max": (400, NEWSROOM + "2023/01/apple-unveils-m2-pro-and-m2-max-next-generation-chips-for-next-level-workflows/"),
+    "M2 Pro": (
+        200,
+        NEWSROOM + "2023/01/apple-unveils-m2-pro-and-m2-max-next-generation-chips-for-next-level-workflows/",
+    ),
+    "M2 Max": (
+        400,
+        NEWSROOM + "2023/01/apple-unveils-m2-pro-and-m2-max-next-generation-chips-for-next-level-workflows/",
+    ),
     "M2 Ultra": (800, NEWSROOM + "2023/06/apple-introduces-m2-ultra/"),
-    "M3": (100, NEWSROOM + "2023/10/apple-unveils-m3-m3-pro-and-m3-max-the-most-advanced-chips-for-a-personal-computer/ "
-                           "and the MacBook Pro (Nov 2023) technical specifications"),
-    "M3 Pro": (150, "the MacBook Pro (Nov 2023) technical specifications, as reported in "
-                    "https://www.macrumors.com/2023/10/31/apple-m3-pro-less-memory-bandwidth/"),
-    "M3 Max": (300, "the MacBook Pro (Nov 2023) technical specifications: 300 GB/s (14-core CPU) or 400 GB/s (16-core), "
-                    "https://www.macrumors.com/2023/10/31/apple-m3-pro-less-memory-bandwidth/"),
-    "M3 Ultra": (819, NEWSROOM + "2025/03/apple-reveals-m3-ultra-taking-apple-silicon-to-a-new-extreme/ "
-                                 "('over 800GB/s'; the Mac Studio (2025) specifications: 819 GB/s)"),
+    "M3": (
+        100,
+        NEWSROOM + "2023/10/apple-unveils-m3-m3-pro-and-m3-max-the-most-advanced-chips-for-a-personal-computer/ "
+        "and the MacBook Pro (Nov 2023) technical specifications",
+    ),
+    "M3 Pro": (
+        150,
+        "the MacBook Pro (Nov 2023) technical specifications, as reported in "
+        "https://www.macrumors.com/2023/10/31/apple-m3-pro-less-memory-bandwidth/",
+    ),
+    "M3 Max": (
+        300,
+        "the MacBook Pro (Nov 2023) technical specifications: 300 GB/s (14-core CPU) or 400 GB/s (16-core), "
+        "https://www.macrumors.com/2023/10/31/apple-m3-pro-less-memory-bandwidth/",
+    ),
+    "M3 Ultra": (
+        819,
+        NEWSROOM + "2025/03/apple-reveals-m3-ultra-taking-apple-silicon-to-a-new-extreme/ "
+        "('over 800GB/s'; the Mac Studio (2025) specifications: 819 GB/s)",
+    ),
     "M4": (120, NEWSROOM + "2024/05/apple-introduces-m4-chip/"),
     "M4 Pro": (273, NEWSROOM + "2024/10/apple-introduces-m4-pro-and-m4-max/"),
-    "M4 Max": (410, NEWSROOM + "2024/10/apple-introduces-m4-pro-and-m4-max/ ('up to 546GB/s'; the 14-core CPU "
-                               "bin's MacBook Pro specifications: 410 GB/s)"),
+    "M4 Max": (
+        410,
+        NEWSROOM + "2024/10/apple-introduces-m4-pro-and-m4-max/ ('up to 546GB/s'; the 14-core CPU "
+        "bin's MacBook Pro specifications: 410 GB/s)",
+    ),
     "M5": (153, NEWSROOM + "2025/10/apple-unleashes-m5-the-next-big-leap-in-ai-performance-for-apple-silicon/"),
-    "M5 Pro": (307, "Apple's MacBook Pro announcement of 3 March 2026 ('up to 307GB/s' for M5 Pro), as reported in "
-                    "https://morningoverview.com/apples-new-m5-pro-m5-max-chips-promise-insane-pro-performance"),
-    "M5 Max": (460, "Apple's 3 March 2026 announcement gives 'up to 614GB/s' (the 40-core GPU bin, "
-                    "https://sfnews.us/apple-macbook-pro-m5-pro-max-2026-what-changes); the 32-core GPU bin is reported "
-                    "at about 460 GB/s (https://cputronic.com/cpu/apple-m5-max-32-core-gpu), the lower is used"),
+    "M5 Pro": (
+        307,
+        "Apple's MacBook Pro announcement of 3 March 2026 ('up to 307GB/s' for M5 Pro), as reported in "
+        "https://morningoverview.com/apples-new-m5-pro-m5-max-chips-promise-insane-pro-performance",
+    ),
+    "M5 Max": (
+        460,
+        "Apple's 3 March 2026 announcement gives 'up to 614GB/s' (the 40-core GPU bin, "
+        "https://sfnews.us/apple-macbook-pro-m5-pro-max-2026-what-changes); the 32-core GPU bin is reported "
+        "at about 460 GB/s (https://cputronic.com/cpu/apple-m5-max-32-core-gpu), the lower is used",
+    ),
 }
 # Share of the peak bandwidth token generation reaches with MLX (measured runs land around 60-75 %).
 EFFICIENCY = 0.65
@@ -70,8 +103,10 @@ class Speed:
             return f"about {self.tokens_per_s:.0f} tokens/s, estimated from {self.detail}"
         if self.how == "cpu":
             usable = "not usable for chat" if self.tokens_per_s < 1 else "slow"
-            return (f"about {self.tokens_per_s:.1f} tokens/s on the CPU ({usable}): MLX's CPU backend gave a 135M 4-bit "
-                    "model about 5 tokens/s on 2 cores, so a 7B model is not usable there")
+            return (
+                f"about {self.tokens_per_s:.1f} tokens/s on the CPU ({usable}): MLX's CPU backend gave a 135M 4-bit "
+                "model about 5 tokens/s on 2 cores, so a 7B model is not usable there"
+            )
         return f"no estimate: {self.detail}"
 
 
@@ -96,8 +131,11 @@ def estimate(facts: HostFacts, weights: int, active: float = 1.0) -> Speed:
     if not known:
         return Speed(0, "unknown", f"no bandwidth figure for {facts.chip} ({backend}); measure it: invoke bench")
     name, bandwidth = known
-    return Speed(bandwidth * GB * EFFICIENCY / read, "estimated",
-                 f"the {name}'s {bandwidth} GB/s and {read / GB:.1f} GB read per token")
+    return Speed(
+        bandwidth * GB * EFFICIENCY / read,
+        "estimated",
+        f"the {name}'s {bandwidth} GB/s and {read / GB:.1f} GB read per token",
+    )
 
 
 def measured(records: list[dict], facts: HostFacts, names: set[str]) -> Speed | None:
@@ -116,8 +154,13 @@ def measured(records: list[dict], facts: HostFacts, names: set[str]) -> Speed | 
     return None
 
 
-def expected(facts: HostFacts, weights: int, active: float = 1.0, names: frozenset[str] | set[str] = frozenset(),
-             records: list[dict] | None = None) -> Speed:
+def expected(
+    facts: HostFacts,
+    weights: int,
+    active: float = 1.0,
+    names: frozenset[str] | set[str] = frozenset(),
+    records: list[dict] | None = None,
+) -> Speed:
     """Measured beats estimated."""
     return measured(records or [], facts, set(names)) or estimate(facts, weights, active)
 
@@ -136,8 +179,10 @@ def history(s) -> list[dict]:
         return []
     if unreadable and path not in _SAID:
         _SAID.add(path)
-        ui.note(f"({unreadable} line{'s' if unreadable != 1 else ''} of {path} could not be read and "
-                f"{'were' if unreadable != 1 else 'was'} left out of the measured speeds)")
+        ui.note(
+            f"({unreadable} line{'s' if unreadable != 1 else ''} of {path} could not be read and "
+            f"{'were' if unreadable != 1 else 'was'} left out of the measured speeds)"
+        )
     return records
 
 
@@ -146,8 +191,10 @@ _SAID: set = set()  # history files whose unreadable lines were said in this pro
 
 def legend(kinds: list[str]) -> list[str]:
     """What a table's speed column means, for the kinds of figure it shows."""
-    said = {"estimated": "speed ~N/s: generation tokens/s estimated from the chip's memory bandwidth",
-            "measured": "speed N/s*: measured on this machine by invoke bench",
-            "cpu": "speed on the CPU: MLX's CPU backend gave a 135M 4-bit model about 5 tokens/s on 2 cores; "
-                   "a 7B model is not usable there"}
+    said = {
+        "estimated": "speed ~N/s: generation tokens/s estimated from the chip's memory bandwidth",
+        "measured": "speed N/s*: measured on this machine by invoke bench",
+        "cpu": "speed on the CPU: MLX's CPU backend gave a 135M 4-bit model about 5 tokens/s on 2 cores; "
+        "a 7B model is not usable there",
+    }
     return [said[kind] for kind in ("estimated", "measured", "cpu") if kind in kinds]

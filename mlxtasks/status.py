@@ -61,7 +61,8 @@ def lines(venv: str, active: str | None, models_path: str) -> list[str]:
     return [
         f"venv      {venv} ({state})",
         f"python    {platform.python_version()}",
-        f"mlx       {mlx or 'not installed; run: invoke install'}" + (f" (backend {', '.join(backends)})" if mlx else ""),
+        f"mlx       {mlx or 'not installed; run: invoke install'}"
+        + (f" (backend {', '.join(backends)})" if mlx else ""),
         f"mlx-lm    {_version('mlx-lm') or 'not installed; run: invoke install'}",
         f"models    {len(folders)} in {models_path}" + (": " + ", ".join(folders) if folders else ""),
     ]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .errors import MlxTasksError
 
@@ -82,14 +82,20 @@ def perform_locally(action: MakeDir | RemoveVenv) -> None:
         try:
             action.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise MlxTasksError(f"Cannot create {action.path}: {exc.strerror}.",
-                                fix="fix its permissions, or choose another folder with --workspace/--models") from None
+            raise MlxTasksError(
+                f"Cannot create {action.path}: {exc.strerror}.",
+                fix="fix its permissions, or choose another folder with --workspace/--models",
+            ) from None
     elif isinstance(action, RemoveVenv):
         if action.path.is_symlink():  # rmtree refuses a link; what it points to is the user's to delete
-            raise MlxTasksError(f"{action.path} is a link to {os.path.realpath(action.path)}, so it was not deleted.",
-                                fix=f"delete the link (rm {shlex.quote(str(action.path))}) or the venv it points to by hand")
+            raise MlxTasksError(
+                f"{action.path} is a link to {os.path.realpath(action.path)}, so it was not deleted.",
+                fix=f"delete the link (rm {shlex.quote(str(action.path))}) or the venv it points to by hand",
+            )
         if not (action.path / "pyvenv.cfg").is_file():
-            raise MlxTasksError(f"Refusing to delete {action.path}: it is not a virtual environment.", fix="remove it by hand")
+            raise MlxTasksError(
+                f"Refusing to delete {action.path}: it is not a virtual environment.", fix="remove it by hand"
+            )
         shutil.rmtree(action.path)
     else:
         raise TypeError(f"unknown action {action!r}")

@@ -18,8 +18,10 @@ MANIFEST = "mlxtasks-manifest.json"
 def models_path_problem(models_path: Path) -> MlxTasksError | None:
     """Why the models folder cannot be one (a file is where it, or a folder above it, should be); None if it can."""
     problem = files.folder_problem(models_path)
-    return problem and MlxTasksError(f"The models folder {problem.message}",
-                                     fix=f"{problem.fix}, or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)")
+    return problem and MlxTasksError(
+        f"The models folder {problem.message}",
+        fix=f"{problem.fix}, or keep models elsewhere: --models PATH (mlx.models in ~/.invoke.yaml)",
+    )
 
 
 def check_models_path(models_path: Path) -> Path:
@@ -110,20 +112,29 @@ def read_manifest(folder: Path) -> dict | None:
     if not isinstance(recorded, dict):
         return None
     listed = recorded.get("files", {})
-    fields_ok = (isinstance(listed, dict) and all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in listed.items())
-                 and all(isinstance(recorded.get(key, ""), str) for key in ("repo", "alias", "revision", "pulled"))
-                 and (not recorded.get("repo") or REPO_PATTERN.fullmatch(recorded["repo"]))
-                 and type(recorded.get("size", 0)) is int)
+    fields_ok = (
+        isinstance(listed, dict)
+        and all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in listed.items())
+        and all(isinstance(recorded.get(key, ""), str) for key in ("repo", "alias", "revision", "pulled"))
+        and (not recorded.get("repo") or REPO_PATTERN.fullmatch(recorded["repo"]))
+        and type(recorded.get("size", 0)) is int
+    )
     return recorded if fields_ok else None
 
 
 def remove_model(models_path: Path, folder: str) -> Path:
     """Delete one model's folder; refuses anything that is not a real folder directly in the models folder."""
     path = models_path / folder
-    if path.is_symlink() or not path.is_dir() or os.path.realpath(path.parent) != os.path.realpath(models_path) \
-            or os.path.realpath(path) != os.path.join(os.path.realpath(models_path), folder):
-        raise MlxTasksError(f"{path} is not a model folder inside {models_path}, so it was not deleted.",
-                            fix="delete it by hand if you are sure")
+    if (
+        path.is_symlink()
+        or not path.is_dir()
+        or os.path.realpath(path.parent) != os.path.realpath(models_path)
+        or os.path.realpath(path) != os.path.join(os.path.realpath(models_path), folder)
+    ):
+        raise MlxTasksError(
+            f"{path} is not a model folder inside {models_path}, so it was not deleted.",
+            fix="delete it by hand if you are sure",
+        )
     shutil.rmtree(path)
     return path
 
@@ -189,8 +200,11 @@ def _manifest_problems(folder: Path) -> list[str]:
     recorded = read_manifest(folder)
     if recorded is None:
         return [f"{MANIFEST} (the record of its download) is damaged"]
-    return [f"{path} is not the {size} bytes that were downloaded" for path, size in recorded.get("files", {}).items()
-            if not has_size(folder / path, size)]
+    return [
+        f"{path} is not the {size} bytes that were downloaded"
+        for path, size in recorded.get("files", {}).items()
+        if not has_size(folder / path, size)
+    ]
 
 
 def has_size(path: Path, size: int) -> bool:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Iterable, TextIO
+from collections.abc import Iterable
+from typing import TextIO
 
 from .checks import Result, Status, summary_line
 from .errors import MlxTasksError
@@ -95,8 +96,9 @@ def confirm(question: str, unanswered: MlxTasksError) -> bool:
         answer = input(f"{question} [y/N] ").strip().lower()
     except EOFError:
         out()
-        raise MlxTasksError(f"The input ended before an answer to: {question}; the command stopped there.",
-                            fix=unanswered.fix) from None
+        raise MlxTasksError(
+            f"The input ended before an answer to: {question}; the command stopped there.", fix=unanswered.fix
+        ) from None
     return answer in ("y", "yes")
 
 
@@ -112,7 +114,9 @@ def _result_lines(item: Result, verbose: bool, indent: str = "") -> None:
             print(f"{indent}    {line.rstrip()}", file=stream)
 
 
-def report(groups: list[tuple[str, list[Result]]], closing: list[str], quiet: bool = False, verbose: bool = False) -> None:
+def report(
+    groups: list[tuple[str, list[Result]]], closing: list[str], quiet: bool = False, verbose: bool = False
+) -> None:
     """Results under their group's name; problems on stderr; then the closing lines on stdout.
     quiet: only the problems and the closing lines."""
     for name, items in groups:

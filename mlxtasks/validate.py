@@ -6,9 +6,9 @@ tool side. registry.py declares every check with its ids (GROUP.NAME, stable) an
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from . import install, installer, rcfile, shellblock, store, venv
 from .catalog import BUILTIN, Model, fits_in
@@ -29,10 +29,14 @@ def _check(check_id: str, title: str) -> partial:
 
 # mlx and accelerator (answers gathered by runtime/probe.py) ----------------------------------
 
+
 def mlx_checks(answers: Mapping) -> list[Result]:
     if answers.get("import_error"):
-        return [_check("mlx.import", "mlx.core imports")(Status.ERROR, f"import mlx.core failed: {answers['import_error']}",
-                                                         INSTALL_FIX)]
+        return [
+            _check("mlx.import", "mlx.core imports")(
+                Status.ERROR, f"import mlx.core failed: {answers['import_error']}", INSTALL_FIX
+            )
+        ]
     compute = answers["compute"]
     expected = {"sum_of_squares": 285, "matmul": [[19.0, 22.0], [43.0, 50.0]]}
     return [
@@ -40,18 +44,23 @@ def mlx_checks(answers: Mapping) -> list[Result]:
         _check("mlx.device", "Default device")(Status.OK, answers["default_device"]),
         _check("mlx.compute", "Array computation")(
             Status.OK if compute == expected else Status.ERROR,
-            "sum of squares and a 2x2 matmul give the known answers" if compute == expected
+            "sum of squares and a 2x2 matmul give the known answers"
+            if compute == expected
             else f"wrong answers from MLX: {compute} (expected {expected})",
-            "" if compute == expected else "invoke install --upgrade"),
+            "" if compute == expected else "invoke install --upgrade",
+        ),
     ]
 
 
-def accelerator_checks(os_name: str, backend: str, answers: Mapping, budget: tuple[int, str] = (0, ""),
-                       models: Iterable[Model] = BUILTIN) -> list[Result]:
+def accelerator_checks(
+    os_name: str, backend: str, answers: Mapping, budget: tuple[int, str] = (0, ""), models: Iterable[Model] = BUILTIN
+) -> list[Result]:
     """Which device MLX uses, whether a 1024x1024 matmul on it matches numpy, and (Mac) the GPU's memory.
     budget: catalog.memory_budget's bytes and budget_source's words, so a Mac's verdict is every command's."""
     if answers.get("import_error"):
-        return [_check("accelerator.device", "Accelerator")(Status.ERROR, "skipped: mlx.core does not import", INSTALL_FIX)]
+        return [
+            _check("accelerator.device", "Accelerator")(Status.ERROR, "skipped: mlx.core does not import", INSTALL_FIX)
+        ]
     info = answers.get("device_info") or {}
     name = info.get("device_name") or info.get("architecture") or "unknown"
     on_gpu = answers["default_device"].startswith("Device(gpu")
@@ -60,21 +69,38 @@ def accelerator_checks(os_name: str, backend: str, answers: Mapping, budget: tup
         if answers["metal_available"] and on_gpu:
             results = [device(Status.OK, f"Metal GPU ({name}) is the default device")]
         else:
-            results = [device(Status.ERROR, "MLX cannot use the Metal GPU; it would run on the CPU",
-                              "reinstall MLX for this Mac: invoke install --upgrade")]
+            results = [
+                device(
+                    Status.ERROR,
+                    "MLX cannot use the Metal GPU; it would run on the CPU",
+                    "reinstall MLX for this Mac: invoke install --upgrade",
+                )
+            ]
     elif backend.startswith("cuda"):
         if answers["cuda_available"] and on_gpu:
             memory = info.get("memory_size") or info.get("total_memory")
             extra = f", {int(memory) / GB:.0f} GB" if memory else ""
             if "compute_capability_major" in info:
-                extra += f", compute capability {info['compute_capability_major']}.{info.get('compute_capability_minor', 0)}"
+                extra += (
+                    f", compute capability {info['compute_capability_major']}.{info.get('compute_capability_minor', 0)}"
+                )
             results = [device(Status.OK, f"CUDA GPU ({name}{extra}) is the default device")]
         else:
-            results = [device(Status.ERROR, f"MLX's {backend} build cannot see an NVIDIA GPU",
-                              "check the driver (nvidia-smi), or use the CPU build: invoke install --backend cpu")]
+            results = [
+                device(
+                    Status.ERROR,
+                    f"MLX's {backend} build cannot see an NVIDIA GPU",
+                    "check the driver (nvidia-smi), or use the CPU build: invoke install --backend cpu",
+                )
+            ]
     elif os_name == "darwin":
-        results = [device(Status.WARNING, "MLX is using the CPU on a Mac, which is many times slower than the GPU",
-                          "invoke install --backend metal")]
+        results = [
+            device(
+                Status.WARNING,
+                "MLX is using the CPU on a Mac, which is many times slower than the GPU",
+                "invoke install --backend metal",
+            )
+        ]
     else:
         results = [device(Status.OK, f"CPU backend ({name}); this machine has no GPU MLX can use")]
     results.append(_matmul_result(answers.get("matmul_error"), answers["default_device"]))
@@ -87,8 +113,9 @@ def _matmul_result(error: float | None, device: str) -> Result:
     if error is None:
         return matmul(Status.ERROR, "the matmul did not run", INSTALL_FIX)
     if error > MATMUL_TOLERANCE:
-        return matmul(Status.ERROR, f"result differs from numpy by {error:.2e} (relative) on {device}",
-                      "invoke install --upgrade")
+        return matmul(
+            Status.ERROR, f"result differs from numpy by {error:.2e} (relative) on {device}", "invoke install --upgrade"
+        )
     return matmul(Status.OK, f"matches numpy to {error:.1e} on {device}")
 
 
@@ -120,40 +147,59 @@ def _memory(os_name: str, backend: str, info: Mapping, budget: tuple[int, str], 
 
 def mlx_lm_checks(answers: Mapping) -> list[Result]:
     if answers.get("import_error"):
-        return [_check("mlx-lm.import", "mlx_lm imports")(Status.ERROR, f"import mlx_lm failed: {answers['import_error']}",
-                                                          INSTALL_FIX)]
+        return [
+            _check("mlx-lm.import", "mlx_lm imports")(
+                Status.ERROR, f"import mlx_lm failed: {answers['import_error']}", INSTALL_FIX
+            )
+        ]
     missing = answers["missing_api"]
     return [
         _check("mlx-lm.import", "mlx_lm imports")(Status.OK, f"mlx-lm {answers['version']}"),
         _check("mlx-lm.api", "API mlxtasks uses")(
             Status.ERROR if missing else Status.OK,
             f"missing: {', '.join(missing)}" if missing else "load, stream_generate, make_sampler, make_prompt_cache",
-            "install the tested version: invoke install" if missing else ""),
+            "install the tested version: invoke install" if missing else "",
+        ),
     ]
 
 
 # packages --------------------------------------------------------------------------------------
 
-def package_checks(unsatisfied: list[str], installed: Mapping[str, str | None], names: list[str],
-                   requirements: tuple[bool, str], stale: str | None = None) -> list[Result]:
+
+def package_checks(
+    unsatisfied: list[str],
+    installed: Mapping[str, str | None],
+    names: list[str],
+    requirements: tuple[bool, str],
+    stale: str | None = None,
+) -> list[Result]:
     """Versions of the package set against the shipped pins, whether the venv's mlxtasks runs this code
     (stale: why not), and `pip check`'s verdict."""
     listed = ", ".join(f"{name} {installed.get(name) or 'missing'}" for name in names)
     versions = _check("packages.versions", "Package versions")
     if unsatisfied or stale:
-        problems = ", ".join([f"{name} {installed.get(name) or 'missing'}" for name in unsatisfied]
-                             + ([f"mlxtasks ({stale})"] if stale else []))
-        result = versions(Status.ERROR, f"missing or older than the tested versions: {problems}", INSTALL_FIX, (listed,))
+        problems = ", ".join(
+            [f"{name} {installed.get(name) or 'missing'}" for name in unsatisfied]
+            + ([f"mlxtasks ({stale})"] if stale else [])
+        )
+        result = versions(
+            Status.ERROR, f"missing or older than the tested versions: {problems}", INSTALL_FIX, (listed,)
+        )
     else:
         result = versions(Status.OK, f"{len(names)} packages at or above the tested versions", details=(listed,))
     ok, output = requirements
     lines = tuple(line for line in output.splitlines() if line.strip())
     check = _check("packages.requirements", "Requirements between packages")
-    return [result, check(Status.OK, "no broken requirements") if ok else
-            check(Status.ERROR, lines[0] if lines else "broken requirements", "invoke install --upgrade", lines)]
+    return [
+        result,
+        check(Status.OK, "no broken requirements")
+        if ok
+        else check(Status.ERROR, lines[0] if lines else "broken requirements", "invoke install --upgrade", lines),
+    ]
 
 
 # environment -----------------------------------------------------------------------------------
+
 
 def venv_check(path: Path, problem: str | None, exists: bool) -> Result:
     check = _check("environment.venv", "Virtual environment")
@@ -190,6 +236,7 @@ def workspace_check(folders: list[Path], unwritable: list[Path]) -> Result:
 
 # models ---------------------------------------------------------------------------------------
 
+
 def model_check(folder: Path, problems: list[str], size: int, alias: str | None, fits: str = "") -> Result:
     """A model folder's files; `fits`: fit.verdict's words on its memory, added to a complete one's line."""
     check = _check(f"models.{folder.name}", folder.name)
@@ -208,16 +255,21 @@ def require_loadable(alias: str, folder: Path) -> None:
     problems = store.model_problems(folder)
     if problems:
         damaged = model_check(folder, problems, 0, alias)
-        raise MlxTasksError(f"{alias} cannot be loaded: {damaged.message}.",
-                            fix=f"{damaged.fix} (invoke models.verify {alias} lists every problem)")
+        raise MlxTasksError(
+            f"{alias} cannot be loaded: {damaged.message}.",
+            fix=f"{damaged.fix} (invoke models.verify {alias} lists every problem)",
+        )
 
 
 def deep_result(folder: str, answer: Mapping) -> Result:
     check = _check(f"models.{folder}.generate", f"{folder}: load and generate")
     if answer.get("error"):
         return check(Status.ERROR, f"failed: {answer['error']}", f"invoke models.pull --force (or delete {folder})")
-    return check(Status.OK, f"loaded in {answer['load_seconds']:.1f} s, {answer['tokens']} tokens at "
-                            f"{answer['tokens_per_second']:.1f} tokens/s")
+    return check(
+        Status.OK,
+        f"loaded in {answer['load_seconds']:.1f} s, {answer['tokens']} tokens at "
+        f"{answer['tokens_per_second']:.1f} tokens/s",
+    )
 
 
 def summary(results: list[Result]) -> list[str]:
@@ -235,6 +287,7 @@ def summary(results: list[Result]) -> list[str]:
 
 # gathering (registry.py runs the checks) -------------------------------------------------------
 
+
 def venv_broken() -> MlxTasksError:
     """What each check that needs the venv says when there is none to ask."""
     return MlxTasksError("skipped: the venv is missing or broken", fix=SETUP_FIX)
@@ -245,8 +298,13 @@ def start_probe(settings: Settings, spec: ProbeSpec, env: Mapping[str, str]) -> 
     It imports what every MLX command imports; let it leave that bytecode in the venv, as pip does at
     install time, so later commands start fast even where PYTHONDONTWRITEBYTECODE is set."""
     argv = [str(settings.venv_python), "-m", "mlxtasks.runtime.probe", "--spec", spec.to_json()]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"})
+    return subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"},
+    )
 
 
 def probe_answer(probe: subprocess.Popen) -> ProbeAnswer:
@@ -274,8 +332,9 @@ def packages(settings: Settings, state: venv.VenvState, backend: str) -> list[Re
     # uv reports on stderr, around the problems themselves: keep only those.
     noise = ("Using Python", "Checked ", "Found ", "warning:")
     problems = "\n".join(line for line in (done.stdout + done.stderr).splitlines() if not line.startswith(noise))
-    return package_checks(install.unsatisfied(items, installed, install.pins()), installed, names,
-                          (done.returncode == 0, problems), stale)
+    return package_checks(
+        install.unsatisfied(items, installed, install.pins()), installed, names, (done.returncode == 0, problems), stale
+    )
 
 
 def shell_blocks(settings: Settings, os_name: str, env: Mapping[str, str]) -> list[tuple[Path, str, str]]:
@@ -289,7 +348,9 @@ def shell_blocks(settings: Settings, os_name: str, env: Mapping[str, str]) -> li
         path = shellblock.rc_target(shell, os_name, settings.home, env).path
         text = rcfile.read(path)
         spans = rcfile.find_blocks(text, str(path))
-        block = text[spans[0].start : spans[0].end] if spans else ""  # an older CRLF block is stale: zsh cannot parse it
+        block = (
+            text[spans[0].start : spans[0].end] if spans else ""
+        )  # an older CRLF block is stale: zsh cannot parse it
         wanted = rcfile.block_text(shellblock.render(shell, settings.venv, settings.models, settings.catalog))
         found.append((path, block, wanted))
     return found

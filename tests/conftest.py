@@ -16,8 +16,11 @@ pytest_plugins = ["tests.support.fixtures"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "tools(*names): runs these tools (keys of SYSTEM_TOOLS, NPM_TOOLS); "
-                                       "a test parametrized by `shell` needs that shell too")
+    config.addinivalue_line(
+        "markers",
+        "tools(*names): runs these tools (keys of SYSTEM_TOOLS, NPM_TOOLS); "
+        "a test parametrized by `shell` needs that shell too",
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -59,8 +62,8 @@ def fake_python(tmp_path: Path):
         major, minor, micro = version.split(".")
         path.write_text(
             "#!/bin/sh\n"
-            "case \"$*\" in\n"
-            f"  *json*) echo '[[{major}, {minor}, {micro}], \"{arch}\", \"/fake\"]' ;;\n"
+            'case "$*" in\n'
+            f'  *json*) echo \'[[{major}, {minor}, {micro}], "{arch}", "/fake"]\' ;;\n'
             f"  *machine*) echo {arch} ;;\n"
             f"  *) echo {version} ;;\n"
             "esac\n"

@@ -26,8 +26,15 @@ def test_claude_code_gets_the_anthropic_variables_with_the_model_for_every_tier(
 def test_codex_and_opencode_get_the_openai_base_url_and_the_model():
     assert agent.environment("codex", URL, "qwen7b") == {"OPENAI_BASE_URL": URL, "OPENAI_API_KEY": "local"}
     assert agent.argv("codex", "/bin/codex", URL, "qwen7b") == [
-        "/bin/codex", "-c", "model_provider=mlxtasks", "-c", 'model_providers.mlxtasks={name="mlxtasks", base_url='
-        '"http://127.0.0.1:8080/v1", wire_api="responses", env_key="OPENAI_API_KEY"}', "--model", "qwen7b"]
+        "/bin/codex",
+        "-c",
+        "model_provider=mlxtasks",
+        "-c",
+        'model_providers.mlxtasks={name="mlxtasks", base_url='
+        '"http://127.0.0.1:8080/v1", wire_api="responses", env_key="OPENAI_API_KEY"}',
+        "--model",
+        "qwen7b",
+    ]
     opencode = json.loads(agent.environment("opencode", URL, "qwen7b")["OPENCODE_CONFIG_CONTENT"])
     assert opencode["model"] == "mlxtasks/qwen7b"
     assert opencode["provider"]["mlxtasks"]["options"] == {"baseURL": URL, "apiKey": "local"}
@@ -38,7 +45,9 @@ def test_an_agent_is_found_on_path_and_an_unknown_one_is_refused(tmp_path):
     (tmp_path / "opencode").write_text("#!/bin/sh\n")
     (tmp_path / "opencode").chmod(0o755)
     assert agent.find("opencode", path=str(tmp_path)) == str(tmp_path / "opencode")
-    with pytest.raises(MlxTasksError, match="'aider' is not an agent this task starts: it starts claude, codex, opencode"):
+    with pytest.raises(
+        MlxTasksError, match="'aider' is not an agent this task starts: it starts claude, codex, opencode"
+    ):
         agent.find("aider", path=str(tmp_path))
 
 
@@ -48,7 +57,8 @@ def test_an_agent_not_installed_is_one_sentence_with_how_to_install_it(home, tmp
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         "[error] Claude Code is not installed: there is no 'claude' on PATH.",
-        "  Fix: install it (npm install -g @anthropic-ai/claude-code), then run this again"]
+        "  Fix: install it (npm install -g @anthropic-ai/claude-code), then run this again",
+    ]
     assert "No server is running" not in done.stdout  # nothing was started
 
 
@@ -59,8 +69,9 @@ def test_the_model_map_sends_claude_names_to_the_default_model_and_reaches_the_s
     assert own.serve_model_map == {"claude-*haiku*": "qwen7b", "gpt-*": "qwen7b"}  # yours replaces the default
     (s.models / "qwen25-coder-32b").mkdir(parents=True)
     (s.models / "qwen25-coder-32b" / "config.json").write_text("{}")
-    facts = HostFacts(os="linux", os_version="6", machine="x86_64", chip="x", ram_total=64 * GIB,
-                      ram_available=32 * GIB)
+    facts = HostFacts(
+        os="linux", os_version="6", machine="x86_64", chip="x", ram_total=64 * GIB, ram_available=32 * GIB
+    )
     argv = serve.prepare(s, "qwen32b", None, facts, force=False)[2]
     assert ServeSpec.from_json(argv[3]).model_map == {"claude-*": "qwen32b"}
 

@@ -46,7 +46,9 @@ def test_plain_streamed_stopped_and_cut_answers_and_errors_in_anthropics_shape(d
     asked = dict(model="tiny", max_tokens=40, system="You are terse.", messages=HI)
     plain = messages.create(**asked)
     answer = text_of(plain)
-    assert plain.type == "message" and plain.role == "assistant" and plain.model == "tiny" and plain.id.startswith("msg_")
+    assert (
+        plain.type == "message" and plain.role == "assistant" and plain.model == "tiny" and plain.id.startswith("msg_")
+    )
     assert answer == ANSWER and [b.type for b in plain.content] == ["text"]
     assert (plain.stop_reason, plain.stop_sequence) == ("end_turn", None)
     assert plain.usage.input_tokens > 0 and 0 < plain.usage.output_tokens < 40
@@ -72,11 +74,16 @@ def test_plain_streamed_stopped_and_cut_answers_and_errors_in_anthropics_shape(d
     assert text_of(mapped) == answer and mapped.model == "claude-future-9"
     with pytest.raises(anthropic.NotFoundError) as unknown:
         messages.create(**{**asked, "model": "gpt-4o"})
-    assert unknown.value.body == {"type": "error", "error": {"type": "not_found_error", "message": unknown.value.body[
-        "error"]["message"]}} and "'gpt-4o' is not installed here" in unknown.value.body["error"]["message"]
+    assert (
+        unknown.value.body
+        == {"type": "error", "error": {"type": "not_found_error", "message": unknown.value.body["error"]["message"]}}
+        and "'gpt-4o' is not installed here" in unknown.value.body["error"]["message"]
+    )
     status, _, reply = call(url, "POST", "/v1/messages", {"model": "tiny", "messages": HI})
-    assert status == 400 and reply == {"type": "error", "error": {"type": "invalid_request_error",
-                                                                  "message": "max_tokens: Field required"}}
+    assert status == 400 and reply == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"},
+    }
     with pytest.raises(anthropic.BadRequestError, match="tool_choice"):
         messages.create(tools=[{"name": "f", "input_schema": {"type": "object"}}], tool_choice={"type": "any"}, **asked)
     with pytest.raises(anthropic.UnprocessableEntityError, match="no tool calling"):
@@ -85,8 +92,14 @@ def test_plain_streamed_stopped_and_cut_answers_and_errors_in_anthropics_shape(d
     assert counted.input_tokens == plain.usage.input_tokens
 
 
-TOOLS = [{"name": w["function"]["name"], "description": w["function"]["description"],
-          "input_schema": w["function"]["parameters"]} for w in WEATHER]
+TOOLS = [
+    {
+        "name": w["function"]["name"],
+        "description": w["function"]["description"],
+        "input_schema": w["function"]["parameters"],
+    }
+    for w in WEATHER
+]
 
 
 def test_a_tool_use_round_trip(direct_server, coder_model, mlx_run):
@@ -96,26 +109,42 @@ def test_a_tool_use_round_trip(direct_server, coder_model, mlx_run):
     asked = dict(model="tiny", max_tokens=200, tools=TOOLS)
     reply = messages.create(messages=question, **asked)
     assert reply.stop_reason == "tool_use"
-    assert [b.type for b in reply.content] == ["text", "tool_use", "tool_use"] and reply.content[0].text == "Let me look.\n"
+    assert [b.type for b in reply.content] == ["text", "tool_use", "tool_use"] and reply.content[
+        0
+    ].text == "Let me look.\n"
     calls = reply.content[1:]
     assert [(c.name, c.input) for c in calls] == [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Rome"})]
     with messages.stream(messages=question, **asked) as stream:
         streamed = stream.get_final_message()
-    assert [(b.type, getattr(b, "input", None)) for b in streamed.content] == [(b.type, getattr(b, "input", None))
-                                                                              for b in reply.content]
+    assert [(b.type, getattr(b, "input", None)) for b in streamed.content] == [
+        (b.type, getattr(b, "input", None)) for b in reply.content
+    ]
     assert streamed.stop_reason == "tool_use"
 
     results = [{"type": "tool_result", "tool_use_id": c.id, "content": f"Sunny in {c.input['city']}"} for c in calls]
-    history = question + [{"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]},
-                          {"role": "user", "content": results}]
+    history = question + [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]},
+        {"role": "user", "content": results},
+    ]
     answered = messages.create(messages=history, **asked)
     as_template_takes_it = question + [
-        {"role": "assistant", "content": "Let me look.\n", "tool_calls": [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.input}} for c in calls]},
-        *[{"role": "tool", "tool_call_id": r["tool_use_id"], "content": r["content"]} for r in results]]
-    counted = mlx_run("import json, sys; from mlx_lm import load; t = load(sys.argv[1])[1]; "
-                      "print(len(t.apply_chat_template(json.loads(sys.argv[2]), tools=json.loads(sys.argv[3]), "
-                      "add_generation_prompt=True)))", coder_model, json.dumps(as_template_takes_it), json.dumps(WEATHER))
+        {
+            "role": "assistant",
+            "content": "Let me look.\n",
+            "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.input}} for c in calls
+            ],
+        },
+        *[{"role": "tool", "tool_call_id": r["tool_use_id"], "content": r["content"]} for r in results],
+    ]
+    counted = mlx_run(
+        "import json, sys; from mlx_lm import load; t = load(sys.argv[1])[1]; "
+        "print(len(t.apply_chat_template(json.loads(sys.argv[2]), tools=json.loads(sys.argv[3]), "
+        "add_generation_prompt=True)))",
+        coder_model,
+        json.dumps(as_template_takes_it),
+        json.dumps(WEATHER),
+    )
     assert counted.returncode == 0, counted.stderr
     assert answered.usage.input_tokens + answered.usage.cache_read_input_tokens == int(counted.stdout)
     plain = messages.create(messages=question, tool_choice={"type": "none"}, **asked)
@@ -126,8 +155,12 @@ def test_a_tool_use_round_trip(direct_server, coder_model, mlx_run):
 def test_the_real_model_answers_plain_and_streamed(real_server):
     messages = client(real_server.removesuffix("/v1")).messages
     # greedy: the SDK since 2.0 has no sampling parameters (newer Claude models take none), the server reads them
-    asked = dict(model=ALIAS, max_tokens=MAX_TOKENS, extra_body={"temperature": 0},
-                 messages=[{"role": "user", "content": "What is the capital of France?"}])
+    asked = dict(
+        model=ALIAS,
+        max_tokens=MAX_TOKENS,
+        extra_body={"temperature": 0},
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+    )
     reply = messages.create(**asked)
     assert "Paris" in text_of(reply) and reply.stop_reason == "end_turn" and reply.usage.output_tokens < MAX_TOKENS
     with messages.stream(**asked) as stream:
@@ -156,7 +189,10 @@ def test_agent_starts_the_server_then_claude_pointed_at_it(paths, home, tmp_path
         assert "No server is running; starting one" in first.stdout
         seen = variables(first.stdout)
         assert seen["ANTHROPIC_BASE_URL"] == f"http://127.0.0.1:{port}" and seen["ANTHROPIC_AUTH_TOKEN"] == "local"
-        assert seen["ANTHROPIC_API_KEY"] == "" and seen["ANTHROPIC_MODEL"] == seen["ANTHROPIC_SMALL_FAST_MODEL"] == "qwen7b"
+        assert (
+            seen["ANTHROPIC_API_KEY"] == ""
+            and seen["ANTHROPIC_MODEL"] == seen["ANTHROPIC_SMALL_FAST_MODEL"] == "qwen7b"
+        )
         again = invoke("agent", "claude", "--port", str(port), *paths, home=home, PATH=path)  # the running one
         assert again.returncode == 0 and "starting one" not in again.stdout
         assert variables(again.stdout)["ANTHROPIC_MODEL"] == "qwen7b"

@@ -26,12 +26,15 @@ def test_settings_default_and_follow_config_and_the_state_folder(tmp_path):
     assert (s.runs, s.history, s.generation_tokens) == (5, home / "b.jsonl", 256)
 
 
-@pytest.mark.parametrize("flags, words", [
-    ({"runs": "0"}, "--runs must be a whole number of 1 or more"),
-    ({"prompt_tokens": "128,lots"}, "--prompt-tokens must be prompt lengths"),
-    ({"generation_tokens": "1"}, "--generation-tokens must be a whole number of 2 or more"),
-    ({"ollama_url": "localhost:11434"}, "--ollama-url must be a URL"),
-])
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        ({"runs": "0"}, "--runs must be a whole number of 1 or more"),
+        ({"prompt_tokens": "128,lots"}, "--prompt-tokens must be prompt lengths"),
+        ({"generation_tokens": "1"}, "--generation-tokens must be a whole number of 2 or more"),
+        ({"ollama_url": "localhost:11434"}, "--ollama-url must be a URL"),
+    ],
+)
 def test_bad_flags_name_the_flag(tmp_path, flags, words):
     with pytest.raises(MlxTasksError) as caught:
         bench.with_flags(config.resolve({}, home=tmp_path).bench, tmp_path, **flags)
@@ -39,8 +42,9 @@ def test_bad_flags_name_the_flag(tmp_path, flags, words):
 
 
 def test_flags_override_config(tmp_path):
-    s = bench.with_flags(config.resolve({}, home=tmp_path).bench, tmp_path, prompt_tokens="8, 24", runs="2",
-                         generation_tokens=None)
+    s = bench.with_flags(
+        config.resolve({}, home=tmp_path).bench, tmp_path, prompt_tokens="8, 24", runs="2", generation_tokens=None
+    )
     assert (s.prompt_tokens, s.runs, s.generation_tokens) == ((8, 24), 2, 256)
 
 
@@ -52,8 +56,12 @@ def test_unknown_config_key_is_named(tmp_path):
 def test_every_builtin_model_names_its_ollama_twin_and_config_can_set_one():
     assert all(m.ollama for m in catalog.BUILTIN)
     assert {m.alias: m.ollama for m in catalog.BUILTIN[:5]} == {
-        "qwen7b": "qwen2.5-coder:7b", "qwen32b": "qwen2.5-coder:32b", "deepseek": "deepseek-r1:8b-llama-distill-q4_K_M",
-        "phi4": "phi4:14b", "mistral7b": "mistral:7b"}
+        "qwen7b": "qwen2.5-coder:7b",
+        "qwen32b": "qwen2.5-coder:32b",
+        "deepseek": "deepseek-r1:8b-llama-distill-q4_K_M",
+        "phi4": "phi4:14b",
+        "mistral7b": "mistral:7b",
+    }
     models = catalog.load({"mine": {"repo": "me/mine", "size_gb": 1, "ollama": "mine:3b"}})
     assert catalog.find("mine", models).ollama == "mine:3b"
 
@@ -64,7 +72,9 @@ INSTALLED = {"qwen25-coder-7b": int(4.3 * GB), "phi4-14b": int(8.3 * GB), "my-ow
 def test_default_is_every_installed_model_and_too_big_ones_are_skipped_with_why(tmp_path):
     targets, skipped = bench.choose([], catalog.BUILTIN, tmp_path, INSTALLED, budget=int(6 * GB))
     assert [(t.alias, t.path, t.ollama) for t in targets] == [
-        ("qwen7b", tmp_path / "qwen25-coder-7b", "qwen2.5-coder:7b"), ("my-own", tmp_path / "my-own", "")]
+        ("qwen7b", tmp_path / "qwen25-coder-7b", "qwen2.5-coder:7b"),
+        ("my-own", tmp_path / "my-own", ""),
+    ]
     assert [(k.alias, k.fix) for k in skipped] == [("phi4", "invoke bench --model phi4 --force (it may swap or fail)")]
     assert "needs about 9.1 GB of memory and this machine can give it 6.0 GB" in skipped[0].reason
     targets, _ = bench.choose(["phi4"], catalog.BUILTIN, tmp_path, INSTALLED, budget=int(6 * GB), force=True)
@@ -75,26 +85,39 @@ def test_all_names_every_catalogue_model_and_missing_ones_say_how_to_get_them(tm
     targets, skipped = bench.choose(["all"], catalog.BUILTIN, tmp_path, INSTALLED, budget=int(64 * GB))
     assert [t.alias for t in targets] == ["qwen7b", "phi4", "my-own"]
     assert [(k.alias, k.reason, k.fix) for k in skipped] == [
-        (m.alias, "not downloaded", f"invoke models.pull {m.alias}") for m in catalog.BUILTIN
-        if m.alias not in ("qwen7b", "phi4")]
+        (m.alias, "not downloaded", f"invoke models.pull {m.alias}")
+        for m in catalog.BUILTIN
+        if m.alias not in ("qwen7b", "phi4")
+    ]
 
 
 def test_names_may_be_aliases_seed_names_or_folders_and_typos_are_refused(tmp_path):
-    targets, _ = bench.choose(["qwen25-coder-7b", "qwen7b", "my-own"], catalog.BUILTIN, tmp_path, INSTALLED, int(64 * GB))
+    targets, _ = bench.choose(
+        ["qwen25-coder-7b", "qwen7b", "my-own"], catalog.BUILTIN, tmp_path, INSTALLED, int(64 * GB)
+    )
     assert [t.alias for t in targets] == ["qwen7b", "my-own"]
     with pytest.raises(MlxTasksError, match="Did you mean qwen7b"):
         bench.choose(["qwen7"], catalog.BUILTIN, tmp_path, INSTALLED, int(64 * GB))
 
 
 def test_a_run_is_tokens_over_measured_time():
-    run = bench.mlx_run(prompt_tokens=128, generation_tokens=33, first_token_s=0.5, generation_s=2.0, peak_memory_gb=4.1)
+    run = bench.mlx_run(
+        prompt_tokens=128, generation_tokens=33, first_token_s=0.5, generation_s=2.0, peak_memory_gb=4.1
+    )
     assert run["prompt_tps"] == 256.0  # 128 tokens before the first token, in 0.5 s
     assert run["generation_tps"] == 16.0  # the 32 tokens after the first, in 2 s
 
 
 def test_ollama_numbers_come_from_its_counts_and_durations():
-    run = bench.ollama_run({"prompt_eval_count": 120, "prompt_eval_duration": 300_000_000, "eval_count": 64,
-                            "eval_duration": 2_000_000_000, "load_duration": 100_000_000})
+    run = bench.ollama_run(
+        {
+            "prompt_eval_count": 120,
+            "prompt_eval_duration": 300_000_000,
+            "eval_count": 64,
+            "eval_duration": 2_000_000_000,
+            "load_duration": 100_000_000,
+        }
+    )
     assert (run["prompt_tps"], run["generation_tps"], run["first_token_s"]) == (400.0, 32.0, pytest.approx(0.4))
     assert run["peak_memory_gb"] is None
 
@@ -109,9 +132,16 @@ def test_summary_is_median_min_max_and_none_for_what_was_not_measured():
 
 def record(date: str, tps: float, mlx: str = "0.32.4") -> dict:
     run = bench.mlx_run(128, 11, 0.1, 10 / tps, 4.0)
-    return {"schema": bench.SCHEMA, "date": date, "machine": {"chip": "M2", "backend": "metal", "mlx": mlx, "mlx_lm": "0.32.2"},
-            "settings": {}, "results": [{"alias": "qwen7b", "engine": "mlx", "name": "/m", "load_s": 1.0,
-                                         "lengths": bench.by_length({128: [run]})}], "skipped": []}
+    return {
+        "schema": bench.SCHEMA,
+        "date": date,
+        "machine": {"chip": "M2", "backend": "metal", "mlx": mlx, "mlx_lm": "0.32.2"},
+        "settings": {},
+        "results": [
+            {"alias": "qwen7b", "engine": "mlx", "name": "/m", "load_s": 1.0, "lengths": bench.by_length({128: [run]})}
+        ],
+        "skipped": [],
+    }
 
 
 def test_history_appends_lines_reads_them_back_and_shows_the_change(tmp_path):
@@ -166,8 +196,13 @@ def test_the_ollama_client_speaks_tags_and_generate_to_a_real_server():
 def test_the_runtime_spec_is_plain_json(tmp_path):
     targets = [bench.Target("qwen7b", tmp_path / "q", "qwen2.5-coder:7b")]
     spec = bench.spec(targets, config.resolve({}, home=tmp_path).bench)
-    assert json.loads(spec.to_json()) == {"models": [{"alias": "qwen7b", "path": str(tmp_path / "q")}],
-                                            "prompt_tokens": [128, 1024], "generation_tokens": 256, "runs": 3, "warmup": 1}
+    assert json.loads(spec.to_json()) == {
+        "models": [{"alias": "qwen7b", "path": str(tmp_path / "q")}],
+        "prompt_tokens": [128, 1024],
+        "generation_tokens": 256,
+        "runs": 3,
+        "warmup": 1,
+    }
 
 
 def test_every_option_of_the_bench_tasks_has_help():
@@ -180,21 +215,28 @@ def test_every_option_of_the_bench_tasks_has_help():
 
 @pytest.mark.slow
 def test_compare_ollama_adds_its_results_and_says_which_models_it_lacks(tmp_path):
-    settings = bench.with_flags(config.resolve({}, home=tmp_path).bench, tmp_path, prompt_tokens="4", runs="2",
-                                generation_tokens="5")
-    targets = [bench.Target("qwen7b", tmp_path / "q", "qwen2.5-coder:7b"), bench.Target("mistral7b", tmp_path / "m", "mistral:7b")]
+    settings = bench.with_flags(
+        config.resolve({}, home=tmp_path).bench, tmp_path, prompt_tokens="4", runs="2", generation_tokens="5"
+    )
+    targets = [
+        bench.Target("qwen7b", tmp_path / "q", "qwen2.5-coder:7b"),
+        bench.Target("mistral7b", tmp_path / "m", "mistral:7b"),
+    ]
     measured = [{"alias": t.alias, "engine": "mlx", "name": str(t.path), "load_s": 1.0, "lengths": []} for t in targets]
     prompts = {t.alias: {"4": ["Run 1. a b c", "Run 2. a b c"]} for t in targets}
     said = []
     with FakeOllama(["qwen2.5-coder:7b"]) as server:
         output = {"results": list(measured), "skipped": []}
-        found = bench.compare_ollama(output, targets, prompts, bench.with_flags(settings, tmp_path, ollama_url=server.url),
-                                     said.append)
+        found = bench.compare_ollama(
+            output, targets, prompts, bench.with_flags(settings, tmp_path, ollama_url=server.url), said.append
+        )
     assert found == {"engine": "ollama", "url": server.url, "reachable": True, "note": ""}
     twin = output["results"][-1]
     assert (twin["alias"], twin["engine"], twin["name"]) == ("qwen7b", "ollama", "qwen2.5-coder:7b")
     assert [run["prompt_tokens"] for run in twin["lengths"][0]["runs"]] == [5, 5]  # the stand-in counts words
-    assert output["skipped"] == [{"alias": "mistral7b", "reason": "Ollama has no mistral:7b", "fix": "ollama pull mistral:7b"}]
+    assert output["skipped"] == [
+        {"alias": "mistral7b", "reason": "Ollama has no mistral:7b", "fix": "ollama pull mistral:7b"}
+    ]
     assert said[0] == "qwen7b: Ollama qwen2.5-coder:7b: loading"
     timed = [body["prompt"] for path, body in server.requests if path == "/api/generate"][1:]
     assert timed == prompts["qwen7b"]["4"]  # the very texts the MLX runs used

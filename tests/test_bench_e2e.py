@@ -12,8 +12,8 @@ import pytest
 
 from mlxtasks import bench
 
-from .support.helpers import invoke
 from .support.fake_ollama import EVAL_TPS, PROMPT_TPS, FakeOllama
+from .support.helpers import invoke
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +58,11 @@ def test_json_numbers_are_counted_consistent_and_kept_in_the_history(bench_setup
             assert run["prompt_tps"] == pytest.approx(run["prompt_tokens"] / run["first_token_s"])
             assert run["generation_tps"] == pytest.approx((run["generation_tokens"] - 1) / run["generation_s"])
         tps = [run["generation_tps"] for run in entry["runs"]]
-        assert entry["summary"]["generation_tps"] == {"median": statistics.median(tps), "min": min(tps), "max": max(tps)}
+        assert entry["summary"]["generation_tps"] == {
+            "median": statistics.median(tps),
+            "min": min(tps),
+            "max": max(tps),
+        }
     records, bad = bench.read_history(history_file(home))
     assert records == [output] and bad == 0
 
@@ -96,11 +100,17 @@ def test_plot_draws_a_png_and_an_svg(bench_setup, home, tmp_path):
 
 def test_compare_ollama_runs_the_same_prompts_side_by_side(bench_setup, home):
     with FakeOllama(["qwen2.5-coder:7b"]) as server:
-        done = invoke("bench", *SMALL, "--compare", "ollama", "--ollama-url", server.url, "--json", *bench_setup, home=home)
+        done = invoke(
+            "bench", *SMALL, "--compare", "ollama", "--ollama-url", server.url, "--json", *bench_setup, home=home
+        )
     assert done.returncode == 0, done.stderr
     output = json.loads(done.stdout)
     assert output["compare"] == {"engine": "ollama", "url": server.url, "reachable": True, "note": ""}
-    assert [(r["alias"], r["engine"]) for r in output["results"]] == [("qwen7b", "mlx"), ("my-own", "mlx"), ("qwen7b", "ollama")]
+    assert [(r["alias"], r["engine"]) for r in output["results"]] == [
+        ("qwen7b", "mlx"),
+        ("my-own", "mlx"),
+        ("qwen7b", "ollama"),
+    ]
     assert [k["alias"] for k in output["skipped"]] == ["my-own"]
     assert "no Ollama tag" in output["skipped"][0]["reason"]
     twin = output["results"][2]
@@ -121,11 +131,23 @@ def test_compare_with_no_ollama_says_so_in_one_line_and_still_measures(bench_set
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # free once closed: nothing listens there
-    done = invoke("bench", "--model", "qwen7b", *SMALL, "--compare", "ollama", "--ollama-url", f"http://127.0.0.1:{port}",
-                  *bench_setup, home=home)
+    done = invoke(
+        "bench",
+        "--model",
+        "qwen7b",
+        *SMALL,
+        "--compare",
+        "ollama",
+        "--ollama-url",
+        f"http://127.0.0.1:{port}",
+        *bench_setup,
+        home=home,
+    )
     assert done.returncode == 0, done.stderr
     notes = [line for line in done.stdout.splitlines() if "Ollama" in line]
-    assert notes == [f"Ollama is not reachable at http://127.0.0.1:{port} ([Errno 111] Connection refused); MLX numbers only."]
+    assert notes == [
+        f"Ollama is not reachable at http://127.0.0.1:{port} ([Errno 111] Connection refused); MLX numbers only."
+    ]
     assert "qwen7b (MLX, loaded in" in done.stdout
 
 
@@ -136,7 +158,9 @@ def test_missing_models_are_skipped_with_the_fix_and_nothing_to_measure_fails(be
     assert "qwen7b (MLX" in done.stdout and "my-own (MLX" in done.stdout
     done = invoke("bench", "--model", "phi4", *bench_setup, home=home)
     assert done.returncode == 1
-    assert "No model to measure: phi4 is not downloaded." in done.stderr and "Fix: invoke models.pull phi4" in done.stderr
+    assert (
+        "No model to measure: phi4 is not downloaded." in done.stderr and "Fix: invoke models.pull phi4" in done.stderr
+    )
     assert len(bench.read_history(history_file(home))[0]) == 1  # the first run's record only
 
 
@@ -144,7 +168,7 @@ def test_dry_run_shows_the_runtime_command_and_writes_nothing(bench_setup, home)
     done = invoke("bench", "--dry-run", "--model", "qwen7b", "--model", "deepseek", *bench_setup, home=home)
     assert done.returncode == 0, done.stderr
     assert "Would measure: qwen7b" in done.stdout and "Skipped deepseek: not downloaded" in done.stdout
-    assert "-m mlxtasks.runtime.bench --spec '{\"models\": [{\"alias\": \"qwen7b\"" in done.stdout
+    assert '-m mlxtasks.runtime.bench --spec \'{"models": [{"alias": "qwen7b"' in done.stdout
     assert not (home / ".local").exists()
 
 

@@ -4,13 +4,48 @@ from mlxtasks import catalog, hub
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.facts import GB, GIB, HostFacts
 
-
 SEED = {  # the seed's entries as the seed had them: (repo, folder, size, arch, category, also, sampling)
-    "qwen7b": ("mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", "qwen25-coder-7b", 4.28, "qwen2", "code", ("qwen25-coder-7b",), 0.7, 0.8),
-    "qwen32b": ("mlx-community/Qwen2.5-Coder-32B-Instruct-4bit", "qwen25-coder-32b", 18.43, "qwen2", "code", ("qwen25-coder-32b",), 0.7, 0.8),
-    "deepseek": ("mlx-community/DeepSeek-R1-Distill-Llama-8B-4bit", "deepseek-r1-8b", 4.5, "llama", "reasoning", ("deepseek-r1-8b",), 0.6, 0.95),
+    "qwen7b": (
+        "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit",
+        "qwen25-coder-7b",
+        4.28,
+        "qwen2",
+        "code",
+        ("qwen25-coder-7b",),
+        0.7,
+        0.8,
+    ),
+    "qwen32b": (
+        "mlx-community/Qwen2.5-Coder-32B-Instruct-4bit",
+        "qwen25-coder-32b",
+        18.43,
+        "qwen2",
+        "code",
+        ("qwen25-coder-32b",),
+        0.7,
+        0.8,
+    ),
+    "deepseek": (
+        "mlx-community/DeepSeek-R1-Distill-Llama-8B-4bit",
+        "deepseek-r1-8b",
+        4.5,
+        "llama",
+        "reasoning",
+        ("deepseek-r1-8b",),
+        0.6,
+        0.95,
+    ),
     "phi4": ("mlx-community/phi-4-4bit", "phi4-14b", 8.25, "phi3", "math", ("phi4-14b",), 0.6, 0.95),
-    "mistral7b": ("mlx-community/Mistral-7B-Instruct-v0.3-4bit", "mistral-7b", 4.08, "mistral", "general", ("mistral-7b",), 0.7, 0.95),
+    "mistral7b": (
+        "mlx-community/Mistral-7B-Instruct-v0.3-4bit",
+        "mistral-7b",
+        4.08,
+        "mistral",
+        "general",
+        ("mistral-7b",),
+        0.7,
+        0.95,
+    ),
 }
 # The model types of the pinned mlx-lm (0.32.2: mlx_lm/models/*.py, and "mistral" through its remapping).
 PINNED_MODEL_TYPES = {"qwen2", "llama", "phi3", "mistral", "qwen3", "qwen3_moe", "gemma3", "gpt_oss"}
@@ -53,8 +88,9 @@ def test_builtin_entries_are_complete_and_valid():
 
 
 def test_config_overrides_and_adds_entries():
-    models = catalog.load({"qwen7b": {"temperature": 0.2},
-                           "tiny": {"repo": "me/tiny-mlx", "size_gb": 0.5, "category": "code"}})
+    models = catalog.load(
+        {"qwen7b": {"temperature": 0.2}, "tiny": {"repo": "me/tiny-mlx", "size_gb": 0.5, "category": "code"}}
+    )
     assert catalog.find("qwen7b", models).temperature == 0.2
     tiny = catalog.find("tiny", models)
     assert (tiny.folder, tiny.size_gb, tiny.arch) == ("tiny-mlx", 0.5, "unknown")
@@ -95,8 +131,14 @@ def test_unknown_alias_suggests_close_matches():
 
 
 def mac(ram_gib: int) -> HostFacts:
-    return HostFacts(os="darwin", os_version="15.1", machine="arm64", chip="Apple M4", ram_total=ram_gib * GIB,
-                     ram_available=ram_gib * GIB // 2)
+    return HostFacts(
+        os="darwin",
+        os_version="15.1",
+        machine="arm64",
+        chip="Apple M4",
+        ram_total=ram_gib * GIB,
+        ram_available=ram_gib * GIB // 2,
+    )
 
 
 def test_a_16gb_mac_is_refused_qwen32b_with_smaller_models_named():
@@ -131,8 +173,10 @@ def test_every_command_judges_fit_by_one_budget_that_the_wired_limit_moves(tmp_p
     (settings.models / qwen32b.folder).mkdir(parents=True)
     (settings.models / qwen32b.folder / "config.json").write_text("{}")
     verdicts = []
-    for judge in (lambda: hub.check_memory(qwen32b, facts, catalog.BUILTIN),
-                  lambda: serve.choose_model(settings, "qwen32b", facts, force=False)):
+    for judge in (
+        lambda: hub.check_memory(qwen32b, facts, catalog.BUILTIN),
+        lambda: serve.choose_model(settings, "qwen32b", facts, force=False),
+    ):
         try:
             judge()
             verdicts.append(True)
@@ -140,9 +184,15 @@ def test_every_command_judges_fit_by_one_budget_that_the_wired_limit_moves(tmp_p
             verdicts.append(False)
     targets, _ = bench.choose(["qwen32b"], catalog.BUILTIN, settings.models, {qwen32b.folder: int(18.43 * GB)}, budget)
     verdicts.append(bool(targets))
-    answers = {"default_device": "Device(gpu, 0)", "metal_available": True, "matmul_error": 0.0,
-               "device_info": {"device_name": "Apple M4", "max_recommended_working_set_size": 17 * GB}}
-    memory = {r.id: r for r in validate.accelerator_checks("darwin", "metal", answers, (budget, catalog.budget_source(facts)))}
+    answers = {
+        "default_device": "Device(gpu, 0)",
+        "metal_available": True,
+        "matmul_error": 0.0,
+        "device_info": {"device_name": "Apple M4", "max_recommended_working_set_size": 17 * GB},
+    }
+    memory = {
+        r.id: r for r in validate.accelerator_checks("darwin", "metal", answers, (budget, catalog.budget_source(facts)))
+    }
     verdicts.append("qwen32b" in memory["accelerator.memory"].message.split("too big")[0])
     assert verdicts == [fits] * 4
 
@@ -159,13 +209,17 @@ def test_pulling_another_repo_into_a_folder_that_holds_a_model_refuses_even_with
     settings = config.resolve({}, home=tmp_path)
     qwen3 = settings.models / "qwen3-8b"
     qwen3.mkdir(parents=True)
-    (qwen3 / store.MANIFEST).write_text(json.dumps({"repo": "Qwen/Qwen3-8B-MLX-4bit", "alias": "qwen3-8b", "files": {}}))
+    (qwen3 / store.MANIFEST).write_text(
+        json.dumps({"repo": "Qwen/Qwen3-8B-MLX-4bit", "alias": "qwen3-8b", "files": {}})
+    )
     final = hub.final_path(settings.models, hub.resolve(asked, catalog.BUILTIN)[0])
     if final.name != qwen3.name:  # a Mac's disk: the same folder under either spelling
         final.symlink_to(qwen3)
     before = sorted(p.name for p in qwen3.iterdir())
     for force in (False, True):
-        with pytest.raises(MlxTasksError, match=rf"{final} already holds Qwen/Qwen3-8B-MLX-4bit, not {asked} ") as caught:
+        with pytest.raises(
+            MlxTasksError, match=rf"{final} already holds Qwen/Qwen3-8B-MLX-4bit, not {asked} "
+        ) as caught:
             hub.pull(settings, mac(64), asked, force=force)
         assert caught.value.fix.endswith("or remove the other one first: invoke models.rm qwen3-8b")
     assert sorted(p.name for p in qwen3.iterdir()) == before

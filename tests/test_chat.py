@@ -12,8 +12,8 @@ import pexpect
 import psutil
 import pytest
 
-from mlxtasks.errors import MlxTasksError
 from mlxtasks import chat, config, serve
+from mlxtasks.errors import MlxTasksError
 from mlxtasks.protocol import ChatModel, ChatSpec, Sampling
 from mlxtasks.runtime.chat import COMMANDS, DIM, RESET, Output, Session, command, completions, open_block, unfence
 
@@ -26,8 +26,11 @@ class Terminal(io.StringIO):
 
 
 def session():
-    return Session({"qwen7b": ChatModel("/x", Sampling(0.7, 0.8, 100), ("qwen25-coder-7b", "mlx-community/Qwen2.5"))},
-                   "qwen7b", {"max_tokens": 50})
+    return Session(
+        {"qwen7b": ChatModel("/x", Sampling(0.7, 0.8, 100), ("qwen25-coder-7b", "mlx-community/Qwen2.5"))},
+        "qwen7b",
+        {"max_tokens": 50},
+    )
 
 
 def test_thinking_sections_are_dimmed_on_a_terminal_only(monkeypatch):
@@ -48,7 +51,9 @@ def test_commands_change_the_session_and_report(tmp_path, monkeypatch):
     assert s.sampling == {"temp": 0.7, "top_p": 0.8, "max_tokens": 50}  # flags win over the model's defaults
     assert command(s, "/set temp 0.2", said.append) and s.sampling["temp"] == 0.2 and s.overrides["temp"] == 0.2
     command(s, "/set top_p lots", said.append)
-    assert said[-1] == "(top_p must be a number above 0, up to 1, got 'lots'; it stays 0.8)" and s.sampling["top_p"] == 0.8
+    assert (
+        said[-1] == "(top_p must be a number above 0, up to 1, got 'lots'; it stays 0.8)" and s.sampling["top_p"] == 0.8
+    )
     command(s, "/set colour red", said.append)
     assert said[-1].startswith("usage: /set")
     command(s, "/save", said.append)
@@ -97,19 +102,26 @@ def test_one_shots_ask_a_server_only_where_one_runs_on_the_configured_port_and_a
         assert serve.running(s.state) == record and chat.server_url(s) == ""
 
 
-@pytest.mark.parametrize("flag, value, words", [
-    ("--max-tokens", "abc", "--max-tokens must be a whole number from 1 to 1000000, got 'abc'."),
-    ("--max-tokens", "0", "--max-tokens must be a whole number from 1 to 1000000, got '0'."),
-    ("--seed", "-1", "--seed must be a whole number from 0 to 4294967295, got '-1'."),
-    ("--seed", "99999999999999999999", "--seed must be a whole number from 0 to 4294967295, got '99999999999999999999'."),
-    ("--seed", "1.5", "--seed must be a whole number from 0 to 4294967295, got '1.5'."),
-    ("--temp", "nan", "--temp must be a number from 0 to 2, got 'nan'."),
-    ("--temp", "inf", "--temp must be a number from 0 to 2, got 'inf'."),
-    ("--temp", "-1", "--temp must be a number from 0 to 2, got '-1'."),
-    ("--temp", "hot", "--temp must be a number from 0 to 2, got 'hot'."),
-    ("--top-p", "7", "--top-p must be a number above 0, up to 1, got '7'."),
-    ("--top-p", "0", "--top-p must be a number above 0, up to 1, got '0'."),
-])
+@pytest.mark.parametrize(
+    "flag, value, words",
+    [
+        ("--max-tokens", "abc", "--max-tokens must be a whole number from 1 to 1000000, got 'abc'."),
+        ("--max-tokens", "0", "--max-tokens must be a whole number from 1 to 1000000, got '0'."),
+        ("--seed", "-1", "--seed must be a whole number from 0 to 4294967295, got '-1'."),
+        (
+            "--seed",
+            "99999999999999999999",
+            "--seed must be a whole number from 0 to 4294967295, got '99999999999999999999'.",
+        ),
+        ("--seed", "1.5", "--seed must be a whole number from 0 to 4294967295, got '1.5'."),
+        ("--temp", "nan", "--temp must be a number from 0 to 2, got 'nan'."),
+        ("--temp", "inf", "--temp must be a number from 0 to 2, got 'inf'."),
+        ("--temp", "-1", "--temp must be a number from 0 to 2, got '-1'."),
+        ("--temp", "hot", "--temp must be a number from 0 to 2, got 'hot'."),
+        ("--top-p", "7", "--top-p must be a number above 0, up to 1, got '7'."),
+        ("--top-p", "0", "--top-p must be a number above 0, up to 1, got '0'."),
+    ],
+)
 def test_a_sampling_flag_out_of_range_is_one_sentence_before_anything_loads(home, flag, value, words):
     done = invoke("chat.ask", "hi", flag, value, home=home)  # no venv, no model: the flag is named first
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
@@ -125,13 +137,17 @@ def test_a_chat_caps_a_models_answer_budget_at_half_the_context_that_fits_and_sa
     """qwen3-8b on an 8 GB Mac: about 5,700 tokens of context fit, below its max_tokens of 8,192, so every reply
     would push out the whole conversation. A chat caps the reply at half the context, once per model; a one-shot,
     or a max_tokens given by a flag, is left as it is."""
-    models = {"qwen3-8b": ChatModel("/x", Sampling(0.6, 0.95, 8192), (), 5700),
-              "qwen7b": ChatModel("/y", Sampling(0.7, 0.8, 2048), (), 5700)}
+    models = {
+        "qwen3-8b": ChatModel("/x", Sampling(0.6, 0.95, 8192), (), 5700),
+        "qwen7b": ChatModel("/y", Sampling(0.7, 0.8, 2048), (), 5700),
+    }
     chat_ = Session(models, None, {}, server="http://127.0.0.1:9", keeps_history=True)
     chat_.load("qwen3-8b")
     assert chat_.sampling["max_tokens"] == 2850
-    assert chat_.notices == ["(answers are capped at 2,850 tokens, half of the 5,700 tokens of context qwen3-8b has "
-                             "here, so the conversation keeps its earlier turns; /set max_tokens N to change it)"]
+    assert chat_.notices == [
+        "(answers are capped at 2,850 tokens, half of the 5,700 tokens of context qwen3-8b has "
+        "here, so the conversation keeps its earlier turns; /set max_tokens N to change it)"
+    ]
     chat_.load("qwen7b")
     chat_.load("qwen3-8b")
     assert chat_.sampling["max_tokens"] == 2850 and len(chat_.notices) == 1  # qwen7b's 2,048 fits beside its history
@@ -150,8 +166,14 @@ def test_a_slash_command_that_fails_is_one_line_and_the_chat_goes_on(tmp_path):
     spec = tmp_path / "spec.json"
     spec.write_text(ChatSpec({}, None, {}, {}, server="http://127.0.0.1:9").to_json())  # no MLX is imported
     lines = ["/system Be terse.", "/save /no/such/dir/x.md", "/set max_tokens 0", "/save kept.md", "/save new.md", ""]
-    done = subprocess.run([sys.executable, "-m", "mlxtasks.runtime.chat", "--spec", str(spec)], cwd=tmp_path,
-                          input="\n".join(lines), capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "mlxtasks.runtime.chat", "--spec", str(spec)],
+        cwd=tmp_path,
+        input="\n".join(lines),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert "(could not save to /no/such/dir/x.md: No such file or directory; the conversation is kept" in done.stdout
     assert "(max_tokens must be a whole number from 1 to 1000000, got '0'" in done.stdout
@@ -165,8 +187,14 @@ def test_save_onto_an_existing_file_asks_at_a_terminal(tmp_path):
     (tmp_path / "kept.md").write_text("mine\n")
     spec = tmp_path / "spec.json"
     spec.write_text(ChatSpec({}, None, {}, {}, server="http://127.0.0.1:9").to_json())  # no MLX is imported
-    child = pexpect.spawn(sys.executable, ["-m", "mlxtasks.runtime.chat", "--spec", str(spec)], cwd=str(tmp_path),
-                          env={**os.environ, "TERM": "dumb"}, encoding="utf-8", timeout=60)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "mlxtasks.runtime.chat", "--spec", str(spec)],
+        cwd=str(tmp_path),
+        env={**os.environ, "TERM": "dumb"},
+        encoding="utf-8",
+        timeout=60,
+    )
     child.expect(">>> ")
     child.sendline("/save kept.md")
     child.expect(r"kept.md exists. Replace it\? \[y/N\] ")
@@ -181,16 +209,20 @@ def test_save_onto_an_existing_file_asks_at_a_terminal(tmp_path):
     assert (tmp_path / "kept.md").read_text().startswith("# Chat with None")
 
 
-@pytest.mark.parametrize("argv, stdin, words", [
-    (["chat.ask", "-"], b"caf\xe9?\n", "The prompt on stdin is not UTF-8 text: byte 0xe9 at offset 3"),
-    (["chat.ask", b"caf\xe9?"], b"", "The prompt is not UTF-8 text: byte 0xe9 at offset 3"),
-    (["chat.ask", "hi", "--system", b"\xff"], b"", "--system is not UTF-8 text: byte 0xff at offset 0"),
-    (["chat.ask", ""], b"", "The prompt is empty, so there is nothing to answer."),
-    (["chat.ask", "-"], b" \n\n", "The prompt is empty, so there is nothing to answer."),
-])
+@pytest.mark.parametrize(
+    "argv, stdin, words",
+    [
+        (["chat.ask", "-"], b"caf\xe9?\n", "The prompt on stdin is not UTF-8 text: byte 0xe9 at offset 3"),
+        (["chat.ask", b"caf\xe9?"], b"", "The prompt is not UTF-8 text: byte 0xe9 at offset 3"),
+        (["chat.ask", "hi", "--system", b"\xff"], b"", "--system is not UTF-8 text: byte 0xff at offset 0"),
+        (["chat.ask", ""], b"", "The prompt is empty, so there is nothing to answer."),
+        (["chat.ask", "-"], b" \n\n", "The prompt is empty, so there is nothing to answer."),
+    ],
+)
 def test_a_prompt_that_is_not_utf8_or_is_empty_is_refused_before_anything_loads(home, argv, stdin, words):
-    done = subprocess.run([str(BIN / "invoke"), *argv], cwd=ROOT, env=clean_env(home), input=stdin, capture_output=True,
-                          timeout=60)
+    done = subprocess.run(
+        [str(BIN / "invoke"), *argv], cwd=ROOT, env=clean_env(home), input=stdin, capture_output=True, timeout=60
+    )
     err = done.stderr.decode()
     assert done.returncode == 1 and "Traceback" not in err and words in err and "Fix: " in err, err
 

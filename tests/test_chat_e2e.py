@@ -45,9 +45,15 @@ ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 def start(program, args, home, **env):
     """A program of the venv (its mlxtasks: chat from any folder) in a terminal of 40x200. pexpect answers
     no cursor position request as a terminal does, so prompt_toolkit is told not to wait for one."""
-    return pexpect.spawn(str(program), args, cwd=str(home),
-                         env=clean_env(home, PWD=str(home), PROMPT_TOOLKIT_NO_CPR="1", **env), encoding="utf-8",
-                         timeout=120, dimensions=(40, 200))
+    return pexpect.spawn(
+        str(program),
+        args,
+        cwd=str(home),
+        env=clean_env(home, PWD=str(home), PROMPT_TOOLKIT_NO_CPR="1", **env),
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(40, 200),
+    )
 
 
 def spawn(chat_setup, home, *args, model="qwen7b"):
@@ -99,7 +105,8 @@ def test_a_session_streams_replies_and_obeys_its_commands(chat_setup, home):
     assert "saved to" in say(child, "/save talk.md")
     assert "saved to" in say(child, "/save talk.json --json")
     assert "(now mistral7b; the conversation is kept; sampling temp 0.3, top_p 0.95, max_tokens 6)" in say(
-        child, "/model mistral7b")
+        child, "/model mistral7b"
+    )
     assert "unknown command /frob" in say(child, "/frob")
     assert "Tab completes commands" in say(child, "/help")
     assert leave(child) == 0
@@ -174,24 +181,40 @@ def test_tab_completes_commands_and_model_names(chat_setup, home):
 def runtime_spec(chat_setup, tmp_path):
     """A ChatSpec file for the runtime's chat on its own: qwen7b, 3 tokens a reply."""
     path = tmp_path / "spec.json"
-    path.write_text(ChatSpec({"qwen7b": ChatModel(str(chat_setup[1] / "qwen25-coder-7b"), Sampling(0.7, 0.8, 3))},
-                             "qwen7b", {}, {}, history=str(tmp_path / "history")).to_json())
+    path.write_text(
+        ChatSpec(
+            {"qwen7b": ChatModel(str(chat_setup[1] / "qwen25-coder-7b"), Sampling(0.7, 0.8, 3))},
+            "qwen7b",
+            {},
+            {},
+            history=str(tmp_path / "history"),
+        ).to_json()
+    )
     return str(path)
 
 
 # The runtime as in a venv made before the chat needed prompt_toolkit: importing it fails.
-WITHOUT_PROMPT_TOOLKIT = ("import sys; sys.modules['prompt_toolkit'] = None; "
-                          "from mlxtasks.runtime.chat import main; sys.exit(main(sys.argv[1:]))")
+WITHOUT_PROMPT_TOOLKIT = (
+    "import sys; sys.modules['prompt_toolkit'] = None; "
+    "from mlxtasks.runtime.chat import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 @pytest.mark.parametrize("terminal", ["TERM=dumb", "no prompt_toolkit"])
 def test_a_terminal_without_the_editor_reads_plain_lines_with_no_escape_codes(chat_setup, home, tmp_path, terminal):
     if terminal == "TERM=dumb":
-        child = start(chat_setup[0] / "bin" / "mlxtasks", ["chat", "qwen7b", *paths(chat_setup), "--max-tokens", "3"],
-                      home, TERM="dumb")
+        child = start(
+            chat_setup[0] / "bin" / "mlxtasks",
+            ["chat", "qwen7b", *paths(chat_setup), "--max-tokens", "3"],
+            home,
+            TERM="dumb",
+        )
     else:
-        child = start(chat_setup[0] / "bin" / "python", ["-c", WITHOUT_PROMPT_TOOLKIT, "--spec",
-                                                          runtime_spec(chat_setup, tmp_path)], home)
+        child = start(
+            chat_setup[0] / "bin" / "python",
+            ["-c", WITHOUT_PROMPT_TOOLKIT, "--spec", runtime_spec(chat_setup, tmp_path)],
+            home,
+        )
         child.expect_exact("(plain line input: prompt_toolkit is not installed; invoke install adds it)")
     child.logfile_read = shown = io.StringIO()
     child.expect_exact(">>> ")
@@ -210,10 +233,21 @@ def test_a_terminal_without_the_editor_reads_plain_lines_with_no_escape_codes(ch
 
 
 def test_the_chat_reads_piped_stdin_line_by_line(chat_setup, home, tmp_path):
-    done = subprocess.run([str(chat_setup[0] / "bin" / "python"), "-m", "mlxtasks.runtime.chat", "--spec",
-                           runtime_spec(chat_setup, tmp_path)], cwd=home, env=clean_env(home),
-                          input='hello\nagain\n"""\nline one\nline two\n"""\n/save piped.json --json\n',
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            str(chat_setup[0] / "bin" / "python"),
+            "-m",
+            "mlxtasks.runtime.chat",
+            "--spec",
+            runtime_spec(chat_setup, tmp_path),
+        ],
+        cwd=home,
+        env=clean_env(home),
+        input='hello\nagain\n"""\nline one\nline two\n"""\n/save piped.json --json\n',
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert done.stdout.startswith("Chatting with qwen7b") and "\x1b" not in done.stdout
     messages = json.loads((home / "piped.json").read_text())["messages"]
@@ -222,19 +256,38 @@ def test_the_chat_reads_piped_stdin_line_by_line(chat_setup, home, tmp_path):
 
 def test_the_first_greedy_reply_is_exactly_mlx_lm_generate(chat_setup, home, mlx_run):
     _, models = chat_setup
-    done = invoke("chat.ask", "How do I sort a list?", "--model", "qwen7b", "--temp", "0", "--max-tokens", "24",
-                  *paths(chat_setup), home=home)
+    done = invoke(
+        "chat.ask",
+        "How do I sort a list?",
+        "--model",
+        "qwen7b",
+        "--temp",
+        "0",
+        "--max-tokens",
+        "24",
+        *paths(chat_setup),
+        home=home,
+    )
     assert done.returncode == 0, done.stderr
-    code = ("import sys; from mlx_lm import load, generate; m, t = load(sys.argv[1]); "
-            "p = t.apply_chat_template([{'role': 'user', 'content': 'How do I sort a list?'}], add_generation_prompt=True); "
-            "sys.stdout.write(generate(m, t, p, max_tokens=24))")
+    code = (
+        "import sys; from mlx_lm import load, generate; m, t = load(sys.argv[1]); "
+        "p = t.apply_chat_template([{'role': 'user', 'content': 'How do I sort a list?'}], add_generation_prompt=True); "
+        "sys.stdout.write(generate(m, t, p, max_tokens=24))"
+    )
     expected = mlx_run(code, str(models / "qwen25-coder-7b")).stdout
     assert done.stdout == expected + "\n"
 
 
 def test_ask_reads_stdin_and_puts_only_the_answer_on_stdout(chat_setup, home):
-    done = subprocess.run([str(BIN / "invoke"), "chat.ask", "-", "--max-tokens", "5", *paths(chat_setup)], cwd=ROOT,
-                          env=clean_env(home), input="what is 2+2?", capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(BIN / "invoke"), "chat.ask", "-", "--max-tokens", "5", *paths(chat_setup)],
+        cwd=ROOT,
+        env=clean_env(home),
+        input="what is 2+2?",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith("\n") and done.stderr == ""
 
@@ -244,15 +297,21 @@ def test_ask_verbose_adds_the_answers_speed_on_stderr_only(chat_setup, home):
     loud = invoke("chat.ask", "hello", "--max-tokens", "5", "--seed", "1", "--verbose", *paths(chat_setup), home=home)
     assert loud.returncode == 0, loud.stderr
     assert loud.stdout == quiet.stdout and quiet.stderr == ""
-    stats = re.fullmatch(r"prompt: (\d+) tokens at [\d.]+ tokens/s; reply: (\d+) tokens at [\d.]+ tokens/s; "
-                         r"first token after [\d.]+ s; peak memory [\d.]+ GB\n", loud.stderr)
+    stats = re.fullmatch(
+        r"prompt: (\d+) tokens at [\d.]+ tokens/s; reply: (\d+) tokens at [\d.]+ tokens/s; "
+        r"first token after [\d.]+ s; peak memory [\d.]+ GB\n",
+        loud.stderr,
+    )
     assert stats and int(stats[1]) > 0 and 0 < int(stats[2]) <= 5
 
 
-@pytest.mark.parametrize("args, sentence", [
-    (["--model", "phi4"], "phi4 is not downloaded."),
-    (["--model", "nope"], "There is no model called 'nope' in the catalogue or the models folder."),
-])
+@pytest.mark.parametrize(
+    "args, sentence",
+    [
+        (["--model", "phi4"], "phi4 is not downloaded."),
+        (["--model", "nope"], "There is no model called 'nope' in the catalogue or the models folder."),
+    ],
+)
 def test_ask_for_a_missing_or_unknown_model_is_one_sentence(chat_setup, home, args, sentence):
     done = invoke("chat.ask", "hi", *args, *paths(chat_setup), home=home)
     assert done.returncode == 1 and sentence in done.stderr and done.stdout == ""
@@ -322,8 +381,15 @@ def test_mlx_lms_working_set_warning_stays_off_stdout_and_is_said_once_on_stderr
 def test_a_prompt_longer_than_the_context_is_refused_before_any_of_it_is_read(chat_setup, home):
     """1 MB on stdin, far over the tiny model's 4096 tokens: refused with both counts, --auto too (no argv limit)."""
     for auto in ([], ["--auto"]):
-        done = subprocess.run([str(BIN / "invoke"), "chat.ask", "-", *auto, *paths(chat_setup)], cwd=ROOT,
-                              env=clean_env(home), input="word " * 200_000, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [str(BIN / "invoke"), "chat.ask", "-", *auto, *paths(chat_setup)],
+            cwd=ROOT,
+            env=clean_env(home),
+            input="word " * 200_000,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         counted = re.search(r"The prompt is (\d+) tokens long, but (\w+)'s context holds 4096 tokens", done.stderr)
         assert done.returncode == 1 and counted and int(counted[1]) > 4096, done.stderr
         assert done.stdout == "" and "Traceback" not in done.stderr and "shorten the prompt" in done.stderr
@@ -336,8 +402,14 @@ def test_a_prompt_that_looks_like_an_option_is_still_a_prompt(chat_setup, home):
 
 def test_ctrl_c_ends_an_answer_at_once_with_130_and_no_traceback(chat_setup, home):
     mlxtasks = str(chat_setup[0] / "bin" / "mlxtasks")
-    child = pexpect.spawn(mlxtasks, ["chat.ask", "tell me everything", "--max-tokens", "100000", "--temp", "1.0",
-                                     *paths(chat_setup)], cwd=str(home), env=clean_env(home), encoding="utf-8", timeout=120)
+    child = pexpect.spawn(
+        mlxtasks,
+        ["chat.ask", "tell me everything", "--max-tokens", "100000", "--temp", "1.0", *paths(chat_setup)],
+        cwd=str(home),
+        env=clean_env(home),
+        encoding="utf-8",
+        timeout=120,
+    )
     child.expect(r"\S")  # the answer has started
     child.sendintr()
     child.expect(pexpect.EOF)
@@ -351,22 +423,46 @@ def test_an_answer_that_cannot_be_written_ends_quietly_or_in_one_sentence(chat_s
     read, write = os.pipe()
     os.close(read)
     with open("/dev/full", "w") as full:
-        done = subprocess.run([str(chat_setup[0] / "bin" / "mlxtasks"), "chat.ask", "tell me a long story",
-                               "--max-tokens", "40", *paths(chat_setup)], cwd=home, env=clean_env(home),
-                              stdin=subprocess.DEVNULL, stdout=write if into.startswith("a pipe") else full,
-                              stderr=subprocess.PIPE, text=True, timeout=300)
+        done = subprocess.run(
+            [
+                str(chat_setup[0] / "bin" / "mlxtasks"),
+                "chat.ask",
+                "tell me a long story",
+                "--max-tokens",
+                "40",
+                *paths(chat_setup),
+            ],
+            cwd=home,
+            env=clean_env(home),
+            stdin=subprocess.DEVNULL,
+            stdout=write if into.startswith("a pipe") else full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
     os.close(write)
     if into.startswith("a pipe"):
         assert (done.returncode, done.stderr) == (141, "")
     else:
-        assert (done.returncode, done.stderr.splitlines()) == (1, [
-            "[error] The output could not be written: No space left on device.",
-            "  Fix: free some space, or send the output to another disk (> FILE)"])
+        assert (done.returncode, done.stderr.splitlines()) == (
+            1,
+            [
+                "[error] The output could not be written: No space left on device.",
+                "  Fix: free some space, or send the output to another disk (> FILE)",
+            ],
+        )
 
 
 def test_a_chat_fed_from_a_pipe_says_it_needs_a_terminal(chat_setup, home):
-    done = subprocess.run([str(BIN / "invoke"), "chat", "qwen7b", *paths(chat_setup)], cwd=ROOT, env=clean_env(home),
-                          input="hi\n", capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(BIN / "invoke"), "chat", "qwen7b", *paths(chat_setup)],
+        cwd=ROOT,
+        env=clean_env(home),
+        input="hi\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 1 and "Chatting" not in done.stdout
     assert "A chat needs a terminal" in done.stderr and "invoke chat.ask - --model qwen7b" in done.stderr
 
@@ -414,7 +510,9 @@ def test_a_model_that_fails_to_load_is_a_sentence_with_the_fix(broken_models, ho
 
 
 def test_a_chat_keeps_its_model_when_another_fails_to_load(broken_models, home):
-    child = start(Path(broken_models[1]) / "bin" / "mlxtasks", ["chat", "qwen7b", *broken_models, "--max-tokens", "3"], home)
+    child = start(
+        Path(broken_models[1]) / "bin" / "mlxtasks", ["chat", "qwen7b", *broken_models, "--max-tokens", "3"], home
+    )
     child.expect_exact(PROMPT)
     said = say(child, "/model mistral7b")
     assert "mistral7b could not be loaded: Model type frobnicator not supported. Still qwen7b." in said
@@ -427,7 +525,9 @@ def test_a_chat_keeps_its_model_when_another_fails_to_load(broken_models, home):
 
 
 def test_a_message_longer_than_the_context_is_refused_and_the_chat_goes_on(broken_models, home):
-    child = start(Path(broken_models[1]) / "bin" / "mlxtasks", ["chat", "qwen32b", *broken_models, "--max-tokens", "3"], home)
+    child = start(
+        Path(broken_models[1]) / "bin" / "mlxtasks", ["chat", "qwen32b", *broken_models, "--max-tokens", "3"], home
+    )
     child.expect_exact(PROMPT)
     assert say(child, "hi").strip()
     refused = say(child, "word " * 100)
@@ -438,6 +538,7 @@ def test_a_message_longer_than_the_context_is_refused_and_the_chat_goes_on(broke
     child.expect(pexpect.EOF)
     messages = json.loads((home / "short.json").read_text())["messages"]
     assert [m["content"] for m in messages if m["role"] == "user"] == ["hi"]
+
 
 # --- with a server running (invoke serve): asked first, unless --local ---
 
@@ -489,8 +590,9 @@ def test_a_model_the_server_does_not_serve_is_loaded_in_process(chat_setup, tiny
     asked = ["chat.ask", "hello there", "--temp", "0", "--max-tokens", "20", "--verbose"]
     others = tmp_path / "models"  # not the server's models folder: deepseek is unknown to it
     shutil.copytree(tiny_model, others / "deepseek-r1-8b")
-    elsewhere = invoke(*asked, "--model", "deepseek", "--venv", str(venv), "--models", str(others), home=server_home,
-                       **env)
+    elsewhere = invoke(
+        *asked, "--model", "deepseek", "--venv", str(venv), "--models", str(others), home=server_home, **env
+    )
     assert elsewhere.returncode == 0, elsewhere.stderr
     assert logged(server_home, missed + 1, 404) == missed + 1  # asked first, refused: model_not_found
     assert "peak memory" in elsewhere.stderr
@@ -502,26 +604,54 @@ def test_a_model_the_server_does_not_serve_is_loaded_in_process(chat_setup, tiny
 def test_ctrl_c_through_the_server_ends_the_answer_with_130_and_the_server_goes_on(chat_setup, tiny_server):
     server_home, port, env = tiny_server
     before = chat_requests(server_home)
-    child = pexpect.spawn(str(chat_setup[0] / "bin" / "mlxtasks"),
-                          ["chat.ask", "tell me everything", "--model", "qwen7b", "--temp", "0", "--max-tokens", "4000",
-                           *paths(chat_setup)], cwd=str(server_home), env=clean_env(server_home, **env), encoding="utf-8",
-                          timeout=120)
+    child = pexpect.spawn(
+        str(chat_setup[0] / "bin" / "mlxtasks"),
+        [
+            "chat.ask",
+            "tell me everything",
+            "--model",
+            "qwen7b",
+            "--temp",
+            "0",
+            "--max-tokens",
+            "4000",
+            *paths(chat_setup),
+        ],
+        cwd=str(server_home),
+        env=clean_env(server_home, **env),
+        encoding="utf-8",
+        timeout=120,
+    )
     child.expect(r"\S")  # the answer has started
     child.sendintr()
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 130 and "Traceback" not in child.before, child.before
     assert logged(server_home, before + 1) == before + 1  # the stream ended when the client left
-    again = invoke("chat.ask", "hi", "--model", "qwen7b", "--max-tokens", "3", "--verbose", *paths(chat_setup),
-                   home=server_home, **env)
+    again = invoke(
+        "chat.ask",
+        "hi",
+        "--model",
+        "qwen7b",
+        "--max-tokens",
+        "3",
+        "--verbose",
+        *paths(chat_setup),
+        home=server_home,
+        **env,
+    )
     assert again.returncode == 0 and "answered by the server" in again.stderr, again.stderr
 
 
 def test_a_chat_session_talks_to_the_server(chat_setup, tiny_server):
     server_home, port, env = tiny_server
     before = chat_requests(server_home)
-    child = start(chat_setup[0] / "bin" / "mlxtasks", ["chat", "qwen7b", *paths(chat_setup), "--max-tokens", "5"],
-                  server_home, **env)
+    child = start(
+        chat_setup[0] / "bin" / "mlxtasks",
+        ["chat", "qwen7b", *paths(chat_setup), "--max-tokens", "5"],
+        server_home,
+        **env,
+    )
     child.expect_exact("Chatting with qwen7b")
     child.expect_exact(PROMPT)
     say(child, "hello there")

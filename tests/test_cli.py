@@ -25,8 +25,10 @@ from mlxtasks.tasks import ns
 from .support.fake_hub import FakeHub
 from .support.helpers import BIN, ROOT, clean_env, invoke, run
 
-FULL_DISK = ["[error] The output could not be written: No space left on device.",
-             "  Fix: free some space, or send the output to another disk (> FILE)"]
+FULL_DISK = [
+    "[error] The output could not be written: No space left on device.",
+    "  Fix: free some space, or send the output to another disk (> FILE)",
+]
 PROGRAMS = ["invoke", "mlxtasks"]
 # Each writes to stdout with no MLX venv; status shows the checkout's tool environment as its venv.
 WRITERS = {
@@ -47,8 +49,16 @@ def user_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def run_into(argv: list[str], home: Path, stdout, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, cwd=ROOT, env={**user_env(home), **env}, stdin=subprocess.DEVNULL, stdout=stdout,
-                          stderr=subprocess.PIPE, text=True, timeout=120)
+    return subprocess.run(
+        argv,
+        cwd=ROOT,
+        env={**user_env(home), **env},
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
 
 
 def reader_gone() -> int:
@@ -82,8 +92,13 @@ def test_mlx_status_into_a_pipe_whose_reader_left_is_quiet_too(home, unbuffered)
     """mlx-status runs `python -m mlxtasks.status`, outside any task."""
     pipe = reader_gone()
     try:
-        done = run_into([str(BIN / "python"), "-m", "mlxtasks.status"], home, pipe, MLX_VENV_PATH=str(ROOT / ".venv"),
-                        **({"PYTHONUNBUFFERED": "1"} if unbuffered else {}))
+        done = run_into(
+            [str(BIN / "python"), "-m", "mlxtasks.status"],
+            home,
+            pipe,
+            MLX_VENV_PATH=str(ROOT / ".venv"),
+            **({"PYTHONUNBUFFERED": "1"} if unbuffered else {}),
+        )
     finally:
         os.close(pipe)
     assert (done.returncode, done.stderr) == (141, "")
@@ -91,8 +106,14 @@ def test_mlx_status_into_a_pipe_whose_reader_left_is_quiet_too(home, unbuffered)
 
 @pytest.mark.parametrize("writer", WRITERS.values(), ids=WRITERS.keys())
 def test_a_real_head_gets_its_bytes_and_the_command_says_nothing(home, writer):
-    done = subprocess.run(["bash", "-c", 'set -o pipefail; "$@" | head -c 20 >/dev/null', "bash", str(BIN / "mlxtasks"),
-                           *writer], cwd=ROOT, env=user_env(home), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", "-c", 'set -o pipefail; "$@" | head -c 20 >/dev/null', "bash", str(BIN / "mlxtasks"), *writer],
+        cwd=ROOT,
+        env=user_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode in (0, 141) and done.stderr == ""  # 0 when all of it fitted in the pipe first
 
 
@@ -112,7 +133,11 @@ def test_every_task_shows_its_help_and_runs_nothing(home):
     with ThreadPoolExecutor(3) as pool:
         answers = list(pool.map(lambda call: asked_for_help(*call, home), calls))
     for (program, name, _), done in zip(calls, answers, strict=True):
-        assert done.stdout.startswith(f"Usage: {program} [--core-opts] {names[name]} "), (name, done.stdout[:200], done.stderr)
+        assert done.stdout.startswith(f"Usage: {program} [--core-opts] {names[name]} "), (
+            name,
+            done.stdout[:200],
+            done.stderr,
+        )
         assert (done.returncode, done.stderr) == (0, ""), name
     assert "chat.ask" in with_positional and "models.search" in with_positional and "agent" in with_positional
     shown = {(program, name): done.stdout for (program, name, _), done in zip(calls, answers, strict=True)}
@@ -129,8 +154,16 @@ def test_a_question_that_is_only_the_word_help_is_still_a_question_with_prompt(h
 def interrupted_while_starting(argv: list[str], home: Path, after: float) -> tuple[int | None, str]:
     """(exit status, stderr) of argv sent a real SIGINT, as a terminal's Ctrl-C is (to its process group),
     `after` seconds in; (None, "") when it had ended before."""
-    child = subprocess.Popen(argv, cwd=home, env=user_env(home), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    child = subprocess.Popen(
+        argv,
+        cwd=home,
+        env=user_env(home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     time.sleep(after)
     if child.poll() is not None:
         child.communicate()
@@ -173,10 +206,16 @@ def test_ctrl_c_while_mlxtasks_imports_is_130_and_silent(home, tmp_path, program
     (tmp_path / "hook").mkdir()
     (tmp_path / "hook" / "sitecustomize.py").write_text(SLOW_IMPORT)
     mark = tmp_path / "importing"
-    child = subprocess.Popen([str(BIN / program), "models.list"], cwd=ROOT,
-                             env=user_env(home, PYTHONPATH=str(tmp_path / "hook"), MARK=str(mark)),
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+    child = subprocess.Popen(
+        [str(BIN / program), "models.list"],
+        cwd=ROOT,
+        env=user_env(home, PYTHONPATH=str(tmp_path / "hook"), MARK=str(mark)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while not mark.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -186,13 +225,17 @@ def test_ctrl_c_while_mlxtasks_imports_is_130_and_silent(home, tmp_path, program
 
 
 def test_a_question_that_starts_with_a_dash_is_told_to_follow_prompt(home):
-    for argv, word, task in [(["chat.ask", "- hi"], "'- hi'", "chat.ask"), (["chat.ask", "-1 plus 1"], "'-1 plus 1'", "chat.ask"),
-                             (["cluster.ask", "qwen7b", "- hi"], "'- hi'", "cluster.ask")]:
+    for argv, word, task in [
+        (["chat.ask", "- hi"], "'- hi'", "chat.ask"),
+        (["chat.ask", "-1 plus 1"], "'-1 plus 1'", "chat.ask"),
+        (["cluster.ask", "qwen7b", "- hi"], "'- hi'", "cluster.ask"),
+    ]:
         done = run_into([str(BIN / "mlxtasks"), *argv], home, subprocess.PIPE)
         assert done.returncode == 1 and done.stdout == ""
         assert done.stderr.splitlines() == [
             f"[error] {word} is not an option of {task}; a question that starts with '-' has to follow --prompt=.",
-            f"  Fix: --prompt={word} in place of {word}"]
+            f"  Fix: --prompt={word} in place of {word}",
+        ]
     answered = run_into([str(BIN / "mlxtasks"), "chat.ask", "--prompt=- hi"], home, subprocess.PIPE)
     assert answered.stderr.startswith("[error] qwen7b is not downloaded.")  # past the parser, to the model
 
@@ -221,7 +264,8 @@ def test_uninstall_without_a_terminal_refuses_before_it_changes_anything(home):
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.splitlines() == [
         f"[error] Deleting the venv {home / 'venv-mlx'} needs a yes, and there is no terminal to ask; nothing was changed.",
-        "  Fix: invoke uninstall --yes"]
+        "  Fix: invoke uninstall --yes",
+    ]
     assert (home / ".bashrc").read_bytes() == bashrc and (home / "venv-mlx" / "pyvenv.cfg").exists()
 
 
@@ -253,8 +297,17 @@ def stand_in_agents(home: Path, tmp_path: Path) -> Iterator[Path]:
     server = subprocess.Popen(["sleep", "300"])
     state = config.resolve({}, home=home).state
     state.mkdir(parents=True)
-    (state / "serve.json").write_text(json.dumps({"pid": server.pid, "alias": "qwen7b", "host": "127.0.0.1", "port": 8080,
-                                                  "started": psutil.Process(server.pid).create_time()}))
+    (state / "serve.json").write_text(
+        json.dumps(
+            {
+                "pid": server.pid,
+                "alias": "qwen7b",
+                "host": "127.0.0.1",
+                "port": 8080,
+                "started": psutil.Process(server.pid).create_time(),
+            }
+        )
+    )
     yield folder
     server.kill()
     server.wait()
@@ -269,7 +322,7 @@ def test_an_agent_gets_its_own_arguments_as_typed(home, stand_in_agents, program
     done = run([str(BIN / program), "agent", "codex", "--model", "qwen7b", *between, *AGENT_WORDS], home, PATH=path)
     assert done.returncode == 0, done.stderr
     printed = [line[1:-1] for line in done.stdout.splitlines() if line.startswith("[")]
-    assert printed[-len(AGENT_WORDS) - 2:] == ["--model", "qwen7b", *AGENT_WORDS]
+    assert printed[-len(AGENT_WORDS) - 2 :] == ["--model", "qwen7b", *AGENT_WORDS]
     for tool in ("claude", "opencode"):
         done = run([str(BIN / program), "agent", tool, *between, "-p", "Say hi"], home, PATH=path)
         assert [line for line in done.stdout.splitlines() if line.startswith("[")] == ["[-p]", "[Say hi]"], done.stderr
@@ -308,9 +361,17 @@ def served_home(home: Path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _StandInServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     s.state.mkdir(parents=True)
-    (s.state / "serve.json").write_text(json.dumps({"pid": os.getpid(), "alias": "qwen7b", "host": "127.0.0.1",
-                                                    "port": server.server_port,
-                                                    "started": psutil.Process().create_time()}))
+    (s.state / "serve.json").write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "alias": "qwen7b",
+                "host": "127.0.0.1",
+                "port": server.server_port,
+                "started": psutil.Process().create_time(),
+            }
+        )
+    )
     yield home, {"INVOKE_MLX_SERVE_PORT": str(server.server_port)}
     server.shutdown()
 
@@ -342,9 +403,16 @@ def test_ctrl_c_while_a_pulls_download_child_starts_is_one_line_and_130(home, tm
     (repo / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     (repo / "model.safetensors").write_bytes(bytes(1000))
     with FakeHub({"mlx-community/Qwen2.5-Coder-7B-Instruct-4bit": repo}) as stand_in:
-        child = subprocess.Popen([str(BIN / "mlxtasks"), "models.pull", "qwen7b", "--force"], cwd=home,
-                                 env=user_env(home, HF_ENDPOINT=stand_in.url), stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        child = subprocess.Popen(
+            [str(BIN / "mlxtasks"), "models.pull", "qwen7b", "--force"],
+            cwd=home,
+            env=user_env(home, HF_ENDPOINT=stand_in.url),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while not any("mlxtasks.download" in " ".join(p.cmdline()) for p in psutil.Process(child.pid).children()):
             assert time.monotonic() < deadline and child.poll() is None, child.communicate()
@@ -353,4 +421,6 @@ def test_ctrl_c_while_a_pulls_download_child_starts_is_one_line_and_130(home, tm
         os.killpg(child.pid, signal.SIGINT)
         _, stderr = child.communicate(timeout=60)
     assert (child.returncode, stderr.splitlines()) == (
-        130, ["[error] Interrupted; run the same command again to resume."])
+        130,
+        ["[error] Interrupted; run the same command again to resume."],
+    )

@@ -11,8 +11,8 @@ import pexpect
 import psutil
 import pytest
 
-from .support.helpers import BIN, ROOT, clean_env, invoke
 from .support.fixtures import TINY_MODEL_SCRIPT
+from .support.helpers import BIN, ROOT, clean_env, invoke
 
 pytestmark = pytest.mark.e2e
 
@@ -35,8 +35,20 @@ def cluster_setup(bootstrapped, tiny_model, mlx_python, tmp_path_factory):
     layers to split in two (tensor parallel), mistral7b the plain tiny one, phi4 a phi3 model."""
     _, shared_home, _ = bootstrapped
     models = tmp_path_factory.mktemp("cluster") / "models"
-    made = subprocess.run([str(mlx_python), str(TINY_MODEL_SCRIPT), str(models / "qwen25-coder-7b"), "--shards", "2",
-                           "--shape", "tiny-wide"], capture_output=True, text=True, timeout=300)
+    made = subprocess.run(
+        [
+            str(mlx_python),
+            str(TINY_MODEL_SCRIPT),
+            str(models / "qwen25-coder-7b"),
+            "--shards",
+            "2",
+            "--shape",
+            "tiny-wide",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert made.returncode == 0, made.stderr
     shutil.copytree(tiny_model, models / "mistral-7b")
     shutil.copytree(tiny_model, models / "phi4-14b")
@@ -64,14 +76,19 @@ def rank_sizes(stderr, kind):
     return {int(rank): int(size) for rank, size in found}
 
 
-@pytest.mark.parametrize("alias, folder, flags, kind", [
-    ("qwen7b", "qwen25-coder-7b", [], "tensor"),
-    ("mistral7b", "mistral-7b", ["--pipeline"], "pipeline"),
-])
-def test_two_local_ranks_give_the_single_process_greedy_answer(cluster_setup, home, mlx_run, alias, folder, flags,
-                                                                kind):
-    done = invoke("cluster.ask", alias, PROMPT, "--local", "2", "--verbose", *flags, *GREEDY, *paths(cluster_setup),
-                  home=home)
+@pytest.mark.parametrize(
+    "alias, folder, flags, kind",
+    [
+        ("qwen7b", "qwen25-coder-7b", [], "tensor"),
+        ("mistral7b", "mistral-7b", ["--pipeline"], "pipeline"),
+    ],
+)
+def test_two_local_ranks_give_the_single_process_greedy_answer(
+    cluster_setup, home, mlx_run, alias, folder, flags, kind
+):
+    done = invoke(
+        "cluster.ask", alias, PROMPT, "--local", "2", "--verbose", *flags, *GREEDY, *paths(cluster_setup), home=home
+    )
     assert done.returncode == 0, done.stderr
     whole, answer = single_process(mlx_run, cluster_setup[1] / folder)
     assert done.stdout == answer + "\n"
@@ -92,10 +109,15 @@ def test_a_hostfile_made_by_init_is_what_the_run_launches(cluster_setup, home):
 
 def test_a_chat_reads_messages_and_commands_and_ends_at_end_of_input(cluster_setup, home):
     mlxtasks = str(cluster_setup[0] / "bin" / "mlxtasks")  # the installed CLI, from any folder
-    done = subprocess.run([mlxtasks, "cluster.chat", "qwen7b", "--local", "2", "--max-tokens", "4",
-                           *paths(cluster_setup)], cwd=home, env=clean_env(home), capture_output=True, text=True,
-                          input="hello\n/set max_tokens 2\n/model qwen7b\nagain\n/save talk.json --json\n",
-                          timeout=300)
+    done = subprocess.run(
+        [mlxtasks, "cluster.chat", "qwen7b", "--local", "2", "--max-tokens", "4", *paths(cluster_setup)],
+        cwd=home,
+        env=clean_env(home),
+        capture_output=True,
+        text=True,
+        input="hello\n/set max_tokens 2\n/model qwen7b\nagain\n/save talk.json --json\n",
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Chatting with qwen7b across 2 ranks")
     assert "(max_tokens = 2)" in done.stdout and "(a cluster chat holds one model;" in done.stdout
@@ -109,7 +131,8 @@ def test_an_architecture_mlx_lm_cannot_shard_is_refused_before_launching(cluster
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.splitlines() == [
         "[error] phi4 (phi3) cannot be split across machines: mlx_lm has no sharded version of that architecture.",
-        "  Fix: use a model that shards, such as qwen7b or qwen32b, or run it on one machine: invoke chat phi4"]
+        "  Fix: use a model that shards, such as qwen7b or qwen32b, or run it on one machine: invoke chat phi4",
+    ]
 
 
 def test_a_prompt_longer_than_the_context_is_refused_in_a_sentence_not_a_traceback(cluster_setup, home):
@@ -129,10 +152,27 @@ def test_a_rank_that_fails_stops_the_run_with_its_host_named(cluster_setup, home
 
 
 def test_a_rank_killed_mid_answer_stops_every_process(cluster_setup, home):
-    run = subprocess.Popen([str(BIN / "invoke"), "cluster.ask", "qwen7b", "tell me everything", "--local", "2",
-                            "--max-tokens", "1000000", "--temp", "1", *paths(cluster_setup)], cwd=ROOT,
-                           env=clean_env(home), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        [
+            str(BIN / "invoke"),
+            "cluster.ask",
+            "qwen7b",
+            "tell me everything",
+            "--local",
+            "2",
+            "--max-tokens",
+            "1000000",
+            "--temp",
+            "1",
+            *paths(cluster_setup),
+        ],
+        cwd=ROOT,
+        env=clean_env(home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert run.stdout.read(1)  # the answer has started: both ranks are generating
         family = psutil.Process(run.pid).children(recursive=True)
@@ -151,8 +191,14 @@ def test_a_rank_killed_mid_answer_stops_every_process(cluster_setup, home):
 def spawn_chat(cluster_setup, home, *args):
     """cluster.chat in a real terminal, at its first prompt."""
     mlxtasks = str(cluster_setup[0] / "bin" / "mlxtasks")
-    child = pexpect.spawn(mlxtasks, ["cluster.chat", "qwen7b", "--local", "2", *args, *paths(cluster_setup)],
-                          cwd=str(home), env=clean_env(home), encoding="utf-8", timeout=120)
+    child = pexpect.spawn(
+        mlxtasks,
+        ["cluster.chat", "qwen7b", "--local", "2", *args, *paths(cluster_setup)],
+        cwd=str(home),
+        env=clean_env(home),
+        encoding="utf-8",
+        timeout=120,
+    )
     child.expect_exact("Chatting with qwen7b across 2 ranks")
     child.expect_exact(">>> ")
     return child

@@ -8,23 +8,49 @@ from mlxtasks.protocol import Support
 KNOWN = Support("0.32.2", "0.32.4", ("gemma3", "llama", "mistral", "qwen2", "qwen3_moe"), ("affine", "mxfp4"))
 
 
-@pytest.mark.parametrize("config_json, pipeline, sentence, fix", [
-    ({"model_type": "brand_new"}, "", "is a brand_new model, and the venv's mlx-lm 0.32.2 has no module", "invoke install --upgrade"),
-    ({"model_type": "idefics3", "vision_config": {}}, "", "is a vision model (idefics3): mlx-lm cannot run it", "mlx-vlm"),
-    ({"model_type": "qwen2", "quantization": {"bits": 4, "mode": "nvfp4"}}, "", "quantized in the nvfp4 mode, which needs a newer mlx than the venv's 0.32.4", "invoke install --upgrade"),
-    ({"model_type": "qwen2"}, "feature-extraction", "is a feature-extraction model, not one that writes text", "invoke models.list"),
-    ({}, "", "names no model_type", "invoke models.list"),
-])
+@pytest.mark.parametrize(
+    "config_json, pipeline, sentence, fix",
+    [
+        (
+            {"model_type": "brand_new"},
+            "",
+            "is a brand_new model, and the venv's mlx-lm 0.32.2 has no module",
+            "invoke install --upgrade",
+        ),
+        (
+            {"model_type": "idefics3", "vision_config": {}},
+            "",
+            "is a vision model (idefics3): mlx-lm cannot run it",
+            "mlx-vlm",
+        ),
+        (
+            {"model_type": "qwen2", "quantization": {"bits": 4, "mode": "nvfp4"}},
+            "",
+            "quantized in the nvfp4 mode, which needs a newer mlx than the venv's 0.32.4",
+            "invoke install --upgrade",
+        ),
+        (
+            {"model_type": "qwen2"},
+            "feature-extraction",
+            "is a feature-extraction model, not one that writes text",
+            "invoke models.list",
+        ),
+        ({}, "", "names no model_type", "invoke models.list"),
+    ],
+)
 def test_what_mlx_lm_cannot_run_is_named_with_its_fix(config_json, pipeline, sentence, fix):
     found = compat.problem("org/x", config_json, KNOWN, pipeline)
     assert found is not None and sentence in found.message and fix in found.fix
 
 
-@pytest.mark.parametrize("config_json", [
-    {"model_type": "qwen2", "quantization": {"group_size": 64, "bits": 4}},  # affine: the default mode
-    {"model_type": "gemma3", "vision_config": {}},  # multimodal, but mlx-lm has a module that runs its text part
-    {"model_type": "mistral", "quantization": {"mode": "mxfp4"}},
-])
+@pytest.mark.parametrize(
+    "config_json",
+    [
+        {"model_type": "qwen2", "quantization": {"group_size": 64, "bits": 4}},  # affine: the default mode
+        {"model_type": "gemma3", "vision_config": {}},  # multimodal, but mlx-lm has a module that runs its text part
+        {"model_type": "mistral", "quantization": {"mode": "mxfp4"}},
+    ],
+)
 def test_what_it_runs_passes(config_json):
     assert compat.problem("org/x", config_json, KNOWN, "text-generation") is None
 

@@ -90,12 +90,15 @@ def test_a_wrong_type_in_a_config_file_is_reported_with_its_key(tmp_path, monkey
         settings(c)
 
 
-@pytest.mark.parametrize("name, value, read, expected", [
-    ("INVOKE_MLX_SERVE_PORT", "9000", "serve_port", 9000),
-    ("INVOKE_MLX_MIN_DISK_GB", "2.5", "min_disk_gb", 2.5),
-    ("INVOKE_MLX_PACKAGES", "mlx numpy", "packages", ("mlx", "numpy")),
-    ("INVOKE_MLX_VENV", "/opt/mlx", "venv", Path("/opt/mlx")),
-])
+@pytest.mark.parametrize(
+    "name, value, read, expected",
+    [
+        ("INVOKE_MLX_SERVE_PORT", "9000", "serve_port", 9000),
+        ("INVOKE_MLX_MIN_DISK_GB", "2.5", "min_disk_gb", 2.5),
+        ("INVOKE_MLX_PACKAGES", "mlx numpy", "packages", ("mlx", "numpy")),
+        ("INVOKE_MLX_VENV", "/opt/mlx", "venv", Path("/opt/mlx")),
+    ],
+)
 def test_environment_variables_set_settings(tmp_path, name, value, read, expected):
     assert getattr(config.resolve({"venv": "~/file"}, home=tmp_path, environ={name: value}), read) == expected
 
@@ -105,20 +108,56 @@ def test_environment_variables_set_bench_keys(tmp_path):
     assert s.bench.runs == 7
 
 
-@pytest.mark.parametrize("name, value, read, words", [
-    ("INVOKE_MLX_SERVE_PORT", "abc", "serve_port", "INVOKE_MLX_SERVE_PORT must be a port number from 1 to 65535, got 'abc'."),
-    ("INVOKE_MLX_SERVE_PORT", "-1", "serve_port", "INVOKE_MLX_SERVE_PORT must be a port number from 1 to 65535, got '-1'."),
-    ("INVOKE_MLX_SERVE_PORT", "0", "serve_port", "INVOKE_MLX_SERVE_PORT must be a port number from 1 to 65535, got '0'."),
-    ("INVOKE_MLX_PULL_STALL_TIMEOUT_S", "0", "pull_stall_timeout_s",
-     "INVOKE_MLX_PULL_STALL_TIMEOUT_S must be a number above 0, up to 3600, got '0'."),
-    ("INVOKE_MLX_RETRY_DELAY_S", "soon", "retry_delay_s", "INVOKE_MLX_RETRY_DELAY_S must be a number, got 'soon'."),
-    ("INVOKE_MLX_BENCH_RUNS", "2.5", "bench", "INVOKE_MLX_BENCH_RUNS must be a whole number of 1 or more, got '2.5'."),
-    ("INVOKE_MLX_VNEV", "/x", "venv", "INVOKE_MLX_VNEV names no setting of mlxtasks."),
-    ("INVOKE_MLX_BENCH_FOO", "1", "bench", "INVOKE_MLX_BENCH_FOO names no setting of bench."),
-    ("INVOKE_MLX_PACKAGES", "numpy;", "packages",
-     "INVOKE_MLX_PACKAGES has an entry that is not a package requirement: 'numpy;'."),
-    ("INVOKE_MLX_CATALOG", "x", "catalog", "INVOKE_MLX_CATALOG cannot set catalog, a section that only a config file can hold."),
-])
+@pytest.mark.parametrize(
+    "name, value, read, words",
+    [
+        (
+            "INVOKE_MLX_SERVE_PORT",
+            "abc",
+            "serve_port",
+            "INVOKE_MLX_SERVE_PORT must be a port number from 1 to 65535, got 'abc'.",
+        ),
+        (
+            "INVOKE_MLX_SERVE_PORT",
+            "-1",
+            "serve_port",
+            "INVOKE_MLX_SERVE_PORT must be a port number from 1 to 65535, got '-1'.",
+        ),
+        (
+            "INVOKE_MLX_SERVE_PORT",
+            "0",
+            "serve_port",
+            "INVOKE_MLX_SERVE_PORT must be a port number from 1 to 65535, got '0'.",
+        ),
+        (
+            "INVOKE_MLX_PULL_STALL_TIMEOUT_S",
+            "0",
+            "pull_stall_timeout_s",
+            "INVOKE_MLX_PULL_STALL_TIMEOUT_S must be a number above 0, up to 3600, got '0'.",
+        ),
+        ("INVOKE_MLX_RETRY_DELAY_S", "soon", "retry_delay_s", "INVOKE_MLX_RETRY_DELAY_S must be a number, got 'soon'."),
+        (
+            "INVOKE_MLX_BENCH_RUNS",
+            "2.5",
+            "bench",
+            "INVOKE_MLX_BENCH_RUNS must be a whole number of 1 or more, got '2.5'.",
+        ),
+        ("INVOKE_MLX_VNEV", "/x", "venv", "INVOKE_MLX_VNEV names no setting of mlxtasks."),
+        ("INVOKE_MLX_BENCH_FOO", "1", "bench", "INVOKE_MLX_BENCH_FOO names no setting of bench."),
+        (
+            "INVOKE_MLX_PACKAGES",
+            "numpy;",
+            "packages",
+            "INVOKE_MLX_PACKAGES has an entry that is not a package requirement: 'numpy;'.",
+        ),
+        (
+            "INVOKE_MLX_CATALOG",
+            "x",
+            "catalog",
+            "INVOKE_MLX_CATALOG cannot set catalog, a section that only a config file can hold.",
+        ),
+    ],
+)
 def test_a_bad_environment_value_is_a_sentence_naming_the_variable(tmp_path, name, value, read, words):
     with pytest.raises(MlxTasksError) as caught:
         s = config.resolve({}, home=tmp_path, environ={name: value})
@@ -185,7 +224,10 @@ def test_a_broken_bench_section_leaves_serve_stop_working_from_the_command_line(
     assert invoke("serve.stop", home=home).returncode == 0
     done = invoke("bench.history", home=home)
     assert done.returncode == 1
-    assert done.stderr.splitlines()[0] == "[error] Config key 'mlx.bench.runs' must be a whole number of 1 or more, got 'lots'."
+    assert (
+        done.stderr.splitlines()[0]
+        == "[error] Config key 'mlx.bench.runs' must be a whole number of 1 or more, got 'lots'."
+    )
 
 
 # Invoke itself parses ~/.invoke.yaml (and merges a top level that is no mapping) before it loads any
@@ -217,9 +259,16 @@ def test_xdg_config_home_has_one_rule_for_every_file_that_follows_it(tmp_path, m
 
     home = tmp_path / "home"
     monkeypatch.setattr(service.platform, "system", lambda: "Linux")  # the systemd unit, on a Mac too
-    for value, base in [("", home / ".config"), ("relative/x", home / ".config"), (str(tmp_path / "xdg"), tmp_path / "xdg")]:
+    for value, base in [
+        ("", home / ".config"),
+        ("relative/x", home / ".config"),
+        (str(tmp_path / "xdg"), tmp_path / "xdg"),
+    ]:
         monkeypatch.setenv("XDG_CONFIG_HOME", value)
         assert config.config_home(home) == base
         assert config.config_dir(home) == base / "mlxtasks"
-        assert shellblock.rc_target("fish", "linux", home, {"XDG_CONFIG_HOME": value}).path == base / "fish" / "conf.d" / "mlxtasks.fish"
+        assert (
+            shellblock.rc_target("fish", "linux", home, {"XDG_CONFIG_HOME": value}).path
+            == base / "fish" / "conf.d" / "mlxtasks.fish"
+        )
         assert service.local_target(home).path == base / "systemd" / "user" / service.UNIT

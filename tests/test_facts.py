@@ -8,8 +8,15 @@ GIB = 2**30
 
 
 def facts(**changes) -> HostFacts:
-    base = dict(os="linux", os_version="Debian 12", machine="x86_64", chip="cpu", ram_total=32 * GIB,
-                ram_available=30 * GIB, glibc=(2, 36))
+    base = dict(
+        os="linux",
+        os_version="Debian 12",
+        machine="x86_64",
+        chip="cpu",
+        ram_total=32 * GIB,
+        ram_available=30 * GIB,
+        glibc=(2, 36),
+    )
     return HostFacts(**{**base, **changes})
 
 
@@ -66,8 +73,11 @@ def test_the_mac_readings_use_full_paths_and_read_the_wired_limit(monkeypatch):
     """Only the reading is given here, as a Mac would answer; cron's and launchd's PATH lack /usr/sbin."""
     from mlxtasks import facts as module
 
-    answers = {("/usr/sbin/sysctl", "-n", "iogpu.wired_limit_mb"): "24576", ("/usr/sbin/sysctl", "-n", "hw.optional.arm64"): "1",
-               ("/usr/bin/sw_vers", "-productVersion"): "26.1"}
+    answers = {
+        ("/usr/sbin/sysctl", "-n", "iogpu.wired_limit_mb"): "24576",
+        ("/usr/sbin/sysctl", "-n", "hw.optional.arm64"): "1",
+        ("/usr/bin/sw_vers", "-productVersion"): "26.1",
+    }
     monkeypatch.setattr(module, "_command_output", lambda argv: answers.get(tuple(argv)))
     assert module._wired_limit_mb("darwin") == 24576
     assert module._hardware_machine("darwin") == "arm64"

@@ -12,14 +12,18 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from .support.helpers import ROOT, clean_env, invoke
 from .support.fake_hub import FakeHub
 from .support.fixtures import QWEN7B_REPO
+from .support.helpers import ROOT, clean_env, invoke
 
 pytestmark = pytest.mark.e2e
 
-FAST = {"HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-        "INVOKE_MLX_RETRY_DELAY_S": "0"}
+FAST = {
+    "HF_HUB_ETAG_TIMEOUT": "2",
+    "HF_HUB_DOWNLOAD_TIMEOUT": "2",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "INVOKE_MLX_RETRY_DELAY_S": "0",
+}
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -66,8 +70,9 @@ def tmpfs():
         if os.geteuid() != 0:
             pytest.skip("needs root to mount a small tmpfs (mount -t tmpfs)")
         path.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+        )
         if done.returncode:
             pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
         mounted.append(path)
@@ -163,13 +168,19 @@ def test_the_tasks_that_run_mlx_keep_the_venv_given_in_their_fix(home, tmp_path,
     (home / "workspace" / "mlx" / "qwen25-coder-7b").mkdir(parents=True)
     (home / "workspace" / "mlx" / "qwen25-coder-7b" / "config.json").write_text("{}")
     missing = tmp_path / "my venv"
-    refused(invoke(*task, "--venv", str(missing), home=home), f"There is no venv at {missing}.",
-            f"invoke setup --venv {shlex.quote(str(missing))}")
+    refused(
+        invoke(*task, "--venv", str(missing), home=home),
+        f"There is no venv at {missing}.",
+        f"invoke setup --venv {shlex.quote(str(missing))}",
+    )
     broken = make_venv(tmp_path / "broken")
     (broken / "bin" / "python").unlink()
     before = files(broken)
-    refused(invoke(*task, "--venv", str(broken), home=home), f"The venv {broken} is broken",
-            f"invoke venv --force --venv {broken}, then invoke install --venv {broken}")
+    refused(
+        invoke(*task, "--venv", str(broken), home=home),
+        f"The venv {broken} is broken",
+        f"invoke venv --force --venv {broken}, then invoke install --venv {broken}",
+    )
     assert files(broken) == before
 
 
@@ -178,8 +189,11 @@ def test_a_broken_venv_keeps_the_venv_given_and_a_new_one_says_it_needs_install(
     (broken / "bin" / "python").unlink()
     (broken / "notes.txt").write_text("mine\n")
     before = files(broken)
-    refused(invoke("venv", "--venv", str(broken), home=home), "is broken",
-            f"recreate it: invoke venv --force --venv {broken}, then invoke install --venv {broken}")
+    refused(
+        invoke("venv", "--venv", str(broken), home=home),
+        "is broken",
+        f"recreate it: invoke venv --force --venv {broken}, then invoke install --venv {broken}",
+    )
     assert files(broken) == before
     made = invoke("venv", "--venv", str(tmp_path / "new"), home=home)
     assert made.returncode == 0, made.stderr
@@ -196,8 +210,9 @@ def test_a_model_command_whose_venv_lost_its_python_says_to_run_setup(home, tmp_
     (venv / "bin" / "python").symlink_to(tmp_path / "removed-python3")
     status = "$status" if shell == "fish" else "$?"
     script = f"mlx-qwen7b hello; echo rc={status}; mlx-activate"
-    output = pexpect.run(f"{shell} -i -c {shlex.quote(script)}", env=clean_env(home, TERM="dumb"), encoding="utf-8",
-                         timeout=60)
+    output = pexpect.run(
+        f"{shell} -i -c {shlex.quote(script)}", env=clean_env(home, TERM="dumb"), encoding="utf-8", timeout=60
+    )
     lost = f"mlx: the venv {venv} has lost its Python (removed or upgraded); run: sh {ROOT / 'bootstrap.sh'}"
     assert output.count(lost) == 2, output
     assert "rc=1" in output and "cannot execute" not in output and "bad interpreter" not in output
@@ -216,12 +231,18 @@ def a_model(models: Path, folder: str, manifest: dict | None = None, header: dic
     return path
 
 
-@pytest.mark.parametrize("task", [["models.list"], ["models.info", "damaged"], ["models.verify"],
-                                  ["chat.route", "write a python function"]])
-@pytest.mark.parametrize("manifest, header", [
-    ([1, 2], None), ({"files": ["a"]}, None), ({"size": "big", "pulled": "monday"}, None),
-    (None, {"w": {"dtype": "U8", "shape": [4]}}),
-])
+@pytest.mark.parametrize(
+    "task", [["models.list"], ["models.info", "damaged"], ["models.verify"], ["chat.route", "write a python function"]]
+)
+@pytest.mark.parametrize(
+    "manifest, header",
+    [
+        ([1, 2], None),
+        ({"files": ["a"]}, None),
+        ({"size": "big", "pulled": "monday"}, None),
+        (None, {"w": {"dtype": "U8", "shape": [4]}}),
+    ],
+)
 def test_a_damaged_manifest_or_safetensors_header_is_no_traceback(home, task, manifest, header):
     models = home / "workspace" / "mlx"
     a_model(models, "damaged", manifest, header)
@@ -244,11 +265,14 @@ def test_a_manifest_naming_a_catalogue_alias_does_not_take_it(home):
     assert (models / "Evil" / "config.json").exists()
 
 
-@pytest.mark.parametrize("config, sentence", [
-    ("mlx:\n  catalog:\n    \"ab\\n\": {repo: a/b, size_gb: 1}\n", "mlx.catalog.ab"),
-    ("mlx: {retry_delay_s: .nan}\n", "Config key 'mlx.retry_delay_s' must be a number from 0 to 300"),
-    ("mlx: {retry_delay_s: 1e308}\n", "Config key 'mlx.retry_delay_s' must be a number from 0 to 300"),
-])
+@pytest.mark.parametrize(
+    "config, sentence",
+    [
+        ('mlx:\n  catalog:\n    "ab\\n": {repo: a/b, size_gb: 1}\n', "mlx.catalog.ab"),
+        ("mlx: {retry_delay_s: .nan}\n", "Config key 'mlx.retry_delay_s' must be a number from 0 to 300"),
+        ("mlx: {retry_delay_s: 1e308}\n", "Config key 'mlx.retry_delay_s' must be a number from 0 to 300"),
+    ],
+)
 def test_a_bad_value_in_the_config_file_is_refused_by_shell_and_pull(home, config, sentence):
     (home / ".invoke.yaml").write_text(config)
     before = files(home)
@@ -263,13 +287,16 @@ def test_a_repo_id_with_a_newline_is_not_a_repo_id(home):
 
 
 def test_a_cluster_host_that_ssh_would_read_as_an_option_is_refused(home):
-    refused(invoke("cluster.init", "--hosts", "mac1=10.0.0.1,-oProxyCommand=touch /tmp/x=10.0.0.2", home=home),
-            "'-oProxyCommand' is not a host name", "cluster.init --hosts")
+    refused(
+        invoke("cluster.init", "--hosts", "mac1=10.0.0.1,-oProxyCommand=touch /tmp/x=10.0.0.2", home=home),
+        "'-oProxyCommand' is not a host name",
+        "cluster.init --hosts",
+    )
     assert files(home) == {}
 
 
 def test_a_venv_in_a_folder_named_with_quotes_and_parentheses_is_made_and_then_healthy(home):
-    path = home / "it's \"my\" (venv)"
+    path = home / 'it\'s "my" (venv)'
     made = invoke("venv", "--venv", str(path), "--installer", "uv", home=home, timeout=300)
     assert made.returncode == 0 and "Traceback" not in made.stderr, made.stdout + made.stderr
     again = invoke("venv", "--venv", str(path), home=home, timeout=300)

@@ -8,19 +8,59 @@ from mlxtasks.facts import GB
 
 from .support.helpers import ROOT
 
-LLAMA2_7B = {"model_type": "llama", "num_hidden_layers": 32, "num_attention_heads": 32, "hidden_size": 4096,
-             "max_position_embeddings": 4096}  # every head has its own keys and values
-QWEN25_7B = {"model_type": "qwen2", "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
-             "hidden_size": 3584, "max_position_embeddings": 32768}
-QWEN3_30B_A3B = {"model_type": "qwen3_moe", "num_hidden_layers": 48, "num_attention_heads": 32, "num_key_value_heads": 4,
-                 "head_dim": 128, "hidden_size": 2048, "num_experts": 128, "num_experts_per_tok": 8,
-                 "moe_intermediate_size": 768, "vocab_size": 151936, "max_position_embeddings": 262144}
-GPT_OSS_20B = {"model_type": "gpt_oss", "num_hidden_layers": 24, "num_attention_heads": 64, "num_key_value_heads": 8,
-               "head_dim": 64, "hidden_size": 2880, "sliding_window": 128, "max_position_embeddings": 131072,
-               "layer_types": ["sliding_attention", "full_attention"] * 12}
-GEMMA3 = {"model_type": "gemma3", "vision_config": {}, "text_config": {
-    "num_hidden_layers": 62, "num_attention_heads": 32, "num_key_value_heads": 16, "head_dim": 128, "hidden_size": 5376,
-    "sliding_window": 1024, "sliding_window_pattern": 6, "max_position_embeddings": 131072}}
+LLAMA2_7B = {
+    "model_type": "llama",
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "hidden_size": 4096,
+    "max_position_embeddings": 4096,
+}  # every head has its own keys and values
+QWEN25_7B = {
+    "model_type": "qwen2",
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "hidden_size": 3584,
+    "max_position_embeddings": 32768,
+}
+QWEN3_30B_A3B = {
+    "model_type": "qwen3_moe",
+    "num_hidden_layers": 48,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 4,
+    "head_dim": 128,
+    "hidden_size": 2048,
+    "num_experts": 128,
+    "num_experts_per_tok": 8,
+    "moe_intermediate_size": 768,
+    "vocab_size": 151936,
+    "max_position_embeddings": 262144,
+}
+GPT_OSS_20B = {
+    "model_type": "gpt_oss",
+    "num_hidden_layers": 24,
+    "num_attention_heads": 64,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "hidden_size": 2880,
+    "sliding_window": 128,
+    "max_position_embeddings": 131072,
+    "layer_types": ["sliding_attention", "full_attention"] * 12,
+}
+GEMMA3 = {
+    "model_type": "gemma3",
+    "vision_config": {},
+    "text_config": {
+        "num_hidden_layers": 62,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 16,
+        "head_dim": 128,
+        "hidden_size": 5376,
+        "sliding_window": 1024,
+        "sliding_window_pattern": 6,
+        "max_position_embeddings": 131072,
+    },
+}
 
 
 def test_a_dense_model_keeps_keys_and_values_for_every_head():
@@ -84,8 +124,9 @@ def test_a_chat_asking_for_more_context_than_fits_is_capped_and_told_so(tmp_path
     budget = fit.need(store.size_on_disk(folder), shape, 8192)
     models, notes = chat.installed(s, budget)
     assert models["qwen7b"].context == 8192
-    assert notes["qwen7b"] == ("(the context is capped at 8192 tokens: 32768 would not fit in this machine's memory "
-                               "with the model's weights)")
+    assert notes["qwen7b"] == (
+        "(the context is capped at 8192 tokens: 32768 would not fit in this machine's memory with the model's weights)"
+    )
     models, notes = chat.installed(config.resolve({}, home=tmp_path), budget)  # none asked: the largest that fits
     assert models["qwen7b"].context == 8192 and notes["qwen7b"] == ""
     models, _ = chat.installed(config.resolve({}, home=tmp_path, context=2000), budget)
@@ -94,6 +135,8 @@ def test_a_chat_asking_for_more_context_than_fits_is_capped_and_told_so(tmp_path
 
 def test_setup_md_states_the_rule_fit_py_applies():
     text = " ".join((ROOT / "docs" / "setup.md").read_text().split())
-    assert (f"its weights plus {fit.OVERHEAD_FRACTION:.0%} and {fit.OVERHEAD_BYTES / 1e9:.1f} GB of overhead, plus its KV "
-            f"cache at the context it runs with (at least {fit.MIN_CONTEXT:,} tokens") in text
+    assert (
+        f"its weights plus {fit.OVERHEAD_FRACTION:.0%} and {fit.OVERHEAD_BYTES / 1e9:.1f} GB of overhead, plus its KV "
+        f"cache at the context it runs with (at least {fit.MIN_CONTEXT:,} tokens"
+    ) in text
     assert f"a model whose shape is unknown needs its weights plus {fit.UNKNOWN_HEADROOM - 1:.0%}" in text

@@ -81,7 +81,17 @@ def test_validate_deep_on_cuda_says_kernels_compile_before_loading_models(bootst
     _, shared_home, _ = bootstrapped
     models = tmp_path / "models"
     shutil.copytree(tiny_model, models / "qwen25-coder-7b")
-    done = invoke("validate", "--only", "models", "--deep", "--venv", str(shared_home / "venv-mlx"),
-                  "--models", str(models), home=home, INVOKE_MLX_BACKEND="cuda13")
+    done = invoke(
+        "validate",
+        "--only",
+        "models",
+        "--deep",
+        "--venv",
+        str(shared_home / "venv-mlx"),
+        "--models",
+        str(models),
+        home=home,
+        INVOKE_MLX_BACKEND="cuda13",
+    )
     assert COMPILING in done.stderr.splitlines()
     assert "load and generate" in done.stdout

@@ -31,8 +31,15 @@ def test_a_fifo_at_invoke_yaml_is_refused_by_the_mlxtasks_command(home):
     refused(done, f"{home / '.invoke.yaml'} is not a regular file but a FIFO (named pipe), so it was not read.")
 
 
-@pytest.mark.parametrize("name, argv", [("bench.jsonl", ["bench.history"]), ("serve.json", ["serve.status"]),
-                                        ("serve.log", ["serve.logs"]), ("created-rc-files", ["shell.install"])])
+@pytest.mark.parametrize(
+    "name, argv",
+    [
+        ("bench.jsonl", ["bench.history"]),
+        ("serve.json", ["serve.status"]),
+        ("serve.log", ["serve.logs"]),
+        ("created-rc-files", ["shell.install"]),
+    ],
+)
 def test_a_fifo_at_a_state_file_is_refused_instead_of_waited_on(home, name, argv):
     os.mkfifo(state(home) / name)
     refused(invoke(*argv, home=home, timeout=60), f"{state(home) / name} is not a regular file but a FIFO")
@@ -48,7 +55,9 @@ def test_a_fifo_at_the_cluster_hostfile_is_refused(home):
     folder = home / ".config" / "mlxtasks"
     folder.mkdir(parents=True)
     os.mkfifo(folder / "hostfile.json")
-    refused(invoke("cluster.check", home=home, timeout=60), f"{folder / 'hostfile.json'} is not a regular file but a FIFO")
+    refused(
+        invoke("cluster.check", home=home, timeout=60), f"{folder / 'hostfile.json'} is not a regular file but a FIFO"
+    )
 
 
 def test_appending_to_a_fifo_history_is_refused_without_a_reader(tmp_path):
@@ -57,9 +66,13 @@ def test_appending_to_a_fifo_history_is_refused_without_a_reader(tmp_path):
         bench.append_history(tmp_path / "bench.jsonl", {"schema": 1})
 
 
-DAMAGED = [b"caf\xe9 not utf-8\n", b'{"schema":1}\n', b'{"schema":1,"date":"x","machine":{},"results":[{"alias":3}]}\n',
-           b'{"schema":1,"date":"x","machine":{},"results":[{"alias":"a","engine":"mlx","lengths":[{"prompt_tokens":1,'
-           b'"summary":{"generation_tps":{"median":"fast"},"first_token_s":null}}]}]}\n']
+DAMAGED = [
+    b"caf\xe9 not utf-8\n",
+    b'{"schema":1}\n',
+    b'{"schema":1,"date":"x","machine":{},"results":[{"alias":3}]}\n',
+    b'{"schema":1,"date":"x","machine":{},"results":[{"alias":"a","engine":"mlx","lengths":[{"prompt_tokens":1,'
+    b'"summary":{"generation_tps":{"median":"fast"},"first_token_s":null}}]}]}\n',
+]
 
 
 @pytest.mark.parametrize("argv", [["bench.history"], ["models.list"], ["models.info", "qwen7b"]])
@@ -72,14 +85,22 @@ def test_a_damaged_bench_history_is_read_around_and_said_once(home, argv):
     assert said == 1, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("argv, flag, default", [(["serve.logs", "--lines", "abc"], "--lines", "50"),
-                                                 (["models.search", "x", "--limit", "abc"], "--limit", "20"),
-                                                 (["cluster.check", "--timeout", "abc"], "--timeout", "5"),
-                                                 (["cluster.ask", "m", "p", "--local", "abc"], "--local", None)])
+@pytest.mark.parametrize(
+    "argv, flag, default",
+    [
+        (["serve.logs", "--lines", "abc"], "--lines", "50"),
+        (["models.search", "x", "--limit", "abc"], "--limit", "20"),
+        (["cluster.check", "--timeout", "abc"], "--timeout", "5"),
+        (["cluster.ask", "m", "p", "--local", "abc"], "--local", None),
+    ],
+)
 def test_a_whole_number_flag_given_a_word_is_one_sentence_naming_it(home, argv, flag, default):
     done = invoke(*argv, home=home)
-    refused(done, f"{flag} must be a whole number, got 'abc'.",
-            f"Fix: pass a whole number, such as {flag} {default}" if default else f"Fix: pass a whole number to {flag}")
+    refused(
+        done,
+        f"{flag} must be a whole number, got 'abc'.",
+        f"Fix: pass a whole number, such as {flag} {default}" if default else f"Fix: pass a whole number to {flag}",
+    )
 
 
 def _collections(collection):
@@ -105,25 +126,36 @@ def test_every_whole_number_flag_of_every_task_words_a_bad_value(capsys):
     for argument in flags:
         with pytest.raises(Exit):
             argument.set_value("abc")
-        assert f"must be a whole number, got 'abc'." in capsys.readouterr().err
+        assert "must be a whole number, got 'abc'." in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("variable", ["XDG_STATE_HOME", "XDG_CONFIG_HOME"])
-@pytest.mark.parametrize("argv", [["shell.install", "--shell", "bash"], ["bench.history"],
-                                  ["cluster.init", "--hosts", "a=10.0.0.1,b=10.0.0.2"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["shell.install", "--shell", "bash"], ["bench.history"], ["cluster.init", "--hosts", "a=10.0.0.1,b=10.0.0.2"]],
+)
 def test_an_xdg_folder_that_is_a_file_is_one_sentence_and_blames_no_rc_file(home, tmp_path, variable, argv):
     (tmp_path / "file").write_text("")
     done = invoke(*argv, home=home, **{variable: str(tmp_path / "file")})
-    refused(done, f"({variable}={tmp_path / 'file'}) cannot be a folder: {tmp_path / 'file'} is a file.",
-            f"set {variable} to a folder")
+    refused(
+        done,
+        f"({variable}={tmp_path / 'file'}) cannot be a folder: {tmp_path / 'file'} is a file.",
+        f"set {variable} to a folder",
+    )
     assert ".bashrc" not in done.stderr and not (home / ".bashrc").exists()
 
 
-@pytest.mark.parametrize("argv, written", [
-    (["shell.install", "--shell", "bash"], "Cannot write {folder}/mlxtasks/created-rc-files: Read-only file system, "
-                                           "so {home}/.bashrc was left as it was."),
-    (["cluster.init", "--hosts", "a=10.0.0.1,b=10.0.0.2"], "Cannot use {folder}/mlxtasks: Read-only file system."),
-])
+@pytest.mark.parametrize(
+    "argv, written",
+    [
+        (
+            ["shell.install", "--shell", "bash"],
+            "Cannot write {folder}/mlxtasks/created-rc-files: Read-only file system, "
+            "so {home}/.bashrc was left as it was.",
+        ),
+        (["cluster.init", "--hosts", "a=10.0.0.1,b=10.0.0.2"], "Cannot use {folder}/mlxtasks: Read-only file system."),
+    ],
+)
 def test_a_read_only_xdg_folder_is_one_sentence_naming_it(home, mounted, argv, written):
     folder = mounted("xdg", "ro")
     done = invoke(*argv, home=home, XDG_STATE_HOME=str(folder), XDG_CONFIG_HOME=str(folder))
@@ -131,8 +163,9 @@ def test_a_read_only_xdg_folder_is_one_sentence_naming_it(home, mounted, argv, w
     assert not (home / ".bashrc").exists()
 
 
-@pytest.mark.parametrize("argv", [["workspace"], ["models.verify"], ["models.list"], ["models.pull", "qwen7b"],
-                                  ["chat.ask", "hi"]])
+@pytest.mark.parametrize(
+    "argv", [["workspace"], ["models.verify"], ["models.list"], ["models.pull", "qwen7b"], ["chat.ask", "hi"]]
+)
 def test_a_models_path_that_is_a_file_is_one_verdict_everywhere(home, argv):
     (home / "workspace").mkdir()
     (home / "workspace" / "mlx").write_text("")
@@ -151,16 +184,25 @@ def complete_model(models, folder="qwen25-coder-7b"):
     header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
     (path / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)
     listed = {name: (path / name).stat().st_size for name in ("config.json", "tokenizer.json", "model.safetensors")}
-    (path / "mlxtasks-manifest.json").write_text(json.dumps({"repo": "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit",
-                                                            "alias": "qwen7b", "files": listed}))
+    (path / "mlxtasks-manifest.json").write_text(
+        json.dumps({"repo": "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", "alias": "qwen7b", "files": listed})
+    )
     return path
 
 
-@pytest.mark.parametrize("damage, said", [
-    (lambda path: (path / "config.json").write_text("[1,2,3]"), "config.json holds a JSON list, not the model's settings"),
-    (lambda path: (path / "mlxtasks-manifest.json").write_text('{"files": 3}'),
-     "mlxtasks-manifest.json (the record of its download) is damaged"),
-])
+@pytest.mark.parametrize(
+    "damage, said",
+    [
+        (
+            lambda path: (path / "config.json").write_text("[1,2,3]"),
+            "config.json holds a JSON list, not the model's settings",
+        ),
+        (
+            lambda path: (path / "mlxtasks-manifest.json").write_text('{"files": 3}'),
+            "mlxtasks-manifest.json (the record of its download) is damaged",
+        ),
+    ],
+)
 def test_a_damaged_config_or_manifest_gets_one_verdict_from_list_verify_chat_and_pull(home, damage, said):
     models = home / "workspace" / "mlx"
     path = complete_model(models)
@@ -197,8 +239,13 @@ def test_uv_that_cannot_write_its_cache_is_said_so_not_blamed_on_the_network(mou
 
     home = mounted("home", "ro")
     env = {**{k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "UV_CACHE_DIR")}, "HOME": str(home)}
-    done = subprocess.run([str(BIN / "uv"), "pip", "install", "--python", str(bare_venv / "bin" / "python"), "numpy"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [str(BIN / "uv"), "pip", "install", "--python", str(bare_venv / "bin" / "python"), "numpy"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode != 0
     err = install.hopeless("cpu", done.stderr + done.stdout)
     assert err is not None and f"uv cannot write its cache at {home / '.cache' / 'uv'}" in err.message, done.stderr

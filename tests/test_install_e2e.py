@@ -17,8 +17,9 @@ def test_an_edit_in_the_checkout_runs_in_the_venv_without_a_version_bump(bootstr
     clone, home, _ = bootstrapped
     status = clone / "mlxtasks" / "status.py"
     original = status.read_text()
-    edited = original.replace('f"python    {platform.python_version()}"',
-                              'f"python    {platform.python_version()} (edited)"')
+    edited = original.replace(
+        'f"python    {platform.python_version()}"', 'f"python    {platform.python_version()} (edited)"'
+    )
     assert edited != original
     try:
         status.write_text(edited)
@@ -37,8 +38,12 @@ def test_a_venv_whose_checkout_is_gone_is_set_up_from_this_one_once(bootstrapped
     cache = {"UV_CACHE_DIR": str(shared_home / ".cache" / "uv")}  # warm from the session's setup
     assert invoke("venv", "--venv", str(venv), home=home, **cache).returncode == 0
     python = venv / "bin" / "python"
-    subprocess.run([find_uv(), "pip", "install", "--python", str(python), "--no-deps", "--editable",
-                    str(copy_checkout(old))], env=clean_env(home, **cache), capture_output=True, check=True)
+    subprocess.run(
+        [find_uv(), "pip", "install", "--python", str(python), "--no-deps", "--editable", str(copy_checkout(old))],
+        env=clean_env(home, **cache),
+        capture_output=True,
+        check=True,
+    )
     shutil.rmtree(old)
     assert run([str(python), "-c", "import mlxtasks.runtime"], home, cwd=home).returncode != 0
 
@@ -67,14 +72,17 @@ def test_a_tool_side_installed_from_a_wheel_wants_the_same_files_in_the_venv(boo
         python = tmp_path / name / "bin" / "python"
         if not python.exists():
             subprocess.run([uv, "venv", "--quiet", str(python.parent.parent)], env=env, check=True)
-        subprocess.run([uv, "pip", "install", "--quiet", "--python", str(python), *flags, str(source)], env=env,
-                       check=True)
+        subprocess.run(
+            [uv, "pip", "install", "--quiet", "--python", str(python), *flags, str(source)], env=env, check=True
+        )
         return str(python)
 
     tool, venv = install_source_into("tool"), install_source_into("venv", "--no-deps")
-    judge = ("import sys; from pathlib import Path; from mlxtasks import install; own = install.own_origin(); "
-             "versions, found = install.inspect(Path(sys.argv[1]), ['mlxtasks']); "
-             "print(own.source, install.self_problem(versions['mlxtasks'], found, own))")
+    judge = (
+        "import sys; from pathlib import Path; from mlxtasks import install; own = install.own_origin(); "
+        "versions, found = install.inspect(Path(sys.argv[1]), ['mlxtasks']); "
+        "print(own.source, install.self_problem(versions['mlxtasks'], found, own))"
+    )
     same = subprocess.run([tool, "-c", judge, venv], cwd=tmp_path, capture_output=True, text=True)
     assert same.stdout.split() == ["None", "None"], same.stderr  # a wheel install, holding the same files
 

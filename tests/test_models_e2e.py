@@ -11,9 +11,9 @@ import pexpect
 import psutil
 import pytest
 
-from .support.helpers import BIN, ROOT, clean_env, invoke, tree
 from .support.fake_hub import FakeHub
 from .support.fixtures import GATED_REPO, QWEN7B_REPO
+from .support.helpers import BIN, ROOT, clean_env, invoke, tree
 
 pytestmark = pytest.mark.e2e
 
@@ -44,8 +44,10 @@ def test_pull_puts_a_complete_model_in_its_folder_and_mlx_lm_loads_it(fake_hub, 
     manifest = json.loads((folder / "mlxtasks-manifest.json").read_text())
     assert manifest["repo"] == QWEN7B_REPO and len(manifest["revision"]) == 40
     assert [p.name for p in models_dir(home).iterdir()] == [FOLDER]  # no staging left
-    code = ("import sys; from mlx_lm import load, generate; m, t = load(sys.argv[1]); "
-            "print(len(generate(m, t, 'hello', max_tokens=5)) >= 0)")
+    code = (
+        "import sys; from mlx_lm import load, generate; m, t = load(sys.argv[1]); "
+        "print(len(generate(m, t, 'hello', max_tokens=5)) >= 0)"
+    )
     assert mlx_run(code, str(folder)).stdout.strip() == "True"
 
 
@@ -101,15 +103,29 @@ def test_hub_and_name_errors_are_one_sentence_and_leave_nothing(fake_hub, home, 
     assert not any(p for p in models_dir(home).glob("*") if not p.name.startswith("."))
 
 
-@pytest.mark.parametrize("change, sentence, fix", [
-    ({"model_type": "brand_new"}, "is a brand_new model, and the venv's mlx-lm 0.32.2 has no module", "invoke install --upgrade"),
-    ({"model_type": "idefics3", "vision_config": {"hidden_size": 8}}, "is a vision model (idefics3): mlx-lm cannot run it",
-     "mlx-vlm"),
-    ({"quantization": {"group_size": 32, "bits": 4, "mode": "qfp3"}}, "is quantized in the qfp3 mode, which needs a newer mlx",
-     "invoke install --upgrade"),
-])
-def test_a_model_mlx_lm_cannot_run_is_refused_before_any_weight(bootstrapped, fake_hub, tiny_model, home, tmp_path,
-                                                                 change, sentence, fix):
+@pytest.mark.parametrize(
+    "change, sentence, fix",
+    [
+        (
+            {"model_type": "brand_new"},
+            "is a brand_new model, and the venv's mlx-lm 0.32.2 has no module",
+            "invoke install --upgrade",
+        ),
+        (
+            {"model_type": "idefics3", "vision_config": {"hidden_size": 8}},
+            "is a vision model (idefics3): mlx-lm cannot run it",
+            "mlx-vlm",
+        ),
+        (
+            {"quantization": {"group_size": 32, "bits": 4, "mode": "qfp3"}},
+            "is quantized in the qfp3 mode, which needs a newer mlx",
+            "invoke install --upgrade",
+        ),
+    ],
+)
+def test_a_model_mlx_lm_cannot_run_is_refused_before_any_weight(
+    bootstrapped, fake_hub, tiny_model, home, tmp_path, change, sentence, fix
+):
     _, shared_home, _ = bootstrapped
     folder = shutil.copytree(tiny_model, tmp_path / "repo")
     (folder / "config.json").write_text(json.dumps({**json.loads((folder / "config.json").read_text()), **change}))
@@ -143,8 +159,13 @@ def test_not_enough_disk_stops_before_any_download(fake_hub, home):
 def test_killing_a_pull_midway_then_rerunning_completes(fake_hub, home):
     fake_hub.faults.hang("*/resolve/*/model-00002-of-00002.safetensors", method="GET")
     env = clean_env(home, HF_ENDPOINT=fake_hub.url, **{**FAST, "HF_HUB_DOWNLOAD_TIMEOUT": "60"})
-    process = subprocess.Popen([str(BIN / "invoke"), "models.pull", "qwen7b"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(BIN / "invoke"), "models.pull", "qwen7b"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 60
     while not (gets(fake_hub, "model-00001-of-00002.safetensors") and fake_hub.hits("*model-00002*", method="GET")):
         assert time.time() < deadline and process.poll() is None
@@ -170,16 +191,18 @@ def test_too_big_for_memory_names_smaller_models_and_force_goes_ahead(fake_hub, 
 
 
 def test_a_configured_folder_outside_the_models_folder_is_refused(fake_hub, home):
-    (home / ".invoke.yaml").write_text("mlx:\n  catalog:\n    evil:\n      repo: org/evil\n      size_gb: 1\n"
-                                       "      folder: ../../etc\n")
+    (home / ".invoke.yaml").write_text(
+        "mlx:\n  catalog:\n    evil:\n      repo: org/evil\n      size_gb: 1\n      folder: ../../etc\n"
+    )
     done = pull(fake_hub, home, "evil")
     assert done.returncode == 1 and "mlx.catalog.evil.folder" in done.stderr
     assert not (home / "etc").exists()
 
 
 def test_a_configured_model_gets_shell_commands_and_pulls_by_its_alias(fake_hub, home):
-    (home / ".invoke.yaml").write_text(f"mlx:\n  catalog:\n    tiny:\n      repo: {QWEN7B_REPO}\n      size_gb: 0.01\n"
-                                       "      folder: tiny-qwen\n")
+    (home / ".invoke.yaml").write_text(
+        f"mlx:\n  catalog:\n    tiny:\n      repo: {QWEN7B_REPO}\n      size_gb: 0.01\n      folder: tiny-qwen\n"
+    )
     assert pull(fake_hub, home, "tiny").returncode == 0
     assert (models_dir(home) / "tiny-qwen" / "config.json").exists()
     assert invoke("shell", home=home).returncode == 0
@@ -217,8 +240,10 @@ def test_rm_refuses_a_symlink_out_of_the_models_folder(home, tmp_path):
 
 
 def test_a_model_in_the_hf_cache_is_listed_and_adopted_without_a_download(fake_hub, home, mlx_run):
-    code = ("import sys, huggingface_hub as h; h.snapshot_download(sys.argv[1], "
-            "allow_patterns=['*.json', 'model*.safetensors'])")
+    code = (
+        "import sys, huggingface_hub as h; h.snapshot_download(sys.argv[1], "
+        "allow_patterns=['*.json', 'model*.safetensors'])"
+    )
     env = {"HF_ENDPOINT": fake_hub.url, "HF_HOME": str(home / ".cache" / "huggingface")}
     assert mlx_run(code, QWEN7B_REPO, **env).returncode == 0
     listed = invoke("models.list", home=home).stdout
@@ -239,8 +264,17 @@ def test_a_model_pulled_by_repo_id_is_listed_chatted_with_verified_and_removed(b
     assert re.search(r"^  tiny-chat-4bit +Tiny-Chat-4bit ", invoke("models.list", home=home).stdout, re.M)  # not cut
     assert "someone/Tiny-Chat-4bit" in invoke("models.info", "tiny-chat-4bit", home=home).stdout
     assert invoke("models.verify", "--model", "Tiny-Chat-4bit", home=home).returncode == 0
-    answer = invoke("chat.ask", "hello", "--model", "tiny-chat-4bit", "--max-tokens", "3",
-                    "--venv", str(shared_home / "venv-mlx"), home=home)
+    answer = invoke(
+        "chat.ask",
+        "hello",
+        "--model",
+        "tiny-chat-4bit",
+        "--max-tokens",
+        "3",
+        "--venv",
+        str(shared_home / "venv-mlx"),
+        home=home,
+    )
     assert answer.returncode == 0, answer.stderr
     assert invoke("models.rm", "tiny-chat-4bit", "--yes", home=home).returncode == 0
     assert tree(models_dir(home)) == []
@@ -274,8 +308,9 @@ def test_a_hub_that_stops_mid_file_ends_the_pull_with_the_resume_command(fake_hu
 def test_ctrl_c_ends_a_pull_at_once_and_says_how_to_resume(fake_hub, home):
     fake_hub.faults.stall("*/resolve/*/model-00001-of-00002.safetensors", after_bytes=1000)
     env = clean_env(home, HF_ENDPOINT=fake_hub.url, **{**FAST, "HF_HUB_DOWNLOAD_TIMEOUT": "600"})
-    child = pexpect.spawn(str(BIN / "invoke"), ["models.pull", "qwen7b"], cwd=str(ROOT), env=env, encoding="utf-8",
-                          timeout=60)
+    child = pexpect.spawn(
+        str(BIN / "invoke"), ["models.pull", "qwen7b"], cwd=str(ROOT), env=env, encoding="utf-8", timeout=60
+    )
     deadline = time.time() + 60
     while not fake_hub.hits("*model-00001*", method="GET"):
         assert time.time() < deadline and child.isalive()
@@ -292,8 +327,14 @@ def test_ctrl_c_ends_a_pull_at_once_and_says_how_to_resume(fake_hub, home):
 
 def test_a_hub_that_never_answers_the_listing_ends_the_pull_too(fake_hub, home):
     fake_hub.faults.hang("/api/models/*")
-    done = pull(fake_hub, home, "qwen7b", INVOKE_MLX_PULL_STALL_TIMEOUT_S="2", HF_HUB_DOWNLOAD_TIMEOUT="600",
-                HF_HUB_ETAG_TIMEOUT="600")
+    done = pull(
+        fake_hub,
+        home,
+        "qwen7b",
+        INVOKE_MLX_PULL_STALL_TIMEOUT_S="2",
+        HF_HUB_DOWNLOAD_TIMEOUT="600",
+        HF_HUB_ETAG_TIMEOUT="600",
+    )
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert f"The hub stopped answering: nothing arrived for 2 s while fetching {QWEN7B_REPO}." in done.stderr
     assert not models_dir(home).exists() or tree(models_dir(home)) == []

@@ -41,7 +41,9 @@ def test_a_model_loads_when_named_and_unloads_once_its_keep_alive_has_passed(dir
     status, reply = ask(url, "a")  # a second one, kept for the spec's second
     assert status == 200 and reply["model"] == "a"
     wait_for(lambda: loaded(url) == ["b"], "a stayed loaded past its keep-alive")
-    wait_for(lambda: "unloaded a (idle)" in (state / "serve.log").read_text(), "a's unload was not logged")  # once freed
+    wait_for(
+        lambda: "unloaded a (idle)" in (state / "serve.log").read_text(), "a's unload was not logged"
+    )  # once freed
     [row] = ps(url)["models"]
     assert row["model"] == "b" and row["requests"] == 0 and row["unloads_in"] is None
     missing = ask(url, None)
@@ -63,8 +65,13 @@ def test_keep_alive_0_unloads_after_the_answer_and_minus_1_keeps_it(direct_serve
 
 def test_under_a_small_budget_the_least_recently_used_model_is_unloaded(direct_server, tiny_model):
     too_big = ServedModel("huge", str(tiny_model), [], need=1000)
-    url, state = direct_server(alias="", model="", installed=[*installed(tiny_model, "a", "b", "c", need=100), too_big],
-                               budget=250, prompt_cache_bytes=0)  # the budget counts prompt caches too (test_server.py)
+    url, state = direct_server(
+        alias="",
+        model="",
+        installed=[*installed(tiny_model, "a", "b", "c", need=100), too_big],
+        budget=250,
+        prompt_cache_bytes=0,
+    )  # the budget counts prompt caches too (test_server.py)
     for model in ["a", "b", "a"]:  # a used last: b is the least recently used
         assert ask(url, model)[0] == 200
     assert loaded(url) == ["a", "b"]
@@ -93,8 +100,9 @@ main()
 
 def test_two_requests_for_a_model_still_loading_are_both_answered(direct_server, tiny_model, tmp_path):
     gate = tmp_path / "gate"
-    url, state = direct_server(GATED.replace("GATE", repr(str(gate))), alias="", model="",
-                               installed=installed(tiny_model, "a"))
+    url, state = direct_server(
+        GATED.replace("GATE", repr(str(gate))), alias="", model="", installed=installed(tiny_model, "a")
+    )
     with ThreadPoolExecutor(2) as pool:
         both = [pool.submit(ask, url, "a") for _ in range(2)]
         wait_for(lambda: ps(url)["waiting"] == {"a": 2}, "the requests did not both wait for the load")
@@ -108,13 +116,24 @@ def test_a_second_turn_that_extends_the_first_reports_its_cached_prompt_tokens(d
     first = [{"role": "user", "content": "Tell me about cats, in a few words."}]
     one = call(url, "POST", CHAT, {"messages": first, "max_tokens": 4, "temperature": 0})[2]
     assert one["usage"]["prompt_tokens_details"] == {"cached_tokens": 0}
-    second = first + [{"role": "assistant", "content": one["choices"][0]["message"]["content"]},
-                      {"role": "user", "content": "And dogs?"}]
-    two = call(url, "POST", CHAT, {"messages": second, "max_tokens": 4, "temperature": 0, "stream": True,
-                                   "stream_options": {"include_usage": True}})[2]
+    second = first + [
+        {"role": "assistant", "content": one["choices"][0]["message"]["content"]},
+        {"role": "user", "content": "And dogs?"},
+    ]
+    two = call(
+        url,
+        "POST",
+        CHAT,
+        {
+            "messages": second,
+            "max_tokens": 4,
+            "temperature": 0,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    )[2]
     usage = json.loads(two.decode().split("data: ")[-2])["usage"]
     assert 0 < usage["prompt_tokens_details"]["cached_tokens"] < usage["prompt_tokens"]
-
 
 
 COLOURS = ["red", "blue", "green", "small", "big", "old", "new", "hot", "cold", "soft"]

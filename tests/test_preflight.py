@@ -14,15 +14,31 @@ NATIVE_312 = PythonInfo("/opt/homebrew/bin/python3.12", (3, 12, 7), "arm64")
 
 
 def mac(**changes) -> HostFacts:
-    base = dict(os="darwin", os_version="14.5", machine="arm64", chip="Apple M2 Pro", ram_total=32 * GIB,
-                ram_available=20 * GIB, disk_free=(("/Users/me/venv-mlx", 200 * GB),), python=NATIVE_312)
+    base = dict(
+        os="darwin",
+        os_version="14.5",
+        machine="arm64",
+        chip="Apple M2 Pro",
+        ram_total=32 * GIB,
+        ram_available=20 * GIB,
+        disk_free=(("/Users/me/venv-mlx", 200 * GB),),
+        python=NATIVE_312,
+    )
     return HostFacts(**{**base, **changes})
 
 
 def linux(**changes) -> HostFacts:
-    base = dict(os="linux", os_version="Ubuntu 24.04", machine="x86_64", chip="EPYC", ram_total=64 * GIB,
-                ram_available=60 * GIB, disk_free=(("/home/me/venv-mlx", 200 * GB),), glibc=(2, 39),
-                python=PythonInfo("/usr/bin/python3.12", (3, 12, 3), "x86_64"))
+    base = dict(
+        os="linux",
+        os_version="Ubuntu 24.04",
+        machine="x86_64",
+        chip="EPYC",
+        ram_total=64 * GIB,
+        ram_available=60 * GIB,
+        disk_free=(("/home/me/venv-mlx", 200 * GB),),
+        glibc=(2, 39),
+        python=PythonInfo("/usr/bin/python3.12", (3, 12, 3), "x86_64"),
+    )
     return HostFacts(**{**base, **changes})
 
 
@@ -71,8 +87,11 @@ def test_under_rosetta_the_terminal_is_blamed_and_each_rejected_python_shows_its
     assert r.message.startswith(f"This terminal runs under Rosetta, so {universal.path} runs as x86_64;")
     assert r.message.endswith(f"Also rejected: {brew.path} (3.12.7, x86_64).")
     assert "Open using Rosetta" in r.fix and "arch -arm64" in r.fix
-    assert r.details == tuple(f"rejected {p.path}: Python {p.version_text} (x86_64), This terminal runs under Rosetta, so "
-                              f"{p.path} runs as x86_64; MLX needs Python running natively as arm64." for p in (universal, brew))
+    assert r.details == tuple(
+        f"rejected {p.path}: Python {p.version_text} (x86_64), This terminal runs under Rosetta, so "
+        f"{p.path} runs as x86_64; MLX needs Python running natively as arm64."
+        for p in (universal, brew)
+    )
 
 
 def test_the_macos_system_python_39_gets_its_own_sentence_and_the_fix():
@@ -82,8 +101,16 @@ def test_the_macos_system_python_39_gets_its_own_sentence_and_the_fix():
     assert "brew install python@3.12" in r.fix and "invoke setup --python" in r.fix
 
 
-@pytest.mark.parametrize("version, status", [((3, 10, 12), Status.ERROR), ((3, 11, 0), Status.OK), ((3, 13, 1), Status.OK),
-                                             ((3, 14, 0), Status.OK), ((3, 15, 0), Status.ERROR)])
+@pytest.mark.parametrize(
+    "version, status",
+    [
+        ((3, 10, 12), Status.ERROR),
+        ((3, 11, 0), Status.OK),
+        ((3, 13, 1), Status.OK),
+        ((3, 14, 0), Status.OK),
+        ((3, 15, 0), Status.ERROR),
+    ],
+)
 def test_python_version_threshold(version, status):
     assert results(linux(python=PythonInfo("/usr/bin/python3", version, "x86_64")))["python"].status is status
 
@@ -107,7 +134,9 @@ def test_linux_aarch64_is_fine_and_other_arches_are_not():
     assert results(linux(os="windows"))["os"].status is Status.ERROR
 
 
-@pytest.mark.parametrize("free_gb, status", [(9.9, Status.ERROR), (10.5, Status.WARNING), (19.9, Status.WARNING), (20.1, Status.OK)])
+@pytest.mark.parametrize(
+    "free_gb, status", [(9.9, Status.ERROR), (10.5, Status.WARNING), (19.9, Status.WARNING), (20.1, Status.OK)]
+)
 def test_disk_thresholds(free_gb, status):
     r = results(mac(disk_free=(("/big", 500 * GB), ("/small", int(free_gb * GB)))))["disk"]
     assert r.status is status
@@ -149,12 +178,15 @@ def test_verbose_shows_what_each_check_read_on_a_healthy_mac():
     found = results(mac(wired_limit_mb=20000))
     assert all(r.status is Status.OK and r.details for r in found.values()), found
     assert found["folders"].details == ("/Users/me/venv-mlx: can be created and written",)
-    assert found["os"].details == ("macOS 14.5 (sw_vers), hardware arm64 (sysctl hw.optional.arm64), Apple M2 Pro",
-                                         "this terminal runs under Rosetta: no (sysctl.proc_translated, and the flags of "
-                                         "the processes this one was started from)")
+    assert found["os"].details == (
+        "macOS 14.5 (sw_vers), hardware arm64 (sysctl hw.optional.arm64), Apple M2 Pro",
+        "this terminal runs under Rosetta: no (sysctl.proc_translated, and the flags of "
+        "the processes this one was started from)",
+    )
     assert found["python"].details == ("chosen /opt/homebrew/bin/python3.12: Python 3.12.7 (arm64)",)
-    assert found["ram"].details[1] == ("21.0 GB for a model (iogpu.wired_limit_mb=20000), "
-                                       "the budget every command judges fit by")
+    assert found["ram"].details[1] == (
+        "21.0 GB for a model (iogpu.wired_limit_mb=20000), the budget every command judges fit by"
+    )
 
 
 def test_ram_is_the_same_figure_in_preflight_validate_and_bench():
@@ -162,14 +194,28 @@ def test_ram_is_the_same_figure_in_preflight_validate_and_bench():
 
     facts = mac(ram_total=24 * GIB)
     assert results(facts)["ram"].message == "26 GB of RAM"
-    machine = {"chip": "M4", "ram_gb": round(facts.ram_total / GB, 1), "os": "darwin", "os_version": "15.1",
-               "backend": "metal", "mlx": "0.32.4", "mlx_lm": "0.32.2"}
+    machine = {
+        "chip": "M4",
+        "ram_gb": round(facts.ram_total / GB, 1),
+        "os": "darwin",
+        "os_version": "15.1",
+        "backend": "metal",
+        "mlx": "0.32.4",
+        "mlx_lm": "0.32.2",
+    }
     assert "26 GB RAM" in bench.machine_line(machine)
 
 
-@pytest.mark.parametrize("facts", [mac(disk_free=(("/small", 5 * GB),)), mac(disk_free=(("/small", 15 * GB),)),
-                                   mac(python=PythonInfo("/usr/local/bin/python3.12", (3, 12, 1), "x86_64"), rosetta=True),
-                                   mac(ram_total=8 * GIB), linux(glibc=(2, 31))])
+@pytest.mark.parametrize(
+    "facts",
+    [
+        mac(disk_free=(("/small", 5 * GB),)),
+        mac(disk_free=(("/small", 15 * GB),)),
+        mac(python=PythonInfo("/usr/local/bin/python3.12", (3, 12, 1), "x86_64"), rosetta=True),
+        mac(ram_total=8 * GIB),
+        linux(glibc=(2, 31)),
+    ],
+)
 def test_preflight_and_validate_give_one_verdict_per_fact(facts):
     """Below min_disk_gb was an error in preflight and a warning in validate; an x86_64 Python under
     Rosetta had three sentences. Now each fact has one check, which both run."""

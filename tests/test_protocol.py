@@ -34,9 +34,14 @@ def tool_imports(path: Path, package: list[str] | None = None) -> list[str]:
             names = [f"{base}.{alias.name}" if not node.module or base == "mlxtasks" else base for alias in node.names]
         else:
             continue
-        found += [name for name in names if name.split(".")[0] == "mlxtasks"
-                  and not any(name == shared or name.startswith(shared + ".") for shared in SHARED)
-                  and not name.startswith("mlxtasks.runtime.") and name != "mlxtasks.runtime"]
+        found += [
+            name
+            for name in names
+            if name.split(".")[0] == "mlxtasks"
+            and not any(name == shared or name.startswith(shared + ".") for shared in SHARED)
+            and not name.startswith("mlxtasks.runtime.")
+            and name != "mlxtasks.runtime"
+        ]
     return found
 
 
@@ -47,16 +52,22 @@ def test_the_runtime_imports_only_the_protocol_from_the_tool_side(path):
 
 def test_the_import_scan_sees_relative_function_level_and_absolute_imports(tmp_path):
     code = tmp_path / "x.py"
-    code.write_text("from .. import bench\nfrom ..protocol import ChatSpec\nfrom . import gpu\n"
-                    "import mlxtasks.facts\ndef f():\n    from ..router import route\n    from ...x import y\n")
+    code.write_text(
+        "from .. import bench\nfrom ..protocol import ChatSpec\nfrom . import gpu\n"
+        "import mlxtasks.facts\ndef f():\n    from ..router import route\n    from ...x import y\n"
+    )
     assert tool_imports(code, ["mlxtasks", "runtime"]) == ["mlxtasks.bench", "mlxtasks.facts", "mlxtasks.router"]
     assert tool_imports(code, ["mlxtasks", "runtime", "server"]) == ["mlxtasks.facts", "mlxtasks.x"]
 
 
 def test_the_protocol_uses_the_standard_library_only():
     tree = ast.parse(Path(protocol.__file__).read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert imported <= sys.stdlib_module_names, imported - sys.stdlib_module_names
 
 
@@ -64,8 +75,13 @@ def test_the_protocol_uses_the_standard_library_only():
 
 text = st.text(max_size=20)
 numbers = st.floats(allow_nan=False, allow_infinity=False)
-rules = st.dictionaries(text, st.fixed_dictionaries({"keywords": st.dictionaries(text, numbers, max_size=3),
-                                                     "models": st.lists(text, max_size=3)}), max_size=3)
+rules = st.dictionaries(
+    text,
+    st.fixed_dictionaries(
+        {"keywords": st.dictionaries(text, numbers, max_size=3), "models": st.lists(text, max_size=3)}
+    ),
+    max_size=3,
+)
 
 
 def strategy(kind):
@@ -88,8 +104,14 @@ def strategy(kind):
     return st.from_type(kind)
 
 
-MESSAGES = [protocol.ChatSpec, protocol.BenchSpec, protocol.BenchAnswer, protocol.ClusterSpec, protocol.Capabilities,
-            protocol.ServeSpec]
+MESSAGES = [
+    protocol.ChatSpec,
+    protocol.BenchSpec,
+    protocol.BenchAnswer,
+    protocol.ClusterSpec,
+    protocol.Capabilities,
+    protocol.ServeSpec,
+]
 
 
 @pytest.mark.parametrize("kind", MESSAGES, ids=lambda k: k.__name__)
@@ -110,7 +132,9 @@ def test_a_spec_with_a_missing_or_unknown_key_is_refused():
 
 
 def test_nested_messages_come_back_as_messages_and_lists_as_tuples():
-    spec = protocol.ChatSpec.from_json('{"models": {"q": {"path": "/q", "sampling": {"temp": 0.5, "top_p": 1, '
-                                       '"max_tokens": 9}, "names": ["x"]}}, "alias": null, "overrides": {}, "rules": {}}')
+    spec = protocol.ChatSpec.from_json(
+        '{"models": {"q": {"path": "/q", "sampling": {"temp": 0.5, "top_p": 1, '
+        '"max_tokens": 9}, "names": ["x"]}}, "alias": null, "overrides": {}, "rules": {}}'
+    )
     assert spec.models["q"] == protocol.ChatModel("/q", protocol.Sampling(0.5, 1, 9), ("x",))
     assert spec.system is None

@@ -15,12 +15,16 @@ from .support.helpers import ROOT
 
 GIB = 2**30
 # A Mac as lib.sh sees it, through the functions it asks: Apple Silicon, Rosetta as given, Command Line Tools as given.
-FAKE_MAC = ('host_os() {{ echo Darwin; }}; has_command_line_tools() {{ {clt}; }}; '
-            'sysctl_value() {{ case "$1" in hw.optional.arm64) echo 1 ;; sysctl.proc_translated) echo {rosetta} ;; esac; }}; ')
+FAKE_MAC = (
+    "host_os() {{ echo Darwin; }}; has_command_line_tools() {{ {clt}; }}; "
+    'sysctl_value() {{ case "$1" in hw.optional.arm64) echo 1 ;; sysctl.proc_translated) echo {rosetta} ;; esac; }}; '
+)
 
 
 def mac(**changes) -> HostFacts:
-    base = dict(os="darwin", os_version="15.1", machine="arm64", chip="Apple M4", ram_total=16 * GIB, ram_available=8 * GIB)
+    base = dict(
+        os="darwin", os_version="15.1", machine="arm64", chip="Apple M4", ram_total=16 * GIB, ram_available=8 * GIB
+    )
     return HostFacts(**{**base, **changes})
 
 
@@ -30,8 +34,13 @@ def linux() -> HostFacts:
 
 def lib_sh(script: str, path: str) -> subprocess.CompletedProcess:
     """Run script after sourcing lib.sh under set -eu, as bootstrap.sh and scripts/test.sh do."""
-    return subprocess.run(["/bin/sh", "-c", f'set -eu; root="{ROOT}"; . "$root/scripts/lib.sh"; {script}'],
-                          env={"PATH": path, "HOME": "/nonexistent"}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["/bin/sh", "-c", f'set -eu; root="{ROOT}"; . "$root/scripts/lib.sh"; {script}'],
+        env={"PATH": path, "HOME": "/nonexistent"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_the_shell_and_python_searches_try_the_same_interpreters_in_the_same_order():
@@ -64,8 +73,10 @@ def test_a_python_newer_than_the_pins_support_is_refused(fake_python, monkeypatc
     monkeypatch.setenv("PATH", str(too_new.parent))
     found, rejected = pythons.find(linux(), None)
     assert found is None and [r.path for r in rejected] == [str(too_new)]
-    assert pythons.problem(rejected[0], linux()) == (f"Python 3.15.0 at {too_new} is too new: the pinned packages "
-                                                     "(numpy, mlx) have wheels for Python 3.11 to 3.14 only.")
+    assert pythons.problem(rejected[0], linux()) == (
+        f"Python 3.15.0 at {too_new} is too new: the pinned packages "
+        "(numpy, mlx) have wheels for Python 3.11 to 3.14 only."
+    )
 
 
 @pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="needs /usr/bin/python3")
@@ -90,8 +101,12 @@ def test_a_python_uv_installed_in_local_bin_is_found_off_path_by_both_searches(t
     monkeypatch.setenv("PATH", "/nonexistent")
     found, _ = pythons.find(linux(), None)
     assert found.path == str(tmp_path / "home" / ".local" / "bin" / "python3.12")
-    done = subprocess.run(["/bin/sh", "-c", f'set -eu; root="{ROOT}"; . "$root/scripts/lib.sh"; find_python && echo "$python"'],
-                          env={"PATH": str(tmp_path / "tools"), "HOME": str(tmp_path / "home")}, capture_output=True, text=True)
+    done = subprocess.run(
+        ["/bin/sh", "-c", f'set -eu; root="{ROOT}"; . "$root/scripts/lib.sh"; find_python && echo "$python"'],
+        env={"PATH": str(tmp_path / "tools"), "HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+    )
     assert done.stdout.strip() == found.path
 
 
@@ -107,7 +122,9 @@ def test_the_shell_passes_over_a_python_that_does_not_run(tmp_path, fake_python)
 
 
 def test_a_python3_that_does_not_run_is_never_called_bundled_with_an_empty_version():
-    done = lib_sh(FAKE_MAC.format(clt="true", rosetta=0) + "python_version() { :; }; no_python /usr/bin/python3", "/bin")
+    done = lib_sh(
+        FAKE_MAC.format(clt="true", rosetta=0) + "python_version() { :; }; no_python /usr/bin/python3", "/bin"
+    )
     assert done.returncode == 1
     assert "No usable Python found: /usr/bin/python3: it does not run;" in done.stderr
     assert "bundled" not in done.stderr
@@ -148,17 +165,26 @@ def macho(*cpu_types: int, fat_64: bool = False) -> bytes:
     if len(cpu_types) == 1:
         return b"\xcf\xfa\xed\xfe" + cpu_types[0].to_bytes(4, "little") + bytes(24)
     entry = 32 if fat_64 else 20
-    return (b"\xca\xfe\xba\xbf" if fat_64 else b"\xca\xfe\xba\xbe") + len(cpu_types).to_bytes(4, "big") + b"".join(
-        t.to_bytes(4, "big") + bytes(entry - 4) for t in cpu_types)
+    return (
+        (b"\xca\xfe\xba\xbf" if fat_64 else b"\xca\xfe\xba\xbe")
+        + len(cpu_types).to_bytes(4, "big")
+        + b"".join(t.to_bytes(4, "big") + bytes(entry - 4) for t in cpu_types)
+    )
 
 
 ARM64, X86_64 = 0x0100000C, 0x01000007
 
 
-@pytest.mark.parametrize("head, archs", [(macho(ARM64), ("arm64",)), (macho(X86_64), ("x86_64",)),
-                                         (macho(X86_64, ARM64), ("x86_64", "arm64")),
-                                         (macho(X86_64, ARM64, fat_64=True), ("x86_64", "arm64")),
-                                         (b"\x7fELF" + bytes(60), ())])
+@pytest.mark.parametrize(
+    "head, archs",
+    [
+        (macho(ARM64), ("arm64",)),
+        (macho(X86_64), ("x86_64",)),
+        (macho(X86_64, ARM64), ("x86_64", "arm64")),
+        (macho(X86_64, ARM64, fat_64=True), ("x86_64", "arm64")),
+        (b"\x7fELF" + bytes(60), ()),
+    ],
+)
 def test_a_binarys_architectures_are_read_from_its_mach_o_header(head, archs, tmp_path):
     (tmp_path / "python3").write_bytes(head + b"rest of the binary")
     assert facts_module.binary_archs(tmp_path / "python3") == archs
@@ -180,13 +206,15 @@ def test_rosetta_is_seen_in_the_flags_of_the_processes_this_one_came_from():
 def test_a_universal2_python_is_judged_by_the_arch_the_rosetta_terminal_will_run_it_as():
     """The tool process runs natively (a python.org universal2 Python answers arm64 to it), but the terminal that will
     run the venv runs under Rosetta, where that same binary runs as x86_64."""
-    universal = PythonInfo("/Library/Frameworks/Python.framework/Versions/3.12/bin/python3", (3, 12, 8), "arm64",
-                           archs=("x86_64", "arm64"))
+    universal = PythonInfo(
+        "/Library/Frameworks/Python.framework/Versions/3.12/bin/python3", (3, 12, 8), "arm64", archs=("x86_64", "arm64")
+    )
     native_only = PythonInfo("/opt/homebrew/bin/python3.12", (3, 12, 8), "arm64", archs=("arm64",))
     terminal = mac(terminal_rosetta=True)
     assert pythons.problem(universal, terminal) == (
         f"This terminal runs under Rosetta, so {universal.path} (built for both architectures) would run the venv as "
-        "x86_64; MLX needs Python running natively as arm64.")
+        "x86_64; MLX needs Python running natively as arm64."
+    )
     assert pythons.fix_for(terminal) == pythons.ROSETTA_FIX and "untick 'Open using Rosetta'" in pythons.ROSETTA_FIX
     assert pythons.problem(native_only, terminal) is None  # an arm64-only binary runs as arm64 from any terminal
     assert pythons.problem(universal, mac()) is None

@@ -18,8 +18,7 @@ NOT_HERE = {
 # What each command must print (the tiny stand-in model answers, but not sensibly).
 SAYS = {
     "mlxtasks models.pull qwen7b": "qwen25-coder-7b",
-    '~/venv-mlx/bin/python -c "import mlx.core as mx; print(mx.sum(mx.array([1, 2, 3])), mx.default_device())"':
-        "array(6, dtype=int32) Device(cpu, 0)",
+    '~/venv-mlx/bin/python -c "import mlx.core as mx; print(mx.sum(mx.array([1, 2, 3])), mx.default_device())"': "array(6, dtype=int32) Device(cpu, 0)",
 }
 
 
@@ -37,9 +36,15 @@ def commands(page):
 def in_new_terminal(command, home, **env):
     """Run one command as typed into a new terminal window; a chat is left with Ctrl-D at its prompt (drawn by
     prompt_toolkit, its trailing space a cursor move; pexpect answers no cursor position request, so none is made)."""
-    child = pexpect.spawn("bash", ["-i", "-c", command], cwd=str(home),
-                          env=clean_env(home, PWD=str(home), PROMPT_TOOLKIT_NO_CPR="1", **env),
-                          encoding="utf-8", timeout=600, dimensions=(40, 200))
+    child = pexpect.spawn(
+        "bash",
+        ["-i", "-c", command],
+        cwd=str(home),
+        env=clean_env(home, PWD=str(home), PROMPT_TOOLKIT_NO_CPR="1", **env),
+        encoding="utf-8",
+        timeout=600,
+        dimensions=(40, 200),
+    )
     if command.startswith("mlx-chat"):
         child.expect_exact(">>>")
         child.sendeof()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlxtasks import rcfile
 from mlxtasks.errors import MlxTasksError
@@ -19,7 +20,8 @@ from .support.helpers import BIN, ROOT, clean_env, invoke, run, tree
 
 BODY = "export MLX_VENV_PATH='/v'\nalias mlx-x=true"
 rc_text = st.text(alphabet=st.sampled_from(list("ab #>\t\r\n") + ["é", "\udcff"]), max_size=200).filter(
-    lambda t: START not in t and END not in t)
+    lambda t: START not in t and END not in t
+)
 
 
 @given(rc_text)
@@ -67,8 +69,9 @@ def test_a_crlf_block_an_older_version_wrote_becomes_lf_and_still_removes_to_the
         assert remove_block(applied_by_old) == remove_block(new) == original
 
 
-crlf_lines = st.lists(st.tuples(st.sampled_from(["", "a", "echo $x", "fi", "}"]),
-                                st.sampled_from(["\n", "\r\n", ""])), max_size=8)
+crlf_lines = st.lists(
+    st.tuples(st.sampled_from(["", "a", "echo $x", "fi", "}"]), st.sampled_from(["\n", "\r\n", ""])), max_size=8
+)
 
 
 @given(crlf_lines)
@@ -76,7 +79,7 @@ crlf_lines = st.lists(st.tuples(st.sampled_from(["", "a", "echo $x", "fi", "}"])
 def test_lf_crlf_and_mixed_files_keep_their_bytes_and_get_an_lf_block(lines):
     text = "".join(line + end for line, end in lines)
     applied, _ = apply_block(text, BODY)
-    assert applied.startswith(text) and "\r" not in applied[len(text):]
+    assert applied.startswith(text) and "\r" not in applied[len(text) :]
     assert remove_block(applied) == text
 
 
@@ -120,7 +123,11 @@ def test_write_only_when_the_text_changes_with_one_backup_per_change(tmp_path):
     for n in range(5):
         install(rc, f"echo {n}")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        ".zshrc", ".zshrc.mlxtasks.bak", ".zshrc.mlxtasks.bak.1", ".zshrc.mlxtasks.bak.2"]
+        ".zshrc",
+        ".zshrc.mlxtasks.bak",
+        ".zshrc.mlxtasks.bak.1",
+        ".zshrc.mlxtasks.bak.2",
+    ]
     assert "echo 3" in backup.read_text() and "echo 2" in (tmp_path / ".zshrc.mlxtasks.bak.1").read_text()
 
 
@@ -220,7 +227,9 @@ def test_a_file_of_our_own_goes_with_its_backups_but_not_a_backup_with_user_line
 def test_a_file_another_user_owns_gets_chown_and_one_without_a_write_bit_chmod(tmp_path):
     rc = tmp_path / ".zshrc"
     problem = rcfile.read_only_problem(rc, 0o644, owner=0, uid=501, writable=False)
-    assert "belongs to another user (uid 0)" in problem.message and problem.fix.startswith(f'make it yours: sudo chown "$USER" {rc}')
+    assert "belongs to another user (uid 0)" in problem.message and problem.fix.startswith(
+        f'make it yours: sudo chown "$USER" {rc}'
+    )
     assert "chmod u+w" in rcfile.read_only_problem(rc, 0o444, owner=501, uid=501, writable=False).fix
     assert "chmod u+w" in rcfile.read_only_problem(rc, 0o444, owner=0, uid=0, writable=True).fix
     assert rcfile.read_only_problem(rc, 0o644, owner=0, uid=0, writable=True) is None
@@ -238,8 +247,12 @@ def snapshot(folder: Path) -> dict[str, object]:
     for path in sorted(folder.rglob("*")):
         info = path.lstat()
         found[str(path.relative_to(folder))] = (
-            os.readlink(path) if stat.S_ISLNK(info.st_mode) else path.read_bytes() if stat.S_ISREG(info.st_mode)
-            else stat.S_IFMT(info.st_mode))
+            os.readlink(path)
+            if stat.S_ISLNK(info.st_mode)
+            else path.read_bytes()
+            if stat.S_ISREG(info.st_mode)
+            else stat.S_IFMT(info.st_mode)
+        )
     return found
 
 
@@ -266,7 +279,9 @@ def mounted(tmp_path):
     def mount(name: str, options: str) -> Path:
         point = tmp_path / name
         point.mkdir(exist_ok=True)
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True, text=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True, text=True
+        )
         if done.returncode != 0:
             pytest.skip(f"needs a tmpfs mount, which is not allowed here: {done.stderr.strip()}")
         points.append(point)
@@ -300,12 +315,15 @@ def make_rc(home: Path, kind: str) -> None:
         rc.symlink_to(".bashrc")
 
 
-@pytest.mark.parametrize("kind, words", [
-    ("fifo", ["is not a regular file but a FIFO", "--rc-file"]),
-    ("device", ["is not a regular file but a character device", "--rc-file"]),
-    ("folder", ["is not a regular file but a folder", "--rc-file"]),
-    ("loop", ["Too many levels of symbolic links", "ls -l"]),
-])
+@pytest.mark.parametrize(
+    "kind, words",
+    [
+        ("fifo", ["is not a regular file but a FIFO", "--rc-file"]),
+        ("device", ["is not a regular file but a character device", "--rc-file"]),
+        ("folder", ["is not a regular file but a folder", "--rc-file"]),
+        ("loop", ["Too many levels of symbolic links", "ls -l"]),
+    ],
+)
 @pytest.mark.slow
 def test_an_rc_that_is_not_a_regular_file_is_refused_before_it_is_opened(home, kind, words):
     make_rc(home, kind)
@@ -369,10 +387,13 @@ def test_a_full_disk_while_writing_the_rc_leaves_it_as_it_was(home, mounted):
     assert sorted(p.name for p in dotfiles.iterdir()) == ["bashrc", "filler"]
 
 
-@pytest.mark.parametrize("shell, path, command", [
-    ("bash", ".bashrc", "shell"),
-    ("fish", ".config/fish/conf.d/mlxtasks.fish", "shell.remove"),  # a file of our own, deleted
-])
+@pytest.mark.parametrize(
+    "shell, path, command",
+    [
+        ("bash", ".bashrc", "shell"),
+        ("fish", ".config/fish/conf.d/mlxtasks.fish", "shell.remove"),  # a file of our own, deleted
+    ],
+)
 @pytest.mark.slow
 def test_a_block_edited_by_hand_is_replaced_saying_where_the_backup_keeps_it(home, shell, path, command):
     assert invoke("shell", "--shell", shell, home=home).returncode == 0
@@ -410,8 +431,9 @@ def test_a_question_with_stdin_closed_is_the_no_terminal_answer(home):
 @pytest.mark.slow
 def test_ctrl_d_at_a_question_stops_with_the_flag_that_answers_it(home):
     uninstall_asks(home)
-    child = pexpect.spawn(str(BIN / "invoke"), ["uninstall"], cwd=str(ROOT), env=clean_env(home), encoding="utf-8",
-                          timeout=120)
+    child = pexpect.spawn(
+        str(BIN / "invoke"), ["uninstall"], cwd=str(ROOT), env=clean_env(home), encoding="utf-8", timeout=120
+    )
     child.expect(r"\[y/N\] ")
     child.sendeof()
     output = child.read()
@@ -463,16 +485,22 @@ def test_failed_writes_on_a_full_disk_rotate_no_backup_away(home, mounted):
     fill(dotfiles, free_pages=3)  # room for the new backup, none left for the new file
     before = snapshot(dotfiles)
     for _ in backups:
-        refused(invoke("shell", "--rc-file", str(rc), "--shell", "bash", home=home),
-                f"Cannot write {rc}: No space left on device", "free some space")
+        refused(
+            invoke("shell", "--rc-file", str(rc), "--shell", "bash", home=home),
+            f"Cannot write {rc}: No space left on device",
+            "free some space",
+        )
     assert snapshot(dotfiles) == before
 
 
 def test_a_dangling_rc_symlink_makes_no_folder_outside_home(home, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     (home / ".bashrc").symlink_to(elsewhere / "deep" / "bashrc")
-    refused(invoke("shell.install", "--shell", "bash", home=home), f"is a symlink to {elsewhere / 'deep' / 'bashrc'}",
-            f"mkdir -p {elsewhere / 'deep'}")
+    refused(
+        invoke("shell.install", "--shell", "bash", home=home),
+        f"is a symlink to {elsewhere / 'deep' / 'bashrc'}",
+        f"mkdir -p {elsewhere / 'deep'}",
+    )
     assert not elsewhere.exists()
 
 
@@ -490,8 +518,12 @@ def test_a_full_state_folder_stops_install_before_the_rc_is_written(home, mounte
     state = mounted("state", f"size={4 * PAGE}")
     fill(state, free_pages=0)
     done = invoke("shell.install", "--shell", "bash", home=home, XDG_STATE_HOME=str(state))
-    refused(done, f"Cannot write {state / 'mlxtasks' / 'created-rc-files'}: No space left on device",
-            f"so {home / '.bashrc'} was left as it was", "free some space")
+    refused(
+        done,
+        f"Cannot write {state / 'mlxtasks' / 'created-rc-files'}: No space left on device",
+        f"so {home / '.bashrc'} was left as it was",
+        "free some space",
+    )
     assert not (home / ".bashrc").exists()
 
 
@@ -501,8 +533,11 @@ def test_an_immutable_rc_gets_the_chattr_fix_not_chmod(home):
     if subprocess.run(["chattr", "+i", str(rc)], capture_output=True).returncode != 0:
         pytest.skip("needs chattr +i (root, on a file system with attributes)")
     try:
-        refused(invoke("shell.install", "--shell", "bash", home=home), f"{rc} is locked against changes (immutable)",
-                f"sudo chattr -i {rc}")
+        refused(
+            invoke("shell.install", "--shell", "bash", home=home),
+            f"{rc} is locked against changes (immutable)",
+            f"sudo chattr -i {rc}",
+        )
     finally:
         subprocess.run(["chattr", "-i", str(rc)], check=True)
     assert rc.read_text() == "# mine\n"

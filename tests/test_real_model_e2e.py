@@ -46,8 +46,16 @@ def reply_tokens(stats: str) -> int:
 
 
 def test_ask_answers_a_factual_question_and_stops_at_the_end_of_its_turn(real_setup, special_tokens, home):
-    done = invoke("chat.ask", "What is the capital of France?", "--model", ALIAS, "--verbose", *CHAT,
-                  *paths(real_setup), home=home)
+    done = invoke(
+        "chat.ask",
+        "What is the capital of France?",
+        "--model",
+        ALIAS,
+        "--verbose",
+        *CHAT,
+        *paths(real_setup),
+        home=home,
+    )
     assert done.returncode == 0, done.stderr
     assert "Paris" in done.stdout
     assert not [t for t in special_tokens if t in done.stdout]
@@ -92,8 +100,22 @@ def test_the_server_answers_the_openai_client_and_stops_at_the_end_of_its_turn(r
 
 
 def test_bench_reports_its_numbers_for_the_real_model(real_setup, home):
-    done = invoke("bench", "--model", ALIAS, "--prompt-tokens", "32", "--generation-tokens", "8", "--runs", "1",
-                  "--warmup", "1", "--json", *paths(real_setup), home=home)
+    done = invoke(
+        "bench",
+        "--model",
+        ALIAS,
+        "--prompt-tokens",
+        "32",
+        "--generation-tokens",
+        "8",
+        "--runs",
+        "1",
+        "--warmup",
+        "1",
+        "--json",
+        *paths(real_setup),
+        home=home,
+    )
     assert done.returncode == 0, done.stderr
     [result] = json.loads(done.stdout)["results"]
     [entry] = result["lengths"]
@@ -103,34 +125,42 @@ def test_bench_reports_its_numbers_for_the_real_model(real_setup, home):
 
 
 def test_a_stop_string_across_token_boundaries_stops_the_real_model(real_server):
-    asked = dict(model=ALIAS, messages=[{"role": "user", "content": "What is the capital of France?"}],
-                 max_tokens=MAX_TOKENS, temperature=0)
+    asked = dict(
+        model=ALIAS,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=MAX_TOKENS,
+        temperature=0,
+    )
     answer = client(real_server).chat.completions.create(**asked).choices[0].message.content
     stop = "ital of"  # the end of one token and the start of the next (" capital", " of")
     assert stop in answer
     reply = client(real_server).chat.completions.create(**asked, stop=[stop])
-    assert reply.choices[0].message.content == answer[:answer.index(stop)]
+    assert reply.choices[0].message.content == answer[: answer.index(stop)]
     assert reply.choices[0].finish_reason == "stop"
     chunks = list(client(real_server).chat.completions.create(**asked, stop=stop, stream=True))
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == answer[:answer.index(stop)]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == answer[: answer.index(stop)]
     first = client(real_server).chat.completions.create(**asked, stop=answer[:3])  # matched at once
     assert first.choices[0].message.content == "" and first.choices[0].finish_reason == "stop"
 
 
 def test_a_text_completion_goes_on_from_the_prompt_with_its_leading_space(real_server):
-    done = client(real_server).completions.create(model=ALIAS, prompt="The capital of France is", max_tokens=5,
-                                                  temperature=0)
+    done = client(real_server).completions.create(
+        model=ALIAS, prompt="The capital of France is", max_tokens=5, temperature=0
+    )
     assert done.choices[0].text.startswith(" Paris")  # mlx_lm's detokenizer alone would say "Paris", glued on
-    streamed = client(real_server).completions.create(model=ALIAS, prompt="The capital of France is", max_tokens=5,
-                                                      temperature=0, stream=True)
+    streamed = client(real_server).completions.create(
+        model=ALIAS, prompt="The capital of France is", max_tokens=5, temperature=0, stream=True
+    )
     assert "".join(c.choices[0].text for c in streamed) == done.choices[0].text
 
 
 def test_ask_gives_the_same_greedy_answer_with_the_server_and_without(real_setup, home, tmp_path):
     """Through a running server (its log shows the request), with --local (the server untouched) and in a HOME
     with no server: the same answer, and --verbose's figures each way."""
-    server_home, question = tmp_path / "server-home", ["chat.ask", "What is the capital of France?", "--model", ALIAS,
-                                                       "--verbose", *CHAT, *paths(real_setup)]
+    server_home, question = (
+        tmp_path / "server-home",
+        ["chat.ask", "What is the capital of France?", "--model", ALIAS, "--verbose", *CHAT, *paths(real_setup)],
+    )
     server_home.mkdir()
     with serving(ALIAS, paths(real_setup), server_home) as (port, env):
         served = invoke(*question, home=server_home, **env)

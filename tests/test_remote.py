@@ -68,9 +68,11 @@ def peer():
 @pytest.fixture
 def bounds(monkeypatch):
     """Short bounds for the answer's start and its gaps: bounds(answer_s=..., stall_s=...)."""
+
     def set_bounds(answer_s=remote.ANSWER_S, stall_s=remote.STALL_S):
         monkeypatch.setattr(remote, "ANSWER_S", answer_s)
         monkeypatch.setattr(remote, "STALL_S", stall_s)
+
     return set_bounds
 
 
@@ -107,8 +109,11 @@ def test_a_server_that_stalls_mid_answer_is_given_up_with_what_came_kept(peer, b
 def test_keep_alives_hold_a_slow_answer_open(peer, bounds):
     bounds(stall_s=0.3)
     pings = [step for _ in range(4) for step in (0.1, chunk(b": ping\n\n"))]
-    done = chunk(b'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}\n\n') + \
-        chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+    done = (
+        chunk(b'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}\n\n')
+        + chunk(b"data: [DONE]\n\n")
+        + b"0\r\n\r\n"
+    )
     written, outcome = ask(peer(HEAD, *pings, event("late"), done).url)
     assert written == "late" and outcome.completion_tokens == 1
 

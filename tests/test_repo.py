@@ -5,11 +5,10 @@ docs pastes into a stock zsh."""
 import ast
 import os
 import re
-from datetime import datetime
 import shlex
-import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -43,16 +42,21 @@ def shell_lines(path: Path):
 
 def test_no_command_line_in_the_docs_ends_in_a_comment():
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    found = [f"{page.relative_to(ROOT)}:{number}: {line.strip()}" for page in pages
-             for number, line in shell_lines(page)
-             if not line.lstrip().startswith("#") and TRAILING_COMMENT.search(line)]
+    found = [
+        f"{page.relative_to(ROOT)}:{number}: {line.strip()}"
+        for page in pages
+        for number, line in shell_lines(page)
+        if not line.lstrip().startswith("#") and TRAILING_COMMENT.search(line)
+    ]
     assert found == [], "\n".join(found)
 
 
 def test_the_scan_sees_a_trailing_comment(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("```sh\ninvoke setup --dry-run   # what would change\n# own line\n```\n"
-                    "```python\nx = 1  # fine in Python\n```\n")
+    page.write_text(
+        "```sh\ninvoke setup --dry-run   # what would change\n# own line\n```\n"
+        "```python\nx = 1  # fine in Python\n```\n"
+    )
     assert [n for n, line in shell_lines(page) if TRAILING_COMMENT.search(line)] == [2]
 
 
@@ -64,8 +68,15 @@ def test_ci_installs_every_system_tool_the_tests_run():
 
 def ci_step(step: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess:
     """One function of .ci/run (sourced, so nothing else of it runs), under bash with exactly this environment."""
-    return subprocess.run(["/bin/bash", "-c", f'source "{ROOT}/.ci/run" && {step}'], cwd=cwd, env=env,
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60)
+    return subprocess.run(
+        ["/bin/bash", "-c", f'source "{ROOT}/.ci/run" && {step}'],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -77,7 +88,9 @@ def stand_ins(tmp_path: Path):
 
     def make(*names: str, status: int = 0) -> Path:
         for name in names:
-            (folder / name).write_text(f'#!/bin/sh\necho "${{DEBIAN_FRONTEND:-}}|{name} $*" >> "{log}"\nexit {status}\n')
+            (folder / name).write_text(
+                f'#!/bin/sh\necho "${{DEBIAN_FRONTEND:-}}|{name} $*" >> "{log}"\nexit {status}\n'
+            )
             (folder / name).chmod(0o755)
         return folder
 
@@ -89,8 +102,11 @@ def test_ci_installs_each_missing_tool_with_apt_get_and_npm(stand_ins):
     done = ci_step("install_missing_tools", PATH=str(make("apt-get", "npm")), CI="true")
     assert done.returncode == 0, done.stderr
     apt = " ".join(package for package, _ in SYSTEM_TOOLS.values())
-    assert calls() == ["|apt-get update -qq", f"noninteractive|apt-get install -y -qq {apt}",
-                       *(f"|npm install -g --silent {package}" for package in NPM_TOOLS.values())]
+    assert calls() == [
+        "|apt-get update -qq",
+        f"noninteractive|apt-get install -y -qq {apt}",
+        *(f"|npm install -g --silent {package}" for package in NPM_TOOLS.values()),
+    ]
 
 
 def test_ci_installs_nothing_that_is_there(stand_ins):
@@ -120,7 +136,9 @@ def test_outside_ci_nothing_is_installed_and_the_missing_tools_are_named(stand_i
 def test_ci_fails_a_run_that_collected_no_test(tmp_path):
     (tmp_path / "tests").mkdir()
     (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\ntestpaths = ['tests']\n")
-    done = ci_step(f'tests_must_run "{sys.executable}" -m pytest -p no:cacheprovider', cwd=tmp_path, PATH=os.environ["PATH"])
+    done = ci_step(
+        f'tests_must_run "{sys.executable}" -m pytest -p no:cacheprovider', cwd=tmp_path, PATH=os.environ["PATH"]
+    )
     assert done.returncode == 5, done.stdout + done.stderr
     assert "collected no tests (exit 5): a run that tests nothing fails." in done.stderr
 
@@ -133,16 +151,18 @@ def test_ci_keeps_every_other_status_as_it_is(command, status):
 
 def test_ci_installs_then_runs_the_readme_s_test_command_and_stops_when_an_install_fails():
     steps = 'tests_must_run() { echo "tests $*"; }; '
-    done = ci_step(steps + 'install_missing_tools() { echo install; }; main', PATH=os.environ["PATH"])
+    done = ci_step(steps + "install_missing_tools() { echo install; }; main", PATH=os.environ["PATH"])
     assert (done.returncode, done.stdout) == (0, "install\ntests sh scripts/test.sh -p no:cacheprovider\n")
-    done = ci_step(steps + 'install_missing_tools() { return 1; }; main', PATH=os.environ["PATH"])
+    done = ci_step(steps + "install_missing_tools() { return 1; }; main", PATH=os.environ["PATH"])
     assert (done.returncode, done.stdout) == (1, "")
 
 
 def _cuda_bench():
     import sys
+
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import cuda_bench
+
     return cuda_bench
 
 
@@ -151,13 +171,15 @@ def test_the_kept_gpu_run_is_committed_and_the_doc_shows_what_it_renders():
     cuda_bench = _cuda_bench()
     kept = cuda_bench.KEPT.relative_to(ROOT).as_posix()
     # What a clone holds: tracked files, and new ones git does not ignore (the file was once ignored).
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", kept], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", kept], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert cuda_bench.KEPT.is_file() and listed == [kept], f"{kept} is missing or ignored, so a clone cannot render it"
     doc = (ROOT / "docs" / "performance.md").read_text()
     section = "\n".join(cuda_bench.section()) + "\n"
     assert doc.endswith(section), "docs/performance.md's CUDA section is stale: run benchmarks/run.py --cuda-section"
     import serve_bench
+
     assert "\n".join(serve_bench.FINDINGS) + "\n" + section in doc, "the profile's account is stale: the same command"
 
 
@@ -168,9 +190,13 @@ def test_rendering_without_the_kept_gpu_run_fails_loudly(tmp_path):
 
 def test_test_modules_import_helpers_from_support_never_from_conftest():
     # conftest.py holds fixtures and hooks; importing it as a module ties a test to how pytest loads it.
-    found = [f"{path.relative_to(ROOT)}: {line.strip()}" for path in sorted((ROOT / "tests").rglob("*.py"))
-             if path.name != "conftest.py" for line in path.read_text().splitlines()
-             if re.match(r"\s*(from\s+\S*conftest\s+import|import\s+\S*conftest)", line)]
+    found = [
+        f"{path.relative_to(ROOT)}: {line.strip()}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        if path.name != "conftest.py"
+        for line in path.read_text().splitlines()
+        if re.match(r"\s*(from\s+\S*conftest\s+import|import\s+\S*conftest)", line)
+    ]
     assert found == [], "\n".join(found)
 
 
@@ -185,8 +211,10 @@ def test_task_modules_stay_thin(path):
 
 def test_the_logic_count_leaves_out_imports_docstrings_decorators_and_help(tmp_path):
     code = tmp_path / "x.py"
-    code.write_text('"""Doc."""\nimport os\nX_HELP = {\n  "a": 1,\n}\n\n\n@task(help=X_HELP)\ndef f(c):\n'
-                    '    """Doc."""\n    # a comment\n    return os.sep\n')
+    code.write_text(
+        '"""Doc."""\nimport os\nX_HELP = {\n  "a": 1,\n}\n\n\n@task(help=X_HELP)\ndef f(c):\n'
+        '    """Doc."""\n    # a comment\n    return os.sep\n'
+    )
     assert logic_lines(code) == 2
 
 
@@ -195,12 +223,20 @@ def _loads_mlx_at_main(path: Path) -> bool:
     return 'if __name__ == "__main__":' in source and re.search(r"^\s*(import mlx|from mlx)", source, re.M) is not None
 
 
-@pytest.mark.parametrize("path", [p for p in sorted((ROOT / "mlxtasks" / "runtime").rglob("*.py"))
-                                  if _loads_mlx_at_main(p) or p.name == "__main__.py"],  # the server's loads it later
-                         ids=lambda p: p.relative_to(ROOT / "mlxtasks" / "runtime").as_posix())
+@pytest.mark.parametrize(
+    "path",
+    [
+        p
+        for p in sorted((ROOT / "mlxtasks" / "runtime").rglob("*.py"))
+        if _loads_mlx_at_main(p) or p.name == "__main__.py"
+    ],  # the server's loads it later
+    ids=lambda p: p.relative_to(ROOT / "mlxtasks" / "runtime").as_posix(),
+)
 def test_each_runtime_entry_point_sets_the_kernel_cache_before_anything_else(path):
     # Importing mlxtasks.runtime changes nothing (tests/test_gpu.py); the entry point makes the call.
-    main = next(node for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef) and node.name == "main")
+    main = next(
+        node for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef) and node.name == "main"
+    )
     first = main.body[0]
     assert isinstance(first, ast.Expr) and ast.unparse(first) == "gpu.use_kernel_cache()", ast.unparse(first)
 
@@ -232,22 +268,29 @@ def test_the_architecture_page_names_every_module_and_no_module_that_is_gone():
 
 def test_the_tree_reader_sees_names_in_folders_and_shared_lines(tmp_path):
     page = tmp_path / "a.md"
-    page.write_text("## Layers\n\n```\ntasks.py   x\nmlxtasks/\n  a.py b.py      what\n                 more a.py\n"
-                    "  sub/           folder\n    c.py         in sub\n  d.py\nshell/   y\n  e.py\n```\n")
+    page.write_text(
+        "## Layers\n\n```\ntasks.py   x\nmlxtasks/\n  a.py b.py      what\n                 more a.py\n"
+        "  sub/           folder\n    c.py         in sub\n  d.py\nshell/   y\n  e.py\n```\n"
+    )
     assert module_tree(page) == {"a.py", "b.py", "sub/", "sub/c.py", "d.py"}
 
 
 def test_the_docs_cite_nothing_outside_the_repository():
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    found = [f"{page.relative_to(ROOT)}: {hit}" for page in pages
-             for hit in re.findall(r"(?<![\w.])(?:shared/\S+|/work/\S+)", page.read_text())]
+    found = [
+        f"{page.relative_to(ROOT)}: {hit}"
+        for page in pages
+        for hit in re.findall(r"(?<![\w.])(?:shared/\S+|/work/\S+)", page.read_text())
+    ]
     assert found == [], "\n".join(found)
 
 
 def test_the_logic_count_is_the_same_however_the_formatter_wraps_a_statement(tmp_path):
     one, wrapped = tmp_path / "one.py", tmp_path / "wrapped.py"
     one.write_text("def f(c, a=1, b=2):\n    return g(a, b, c)\n")
-    wrapped.write_text("def f(\n    c,\n    a=1,\n    b=2,\n):\n    return g(\n        a,\n        b,\n        c,\n    )\n")
+    wrapped.write_text(
+        "def f(\n    c,\n    a=1,\n    b=2,\n):\n    return g(\n        a,\n        b,\n        c,\n    )\n"
+    )
     assert logic_lines(one) == logic_lines(wrapped) == 2
 
 
@@ -256,14 +299,20 @@ def tool_env_sh(script: str, root: Path, **env: str) -> subprocess.CompletedProc
     versions = root / "mlxtasks" / "data" / "python-versions"  # lib.sh reads the supported range there
     versions.parent.mkdir(parents=True, exist_ok=True)
     versions.write_text((ROOT / "mlxtasks" / "data" / "python-versions").read_text())
-    return subprocess.run(["/bin/sh", "-c", f'set -eu; root="{root}"; . "{ROOT}/scripts/lib.sh"; {script}'],
-                          env={"PATH": os.environ["PATH"], "HOME": str(root), **env}, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        ["/bin/sh", "-c", f'set -eu; root="{root}"; . "{ROOT}/scripts/lib.sh"; {script}'],
+        env={"PATH": os.environ["PATH"], "HOME": str(root), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_the_tool_environment_is_ready_when_its_modules_are_found_without_importing_them(tmp_path):
     (tmp_path / "loud.py").write_text("raise SystemExit('imported')\n")  # finding it must not run it
-    found = tool_env_sh(f'modules_found "{sys.executable}" "json, loud"; echo found', tmp_path, PYTHONPATH=str(tmp_path))
+    found = tool_env_sh(
+        f'modules_found "{sys.executable}" "json, loud"; echo found', tmp_path, PYTHONPATH=str(tmp_path)
+    )
     assert found.stdout == "found\n", found.stderr
     missing = tool_env_sh(f'modules_found "{sys.executable}" "json, no_such_module" || echo missing', tmp_path)
     assert missing.stdout == "missing\n"
@@ -272,7 +321,7 @@ def test_the_tool_environment_is_ready_when_its_modules_are_found_without_import
 def test_a_ready_tool_environment_is_used_without_looking_for_a_python(tmp_path):
     (tmp_path / ".venv").symlink_to(TOOL_VENV)  # this run's environment holds the [test] extra
     # Looking for a Python (pyenv's shims made it take seconds) would say so and fail.
-    done = tool_env_sh('find_python() { echo looked; return 1; }; ensure_test_env; echo ready', tmp_path)
+    done = tool_env_sh("find_python() { echo looked; return 1; }; ensure_test_env; echo ready", tmp_path)
     assert done.stdout == "ready\n", done.stdout + done.stderr
     assert "Installing" not in done.stderr and "Making" not in done.stderr
 
@@ -283,26 +332,51 @@ def test_a_run_of_some_benchmarks_replaces_their_rows_by_place_and_keeps_the_res
     from harness import Result
 
     doc = tmp_path / "performance.md"
-    doc.write_text("# Performance\n\n| Benchmark | Figure | Target | Held |\n|---|---|---|---|\n| Old A | 1 | t | yes |\n"
-                   "| B | 2 | t | yes |\n\n## Notes and raw numbers (seconds)\n\n### a\n\n- Raw: x=1.000\n\n### b\n\n"
-                   "- Raw: y=2.000\n\n## Where the server's time per token went (issue 26)\n\nkept\n")
+    doc.write_text(
+        "# Performance\n\n| Benchmark | Figure | Target | Held |\n|---|---|---|---|\n| Old A | 1 | t | yes |\n"
+        "| B | 2 | t | yes |\n\n## Notes and raw numbers (seconds)\n\n### a\n\n- Raw: x=1.000\n\n### b\n\n"
+        "- Raw: y=2.000\n\n## Where the server's time per token went (issue 26)\n\nkept\n"
+    )
     monkeypatch.setattr(run, "DOC", doc)
-    run.update_doc({"a": Result("New A", "10", "t", False, {"x": 3.0}, ()),
-                    "c": Result("C", "5", "t", True, {"z": 4.0}, ())}, datetime(2026, 12, 7, 21, 0))
+    run.update_doc(
+        {"a": Result("New A", "10", "t", False, {"x": 3.0}, ()), "c": Result("C", "5", "t", True, {"z": 4.0}, ())},
+        datetime(2026, 12, 7, 21, 0),
+    )
     text = doc.read_text()
     assert "| New A | 10 | t | no |\n| B | 2 | t | yes |\n| C | 5 | t | yes |\n" in text and "Old A" not in text
-    assert text.index("### a") < text.index("x=3.000") < text.index("### b") < text.index("### c") < \
-        text.index("z=4.000") < text.index("## Where the server's") and "x=1.000" not in text
+    assert (
+        text.index("### a")
+        < text.index("x=3.000")
+        < text.index("### b")
+        < text.index("### c")
+        < text.index("z=4.000")
+        < text.index("## Where the server's")
+        and "x=1.000" not in text
+    )
 
 
 # --- What the docs tell a user to type exists (issue 28's walk of every page) -----------------------------
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PROGRAMS = {"invoke", "mlxtasks", ".venv/bin/invoke", "~/venv-mlx/bin/mlxtasks"}
-PLACEHOLDER = re.compile(r"^(--?)?([A-Z][A-Z_.]*|.*\.\.\..*|.*<.*>.*|.*\*.*|\[.*\])$")  # TASK, ..., <name>, cluster.*, [options]
+PLACEHOLDER = re.compile(
+    r"^(--?)?([A-Z][A-Z_.]*|.*\.\.\..*|.*<.*>.*|.*\*.*|\[.*\])$"
+)  # TASK, ..., <name>, cluster.*, [options]
 ENDS = {"|", "||", "&&", ";", ">", ">>", "<", "2>&1", "2>/dev/null"}
-BLOCK_COMMANDS = {"activate", "deactivate", "status", "models", "validate", "pull", "search", "serve", "serve-stop", "ps",
-                  "ask", "chat"}
+BLOCK_COMMANDS = {
+    "activate",
+    "deactivate",
+    "status",
+    "models",
+    "validate",
+    "pull",
+    "search",
+    "serve",
+    "serve-stop",
+    "ps",
+    "ask",
+    "chat",
+}
 MLX_PACKAGES = {"lm", "metal", "cpu", "cuda-12", "cuda-13"}  # mlx-lm and friends, named where packages are
 
 
@@ -355,8 +429,11 @@ def parsed(words: list[str]):
     contexts = ns.to_contexts()
     takes_value = {flag for context in contexts for flag in context.flags if context.flags[flag].takes_value}
     typed = split_command_line(words)[0][1:]
-    ours = [word.removeprefix("mlx.") for before, word in zip(["", *typed], typed, strict=False)
-            if word != "..." or before in takes_value]  # `...`: more words, or an option's value
+    ours = [
+        word.removeprefix("mlx.")
+        for before, word in zip(["", *typed], typed, strict=False)
+        if word != "..." or before in takes_value
+    ]  # `...`: more words, or an option's value
     if not ours or PLACEHOLDER.match(ours[0]) or re.fullmatch(r"[\d.]+", ours[0]):  # `invoke 3.0.3`: a package
         return None
     ours = ["X" if PLACEHOLDER.match(word) and not word.startswith("-") else word for word in ours]
@@ -383,8 +460,12 @@ def test_every_model_the_docs_hand_a_task_or_run_as_mlx_alias_is_in_the_catalogu
 
     known = {name for model in catalog.BUILTIN for name in (model.alias, *model.also, model.folder, model.repo)}
     known |= {"default", "auto", "none", "all"}
-    known |= {repo.split("/")[1].lower() for _, words in documented(program_words=True) for repo in words
-              if re.fullmatch(r"[\w.-]+/[\w.-]+", repo)}  # a model pulled by repo id is named after its folder
+    known |= {
+        repo.split("/")[1].lower()
+        for _, words in documented(program_words=True)
+        for repo in words
+        if re.fullmatch(r"[\w.-]+/[\w.-]+", repo)
+    }  # a model pulled by repo id is named after its folder
     found = []
     for where, words in documented(program_words=True):
         try:
@@ -398,8 +479,11 @@ def test_every_model_the_docs_hand_a_task_or_run_as_mlx_alias_is_in_the_catalogu
                     found.append(f"{where}: {' '.join(words)}: {name}")
     for where, words in documented(program_words=False):
         alias = words[0].removeprefix("mlx-").removeprefix("chat-")
-        if alias not in known | BLOCK_COMMANDS | MLX_PACKAGES and not PLACEHOLDER.match(alias) and \
-                not alias.startswith("lm."):  # mlx-lm.import: a check's name
+        if (
+            alias not in known | BLOCK_COMMANDS | MLX_PACKAGES
+            and not PLACEHOLDER.match(alias)
+            and not alias.startswith("lm.")
+        ):  # mlx-lm.import: a check's name
             found.append(f"{where}: {words[0]}")
     for page in PAGES:  # what the model tables in the YAML examples send names to
         for number, line in enumerate(page.read_text().splitlines(), 1):
@@ -410,20 +494,34 @@ def test_every_model_the_docs_hand_a_task_or_run_as_mlx_alias_is_in_the_catalogu
 
 
 def test_no_command_in_the_docs_names_one_mac_users_home():
-    found = [f"{page.relative_to(ROOT)}:{number}: {text.strip()}" for page in PAGES
-             for number, text in code_texts(page) if "/Users/" in text]
+    found = [
+        f"{page.relative_to(ROOT)}:{number}: {text.strip()}"
+        for page in PAGES
+        for number, text in code_texts(page)
+        if "/Users/" in text
+    ]
     assert found == [], "\n".join(found)
 
 
 def test_the_docs_scan_reads_spans_fences_and_the_words_of_each_command(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("Run `invoke models.verify qwen7b` or `X=1 mlxtasks chat.ask \"- hi\" --model phi4 | head -c 5`.\n"
-                    "```sh\ninvoke --dry setup --yes && mlx-qwen7b hi; mlx-status\n```\n```\nnot a command: invoke x\n```\n")
+    page.write_text(
+        'Run `invoke models.verify qwen7b` or `X=1 mlxtasks chat.ask "- hi" --model phi4 | head -c 5`.\n'
+        "```sh\ninvoke --dry setup --yes && mlx-qwen7b hi; mlx-status\n```\n```\nnot a command: invoke x\n```\n"
+    )
     found = [words for _, text in code_texts(page) for words in commands(text)]
-    assert found == [["invoke", "models.verify", "qwen7b"], ["mlxtasks", "chat.ask", "- hi", "--model", "phi4"],
-                     ["head", "-c", "5"], ["invoke", "--dry", "setup", "--yes"], ["mlx-qwen7b", "hi"], ["mlx-status"]]
+    assert found == [
+        ["invoke", "models.verify", "qwen7b"],
+        ["mlxtasks", "chat.ask", "- hi", "--model", "phi4"],
+        ["head", "-c", "5"],
+        ["invoke", "--dry", "setup", "--yes"],
+        ["mlx-qwen7b", "hi"],
+        ["mlx-status"],
+    ]
     assert [c.name for c in parsed(["invoke", "--dry", "mlx.setup", "--yes", "models.verify", "qwen7b"])] == [
-        "setup", "models.verify"]
+        "setup",
+        "models.verify",
+    ]
 
 
 def test_a_short_flag_the_docs_pair_with_a_long_one_means_it():

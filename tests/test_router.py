@@ -6,12 +6,15 @@ from mlxtasks.errors import MlxTasksError
 EVERYTHING = {"qwen7b", "qwen32b", "deepseek", "phi4", "mistral7b"}
 
 
-@pytest.mark.parametrize("prompt, category, alias", [
-    ("Fix this Python bug in my function", "code", "qwen32b"),
-    ("Why does this happen? Explain step by step", "reasoning", "deepseek"),
-    ("Solve the equation and calculate the integral", "math", "phi4"),
-    ("Write a poem about autumn", "general", "mistral7b"),
-])
+@pytest.mark.parametrize(
+    "prompt, category, alias",
+    [
+        ("Fix this Python bug in my function", "code", "qwen32b"),
+        ("Why does this happen? Explain step by step", "reasoning", "deepseek"),
+        ("Solve the equation and calculate the integral", "math", "phi4"),
+        ("Write a poem about autumn", "general", "mistral7b"),
+    ],
+)
 def test_rule_table_picks_the_category_and_its_best_model(prompt, category, alias):
     choice = router.route(prompt, EVERYTHING)
     assert (choice.category, choice.alias) == (category, alias)

@@ -31,9 +31,13 @@ def test_rows_come_in_the_hub_s_order_for_each_sort_and_the_query_is_what_huggin
     assert repos(search(listing_hub, home, "QWEN3", "--sort", "likes")) == [HUGE, NEXT, TINY, VL]
     assert repos(search(listing_hub, home, "qwen3", "--sort", "recent", "--limit", "2")) == [NEXT, VL]
     query = listing_hub.listing_queries[-1]
-    assert query == {"search": ["qwen3"], "author": ["mlx-community"], "sort": ["lastModified"], "limit": ["2"],
-                     "expand": ["safetensors", "usedStorage", "downloads", "likes", "lastModified", "config",
-                                "pipeline_tag"]}
+    assert query == {
+        "search": ["qwen3"],
+        "author": ["mlx-community"],
+        "sort": ["lastModified"],
+        "limit": ["2"],
+        "expand": ["safetensors", "usedStorage", "downloads", "likes", "lastModified", "config", "pipeline_tag"],
+    }
     assert repos(search(listing_hub, home, "own", "--author", "any")) == ["someone/qwen3-own-4bit"]
     assert "author" not in listing_hub.listing_queries[-1]
 
@@ -88,8 +92,15 @@ def test_an_unreachable_hub_is_one_sentence_and_exit_1(home):
     assert "Retrying" not in done.stderr and "Traceback" not in done.stderr
 
 
-SMALL = {"model_type": "qwen2", "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-         "hidden_size": 64, "max_position_embeddings": 8192, "quantization": {"group_size": 64, "bits": 4}}
+SMALL = {
+    "model_type": "qwen2",
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "hidden_size": 64,
+    "max_position_embeddings": 8192,
+    "quantization": {"group_size": 64, "bits": 4},
+}
 
 
 def test_info_of_a_repo_not_installed_reads_only_its_listing_and_config(home, tmp_path):
@@ -133,8 +144,13 @@ def stalled_hub():
         connection.close()
 
 
-@pytest.mark.parametrize("argv, what", [(["models.search", "qwen3"], "searching"),
-                                        (["models.info", "someone/Small-4bit"], "asking about someone/Small-4bit")])
+@pytest.mark.parametrize(
+    "argv, what",
+    [
+        (["models.search", "qwen3"], "searching"),
+        (["models.info", "someone/Small-4bit"], "asking about someone/Small-4bit"),
+    ],
+)
 def test_a_hub_that_accepts_and_never_answers_is_given_up_at_the_stall_limit(home, stalled_hub, argv, what):
     # Without the limit it waits for ever, and the test's timeout raises.
     done = invoke(*argv, home=home, HF_ENDPOINT=stalled_hub, INVOKE_MLX_PULL_STALL_TIMEOUT_S="3", timeout=120)
@@ -142,9 +158,13 @@ def test_a_hub_that_accepts_and_never_answers_is_given_up_at_the_stall_limit(hom
     assert f"The hub at {stalled_hub} took the connection but sent no answer in 3 s while {what}." in done.stderr
 
 
-@pytest.mark.parametrize("argv", [["models.search", "qwen3"], ["models.info", "someone/Small-4bit"],
-                                  ["models.pull", "someone/Small-4bit"]])
+@pytest.mark.parametrize(
+    "argv", [["models.search", "qwen3"], ["models.info", "someone/Small-4bit"], ["models.pull", "someone/Small-4bit"]]
+)
 def test_an_endpoint_that_is_no_url_is_one_sentence(home, argv):
     done = invoke(*argv, home=home, HF_ENDPOINT="http://[::1", timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
-    assert "HF_ENDPOINT='http://[::1' is not the http(s) URL of a hub." in done.stderr and "Fix: unset HF_ENDPOINT" in done.stderr
+    assert (
+        "HF_ENDPOINT='http://[::1' is not the http(s) URL of a hub." in done.stderr
+        and "Fix: unset HF_ENDPOINT" in done.stderr
+    )

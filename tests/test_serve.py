@@ -22,8 +22,9 @@ from mlxtasks.tasks import serve as serve_tasks
 from mlxtasks.tasks.setup import uninstall
 
 LINUX = HostFacts(os="linux", os_version="6", machine="x86_64", chip="x", ram_total=64 * GIB, ram_available=32 * GIB)
-SMALL_MAC = HostFacts(os="darwin", os_version="15.1", machine="arm64", chip="Apple M1", ram_total=8 * GIB,
-                      ram_available=6 * GIB)
+SMALL_MAC = HostFacts(
+    os="darwin", os_version="15.1", machine="arm64", chip="Apple M1", ram_total=8 * GIB, ram_available=6 * GIB
+)
 
 
 @pytest.fixture
@@ -45,7 +46,9 @@ def test_the_model_is_found_by_alias_and_default_means_the_configured_one(settin
 def test_unknown_and_too_big_models_are_refused_with_a_fix(settings):
     with pytest.raises(MlxTasksError, match="no model called 'gpt4'"):
         serve.choose_model(settings, "gpt4", LINUX, force=False)
-    with pytest.raises(MlxTasksError, match=r"qwen32b needs about 20.7 GB of memory and this machine can give a model 5.7 GB") as caught:
+    with pytest.raises(
+        MlxTasksError, match=r"qwen32b needs about 20.7 GB of memory and this machine can give a model 5.7 GB"
+    ) as caught:
         serve.choose_model(settings, "qwen32b", SMALL_MAC, force=False)
     assert caught.value.fix.endswith("invoke serve qwen32b --force")
     assert serve.choose_model(settings, "qwen32b", SMALL_MAC, force=True)[0].alias == "qwen32b"
@@ -59,23 +62,36 @@ def test_the_server_gets_its_spec_with_the_catalogue_sampling_the_models_names_a
     alias, _, argv, _ = serve.prepare(settings, "qwen7b", None, LINUX, force=False)
     assert alias == "qwen7b" and argv[:3] == [str(settings.venv_python), "-m", "mlxtasks.runtime.server"]
     spec = ServeSpec.from_json(argv[3])
-    assert (spec.alias, spec.model, spec.host, spec.port, spec.allowed_origins) == \
-        ("qwen7b", str(folder), "127.0.0.1", 8080, [])
+    assert (spec.alias, spec.model, spec.host, spec.port, spec.allowed_origins) == (
+        "qwen7b",
+        str(folder),
+        "127.0.0.1",
+        8080,
+        [],
+    )
     assert (spec.temperature, spec.top_p, spec.max_tokens) == (0.7, 0.8, 2048)
     assert set(spec.names) == {"qwen25-coder-7b", "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", str(folder)}
-    assert spec.log_file == str(serve.log_path(settings.state)) and spec.exit_file == str(serve.exit_path(settings.state))
+    assert spec.log_file == str(serve.log_path(settings.state)) and spec.exit_file == str(
+        serve.exit_path(settings.state)
+    )
     # Every installed model is in the table, with the memory it needs; the budget is the machine's.
     sizes = {m.alias: store.size_on_disk(Path(m.folder)) for m in spec.installed}
-    assert {m.alias: m.need for m in spec.installed} == {a: int(size * 1.1) for a, size in sizes.items()}  # shape unknown
+    assert {m.alias: m.need for m in spec.installed} == {
+        a: int(size * 1.1) for a, size in sizes.items()
+    }  # shape unknown
     assert sorted(sizes) == ["qwen32b", "qwen7b"] and spec.budget == catalog.memory_budget(LINUX)
     assert next(m for m in spec.installed if m.alias == "qwen7b") == spec.preloaded()
-    assert (spec.keep_alive, ServeSpec.from_json(serve.prepare(settings, "qwen7b", None, LINUX, force=True)[2][3]).budget) \
-        == (300, 0)
+    assert (
+        spec.keep_alive,
+        ServeSpec.from_json(serve.prepare(settings, "qwen7b", None, LINUX, force=True)[2][3]).budget,
+    ) == (300, 0)
     none = ServeSpec.from_json(serve.prepare(settings, "none", None, LINUX, force=False)[2][3])
     assert (none.alias, none.preloaded(), len(none.installed)) == ("", None, 2)
     assert none.prompt_cache_bytes == 2 << 30
-    origins = config.resolve({"serve_allowed_origins": ["http://a", "http://b"], "serve_keep_alive": "1h30m",
-                              "serve_prompt_cache_gb": 0.5}, home=settings.home)
+    origins = config.resolve(
+        {"serve_allowed_origins": ["http://a", "http://b"], "serve_keep_alive": "1h30m", "serve_prompt_cache_gb": 0.5},
+        home=settings.home,
+    )
     spec = ServeSpec.from_json(serve.prepare(origins, "none", None, LINUX, force=False)[2][3])
     assert (spec.allowed_origins, spec.keep_alive, spec.prompt_cache_bytes) == (["http://a", "http://b"], 5400, 1 << 29)
 
@@ -83,26 +99,68 @@ def test_the_server_gets_its_spec_with_the_catalogue_sampling_the_models_names_a
 def test_every_limit_of_the_server_comes_from_its_config_key(settings):
     # The spec's own field defaults are not what a started server runs with: config.DEFAULTS is.
     def started(**keys):
-        return ServeSpec.from_json(serve.prepare(config.resolve(keys, home=settings.home), "none", None, LINUX, False)[2][3])
+        return ServeSpec.from_json(
+            serve.prepare(config.resolve(keys, home=settings.home), "none", None, LINUX, False)[2][3]
+        )
 
     default = started()
-    assert (default.batch_size, default.queue_limit, default.prefill_chunk, default.prompt_caches, default.max_body_bytes,
-            default.log_max_bytes) == (8, 32, 2048, 10, 4 << 20, 10 << 20)
-    spec = started(serve_batch_size=2, serve_queue_limit="5", serve_prefill_chunk=256, serve_prompt_caches=0,
-                   serve_max_body_mb=0.5, serve_log_max_mb=1)
-    assert (spec.batch_size, spec.queue_limit, spec.prefill_chunk, spec.prompt_caches, spec.max_body_bytes,
-            spec.log_max_bytes) == (2, 5, 256, 0, 1 << 19, 1 << 20)
+    assert (
+        default.batch_size,
+        default.queue_limit,
+        default.prefill_chunk,
+        default.prompt_caches,
+        default.max_body_bytes,
+        default.log_max_bytes,
+    ) == (8, 32, 2048, 10, 4 << 20, 10 << 20)
+    spec = started(
+        serve_batch_size=2,
+        serve_queue_limit="5",
+        serve_prefill_chunk=256,
+        serve_prompt_caches=0,
+        serve_max_body_mb=0.5,
+        serve_log_max_mb=1,
+    )
+    assert (
+        spec.batch_size,
+        spec.queue_limit,
+        spec.prefill_chunk,
+        spec.prompt_caches,
+        spec.max_body_bytes,
+        spec.log_max_bytes,
+    ) == (2, 5, 256, 0, 1 << 19, 1 << 20)
 
 
-@pytest.mark.parametrize("key, given", [("serve_batch_size", 0), ("serve_batch_size", 2.5), ("serve_queue_limit", "many"),
-                                        ("serve_prefill_chunk", 8), ("serve_prompt_caches", -1), ("serve_max_body_mb", "nan")])
+@pytest.mark.parametrize(
+    "key, given",
+    [
+        ("serve_batch_size", 0),
+        ("serve_batch_size", 2.5),
+        ("serve_queue_limit", "many"),
+        ("serve_prefill_chunk", 8),
+        ("serve_prompt_caches", -1),
+        ("serve_max_body_mb", "nan"),
+    ],
+)
 def test_a_bad_server_limit_is_a_sentence_naming_its_key(tmp_path, key, given):
     with pytest.raises(MlxTasksError, match=f"Config key 'mlx.{key}' must be a"):
         getattr(config.resolve({key: given}, home=tmp_path), key)
 
 
-@pytest.mark.parametrize("given, seconds", [(300, 300), ("300", 300), ("5m", 300), ("1h30m", 5400), ("90s", 90),
-                                            ("-1", -1), (-1, -1), ("0", 0), ("250ms", 0.25), ("-5m", -300)])
+@pytest.mark.parametrize(
+    "given, seconds",
+    [
+        (300, 300),
+        ("300", 300),
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("90s", 90),
+        ("-1", -1),
+        (-1, -1),
+        ("0", 0),
+        ("250ms", 0.25),
+        ("-5m", -300),
+    ],
+)
 def test_keep_alive_takes_seconds_or_an_ollama_duration(given, seconds):
     assert duration(given) == seconds
 
@@ -116,20 +174,48 @@ def test_anything_else_is_not_a_keep_alive(given, tmp_path):
 
 
 def test_ps_shows_each_loaded_model_its_memory_idle_time_and_when_it_unloads():
-    answer = {"budget": 8 * 10**9, "models": [
-        {"model": "qwen7b", "memory": 4_900_000_000, "requests": 0, "idle_s": 75.2, "keep_alive": 300, "unloads_in": 224.8},
-        {"model": "phi4", "memory": 2_000_000_000, "requests": 2, "idle_s": 0.0, "keep_alive": 300, "unloads_in": None},
-        {"model": "tiny", "memory": 300_000_000, "requests": 0, "idle_s": 3.0, "keep_alive": -1, "unloads_in": None}],
-        "waiting": {"mistral7b": 2}}
+    answer = {
+        "budget": 8 * 10**9,
+        "models": [
+            {
+                "model": "qwen7b",
+                "memory": 4_900_000_000,
+                "requests": 0,
+                "idle_s": 75.2,
+                "keep_alive": 300,
+                "unloads_in": 224.8,
+            },
+            {
+                "model": "phi4",
+                "memory": 2_000_000_000,
+                "requests": 2,
+                "idle_s": 0.0,
+                "keep_alive": 300,
+                "unloads_in": None,
+            },
+            {
+                "model": "tiny",
+                "memory": 300_000_000,
+                "requests": 0,
+                "idle_s": 3.0,
+                "keep_alive": -1,
+                "unloads_in": None,
+            },
+        ],
+        "waiting": {"mistral7b": 2},
+    }
     assert serve.ps_text(answer).splitlines() == [
         "MODEL   MEMORY  IDLE           UNLOADS",
         "qwen7b  4.9 GB  1 min 15 s     in 3 min 44 s",
         "phi4    2.0 GB  answering (2)  5 min after its last answer",
         "tiny    0.3 GB  3 s            never (kept loaded)",
         "7.2 GB in use of a budget of 8.0 GB",
-        "waiting for mistral7b to load: 2 request(s)"]
-    assert serve.ps_text({"budget": 0, "models": [], "waiting": {}}) == \
-        "No model is loaded; a request that names an installed model loads it."
+        "waiting for mistral7b to load: 2 request(s)",
+    ]
+    assert (
+        serve.ps_text({"budget": 0, "models": [], "waiting": {}})
+        == "No model is loaded; a request that names an installed model loads it."
+    )
 
 
 def test_port_config_and_flag_and_their_errors(tmp_path, capsys):
@@ -139,8 +225,10 @@ def test_port_config_and_flag_and_their_errors(tmp_path, capsys):
         config.resolve({"serve_port": 70000}, home=tmp_path).serve_port
     with pytest.raises(Exit):
         serve_tasks.start(mock_context(Result()), "qwen7b", port="abc")
-    assert capsys.readouterr().err == ("[error] --port must be a port number from 1 to 65535, got 'abc'.\n"
-                                       "  Fix: pass a port number from 1 to 65535 to --port\n")
+    assert capsys.readouterr().err == (
+        "[error] --port must be a port number from 1 to 65535, got 'abc'.\n"
+        "  Fix: pass a port number from 1 to 65535 to --port\n"
+    )
     for port in ("-1", "0"):
         with pytest.raises(MlxTasksError, match=f"--serve-port must be a port number from 1 to 65535, got '{port}'"):
             config.resolve({}, home=tmp_path, serve_port=port).serve_port
@@ -155,9 +243,16 @@ def test_state_lives_in_xdg_state_home_or_under_home(tmp_path, monkeypatch):
     assert config.resolve({}, home=tmp_path).state == tmp_path / "xdg" / "mlxtasks"
 
 
-@pytest.mark.parametrize("host, url", [("127.0.0.1", "http://127.0.0.1:8080/v1"), ("0.0.0.0", "http://127.0.0.1:8080/v1"),
-                                       ("::1", "http://[::1]:8080/v1"), ("::", "http://[::1]:8080/v1"),
-                                       ("192.168.1.5", "http://192.168.1.5:8080/v1")])
+@pytest.mark.parametrize(
+    "host, url",
+    [
+        ("127.0.0.1", "http://127.0.0.1:8080/v1"),
+        ("0.0.0.0", "http://127.0.0.1:8080/v1"),
+        ("::1", "http://[::1]:8080/v1"),
+        ("::", "http://[::1]:8080/v1"),
+        ("192.168.1.5", "http://192.168.1.5:8080/v1"),
+    ],
+)
 def test_clients_on_this_machine_get_a_reachable_url(host, url):
     assert serve.base_url(host, 8080) == url
 
@@ -165,8 +260,13 @@ def test_clients_on_this_machine_get_a_reachable_url(host, url):
 def test_loopback_names_and_host_headers():
     assert all(map(is_loopback, ["127.0.0.1", "127.3.4.5", "::1", "localhost"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "192.168.1.5", "evil.example", "localhost.evil.example"]))
-    assert [host_name(h) for h in ["127.0.0.1:8080", "[::1]:8080", "LocalHost", "[::1]", "evil.example:80"]] == \
-        ["127.0.0.1", "::1", "localhost", "::1", "evil.example"]
+    assert [host_name(h) for h in ["127.0.0.1:8080", "[::1]:8080", "LocalHost", "[::1]", "evil.example:80"]] == [
+        "127.0.0.1",
+        "::1",
+        "localhost",
+        "::1",
+        "evil.example",
+    ]
 
 
 def test_the_client_example_is_a_working_curl_line():
@@ -196,8 +296,11 @@ def test_a_program_on_every_interface_is_seen_by_a_loopback_start():
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(MlxTasksError, match=f"Port {port} on 127.0.0.1 is already in use by another program, "
-                                                f"which answers at http://127.0.0.1:{port}."):
+        with pytest.raises(
+            MlxTasksError,
+            match=f"Port {port} on 127.0.0.1 is already in use by another program, "
+            f"which answers at http://127.0.0.1:{port}.",
+        ):
             serve.check_port("127.0.0.1", port, retry="invoke serve qwen7b")
     with socket.socket() as bound_only:  # bound, not listening: nothing answers, the bind alone says no
         bound_only.bind(("127.0.0.1", 0))
@@ -208,8 +311,9 @@ def test_a_program_on_every_interface_is_seen_by_a_loopback_start():
 
 def spawn(code):
     """A real process standing in for a server; it says 'ready' once its signal handling is set."""
-    process = subprocess.Popen([sys.executable, "-c", code + "; print('ready', flush=True); time.sleep(60)"],
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code + "; print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout.readline() == "ready\n"
     return process
 
@@ -225,7 +329,9 @@ def test_a_record_is_trusted_only_while_its_own_process_lives(tmp_path):
     process = spawn("import time")
     server = record(tmp_path, process)
     assert serve.running(tmp_path) == server
-    with pytest.raises(MlxTasksError, match=f"A server is already running: qwen7b at http://127.0.0.1:8080/v1 \\(pid {process.pid}\\)"):
+    with pytest.raises(
+        MlxTasksError, match=f"A server is already running: qwen7b at http://127.0.0.1:8080/v1 \\(pid {process.pid}\\)"
+    ):
         serve.refuse_second(tmp_path)
     # The same pid with another start time is a different process.
     serve.record_path(tmp_path).write_text(json.dumps({**server.__dict__, "started": server.started - 100}))
@@ -245,13 +351,19 @@ def test_a_server_gone_without_stop_is_reported_as_crashed_with_its_exit_status_
     process.kill()
     process.wait()
     serve.log_path(tmp_path).write_text("loading\nTraceback: boom\n")
-    assert serve.crashed(tmp_path) == (f"The server for qwen7b (pid {process.pid}) crashed (exit status unknown: "
-                                       "killed, or a crash in native code). The log's last lines:\n  loading\n  Traceback: boom")
-    serve.log_path(tmp_path).write_text('loading\nTraceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
-                                        '    load()\nValueError: config.json is not a mapping\n')
-    assert serve.crashed(tmp_path).endswith("crashed (exit status unknown: killed, or a crash in native code). The log's "
-                                            "last lines:\n  loading\n  ValueError: config.json is not a mapping (the "
-                                            f"traceback is in {serve.log_path(tmp_path)})")
+    assert serve.crashed(tmp_path) == (
+        f"The server for qwen7b (pid {process.pid}) crashed (exit status unknown: "
+        "killed, or a crash in native code). The log's last lines:\n  loading\n  Traceback: boom"
+    )
+    serve.log_path(tmp_path).write_text(
+        'loading\nTraceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
+        "    load()\nValueError: config.json is not a mapping\n"
+    )
+    assert serve.crashed(tmp_path).endswith(
+        "crashed (exit status unknown: killed, or a crash in native code). The log's "
+        "last lines:\n  loading\n  ValueError: config.json is not a mapping (the "
+        f"traceback is in {serve.log_path(tmp_path)})"
+    )
     serve.exit_path(tmp_path).write_text('{"status": 70, "reason": "RuntimeError: boom"}')
     assert f"(pid {process.pid}) crashed (exit status 70: RuntimeError: boom)." in serve.crashed(tmp_path)
     serve.exit_path(tmp_path).write_text('{"status": 0, "reason": "stopped"}')
@@ -281,15 +393,23 @@ def test_the_log_tail_is_indented_and_says_when_there_is_none(tmp_path):
 
 def test_uptime_reads_well():
     server = serve.Server(1, "qwen7b", "127.0.0.1", 8080, 1000.0)
-    assert [serve.uptime(server, now) for now in (1000.5, 1042, 1000 + 3725, 1000 + 2 * 86400 + 7200)] == \
-        ["0 s", "42 s", "1 h 2 min", "2 d 2 h"]
-
+    assert [serve.uptime(server, now) for now in (1000.5, 1042, 1000 + 3725, 1000 + 2 * 86400 + 7200)] == [
+        "0 s",
+        "42 s",
+        "1 h 2 min",
+        "2 d 2 h",
+    ]
 
 
 def test_status_lines_and_the_log_end(tmp_path):
     server = serve.Server(42, "qwen7b", "0.0.0.0", 8080, 1000.0)
     assert serve.describe(server, True, now=1042).splitlines() == [
-        "model   qwen7b", "url     http://127.0.0.1:8080/v1", "pid     42", "uptime  42 s", "health  ok"]
+        "model   qwen7b",
+        "url     http://127.0.0.1:8080/v1",
+        "pid     42",
+        "uptime  42 s",
+        "health  ok",
+    ]
     assert serve.describe(server, False, now=1042).endswith("health  not answering: invoke serve.logs")
     with pytest.raises(MlxTasksError, match="There is no server log yet") as caught:
         serve.log_text(tmp_path, 50)
@@ -318,18 +438,39 @@ def test_a_context_that_does_not_fit_is_capped_and_the_note_says_so(tmp_path):
     s = config.resolve({}, home=tmp_path, context=1_000_000)
     folder = s.models / "qwen25-coder-32b"
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"num_hidden_layers": 64, "num_attention_heads": 40, "hidden_size": 5120,
-                                                    "num_key_value_heads": 8, "max_position_embeddings": 2_000_000}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "num_hidden_layers": 64,
+                "num_attention_heads": 40,
+                "hidden_size": 5120,
+                "num_key_value_heads": 8,
+                "max_position_embeddings": 2_000_000,
+            }
+        )
+    )
     (folder / "model.safetensors").write_bytes(b"\0" * 1000)
     *_, argv, capped = serve.prepare(s, "qwen32b", None, LINUX, force=True)
     context = ServeSpec.from_json(argv[-1]).context
     assert 4096 < context < 1_000_000
-    assert capped == (f"(the context is capped at {context} tokens: 1000000 would not fit in this machine's memory with "
-                      "the model's weights)")
+    assert capped == (
+        f"(the context is capped at {context} tokens: 1000000 would not fit in this machine's memory with "
+        "the model's weights)"
+    )
 
 
-ARGV = ["/home/u/venv mlx/bin/mlxtasks", "serve", "qwen7b", "--foreground", "--venv", "/home/u/venv mlx",
-        "--models", "/home/u/100%/$models", "--port", "8080"]
+ARGV = [
+    "/home/u/venv mlx/bin/mlxtasks",
+    "serve",
+    "qwen7b",
+    "--foreground",
+    "--venv",
+    "/home/u/venv mlx",
+    "--models",
+    "/home/u/100%/$models",
+    "--port",
+    "8080",
+]
 
 
 def test_a_mac_gets_a_launchd_agent_loaded_with_launchctl_bootstrap(tmp_path):
@@ -338,34 +479,40 @@ def test_a_mac_gets_a_launchd_agent_loaded_with_launchctl_bootstrap(tmp_path):
     assert where.load == (("launchctl", "bootstrap", "gui/501", str(where.path)),)
     assert where.unload == (("launchctl", "bootout", "gui/501/org.mlxtasks.serve"),)
     plist = plistlib.loads(service.render("launchd", ARGV, tmp_path / "serve.log", {"XDG_STATE_HOME": "/s"}).encode())
-    assert plist == {"Label": "org.mlxtasks.serve", "ProgramArguments": ARGV, "RunAtLoad": True,
-                     "EnvironmentVariables": {"XDG_STATE_HOME": "/s"},
-                     "KeepAlive": {"SuccessfulExit": False}, "StandardOutPath": str(tmp_path / "serve.log"),
-                     "StandardErrorPath": str(tmp_path / "serve.log"), "ProcessType": "Interactive"}
+    assert plist == {
+        "Label": "org.mlxtasks.serve",
+        "ProgramArguments": ARGV,
+        "RunAtLoad": True,
+        "EnvironmentVariables": {"XDG_STATE_HOME": "/s"},
+        "KeepAlive": {"SuccessfulExit": False},
+        "StandardOutPath": str(tmp_path / "serve.log"),
+        "StandardErrorPath": str(tmp_path / "serve.log"),
+        "ProcessType": "Interactive",
+    }
 
 
 # launchd.plist(5), as its man page words them (the keys the agent uses, and the KeepAlive conditions).
 LAUNCHD_PLIST_MAN = {
     "Label": "This required key uniquely identifies the job to launchd.",
     "ProgramArguments": "This key maps to the second argument of execvp(3) and specifies the argument vector to be "
-                        "passed to the job when a process is spawned.",
+    "passed to the job when a process is spawned.",
     "EnvironmentVariables": "This optional key is used to specify additional environmental variables to be set before "
-                            "running the job.",
+    "running the job.",
     "RunAtLoad": "This optional key is used to control whether your job is launched once at the time the job is "
-                 "loaded. The default is false.",
+    "loaded. The default is false.",
     "KeepAlive": "The default is false and therefore only demand will start the job. [...] If multiple keys are "
-                 "provided, launchd ORs them [...] If launchd finds no reason to restart the job, it falls back on "
-                 "demand based invocation.",
+    "provided, launchd ORs them [...] If launchd finds no reason to restart the job, it falls back on "
+    "demand based invocation.",
     "StandardOutPath": "This optional key specifies that the given path should be mapped to the job's stdout(4)",
     "StandardErrorPath": "This optional key specifies that the given path should be mapped to the job's stderr(4)",
     "ProcessType": "Interactive jobs run with the same resource limitations as apps, that is to say, none.",
 }
 KEEP_ALIVE_MAN = {
     "SuccessfulExit": "If true, the job will be restarted as long as the program exits and with an exit status of "
-                      "zero. If false, the job will be restarted in the inverse condition.",
+    "zero. If false, the job will be restarted in the inverse condition.",
     "Crashed": "If true, the the job will be restarted as long as it exited due to a signal which is typically "
-               "associated with a crash (SIGILL, SIGSEGV, etc.). If false, the job will be restarted in the "
-               "inverse condition.",
+    "associated with a crash (SIGILL, SIGSEGV, etc.). If false, the job will be restarted in the "
+    "inverse condition.",
 }
 CRASH_SIGNALS = {"SIGILL", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGABRT", "SIGTRAP"}
 
@@ -380,13 +527,16 @@ def launchd_restarts(keep_alive, status=None, signal=None) -> bool:
     return any(conditions[key] == wanted for key, wanted in keep_alive.items())
 
 
-@pytest.mark.parametrize("ended, restarted", [
-    ({"status": 139}, True),  # the supervisor after a native crash killed the server (128 + SIGSEGV)
-    ({"status": 70}, True),  # the supervisor after an engine fault
-    ({"status": 1}, True),  # `mlxtasks serve --foreground` refused to start (the next try may find the port free)
-    ({"signal": "SIGKILL"}, True),  # the supervisor itself killed (the OOM killer)
-    ({"status": 0}, False),  # a stop: serve.stop's SIGTERM, which the supervisor turns into exit 0
-])
+@pytest.mark.parametrize(
+    "ended, restarted",
+    [
+        ({"status": 139}, True),  # the supervisor after a native crash killed the server (128 + SIGSEGV)
+        ({"status": 70}, True),  # the supervisor after an engine fault
+        ({"status": 1}, True),  # `mlxtasks serve --foreground` refused to start (the next try may find the port free)
+        ({"signal": "SIGKILL"}, True),  # the supervisor itself killed (the OOM killer)
+        ({"status": 0}, False),  # a stop: serve.stop's SIGTERM, which the supervisor turns into exit 0
+    ],
+)
 def test_launchd_restarts_the_agent_after_a_crash_or_a_fault_and_not_after_a_stop(tmp_path, ended, restarted):
     plist = plistlib.loads(service.render("launchd", ARGV, tmp_path / "serve.log", {}).encode())
     assert set(plist) <= set(LAUNCHD_PLIST_MAN)
@@ -409,22 +559,35 @@ def test_the_service_file_is_0644_whatever_the_umask(tmp_path):
 
 def test_folders_a_background_agent_cannot_read_are_named(tmp_path):
     home = Path("/Users/me")
-    folders = [home / "Documents" / "models", home / "mlx-models", home / "Library" / "Mobile Documents" / "x",
-               Path("/Volumes/T7/models"), home / "venv-mlx", home / "Desktop", home / "Documents-old"]
+    folders = [
+        home / "Documents" / "models",
+        home / "mlx-models",
+        home / "Library" / "Mobile Documents" / "x",
+        Path("/Volumes/T7/models"),
+        home / "venv-mlx",
+        home / "Desktop",
+        home / "Documents-old",
+    ]
     blocked = service.blocked_folders(home, folders)
     assert blocked == [folders[0], folders[2], folders[3], folders[5]]
-    assert service.blocked_text(blocked[:1]).startswith("Warning: /Users/me/Documents/models is in a folder macOS keeps")
+    assert service.blocked_text(blocked[:1]).startswith(
+        "Warning: /Users/me/Documents/models is in a folder macOS keeps"
+    )
 
 
 def test_linux_gets_a_systemd_user_unit_with_every_word_escaped(tmp_path):
     where = service.target("linux", tmp_path, tmp_path / "cfg", 1000)
     assert where.path == tmp_path / "cfg" / "systemd" / "user" / "mlxtasks-serve.service"
-    assert where.load[1:] == (("systemctl", "--user", "enable", "mlxtasks-serve.service"),
-                              ("systemctl", "--user", "restart", "mlxtasks-serve.service"))
+    assert where.load[1:] == (
+        ("systemctl", "--user", "enable", "mlxtasks-serve.service"),
+        ("systemctl", "--user", "restart", "mlxtasks-serve.service"),
+    )
     text = service.render("systemd", ARGV, tmp_path / "state" / "serve.log", {"XDG_STATE_HOME": '/a "b" 100%'})
     assert 'Environment="XDG_STATE_HOME=/a \\"b\\" 100%%"\n' in text
-    assert ('ExecStart="/home/u/venv mlx/bin/mlxtasks" serve qwen7b --foreground --venv "/home/u/venv mlx" '
-            '--models /home/u/100%%/$$models --port 8080\n') in text
+    assert (
+        'ExecStart="/home/u/venv mlx/bin/mlxtasks" serve qwen7b --foreground --venv "/home/u/venv mlx" '
+        "--models /home/u/100%%/$$models --port 8080\n"
+    ) in text
     assert f"StandardOutput=append:{tmp_path}/state/serve.log\n" in text
     assert "Restart=on-failure" in text and "StartLimitBurst=3" in text and "WantedBy=default.target" in text
 
@@ -432,8 +595,14 @@ def test_linux_gets_a_systemd_user_unit_with_every_word_escaped(tmp_path):
 @pytest.mark.tools("systemd-analyze")
 def test_systemd_itself_accepts_the_unit(tmp_path):
     unit = tmp_path / "mlxtasks-serve.service"
-    unit.write_text(service.render("systemd", [sys.executable, "-c", "print('it works: 100% $HOME')"], tmp_path / "a log",
-                                   {"XDG_STATE_HOME": str(tmp_path / "100% state")}))
+    unit.write_text(
+        service.render(
+            "systemd",
+            [sys.executable, "-c", "print('it works: 100% $HOME')"],
+            tmp_path / "a log",
+            {"XDG_STATE_HOME": str(tmp_path / "100% state")},
+        )
+    )
     done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -559,14 +728,21 @@ def systemd(service_home, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_install_service_writes_the_unit_loads_it_and_sees_the_server_answer_then_uninstall_removes_it(service_home, systemd, capsys):
+def test_install_service_writes_the_unit_loads_it_and_sees_the_server_answer_then_uninstall_removes_it(
+    service_home, systemd, capsys
+):
     s, home, port = service_home, service_home.venv.parent, free_port()
     serve_tasks.install_service(real_context(), "qwen7b", port=str(port), force=True)
     unit = home / ".config" / "systemd" / "user" / "mlxtasks-serve.service"
-    assert f"ExecStart={s.venv}/bin/mlxtasks serve qwen7b --foreground --venv {s.venv} --models {s.models} " \
-           f"--port {port} --force\n" in unit.read_text()
+    assert (
+        f"ExecStart={s.venv}/bin/mlxtasks serve qwen7b --foreground --venv {s.venv} --models {s.models} "
+        f"--port {port} --force\n" in unit.read_text()
+    )
     assert (systemd / "calls.log").read_text().splitlines() == [
-        "--user daemon-reload", "--user enable mlxtasks-serve.service", "--user restart mlxtasks-serve.service"]
+        "--user daemon-reload",
+        "--user enable mlxtasks-serve.service",
+        "--user restart mlxtasks-serve.service",
+    ]
     assert f'Environment="XDG_STATE_HOME={home}/.local/state"\n' in unit.read_text()  # serve.status finds its server
     assert f"serving at http://127.0.0.1:{port}/v1" in capsys.readouterr().out
     assert serve.healthy(serve.running(s.state))
@@ -615,8 +791,9 @@ exit 64
 def launchd(service_home, tmp_path, monkeypatch):
     """A Mac's launchd, stood in by a launchctl script on PATH; returns its state folder."""
     home = service_home.venv.parent
-    return service_manager("launchctl", LAUNCHCTL, service.target("darwin", home, home / ".config", 501), tmp_path,
-                           monkeypatch)
+    return service_manager(
+        "launchctl", LAUNCHCTL, service.target("darwin", home, home / ".config", 501), tmp_path, monkeypatch
+    )
 
 
 def real_context():
@@ -634,8 +811,11 @@ def test_reinstalling_the_agent_waits_until_launchd_has_let_the_old_one_go(servi
     assert serve.running(service_home.state).port == port and plist.stat().st_mode & 0o777 == 0o644
     assert loaded["EnvironmentVariables"] == {"XDG_STATE_HOME": str(service_home.state.parent)}
     calls = (launchd / "calls.log").read_text().splitlines()
-    assert calls[calls.index("bootout gui/501/org.mlxtasks.serve"):] == [
-        "bootout gui/501/org.mlxtasks.serve", *["print gui/501/org.mlxtasks.serve"] * 4, f"bootstrap gui/501 {plist}"]
+    assert calls[calls.index("bootout gui/501/org.mlxtasks.serve") :] == [
+        "bootout gui/501/org.mlxtasks.serve",
+        *["print gui/501/org.mlxtasks.serve"] * 4,
+        f"bootstrap gui/501 {plist}",
+    ]
 
 
 @pytest.mark.slow
@@ -646,9 +826,11 @@ def test_an_agent_launchd_refuses_gives_the_old_one_back(service_home, launchd, 
     with pytest.raises(Exit):
         serve_tasks.install_service(real_context(), "qwen7b", host="refused", force=True)
     err = capsys.readouterr().err
-    assert f"`launchctl bootstrap gui/501 {plist}` failed: Bootstrap failed: 5: Input/output error. That is launchd " \
-           "refusing the agent: on macOS 13 and later most often because its switch is off in System Settings > General > " \
-           "Login Items & Extensions > Allow in the Background (listed as python3 or mlxtasks)." in err
+    assert (
+        f"`launchctl bootstrap gui/501 {plist}` failed: Bootstrap failed: 5: Input/output error. That is launchd "
+        "refusing the agent: on macOS 13 and later most often because its switch is off in System Settings > General > "
+        "Login Items & Extensions > Allow in the Background (listed as python3 or mlxtasks)." in err
+    )
     assert "The service as it was before is back in place." in err
     assert "Fix: turn that switch on, then run invoke serve.install-service again" in err
     assert plist.read_bytes() == before == (launchd / "loaded").read_bytes()

@@ -71,7 +71,9 @@ def client(url):
 def post(url, body: bytes, **headers):
     host, port = url.removeprefix("http://").split("/")[0].split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=60)
-    connection.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json", **headers})
+    connection.request(
+        "POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json", **headers}
+    )
     answer = connection.getresponse()
     return answer.status, answer.read()
 
@@ -88,8 +90,9 @@ def test_a_chat_completion_and_a_streamed_one(server):
     messages = [{"role": "user", "content": "Write a function that adds two numbers."}]
     reply = client(url).chat.completions.create(model="qwen7b", messages=messages, max_tokens=8, temperature=0)
     assert reply.model == "qwen7b" and reply.usage.completion_tokens == 8 and reply.choices[0].finish_reason == "length"
-    chunks = list(client(url).chat.completions.create(model="qwen7b", messages=messages, max_tokens=8, temperature=0,
-                                                      stream=True))
+    chunks = list(
+        client(url).chat.completions.create(model="qwen7b", messages=messages, max_tokens=8, temperature=0, stream=True)
+    )
     pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(pieces) >= 4
     assert "".join(pieces) == reply.choices[0].message.content  # greedy either way: the same eight tokens
@@ -106,8 +109,9 @@ def test_eight_concurrent_requests_are_all_answered(server):
     _, url, _ = server
 
     def ask(n):
-        return client(url).chat.completions.create(model="qwen7b", max_tokens=6, temperature=0,
-                                                   messages=[{"role": "user", "content": f"Count to {n}."}])
+        return client(url).chat.completions.create(
+            model="qwen7b", max_tokens=6, temperature=0, messages=[{"role": "user", "content": f"Count to {n}."}]
+        )
 
     with ThreadPoolExecutor(8) as pool:
         replies = list(pool.map(ask, range(8)))
@@ -122,13 +126,24 @@ def test_bad_requests_get_4xx_and_the_server_stays_up(server):
     assert status == 400 and json.loads(body)["error"]["message"] == "The body is not valid JSON."
     with pytest.raises(openai.NotFoundError) as unknown:
         client(url).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-    assert unknown.value.response.json() == {"error": {
-        "message": "The model 'gpt-4o' is not installed here; GET /v1/models lists the ones that are.", "type": "not_found_error",
-        "param": "model", "code": "model_not_found"}}
+    assert unknown.value.response.json() == {
+        "error": {
+            "message": "The model 'gpt-4o' is not installed here; GET /v1/models lists the ones that are.",
+            "type": "not_found_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+    }
     with pytest.raises(openai.BadRequestError):
         client(url).chat.completions.create(model="qwen7b", messages=[{"role": "user", "content": "hi"}], max_tokens=-1)
-    assert client(url).chat.completions.create(model="qwen7b", messages=[{"role": "user", "content": "hi"}],
-                                               max_tokens=2, temperature=0).usage.completion_tokens == 2
+    assert (
+        client(url)
+        .chat.completions.create(
+            model="qwen7b", messages=[{"role": "user", "content": "hi"}], max_tokens=2, temperature=0
+        )
+        .usage.completion_tokens
+        == 2
+    )
     assert "health  ok" in invoke("serve.status", home=home).stdout
 
 
@@ -197,12 +212,17 @@ def test_a_model_that_cannot_load_fails_with_the_logs_last_lines_and_leaves_noth
 
 
 def test_a_server_that_does_not_answer_in_time_is_stopped(paths, home):
-    done = invoke("serve", "qwen7b", "--port", str(free_port()), *paths, home=home, INVOKE_MLX_SERVE_START_TIMEOUT_S="0")
+    done = invoke(
+        "serve", "qwen7b", "--port", str(free_port()), *paths, home=home, INVOKE_MLX_SERVE_START_TIMEOUT_S="0"
+    )
     assert done.returncode == 1 and "The server did not answer within 0 s, so it was stopped." in done.stderr
     assert not (state_of(home) / "serve.json").exists()
-    assert not any("mlxtasks.runtime.server" in " ".join(p.info["cmdline"] or []) and
-                   p.info["environ"] and p.info["environ"].get("HOME") == str(home)
-                   for p in psutil.process_iter(["cmdline", "environ"]))
+    assert not any(
+        "mlxtasks.runtime.server" in " ".join(p.info["cmdline"] or [])
+        and p.info["environ"]
+        and p.info["environ"].get("HOME") == str(home)
+        for p in psutil.process_iter(["cmdline", "environ"])
+    )
 
 
 def test_another_host_warns_that_there_is_no_authentication(paths, home):
@@ -210,8 +230,10 @@ def test_another_host_warns_that_there_is_no_authentication(paths, home):
     done = invoke("serve", "qwen7b", "--host", "0.0.0.0", "--port", str(port), *paths, home=home)
     try:
         assert done.returncode == 0, done.stderr
-        assert "Warning: listening on 0.0.0.0, so other machines can reach this server, and it has no " \
-               "authentication" in done.stderr
+        assert (
+            "Warning: listening on 0.0.0.0, so other machines can reach this server, and it has no "
+            "authentication" in done.stderr
+        )
         assert f"Serving qwen7b at http://127.0.0.1:{port}/v1" in done.stdout
         assert [m.id for m in client(f"http://127.0.0.1:{port}/v1").models.list()] == ["qwen7b"]
     finally:
@@ -220,8 +242,14 @@ def test_another_host_warns_that_there_is_no_authentication(paths, home):
 
 def test_foreground_is_the_server_itself_and_ctrl_c_stops_it(paths, home):
     port = free_port()
-    attached = subprocess.Popen([str(BIN / "invoke"), "serve", "qwen7b", "--foreground", "--port", str(port), *paths],
-                                cwd=ROOT, env=clean_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    attached = subprocess.Popen(
+        [str(BIN / "invoke"), "serve", "qwen7b", "--foreground", "--port", str(port), *paths],
+        cwd=ROOT,
+        env=clean_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         for line in attached.stdout:
             if "Uvicorn running on" in line:
@@ -257,8 +285,12 @@ def test_serve_none_loads_a_model_when_named_and_ps_and_unload_show_it(paths, ho
         assert "model   none loaded at start (see invoke serve.ps)" in invoke("serve.status", home=home).stdout
         nothing = invoke("serve.ps", home=home)
         assert nothing.stdout == "No model is loaded; a request that names an installed model loads it.\n"
-        assert client(url).chat.completions.create(model="qwen7b", messages=[{"role": "user", "content": "hi"}],
-                                                   max_tokens=2).usage.completion_tokens == 2
+        assert (
+            client(url)
+            .chat.completions.create(model="qwen7b", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+            .usage.completion_tokens
+            == 2
+        )
         table = invoke("serve.ps", home=home).stdout.splitlines()
         assert table[0].split() == ["MODEL", "MEMORY", "IDLE", "UNLOADS"] and table[1].split()[0] == "qwen7b"
         assert re.search(r" GB .* in (\d+ min )?\d+ s$| in 5 min$", table[1]) and "GB in use of a budget of" in table[2]

@@ -38,8 +38,15 @@ class Server:
 
     def __init__(self, context=4096, queue_limit=32, host="127.0.0.1", budget=0, need=0, others=(), **fake):
         served = ServedModel("tiny", "/models/tiny", ["tiny-4bit"], need, context)
-        self.spec = ServeSpec.starting(served, installed=[served, *others], model_map=MAP, queue_limit=queue_limit,
-                                       host=host, budget=budget, prompt_cache_bytes=2 * GB)
+        self.spec = ServeSpec.starting(
+            served,
+            installed=[served, *others],
+            model_map=MAP,
+            queue_limit=queue_limit,
+            host=host,
+            budget=budget,
+            prompt_cache_bytes=2 * GB,
+        )
         self.lines: list[str] = []
         self.log = logging.getLogger(f"test-server-{id(self)}")
         handler = logging.Handler()
@@ -90,10 +97,15 @@ def openai_chat(server, stream, **extra):
     if not stream:
         reply = server.post("/v1/chat/completions", body).json()
         choice = reply["choices"][0]
-        return choice["message"]["content"] or "", choice["message"].get("tool_calls") or [], \
-            choice["finish_reason"], reply["usage"]
-    events = [data for _, data in server.events("/v1/chat/completions", {**body, "stream_options": {
-        "include_usage": True}})]
+        return (
+            choice["message"]["content"] or "",
+            choice["message"].get("tool_calls") or [],
+            choice["finish_reason"],
+            reply["usage"],
+        )
+    events = [
+        data for _, data in server.events("/v1/chat/completions", {**body, "stream_options": {"include_usage": True}})
+    ]
     deltas = [c["delta"] for e in events for c in e["choices"]]
     calls = [call for d in deltas for call in d.get("tool_calls", [])]
     finish = [c["finish_reason"] for e in events for c in e["choices"] if c["finish_reason"]]
@@ -114,14 +126,21 @@ def test_the_same_tool_call_comes_back_in_each_api_streamed_or_not():
     for stream in (False, True):
         text, calls, finish, _ = openai_chat(server, stream, tools=tools)
         assert (text, finish) == ("Let me look.", "tool_calls")
-        assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls] == \
-            [("get_weather", {"city": "Paris"})]
-    message = {"model": "claude-x", "max_tokens": 200, "messages": HI,
-               "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}]}
+        assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls] == [
+            ("get_weather", {"city": "Paris"})
+        ]
+    message = {
+        "model": "claude-x",
+        "max_tokens": 200,
+        "messages": HI,
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+    }
     whole = server.post("/v1/messages", message).json()
     assert whole["stop_reason"] == "tool_use"
-    assert [(b["type"], b.get("text") or b.get("input")) for b in whole["content"]] == \
-        [("text", "Let me look."), ("tool_use", {"city": "Paris"})]
+    assert [(b["type"], b.get("text") or b.get("input")) for b in whole["content"]] == [
+        ("text", "Let me look."),
+        ("tool_use", {"city": "Paris"}),
+    ]
     streamed = server.events("/v1/messages", message)
     starts = [data["content_block"]["type"] for name, data in streamed if name == "content_block_start"]
     assert starts == ["text", "tool_use"]
@@ -137,28 +156,61 @@ def test_responses_keeps_text_and_calls_in_order_whole_as_streamed():
     request = {"model": "tiny", "input": "hi", "tools": [{"type": "function", **WEATHER}]}
     whole = server.post("/v1/responses", request).json()["output"]
     streamed = [d["response"] for n, d in server.events("/v1/responses", request) if n == "response.completed"][0]
-    assert [i["type"] for i in whole] == [i["type"] for i in streamed["output"]] == \
-        ["message", "function_call", "message"]
+    assert (
+        [i["type"] for i in whole] == [i["type"] for i in streamed["output"]] == ["message", "function_call", "message"]
+    )
 
 
 def prompt_seen(server, path, body) -> str:
     """The prompt the model was given (the fake answers with it)."""
     server.engines and server.engines.clear()
     answer = server.post(path, body).json()
-    return answer.get("choices", [{}])[0].get("message", {}).get("content") or \
-        next((b["text"] for b in answer.get("content", []) if b["type"] == "text"), None) or \
-        answer["output"][0]["content"][0]["text"]
+    return (
+        answer.get("choices", [{}])[0].get("message", {}).get("content")
+        or next((b["text"] for b in answer.get("content", []) if b["type"] == "text"), None)
+        or answer["output"][0]["content"][0]["text"]
+    )
 
 
 def test_text_parts_join_the_same_way_and_the_model_map_applies_in_every_api():
     server = Server(reply=lambda prompt: prompt)
     seen = {
-        prompt_seen(server, "/v1/chat/completions", {"model": "gpt-4o", "max_tokens": 500, "messages": [
-            {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}]}),
-        prompt_seen(server, "/v1/messages", {"model": "claude-x", "max_tokens": 500, "messages": [
-            {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}]}),
-        prompt_seen(server, "/v1/responses", {"model": "gpt-5", "max_output_tokens": 500, "input": [
-            {"role": "user", "content": [{"type": "input_text", "text": "one"}, {"type": "input_text", "text": "two"}]}]}),
+        prompt_seen(
+            server,
+            "/v1/chat/completions",
+            {
+                "model": "gpt-4o",
+                "max_tokens": 500,
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}
+                ],
+            },
+        ),
+        prompt_seen(
+            server,
+            "/v1/messages",
+            {
+                "model": "claude-x",
+                "max_tokens": 500,
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}
+                ],
+            },
+        ),
+        prompt_seen(
+            server,
+            "/v1/responses",
+            {
+                "model": "gpt-5",
+                "max_output_tokens": 500,
+                "input": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "input_text", "text": "one"}, {"type": "input_text", "text": "two"}],
+                    }
+                ],
+            },
+        ),
     }
     assert seen == {"<user>one\n\ntwo\n<assistant>"}
 
@@ -179,7 +231,11 @@ def test_usage_counts_the_cached_prompt_in_each_api():
 def test_a_stop_sequence_ends_the_answer_and_anthropic_names_it(server):
     body = {"model": "tiny", "max_tokens": 50, "messages": HI, "stop_sequences": ["said"]}
     whole = server.post("/v1/messages", body).json()
-    assert (whole["content"][0]["text"], whole["stop_reason"], whole["stop_sequence"]) == ("You ", "stop_sequence", "said")
+    assert (whole["content"][0]["text"], whole["stop_reason"], whole["stop_sequence"]) == (
+        "You ",
+        "stop_sequence",
+        "said",
+    )
     ended = [d["delta"] for n, d in server.events("/v1/messages", body) if n == "message_delta"]
     assert ended == [{"stop_reason": "stop_sequence", "stop_sequence": "said"}]
     chat = server.post("/v1/chat/completions", {"messages": HI, "stop": "said"}).json()["choices"][0]
@@ -209,8 +265,11 @@ def test_completions_echo_ids_and_choices(server):
 REFUSED = [
     ("max_tokens true is not 1", {"messages": HI, "max_tokens": True}, "max_tokens"),
     ('stream "yes" is not true', {"messages": HI, "stream": "yes"}, "stream"),
-    ("an image part", {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
-     "this model reads text only"),
+    (
+        "an image part",
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+        "this model reads text only",
+    ),
     ("tool_choice required without tools", {"messages": HI, "tool_choice": "required"}, '"required"'),
     ("a token id beyond the vocabulary", {"messages": HI, "logit_bias": {"99999": 1}}, "token id 99999"),
     ("a bad keep_alive", {"messages": HI, "keep_alive": "soon"}, "keep_alive"),
@@ -227,10 +286,16 @@ def test_openai_refusals(server, what, body, said):
 
 ANTHROPIC_REFUSED = [
     ("max_tokens true", {"max_tokens": True}, "max_tokens"),
-    ("an image block", {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
-     "this model reads text only"),
-    ("a document block", {"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]},
-     "this model reads text only"),
+    (
+        "an image block",
+        {"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]},
+        "this model reads text only",
+    ),
+    (
+        "a document block",
+        {"messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]},
+        "this model reads text only",
+    ),
     ("tool_choice any without tools", {"tool_choice": {"type": "any"}}, '"required"'),
     ("stream yes", {"stream": "yes"}, "stream"),
 ]
@@ -244,8 +309,9 @@ def test_anthropic_refusals(server, what, change, said):
 
 
 def test_responses_refuses_an_image(server):
-    answer = server.post("/v1/responses", {"input": [{"role": "user", "content": [
-        {"type": "input_image", "image_url": "data:x"}]}]})
+    answer = server.post(
+        "/v1/responses", {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "data:x"}]}]}
+    )
     assert answer.status_code == 400 and "reads text only" in answer.json()["error"]["message"]
 
 
@@ -318,8 +384,9 @@ def live(monkeypatch):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        running = uvicorn.Server(uvicorn.Config(server.app, host="127.0.0.1", port=port, log_level="error",
-                                                lifespan="off"))
+        running = uvicorn.Server(
+            uvicorn.Config(server.app, host="127.0.0.1", port=port, log_level="error", lifespan="off")
+        )
         thread = threading.Thread(target=running.run, daemon=True)
         thread.start()
         for _ in range(500):
@@ -349,8 +416,10 @@ def test_a_client_that_leaves_stops_its_generation(live, stream):
     server, url = live(gate=gate, reply=say("x" * 1000))
     connection = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
     body = json.dumps({"messages": HI, "stream": stream, "max_tokens": 1000}).encode()
-    connection.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    connection.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
     wait_until(lambda: server.pool.requests == 1, "the request did not start")
     connection.close()
     gate.set()
@@ -363,9 +432,14 @@ def test_a_stream_with_nothing_to_say_sends_keep_alives(live, monkeypatch):
     gate = threading.Event()
     server, url = live(gate=gate)
     import http.client
+
     connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=10)
-    connection.request("POST", "/v1/chat/completions", json.dumps({"messages": HI, "stream": True, "max_tokens": 3}),
-                       {"Content-Type": "application/json"})
+    connection.request(
+        "POST",
+        "/v1/chat/completions",
+        json.dumps({"messages": HI, "stream": True, "max_tokens": 3}),
+        {"Content-Type": "application/json"},
+    )
     answer = connection.getresponse()
     lines = [answer.readline() for _ in range(4)]  # the role's chunk, then keep-alives while the engine waits
     gate.set()

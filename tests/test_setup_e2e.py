@@ -65,7 +65,10 @@ def test_dry_run_on_a_fresh_home_creates_nothing(home):
     "args, sentence",
     [
         (["--installer", "conda"], "--installer must be one of auto, uv, pip, got 'conda'."),
-        (["--python", "/nonexistent/python3.12"], "The Python '/nonexistent/python3.12' given with --python does not exist."),
+        (
+            ["--python", "/nonexistent/python3.12"],
+            "The Python '/nonexistent/python3.12' given with --python does not exist.",
+        ),
         (["--venv", "/sys/venv-mlx"], "Cannot create or write /sys/venv-mlx"),
     ],
 )

@@ -11,8 +11,25 @@ from .test_serve_e2e import free_port
 
 pytestmark = pytest.mark.e2e
 
-COMMANDS = ["mlx-activate", "mlx-deactivate", "mlx-status", "mlx-models", "mlx-validate", "mlx-pull", "mlx-search",
-            "mlx-serve", "mlx-serve-stop", "mlx-ps", "mlx-ask", "mlx-chat", "mlx-qwen7b", "mlx-chat-qwen7b", "mlx-deepseek", "mlx-chat-phi4", "mlx-mistral7b"]
+COMMANDS = [
+    "mlx-activate",
+    "mlx-deactivate",
+    "mlx-status",
+    "mlx-models",
+    "mlx-validate",
+    "mlx-pull",
+    "mlx-search",
+    "mlx-serve",
+    "mlx-serve-stop",
+    "mlx-ps",
+    "mlx-ask",
+    "mlx-chat",
+    "mlx-qwen7b",
+    "mlx-chat-qwen7b",
+    "mlx-deepseek",
+    "mlx-chat-phi4",
+    "mlx-mistral7b",
+]
 DEFINED = {
     "bash": "for n in {names}; do type -t $n; done",
     "zsh": "for n in {names}; do whence -w $n; done",
@@ -77,10 +94,14 @@ def test_model_commands_work_without_activation_and_say_what_is_missing(shells_h
 def test_pull_then_ask_a_model_from_the_shell(shells_home, shell, fake_hub, tiny_model):
     """mlx-pull fetches from the (stand-in) hub; mlx-qwen7b "..." answers with the real, tiny model."""
     hub = {"HF_ENDPOINT": fake_hub.url, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    output = interactive(shell, 'cd /; mlx-pull qwen7b && mlx-qwen7b "hello there" --max-tokens 5 > /tmp/answer', shells_home, **hub)
+    output = interactive(
+        shell, 'cd /; mlx-pull qwen7b && mlx-qwen7b "hello there" --max-tokens 5 > /tmp/answer', shells_home, **hub
+    )
     assert "qwen25-coder-7b" in output, output
-    script = ('mlx-qwen7b "hello there" --max-tokens 5 | wc -l; echo hi | mlx-qwen7b - --max-tokens 3 | wc -l; '
-              'mlx-ask qwen25-coder-7b "hi" --max-tokens 3 | wc -l')  # any installed model, by any of its names
+    script = (
+        'mlx-qwen7b "hello there" --max-tokens 5 | wc -l; echo hi | mlx-qwen7b - --max-tokens 3 | wc -l; '
+        'mlx-ask qwen25-coder-7b "hi" --max-tokens 3 | wc -l'
+    )  # any installed model, by any of its names
     assert interactive(shell, script, shells_home).split() == ["1", "1", "1"]  # only the answer, on stdout
 
 
@@ -88,8 +109,13 @@ def test_pull_then_ask_a_model_from_the_shell(shells_home, shell, fake_hub, tiny
 def test_one_shot_answers_pipe_through_the_shell_command(shells_home, shell, fake_hub):
     hub = {"HF_ENDPOINT": fake_hub.url, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
     interactive(shell, "mlx-pull qwen7b", shells_home, **hub)
-    done = subprocess.run([shell, "-i", "-c", 'mlx-qwen7b --prompt "hi" --max-tokens 4 --temp 0'],
-                          env=clean_env(shells_home), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [shell, "-i", "-c", 'mlx-qwen7b --prompt "hi" --max-tokens 4 --temp 0'],
+        env=clean_env(shells_home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0 and done.stdout.endswith("\n")
     assert "Generation:" not in done.stdout + done.stderr  # not mlx_lm's report: the answer alone
 
@@ -101,9 +127,13 @@ def test_the_model_command_asks_the_running_server(shells_home, fake_hub):
     interactive("bash", "mlx-pull qwen7b", shells_home, **hub)
     port = str(free_port())
     try:
-        output = interactive("bash", 'cd /; mlx-serve qwen7b && mlx-qwen7b "hello there" --max-tokens 3 --verbose && '
-                             'mlx-qwen7b "hello there" --max-tokens 3 --verbose --local', shells_home,
-                             INVOKE_MLX_SERVE_PORT=port)
+        output = interactive(
+            "bash",
+            'cd /; mlx-serve qwen7b && mlx-qwen7b "hello there" --max-tokens 3 --verbose && '
+            'mlx-qwen7b "hello there" --max-tokens 3 --verbose --local',
+            shells_home,
+            INVOKE_MLX_SERVE_PORT=port,
+        )
     finally:
         interactive("bash", "mlx-serve-stop", shells_home)
     assert f"answered by the server at http://127.0.0.1:{port}/v1" in output and "peak memory" in output, output
@@ -223,8 +253,16 @@ def test_uninstall_removes_the_block_then_asks_before_deleting_the_venv(home):
 
 def test_ten_concurrent_installs_write_exactly_one_block(home):
     (home / ".bashrc").write_text("export A=1\n")
-    runs = [subprocess.Popen([str(BIN / "invoke"), "shell"], cwd=ROOT, env=clean_env(home),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(10)]
+    runs = [
+        subprocess.Popen(
+            [str(BIN / "invoke"), "shell"],
+            cwd=ROOT,
+            env=clean_env(home),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(10)
+    ]
     assert [p.wait(timeout=120) for p in runs] == [0] * 10
     text = (home / ".bashrc").read_text()
     assert text.count("# >>> mlxtasks >>>") == 1 and text.count("# <<< mlxtasks <<<") == 1

@@ -35,7 +35,7 @@ def test_each_rendered_block_parses_with_empty_stderr(shell, check, tmp_path):
     assert (done.returncode, done.stderr) == (0, "")
 
 
-@pytest.mark.tools('shellcheck')
+@pytest.mark.tools("shellcheck")
 def test_the_bash_block_passes_shellcheck(tmp_path):
     path = tmp_path / "block.bash"
     path.write_text(rendered("bash"))
@@ -50,7 +50,9 @@ def test_every_catalogue_model_gets_a_one_shot_and_a_chat_command():
             assert f"mlx-{model.alias}" in text and f"mlx-chat-{model.alias}" in text
 
 
-@pytest.mark.parametrize("alias", ["x;rm -rf ~", "$(id)", "it's", 'say"hi', "two\nlines", "Upper", "-dash", "sp ace", ""])
+@pytest.mark.parametrize(
+    "alias", ["x;rm -rf ~", "$(id)", "it's", 'say"hi', "two\nlines", "Upper", "-dash", "sp ace", ""]
+)
 def test_unsafe_aliases_are_refused(alias):
     model = Model(alias, "org/repo", "folder", 1.0, "qwen2", "code", "d")
     with pytest.raises(MlxTasksError, match="not allowed in a shell command name"):
@@ -88,7 +90,9 @@ def test_rc_files_per_shell_and_platform(tmp_path):
     assert shellblock.rc_target("zsh", "linux", home, {"ZDOTDIR": "/z"}).path == Path("/z/.zshrc")
     fish = shellblock.rc_target("fish", "linux", home, {})
     assert fish.path == home / ".config/fish/conf.d/mlxtasks.fish" and fish.own_file
-    assert shellblock.rc_target("fish", "linux", home, {"XDG_CONFIG_HOME": "/x"}).path == Path("/x/fish/conf.d/mlxtasks.fish")
+    assert shellblock.rc_target("fish", "linux", home, {"XDG_CONFIG_HOME": "/x"}).path == Path(
+        "/x/fish/conf.d/mlxtasks.fish"
+    )
     assert shellblock.rc_target("bash", "linux", home, {}).path == home / ".bashrc"
 
 
@@ -110,8 +114,9 @@ def test_the_bash_block_is_harmless_to_sh_reading_a_profile(tmp_path):
 
 
 @pytest.mark.parametrize("shell", shellblock.SHELLS)
-@pytest.mark.parametrize("original", [b"export A=1\r\necho hi\r\n", b"export A=1\r\necho hi\nexport B=2\r\n# end"],
-                         ids=["crlf", "mixed"])
+@pytest.mark.parametrize(
+    "original", [b"export A=1\r\necho hi\r\n", b"export A=1\r\necho hi\nexport B=2\r\n# end"], ids=["crlf", "mixed"]
+)
 def test_a_block_added_to_a_crlf_or_mixed_file_parses_and_removal_restores_its_bytes(shell, original, tmp_path):
     rc = tmp_path / f"rc.{shell}"
     rc.write_bytes(original.replace(b"export A=1", b"set -gx A 1") if shell == "fish" else original)
@@ -130,8 +135,9 @@ def test_status_checks_the_rc_file_of_the_shell_the_block_runs_in(tmp_path):
     (tmp_path / ".zshrc").write_text(rendered("zsh"))
     env = {"HOME": str(tmp_path), "SHELL": "/bin/bash"}
     assert status.shell_line({**env, "MLX_SHELL": "zsh"}) == f"shell     block installed in {tmp_path / '.zshrc'}"
-    assert status.shell_line(env) == (f"shell     no block in {tmp_path / '.bashrc'}; "
-                                      "run: invoke shell.install --shell bash")
+    assert status.shell_line(env) == (
+        f"shell     no block in {tmp_path / '.bashrc'}; run: invoke shell.install --shell bash"
+    )
 
 
 @pytest.mark.parametrize("shell", shellblock.SHELLS)
@@ -144,14 +150,21 @@ def test_each_block_tells_the_status_its_shell_and_runs_any_task_as_mlxtasks(she
         (venv / "bin" / tool).chmod(0o755)
     block.write_text(shellblock.render(shell, venv, tmp_path / "models", []))
     aliases = "shopt -s expand_aliases\n" if shell == "bash" else ""  # bash -c: aliases as in a terminal
-    done = subprocess.run([shell, "-c", f"{aliases}source {block}\nmlx-status\nmlxtasks models.pull qwen7b"],
-                          capture_output=True, text=True, env={**os.environ, "SHELL": "/bin/sh"}, cwd="/")
+    done = subprocess.run(
+        [shell, "-c", f"{aliases}source {block}\nmlx-status\nmlxtasks models.pull qwen7b"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SHELL": "/bin/sh"},
+        cwd="/",
+    )
     assert done.stdout == f"MLX_SHELL={shell}\nmlxtasks models.pull qwen7b\n", done.stderr
 
 
 def test_an_rc_file_flag_names_one_shells_file_and_several_shells_are_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert shellblock.targets("bash", "my.rc", tmp_path / "home", {}) == [shellblock.RcTarget("bash", tmp_path / "my.rc")]
+    assert shellblock.targets("bash", "my.rc", tmp_path / "home", {}) == [
+        shellblock.RcTarget("bash", tmp_path / "my.rc")
+    ]
     assert [t.path for t in shellblock.targets("auto", None, tmp_path, {"SHELL": "/bin/zsh"})] == [tmp_path / ".zshrc"]
     with pytest.raises(MlxTasksError, match="--rc-file needs exactly one shell") as caught:
         shellblock.targets("all", "my.rc", tmp_path, {})
@@ -161,15 +174,22 @@ def test_an_rc_file_flag_names_one_shells_file_and_several_shells_are_refused(tm
 def test_each_change_is_told_as_a_step_line_and_what_follows_it(tmp_path):
     target = shellblock.RcTarget("bash", tmp_path / ".profile", note="wrote to ~/.profile")
     same = rcfile.Change(target.path, target.path, "a\n", "a\n")
-    assert shellblock.outcome(same, target, False, "modified", "after x") == \
-        ("done", "shell (bash)", f"no change: {target.path}", ["    wrote to ~/.profile"])
+    assert shellblock.outcome(same, target, False, "modified", "after x") == (
+        "done",
+        "shell (bash)",
+        f"no change: {target.path}",
+        ["    wrote to ~/.profile"],
+    )
     change = rcfile.Change(target.path, tmp_path / "dotfiles" / "profile", "a\n", "a\nb\n", ("it was CRLF",))
     kind, name, summary, lines = shellblock.outcome(change, target, True, "modified", "after x")
     assert (kind, summary) == ("dry", f"modified {target.path}")
     assert "+b\n" in lines[0] and f"{target.path} (after x)" in lines[0]
     assert lines[1:] == ["    wrote to ~/.profile", "    it was CRLF"]
-    assert shellblock.outcome(change, target, False, "removed the block from", "after x")[:3] == \
-        ("changed", "shell (bash)", f"removed the block from {target.path} (a symlink to {change.target})")
+    assert shellblock.outcome(change, target, False, "removed the block from", "after x")[:3] == (
+        "changed",
+        "shell (bash)",
+        f"removed the block from {target.path} (a symlink to {change.target})",
+    )
 
 
 def test_install_writes_the_settings_block_and_remove_deletes_a_file_it_created(tmp_path):

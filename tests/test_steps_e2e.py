@@ -42,7 +42,9 @@ def test_yes_recreates_a_broken_venv(home):
 
 def test_the_prompt_on_a_terminal_can_refuse(home):
     broken_venv(home)
-    child = pexpect.spawn(str(BIN / "invoke"), ["venv"], cwd=str(ROOT), env=clean_env(home), encoding="utf-8", timeout=60)
+    child = pexpect.spawn(
+        str(BIN / "invoke"), ["venv"], cwd=str(ROOT), env=clean_env(home), encoding="utf-8", timeout=60
+    )
     child.expect_exact("Recreate it? [y/N]")
     child.sendline("n")
     child.expect(pexpect.EOF)
@@ -55,7 +57,9 @@ def test_the_pip_installer_makes_a_venv_with_an_upgraded_pip(home):
     done = invoke("venv", "--installer", "pip", home=home)
     assert done.returncode == 0, done.stderr
     assert "(pip)" in done.stdout
-    pip = subprocess.run([str(home / "venv-mlx" / "bin" / "python"), "-m", "pip", "--version"], capture_output=True, text=True)
+    pip = subprocess.run(
+        [str(home / "venv-mlx" / "bin" / "python"), "-m", "pip", "--version"], capture_output=True, text=True
+    )
     assert pip.returncode == 0
 
 
@@ -63,7 +67,13 @@ def test_preflight_json_has_stable_ids_and_exits_0_here(home):
     done = invoke("preflight", "--json", home=home)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert [c["id"] for c in report["checks"]] == ["system.os", "system.python", "system.folders", "system.disk", "system.ram"]
+    assert [c["id"] for c in report["checks"]] == [
+        "system.os",
+        "system.python",
+        "system.folders",
+        "system.disk",
+        "system.ram",
+    ]
     assert {c["status"] for c in report["checks"]} <= {"ok", "warning"}
 
 

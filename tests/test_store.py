@@ -27,13 +27,18 @@ def test_a_catalogue_model_is_found_by_alias_other_name_or_folder(tmp_path):
 def test_a_catalogue_model_not_downloaded_is_named_with_the_pull_command(tmp_path):
     with pytest.raises(MlxTasksError) as caught:
         store.local_model("phi4", tmp_path, BUILTIN, where=" on this machine")
-    assert (caught.value.message, caught.value.fix) == ("phi4 is not downloaded on this machine.",
-                                                        "invoke models.pull phi4")
+    assert (caught.value.message, caught.value.fix) == (
+        "phi4 is not downloaded on this machine.",
+        "invoke models.pull phi4",
+    )
 
 
 def test_models_pulled_by_repo_id_or_put_there_by_hand_are_found_too(tmp_path):
-    put(tmp_path, "Llama-3.2-3B-Instruct-4bit", manifest={"repo": "mlx-community/Llama-3.2-3B-Instruct-4bit",
-                                                         "alias": "llama-3.2-3b-instruct-4bit"})
+    put(
+        tmp_path,
+        "Llama-3.2-3B-Instruct-4bit",
+        manifest={"repo": "mlx-community/Llama-3.2-3B-Instruct-4bit", "alias": "llama-3.2-3b-instruct-4bit"},
+    )
     (tmp_path / "Llama-3.2-3B-Instruct-4bit" / "model.safetensors").write_bytes(b"x" * 1000)
     put(tmp_path, "MyModel", config={"model_type": "qwen2"})
     put(tmp_path, "mistral-7b")  # the catalogue's mistral7b
@@ -63,12 +68,23 @@ def test_a_manifest_cannot_take_a_catalogue_alias_for_another_folder(tmp_path):
     put(tmp_path, "Evil", manifest={"repo": "someone/evil", "alias": "qwen7b"})
     assert store.local_model("qwen7b", tmp_path, BUILTIN)[1] == own
     assert {m.alias: m.folder for m in store.installed_models(tmp_path, BUILTIN)} == {
-        "qwen7b": "qwen25-coder-7b", "evil": "Evil"}
+        "qwen7b": "qwen25-coder-7b",
+        "evil": "Evil",
+    }
 
 
-@pytest.mark.parametrize("manifest", [
-    [1, 2], "text", {"files": ["a"]}, {"files": {"a": "12"}}, {"size": "big"}, {"alias": 7}, {"repo": "not a repo"},
-])
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        [1, 2],
+        "text",
+        {"files": ["a"]},
+        {"files": {"a": "12"}},
+        {"size": "big"},
+        {"alias": 7},
+        {"repo": "not a repo"},
+    ],
+)
 def test_a_damaged_manifest_is_no_manifest(tmp_path, manifest):
     folder = put(tmp_path, "Damaged")
     (folder / store.MANIFEST).write_text(json.dumps(manifest))

@@ -16,8 +16,17 @@ from .support.fixtures import GATED_REPO, QWEN7B_REPO
 pytestmark = pytest.mark.e2e
 
 # mlx_lm.utils.DEFAULT_ALLOW_PATTERNS in 0.32.2: what `mlx_lm.load(repo)` downloads.
-MLX_LM_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.tiktoken", "tiktoken.model",
-                   "*.txt", "*.jsonl", "*.jinja"]
+MLX_LM_PATTERNS = [
+    "*.json",
+    "model*.safetensors",
+    "*.py",
+    "tokenizer.model",
+    "*.tiktoken",
+    "tiktoken.model",
+    "*.txt",
+    "*.jsonl",
+    "*.jinja",
+]
 SHARD = "*/resolve/*/model-00001-of-00002.safetensors"
 
 CALL = """
@@ -37,8 +46,7 @@ def hub_call(mlx_run, hub: FakeHub, function: str, **kwargs) -> dict:
 
 
 def snapshot(mlx_run, hub: FakeHub, dest: Path, repo: str = QWEN7B_REPO, to: str = "cache_dir") -> dict:
-    return hub_call(mlx_run, hub, "snapshot_download", repo_id=repo, allow_patterns=MLX_LM_PATTERNS,
-                    **{to: str(dest)})
+    return hub_call(mlx_run, hub, "snapshot_download", repo_id=repo, allow_patterns=MLX_LM_PATTERNS, **{to: str(dest)})
 
 
 def assert_same_model(source: Path, downloaded: Path) -> None:
@@ -54,8 +62,10 @@ def test_tiny_model_is_laid_out_like_an_mlx_community_4bit_repo(tiny_model):
     index = json.loads((tiny_model / "model.safetensors.index.json").read_text())
     assert config["model_type"] == "qwen2" and config["tie_word_embeddings"] is True
     assert config["quantization"] == {"group_size": 64, "bits": 4, "mode": "affine"}
-    assert sorted(set(index["weight_map"].values())) == ["model-00001-of-00002.safetensors",
-                                                          "model-00002-of-00002.safetensors"]
+    assert sorted(set(index["weight_map"].values())) == [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
     assert all((tiny_model / shard).is_file() for shard in index["weight_map"].values())
     tokenizer = json.loads((tiny_model / "tokenizer.json").read_text())
     assert 500 <= len(tokenizer["model"]["vocab"]) == config["vocab_size"] <= 1000
@@ -79,8 +89,10 @@ print(json.dumps({"text": text, "same": tokenizer.decode(prompt) == text, "token
     done = mlx_run(code, tiny_model)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
-    assert result["text"] == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-                              "<|im_start|>user\ndef add(a, b):<|im_end|>\n<|im_start|>assistant\n")
+    assert result["text"] == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\ndef add(a, b):<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert result["same"] and result["tokens"] and result["eos"] == [2]
 
 
@@ -102,8 +114,9 @@ print(json.dumps({"ids": ids, "text": tokenizer.decode(ids), "eos": sorted(token
 
 
 @pytest.mark.parametrize("to", ["cache_dir", "local_dir"])
-def test_snapshot_download_fetches_every_file_once_and_a_rerun_fetches_none(mlx_run, fake_hub, tiny_model,
-                                                                             tmp_path, to):
+def test_snapshot_download_fetches_every_file_once_and_a_rerun_fetches_none(
+    mlx_run, fake_hub, tiny_model, tmp_path, to
+):
     first = snapshot(mlx_run, fake_hub, tmp_path / "dest", to=to)
     assert_same_model(tiny_model, Path(first["path"]))
     gets = sorted(r.path.rsplit("/", 1)[1] for r in fake_hub.hits("*/resolve/*", "GET"))
@@ -115,14 +128,18 @@ def test_snapshot_download_fetches_every_file_once_and_a_rerun_fetches_none(mlx_
     assert [r.path for r in fake_hub.requests[before:]] == [f"/api/models/{QWEN7B_REPO}/revision/main"]
 
 
-@pytest.mark.parametrize("glob, method, error", [
-    (SHARD, "HEAD", None),  # the first HEAD has no retries; a second round retries with backoff
-    ("*/tree/*", "GET", None),  # the listing is retried with backoff (1 s, then 2 s)
-    (SHARD, "GET", "HfHubHTTPError"),  # the body GET retries only 408 and 429
-    ("*/revision/*", "GET", "LocalEntryNotFoundError"),  # repo info is not retried: "no local snapshot"
-])
-def test_two_500s_are_retried_or_raised_as_huggingface_hub_does(mlx_run, fake_hub, tiny_model, tmp_path,
-                                                                glob, method, error):
+@pytest.mark.parametrize(
+    "glob, method, error",
+    [
+        (SHARD, "HEAD", None),  # the first HEAD has no retries; a second round retries with backoff
+        ("*/tree/*", "GET", None),  # the listing is retried with backoff (1 s, then 2 s)
+        (SHARD, "GET", "HfHubHTTPError"),  # the body GET retries only 408 and 429
+        ("*/revision/*", "GET", "LocalEntryNotFoundError"),  # repo info is not retried: "no local snapshot"
+    ],
+)
+def test_two_500s_are_retried_or_raised_as_huggingface_hub_does(
+    mlx_run, fake_hub, tiny_model, tmp_path, glob, method, error
+):
     fake_hub.faults.fail_500(glob, times=2, method=method)
     result = snapshot(mlx_run, fake_hub, tmp_path / "cache")
     statuses = [r.status for r in fake_hub.hits(glob, method)]
@@ -135,7 +152,11 @@ def test_two_500s_are_retried_or_raised_as_huggingface_hub_does(mlx_run, fake_hu
 
 def test_after_a_failed_download_a_rerun_fetches_only_what_is_missing(mlx_run, fake_hub, tiny_model, tmp_path):
     def fetched(requests) -> list[str]:
-        return [r.path.rsplit("/", 1)[1] for r in requests if r.method == "GET" and "/resolve/" in r.path and r.status == 200]
+        return [
+            r.path.rsplit("/", 1)[1]
+            for r in requests
+            if r.method == "GET" and "/resolve/" in r.path and r.status == 200
+        ]
 
     fake_hub.faults.fail_500(SHARD, method="GET")
     assert snapshot(mlx_run, fake_hub, tmp_path / "cache")["error"] == "HfHubHTTPError"
@@ -162,22 +183,30 @@ def test_a_dropped_connection_resumes_with_a_range_after_the_first_10_mib(mlx_ru
     (repo / "big.bin").write_bytes(data)
     with FakeHub({"org/big": repo}) as hub:
         hub.faults.drop_connection("*/big.bin", after_bytes=11 << 20)
-        result = hub_call(mlx_run, hub, "hf_hub_download", repo_id="org/big", filename="big.bin",
-                          local_dir=str(tmp_path / "dest"))
+        result = hub_call(
+            mlx_run, hub, "hf_hub_download", repo_id="org/big", filename="big.bin", local_dir=str(tmp_path / "dest")
+        )
     assert Path(result["path"]).read_bytes() == data
     assert [(r.status, r.bytes) for r in hub.hits("*/big.bin", "GET")] == [(200, 11 << 20), (206, 2 << 20)]
 
 
-@pytest.mark.parametrize("repo, error", [("nobody/no-such-model", "RepositoryNotFoundError"),
-                                         (GATED_REPO, "GatedRepoError")])
+@pytest.mark.parametrize(
+    "repo, error", [("nobody/no-such-model", "RepositoryNotFoundError"), (GATED_REPO, "GatedRepoError")]
+)
 def test_missing_and_gated_repos_raise_their_errors(mlx_run, fake_hub, tmp_path, repo, error):
     assert snapshot(mlx_run, fake_hub, tmp_path / "cache", repo)["error"] == error
 
 
 def test_a_missing_file_is_not_listed_and_not_found(mlx_run, fake_hub, tiny_model, tmp_path):
     fake_hub.faults.missing_file("tokenizer.json")
-    found = hub_call(mlx_run, fake_hub, "hf_hub_download", repo_id=QWEN7B_REPO, filename="tokenizer.json",
-                     cache_dir=str(tmp_path / "cache"))
+    found = hub_call(
+        mlx_run,
+        fake_hub,
+        "hf_hub_download",
+        repo_id=QWEN7B_REPO,
+        filename="tokenizer.json",
+        cache_dir=str(tmp_path / "cache"),
+    )
     assert found["error"] == "RemoteEntryNotFoundError"
     path = Path(snapshot(mlx_run, fake_hub, tmp_path / "cache")["path"])
     assert not (path / "tokenizer.json").exists() and (path / "config.json").exists()
@@ -185,8 +214,13 @@ def test_a_missing_file_is_not_listed_and_not_found(mlx_run, fake_hub, tiny_mode
 
 def test_a_hung_request_times_out_the_client_and_does_not_block_shutdown(mlx_run, fake_hub, tiny_model, tmp_path):
     fake_hub.faults.hang("*/resolve/*/config.json", times=1, method="HEAD")
-    done = mlx_run(CALL, "snapshot_download", json.dumps({"repo_id": QWEN7B_REPO, "cache_dir": str(tmp_path)}),
-                   HF_ENDPOINT=fake_hub.url, HF_HUB_ETAG_TIMEOUT="1")
+    done = mlx_run(
+        CALL,
+        "snapshot_download",
+        json.dumps({"repo_id": QWEN7B_REPO, "cache_dir": str(tmp_path)}),
+        HF_ENDPOINT=fake_hub.url,
+        HF_HUB_ETAG_TIMEOUT="1",
+    )
     assert "path" in json.loads(done.stdout.splitlines()[-1]), done.stderr
     assert [r.status for r in fake_hub.hits("*/config.json", "HEAD")] == [None, 200]
 
@@ -209,5 +243,6 @@ print(json.dumps({"sha": info.sha, "files": {s.rfilename: [s.size, bool(s.lfs)] 
     assert done.returncode == 0, done.stderr
     listed = json.loads(done.stdout)
     assert listed["sha"] == COMMIT
-    assert listed["files"] == {p.name: [p.stat().st_size, p.name.endswith(LFS_SUFFIXES)]
-                               for p in tiny_model.iterdir() if p.is_file()}
+    assert listed["files"] == {
+        p.name: [p.stat().st_size, p.name.endswith(LFS_SUFFIXES)] for p in tiny_model.iterdir() if p.is_file()
+    }

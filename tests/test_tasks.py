@@ -68,7 +68,9 @@ def test_the_documented_tasks_py_of_another_project_mounts_a_dry_setup_that_chan
 
 
 def test_setup_lists_a_skipped_step_as_skipped_not_as_fine():
-    lines = summary([Outcome("done", "venv", "ready"), Outcome("skipped", "warmup", "not run (--no-warmup)")], dry=False)
+    lines = summary(
+        [Outcome("done", "venv", "ready"), Outcome("skipped", "warmup", "not run (--no-warmup)")], dry=False
+    )
     assert lines[1:3] == ["Already fine: venv.", "Skipped: warmup (not run (--no-warmup))."]
     assert summary([Outcome("changed", "venv", "created")], dry=True) == ["Dry run: nothing was changed."]
 
@@ -76,8 +78,13 @@ def test_setup_lists_a_skipped_step_as_skipped_not_as_fine():
 def test_a_failing_network_step_is_retried_then_reported():
     failure = Result(exited=1, stderr="error: connection reset\n")
     c = MockContext(run={"uv pip install x": [failure, failure, failure]})
-    command = Command(("uv", "pip", "install", "x"), tries=3, delay=0, failure="Installing failed after 3 tries.",
-                      fix="invoke install")
+    command = Command(
+        ("uv", "pip", "install", "x"),
+        tries=3,
+        delay=0,
+        failure="Installing failed after 3 tries.",
+        fix="invoke install",
+    )
     with pytest.raises(MlxTasksError) as caught:
         _common.perform(c, command)
     assert caught.value.message == "Installing failed after 3 tries. Last error: error: connection reset"
@@ -87,8 +94,12 @@ def test_a_failing_network_step_is_retried_then_reported():
 def test_a_failure_that_no_retry_can_fix_is_raised_after_one_try():
     c = MockContext(run={"uv pip install x": [Result(exited=1, stderr="error: No solution found"), Result()]})
     hopeless = MlxTasksError("No release fits.", fix="invoke preflight")
-    command = Command(("uv", "pip", "install", "x"), tries=3, delay=0,
-                      give_up=lambda output: hopeless if "No solution" in output else None)
+    command = Command(
+        ("uv", "pip", "install", "x"),
+        tries=3,
+        delay=0,
+        give_up=lambda output: hopeless if "No solution" in output else None,
+    )
     with pytest.raises(MlxTasksError) as caught:
         _common.perform(c, command)
     assert caught.value is hopeless and c.run.call_count == 1
@@ -109,16 +120,23 @@ def test_a_task_failure_prints_one_sentence_and_the_fix_and_exits_1(tmp_path, mo
         venv.create(c, installer="conda")
     assert caught.value.code == 1
     err = capsys.readouterr().err
-    assert err.splitlines() == ["[error] --installer must be one of auto, uv, pip, got 'conda'.",
-                                "  Fix: pass one of auto, uv, pip to --installer"]
+    assert err.splitlines() == [
+        "[error] --installer must be one of auto, uv, pip, got 'conda'.",
+        "  Fix: pass one of auto, uv, pip to --installer",
+    ]
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
 def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
     """`invoke validate --list | head -1`: the pipe closes before the task has printed everything."""
-    child = subprocess.Popen([str(BIN / "invoke"), "validate", "--list"], cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, env=clean_env(tmp_path))
+    child = subprocess.Popen(
+        [str(BIN / "invoke"), "validate", "--list"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(tmp_path),
+    )
     child.stdout.close()  # the reader is gone before the first line is written
     assert child.wait(timeout=60) == 141  # as a shell says of a command SIGPIPE ended (`yes | head`): not a success
     assert child.stderr.read() == b""
@@ -126,13 +144,18 @@ def test_a_reader_that_stops_early_gets_no_traceback(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dont_write", ["", "1"])
-def test_the_mlxtasks_program_leaves_the_bytecode_of_what_a_task_imports_unless_python_is_told_not_to(tmp_path, dont_write):
+def test_the_mlxtasks_program_leaves_the_bytecode_of_what_a_task_imports_unless_python_is_told_not_to(
+    tmp_path, dont_write
+):
     """Invoke turns bytecode off for every run; a one-shot would then compile the modules it imports each time."""
     pycache = tmp_path / "pyc"
     env = {k: v for k, v in clean_env(tmp_path).items() if k != "PYTHONDONTWRITEBYTECODE"}
-    done = subprocess.run([str(BIN / "mlxtasks"), "models.list", "--models", str(tmp_path / "none")], capture_output=True,
-                          env={**env, "PYTHONPYCACHEPREFIX": str(pycache), **({"PYTHONDONTWRITEBYTECODE": "1"} if dont_write else {})},
-                          timeout=60)
+    done = subprocess.run(
+        [str(BIN / "mlxtasks"), "models.list", "--models", str(tmp_path / "none")],
+        capture_output=True,
+        env={**env, "PYTHONPYCACHEPREFIX": str(pycache), **({"PYTHONDONTWRITEBYTECODE": "1"} if dont_write else {})},
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     written = {p.name.split(".")[0] for p in pycache.rglob("*.pyc") if "mlxtasks" in p.parts}
     assert ("inventory" in written) == (not dont_write)  # imported by the task, after Invoke's start
@@ -154,8 +177,10 @@ def test_minus_v_means_verbose_on_every_task_and_nothing_else():
 def test_setup_refuses_a_wrong_option_before_any_step_runs(home):
     done = invoke("setup", "--installer", "conda", "--yes", home=home, timeout=120)
     assert done.returncode == 1
-    assert done.stderr.splitlines() == ["[error] --installer must be one of auto, uv, pip, got 'conda'.",
-                                        "  Fix: pass one of auto, uv, pip to --installer"]
+    assert done.stderr.splitlines() == [
+        "[error] --installer must be one of auto, uv, pip, got 'conda'.",
+        "  Fix: pass one of auto, uv, pip to --installer",
+    ]
     assert done.stdout == "" and list(home.iterdir()) == []
 
 
@@ -172,18 +197,22 @@ sys.stdin.read()
 @pytest.mark.slow
 def test_a_second_setup_at_once_is_refused_until_the_first_ends(home):
     lock = setup_lock(home / "venv-mlx")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_SETUP_LOCK, str(lock)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_SETUP_LOCK, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline() == "held\n"
         done = invoke("setup", "--yes", home=home, timeout=120)
         assert done.returncode == 1 and done.stdout == "" and list(home.iterdir()) == []
-        assert done.stderr.splitlines() == [f"[error] Another invoke setup is running (pid {holder.pid}).",
-                                            "  Fix: wait for it to finish, then run invoke setup again"]
+        assert done.stderr.splitlines() == [
+            f"[error] Another invoke setup is running (pid {holder.pid}).",
+            "  Fix: wait for it to finish, then run invoke setup again",
+        ]
     finally:
         holder.communicate(timeout=30)
-    after = subprocess.run([sys.executable, "-c", HOLD_SETUP_LOCK, str(lock)], input="", capture_output=True,
-                           text=True, timeout=30)
+    after = subprocess.run(
+        [sys.executable, "-c", HOLD_SETUP_LOCK, str(lock)], input="", capture_output=True, text=True, timeout=30
+    )
     assert after.stdout == "held\n", after.stderr
 
 

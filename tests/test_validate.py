@@ -4,7 +4,6 @@ import json
 import struct
 from pathlib import Path
 
-
 from mlxtasks import config, rcfile, shellblock, store, validate
 from mlxtasks.checks import Result, Status, run_checks
 from mlxtasks.facts import GB, GIB
@@ -14,8 +13,12 @@ HEALTHY = {
     "default_device": "Device(gpu, 0)",
     "metal_available": True,
     "cuda_available": False,
-    "device_info": {"architecture": "applegpu_g15s", "device_name": "Apple M3 Pro", "memory_size": 36 * GIB,
-                    "max_recommended_working_set_size": 27 * GIB},
+    "device_info": {
+        "architecture": "applegpu_g15s",
+        "device_name": "Apple M3 Pro",
+        "memory_size": 36 * GIB,
+        "max_recommended_working_set_size": 27 * GIB,
+    },
     "compute": {"sum_of_squares": 285, "matmul": [[19.0, 22.0], [43.0, 50.0]]},
     "matmul_error": 2e-6,
 }
@@ -26,7 +29,9 @@ def by_id(results):
 
 
 def test_a_mac_with_metal_passes_and_reports_what_fits_the_gpu():
-    found = by_id(validate.accelerator_checks("darwin", "metal", HEALTHY, (47 * GB, "macOS's default GPU share of RAM")))
+    found = by_id(
+        validate.accelerator_checks("darwin", "metal", HEALTHY, (47 * GB, "macOS's default GPU share of RAM"))
+    )
     assert found["accelerator.device"].status is Status.OK and "Apple M3 Pro" in found["accelerator.device"].message
     memory = found["accelerator.memory"]
     assert memory.status is Status.OK and "too big" not in memory.message
@@ -35,7 +40,9 @@ def test_a_mac_with_metal_passes_and_reports_what_fits_the_gpu():
 
 
 def test_a_16gb_mac_gpu_cannot_hold_qwen32b():
-    memory = by_id(validate.accelerator_checks("darwin", "metal", HEALTHY, (int(10.7 * GIB), "x")))["accelerator.memory"]
+    memory = by_id(validate.accelerator_checks("darwin", "metal", HEALTHY, (int(10.7 * GIB), "x")))[
+        "accelerator.memory"
+    ]
     assert "too big: qwen32b" in memory.message
 
 
@@ -55,11 +62,23 @@ def test_the_cpu_backend_is_a_warning_on_a_mac_and_fine_on_linux():
 
 def test_cuda_reports_the_gpu_and_fails_when_it_is_not_seen():
     # mx.device_info() on the lent H100 (mlx 0.32.4, mlx-cuda-13), its strings and numbers as the probe keeps them.
-    h100 = {"total_memory": 85520809984, "free_memory": 84465090560, "compute_capability_minor": 0,
-            "compute_capability_major": 9, "pci_bus_id": "0000:00:06.0", "uuid": "GPU-de35c58e-f3ce-fb65-eef8-47bfb2f2a6b6",
-            "architecture": "sm_90", "device_name": "NVIDIA H100 80GB HBM3"}
-    gpu = {**HEALTHY, "metal_available": False, "cuda_available": True, "default_device": "Device(gpu, 0)",
-           "device_info": h100}
+    h100 = {
+        "total_memory": 85520809984,
+        "free_memory": 84465090560,
+        "compute_capability_minor": 0,
+        "compute_capability_major": 9,
+        "pci_bus_id": "0000:00:06.0",
+        "uuid": "GPU-de35c58e-f3ce-fb65-eef8-47bfb2f2a6b6",
+        "architecture": "sm_90",
+        "device_name": "NVIDIA H100 80GB HBM3",
+    }
+    gpu = {
+        **HEALTHY,
+        "metal_available": False,
+        "cuda_available": True,
+        "default_device": "Device(gpu, 0)",
+        "device_info": h100,
+    }
     device = by_id(validate.accelerator_checks("linux", "cuda13", gpu))["accelerator.device"]
     assert device.status is Status.OK
     assert device.message == "CUDA GPU (NVIDIA H100 80GB HBM3, 86 GB, compute capability 9.0) is the default device"
@@ -70,8 +89,12 @@ def test_cuda_reports_the_gpu_and_fails_when_it_is_not_seen():
 
 
 def test_a_wrong_matmul_or_wrong_answers_fail():
-    assert by_id(validate.accelerator_checks("linux", "cpu", {**HEALTHY, "matmul_error": 0.2}))[
-        "accelerator.matmul"].status is Status.ERROR
+    assert (
+        by_id(validate.accelerator_checks("linux", "cpu", {**HEALTHY, "matmul_error": 0.2}))[
+            "accelerator.matmul"
+        ].status
+        is Status.ERROR
+    )
     wrong = {**HEALTHY, "compute": {"sum_of_squares": 284, "matmul": [[19.0, 22.0], [43.0, 50.0]]}}
     assert by_id(validate.mlx_checks(wrong))["mlx.compute"].status is Status.ERROR
 
@@ -82,20 +105,33 @@ def test_an_mlx_that_does_not_import_is_one_error_with_the_fix():
 
 
 def test_missing_mlx_lm_api_is_named():
-    result = by_id(validate.mlx_lm_checks({"version": "0.19.0", "missing_api": ["mlx_lm.models.cache.make_prompt_cache"]}))
+    result = by_id(
+        validate.mlx_lm_checks({"version": "0.19.0", "missing_api": ["mlx_lm.models.cache.make_prompt_cache"]})
+    )
     assert result["mlx-lm.api"].status is Status.ERROR and "make_prompt_cache" in result["mlx-lm.api"].message
 
 
 def test_packages_outside_the_pins_and_broken_requirements_fail():
-    results = by_id(validate.package_checks(["numpy"], {"numpy": "1.26.0", "mlx": "0.32.4"}, ["mlx", "numpy"],
-                                            (False, "mlx-lm 0.32.2 requires transformers, which is not installed.\n")))
-    assert results["packages.versions"].status is Status.ERROR and "numpy 1.26.0" in results["packages.versions"].message
+    results = by_id(
+        validate.package_checks(
+            ["numpy"],
+            {"numpy": "1.26.0", "mlx": "0.32.4"},
+            ["mlx", "numpy"],
+            (False, "mlx-lm 0.32.2 requires transformers, which is not installed.\n"),
+        )
+    )
+    assert (
+        results["packages.versions"].status is Status.ERROR and "numpy 1.26.0" in results["packages.versions"].message
+    )
     assert results["packages.requirements"].message == "mlx-lm 0.32.2 requires transformers, which is not installed."
 
 
 def test_a_venv_running_other_mlxtasks_code_is_an_error_with_install_as_the_fix():
-    results = by_id(validate.package_checks([], {"mlx": "0.32.4"}, ["mlx"], (True, ""),
-                                            stale="runs the checkout /old, which is gone, not /new"))
+    results = by_id(
+        validate.package_checks(
+            [], {"mlx": "0.32.4"}, ["mlx"], (True, ""), stale="runs the checkout /old, which is gone, not /new"
+        )
+    )
     versions = results["packages.versions"]
     assert versions.status is Status.ERROR and versions.fix == "invoke install"
     assert "mlxtasks (runs the checkout /old, which is gone, not /new)" in versions.message
@@ -113,11 +149,19 @@ def test_a_check_that_raises_is_crashed_with_one_line_and_counts_as_an_error():
         raise KeyError("device_name")
 
     results = run_checks([("accelerator.device", "Accelerator", broken)])
-    assert results[0].status is Status.CRASHED and results[0].message == "the check itself failed: KeyError: 'device_name'"
-    assert validate.summary(results) == ["Checks passed: 0/1", "Errors: 1", "Warnings: 0", "Not ready: fix the errors above."]
+    assert (
+        results[0].status is Status.CRASHED and results[0].message == "the check itself failed: KeyError: 'device_name'"
+    )
+    assert validate.summary(results) == [
+        "Checks passed: 0/1",
+        "Errors: 1",
+        "Warnings: 0",
+        "Not ready: fix the errors above.",
+    ]
 
 
 # models on disk: written here byte by byte, as safetensors files are
+
 
 def write_safetensors(path: Path, tensors: dict[str, int]) -> None:
     """A real safetensors file: 8-byte header length, JSON header, then the bytes."""
@@ -135,8 +179,9 @@ def make_model(folder: Path) -> Path:
     (folder / "tokenizer.json").write_text("{}")
     write_safetensors(folder / "model-00001-of-00002.safetensors", {"a": 100})
     write_safetensors(folder / "model-00002-of-00002.safetensors", {"b": 50})
-    (folder / "model.safetensors.index.json").write_text(json.dumps(
-        {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}})
+    )
     return folder
 
 
@@ -169,8 +214,9 @@ def test_a_file_cut_inside_its_header_is_truncated(tmp_path):
 
 
 def test_results_round_trip_through_json():
-    assert Result.from_dict(Result("a.b", "t", Status.WARNING, "m", "f", ("d",), 0.5).as_dict()) == \
-        Result("a.b", "t", Status.WARNING, "m", "f", ("d",), 0.5)
+    assert Result.from_dict(Result("a.b", "t", Status.WARNING, "m", "f", ("d",), 0.5).as_dict()) == Result(
+        "a.b", "t", Status.WARNING, "m", "f", ("d",), 0.5
+    )
 
 
 def test_a_crlf_block_an_older_version_wrote_is_stale(tmp_path):

@@ -40,7 +40,9 @@ def test_a_healthy_venv_is_kept(tmp_path):
 
 def test_force_recreates_a_healthy_venv(tmp_path):
     path = make_venv(tmp_path / "venv-mlx")
-    step = venv.plan(config.resolve({"venv": str(path)}, home=tmp_path), venv.inspect(path), PYTHON, Installer("pip"), True)
+    step = venv.plan(
+        config.resolve({"venv": str(path)}, home=tmp_path), venv.inspect(path), PYTHON, Installer("pip"), True
+    )
     assert isinstance(step.actions[0], RemoveVenv) and isinstance(step.actions[1], Command)
 
 
@@ -72,10 +74,13 @@ def test_a_moved_venv_is_broken(tmp_path):
 @pytest.mark.parametrize("version", ["3.12", "3.13"])
 def test_newer_pythons_venvs_are_healthy_where_made_and_broken_when_moved(tmp_path, version):
     """From 3.12 the activate script names the folder twice, first through cygpath."""
-    candidates = [shutil.which(f"python{version}"),
-                  *map(str, Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))]
-    python = next((c for c in candidates if c and subprocess.run([c, "-c", "pass"], capture_output=True).returncode == 0),
-                  None)
+    candidates = [
+        shutil.which(f"python{version}"),
+        *map(str, Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}")),
+    ]
+    python = next(
+        (c for c in candidates if c and subprocess.run([c, "-c", "pass"], capture_output=True).returncode == 0), None
+    )
     if not python:
         pytest.skip(f"no Python {version} on this machine")
     path = make_venv(tmp_path / "venv-mlx", python)
@@ -92,8 +97,10 @@ def test_a_broken_venv_is_not_replaced_without_force(tmp_path):
     with pytest.raises(MlxTasksError) as caught:
         venv.plan(s, venv.inspect(path), PYTHON, Installer("pip"), False)
     assert "is broken" in caught.value.message
-    assert caught.value.fix == (f"recreate it: invoke venv --force --venv {path}, then invoke install --venv {path} "
-                                f"(or both: invoke setup --yes --venv {path})")  # the folder given, not ~/venv-mlx
+    assert caught.value.fix == (
+        f"recreate it: invoke venv --force --venv {path}, then invoke install --venv {path} "
+        f"(or both: invoke setup --yes --venv {path})"
+    )  # the folder given, not ~/venv-mlx
 
 
 def test_a_folder_that_is_not_a_venv_is_never_replaced(tmp_path):
@@ -105,7 +112,7 @@ def test_a_folder_that_is_not_a_venv_is_never_replaced(tmp_path):
         venv.plan(s, venv.inspect(path), PYTHON, Installer("pip"), True)
 
 
-STRANGE = "it's \"quoted\" (really)"
+STRANGE = 'it\'s "quoted" (really)'
 
 
 @pytest.mark.slow

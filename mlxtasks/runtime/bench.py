@@ -16,7 +16,7 @@ import gc
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 
 from ..protocol import BenchAnswer, BenchLength, BenchMachine, BenchResult, BenchRun, BenchSpec, prompt_text
@@ -38,8 +38,14 @@ def backend() -> str:
 def machine() -> BenchMachine:
     import mlx.core as mx
 
-    return BenchMachine(backend(), str(mx.default_device()), mx.device_info().get("device_name"), version("mlx"),
-                        version("mlx-lm"), platform.python_version())
+    return BenchMachine(
+        backend(),
+        str(mx.default_device()),
+        mx.device_info().get("device_name"),
+        version("mlx"),
+        version("mlx-lm"),
+        platform.python_version(),
+    )
 
 
 class Bench:
@@ -63,8 +69,9 @@ class Bench:
         mx.reset_peak_memory()
         count, first, last = 0, None, None
         start = time.perf_counter()
-        for last in stream_generate(model, tokenizer, ids, max_tokens=self.spec.generation_tokens,
-                                    sampler=self.sampler):
+        for last in stream_generate(
+            model, tokenizer, ids, max_tokens=self.spec.generation_tokens, sampler=self.sampler
+        ):
             count += 1
             now = time.perf_counter()
             first = first or now
@@ -110,7 +117,7 @@ def run(spec: BenchSpec) -> BenchAnswer:
             failed[entry.alias] = f"{exc.__class__.__name__}: {exc}"
         gc.collect()
         mx.clear_cache()  # the next model starts with the memory this one held
-    return BenchAnswer(datetime.now(timezone.utc).isoformat(timespec="seconds"), machine(), tuple(results), failed)
+    return BenchAnswer(datetime.now(UTC).isoformat(timespec="seconds"), machine(), tuple(results), failed)
 
 
 def main() -> None:

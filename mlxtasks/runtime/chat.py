@@ -67,10 +67,14 @@ class Stats:
     server: str = ""  # the server that answered ("": the model here)
 
     def lines(self) -> str:
-        where = f"answered by the server at {self.server}" if self.server else f"peak memory {self.peak_memory_gb:.2f} GB"
-        return (f"prompt: {self.prompt_tokens} tokens at {self.prompt_tps:.1f} tokens/s; "
-                f"reply: {self.generation_tokens} tokens at {self.generation_tps:.1f} tokens/s; "
-                f"first token after {self.first_token_seconds:.2f} s; {where}")
+        where = (
+            f"answered by the server at {self.server}" if self.server else f"peak memory {self.peak_memory_gb:.2f} GB"
+        )
+        return (
+            f"prompt: {self.prompt_tokens} tokens at {self.prompt_tps:.1f} tokens/s; "
+            f"reply: {self.generation_tokens} tokens at {self.generation_tps:.1f} tokens/s; "
+            f"first token after {self.first_token_seconds:.2f} s; {where}"
+        )
 
     @classmethod
     def streamed(cls, done: remote.Streamed, server: str) -> Stats:
@@ -78,8 +82,14 @@ class Stats:
         prompt_tps = done.prompt_tokens / done.first_token_seconds if done.first_token_seconds else 0.0
         after = done.seconds - done.first_token_seconds
         generation_tps = (done.completion_tokens - 1) / after if done.completion_tokens > 1 and after else 0.0
-        return cls(done.prompt_tokens, prompt_tps, done.completion_tokens, generation_tps, done.first_token_seconds,
-                   server=server)
+        return cls(
+            done.prompt_tokens,
+            prompt_tps,
+            done.completion_tokens,
+            generation_tps,
+            done.first_token_seconds,
+            server=server,
+        )
 
 
 @dataclass
@@ -125,9 +135,11 @@ class Session:
             return
         if self.alias not in self.capped:
             self.capped.add(self.alias)
-            self.notices.append(f"(answers are capped at {half:,} tokens, half of the {context:,} tokens of context "
-                                f"{self.alias} has here, so the conversation keeps its earlier turns; "
-                                "/set max_tokens N to change it)")
+            self.notices.append(
+                f"(answers are capped at {half:,} tokens, half of the {context:,} tokens of context "
+                f"{self.alias} has here, so the conversation keeps its earlier turns; "
+                "/set max_tokens N to change it)"
+            )
         self.sampling["max_tokens"] = half
 
     def load_here(self, alias: str) -> None:
@@ -137,14 +149,20 @@ class Session:
             self.model, self.tokenizer = self.open_model(self.models[alias].path)
         except Exception as exc:  # mlx_lm fails in many ways (RuntimeError, ValueError, OSError...) on bad files
             said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise Refused(f"{alias} could not be loaded: {said.rstrip('.')}.", f"invoke models.verify {alias}; "
-                          f"if it finds damaged files: invoke models.pull {alias} --force") from None
+            raise Refused(
+                f"{alias} could not be loaded: {said.rstrip('.')}.",
+                f"invoke models.verify {alias}; if it finds damaged files: invoke models.pull {alias} --force",
+            ) from None
         self.alias, self.served = alias, False
         self.sampling = self.model_sampling(alias)
         self.cache = make_prompt_cache(self.model)
         self.cached: list[int] = []  # the tokens the cache holds
         config = json.loads((Path(self.models[alias].path) / "config.json").read_text())
-        own = int(config.get("max_position_embeddings") or (config.get("text_config") or {}).get("max_position_embeddings") or 4096)
+        own = int(
+            config.get("max_position_embeddings")
+            or (config.get("text_config") or {}).get("max_position_embeddings")
+            or 4096
+        )
         self.context = min(own, self.models[alias].context or own)
         self.cap_answer(self.context)
 
@@ -172,8 +190,11 @@ class Session:
                 break
             kept = kept[2:]
         if len(tokens) >= self.context:
-            raise Refused(f"The prompt is {len(tokens)} tokens long, but {self.alias}'s context holds {self.context} "
-                          "tokens, prompt and reply together.", "shorten the prompt, or send it in parts")
+            raise Refused(
+                f"The prompt is {len(tokens)} tokens long, but {self.alias}'s context holds {self.context} "
+                "tokens, prompt and reply together.",
+                "shorten the prompt, or send it in parts",
+            )
         if len(kept) < len(self.messages):
             self.messages[:] = kept
             self.notices.append("(the oldest turn was dropped to fit the model's context)")
@@ -207,8 +228,14 @@ class Session:
                 unwritten.append(err)
                 raise
 
-        body = {"model": self.alias, "messages": self.conversation(), "temperature": self.sampling["temp"],
-                "top_p": self.sampling["top_p"], "max_tokens": self.sampling["max_tokens"], "seed": self.seed}
+        body = {
+            "model": self.alias,
+            "messages": self.conversation(),
+            "temperature": self.sampling["temp"],
+            "top_p": self.sampling["top_p"],
+            "max_tokens": self.sampling["max_tokens"],
+            "seed": self.seed,
+        }
 
         try:
             done = remote.chat(self.server, body, shown)
@@ -249,8 +276,16 @@ class Session:
         gpu.before_generation()
         answer, generated, last, start, first = [], [], None, time.perf_counter(), None
         try:
-            for last in gpu.answer_only(stream_generate(self.model, self.tokenizer, tokens[common:], sampler=sampler,
-                                                        max_tokens=self.sampling["max_tokens"], prompt_cache=self.cache)):
+            for last in gpu.answer_only(
+                stream_generate(
+                    self.model,
+                    self.tokenizer,
+                    tokens[common:],
+                    sampler=sampler,
+                    max_tokens=self.sampling["max_tokens"],
+                    prompt_cache=self.cache,
+                )
+            ):
                 first = first or time.perf_counter() - start
                 generated.append(last.token)
                 answer.append(last.text)
@@ -260,8 +295,14 @@ class Session:
             self.cached = (tokens + generated)[: self.cache[0].offset]
             self.messages.append({"role": "assistant", "content": "".join(answer)})
             if last is not None:
-                self.stats = Stats(last.prompt_tokens, last.prompt_tps, last.generation_tokens, last.generation_tps,
-                                   first or 0.0, last.peak_memory)
+                self.stats = Stats(
+                    last.prompt_tokens,
+                    last.prompt_tps,
+                    last.generation_tokens,
+                    last.generation_tps,
+                    first or 0.0,
+                    last.peak_memory,
+                )
         return "".join(answer)
 
     def reset(self) -> None:
@@ -269,11 +310,17 @@ class Session:
 
     def transcript(self, as_json: bool) -> str:
         if as_json:
-            return json.dumps({"model": self.alias, "sampling": self.sampling, "messages": self.conversation()}, indent=2)
+            return json.dumps(
+                {"model": self.alias, "sampling": self.sampling, "messages": self.conversation()}, indent=2
+            )
         parts = [f"# Chat with {self.alias}", ""]
         for message in self.conversation():
-            parts += [f"## {dict(system='System', user='You', assistant=self.alias)[message['role']]}", "",
-                      message["content"], ""]
+            parts += [
+                f"## {dict(system='System', user='You', assistant=self.alias)[message['role']]}",
+                "",
+                message["content"],
+                "",
+            ]
         return "\n".join(parts)
 
 
@@ -439,7 +486,10 @@ def reader(session: Session, history: Path | None = None):
 def interactive(session: Session, history: Path | None, rules: dict) -> int:
     out, read = Output(), reader(session, history)
     if session.alias:
-        print(f"Chatting with {session.alias} ({_sampling_text(session)}). /help for commands, Ctrl-D to leave.", flush=True)
+        print(
+            f"Chatting with {session.alias} ({_sampling_text(session)}). /help for commands, Ctrl-D to leave.",
+            flush=True,
+        )
     else:
         print("The router picks the model for your first message. /help for commands, Ctrl-D to leave.", flush=True)
     for notice in session.notices:
@@ -496,8 +546,16 @@ def run(spec: ChatSpec, here: bool = True) -> int | None:
     """The chat or the one answer the spec asks for; the exit status. here=False (the tool's own process, which
     has no MLX, for a one-shot a running server answers): None, having written nothing, where the server cannot
     answer, so that the venv's runtime answers instead."""
-    session = Session(dict(spec.models), spec.alias, dict(spec.overrides), spec.system, server=spec.server,
-                      seed=spec.seed or 0, here=here, keeps_history=spec.ask is None)
+    session = Session(
+        dict(spec.models),
+        spec.alias,
+        dict(spec.overrides),
+        spec.system,
+        server=spec.server,
+        seed=spec.seed or 0,
+        here=here,
+        keeps_history=spec.ask is None,
+    )
     # One Ctrl-C policy: it ends a one-shot answer or a load at once, quietly, with 130; in a chat it
     # stops the reply (interactive handles that).
     try:

@@ -32,8 +32,9 @@ def capabilities(path: str) -> Capabilities:
     from mlx_lm.utils import load_model
 
     model, config = load_model(Path(path), lazy=True, strict=False)
-    return Capabilities(config.get("model_type"), hasattr(model, "shard"),
-                        hasattr(model, "model") and hasattr(model.model, "pipeline"))
+    return Capabilities(
+        config.get("model_type"), hasattr(model, "shard"), hasattr(model, "model") and hasattr(model.model, "pipeline")
+    )
 
 
 @dataclass
@@ -72,8 +73,10 @@ def chat(session: ShardedSession, rank: int) -> None:
 
     out, say, read = Output(), (lambda s: print(s, flush=True)), reader(session)
     if rank == 0:
-        say(f"Chatting with {session.alias} across {session.group.size()} ranks ({_sampling_text(session)}). "
-            "/help for commands, /quit or Ctrl-D to leave, Ctrl-C stops the whole run.")
+        say(
+            f"Chatting with {session.alias} across {session.group.size()} ranks ({_sampling_text(session)}). "
+            "/help for commands, /quit or Ctrl-D to leave, Ctrl-C stops the whole run."
+        )
     while True:
         text = None
         if rank == 0:
@@ -133,16 +136,26 @@ def main() -> int:
 
     group = mx.distributed.init(strict=True, backend=spec.backend)
     mx.random.seed(spec.seed or 0)
-    session = ShardedSession({spec.alias: ChatModel(spec.path, spec.sampling)}, spec.alias, dict(spec.overrides),
-                             spec.system, group=group, pipeline=spec.pipeline)
+    session = ShardedSession(
+        {spec.alias: ChatModel(spec.path, spec.sampling)},
+        spec.alias,
+        dict(spec.overrides),
+        spec.system,
+        group=group,
+        pipeline=spec.pipeline,
+    )
     try:
         session.load(spec.alias)
     except Refused as refusal:  # each rank says its own: one host may lack what another has
         refusal.show()
         return 1
     if spec.verbose:
-        print(f"rank {group.rank()} of {group.size()} on {host}: {'pipeline' if spec.pipeline else 'tensor'} part, "
-              f"{weights_bytes(session.model)} bytes of weights", file=sys.stderr, flush=True)
+        print(
+            f"rank {group.rank()} of {group.size()} on {host}: {'pipeline' if spec.pipeline else 'tensor'} part, "
+            f"{weights_bytes(session.model)} bytes of weights",
+            file=sys.stderr,
+            flush=True,
+        )
     if spec.ask is None:
         chat(session, group.rank())
     else:

@@ -54,6 +54,12 @@ def editor(history: Path | None, choices, open_block):
     def _newline(event) -> None:
         event.current_buffer.insert_text("\n")
 
-    session = PromptSession(history=saved(history), key_bindings=keys, multiline=True, prompt_continuation="... ",
-                            completer=Choices(choices), complete_while_typing=False)
+    session = PromptSession(
+        history=saved(history),
+        key_bindings=keys,
+        multiline=True,
+        prompt_continuation="... ",
+        completer=Choices(choices),
+        complete_while_typing=False,
+    )
     return session.prompt

@@ -14,16 +14,19 @@ import io
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, TypeVar
+from typing import TypeVar
 
 from ..protocol import CUDA_COMPILING as COMPILING
 
 _generated = False  # whether this process has generated yet
 _warned = False  # whether this process has said the model is near Metal's working set
 # What mlx_lm's wired_limit() prints on stdout when the model is above 90% of Metal's recommended working set.
-WORKING_SET_WARNING = re.compile(r"\[WARNING\] Generating with a model that requires (\d+) MB which is close to the "
-                                 r"maximum recommended size of (\d+) MB\..*\n?")
+WORKING_SET_WARNING = re.compile(
+    r"\[WARNING\] Generating with a model that requires (\d+) MB which is close to the "
+    r"maximum recommended size of (\d+) MB\..*\n?"
+)
 Item = TypeVar("Item")
 
 
@@ -63,7 +66,9 @@ def is_cuda() -> bool:
     return not mx.metal.is_available() and mx.cuda.is_available()
 
 
-def answer_only(generation: Iterator[Item], say=lambda text: print(text, file=sys.stderr, flush=True)) -> Iterator[Item]:
+def answer_only(
+    generation: Iterator[Item], say=lambda text: print(text, file=sys.stderr, flush=True)
+) -> Iterator[Item]:
     """stream_generate's items, with what mlx_lm prints on stdout while making them kept off it, so stdout carries only
     the answer: its working-set warning is said once per process in our words, anything else goes as it was, both
     through say (stderr). Closing this closes the generation (mlx_lm then puts the wired limit back)."""
@@ -76,10 +81,12 @@ def answer_only(generation: Iterator[Item], say=lambda text: print(text, file=sy
             text = printed.getvalue()
             near = WORKING_SET_WARNING.search(text)
             if near:
-                text = text[:near.start()] + text[near.end():]
+                text = text[: near.start()] + text[near.end() :]
                 if not _warned:
-                    say(f"(the model needs {int(near[1]):,} MB, close to the {int(near[2]):,} MB Metal recommends the GPU "
-                        "use at most, so answers may be slow; a smaller model fits better: invoke models.list)")
+                    say(
+                        f"(the model needs {int(near[1]):,} MB, close to the {int(near[2]):,} MB Metal recommends the GPU "
+                        "use at most, so answers may be slow; a smaller model fits better: invoke models.list)"
+                    )
                 _warned = True
             if text.strip():
                 say(text.rstrip("\n"))

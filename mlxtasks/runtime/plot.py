@@ -15,9 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-PANELS = (("generation_tps", "Generation (tokens/s, higher is better)"),
-          ("prompt_tps", "Prompt processing (tokens/s, higher is better)"),
-          ("first_token_s", "Time to first token (s, lower is better)"))
+PANELS = (
+    ("generation_tps", "Generation (tokens/s, higher is better)"),
+    ("prompt_tps", "Prompt processing (tokens/s, higher is better)"),
+    ("first_token_s", "Time to first token (s, lower is better)"),
+)
 COLOURS = {"mlx": "#1f77b4", "ollama": "#ff7f0e"}
 
 
@@ -30,8 +32,14 @@ def rows(record: dict) -> list[tuple[str, str, dict]]:
         engine = "MLX" if result["engine"] == "mlx" else "Ollama"
         for entry in result["lengths"]:
             key = (order[result["alias"]], entry["prompt_tokens"], result["engine"] != "mlx")
-            found.append((key, f"{result['alias']}, prompt {entry['prompt_tokens']}: {engine}", result["engine"],
-                          entry["summary"]))
+            found.append(
+                (
+                    key,
+                    f"{result['alias']}, prompt {entry['prompt_tokens']}: {engine}",
+                    result["engine"],
+                    entry["summary"],
+                )
+            )
     return [row[1:] for row in sorted(found, key=lambda row: row[0])]
 
 
@@ -62,8 +70,11 @@ def draw(record: dict, out: Path) -> None:
         axis.margins(x=0.2)
     axes[0].set_yticks(positions, [label for label, _, _ in bars], fontsize=8)
     machine = record["machine"]
-    figure.suptitle(f"invoke bench: {machine['chip']}, {machine['ram_gb']:.0f} GB, MLX {machine['backend']}, "
-                    f"mlx {machine['mlx']}, mlx-lm {machine['mlx_lm']} ({record['date'][:10]})", fontsize=11)
+    figure.suptitle(
+        f"invoke bench: {machine['chip']}, {machine['ram_gb']:.0f} GB, MLX {machine['backend']}, "
+        f"mlx {machine['mlx']}, mlx-lm {machine['mlx_lm']} ({record['date'][:10]})",
+        fontsize=11,
+    )
     # Written beside the target and renamed into place: never a half-written chart.
     handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=out.suffix)
     os.close(handle)

@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..protocol import ProbeAnswer, ProbeSpec
 from . import gpu
 
-MLX_LM_API = {"mlx_lm": ("load", "stream_generate"), "mlx_lm.sample_utils": ("make_sampler",),
-              "mlx_lm.models.cache": ("make_prompt_cache",)}
+MLX_LM_API = {
+    "mlx_lm": ("load", "stream_generate"),
+    "mlx_lm.sample_utils": ("make_sampler",),
+    "mlx_lm.models.cache": ("make_prompt_cache",),
+}
 DEEP_TOKENS = 8
 
 
@@ -65,8 +69,12 @@ def _mlx_lm() -> dict:
         modules = {name: importlib.import_module(name) for name in MLX_LM_API}
     except Exception as exc:  # noqa: BLE001
         return {"import_error": _cause(exc)}
-    missing = [f"{module}.{name}" for module, names in MLX_LM_API.items() for name in names
-               if not hasattr(modules[module], name)]
+    missing = [
+        f"{module}.{name}"
+        for module, names in MLX_LM_API.items()
+        for name in names
+        if not hasattr(modules[module], name)
+    ]
     return {"version": modules["mlx_lm"].__version__, "missing_api": missing}
 
 
@@ -82,19 +90,28 @@ def _generate(folder: str) -> dict:
         for last in stream_generate(model, tokenizer, "Hello", max_tokens=DEEP_TOKENS):
             pass
         assert last is not None, "mlx_lm generated nothing"
-        return {"load_seconds": load_seconds, "tokens": last.generation_tokens, "tokens_per_second": last.generation_tps}
+        return {
+            "load_seconds": load_seconds,
+            "tokens": last.generation_tokens,
+            "tokens_per_second": last.generation_tps,
+        }
     except Exception as exc:  # noqa: BLE001 - a model that does not load is this check's answer
         return {"error": _cause(exc)}
 
 
-QUESTIONS: dict[str, Callable[[], dict]] = {"mlx": lambda: _with_mlx(_mlx), "accelerator": lambda: _with_mlx(_accelerator),
-                                            "mlx-lm": _mlx_lm}
+QUESTIONS: dict[str, Callable[[], dict]] = {
+    "mlx": lambda: _with_mlx(_mlx),
+    "accelerator": lambda: _with_mlx(_accelerator),
+    "mlx-lm": _mlx_lm,
+}
 
 
 def answer(spec: ProbeSpec) -> ProbeAnswer:
     """Each question in turn, timed; one that raises is answered with its cause, so the others still run."""
-    asked = [*((group, QUESTIONS[group]) for group in spec.groups),
-             *((folder, lambda folder=folder: _generate(folder)) for folder in spec.models)]
+    asked = [
+        *((group, QUESTIONS[group]) for group in spec.groups),
+        *((folder, lambda folder=folder: _generate(folder)) for folder in spec.models),
+    ]
     answers, seconds = {}, {}
     for key, ask in asked:
         start = time.perf_counter()

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import urlsplit
 
-BUSY = 429  # the one refusal that is said, not answered here: loading a second copy of a model under load would not help
+BUSY = (
+    429  # the one refusal that is said, not answered here: loading a second copy of a model under load would not help
+)
 CONNECT_S = 5.0  # a server on this machine takes a connection at once, or has stalled
 ANSWER_S = 180.0  # until the answer begins: the server may load the model first
 STALL_S = 30.0  # between two events of the answer (the server's keep-alive comes every 5 s)
@@ -59,12 +60,15 @@ def chat(url: str, body: dict, write: Callable[[str], None]) -> Streamed:
         sock = connection.sock  # kept: a response that closes the connection after it takes the socket over
         sock.settimeout(ANSWER_S)
         try:
-            connection.request("POST", where.path + "/chat/completions", json.dumps(body),
-                               {"Content-Type": "application/json"})
+            connection.request(
+                "POST", where.path + "/chat/completions", json.dumps(body), {"Content-Type": "application/json"}
+            )
             answer = connection.getresponse()
-        except socket.timeout:
-            raise Failed(f"The server at {url} took the request but did not begin its answer in {ANSWER_S:.0f} s "
-                         "(see `mlxtasks serve.logs`).") from None
+        except TimeoutError:
+            raise Failed(
+                f"The server at {url} took the request but did not begin its answer in {ANSWER_S:.0f} s "
+                "(see `mlxtasks serve.logs`)."
+            ) from None
         except OSError as exc:  # it stopped since it was found
             raise Unserved(f"the server at {url} is not answering: {exc}") from None
         if answer.status == BUSY:
@@ -82,8 +86,12 @@ def _read(answer: http.client.HTTPResponse, write: Callable[[str], None], start:
     try:
         for line in answer:
             if line.startswith(b"data: [DONE]"):
-                return Streamed(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
-                                first or 0.0, time.perf_counter() - start)
+                return Streamed(
+                    usage.get("prompt_tokens", 0),
+                    usage.get("completion_tokens", 0),
+                    first or 0.0,
+                    time.perf_counter() - start,
+                )
             if not line.startswith(b"data: "):
                 continue
             event = json.loads(line[6:])
@@ -93,9 +101,11 @@ def _read(answer: http.client.HTTPResponse, write: Callable[[str], None], start:
                 if text:
                     first = first or time.perf_counter() - start
                     write(text)
-    except socket.timeout:
-        raise Failed(f"The server stopped in the middle of the answer: nothing came for {STALL_S:.0f} s "
-                     "(see `mlxtasks serve.logs`).") from None
+    except TimeoutError:
+        raise Failed(
+            f"The server stopped in the middle of the answer: nothing came for {STALL_S:.0f} s "
+            "(see `mlxtasks serve.logs`)."
+        ) from None
     except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError, AttributeError):
         pass  # cut off, or not an answer of ours
     raise Failed("The server stopped in the middle of the answer.")

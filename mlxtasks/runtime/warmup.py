@@ -15,9 +15,17 @@ import time
 
 from . import gpu
 
-SHAPE = {"model_type": "qwen2", "hidden_size": 512, "num_hidden_layers": 2, "intermediate_size": 1024,
-         "num_attention_heads": 4, "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "vocab_size": 1024,
-         "tie_word_embeddings": False}
+SHAPE = {
+    "model_type": "qwen2",
+    "hidden_size": 512,
+    "num_hidden_layers": 2,
+    "intermediate_size": 1024,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "rms_norm_eps": 1e-6,
+    "vocab_size": 1024,
+    "tie_word_embeddings": False,
+}
 PROMPT_TOKENS, GENERATED = 64, 8
 
 

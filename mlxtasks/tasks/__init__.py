@@ -7,5 +7,21 @@ from .setup import setup, uninstall
 from .validate import status, validate
 from .warmup import warmup
 
-ns = Collection(setup, uninstall, validate, status, warmup, preflight.ns, venv.ns, install.ns, workspace.ns, shell.ns, models.ns, chat.ns,
-                serve.ns, bench.ns, cluster.ns, agent.ns)
+ns = Collection(
+    setup,
+    uninstall,
+    validate,
+    status,
+    warmup,
+    preflight.ns,
+    venv.ns,
+    install.ns,
+    workspace.ns,
+    shell.ns,
+    models.ns,
+    chat.ns,
+    serve.ns,
+    bench.ns,
+    cluster.ns,
+    agent.ns,
+)

@@ -6,7 +6,8 @@ import functools
 import os
 import sys
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import invoke
 from invoke import Context, Exit, Task
@@ -77,7 +78,9 @@ def converge(c: Context, step: Step, recheck: Callable[[], Step], dry: bool) -> 
         perform(c, action)
     after = recheck()
     if not after.done:
-        raise MlxTasksError(f"The {step.name} step ran but is still not done: {after.summary}.", fix=f"invoke {step.name}")
+        raise MlxTasksError(
+            f"The {step.name} step ran but is still not done: {after.summary}.", fix=f"invoke {step.name}"
+        )
     return [Outcome("changed", step.name, step.summary)]  # its line was printed before acting
 
 

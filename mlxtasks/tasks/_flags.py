@@ -20,7 +20,9 @@ class WholeNumberFlag(Argument):
         except ValueError:
             flag = f"--{(self.name or '').replace('_', '-')}"
             example = f", such as {flag} {self.default}" if self.default else f" to {flag}"
-            ui.error(MlxTasksError(f"{flag} must be a whole number, got {value!r}.", fix=f"pass a whole number{example}"))
+            ui.error(
+                MlxTasksError(f"{flag} must be a whole number, got {value!r}.", fix=f"pass a whole number{example}")
+            )
             raise Exit(code=1) from None
 
 

@@ -57,8 +57,11 @@ def _see_positional_arg(machine: ParseMachine, value: str, invokes=ParseMachine.
 
 def _complete_context(machine: ParseMachine, invokes=ParseMachine.complete_context) -> None:
     if machine.context:
-        machine.context.positional_args = [argument for argument in machine.context.positional_args
-                                           if argument.value is not None or not getattr(argument, LEFT_OUT, False)]
+        machine.context.positional_args = [
+            argument
+            for argument in machine.context.positional_args
+            if argument.value is not None or not getattr(argument, LEFT_OUT, False)
+        ]
     invokes(machine)
 
 

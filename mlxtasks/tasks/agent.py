@@ -1,6 +1,6 @@
 """agent: a coding agent (Claude Code, Codex, opencode) on this machine's server, started with it if none runs."""
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from invoke import Collection
 
@@ -23,7 +23,7 @@ def split_command_line(words: Sequence[str]) -> tuple[list[str], list[str]]:
     while i < len(words):
         word = words[i]
         if word == "--" and tool_seen:
-            return words[:i], words[i + 1:]
+            return words[:i], words[i + 1 :]
         if word in OWN_OPTIONS:
             i += 2
         elif word.split("=")[0] in OWN_OPTIONS:
@@ -37,11 +37,18 @@ def split_command_line(words: Sequence[str]) -> tuple[list[str], list[str]]:
     return words, []
 
 
-@task(default=True, positional=["tool"], auto_shortflags=False,
-      help={"tool": "claude, codex or opencode; the words after it (or after --) are its own arguments, passed as given",
-            "model": "the installed model it uses (default: the running server's, else mlx.default_model)",
-            "port": "the server's port (default: mlx.serve_port, 8080)",
-            "venv": PATH_HELP["venv"], "models": PATH_HELP["models"]})
+@task(
+    default=True,
+    positional=["tool"],
+    auto_shortflags=False,
+    help={
+        "tool": "claude, codex or opencode; the words after it (or after --) are its own arguments, passed as given",
+        "model": "the installed model it uses (default: the running server's, else mlx.default_model)",
+        "port": "the server's port (default: mlx.serve_port, 8080)",
+        "venv": PATH_HELP["venv"],
+        "models": PATH_HELP["models"],
+    },
+)
 def start(c, tool, model=None, port=None, venv=None, models=None):
     """Start a coding agent pointed at this machine's server (started first when none runs):
     mlxtasks agent codex exec "Say hi" (invoke needs -- before the agent's words)."""
@@ -59,8 +66,10 @@ def start(c, tool, model=None, port=None, venv=None, models=None):
         ui.out(f"No server is running; starting one (log: {serve.log_path(s.state)})...")
         server = agent.start_server(s, model, probe())
     name = agent.model_name(s, model, server)
-    ui.out(f"Starting {agent.AGENTS[tool].name} with {name} at {server.url}; the server keeps running "
-           f"afterwards (invoke serve.stop).")
+    ui.out(
+        f"Starting {agent.AGENTS[tool].name} with {name} at {server.url}; the server keeps running "
+        f"afterwards (invoke serve.stop)."
+    )
     agent.run(tool, program, server.url, name, split_command_line(sys.argv)[1])
 
 

@@ -6,7 +6,7 @@ from ._common import PATH_HELP, is_dry, perform, settings, task
 
 RUN_HELP = {
     "model": "a model to measure (repeat for more); default: every installed model; all: the whole catalogue, "
-             "saying why each missing one is skipped",
+    "saying why each missing one is skipped",
     "prompt_tokens": "prompt lengths in tokens, comma-separated (default 128,1024)",
     "generation_tokens": "tokens generated per run (default 256)",
     "runs": "timed runs per prompt length, after the warm-up (default 3)",
@@ -23,8 +23,22 @@ RUN_HELP = {
 
 
 @task(name="run", default=True, iterable=["model"], help=RUN_HELP)
-def run_(c, model=None, prompt_tokens=None, generation_tokens=None, runs=None, warmup=None, json=False, plot=None,
-         compare=None, ollama_url=None, force=False, dry_run=False, venv=None, models=None):
+def run_(
+    c,
+    model=None,
+    prompt_tokens=None,
+    generation_tokens=None,
+    runs=None,
+    warmup=None,
+    json=False,
+    plot=None,
+    compare=None,
+    ollama_url=None,
+    force=False,
+    dry_run=False,
+    venv=None,
+    models=None,
+):
     """Measure models: load time, first token, prompt and generation tokens/s, peak memory."""
     import contextlib
     import json as json_module
@@ -33,16 +47,31 @@ def run_(c, model=None, prompt_tokens=None, generation_tokens=None, runs=None, w
     from .. import bench, install, ui
 
     s = settings(c, venv=venv, models=models)
-    plan = bench.plan(s, model or [], compare, plot, force, prompt_tokens=prompt_tokens,
-                      generation_tokens=generation_tokens, runs=runs, warmup=warmup, ollama_url=ollama_url)
+    plan = bench.plan(
+        s,
+        model or [],
+        compare,
+        plot,
+        force,
+        prompt_tokens=prompt_tokens,
+        generation_tokens=generation_tokens,
+        runs=runs,
+        warmup=warmup,
+        ollama_url=ollama_url,
+    )
     if is_dry(c, dry_run):
         for line in plan.dry_lines():
             ui.out(line)
         return
     plan.require_targets()
     if plan.chart:
-        step = install.extras(s, ["matplotlib"], "bench", "for --plot",
-                              fix="check the network, then run the same command again (or leave out --plot)")
+        step = install.extras(
+            s,
+            ["matplotlib"],
+            "bench",
+            "for --plot",
+            fix="check the network, then run the same command again (or leave out --plot)",
+        )
         with contextlib.redirect_stdout(sys.stderr):  # the installer's chatter too
             if not step.done:
                 ui.step("changed", step.name, f"{step.summary}...")
@@ -63,9 +92,13 @@ def _report(output: dict, chart) -> None:
         ui.out(line)
     for length in output["settings"]["prompt_tokens"]:
         ui.out()
-        ui.bars(f"Generation tokens/s, prompt of {length} tokens (median):",
-                [(label, value, "blue" if label.endswith("MLX") else "yellow")
-                 for label, value in bench.bar_rows(output["results"], length)])
+        ui.bars(
+            f"Generation tokens/s, prompt of {length} tokens (median):",
+            [
+                (label, value, "blue" if label.endswith("MLX") else "yellow")
+                for label, value in bench.bar_rows(output["results"], length)
+            ],
+        )
     if chart:
         ui.out()
         ui.out(f"Chart: {chart}")

@@ -13,8 +13,10 @@ SAMPLING_HELP = {
     "venv": PATH_HELP["venv"],
     "models": PATH_HELP["models"],
 }
-RUN_HELP = {"context": "tokens the model keeps, prompt and reply (default: the largest that fits, up to the model's own)",
-                "local": "load the model in this process even when a server runs (invoke serve)"}
+RUN_HELP = {
+    "context": "tokens the model keeps, prompt and reply (default: the largest that fits, up to the model's own)",
+    "local": "load the model in this process even when a server runs (invoke serve)",
+}
 
 
 def _run(c, alias, ask, flags, venv, models, context, local, verbose=False):
@@ -37,25 +39,62 @@ def _run(c, alias, ask, flags, venv, models, context, local, verbose=False):
         raise Exit(code=code)
 
 
-@task(default=True, positional=["model"],
-      help={"model": "an installed model such as qwen7b (invoke models.list); default: mlx.default_model; auto: the router picks for "
-                     "your first message",
-            **SAMPLING_HELP, **RUN_HELP})
-def start(c, model, temp=None, top_p=None, max_tokens=None, system=None, seed=None, venv=None, models=None,
-          context=None, local=False):
+@task(
+    default=True,
+    positional=["model"],
+    help={
+        "model": "an installed model such as qwen7b (invoke models.list); default: mlx.default_model; auto: the router picks for "
+        "your first message",
+        **SAMPLING_HELP,
+        **RUN_HELP,
+    },
+)
+def start(
+    c,
+    model,
+    temp=None,
+    top_p=None,
+    max_tokens=None,
+    system=None,
+    seed=None,
+    venv=None,
+    models=None,
+    context=None,
+    local=False,
+):
     """Chat with a model: streamed replies, history, /help for commands."""
     from ..chat import Flags
 
     _run(c, model, None, Flags(temp, top_p, max_tokens, system, seed), venv, models, context, local)
 
 
-@task(positional=["prompt"], help={"prompt": "the question; - reads it from stdin",
-                                   "model": "an installed model (default: mlx.default_model)",
-                                   "auto": "let the router pick the model for the prompt (said on stderr)",
-                                   "verbose": "after the answer, its speed and memory on stderr", **SAMPLING_HELP,
-                                   **RUN_HELP})
-def ask(c, prompt, model=None, auto=False, temp=None, top_p=None, max_tokens=None, system=None, seed=None, venv=None,
-        models=None, verbose=False, context=None, local=False):
+@task(
+    positional=["prompt"],
+    help={
+        "prompt": "the question; - reads it from stdin",
+        "model": "an installed model (default: mlx.default_model)",
+        "auto": "let the router pick the model for the prompt (said on stderr)",
+        "verbose": "after the answer, its speed and memory on stderr",
+        **SAMPLING_HELP,
+        **RUN_HELP,
+    },
+)
+def ask(
+    c,
+    prompt,
+    model=None,
+    auto=False,
+    temp=None,
+    top_p=None,
+    max_tokens=None,
+    system=None,
+    seed=None,
+    venv=None,
+    models=None,
+    verbose=False,
+    context=None,
+    local=False,
+):
     """One answer on stdout and nothing else, so it pipes: invoke chat.ask "..." --model qwen7b."""
     import sys
 
@@ -66,12 +105,23 @@ def ask(c, prompt, model=None, auto=False, temp=None, top_p=None, max_tokens=Non
         choice = chat.choose(settings(c, models=models), prompt)
         print(f"Using {choice.alias}: {choice.reason}", file=sys.stderr)
         model = choice.alias
-    _run(c, model or settings(c).default_model, prompt, chat.Flags(temp, top_p, max_tokens, system, seed), venv, models,
-         context, local, verbose)
+    _run(
+        c,
+        model or settings(c).default_model,
+        prompt,
+        chat.Flags(temp, top_p, max_tokens, system, seed),
+        venv,
+        models,
+        context,
+        local,
+        verbose,
+    )
 
 
-@task(positional=["prompt"], help={"prompt": "the question to route", "explain": "show every category's score",
-                                   "models": PATH_HELP["models"]})
+@task(
+    positional=["prompt"],
+    help={"prompt": "the question to route", "explain": "show every category's score", "models": PATH_HELP["models"]},
+)
 def route(c, prompt, explain=False, models=None):
     """Say which installed model the router would pick for a prompt, and why."""
     from .. import chat, ui

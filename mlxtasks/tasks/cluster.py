@@ -15,11 +15,15 @@ RUN_HELP = {
 }
 
 
-@task(help={"hosts": "comma-separated ssh host names in rank order, each NAME or NAME=IP (the ring backend "
-                     "needs every host's address)",
-            "backend": "ring (default; Ethernet, Wi-Fi or Thunderbolt networking) or mpi",
-            "hostfile": "keep this hostfile instead, e.g. mlx.distributed_config's for Thunderbolt (jaccl)",
-            "dry_run": "print the hostfile, write nothing"})
+@task(
+    help={
+        "hosts": "comma-separated ssh host names in rank order, each NAME or NAME=IP (the ring backend "
+        "needs every host's address)",
+        "backend": "ring (default; Ethernet, Wi-Fi or Thunderbolt networking) or mpi",
+        "hostfile": "keep this hostfile instead, e.g. mlx.distributed_config's for Thunderbolt (jaccl)",
+        "dry_run": "print the hostfile, write nothing",
+    }
+)
 def init(c, hosts=None, backend="ring", hostfile=None, dry_run=False):
     """Write the hostfile mlx.launch reads, from host names or from mlx.distributed_config's output."""
     import json
@@ -49,8 +53,14 @@ def init(c, hosts=None, backend="ring", hostfile=None, dry_run=False):
     ui.out("Next: invoke cluster.check --model ALIAS")
 
 
-@task(help={"model": "also check that every host has this model, the same complete copy",
-            "timeout": TIMEOUT_HELP, "venv": PATH_HELP["venv"], "models": PATH_HELP["models"]})
+@task(
+    help={
+        "model": "also check that every host has this model, the same complete copy",
+        "timeout": TIMEOUT_HELP,
+        "venv": PATH_HELP["venv"],
+        "models": PATH_HELP["models"],
+    }
+)
 def check(c, model=None, timeout=5, venv=None, models=None):
     """Check every host: ssh without a prompt, the same venv, versions and model; exit 1 on any problem."""
     from invoke import Exit
@@ -60,7 +70,9 @@ def check(c, model=None, timeout=5, venv=None, models=None):
 
     s = settings(c, venv=venv, models=models)
     hosts = cluster.read_hostfile(cluster.hostfile_path(s.config_dir))
-    entry, folder = store.local_model(model, s.models, s.catalog, where=cluster.ON_THIS_MACHINE) if model else (None, None)
+    entry, folder = (
+        store.local_model(model, s.models, s.catalog, where=cluster.ON_THIS_MACHINE) if model else (None, None)
+    )
     require_venv(s)
     groups = cluster.check_hosts(hosts, s.venv, float(timeout), entry and entry.alias, folder)
     results = [r for _, items in groups for r in items]
@@ -69,8 +81,15 @@ def check(c, model=None, timeout=5, venv=None, models=None):
         raise Exit(code=1)
 
 
-@task(positional=["model"], help={"model": "a model pulled on this machine (invoke models.list)",
-                                  "timeout": TIMEOUT_HELP, "venv": PATH_HELP["venv"], "models": PATH_HELP["models"]})
+@task(
+    positional=["model"],
+    help={
+        "model": "a model pulled on this machine (invoke models.list)",
+        "timeout": TIMEOUT_HELP,
+        "venv": PATH_HELP["venv"],
+        "models": PATH_HELP["models"],
+    },
+)
 def share(c, model, timeout=5, venv=None, models=None):
     """Copy a pulled model to the other hosts (rsync over ssh), skipping hosts with a complete copy."""
     from .. import cluster, store, ui
@@ -97,8 +116,20 @@ def _run(c, alias, ask, pipeline, local, verbose, flags, venv, models):
 
 
 @task(default=True, positional=["model"], help=RUN_HELP)
-def chat(c, model, pipeline=False, local=0, verbose=False, temp=None, top_p=None, max_tokens=None, system=None,
-         seed=None, venv=None, models=None):
+def chat(
+    c,
+    model,
+    pipeline=False,
+    local=0,
+    verbose=False,
+    temp=None,
+    top_p=None,
+    max_tokens=None,
+    system=None,
+    seed=None,
+    venv=None,
+    models=None,
+):
     """Chat with a model split across the cluster's hosts (tensor parallel; --pipeline for pipeline)."""
     from ..chat import Flags
 
@@ -106,14 +137,26 @@ def chat(c, model, pipeline=False, local=0, verbose=False, temp=None, top_p=None
 
 
 @task(positional=["model", "prompt"], help={"prompt": "the question; - reads it from stdin", **RUN_HELP})
-def ask(c, model, prompt, pipeline=False, local=0, verbose=False, temp=None, top_p=None, max_tokens=None, system=None,
-        seed=None, venv=None, models=None):
+def ask(
+    c,
+    model,
+    prompt,
+    pipeline=False,
+    local=0,
+    verbose=False,
+    temp=None,
+    top_p=None,
+    max_tokens=None,
+    system=None,
+    seed=None,
+    venv=None,
+    models=None,
+):
     """One answer from a model split across the cluster's hosts, on stdout and nothing else."""
     import sys
 
-    from ..chat import Flags
-
     from .. import chat as core
+    from ..chat import Flags
 
     text = core.prompt_text(prompt, sys.stdin)
     _run(c, model, text, pipeline, local, verbose, Flags(temp, top_p, max_tokens, system, seed), venv, models)

@@ -20,20 +20,24 @@ def list_(c, models=None, json=False):
     ui.out(json_module.dumps(listing, indent=2) if json else "\n".join(inventory.listing_lines(listing)))
 
 
-@task(positional=["query"], help={
-    "query": "words the repo id contains, such as qwen3 or coder",
-    "author": "whose models (default: mlx-community; any: everyone's)",
-    "sort": "downloads (default), likes or recent",
-    "limit": "how many rows (default 20)",
-    "fits": "only models that fit this machine's memory",
-    "json": "print the rows as JSON",
-    "models": PATH_HELP["models"],
-})
+@task(
+    positional=["query"],
+    help={
+        "query": "words the repo id contains, such as qwen3 or coder",
+        "author": "whose models (default: mlx-community; any: everyone's)",
+        "sort": "downloads (default), likes or recent",
+        "limit": "how many rows (default 20)",
+        "fits": "only models that fit this machine's memory",
+        "json": "print the rows as JSON",
+        "models": PATH_HELP["models"],
+    },
+)
 def search(c, query, author=None, sort="downloads", limit=20, fits=False, json=False, models=None):
     """Search the hub: size, whether it fits this machine and the venv's mlx-lm runs it, downloads, last change."""
     import json as json_module
 
-    from .. import search as core, ui
+    from .. import search as core
+    from .. import ui
     from ..facts import probe
 
     rows = core.search(settings(c, models=models), probe(), query, sort, limit, author, fits)
@@ -55,8 +59,9 @@ def pull(c, model, force=False, from_cache=False, revision=None, models=None):
     from ..facts import probe
 
     s = settings(c, models=models)
-    fetched, summary = hub.pull(s, probe([s.models]), model, force=force, use_cache=from_cache, revision=revision,
-                                say=ui.out)
+    fetched, summary = hub.pull(
+        s, probe([s.models]), model, force=force, use_cache=from_cache, revision=revision, say=ui.out
+    )
     record("changed" if fetched else "done", "models", summary)
 
 
@@ -73,7 +78,10 @@ def info(c, model, models=None):
     ui.out("\n".join(inventory.info_lines(entry, s.models, probe(), speed.history(s))))
 
 
-@task(positional=["model"], help={"model": "only this alias (default: every installed model)", "models": PATH_HELP["models"]})
+@task(
+    positional=["model"],
+    help={"model": "only this alias (default: every installed model)", "models": PATH_HELP["models"]},
+)
 def verify(c, model=None, models=None):
     """Check installed models' files: config, tokenizer, every shard, safetensors headers and sizes."""
     from invoke import Exit

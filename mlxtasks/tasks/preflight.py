@@ -17,8 +17,18 @@ from ._common import PATH_HELP, settings, task
         "dry_run": "checks only read, so this changes nothing; accepted so setup can pass it on",
     },
 )
-def check(c, python=None, venv=None, workspace=None, models=None, json=False, verbose=False, only=None, list=False,
-          dry_run=False):
+def check(
+    c,
+    python=None,
+    venv=None,
+    workspace=None,
+    models=None,
+    json=False,
+    verbose=False,
+    only=None,
+    list=False,
+    dry_run=False,
+):
     """Check OS, chip, Python, free disk and RAM before anything is installed."""
     from .. import registry, ui
     from ..checks import any_failed

@@ -4,11 +4,13 @@ from invoke import Collection
 
 from ._common import PATH_HELP, is_dry, record, require_venv, settings, task
 
-HOST_HELP = ("address to listen on (default 127.0.0.1, this machine only); anything else lets other machines "
-             "in, with no authentication")
+HOST_HELP = (
+    "address to listen on (default 127.0.0.1, this machine only); anything else lets other machines "
+    "in, with no authentication"
+)
 START_HELP = {
     "model": "the installed model loaded at start, such as qwen7b (invoke models.list); default: mlx.default_model; "
-             "none: no model until a request names one",
+    "none: no model until a request names one",
     "port": "port to listen on (default: mlx.serve_port, 8080)",
     "host": HOST_HELP,
     "force": "serve it even if it looks too big for this machine's memory",
@@ -41,9 +43,16 @@ def _runner(c):
     return lambda command: c.run(command, warn=True, hide=True, in_stream=False)
 
 
-@task(default=True, positional=["model"], auto_shortflags=False,
-      help={**START_HELP, "foreground": "stay attached: output here, Ctrl-C stops it",
-            "context": "tokens a request may use, prompt and reply (default: the largest that fits, up to the model's own)"})
+@task(
+    default=True,
+    positional=["model"],
+    auto_shortflags=False,
+    help={
+        **START_HELP,
+        "foreground": "stay attached: output here, Ctrl-C stops it",
+        "context": "tokens a request may use, prompt and reply (default: the largest that fits, up to the model's own)",
+    },
+)
 def start(c, model, port=None, host=None, force=False, foreground=False, venv=None, models=None, context=None):
     """Serve the installed models at an OpenAI-compatible URL, one loaded at start (background; `none`: none)."""
     from .. import serve, ui
@@ -107,8 +116,12 @@ def logs(c, lines=50):
     ui.out(serve.log_text(settings(c).state, lines))
 
 
-@task(name="install-service", positional=["model"], auto_shortflags=False,
-      help={**START_HELP, "dry_run": "show the file and commands, change nothing"})
+@task(
+    name="install-service",
+    positional=["model"],
+    auto_shortflags=False,
+    help={**START_HELP, "dry_run": "show the file and commands, change nothing"},
+)
 def install_service(c, model, port=None, host=None, force=False, venv=None, models=None, dry_run=False):
     """Start the server at every login: a launchd agent (macOS) or a systemd user unit (Linux)."""
     from .. import serve, service, ui
@@ -122,8 +135,11 @@ def install_service(c, model, port=None, host=None, force=False, venv=None, mode
         record("dry", "serve", f"would write {where.path} and run", service.command_lines(where.load))
         return
     serve.install_service(s, where, text, _runner(c))
-    record("changed", "serve", f"{alias} starts at login ({where.kind}: {where.path}); serving at "
-                               f"{serve.base_url(host, s.serve_port)}")
+    record(
+        "changed",
+        "serve",
+        f"{alias} starts at login ({where.kind}: {where.path}); serving at {serve.base_url(host, s.serve_port)}",
+    )
 
 
 @task(name="uninstall-service", help={"dry_run": "show what would be removed, change nothing"})

@@ -1,10 +1,10 @@
 """setup and uninstall: every step in order (each also runnable alone), and the way back."""
 
+from ..steps import summary
 from . import install, preflight, serve
 from . import shell as shell_tasks
 from . import venv as venv_tasks
 from . import workspace as workspace_tasks
-from ..steps import summary
 from ._common import PATH_HELP, is_dry, perform, record, settings, task
 from .validate import validate
 from .warmup import warmup as warmup_task
@@ -23,16 +23,36 @@ from .warmup import warmup as warmup_task
         "warmup": "on CUDA, end by compiling the GPU kernels so the first chat starts fast (--no-warmup skips it)",
     },
 )
-def setup(c, yes=False, dry_run=False, python=None, venv=None, workspace=None, models=None,
-          installer=None, backend=None, upgrade=False, shell=None, warmup=True):
+def setup(
+    c,
+    yes=False,
+    dry_run=False,
+    python=None,
+    venv=None,
+    workspace=None,
+    models=None,
+    installer=None,
+    backend=None,
+    upgrade=False,
+    shell=None,
+    warmup=True,
+):
     """Set up MLX end to end: preflight, venv, packages, workspace, shell commands, validation. Safe to repeat."""
     from .. import ui
     from ..locks import hold_until_exit, setup_lock
 
     dry = is_dry(c, dry_run)
     # A wrong option value, or a second setup at once, is refused before any step runs.
-    s = settings(c, python=python, venv=venv, workspace=workspace, models=models, installer=installer, backend=backend,
-                 shell=shell)
+    s = settings(
+        c,
+        python=python,
+        venv=venv,
+        workspace=workspace,
+        models=models,
+        installer=installer,
+        backend=backend,
+        shell=shell,
+    )
     s.catalog  # noqa: B018 (read for its check) the shell step renders the catalogue: a broken mlx.catalog stops setup here, not half-way
     hold_until_exit(setup_lock(s.venv), "invoke setup")
     preflight.check(c, python=python, venv=venv, workspace=workspace, models=models, dry_run=dry)
@@ -73,10 +93,14 @@ def uninstall(c, yes=False, delete_models=False, venv=None, dry_run=False):
     dry = is_dry(c, dry_run)
     state = venv_core.inspect(s.venv)
     folders = installed_folders(s.models) if delete_models else []
-    asked = ([f"the venv {s.venv}"] if state.is_venv else []) + ([f"{len(folders)} models in {s.models}"] if folders else [])
+    asked = ([f"the venv {s.venv}"] if state.is_venv else []) + (
+        [f"{len(folders)} models in {s.models}"] if folders else []
+    )
     if asked and not (yes or dry or ui.can_ask()):  # refused before anything is touched
-        raise MlxTasksError(f"Deleting {' and '.join(asked)} needs a yes, and there is no terminal to ask; nothing was "
-                            "changed.", fix="invoke uninstall --yes" + (" --delete-models" if folders else ""))
+        raise MlxTasksError(
+            f"Deleting {' and '.join(asked)} needs a yes, and there is no terminal to ask; nothing was changed.",
+            fix="invoke uninstall --yes" + (" --delete-models" if folders else ""),
+        )
     shell_tasks.remove(c, dry_run=dry_run)
     serve.uninstall_service(c, dry_run=dry_run)  # it would start a server from the deleted venv at every login
     server = serve_core.running(s.state)
@@ -87,8 +111,12 @@ def uninstall(c, yes=False, delete_models=False, venv=None, dry_run=False):
         record("changed", "serve", f"stopped {server.alias} (pid {server.pid})")
 
     def confirmed(question: str, flag: str) -> bool:
-        return yes or ui.confirm(question, MlxTasksError(f"{question[:-1]} needs a yes, and there is no terminal to ask.",
-                                                         fix=f"invoke uninstall {flag}"))
+        return yes or ui.confirm(
+            question,
+            MlxTasksError(
+                f"{question[:-1]} needs a yes, and there is no terminal to ask.", fix=f"invoke uninstall {flag}"
+            ),
+        )
 
     if state.is_venv and (dry or confirmed(f"Delete the venv {s.venv}?", "--yes")):
         if dry:

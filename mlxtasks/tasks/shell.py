@@ -20,8 +20,13 @@ def _targets(c, shell, rc_file, venv=None, models=None, everywhere=False):
 
 @task(
     default=True,
-    help={"shell": SHELL_HELP, "rc_file": RC_HELP, "venv": PATH_HELP["venv"], "models": PATH_HELP["models"],
-          "dry_run": "print the change as a diff, write nothing"},
+    help={
+        "shell": SHELL_HELP,
+        "rc_file": RC_HELP,
+        "venv": PATH_HELP["venv"],
+        "models": PATH_HELP["models"],
+        "dry_run": "print the change as a diff, write nothing",
+    },
 )
 def install(c, shell=None, rc_file=None, venv=None, models=None, dry_run=False):
     """Write the block of MLX commands (mlx-activate, mlx-status, mlx-qwen7b...) into your shell's rc file."""
@@ -29,12 +34,19 @@ def install(c, shell=None, rc_file=None, venv=None, models=None, dry_run=False):
 
     s, targets = _targets(c, shell, rc_file, venv, models)
     dry = is_dry(c, dry_run)
-    return [_report(shellblock.outcome(shellblock.install(target, s, dry), target, dry, "modified", "after shell.install"))
-            for target in targets]
+    return [
+        _report(shellblock.outcome(shellblock.install(target, s, dry), target, dry, "modified", "after shell.install"))
+        for target in targets
+    ]
 
 
-@task(help={"shell": "only this shell's file: zsh, bash, fish or all (default: every shell's)", "rc_file": RC_HELP,
-            "dry_run": "print the change as a diff, write nothing"})
+@task(
+    help={
+        "shell": "only this shell's file: zsh, bash, fish or all (default: every shell's)",
+        "rc_file": RC_HELP,
+        "dry_run": "print the change as a diff, write nothing",
+    }
+)
 def remove(c, shell=None, rc_file=None, dry_run=False):
     """Take the block out of every shell's rc file, leaving the rest exactly as it was."""
     from .. import shellblock

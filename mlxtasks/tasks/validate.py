@@ -17,14 +17,26 @@ from ._common import PATH_HELP, is_dry, record, require_venv, settings, task
         "dry_run": "say that the checks would run, and run nothing",
     },
 )
-def validate(c, json=False, quiet=False, verbose=False, only=None, list=False, deep=False, skip_mlx=False, venv=None,
-             models=None, dry_run=False):
+def validate(
+    c,
+    json=False,
+    quiet=False,
+    verbose=False,
+    only=None,
+    list=False,
+    deep=False,
+    skip_mlx=False,
+    venv=None,
+    models=None,
+    dry_run=False,
+):
     """Check the environment and every installed model; say what is wrong and how to fix it."""
     import json as json_module
 
     from invoke import Exit
 
-    from .. import registry, ui, validate as core
+    from .. import registry, ui
+    from .. import validate as core
     from ..checks import any_failed
 
     if list:
@@ -42,7 +54,9 @@ def validate(c, json=False, quiet=False, verbose=False, only=None, list=False, d
     if json:
         ui.out(json_module.dumps({"checks": [r.as_dict() for r in results], "summary": closing}, indent=2))
     else:
-        grouped = [(group, [r for r in results if registry.group_of(r.id) == group]) for group in registry.groups(checks)]
+        grouped = [
+            (group, [r for r in results if registry.group_of(r.id) == group]) for group in registry.groups(checks)
+        ]
         ui.report(grouped, closing, quiet=quiet, verbose=verbose)
     if any_failed(results):
         raise Exit(code=1)

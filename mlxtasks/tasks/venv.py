@@ -20,7 +20,8 @@ def create(c, python=None, venv=None, installer=None, force=False, yes=False, dr
     """Create the venv (~/venv-mlx); keep a healthy one, recreate a broken one when asked."""
     from dataclasses import replace
 
-    from .. import installer as installers, pythons, ui
+    from .. import installer as installers
+    from .. import pythons, ui
     from .. import venv as core
     from ..errors import MlxTasksError
     from ..facts import probe
@@ -31,8 +32,7 @@ def create(c, python=None, venv=None, installer=None, force=False, yes=False, dr
     state = core.inspect(s.venv)
     recreate = force
     if state.exists and state.is_venv and not state.healthy and not force:
-        unanswered = MlxTasksError(f"The venv {s.venv} is broken: {state.problem}.",
-                                   fix=core.recreate_fix(s.venv))
+        unanswered = MlxTasksError(f"The venv {s.venv} is broken: {state.problem}.", fix=core.recreate_fix(s.venv))
         recreate = yes or ui.confirm(f"The venv {s.venv} is broken ({state.problem}). Recreate it?", unanswered)
     python_info = None
     if recreate or not state.exists:  # a Python is only needed when the venv is made

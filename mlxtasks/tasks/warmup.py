@@ -30,8 +30,10 @@ def warmup(c, warmup=True, venv=None, backend=None, dry_run=False):
     require_venv(s)
     done = subprocess.run([str(s.venv_python), "-m", "mlxtasks.runtime.warmup"], stdout=subprocess.PIPE, text=True)
     if done.returncode != 0:
-        raise MlxTasksError("Compiling the GPU kernels failed (the error is above).",
-                            fix="invoke validate --deep, or skip this step: invoke setup --no-warmup")
+        raise MlxTasksError(
+            "Compiling the GPU kernels failed (the error is above).",
+            fix="invoke validate --deep, or skip this step: invoke setup --no-warmup",
+        )
     answer = json.loads(done.stdout)
     if answer["backend"] != "cuda":
         return [record("done", "warmup", "MLX in the venv sees no CUDA GPU, so nothing was compiled")]

@@ -7,7 +7,11 @@ from ._common import PATH_HELP, converge, is_dry, settings, task
 
 @task(
     default=True,
-    help={"workspace": PATH_HELP["workspace"], "models": PATH_HELP["models"], "dry_run": "say what would change, change nothing"},
+    help={
+        "workspace": PATH_HELP["workspace"],
+        "models": PATH_HELP["models"],
+        "dry_run": "say what would change, change nothing",
+    },
 )
 def create(c, workspace=None, models=None, dry_run=False):
     """Create ~/workspace and ~/workspace/mlx (the models folder) if missing."""

@@ -13,7 +13,7 @@ import codecs
 import json
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from mlxtasks.runtime.server.jobs import Worker
 
@@ -36,7 +36,7 @@ class Detokenizer:
 
     @property
     def last_segment(self) -> str:
-        segment, self.offset = self.text[self.offset:], len(self.text)
+        segment, self.offset = self.text[self.offset :], len(self.text)
         return segment
 
 
@@ -56,8 +56,10 @@ class Tokenizer:
     def apply_chat_template(self, messages: list[dict], tools=None, add_generation_prompt=True) -> list[int]:
         if any(m["role"] == "assistant" for m in messages[:1]):
             raise ValueError("the conversation must not start with the assistant")
-        text = "".join(f"<{m['role']}>{m['content']}{json.dumps(m['tool_calls']) if m.get('tool_calls') else ''}\n"
-                       for m in messages)
+        text = "".join(
+            f"<{m['role']}>{m['content']}{json.dumps(m['tool_calls']) if m.get('tool_calls') else ''}\n"
+            for m in messages
+        )
         tools_text = f"<tools>{json.dumps(tools)}\n" if tools else ""
         return self.encode(tools_text + text + ("<assistant>" if add_generation_prompt else ""))
 
@@ -78,10 +80,18 @@ def last_user_text(prompt: str) -> str:
 class FakeEngine(Worker):
     """make_engine for pool.Pool: FakeEngine.maker(reply=..., ...) gives one."""
 
-    def __init__(self, spec, served, cache_bytes: int = 0,
-                 reply: Callable[[str], str] = lambda prompt: "You said: " + last_user_text(prompt),
-                 context: int = 4096, step_s: float = 0.0, gate: threading.Event | None = None,
-                 tool_calling: bool = True, fim: bool = False):
+    def __init__(
+        self,
+        spec,
+        served,
+        cache_bytes: int = 0,
+        reply: Callable[[str], str] = lambda prompt: "You said: " + last_user_text(prompt),
+        context: int = 4096,
+        step_s: float = 0.0,
+        gate: threading.Event | None = None,
+        tool_calling: bool = True,
+        fim: bool = False,
+    ):
         super().__init__(spec.queue_limit, f"fake engine {served.alias}")
         self.spec, self.served, self.reply, self.step_s, self.gate = spec, served, reply, step_s, gate
         self.cache_bytes = cache_bytes
@@ -123,7 +133,7 @@ class FakeEngine(Worker):
                 if text:
                     self.outbox.add(job, "text", text)
                 if finish is not None:
-                    self.seen.append(job.prompt + answer[:job.tokens])  # what it said, the end of turn left out
+                    self.seen.append(job.prompt + answer[: job.tokens])  # what it said, the end of turn left out
                     self.finish(active.pop(key)[0], finish)
             self.outbox.flush()
             if self.step_s:
@@ -133,4 +143,4 @@ class FakeEngine(Worker):
 def common(seen: list[int], prompt: list[int]) -> int:
     """The prompt tokens a cache of `seen` holds: all of seen if the prompt starts with it (one token short of
     the whole prompt, which must be computed)."""
-    return min(len(seen), len(prompt) - 1) if prompt[:len(seen)] == seen else 0
+    return min(len(seen), len(prompt) - 1) if prompt[: len(seen)] == seen else 0

@@ -141,8 +141,7 @@ class FakeHub:
     def start(self) -> FakeHub:
         handler = type("Handler", (_Handler,), {"hub": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
@@ -242,9 +241,18 @@ class _Handler(BaseHTTPRequestHandler):
             body: Any = self._tree(repo, [f for f in files if f.startswith(prefix)], prefix, recursive)
         else:
             gated = "manual" if repo in self.hub.faults.gated_repos else False
-            body = {"id": repo, "modelId": repo, "sha": COMMIT, "private": False, "gated": gated,
-                    "disabled": False, "library_name": "mlx", "tags": ["mlx"],
-                    "lastModified": "2024-11-12T00:00:00.000Z", "siblings": [{"rfilename": f} for f in files]}
+            body = {
+                "id": repo,
+                "modelId": repo,
+                "sha": COMMIT,
+                "private": False,
+                "gated": gated,
+                "disabled": False,
+                "library_name": "mlx",
+                "tags": ["mlx"],
+                "lastModified": "2024-11-12T00:00:00.000Z",
+                "siblings": [{"rfilename": f} for f in files],
+            }
             if query.get("blobs", ["false"])[0].lower() == "true":
                 body["siblings"] = [self._sibling(repo, f) for f in files]
         self._send_json(path, body)
@@ -253,13 +261,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.hub.listing_queries.append(query)
         one = lambda key, default="": query.get(key, [default])[0]  # noqa: E731
         search, author, sort = one("search").lower(), one("author"), one("sort")
-        found = [e for e in self.hub.listing if search in e["id"].lower()
-                 and (not author or e["id"].split("/")[0] == author)]
+        found = [
+            e for e in self.hub.listing if search in e["id"].lower() and (not author or e["id"].split("/")[0] == author)
+        ]
         if sort:
             found.sort(key=lambda e: e.get(sort) or 0, reverse=one("direction", "-1") != "1")
         expand = query.get("expand")
         body = [{"_id": e["id"], "id": e["id"], **{k: e[k] for k in (expand or e) if k in e}} for e in found]
-        self._send_json(path, body[:int(one("limit", "1000"))])
+        self._send_json(path, body[: int(one("limit", "1000"))])
 
     def _sibling(self, repo: str, name: str) -> dict:
         """A file as model_info(files_metadata=True) lists it."""
@@ -272,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _tree(self, repo: str, files: list[str], prefix: str, recursive: bool) -> list[dict]:
         entries, folders = [], set()
         for name in files:
-            rest = name[len(prefix):]
+            rest = name[len(prefix) :]
             if "/" in rest and not recursive:
                 folders.add(prefix + rest.split("/")[0])
                 continue
@@ -281,18 +290,25 @@ class _Handler(BaseHTTPRequestHandler):
             if name.endswith(LFS_SUFFIXES):
                 entry["lfs"] = {"oid": blob.sha256, "size": blob.size, "pointerSize": 134}
             entries.append(entry)
-        return [{"type": "directory", "oid": hashlib.sha1(f.encode()).hexdigest(), "size": 0, "path": f}
-                for f in sorted(folders)] + entries
+        return [
+            {"type": "directory", "oid": hashlib.sha1(f.encode()).hexdigest(), "size": 0, "path": f}
+            for f in sorted(folders)
+        ] + entries
 
     def _resolve(self, path: str, match: re.Match, fault: Fault | None) -> None:
         repo, name = match["repo"], unquote(match["path"])
         if self._repo_error(path, repo, match["rev"]):
             return
         if repo in self.hub.faults.gated_repos:
-            return self._error(path, 401, "GatedRepo", f"Access to model {repo} is restricted. You must have "
-                               "access to it and be authenticated to access it. Please log in.")
+            return self._error(
+                path,
+                401,
+                "GatedRepo",
+                f"Access to model {repo} is restricted. You must have "
+                "access to it and be authenticated to access it. Please log in.",
+            )
         if name not in self.hub.files(repo):  # also keeps "../" out of the repo folder
-            return self._error(path, 404, "EntryNotFound", f"{name} does not exist on \"main\"")
+            return self._error(path, 404, "EntryNotFound", f'{name} does not exist on "main"')
         file = self.hub.repos[repo] / name
         blob = self.hub.blob(file)
         start = self._range_start(blob.size)

@@ -29,7 +29,7 @@ class FakeOllama:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> "FakeOllama":
+    def __enter__(self) -> FakeOllama:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -46,10 +46,20 @@ class FakeOllama:
         load = 0 if model in self.loaded else LOAD_NS
         self.loaded.add(model)
         prompt_ns, eval_ns = int(prompt_tokens / PROMPT_TPS * 1e9), int(generated / EVAL_TPS * 1e9)
-        return 200, {"model": model, "created_at": "2026-11-26T10:00:00Z", "response": "word " * generated, "done": True,
-                     "done_reason": "length", "context": [1, 2, 3], "total_duration": load + prompt_ns + eval_ns,
-                     "load_duration": load, "prompt_eval_count": prompt_tokens, "prompt_eval_duration": prompt_ns,
-                     "eval_count": generated, "eval_duration": eval_ns}
+        return 200, {
+            "model": model,
+            "created_at": "2026-11-26T10:00:00Z",
+            "response": "word " * generated,
+            "done": True,
+            "done_reason": "length",
+            "context": [1, 2, 3],
+            "total_duration": load + prompt_ns + eval_ns,
+            "load_duration": load,
+            "prompt_eval_count": prompt_tokens,
+            "prompt_eval_duration": prompt_ns,
+            "eval_count": generated,
+            "eval_duration": eval_ns,
+        }
 
     def _handler(self):
         fake = self
@@ -70,7 +80,9 @@ class FakeOllama:
                 fake.requests.append((self.path, None))
                 if self.path != "/api/tags":
                     return self._send(404, {"error": "not found"})
-                self._send(200, {"models": [{"name": name, "model": name, "size": 4_683_087_332} for name in fake.pulled]})
+                self._send(
+                    200, {"models": [{"name": name, "model": name, "size": 4_683_087_332} for name in fake.pulled]}
+                )
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

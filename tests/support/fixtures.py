@@ -7,17 +7,26 @@ into a test module with `from .support.fixtures import *`.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
-from .helpers import clean_env
 from . import smollm2
 from .fake_hub import FakeHub
+from .helpers import clean_env
 
-__all__ = ["QWEN7B_REPO", "GATED_REPO", "LISTING", "mlx_python", "tiny_model", "fake_hub", "listing_hub", "mlx_run",
-           "real_model"]
+__all__ = [
+    "QWEN7B_REPO",
+    "GATED_REPO",
+    "LISTING",
+    "mlx_python",
+    "tiny_model",
+    "fake_hub",
+    "listing_hub",
+    "mlx_run",
+    "real_model",
+]
 
 QWEN7B_REPO = "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit"
 GATED_REPO = "meta-llama/Llama-3.2-1B-Instruct"  # gated on the real hub too
@@ -26,19 +35,39 @@ TINY_MODEL_SCRIPT = Path(__file__).with_name("tiny_model.py")
 
 def _listed(repo: str, downloads: int, likes: int, day: str, model_type: str, **more) -> dict:
     """A model as the hub's listing gives it with every expand key mlxtasks asks for."""
-    return {"id": repo, "downloads": downloads, "likes": likes, "lastModified": f"{day}T10:00:00.000Z",
-            "config": {"model_type": model_type, "architectures": ["X"]}, "pipeline_tag": "text-generation", **more}
+    return {
+        "id": repo,
+        "downloads": downloads,
+        "likes": likes,
+        "lastModified": f"{day}T10:00:00.000Z",
+        "config": {"model_type": model_type, "architectures": ["X"]},
+        "pipeline_tag": "text-generation",
+        **more,
+    }
 
 
 # The hub's listing: one tiny model that fits anywhere, one too big for any machine, one the venv cannot
 # run, one vision model, and one of another author. Sizes from safetensors counts or usedStorage.
 LISTING = [
-    _listed("mlx-community/Qwen3-Tiny-4bit", 900, 5, "2025-05-01", "qwen3",
-            safetensors={"parameters": {"BF16": 10_000_000, "U32": 20_000_000}, "total": 30_000_000}),
+    _listed(
+        "mlx-community/Qwen3-Tiny-4bit",
+        900,
+        5,
+        "2025-05-01",
+        "qwen3",
+        safetensors={"parameters": {"BF16": 10_000_000, "U32": 20_000_000}, "total": 30_000_000},
+    ),
     _listed("mlx-community/Qwen3-Huge-4bit", 300, 40, "2025-07-01", "qwen3_moe", usedStorage=10**13),
     _listed("mlx-community/Qwen3-Next-4bit", 600, 20, "2025-09-01", "brand_new", usedStorage=10**8),
-    _listed("mlx-community/Qwen3-VL-4bit", 100, 1, "2025-08-01", "qwen3_vl", usedStorage=10**8,
-            pipeline_tag="image-text-to-text"),
+    _listed(
+        "mlx-community/Qwen3-VL-4bit",
+        100,
+        1,
+        "2025-08-01",
+        "qwen3_vl",
+        usedStorage=10**8,
+        pipeline_tag="image-text-to-text",
+    ),
     _listed("someone/qwen3-own-4bit", 50, 2, "2025-01-01", "qwen3", usedStorage=10**8),
 ]
 
@@ -55,8 +84,12 @@ def mlx_python(bootstrapped) -> Path:
 def tiny_model(mlx_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder laid out like an mlx-community 4-bit qwen2 repo, with its weights in 2 shards."""
     out = tmp_path_factory.mktemp("tiny-model") / "model"
-    done = subprocess.run([str(mlx_python), str(TINY_MODEL_SCRIPT), str(out), "--shards", "2"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(mlx_python), str(TINY_MODEL_SCRIPT), str(out), "--shards", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return out
 
@@ -90,8 +123,14 @@ def mlx_run(mlx_python: Path, tmp_path: Path) -> Callable[..., subprocess.Comple
     base.update(HF_HOME=str(home / "hf"), HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
 
     def run(code: str, *args: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(mlx_python), "-c", code, *map(str, args)], env={**base, **env},
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+        return subprocess.run(
+            [str(mlx_python), "-c", code, *map(str, args)],
+            env={**base, **env},
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+        )
 
     return run
 

@@ -57,22 +57,45 @@ def require_apple_bash() -> str:
         return str(APPLE_BASH)
     if os.environ.get("CI") == "true":
         pytest.fail(f"Apple's bash 3.2.57 is not at {APPLE_BASH}, and under CI it must be (../shared/tools).")
-    pytest.skip(f"needs Apple's bash 3.2.57 at {APPLE_BASH} (../shared/tools/apple-bash-3.2.57 beside the checkout, "
-                "or set APPLE_BASH), which a clone does not have")
+    pytest.skip(
+        f"needs Apple's bash 3.2.57 at {APPLE_BASH} (../shared/tools/apple-bash-3.2.57 beside the checkout, "
+        "or set APPLE_BASH), which a clone does not have"
+    )
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment a new user has: HOME in a temporary folder, no venv active, no INVOKE_* config."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("INVOKE_", "VIRTUAL_ENV", "MLX_", "ZDOTDIR", "HF_", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
-                                "XDG_DATA_HOME", "XDG_STATE_HOME"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            (
+                "INVOKE_",
+                "VIRTUAL_ENV",
+                "MLX_",
+                "ZDOTDIR",
+                "HF_",
+                "XDG_CONFIG_HOME",
+                "XDG_CACHE_HOME",
+                "XDG_DATA_HOME",
+                "XDG_STATE_HOME",
+            )
+        )
+    }
     env.update({"HOME": str(home), "NO_COLOR": "1", "SHELL": "/bin/bash", **extra})
     return env
 
 
 def run(argv: list[str], home: Path, cwd: Path = ROOT, timeout: int = 900, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, cwd=cwd, env=clean_env(home, **env), capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=timeout)
+    return subprocess.run(
+        argv,
+        cwd=cwd,
+        env=clean_env(home, **env),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
 
 
 def invoke(*args: str, home: Path, **kwargs) -> subprocess.CompletedProcess:
@@ -82,8 +105,9 @@ def invoke(*args: str, home: Path, **kwargs) -> subprocess.CompletedProcess:
 
 def copy_checkout(dest: Path) -> Path:
     """What a fresh clone would hold: tracked files plus new files not yet committed."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     for name in listed:
         if (ROOT / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)

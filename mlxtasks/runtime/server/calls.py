@@ -16,8 +16,12 @@ class ToolCalls:
     "arguments": a JSON string}}."""
 
     def __init__(self, tokenizer, tools: list[dict]):
-        self.start, self.end, self.parser, self.tools = (tokenizer.tool_call_start, tokenizer.tool_call_end,
-                                                         tokenizer.tool_parser, tools)
+        self.start, self.end, self.parser, self.tools = (
+            tokenizer.tool_call_start,
+            tokenizer.tool_call_end,
+            tokenizer.tool_parser,
+            tools,
+        )
         self.held, self.inside, self.count = "", False, 0
 
     def feed(self, text: str) -> tuple[str, list[dict]]:
@@ -30,13 +34,13 @@ class ToolCalls:
                 if at < 0:
                     now, self.held, _ = split_at_stop(self.held, [self.start])  # it may end in a marker's start
                     return content + now, calls
-                content, self.held, self.inside = content + self.held[:at], self.held[at + len(self.start):], True
+                content, self.held, self.inside = content + self.held[:at], self.held[at + len(self.start) :], True
             at = self.held.find(self.end) if self.end else -1  # no end marker: a call runs to the answer's end
             if at < 0:
                 return content, calls
             unparsed, found = self.parse(self.held[:at])
             content, calls = content + (unparsed + self.end if unparsed else ""), calls + found
-            self.held, self.inside = self.held[at + len(self.end):], False
+            self.held, self.inside = self.held[at + len(self.end) :], False
 
     def finish(self) -> tuple[str, list[dict]]:
         """At the answer's end: the text held back, and a call still open."""
@@ -47,10 +51,19 @@ class ToolCalls:
         """("", the calls in one call's text) or, if it does not parse, (the text with its start marker, [])."""
         try:
             parsed = self.parser(text, self.tools)
-            calls = [{"id": one.get("id") or f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                      "function": {"name": one["name"], "arguments": one["arguments"] if isinstance(
-                          one["arguments"], str) else json.dumps(one["arguments"], ensure_ascii=False)}}
-                     for one in (parsed if isinstance(parsed, list) else [parsed])]
+            calls = [
+                {
+                    "id": one.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+                    "type": "function",
+                    "function": {
+                        "name": one["name"],
+                        "arguments": one["arguments"]
+                        if isinstance(one["arguments"], str)
+                        else json.dumps(one["arguments"], ensure_ascii=False),
+                    },
+                }
+                for one in (parsed if isinstance(parsed, list) else [parsed])
+            ]
         except Exception:  # the model wrote something its parser cannot read: it stays text
             return self.start + text, []
         self.count += len(calls)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import time
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable
 
 from ...protocol import ServeSpec, duration
 from .calls import ToolCalls
@@ -71,10 +71,15 @@ class Core:
             engine.submit(jobs)
         except Busy:
             if engine.fault is not None:
-                raise Problem(UNAVAILABLE, "The engine has failed; the server is ending.",
-                              code="engine_failed") from None
-            raise Problem(BUSY, f"The server is busy ({self.spec.queue_limit} requests at once); try again shortly.",
-                          code="queue_full", retry_after=1) from None
+                raise Problem(
+                    UNAVAILABLE, "The engine has failed; the server is ending.", code="engine_failed"
+                ) from None
+            raise Problem(
+                BUSY,
+                f"The server is busy ({self.spec.queue_limit} requests at once); try again shortly.",
+                code="queue_full",
+                retry_after=1,
+            ) from None
         return Run(ask, engine, served, jobs, events, counted, echoes, calls)
 
     def prompts(self, engine, ask: Ask) -> tuple[list[list[int]], list[str] | None]:
@@ -85,11 +90,13 @@ class Core:
             if not ask.count_only:
                 self.precheck(engine, sum(len(m["content"]) for m in ask.messages), ask.max_tokens or 1)
             try:
-                return [engine.tokenizer.apply_chat_template(ask.messages, tools=ask.tools,
-                                                             add_generation_prompt=True)], None
+                return [
+                    engine.tokenizer.apply_chat_template(ask.messages, tools=ask.tools, add_generation_prompt=True)
+                ], None
             except Exception as exc:  # the model's template refused these messages (say, roles out of order)
-                raise invalid("messages", f"the model's chat template refused them: {exc}",
-                              code="invalid_messages") from None
+                raise invalid(
+                    "messages", f"the model's chat template refused them: {exc}", code="invalid_messages"
+                ) from None
         return self.completion_prompts(engine, ask)
 
     def completion_prompts(self, engine, ask: Ask) -> tuple[list[list[int]], list[str] | None]:
@@ -99,8 +106,10 @@ class Core:
         texts = given if isinstance(given[0], str) else None
         if texts is not None:
             self.precheck(engine, max(map(len, texts)) + len(ask.suffix or ""), ask.max_tokens or 1)
-            prompts = [self.fim_prompt(engine, text, ask.suffix) if ask.suffix else engine.tokenizer.encode(text)
-                       for text in texts]
+            prompts = [
+                self.fim_prompt(engine, text, ask.suffix) if ask.suffix else engine.tokenizer.encode(text)
+                for text in texts
+            ]
         elif ask.suffix:
             raise refuse("suffix", "fill-in-the-middle needs a text prompt, not token ids")
         else:
@@ -119,21 +128,33 @@ class Core:
         text, for tokenizers that begin with one)."""
         before, after, middle, _ = engine.fim
         encode = engine.tokenizer.encode
-        return encode("") + [before] + encode(prefix, add_special_tokens=False) + [after] + \
-            encode(suffix, add_special_tokens=False) + [middle]
+        return (
+            encode("")
+            + [before]
+            + encode(prefix, add_special_tokens=False)
+            + [after]
+            + encode(suffix, add_special_tokens=False)
+            + [middle]
+        )
 
     @staticmethod
     def outside(engine, token: int, param: str) -> Problem:
-        return invalid(param, f"token id {token} is outside this model's vocabulary (0 to {engine.vocab_size - 1}).",
-                       code="invalid_token_id")
+        return invalid(
+            param,
+            f"token id {token} is outside this model's vocabulary (0 to {engine.vocab_size - 1}).",
+            code="invalid_token_id",
+        )
 
     @staticmethod
     def check_context(engine, prompt_tokens: int, max_tokens: int, at_least: bool = False) -> None:
         if engine.context and prompt_tokens + max_tokens > engine.context:
-            raise invalid("messages", f"This model's context is {engine.context} tokens, and the prompt has "
-                                      f"{'at least ' if at_least else ''}{prompt_tokens} tokens plus max_tokens "
-                                      f"{max_tokens}: shorten the prompt or lower max_tokens.",
-                          code="context_length_exceeded")
+            raise invalid(
+                "messages",
+                f"This model's context is {engine.context} tokens, and the prompt has "
+                f"{'at least ' if at_least else ''}{prompt_tokens} tokens plus max_tokens "
+                f"{max_tokens}: shorten the prompt or lower max_tokens.",
+                code="context_length_exceeded",
+            )
 
     def precheck(self, engine, characters: int, max_tokens: int) -> None:
         """Before tokenizing: a text longer than the context could hold is refused at once (no token is
@@ -148,7 +169,9 @@ class Core:
             return asked
         return min(served.max_tokens, engine.context - prompt_tokens) if engine.context else served.max_tokens
 
-    def jobs(self, engine, served, ask: Ask, prompts: list[list[int]], max_tokens: int) -> tuple[list[Job], asyncio.Queue]:
+    def jobs(
+        self, engine, served, ask: Ask, prompts: list[list[int]], max_tokens: int
+    ) -> tuple[list[Job], asyncio.Queue]:
         sampling = ask.sampling
         if sampling.logit_bias:
             bad = [i for i in sampling.logit_bias if not 0 <= i < engine.vocab_size]
@@ -163,21 +186,49 @@ class Core:
         top_p = served.top_p if sampling.top_p is None else sampling.top_p
         events: asyncio.Queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
-        return [Job(index=i * ask.n + k, prompt=prompt, max_tokens=max_tokens,
-                    sampler=engine.sampler(temperature, top_p, sampling.top_k or 0, sampling.min_p or 0.0,
-                                           None if sampling.seed is None else (sampling.seed, i * ask.n + k)),
-                    processors=engine.processors(sampling.logit_bias, sampling.presence_penalty,
-                                                 sampling.frequency_penalty, sampling.repetition_penalty),
-                    stops=ask.stop + ends, events=events, loop=loop, continues=ask.messages is None)
-                for i, prompt in enumerate(prompts) for k in range(ask.n)], events
+        return [
+            Job(
+                index=i * ask.n + k,
+                prompt=prompt,
+                max_tokens=max_tokens,
+                sampler=engine.sampler(
+                    temperature,
+                    top_p,
+                    sampling.top_k or 0,
+                    sampling.min_p or 0.0,
+                    None if sampling.seed is None else (sampling.seed, i * ask.n + k),
+                ),
+                processors=engine.processors(
+                    sampling.logit_bias,
+                    sampling.presence_penalty,
+                    sampling.frequency_penalty,
+                    sampling.repetition_penalty,
+                ),
+                stops=ask.stop + ends,
+                events=events,
+                loop=loop,
+                continues=ask.messages is None,
+            )
+            for i, prompt in enumerate(prompts)
+            for k in range(ask.n)
+        ], events
 
 
 class Run:
     """A submitted request: its answer as Pieces (stream) or whole (gather), and its usage. Its jobs leave the
     engine when either ends, also when the client has gone."""
 
-    def __init__(self, ask: Ask, engine, served, jobs: list[Job], events: asyncio.Queue, prompt_tokens: int,
-                 echoes: list[str] | None, calls: dict[int, ToolCalls]):
+    def __init__(
+        self,
+        ask: Ask,
+        engine,
+        served,
+        jobs: list[Job],
+        events: asyncio.Queue,
+        prompt_tokens: int,
+        echoes: list[str] | None,
+        calls: dict[int, ToolCalls],
+    ):
         self.ask, self.engine, self.served, self.jobs, self.events = ask, engine, served, jobs, events
         self.prompt_tokens, self.echoes, self.calls = prompt_tokens, echoes, calls
         self.temperature = served.temperature if ask.sampling.temperature is None else ask.sampling.temperature
@@ -237,6 +288,7 @@ class Run:
 
     async def collect(self, gone: Awaitable) -> list[Piece] | None:
         """Every piece in the order stream() gives them; None when `gone` (the client left) ends first."""
+
         async def follow() -> list[Piece]:
             return [piece async for piece in self.stream(pings=False) if piece is not None]
 
@@ -253,8 +305,11 @@ class Run:
         out = {job.index: Piece(job.index, self.echo(job.index), []) for job in self.jobs}
         for piece in pieces:
             one = out[piece.index]
-            one.text, one.calls, one.done = one.text + piece.text, (one.calls or []) + (piece.calls or []), \
-                piece.done or one.done
+            one.text, one.calls, one.done = (
+                one.text + piece.text,
+                (one.calls or []) + (piece.calls or []),
+                piece.done or one.done,
+            )
         return [out[index] for index in sorted(out)]
 
     def usage(self) -> dict:
@@ -264,6 +319,8 @@ class Run:
         cached: dict[int, int] = {}
         for index, d in self.done.items():
             cached[index // self.ask.n] = max(cached.get(index // self.ask.n, 0), d["cached_tokens"])
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
-                "cached_tokens": sum(cached.values())}
-
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "cached_tokens": sum(cached.values()),
+        }

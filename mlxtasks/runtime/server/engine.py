@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import gc
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import mlx.core as mx
 from mlx_lm import load
@@ -23,16 +23,17 @@ from mlx_lm.generate import BatchGenerator, StopSequences
 from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_logits_processors, make_sampler
 
-from ...protocol import ServeSpec, ServedModel
+from ...protocol import ServedModel, ServeSpec
 from .jobs import Job, Worker
-
 
 # Fill-in-the-middle: the tokens a prompt is built from (prefix, suffix, middle), and the text that ends the
 # middle where it is not the end-of-sequence token.
-FIM = [("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", None),  # Qwen2.5-Coder, CodeGemma
-       ("<fim_prefix>", "<fim_suffix>", "<fim_middle>", None),  # StarCoder, SantaCoder, Granite code
-       ("\u2581<PRE>", "\u2581<SUF>", "\u2581<MID>", "<EOT>"),  # CodeLlama
-       ("<\uff5cfim\u2581begin\uff5c>", "<\uff5cfim\u2581hole\uff5c>", "<\uff5cfim\u2581end\uff5c>", None)]  # DeepSeek-Coder
+FIM = [
+    ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", None),  # Qwen2.5-Coder, CodeGemma
+    ("<fim_prefix>", "<fim_suffix>", "<fim_middle>", None),  # StarCoder, SantaCoder, Granite code
+    ("\u2581<PRE>", "\u2581<SUF>", "\u2581<MID>", "<EOT>"),  # CodeLlama
+    ("<\uff5cfim\u2581begin\uff5c>", "<\uff5cfim\u2581hole\uff5c>", "<\uff5cfim\u2581end\uff5c>", None),
+]  # DeepSeek-Coder
 PREFILL_SLICE_S = 0.25  # the work one chunk of a long prompt may take before the other streams step again
 FIRST_CHUNK = 8  # tokens of the first chunk, before the engine has measured this machine
 # A prompt this short joins the generator whatever the chunk: prompts that join together are prefilled in one
@@ -80,8 +81,9 @@ class Engine(Worker):
         self.context = min(own or served.context, served.context or own)  # `serve --context` caps it
         self.eos = sorted(self.tokenizer.eos_token_ids)
         self.longest_token = max((len(t) for t in vocab), default=1)
-        self.fim = next(([vocab[p], vocab[s], vocab[m], end] for p, s, m, end in FIM if {p, s, m} <= vocab.keys()),
-                        None)  # this model's fill-in-the-middle tokens, if it has them
+        self.fim = next(
+            ([vocab[p], vocab[s], vocab[m], end] for p, s, m, end in FIM if {p, s, m} <= vocab.keys()), None
+        )  # this model's fill-in-the-middle tokens, if it has them
         # used by the engine thread alone
         self._prompts = LRUPromptCache(max_size=spec.prompt_caches, max_bytes=cache_bytes)
         self.chunk = min(FIRST_CHUNK, spec.prefill_chunk)  # prompt tokens prefilled between two steps
@@ -93,21 +95,34 @@ class Engine(Worker):
         gc.collect()
         mx.clear_cache()
 
-    def sampler(self, temperature: float, top_p: float, top_k: int, min_p: float,
-                seed: tuple[int, int] | None = None) -> Callable:
+    def sampler(
+        self, temperature: float, top_p: float, top_k: int, min_p: float, seed: tuple[int, int] | None = None
+    ) -> Callable:
         """seed: (a request's seed, the choice's number): the choice draws from a random key of its own, so
         its answer repeats whatever else shares the batch."""
         if seed is None or temperature == 0:
             return make_sampler(temp=temperature, top_p=top_p, top_k=top_k, min_p=min_p)
-        filters: list[Callable] = [f for f, on in [(functools.partial(apply_top_p, top_p=top_p), 0 < top_p < 1),
-                                   (functools.partial(apply_min_p, min_p=min_p), min_p != 0),
-                                   (functools.partial(apply_top_k, top_k=top_k), top_k > 0)] if on]
+        filters: list[Callable] = [
+            f
+            for f, on in [
+                (functools.partial(apply_top_p, top_p=top_p), 0 < top_p < 1),
+                (functools.partial(apply_min_p, min_p=min_p), min_p != 0),
+                (functools.partial(apply_top_k, top_k=top_k), top_k > 0),
+            ]
+            if on
+        ]
         return SeededSampler(filters, temperature, seed)
 
-    def processors(self, logit_bias: dict[int, float] | None, presence: float | None, frequency: float | None,
-                   repetition: float | None) -> list:
-        return make_logits_processors(logit_bias or None, repetition_penalty=repetition, presence_penalty=presence,
-                                      frequency_penalty=frequency)
+    def processors(
+        self,
+        logit_bias: dict[int, float] | None,
+        presence: float | None,
+        frequency: float | None,
+        repetition: float | None,
+    ) -> list:
+        return make_logits_processors(
+            logit_bias or None, repetition_penalty=repetition, presence_penalty=presence, frequency_penalty=frequency
+        )
 
     def _cached(self, prompt: list[int]) -> tuple[list | None, list[int]]:
         """The cache of the longest prompt seen that this one starts with, and the tokens it still needs
@@ -132,17 +147,27 @@ class Engine(Worker):
         return detokenizer
 
     def _run(self) -> None:
-        generator = BatchGenerator(self.model, completion_batch_size=self.spec.batch_size,
-                                   prefill_batch_size=self.spec.batch_size, prefill_step_size=self.spec.prefill_chunk)
+        generator = BatchGenerator(
+            self.model,
+            completion_batch_size=self.spec.batch_size,
+            prefill_batch_size=self.spec.batch_size,
+            prefill_step_size=self.spec.prefill_chunk,
+        )
         eos = StopSequences([(t,) for t in self.eos])
         waiting: list[Job] = []  # long prompts, prefilled here in arrival order
         active: dict[int, Job] = {}
 
         def join(job: Job) -> None:
             done = len(job.prompt) - len(job.todo)
-            [job.uid] = generator.insert([job.todo], max_tokens=[job.max_tokens], caches=[job.cache],
-                                         all_tokens=[job.prompt[:done]], samplers=[job.sampler],
-                                         logits_processors=[job.processors], stop_sequences=[eos])
+            [job.uid] = generator.insert(
+                [job.todo],
+                max_tokens=[job.max_tokens],
+                caches=[job.cache],
+                all_tokens=[job.prompt[:done]],
+                samplers=[job.sampler],
+                logits_processors=[job.processors],
+                stop_sequences=[eos],
+            )
             job.cache, job.todo, active[job.uid] = None, [], job
 
         while True:

@@ -8,8 +8,9 @@ import asyncio
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 REPLACEMENT = "\ufffd"  # what the detokenizer makes of a character whose bytes were cut off
 log = logging.getLogger("mlxtasks.server")
@@ -61,8 +62,12 @@ class Job:
         return text, None
 
     def done(self, reason: str) -> dict:
-        return {"finish_reason": reason, "completion_tokens": self.tokens, "cached_tokens": self.cached,
-                "stop_sequence": self.stopped_at}
+        return {
+            "finish_reason": reason,
+            "completion_tokens": self.tokens,
+            "cached_tokens": self.cached,
+            "stop_sequence": self.stopped_at,
+        }
 
 
 def split_at_stop(text: str, stops: list[str]) -> tuple[str, str, str | None]:
@@ -70,10 +75,11 @@ def split_at_stop(text: str, stops: list[str]) -> tuple[str, str, str | None]:
     `text` that could begin a stop string, since the next token may complete it."""
     found = min(((at, stop) for stop in stops if (at := text.find(stop)) >= 0), default=None)
     if found:
-        return text[:found[0]], "", found[1]
-    keep = max((n for s in stops for n in range(min(len(s) - 1, len(text)), 0, -1) if s.startswith(text[-n:])),
-               default=0)
-    return text[:len(text) - keep], text[len(text) - keep:], None
+        return text[: found[0]], "", found[1]
+    keep = max(
+        (n for s in stops for n in range(min(len(s) - 1, len(text)), 0, -1) if s.startswith(text[-n:])), default=0
+    )
+    return text[: len(text) - keep], text[len(text) - keep :], None
 
 
 class Outbox:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Annotated, Any, AsyncIterator, Literal, Union
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 from starlette.requests import Request
@@ -22,15 +23,24 @@ from .request import Ask, Sampling, chosen_tools, joined, stops, text_only
 from .web import STATUS, disconnected, event_stream, held, parse, read_json
 
 PREFIXES = ("/v1/chat", "/v1/completions", "/v1/models", "/chat", "/completions", "/models")
-TYPES = {403: "permission_error", 404: "not_found_error", 429: "rate_limit_error", 500: "server_error",
-         503: "server_error"}
+TYPES = {
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    503: "server_error",
+}
 PING = ": ping\n\n"  # an SSE comment: clients skip it
 
 
 def error(problem: Problem) -> Response:
     status = STATUS[problem.kind]
-    body = {"message": problem.message, "type": TYPES.get(status, "invalid_request_error"), "param": problem.param,
-            "code": problem.code}
+    body = {
+        "message": problem.message,
+        "type": TYPES.get(status, "invalid_request_error"),
+        "param": problem.param,
+        "code": problem.code,
+    }
     return JSONResponse({"error": body}, status_code=status, headers=problem.headers)
 
 
@@ -62,13 +72,25 @@ class Options(BaseModel):
     keep_alive: StrictFloat | StrictInt | str | None = None  # seconds or "5m" the model stays loaded after this
 
     def ask(self, **rest: Any) -> Ask:
-        return Ask(model=self.model, n=self.n or 1, stop=stops(self.stop, "stop"), stream=bool(self.stream),
-                   keep_alive=keep_alive(self.keep_alive), sampling=Sampling(
-                       temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, min_p=self.min_p,
-                       seed=self.seed, presence_penalty=self.presence_penalty,
-                       frequency_penalty=self.frequency_penalty, repetition_penalty=self.repetition_penalty,
-                       logit_bias={int(k): v for k, v in self.logit_bias.items()} if self.logit_bias else None),
-                   **rest)
+        return Ask(
+            model=self.model,
+            n=self.n or 1,
+            stop=stops(self.stop, "stop"),
+            stream=bool(self.stream),
+            keep_alive=keep_alive(self.keep_alive),
+            sampling=Sampling(
+                temperature=self.temperature,
+                top_p=self.top_p,
+                top_k=self.top_k,
+                min_p=self.min_p,
+                seed=self.seed,
+                presence_penalty=self.presence_penalty,
+                frequency_penalty=self.frequency_penalty,
+                repetition_penalty=self.repetition_penalty,
+                logit_bias={int(k): v for k, v in self.logit_bias.items()} if self.logit_bias else None,
+            ),
+            **rest,
+        )
 
 
 class TextPart(BaseModel):
@@ -81,7 +103,7 @@ class MediaPart(BaseModel):  # refused: the models served read text only
     type: Literal["image_url", "input_audio", "file", "image"]
 
 
-Part = Annotated[Union[TextPart, MediaPart], Field(discriminator="type")]
+Part = Annotated[TextPart | MediaPart, Field(discriminator="type")]
 
 
 class FunctionCall(BaseModel):
@@ -127,7 +149,7 @@ class ChatRequest(Options):
 
 
 class CompletionRequest(Options):
-    prompt: Union[str, list[str], list[StrictInt], list[list[StrictInt]]] = ""
+    prompt: str | list[str] | list[StrictInt] | list[list[StrictInt]] = ""
     suffix: str | None = None
     echo: StrictBool | None = None
     logprobs: StrictInt | None = None
@@ -140,37 +162,58 @@ def template_message(message: ChatMessage, where: str) -> dict:
     for number, part in enumerate(parts):
         if isinstance(part, MediaPart):
             raise text_only(f"{where}.content.{number}", part.type)
-    out: dict[str, Any] = {"role": "system" if message.role == "developer" else message.role,
-                           "content": joined([p if isinstance(p, str) else p.text for p in parts
-                                              if not isinstance(p, MediaPart)])}
+    out: dict[str, Any] = {
+        "role": "system" if message.role == "developer" else message.role,
+        "content": joined([p if isinstance(p, str) else p.text for p in parts if not isinstance(p, MediaPart)]),
+    }
     if message.name is not None:
         out["name"] = message.name
     if message.tool_call_id is not None:
         out["tool_call_id"] = message.tool_call_id
     if message.tool_calls:
-        out["tool_calls"] = [{"id": call.id, "type": "function", "function": {
-            "name": call.function.name, "arguments": arguments_object(call.function.arguments, where)}}
-            for call in message.tool_calls]
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.function.name, "arguments": arguments_object(call.function.arguments, where)},
+            }
+            for call in message.tool_calls
+        ]
     return out
 
 
 def chat_ask(body: ChatRequest) -> Ask:
     if body.logprobs:
-        raise Problem(UNSUPPORTED, "logprobs: log probabilities are not supported by this server",
-                      param="logprobs", code="unsupported_parameter")
+        raise Problem(
+            UNSUPPORTED,
+            "logprobs: log probabilities are not supported by this server",
+            param="logprobs",
+            code="unsupported_parameter",
+        )
     if body.response_format and body.response_format.get("type") not in (None, "text"):
-        raise Problem(UNSUPPORTED, "response_format: only text responses are supported", param="response_format",
-                      code="unsupported_parameter")
+        raise Problem(
+            UNSUPPORTED,
+            "response_format: only text responses are supported",
+            param="response_format",
+            code="unsupported_parameter",
+        )
     choice = body.tool_choice if isinstance(body.tool_choice, str) or body.tool_choice is None else "required"
     tools = chosen_tools([tool.model_dump(exclude_none=True) for tool in body.tools or []], choice)
-    return body.ask(messages=[template_message(m, f"messages.{i}") for i, m in enumerate(body.messages)],
-                    tools=tools, max_tokens=body.max_completion_tokens or body.max_tokens)
+    return body.ask(
+        messages=[template_message(m, f"messages.{i}") for i, m in enumerate(body.messages)],
+        tools=tools,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+    )
 
 
 def completion_ask(body: CompletionRequest) -> Ask:
     if body.logprobs is not None:
-        raise Problem(UNSUPPORTED, "logprobs: log probabilities are not supported by this server",
-                      param="logprobs", code="unsupported_parameter")
+        raise Problem(
+            UNSUPPORTED,
+            "logprobs: log probabilities are not supported by this server",
+            param="logprobs",
+            code="unsupported_parameter",
+        )
     prompt = body.prompt
     if prompt == []:
         raise Problem(INVALID, "prompt: an empty list.", param="prompt", code="invalid_value")
@@ -183,9 +226,12 @@ def completion_ask(body: CompletionRequest) -> Ask:
 
 def usage(run: Run) -> dict:
     counts = run.usage()
-    return {"prompt_tokens": counts["prompt_tokens"], "completion_tokens": counts["completion_tokens"],
-            "total_tokens": counts["prompt_tokens"] + counts["completion_tokens"],
-            "prompt_tokens_details": {"cached_tokens": counts["cached_tokens"]}}
+    return {
+        "prompt_tokens": counts["prompt_tokens"],
+        "completion_tokens": counts["completion_tokens"],
+        "total_tokens": counts["prompt_tokens"] + counts["completion_tokens"],
+        "prompt_tokens_details": {"cached_tokens": counts["cached_tokens"]},
+    }
 
 
 class Answer:
@@ -197,8 +243,11 @@ class Answer:
         self.texts: dict[int, tuple[str, str]] = {}  # a choice's text chunk around its text, made once
 
     def head(self, whole: bool = False) -> dict:
-        kind = ("chat.completion" if self.chat else "text_completion") if whole else \
-            ("chat.completion.chunk" if self.chat else "text_completion")
+        kind = (
+            ("chat.completion" if self.chat else "text_completion")
+            if whole
+            else ("chat.completion.chunk" if self.chat else "text_completion")
+        )
         return {"id": self.ident, "object": kind, "created": self.created, "model": self.run.model}
 
     def text(self, index: int, text: str) -> str:
@@ -211,8 +260,12 @@ class Answer:
 
     def chunk(self, index: int, text: str | None, finish: str | None = None, **delta: Any) -> str:
         if self.chat:
-            choice = {"index": index, "delta": {**({} if text is None else {"content": text}), **delta},
-                      "logprobs": None, "finish_reason": finish}
+            choice = {
+                "index": index,
+                "delta": {**({} if text is None else {"content": text}), **delta},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
         else:
             choice = {"index": index, "text": text or "", "logprobs": None, "finish_reason": finish}
         return sse({**self.head(), "choices": [choice]})
@@ -230,8 +283,9 @@ class Answer:
                 yield self.text(piece.index, piece.text)
             if piece.calls:
                 first = run.calls[piece.index].count - len(piece.calls)
-                yield self.chunk(piece.index, None, tool_calls=[{"index": first + k, **call}
-                                                                for k, call in enumerate(piece.calls)])
+                yield self.chunk(
+                    piece.index, None, tool_calls=[{"index": first + k, **call} for k, call in enumerate(piece.calls)]
+                )
             if piece.done:
                 yield self.chunk(piece.index, None, piece.done["finish_reason"])
         if self.include_usage:
@@ -246,11 +300,23 @@ class Answer:
                 if piece.calls:
                     message["content"] = piece.text if piece.text.strip() else None
                     message["tool_calls"] = piece.calls
-                choices.append({"index": piece.index, "message": message, "logprobs": None,
-                                "finish_reason": piece.done["finish_reason"]})
+                choices.append(
+                    {
+                        "index": piece.index,
+                        "message": message,
+                        "logprobs": None,
+                        "finish_reason": piece.done["finish_reason"],
+                    }
+                )
             else:
-                choices.append({"index": piece.index, "text": piece.text, "logprobs": None,
-                                "finish_reason": piece.done["finish_reason"]})
+                choices.append(
+                    {
+                        "index": piece.index,
+                        "text": piece.text,
+                        "logprobs": None,
+                        "finish_reason": piece.done["finish_reason"],
+                    }
+                )
         return {**self.head(whole=True), "choices": choices, "usage": usage(self.run)}
 
 
@@ -272,13 +338,15 @@ async def answer(core: Core, request: Request, ask: Ask, chat: bool, include_usa
 def routes(core: Core) -> list[Route]:
     async def chat(request: Request) -> Response:
         body = parse(ChatRequest, await read_json(request, core.spec.max_body_bytes))
-        return await answer(core, request, chat_ask(body), True, bool(body.stream_options and
-                                                                   body.stream_options.include_usage))
+        return await answer(
+            core, request, chat_ask(body), True, bool(body.stream_options and body.stream_options.include_usage)
+        )
 
     async def completions(request: Request) -> Response:
         body = parse(CompletionRequest, await read_json(request, core.spec.max_body_bytes))
-        return await answer(core, request, completion_ask(body), False, bool(body.stream_options and
-                                                                          body.stream_options.include_usage))
+        return await answer(
+            core, request, completion_ask(body), False, bool(body.stream_options and body.stream_options.include_usage)
+        )
 
     def card(alias: str) -> dict:
         return {"id": alias, "object": "model", "created": created, "owned_by": "mlxtasks"}
@@ -291,8 +359,11 @@ def routes(core: Core) -> list[Route]:
 
     created = int(time.time())
     out = []
-    for path, endpoint, methods in [("/v1/models", models, ["GET"]), ("/v1/chat/completions", chat, ["POST"]),
-                                    ("/v1/completions", completions, ["POST"])]:
+    for path, endpoint, methods in [
+        ("/v1/models", models, ["GET"]),
+        ("/v1/chat/completions", chat, ["POST"]),
+        ("/v1/completions", completions, ["POST"]),
+    ]:
         for variant in {path, path + "/", path.removeprefix("/v1"), path.removeprefix("/v1") + "/"}:
             out.append(Route(variant, endpoint, methods=methods))
     return out + [Route(path, model, methods=["GET"]) for path in ("/v1/models/{name:path}", "/models/{name:path}")]

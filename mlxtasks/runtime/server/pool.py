@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ...protocol import ServedModel, ServeSpec
 from .problems import FAILED, INVALID, MODEL_CANNOT, NOT_FOUND, UNAVAILABLE, Problem
@@ -35,8 +36,13 @@ class Loaded:
 
 
 class Pool:
-    def __init__(self, spec: ServeSpec, on_fault: Callable[[BaseException], None], log,
-                 make_engine: Callable[[ServeSpec, ServedModel, int], Any]):
+    def __init__(
+        self,
+        spec: ServeSpec,
+        on_fault: Callable[[BaseException], None],
+        log,
+        make_engine: Callable[[ServeSpec, ServedModel, int], Any],
+    ):
         self.spec, self.on_fault, self.log, self.make_engine = spec, on_fault, log, make_engine
         first = spec.preloaded()
         self.entries = {m.alias: m for m in [*spec.installed, *([first] if first else [])]}
@@ -53,12 +59,20 @@ class Pool:
 
     def find(self, name: str | None) -> ServedModel:
         if name is None and not self.spec.alias:
-            raise Problem(INVALID, "model: name the model to use (GET /v1/models lists them).", param="model",
-                          code="model_required")
+            raise Problem(
+                INVALID,
+                "model: name the model to use (GET /v1/models lists them).",
+                param="model",
+                code="model_required",
+            )
         found = self.names.get(name or self.spec.alias)
         if found is None:
-            raise Problem(NOT_FOUND, f"The model {name!r} is not installed here; GET /v1/models lists the ones that "
-                                     "are.", param="model", code="model_not_found")
+            raise Problem(
+                NOT_FOUND,
+                f"The model {name!r} is not installed here; GET /v1/models lists the ones that are.",
+                param="model",
+                code="model_not_found",
+            )
         return found
 
     def acquire(self, name: str | None, keep_alive: float | None) -> Loaded:
@@ -87,8 +101,12 @@ class Pool:
                     engine = self.make_engine(self.spec, served, cache_bytes)
                 except Exception as exc:  # a damaged folder, say: this request fails, the server serves on
                     self.log.exception("loading %s failed", served.alias)
-                    raise Problem(FAILED, f"{served.alias} could not be loaded ({type(exc).__name__}: {exc}); see "
-                                          "the server's log.", param="model", code="model_load_failed") from None
+                    raise Problem(
+                        FAILED,
+                        f"{served.alias} could not be loaded ({type(exc).__name__}: {exc}); see the server's log.",
+                        param="model",
+                        code="model_load_failed",
+                    ) from None
                 engine.start(self.on_fault)
                 held = self.loaded[served.alias] = Loaded(engine, self.spec.keep_alive, cache_bytes)
             with self.counts:
@@ -109,8 +127,13 @@ class Pool:
         if not budget:
             return
         if served.need > budget:
-            raise Problem(MODEL_CANNOT, f"{served.alias} needs about {served.need / GB:.1f} GB of memory and this "
-                                        f"server may use {budget / GB:.1f} GB.", param="model", code="model_too_big")
+            raise Problem(
+                MODEL_CANNOT,
+                f"{served.alias} needs about {served.need / GB:.1f} GB of memory and this "
+                f"server may use {budget / GB:.1f} GB.",
+                param="model",
+                code="model_too_big",
+            )
         for held in sorted(self.loaded.values(), key=lambda h: h.last):
             if self._used() + served.need <= budget:
                 break
@@ -118,8 +141,13 @@ class Pool:
                 self._unload(held, "to make room for " + served.alias)
         if self._used() + served.need > budget:
             busy = ", ".join(self.loaded)
-            raise Problem(UNAVAILABLE, f"{served.alias} does not fit beside the models answering now ({busy}); try "
-                                       "again shortly.", param="model", code="models_busy", retry_after=5)
+            raise Problem(
+                UNAVAILABLE,
+                f"{served.alias} does not fit beside the models answering now ({busy}); try again shortly.",
+                param="model",
+                code="models_busy",
+                retry_after=5,
+            )
 
     def _cache_room(self, served: ServedModel) -> int:
         """The bytes a model's prompt cache may hold: serve_prompt_cache_gb, or what the budget leaves beside the
@@ -168,10 +196,18 @@ class Pool:
         now, rows = time.monotonic(), []
         for held in sorted(list(self.loaded.values()), key=lambda h: -h.last):
             idle = held.idle()
-            rows.append({"model": held.served.alias, "folder": held.served.folder, "memory": held.served.need,
-                         "prompt_cache": held.cache_bytes,
-                         "requests": held.engine.requests, "idle_s": round(now - held.last, 1) if idle else 0.0,
-                         "keep_alive": held.keep_alive,
-                         "unloads_in": round(max(0.0, held.keep_alive - (now - held.last)), 1)
-                         if idle and held.keep_alive >= 0 else None})
+            rows.append(
+                {
+                    "model": held.served.alias,
+                    "folder": held.served.folder,
+                    "memory": held.served.need,
+                    "prompt_cache": held.cache_bytes,
+                    "requests": held.engine.requests,
+                    "idle_s": round(now - held.last, 1) if idle else 0.0,
+                    "keep_alive": held.keep_alive,
+                    "unloads_in": round(max(0.0, held.keep_alive - (now - held.last)), 1)
+                    if idle and held.keep_alive >= 0
+                    else None,
+                }
+            )
         return rows

@@ -18,16 +18,25 @@ FAILED = "failed"  # this request failed on the server's side
 
 
 class Problem(Exception):
-    def __init__(self, kind: str, message: str, param: str | None = None, code: str | None = None,
-                 retry_after: int | None = None, allow: str | None = None):
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+        allow: str | None = None,
+    ):
         super().__init__(message)
         self.kind, self.message, self.param, self.code = kind, message, param, code
         self.retry_after, self.allow = retry_after, allow
 
     @property
     def headers(self) -> dict[str, str] | None:
-        headers = {**({"Retry-After": str(self.retry_after)} if self.retry_after else {}),
-                   **({"Allow": self.allow} if self.allow else {})}
+        headers = {
+            **({"Retry-After": str(self.retry_after)} if self.retry_after else {}),
+            **({"Allow": self.allow} if self.allow else {}),
+        }
         return headers or None
 
 

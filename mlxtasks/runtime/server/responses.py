@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Annotated, Any, AsyncIterator, Literal, Union
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, StrictFloat, StrictInt, Tag
 from starlette.requests import Request
@@ -40,7 +41,7 @@ class MediaPart(BaseModel):  # refused: the models served read text only
     type: Literal["input_image", "input_file", "input_audio"]
 
 
-Content = list[Annotated[Union[Part, MediaPart], Field(discriminator="type")]] | str  # a list first: its errors
+Content = list[Annotated[Part | MediaPart, Field(discriminator="type")]] | str  # a list first: its errors
 
 
 class Said(BaseModel):
@@ -68,9 +69,13 @@ def item_type(value: Any) -> str | None:
     return value.get("type", "message") if isinstance(value, dict) else None
 
 
-Item = Annotated[Union[Annotated[Said, Tag("message")], Annotated[Called, Tag("function_call")],
-                       Annotated[Returned, Tag("function_call_output")], Annotated[Thought, Tag("reasoning")]],
-                 Discriminator(item_type)]
+Item = Annotated[
+    Annotated[Said, Tag("message")]
+    | Annotated[Called, Tag("function_call")]
+    | Annotated[Returned, Tag("function_call_output")]
+    | Annotated[Thought, Tag("reasoning")],
+    Discriminator(item_type),
+]
 
 
 class FunctionTool(BaseModel):
@@ -87,8 +92,9 @@ def tool_type(value: Any) -> str:
     return "function" if isinstance(value, dict) and value.get("type") == "function" else "other"
 
 
-Tool = Annotated[Union[Annotated[FunctionTool, Tag("function")], Annotated[OtherTool, Tag("other")]],
-                 Discriminator(tool_type)]
+Tool = Annotated[
+    Annotated[FunctionTool, Tag("function")] | Annotated[OtherTool, Tag("other")], Discriminator(tool_type)
+]
 
 
 class ResponsesRequest(BaseModel):
@@ -143,9 +149,12 @@ def template_messages(body: ResponsesRequest) -> list[dict]:
             if not out or out[-1]["role"] != "assistant":
                 out.append({"role": "assistant", "content": ""})
             out[-1].setdefault("tool_calls", []).append(
-                {"id": item.call_id, "type": "function", "function": {"name": item.name, "arguments": arguments}})
+                {"id": item.call_id, "type": "function", "function": {"name": item.name, "arguments": arguments}}
+            )
         elif isinstance(item, Returned):
-            out.append({"role": "tool", "tool_call_id": item.call_id, "content": text_of(item.output, f"input.{number}")})
+            out.append(
+                {"role": "tool", "tool_call_id": item.call_id, "content": text_of(item.output, f"input.{number}")}
+            )
     return out
 
 
@@ -167,15 +176,31 @@ class Answer:
         return f"event: {kind}\ndata: {json.dumps({'type': kind, **data, 'sequence_number': self.sequence - 1})}\n\n"
 
     def response(self, status: str, usage: dict | None) -> dict:
-        return {"id": self.ident, "object": "response", "created_at": self.created, "status": status, "error": None,
-                "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
-                "instructions": self.body.instructions, "max_output_tokens": self.body.max_output_tokens,
-                "model": self.run.model, "output": self.items,
-                "parallel_tool_calls": self.body.parallel_tool_calls is not False,
-                "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "store": False,
-                "temperature": self.run.temperature, "text": {"format": {"type": "text"}},
-                "tool_choice": self.body.tool_choice or "auto", "tools": self.tools, "top_p": self.run.top_p,
-                "truncation": "disabled", "usage": usage, "user": None, "metadata": self.body.metadata or {}}
+        return {
+            "id": self.ident,
+            "object": "response",
+            "created_at": self.created,
+            "status": status,
+            "error": None,
+            "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+            "instructions": self.body.instructions,
+            "max_output_tokens": self.body.max_output_tokens,
+            "model": self.run.model,
+            "output": self.items,
+            "parallel_tool_calls": self.body.parallel_tool_calls is not False,
+            "previous_response_id": None,
+            "reasoning": {"effort": None, "summary": None},
+            "store": False,
+            "temperature": self.run.temperature,
+            "text": {"format": {"type": "text"}},
+            "tool_choice": self.body.tool_choice or "auto",
+            "tools": self.tools,
+            "top_p": self.run.top_p,
+            "truncation": "disabled",
+            "usage": usage,
+            "user": None,
+            "metadata": self.body.metadata or {},
+        }
 
     def start(self) -> list[str]:
         now = self.response("in_progress", None)
@@ -184,20 +209,32 @@ class Answer:
     def feed(self, piece: Piece) -> list[str]:
         """The events for one piece of the answer."""
         text, calls = self.held + piece.text, piece.calls or []
-        out, self.held = self.write(text.rstrip()), text[len(text.rstrip()):]
+        out, self.held = self.write(text.rstrip()), text[len(text.rstrip()) :]
         for call in calls:
             out += self.close("completed")
             self.held = ""
-            item = {"type": "function_call", "id": f"fc_{uuid.uuid4().hex}", "call_id": call["id"],
-                    "name": call["function"]["name"], "arguments": call["function"]["arguments"], "status": "completed"}
+            item = {
+                "type": "function_call",
+                "id": f"fc_{uuid.uuid4().hex}",
+                "call_id": call["id"],
+                "name": call["function"]["name"],
+                "arguments": call["function"]["arguments"],
+                "status": "completed",
+            }
             index, where = len(self.items), {"item_id": item["id"], "output_index": len(self.items)}
             self.items.append(item)
-            out += [self.event("response.output_item.added", output_index=index,
-                               item={**item, "arguments": "", "status": "in_progress"}),
-                    self.event("response.function_call_arguments.delta", **where, delta=item["arguments"]),
-                    self.event("response.function_call_arguments.done", **where, name=item["name"],
-                               arguments=item["arguments"]),
-                    self.event("response.output_item.done", output_index=index, item=item)]
+            out += [
+                self.event(
+                    "response.output_item.added",
+                    output_index=index,
+                    item={**item, "arguments": "", "status": "in_progress"},
+                ),
+                self.event("response.function_call_arguments.delta", **where, delta=item["arguments"]),
+                self.event(
+                    "response.function_call_arguments.done", **where, name=item["name"], arguments=item["arguments"]
+                ),
+                self.event("response.output_item.done", output_index=index, item=item),
+            ]
         return out + (self.end(piece.done) if piece.done else [])
 
     def write(self, text: str) -> list[str]:
@@ -207,17 +244,37 @@ class Answer:
         item = self.open
         assert item is not None  # begun above
         item["content"][0]["text"] += text
-        return out + [self.event("response.output_text.delta", item_id=item["id"],
-                                 output_index=len(self.items) - 1, content_index=0, delta=text, logprobs=[])]
+        return out + [
+            self.event(
+                "response.output_text.delta",
+                item_id=item["id"],
+                output_index=len(self.items) - 1,
+                content_index=0,
+                delta=text,
+                logprobs=[],
+            )
+        ]
 
     def begin(self) -> list[str]:
-        item: dict[str, Any] = {"type": "message", "id": f"msg_{uuid.uuid4().hex}", "status": "in_progress",
-                                "role": "assistant", "content": []}
+        item: dict[str, Any] = {
+            "type": "message",
+            "id": f"msg_{uuid.uuid4().hex}",
+            "status": "in_progress",
+            "role": "assistant",
+            "content": [],
+        }
         self.items.append(item)
         self.open, part = item, {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        out = [self.event("response.output_item.added", output_index=len(self.items) - 1, item=item),
-               self.event("response.content_part.added", item_id=item["id"], output_index=len(self.items) - 1,
-                          content_index=0, part=part)]
+        out = [
+            self.event("response.output_item.added", output_index=len(self.items) - 1, item=item),
+            self.event(
+                "response.content_part.added",
+                item_id=item["id"],
+                output_index=len(self.items) - 1,
+                content_index=0,
+                part=part,
+            ),
+        ]
         item["content"].append(part)
         return out
 
@@ -227,9 +284,11 @@ class Answer:
         item, self.open = self.open, None
         item["status"], part = status, item["content"][0]
         where = {"item_id": item["id"], "output_index": self.items.index(item), "content_index": 0}
-        return [self.event("response.output_text.done", **where, text=part["text"], logprobs=[]),
-                self.event("response.content_part.done", **where, part=part),
-                self.event("response.output_item.done", output_index=where["output_index"], item=item)]
+        return [
+            self.event("response.output_text.done", **where, text=part["text"], logprobs=[]),
+            self.event("response.content_part.done", **where, part=part),
+            self.event("response.output_item.done", output_index=where["output_index"], item=item),
+        ]
 
     def end(self, done: dict) -> list[str]:
         """The answer's end: the message closed (an empty one when there is nothing else), and the response."""
@@ -237,10 +296,16 @@ class Answer:
         out = self.write(self.held) if self.open or not self.items else []  # not after a call
         out += (self.begin() if not self.items else []) + self.close(status)
         counts = self.run.usage()
-        self.result = self.response(status, {
-            "input_tokens": counts["prompt_tokens"], "input_tokens_details": {"cached_tokens": counts["cached_tokens"]},
-            "output_tokens": counts["completion_tokens"], "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": counts["prompt_tokens"] + counts["completion_tokens"]})
+        self.result = self.response(
+            status,
+            {
+                "input_tokens": counts["prompt_tokens"],
+                "input_tokens_details": {"cached_tokens": counts["cached_tokens"]},
+                "output_tokens": counts["completion_tokens"],
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": counts["prompt_tokens"] + counts["completion_tokens"],
+            },
+        )
         return out + [self.event(f"response.{status}", response=self.result)]
 
 
@@ -250,11 +315,19 @@ def ask(body: ResponsesRequest) -> Ask:
     if ((body.text or {}).get("format") or {}).get("type") not in (None, "text"):
         raise refuse("text.format", "only text responses are supported")
     choice = body.tool_choice if isinstance(body.tool_choice, str) or body.tool_choice is None else "required"
-    functions = [{"type": "function", "function": tool.model_dump(exclude_none=True)}
-                 for tool in body.tools or [] if isinstance(tool, FunctionTool)]  # other kinds are left out
-    return Ask(model=body.model, messages=template_messages(body), tools=chosen_tools(functions, choice),
-               max_tokens=body.max_output_tokens, stream=bool(body.stream),
-               sampling=Sampling(temperature=body.temperature, top_p=body.top_p))
+    functions = [
+        {"type": "function", "function": tool.model_dump(exclude_none=True)}
+        for tool in body.tools or []
+        if isinstance(tool, FunctionTool)
+    ]  # other kinds are left out
+    return Ask(
+        model=body.model,
+        messages=template_messages(body),
+        tools=chosen_tools(functions, choice),
+        max_tokens=body.max_output_tokens,
+        stream=bool(body.stream),
+        sampling=Sampling(temperature=body.temperature, top_p=body.top_p),
+    )
 
 
 async def events(answer: Answer) -> AsyncIterator[str]:
@@ -278,5 +351,7 @@ def routes(core: Core) -> list[Route]:
             answer.feed(piece)
         return JSONResponse(answer.result)
 
-    return [Route(path, create, methods=["POST"]) for path in
-            ("/v1/responses", "/v1/responses/", "/responses", "/responses/")]
+    return [
+        Route(path, create, methods=["POST"])
+        for path in ("/v1/responses", "/v1/responses/", "/responses", "/responses/")
+    ]

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from types import ModuleType
-from typing import Any, AsyncIterator
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -21,12 +22,36 @@ from starlette.routing import Route
 
 from ...protocol import ServeSpec, host_name, is_loopback
 from .core import Core
-from .problems import (BUSY, FAILED, FORBIDDEN, INVALID, MEDIA_TYPE, METHOD, MODEL_CANNOT, NOT_FOUND, TOO_LARGE,
-                       UNAVAILABLE, UNSUPPORTED, Problem, invalid)
+from .problems import (
+    BUSY,
+    FAILED,
+    FORBIDDEN,
+    INVALID,
+    MEDIA_TYPE,
+    METHOD,
+    MODEL_CANNOT,
+    NOT_FOUND,
+    TOO_LARGE,
+    UNAVAILABLE,
+    UNSUPPORTED,
+    Problem,
+    invalid,
+)
 
 HELD = "mlxtasks.held"  # the scope's list of the models its request holds, released when the response is sent
-STATUS = {INVALID: 400, UNSUPPORTED: 400, MODEL_CANNOT: 422, NOT_FOUND: 404, FORBIDDEN: 403, TOO_LARGE: 413,
-          MEDIA_TYPE: 415, METHOD: 405, BUSY: 429, UNAVAILABLE: 503, FAILED: 500}  # each kind's HTTP status
+STATUS = {
+    INVALID: 400,
+    UNSUPPORTED: 400,
+    MODEL_CANNOT: 422,
+    NOT_FOUND: 404,
+    FORBIDDEN: 403,
+    TOO_LARGE: 413,
+    MEDIA_TYPE: 415,
+    METHOD: 405,
+    BUSY: 429,
+    UNAVAILABLE: 503,
+    FAILED: 500,
+}  # each kind's HTTP status
 LOGGED_TEXT = 300  # characters of a client's text (a path) an access line keeps
 
 
@@ -37,7 +62,9 @@ def parse(kind: type[BaseModel], data: Any) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"] if not type_tag(str(part)))
-        raise Problem(INVALID, f"{where or 'body'}: {first['msg']}", param=where or None, code="invalid_value") from None
+        raise Problem(
+            INVALID, f"{where or 'body'}: {first['msg']}", param=where or None, code="invalid_value"
+        ) from None
 
 
 def type_tag(part: str) -> bool:
@@ -48,10 +75,14 @@ def type_tag(part: str) -> bool:
 async def read_json(request: Request, limit: int) -> dict:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind != "application/json":
-        raise Problem(MEDIA_TYPE, f"Send the body as JSON with the header Content-Type: application/json "
-                                  f"(got {kind or 'none'!r}).", code="unsupported_media_type")
-    too_big = Problem(TOO_LARGE, f"The body is larger than this server's limit of {limit} bytes.",
-                      code="body_too_large")
+        raise Problem(
+            MEDIA_TYPE,
+            f"Send the body as JSON with the header Content-Type: application/json (got {kind or 'none'!r}).",
+            code="unsupported_media_type",
+        )
+    too_big = Problem(
+        TOO_LARGE, f"The body is larger than this server's limit of {limit} bytes.", code="body_too_large"
+    )
     if int(request.headers.get("content-length") or 0) > limit:
         raise too_big
     body = bytearray()
@@ -79,15 +110,17 @@ async def disconnected(request: Request) -> None:
 
 
 def event_stream(lines: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(lines, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        lines, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 def printable(text: str, limit: int = LOGGED_TEXT) -> str:
     """A client's text as one log line may hold it: control characters (newlines, terminal escapes, NUL) and
     backslashes escaped, cut at `limit`."""
-    out = "".join(c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii")
-                  for c in text[:limit])
+    out = "".join(
+        c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii") for c in text[:limit]
+    )
     return out + ("..." if len(text) > limit else "")
 
 
@@ -100,8 +133,9 @@ def admin_routes(core: Core) -> list[Route]:
         return JSONResponse({"status": "ok", "requests": core.pool.requests})
 
     async def ps(request: Request) -> Response:
-        return JSONResponse({"budget": core.spec.budget, "models": core.pool.table(),
-                             "waiting": dict(core.pool.waiting)})
+        return JSONResponse(
+            {"budget": core.spec.budget, "models": core.pool.table(), "waiting": dict(core.pool.waiting)}
+        )
 
     async def unload(request: Request) -> Response:
         name = (await read_json(request, core.spec.max_body_bytes)).get("model")
@@ -110,8 +144,12 @@ def admin_routes(core: Core) -> list[Route]:
         now = await asyncio.to_thread(core.pool.unload, name)
         return JSONResponse({"model": core.pool.find(name).alias, "unloaded": now})
 
-    return [Route("/health", health, methods=["GET"]), Route("/health/", health, methods=["GET"]),
-            Route("/v1/mlxtasks/ps", ps, methods=["GET"]), Route("/v1/mlxtasks/unload", unload, methods=["POST"])]
+    return [
+        Route("/health", health, methods=["GET"]),
+        Route("/health/", health, methods=["GET"]),
+        Route("/v1/mlxtasks/ps", ps, methods=["GET"]),
+        Route("/v1/mlxtasks/unload", unload, methods=["POST"]),
+    ]
 
 
 def build(spec: ServeSpec, pool, log, dialects: list[ModuleType]) -> Any:
@@ -128,28 +166,36 @@ def build(spec: ServeSpec, pool, log, dialects: list[ModuleType]) -> Any:
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 405:
-            said = Problem(METHOD, f"{request.method} is not allowed here.", code="method_not_allowed",
-                           allow=(exc.headers or {}).get("Allow"))
+            said = Problem(
+                METHOD,
+                f"{request.method} is not allowed here.",
+                code="method_not_allowed",
+                allow=(exc.headers or {}).get("Allow"),
+            )
         else:
             said = Problem(NOT_FOUND, "No such path.", code="not_found")
         return error(request.url.path, said)
 
     async def crash(request: Request, exc: Exception) -> Response:
         log.exception("request failed")
-        return error(request.url.path, Problem(FAILED, f"The server failed on this request: {type(exc).__name__}.",
-                                               code="internal_error"))
+        return error(
+            request.url.path,
+            Problem(FAILED, f"The server failed on this request: {type(exc).__name__}.", code="internal_error"),
+        )
 
     handlers: dict[Any, Any] = {Problem: problem, HTTPException: http_error, Exception: crash}  # each its kind
     app: Any = Starlette(routes=routes, exception_handlers=handlers)
     app.router.redirect_slashes = False
     if spec.allowed_origins:
-        app = CORSMiddleware(app, allow_origins=spec.allowed_origins, allow_methods=["GET", "POST"],
-                             allow_headers=["*"])
+        app = CORSMiddleware(
+            app, allow_origins=spec.allowed_origins, allow_methods=["GET", "POST"], allow_headers=["*"]
+        )
     return Guard(releasing(app, pool), is_loopback(spec.host), log, error)
 
 
 def releasing(app, pool):
     """The models a request holds (Core.hold) are released once its response is sent or it fails."""
+
     async def held_app(scope, receive, send):
         scope[HELD] = models = []
         try:
@@ -157,6 +203,7 @@ def releasing(app, pool):
         finally:
             for one in models:
                 pool.release(one)
+
     return held_app
 
 
@@ -187,11 +234,19 @@ class Guard:
         try:
             host = host_name(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
             if self.loopback and host and not is_loopback(host):
-                refused = Problem(FORBIDDEN, "This server answers only requests addressed to localhost.",
-                                  code="host_not_allowed")
+                refused = Problem(
+                    FORBIDDEN, "This server answers only requests addressed to localhost.", code="host_not_allowed"
+                )
                 await self.error(scope["path"], refused)(scope, receive, counted_send)
             else:
                 await self.app(scope, counted_receive, counted_send)
         finally:
-            self.log.info("%s %s %s in=%dB out=%dB %.3fs", printable(scope["method"], 20), printable(scope["path"]),
-                          seen["status"] or "-", seen["in"], seen["out"], time.monotonic() - started)
+            self.log.info(
+                "%s %s %s in=%dB out=%dB %.3fs",
+                printable(scope["method"], 20),
+                printable(scope["path"]),
+                seen["status"] or "-",
+                seen["in"],
+                seen["out"],
+                time.monotonic() - started,
+            )
