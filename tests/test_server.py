@@ -36,7 +36,7 @@ MAP = {"claude-*": "tiny", "gpt-*": "tiny"}
 class Server:
     """The app over a Pool of fake engines: `client` (Starlette's), `log` (its lines), `engines` (made so far)."""
 
-    def __init__(self, context=4096, queue_limit=32, host="127.0.0.1", budget=0, need=0, others=(), **fake):
+    def __init__(self, context=4096, queue_limit=32, host="127.0.0.1", budget=0, need=0, others=(), **fake) -> None:
         served = ServedModel("tiny", "/models/tiny", ["tiny-4bit"], need, context)
         self.spec = ServeSpec.starting(
             served,

@@ -85,7 +85,7 @@ def split_at_stop(text: str, stops: list[str]) -> tuple[str, str, str | None]:
 class Outbox:
     """The events of one engine step, handed to each event loop in one call: a wake-up per step, not per token."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.items: list[tuple[Job, str, Any]] = []
 
     def add(self, job: Job, kind: str, value: Any) -> None:
