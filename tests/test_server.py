@@ -33,6 +33,17 @@ WEATHER = {"name": "get_weather", "description": "The weather.", "parameters": {
 MAP = {"claude-*": "tiny", "gpt-*": "tiny"}
 
 
+class Lines(logging.Handler):
+    """Log lines, formatted, into a list."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
 class Server:
     """The app over a Pool of fake engines: `client` (Starlette's), `log` (its lines), `engines` (made so far)."""
 
@@ -49,9 +60,8 @@ class Server:
         )
         self.lines: list[str] = []
         self.log = logging.getLogger(f"test-server-{id(self)}")
-        handler = logging.Handler()
+        handler = Lines(self.lines)
         handler.setFormatter(Printable("%(message)s"))
-        handler.emit = lambda record: self.lines.append(handler.format(record))
         self.log.addHandler(handler)
         self.log.setLevel(logging.INFO)
         self.engines: list[FakeEngine] = []
