@@ -29,8 +29,15 @@ def start() -> None:
     a stdout that cannot be written, wherever it is met (a task, Invoke's help, a runtime's answer, the final
     flush), ends the command as stdout_failed says instead of in a traceback, an "Exception ignored", or
     silently: at a script's end Python flushes stdout and drops the error, so stdout is line-buffered."""
-    if os.path.basename(sys.argv[0] if sys.argv else "") not in _ENTRY_POINTS:
+    program = os.path.basename(sys.argv[0] if sys.argv else "")
+    if program not in _ENTRY_POINTS:
         return
+    if sys.stdout is None and program != "-m":  # started with stdout closed (`>&-`): all it says would be lost
+        sys.stderr.write(
+            f"[error] {program}: standard output is closed, so nothing it says could be seen.\n"
+            "  Fix: leave stdout open, or send it away: > /dev/null\n"
+        )
+        os._exit(1)
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         try:
             signal.signal(signal.SIGINT, _interrupted_while_starting)

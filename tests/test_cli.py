@@ -87,6 +87,26 @@ def test_a_full_disk_under_stdout_is_one_sentence_and_status_1(home, program, wr
     assert (done.returncode, done.stderr.splitlines()) == (1, FULL_DISK)
 
 
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_a_closed_stdout_is_one_sentence_and_status_1(home, program):
+    """`mlxtasks models.list >&-`: Python gives such a program no stdout at all, and every print went nowhere."""
+    done = subprocess.run(
+        [str(BIN / program), "models.list"],
+        cwd=ROOT,
+        env=user_env(home),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"[error] {program}: standard output is closed, so nothing it says could be seen.\n"
+        "  Fix: leave stdout open, or send it away: > /dev/null\n"
+    )
+
+
 @pytest.mark.parametrize("unbuffered", ["", "1"])
 def test_mlx_status_into_a_pipe_whose_reader_left_is_quiet_too(home, unbuffered):
     """mlx-status runs `python -m mlxtasks.status`, outside any task."""
