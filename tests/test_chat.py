@@ -102,6 +102,7 @@ def test_one_shots_ask_a_server_only_where_one_runs_on_the_configured_port_and_a
         assert serve.running(s.state) == record and chat.server_url(s) == ""
 
 
+@pytest.mark.slow  # the CLI or the chat runtime as a process
 @pytest.mark.parametrize(
     "flag, value, words",
     [
@@ -159,6 +160,7 @@ def test_a_chat_caps_a_models_answer_budget_at_half_the_context_that_fits_and_sa
     assert one_shot.notices == flagged.notices == []
 
 
+@pytest.mark.slow  # the CLI or the chat runtime as a process
 def test_a_slash_command_that_fails_is_one_line_and_the_chat_goes_on(tmp_path):
     """The runtime's chat as a process, its input from a pipe: a failed /save or a refused /set costs nothing,
     and /save onto an existing file keeps it where there is no terminal to ask."""
@@ -182,6 +184,7 @@ def test_a_slash_command_that_fails_is_one_line_and_the_chat_goes_on(tmp_path):
     assert "## System\n\nBe terse." in (tmp_path / "new.md").read_text()  # the session lived on, its prompt kept
 
 
+@pytest.mark.slow  # the CLI or the chat runtime as a process
 def test_save_onto_an_existing_file_asks_at_a_terminal(tmp_path):
     """At a terminal (a real pty), /save onto a file asks; no keeps it, yes replaces it."""
     (tmp_path / "kept.md").write_text("mine\n")
@@ -209,6 +212,7 @@ def test_save_onto_an_existing_file_asks_at_a_terminal(tmp_path):
     assert (tmp_path / "kept.md").read_text().startswith("# Chat with None")
 
 
+@pytest.mark.slow  # the CLI or the chat runtime as a process
 @pytest.mark.parametrize(
     "argv, stdin, words",
     [
@@ -227,6 +231,7 @@ def test_a_prompt_that_is_not_utf8_or_is_empty_is_refused_before_anything_loads(
     assert done.returncode == 1 and "Traceback" not in err and words in err and "Fix: " in err, err
 
 
+@pytest.mark.slow  # the CLI or the chat runtime as a process
 def test_chat_ask_dash_with_stdin_closed_says_so(home):
     done = run(["sh", "-c", f"exec {BIN / 'invoke'} chat.ask - <&-"], home)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr

@@ -25,6 +25,9 @@ from mlxtasks.tasks import ns
 from .support.fake_hub import FakeHub
 from .support.helpers import BIN, ROOT, clean_env, invoke, run
 
+# Every test here meets the command line as a user does: the CLI started as a process (the quick lane's).
+pytestmark = pytest.mark.slow
+
 FULL_DISK = [
     "[error] The output could not be written: No space left on device.",
     "  Fix: free some space, or send the output to another disk (> FILE)",

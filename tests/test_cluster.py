@@ -497,6 +497,7 @@ cluster.supervise(launcher, ["127.0.0.1"] * 2, "qwen7b", chat=False, log=Path(sy
 """
 
 
+@pytest.mark.slow  # a launcher and its ranks as processes
 def test_sigterm_stops_the_launcher_and_every_rank(tmp_path):
     run = subprocess.Popen(
         [sys.executable, "-c", SUPERVISED, str(tmp_path / "cluster.log")], stdout=subprocess.PIPE, text=True, cwd=ROOT

@@ -13,6 +13,9 @@ from .support.helpers import BIN, TOOL_VENV, invoke, run
 from .test_bench import record
 from .test_rcfile import mounted  # noqa: F401 - a fixture
 
+# The hostile sweep as it was hit: mostly the CLI as a process, real FIFOs and mounts (the quick lane's).
+pytestmark = pytest.mark.slow
+
 
 def refused(done, *words: str) -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
@@ -190,6 +193,7 @@ def complete_model(models, folder="qwen25-coder-7b"):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "damage, said",
     [
@@ -227,6 +231,7 @@ def bare_venv(tmp_path):
     return venv
 
 
+@pytest.mark.slow
 def test_validate_with_a_read_only_home_asks_uv_for_no_cache(home, mounted, bare_venv):
     home = mounted("home", "ro")
     done = invoke("validate", "--venv", str(bare_venv), home=home, timeout=300)
@@ -252,6 +257,7 @@ def test_uv_that_cannot_write_its_cache_is_said_so_not_blamed_on_the_network(mou
     assert "UV_CACHE_DIR" in err.fix
 
 
+@pytest.mark.slow
 def test_a_fifo_for_a_models_config_is_a_problem_not_a_hang(home):
     path = complete_model(home / "workspace" / "mlx")
     (path / "config.json").unlink()

@@ -448,6 +448,7 @@ def test_ctrl_d_at_a_question_stops_with_the_flag_that_answers_it(home):
 OTHER_UID, OTHER_GID = 4242, 4343  # a user and group that are not root's
 
 
+@pytest.mark.slow  # the CLI as a process, or a real mount
 @pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root (sudo keeping HOME)")
 def test_install_and_remove_as_root_keep_the_users_owner_group_and_mode(home):
     rc = home / ".bashrc"
@@ -464,6 +465,7 @@ def test_install_and_remove_as_root_keep_the_users_owner_group_and_mode(home):
     assert rc.read_text() == "# mine\n"
 
 
+@pytest.mark.slow  # the CLI as a process, or a real mount
 def test_a_hard_linked_rc_keeps_its_other_names(home):
     dotfiles = home / "dotfiles"
     dotfiles.mkdir()
@@ -475,6 +477,7 @@ def test_a_hard_linked_rc_keeps_its_other_names(home):
     assert os.path.samefile(home / ".bashrc", dotfiles / "bashrc") and (dotfiles / "bashrc").read_text() == "# mine\n"
 
 
+@pytest.mark.slow  # the CLI as a process, or a real mount
 def test_failed_writes_on_a_full_disk_rotate_no_backup_away(home, mounted):
     dotfiles = mounted("dotfiles", f"size={16 * PAGE}")
     rc = dotfiles / "bashrc"
@@ -504,6 +507,7 @@ def test_a_dangling_rc_symlink_makes_no_folder_outside_home(home, tmp_path):
     assert not elsewhere.exists()
 
 
+@pytest.mark.slow  # the CLI as a process, or a real mount
 def test_remove_says_it_deleted_the_file_a_symlink_points_to_and_leaves_the_link(home, tmp_path):
     (tmp_path / "dotfiles").mkdir()
     target = tmp_path / "dotfiles" / "bashrc"

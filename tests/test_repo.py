@@ -441,6 +441,7 @@ def parsed(words: list[str]):
     return [task for task in Parser(initial=initial, contexts=contexts).parse_argv(ours) if task.name]
 
 
+@pytest.mark.slow  # every command line of the docs through Invoke's parser: seconds
 def test_every_command_in_the_docs_parses_as_the_tool_reads_it():
     """Each task exists, with the options given, and its positional arguments are there."""
     from invoke.exceptions import ParseError
@@ -455,6 +456,7 @@ def test_every_command_in_the_docs_parses_as_the_tool_reads_it():
     assert found == [], "\n".join(found)
 
 
+@pytest.mark.slow  # every command line of the docs through Invoke's parser: seconds
 def test_every_model_the_docs_hand_a_task_or_run_as_mlx_alias_is_in_the_catalogue():
     from invoke.exceptions import ParseError
 
