@@ -48,7 +48,7 @@ print(json.dumps(runs[1:]))
 """
 
 # mlx_lm's BatchGenerator alone, no server: 1 and then 8 streams, each after a warm-up of the same size, counted as a
-# server's are: every token, from the insert to the last token.
+# server's are: every token, from the insert to the last token; and the seconds until every stream had its first.
 CEILING = """
 import json, sys, time
 from mlx_lm import load
@@ -60,20 +60,23 @@ bias = make_logits_processors({int(i): -100.0 for i in sys.argv[4].split(",")})
 def run(streams, tokens):
     generator = BatchGenerator(model)
     prompts = [tokenizer.encode(f"{sys.argv[2]} ({n})") for n in range(streams)]
-    start, counted = time.perf_counter(), 0
+    start, counted, started, first = time.perf_counter(), 0, set(), None
     generator.insert(prompts, max_tokens=[tokens] * streams, logits_processors=[bias] * streams)
     while True:
         _, responses = generator.next()
         if not responses and counted:
             break
         counted += len(responses)
+        started |= {response.uid for response in responses}
+        if first is None and len(started) == streams:
+            first = time.perf_counter() - start
     generator.close()
-    return counted / (time.perf_counter() - start)
+    return counted / (time.perf_counter() - start), first
 
 rates = {}
 for streams in (1, int(sys.argv[3])):
     run(streams, 4)
-    rates[streams] = run(streams, int(sys.argv[5]))
+    rates[streams], rates[f"{streams}_first"] = run(streams, int(sys.argv[5]))
 print(json.dumps(rates))
 """
 
@@ -267,18 +270,20 @@ def serve_one_stream(work: Path) -> Result:
 def serve_parallel_streams(work: Path) -> Result:
     found = numbers(work)
     ours, theirs, ceiling = found["ours"], found["mlx_lm"], found["ceiling_tps"][str(STREAMS)]
+    first = found["ceiling_tps"][f"{STREAMS}_first"]
     return Result(
-        f"The server, {STREAMS} parallel streams: aggregate rate against mlx_lm's BatchGenerator on the same {STREAMS}, "
-        "and the slowest first token",
+        f"The server, {STREAMS} parallel streams: aggregate rate and the slowest first token against mlx_lm's "
+        f"BatchGenerator on the same {STREAMS} new prompts",
         f"{ours['many_tps']:.1f} tokens/s, BatchGenerator alone {ceiling:.1f} ({ours['many_tps'] / ceiling:.0%}); slowest "
-        f"first token {ours['many_first']:.2f} s",
-        ">= 95% of BatchGenerator's rate, every first token within 2 s",
-        ours["many_tps"] >= 0.95 * ceiling and ours["many_first"] <= 2,
+        f"first token {ours['many_first']:.2f} s, BatchGenerator's {first:.2f} s",
+        ">= 95% of BatchGenerator's rate, the slowest first token within 1.25x BatchGenerator's",
+        ours["many_tps"] >= 0.95 * ceiling and ours["many_first"] <= 1.25 * first,
         {
             "ours_tps": ours["many_tps"],
             "ours_first_s": ours["many_first"],
             "ceiling_1_tps": found["ceiling_tps"]["1"],
             f"ceiling_{STREAMS}_tps": ceiling,
+            f"ceiling_{STREAMS}_first_s": first,
             "mlx_lm_server_tps": theirs["many_tps"],
             "mlx_lm_server_first_s": theirs["many_first"],
         },
@@ -286,6 +291,8 @@ def serve_parallel_streams(work: Path) -> Result:
             f"mlx_lm.server: {theirs['many_tps']:.1f} tokens/s, slowest first token {theirs['many_first']:.2f} s",
             f"BatchGenerator decodes {STREAMS} streams at {ceiling / found['ceiling_tps']['1']:.2f}x one on this "
             "machine: the most batching can gain here",
+            "every prompt is new to the server: the first tokens are the prompts' prefill (the 1.87 s of 2026-11-30 "
+            "came from prompts the warm-up had put in the server's prompt cache)",
         ),
     )
 
