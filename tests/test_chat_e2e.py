@@ -659,3 +659,18 @@ def test_a_chat_session_talks_to_the_server(chat_setup, tiny_server):
     assert f"answered by the server at http://127.0.0.1:{port}/v1" in say(child, "/stats")
     assert leave(child) == 0
     assert logged(server_home, before + 2) == before + 2
+
+
+FIFO_HISTORY = """
+import os, sys
+from pathlib import Path
+from mlxtasks.runtime.editor import saved
+os.mkfifo(sys.argv[1])
+print(type(saved(Path(sys.argv[1]))).__name__)
+"""
+
+
+def test_a_fifo_where_the_chat_history_goes_is_left_alone_and_the_history_kept_in_memory(mlx_run, tmp_path):
+    """prompt_toolkit lives in the MLX venv; opening a FIFO for appending would wait for a reader forever."""
+    done = mlx_run(FIFO_HISTORY, str(tmp_path / "history"), timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "InMemoryHistory"), done.stderr
