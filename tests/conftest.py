@@ -4,6 +4,7 @@ HOME, one real `sh bootstrap.sh --yes` (venv + MLX packages from the index) per 
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
@@ -16,6 +17,11 @@ pytest_plugins = ["tests.support.fixtures"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A suite started as a background job (`sh scripts/test.sh &` in a script) inherits Ctrl-C ignored, and so would
+    # every process it starts: the tests that send a real SIGINT would then see it ignored. A handler here makes
+    # each process the tests start get Ctrl-C as a terminal gives it (exec resets a caught signal to its default).
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line(
         "markers",
         "tools(*names): runs these tools (keys of SYSTEM_TOOLS, NPM_TOOLS); "
