@@ -181,7 +181,7 @@ def test_a_port_in_use_is_one_sentence(paths, home):
         taken.listen()
         port = taken.getsockname()[1]
         done = invoke("serve", "default", "--port", str(port), *paths, home=home)
-    assert done.returncode == 1 and f"Port {port} on 127.0.0.1 is already in use by another program." in done.stderr
+    assert done.returncode == 1 and f"Port {port} on 127.0.0.1 is already in use by another program" in done.stderr
     assert f"Fix: invoke serve qwen7b --port {port + 1}" in done.stderr
     assert not (state_of(home) / "serve.json").exists()
 

@@ -230,22 +230,24 @@ def test_an_unknown_shell_is_one_sentence_and_the_flag(home):
     assert "Cannot tell which shell you use from SHELL=/bin/tcsh." in done.stderr and "--shell" in done.stderr
 
 
-def test_uninstall_removes_the_block_then_asks_before_deleting_the_venv(home):
+def test_uninstall_without_a_terminal_changes_nothing_and_with_yes_removes_the_block_and_the_venv(home):
     assert invoke("venv", home=home).returncode == 0
     (home / ".bashrc").write_text("export A=1\n")
     assert invoke("shell", home=home).returncode == 0
+    with_block = (home / ".bashrc").read_text()
     models = home / "workspace" / "mlx" / "tiny"
     models.mkdir(parents=True)
     (models / "config.json").write_text("{}")
 
     done = invoke("uninstall", home=home)
     assert done.returncode == 1
-    assert (home / ".bashrc").read_text() == "export A=1\n"
+    assert (home / ".bashrc").read_text() == with_block != "export A=1\n"  # refused before anything changed
     assert "needs a yes, and there is no terminal to ask" in done.stderr and (home / "venv-mlx").exists()
 
     done = invoke("uninstall", "--yes", home=home)
     assert done.returncode == 0, done.stderr
-    assert not (home / "venv-mlx").exists() and models.exists()  # models only with --models
+    assert (home / ".bashrc").read_text() == "export A=1\n"
+    assert not (home / "venv-mlx").exists() and models.exists()  # models only with --delete-models
 
     assert invoke("uninstall", "--yes", "--delete-models", home=home).returncode == 0
     assert not models.exists()
