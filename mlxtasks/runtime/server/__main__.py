@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 
+from ... import exits
 from ...protocol import ServeSpec
 from .. import gpu
 
@@ -111,6 +112,9 @@ def stop_when_orphaned(supervisor: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     gpu.use_kernel_cache()
+    # Imports done: Ctrl-C is Python's again. uvicorn, once stopped, raises the signal that stopped it once more
+    # with the handler it found, and only Python's ends the process by that signal, which supervise reads as a stop.
+    exits.ready()
     spec = ServeSpec.from_json((argv or sys.argv[1:])[0])
     supervise(spec)
     faulthandler.enable()  # a crash in native code leaves its stack in the log
