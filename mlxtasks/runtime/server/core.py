@@ -15,7 +15,7 @@ from ...protocol import ServeSpec, duration
 from .calls import ToolCalls
 from .jobs import Busy, Job
 from .problems import BUSY, UNAVAILABLE, Problem, cannot, invalid, refuse
-from .request import MAX_CHOICES, Ask
+from .request import MAX_CHOICES, Ask, Embed, Embedded
 
 PING_S = 5.0  # a stream with nothing to say for this long says so (a keep-alive): its client knows it lives
 
@@ -58,6 +58,8 @@ class Core:
 
     async def start(self, ask: Ask, held: list) -> Run:
         """Hold the model, make the prompt, check it, and submit its jobs (or, for ask.count_only, just count)."""
+        if ask.format is not None:
+            raise refuse(ask.format.param, "only text responses are supported")
         loaded = await self.hold(held, ask.model, ask.keep_alive)
         engine, served = loaded.engine, loaded.served
         prompts, echoes = await asyncio.to_thread(self.prompts, engine, ask)
@@ -81,6 +83,10 @@ class Core:
                 retry_after=1,
             ) from None
         return Run(ask, engine, served, jobs, events, counted, echoes, calls)
+
+    async def embed(self, embed: Embed, held: list) -> Embedded:
+        """The inputs' embeddings from an embedding model (held as start() holds a chat model)."""
+        raise refuse("input", "this server does not serve embeddings yet")
 
     def prompts(self, engine, ask: Ask) -> tuple[list[list[int]], list[str] | None]:
         """The prompts' tokens, and for an echoed completion their texts (run in a worker thread)."""

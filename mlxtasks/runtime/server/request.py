@@ -30,6 +30,33 @@ class Sampling:
 
 
 @dataclass
+class Format:
+    """A structured answer: any JSON object (schema None), or JSON that matches schema. param: where the
+    request gave it (response_format, text.format, format), for a refusal that names the part."""
+
+    schema: dict | None = None
+    param: str = "response_format"
+
+
+@dataclass
+class Embed:
+    """Texts (or token ids) to embed, from any API; dimensions: keep the first this many (None: all)."""
+
+    model: str | None
+    inputs: list[str] | list[list[int]]
+    dimensions: int | None = None
+    keep_alive: float | None = None
+    truncate: bool = True  # an input past the model's context is cut (False: refused)
+
+
+@dataclass
+class Embedded:
+    vectors: list[list[float]]
+    prompt_tokens: int
+    model: str  # the alias that answered
+
+
+@dataclass
 class Ask:
     """A chat (messages) or a text completion (prompts), from any API.
 
@@ -50,6 +77,7 @@ class Ask:
     keep_alive: float | None = None  # seconds the model stays loaded after this; negative: forever
     stream: bool = False
     count_only: bool = False  # tokenize and count, generate nothing (no context limit applies)
+    format: Format | None = None  # a structured answer (JSON), constrained while it is decoded
 
 
 def joined(texts: list[str]) -> str:
