@@ -473,6 +473,17 @@ def test_the_prompt_cache_is_counted_inside_the_memory_budget():
     assert rows == {"other": 2 * GB} and tight.engines[0].stopping
 
 
+@pytest.mark.parametrize("budget, max_tokens, most", [(8 * GB, 200, 4), (8 * GB, 300, 3), (0, 300, 4)])
+def test_streams_join_the_batch_only_while_their_kv_cache_fits_the_models_context(budget, max_tokens, most):
+    """Under a budget, a model's batch holds at most the context its memory need counts: streams are padded to the
+    longest, so 4 of (prompt + 300) tokens would pass 1000, and the fourth waits for one to end. No budget, no wait."""
+    server = Server(budget=budget, need=3 * GB, context=1000, reply=say("x" * 400))
+    body = {"model": "tiny", "messages": HI, "n": 4, "max_tokens": max_tokens}
+    reply = server.post("/v1/chat/completions", body).json()
+    assert [c["finish_reason"] for c in reply["choices"]] == ["length"] * 4
+    assert server.engines[0].most == most
+
+
 ORPHAN = """
 import os, sys, time
 sys.platform = "darwin"  # a Mac's fact: no parent-death signal, so only the server's own look can end it

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from mlxtasks.runtime.server.jobs import Worker
+from mlxtasks.runtime.server.jobs import Worker, kv_room
 
 BOS, EOS, FIRST_BYTE = 1, 2, 3  # token ids: a byte b is FIRST_BYTE + b
 
@@ -92,7 +92,7 @@ class FakeEngine(Worker):
         tool_calling: bool = True,
         fim: bool = False,
     ):
-        super().__init__(spec.queue_limit, f"fake engine {served.alias}")
+        super().__init__(spec.queue_limit, f"fake engine {served.alias}", kv_room(spec, served))
         self.spec, self.served, self.reply, self.step_s, self.gate = spec, served, reply, step_s, gate
         self.cache_bytes = cache_bytes
         self.tokenizer = Tokenizer(tool_calling)
@@ -100,6 +100,7 @@ class FakeEngine(Worker):
         self.context = min(context, served.context or context)
         self.fim = [FIRST_BYTE + 0xF0, FIRST_BYTE + 0xF1, FIRST_BYTE + 0xF2, None] if fim else None
         self.seen: list[list[int]] = []  # finished conversations (prompt and answer), the prompt cache's stand-in
+        self.most = 0  # the most streams answered at once
 
     @classmethod
     def maker(cls, **options) -> Callable:
@@ -121,6 +122,7 @@ class FakeEngine(Worker):
                 job.cached = max((common(seen, job.prompt) for seen in self.seen), default=0)
                 answer = self.tokenizer.encode(self.reply(self.tokenizer.decode(job.prompt)), add_special_tokens=False)
                 active[id(job)] = (job, answer, iter(answer + [EOS]))
+            self.most = max(self.most, len(active))
             if self.gate is not None:
                 self.gate.wait()
             for key, (job, answer, tokens) in list(active.items()):

@@ -20,7 +20,7 @@ class Busy(Exception):
     """The queue is full: the request is refused, nothing started."""
 
 
-@dataclass
+@dataclass(eq=False)  # one job is one stream: compared by identity
 class Job:
     """Events go to `events` on `loop` as (index, kind, value): ("text", str) and, at the end, ("done", {...})."""
 
@@ -60,6 +60,11 @@ class Job:
         if reason is not None:
             return text + self.pending, reason
         return text, None
+
+    @property
+    def reserve(self) -> int:
+        """The KV cache tokens it may come to hold: its prompt and its whole answer."""
+        return len(self.prompt) + self.max_tokens
 
     def done(self, reason: str) -> dict:
         return {
@@ -109,13 +114,25 @@ def deliver(items: list[tuple[asyncio.Queue, tuple]]) -> None:
         events.put_nowait(event)
 
 
+def kv_room(spec, served) -> int:
+    """The KV cache tokens one model's batch may hold: the context its memory need counts (fit.need), under a
+    memory budget; 0 (no limit) without one (serve --force) or with its context unknown."""
+    return served.context if spec.budget else 0
+
+
 class Worker:
     """What every engine does around its model: jobs submitted (refused while the queue is full or the engine has
     failed), cancelled, taken by its thread between steps and counted until they finish; the thread's fault, which
-    ends the server. A subclass's _run() is the thread's loop."""
+    ends the server. A subclass's _run() is the thread's loop.
 
-    def __init__(self, queue_limit: int, name: str):
-        self.queue_limit, self.name = queue_limit, name
+    A job joins the batch only while the batch's KV cache fits kv_tokens: streams are padded to the longest in the
+    batch (mlx_lm's BatchKVCache), so n streams may come to hold n times the largest reserve (prompt plus
+    max_tokens). One that does not fit waits, in arrival order, until streams finish; one alone always joins."""
+
+    def __init__(self, queue_limit: int, name: str, kv_tokens: int = 0):
+        self.queue_limit, self.name, self.kv_tokens = queue_limit, name, kv_tokens
+        self._held: list[Job] = []  # arrived, waiting for room in the batch (the engine thread's)
+        self._joined: list[Job] = []  # handed to the engine thread and not finished
         self.fault: BaseException | None = None
         self.stopping = False
         self.outbox = Outbox()  # the engine thread's
@@ -164,13 +181,34 @@ class Worker:
         self._inbox.put(None)  # wakes the thread, which drops them between two steps
 
     def arrived(self, idle: bool) -> list[Job]:
-        """The jobs submitted since the last look; while idle, waits for one (or a wake-up)."""
-        jobs = [self._inbox.get()] if idle else []
+        """The jobs submitted since the last look that fit the batch's KV room (and any cancelled one); while idle
+        with none held, waits for one (or a wake-up)."""
+        jobs = [self._inbox.get()] if idle and not self._held else []
         while True:
             try:
                 jobs.append(self._inbox.get_nowait())
             except queue.Empty:
-                return [job for job in jobs if job is not None]
+                break
+        new = [job for job in jobs if job is not None]
+        self._held += new
+        out = [job for job in self._held if job.cancelled]
+        for job in self._held:
+            if job.cancelled:
+                continue
+            if not self._fits(job):
+                if job in new:
+                    log.info("a request waits for room in the KV cache (%d streams answering)", len(self._joined))
+                break
+            self._joined.append(job)
+            out.append(job)
+        self._held = [job for job in self._held if job not in out]
+        return out
+
+    def _fits(self, job: Job) -> bool:
+        if not self.kv_tokens or not self._joined:
+            return True
+        largest = max(job.reserve, *(other.reserve for other in self._joined))
+        return (len(self._joined) + 1) * largest <= self.kv_tokens
 
     def idle_and_stopping(self) -> bool:
         return self.stopping and self._inbox.empty()
@@ -179,5 +217,7 @@ class Worker:
         if job.cancelled:
             log.info("a request was cancelled after %d tokens: its client has gone", job.tokens)
         self.outbox.add(job, "done", job.done(reason))
+        if job in self._joined:
+            self._joined.remove(job)
         with self._lock:
             self._count -= 1
