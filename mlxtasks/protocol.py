@@ -323,6 +323,7 @@ class ServedModel(Message):
     temperature: float = 0.0  # the catalogue's sampling: a request's defaults
     top_p: float = 1.0
     max_tokens: int = 2048
+    kv_token_bytes: int = 0  # the KV cache of one token (0: unknown), for the streams past one context
 
 
 @dataclasses.dataclass(frozen=True)

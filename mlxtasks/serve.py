@@ -149,23 +149,25 @@ def limits(settings: Settings) -> dict[str, int]:
 def served_models(settings: Settings, budget: int) -> list[ServedModel]:
     """Every installed model as the server may load it: its names, the memory it needs at the context it runs
     with (the largest that fits, or --context capped), and the catalogue's sampling as its defaults."""
-    from .fit import folder_shape, installed_context, need
+    from .fit import folder_shape, installed_context, kv_bytes, need
 
     table = []
     for model in store.installed_models(settings.models, settings.catalog):
         folder = settings.models / model.folder
         weights = store.size_on_disk(folder)
         context = installed_context(folder, weights, budget, settings.context)[0]
+        shape = folder_shape(folder)
         table.append(
             ServedModel(
                 model.alias,
                 str(folder),
                 sorted({*model.also, folder.name, model.repo, str(folder)}),
-                need(weights, folder_shape(folder), context),
+                need(weights, shape, context),
                 context,
                 model.temperature,
                 model.top_p,
                 model.max_tokens,
+                kv_bytes(shape, 1),  # every layer's, a sliding window's too: an upper bound
             )
         )
     return table

@@ -47,8 +47,10 @@ class Lines(logging.Handler):
 class Server:
     """The app over a Pool of fake engines: `client` (Starlette's), `log` (its lines), `engines` (made so far)."""
 
-    def __init__(self, context=4096, queue_limit=32, host="127.0.0.1", budget=0, need=0, others=(), **fake) -> None:
-        served = ServedModel("tiny", "/models/tiny", ["tiny-4bit"], need, context)
+    def __init__(
+        self, context=4096, queue_limit=32, host="127.0.0.1", budget=0, need=0, others=(), kv_token_bytes=0, **fake
+    ) -> None:
+        served = ServedModel("tiny", "/models/tiny", ["tiny-4bit"], need, context, kv_token_bytes=kv_token_bytes)
         self.spec = ServeSpec.starting(
             served,
             installed=[served, *others],
@@ -473,11 +475,16 @@ def test_the_prompt_cache_is_counted_inside_the_memory_budget():
     assert rows == {"other": 2 * GB} and tight.engines[0].stopping
 
 
-@pytest.mark.parametrize("budget, max_tokens, most", [(8 * GB, 200, 4), (8 * GB, 300, 3), (0, 300, 4)])
-def test_streams_join_the_batch_only_while_their_kv_cache_fits_the_models_context(budget, max_tokens, most):
-    """Under a budget, a model's batch holds at most the context its memory need counts: streams are padded to the
-    longest, so 4 of (prompt + 300) tokens would pass 1000, and the fourth waits for one to end. No budget, no wait."""
-    server = Server(budget=budget, need=3 * GB, context=1000, reply=say("x" * 400))
+@pytest.mark.parametrize(
+    "budget, max_tokens, kv_token_bytes, most",
+    [(8 * GB, 200, 0, 4), (8 * GB, 300, 0, 3), (8 * GB, 300, GB // 100, 4), (0, 300, 0, 4)],
+)
+def test_streams_join_the_batch_only_while_their_kv_cache_fits_the_budget(budget, max_tokens, kv_token_bytes, most):
+    """Under a budget, a model's batch holds the context its memory need counts (1,000 tokens here) and what the
+    budget leaves beside the loaded models (8 GB less 3 for the model and 2 for its prompt cache: 300 tokens at
+    10 MB each). Streams are padded to the longest, so 4 of (prompt + 300) tokens pass 1,000 and the fourth
+    waits for one to end, unless the budget's spare 300 tokens make room. No budget, no wait."""
+    server = Server(budget=budget, need=3 * GB, context=1000, kv_token_bytes=kv_token_bytes, reply=say("x" * 400))
     body = {"model": "tiny", "messages": HI, "n": 4, "max_tokens": max_tokens}
     reply = server.post("/v1/chat/completions", body).json()
     assert [c["finish_reason"] for c in reply["choices"]] == ["length"] * 4

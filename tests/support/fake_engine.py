@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from mlxtasks.runtime.server.jobs import Worker, kv_room
+from mlxtasks.runtime.server.jobs import Worker
 
 BOS, EOS, FIRST_BYTE = 1, 2, 3  # token ids: a byte b is FIRST_BYTE + b
 
@@ -92,7 +92,7 @@ class FakeEngine(Worker):
         tool_calling: bool = True,
         fim: bool = False,
     ):
-        super().__init__(spec.queue_limit, f"fake engine {served.alias}", kv_room(spec, served))
+        super().__init__(spec.queue_limit, f"fake engine {served.alias}")
         self.spec, self.served, self.reply, self.step_s, self.gate = spec, served, reply, step_s, gate
         self.cache_bytes = cache_bytes
         self.tokenizer = Tokenizer(tool_calling)

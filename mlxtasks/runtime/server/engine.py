@@ -24,7 +24,7 @@ from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prom
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_logits_processors, make_sampler
 
 from ...protocol import ServedModel, ServeSpec
-from .jobs import Job, Worker, kv_room
+from .jobs import Job, Worker
 
 # Fill-in-the-middle: the tokens a prompt is built from (prefix, suffix, middle), and the text that ends the
 # middle where it is not the end-of-sequence token.
@@ -71,7 +71,7 @@ class SeededSampler:
 
 class Engine(Worker):
     def __init__(self, spec: ServeSpec, served: ServedModel, cache_bytes: int):
-        super().__init__(spec.queue_limit, f"engine {served.alias}", kv_room(spec, served))
+        super().__init__(spec.queue_limit, f"engine {served.alias}")
         self.spec, self.served = spec, served
         self.model, self.tokenizer, config = load(served.folder, return_config=True)
         text_config = config.get("text_config", config)

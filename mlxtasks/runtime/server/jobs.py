@@ -114,23 +114,19 @@ def deliver(items: list[tuple[asyncio.Queue, tuple]]) -> None:
         events.put_nowait(event)
 
 
-def kv_room(spec, served) -> int:
-    """The KV cache tokens one model's batch may hold: the context its memory need counts (fit.need), under a
-    memory budget; 0 (no limit) without one (serve --force) or with its context unknown."""
-    return served.context if spec.budget else 0
-
-
 class Worker:
     """What every engine does around its model: jobs submitted (refused while the queue is full or the engine has
     failed), cancelled, taken by its thread between steps and counted until they finish; the thread's fault, which
     ends the server. A subclass's _run() is the thread's loop.
 
-    A job joins the batch only while the batch's KV cache fits kv_tokens: streams are padded to the longest in the
-    batch (mlx_lm's BatchKVCache), so n streams may come to hold n times the largest reserve (prompt plus
-    max_tokens). One that does not fit waits, in arrival order, until streams finish; one alone always joins."""
+    Under a memory budget (kv_room, set by pool.py: the KV cache tokens the batch may hold now), a job joins the
+    batch only while it fits: streams are padded to the longest in the batch (mlx_lm's BatchKVCache), so n streams
+    may come to hold n times the largest reserve (prompt plus max_tokens). One that does not fit waits, in
+    arrival order, until streams finish; one alone always joins."""
 
-    def __init__(self, queue_limit: int, name: str, kv_tokens: int = 0):
-        self.queue_limit, self.name, self.kv_tokens = queue_limit, name, kv_tokens
+    def __init__(self, queue_limit: int, name: str):
+        self.queue_limit, self.name = queue_limit, name
+        self.kv_room: Callable[[], int] | None = None
         self._held: list[Job] = []  # arrived, waiting for room in the batch (the engine thread's)
         self._joined: list[Job] = []  # handed to the engine thread and not finished
         self.fault: BaseException | None = None
@@ -204,11 +200,17 @@ class Worker:
         self._held = [job for job in self._held if job not in out]
         return out
 
+    @property
+    def kv_held(self) -> int:
+        """The KV cache tokens the joined streams may come to hold."""
+        joined = list(self._joined)
+        return len(joined) * max((job.reserve for job in joined), default=0)
+
     def _fits(self, job: Job) -> bool:
-        if not self.kv_tokens or not self._joined:
+        if self.kv_room is None or not self._joined:
             return True
         largest = max(job.reserve, *(other.reserve for other in self._joined))
-        return (len(self._joined) + 1) * largest <= self.kv_tokens
+        return (len(self._joined) + 1) * largest <= self.kv_room()
 
     def idle_and_stopping(self) -> bool:
         return self.stopping and self._inbox.empty()

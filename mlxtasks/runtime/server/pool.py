@@ -6,6 +6,7 @@ the tests), so nothing here imports MLX."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -107,6 +108,8 @@ class Pool:
                         param="model",
                         code="model_load_failed",
                     ) from None
+                if self.spec.budget:
+                    engine.kv_room = functools.partial(self._kv_room, engine)
                 engine.start(self.on_fault)
                 held = self.loaded[served.alias] = Loaded(engine, self.spec.keep_alive, cache_bytes)
             with self.counts:
@@ -157,7 +160,21 @@ class Pool:
         return max(0, min(self.spec.prompt_cache_bytes, self.spec.budget - self._used() - served.need))
 
     def _used(self) -> int:
-        return sum(held.served.need + held.cache_bytes for held in self.loaded.values())
+        return sum(
+            held.served.need + held.cache_bytes + self._kv_extra(held.engine) for held in list(self.loaded.values())
+        )
+
+    @staticmethod
+    def _kv_extra(engine) -> int:
+        """The bytes its streams' KV cache may take beyond the one context its need counts."""
+        return max(0, engine.kv_held - engine.context) * engine.served.kv_token_bytes
+
+    def _kv_room(self, engine) -> int:
+        """The KV cache tokens a model's batch may hold now: the context its need counts, and what the budget
+        leaves beside every loaded model (asked from the engine's thread as streams arrive)."""
+        per_token = engine.served.kv_token_bytes
+        spare = self.spec.budget - self._used() + self._kv_extra(engine)
+        return engine.context + (max(0, spare) // per_token if per_token else 0)
 
     def _unload(self, held: Loaded, why: str) -> None:
         del self.loaded[held.served.alias]
