@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import files
 from .errors import MlxTasksError
+from .protocol import xdg_folder
 
 if TYPE_CHECKING:
     from .bench import BenchSettings
@@ -378,16 +379,14 @@ def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
-def state_dir(home: Path) -> Path:
+def state_dir(home: Path, env: Mapping[str, str] = os.environ) -> Path:
     """Pid files, logs, chat history and bench results: $XDG_STATE_HOME/mlxtasks, else ~/.local/state/mlxtasks."""
-    return Path(os.environ.get("XDG_STATE_HOME") or home / ".local" / "state") / "mlxtasks"
+    return xdg_folder("XDG_STATE_HOME", home / ".local" / "state", env) / "mlxtasks"
 
 
 def config_home(home: Path, env: Mapping[str, str] = os.environ) -> Path:
-    """The user's config folder (fish's conf.d, systemd's user units, ours): $XDG_CONFIG_HOME when it is an
-    absolute path (the XDG spec says to ignore a relative one), else ~/.config. The one rule for it."""
-    base = env.get("XDG_CONFIG_HOME", "")
-    return Path(base) if os.path.isabs(base) else home / ".config"
+    """The user's config folder (fish's conf.d, systemd's user units, ours): $XDG_CONFIG_HOME, else ~/.config."""
+    return xdg_folder("XDG_CONFIG_HOME", home / ".config", env)
 
 
 def config_dir(home: Path) -> Path:

@@ -308,6 +308,14 @@ class Capabilities(Message):
     pipeline: bool
 
 
+def xdg_folder(variable: str, default: Path, env: Mapping[str, str]) -> Path:
+    """An XDG base folder: the variable when it is an absolute path (the XDG spec says to ignore a relative
+    one, which would follow the current folder), else the default. The one rule for every XDG variable, on
+    both sides."""
+    base = env.get(variable, "")
+    return Path(base) if base.startswith("/") else default
+
+
 # --- serve ---
 
 

@@ -272,3 +272,10 @@ def test_xdg_config_home_has_one_rule_for_every_file_that_follows_it(tmp_path, m
             == base / "fish" / "conf.d" / "mlxtasks.fish"
         )
         assert service.local_target(home).path == base / "systemd" / "user" / service.UNIT
+
+
+def test_a_relative_xdg_state_home_is_ignored_as_a_relative_xdg_config_home_is(tmp_path):
+    """It would put pid files and logs wherever the command happened to run (the XDG spec says to ignore it)."""
+    home = tmp_path / "home"
+    assert config.state_dir(home, {"XDG_STATE_HOME": "relative/x"}) == home / ".local/state/mlxtasks"
+    assert config.state_dir(home, {"XDG_STATE_HOME": str(tmp_path / "x")}) == tmp_path / "x" / "mlxtasks"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..protocol import CUDA_COMPILING as COMPILING
+from ..protocol import xdg_folder
 
 _generated = False  # whether this process has generated yet
 _warned = False  # whether this process has said the model is near Metal's working set
@@ -42,8 +43,7 @@ def kernel_cache(environ=os.environ) -> Path | None:
         mlx = version("mlx")
     except PackageNotFoundError:
         return None
-    base = Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "mlxtasks" / "mlx-kernels" / mlx
+    return xdg_folder("XDG_CACHE_HOME", Path.home() / ".cache", environ) / "mlxtasks" / "mlx-kernels" / mlx
 
 
 def use_kernel_cache(environ=os.environ) -> None:
