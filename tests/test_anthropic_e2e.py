@@ -186,7 +186,7 @@ def test_agent_starts_the_server_then_claude_pointed_at_it(paths, home, tmp_path
     try:
         first = invoke("agent", "claude", "--model", "qwen7b", "--port", str(port), *paths, home=home, PATH=path)
         assert first.returncode == 0, first.stdout + first.stderr
-        assert "No server is running; starting one" in first.stdout
+        assert "No server is running; starting one" in first.stderr and "Starting" not in first.stdout
         seen = variables(first.stdout)
         assert seen["ANTHROPIC_BASE_URL"] == f"http://127.0.0.1:{port}" and seen["ANTHROPIC_AUTH_TOKEN"] == "local"
         assert (
@@ -194,7 +194,7 @@ def test_agent_starts_the_server_then_claude_pointed_at_it(paths, home, tmp_path
             and seen["ANTHROPIC_MODEL"] == seen["ANTHROPIC_SMALL_FAST_MODEL"] == "qwen7b"
         )
         again = invoke("agent", "claude", "--port", str(port), *paths, home=home, PATH=path)  # the running one
-        assert again.returncode == 0 and "starting one" not in again.stdout
+        assert again.returncode == 0 and "starting one" not in again.stderr
         assert variables(again.stdout)["ANTHROPIC_MODEL"] == "qwen7b"
         # serve_model_map's default sends every claude-* name to mlx.default_model, here the served qwen7b
         mapped = client(seen["ANTHROPIC_BASE_URL"]).messages.create(model="claude-haiku-4-5", max_tokens=2, messages=HI)

@@ -63,10 +63,10 @@ def start(c, tool, model=None, port=None, venv=None, models=None):
     server = serve.running(s.state)
     if server is None:
         require_venv(s)
-        ui.out(f"No server is running; starting one (log: {serve.log_path(s.state)})...")
+        ui.note(f"No server is running; starting one (log: {serve.log_path(s.state)})...")
         server = agent.start_server(s, model, probe())
     name = agent.model_name(s, model, server)
-    ui.out(
+    ui.note(  # stderr: the agent's own output (`agent codex exec ...` in a pipe) stays alone on stdout
         f"Starting {agent.AGENTS[tool].name} with {name} at {server.url}; the server keeps running "
         f"afterwards (invoke serve.stop)."
     )
