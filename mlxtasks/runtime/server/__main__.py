@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    from . import anthropic, openai, responses
+    from . import anthropic, ollama, openai, responses
     from .engine import Engine, wire_once
     from .pool import Pool
     from .web import build
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         pool.release(pool.acquire(spec.alias, -1))
     log.info("serving %s on %s port %d", spec.alias or "installed models on demand", spec.host, spec.port)
     uvicorn.run(
-        build(spec, pool, log, [openai, anthropic, responses]),
+        build(spec, pool, log, [openai, anthropic, responses, ollama]),
         host=spec.host,
         port=spec.port,
         access_log=False,
