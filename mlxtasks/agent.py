@@ -54,7 +54,17 @@ def start_server(settings: Settings, model: str | None, facts: HostFacts) -> ser
     """A server for the model (default: mlx.default_model), checked and started as `invoke serve` does."""
     alias, host, argv, _ = serve.prepare(settings, model or "default", None, facts, force=False)
     serve.check_port(host, settings.serve_port, retry=f"invoke agent ... --model {alias}")
-    return serve.start(argv, settings.state, alias, host, settings.serve_port, settings.serve_start_timeout_s)
+    if settings.serve_ollama_port:
+        serve.check_ollama_port(host, settings.serve_ollama_port, settings.serve_port)
+    return serve.start(
+        argv,
+        settings.state,
+        alias,
+        host,
+        settings.serve_port,
+        settings.serve_start_timeout_s,
+        settings.serve_ollama_port,
+    )
 
 
 def model_name(settings: Settings, model: str | None, server: serve.Server) -> str:

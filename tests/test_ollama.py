@@ -3,9 +3,11 @@
 Ollama clients send them, the model listings (/api/tags, /api/show, /api/ps) from a model folder's files, and every
 error in Ollama's shape. The official `ollama` client against a real uvicorn is in the slow tests at the end."""
 
+import http.server
 import json
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -15,11 +17,15 @@ pytest.importorskip("starlette", reason="the server's tests need starlette (pip 
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from mlxtasks.protocol import ServedModel  # noqa: E402
+from mlxtasks import config, serve  # noqa: E402
+from mlxtasks.errors import MlxTasksError  # noqa: E402
+from mlxtasks.protocol import ServedModel, ServeSpec  # noqa: E402
 from mlxtasks.runtime.server import anthropic, ollama, openai, responses  # noqa: E402
 from mlxtasks.runtime.server.core import Core  # noqa: E402
 from mlxtasks.runtime.server.web import build  # noqa: E402
 
+from .support.helpers import ROOT  # noqa: E402
+from .test_serve import LINUX  # noqa: E402
 from .test_server import CALL, WEATHER, Server, say  # noqa: E402
 
 HI = [{"role": "user", "content": "hi"}]
@@ -386,3 +392,104 @@ def test_the_ollama_client_chats_streams_generates_lists_shows_and_reads_errors(
         client.chat(model="llama3.2", messages=HI)
     assert refused.value.status_code == 404 and 'model "llama3.2" not found' in refused.value.error
     assert client.pull("tiny").status == "success"
+
+
+# --- a second port for Ollama's clients: the setting, the checks, the record, the service, a real process ---
+
+
+def test_the_ollama_port_setting_is_off_by_default_and_checked(tmp_path):
+    assert config.resolve({}, home=tmp_path).serve_ollama_port == 0
+    assert config.resolve({"serve_ollama_port": 11434}, home=tmp_path).serve_ollama_port == 11434
+    environ = {"INVOKE_MLX_SERVE_OLLAMA_PORT": "0"}
+    assert config.resolve({}, home=tmp_path, environ=environ).serve_ollama_port == 0
+    with pytest.raises(MlxTasksError, match="mlx.serve_ollama_port' must be a port number"):
+        config.resolve({"serve_ollama_port": "ollama"}, home=tmp_path).serve_ollama_port
+
+
+def test_the_spec_the_status_and_the_service_carry_the_ollama_port(tmp_path):
+    s = config.resolve({"serve_ollama_port": 11434}, home=tmp_path)
+    argv = serve.prepare(s, "none", None, LINUX, force=False)[2]
+    assert ServeSpec.from_json(argv[3]).ollama_port == 11434
+    (s.venv / "bin").mkdir(parents=True)
+    (s.venv / "bin" / "mlxtasks").write_text("")
+    assert serve.attached_argv(s, "none", "127.0.0.1", force=False)[-1] == "--ollama"
+    assert "--ollama" not in serve.attached_argv(config.resolve({}, home=tmp_path), "none", "127.0.0.1", False)
+    server = serve.Server(42, "qwen7b", "127.0.0.1", 8080, 1000.0, 11434)
+    assert serve.describe(server, True, now=1042).splitlines()[2] == "ollama  http://127.0.0.1:11434 (Ollama's API)"
+    assert "Ollama's clients: http://127.0.0.1:11434" in serve.started_text(server, s)
+
+
+class Answering(http.server.BaseHTTPRequestHandler):
+    """Ollama's /api/version (and a 404 for anything else)."""
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        body, status = (b'{"version": "0.5.7"}', 200) if self.path == "/api/version" else (b"404 page not found", 404)
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_taken_ollama_port_is_one_sentence_naming_who_answers_there():
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answering) as ollama_itself:
+        threading.Thread(target=ollama_itself.serve_forever, daemon=True).start()
+        port = ollama_itself.server_address[1]
+        with pytest.raises(MlxTasksError) as caught:
+            serve.check_ollama_port("127.0.0.1", port, 8080)
+        ollama_itself.shutdown()
+    said = caught.value
+    assert (
+        said.message
+        == f"Port {port} on 127.0.0.1 is already in use by Ollama 0.5.7, which answers at http://127.0.0.1:{port}."
+    )
+    assert said.fix.startswith("stop it (quit the Ollama app, or: brew services stop ollama") and "--ollama" in said.fix
+    with pytest.raises(MlxTasksError, match=r"Ollama's port \(8080\) is the server's own port"):
+        serve.check_ollama_port("127.0.0.1", 8080, 8080)
+    serve.check_ollama_port("127.0.0.1", port, 8080)  # free again
+
+
+SERVER_ON_THE_FAKE_ENGINE = f"""
+import sys, types
+sys.path.insert(0, {str(ROOT)!r})
+from tests.support.fake_engine import FakeEngine
+engine = types.ModuleType("mlxtasks.runtime.server.engine")
+engine.Engine, engine.wire_once = FakeEngine, lambda: None
+sys.modules[engine.__name__] = engine  # the server's code as it runs, over the stand-in engine
+from mlxtasks.runtime.server.__main__ import main
+main()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_one_server_process_serves_both_ports(tmp_path):
+    port, ollama_port, state = free_port(), free_port(), tmp_path / "state"
+    spec = ServeSpec(
+        alias="tiny",
+        model="/models/tiny",
+        names=[],
+        port=port,
+        ollama_port=ollama_port,
+        log_file=str(serve.log_path(state)),
+        exit_file=str(serve.exit_path(state)),
+    )
+    argv = [sys.executable, "-c", SERVER_ON_THE_FAKE_ENGINE, spec.to_json()]
+    server = serve.start(argv, state, "tiny", "127.0.0.1", port, 60, ollama_port)
+    try:
+        for url in (f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ollama_port}"):
+            reply = ollama_client(url).chat(model="tiny", messages=HI)
+            assert reply.message.content == "You said: hi"
+        assert serve.status_report(state) == (serve.describe(server, True), True)
+        assert f"ollama  http://127.0.0.1:{ollama_port}" in serve.status_report(state)[0]
+        assert f"port {port} and {ollama_port}" in serve.log_path(state).read_text()
+    finally:
+        serve.stop(state)
+    assert not serve.answers_at("127.0.0.1", ollama_port)
