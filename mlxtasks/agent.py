@@ -53,9 +53,7 @@ def find(tool: str, path: str | None = None) -> str:
 def start_server(settings: Settings, model: str | None, facts: HostFacts) -> serve.Server:
     """A server for the model (default: mlx.default_model), checked and started as `invoke serve` does."""
     alias, host, argv, _ = serve.prepare(settings, model or "default", None, facts, force=False)
-    serve.check_port(host, settings.serve_port, retry=f"invoke agent ... --model {alias}")
-    if settings.serve_ollama_port:
-        serve.check_ollama_port(host, settings.serve_ollama_port, settings.serve_port)
+    serve.check_ports(host, settings, retry=f"invoke agent ... --model {alias}")
     return serve.start(
         argv,
         settings.state,

@@ -362,6 +362,20 @@ def check_port(host: str, port: int, retry: str, who: str = "another program", i
         )
 
 
+def asking_ollama(settings: Settings, ollama: bool) -> Settings:
+    """The settings of a start with --ollama: Ollama's clients served on mlx.serve_ollama_port, else on 11434."""
+    if not ollama or settings.serve_ollama_port:
+        return settings
+    return replace(settings, merged={**settings.merged, "serve_ollama_port": OLLAMA_PORT})
+
+
+def check_ports(host: str, settings: Settings, retry: str) -> None:
+    """check_port for the server's port, and check_ollama_port for Ollama's where it has one."""
+    check_port(host, settings.serve_port, retry)
+    if settings.serve_ollama_port:
+        check_ollama_port(host, settings.serve_ollama_port, settings.serve_port)
+
+
 def check_ollama_port(host: str, port: int, main: int) -> None:
     """check_port for the port of Ollama's clients, where Ollama itself most often runs: the sentence says who
     answers there (Ollama and its version, an mlxtasks server, another program) and how to free it."""

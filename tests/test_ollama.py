@@ -404,6 +404,10 @@ def test_the_ollama_port_setting_is_off_by_default_and_checked(tmp_path):
     assert config.resolve({}, home=tmp_path, environ=environ).serve_ollama_port == 0
     with pytest.raises(MlxTasksError, match="mlx.serve_ollama_port' must be a port number"):
         config.resolve({"serve_ollama_port": "ollama"}, home=tmp_path).serve_ollama_port
+    flagged = serve.asking_ollama(config.resolve({"serve_port": 9000}, home=tmp_path), ollama=True)
+    assert (flagged.serve_ollama_port, flagged.serve_port) == (11434, 9000)  # --ollama
+    configured = config.resolve({"serve_ollama_port": 11500}, home=tmp_path)
+    assert serve.asking_ollama(configured, ollama=True).serve_ollama_port == 11500
 
 
 def test_the_spec_the_status_and_the_service_carry_the_ollama_port(tmp_path):

@@ -26,9 +26,7 @@ def _prepare(c, model, port, host, force, venv, models, context=None, ollama=Fal
     from ..facts import probe
 
     port = None if port is None else config.port_number("--port", port)
-    s = settings(c, venv=venv, models=models, serve_port=port, context=context)
-    if ollama and not s.serve_ollama_port:
-        s = settings(c, venv=venv, models=models, serve_port=port, context=context, serve_ollama_port=serve.OLLAMA_PORT)
+    s = serve.asking_ollama(settings(c, venv=venv, models=models, serve_port=port, context=context), ollama)
     require_venv(s)
     return (s, *serve.prepare(s, model, host, probe(), force))
 
@@ -64,9 +62,7 @@ def start(
 
     s, alias, host, argv, capped = _prepare(c, model, port, host, force, venv, models, context, ollama)
     serve.refuse_second(s.state)
-    serve.check_port(host, s.serve_port, retry=f"invoke serve {alias}")
-    if s.serve_ollama_port:
-        serve.check_ollama_port(host, s.serve_ollama_port, s.serve_port)
+    serve.check_ports(host, s, retry=f"invoke serve {alias}")
     _warn_if_open(host)
     if capped:
         ui.note(capped)
