@@ -190,6 +190,43 @@ def test_an_empty_chat_loads_the_model_and_keep_alive_zero_unloads_it(server):
     assert "tiny" not in server.pool.loaded
 
 
+def thinking_server(reply) -> OllamaServer:
+    """A server whose model thinks: its tokenizer has thinking markers."""
+    server = OllamaServer(reply=reply)
+    server.post("/api/generate", {"model": "tiny", "stream": False})  # loaded
+    server.engines[0].tokenizer.has_thinking = True
+    return server
+
+
+def test_think_false_tells_the_template_and_think_true_splits_the_thinking_off():
+    echo = thinking_server(lambda prompt: prompt)
+    off = echo.post("/api/chat", {"model": "tiny", "messages": HI, "think": False, "stream": False}).json()
+    assert off["message"] == {"role": "assistant", "content": "<user>hi\n<assistant><no-think>"}
+    server = thinking_server(say("\nPondering  it.\n\n</think>\n\nParis."))  # the template opened the thinking
+    body = {"model": "tiny", "messages": HI, "think": True, "stream": False}
+    whole = server.post("/api/chat", body).json()["message"]
+    assert whole == {"role": "assistant", "content": "Paris.", "thinking": "Pondering  it."}
+    lines = server.ndjson("/api/chat", {**body, "stream": True})
+    assert "".join(line["message"].get("thinking", "") for line in lines) == "Pondering  it."
+    assert "".join(line["message"]["content"] for line in lines) == "Paris."
+    written = thinking_server(say("<think>Hmm.</think>Yes."))  # the model opens it itself
+    raw = {"model": "tiny", "prompt": "Q?", "raw": True, "think": "high", "stream": False}
+    assert {k: v for k, v in written.post("/api/generate", raw).json().items() if k in ("response", "thinking")} == {
+        "response": "Yes.",
+        "thinking": "Hmm.",
+    }
+    plain = written.post("/api/generate", {**raw, "think": None}).json()
+    assert plain["response"] == "<think>Hmm.</think>Yes." and "thinking" not in plain
+
+
+def test_thoughts_split_whatever_the_pieces():
+    text = "<think>\n a b \n</think>\n\nc d"
+    for size in (1, 2, 3, 5, 8):
+        thoughts = ollama.Thoughts("<think>", "</think>", inside=False)
+        parts = [thoughts.feed(text[i : i + size]) for i in range(0, len(text), size)] + [thoughts.finish()]
+        assert ("".join(p[0] for p in parts), "".join(p[1] for p in parts)) == ("a b", "c d"), size
+
+
 def safetensors(path, tensors: dict) -> None:
     """A safetensors file whose header lists `tensors` ({name: (dtype, shape)}); the data is zeros."""
     header, offset = {}, 0
@@ -205,13 +242,17 @@ def safetensors(path, tensors: dict) -> None:
 
 @pytest.fixture
 def folder_server(tmp_path):
-    """A server whose one installed model is a folder with a config, a 4-bit weight, a plain norm and a template."""
+    """A server whose one installed model is a folder with a config, a 4-bit weight, a plain norm, a template with
+    tools and a tokenizer with thinking markers."""
     folder = tmp_path / "qwen-small"
     folder.mkdir()
     config = {"model_type": "qwen2", "hidden_size": 64, "num_hidden_layers": 2, "max_position_embeddings": 32768}
     (folder / "config.json").write_text(json.dumps({**config, "quantization": {"group_size": 64, "bits": 4}}))
     template = "{% for m in messages %}{{ m.content }}{% endfor %}{% if tools %}tools{% endif %}"
     (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}))
+    (folder / "tokenizer.json").write_text(
+        json.dumps({"added_tokens": [{"content": "<think>"}, {"content": "</think>"}]})
+    )
     safetensors(
         folder / "model.safetensors",
         {
@@ -242,7 +283,7 @@ def test_tags_and_show_describe_a_model_from_its_folder(folder_server):
         "quantization_level": "Q4",
     }
     shown = server.post("/api/show", {"model": "small:latest"}).json()
-    assert shown["details"] == small["details"] and shown["capabilities"] == ["completion", "tools"]
+    assert shown["details"] == small["details"] and shown["capabilities"] == ["completion", "tools", "thinking"]
     assert shown["model_info"]["general.parameter_count"] == 1000 * 64 + 64
     assert shown["model_info"]["qwen2.context_length"] == 4096  # the server's, not the model's 32768
     assert shown["model_info"]["qwen2.embedding_length"] == 64 and "{% for m in messages %}" in shown["template"]
@@ -292,7 +333,7 @@ REFUSED = [
         "reads text only",
     ),
     ("an image to generate", "/api/generate", {"prompt": "hi", "images": ["aGk="]}, 400, "reads text only"),
-    ("thinking", "/api/chat", {"messages": HI, "think": True}, 400, "think:"),
+    ("thinking, of a model that cannot", "/api/chat", {"messages": HI, "think": True}, 422, "tiny does not think"),
     ("a template", "/api/generate", {"prompt": "hi", "template": "{{ .Prompt }}"}, 400, "raw: true"),
     ("a token context", "/api/generate", {"prompt": "hi", "context": [1, 2]}, 400, "/api/chat"),
     ("a structured answer (until it lands)", "/api/chat", {"messages": HI, "format": "json"}, 400, "format:"),

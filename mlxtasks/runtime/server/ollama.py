@@ -33,7 +33,8 @@ from ...protocol import ServedModel
 from . import openai
 from .calls import arguments_input, arguments_object
 from .core import Core, Run, keep_alive
-from .problems import NOT_FOUND, UNSUPPORTED, Problem, invalid, refuse
+from .jobs import split_at_stop
+from .problems import NOT_FOUND, UNSUPPORTED, Problem, cannot, invalid, refuse
 from .request import Ask, Format, Sampling, chosen_tools, text_only
 from .web import STATUS, disconnected, held, parse, read_json
 
@@ -46,6 +47,7 @@ MAX_STOPS = 32  # Ollama has no limit; editor plugins send a dozen for code comp
 HEADER_LIMIT = 100 * 2**20  # the largest safetensors header read when counting a model's parameters
 FOREVER = datetime.timedelta(days=365 * 292)  # where Ollama puts expires_at for a model kept loaded forever
 DTYPES = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}
+THINK_MARKERS = [("<think>", "</think>"), ("<longcat_think>", "</longcat_think>"), ("<|think:start|>", "<|think:end|>")]
 Number = StrictFloat | StrictInt
 
 
@@ -134,6 +136,7 @@ def folder_facts(folder: str) -> dict:
             "context_length": text.get("max_position_embeddings"),
         },
         "template": chat_template(path),
+        "thinks": thinks(path),
     }
 
 
@@ -205,6 +208,13 @@ def chat_template(folder: Path) -> str:
     return found if isinstance(found, str) else ""
 
 
+def thinks(folder: Path) -> bool:
+    """Whether the tokenizer has a pair of thinking markers (mlx-lm's common ones) among its added tokens."""
+    added = read_json_file(folder / "tokenizer.json").get("added_tokens")
+    tokens = {t.get("content") for t in added if isinstance(t, dict)} if isinstance(added, list) else set()
+    return any(start in tokens and end in tokens for start, end in THINK_MARKERS)
+
+
 def stamp(seconds: float) -> str:
     """An RFC 3339 time in UTC, as Ollama writes its times."""
     when = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
@@ -255,8 +265,6 @@ class Body(BaseModel):
     logprobs: StrictBool | None = None
 
     def ask(self, name: str, **rest: Any) -> Ask:
-        if self.think not in (None, False):
-            raise refuse("think", "this server does not separate a model's thinking from its answer; leave it out")
         if self.logprobs:
             raise refuse("logprobs", "log probabilities are not supported by this server")
         options = self.options or Options.model_validate({})
@@ -267,6 +275,7 @@ class Body(BaseModel):
             max_tokens=options.num_predict if options.num_predict and options.num_predict > 0 else None,
             stop=stops(options.stop),
             format=Format(self.format if isinstance(self.format, dict) else None, "format") if self.format else None,
+            thinking=None if self.think is None else bool(self.think),  # a level (high, ...): thinking, any level
             sampling=Sampling(
                 temperature=options.temperature,
                 top_p=options.top_p,
@@ -392,18 +401,78 @@ def now() -> str:
     return stamp(time.time())
 
 
+class Thoughts:
+    """A thinking model's answer split at its tokenizer's markers into thinking and content, as it arrives (the
+    prompt may have opened the thinking already). Whitespace around the thinking is left out."""
+
+    def __init__(self, start: str, end: str, inside: bool):
+        self.start, self.end, self.inside = start, end, inside
+        self.held, self.fresh = "", True  # fresh: at the start of a part, where whitespace is left out
+
+    def feed(self, text: str) -> tuple[str, str]:
+        """(thinking, content) to send now."""
+        self.held += text
+        out = {True: "", False: ""}  # by inside
+        while True:
+            marker = self.end if self.inside else self.start
+            at = self.held.find(marker)
+            if at >= 0:
+                self.add(out, self.held[:at].rstrip() if self.inside else self.held[:at])
+                self.held, self.inside, self.fresh = self.held[at + len(marker) :], not self.inside, True
+                continue
+            now, self.held, _ = split_at_stop(self.held, [marker])  # it may end in the marker's start
+            if self.inside:  # whitespace waits: it may come just before the end
+                kept = now.rstrip()
+                now, self.held = kept, now[len(kept) :] + self.held
+            self.add(out, now)
+            return out[True], out[False]
+
+    def add(self, out: dict, text: str) -> None:
+        if self.fresh:
+            text = text.lstrip()
+            self.fresh = not text
+        out[self.inside] += text
+
+    def finish(self) -> tuple[str, str]:
+        held, self.held = self.held, ""
+        out = {True: "", False: ""}
+        self.add(out, held.rstrip() if self.inside else held)
+        return out[True], out[False]
+
+
+def opens_thinking(run: Run, start: str) -> bool:
+    """Whether the prompt ends in the thinking marker (templates that open the thinking for the model)."""
+    return run.engine.tokenizer.decode(run.jobs[0].prompt[-32:]).rstrip().endswith(start)
+
+
 class Reply:
     """One chat's or generation's answer as Ollama's objects, whole or as NDJSON lines; `began`: when its request
-    arrived, `loaded`: when its model was there (time.monotonic)."""
+    arrived, `loaded`: when its model was there (time.monotonic); with `think`, its thinking apart."""
 
-    def __init__(self, run: Run, name: str, chat: bool, began: float, loaded: float):
+    def __init__(self, run: Run, name: str, chat: bool, began: float, loaded: float, think: bool):
         self.run, self.name, self.chat, self.began, self.loaded = run, name, chat, began, loaded
         self.first: float | None = None  # when the first text or call came
+        tokenizer = run.engine.tokenizer
+        self.thoughts = (
+            Thoughts(tokenizer.think_start, tokenizer.think_end, opens_thinking(run, tokenizer.think_start))
+            if think and run.jobs
+            else None
+        )
 
-    def said(self, text: str, calls: list[dict]) -> dict:
+    def split(self, text: str, last: bool) -> tuple[str, str]:
+        """(thinking, content) of the answer's next text."""
+        if self.thoughts is None:
+            return "", text
+        thinking, content = self.thoughts.feed(text)
+        if last:
+            more = self.thoughts.finish()
+            thinking, content = thinking + more[0], content + more[1]
+        return thinking, content
+
+    def said(self, text: str, calls: list[dict], thinking: str = "") -> dict:
         if not self.chat:
-            return {"response": text}
-        message: dict[str, Any] = {"role": "assistant", "content": text}
+            return {"response": text, **({"thinking": thinking} if thinking else {})}
+        message: dict[str, Any] = {"role": "assistant", "content": text, **({"thinking": thinking} if thinking else {})}
         if calls:
             message["tool_calls"] = [
                 {"function": {"index": at, "name": call["function"]["name"], "arguments": arguments_input(call)}}
@@ -433,9 +502,10 @@ class Reply:
         async for piece in self.run.stream(pings=False):  # NDJSON has no comment line to keep a stream alive with
             if piece is None:
                 continue
-            if piece.text or piece.calls:
+            thinking, text = self.split(piece.text, piece.done is not None)
+            if thinking or text or piece.calls:
                 self.first = self.first or time.monotonic()
-                yield self.line({**self.said(piece.text, piece.calls or []), "done": False})
+                yield self.line({**self.said(text, piece.calls or [], thinking), "done": False})
             if piece.done:
                 yield self.line({**self.said("", []), **self.ending(piece.done)})
 
@@ -443,8 +513,9 @@ class Reply:
         if pieces:
             self.first = self.first or time.monotonic()
         piece = self.run.whole(pieces)[0]
+        thinking, text = self.split(piece.text, True)
         ending = self.ending(piece.done or {"finish_reason": "stop"})
-        return {"model": self.name, "created_at": now(), **self.said(piece.text, piece.calls or []), **ending}
+        return {"model": self.name, "created_at": now(), **self.said(text, piece.calls or [], thinking), **ending}
 
 
 def ndjson(lines: AsyncIterator[str]) -> StreamingResponse:
@@ -475,8 +546,11 @@ def routes(core: Core) -> list[Route]:
             return await load_or_unload(request, body, name, chat)
         ask = chat_ask(body, name) if isinstance(body, ChatBody) else generate_ask(body, name)
         with named(body.model):
-            await core.hold(held(request), ask.model, ask.keep_alive)
-        reply = Reply(await core.start(ask, held(request)), body.model, chat, began, time.monotonic())
+            loaded = await core.hold(held(request), ask.model, ask.keep_alive)
+        if ask.thinking and not loaded.engine.tokenizer.has_thinking:
+            raise cannot("think", f"{loaded.served.alias} does not think (its tokenizer has no thinking markers)")
+        run = await core.start(ask, held(request))
+        reply = Reply(run, body.model, chat, began, time.monotonic(), bool(ask.thinking))
         if ask.stream:
             return ndjson(reply.stream())
         pieces = await reply.run.collect(disconnected(request))
@@ -539,7 +613,11 @@ def routes(core: Core) -> list[Route]:
                     "general.parameter_count": found["parameter_count"],
                     **{f"{family}.{k}": v for k, v in shape.items() if v is not None},
                 },
-                "capabilities": ["completion", *(["tools"] if "tools" in found["template"] else [])],
+                "capabilities": [
+                    "completion",
+                    *(["tools"] if "tools" in found["template"] else []),
+                    *(["thinking"] if found["thinks"] else []),
+                ],
                 "modified_at": found["modified_at"],
             }
         )
