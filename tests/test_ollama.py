@@ -242,7 +242,7 @@ def safetensors(path, tensors: dict) -> None:
 
 @pytest.fixture
 def folder_server(tmp_path):
-    """A server whose one installed model is a folder with a config, a 4-bit weight, a plain norm, a template with
+    """A server whose one installed model is a folder with a config, a 4-bit and an 8-bit weight, a plain norm, a template with
     tools and a tokenizer with thinking markers."""
     folder = tmp_path / "qwen-small"
     folder.mkdir()
@@ -260,6 +260,8 @@ def folder_server(tmp_path):
             "embed.scales": ("F16", [1000, 1]),
             "embed.biases": ("F16", [1000, 1]),
             "norm.weight": ("F16", [64]),
+            "head.weight": ("U32", [10, 32]),  # 10 x 128 eight-bit numbers: bits may differ by layer
+            "head.scales": ("F16", [10, 2]),
         },
     )
     ollama.folder_facts.cache_clear()
@@ -279,12 +281,12 @@ def test_tags_and_show_describe_a_model_from_its_folder(folder_server):
         "format": "safetensors",
         "family": "qwen2",
         "families": ["qwen2"],
-        "parameter_size": "64K",
+        "parameter_size": "65K",
         "quantization_level": "Q4",
     }
     shown = server.post("/api/show", {"model": "small:latest"}).json()
     assert shown["details"] == small["details"] and shown["capabilities"] == ["completion", "tools", "thinking"]
-    assert shown["model_info"]["general.parameter_count"] == 1000 * 64 + 64
+    assert shown["model_info"]["general.parameter_count"] == 1000 * 64 + 64 + 10 * 128
     assert shown["model_info"]["qwen2.context_length"] == 4096  # the server's, not the model's 32768
     assert shown["model_info"]["qwen2.embedding_length"] == 64 and "{% for m in messages %}" in shown["template"]
     assert "temperature     0.7" in shown["parameters"]

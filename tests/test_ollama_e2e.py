@@ -48,7 +48,8 @@ def test_the_ollama_client_chats_streams_and_generates_with_the_real_model(ollam
     generated = client.generate(model=ALIAS, prompt="What is the capital of France?", options=GREEDY)
     assert generated.response == answer  # the prompt goes through the same chat template
     assert [m.model for m in client.list().models] == [f"{ALIAS}:latest"]
-    assert client.show(ALIAS).details.family == "llama" and client.show(ALIAS).details.quantization_level == "Q4"
+    details = client.show(ALIAS).details  # SmolLM2-135M: 134.5 million parameters, its embeddings at 8 bits
+    assert (details.family, details.parameter_size, details.quantization_level) == ("llama", "135M", "Q4")
     assert [m.model for m in client.ps().models] == [f"{ALIAS}:latest"]
     status = invoke("serve.status", home=home)
     assert status.returncode == 0 and f"ollama  {url} (Ollama's API)" in status.stdout

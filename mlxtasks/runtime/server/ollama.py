@@ -149,8 +149,9 @@ def read_json_file(path: Path) -> dict:
 
 
 def parameter_count(weights: list[Path], quant: dict) -> int:
-    """The parameters in safetensors files, from their headers: a quantized weight (packed in uint32, with its
-    .scales and .biases beside it) counts 32/bits parameters a number, and its scales and biases none."""
+    """The parameters in safetensors files, from their headers. A quantized weight is packed (uint32) beside its
+    scales, one per group of numbers: it holds as many numbers as its scales times the group size (whatever its
+    bits: a model may keep its embeddings at 8 bits and the rest at 4), and its scales and biases count none."""
     tensors: dict[str, dict] = {}
     for file in weights:
         try:
@@ -166,17 +167,18 @@ def parameter_count(weights: list[Path], quant: dict) -> int:
     total = 0
     for name, tensor in tensors.items():
         stem = name.rsplit(".", 1)[0]
-        packed = f"{stem}.scales" in tensors and f"{stem}.weight" in tensors
+        scales = tensors.get(f"{stem}.scales")
+        packed = scales is not None and tensors.get(f"{stem}.weight", {}).get("dtype") == "U32"
         if packed and not name.endswith(".weight"):
             continue  # a quantized weight's scales and biases
+        own: dict = quant[stem] if isinstance(quant.get(stem), dict) else quant  # a layer's own quantization
         try:
-            count = math.prod(int(n) for n in tensor.get("shape", []))
+            shape = [int(n) for n in (scales if packed and scales else tensor).get("shape", [])]
         except (TypeError, ValueError):
             continue
-        if packed and tensor.get("dtype") == "U32":
-            own: dict = quant[stem] if isinstance(quant.get(stem), dict) else quant  # a layer's own quantization
-            count = count * 32 // int(own.get("bits") or quant.get("bits") or 4)
-        total += count
+        if packed:
+            shape.append(int(own.get("group_size") or quant.get("group_size") or 64))
+        total += math.prod(shape)
     return total
 
 
