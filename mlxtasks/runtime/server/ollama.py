@@ -1,7 +1,8 @@
 """Ollama's native API, for the tools that speak only it (Open WebUI, editor plugins, the `ollama` Python client):
 GET and HEAD / ("Ollama is running"), /api/version, /api/tags, /api/show, /api/ps, and POST /api/chat and
 /api/generate, whose bodies become an Ask (request.py) and whose answers are NDJSON lines (one JSON object a line,
-streamed unless "stream": false), the last one carrying the counts and durations (nanoseconds). /api/pull answers
+streamed unless "stream": false), the last one carrying the counts and durations (nanoseconds); with "think",
+a thinking model's thinking comes apart from its content (Thoughts). /api/pull answers
 for an installed model and says how to pull one here otherwise; push, create, copy and delete say what to do
 instead. Every error under /api/ has Ollama's shape {"error": "..."}.
 
@@ -549,10 +550,11 @@ def routes(core: Core) -> list[Route]:
         ask = chat_ask(body, name) if isinstance(body, ChatBody) else generate_ask(body, name)
         with named(body.model):
             loaded = await core.hold(held(request), ask.model, ask.keep_alive)
+        there = time.monotonic()  # the prompt's time (its template and tokens too) counts from here
         if ask.thinking and not loaded.engine.tokenizer.has_thinking:
             raise cannot("think", f"{loaded.served.alias} does not think (its tokenizer has no thinking markers)")
         run = await core.start(ask, held(request))
-        reply = Reply(run, body.model, chat, began, time.monotonic(), bool(ask.thinking))
+        reply = Reply(run, body.model, chat, began, there, bool(ask.thinking))
         if ask.stream:
             return ndjson(reply.stream())
         pieces = await reply.run.collect(disconnected(request))
