@@ -26,7 +26,7 @@ from mlxtasks.runtime.server.web import build  # noqa: E402
 
 from .support.helpers import ROOT  # noqa: E402
 from .test_serve import LINUX  # noqa: E402
-from .test_server import CALL, WEATHER, Server, say  # noqa: E402
+from .test_server import CALL, WEATHER, Server, say, wait_until  # noqa: E402
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -435,6 +435,21 @@ def test_the_ollama_client_chats_streams_generates_lists_shows_and_reads_errors(
         client.chat(model="llama3.2", messages=HI)
     assert refused.value.status_code == 404 and 'model "llama3.2" not found' in refused.value.error
     assert client.pull("tiny").status == "success"
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_leaves_stops_its_generation(running, stream):
+    gate = threading.Event()
+    server, url = running(gate=gate, reply=say("x" * 1000))
+    connection = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+    body = json.dumps({"model": "tiny", "messages": HI, "stream": stream}).encode()
+    connection.sendall(
+        b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    wait_until(lambda: server.pool.requests == 1, "the request did not start")
+    connection.close()
+    gate.set()
+    wait_until(lambda: server.pool.requests == 0, "the generation went on after its client left")
 
 
 # --- a second port for Ollama's clients: the setting, the checks, the record, the service, a real process ---

@@ -1,7 +1,7 @@
 """The HTTP layer: the Starlette app, the checks every request gets before any work (Host while bound to
 loopback, content type, size, JSON, the body's types), one access line per request, and every Problem said
-in the shape of the API its path belongs to. The APIs themselves (openai.py, anthropic.py, responses.py) are
-given to build() as dialects (ollama.py too): each has PREFIXES (its paths), routes(core) and error(problem)."""
+in the shape of the API its path belongs to. The APIs themselves (openai.py, anthropic.py, responses.py,
+ollama.py) are given to build() as dialects: each has PREFIXES (its paths), routes(core) and error(problem)."""
 
 from __future__ import annotations
 
