@@ -53,8 +53,16 @@ def find(tool: str, path: str | None = None) -> str:
 def start_server(settings: Settings, model: str | None, facts: HostFacts) -> serve.Server:
     """A server for the model (default: mlx.default_model), checked and started as `invoke serve` does."""
     alias, host, argv, _ = serve.prepare(settings, model or "default", None, facts, force=False)
-    serve.check_port(host, settings.serve_port, retry=f"invoke agent ... --model {alias}")
-    return serve.start(argv, settings.state, alias, host, settings.serve_port, settings.serve_start_timeout_s)
+    serve.check_ports(host, settings, retry=f"invoke agent ... --model {alias}")
+    return serve.start(
+        argv,
+        settings.state,
+        alias,
+        host,
+        settings.serve_port,
+        settings.serve_start_timeout_s,
+        settings.serve_ollama_port,
+    )
 
 
 def model_name(settings: Settings, model: str | None, server: serve.Server) -> str:

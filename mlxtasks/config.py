@@ -67,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
     "bench": {},  # invoke bench: prompt lengths, tokens generated, runs, Ollama's URL, the history file
     "router": {},  # categories: keywords with weights, and models best first
     "serve_port": 8080,  # not 11434, which Ollama owns; the host is only ever a flag (default 127.0.0.1)
+    "serve_ollama_port": 0,  # also serve Ollama's clients on this port (11434 is Ollama's); 0: off (serve --ollama: 11434)
     "serve_start_timeout_s": 120.0,  # how long `serve` waits for the model to load and the port to answer
     "serve_keep_alive": "5m",  # how long a model stays loaded after its last request ("1h", seconds; -1: forever)
     "serve_prompt_cache_gb": 2.0,  # per loaded model: KV caches of finished requests that a next one may extend
@@ -247,6 +248,12 @@ class Settings:
     @cached_property
     def serve_port(self) -> int:
         return port_number(*self._value("serve_port"))
+
+    @cached_property
+    def serve_ollama_port(self) -> int:
+        """The second port the server listens on for Ollama's clients; 0: none."""
+        label, value = self._value("serve_ollama_port")
+        return 0 if value is None or value == 0 or value in ("", "0") else port_number(label, value)
 
     @cached_property
     def serve_start_timeout_s(self) -> float:

@@ -344,6 +344,7 @@ class ServeSpec(Message):
     names: list[str]  # what a request may call the model besides the alias: its folder name, its repo id
     host: str = "127.0.0.1"
     port: int = 8080
+    ollama_port: int = 0  # a second port the same server listens on, for Ollama's clients (0: none)
     allowed_origins: list[str] = dataclasses.field(default_factory=list)  # CORS; none: no page reads answers
     temperature: float = 0.0
     top_p: float = 1.0

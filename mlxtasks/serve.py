@@ -30,6 +30,8 @@ STOP_WAIT_S = 10.0  # after SIGTERM, before SIGKILL
 TAIL_LINES = 15  # of the log, shown when a start fails
 LOGS_FIX = "read its whole log: invoke serve.logs (and check the model's files: invoke models.verify)"
 NO_MODEL = "none"  # `invoke serve none`: no model loaded at start
+OLLAMA_PORT = 11434  # Ollama's, where its clients look: `serve --ollama` listens there too
+OLLAMA_STOP = "quit the Ollama app, or: brew services stop ollama, or: systemctl stop ollama"
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,15 @@ class Server:
     host: str
     port: int
     started: float  # the process's start time: tells it from a later process given the same pid
+    ollama_port: int = 0  # where it serves Ollama's clients too (0: nowhere)
 
     @property
     def url(self) -> str:
         return base_url(self.host, self.port)
+
+    @property
+    def ollama_url(self) -> str:
+        return base_url(self.host, self.ollama_port).removesuffix("/v1")
 
 
 def record_path(state: Path) -> Path:
@@ -84,9 +91,12 @@ def started_text(server: Server, settings: Settings) -> str:
         installed = [m.alias for m in store.installed_models(settings.models, settings.catalog)]
         example = settings.default_model if settings.default_model in installed or not installed else installed[0]
     example = client_example(server, example)
+    ollama = (
+        f"\nOllama's clients: {server.ollama_url} (its API: /api/chat, /api/tags, ...)" if server.ollama_port else ""
+    )
     return (
         f"Serving {what} at {server.url} (pid {server.pid}); any API key works. Stop it: invoke serve.stop\n"
-        f"Try: {example}"
+        f"Try: {example}{ollama}"
     )
 
 
@@ -123,6 +133,7 @@ def prepare(
         first,
         host=host,
         port=settings.serve_port,
+        ollama_port=settings.serve_ollama_port,
         allowed_origins=list(settings.serve_allowed_origins),
         installed=table,
         budget=0 if force else budget,
@@ -209,6 +220,7 @@ def attached_argv(settings: Settings, alias: str, host: str, force: bool) -> lis
         str(settings.serve_port),
         *(["--host", host] if host != "127.0.0.1" else []),
         *(["--force"] if force else []),
+        *(["--ollama"] if settings.serve_ollama_port else []),
     ]
 
 
@@ -312,8 +324,9 @@ def answers_at(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def check_port(host: str, port: int, retry: str) -> None:
-    """Fail now, in one sentence, where the server could not listen. retry: the same command, another port.
+def check_port(host: str, port: int, retry: str, who: str = "another program", instead: str = "") -> None:
+    """Fail now, in one sentence, where the server could not listen. retry: the same command, another port;
+    who: what the sentence says holds the port; instead: what to do then (default: retry on another port).
     Binding is not enough: on macOS (BSD sockets) binding 127.0.0.1 beside a program listening on every
     interface (*:8080) succeeds, and our clients would reach one or the other; so a program that answers
     where our clients connect is in the way too."""
@@ -328,8 +341,8 @@ def check_port(host: str, port: int, retry: str) -> None:
     except socket.gaierror:
         raise not_here from None
     in_use, fix = (
-        f"Port {port} on {host} is already in use by another program",
-        f"{retry} --port {port + 1} (or set mlx.serve_port)",
+        f"Port {port} on {host} is already in use by {who}",
+        instead or f"{retry} --port {port + 1} (or set mlx.serve_port)",
     )
     refused = None
     with socket.socket(family, kind, proto) as probe:
@@ -346,8 +359,49 @@ def check_port(host: str, port: int, retry: str) -> None:
         raise MlxTasksError(f"{in_use}.", fix=fix)
     if refused:
         raise MlxTasksError(
-            f"Cannot listen on {host} port {port}: {refused.strerror}.", fix=f"{retry} --port {max(port + 1, 1024)}"
+            f"Cannot listen on {host} port {port}: {refused.strerror}.",
+            fix=instead or f"{retry} --port {max(port + 1, 1024)}",
         )
+
+
+def asking_ollama(settings: Settings, ollama: bool) -> Settings:
+    """The settings of a start with --ollama: Ollama's clients served on mlx.serve_ollama_port, else on 11434."""
+    if not ollama or settings.serve_ollama_port:
+        return settings
+    return replace(settings, merged={**settings.merged, "serve_ollama_port": OLLAMA_PORT})
+
+
+def check_ports(host: str, settings: Settings, retry: str) -> None:
+    """check_port for the server's port, and check_ollama_port for Ollama's where it has one."""
+    check_port(host, settings.serve_port, retry)
+    if settings.serve_ollama_port:
+        check_ollama_port(host, settings.serve_ollama_port, settings.serve_port)
+
+
+def check_ollama_port(host: str, port: int, main: int) -> None:
+    """check_port for the port of Ollama's clients, where Ollama itself most often runs: the sentence says who
+    answers there (Ollama and its version, an mlxtasks server, another program) and how to free it."""
+    elsewhere = "or serve Ollama's clients on another port (set mlx.serve_ollama_port), or leave out --ollama"
+    if port == main:
+        raise MlxTasksError(f"Ollama's port ({port}) is the server's own port.", fix=elsewhere.removeprefix("or "))
+    who = who_answers(host, port) if answers_at(host, port) else "another program"
+    stop = f"stop it ({OLLAMA_STOP})" if who.startswith("Ollama") else "stop it"
+    check_port(host, port, "", who=who, instead=f"{stop}, {elsewhere}")
+
+
+def who_answers(host: str, port: int) -> str:
+    """What answers HTTP there: an mlxtasks server (its /health counts requests), Ollama (its /api/version), or
+    another program."""
+    root = base_url(host, port).removesuffix("/v1")
+    for path, means in (("/health", "requests"), ("/api/version", "version")):
+        try:
+            with _opener().open(root + path, timeout=1.0) as answer:
+                said = json.loads(answer.read(4096))
+        except (OSError, ValueError):
+            continue
+        if isinstance(said, dict) and means in said:
+            return "an mlxtasks server" if means == "requests" else f"Ollama {said['version']}"
+    return "another program"
 
 
 def _record(state: Path, server: Server) -> None:
@@ -358,9 +412,11 @@ def _record(state: Path, server: Server) -> None:
     temporary.replace(path)
 
 
-def start(argv: list[str], state: Path, alias: str, host: str, port: int, timeout: float) -> Server:
+def start(
+    argv: list[str], state: Path, alias: str, host: str, port: int, timeout: float, ollama_port: int = 0
+) -> Server:
     """Start the server detached, its output in the log, and return once it answers. On failure it is
-    stopped, its record removed, and the error carries the log's last lines."""
+    stopped, its record removed, and the error carries the log's last lines. ollama_port: the spec's."""
     import psutil
 
     state.mkdir(parents=True, exist_ok=True)
@@ -375,7 +431,7 @@ def start(argv: list[str], state: Path, alias: str, host: str, port: int, timeou
             env=server_env(),
             start_new_session=True,
         )
-    server = Server(process.pid, alias, host, port, psutil.Process(process.pid).create_time())
+    server = Server(process.pid, alias, host, port, psutil.Process(process.pid).create_time(), ollama_port)
     _record(state, server)
     try:
         problem = _wait_until_ready(server, process, timeout)
@@ -415,11 +471,11 @@ def wait_for_service(state: Path, since: float, timeout: float) -> str | None:
     return f"The service was loaded, but its server did not answer within {timeout:g} s. The log's last lines:\n{tail(state)}"
 
 
-def run_attached(argv: list[str], state: Path, alias: str, host: str, port: int) -> None:
+def run_attached(argv: list[str], state: Path, alias: str, host: str, port: int, ollama_port: int = 0) -> None:
     """Become the server (exec keeps the pid, so the record stays true); its output goes where ours does."""
     import psutil
 
-    _record(state, Server(os.getpid(), alias, host, port, psutil.Process().create_time()))
+    _record(state, Server(os.getpid(), alias, host, port, psutil.Process().create_time(), ollama_port))
     exit_path(state).unlink(missing_ok=True)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # what was printed before exec would be lost
@@ -561,6 +617,7 @@ def describe(server: Server, answers: bool, now: float | None = None) -> str:
     rows = [
         ("model", model),
         ("url", server.url),
+        *([("ollama", f"{server.ollama_url} (Ollama's API)")] if server.ollama_port else []),
         ("pid", server.pid),
         ("uptime", uptime(server, now)),
         ("health", "ok" if answers else "not answering: invoke serve.logs"),

@@ -14,18 +14,19 @@ START_HELP = {
     "port": "port to listen on (default: mlx.serve_port, 8080)",
     "host": HOST_HELP,
     "force": "serve it even if it looks too big for this machine's memory",
+    "ollama": "serve Ollama's clients too, on mlx.serve_ollama_port or else 11434 (Ollama's own port)",
     "venv": PATH_HELP["venv"],
     "models": PATH_HELP["models"],
 }
 
 
-def _prepare(c, model, port, host, force, venv, models, context=None):
+def _prepare(c, model, port, host, force, venv, models, context=None, ollama=False):
     """Settings, the model, the host and the server's argv, checked as every start checks them."""
     from .. import config, serve
     from ..facts import probe
 
     port = None if port is None else config.port_number("--port", port)
-    s = settings(c, venv=venv, models=models, serve_port=port, context=context)
+    s = serve.asking_ollama(settings(c, venv=venv, models=models, serve_port=port, context=context), ollama)
     require_venv(s)
     return (s, *serve.prepare(s, model, host, probe(), force))
 
@@ -53,20 +54,22 @@ def _runner(c):
         "context": "tokens a request may use, prompt and reply (default: the largest that fits, up to the model's own)",
     },
 )
-def start(c, model, port=None, host=None, force=False, foreground=False, venv=None, models=None, context=None):
+def start(
+    c, model, port=None, host=None, force=False, foreground=False, venv=None, models=None, context=None, ollama=False
+):
     """Serve the installed models at an OpenAI-compatible URL, one loaded at start (background; `none`: none)."""
     from .. import serve, ui
 
-    s, alias, host, argv, capped = _prepare(c, model, port, host, force, venv, models, context)
+    s, alias, host, argv, capped = _prepare(c, model, port, host, force, venv, models, context, ollama)
     serve.refuse_second(s.state)
-    serve.check_port(host, s.serve_port, retry=f"invoke serve {alias}")
+    serve.check_ports(host, s, retry=f"invoke serve {alias}")
     _warn_if_open(host)
     if capped:
         ui.note(capped)
     if foreground:
-        serve.run_attached(argv, s.state, alias, host, s.serve_port)
+        serve.run_attached(argv, s.state, alias, host, s.serve_port, s.serve_ollama_port)
     ui.out(f"Starting {serve.called(alias)} on {host} port {s.serve_port} (log: {serve.log_path(s.state)})...")
-    server = serve.start(argv, s.state, alias, host, s.serve_port, s.serve_start_timeout_s)
+    server = serve.start(argv, s.state, alias, host, s.serve_port, s.serve_start_timeout_s, s.serve_ollama_port)
     ui.out(serve.started_text(server, s))
 
 
@@ -122,11 +125,11 @@ def logs(c, lines=50):
     auto_shortflags=False,
     help={**START_HELP, "dry_run": "show the file and commands, change nothing"},
 )
-def install_service(c, model, port=None, host=None, force=False, venv=None, models=None, dry_run=False):
+def install_service(c, model, port=None, host=None, force=False, venv=None, models=None, dry_run=False, ollama=False):
     """Start the server at every login: a launchd agent (macOS) or a systemd user unit (Linux)."""
     from .. import serve, service, ui
 
-    s, alias, host, _, _ = _prepare(c, model, port, host, force, venv, models)
+    s, alias, host, _, _ = _prepare(c, model, port, host, force, venv, models, ollama=ollama)
     where, text, warning = serve.service_file(s, alias, host, force)
     _warn_if_open(host)
     if warning:
@@ -138,7 +141,8 @@ def install_service(c, model, port=None, host=None, force=False, venv=None, mode
     record(
         "changed",
         "serve",
-        f"{alias} starts at login ({where.kind}: {where.path}); serving at {serve.base_url(host, s.serve_port)}",
+        f"{alias} starts at login ({where.kind}: {where.path}); serving at {serve.base_url(host, s.serve_port)}"
+        + (f" and Ollama's clients at port {s.serve_ollama_port}" if s.serve_ollama_port else ""),
     )
 
 

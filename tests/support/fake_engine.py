@@ -42,6 +42,7 @@ class Detokenizer:
 
 class Tokenizer:
     tool_call_start, tool_call_end = "<tool_call>", "</tool_call>"
+    has_thinking, think_start, think_end = False, "<think>", "</think>"  # a test may make it think
     bos_token_id = BOS
 
     def __init__(self, tool_calling: bool = True):
@@ -53,7 +54,9 @@ class Tokenizer:
     def decode(self, ids: list[int]) -> str:
         return bytes(i - FIRST_BYTE for i in ids if i >= FIRST_BYTE).decode(errors="replace")
 
-    def apply_chat_template(self, messages: list[dict], tools=None, add_generation_prompt=True) -> list[int]:
+    def apply_chat_template(
+        self, messages: list[dict], tools=None, add_generation_prompt=True, enable_thinking=None
+    ) -> list[int]:
         if any(m["role"] == "assistant" for m in messages[:1]):
             raise ValueError("the conversation must not start with the assistant")
         text = "".join(
@@ -61,7 +64,8 @@ class Tokenizer:
             for m in messages
         )
         tools_text = f"<tools>{json.dumps(tools)}\n" if tools else ""
-        return self.encode(tools_text + text + ("<assistant>" if add_generation_prompt else ""))
+        thinking = {None: "", True: "<think>", False: "<no-think>"}[enable_thinking]
+        return self.encode(tools_text + text + ("<assistant>" + thinking if add_generation_prompt else ""))
 
     @staticmethod
     def tool_parser(text: str, tools) -> dict:

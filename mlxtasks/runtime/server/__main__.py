@@ -10,6 +10,7 @@ reported too, and the exit status tells a service manager to restart it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import faulthandler
 import json
@@ -25,6 +26,7 @@ from ...protocol import ServeSpec
 from .. import gpu
 
 EXIT_ENGINE_FAULT = 70
+EXIT_STARTUP_FAILED = 3  # uvicorn's own status when it cannot start
 NATIVE_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
 STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1  # Linux's prctl option: a signal for the child when its parent dies
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    from . import anthropic, openai, responses
+    from . import anthropic, ollama, openai, responses
     from .engine import Engine, wire_once
     from .pool import Pool
     from .web import build
@@ -142,16 +144,17 @@ def main(argv: list[str] | None = None) -> None:
     pool = Pool(spec, on_fault, log, Engine)
     if spec.alias:  # kept loaded until unloaded by hand or for room, or a request's keep_alive says otherwise
         pool.release(pool.acquire(spec.alias, -1))
-    log.info("serving %s on %s port %d", spec.alias or "installed models on demand", spec.host, spec.port)
-    uvicorn.run(
-        build(spec, pool, log, [openai, anthropic, responses]),
-        host=spec.host,
-        port=spec.port,
-        access_log=False,
-        log_level="info",
-        lifespan="off",
-        timeout_graceful_shutdown=5,
+    ports = [spec.port, *([spec.ollama_port] if spec.ollama_port else [])]
+    log.info(
+        "serving %s on %s port %s", spec.alias or "installed models on demand", spec.host, " and ".join(map(str, ports))
     )
+    app = build(spec, pool, log, [openai, anthropic, responses, ollama])
+    options: dict = {"host": spec.host, "access_log": False, "log_level": "info", "lifespan": "off"}
+    server = uvicorn.Server(uvicorn.Config(app, port=spec.port, timeout_graceful_shutdown=5, **options))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C, raised again once uvicorn has stopped: as uvicorn.run
+        server.run(sockets=[uvicorn.Config(app, port=port, **options).bind_socket() for port in ports])
+    if not server.started:
+        sys.exit(EXIT_STARTUP_FAILED)
     ended(spec, 0, "stopped")
 
 

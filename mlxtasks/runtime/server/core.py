@@ -95,9 +95,12 @@ class Core:
         if ask.messages is not None:
             if not ask.count_only:
                 self.precheck(engine, sum(len(m["content"]) for m in ask.messages), ask.max_tokens or 1)
+            thinking = {} if ask.thinking is None else {"enable_thinking": ask.thinking}
             try:
                 return [
-                    engine.tokenizer.apply_chat_template(ask.messages, tools=ask.tools, add_generation_prompt=True)
+                    engine.tokenizer.apply_chat_template(
+                        ask.messages, tools=ask.tools, add_generation_prompt=True, **thinking
+                    )
                 ], None
             except Exception as exc:  # the model's template refused these messages (say, roles out of order)
                 raise invalid(

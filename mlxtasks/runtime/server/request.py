@@ -78,6 +78,7 @@ class Ask:
     stream: bool = False
     count_only: bool = False  # tokenize and count, generate nothing (no context limit applies)
     format: Format | None = None  # a structured answer (JSON), constrained while it is decoded
+    thinking: bool | None = None  # a thinking model's template told to think or not (None: as the template does)
 
 
 def joined(texts: list[str]) -> str:

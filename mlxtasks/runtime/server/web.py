@@ -1,7 +1,7 @@
 """The HTTP layer: the Starlette app, the checks every request gets before any work (Host while bound to
 loopback, content type, size, JSON, the body's types), one access line per request, and every Problem said
-in the shape of the API its path belongs to. The APIs themselves (openai.py, anthropic.py, responses.py) are
-given to build() as dialects: each has PREFIXES (its paths), routes(core) and error(problem)."""
+in the shape of the API its path belongs to. The APIs themselves (openai.py, anthropic.py, responses.py,
+ollama.py) are given to build() as dialects: each has PREFIXES (its paths), routes(core) and error(problem)."""
 
 from __future__ import annotations
 
@@ -72,9 +72,10 @@ def type_tag(part: str) -> bool:
     return part in ("str", "int", "float", "bool") or "[" in part or part.startswith("function-")
 
 
-async def read_json(request: Request, limit: int) -> dict:
+async def read_json(request: Request, limit: int, typed: bool = True) -> dict:
+    """The body as a JSON object; typed: it must say so (Content-Type: application/json)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/json":
+    if typed and kind != "application/json":
         raise Problem(
             MEDIA_TYPE,
             f"Send the body as JSON with the header Content-Type: application/json (got {kind or 'none'!r}).",
