@@ -20,15 +20,17 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
         recorded = store.read_manifest(folder) or {}
         known = catalog.by_folder(folder.name, named)
         size = store.size_on_disk(folder)
+        kind = known.kind if known else store.folder_kind(folder, {})
         installed.append(
             {
                 "alias": known.alias if known else recorded.get("alias"),
                 "repo": recorded.get("repo"),
                 "folder": folder.name,
                 "path": str(folder),
+                "kind": kind,
                 "size": size,
                 "complete": hub.is_complete(folder),
-                "fits": fit.verdict(size, fit.folder_shape(folder), budget),
+                "fits": fit.verdict(size, fit.folder_shape(folder, kind == "embedding"), budget),
             }
         )
     cached = hub.cached_repos()
@@ -39,6 +41,7 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
             "repo": m.repo,
             "size_gb": m.size_gb,
             "category": m.category,
+            "kind": m.kind,
             "fits": catalog.fits_in(m, budget),
             "context": fit.largest_context(int(m.size_gb * GB), m.shape, budget),
             **_speed(m, facts, records),

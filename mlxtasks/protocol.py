@@ -323,6 +323,7 @@ class ServedModel(Message):
     temperature: float = 0.0  # the catalogue's sampling: a request's defaults
     top_p: float = 1.0
     max_tokens: int = 2048
+    kind: str = "chat"  # or "embedding": what requests it answers (catalog.KINDS)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -117,7 +117,9 @@ def prepare(
     first, note = None, ""
     if alias != NO_MODEL:
         model, folder = choose_model(settings, alias, facts, force)
-        note = installed_context(folder, store.size_on_disk(folder), budget, settings.context)[1]
+        note = installed_context(
+            folder, store.size_on_disk(folder), budget, settings.context, model.kind == "embedding"
+        )[1]
         first = next(m for m in table if m.alias == model.alias)
     spec = ServeSpec.starting(
         first,
@@ -155,17 +157,19 @@ def served_models(settings: Settings, budget: int) -> list[ServedModel]:
     for model in store.installed_models(settings.models, settings.catalog):
         folder = settings.models / model.folder
         weights = store.size_on_disk(folder)
-        context = installed_context(folder, weights, budget, settings.context)[0]
+        embedding = model.kind == "embedding"
+        context = installed_context(folder, weights, budget, settings.context, embedding)[0]
         table.append(
             ServedModel(
                 model.alias,
                 str(folder),
                 sorted({*model.also, folder.name, model.repo, str(folder)}),
-                need(weights, folder_shape(folder), context),
+                need(weights, folder_shape(folder, embedding), context),
                 context,
                 model.temperature,
                 model.top_p,
                 model.max_tokens,
+                model.kind,
             )
         )
     return table

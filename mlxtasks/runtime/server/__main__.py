@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    from . import anthropic, openai, responses
+    from . import anthropic, embeddings, openai, responses
+    from .embedder import Embedder
     from .engine import Engine, wire_once
     from .pool import Pool
     from .web import build
@@ -139,12 +140,17 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(EXIT_ENGINE_FAULT)
 
     wire_once()
-    pool = Pool(spec, on_fault, log, Engine)
+    pool = Pool(
+        spec,
+        on_fault,
+        log,
+        lambda spec, served, cache: (Embedder if served.kind == "embedding" else Engine)(spec, served, cache),
+    )
     if spec.alias:  # kept loaded until unloaded by hand or for room, or a request's keep_alive says otherwise
         pool.release(pool.acquire(spec.alias, -1))
     log.info("serving %s on %s port %d", spec.alias or "installed models on demand", spec.host, spec.port)
     uvicorn.run(
-        build(spec, pool, log, [openai, anthropic, responses]),
+        build(spec, pool, log, [openai, anthropic, responses, embeddings]),
         host=spec.host,
         port=spec.port,
         access_log=False,

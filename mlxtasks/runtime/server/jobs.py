@@ -82,6 +82,27 @@ def split_at_stop(text: str, stops: list[str]) -> tuple[str, str, str | None]:
     return text[: len(text) - keep], text[len(text) - keep :], None
 
 
+@dataclass
+class EmbedJob:
+    """One embedding request's inputs (token ids, each ending as the model's pooling needs) for the engine thread,
+    and the future on `loop` that gets their vectors (each cut to `dimensions` and L2-normalized)."""
+
+    inputs: list[list[int]]
+    dimensions: int
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+    def resolve(self, vectors: list[list[float]]) -> None:
+        def settle():
+            if not self.future.done():  # its client may have gone
+                self.future.set_result(vectors)
+
+        try:
+            self.loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the loop has closed: the server is ending
+            pass
+
+
 class Outbox:
     """The events of one engine step, handed to each event loop in one call: a wake-up per step, not per token."""
 
@@ -179,5 +200,9 @@ class Worker:
         if job.cancelled:
             log.info("a request was cancelled after %d tokens: its client has gone", job.tokens)
         self.outbox.add(job, "done", job.done(reason))
+        self.settled()
+
+    def settled(self, jobs: int = 1) -> None:
+        """Jobs that have ended, and no longer count against the queue."""
         with self._lock:
-            self._count -= 1
+            self._count -= jobs
