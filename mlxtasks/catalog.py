@@ -354,7 +354,9 @@ BUILTIN = (
         (),
         source=HF + "mlx-community/Qwen3-Embedding-0.6B-8bit (converted with mlx-embeddings from "
         "Qwen/Qwen3-Embedding-0.6B: model.* weights, tied embeddings, so mlx_lm's qwen3 loads it); size: the same "
-        "conversion's 0.62 GB (617 MB), " + HF + "majentik/Qwen3-Embedding-0.6B-MLX-8bit; shape: Qwen/Qwen3-Embedding-0.6B's "
+        "conversion's 0.62 GB (617 MB), "
+        + HF
+        + "majentik/Qwen3-Embedding-0.6B-MLX-8bit; shape: Qwen/Qwen3-Embedding-0.6B's "
         "card (28 layers, 8 KV heads, head_dim 128, 32K context)",
         context=32768,
         layers=28,
