@@ -125,16 +125,9 @@ def figures(python: Path, model: Path, work: Path) -> dict:
     return {"inputs_per_s": rates, "tokens": base["tokens"], "raw_s": base["seconds"], **served}
 
 
-def make_model(python: Path, out: Path) -> Path:
+def make_model(python: Path, out: Path, shape: str) -> Path:
     subprocess.run(
-        [
-            str(python),
-            str(ROOT / "tests" / "support" / "tiny_model.py"),
-            str(out),
-            "--shape",
-            "0.6b-embed",
-            "--embedding",
-        ],
+        [str(python), str(ROOT / "tests" / "support" / "tiny_model.py"), str(out), "--shape", shape, "--embedding"],
         check=True,
         capture_output=True,
     )

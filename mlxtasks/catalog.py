@@ -352,6 +352,7 @@ BUILTIN = (
         "embedding",
         "Qwen3 Embedding 0.6B: multilingual text and code embeddings (1024 dimensions, or fewer)",
         (),
+        ollama="qwen3-embedding:0.6b",
         source=HF + "mlx-community/Qwen3-Embedding-0.6B-8bit (converted with mlx-embeddings from "
         "Qwen/Qwen3-Embedding-0.6B: model.* weights, tied embeddings, so mlx_lm's qwen3 loads it); size: the same "
         "conversion's 0.62 GB (617 MB), "

@@ -12,6 +12,7 @@ from typing import Any
 from . import files
 from .errors import MlxTasksError
 from .facts import GB
+from .protocol import EMBED_BATCH_TOKENS, EMBED_MAX_TOKENS
 
 # MLX's buffers and activations beyond the weights and the cache: an estimate, a share of the weights plus a floor.
 OVERHEAD_FRACTION = 0.05
@@ -21,12 +22,10 @@ UNKNOWN_HEADROOM = 1.1
 # The least context worth running: what "fits" is judged at when no context is given.
 MIN_CONTEXT = 4096
 KV_BYTES = 2  # float16 / bfloat16 keys and values
-# An embedding model keeps no cache: its memory beyond the weights is one batch's activations. The server cuts
-# an input at EMBED_MAX_TOKENS (Qwen3-Embedding's card embeds at up to 8192) and puts at most EMBED_BATCH_TOKENS
-# (padded) into one forward pass; a token's activations in flight are taken as ACTIVATION_WIDTHS times its key
-# and value width (the hidden state, queries, the MLP's wider middle).
-EMBED_MAX_TOKENS = 8192
-EMBED_BATCH_TOKENS = 8192
+# An embedding model keeps no cache: its memory beyond the weights is one batch's activations, at most
+# EMBED_BATCH_TOKENS (padded) per forward pass, each input at most EMBED_MAX_TOKENS (the server's limits, in
+# protocol.py); a token's activations in flight are taken as ACTIVATION_WIDTHS times its key and value width
+# (the hidden state, queries, the MLP's wider middle).
 ACTIVATION_WIDTHS = 8
 
 

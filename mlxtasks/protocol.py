@@ -311,6 +311,12 @@ class Capabilities(Message):
 # --- serve ---
 
 
+# An embedding model's limits in the server (fit.py counts its memory by them): the tokens of one input (longer
+# ones are cut or refused; Qwen3-Embedding's card embeds at up to 8192), and the padded tokens of one forward pass.
+EMBED_MAX_TOKENS = 8192
+EMBED_BATCH_TOKENS = 8192
+
+
 @dataclasses.dataclass(frozen=True)
 class ServedModel(Message):
     """An installed model the server loads when a request names it."""

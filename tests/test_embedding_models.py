@@ -9,6 +9,7 @@ import pytest
 from mlxtasks import catalog, fit, store
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.facts import GB
+from mlxtasks.protocol import EMBED_MAX_TOKENS
 
 EMBED = catalog.lookup("qwen3-embed-0.6b", catalog.BUILTIN)
 
@@ -31,7 +32,7 @@ def test_an_embedding_model_needs_its_weights_and_a_batch_not_a_kv_cache():
     batch = fit.activation_bytes(EMBED.shape)
     assert need == int(weights * (1 + fit.OVERHEAD_FRACTION)) + fit.OVERHEAD_BYTES + batch
     assert batch < fit.kv_bytes(EMBED.shape, fit.MIN_CONTEXT)  # less than the chat model of its shape would need
-    assert fit.largest_context(weights, EMBED.shape, 2 * GB) == fit.EMBED_MAX_TOKENS
+    assert fit.largest_context(weights, EMBED.shape, 2 * GB) == EMBED_MAX_TOKENS
     assert fit.largest_context(weights, EMBED.shape, need - 1) == 0
     assert fit.verdict(weights, EMBED.shape, 2 * GB) == "yes, embedding inputs of up to 8,192 tokens"
 

@@ -1,7 +1,7 @@
 """The embedding engine: one thread that owns an embedding model (a decoder such as Qwen3-Embedding, loaded by
 mlx_lm as a chat model would be, its language-model head unused) and answers EmbedJobs (jobs.py) in batches.
 Every job queued while a batch runs joins the next: their inputs are sorted by length and cut into forward passes
-of at most fit.EMBED_BATCH_TOKENS padded tokens. Padding goes on the right, where causal attention keeps it from
+of at most EMBED_BATCH_TOKENS padded tokens (protocol.py). Padding goes on the right, where causal attention keeps it from
 every real token, so a text's vector is the same alone or in any batch (to float rounding). Pooling is the last
 token's hidden state (the end-of-text token Core.embed appends), cut to the dimensions asked for and then
 L2-normalized (Matryoshka models such as Qwen3-Embedding keep their meaning in the leading dimensions). Like
@@ -14,8 +14,7 @@ import gc
 import mlx.core as mx
 from mlx_lm import load
 
-from ...fit import EMBED_BATCH_TOKENS, EMBED_MAX_TOKENS
-from ...protocol import ServedModel, ServeSpec
+from ...protocol import EMBED_BATCH_TOKENS, EMBED_MAX_TOKENS, ServedModel, ServeSpec
 from .jobs import EmbedJob, Worker
 
 END_OF_TEXT = "<|endoftext|>"  # the token Qwen3-Embedding pools at (its card appends it to every input)
