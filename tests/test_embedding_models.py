@@ -3,10 +3,11 @@ activations, no KV cache), how an installed model the catalogue does not know is
 models.pull records."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
-from mlxtasks import catalog, fit, store
+from mlxtasks import catalog, chat, fit, store
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.facts import GB
 from mlxtasks.protocol import EMBED_MAX_TOKENS
@@ -73,3 +74,13 @@ def test_a_manifest_with_an_unknown_kind_is_damaged(tmp_path):
 def test_a_repo_pulled_by_id_is_an_embedding_model_when_its_name_says_so():
     assert catalog.from_repo("mlx-community/Qwen3-Embedding-8B-4bit-DWQ", 0).kind == "embedding"
     assert catalog.from_repo("mlx-community/Qwen3-8B-4bit", 0).kind == "chat"
+
+
+def test_chat_refuses_an_embedding_model_and_leaves_it_out_of_the_routers_choices(tmp_path):
+    with pytest.raises(MlxTasksError, match="qwen3-embed-0.6b is an embedding model") as caught:
+        chat.chat_only(EMBED)
+    assert "invoke serve qwen3-embed-0.6b" in caught.value.fix
+    put(tmp_path, "chatty")
+    put(tmp_path, "Qwen3-Embedding-0.6B-4bit")
+    settings = SimpleNamespace(models=tmp_path, catalog=catalog.BUILTIN, context=0)
+    assert list(chat.installed(settings)[0]) == ["chatty"]  # type: ignore[arg-type]
