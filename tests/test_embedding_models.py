@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlxtasks import catalog, chat, fit, store
+from mlxtasks import catalog, chat, fit, hub, store
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.facts import GB
-from mlxtasks.protocol import EMBED_MAX_TOKENS
+from mlxtasks.protocol import EMBED_MAX_TOKENS, Support
 
 EMBED = catalog.lookup("qwen3-embed-0.6b", catalog.BUILTIN)
 
@@ -84,3 +84,12 @@ def test_chat_refuses_an_embedding_model_and_leaves_it_out_of_the_routers_choice
     put(tmp_path, "Qwen3-Embedding-0.6B-4bit")
     settings = SimpleNamespace(models=tmp_path, catalog=catalog.BUILTIN, context=0)
     assert list(chat.installed(settings)[0]) == ["chatty"]  # type: ignore[arg-type]
+
+
+def test_pull_lets_an_embedding_model_tagged_feature_extraction_through_and_still_refuses_a_chat_one():
+    known = Support("0.32.2", "0.32.4", ("qwen3",), ("affine",))
+    config = {"model_type": "qwen3"}
+    hub.check_runnable(hub.Plan(EMBED, "abc", (), config, "feature-extraction"), known)  # no refusal
+    chatty = catalog.from_repo("org/Qwen3-4B", 1.0)
+    with pytest.raises(MlxTasksError, match="is a feature-extraction model"):
+        hub.check_runnable(hub.Plan(chatty, "abc", (), config, "feature-extraction"), known)
