@@ -49,15 +49,16 @@ class Core:
             return name
         return next((to for pattern, to in self.spec.model_map.items() if fnmatch.fnmatchcase(name, pattern)), name)
 
-    async def hold(self, held: list, name: str | None, seconds: float | None):
+    async def hold(self, held: list, name: str | None, seconds: float | None, kind: str = "chat"):
         """The named model (mapped), loaded or waited for while another request loads it, held until the
-        request's response is sent (web.py releases what `held` lists)."""
+        request's response is sent (web.py releases what `held` lists); refused, before loading, if it answers
+        the other kind of request (chat or embedding)."""
+        self.serving(name, kind)
         loaded = await asyncio.to_thread(self.pool.acquire, self.mapped(name), seconds)
         held.append(loaded)
         return loaded
 
     def serving(self, name: str | None, kind: str) -> None:
-        """Refuse, before loading it, a model that answers the other kind of request (chat or embedding)."""
         served = self.pool.find(self.mapped(name))
         if served.kind == kind:
             return
@@ -69,7 +70,6 @@ class Core:
         """Hold the model, make the prompt, check it, and submit its jobs (or, for ask.count_only, just count)."""
         if ask.format is not None:
             raise refuse(ask.format.param, "only text responses are supported")
-        self.serving(ask.model, "chat")
         loaded = await self.hold(held, ask.model, ask.keep_alive)
         engine, served = loaded.engine, loaded.served
         prompts, echoes = await asyncio.to_thread(self.prompts, engine, ask)
@@ -87,9 +87,8 @@ class Core:
         the engine batches with the other requests' inputs."""
         if not embed.inputs or len(embed.inputs) > MAX_INPUTS:
             raise invalid("input", f"from 1 to {MAX_INPUTS} texts or token lists.")
-        self.serving(embed.model, "embedding")
         started = time.monotonic()
-        loaded = await self.hold(held, embed.model, embed.keep_alive)
+        loaded = await self.hold(held, embed.model, embed.keep_alive, "embedding")
         waited = time.monotonic() - started
         engine, served = loaded.engine, loaded.served
         if embed.dimensions is not None and not 1 <= embed.dimensions <= engine.dimensions:
