@@ -30,7 +30,7 @@ from harness import ROOT, Result, venv_python
 from mlxtasks import serve
 from mlxtasks.protocol import ServedModel, ServeSpec
 
-INPUTS, RUNS = 64, 5
+INPUTS, RUNS = 64, 9
 ENCODINGS = ("base64", "float")  # the openai SDK's default, and JSON's numbers (Ollama's only form)
 # 64 short texts of a search index's size (5 to 20 words), each different
 WORDS = "the a model reads text and writes vectors that place similar meanings near each other in space".split()
