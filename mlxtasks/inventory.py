@@ -54,7 +54,12 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
     return {"models_folder": str(settings.models), "installed": installed, "catalogue": entries}
 
 
+EMBEDS = "it embeds; it does not generate (serve's embeddings: docs/performance.md)"
+
+
 def _speed(model: Model, facts: HostFacts, records: list[dict]) -> dict:
+    if model.kind == "embedding":  # no tokens to generate
+        return {"tokens_per_s": None, "speed": "embedding", "speed_short": "-", "speed_text": EMBEDS}
     rate = speed.expected(facts, int(model.size_gb * GB), model.active, {model.alias, model.folder}, records)
     return {
         "tokens_per_s": round(rate.tokens_per_s, 1),
@@ -105,7 +110,11 @@ def info_lines(entry: Model, models_path: Path, facts: HostFacts, records: list[
         ("size", f"{entry.size_gb:.2f} GB on disk, about {entry.ram_gb:.1f} GB of memory to run"),
         ("fits", fit.verdict(int(entry.size_gb * GB), entry.shape, catalog.memory_budget(facts))),
         ("speed", _speed(entry, facts, records or [])["speed_text"]),
-        ("sampling", f"temperature {entry.temperature}, top_p {entry.top_p}, max_tokens {entry.max_tokens}"),
+        *(
+            [("sampling", f"temperature {entry.temperature}, top_p {entry.top_p}, max_tokens {entry.max_tokens}")]
+            if entry.kind == "chat"
+            else []
+        ),
         ("folder", str(folder)),
         (
             "installed",

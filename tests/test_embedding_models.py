@@ -7,10 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from mlxtasks import catalog, chat, fit, hub, store
+from mlxtasks import catalog, chat, fit, hub, inventory, store
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.facts import GB
 from mlxtasks.protocol import EMBED_MAX_TOKENS, Support
+
+from .test_catalog import mac
 
 EMBED = catalog.lookup("qwen3-embed-0.6b", catalog.BUILTIN)
 
@@ -93,3 +95,11 @@ def test_pull_lets_an_embedding_model_tagged_feature_extraction_through_and_stil
     chatty = catalog.from_repo("org/Qwen3-4B", 1.0)
     with pytest.raises(MlxTasksError, match="is a feature-extraction model"):
         hub.check_runnable(hub.Plan(chatty, "abc", (), config, "feature-extraction"), known)
+
+
+def test_models_info_and_list_give_an_embedding_model_no_generation_speed_or_sampling(tmp_path):
+    lines = inventory.info_lines(EMBED, tmp_path, mac(16))
+    assert "speed     it embeds; it does not generate (serve's embeddings: docs/performance.md)" in lines
+    assert "fits      yes, embedding inputs of up to 8,192 tokens" in lines
+    assert not [line for line in lines if line.startswith("sampling")]
+    assert inventory._speed(EMBED, mac(16), [])["speed_short"] == "-"
