@@ -17,7 +17,8 @@ from .facts import GB, GIB, HostFacts
 ALIAS_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
 FOLDER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 REPO_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
-CATEGORIES = ("code", "reasoning", "math", "general")
+CATEGORIES = ("code", "reasoning", "math", "general", "embedding")
+KINDS = ("chat", "embedding")  # what a model serves: chat and completions, or embeddings
 # The shell block's own commands are mlx-NAME; an alias of that name (or chat-NAME) would replace one.
 SHELL_COMMANDS = (
     "activate",
@@ -63,11 +64,19 @@ class Model:
     active: float = 1.0  # share of the weights read per token (mixture of experts)
     thinking: str = ""  # how it shows its reasoning: "think-tags" (<think>...</think>), "harmony" (gpt-oss's channels)
     tools: str = ""  # its tool-call format: "hermes" (<tool_call> JSON), "qwen3-coder" (XML), "harmony", "llama3-json"
+    kind: str = "chat"  # one of KINDS
 
     @property
     def shape(self) -> fit.Shape:
         return fit.Shape(
-            self.layers, self.kv_heads, self.head_dim, self.context, self.window, self.full_layers, self.active
+            self.layers,
+            self.kv_heads,
+            self.head_dim,
+            self.context,
+            self.window,
+            self.full_layers,
+            self.active,
+            self.kind == "embedding",
         )
 
     def ram_bytes(self, context: int = 0) -> int:
@@ -333,6 +342,29 @@ BUILTIN = (
         128,
         tools="llama3-json",
     ),
+    # Embedding models (kind "embedding"): served at /v1/embeddings and /api/embed, never for chat.
+    Model(
+        "qwen3-embed-0.6b",
+        "mlx-community/Qwen3-Embedding-0.6B-8bit",
+        "qwen3-embedding-0.6b-8bit",
+        0.62,
+        "qwen3",
+        "embedding",
+        "Qwen3 Embedding 0.6B: multilingual text and code embeddings (1024 dimensions, or fewer)",
+        (),
+        ollama="qwen3-embedding:0.6b",
+        source=HF + "mlx-community/Qwen3-Embedding-0.6B-8bit (converted with mlx-embeddings from "
+        "Qwen/Qwen3-Embedding-0.6B: model.* weights, tied embeddings, so mlx_lm's qwen3 loads it); size: the same "
+        "conversion's 0.62 GB (617 MB), "
+        + HF
+        + "majentik/Qwen3-Embedding-0.6B-MLX-8bit; shape: Qwen/Qwen3-Embedding-0.6B's "
+        "card (28 layers, 8 KV heads, head_dim 128, 32K context)",
+        context=32768,
+        layers=28,
+        kv_heads=8,
+        head_dim=128,
+        kind="embedding",
+    ),
 )
 # The memory tiers the catalogue covers, as the Mac each one means.
 TIERS = {"16 GB": 16, "24-32 GB": 32, "48 GB and up": 64}
@@ -404,6 +436,8 @@ def _check_model(model: Model, key: str) -> None:
             raise _bad(f"{key}.also", "aliases of lower-case letters, digits, '.', '_' and '-'", alias)
     if model.category not in CATEGORIES:
         raise _bad(f"{key}.category", "one of " + ", ".join(CATEGORIES), model.category)
+    if model.kind not in KINDS:
+        raise _bad(f"{key}.kind", "one of " + ", ".join(KINDS), model.kind)
 
 
 def lookup(name: str, models: tuple[Model, ...]) -> Model | None:
@@ -425,13 +459,23 @@ def find(name: str, models: tuple[Model, ...], place: str = "in the catalogue") 
 
 
 def from_repo(repo: str, size_gb: float) -> Model:
-    """An ad-hoc entry for `models.pull ORG/NAME`: folder named after the repo."""
+    """An ad-hoc entry for `models.pull ORG/NAME`: folder named after the repo; an embedding model when its name
+    says so (see embedding_name)."""
     if not REPO_PATTERN.fullmatch(repo):
         raise MlxTasksError(
             f"{repo!r} is not a hub repo id (org/name).",
             fix="use a catalogue alias (invoke models.list) or a repo id such as mlx-community/phi-4-4bit",
         )
-    return Model(repo.split("/")[1].lower(), repo, repo.split("/")[1], size_gb, "unknown", "general", repo)
+    name = repo.split("/")[1]
+    kind = "embedding" if embedding_name(name) else "chat"
+    return Model(
+        name.lower(), repo, name, size_gb, "unknown", "embedding" if kind == "embedding" else "general", repo, kind=kind
+    )
+
+
+def embedding_name(name: str) -> bool:
+    """A repo or folder named as an embedding model (Qwen3-Embedding-0.6B-8bit, bge-m3-embed, e5-embeddings)."""
+    return "embed" in name.lower()
 
 
 def memory_budget(facts: HostFacts) -> int:

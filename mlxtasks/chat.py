@@ -94,13 +94,24 @@ def installed(s: Settings, budget: int = 0) -> tuple[dict[str, ChatModel], dict[
     from .store import installed_models, size_on_disk
 
     models, notes = {}, {}
-    for m in installed_models(s.models, s.catalog):
+    for m in [m for m in installed_models(s.models, s.catalog) if m.kind == "chat"]:
         folder = s.models / m.folder
         context, notes[m.alias] = (
             installed_context(folder, size_on_disk(folder), budget, s.context) if budget else (s.context, "")
         )
         models[m.alias] = chat_model(m, folder, context)
     return models, notes
+
+
+def chat_only(model: Model) -> Model:
+    """A model to chat with; an embedding model refused, with where it answers."""
+    if model.kind == "embedding":
+        raise MlxTasksError(
+            f"{model.alias} is an embedding model: it turns text into vectors and does not chat.",
+            fix=f"chat with a chat model (invoke models.list); for vectors, invoke serve {model.alias} and POST "
+            "to /v1/embeddings",
+        )
+    return model
 
 
 def chat_model(model: Model, folder: Path, context: int) -> ChatModel:
@@ -134,6 +145,7 @@ def served(s: Settings, alias: str, ask: str, flags: Flags, verbose: bool) -> in
     if not server or alias == "auto":
         return None
     model, folder = store.local_model(s.model_name(alias), s.models, s.catalog)
+    chat_only(model)
     spec = ChatSpec(
         {model.alias: chat_model(model, folder, s.context)},
         model.alias,
@@ -171,6 +183,7 @@ def prepare(
         model = None
     else:
         model, folder = store.local_model(alias, s.models, s.catalog)
+        chat_only(model)
     require(s)
     if model:  # what models.verify says, before mlx_lm meets the damage
         from .validate import require_loadable

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from . import files
 from .errors import MlxTasksError
 from .facts import GB
+from .protocol import EMBED_BATCH_TOKENS, EMBED_MAX_TOKENS
 
 # MLX's buffers and activations beyond the weights and the cache: an estimate, a share of the weights plus a floor.
 OVERHEAD_FRACTION = 0.05
@@ -21,6 +22,11 @@ UNKNOWN_HEADROOM = 1.1
 # The least context worth running: what "fits" is judged at when no context is given.
 MIN_CONTEXT = 4096
 KV_BYTES = 2  # float16 / bfloat16 keys and values
+# An embedding model keeps no cache: its memory beyond the weights is one batch's activations, at most
+# EMBED_BATCH_TOKENS (padded) per forward pass, each input at most EMBED_MAX_TOKENS (the server's limits, in
+# protocol.py); a token's activations in flight are taken as ACTIVATION_WIDTHS times its key and value width
+# (the hidden state, queries, the MLP's wider middle).
+ACTIVATION_WIDTHS = 8
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,7 @@ class Shape:
     window: int = 0  # sliding-window layers keep this many tokens; 0: none
     full_layers: int = 0  # layers whose cache grows with the context (0: all of them)
     active: float = 1.0  # share of the weights read per token (below 1 for mixture-of-experts)
+    embedding: bool = False  # an embedding model: no KV cache, a batch's activations instead
 
     @property
     def known(self) -> bool:
@@ -101,10 +108,18 @@ def context_for(shape: Shape, wanted: int = 0) -> int:
     return min(context, shape.context) if shape.context else context
 
 
+def activation_bytes(shape: Shape) -> int:
+    """An embedding model's batch in flight: EMBED_BATCH_TOKENS tokens' activations (see ACTIVATION_WIDTHS)."""
+    return EMBED_BATCH_TOKENS * ACTIVATION_WIDTHS * 2 * shape.kv_heads * shape.head_dim * KV_BYTES
+
+
 def need(weights: int, shape: Shape, context: int = 0) -> int:
-    """Bytes of memory to run: weights + KV cache at the context + overhead (weights x 1.1 for an unknown shape)."""
+    """Bytes of memory to run: weights + KV cache at the context (an embedding model: a batch's activations)
+    + overhead (weights x 1.1 for an unknown shape)."""
     if not shape.known:
         return int(weights * UNKNOWN_HEADROOM)
+    if shape.embedding:
+        return int(weights * (1 + OVERHEAD_FRACTION)) + OVERHEAD_BYTES + activation_bytes(shape)
     return int(weights * (1 + OVERHEAD_FRACTION)) + OVERHEAD_BYTES + kv_bytes(shape, context_for(shape, context))
 
 
@@ -113,6 +128,9 @@ def largest_context(weights: int, shape: Shape, budget: int) -> int:
     or the shape is unknown)."""
     if not shape.known:
         return 0
+    if shape.embedding:  # the longest input it embeds, if it fits at all
+        longest = min(shape.context or EMBED_MAX_TOKENS, EMBED_MAX_TOKENS)
+        return longest if need(weights, shape) <= budget else 0
     room = budget - int(weights * (1 + OVERHEAD_FRACTION)) - OVERHEAD_BYTES
     low, high = 0, shape.context or 1 << 20
     while low < high:  # kv_bytes only grows with the context
@@ -121,19 +139,21 @@ def largest_context(weights: int, shape: Shape, budget: int) -> int:
     return low if low >= min(MIN_CONTEXT, shape.context or MIN_CONTEXT) else 0
 
 
-def folder_shape(folder: Path) -> Shape:
+def folder_shape(folder: Path, embedding: bool = False) -> Shape:
     """An installed model's shape from its config.json (unknown when there is none to read)."""
     try:
         config = json.loads(files.read_bytes(folder / "config.json"))
     except (OSError, ValueError, MlxTasksError):  # a FIFO is not read
-        return Shape()
-    return from_config(config if isinstance(config, dict) else {})
+        return Shape(embedding=embedding)
+    return replace(from_config(config if isinstance(config, dict) else {}), embedding=embedding)
 
 
-def installed_context(folder: Path, weights: int, budget: int, wanted: int = 0) -> tuple[int, str]:
+def installed_context(
+    folder: Path, weights: int, budget: int, wanted: int = 0, embedding: bool = False
+) -> tuple[int, str]:
     """The context an installed model runs with (0: its own limit) and a note when `wanted` had to be cut:
     the largest that fits when none is wanted, else the one wanted, capped to what fits."""
-    largest = largest_context(weights, folder_shape(folder), budget)
+    largest = largest_context(weights, folder_shape(folder, embedding), budget)
     if not largest:  # unknown shape, or even the least context does not fit: the memory warning says so
         return wanted, ""
     if wanted and wanted > largest:
@@ -151,6 +171,8 @@ def verdict(weights: int, shape: Shape, budget: int) -> str:
             return "yes (its shape is unknown: weights with room for a few thousand tokens)"
         return f"no: needs about {need(weights, shape) / GB:.1f} GB, more than the {budget / GB:.1f} GB this machine can give"
     largest = largest_context(weights, shape, budget)
+    if shape.embedding and largest:
+        return f"yes, embedding inputs of up to {largest:,} tokens"
     if not largest:
         return (
             f"no: needs about {need(weights, shape) / GB:.1f} GB even at {context_for(shape):,} tokens of context, "

@@ -44,6 +44,7 @@ ALLOW_PATTERNS = [
     "*.jinja",
 ]
 TRIES = 4
+EMBEDDING_PIPELINES = ("feature-extraction", "sentence-similarity")  # the hub's tags of embedding models
 # A branch, tag or commit as git allows them in a URL: no spaces, newlines or "..".
 T = TypeVar("T")
 REVISION_PATTERN = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._/-]{0,199}")
@@ -250,7 +251,10 @@ def plan(
             "asking the hub again in {delay} s",
         )
         config = read_config(Path(path))
-    return Plan(model, sha, files, config, info.pipeline_tag or "")
+    pipeline = info.pipeline_tag or ""
+    if pipeline in EMBEDDING_PIPELINES and model.kind == "chat":  # an ORG/NAME the hub calls an embedding model
+        model = replace(model, kind="embedding", category="embedding")
+    return Plan(model, sha, files, config, pipeline)
 
 
 def read_config(path: Path) -> dict:
@@ -266,7 +270,8 @@ def check_runnable(the_plan: Plan, known) -> None:
     """Refuse a model the venv's mlx-lm cannot run (known: protocol.Support, None when the venv cannot say)."""
     from . import compat
 
-    found = compat.problem(the_plan.model.repo, the_plan.config, known, the_plan.pipeline) if known else None
+    pipeline = "" if the_plan.model.kind == "embedding" else the_plan.pipeline  # mlx-lm runs its body, not a head
+    found = compat.problem(the_plan.model.repo, the_plan.config, known, pipeline) if known else None
     if found:
         raise MlxTasksError(f"Not downloading: {found.message}", fix=found.fix)
 
@@ -275,7 +280,7 @@ def check_memory(model: Model, facts: HostFacts, models: tuple[Model, ...]) -> N
     budget = catalog.memory_budget(facts)
     if catalog.fits_in(model, budget):
         return
-    smaller = [m.alias for m in models if catalog.fits_in(m, budget)]
+    smaller = [m.alias for m in models if m.kind == model.kind and catalog.fits_in(m, budget)]
     where = (
         f"the GPU can use on this Mac ({catalog.budget_source(facts)})"
         if facts.is_mac
@@ -512,6 +517,7 @@ def commit(the_plan: Plan, staged: Path, final: Path) -> None:
         "repo": the_plan.model.repo,
         "revision": the_plan.revision,
         "alias": the_plan.model.alias,
+        "kind": the_plan.model.kind,
         "pulled": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": dict(the_plan.files),
         "size": the_plan.total,

@@ -20,15 +20,17 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
         recorded = store.read_manifest(folder) or {}
         known = catalog.by_folder(folder.name, named)
         size = store.size_on_disk(folder)
+        kind = known.kind if known else store.folder_kind(folder, {})
         installed.append(
             {
                 "alias": known.alias if known else recorded.get("alias"),
                 "repo": recorded.get("repo"),
                 "folder": folder.name,
                 "path": str(folder),
+                "kind": kind,
                 "size": size,
                 "complete": hub.is_complete(folder),
-                "fits": fit.verdict(size, fit.folder_shape(folder), budget),
+                "fits": fit.verdict(size, fit.folder_shape(folder, kind == "embedding"), budget),
             }
         )
     cached = hub.cached_repos()
@@ -39,6 +41,7 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
             "repo": m.repo,
             "size_gb": m.size_gb,
             "category": m.category,
+            "kind": m.kind,
             "fits": catalog.fits_in(m, budget),
             "context": fit.largest_context(int(m.size_gb * GB), m.shape, budget),
             **_speed(m, facts, records),
@@ -51,7 +54,12 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
     return {"models_folder": str(settings.models), "installed": installed, "catalogue": entries}
 
 
+EMBEDS = "it embeds; it does not generate (serve's embeddings: docs/performance.md)"
+
+
 def _speed(model: Model, facts: HostFacts, records: list[dict]) -> dict:
+    if model.kind == "embedding":  # no tokens to generate
+        return {"tokens_per_s": None, "speed": "embedding", "speed_short": "-", "speed_text": EMBEDS}
     rate = speed.expected(facts, int(model.size_gb * GB), model.active, {model.alias, model.folder}, records)
     return {
         "tokens_per_s": round(rate.tokens_per_s, 1),
@@ -102,7 +110,11 @@ def info_lines(entry: Model, models_path: Path, facts: HostFacts, records: list[
         ("size", f"{entry.size_gb:.2f} GB on disk, about {entry.ram_gb:.1f} GB of memory to run"),
         ("fits", fit.verdict(int(entry.size_gb * GB), entry.shape, catalog.memory_budget(facts))),
         ("speed", _speed(entry, facts, records or [])["speed_text"]),
-        ("sampling", f"temperature {entry.temperature}, top_p {entry.top_p}, max_tokens {entry.max_tokens}"),
+        *(
+            [("sampling", f"temperature {entry.temperature}, top_p {entry.top_p}, max_tokens {entry.max_tokens}")]
+            if entry.kind == "chat"
+            else []
+        ),
         ("folder", str(folder)),
         (
             "installed",

@@ -319,6 +319,12 @@ def xdg_folder(variable: str, default: Path, env: Mapping[str, str]) -> Path:
 # --- serve ---
 
 
+# An embedding model's limits in the server (fit.py counts its memory by them): the tokens of one input (longer
+# ones are cut or refused; Qwen3-Embedding's card embeds at up to 8192), and the padded tokens of one forward pass.
+EMBED_MAX_TOKENS = 8192
+EMBED_BATCH_TOKENS = 8192
+
+
 @dataclasses.dataclass(frozen=True)
 class ServedModel(Message):
     """An installed model the server loads when a request names it."""
@@ -332,6 +338,7 @@ class ServedModel(Message):
     top_p: float = 1.0
     max_tokens: int = 2048
     kv_token_bytes: int = 0  # the KV cache of one token (0: unknown), for the streams past one context
+    kind: str = "chat"  # or "embedding": what requests it answers (catalog.KINDS)
 
 
 @dataclasses.dataclass(frozen=True)

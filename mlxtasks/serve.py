@@ -127,7 +127,9 @@ def prepare(
     first, note = None, ""
     if alias != NO_MODEL:
         model, folder = choose_model(settings, alias, facts, force)
-        note = installed_context(folder, store.size_on_disk(folder), budget, settings.context)[1]
+        note = installed_context(
+            folder, store.size_on_disk(folder), budget, settings.context, model.kind == "embedding"
+        )[1]
         first = next(m for m in table if m.alias == model.alias)
     spec = ServeSpec.starting(
         first,
@@ -166,8 +168,9 @@ def served_models(settings: Settings, budget: int) -> list[ServedModel]:
     for model in store.installed_models(settings.models, settings.catalog):
         folder = settings.models / model.folder
         weights = store.size_on_disk(folder)
-        context = installed_context(folder, weights, budget, settings.context)[0]
-        shape = folder_shape(folder)
+        embedding = model.kind == "embedding"
+        context = installed_context(folder, weights, budget, settings.context, embedding)[0]
+        shape = folder_shape(folder, embedding)
         table.append(
             ServedModel(
                 model.alias,
@@ -179,6 +182,7 @@ def served_models(settings: Settings, budget: int) -> list[ServedModel]:
                 model.top_p,
                 model.max_tokens,
                 kv_bytes(shape, 1),  # every layer's, a sliding window's too: an upper bound
+                model.kind,
             )
         )
     return table

@@ -122,8 +122,8 @@ def setup_command(checkout: Path = CHECKOUT) -> str:
 
 def render(shell: str, venv: Path, models_path: Path, models: Iterable[Model], setup: str | None = None) -> str:
     """The block's body for one shell; every value checked, then quoted. setup: the command that repairs the
-    venv (default: setup_command())."""
-    models = list(models)
+    venv (default: setup_command()). Embedding models get no commands: there is nothing to chat with."""
+    models = [m for m in models if m.kind == "chat"]
     for model in models:
         check_alias(model.alias)
     template = (template_dir() / f"mlxtasks.{shell}").read_text()

@@ -8,11 +8,12 @@ import shutil
 from pathlib import Path
 
 from . import files
-from .catalog import ALIAS_PATTERN, REPO_PATTERN, Model, find
+from .catalog import ALIAS_PATTERN, KINDS, REPO_PATTERN, Model, embedding_name, find
 from .errors import MlxTasksError
 from .facts import GB
 
 MANIFEST = "mlxtasks-manifest.json"
+SENTENCE_TRANSFORMERS = ("config_sentence_transformers.json", "modules.json")  # an embedding model's own files
 
 
 def models_path_problem(models_path: Path) -> MlxTasksError | None:
@@ -63,14 +64,32 @@ def _uncatalogued(folder: Path, reserved: set[str]) -> Model:
     means the catalogue's own folder; else by its folder's name in lower case."""
     recorded = read_manifest(folder) or {}
     try:
-        arch = str(json.loads(files.read_bytes(folder / "config.json")).get("model_type", "unknown"))
+        config = json.loads(files.read_bytes(folder / "config.json"))
+        arch = str(config.get("model_type", "unknown"))
     except (OSError, ValueError, AttributeError, MlxTasksError):
-        arch = "unknown"
+        config, arch = {}, "unknown"
     repo = recorded.get("repo") or folder.name
     alias = recorded.get("alias")
     if not alias or alias in reserved or not ALIAS_PATTERN.fullmatch(alias):
         alias = folder.name.lower()
-    return Model(alias, repo, folder.name, size_on_disk(folder) / GB, arch, "general", repo)
+    kind = "embedding" if recorded.get("kind") == "embedding" else folder_kind(folder, config)
+    category = "embedding" if kind == "embedding" else "general"
+    return Model(alias, repo, folder.name, size_on_disk(folder) / GB, arch, category, repo, kind=kind)
+
+
+def folder_kind(folder: Path, config: dict) -> str:
+    """Whether a model the catalogue does not know (and models.pull did not record) serves embeddings: a folder
+    with sentence-transformers' files, a config whose architectures are all bare bodies without a language-model
+    head (Qwen3Model, BertModel), or a name that says so (Qwen3-Embedding-0.6B-8bit); else chat."""
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    headless = (
+        isinstance(architectures, list)
+        and bool(architectures)
+        and all(isinstance(a, str) and a.endswith("Model") for a in architectures)
+    )
+    if headless or embedding_name(folder.name) or any((folder / name).is_file() for name in SENTENCE_TRANSFORMERS):
+        return "embedding"
+    return "chat"
 
 
 def known_models(models_path: Path, known: tuple[Model, ...]) -> tuple[Model, ...]:
@@ -116,6 +135,7 @@ def read_manifest(folder: Path) -> dict | None:
         isinstance(listed, dict)
         and all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in listed.items())
         and all(isinstance(recorded.get(key, ""), str) for key in ("repo", "alias", "revision", "pulled"))
+        and recorded.get("kind", "chat") in KINDS
         and (not recorded.get("repo") or REPO_PATTERN.fullmatch(recorded["repo"]))
         and type(recorded.get("size", 0)) is int
     )

@@ -43,11 +43,12 @@ def test_the_bash_block_passes_shellcheck(tmp_path):
     assert done.returncode == 0, done.stdout
 
 
-def test_every_catalogue_model_gets_a_one_shot_and_a_chat_command():
+def test_every_catalogue_chat_model_gets_a_one_shot_and_a_chat_command_and_embedding_models_none():
     for shell in shellblock.SHELLS:
         text = rendered(shell)
         for model in catalog.BUILTIN:
-            assert f"mlx-{model.alias}" in text and f"mlx-chat-{model.alias}" in text
+            made = f"mlx-{model.alias}" in text and f"mlx-chat-{model.alias}" in text
+            assert made == (model.kind == "chat"), model.alias
 
 
 @pytest.mark.parametrize(

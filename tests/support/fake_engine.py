@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from mlxtasks.runtime.server.jobs import Worker
+from mlxtasks.runtime.server.jobs import EmbedJob, Worker
 
 BOS, EOS, FIRST_BYTE = 1, 2, 3  # token ids: a byte b is FIRST_BYTE + b
 
@@ -105,6 +105,7 @@ class FakeEngine(Worker):
         self.fim = [FIRST_BYTE + 0xF0, FIRST_BYTE + 0xF1, FIRST_BYTE + 0xF2, None] if fim else None
         self.seen: list[list[int]] = []  # finished conversations (prompt and answer), the prompt cache's stand-in
         self.most = 0  # the most streams answered at once
+        self.dimensions, self.end = DIMENSIONS, EOS  # as an embedding model: its vectors' size, the token it pools at
 
     @classmethod
     def maker(cls, **options) -> Callable:
@@ -122,6 +123,10 @@ class FakeEngine(Worker):
             if not active and self.idle_and_stopping():
                 return
             for job in self.arrived(idle=not active):
+                if isinstance(job, EmbedJob):
+                    job.resolve([unit(fake_vector(ids)[: job.dimensions]) for ids in job.inputs])
+                    self.settled()
+                    continue
                 job.detokenizer = self.tokenizer.detokenizer
                 job.cached = max((common(seen, job.prompt) for seen in self.seen), default=0)
                 answer = self.tokenizer.encode(self.reply(self.tokenizer.decode(job.prompt)), add_special_tokens=False)
@@ -150,3 +155,16 @@ def common(seen: list[int], prompt: list[int]) -> int:
     """The prompt tokens a cache of `seen` holds: all of seen if the prompt starts with it (one token short of
     the whole prompt, which must be computed)."""
     return min(len(seen), len(prompt) - 1) if prompt[: len(seen)] == seen else 0
+
+
+DIMENSIONS = 16  # the fake embedding's size
+
+
+def fake_vector(ids: list[int]) -> list[float]:
+    """A deterministic stand-in for an embedding: each dimension a different mix of the token ids."""
+    return [float(sum((token * (d + 3)) % 11 - 5 for token in ids)) + 0.5 for d in range(DIMENSIONS)]
+
+
+def unit(vector: list[float]) -> list[float]:
+    length = sum(v * v for v in vector) ** 0.5
+    return [v / length for v in vector]

@@ -1,4 +1,5 @@
-"""Make a tiny qwen2 model laid out like an mlx-community 4-bit repo, then prove it loads and generates.
+"""Make a tiny qwen2 model laid out like an mlx-community 4-bit repo, then prove it loads and generates (or, with
+--embedding, a tiny qwen3 laid out like mlx-community's 8-bit Qwen3-Embedding, proved by its hidden states).
 
 Run with the MLX venv's python (the tool side has no mlx): `VENV_PY tiny_model.py OUT_DIR [--shards N]`.
 Everything goes through mlx_lm's own model class, quantizer and save helpers, so a checkpoint that
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import mlx.core as mx
 from mlx_lm import load, stream_generate, utils
-from mlx_lm.models import qwen2
+from mlx_lm.models import qwen2, qwen3
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
@@ -176,6 +177,14 @@ SHAPES = {
         "num_attention_heads": 14,
         "num_key_value_heads": 2,
     },
+    "0.6b-embed": {  # Qwen3-Embedding-0.6B's exact shape and vocabulary, for benchmarks (with --embedding)
+        "hidden_size": 1024,
+        "intermediate_size": 3072,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "vocab_size": 151669,
+    },
     "7b": {
         "hidden_size": 3584,
         "intermediate_size": 18944,
@@ -188,7 +197,24 @@ SHAPES = {
 }
 
 
-def model_config(tokenizer: Tokenizer, shape: str = "tiny") -> dict:
+def model_config(tokenizer: Tokenizer, shape: str = "tiny", embedding: bool = False) -> dict:
+    if embedding:  # Qwen3-Embedding's config: a qwen3 with tied embeddings, its eos the end of text
+        return {
+            "architectures": ["Qwen3ForCausalLM"],
+            "model_type": "qwen3",
+            "hidden_act": "silu",
+            "vocab_size": tokenizer.get_vocab_size(),
+            "max_position_embeddings": 32768,
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 1000000.0,
+            "tie_word_embeddings": True,
+            "torch_dtype": "bfloat16",
+            "attention_bias": False,
+            "head_dim": 128 if shape == "0.6b-embed" else 16,
+            "bos_token_id": tokenizer.token_to_id("<|endoftext|>"),
+            "eos_token_id": tokenizer.token_to_id("<|endoftext|>"),
+            **SHAPES[shape],
+        }
     return {
         "architectures": ["Qwen2ForCausalLM"],
         "model_type": "qwen2",
@@ -215,7 +241,7 @@ def split_evenly(weights: dict, count: int) -> list[dict]:
     return [dict(items[i : i + size]) for i in range(0, len(items), size)]
 
 
-def make(out: Path, shards: int, shape: str = "tiny", coder: bool = False) -> None:
+def make(out: Path, shards: int, shape: str = "tiny", coder: bool = False, embedding: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     mx.random.seed(0)
     special = SPECIAL + CODER_SPECIAL if coder else SPECIAL
@@ -224,18 +250,27 @@ def make(out: Path, shards: int, shape: str = "tiny", coder: bool = False) -> No
     # Filler tokens give a real vocabulary's size, so every id a random model samples decodes.
     tokenizer.add_tokens([f"<|filler_{n}|>" for n in range(wanted - tokenizer.get_vocab_size())])
     write_tokenizer(tokenizer, out, special, TOOLS_TEMPLATE if coder else CHAT_TEMPLATE)
-    config = model_config(tokenizer, shape)
-    model = qwen2.Model(qwen2.ModelArgs.from_dict(config))
+    config = model_config(tokenizer, shape, embedding)
+    family = qwen3 if embedding else qwen2
+    model = family.Model(family.ModelArgs.from_dict(config))
     model.set_dtype(mx.bfloat16)  # what mlx-community's 4-bit repos keep for scales, biases and norms
-    model, config = utils.quantize_model(model, config, group_size=64, bits=4)
+    model, config = utils.quantize_model(model, config, group_size=64, bits=8 if embedding else 4)
     utils.make_shards = lambda weights: split_evenly(weights, shards)
     utils.save_model(out, model)
     utils.save_config(config, out / "config.json")
-    (out / "README.md").write_text("---\nlibrary_name: mlx\n---\n# Tiny qwen2 test model (random weights)\n")
+    (out / "README.md").write_text(
+        f"---\nlibrary_name: mlx\n---\n# Tiny {config['model_type']} test model (random weights)\n"
+    )
+    if embedding:  # as Qwen3-Embedding's repo has it: sentence-transformers' settings (last-token pooling)
+        settings = {"prompts": {"query": "Instruct: Given a web search query, retrieve relevant passages\nQuery:"}}
+        (out / "config_sentence_transformers.json").write_text(json.dumps(settings, indent=2))
 
 
-def prove(out: Path) -> int:
+def prove(out: Path, embedding: bool = False) -> int:
     model, tokenizer = load(str(out))
+    if embedding:  # the body's hidden states, one per token
+        hidden = model.model(mx.array([tokenizer.encode("hello world")]))
+        return hidden.shape[1]
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "hello"}], add_generation_prompt=True)
     tokens = [r.token for r in stream_generate(model, tokenizer, prompt, max_tokens=8)]
     return len(tokens)
@@ -247,9 +282,10 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--shape", choices=SHAPES, default="tiny")
     parser.add_argument("--coder", action="store_true", help="Qwen2.5-Coder's tokens and chat template with tools")
+    parser.add_argument("--embedding", action="store_true", help="a Qwen3-Embedding-like qwen3 (8-bit, tied head)")
     args = parser.parse_args()
-    make(args.out, args.shards, args.shape, args.coder)
-    generated = prove(args.out)
+    make(args.out, args.shards, args.shape, args.coder, args.embedding)
+    generated = prove(args.out, args.embedding)
     if not generated:
         raise SystemExit("the tiny model generated no tokens")
     print(f"tiny model in {args.out}: {generated} tokens generated")

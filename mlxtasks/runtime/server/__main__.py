@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    from . import anthropic, ollama, openai, responses
+    from . import anthropic, embeddings, ollama, openai, responses
     from .engine import Engine, wire_once
     from .pool import Pool
     from .web import build
@@ -140,15 +140,27 @@ def main(argv: list[str] | None = None) -> None:
             handler_.flush()
         os._exit(EXIT_ENGINE_FAULT)
 
+    def make_engine(spec: ServeSpec, served, cache_bytes: int):
+        if served.kind == "embedding":
+            from .embedder import Embedder  # imported on the first embedding model's load
+
+            return Embedder(spec, served, cache_bytes)
+        return Engine(spec, served, cache_bytes)
+
     wire_once()
-    pool = Pool(spec, on_fault, log, Engine)
+    pool = Pool(
+        spec,
+        on_fault,
+        log,
+        make_engine,
+    )
     if spec.alias:  # kept loaded until unloaded by hand or for room, or a request's keep_alive says otherwise
         pool.release(pool.acquire(spec.alias, -1))
     ports = [spec.port, *([spec.ollama_port] if spec.ollama_port else [])]
     log.info(
         "serving %s on %s port %s", spec.alias or "installed models on demand", spec.host, " and ".join(map(str, ports))
     )
-    app = build(spec, pool, log, [openai, anthropic, responses, ollama])
+    app = build(spec, pool, log, [openai, anthropic, responses, ollama, embeddings])
     options: dict = {"host": spec.host, "access_log": False, "log_level": "info", "lifespan": "off"}
     server = uvicorn.Server(uvicorn.Config(app, port=spec.port, timeout_graceful_shutdown=5, **options))
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C, raised again once uvicorn has stopped: as uvicorn.run

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from ...protocol import ServeSpec, duration
 from .calls import ToolCalls
-from .jobs import Busy, Job
+from .jobs import Busy, EmbedJob, Job
 from .problems import BUSY, UNAVAILABLE, Problem, cannot, invalid, refuse
-from .request import MAX_CHOICES, Ask, Embed, Embedded
+from .request import MAX_CHOICES, MAX_INPUTS, Ask, Embed, Embedded
 
 PING_S = 5.0  # a stream with nothing to say for this long says so (a keep-alive): its client knows it lives
 
@@ -49,12 +49,22 @@ class Core:
             return name
         return next((to for pattern, to in self.spec.model_map.items() if fnmatch.fnmatchcase(name, pattern)), name)
 
-    async def hold(self, held: list, name: str | None, seconds: float | None):
+    async def hold(self, held: list, name: str | None, seconds: float | None, kind: str = "chat"):
         """The named model (mapped), loaded or waited for while another request loads it, held until the
-        request's response is sent (web.py releases what `held` lists)."""
+        request's response is sent (web.py releases what `held` lists); refused, before loading, if it answers
+        the other kind of request (chat or embedding)."""
+        self.serving(name, kind)
         loaded = await asyncio.to_thread(self.pool.acquire, self.mapped(name), seconds)
         held.append(loaded)
         return loaded
+
+    def serving(self, name: str | None, kind: str) -> None:
+        served = self.pool.find(self.mapped(name))
+        if served.kind == kind:
+            return
+        if served.kind == "embedding":
+            raise cannot("model", f"{served.alias} is an embedding model: it answers /v1/embeddings and /api/embed")
+        raise cannot("model", f"{served.alias} is a chat model: it answers chat and completions, not embeddings")
 
     async def start(self, ask: Ask, held: list) -> Run:
         """Hold the model, make the prompt, check it, and submit its jobs (or, for ask.count_only, just count)."""
@@ -69,6 +79,71 @@ class Core:
         max_tokens = self.budget(engine, served, ask.max_tokens, max(map(len, prompts)))
         jobs, events = self.jobs(engine, served, ask, prompts, max_tokens)
         calls = {job.index: ToolCalls(engine.tokenizer, ask.tools) for job in jobs} if ask.tools else {}
+        self.submit(engine, jobs)
+        return Run(ask, engine, served, jobs, events, counted, echoes, calls)
+
+    async def embed(self, embed: Embed, held: list) -> Embedded:
+        """The inputs' embeddings from an embedding model (held as start() holds a chat model), in one job that
+        the engine batches with the other requests' inputs."""
+        if not embed.inputs or len(embed.inputs) > MAX_INPUTS:
+            raise invalid("input", f"from 1 to {MAX_INPUTS} texts or token lists.")
+        started = time.monotonic()
+        loaded = await self.hold(held, embed.model, embed.keep_alive, "embedding")
+        waited = time.monotonic() - started
+        engine, served = loaded.engine, loaded.served
+        if embed.dimensions is not None and not 1 <= embed.dimensions <= engine.dimensions:
+            raise invalid("dimensions", f"{served.alias} gives from 1 to {engine.dimensions} dimensions.")
+        inputs = await asyncio.to_thread(self.embed_inputs, engine, embed)
+        loop = asyncio.get_running_loop()
+        job = EmbedJob(inputs, embed.dimensions or engine.dimensions, loop.create_future(), loop)
+        self.submit(engine, [job])
+        vectors = await job.future
+        return Embedded(vectors, sum(map(len, inputs)), served.alias, waited)
+
+    def embed_inputs(self, engine, embed: Embed) -> list[list[int]]:
+        """Each input's tokens, ending with the token the model pools at; one past the model's limit cut to fit
+        (embed.truncate) or refused (run in a worker thread)."""
+        given = embed.inputs
+        if isinstance(given[0], str):
+            if not all(given):
+                raise invalid("input", "an empty text has nothing to embed.")
+            self.precheck_embed(engine, given, embed.truncate)
+            inputs = [engine.tokenizer.encode(text) for text in given]
+        else:
+            bad = [i for ids in given for i in ids if not 0 <= i < engine.vocab_size]
+            if bad:
+                raise self.outside(engine, bad[0], "input")
+            if not all(given):
+                raise invalid("input", "an empty token list has nothing to embed.")
+            inputs = [list(ids) for ids in given]
+        inputs = [ids if ids[-1] == engine.end else [*ids, engine.end] for ids in inputs]
+        for number, ids in enumerate(inputs):
+            if len(ids) > engine.context:
+                if not embed.truncate:
+                    raise self.too_long(engine, number, len(ids))
+                inputs[number] = [*ids[: engine.context - 1], engine.end]
+        return inputs
+
+    def precheck_embed(self, engine, texts: list[str], truncate: bool) -> None:
+        """A text that cannot fit, refused before tokenizing (see precheck); one that will be cut, cut to a
+        length that still fills the context, so no huge text is tokenized whole."""
+        for number, text in enumerate(texts):
+            if len(text) // engine.longest_token > engine.context:
+                if not truncate:
+                    raise self.too_long(engine, number, len(text) // engine.longest_token, at_least=True)
+                texts[number] = text[: engine.context * engine.longest_token]
+
+    @staticmethod
+    def too_long(engine, number: int, tokens: int, at_least: bool = False) -> Problem:
+        return invalid(
+            "input",
+            f"input {number} has {'at least ' if at_least else ''}{tokens} tokens, and this model embeds at most "
+            f"{engine.context}: shorten it (or let the server cut it: truncate true on /api/embed).",
+            code="context_length_exceeded",
+        )
+
+    def submit(self, engine, jobs: list) -> None:
+        """Hand jobs to the engine, or say why it cannot take them now."""
         try:
             engine.submit(jobs)
         except Busy:
@@ -82,11 +157,6 @@ class Core:
                 code="queue_full",
                 retry_after=1,
             ) from None
-        return Run(ask, engine, served, jobs, events, counted, echoes, calls)
-
-    async def embed(self, embed: Embed, held: list) -> Embedded:
-        """The inputs' embeddings from an embedding model (held as start() holds a chat model)."""
-        raise refuse("input", "this server does not serve embeddings yet")
 
     def prompts(self, engine, ask: Ask) -> tuple[list[list[int]], list[str] | None]:
         """The prompts' tokens, and for an echoed completion their texts (run in a worker thread)."""

@@ -87,6 +87,28 @@ def split_at_stop(text: str, stops: list[str]) -> tuple[str, str, str | None]:
     return text[: len(text) - keep], text[len(text) - keep :], None
 
 
+@dataclass
+class EmbedJob:
+    """One embedding request's inputs (token ids, each ending as the model's pooling needs) for the engine thread,
+    and the future on `loop` that gets their vectors (each cut to `dimensions` and L2-normalized)."""
+
+    inputs: list[list[int]]
+    dimensions: int
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    cancelled: bool = False  # a request's inputs are embedded together, whoever is still waiting
+
+    def resolve(self, vectors: list[list[float]]) -> None:
+        def settle():
+            if not self.future.done():  # its client may have gone
+                self.future.set_result(vectors)
+
+        try:
+            self.loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the loop has closed: the server is ending
+            pass
+
+
 class Outbox:
     """The events of one engine step, handed to each event loop in one call: a wake-up per step, not per token."""
 
@@ -195,9 +217,11 @@ class Worker:
                 if job in new:
                     log.info("a request waits for room in the KV cache (%d streams answering)", len(self._joined))
                 break
-            self._joined.append(job)
+            if self.kv_room is not None:
+                self._joined.append(job)
             out.append(job)
-        self._held = [job for job in self._held if job not in out]
+        taken = set(map(id, out))
+        self._held = [job for job in self._held if id(job) not in taken]
         return out
 
     @property
@@ -221,5 +245,9 @@ class Worker:
         self.outbox.add(job, "done", job.done(reason))
         if job in self._joined:
             self._joined.remove(job)
+        self.settled()
+
+    def settled(self, jobs: int = 1) -> None:
+        """Jobs that have ended, and no longer count against the queue."""
         with self._lock:
-            self._count -= 1
+            self._count -= jobs

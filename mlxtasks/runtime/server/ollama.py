@@ -694,7 +694,6 @@ def routes(core: Core) -> list[Route]:
         Route("/api/show", show, methods=["POST"]),
         Route("/api/chat", chat, methods=["POST"]),
         Route("/api/generate", generate, methods=["POST"]),
-        # /api/embed and /api/embeddings: the embeddings' routes (Core.embed) go here
         Route("/api/pull", pull, methods=["POST"]),
         Route("/api/push", push, methods=["POST"]),
         Route("/api/create", create, methods=["POST"]),

@@ -108,7 +108,7 @@ class Pool:
                         param="model",
                         code="model_load_failed",
                     ) from None
-                if self.spec.budget:
+                if self.spec.budget and served.kind == "chat":  # an embedding model keeps no KV cache
                     engine.kv_room = functools.partial(self._kv_room, engine)
                 engine.start(self.on_fault)
                 held = self.loaded[served.alias] = Loaded(engine, self.spec.keep_alive, cache_bytes)
@@ -154,7 +154,9 @@ class Pool:
 
     def _cache_room(self, served: ServedModel) -> int:
         """The bytes a model's prompt cache may hold: serve_prompt_cache_gb, or what the budget leaves beside the
-        loaded models and this one, if less."""
+        loaded models and this one, if less. An embedding model keeps no prompt cache."""
+        if served.kind == "embedding":
+            return 0
         if not self.spec.budget:
             return self.spec.prompt_cache_bytes
         return max(0, min(self.spec.prompt_cache_bytes, self.spec.budget - self._used() - served.need))

@@ -11,6 +11,7 @@ from .problems import invalid, refuse
 PART_SEPARATOR = "\n\n"  # between the text parts (blocks) of one message, in every API
 MAX_STOPS = 4
 MAX_CHOICES = 8  # n times the number of prompts
+MAX_INPUTS = 2048  # texts (or token lists) in one embedding request, as OpenAI allows
 TEXT_ONLY = "this model reads text only"
 
 
@@ -54,6 +55,7 @@ class Embedded:
     vectors: list[list[float]]
     prompt_tokens: int
     model: str  # the alias that answered
+    load_s: float = 0.0  # seconds this request waited for the model to load
 
 
 @dataclass
