@@ -108,6 +108,15 @@ def unload(c, model):
     ui.out(serve.unload(settings(c).state, model))
 
 
+@task(help={"clear": "remove every cached prompt (a running server goes on without them)"})
+def cache(c, clear=False):
+    """List the prompt caches on disk (model, tokens, size, last use), or empty them with --clear."""
+    from .. import serve, ui
+
+    state = settings(c).state
+    ui.out(serve.clear_cache(state) if clear else serve.cache_text(state))
+
+
 @task(help={"lines": "how many of the last lines to show (default 50; 0: all)"})
 def logs(c, lines=50):
     """Show the end of the server's log."""
@@ -158,4 +167,4 @@ def uninstall_service(c, dry_run=False):
     record("changed", "serve", f"removed {where.path}")
 
 
-ns = Collection("serve", start, status, stop, ps, unload, logs, install_service, uninstall_service)
+ns = Collection("serve", start, status, stop, ps, unload, cache, logs, install_service, uninstall_service)

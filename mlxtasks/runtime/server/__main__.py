@@ -10,8 +10,10 @@ reported too, and the exit status tells a service manager to restart it.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import faulthandler
+import functools
 import json
 import logging
 import os
@@ -25,10 +27,12 @@ from ...protocol import ServeSpec
 from .. import gpu
 
 EXIT_ENGINE_FAULT = 70
+EXIT_NOT_STARTED = 3  # as uvicorn.run exits
 NATIVE_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT}
 STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1  # Linux's prctl option: a signal for the child when its parent dies
 ORPHAN_CHECK_S = 0.5  # how often the server looks whether its supervisor still lives
+STOP_FLUSH_S = 4.0  # how long a stopping server waits for its prompt caches to reach the disk (serve.stop: 10 s)
 
 
 class RotatingOutput(logging.StreamHandler):
@@ -129,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     from . import anthropic, openai, responses
     from .engine import Engine, wire_once
     from .pool import Pool
+    from .tiered import open_disk
     from .web import build
 
     def on_fault(exc: BaseException) -> None:
@@ -139,19 +144,31 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(EXIT_ENGINE_FAULT)
 
     wire_once()
-    pool = Pool(spec, on_fault, log, Engine)
+    disk = open_disk(spec.disk_cache_folder, spec.disk_cache_bytes, log)
+    pool = Pool(spec, on_fault, log, functools.partial(Engine, disk=disk))
     if spec.alias:  # kept loaded until unloaded by hand or for room, or a request's keep_alive says otherwise
         pool.release(pool.acquire(spec.alias, -1))
     log.info("serving %s on %s port %d", spec.alias or "installed models on demand", spec.host, spec.port)
-    uvicorn.run(
-        build(spec, pool, log, [openai, anthropic, responses]),
-        host=spec.host,
-        port=spec.port,
-        access_log=False,
-        log_level="info",
-        lifespan="off",
-        timeout_graceful_shutdown=5,
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            await super().shutdown(sockets)
+            if disk:  # the prompts' caches waiting for the disk, within serve.stop's patience
+                await asyncio.to_thread(disk.flush, None, STOP_FLUSH_S)
+
+    server = Server(
+        uvicorn.Config(
+            build(spec, pool, log, [openai, anthropic, responses]),
+            host=spec.host,
+            port=spec.port,
+            access_log=False,
+            log_level="info",
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
     )
+    server.run()
+    if not server.started:  # the port was taken: uvicorn has said so
+        sys.exit(EXIT_NOT_STARTED)
     ended(spec, 0, "stopped")
 
 

@@ -1,0 +1,56 @@
+"""The server's prompt cache in two tiers: mlx_lm's LRUPromptCache in memory and, when the server has one, the
+disk (diskcache.py), behind the memory cache's two calls. A prompt takes the longer start of the two; a start
+read from disk is used as a memory hit is (its tokens count as cached). Imported by engine.py alone: MLX."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+from mlx_lm.models.cache import (
+    LRUPromptCache,
+    can_trim_prompt_cache,
+    load_prompt_cache,
+    save_prompt_cache,
+    trim_prompt_cache,
+)
+
+from .diskcache import MIN_TOKENS, DiskCache
+
+
+def load(path: str):
+    return load_prompt_cache(path, return_metadata=True)
+
+
+class TieredPromptCache:
+    def __init__(self, memory: LRUPromptCache, disk: DiskCache | None, identity: str, model: str):
+        self.memory, self.disk, self.identity, self.model = memory, disk, identity, model
+
+    def fetch_nearest_cache(self, key, tokens: list[int]):
+        cache, rest = self.memory.fetch_nearest_cache(key, tokens)
+        found = self.disk.find(self.identity, tokens) if self.disk else None
+        if found is None or found[1] <= len(tokens) - len(rest):
+            return cache, rest
+        entry, length = found
+        loaded = self.disk.read(entry)
+        if loaded is None:
+            return cache, rest
+        if entry.tokens > length:
+            trim_prompt_cache(loaded, entry.tokens - length)
+        return loaded, tokens[length:]
+
+    def insert_cache(self, key, tokens: list[int], cache: list) -> None:
+        self.memory.insert_cache(key, tokens, cache)
+        if self.disk and len(tokens) >= MIN_TOKENS:
+            mx.eval([c.state for c in cache])  # here: the writer thread only copies finished arrays to the file
+            self.disk.put(
+                self.identity, self.model, tokens, cache, sum(c.nbytes for c in cache), can_trim_prompt_cache(cache)
+            )
+
+    def flush(self) -> None:
+        """Write this model's caches that wait (its unload, the server's stop)."""
+        if self.disk:
+            self.disk.flush(self.identity)
+
+
+def open_disk(folder: str, budget: int, log) -> DiskCache | None:
+    """The server's disk tier (None where its budget is 0)."""
+    return DiskCache(folder, budget, log, save_prompt_cache, load) if budget > 0 and folder else None
