@@ -516,7 +516,9 @@ def cache_text(state: Path, now: float | None = None) -> str:
     width = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=False)) + "  " + row[3] for row in rows]
     total = sum(e.size for e in entries) / 2**20
-    return "\n".join([*lines, f"{len(entries)} prompts, {total:.1f} MB in {folder}; empty it: invoke serve.cache --clear"])
+    return "\n".join(
+        [*lines, f"{len(entries)} prompt(s), {total:.1f} MB in {folder}; empty it: invoke serve.cache --clear"]
+    )
 
 
 def clear_cache(state: Path) -> str:

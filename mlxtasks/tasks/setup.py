@@ -119,7 +119,12 @@ def uninstall(c, yes=False, delete_models=False, venv=None, dry_run=False):
         )
 
     cache = serve_core.cache_path(s.state)  # prompts' KV caches: they hold conversations, and need the venv's MLX
-    if state.is_venv and (dry or confirmed(f"Delete the venv {s.venv}{' and the prompt cache ' + str(cache) if cache.exists() else ''}?", "--yes")):
+    if state.is_venv and (
+        dry
+        or confirmed(
+            f"Delete the venv {s.venv}{' and the prompt cache ' + str(cache) if cache.exists() else ''}?", "--yes"
+        )
+    ):
         if dry:
             record("dry", "venv", f"delete {s.venv}")
         else:

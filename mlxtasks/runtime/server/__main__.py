@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     if spec.alias:  # kept loaded until unloaded by hand or for room, or a request's keep_alive says otherwise
         pool.release(pool.acquire(spec.alias, -1))
     log.info("serving %s on %s port %d", spec.alias or "installed models on demand", spec.host, spec.port)
+
     class Server(uvicorn.Server):
         async def shutdown(self, sockets=None) -> None:
             await super().shutdown(sockets)

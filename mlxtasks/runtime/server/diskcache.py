@@ -103,7 +103,14 @@ class Entry:
     @classmethod
     def checked(cls, data: Any) -> Entry | None:
         """An entry from the index, or None where anything in it is not as written."""
-        kinds = {"file": str, "model": str, "identity": str, "tokens": int, "digest": str, "blocks": list}
+        kinds: dict[str, type | tuple[type, ...]] = {
+            "file": str,
+            "model": str,
+            "identity": str,
+            "tokens": int,
+            "digest": str,
+            "blocks": list,
+        }
         kinds |= {"trimmable": bool, "size": int, "used": (int, float)}
         if not isinstance(data, dict) or set(data) != {f.name for f in fields(cls)}:
             return None
@@ -155,7 +162,7 @@ class DiskCache:
 
     def __init__(
         self,
-        folder: Path,
+        folder: Path | str,
         budget: int,
         log,
         save: Callable[[str, Any, dict[str, str]], None],
@@ -297,8 +304,7 @@ class DiskCache:
             temporary.unlink(missing_ok=True)
             self.writing = False
             self.log.warning(
-                "prompt cache on disk: could not write a cache (%s: %s); no more are written until the server "
-                "restarts",
+                "prompt cache on disk: could not write a cache (%s: %s); no more are written until the server restarts",
                 type(exc).__name__,
                 exc,
             )
@@ -353,4 +359,6 @@ class DiskCache:
             temporary.unlink(missing_ok=True)
             if self.writing:
                 self.writing = False
-                self.log.warning("prompt cache on disk: could not write its index (%s); no more caches are written", exc)
+                self.log.warning(
+                    "prompt cache on disk: could not write its index (%s); no more caches are written", exc
+                )

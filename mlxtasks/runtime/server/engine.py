@@ -99,8 +99,8 @@ class Engine(Worker):
     def stop(self) -> None:
         """End the thread once nothing is queued or generating, wait for it, and give the model's memory back."""
         super().stop()
-        self._prompts.flush()  # its prompts' caches waiting for the disk go now
-        self.model = self._prompts = None
+        self._prompts.close()
+        self.model = None
         gc.collect()
         mx.clear_cache()
 

@@ -26,7 +26,9 @@ class TieredPromptCache:
 
     def fetch_nearest_cache(self, key, tokens: list[int]):
         cache, rest = self.memory.fetch_nearest_cache(key, tokens)
-        found = self.disk.find(self.identity, tokens) if self.disk else None
+        if self.disk is None:
+            return cache, rest
+        found = self.disk.find(self.identity, tokens)
         if found is None or found[1] <= len(tokens) - len(rest):
             return cache, rest
         entry, length = found
@@ -45,10 +47,11 @@ class TieredPromptCache:
                 self.identity, self.model, tokens, cache, sum(c.nbytes for c in cache), can_trim_prompt_cache(cache)
             )
 
-    def flush(self) -> None:
-        """Write this model's caches that wait (its unload, the server's stop)."""
+    def close(self) -> None:
+        """At the model's unload: its caches that wait for the disk are written, and the memory tier emptied."""
         if self.disk:
             self.disk.flush(self.identity)
+        self.memory.trim_to(n_sequences=0)
 
 
 def open_disk(folder: str, budget: int, log) -> DiskCache | None:
