@@ -26,6 +26,7 @@ from pathlib import Path
 import chat_bench
 import cuda_bench
 import devloop_bench
+import disk_cache_bench
 import invoke_bench
 import pull_bench
 import real_model_bench
@@ -48,6 +49,7 @@ MODULES = (
     speed_bench,
     real_model_bench,
     serve_bench,
+    disk_cache_bench,
     devloop_bench,
 )
 BENCHMARKS = {bench.__name__: bench for module in MODULES for bench in module.BENCHMARKS}

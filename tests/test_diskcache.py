@@ -51,8 +51,8 @@ def log():
     logger.removeHandler(handler)
 
 
-def opened(folder, log, budget=10**6) -> DiskCache:
-    return DiskCache(folder, budget, logging.getLogger("test-diskcache"), save, load)
+def opened(folder, log, budget=10**6, write_after=60.0) -> DiskCache:
+    return DiskCache(folder, budget, logging.getLogger("test-diskcache"), save, load, write_after)
 
 
 def tokens(n: int, start: int = 0) -> list[int]:
@@ -99,9 +99,8 @@ def test_a_longer_turn_of_the_same_conversation_replaces_the_shorter_before_and_
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
 
 
-def test_writes_wait_for_their_time_unless_flushed(tmp_path, log, monkeypatch):
-    monkeypatch.setattr(diskcache, "WRITE_AFTER_S", 0.3)
-    disk = opened(tmp_path / "cache", log)
+def test_writes_wait_for_their_time_unless_flushed(tmp_path, log):
+    disk = opened(tmp_path / "cache", log, write_after=0.3)
     disk.put(ME, "tiny", tokens(300), 10, 10, True)
     assert diskcache.read_index(tmp_path / "cache") == []
     deadline = time.monotonic() + 10

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(EXIT_ENGINE_FAULT)
 
     wire_once()
-    disk = open_disk(spec.disk_cache_folder, spec.disk_cache_bytes, log)
+    disk = open_disk(spec, log)
     pool = Pool(spec, on_fault, log, functools.partial(Engine, disk=disk))
     if spec.alias:  # kept loaded until unloaded by hand or for room, or a request's keep_alive says otherwise
         pool.release(pool.acquire(spec.alias, -1))

@@ -3,7 +3,7 @@ in the state folder, found through an index (index.json) without reading them, l
 when the byte budget is reached. Standard library only: the engine side (tiered.py) gives the functions that
 save and load a cache with MLX, and `invoke serve.cache` reads the index on the tool side.
 
-A cache is written by a thread of its own, WRITE_AFTER_S after it was made unless a longer one of the same
+A cache is written by a thread of its own, write_after seconds (ServeSpec.disk_cache_write_s) after it was made unless a longer one of the same
 conversation replaces it first (an agent's turns then cost one write, not one each), and at once when its
 model is unloaded or the server stops. A file that cannot be read or does not match its entry is removed with
 one log line; a failed write (a full disk) stops the writing, never the serving.
@@ -21,7 +21,7 @@ import time
 import uuid
 from array import array
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ INDEX = "index.json"
 VERSION = 1
 BLOCK = 256  # prompt tokens per block digest: a prompt that shares only a start with an entry reuses that start
 MIN_TOKENS = 256  # shorter prompts prefill about as fast as their file would load
-WRITE_AFTER_S = 20.0
 FLUSH_S = 20.0  # the longest an unload or a stop waits for the writes it started
 AUTO_SHARE = 0.1  # the default budget: this share of the free disk, at most AUTO_MOST bytes
 AUTO_MOST = 20 * 2**30
@@ -153,7 +152,7 @@ class Pending:
     cache: Any
     size: int
     trimmable: bool
-    due: float = field(default_factory=lambda: time.monotonic() + WRITE_AFTER_S)
+    due: float
 
 
 class DiskCache:
@@ -167,8 +166,10 @@ class DiskCache:
         log,
         save: Callable[[str, Any, dict[str, str]], None],
         load: Callable[[str], tuple[Any, dict[str, str]]],
+        write_after: float,
     ):
         self.folder, self.budget, self.log, self.save, self.load = Path(folder), budget, log, save, load
+        self.write_after = write_after
         self.writing = budget > 0
         private_folder(self.folder)
         self.entries = {entry.file: entry for entry in read_index(self.folder)}
@@ -244,7 +245,8 @@ class DiskCache:
                     p.identity == identity and p.trimmable and p.tokens == tokens[: len(p.tokens)]
                 )  # what this one holds
             ]
-            self.pending.append(Pending(identity, model, list(tokens), cache, size, trimmable))
+            due = time.monotonic() + self.write_after
+            self.pending.append(Pending(identity, model, list(tokens), cache, size, trimmable, due))
             self.lock.notify_all()
 
     def flush(self, identity: str | None = None, timeout: float = FLUSH_S) -> None:

@@ -13,6 +13,7 @@ from mlx_lm.models.cache import (
     trim_prompt_cache,
 )
 
+from ...protocol import ServeSpec
 from .diskcache import MIN_TOKENS, DiskCache
 
 
@@ -54,6 +55,10 @@ class TieredPromptCache:
         self.memory.trim_to(n_sequences=0)
 
 
-def open_disk(folder: str, budget: int, log) -> DiskCache | None:
+def open_disk(spec: ServeSpec, log) -> DiskCache | None:
     """The server's disk tier (None where its budget is 0)."""
-    return DiskCache(folder, budget, log, save_prompt_cache, load) if budget > 0 and folder else None
+    if not spec.disk_cache_bytes or not spec.disk_cache_folder:
+        return None
+    return DiskCache(
+        spec.disk_cache_folder, spec.disk_cache_bytes, log, save_prompt_cache, load, spec.disk_cache_write_s
+    )
