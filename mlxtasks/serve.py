@@ -502,6 +502,11 @@ def ps_text(answer: dict) -> str:
     return "\n".join(lines + [f"{used:.1f} GB in use{limit}"] + waiting)
 
 
+def cache_report(state: Path, clear: bool) -> str:
+    """serve.cache: the table, or with --clear the folder emptied."""
+    return clear_cache(state) if clear else cache_text(state)
+
+
 def cache_text(state: Path, now: float | None = None) -> str:
     """serve.cache's table from the disk tier's index: each cached prompt's model, tokens, size and last use."""
     from .runtime.server import diskcache

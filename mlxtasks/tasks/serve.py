@@ -3,6 +3,7 @@
 from invoke import Collection
 
 from ._common import PATH_HELP, is_dry, record, require_venv, settings, task
+from .cache import cache
 
 HOST_HELP = (
     "address to listen on (default 127.0.0.1, this machine only); anything else lets other machines "
@@ -106,15 +107,6 @@ def unload(c, model):
     from .. import serve, ui
 
     ui.out(serve.unload(settings(c).state, model))
-
-
-@task(help={"clear": "remove every cached prompt (a running server goes on without them)"})
-def cache(c, clear=False):
-    """List the prompt caches on disk (model, tokens, size, last use), or empty them with --clear."""
-    from .. import serve, ui
-
-    state = settings(c).state
-    ui.out(serve.clear_cache(state) if clear else serve.cache_text(state))
 
 
 @task(help={"lines": "how many of the last lines to show (default 50; 0: all)"})
