@@ -270,7 +270,12 @@ class Settings:
     def serve_disk_cache_gb(self) -> float | None:
         """None: "auto" (sized to the free disk when the server starts)."""
         label, value = self._value("serve_disk_cache_gb")
-        return None if value == "auto" else _number(label, value, most=100_000)
+        if value == "auto":
+            return None
+        try:
+            return _number(label, value, most=100_000)
+        except MlxTasksError:
+            raise _invalid(label, '"auto" or a number from 0 to 100000', value) from None
 
     @cached_property
     def serve_batch_size(self) -> int:

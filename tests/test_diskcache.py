@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from mlxtasks import serve
+from mlxtasks import config, serve
+from mlxtasks.errors import MlxTasksError
 from mlxtasks.runtime.server import diskcache
 from mlxtasks.runtime.server.diskcache import BLOCK, DiskCache
 
@@ -214,3 +215,13 @@ def test_serve_cache_lists_the_index_and_clear_empties_it(tmp_path, log):
     assert "1 prompt(s)" in text and str(serve.cache_path(state)) in text
     assert "Emptied" in serve.clear_cache(state) and not serve.cache_path(state).exists()
     assert "empty" in serve.cache_text(state)
+
+
+def test_the_budget_key_is_auto_a_number_or_refused_with_its_name(tmp_path):
+    auto = serve.disk_cache_bytes(config.resolve({}, home=tmp_path))
+    assert 0 < auto <= 20 * 2**30
+    assert serve.disk_cache_bytes(config.resolve({"serve_disk_cache_gb": 1.5}, home=tmp_path)) == 3 * 2**29
+    assert serve.disk_cache_bytes(config.resolve({"serve_disk_cache_gb": 0}, home=tmp_path)) == 0
+    with pytest.raises(MlxTasksError) as caught:
+        config.resolve({"serve_disk_cache_gb": "lots"}, home=tmp_path).serve_disk_cache_gb
+    assert "Config key 'mlx.serve_disk_cache_gb' must be \"auto\" or a number from 0 to 100000" in caught.value.message

@@ -13,6 +13,7 @@ from mlxtasks import serve
 from mlxtasks.protocol import ServedModel
 from mlxtasks.runtime.server import diskcache
 
+from .test_rcfile import mounted  # noqa: F401 (a fixture)
 from .test_serve_e2e import free_port  # noqa: F401 (used by direct_server)
 from .test_server_e2e import CHAT, call, direct_server  # noqa: F401 (a fixture)
 
@@ -119,3 +120,15 @@ def test_a_damaged_file_or_a_changed_model_is_skipped_and_the_request_answered(s
     os.utime(weights, ns=(0, weights.stat().st_mtime_ns + 10**9))  # as a new download of the model would
     url, state = serving(model=model)
     assert chat.turn(url, 3)["prompt_tokens_details"]["cached_tokens"] == 0
+
+
+def test_a_full_disk_stops_the_writing_and_the_server_answers_on(direct_server, mounted):  # noqa: F811
+    small = mounted("small", f"size={16 * 4096}")  # 64 KB: less than one cache of this conversation
+    url, state = direct_server(disk_cache_folder=str(small / "cache"), disk_cache_bytes=2**30)
+    chat = Chat()
+    chat.turn(url, 1)
+    assert serve.unload(state, "tiny") == "Unloaded tiny."  # its cache goes to the disk now, which is full
+    assert chat.turn(url, 2)["prompt_tokens_details"]["cached_tokens"] == 0
+    chat.turn(url, 3)
+    assert serve.log_path(state).read_text().count("prompt cache on disk: could not write") == 1
+    assert sorted(p.name for p in (small / "cache").iterdir()) == ["index.json"]  # no half-written file
