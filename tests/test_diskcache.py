@@ -125,6 +125,8 @@ def test_the_budget_removes_the_least_recently_used_first(tmp_path, log):
         time.sleep(0.01)
     assert not disk.find(ME, tokens(301, 0)) and disk.find(ME, tokens(301, 1000)) and disk.find(ME, tokens(301, 2000))
     disk.read(disk.find(ME, tokens(301, 1000))[0])  # used now: the other one is older
+    disk.flush()
+    assert max(disk.entries.values(), key=lambda e: e.used) == diskcache.read_index(tmp_path / "cache")[0]  # saved
     written(disk, tokens(300, 3000), size=1000)
     assert disk.find(ME, tokens(301, 1000)) and not disk.find(ME, tokens(301, 2000))
     assert sum(e.size for e in diskcache.read_index(tmp_path / "cache")) <= 2500

@@ -181,6 +181,7 @@ class DiskCache:
                 del self.entries[entry.file]
         self.pending: list[Pending] = []
         self.busy = False  # the writer is writing
+        self.touched = False  # an entry's last use changed since the index was saved
         self.lock = threading.Condition()
         self._evict(0)
         self._save_index()
@@ -229,7 +230,8 @@ class DiskCache:
             return None
         with self.lock:
             entry.used = time.time()
-            self._save_index()
+            self.touched = True  # the writer saves the index: not this thread's time
+            self.lock.notify_all()
         return cache
 
     def put(self, identity: str, model: str, tokens: list[int], cache: Any, size: int, trimmable: bool) -> None:
@@ -257,7 +259,7 @@ class DiskCache:
                 if identity in (None, p.identity):
                     p.due = 0.0
             self.lock.notify_all()
-            while any(identity in (None, p.identity) for p in self.pending) or self.busy:
+            while any(identity in (None, p.identity) for p in self.pending) or self.busy or self.touched:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self.log.warning("prompt cache on disk: gave up waiting for its writes after %g s", timeout)
@@ -270,6 +272,10 @@ class DiskCache:
         while True:
             with self.lock:
                 while True:
+                    if self.touched:
+                        self.touched = False
+                        self._save_index()
+                        self.lock.notify_all()
                     now = time.monotonic()
                     due = [p for p in self.pending if p.due <= now]
                     if due:
