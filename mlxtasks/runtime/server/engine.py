@@ -7,7 +7,7 @@ last token are in its cache. A chunk is sized by time (about PREFILL_SLICE_S of 
 so a short request, or the noticing of a client that left, waits about that long behind any prompt on any
 machine. Each step's text goes to the event loop in one call
 (jobs.Outbox). One engine per loaded model (see pool.py); this is the one module of the server that imports
-MLX.
+MLX, with tiered.py (its prompt cache, in memory and on disk) that only it imports.
 """
 
 from __future__ import annotations
