@@ -132,3 +132,11 @@ def test_a_full_disk_stops_the_writing_and_the_server_answers_on(direct_server, 
     chat.turn(url, 3)
     assert serve.log_path(state).read_text().count("prompt cache on disk: could not write") == 1
     assert sorted(p.name for p in (small / "cache").iterdir()) == ["index.json"]  # no half-written file
+
+
+def test_another_conversation_with_the_same_system_prompt_reads_its_start_from_disk(serving):
+    url, state = serving()
+    first = Chat().turn(url, 1)
+    serve.unload(state, "tiny")
+    cached = Chat().turn(url, 7)["prompt_tokens_details"]["cached_tokens"]  # another first message
+    assert 0 < cached < first["prompt_tokens"] and cached % diskcache.BLOCK == 0  # whole blocks of the shared start
