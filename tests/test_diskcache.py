@@ -227,3 +227,9 @@ def test_the_budget_key_is_auto_a_number_or_refused_with_its_name(tmp_path):
     with pytest.raises(MlxTasksError) as caught:
         config.resolve({"serve_disk_cache_gb": "lots"}, home=tmp_path).serve_disk_cache_gb
     assert "Config key 'mlx.serve_disk_cache_gb' must be \"auto\" or a number from 0 to 100000" in caught.value.message
+
+
+def test_a_folder_that_cannot_be_made_leaves_the_server_without_a_disk_tier_and_says_so(mounted, log):  # noqa: F811
+    folder = mounted("readonly", "ro") / "cache"
+    assert diskcache.open_cache(folder, 10**6, logging.getLogger("test-diskcache"), save, load, 1.0) is None
+    assert len(log.lines) == 1 and "off, its folder" in log.lines[0]

@@ -144,6 +144,16 @@ def private_folder(folder: Path) -> None:
     os.chmod(folder, 0o700)
 
 
+def open_cache(folder: Path | str, budget: int, log, save, load, write_after: float) -> DiskCache | None:
+    """The disk tier, or None (said once in the log) where its folder cannot be made or read: the server serves
+    without it."""
+    try:
+        return DiskCache(folder, budget, log, save, load, write_after)
+    except OSError as exc:
+        log.warning("prompt cache on disk: off, its folder %s cannot be used (%s)", folder, exc)
+        return None
+
+
 @dataclass
 class Pending:
     identity: str

@@ -14,7 +14,7 @@ from mlx_lm.models.cache import (
 )
 
 from ...protocol import ServeSpec
-from .diskcache import MIN_TOKENS, DiskCache
+from .diskcache import MIN_TOKENS, DiskCache, open_cache
 
 
 def load(path: str):
@@ -59,6 +59,6 @@ def open_disk(spec: ServeSpec, log) -> DiskCache | None:
     """The server's disk tier (None where its budget is 0)."""
     if not spec.disk_cache_bytes or not spec.disk_cache_folder:
         return None
-    return DiskCache(
+    return open_cache(
         spec.disk_cache_folder, spec.disk_cache_bytes, log, save_prompt_cache, load, spec.disk_cache_write_s
     )
