@@ -26,6 +26,7 @@ from pathlib import Path
 import chat_bench
 import cuda_bench
 import devloop_bench
+import disk_cache_bench
 import embed_bench
 import invoke_bench
 import pull_bench
@@ -50,6 +51,7 @@ MODULES = (
     real_model_bench,
     serve_bench,
     embed_bench,
+    disk_cache_bench,
     devloop_bench,
 )
 BENCHMARKS = {bench.__name__: bench for module in MODULES for bench in module.BENCHMARKS}

@@ -71,6 +71,7 @@ DEFAULTS: dict[str, Any] = {
     "serve_start_timeout_s": 120.0,  # how long `serve` waits for the model to load and the port to answer
     "serve_keep_alive": "5m",  # how long a model stays loaded after its last request ("1h", seconds; -1: forever)
     "serve_prompt_cache_gb": 2.0,  # per loaded model: KV caches of finished requests that a next one may extend
+    "serve_disk_cache_gb": "auto",  # those caches on disk, all models together ("auto": a tenth of the free disk, at most 20 GiB; 0: none)
     "serve_allowed_origins": [],  # web origins whose pages may read the server's answers (CORS); none by default
     "serve_model_map": {"claude-*": "default"},  # names a client sends that are not served (glob) -> a model
     "serve_batch_size": 8,  # streams the server generates together, per model
@@ -272,6 +273,17 @@ class Settings:
     @cached_property
     def serve_prompt_cache_gb(self) -> float:
         return _number(*self._value("serve_prompt_cache_gb"), most=1024)
+
+    @cached_property
+    def serve_disk_cache_gb(self) -> float | None:
+        """None: "auto" (sized to the free disk when the server starts)."""
+        label, value = self._value("serve_disk_cache_gb")
+        if value == "auto":
+            return None
+        try:
+            return _number(label, value, most=100_000)
+        except MlxTasksError:
+            raise _invalid(label, '"auto" or a number from 0 to 100000', value) from None
 
     @cached_property
     def serve_batch_size(self) -> int:

@@ -371,6 +371,9 @@ class ServeSpec(Message):
     budget: int = 0  # bytes the loaded models may need together (0: no limit)
     keep_alive: float = 300.0  # seconds a model stays loaded after its last request (negative: forever)
     model_map: dict[str, str] = dataclasses.field(default_factory=dict)  # glob pattern -> a name to answer as
+    disk_cache_folder: str = ""  # the prompt cache's disk tier (runtime/server/diskcache.py)
+    disk_cache_bytes: int = 0  # and the bytes its files may hold (0: no disk tier)
+    disk_cache_write_s: float = 20.0  # a cache is written this long after it was made, unless a longer one replaces it
 
     @classmethod
     def starting(cls, first: ServedModel | None, **rest: Any) -> ServeSpec:

@@ -66,6 +66,11 @@ def exit_path(state: Path) -> Path:
     return state / "serve.exit"
 
 
+def cache_path(state: Path) -> Path:
+    """The prompt cache's disk tier: KV caches of past prompts (they hold conversations), readable by the user alone."""
+    return state / "prompt-cache"
+
+
 def base_url(host: str, port: int) -> str:
     """What clients on this machine use; a server on every interface is reached through loopback."""
     local = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
@@ -141,10 +146,19 @@ def prepare(
         budget=0 if force else budget,
         keep_alive=settings.serve_keep_alive,
         prompt_cache_bytes=int(settings.serve_prompt_cache_gb * 2**30),
+        disk_cache_bytes=disk_cache_bytes(settings),
         model_map=settings.serve_model_map,
         **limits(settings),
     )
     return first.alias if first else NO_MODEL, host, server_argv(settings.venv_python, spec, settings.state), note
+
+
+def disk_cache_bytes(settings: Settings) -> int:
+    """The prompt cache's budget on disk: mlx.serve_disk_cache_gb, or by default sized to the free disk."""
+    from .runtime.server import diskcache
+
+    gb = settings.serve_disk_cache_gb
+    return diskcache.auto_budget(settings.state) if gb is None else int(gb * 2**30)
 
 
 def limits(settings: Settings) -> dict[str, int]:
@@ -200,8 +214,10 @@ def open_warning(host: str) -> str | None:
 
 def server_argv(python: Path, spec: ServeSpec, state: Path) -> list[str]:
     """The server's command line: our server (mlxtasks.runtime.server) with its spec, its log and exit files
-    in the state folder."""
-    spec = replace(spec, log_file=str(log_path(state)), exit_file=str(exit_path(state)))
+    and its prompt cache's disk tier in the state folder."""
+    spec = replace(
+        spec, log_file=str(log_path(state)), exit_file=str(exit_path(state)), disk_cache_folder=str(cache_path(state))
+    )
     return [str(python), "-m", "mlxtasks.runtime.server", spec.to_json()]
 
 
@@ -546,6 +562,38 @@ def ps_text(answer: dict) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=False)) + "  " + row[3] for row in rows]
     limit = f" of a budget of {answer['budget'] / GB:.1f} GB" if answer["budget"] else " (no budget: --force)"
     return "\n".join(lines + [f"{used:.1f} GB in use{limit}"] + waiting)
+
+
+def cache_report(state: Path, clear: bool) -> str:
+    """serve.cache: the table, or with --clear the folder emptied."""
+    return clear_cache(state) if clear else cache_text(state)
+
+
+def cache_text(state: Path, now: float | None = None) -> str:
+    """serve.cache's table from the disk tier's index: each cached prompt's model, tokens, size and last use."""
+    from .runtime.server import diskcache
+
+    folder, now = cache_path(state), time.time() if now is None else now
+    entries = diskcache.read_index(folder)
+    if not entries:
+        return f"The prompt cache on disk is empty ({folder})."
+    rows = [("MODEL", "TOKENS", "SIZE", "LAST USE")] + [
+        (e.model, str(e.tokens), f"{e.size / 2**20:.1f} MB", f"{span(now - e.used)} ago") for e in entries
+    ]
+    width = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=False)) + "  " + row[3] for row in rows]
+    total = sum(e.size for e in entries) / 2**20
+    return "\n".join(
+        [*lines, f"{len(entries)} prompt(s), {total:.1f} MB in {folder}; empty it: invoke serve.cache --clear"]
+    )
+
+
+def clear_cache(state: Path) -> str:
+    from .runtime.server import diskcache
+
+    folder = cache_path(state)
+    freed = diskcache.clear(folder)
+    return f"Emptied the prompt cache on disk ({folder}, {freed / 2**20:.1f} MB)."
 
 
 def unload(state: Path, name: str) -> str:

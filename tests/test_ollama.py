@@ -518,7 +518,8 @@ import sys, types
 sys.path.insert(0, {str(ROOT)!r})
 from tests.support.fake_engine import FakeEngine
 engine = types.ModuleType("mlxtasks.runtime.server.engine")
-engine.Engine, engine.wire_once = FakeEngine, lambda: None
+engine.Engine = lambda spec, served, cache_bytes, disk: FakeEngine(spec, served, cache_bytes)
+engine.wire_once, engine.open_disk = lambda: None, lambda spec, log: None
 sys.modules[engine.__name__] = engine  # the server's code as it runs, over the stand-in engine
 from mlxtasks.runtime.server.__main__ import main
 main()

@@ -889,6 +889,17 @@ def test_install_service_dry_run_writes_and_runs_nothing(service_home, monkeypat
     assert "systemctl --user enable mlxtasks-serve.service" in capsys.readouterr().out
 
 
+def test_uninstall_removes_the_prompt_cache_on_disk_with_the_venv_and_says_where(service_home, capsys):
+    cache = serve.cache_path(service_home.state)
+    cache.mkdir(parents=True)
+    (cache / "index.json").write_text("{}")
+    uninstall(real_context(), dry_run=True)
+    assert f"delete the prompt cache {cache}" in capsys.readouterr().out and cache.exists()
+    uninstall(real_context(), yes=True)
+    assert f"Emptied the prompt cache on disk ({cache}" in capsys.readouterr().out
+    assert not cache.exists() and not service_home.venv.exists()
+
+
 def test_uninstall_deletes_models_only_with_delete_models_and_has_no_models_flag(service_home, capsys):
     """--models names the models folder on every other task; on uninstall the choice to delete them is
     --delete-models (a dry run here, which touches nothing)."""

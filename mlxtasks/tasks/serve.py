@@ -3,6 +3,7 @@
 from invoke import Collection
 
 from ._common import PATH_HELP, is_dry, record, require_venv, settings, task
+from .cache import cache
 
 HOST_HELP = (
     "address to listen on (default 127.0.0.1, this machine only); anything else lets other machines "
@@ -162,4 +163,4 @@ def uninstall_service(c, dry_run=False):
     record("changed", "serve", f"removed {where.path}")
 
 
-ns = Collection("serve", start, status, stop, ps, unload, logs, install_service, uninstall_service)
+ns = Collection("serve", start, status, stop, ps, unload, cache, logs, install_service, uninstall_service)

@@ -118,12 +118,23 @@ def uninstall(c, yes=False, delete_models=False, venv=None, dry_run=False):
             ),
         )
 
-    if state.is_venv and (dry or confirmed(f"Delete the venv {s.venv}?", "--yes")):
+    cache = serve_core.cache_path(s.state)  # prompts' KV caches: they hold conversations, and need the venv's MLX
+    if state.is_venv and (
+        dry
+        or confirmed(
+            f"Delete the venv {s.venv}{' and the prompt cache ' + str(cache) if cache.exists() else ''}?", "--yes"
+        )
+    ):
         if dry:
             record("dry", "venv", f"delete {s.venv}")
         else:
             perform(c, RemoveVenv(s.venv))
             record("changed", "venv", f"deleted {s.venv}")
+    if cache.exists() and (dry or not s.venv.exists()):  # with the venv, or where there is none
+        if dry:
+            record("dry", "serve", f"delete the prompt cache {cache}")
+        else:
+            record("changed", "serve", serve_core.clear_cache(s.state))
     if delete_models:
         if folders and (dry or confirmed(f"Delete {len(folders)} models in {s.models}?", "--yes --delete-models")):
             for folder in folders:

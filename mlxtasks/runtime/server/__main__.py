@@ -10,6 +10,7 @@ reported too, and the exit status tells a service manager to restart it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import faulthandler
@@ -31,6 +32,7 @@ NATIVE_CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, s
 STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1  # Linux's prctl option: a signal for the child when its parent dies
 ORPHAN_CHECK_S = 0.5  # how often the server looks whether its supervisor still lives
+STOP_FLUSH_S = 4.0  # how long a stopping server waits for its prompt caches to reach the disk (serve.stop: 10 s)
 
 
 class RotatingOutput(logging.StreamHandler):
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from . import anthropic, embeddings, ollama, openai, responses
-    from .engine import Engine, wire_once
+    from .engine import Engine, open_disk, wire_once
     from .pool import Pool
     from .web import build
 
@@ -145,15 +147,11 @@ def main(argv: list[str] | None = None) -> None:
             from .embedder import Embedder  # imported on the first embedding model's load
 
             return Embedder(spec, served, cache_bytes)
-        return Engine(spec, served, cache_bytes)
+        return Engine(spec, served, cache_bytes, disk=disk)
 
     wire_once()
-    pool = Pool(
-        spec,
-        on_fault,
-        log,
-        make_engine,
-    )
+    disk = open_disk(spec, log)
+    pool = Pool(spec, on_fault, log, make_engine)
     if spec.alias:  # kept loaded until unloaded by hand or for room, or a request's keep_alive says otherwise
         pool.release(pool.acquire(spec.alias, -1))
     ports = [spec.port, *([spec.ollama_port] if spec.ollama_port else [])]
@@ -162,7 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     app = build(spec, pool, log, [openai, anthropic, responses, ollama, embeddings])
     options: dict = {"host": spec.host, "access_log": False, "log_level": "info", "lifespan": "off"}
-    server = uvicorn.Server(uvicorn.Config(app, port=spec.port, timeout_graceful_shutdown=5, **options))
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            await super().shutdown(sockets)
+            if disk:  # the prompts' caches waiting for the disk, within serve.stop's patience
+                await asyncio.to_thread(disk.flush, None, STOP_FLUSH_S)
+
+    server = Server(uvicorn.Config(app, port=spec.port, timeout_graceful_shutdown=5, **options))
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C, raised again once uvicorn has stopped: as uvicorn.run
         server.run(sockets=[uvicorn.Config(app, port=port, **options).bind_socket() for port in ports])
     if not server.started:

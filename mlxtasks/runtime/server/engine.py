@@ -7,7 +7,7 @@ last token are in its cache. A chunk is sized by time (about PREFILL_SLICE_S of 
 so a short request, or the noticing of a client that left, waits about that long behind any prompt on any
 machine. Each step's text goes to the event loop in one call
 (jobs.Outbox). One engine per loaded model (see pool.py); this is the one module of the server that imports
-MLX.
+MLX, with tiered.py (its prompt cache, in memory and on disk) that only it imports.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prom
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_logits_processors, make_sampler
 
 from ...protocol import ServedModel, ServeSpec
+from .diskcache import DiskCache, identity
 from .jobs import Job, Worker
+from .tiered import TieredPromptCache, open_disk  # noqa: F401 (the server opens its disk tier through here)
 
 # Fill-in-the-middle: the tokens a prompt is built from (prefix, suffix, middle), and the text that ends the
 # middle where it is not the end-of-sequence token.
@@ -70,7 +72,7 @@ class SeededSampler:
 
 
 class Engine(Worker):
-    def __init__(self, spec: ServeSpec, served: ServedModel, cache_bytes: int):
+    def __init__(self, spec: ServeSpec, served: ServedModel, cache_bytes: int, disk: DiskCache | None = None):
         super().__init__(spec.queue_limit, f"engine {served.alias}")
         self.spec, self.served = spec, served
         self.model, self.tokenizer, config = load(served.folder, return_config=True)
@@ -85,13 +87,20 @@ class Engine(Worker):
             ([vocab[p], vocab[s], vocab[m], end] for p, s, m, end in FIM if {p, s, m} <= vocab.keys()), None
         )  # this model's fill-in-the-middle tokens, if it has them
         # used by the engine thread alone
-        self._prompts = LRUPromptCache(max_size=spec.prompt_caches, max_bytes=cache_bytes)
+        self.kv_settings: dict = {"kv_bits": None}  # what the KV cache is made with: a disk cache's key holds it
+        self._prompts = TieredPromptCache(
+            LRUPromptCache(max_size=spec.prompt_caches, max_bytes=cache_bytes),
+            disk,
+            identity(served.folder, self.kv_settings) if disk else "",
+            served.alias,
+        )
         self.chunk = min(FIRST_CHUNK, spec.prefill_chunk)  # prompt tokens prefilled between two steps
 
     def stop(self) -> None:
         """End the thread once nothing is queued or generating, wait for it, and give the model's memory back."""
         super().stop()
-        self.model = self._prompts = None
+        self._prompts.close()
+        self.model = None
         gc.collect()
         mx.clear_cache()
 
