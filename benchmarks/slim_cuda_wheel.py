@@ -1,6 +1,6 @@
 """An mlx-cuda wheel without the cubins an sm_90 GPU (H100, H200) cannot run, to fit a 64 MiB transfer.
 
-    python3 benchmarks/slim_cuda_wheel.py WHEEL OUTDIR
+    python3 benchmarks/slim_cuda_wheel.py WHEEL OUTDIR [--lzma]
 
 mlx-cuda-13 0.32.4's wheel is 90 MB, more than the lent GPU machine takes (64 MiB with the checkout). Each of
 the 99 fatbins in its libmlx.so holds PTX for sm_120 and cubins for sm_75, 80, 90, 100, 120 and 121. This drops
@@ -8,6 +8,8 @@ the sm_100, sm_120 and sm_121 cubins (which no compute capability 9.0 GPU can lo
 together byte for byte, each fatbin's header gets its shorter size, the freed bytes are zeroed, and RECORD gets
 the library's new hash (its lines end in LF). The wheel's name, other files and zip entries are unchanged.
 The GPU run was made with the wheel this writes (its sha256 is in benchmarks/results/cuda-h200.json under "wheels").
+--lzma compresses its entries with LZMA instead (58 to 50 MB; pip reads such wheels), to leave room for the
+server's and llguidance's wheels beside it; the files installed are the same.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ def slim(library: bytes, newest: int = 90) -> tuple[bytes, int]:
 
 def main() -> None:
     wheel, outdir = Path(sys.argv[1]), Path(sys.argv[2])
+    packed = (
+        {"compress_type": zipfile.ZIP_LZMA}
+        if "--lzma" in sys.argv[3:]
+        else {"compress_type": zipfile.ZIP_DEFLATED, "compresslevel": 9}
+    )
     outdir.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as old, zipfile.ZipFile(outdir / wheel.name, "w") as new:
         library, dropped = slim(old.read(LIBRARY))
@@ -83,7 +90,7 @@ def main() -> None:
             if info.is_dir():
                 new.writestr(info, data)
             else:
-                new.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+                new.writestr(info, data, **packed)
     print(
         f"{outdir / wheel.name}: {dropped / 1e6:.1f} MB of cubins dropped, "
         f"{(outdir / wheel.name).stat().st_size / 1e6:.1f} MB"
