@@ -100,6 +100,7 @@ class FakeEngine(Worker):
         self.context = min(context, served.context or context)
         self.fim = [FIRST_BYTE + 0xF0, FIRST_BYTE + 0xF1, FIRST_BYTE + 0xF2, None] if fim else None
         self.seen: list[list[int]] = []  # finished conversations (prompt and answer), the prompt cache's stand-in
+        self.formats: list = []  # the structured answers asked for
 
     @classmethod
     def maker(cls, **options) -> Callable:
@@ -110,6 +111,14 @@ class FakeEngine(Worker):
 
     def processors(self, logit_bias, presence, frequency, repetition) -> list:
         return [("bias", logit_bias)] if logit_bias else []
+
+    def constraint(self, format):
+        """A structured answer: each format asked for is kept (self.formats); the scripted answer is not changed."""
+        self.formats.append(format)
+        return format
+
+    def constrained(self, compiled) -> tuple:
+        return ("format", compiled)
 
     def _run(self) -> None:
         active: dict = {}
