@@ -26,7 +26,7 @@ from serve_bench import decode_rate, free_port, post_streamed, special_ids
 
 from mlxtasks.protocol import ServeSpec
 
-TOKENS, STREAMS, RUNS = 128, 8, 3
+TOKENS, STREAMS, RUNS = 64, 8, 3
 PROMPT = "List the people of a small town as JSON: each one's name, age, role, address and scores."
 # Nested objects, arrays, enums and required fields; at least 50 people, so that no answer ends before TOKENS:
 # the runs with and without the schema make the same number of tokens.

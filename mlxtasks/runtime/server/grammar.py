@@ -97,7 +97,7 @@ class Grammars:
         return f"<[{ids[0]}]>" if len(ids) == 1 else json.dumps(text)
 
     def processor(self, matcher: llguidance.LLMatcher) -> Constrained:
-        return Constrained(matcher.deep_copy(), self.vocab_size)
+        return Constrained(matcher.deep_copy(), self.vocab_size, self.eos)
 
 
 def json_grammar(schema: dict, param: str) -> str:
@@ -110,10 +110,11 @@ def json_grammar(schema: dict, param: str) -> str:
 class Constrained:
     """One job's logits processor ((tokens, logits) -> logits, as mlx_lm's generator calls it): every token the
     grammar does not allow is masked out. The first call comes with the prompt's last token; each later one with
-    the token sampled last, which the matcher takes first."""
+    the token sampled last, which the matcher takes first. A matcher that fails (it should not: only allowed
+    tokens are sampled) leaves the end of the turn alone allowed."""
 
-    def __init__(self, matcher: llguidance.LLMatcher, vocab_size: int):
-        self.matcher, self.vocab_size, self.started = matcher, vocab_size, False
+    def __init__(self, matcher: llguidance.LLMatcher, vocab_size: int, eos: list[int]):
+        self.matcher, self.vocab_size, self.eos, self.started = matcher, vocab_size, eos, False
         self.bits = np.zeros((vocab_size + 31) // 32, dtype=np.int32)
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
@@ -121,6 +122,10 @@ class Constrained:
             self.matcher.consume_token(int(tokens[-1].item()))
         self.started = True
         mx.async_eval(logits)  # the model's step goes on while the mask is computed
-        self.matcher.unsafe_compute_mask_ptr(self.bits.ctypes.data, self.bits.nbytes)
-        allowed = np.unpackbits(self.bits.view(np.uint8), count=self.vocab_size, bitorder="little")
-        return mx.where(mx.array(allowed.astype(np.bool_)), logits, -mx.inf)
+        if self.matcher.is_error():
+            allowed = np.zeros(self.vocab_size, dtype=np.bool_)
+            allowed[self.eos] = True
+        else:
+            self.matcher.unsafe_compute_mask_ptr(self.bits.ctypes.data, self.bits.nbytes)
+            allowed = np.unpackbits(self.bits.view(np.uint8), count=self.vocab_size, bitorder="little").astype(np.bool_)
+        return mx.where(mx.array(allowed), logits, -mx.inf)
