@@ -6,7 +6,7 @@ model folder (the checkout's code runs there, through PYTHONPATH), from the chec
 
     .venv/bin/python benchmarks/structured_bench.py --python VENV/bin/python --model FOLDER
 
-prints the figures as JSON; cuda_bench.py --only structured runs it on a lent GPU with the 7B-shaped model."""
+prints the figures as JSON (--doc: and puts them in docs/performance.md's rows); cuda_bench.py --only structured runs it on a lent GPU with the 7B-shaped model."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 from harness import ROOT, Result, real_model, venv_python
@@ -187,34 +188,33 @@ def numbers(work: Path) -> dict:
     return measure(venv_python(work), real_model(work), work / "structured-serve.log")
 
 
-def structured_one_stream(work: Path) -> Result:
-    found = numbers(work)
+def one_stream(found: dict, notes: tuple[str, ...] = ()) -> Result:
     share = found["one_schema_tps"] / found["one_plain_tps"]
     return Result(
         f"A structured answer, one stream: decode rate with a nested JSON schema against the same request without "
-        f"(SmolLM2-135M, {TOKENS} tokens, warmed up, {RUNS} runs each, alternated)",
+        f"(SmolLM2-135M, {found['tokens']} tokens, warmed up, {RUNS} runs each, alternated)",
         f"{found['one_schema_tps']:.1f} tokens/s with the schema, {found['one_plain_tps']:.1f} without ({share:.0%})",
         ">= 90% of the same request without a schema",
         share >= 0.90,
         {k: found[k] for k in ("one_plain_tps", "one_schema_tps")},
+        notes,
     )
 
 
-def structured_parallel_streams(work: Path) -> Result:
-    found = numbers(work)
+def parallel_streams(found: dict, notes: tuple[str, ...] = ()) -> Result:
     share = found["many_schema_tps"] / found["many_plain_tps"]
     return Result(
-        f"A structured answer, {STREAMS} parallel streams: aggregate rate with the schema against the same "
+        f"A structured answer, {found['streams']} parallel streams: aggregate rate with the schema against the same "
         "requests without",
         f"{found['many_schema_tps']:.1f} tokens/s with the schema, {found['many_plain_tps']:.1f} without ({share:.0%})",
         ">= 90% of the same requests without a schema",
         share >= 0.90,
         {k: found[k] for k in ("many_plain_tps", "many_schema_tps")},
+        notes,
     )
 
 
-def structured_compile(work: Path) -> Result:
-    found = numbers(work)
+def compile_times(found: dict, notes: tuple[str, ...] = ()) -> Result:
     return Result(
         "A structured answer's grammar: llguidance reading the model's vocabulary (once per model) and compiling "
         "the nested schema (once per request)",
@@ -223,19 +223,47 @@ def structured_compile(work: Path) -> Result:
         "reported (no target)",
         True,
         {"vocabulary_s": found["vocabulary_s"], "compile_s": found["compile_s"]},
+        notes,
     )
 
 
+def structured_one_stream(work: Path) -> Result:
+    return one_stream(numbers(work))
+
+
+def structured_parallel_streams(work: Path) -> Result:
+    return parallel_streams(numbers(work))
+
+
+def structured_compile(work: Path) -> Result:
+    return compile_times(numbers(work))
+
+
 BENCHMARKS = [structured_one_stream, structured_parallel_streams, structured_compile]
+MAKERS = [one_stream, parallel_streams, compile_times]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", type=Path, required=True, help="the MLX venv's Python")
     parser.add_argument("--model", type=Path, required=True, help="a model folder")
+    parser.add_argument("--results", type=Path, help="a run's printed JSON, rendered instead of measuring again")
+    parser.add_argument("--doc", action="store_true", help="also replace this benchmark's rows of performance.md")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as work:
-        print(json.dumps(measure(args.python, args.model.resolve(), Path(work) / "serve.log"), indent=2))
+    if args.results:
+        found = json.loads(args.results.read_text())
+    else:
+        with tempfile.TemporaryDirectory() as work:
+            found = measure(args.python, args.model.resolve(), Path(work) / "serve.log")
+        print(json.dumps(found, indent=2))
+    if args.doc:
+        import run
+
+        note = (f"Measured by structured_bench.py's command line with {args.python} and {args.model.name}",)
+        results = {bench.__name__: make(found, note) for bench, make in zip(BENCHMARKS, MAKERS, strict=True)}
+        for name, result in results.items():
+            run.show(name, result)
+        run.update_doc(results, datetime.now(UTC))
 
 
 if __name__ == "__main__":
