@@ -89,10 +89,10 @@ def env() -> dict[str, str]:
     }
 
 
-def ask(port: int, bias: dict[str, float], structured: bool, n: int = 0) -> dict:
+def ask(port: int, bias: dict[str, float], structured: bool, n: int = 0, tokens: int = TOKENS) -> dict:
     body = {
         "messages": [{"role": "user", "content": f"{PROMPT} ({n})"}],  # each prompt new: no cache head start
-        "max_tokens": TOKENS,
+        "max_tokens": tokens,
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -102,16 +102,21 @@ def ask(port: int, bias: dict[str, float], structured: bool, n: int = 0) -> dict
     return post_streamed(port, "/v1/chat/completions", body)
 
 
-def parallel(port: int, bias: dict[str, float], structured: bool, base: int) -> float:
+def parallel(port: int, bias: dict[str, float], structured: bool, base: int, tokens: int = TOKENS) -> float:
     """STREAMS requests at once: all their tokens over the wall time."""
     start = time.perf_counter()
     with ThreadPoolExecutor(STREAMS) as pool:
-        runs = list(pool.map(lambda n: ask(port, bias, structured, base + n), range(STREAMS)))
+        runs = list(pool.map(lambda n: ask(port, bias, structured, base + n, tokens), range(STREAMS)))
     return sum(run["tokens"] for run in runs) / (time.perf_counter() - start)
 
 
 def measure(
-    python: Path, folder: Path, log: Path, run_env: dict | None = None, bias: dict[str, float] | None = None
+    python: Path,
+    folder: Path,
+    log: Path,
+    run_env: dict | None = None,
+    bias: dict[str, float] | None = None,
+    tokens: int = TOKENS,
 ) -> dict:
     """Start the server on the model (the checkout's code in the venv's Python), then the runs with and without
     the schema, alternated so that a machine's drift falls on both; and the compile figures. bias: the end-of-turn
@@ -139,18 +144,18 @@ def measure(
     try:
         wait_until_up(port, server)
         for structured in (False, True):  # warm-up: one stream, then a batch, each way
-            ask(port, bias, structured, 1000)
-            parallel(port, bias, structured, 2000)
+            ask(port, bias, structured, 1000, 8)
+            parallel(port, bias, structured, 2000, 8)
         one: dict[bool, list[float]] = {False: [], True: []}
         many: dict[bool, list[float]] = {False: [], True: []}
         texts = []
         for run in range(RUNS):
             for structured in (False, True):
-                answer = ask(port, bias, structured, 3000 + run)
-                assert answer["tokens"] == TOKENS, answer
+                answer = ask(port, bias, structured, 3000 + run, tokens)
+                assert answer["tokens"] == tokens, answer
                 one[structured].append(decode_rate(answer))
                 texts += [answer["text"]] if structured else []
-                many[structured].append(parallel(port, bias, structured, 4000 + 100 * run))
+                many[structured].append(parallel(port, bias, structured, 4000 + 100 * run, tokens))
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -161,7 +166,7 @@ def measure(
         "one_schema_tps": statistics.median(one[True]),
         "many_plain_tps": statistics.median(many[False]),
         "many_schema_tps": statistics.median(many[True]),
-        "tokens": TOKENS,
+        "tokens": tokens,
         "streams": STREAMS,
     }
 
@@ -247,6 +252,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", type=Path, required=True, help="the MLX venv's Python")
     parser.add_argument("--model", type=Path, required=True, help="a model folder")
+    parser.add_argument("--tokens", type=int, default=TOKENS, help=f"tokens per answer (default {TOKENS})")
     parser.add_argument("--results", type=Path, help="a run's printed JSON, rendered instead of measuring again")
     parser.add_argument("--doc", action="store_true", help="also replace this benchmark's rows of performance.md")
     args = parser.parse_args()
@@ -254,7 +260,7 @@ def main() -> None:
         found = json.loads(args.results.read_text())
     else:
         with tempfile.TemporaryDirectory() as work:
-            found = measure(args.python, args.model.resolve(), Path(work) / "serve.log")
+            found = measure(args.python, args.model.resolve(), Path(work) / "serve.log", tokens=args.tokens)
         print(json.dumps(found, indent=2))
     if args.doc:
         import run

@@ -110,7 +110,8 @@ def json_grammar(schema: dict, param: str) -> str:
 class Constrained:
     """One job's logits processor ((tokens, logits) -> logits, as mlx_lm's generator calls it): every token the
     grammar does not allow is masked out. The first call comes with the prompt's last token; each later one with
-    the token sampled last, which the matcher takes first. A matcher that fails (it should not: only allowed
+    the token sampled last, which the matcher takes first: the one wait for the device in a step, after which
+    the mask is computed while the model's step runs. A matcher that fails (it should not: only allowed
     tokens are sampled) leaves the end of the turn alone allowed."""
 
     def __init__(self, matcher: llguidance.LLMatcher, vocab_size: int, eos: list[int]):
@@ -118,10 +119,10 @@ class Constrained:
         self.bits = np.zeros((vocab_size + 31) // 32, dtype=np.int32)
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
+        mx.async_eval(logits)  # first: the model's step is queued behind the last token, and runs during the mask
         if self.started:
             self.matcher.consume_token(int(tokens[-1].item()))
         self.started = True
-        mx.async_eval(logits)  # the model's step goes on while the mask is computed
         if self.matcher.is_error():
             allowed = np.zeros(self.vocab_size, dtype=np.bool_)
             allowed[self.eos] = True
