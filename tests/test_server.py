@@ -609,6 +609,16 @@ FORMAT_REFUSED = [
         "response_format.json_schema",
     ),
     (
+        "a tool_choice whose function is not an object",
+        "/v1/chat/completions",
+        {
+            "tools": [TOOL],
+            "tool_choice": {"type": "function", "function": 5},
+            "response_format": {"type": "json_object"},
+        },
+        "response_format",
+    ),
+    (
         "a named tool that is not there",
         "/v1/chat/completions",
         {"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "nope"}}},

@@ -202,7 +202,8 @@ def chat_ask(body: ChatRequest) -> Ask:
             code="unsupported_parameter",
         )
     choice = body.tool_choice if isinstance(body.tool_choice, str) or body.tool_choice is None else "required"
-    named = (body.tool_choice or {}).get("function", {}).get("name") if isinstance(body.tool_choice, dict) else None
+    function = body.tool_choice.get("function") if isinstance(body.tool_choice, dict) else None
+    named = function.get("name") if isinstance(function, dict) else None  # {"type": "function", "function": {...}}
     tools = chosen_tools([tool.model_dump(exclude_none=True) for tool in body.tools or []], choice)
     return body.ask(
         messages=[template_message(m, f"messages.{i}") for i, m in enumerate(body.messages)],
