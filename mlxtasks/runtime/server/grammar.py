@@ -56,7 +56,11 @@ class Grammars:
         return self.matcher(json_grammar(schema, format.param), format.param)
 
     def matcher(self, grammar: str, param: str, function: dict | None = None) -> llguidance.LLMatcher:
-        matcher = llguidance.LLMatcher(self.vocabulary(), grammar, log_level=0)
+        try:
+            vocabulary = self.vocabulary()
+        except ValueError:  # llguidance reads Hugging Face's fast tokenizers only
+            raise cannot(param, "this model's tokenizer is not one the grammar engine can read") from None
+        matcher = llguidance.LLMatcher(vocabulary, grammar, log_level=0)
         if matcher.is_error():
             reason = " ".join(matcher.get_error().split())[:LONGEST_REASON]
             what = f"the parameters of tool {function['name']!r}" if function else "this schema"
