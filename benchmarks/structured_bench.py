@@ -122,6 +122,7 @@ def measure(
     the schema, alternated so that a machine's drift falls on both; and the compile figures. bias: the end-of-turn
     tokens biased away (default: the tokenizer's added tokens)."""
     run_env = run_env or env()
+    began = os.getloadavg()[0]
     compiled = json.loads(
         subprocess.run(
             [str(python), "-c", COMPILE, str(folder), json.dumps(SCHEMA)],
@@ -150,7 +151,7 @@ def measure(
         many: dict[bool, list[float]] = {False: [], True: []}
         texts = []
         for run in range(RUNS):
-            for structured in (False, True):
+            for structured in (False, True) if run % 2 == 0 else (True, False):  # neither always goes first
                 answer = ask(port, bias, structured, 3000 + run, tokens)
                 assert answer["tokens"] == tokens, answer
                 one[structured].append(decode_rate(answer))
@@ -168,6 +169,7 @@ def measure(
         "many_schema_tps": statistics.median(many[True]),
         "tokens": tokens,
         "streams": STREAMS,
+        "load": [began, os.getloadavg()[0]],
     }
 
 
@@ -197,7 +199,7 @@ def one_stream(found: dict, notes: tuple[str, ...] = ()) -> Result:
     share = found["one_schema_tps"] / found["one_plain_tps"]
     return Result(
         f"A structured answer, one stream: decode rate with a nested JSON schema against the same request without "
-        f"(SmolLM2-135M, {found['tokens']} tokens, warmed up, {RUNS} runs each, alternated)",
+        f"({found['tokens']} tokens, warmed up, {RUNS} runs each, alternated)",
         f"{found['one_schema_tps']:.1f} tokens/s with the schema, {found['one_plain_tps']:.1f} without ({share:.0%})",
         ">= 90% of the same request without a schema",
         share >= 0.90,
@@ -265,7 +267,12 @@ def main() -> None:
     if args.doc:
         import run
 
-        note = (f"Measured by structured_bench.py's command line with {args.python} and {args.model.name}",)
+        note = (
+            f"Measured by structured_bench.py's command line with {args.python} and {args.model.name}; load average "
+            f"(1 minute) when it began and ended: {found['load'][0]:.1f}, {found['load'][1]:.1f} on "
+            f"{os.cpu_count()} cores (other work on the machine: the runs with and without the schema alternate, "
+            "but a load that changes between them moves the ratio)",
+        )
         results = {bench.__name__: make(found, note) for bench, make in zip(BENCHMARKS, MAKERS, strict=True)}
         for name, result in results.items():
             run.show(name, result)
