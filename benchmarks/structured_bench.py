@@ -268,7 +268,7 @@ def main() -> None:
         import run
 
         note = (
-            f"Measured by structured_bench.py's command line with {args.python} and {args.model.name}; load average "
+            f"Measured by structured_bench.py's command line, in the venv given, on {args.model.name}; load average "
             f"(1 minute) when it began and ended: {found['load'][0]:.1f}, {found['load'][1]:.1f} on "
             f"{os.cpu_count()} cores (other work on the machine: the runs with and without the schema alternate, "
             "but a load that changes between them moves the ratio)",
