@@ -27,6 +27,7 @@ from pathlib import Path
 
 import chat_bench
 import serve_bench
+import structured_bench
 
 from mlxtasks import config
 from mlxtasks import serve as serving
@@ -232,12 +233,29 @@ def serve(d: Device) -> None:
     d.keep("serve", result)
 
 
+def structured(d: Device) -> None:
+    """structured_bench.py's runs on the 7B-shaped model: decode rate with a JSON schema against without, one
+    stream and 8, and llguidance's vocabulary and compile times (issue 31)."""
+    folder = d.home / "workspace" / "mlx" / "qwen25-coder-7b"
+    if not folder.is_dir():
+        make_model(d, "7b", folder, cache="structured")
+    eos = json.loads((folder / "config.json").read_text())["eos_token_id"]
+    bias = {str(i): -100.0 for i in (eos if isinstance(eos, list) else [eos])}
+    python = d.venv / "bin" / "python"
+    d.keep(
+        "structured",
+        structured_bench.measure(python, folder, d.home / "logs" / "structured-serve.log", d.env("structured"), bias),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wheels", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--home", type=Path, default=Path("/tmp/mlxtasks-cuda-home"))
-    parser.add_argument("--only", choices=["first-runs", "chat-overhead", "serve"], help="one part (default: all)")
+    parser.add_argument(
+        "--only", choices=["first-runs", "chat-overhead", "serve", "structured"], help="one part (default: all)"
+    )
     args = parser.parse_args()
     args.wheels, args.out = args.wheels.resolve(), args.out.resolve()  # the steps run in HOME, not here
     shutil.rmtree(args.home, ignore_errors=True)
@@ -269,7 +287,12 @@ def main() -> None:
         "install",
         [str(d.venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", "--no-deps", *map(str, wheels)],
     )
-    for name, part in (("first-runs", first_runs), ("chat-overhead", chat_overhead), ("serve", serve)):
+    for name, part in (
+        ("first-runs", first_runs),
+        ("chat-overhead", chat_overhead),
+        ("serve", serve),
+        ("structured", structured),
+    ):
         if args.only in (None, name):
             part(d)
     shutil.make_archive(str(args.out / "logs"), "gztar", args.home / "logs")

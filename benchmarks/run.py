@@ -10,7 +10,8 @@ install MLX from the package index twice (uv and pip), so a full run takes a few
 
 To add a benchmark: write a function `name(work: Path) -> Result` (harness.py) in an area's module
 (setup_bench.py, invoke_bench.py, shell_bench.py, validate_bench.py, pull_bench.py, chat_bench.py,
-speed_bench.py, real_model_bench.py, serve_bench.py, embed_bench.py, devloop_bench.py, or a new one listed in MODULES), and put it in that module's BENCHMARKS.
+speed_bench.py, real_model_bench.py, serve_bench.py, embed_bench.py, structured_bench.py, devloop_bench.py, or a new one
+listed in MODULES), and put it in that module's BENCHMARKS.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import serve_bench
 import setup_bench
 import shell_bench
 import speed_bench
+import structured_bench
 import validate_bench
 from harness import ROOT, Result
 
@@ -52,6 +54,7 @@ MODULES = (
     serve_bench,
     embed_bench,
     disk_cache_bench,
+    structured_bench,
     devloop_bench,
 )
 BENCHMARKS = {bench.__name__: bench for module in MODULES for bench in module.BENCHMARKS}

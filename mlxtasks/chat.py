@@ -5,11 +5,13 @@ No MLX here: runtime/chat.py talks to the model. The sampling flags are shared w
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import files
 from .catalog import Model
 from .config import Settings
 from .errors import MlxTasksError
@@ -83,6 +85,30 @@ def prompt_text(prompt: str, stdin: Any) -> str:
     return text
 
 
+JSON_TYPES = {"object", "array", "string", "number", "integer", "boolean", "null"}
+
+
+def answer_format(schema: str | None, as_json: bool) -> dict | None:
+    """chat.ask's structured answer as OpenAI's response_format: JSON matching the schema in the file `schema`, any
+    JSON object (as_json), or None (text). The schema is checked here as far as JSON goes; the grammar engine
+    says what else it cannot use."""
+    if schema is None:
+        return {"type": "json_object"} if as_json else None
+    fix = 'give --schema a file holding a JSON schema, such as {"type": "object"}'
+    try:
+        given = json.loads(files.read_text(Path(schema).expanduser()))
+    except FileNotFoundError:
+        raise MlxTasksError(f"The schema file {schema} does not exist.", fix=fix) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise MlxTasksError(f"The schema file {schema} is not JSON: {exc}.", fix=fix) from None
+    types = given.get("type", []) if isinstance(given, dict) else None
+    if types is None or not set([types] if isinstance(types, str) else types) <= JSON_TYPES:
+        raise MlxTasksError(
+            f"The schema file {schema} holds no JSON schema (an object whose type is a JSON type).", fix=fix
+        )
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": given, "strict": True}}
+
+
 def sampling(model: Model) -> Sampling:
     return Sampling(model.temperature, model.top_p, model.max_tokens)
 
@@ -134,7 +160,9 @@ def server_url(s: Settings) -> str:
     return server.url if server and server.port == s.serve_port and serve.healthy(server) else ""
 
 
-def served(s: Settings, alias: str, ask: str, flags: Flags, verbose: bool) -> int | None:
+def served(
+    s: Settings, alias: str, ask: str, flags: Flags, verbose: bool, response_format: dict | None = None
+) -> int | None:
     """One answer from the server running on the configured port, asked from this process before the checks that
     loading the model here needs (memory, the venv, its files): the exit status; None where no server answers
     (none runs, or it refused before answering), and the caller prepares a local answer."""
@@ -157,12 +185,20 @@ def served(s: Settings, alias: str, ask: str, flags: Flags, verbose: bool) -> in
         ask,
         verbose,
         server,
+        response_format,
     )
     return runtime.run(spec, here=False)
 
 
 def prepare(
-    s: Settings, alias: str, ask: str | None, flags: Flags, verbose: bool, terminal: bool, local: bool = False
+    s: Settings,
+    alias: str,
+    ask: str | None,
+    flags: Flags,
+    verbose: bool,
+    terminal: bool,
+    local: bool = False,
+    response_format: dict | None = None,
 ) -> tuple[ChatSpec, str]:
     """The spec for a chat (ask None) or one answer, after every check that can fail before MLX starts;
     and a warning to show ("" for none). alias: "default", "auto" (the router picks) or a model's name.
@@ -212,6 +248,7 @@ def prepare(
         ask,
         verbose,
         "" if local else server_url(s),
+        response_format,
     )
     return spec, warning
 

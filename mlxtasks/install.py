@@ -31,8 +31,9 @@ SOURCE_TREE = Path(__file__).resolve().parent.parent
 
 MLX_REQUIREMENT = {"metal": "mlx", "cpu": "mlx[cpu]", "cuda12": "mlx[cuda12]", "cuda13": "mlx[cuda13]"}
 # What mlxtasks.runtime.server runs on, besides mlx-lm; uvicorn takes httptools and uvloop when they are there,
-# which cut the server's own work per streamed token (docs/performance.md).
-SERVER_PACKAGES = ("starlette", "uvicorn", "pydantic", "httptools", "uvloop")
+# which cut the server's own work per streamed token (docs/performance.md); llguidance constrains structured
+# answers (runtime/server/grammar.py).
+SERVER_PACKAGES = ("starlette", "uvicorn", "pydantic", "httptools", "uvloop", "llguidance")
 CHAT_PACKAGES = ("prompt-toolkit",)  # the chat's line editor (mlxtasks.runtime.editor)
 
 # What uv and pip say when no release fits this platform or Python: the index answered, so retrying is useless.

@@ -214,6 +214,7 @@ class ChatSpec(Message):
     ask: str | None = None
     verbose: bool = False
     server: str = ""  # a running server's base URL, asked first ("": load the model here)
+    response_format: dict | None = None  # a structured answer, as OpenAI's response_format (None: text)
 
 
 # --- bench: python -m mlxtasks.runtime.bench --spec JSON ------------------------------------------

@@ -34,6 +34,7 @@ def test_package_set_per_backend(backend, spec, wheel):
         "pydantic",
         "httptools",
         "uvloop",
+        "llguidance",
         "prompt-toolkit",
     ]  # then the server's and the chat's
     assert wheel in [i.name for i in items if i.requirement is None]
@@ -53,6 +54,7 @@ SERVER_AND_CHAT = {
     "pydantic": "2.14.4",
     "httptools": "0.9.0",
     "uvloop": "0.23.0",
+    "llguidance": "1.9.1",
     "prompt-toolkit": "3.0.53",
 }
 
@@ -78,6 +80,7 @@ def test_a_configured_range_is_respected():
         "pydantic",
         "httptools",
         "uvloop",
+        "llguidance",
         "prompt-toolkit",
     ]  # the server's and chat's too
 

@@ -54,6 +54,19 @@ def server():
     return OllamaServer(reply=say("Hello there."))
 
 
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+@pytest.mark.parametrize("path, given, schema", [("/api/chat", "json", None), ("/api/generate", SCHEMA, SCHEMA)])
+def test_format_asks_the_engine_for_a_structured_answer(server, path, given, schema):
+    """format "json" is any JSON object, a schema is JSON matching it (constrained as every API's is)."""
+    said = {"messages": HI} if path == "/api/chat" else {"prompt": "hi"}
+    answer = server.post(path, {"model": "tiny", **said, "format": given, "stream": False})
+    assert answer.status_code == 200, answer.text
+    [asked] = server.engines[0].formats
+    assert (asked.schema, asked.param) == (schema, "format")
+
+
 def test_the_root_and_version_answer_as_ollama_does(server):
     assert server.client.get("/").text == "Ollama is running"
     assert server.client.head("/").status_code == 200
@@ -338,7 +351,6 @@ REFUSED = [
     ("thinking, of a model that cannot", "/api/chat", {"messages": HI, "think": True}, 422, "tiny does not think"),
     ("a template", "/api/generate", {"prompt": "hi", "template": "{{ .Prompt }}"}, 400, "raw: true"),
     ("a token context", "/api/generate", {"prompt": "hi", "context": [1, 2]}, 400, "/api/chat"),
-    ("a structured answer (until it lands)", "/api/chat", {"messages": HI, "format": "json"}, 400, "format:"),
     (
         "a wrong option type",
         "/api/chat",

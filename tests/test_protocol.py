@@ -84,12 +84,21 @@ rules = st.dictionaries(
 )
 
 
+# Fields typed loosely (a dict of any JSON), given values of the JSON they hold.
+SPECIAL = {
+    "rules": rules,
+    "response_format": st.none() | st.dictionaries(text, text | st.dictionaries(text, text, max_size=2), max_size=3),
+}
+
+
 def strategy(kind):
     """Values of a field's type, nested messages included (floats without NaN, which equals nothing)."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if isinstance(kind, type) and issubclass(kind, protocol.Message):
         hints = typing.get_type_hints(kind)
-        fields = {f.name: (rules if f.name == "rules" else strategy(hints[f.name])) for f in dataclasses.fields(kind)}
+        fields = {
+            f.name: SPECIAL[f.name] if f.name in SPECIAL else strategy(hints[f.name]) for f in dataclasses.fields(kind)
+        }
         return st.builds(kind, **fields)
     if kind is float:
         return numbers

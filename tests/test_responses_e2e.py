@@ -97,7 +97,10 @@ def test_plain_and_streamed_responses_input_items_and_errors(direct_server):
         ({"input": [{"role": "user", "content": [{"type": "input_image"}]}]}, "input.0.content.0"),
         ({"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "[1]"}]}, "input"),
         ({"previous_response_id": "resp_1"}, "previous_response_id"),
-        ({"tool_choice": "required", "tools": WEATHER_TOOLS}, "tool_choice"),
+        (
+            {"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "banana"}}}},
+            "text.format.schema",
+        ),
         ({"max_output_tokens": 0}, "max_output_tokens"),
     ]:
         status, _, reply = call(url, "POST", "/v1/responses", {**asked, **wrong})

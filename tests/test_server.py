@@ -514,3 +514,154 @@ def test_the_server_ends_when_its_supervisor_is_killed():
     finally:
         if server.is_running():
             server.kill()
+
+
+# --- structured answers: each API's format reaches the engine as one Format (the fake engine keeps them) ---
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+TOOL = {"type": "function", "function": WEATHER}
+OTHER = {"type": "function", "function": {"name": "other", "parameters": {"type": "object"}}}
+ANTHROPIC_TOOLS = [{"name": "get_weather", "input_schema": {"type": "object"}}, {"name": "other"}]
+FORMATS = [
+    (
+        "chat json_schema",
+        "/v1/chat/completions",
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": SCHEMA, "strict": True}}},
+        (SCHEMA, "response_format.json_schema.schema", None),
+    ),
+    (
+        "chat json_object",
+        "/v1/chat/completions",
+        {"response_format": {"type": "json_object"}},
+        (None, "response_format", None),
+    ),
+    ("chat text", "/v1/chat/completions", {"response_format": {"type": "text"}}, None),
+    (
+        "completions json_object",
+        "/v1/completions",
+        {"prompt": "a", "response_format": {"type": "json_object"}},
+        (None, "response_format", None),
+    ),
+    (
+        "responses json_schema",
+        "/v1/responses",
+        {"input": "hi", "text": {"format": {"type": "json_schema", "name": "x", "schema": SCHEMA}}},
+        (SCHEMA, "text.format.schema", None),
+    ),
+    (
+        "anthropic output_format",
+        "/v1/messages",
+        {"output_format": {"type": "json_schema", "schema": SCHEMA}},
+        (SCHEMA, "output_format.schema", None),
+    ),
+    (
+        "anthropic output_config",
+        "/v1/messages",
+        {"output_config": {"format": {"type": "json_schema", "schema": SCHEMA}}},
+        (SCHEMA, "output_config.format.schema", None),
+    ),
+    (
+        "chat tool_choice required",
+        "/v1/chat/completions",
+        {"tools": [TOOL, OTHER], "tool_choice": "required"},
+        (None, "tool_choice", ["get_weather", "other"]),
+    ),
+    (
+        "chat a named tool",
+        "/v1/chat/completions",
+        {"tools": [TOOL, OTHER], "tool_choice": {"type": "function", "function": {"name": "other"}}},
+        (None, "tool_choice", ["other"]),
+    ),
+    (
+        "anthropic any tool",
+        "/v1/messages",
+        {"tools": ANTHROPIC_TOOLS, "tool_choice": {"type": "any"}},
+        (None, "tool_choice", ["get_weather", "other"]),
+    ),
+    (
+        "anthropic a named tool",
+        "/v1/messages",
+        {"tools": ANTHROPIC_TOOLS, "tool_choice": {"type": "tool", "name": "get_weather"}},
+        (None, "tool_choice", ["get_weather"]),
+    ),
+    (
+        "responses a named tool",
+        "/v1/responses",
+        {
+            "input": "hi",
+            "tools": [{"type": "function", **WEATHER}],
+            "tool_choice": {"type": "function", "name": "get_weather"},
+        },
+        (None, "tool_choice", ["get_weather"]),
+    ),
+    ("chat tool_choice auto", "/v1/chat/completions", {"tools": [TOOL], "tool_choice": "auto"}, None),
+]
+
+
+@pytest.mark.parametrize("what, path, body, expected", FORMATS, ids=[f[0] for f in FORMATS])
+def test_each_api_asks_the_engine_for_its_structured_answer(server, what, path, body, expected):
+    base = {"model": "tiny", "max_tokens": 5, **({} if "input" in body or "prompt" in body else {"messages": HI})}
+    answer = server.post(path, {**base, **body})
+    assert answer.status_code == 200, answer.text
+    formats = server.engines[0].formats
+    if expected is None:
+        assert formats == []
+        return
+    [asked] = formats
+    tools = [tool["function"]["name"] for tool in asked.tools] if asked.tools is not None else None
+    assert (asked.schema, asked.param, tools) == expected
+
+
+FORMAT_REFUSED = [
+    ("an unknown type", "/v1/chat/completions", {"response_format": {"type": "xml"}}, "response_format.type"),
+    (
+        "a schema that is not an object",
+        "/v1/chat/completions",
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": [1]}}},
+        "response_format.json_schema.schema",
+    ),
+    (
+        "json_schema not an object",
+        "/v1/chat/completions",
+        {"response_format": {"type": "json_schema", "json_schema": "x"}},
+        "response_format.json_schema",
+    ),
+    (
+        "a tool_choice whose function is not an object",
+        "/v1/chat/completions",
+        {
+            "tools": [TOOL],
+            "tool_choice": {"type": "function", "function": 5},
+            "response_format": {"type": "json_object"},
+        },
+        "response_format",
+    ),
+    (
+        "a named tool that is not there",
+        "/v1/chat/completions",
+        {"tools": [TOOL], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+        "tool_choice",
+    ),
+    (
+        "a schema and a required call at once",
+        "/v1/chat/completions",
+        {"tools": [TOOL], "tool_choice": "required", "response_format": {"type": "json_object"}},
+        "response_format",
+    ),
+    (
+        "responses text.format of an unknown type",
+        "/v1/responses",
+        {"input": "hi", "text": {"format": {"type": "yaml"}}},
+        "text.format.type",
+    ),
+    ("anthropic output_format not an object", "/v1/messages", {"output_format": "json"}, "output_format"),
+]
+
+
+@pytest.mark.parametrize("what, path, body, param", FORMAT_REFUSED, ids=[f[0] for f in FORMAT_REFUSED])
+def test_a_wrong_structured_answer_is_refused_naming_its_part(server, what, path, body, param):
+    base = {"model": "tiny", "max_tokens": 5, **({} if "input" in body else {"messages": HI})}
+    answer = server.post(path, {**base, **body})
+    error = answer.json()["error"]
+    assert answer.status_code == 400 and error["message"].startswith(f"{param}: "), error
+    assert server.engines == [] or server.engines[0].formats == []  # refused before the engine is asked

@@ -116,12 +116,12 @@ REFUSED = [
         "tools.0.function: Field required",
     ),
     (
-        "a tool call that cannot be forced",
+        "a schema the grammar engine cannot compile",
         CHAT,
-        {"messages": HI, "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
+        {"messages": HI, "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "banana"}}}},
         400,
-        "unsupported_parameter",
-        "tool_choice",
+        "invalid_schema",
+        "response_format.json_schema.schema: this schema cannot constrain an answer: Invalid type: banana",
     ),
     (
         "a wrong type in a field whose name starts like a type's",

@@ -110,6 +110,7 @@ class Session:
     served: bool = False  # the server answers for the model (until it cannot)
     here: bool = True  # a model may load in this process (not in the tool's, which has no MLX)
     keeps_history: bool = False  # a chat, whose earlier turns need room in the context beside each answer
+    response_format: dict | None = None  # a structured answer (OpenAI's response_format), constrained as it is made
 
     def __post_init__(self) -> None:
         if self.alias:
@@ -235,6 +236,7 @@ class Session:
             "top_p": self.sampling["top_p"],
             "max_tokens": self.sampling["max_tokens"],
             "seed": self.seed,
+            **({"response_format": self.response_format} if self.response_format else {}),
         }
 
         try:
@@ -273,6 +275,7 @@ class Session:
 
             self.cache, common = make_prompt_cache(self.model), 0
         sampler = make_sampler(self.sampling["temp"], self.sampling["top_p"])
+        processors = self.constrained()
         gpu.before_generation()
         answer, generated, last, start, first = [], [], None, time.perf_counter(), None
         try:
@@ -284,6 +287,7 @@ class Session:
                     sampler=sampler,
                     max_tokens=self.sampling["max_tokens"],
                     prompt_cache=self.cache,
+                    logits_processors=processors,
                 )
             ):
                 first = first or time.perf_counter() - start
@@ -304,6 +308,27 @@ class Session:
                     last.peak_memory,
                 )
         return "".join(answer)
+
+    def constrained(self) -> list | None:
+        """The logits processor that keeps the answer to response_format, as the server's engine does."""
+        if not self.response_format:
+            return None
+        try:
+            from .server.grammar import Grammars
+        except ImportError:  # a venv installed before structured answers
+            raise Refused("This venv has no llguidance, which a structured answer needs.", "invoke install") from None
+        from .server.problems import Problem
+        from .server.request import Format
+
+        spec = self.response_format.get("json_schema")
+        format = Format(spec["schema"], "--schema") if spec else Format(None, "--json")
+        config = json.loads((Path(self.models[self.alias].path) / "config.json").read_text())  # type: ignore[index]
+        vocab = int((config.get("text_config") or config).get("vocab_size") or len(self.tokenizer.get_vocab()))
+        try:
+            grammars = Grammars(self.tokenizer, vocab, sorted(self.tokenizer.eos_token_ids))
+            return [grammars.processor(grammars.compile(format))]
+        except Problem as problem:
+            raise Refused(f"{problem.message.rstrip('.')}.", "fix the schema file, or leave --schema out") from None
 
     def reset(self) -> None:
         self.messages.clear()
@@ -555,6 +580,7 @@ def run(spec: ChatSpec, here: bool = True) -> int | None:
         seed=spec.seed or 0,
         here=here,
         keeps_history=spec.ask is None,
+        response_format=spec.response_format,
     )
     # One Ctrl-C policy: it ends a one-shot answer or a load at once, quietly, with 130; in a chat it
     # stops the reply (interactive handles that).

@@ -19,7 +19,7 @@ RUN_HELP = {
 }
 
 
-def _run(c, alias, ask, flags, venv, models, context, local, verbose=False):
+def _run(c, alias, ask, flags, venv, models, context, local, verbose=False, response_format=None):
     """Start the venv's chat (a session, or one answer to `ask`); its exit status is ours. A running server
     answers unless `local` (a one-shot from this process; the model loads in the venv's Python where it cannot)."""
     import sys
@@ -29,9 +29,11 @@ def _run(c, alias, ask, flags, venv, models, context, local, verbose=False):
     from .. import chat
 
     s = settings(c, venv=venv, models=models, context=context)
-    code = None if local or ask is None else chat.served(s, alias, ask, flags, verbose)
+    code = None if local or ask is None else chat.served(s, alias, ask, flags, verbose, response_format)
     if code is None:
-        spec, warning = chat.prepare(s, alias, ask, flags, verbose, sys.stdin.isatty(), local or ask is not None)
+        spec, warning = chat.prepare(
+            s, alias, ask, flags, verbose, sys.stdin.isatty(), local or ask is not None, response_format
+        )
         if warning:
             print(warning, file=sys.stderr)
         code = chat.run(s.venv_python, spec)
@@ -75,6 +77,8 @@ def start(
         "model": "an installed model (default: mlx.default_model)",
         "auto": "let the router pick the model for the prompt (said on stderr)",
         "verbose": "after the answer, its speed and memory on stderr",
+        "schema": "a JSON schema file: the answer is JSON that matches it",
+        "json": "the answer is a JSON object",
         **SAMPLING_HELP,
         **RUN_HELP,
     },
@@ -94,12 +98,15 @@ def ask(
     verbose=False,
     context=None,
     local=False,
+    schema=None,
+    json=False,
 ):
     """One answer on stdout and nothing else, so it pipes: invoke chat.ask "..." --model qwen7b."""
     import sys
 
     from .. import chat
 
+    response_format = chat.answer_format(schema, json)
     prompt = chat.prompt_text(prompt, sys.stdin)
     if auto:
         choice = chat.choose(settings(c, models=models), prompt)
@@ -115,6 +122,7 @@ def ask(
         context,
         local,
         verbose,
+        response_format,
     )
 
 

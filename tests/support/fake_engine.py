@@ -106,6 +106,7 @@ class FakeEngine(Worker):
         self.seen: list[list[int]] = []  # finished conversations (prompt and answer), the prompt cache's stand-in
         self.most = 0  # the most streams answered at once
         self.dimensions, self.end = DIMENSIONS, EOS  # as an embedding model: its vectors' size, the token it pools at
+        self.formats: list = []  # the structured answers asked for
 
     @classmethod
     def maker(cls, **options) -> Callable:
@@ -116,6 +117,14 @@ class FakeEngine(Worker):
 
     def processors(self, logit_bias, presence, frequency, repetition) -> list:
         return [("bias", logit_bias)] if logit_bias else []
+
+    def constraint(self, format):
+        """A structured answer: each format asked for is kept (self.formats); the scripted answer is not changed."""
+        self.formats.append(format)
+        return format
+
+    def constrained(self, compiled) -> tuple:
+        return ("format", compiled)
 
     def _run(self) -> None:
         active: dict = {}

@@ -17,8 +17,8 @@ from starlette.routing import Route
 
 from .calls import arguments_input
 from .core import Core, Run
-from .problems import BUSY, Problem
-from .request import Ask, Sampling, chosen_tools, joined, stops, text_only
+from .problems import BUSY, Problem, invalid
+from .request import Ask, Sampling, answer_format, chosen_tools, forced_call, joined, json_format, stops, text_only
 from .web import STATUS, disconnected, event_stream, held, parse, read_json
 
 PREFIXES = ("/v1/messages",)
@@ -88,9 +88,12 @@ class CountRequest(BaseModel):
     system: str | list[Text] | None = None
     tools: list[Tool] | None = None
     tool_choice: dict[str, Any] | None = None
+    output_format: dict[str, Any] | None = None  # {"type": "json_schema", "schema": {...}}: the beta's name
+    output_config: dict[str, Any] | None = None  # {"format": {...}}, the same format's name since
 
     def ask(self, **rest: Any) -> Ask:
         choice = TOOL_CHOICES.get((self.tool_choice or {}).get("type", "auto"), "auto")
+        named = (self.tool_choice or {}).get("name") if (self.tool_choice or {}).get("type") == "tool" else None
         tools = chosen_tools(
             [
                 {
@@ -105,7 +108,20 @@ class CountRequest(BaseModel):
             ],
             choice,
         )
-        return Ask(model=self.model, messages=template_messages(self), tools=tools, **rest)
+        if self.output_format is not None:
+            given, param = self.output_format, "output_format"
+        else:
+            given, param = (self.output_config or {}).get("format") or {}, "output_config.format"
+        if not isinstance(given, dict):
+            raise invalid(param, 'an object such as {"type": "json_schema", "schema": {...}}.')
+        structured = json_format(given.get("type"), given.get("schema"), param, f"{param}.schema")
+        return Ask(
+            model=self.model,
+            messages=template_messages(self),
+            tools=tools,
+            format=answer_format(structured, forced_call(tools, choice, named)),
+            **rest,
+        )
 
 
 class MessagesRequest(CountRequest):

@@ -68,8 +68,6 @@ class Core:
 
     async def start(self, ask: Ask, held: list) -> Run:
         """Hold the model, make the prompt, check it, and submit its jobs (or, for ask.count_only, just count)."""
-        if ask.format is not None:
-            raise refuse(ask.format.param, "only text responses are supported")
         loaded = await self.hold(held, ask.model, ask.keep_alive)
         engine, served = loaded.engine, loaded.served
         prompts, echoes = await asyncio.to_thread(self.prompts, engine, ask)
@@ -77,7 +75,8 @@ class Core:
         if ask.count_only:
             return Run(ask, engine, served, [], asyncio.Queue(), counted, None, {})
         max_tokens = self.budget(engine, served, ask.max_tokens, max(map(len, prompts)))
-        jobs, events = self.jobs(engine, served, ask, prompts, max_tokens)
+        compiled = None if ask.format is None else await asyncio.to_thread(engine.constraint, ask.format)
+        jobs, events = self.jobs(engine, served, ask, prompts, max_tokens, compiled)
         calls = {job.index: ToolCalls(engine.tokenizer, ask.tools) for job in jobs} if ask.tools else {}
         self.submit(engine, jobs)
         return Run(ask, engine, served, jobs, events, counted, echoes, calls)
@@ -249,8 +248,9 @@ class Core:
         return min(served.max_tokens, engine.context - prompt_tokens) if engine.context else served.max_tokens
 
     def jobs(
-        self, engine, served, ask: Ask, prompts: list[list[int]], max_tokens: int
+        self, engine, served, ask: Ask, prompts: list[list[int]], max_tokens: int, compiled=None
     ) -> tuple[list[Job], asyncio.Queue]:
+        """compiled: the structured answer's grammar (engine.constraint), which each job follows on its own."""
         sampling = ask.sampling
         if sampling.logit_bias:
             bad = [i for i in sampling.logit_bias if not 0 <= i < engine.vocab_size]
@@ -282,7 +282,8 @@ class Core:
                     sampling.presence_penalty,
                     sampling.frequency_penalty,
                     sampling.repetition_penalty,
-                ),
+                )
+                + ([] if compiled is None else [engine.constrained(compiled)]),
                 stops=ask.stop + ends,
                 events=events,
                 loop=loop,

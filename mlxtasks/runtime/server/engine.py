@@ -16,6 +16,7 @@ import functools
 import gc
 import time
 from collections.abc import Callable
+from typing import Any
 
 import mlx.core as mx
 from mlx_lm import load
@@ -26,6 +27,8 @@ from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_logi
 from ...protocol import ServedModel, ServeSpec
 from .diskcache import DiskCache, identity
 from .jobs import Job, Worker
+from .problems import refuse
+from .request import Format
 from .tiered import TieredPromptCache, open_disk  # noqa: F401 (the server opens its disk tier through here)
 
 # Fill-in-the-middle: the tokens a prompt is built from (prefix, suffix, middle), and the text that ends the
@@ -95,6 +98,7 @@ class Engine(Worker):
             served.alias,
         )
         self.chunk = min(FIRST_CHUNK, spec.prefill_chunk)  # prompt tokens prefilled between two steps
+        self.grammars: Any = None  # grammar.Grammars, made at the first structured answer
 
     def stop(self) -> None:
         """End the thread once nothing is queued or generating, wait for it, and give the model's memory back."""
@@ -132,6 +136,20 @@ class Engine(Worker):
         return make_logits_processors(
             logit_bias or None, repetition_penalty=repetition, presence_penalty=presence, frequency_penalty=frequency
         )
+
+    def constraint(self, format: Format):
+        """A structured answer's grammar, compiled before its jobs are submitted (a Problem if it cannot be)."""
+        try:
+            from .grammar import Grammars
+        except ImportError:  # a venv installed before structured answers
+            raise refuse(format.param, "this server's venv has no llguidance: run `invoke install`") from None
+        if self.grammars is None:
+            self.grammars = Grammars(self.tokenizer, self.vocab_size, self.eos)
+        return self.grammars.compile(format)
+
+    def constrained(self, compiled) -> Callable:
+        """One job's processor that keeps its answer to the compiled grammar."""
+        return self.grammars.processor(compiled)
 
     def _cached(self, prompt: list[int]) -> tuple[list | None, list[int]]:
         """The cache of the longest prompt seen that this one starts with, and the tokens it still needs

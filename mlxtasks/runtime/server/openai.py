@@ -19,7 +19,17 @@ from starlette.routing import Route
 from .calls import arguments_object
 from .core import Core, Run, keep_alive
 from .problems import INVALID, UNSUPPORTED, Problem
-from .request import Ask, Sampling, chosen_tools, joined, stops, text_only
+from .request import (
+    Ask,
+    Sampling,
+    answer_format,
+    chosen_tools,
+    forced_call,
+    joined,
+    openai_format,
+    stops,
+    text_only,
+)
 from .web import STATUS, disconnected, event_stream, held, parse, read_json
 
 PREFIXES = ("/v1/chat", "/v1/completions", "/v1/models", "/chat", "/completions", "/models")
@@ -154,6 +164,7 @@ class CompletionRequest(Options):
     echo: StrictBool | None = None
     logprobs: StrictInt | None = None
     best_of: StrictInt | None = Field(None, ge=1, le=1)
+    response_format: dict[str, Any] | None = None
 
 
 def template_message(message: ChatMessage, where: str) -> dict:
@@ -190,19 +201,15 @@ def chat_ask(body: ChatRequest) -> Ask:
             param="logprobs",
             code="unsupported_parameter",
         )
-    if body.response_format and body.response_format.get("type") not in (None, "text"):
-        raise Problem(
-            UNSUPPORTED,
-            "response_format: only text responses are supported",
-            param="response_format",
-            code="unsupported_parameter",
-        )
     choice = body.tool_choice if isinstance(body.tool_choice, str) or body.tool_choice is None else "required"
+    function = body.tool_choice.get("function") if isinstance(body.tool_choice, dict) else None
+    named = function.get("name") if isinstance(function, dict) else None  # {"type": "function", "function": {...}}
     tools = chosen_tools([tool.model_dump(exclude_none=True) for tool in body.tools or []], choice)
     return body.ask(
         messages=[template_message(m, f"messages.{i}") for i, m in enumerate(body.messages)],
         tools=tools,
         max_tokens=body.max_completion_tokens or body.max_tokens,
+        format=answer_format(openai_format(body.response_format), forced_call(tools, choice, named)),
     )
 
 
@@ -218,7 +225,13 @@ def completion_ask(body: CompletionRequest) -> Ask:
     if prompt == []:
         raise Problem(INVALID, "prompt: an empty list.", param="prompt", code="invalid_value")
     prompts = [prompt] if isinstance(prompt, str) or isinstance(prompt[0], int) else prompt
-    return body.ask(prompts=prompts, suffix=body.suffix or None, echo=bool(body.echo), max_tokens=body.max_tokens)
+    return body.ask(
+        prompts=prompts,
+        suffix=body.suffix or None,
+        echo=bool(body.echo),
+        max_tokens=body.max_tokens,
+        format=openai_format(body.response_format),
+    )
 
 
 # --- answers ---

@@ -32,11 +32,13 @@ class Sampling:
 
 @dataclass
 class Format:
-    """A structured answer: any JSON object (schema None), or JSON that matches schema. param: where the
-    request gave it (response_format, text.format, format), for a refusal that names the part."""
+    """A structured answer: any JSON object (schema None), or JSON that matches schema; or, with tools, a call of
+    one of them (its arguments matching its parameters), in the model's tool-call syntax. param: where the request
+    gave it (response_format.json_schema.schema, text.format, format, tool_choice), for a refusal that names it."""
 
     schema: dict | None = None
     param: str = "response_format"
+    tools: list[dict] | None = None
 
 
 @dataclass
@@ -101,9 +103,52 @@ def chosen_tools(tools: list[dict], choice: str | None, param: str = "tool_choic
         raise invalid(param, '"required" (or a named tool) needs tools to choose from.')
     if not tools or choice == "none":
         return None
-    if choice not in (None, "auto"):
-        raise refuse(param, 'only "auto" and "none": this server cannot force a tool call')
     return tools
+
+
+def forced_call(
+    tools: list[dict] | None, choice: str | None, name: str | None = None, param: str = "tool_choice"
+) -> Format | None:
+    """The structured answer a tool choice asks for: a call of one of the tools ("required"), or of the one named
+    (name); None where the model may answer freely."""
+    if choice != "required" or not tools:
+        return None
+    if name is None:
+        return Format(param=param, tools=tools)
+    named = [tool for tool in tools if tool["function"]["name"] == name]
+    if not named:
+        raise invalid(param, f"no tool is named {name!r}.")
+    return Format(param=param, tools=named)
+
+
+def json_format(kind: object, schema: object, param: str, schema_param: str) -> Format | None:
+    """A structured answer as the APIs ask for one: type "text" (or none) for none, "json_object" for any JSON
+    object, "json_schema" for JSON that matches the schema (none given: any JSON object)."""
+    if kind in (None, "text"):
+        return None
+    if kind not in ("json_object", "json_schema"):
+        raise invalid(f"{param}.type", '"text", "json_object" or "json_schema".')
+    if kind == "json_object" or schema is None:
+        return Format(None, param)
+    if not isinstance(schema, dict):
+        raise invalid(schema_param, "a JSON schema (an object).")
+    return Format(schema, schema_param)
+
+
+def openai_format(given: dict | None, param: str = "response_format") -> Format | None:
+    """OpenAI's response_format: {"type": "json_schema", "json_schema": {"name", "schema", "strict"}} and the rest."""
+    given = given or {}
+    spec = given.get("json_schema")
+    if spec is not None and not isinstance(spec, dict):
+        raise invalid(f"{param}.json_schema", "an object with the schema in its field schema.")
+    return json_format(given.get("type"), (spec or {}).get("schema"), param, f"{param}.json_schema.schema")
+
+
+def answer_format(structured: Format | None, call: Format | None) -> Format | None:
+    """The one constraint on an answer: a required tool call, or a structured answer (not both)."""
+    if structured is not None and call is not None:
+        raise refuse(structured.param, "a structured answer and a required tool call cannot be asked for at once")
+    return structured or call
 
 
 def text_only(param: str, kind: str):

@@ -20,8 +20,8 @@ from starlette.routing import Route
 from . import openai
 from .calls import arguments_object
 from .core import Core, Piece, Run
-from .problems import refuse
-from .request import Ask, Sampling, chosen_tools, joined, text_only
+from .problems import invalid, refuse
+from .request import Ask, Sampling, answer_format, chosen_tools, forced_call, joined, json_format, text_only
 from .web import disconnected, event_stream, held, parse, read_json
 
 PREFIXES = ("/v1/responses", "/responses")
@@ -192,7 +192,7 @@ class Answer:
             "reasoning": {"effort": None, "summary": None},
             "store": False,
             "temperature": self.run.temperature,
-            "text": {"format": {"type": "text"}},
+            "text": {"format": (self.body.text or {}).get("format") or {"type": "text"}},
             "tool_choice": self.body.tool_choice or "auto",
             "tools": self.tools,
             "top_p": self.run.top_p,
@@ -312,18 +312,23 @@ class Answer:
 def ask(body: ResponsesRequest) -> Ask:
     if body.previous_response_id is not None:
         raise refuse("previous_response_id", "this server stores no responses: send the whole conversation")
-    if ((body.text or {}).get("format") or {}).get("type") not in (None, "text"):
-        raise refuse("text.format", "only text responses are supported")
+    given = (body.text or {}).get("format") or {}
+    if not isinstance(given, dict):
+        raise invalid("text.format", 'an object such as {"type": "json_schema", "name": ..., "schema": {...}}.')
+    structured = json_format(given.get("type"), given.get("schema"), "text.format", "text.format.schema")
     choice = body.tool_choice if isinstance(body.tool_choice, str) or body.tool_choice is None else "required"
+    named = body.tool_choice.get("name") if isinstance(body.tool_choice, dict) else None
     functions = [
         {"type": "function", "function": tool.model_dump(exclude_none=True)}
         for tool in body.tools or []
         if isinstance(tool, FunctionTool)
     ]  # other kinds are left out
+    tools = chosen_tools(functions, choice)
     return Ask(
         model=body.model,
         messages=template_messages(body),
-        tools=chosen_tools(functions, choice),
+        tools=tools,
+        format=answer_format(structured, forced_call(tools, choice, named)),
         max_tokens=body.max_output_tokens,
         stream=bool(body.stream),
         sampling=Sampling(temperature=body.temperature, top_p=body.top_p),
