@@ -63,11 +63,19 @@ class Model:
     active: float = 1.0  # share of the weights read per token (mixture of experts)
     thinking: str = ""  # how it shows its reasoning: "think-tags" (<think>...</think>), "harmony" (gpt-oss's channels)
     tools: str = ""  # its tool-call format: "hermes" (<tool_call> JSON), "qwen3-coder" (XML), "harmony", "llama3-json"
+    kv_bits: int = 0  # its KV cache quantized to 4 or 8 bits (0: as mlx.kv_bits says)
 
     @property
     def shape(self) -> fit.Shape:
         return fit.Shape(
-            self.layers, self.kv_heads, self.head_dim, self.context, self.window, self.full_layers, self.active
+            self.layers,
+            self.kv_heads,
+            self.head_dim,
+            self.context,
+            self.window,
+            self.full_layers,
+            self.active,
+            fit.KV(self.kv_bits),
         )
 
     def ram_bytes(self, context: int = 0) -> int:
@@ -402,6 +410,8 @@ def _check_model(model: Model, key: str) -> None:
     for alias in model.also:
         if not ALIAS_PATTERN.fullmatch(alias):
             raise _bad(f"{key}.also", "aliases of lower-case letters, digits, '.', '_' and '-'", alias)
+    if model.kv_bits not in (0, 4, 8):
+        raise _bad(f"{key}.kv_bits", "4 or 8 (a quantized KV cache)", model.kv_bits)
     if model.category not in CATEGORIES:
         raise _bad(f"{key}.category", "one of " + ", ".join(CATEGORIES), model.category)
 

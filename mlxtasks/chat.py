@@ -97,14 +97,16 @@ def installed(s: Settings, budget: int = 0) -> tuple[dict[str, ChatModel], dict[
     for m in installed_models(s.models, s.catalog):
         folder = s.models / m.folder
         context, notes[m.alias] = (
-            installed_context(folder, size_on_disk(folder), budget, s.context) if budget else (s.context, "")
+            installed_context(folder, size_on_disk(folder), budget, s.context, s.kv_for(m))
+            if budget
+            else (s.context, "")
         )
-        models[m.alias] = chat_model(m, folder, context)
+        models[m.alias] = chat_model(m, folder, context, s.kv_bits_for(m))
     return models, notes
 
 
-def chat_model(model: Model, folder: Path, context: int) -> ChatModel:
-    return ChatModel(str(folder), sampling(model), (*model.also, model.folder, model.repo), context)
+def chat_model(model: Model, folder: Path, context: int, kv_bits: int = 0) -> ChatModel:
+    return ChatModel(str(folder), sampling(model), (*model.also, model.folder, model.repo), context, kv_bits)
 
 
 def choose(s: Settings, prompt: str):
@@ -199,6 +201,7 @@ def prepare(
         ask,
         verbose,
         "" if local else server_url(s),
+        s.kv,
     )
     return spec, warning
 

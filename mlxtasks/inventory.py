@@ -3,6 +3,7 @@ as the lines printed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from . import catalog, fit, hub, speed, store, validate
@@ -28,7 +29,7 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
                 "path": str(folder),
                 "size": size,
                 "complete": hub.is_complete(folder),
-                "fits": fit.verdict(size, fit.folder_shape(folder), budget),
+                "fits": fit.verdict(size, fit.folder_shape(folder, settings.kv_for(known)), budget),
             }
         )
     cached = hub.cached_repos()
@@ -39,8 +40,9 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
             "repo": m.repo,
             "size_gb": m.size_gb,
             "category": m.category,
-            "fits": catalog.fits_in(m, budget),
-            "context": fit.largest_context(int(m.size_gb * GB), m.shape, budget),
+            "fits": fit.need(int(m.size_gb * GB), shape(settings, m)) <= budget,
+            "context": fit.largest_context(int(m.size_gb * GB), shape(settings, m), budget),
+            "kv_bits": settings.kv_bits_for(m),
             **_speed(m, facts, records),
             "installed": m.folder in present,
             "in_hf_cache": m.repo in cached,
@@ -49,6 +51,11 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
         for m in settings.catalog
     ]
     return {"models_folder": str(settings.models), "installed": installed, "catalogue": entries}
+
+
+def shape(settings: Settings, model: Model) -> fit.Shape:
+    """A catalogue model's shape with its KV cache as the settings keep it (kv_bits)."""
+    return replace(model.shape, kv=settings.kv_for(model))
 
 
 def _speed(model: Model, facts: HostFacts, records: list[dict]) -> dict:
@@ -86,7 +93,11 @@ def listing_lines(listing: dict) -> list[str]:
             f"{fits:<6}{e['speed_short']:<11}{'yes' if e['installed'] else 'no':<11}{e['description']}{note}"
         )
     if any(e["context"] for e in entries):
-        lines.append("fits: Nk = it fits with up to N thousand tokens of context (weights + KV cache + overhead)")
+        bits = sorted({e["kv_bits"] for e in entries if e["kv_bits"]})
+        kept = f", the KV cache at {' or '.join(map(str, bits))} bits (kv_bits)" if bits else ""
+        lines.append(
+            f"fits: Nk = it fits with up to N thousand tokens of context (weights + KV cache + overhead{kept})"
+        )
     return lines + speed.legend([e["speed"] for e in entries])
 
 

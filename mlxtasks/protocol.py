@@ -198,6 +198,15 @@ class ChatModel(Message):
     sampling: Sampling
     names: tuple[str, ...] = ()  # the other names it answers to in /model: folder, repo id...
     context: int = 0  # tokens kept, prompt and reply together (0: the model's own limit)
+    kv_bits: int = 0  # its KV cache quantized to 4 or 8 bits (0: 16-bit)
+
+
+@dataclasses.dataclass(frozen=True)
+class KVSettings(Message):
+    """How a quantized KV cache is made (mlx_lm's kv_group_size and quantized_kv_start)."""
+
+    group_size: int = 64
+    start: int = 5000  # tokens a cache holds in 16 bits before it is quantized
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,6 +223,7 @@ class ChatSpec(Message):
     ask: str | None = None
     verbose: bool = False
     server: str = ""  # a running server's base URL, asked first ("": load the model here)
+    kv: KVSettings = KVSettings()  # for the models whose kv_bits is set
 
 
 # --- bench: python -m mlxtasks.runtime.bench --spec JSON ------------------------------------------
@@ -323,6 +333,7 @@ class ServedModel(Message):
     temperature: float = 0.0  # the catalogue's sampling: a request's defaults
     top_p: float = 1.0
     max_tokens: int = 2048
+    kv_bits: int = 0  # its KV cache quantized to 4 or 8 bits (0: 16-bit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,6 +365,7 @@ class ServeSpec(Message):
     budget: int = 0  # bytes the loaded models may need together (0: no limit)
     keep_alive: float = 300.0  # seconds a model stays loaded after its last request (negative: forever)
     model_map: dict[str, str] = dataclasses.field(default_factory=dict)  # glob pattern -> a name to answer as
+    kv: KVSettings = KVSettings()  # for the models whose kv_bits is set
 
     @classmethod
     def starting(cls, first: ServedModel | None, **rest: Any) -> ServeSpec:

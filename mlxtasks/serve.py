@@ -117,7 +117,9 @@ def prepare(
     first, note = None, ""
     if alias != NO_MODEL:
         model, folder = choose_model(settings, alias, facts, force)
-        note = installed_context(folder, store.size_on_disk(folder), budget, settings.context)[1]
+        note = installed_context(folder, store.size_on_disk(folder), budget, settings.context, settings.kv_for(model))[
+            1
+        ]
         first = next(m for m in table if m.alias == model.alias)
     spec = ServeSpec.starting(
         first,
@@ -129,6 +131,7 @@ def prepare(
         keep_alive=settings.serve_keep_alive,
         prompt_cache_bytes=int(settings.serve_prompt_cache_gb * 2**30),
         model_map=settings.serve_model_map,
+        kv=settings.kv,
         **limits(settings),
     )
     return first.alias if first else NO_MODEL, host, server_argv(settings.venv_python, spec, settings.state), note
@@ -154,18 +157,19 @@ def served_models(settings: Settings, budget: int) -> list[ServedModel]:
     table = []
     for model in store.installed_models(settings.models, settings.catalog):
         folder = settings.models / model.folder
-        weights = store.size_on_disk(folder)
-        context = installed_context(folder, weights, budget, settings.context)[0]
+        weights, kv = store.size_on_disk(folder), settings.kv_for(model)
+        context = installed_context(folder, weights, budget, settings.context, kv)[0]
         table.append(
             ServedModel(
                 model.alias,
                 str(folder),
                 sorted({*model.also, folder.name, model.repo, str(folder)}),
-                need(weights, folder_shape(folder), context),
+                need(weights, folder_shape(folder, kv), context),
                 context,
                 model.temperature,
                 model.top_p,
                 model.max_tokens,
+                kv.bits,
             )
         )
     return table

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .. import exits
-from ..protocol import ChatModel, ChatSpec, route, sampling_value
+from ..protocol import ChatModel, ChatSpec, KVSettings, route, sampling_value
 from . import gpu, remote
 
 HELP = """Commands:
@@ -110,6 +110,8 @@ class Session:
     served: bool = False  # the server answers for the model (until it cannot)
     here: bool = True  # a model may load in this process (not in the tool's, which has no MLX)
     keeps_history: bool = False  # a chat, whose earlier turns need room in the context beside each answer
+    kv: KVSettings = KVSettings()  # how a quantized KV cache is made
+    kv_bits: int = 0  # the loaded model's KV cache bits (0: 16-bit)
 
     def __post_init__(self) -> None:
         if self.alias:
@@ -165,6 +167,18 @@ class Session:
         )
         self.context = min(own, self.models[alias].context or own)
         self.cap_answer(self.context)
+        self.kv_bits = self.models[alias].kv_bits
+        if self.kv_bits:
+            from .server.kvcache import unsupported
+
+            text = config.get("text_config") or config
+            heads = int(text.get("num_attention_heads") or 1)
+            why = unsupported(
+                self.model, int(text.get("head_dim") or text.get("hidden_size", 0) // heads), self.kv.group_size
+            )
+            if why:
+                self.notices.append(f"({alias} keeps a 16-bit KV cache, kv_bits {self.kv_bits} is ignored: {why})")
+                self.kv_bits = 0
 
     def open_model(self, path: str):
         """(model, tokenizer) from a model folder; a sharded session loads its part instead."""
@@ -284,6 +298,7 @@ class Session:
                     sampler=sampler,
                     max_tokens=self.sampling["max_tokens"],
                     prompt_cache=self.cache,
+                    **self.kv_arguments(),
                 )
             ):
                 first = first or time.perf_counter() - start
@@ -304,6 +319,13 @@ class Session:
                     last.peak_memory,
                 )
         return "".join(answer)
+
+    def kv_arguments(self) -> dict:
+        """mlx_lm's KV quantization arguments: the cache (a list it changes in place) is quantized whole once
+        it holds kv.start tokens."""
+        if not self.kv_bits:
+            return {}
+        return {"kv_bits": self.kv_bits, "kv_group_size": self.kv.group_size, "quantized_kv_start": self.kv.start}
 
     def reset(self) -> None:
         self.messages.clear()
@@ -555,6 +577,7 @@ def run(spec: ChatSpec, here: bool = True) -> int | None:
         seed=spec.seed or 0,
         here=here,
         keeps_history=spec.ask is None,
+        kv=spec.kv,
     )
     # One Ctrl-C policy: it ends a one-shot answer or a load at once, quietly, with 130; in a chat it
     # stops the reply (interactive handles that).

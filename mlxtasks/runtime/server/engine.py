@@ -7,7 +7,7 @@ last token are in its cache. A chunk is sized by time (about PREFILL_SLICE_S of 
 so a short request, or the noticing of a client that left, waits about that long behind any prompt on any
 machine. Each step's text goes to the event loop in one call
 (jobs.Outbox). One engine per loaded model (see pool.py); this is the one module of the server that imports
-MLX.
+MLX (with kvcache.py, the quantized KV cache, which only this module imports).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prom
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_logits_processors, make_sampler
 
 from ...protocol import ServedModel, ServeSpec
-from .jobs import Job, Worker
+from . import kvcache
+from .jobs import Job, Worker, log
 
 # Fill-in-the-middle: the tokens a prompt is built from (prefix, suffix, middle), and the text that ends the
 # middle where it is not the end-of-sequence token.
@@ -87,6 +88,21 @@ class Engine(Worker):
         # used by the engine thread alone
         self._prompts = LRUPromptCache(max_size=spec.prompt_caches, max_bytes=cache_bytes)
         self.chunk = min(FIRST_CHUNK, spec.prefill_chunk)  # prompt tokens prefilled between two steps
+        self.kv = self._kv_bits(text_config)  # None: a 16-bit KV cache
+
+    def _kv_bits(self, text_config: dict) -> kvcache.KVBits | None:
+        """The quantized KV cache's settings, when kv_bits is set and this model's cache can be quantized."""
+        if not self.served.kv_bits:
+            return None
+        heads = int(text_config.get("num_attention_heads") or 1)
+        head_dim = int(text_config.get("head_dim") or int(text_config.get("hidden_size") or 0) // heads)
+        why = kvcache.unsupported(self.model, head_dim, self.spec.kv.group_size)
+        if why:
+            log.info(
+                "%s keeps a 16-bit KV cache (kv_bits %d is ignored): %s", self.served.alias, self.served.kv_bits, why
+            )
+            return None
+        return kvcache.KVBits(self.served.kv_bits, self.spec.kv.group_size, self.spec.kv.start)
 
     def stop(self) -> None:
         """End the thread once nothing is queued or generating, wait for it, and give the model's memory back."""
@@ -179,6 +195,8 @@ class Engine(Worker):
                     continue
                 job.detokenizer = self.detokenizer(job.continues)
                 job.cache, job.todo = self._cached(job.prompt)
+                if self.kv:  # the generator batches these into a quantized batch cache
+                    job.cache = kvcache.stream_cache(self.model, self.kv, job.cache)
                 job.cached = len(job.prompt) - len(job.todo)
                 if len(job.todo) > max(self.chunk, BATCHED_PROMPT):
                     job.cache = job.cache or make_prompt_cache(self.model)
