@@ -145,7 +145,6 @@ class Session:
         self.sampling["max_tokens"] = half
 
     def load_here(self, alias: str) -> None:
-        from mlx_lm.models.cache import make_prompt_cache
 
         try:
             self.model, self.tokenizer = self.open_model(self.models[alias].path)
@@ -157,7 +156,6 @@ class Session:
             ) from None
         self.alias, self.served = alias, False
         self.sampling = self.model_sampling(alias)
-        self.cache = make_prompt_cache(self.model)
         self.cached: list[int] = []  # the tokens the cache holds
         config = json.loads((Path(self.models[alias].path) / "config.json").read_text())
         own = int(
@@ -169,7 +167,7 @@ class Session:
         self.cap_answer(self.context)
         self.kv_bits = self.models[alias].kv_bits
         if self.kv_bits:
-            from .server.kvcache import unsupported
+            from .kvcache import unsupported
 
             text = config.get("text_config") or config
             heads = int(text.get("num_attention_heads") or 1)
@@ -179,6 +177,18 @@ class Session:
             if why:
                 self.notices.append(f"({alias} keeps a 16-bit KV cache, kv_bits {self.kv_bits} is ignored: {why})")
                 self.kv_bits = 0
+        self.cache = self.new_cache()
+
+    def new_cache(self) -> list:
+        """An empty KV cache: 16-bit, or kept at kv_bits once it holds kv.start tokens (runtime/kvcache.py, as
+        the server keeps it)."""
+        from mlx_lm.models.cache import make_prompt_cache
+
+        if not self.kv_bits:
+            return make_prompt_cache(self.model)
+        from .kvcache import KVBits, stream_cache
+
+        return stream_cache(self.model, KVBits(self.kv_bits, self.kv.group_size, self.kv.start))
 
     def open_model(self, path: str):
         """(model, tokenizer) from a model folder; a sharded session loads its part instead."""
@@ -283,9 +293,7 @@ class Session:
         if can_trim_prompt_cache(self.cache) and len(self.cached) > common:
             trim_prompt_cache(self.cache, len(self.cached) - common)
         elif len(self.cached) > common:
-            from mlx_lm.models.cache import make_prompt_cache
-
-            self.cache, common = make_prompt_cache(self.model), 0
+            self.cache, common = self.new_cache(), 0
         sampler = make_sampler(self.sampling["temp"], self.sampling["top_p"])
         gpu.before_generation()
         answer, generated, last, start, first = [], [], None, time.perf_counter(), None
@@ -298,7 +306,6 @@ class Session:
                     sampler=sampler,
                     max_tokens=self.sampling["max_tokens"],
                     prompt_cache=self.cache,
-                    **self.kv_arguments(),
                 )
             ):
                 first = first or time.perf_counter() - start
@@ -319,13 +326,6 @@ class Session:
                     last.peak_memory,
                 )
         return "".join(answer)
-
-    def kv_arguments(self) -> dict:
-        """mlx_lm's KV quantization arguments: the cache (a list it changes in place) is quantized whole once
-        it holds kv.start tokens."""
-        if not self.kv_bits:
-            return {}
-        return {"kv_bits": self.kv_bits, "kv_group_size": self.kv.group_size, "quantized_kv_start": self.kv.start}
 
     def reset(self) -> None:
         self.messages.clear()

@@ -7,7 +7,7 @@ last token are in its cache. A chunk is sized by time (about PREFILL_SLICE_S of 
 so a short request, or the noticing of a client that left, waits about that long behind any prompt on any
 machine. Each step's text goes to the event loop in one call
 (jobs.Outbox). One engine per loaded model (see pool.py); this is the one module of the server that imports
-MLX (with kvcache.py, the quantized KV cache, which only this module imports).
+MLX (besides runtime/kvcache.py, the quantized KV cache it shares with the chat).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prom
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_logits_processors, make_sampler
 
 from ...protocol import ServedModel, ServeSpec
-from . import kvcache
+from .. import kvcache
 from .jobs import Job, Worker, log
 
 # Fill-in-the-middle: the tokens a prompt is built from (prefix, suffix, middle), and the text that ends the

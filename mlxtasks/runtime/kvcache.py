@@ -1,4 +1,4 @@
-"""The KV cache at kv_bits for the engine (imported by engine.py alone, and by the chat for `unsupported`).
+"""The KV cache at kv_bits, for the chat and the server's engine (runtime code: it imports MLX).
 
 mlx_lm 0.32's BatchGenerator batches only 16-bit caches (BatchKVCache); its QuantizedKVCache serves one stream.
 BatchKV is BatchKVCache's batch (left padding, merge, extend, filter, extract) over keys and values stored as
@@ -7,7 +7,13 @@ mlx.quantize's (packed, scales, biases), which the models' attention reads throu
 stream, a cache stays 16-bit until it holds `start` tokens (quantized_kv_start) and is then quantized whole;
 a batch switches when its longest stream gets there (0: quantized from the first token). A stream the batch
 gives back (a finished one, for the prompt cache) is mlx_lm's own KVCache or QuantizedKVCache, as a
-single-stream generate would have made it; StreamKV carries one such cache into a batch.
+single-stream generate would have made it; StreamKV carries one such cache into a batch, or through a chat.
+
+How attention reads a quantized cache depends on the machine: on a Mac, mlx_lm's quantized attention
+(quantized_matmul over the packed keys and values, which reads about half the bytes); elsewhere that path is
+slow (on this Linux CPU, decode attention over 3,000 tokens took 4x as long and a prefill chunk 7-10x), so the
+cache gives attention its keys and values dequantized, one layer at a time, to MLX's fused attention: the
+cache stays quantized in memory and only the layer being computed is expanded.
 """
 
 from __future__ import annotations
@@ -18,12 +24,17 @@ import mlx.core as mx
 from mlx_lm.models.base import create_causal_mask
 from mlx_lm.models.cache import KVCache, QuantizedKVCache, _BaseCache, dynamic_roll, make_prompt_cache
 
+READ_QUANTIZED = mx.metal.is_available()  # attention reads the packed cache (else a dequantized copy per layer)
+
 
 @dataclass(frozen=True)
 class KVBits:
     bits: int  # 4 or 8
     group_size: int = 64
     start: int = 5000  # tokens a cache holds in 16 bits before it is quantized
+
+    def dequantize(self, parts) -> mx.array:
+        return mx.dequantize(*parts, group_size=self.group_size, bits=self.bits)
 
 
 def unsupported(model, head_dim: int, group_size: int) -> str:
@@ -59,14 +70,17 @@ class StreamKV(_BaseCache):
     def __init__(self, cache: KVCache | QuantizedKVCache, kv: KVBits):
         self.cache, self.kv = cache, kv
 
-    def __getattr__(self, name: str):  # offset, bits (only once quantized), group_size...
-        if name in ("cache", "kv"):
+    def __getattr__(self, name: str):  # offset; bits and group_size where attention reads the packed cache
+        if name in ("cache", "kv") or (name in ("bits", "group_size") and not READ_QUANTIZED):
             raise AttributeError(name)
         return getattr(self.cache, name)
 
     def update_and_fetch(self, keys, values):
         self.cache = quantize(self.cache, self.kv)
-        return self.cache.update_and_fetch(keys, values)
+        keys, values = self.cache.update_and_fetch(keys, values)
+        if isinstance(self.cache, QuantizedKVCache) and not READ_QUANTIZED:
+            return self.kv.dequantize(keys), self.kv.dequantize(values)
+        return keys, values
 
     @property
     def state(self):
@@ -122,14 +136,14 @@ class BatchKV(_BaseCache):
 
     @property
     def bits(self) -> int:
-        """The attention's quantized path reads this; a 16-bit batch has none (hasattr is False)."""
-        if not self.quantized:
+        """The attention's quantized path reads this; a batch it does not read packed has none (hasattr False)."""
+        if not (self.quantized and READ_QUANTIZED):
             raise AttributeError("bits")
         return self.kv.bits
 
     @property
     def group_size(self) -> int:
-        if not self.quantized:
+        if not (self.quantized and READ_QUANTIZED):
             raise AttributeError("group_size")
         return self.kv.group_size
 
@@ -167,7 +181,9 @@ class BatchKV(_BaseCache):
     def keys_and_values(self):
         assert self.keys is not None and self.values is not None
         keys, values = (tuple(p[..., : self._idx, :] for p in x) for x in (self.keys, self.values))
-        return (keys, values) if self.quantized else (keys[0], values[0])
+        if not self.quantized:
+            return keys[0], values[0]
+        return (keys, values) if READ_QUANTIZED else (self.kv.dequantize(keys), self.kv.dequantize(values))
 
     def prepare(self, *, left_padding=None, lengths=None, right_padding=None):
         if left_padding is not None:
