@@ -93,7 +93,7 @@ def listing_lines(listing: dict) -> list[str]:
             f"{fits:<6}{e['speed_short']:<11}{'yes' if e['installed'] else 'no':<11}{e['description']}{note}"
         )
     if any(e["context"] for e in entries):
-        bits = sorted({e["kv_bits"] for e in entries if e["kv_bits"]})
+        bits = sorted({e["kv_bits"] for e in entries if e.get("kv_bits")})
         kept = f", the KV cache at {' or '.join(map(str, bits))} bits (kv_bits)" if bits else ""
         lines.append(
             f"fits: Nk = it fits with up to N thousand tokens of context (weights + KV cache + overhead{kept})"
