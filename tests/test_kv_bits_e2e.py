@@ -22,10 +22,12 @@ TOKENS = 12
 # About 150 tokens: longer than a prompt that joins the batch at once, so the engine prefills it in chunks.
 LONG = " ".join(f"On day {day} the fox walked to the river." for day in range(1, 13)) + " How many days did it walk?"
 QUESTIONS = ["What is the capital of France?", "Write a haiku about the sea.", "List three prime numbers.", LONG]
-# mlx_lm's generate, one prompt at a time, over runtime/kvcache.py's cache at 8 bits from the first token.
+# mlx_lm's generate, one prompt at a time, over runtime/kvcache.py's cache at 8 bits from the first token; and over
+# mlx_lm's own QuantizedKVCache, whose attention reads the packed cache (ours gives it a dequantized copy off a Mac).
 REFERENCE = """
 import json, sys
 from mlx_lm import generate, load
+from mlx_lm.models.cache import QuantizedKVCache
 from mlxtasks.runtime.kvcache import KVBits, stream_cache
 model, tokenizer = load(sys.argv[1])
 answers = []
@@ -34,6 +36,8 @@ for question in json.loads(sys.argv[2]):
     cache = stream_cache(model, KVBits(8, 64, 0))
     answers.append(generate(model, tokenizer, ids, max_tokens=int(sys.argv[3]), prompt_cache=cache))
     assert type(cache[0].cache).__name__ == "QuantizedKVCache"
+    own = [QuantizedKVCache(64, 8) for _ in model.layers]
+    assert generate(model, tokenizer, ids, max_tokens=int(sys.argv[3]), prompt_cache=own) == answers[-1], question
 print(json.dumps(answers))
 """
 
