@@ -6,7 +6,7 @@ No MLX here: runtime/chat.py talks to the model. The sampling flags are shared w
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +185,8 @@ def prepare(
         )
     warning = notes.get(model.alias, "") if model else ""
     context = models[model.alias].context if model else 0
+    if model:
+        model = replace(model, kv_bits=s.kv_bits_for(model))  # judged with the KV cache it will keep
     if model and not catalog.fits(model, facts, context):
         warning = (
             f"Warning: {model.alias} needs about {model.ram_bytes(context) / GB:.1f} GB of memory, more than "

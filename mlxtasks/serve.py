@@ -93,6 +93,7 @@ def started_text(server: Server, settings: Settings) -> str:
 def choose_model(settings: Settings, alias: str, facts: HostFacts, force: bool) -> tuple[Model, Path]:
     """The catalogue model to serve and its folder; refused when unknown, not downloaded or too big."""
     model, folder = store.local_model(settings.model_name(alias), settings.models, settings.catalog)
+    model = replace(model, kv_bits=settings.kv_bits_for(model))  # judged with the KV cache it will keep
     if not force and not catalog.fits(model, facts):
         budget = catalog.memory_budget(facts) / GB
         raise MlxTasksError(
