@@ -10,8 +10,8 @@ install MLX from the package index twice (uv and pip), so a full run takes a few
 
 To add a benchmark: write a function `name(work: Path) -> Result` (harness.py) in an area's module
 (setup_bench.py, invoke_bench.py, shell_bench.py, validate_bench.py, pull_bench.py, chat_bench.py,
-speed_bench.py, real_model_bench.py, serve_bench.py, embed_bench.py, structured_bench.py, devloop_bench.py, or a new one
-listed in MODULES), and put it in that module's BENCHMARKS.
+speed_bench.py, real_model_bench.py, serve_bench.py, embed_bench.py, structured_bench.py, kv_bench.py,
+devloop_bench.py, or a new one listed in MODULES), and put it in that module's BENCHMARKS.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import devloop_bench
 import disk_cache_bench
 import embed_bench
 import invoke_bench
+import kv_bench
 import pull_bench
 import real_model_bench
 import serve_bench
@@ -56,6 +57,7 @@ MODULES = (
     disk_cache_bench,
     structured_bench,
     devloop_bench,
+    kv_bench,
 )
 BENCHMARKS = {bench.__name__: bench for module in MODULES for bench in module.BENCHMARKS}
 DOC = ROOT / "docs" / "performance.md"

@@ -65,6 +65,7 @@ class Model:
     thinking: str = ""  # how it shows its reasoning: "think-tags" (<think>...</think>), "harmony" (gpt-oss's channels)
     tools: str = ""  # its tool-call format: "hermes" (<tool_call> JSON), "qwen3-coder" (XML), "harmony", "llama3-json"
     kind: str = "chat"  # one of KINDS
+    kv_bits: int = 0  # its KV cache quantized to 4 or 8 bits (0: as mlx.kv_bits says)
 
     @property
     def shape(self) -> fit.Shape:
@@ -77,6 +78,7 @@ class Model:
             self.full_layers,
             self.active,
             self.kind == "embedding",
+            fit.KV(self.kv_bits),
         )
 
     def ram_bytes(self, context: int = 0) -> int:
@@ -434,6 +436,8 @@ def _check_model(model: Model, key: str) -> None:
     for alias in model.also:
         if not ALIAS_PATTERN.fullmatch(alias):
             raise _bad(f"{key}.also", "aliases of lower-case letters, digits, '.', '_' and '-'", alias)
+    if model.kv_bits not in (0, 4, 8):
+        raise _bad(f"{key}.kv_bits", "4 or 8 (a quantized KV cache)", model.kv_bits)
     if model.category not in CATEGORIES:
         raise _bad(f"{key}.category", "one of " + ", ".join(CATEGORIES), model.category)
     if model.kind not in KINDS:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,9 +123,11 @@ def installed(s: Settings, budget: int = 0) -> tuple[dict[str, ChatModel], dict[
     for m in [m for m in installed_models(s.models, s.catalog) if m.kind == "chat"]:
         folder = s.models / m.folder
         context, notes[m.alias] = (
-            installed_context(folder, size_on_disk(folder), budget, s.context) if budget else (s.context, "")
+            installed_context(folder, size_on_disk(folder), budget, s.context, kv=s.kv_for(m))
+            if budget
+            else (s.context, "")
         )
-        models[m.alias] = chat_model(m, folder, context)
+        models[m.alias] = chat_model(m, folder, context, s.kv_bits_for(m))
     return models, notes
 
 
@@ -140,8 +142,8 @@ def chat_only(model: Model) -> Model:
     return model
 
 
-def chat_model(model: Model, folder: Path, context: int) -> ChatModel:
-    return ChatModel(str(folder), sampling(model), (*model.also, model.folder, model.repo), context)
+def chat_model(model: Model, folder: Path, context: int, kv_bits: int = 0) -> ChatModel:
+    return ChatModel(str(folder), sampling(model), (*model.also, model.folder, model.repo), context, kv_bits)
 
 
 def choose(s: Settings, prompt: str):
@@ -232,6 +234,8 @@ def prepare(
         )
     warning = notes.get(model.alias, "") if model else ""
     context = models[model.alias].context if model else 0
+    if model:
+        model = replace(model, kv_bits=s.kv_bits_for(model))  # judged with the KV cache it will keep
     if model and not catalog.fits(model, facts, context):
         warning = (
             f"Warning: {model.alias} needs about {model.ram_bytes(context) / GB:.1f} GB of memory, more than "
@@ -249,6 +253,7 @@ def prepare(
         verbose,
         "" if local else server_url(s),
         response_format,
+        s.kv,
     )
     return spec, warning
 

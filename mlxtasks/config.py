@@ -29,6 +29,8 @@ from .protocol import xdg_folder
 if TYPE_CHECKING:
     from .bench import BenchSettings
     from .catalog import Model
+    from .fit import KV
+    from .protocol import KVSettings
 
 CONFIG_KEY = "mlx"
 PYTHON_VERSIONS = Path(__file__).parent / "data" / "python-versions"
@@ -62,6 +64,9 @@ DEFAULTS: dict[str, Any] = {
     "pull_stall_timeout_s": 60.0,  # models.pull ends when nothing has arrived from the hub for this long
     "default_model": "qwen7b",  # for chat.ask without --model
     "context": 0,  # tokens a chat or server keeps (prompt and reply); 0: the largest that fits, up to the model's own
+    "kv_bits": 0,  # the KV cache quantized to 4 or 8 bits, for more context in the same memory; 0: 16-bit (off)
+    "kv_group_size": 64,  # values sharing one scale and bias in a quantized KV cache (mlx_lm's default)
+    "quantized_kv_start": 5000,  # tokens a cache holds in 16 bits before it is quantized (mlx_lm's default)
     # The feature sections, each checked by its feature: your entries go over its own defaults.
     "catalog": {},  # {alias: {repo, folder, size_gb, ...}}: your models, or overrides of built-in ones
     "bench": {},  # invoke bench: prompt lengths, tokens generated, runs, Ollama's URL, the history file
@@ -90,6 +95,8 @@ BENCH_DEFAULTS: dict[str, Any] = {
     "ollama_url": "http://127.0.0.1:11434",
     "history": None,  # None: $XDG_STATE_HOME/mlxtasks/bench.jsonl (~/.local/state/...)
 }
+KV_BITS = (0, 4, 8)  # 0: a 16-bit KV cache
+KV_GROUP_SIZES = (32, 64, 128)  # what mx.quantize accepts
 SECTIONS = ("catalog", "bench", "router", "serve_model_map")  # settings that hold a mapping of their own
 
 CONFIG_FIX = "edit the `mlx:` section of ~/.invoke.yaml (or unset INVOKE_MLX_*)"
@@ -245,6 +252,33 @@ class Settings:
     @cached_property
     def packages(self) -> tuple[str, ...]:
         return _requirements(*self._value("packages"))
+
+    @cached_property
+    def kv_bits(self) -> int:
+        return kv_bits(*self._value("kv_bits"))
+
+    @cached_property
+    def kv(self) -> KVSettings:
+        """How a quantized KV cache is made (for the models whose kv_bits is set)."""
+        from .protocol import KVSettings
+
+        label, value = self._value("kv_group_size")
+        size = _whole(label, value, least=1, most=1024)
+        if size not in KV_GROUP_SIZES:
+            raise _invalid(label, "one of " + ", ".join(map(str, KV_GROUP_SIZES)), value)
+        return KVSettings(size, _whole(*self._value("quantized_kv_start"), least=0, most=10**7))
+
+    def kv_bits_for(self, model: Model | None) -> int:
+        """A model's kv_bits: --kv-bits, else its catalogue entry's, else mlx.kv_bits (None: a model the
+        catalogue does not know)."""
+        flag = self.labels.get("kv_bits", "").startswith("--")
+        return self.kv_bits if flag or model is None or not model.kv_bits else model.kv_bits
+
+    def kv_for(self, model: Model | None) -> KV:
+        """How fit counts a model's KV cache."""
+        from .fit import KV
+
+        return KV(self.kv_bits_for(model), self.kv.group_size, self.kv.start)
 
     @cached_property
     def serve_port(self) -> int:
@@ -493,6 +527,16 @@ def port_number(label: str, value: Any) -> int:
         number = None
     if number is None or number != int(number):
         raise _invalid(label, "a port number from 1 to 65535", value)
+    return int(number)
+
+
+def kv_bits(label: str, value: Any) -> int:
+    """kv_bits from config, a catalogue entry or a flag: 4 or 8, or 0 (also "off") for a 16-bit KV cache."""
+    number = 0 if value in ("off", None) else value
+    if isinstance(number, str) and number.strip().isdigit():
+        number = int(number)
+    if isinstance(number, bool) or number not in KV_BITS:
+        raise _invalid(label, "4 or 8 (0 or off: a 16-bit KV cache)", value)
     return int(number)
 
 

@@ -30,6 +30,22 @@ ACTIVATION_WIDTHS = 8
 
 
 @dataclass(frozen=True)
+class KV:
+    """How the KV cache is kept: 16-bit (bits 0), or quantized as mlx_lm does (kv_bits, kv_group_size,
+    quantized_kv_start): each value in `bits`, and a 16-bit scale and bias per group of group_size values."""
+
+    bits: int = 0
+    group_size: int = 64
+    start: int = 5000  # tokens kept in 16 bits before the whole cache is quantized
+
+    def value_bytes(self) -> float:
+        return self.bits / 8 + 2 * KV_BYTES / self.group_size if self.bits else KV_BYTES
+
+
+SIXTEEN_BITS = KV()
+
+
+@dataclass(frozen=True)
 class Shape:
     """What the KV cache and the speed depend on. layers 0: unknown."""
 
@@ -41,10 +57,17 @@ class Shape:
     full_layers: int = 0  # layers whose cache grows with the context (0: all of them)
     active: float = 1.0  # share of the weights read per token (below 1 for mixture-of-experts)
     embedding: bool = False  # an embedding model: no KV cache, a batch's activations instead
+    kv: KV = KV()
 
     @property
     def known(self) -> bool:
         return bool(self.layers and self.kv_heads and self.head_dim)
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the KV cache is kept at kv.bits: mlx_lm quantizes no sliding window's (rotating) cache, and
+        mx.quantize needs whole groups in a head."""
+        return bool(self.kv.bits and not self.window and self.head_dim and not self.head_dim % self.kv.group_size)
 
 
 def from_config(config: Mapping[str, Any]) -> Shape:
@@ -95,11 +118,16 @@ def _active(text: Mapping[str, Any], layers: int, heads: int, kv_heads: int, hea
 
 
 def kv_bytes(shape: Shape, context: int) -> int:
-    """The KV cache's size at `context` tokens: keys and values for every layer, a window's worth for sliding ones."""
-    per_token_layer = 2 * shape.kv_heads * shape.head_dim * KV_BYTES
+    """The KV cache's size at `context` tokens: keys and values for every layer, a window's worth for sliding ones.
+    A quantized cache: the larger of its 16-bit part before kv.start tokens and its quantized whole."""
+    values = 2 * shape.kv_heads * shape.head_dim  # keys and values of one token in one layer
     full = shape.full_layers or shape.layers
     sliding = shape.layers - full
-    return per_token_layer * (full * context + sliding * min(context, shape.window or context))
+    tokens = full * context + sliding * min(context, shape.window or context)
+    if not shape.quantized:
+        return values * KV_BYTES * tokens
+    before = values * KV_BYTES * shape.layers * min(context, shape.kv.start)
+    return max(before, int(values * shape.kv.value_bytes() * tokens))
 
 
 def context_for(shape: Shape, wanted: int = 0) -> int:
@@ -139,21 +167,21 @@ def largest_context(weights: int, shape: Shape, budget: int) -> int:
     return low if low >= min(MIN_CONTEXT, shape.context or MIN_CONTEXT) else 0
 
 
-def folder_shape(folder: Path, embedding: bool = False) -> Shape:
-    """An installed model's shape from its config.json (unknown when there is none to read)."""
+def folder_shape(folder: Path, embedding: bool = False, kv: KV = SIXTEEN_BITS) -> Shape:
+    """An installed model's shape from its config.json (unknown when there is none to read), its cache kept as kv."""
     try:
         config = json.loads(files.read_bytes(folder / "config.json"))
     except (OSError, ValueError, MlxTasksError):  # a FIFO is not read
         return Shape(embedding=embedding)
-    return replace(from_config(config if isinstance(config, dict) else {}), embedding=embedding)
+    return replace(from_config(config if isinstance(config, dict) else {}), embedding=embedding, kv=kv)
 
 
 def installed_context(
-    folder: Path, weights: int, budget: int, wanted: int = 0, embedding: bool = False
+    folder: Path, weights: int, budget: int, wanted: int = 0, embedding: bool = False, kv: KV = SIXTEEN_BITS
 ) -> tuple[int, str]:
     """The context an installed model runs with (0: its own limit) and a note when `wanted` had to be cut:
     the largest that fits when none is wanted, else the one wanted, capped to what fits."""
-    largest = largest_context(weights, folder_shape(folder, embedding), budget)
+    largest = largest_context(weights, folder_shape(folder, embedding, kv), budget)
     if not largest:  # unknown shape, or even the least context does not fit: the memory warning says so
         return wanted, ""
     if wanted and wanted > largest:

@@ -3,6 +3,7 @@ as the lines printed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from . import catalog, fit, hub, speed, store, validate
@@ -30,7 +31,9 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
                 "kind": kind,
                 "size": size,
                 "complete": hub.is_complete(folder),
-                "fits": fit.verdict(size, fit.folder_shape(folder, kind == "embedding"), budget),
+                "fits": fit.verdict(
+                    size, fit.folder_shape(folder, kind == "embedding", settings.kv_for(known)), budget
+                ),
             }
         )
     cached = hub.cached_repos()
@@ -42,8 +45,9 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
             "size_gb": m.size_gb,
             "category": m.category,
             "kind": m.kind,
-            "fits": catalog.fits_in(m, budget),
-            "context": fit.largest_context(int(m.size_gb * GB), m.shape, budget),
+            "fits": fit.need(int(m.size_gb * GB), shape(settings, m)) <= budget,
+            "context": fit.largest_context(int(m.size_gb * GB), shape(settings, m), budget),
+            "kv_bits": settings.kv_bits_for(m),
             **_speed(m, facts, records),
             "installed": m.folder in present,
             "in_hf_cache": m.repo in cached,
@@ -55,6 +59,11 @@ def listing(settings: Settings, facts: HostFacts) -> dict:
 
 
 EMBEDS = "it embeds; it does not generate (serve's embeddings: docs/performance.md)"
+
+
+def shape(settings: Settings, model: Model) -> fit.Shape:
+    """A catalogue model's shape with its KV cache as the settings keep it (kv_bits)."""
+    return replace(model.shape, kv=settings.kv_for(model))
 
 
 def _speed(model: Model, facts: HostFacts, records: list[dict]) -> dict:
@@ -94,7 +103,11 @@ def listing_lines(listing: dict) -> list[str]:
             f"{fits:<6}{e['speed_short']:<11}{'yes' if e['installed'] else 'no':<11}{e['description']}{note}"
         )
     if any(e["context"] for e in entries):
-        lines.append("fits: Nk = it fits with up to N thousand tokens of context (weights + KV cache + overhead)")
+        bits = sorted({e["kv_bits"] for e in entries if e.get("kv_bits")})
+        kept = f", the KV cache at {' or '.join(map(str, bits))} bits (kv_bits)" if bits else ""
+        lines.append(
+            f"fits: Nk = it fits with up to N thousand tokens of context (weights + KV cache + overhead{kept})"
+        )
     return lines + speed.legend([e["speed"] for e in entries])
 
 

@@ -198,6 +198,15 @@ class ChatModel(Message):
     sampling: Sampling
     names: tuple[str, ...] = ()  # the other names it answers to in /model: folder, repo id...
     context: int = 0  # tokens kept, prompt and reply together (0: the model's own limit)
+    kv_bits: int = 0  # its KV cache quantized to 4 or 8 bits (0: 16-bit)
+
+
+@dataclasses.dataclass(frozen=True)
+class KVSettings(Message):
+    """How a quantized KV cache is made (mlx_lm's kv_group_size and quantized_kv_start)."""
+
+    group_size: int = 64
+    start: int = 5000  # tokens a cache holds in 16 bits before it is quantized
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +224,7 @@ class ChatSpec(Message):
     verbose: bool = False
     server: str = ""  # a running server's base URL, asked first ("": load the model here)
     response_format: dict | None = None  # a structured answer, as OpenAI's response_format (None: text)
+    kv: KVSettings = KVSettings()  # for the models whose kv_bits is set
 
 
 # --- bench: python -m mlxtasks.runtime.bench --spec JSON ------------------------------------------
@@ -340,6 +350,7 @@ class ServedModel(Message):
     max_tokens: int = 2048
     kv_token_bytes: int = 0  # the KV cache of one token (0: unknown), for the streams past one context
     kind: str = "chat"  # or "embedding": what requests it answers (catalog.KINDS)
+    kv_bits: int = 0  # its KV cache quantized to 4 or 8 bits (0: 16-bit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,6 +386,7 @@ class ServeSpec(Message):
     disk_cache_folder: str = ""  # the prompt cache's disk tier (runtime/server/diskcache.py)
     disk_cache_bytes: int = 0  # and the bytes its files may hold (0: no disk tier)
     disk_cache_write_s: float = 20.0  # a cache is written this long after it was made, unless a longer one replaces it
+    kv: KVSettings = KVSettings()  # for the models whose kv_bits is set
 
     @classmethod
     def starting(cls, first: ServedModel | None, **rest: Any) -> ServeSpec:

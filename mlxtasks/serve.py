@@ -108,6 +108,7 @@ def started_text(server: Server, settings: Settings) -> str:
 def choose_model(settings: Settings, alias: str, facts: HostFacts, force: bool) -> tuple[Model, Path]:
     """The catalogue model to serve and its folder; refused when unknown, not downloaded or too big."""
     model, folder = store.local_model(settings.model_name(alias), settings.models, settings.catalog)
+    model = replace(model, kv_bits=settings.kv_bits_for(model))  # judged with the KV cache it will keep
     if not force and not catalog.fits(model, facts):
         budget = catalog.memory_budget(facts) / GB
         raise MlxTasksError(
@@ -133,7 +134,12 @@ def prepare(
     if alias != NO_MODEL:
         model, folder = choose_model(settings, alias, facts, force)
         note = installed_context(
-            folder, store.size_on_disk(folder), budget, settings.context, model.kind == "embedding"
+            folder,
+            store.size_on_disk(folder),
+            budget,
+            settings.context,
+            model.kind == "embedding",
+            settings.kv_for(model),
         )[1]
         first = next(m for m in table if m.alias == model.alias)
     spec = ServeSpec.starting(
@@ -148,6 +154,7 @@ def prepare(
         prompt_cache_bytes=int(settings.serve_prompt_cache_gb * 2**30),
         disk_cache_bytes=disk_cache_bytes(settings),
         model_map=settings.serve_model_map,
+        kv=settings.kv,
         **limits(settings),
     )
     return first.alias if first else NO_MODEL, host, server_argv(settings.venv_python, spec, settings.state), note
@@ -181,10 +188,10 @@ def served_models(settings: Settings, budget: int) -> list[ServedModel]:
     table = []
     for model in store.installed_models(settings.models, settings.catalog):
         folder = settings.models / model.folder
-        weights = store.size_on_disk(folder)
+        weights, kv = store.size_on_disk(folder), settings.kv_for(model)
         embedding = model.kind == "embedding"
-        context = installed_context(folder, weights, budget, settings.context, embedding)[0]
-        shape = folder_shape(folder, embedding)
+        context = installed_context(folder, weights, budget, settings.context, embedding, kv)[0]
+        shape = folder_shape(folder, embedding, kv)
         table.append(
             ServedModel(
                 model.alias,
@@ -197,6 +204,7 @@ def served_models(settings: Settings, budget: int) -> list[ServedModel]:
                 model.max_tokens,
                 kv_bytes(shape, 1),  # every layer's, a sliding window's too: an upper bound
                 model.kind,
+                kv.bits,
             )
         )
     return table

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from invoke import Config, Context
 
-from mlxtasks import config
+from mlxtasks import config, fit
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.tasks import ns
 from mlxtasks.tasks._common import settings
@@ -279,3 +279,51 @@ def test_a_relative_xdg_state_home_is_ignored_as_a_relative_xdg_config_home_is(t
     home = tmp_path / "home"
     assert config.state_dir(home, {"XDG_STATE_HOME": "relative/x"}) == home / ".local/state/mlxtasks"
     assert config.state_dir(home, {"XDG_STATE_HOME": str(tmp_path / "x")}) == tmp_path / "x" / "mlxtasks"
+
+
+@pytest.mark.parametrize("given, read", [(None, 0), (0, 0), ("off", 0), (4, 4), (8, 8), ("8", 8)])
+def test_kv_bits_is_4_or_8_or_off(tmp_path, given, read):
+    flags = {} if given is None else {"kv_bits": given}
+    s = config.resolve({}, home=tmp_path, **flags)
+    assert s.kv_bits == read
+    assert (s.kv.group_size, s.kv.start) == (64, 5000)  # mlx_lm's defaults
+
+
+@pytest.mark.parametrize(
+    "where, value, words",
+    [
+        ("flag", 3, "--kv-bits must be 4 or 8 (0 or off: a 16-bit KV cache), got 3."),
+        ("flag", 16, "--kv-bits must be 4 or 8"),
+        ("flag", True, "--kv-bits must be 4 or 8"),
+        ("config", "eight", "Config key 'mlx.kv_bits' must be 4 or 8"),
+        ("env", "2", "INVOKE_MLX_KV_BITS must be 4 or 8"),
+    ],
+)
+def test_another_kv_bits_is_refused_naming_where_it_came_from(tmp_path, where, value, words):
+    given = {
+        "flag": {"kv_bits": value},
+        "config": {"config": {"kv_bits": value}},
+        "env": {"environ": {"INVOKE_MLX_KV_BITS": value}},
+    }[where]
+    s = config.resolve(home=tmp_path, **given)
+    with pytest.raises(MlxTasksError) as caught:
+        s.kv_bits  # noqa: B018 (checked when read)
+    assert caught.value.message.startswith(words)
+
+
+@pytest.mark.parametrize("key, value", [("kv_group_size", 48), ("kv_group_size", "big"), ("quantized_kv_start", -1)])
+def test_the_quantized_caches_group_size_and_start_are_checked(tmp_path, key, value):
+    with pytest.raises(MlxTasksError, match=f"mlx.{key}"):
+        config.resolve({key: value}, home=tmp_path).kv  # noqa: B018
+
+
+def test_a_models_catalogue_kv_bits_wins_over_mlx_kv_bits_and_the_flag_over_both(tmp_path):
+    from mlxtasks import catalog
+
+    entries = {"qwen7b": {"kv_bits": 4}}
+    qwen7b, mistral = (catalog.find(name, catalog.load(entries)) for name in ("qwen7b", "mistral7b"))
+    configured = config.resolve({"kv_bits": 8, "catalog": entries}, home=tmp_path)
+    assert (configured.kv_bits_for(qwen7b), configured.kv_bits_for(mistral), configured.kv_bits_for(None)) == (4, 8, 8)
+    flagged = config.resolve({"kv_bits": 8, "catalog": entries}, home=tmp_path, kv_bits=0)
+    assert (flagged.kv_bits_for(qwen7b), flagged.kv_bits_for(mistral)) == (0, 0)
+    assert configured.kv_for(qwen7b) == fit.KV(4, 64, 5000)

@@ -3,11 +3,10 @@ activations, no KV cache), how an installed model the catalogue does not know is
 models.pull records."""
 
 import json
-from types import SimpleNamespace
 
 import pytest
 
-from mlxtasks import catalog, chat, fit, hub, inventory, store
+from mlxtasks import catalog, chat, config, fit, hub, inventory, store
 from mlxtasks.errors import MlxTasksError
 from mlxtasks.facts import GB
 from mlxtasks.protocol import EMBED_MAX_TOKENS, Support
@@ -84,8 +83,8 @@ def test_chat_refuses_an_embedding_model_and_leaves_it_out_of_the_routers_choice
     assert "invoke serve qwen3-embed-0.6b" in caught.value.fix
     put(tmp_path, "chatty")
     put(tmp_path, "Qwen3-Embedding-0.6B-4bit")
-    settings = SimpleNamespace(models=tmp_path, catalog=catalog.BUILTIN, context=0)
-    assert list(chat.installed(settings)[0]) == ["chatty"]  # type: ignore[arg-type]
+    settings = config.resolve({}, home=tmp_path, models=str(tmp_path))
+    assert list(chat.installed(settings)[0]) == ["chatty"]
 
 
 def test_pull_lets_an_embedding_model_tagged_feature_extraction_through_and_still_refuses_a_chat_one():

@@ -1,6 +1,8 @@
 """Fit from config numbers: weights + KV cache at the context + overhead, for dense, grouped-query,
 sliding-window and mixture-of-experts models."""
 
+from dataclasses import replace
+
 import pytest
 
 from mlxtasks import catalog, fit
@@ -140,3 +142,65 @@ def test_setup_md_states_the_rule_fit_py_applies():
         f"cache at the context it runs with (at least {fit.MIN_CONTEXT:,} tokens"
     ) in text
     assert f"a model whose shape is unknown needs its weights plus {fit.UNKNOWN_HEADROOM - 1:.0%}" in text
+
+
+def test_a_quantized_kv_cache_costs_bits_over_16_plus_a_scale_and_bias_per_group():
+    shape = fit.from_config(QWEN25_7B)
+    values = 2 * 4 * 128 * 28 * 32768  # keys and values of every layer at the whole context
+    assert fit.kv_bytes(shape, 32768) == values * 2
+    assert fit.kv_bytes(replace(shape, kv=fit.KV(8)), 32768) == values * (1 + 4 / 64)  # 53% of 16-bit
+    assert fit.kv_bytes(replace(shape, kv=fit.KV(4)), 32768) == values * (0.5 + 4 / 64)  # 28%
+    assert fit.kv_bytes(replace(shape, kv=fit.KV(4, 128)), 32768) == values * (0.5 + 4 / 128)
+
+
+def test_a_quantized_cache_is_16_bit_until_quantized_kv_start_and_never_counts_less_than_then():
+    shape = replace(fit.from_config(QWEN25_7B), kv=fit.KV(8, 64, 5000))
+    assert fit.kv_bytes(shape, 4096) == fit.kv_bytes(fit.from_config(QWEN25_7B), 4096)  # not quantized yet
+    at_start = fit.kv_bytes(fit.from_config(QWEN25_7B), 5000)  # the 16-bit cache just before mlx_lm quantizes it
+    assert fit.kv_bytes(shape, 5001) == at_start and fit.kv_bytes(shape, 9411) == at_start
+    assert fit.kv_bytes(shape, 9412) > at_start  # the quantized whole passes it
+    sizes = [fit.kv_bytes(shape, n) for n in range(0, 20000, 97)]
+    assert sizes == sorted(sizes)  # never shrinks, so largest_context's search holds
+    assert fit.kv_bytes(replace(shape, kv=fit.KV(8, 64, 0)), 4096) == 2 * 4 * 128 * 28 * 4096 * (1 + 4 / 64)
+
+
+def test_kv_bits_buys_context_in_the_same_memory():
+    shape, weights = fit.from_config(QWEN25_7B), int(4.28 * GB)
+    budget = fit.need(weights, shape, 8192)
+    plain = fit.largest_context(weights, shape, budget)
+    eight = fit.largest_context(weights, replace(shape, kv=fit.KV(8)), budget)
+    four = fit.largest_context(weights, replace(shape, kv=fit.KV(4)), budget)
+    assert plain == 8192 and eight == int(8192 * 2 / (1 + 4 / 64)) and four == int(8192 * 2 / (0.5 + 4 / 64))
+    assert (
+        fit.need(weights, replace(shape, kv=fit.KV(8)), eight)
+        <= budget
+        < fit.need(weights, replace(shape, kv=fit.KV(8)), eight + 1)
+    )
+
+
+@pytest.mark.parametrize(
+    "config, why",
+    [(GPT_OSS_20B, "a sliding window's rotating cache"), (dict(LLAMA2_7B, head_dim=80), "80 values per head")],
+)
+def test_kv_bits_is_not_counted_where_mlx_lm_cannot_quantize_the_cache(config, why):
+    shape = fit.from_config(config)
+    assert not replace(shape, kv=fit.KV(8)).quantized, why
+    assert fit.kv_bytes(replace(shape, kv=fit.KV(8)), 65536) == fit.kv_bytes(shape, 65536)
+
+
+def test_chat_and_serve_give_the_context_kv_bits_buys(tmp_path):
+    import json
+
+    from mlxtasks import chat, config, serve, store
+
+    folder = tmp_path / "workspace" / "mlx" / "qwen25-coder-7b"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(QWEN25_7B))
+    (folder / "model.safetensors").write_bytes(b"\0" * 1000)
+    budget = fit.need(store.size_on_disk(folder), fit.from_config(QWEN25_7B), 8192)
+    plain = chat.installed(config.resolve({}, home=tmp_path), budget)[0]["qwen7b"]
+    eight = chat.installed(config.resolve({}, home=tmp_path, kv_bits=8), budget)[0]["qwen7b"]
+    assert (plain.context, plain.kv_bits) == (8192, 0)
+    assert (eight.context, eight.kv_bits) == (int(8192 * 2 / (1 + 4 / 64)), 8)
+    [served] = serve.served_models(config.resolve({"kv_bits": 4}, home=tmp_path), budget)
+    assert served.kv_bits == 4 and served.context == int(8192 * 2 / (0.5 + 4 / 64)) and served.need <= budget

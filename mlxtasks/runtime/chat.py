@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .. import exits
-from ..protocol import ChatModel, ChatSpec, route, sampling_value
+from ..protocol import ChatModel, ChatSpec, KVSettings, route, sampling_value
 from . import gpu, remote
 
 HELP = """Commands:
@@ -111,6 +111,8 @@ class Session:
     here: bool = True  # a model may load in this process (not in the tool's, which has no MLX)
     keeps_history: bool = False  # a chat, whose earlier turns need room in the context beside each answer
     response_format: dict | None = None  # a structured answer (OpenAI's response_format), constrained as it is made
+    kv: KVSettings = KVSettings()  # how a quantized KV cache is made
+    kv_bits: int = 0  # the loaded model's KV cache bits (0: 16-bit)
 
     def __post_init__(self) -> None:
         if self.alias:
@@ -144,7 +146,6 @@ class Session:
         self.sampling["max_tokens"] = half
 
     def load_here(self, alias: str) -> None:
-        from mlx_lm.models.cache import make_prompt_cache
 
         try:
             self.model, self.tokenizer = self.open_model(self.models[alias].path)
@@ -156,7 +157,6 @@ class Session:
             ) from None
         self.alias, self.served = alias, False
         self.sampling = self.model_sampling(alias)
-        self.cache = make_prompt_cache(self.model)
         self.cached: list[int] = []  # the tokens the cache holds
         config = json.loads((Path(self.models[alias].path) / "config.json").read_text())
         own = int(
@@ -166,6 +166,30 @@ class Session:
         )
         self.context = min(own, self.models[alias].context or own)
         self.cap_answer(self.context)
+        self.kv_bits = self.models[alias].kv_bits
+        if self.kv_bits:
+            from .kvcache import unsupported
+
+            text = config.get("text_config") or config
+            heads = int(text.get("num_attention_heads") or 1)
+            why = unsupported(
+                self.model, int(text.get("head_dim") or text.get("hidden_size", 0) // heads), self.kv.group_size
+            )
+            if why:
+                self.notices.append(f"({alias} keeps a 16-bit KV cache, kv_bits {self.kv_bits} is ignored: {why})")
+                self.kv_bits = 0
+        self.cache = self.new_cache()
+
+    def new_cache(self) -> list:
+        """An empty KV cache: 16-bit, or kept at kv_bits once it holds kv.start tokens (runtime/kvcache.py, as
+        the server keeps it)."""
+        from mlx_lm.models.cache import make_prompt_cache
+
+        if not self.kv_bits:
+            return make_prompt_cache(self.model)
+        from .kvcache import KVBits, stream_cache
+
+        return stream_cache(self.model, KVBits(self.kv_bits, self.kv.group_size, self.kv.start))
 
     def open_model(self, path: str):
         """(model, tokenizer) from a model folder; a sharded session loads its part instead."""
@@ -271,9 +295,7 @@ class Session:
         if can_trim_prompt_cache(self.cache) and len(self.cached) > common:
             trim_prompt_cache(self.cache, len(self.cached) - common)
         elif len(self.cached) > common:
-            from mlx_lm.models.cache import make_prompt_cache
-
-            self.cache, common = make_prompt_cache(self.model), 0
+            self.cache, common = self.new_cache(), 0
         sampler = make_sampler(self.sampling["temp"], self.sampling["top_p"])
         processors = self.constrained()
         gpu.before_generation()
@@ -581,6 +603,7 @@ def run(spec: ChatSpec, here: bool = True) -> int | None:
         here=here,
         keeps_history=spec.ask is None,
         response_format=spec.response_format,
+        kv=spec.kv,
     )
     # One Ctrl-C policy: it ends a one-shot answer or a load at once, quietly, with 130; in a chat it
     # stops the reply (interactive handles that).

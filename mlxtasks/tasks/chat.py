@@ -16,10 +16,11 @@ SAMPLING_HELP = {
 RUN_HELP = {
     "context": "tokens the model keeps, prompt and reply (default: the largest that fits, up to the model's own)",
     "local": "load the model in this process even when a server runs (invoke serve)",
+    "kv_bits": "keep the KV cache at 4 or 8 bits, for more context in the same memory (default: mlx.kv_bits, off)",
 }
 
 
-def _run(c, alias, ask, flags, venv, models, context, local, verbose=False, response_format=None):
+def _run(c, alias, ask, flags, venv, models, context, local, kv_bits, verbose=False, response_format=None):
     """Start the venv's chat (a session, or one answer to `ask`); its exit status is ours. A running server
     answers unless `local` (a one-shot from this process; the model loads in the venv's Python where it cannot)."""
     import sys
@@ -28,7 +29,8 @@ def _run(c, alias, ask, flags, venv, models, context, local, verbose=False, resp
 
     from .. import chat
 
-    s = settings(c, venv=venv, models=models, context=context)
+    s = settings(c, venv=venv, models=models, context=context, kv_bits=kv_bits)
+    s.kv_bits, s.kv  # noqa: B018 (checked before anything starts)
     code = None if local or ask is None else chat.served(s, alias, ask, flags, verbose, response_format)
     if code is None:
         spec, warning = chat.prepare(
@@ -63,11 +65,12 @@ def start(
     models=None,
     context=None,
     local=False,
+    kv_bits=None,
 ):
     """Chat with a model: streamed replies, history, /help for commands."""
     from ..chat import Flags
 
-    _run(c, model, None, Flags(temp, top_p, max_tokens, system, seed), venv, models, context, local)
+    _run(c, model, None, Flags(temp, top_p, max_tokens, system, seed), venv, models, context, local, kv_bits)
 
 
 @task(
@@ -100,6 +103,7 @@ def ask(
     local=False,
     schema=None,
     json=False,
+    kv_bits=None,
 ):
     """One answer on stdout and nothing else, so it pipes: invoke chat.ask "..." --model qwen7b."""
     import sys
@@ -121,6 +125,7 @@ def ask(
         models,
         context,
         local,
+        kv_bits,
         verbose,
         response_format,
     )

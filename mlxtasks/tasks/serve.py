@@ -21,13 +21,15 @@ START_HELP = {
 }
 
 
-def _prepare(c, model, port, host, force, venv, models, context=None, ollama=False):
+def _prepare(c, model, port, host, force, venv, models, context=None, ollama=False, kv_bits=None):
     """Settings, the model, the host and the server's argv, checked as every start checks them."""
     from .. import config, serve
     from ..facts import probe
 
     port = None if port is None else config.port_number("--port", port)
-    s = serve.asking_ollama(settings(c, venv=venv, models=models, serve_port=port, context=context), ollama)
+    s = serve.asking_ollama(
+        settings(c, venv=venv, models=models, serve_port=port, context=context, kv_bits=kv_bits), ollama
+    )
     require_venv(s)
     return (s, *serve.prepare(s, model, host, probe(), force))
 
@@ -53,15 +55,27 @@ def _runner(c):
         **START_HELP,
         "foreground": "stay attached: output here, Ctrl-C stops it",
         "context": "tokens a request may use, prompt and reply (default: the largest that fits, up to the model's own)",
+        "kv_bits": "keep the models' KV caches at 4 or 8 bits, for more context in the same memory "
+        "(default: mlx.kv_bits, off)",
     },
 )
 def start(
-    c, model, port=None, host=None, force=False, foreground=False, venv=None, models=None, context=None, ollama=False
+    c,
+    model,
+    port=None,
+    host=None,
+    force=False,
+    foreground=False,
+    venv=None,
+    models=None,
+    context=None,
+    ollama=False,
+    kv_bits=None,
 ):
     """Serve the installed models at an OpenAI-compatible URL, one loaded at start (background; `none`: none)."""
     from .. import serve, ui
 
-    s, alias, host, argv, capped = _prepare(c, model, port, host, force, venv, models, context, ollama)
+    s, alias, host, argv, capped = _prepare(c, model, port, host, force, venv, models, context, ollama, kv_bits)
     serve.refuse_second(s.state)
     serve.check_ports(host, s, retry=f"invoke serve {alias}")
     _warn_if_open(host)

@@ -7,7 +7,8 @@ last token are in its cache. A chunk is sized by time (about PREFILL_SLICE_S of 
 so a short request, or the noticing of a client that left, waits about that long behind any prompt on any
 machine. Each step's text goes to the event loop in one call
 (jobs.Outbox). One engine per loaded model (see pool.py); this is the one module of the server that imports
-MLX, with tiered.py (its prompt cache, in memory and on disk) that only it imports.
+MLX, with tiered.py (its prompt cache, in memory and on disk) that only it imports, and runtime/kvcache.py
+(the quantized KV cache it shares with the chat).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from mlx_lm.models.cache import LRUPromptCache, can_trim_prompt_cache, make_prom
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_logits_processors, make_sampler
 
 from ...protocol import ServedModel, ServeSpec
+from .. import kvcache
 from .diskcache import DiskCache, identity
-from .jobs import Job, Worker
+from .jobs import Job, Worker, log
 from .problems import refuse
 from .request import Format
 from .tiered import TieredPromptCache, open_disk  # noqa: F401 (the server opens its disk tier through here)
@@ -99,6 +101,21 @@ class Engine(Worker):
         )
         self.chunk = min(FIRST_CHUNK, spec.prefill_chunk)  # prompt tokens prefilled between two steps
         self.grammars: Any = None  # grammar.Grammars, made at the first structured answer
+        self.kv = self._kv_bits(text_config)  # None: a 16-bit KV cache
+
+    def _kv_bits(self, text_config: dict) -> kvcache.KVBits | None:
+        """The quantized KV cache's settings, when kv_bits is set and this model's cache can be quantized."""
+        if not self.served.kv_bits:
+            return None
+        heads = int(text_config.get("num_attention_heads") or 1)
+        head_dim = int(text_config.get("head_dim") or int(text_config.get("hidden_size") or 0) // heads)
+        why = kvcache.unsupported(self.model, head_dim, self.spec.kv.group_size)
+        if why:
+            log.info(
+                "%s keeps a 16-bit KV cache (kv_bits %d is ignored): %s", self.served.alias, self.served.kv_bits, why
+            )
+            return None
+        return kvcache.KVBits(self.served.kv_bits, self.spec.kv.group_size, self.spec.kv.start)
 
     def stop(self) -> None:
         """End the thread once nothing is queued or generating, wait for it, and give the model's memory back."""
@@ -206,6 +223,8 @@ class Engine(Worker):
                     continue
                 job.detokenizer = self.detokenizer(job.continues)
                 job.cache, job.todo = self._cached(job.prompt)
+                if self.kv:  # the generator batches these into a quantized batch cache
+                    job.cache = kvcache.stream_cache(self.model, self.kv, job.cache)
                 job.cached = len(job.prompt) - len(job.todo)
                 if len(job.todo) > max(self.chunk, BATCHED_PROMPT):
                     job.cache = job.cache or make_prompt_cache(self.model)
