@@ -30,7 +30,8 @@ HELP_ASKED = _HelpAsked(HELP_WORDS[0])
 
 
 def get_arguments(task: Task, ignore_unknown_help: bool | None = None) -> list[Argument]:
-    """Task.get_arguments, noting which positionals may be left out: those whose parameter has a default; and
+    """Task.get_arguments, noting which positionals may be left out: those whose parameter has a default; no
+    parameter's short flag -h (Invoke gives it to the first whose other letters are taken: --schema); and
     the same each time (Invoke's takes each help text out of the task as it goes, so a second parser, as a
     task's help needs, had none)."""
     help_texts = dict(task.help)
@@ -38,6 +39,7 @@ def get_arguments(task: Task, ignore_unknown_help: bool | None = None) -> list[A
     task.help = help_texts
     parameters = task.argspec(task.body).parameters
     for argument in arguments:
+        argument.names = tuple(name for name in argument.names if name != "h")  # -h asks for help, as --help does
         default = parameters[argument.attr_name or argument.name or ""].default
         setattr(argument, LEFT_OUT, argument.positional and default is not inspect.Parameter.empty)
     return arguments
