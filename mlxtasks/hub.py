@@ -375,7 +375,11 @@ class Fetch:
             "retry_delay": retry_delay,
         }
         package_root = str(Path(__file__).resolve().parent.parent)  # importable however this process found it
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # the pull says its own progress; the hub's bar went to stderr too
+        }
         self.child = subprocess.Popen(
             [sys.executable, "-m", "mlxtasks.download", json.dumps(spec)],
             env=env,
