@@ -426,6 +426,7 @@ def test_ctrl_c_while_a_pulls_download_child_starts_is_one_line_and_130(home, tm
     (repo / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     (repo / "model.safetensors").write_bytes(bytes(1000))
     with FakeHub({"mlx-community/Qwen2.5-Coder-7B-Instruct-4bit": repo}) as stand_in:
+        stand_in.faults.stall("*/resolve/*/model.safetensors")  # the pull is still under way when Ctrl-C comes
         child = subprocess.Popen(
             [str(BIN / "mlxtasks"), "models.pull", "qwen7b", "--force"],
             cwd=home,
